@@ -6,6 +6,7 @@ Each error says what was wrong, where (file:line, field path, URL) and what to d
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyExistsError",
     "ConfigError",
     "ConflictError",
     "InvalidError",
@@ -23,7 +24,22 @@ class ConfigError(WonderlandError):
 
 
 class InvalidError(WonderlandError):
-    """Input (a manifest, a request) does not validate."""
+    """Input (a manifest, a request) does not validate.
+
+    Raise it as ``InvalidError(message)`` or ``InvalidError(field_path, message)``; the
+    second form names the offending field (``spec.template.spec.containers[0].image``)
+    so that callers can add the file and line it came from.
+    """
+
+    def __init__(self, field_or_message: str, message: str | None = None) -> None:
+        if message is None:
+            self.field: str | None = None
+            self.reason_text = field_or_message
+            super().__init__(field_or_message)
+        else:
+            self.field = field_or_message
+            self.reason_text = message
+            super().__init__(f"{field_or_message}: {message}")
 
 
 class NotFoundError(WonderlandError):
@@ -32,3 +48,7 @@ class NotFoundError(WonderlandError):
 
 class ConflictError(WonderlandError):
     """The request collides with the current state (stale version, name taken)."""
+
+
+class AlreadyExistsError(ConflictError):
+    """An object with that name already exists."""

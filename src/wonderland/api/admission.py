@@ -1,0 +1,50 @@
+"""The admission seam: checks every object passes before the store keeps it.
+
+The core registers schema and type validation for every kind; other areas register
+semantic checks for their kinds (for example the traffic percentages of a Knative
+Service must sum to 100)::
+
+    from wonderland.api import admission
+
+    def check_traffic(new: Obj, old: Obj | None) -> None:
+        if ...:
+            raise InvalidError("spec.traffic", "traffic percentages must sum to 100")
+
+    admission.register("services.serving.knative.dev", check_traffic)
+
+A check gets the new object and the stored one (``None`` on create) and raises
+:class:`wonderland.errors.InvalidError` (field path, message) to refuse it. Checks must
+not change the object and must be fast: they run on every write, in the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["AdmissionCheck", "Obj", "admit", "checks_for", "register"]
+
+Obj = dict[str, Any]
+AdmissionCheck = Callable[[Obj, "Obj | None"], None]
+
+_CHECKS: dict[str, list[AdmissionCheck]] = {}
+
+
+def register(resource: str, fn: AdmissionCheck) -> None:
+    """Run ``fn(new, old)`` on every create and update of ``resource`` (e.g. ``configmaps``)."""
+    checks = _CHECKS.setdefault(resource, [])
+    if fn not in checks:
+        checks.append(fn)
+
+
+def checks_for(resource: str) -> tuple[AdmissionCheck, ...]:
+    return tuple(_CHECKS.get(resource, ()))
+
+
+def admit(new: Obj, old: Obj | None = None) -> None:
+    """Validate ``new`` (schema, then every registered check); raise InvalidError if refused."""
+    from wonderland.api import validation
+
+    kind = validation.validate_object(new)
+    for check in _CHECKS.get(kind.resource, ()):
+        check(new, old)

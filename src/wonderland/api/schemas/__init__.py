@@ -1,0 +1,25 @@
+"""Typed schemas of every kind, keyed by (apiVersion, kind)."""
+
+from __future__ import annotations
+
+from wonderland.api.schemas import core, dapr, knative, kserve
+from wonderland.api.schemas._base import Schema
+
+__all__ = ["SCHEMAS", "Schema"]
+
+SCHEMAS: dict[tuple[str, str], type[Schema]] = {
+    ("serving.knative.dev/v1", "Service"): knative.ServiceObject,
+    ("serving.knative.dev/v1", "Configuration"): knative.ConfigurationObject,
+    ("serving.knative.dev/v1", "Revision"): knative.RevisionObject,
+    ("serving.knative.dev/v1", "Route"): knative.RouteObject,
+    ("serving.kserve.io/v1beta1", "InferenceService"): kserve.InferenceServiceObject,
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): kserve.ServingRuntimeObject,
+    ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): kserve.ServingRuntimeObject,
+    ("dapr.io/v1alpha1", "Component"): dapr.ComponentObject,
+    ("dapr.io/v1alpha1", "Resiliency"): dapr.ResiliencyObject,
+    ("dapr.io/v1alpha1", "Configuration"): dapr.DaprConfigurationObject,
+    ("dapr.io/v1alpha1", "Subscription"): dapr.SubscriptionV1Object,
+    ("dapr.io/v2alpha1", "Subscription"): dapr.SubscriptionV2Object,
+    ("v1", "ConfigMap"): core.ConfigMapObject,
+    ("v1", "Secret"): core.SecretObject,
+}

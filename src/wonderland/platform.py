@@ -1,0 +1,87 @@
+"""The platform seam: what the daemon hands to every subsystem.
+
+The daemon opens the store, creates the controller manager, then imports each module
+named in :data:`PLUGINS` and calls its ``install(platform)``. A plugin registers
+reconcilers on ``platform.controllers``, admission checks through
+:mod:`wonderland.api.admission`, and long-running services (gateway, runtime) with
+:meth:`Platform.add_service`. Services start in order after the controllers and stop
+in reverse order on shutdown.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from wonderland.controllers import ControllerManager
+from wonderland.errors import ConfigError
+from wonderland.settings import Settings
+from wonderland.store import Store
+
+__all__ = ["PLUGINS", "Platform", "PlatformService"]
+
+log = logging.getLogger("wonderland.platform")
+
+# Modules with an ``install(platform: Platform) -> None`` function, installed in order.
+PLUGINS: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class PlatformService(Protocol):
+    """A long-running part of the platform (gateway, process supervisor, ...)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Platform:
+    """The store, the controllers, the state directory and the settings, in one place."""
+
+    store: Store
+    controllers: ControllerManager
+    state_dir: Path
+    settings: Settings
+    services: list[PlatformService] = field(default_factory=list)
+    _started: list[PlatformService] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Platform:
+        """A platform on the settings' state directory (opens the store)."""
+        state_dir = settings.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        store = Store.open(state_dir)
+        return cls(store, ControllerManager(store), state_dir, settings)
+
+    def add_service(self, service: PlatformService) -> None:
+        """Start ``service`` after the controllers; stop it in reverse order."""
+        self.services.append(service)
+
+    def install_plugins(self, modules: tuple[str, ...] | None = None) -> None:
+        """Import each plugin module and call its ``install(self)``."""
+        for name in PLUGINS if modules is None else modules:
+            module = importlib.import_module(name)
+            install = getattr(module, "install", None)
+            if install is None:
+                raise ConfigError(f"plugin module {name} has no install(platform) function")
+            install(self)
+            log.debug("installed plugin %s", name)
+
+    async def start(self) -> None:
+        await self.controllers.start()
+        for service in self.services:
+            await service.start()
+            self._started.append(service)
+
+    async def stop(self) -> None:
+        while self._started:
+            service = self._started.pop()
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(service).__name__)
+        await self.controllers.stop()

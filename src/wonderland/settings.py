@@ -1,0 +1,84 @@
+"""The one typed settings object; every value can come from a ``WONDERLAND_*`` variable."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from wonderland.errors import ConfigError
+
+__all__ = ["Settings"]
+
+PREFIX = "WONDERLAND_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Platform settings.
+
+    ``home`` (WONDERLAND_HOME): the state directory (store, token, kubeconfig, logs).
+    ``api_port`` (WONDERLAND_API_PORT): the HTTPS control API; 0 picks a free port.
+    ``gateway_port`` (WONDERLAND_GATEWAY_PORT): where the gateway listens for requests.
+    ``bind`` (WONDERLAND_BIND): the address servers listen on.
+    ``domain`` (WONDERLAND_DOMAIN): the domain of service URLs.
+    ``log_level`` (WONDERLAND_LOG_LEVEL): debug, info, warning or error.
+    """
+
+    home: Path = dataclasses.field(default_factory=lambda: Path("~/.wonderland").expanduser())
+    api_port: int = 7443
+    gateway_port: int = 8080
+    bind: str = "127.0.0.1"
+    domain: str = "127.0.0.1.sslip.io"
+    log_level: str = "info"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``WONDERLAND_*`` variables; an unknown variable is an error."""
+        env = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, object] = {}
+        for var, raw in env.items():
+            if not var.startswith(PREFIX):
+                continue
+            name = var[len(PREFIX) :].lower()
+            if name not in fields:
+                known = ", ".join(PREFIX + n.upper() for n in fields)
+                raise ConfigError(
+                    f"unknown setting {var}; known settings: {known}. Unset it or fix the name."
+                )
+            values[name] = cls._convert(var, name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "home" in values:
+            values["home"] = Path(str(values["home"])).expanduser()
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings._check()
+        return settings
+
+    @staticmethod
+    def _convert(var: str, name: str, raw: str) -> object:
+        if name in ("api_port", "gateway_port"):
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(
+                    f'{var}="{raw}" is not a port number; use 1-65535 (or 0)'
+                ) from None
+        return raw
+
+    def _check(self) -> None:
+        for name in ("api_port", "gateway_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"WONDERLAND_{name.upper()}={port} is not a port; use 1-65535")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f'WONDERLAND_LOG_LEVEL="{self.log_level}" is not a level; '
+                "use debug, info, warning or error"
+            )
