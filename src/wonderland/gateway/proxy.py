@@ -1,0 +1,588 @@
+"""The HTTP/1.1 reverse proxy: asyncio protocols over httptools, callback style.
+
+The hot path allocates little: the request head is re-serialised once with the
+``Forwarded``/``X-Forwarded-*`` headers added, response bytes from the replica are
+written to the client as they arrive (parsed only to find where the response ends),
+and upstream connections are kept alive per endpoint. Requests that find no free
+endpoint wait in the revision's queue (containerConcurrency, or a revision at zero: the
+activator). ``timeoutSeconds`` answers 504 when the first response byte is late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
+
+if TYPE_CHECKING:
+    from wonderland.gateway.metrics import GatewayMetrics
+
+__all__ = ["ClientConnection", "UpstreamConnection"]
+
+log = logging.getLogger("wonderland.gateway")
+
+_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"te",
+        b"upgrade",
+        b"proxy-authorization",
+        b"content-length",
+        b"expect",
+    }
+)
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+_MAX_ATTEMPTS = 4
+TAG_HEADER = b"knative-serving-tag"
+_REASONS = {
+    400: b"Bad Request",
+    404: b"Not Found",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+def error_response(status: int, message: str, keep_alive: bool = True) -> bytes:
+    body = message.encode() + b"\n"
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Error")),
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"" if keep_alive else b"Connection: close\r\n",
+            b"\r\n",
+            body,
+        )
+    )
+
+
+class _Request:
+    """One parsed client request (the body is buffered so it can be retried)."""
+
+    __slots__ = (
+        "attempts",
+        "body",
+        "chunked",
+        "endpoint",
+        "fwd",
+        "head",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "started",
+        "tag",
+        "target",
+        "timer",
+        "upstream",
+        "url",
+        "waiting",
+        "xff",
+        "xfp",
+    )
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.host = b""
+        self.tag = b""
+        self.method = b"GET"
+        self.keep_alive = True
+        self.target: RevisionTarget | None = None
+        self.endpoint: Endpoint | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.head = b""
+        self.started = False
+        self.waiting = False
+        self.attempts = 0
+        self.xff = b""
+        self.fwd = b""
+        self.xfp = b""
+        self.chunked = False
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection to the gateway (HTTP/1.1, keep-alive, pipelining)."""
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        metrics: GatewayMetrics | None = None,
+        h2_factory: Any = None,
+    ) -> None:
+        self.table = table
+        self.metrics = metrics
+        self.loop = asyncio.get_event_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = b"127.0.0.1"
+        self.req: _Request | None = None  # being parsed
+        self.current: _Request | None = None  # being served
+        self.pending: deque[_Request] = deque()
+        self.closed = False
+        self.paused = False
+        self.h2_factory = h2_factory
+        self._first = True
+
+    # -- asyncio.Protocol --
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = str(peer[0]).encode()
+
+    def data_received(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            if data.startswith(b"PRI * HTTP/2.0") and self.h2_factory is not None:
+                self._switch_to_h2(data)
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail_client(400, "protocol upgrades are not supported by the gateway")
+        except httptools.HttpParserError as exc:
+            self._fail_client(400, f"malformed HTTP request: {exc}")
+
+    def _switch_to_h2(self, data: bytes) -> None:
+        assert self.transport is not None
+        proto = self.h2_factory()
+        self.transport.set_protocol(proto)
+        proto.connection_made(self.transport)
+        proto.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        req = self.current
+        if req is not None:
+            self._abandon(req)
+        for pending in self.pending:
+            if pending.target is not None:
+                pending.target.end()
+        self.pending.clear()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        req = self.current
+        if req is not None and req.upstream is not None and req.upstream.transport is not None:
+            req.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        req = self.current
+        if req is not None and req.upstream is not None and req.upstream.transport is not None:
+            req.upstream.transport.resume_reading()
+
+    # -- httptools callbacks --
+    def on_message_begin(self) -> None:
+        self.req = _Request()
+
+    def on_url(self, url: bytes) -> None:
+        assert self.req is not None
+        self.req.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.req
+        assert req is not None
+        lname = name.lower()
+        if lname == b"host":
+            req.host = value
+        elif lname == TAG_HEADER:
+            req.tag = value
+            return
+        elif lname == b"x-forwarded-for":
+            req.xff = value
+            return
+        elif lname == b"forwarded":
+            req.fwd = value
+            return
+        elif lname == b"x-forwarded-proto":
+            req.xfp = value
+        elif lname == b"expect":
+            if value.lower() == b"100-continue" and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return
+        elif lname == b"transfer-encoding":
+            req.chunked = True
+        if lname in _HOP:
+            return
+        req.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        assert self.req is not None
+        self.req.body.append(body)
+
+    def on_message_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        self.req = None
+        req.method = self.parser.get_method()
+        req.keep_alive = self.parser.should_keep_alive()
+        if self.current is None:
+            self._start(req)
+        else:
+            self.pending.append(req)
+
+    # -- request handling --
+    def _start(self, req: _Request) -> None:
+        self.current = req
+        url = req.url
+        if url[:7].lower() == b"http://":
+            # absolute-form: a replica using the gateway as its HTTP proxy
+            rest = url[7:]
+            slash = rest.find(b"/")
+            authority = rest if slash < 0 else rest[:slash]
+            req.url = b"/" if slash < 0 else rest[slash:]
+            req.host = authority
+            req.headers = [(n, v) for n, v in req.headers if n.lower() != b"host"]
+            req.headers.append((b"Host", authority))
+        route = self.table.lookup(req.host.decode("latin-1"))
+        if route is None:
+            if req.url == b"/metrics" and self.metrics is not None:
+                self._finish_local(200, self.metrics.render(), b"text/plain; version=0.0.4")
+                return
+            host = req.host.decode("latin-1") or "(none)"
+            self._finish_local(
+                404,
+                f"no route for Host {host!r}; check the URL with 'wonderland get ksvc'".encode(),
+            )
+            return
+        target = None
+        if req.tag and self.table.tag_header_routing:
+            target = route.tags.get(req.tag.decode("latin-1"))
+            if target is None:
+                self._finish_local(
+                    404,
+                    f"no traffic target tagged {req.tag.decode('latin-1')!r} for this route".encode(),
+                )
+                return
+        if target is None:
+            target = route.pick()
+        if target is None:
+            self._finish_local(503, b"the route has no revision with traffic yet")
+            return
+        req.target = target
+        target.begin()
+        req.head = self._head(req)
+        req.timer = self.loop.call_later(target.timeout, self._on_timeout, req)
+        ep = target.acquire()
+        if ep is not None:
+            self._send(req, ep)
+        elif target.wait(_Grant(self, req, target)):
+            req.waiting = True
+        else:
+            self._respond(req, error_response(503, "the revision's request queue is full"))
+
+    def _head(self, req: _Request) -> bytes:
+        ip = self.client_ip
+        parts = [req.method, b" ", req.url, b" HTTP/1.1\r\n"]
+        for name, value in req.headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (b"X-Forwarded-For: ", req.xff + b", " + ip if req.xff else ip, b"\r\n")
+        node = b'"[' + ip + b']"' if b":" in ip else ip
+        fwd = b"for=" + node + b";proto=http"
+        if req.host:
+            fwd += b";host=" + req.host
+        parts += (b"Forwarded: ", req.fwd + b", " + fwd if req.fwd else fwd, b"\r\n")
+        if not req.xfp:
+            parts.append(b"X-Forwarded-Proto: http\r\n")
+        body_len = sum(len(b) for b in req.body)
+        if body_len or req.method in (b"POST", b"PUT", b"PATCH") or req.chunked:
+            parts.append(b"Content-Length: %d\r\n" % body_len)
+        parts.append(b"\r\n")
+        parts += req.body
+        return b"".join(parts)
+
+    def _send(self, req: _Request, ep: Endpoint) -> None:
+        req.waiting = False
+        req.endpoint = ep
+        req.attempts += 1
+        if self.closed:
+            self._abandon(req)
+            return
+        idle = ep.idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                conn.start(self, req)
+                return
+        task = self.loop.create_task(self._connect(req, ep))
+        task.add_done_callback(_quiet)
+
+    async def _connect(self, req: _Request, ep: Endpoint) -> None:
+        try:
+            _, conn = await self.loop.create_connection(
+                lambda: UpstreamConnection(ep), ep.host, ep.port
+            )
+        except OSError:
+            self.upstream_failed(req, sent=False)
+            return
+        if req.endpoint is not ep or self.current is not req or self.closed:
+            conn.close()
+            return
+        conn.start(self, req)
+
+    def upstream_failed(self, req: _Request, sent: bool) -> None:
+        """The replica went away before answering; retry when safe, else 502."""
+        target, ep = req.target, req.endpoint
+        req.upstream = None
+        req.endpoint = None
+        if target is None or ep is None or self.current is not req:
+            return
+        target.release(ep)
+        if self.closed:
+            self._abandon(req)
+            return
+        retry = (not sent or req.method in _IDEMPOTENT) and req.attempts < _MAX_ATTEMPTS
+        if retry:
+            if not sent and ep in target.endpoints:
+                # A refused connection means the replica is gone; stop sending to it.
+                target.endpoints = [e for e in target.endpoints if e is not ep]
+            nxt = target.acquire()
+            if nxt is not None:
+                self._send(req, nxt)
+                return
+            if target.wait(_Grant(self, req, target)):
+                req.waiting = True
+                return
+        self._respond(req, error_response(502, "the replica closed the connection"))
+
+    def first_byte(self, req: _Request) -> None:
+        req.started = True
+        if req.timer is not None:
+            req.timer.cancel()
+            req.timer = None
+
+    def response_done(self, req: _Request, conn: UpstreamConnection, reusable: bool) -> None:
+        ep = req.endpoint
+        req.upstream = None
+        if ep is not None:
+            if reusable and ep.alive:
+                ep.idle.append(conn)
+            else:
+                conn.close()
+            if req.target is not None:
+                req.target.release(ep)
+            req.endpoint = None
+        self._complete(req, close=not conn.keep_alive)
+
+    def _on_timeout(self, req: _Request) -> None:
+        req.timer = None
+        if req.started or self.current is not req:
+            return
+        target = req.target
+        if req.waiting and target is not None:
+            for w in list(target.waiters):
+                if isinstance(w, _Grant) and w.req is req:
+                    target.cancel(w)
+            req.waiting = False
+        conn = req.upstream
+        if conn is not None:
+            req.upstream = None
+            conn.abort()
+        if req.endpoint is not None and target is not None:
+            target.release(req.endpoint)
+            req.endpoint = None
+        timeout = target.timeout if target else 0
+        self._respond(
+            req,
+            error_response(
+                504,
+                f"the revision did not start answering within timeoutSeconds ({timeout:g}s)",
+            ),
+        )
+
+    def _respond(self, req: _Request, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+        self._complete(req, close=False)
+
+    def _finish_local(self, status: int, body: bytes, ctype: bytes = b"text/plain") -> None:
+        req = self.current
+        assert req is not None
+        if status == 200:
+            data = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+                ctype,
+                len(body),
+                body,
+            )
+        else:
+            data = error_response(status, body.decode())
+        if self.transport is not None:
+            self.transport.write(data)
+        self._complete(req, close=False)
+
+    def _complete(self, req: _Request, close: bool) -> None:
+        if req.timer is not None:
+            req.timer.cancel()
+            req.timer = None
+        if req.target is not None:
+            req.target.end()
+            req.target = None
+        self.current = None
+        if close or not req.keep_alive:
+            if self.transport is not None:
+                self.transport.close()
+            self.closed = True
+            return
+        if self.pending and not self.closed:
+            self._start(self.pending.popleft())
+
+    def _abandon(self, req: _Request) -> None:
+        """The client went away: free everything the request held."""
+        target = req.target
+        if req.waiting and target is not None:
+            for w in list(target.waiters):
+                if isinstance(w, _Grant) and w.req is req:
+                    target.cancel(w)
+            req.waiting = False
+        conn = req.upstream
+        if conn is not None:
+            req.upstream = None
+            conn.abort()
+        if req.endpoint is not None and target is not None:
+            target.release(req.endpoint)
+            req.endpoint = None
+        if req.timer is not None:
+            req.timer.cancel()
+            req.timer = None
+        if target is not None:
+            target.end()
+            req.target = None
+        self.current = None
+
+    def _fail_client(self, status: int, message: str) -> None:
+        if self.transport is not None:
+            self.transport.write(error_response(status, message, keep_alive=False))
+            self.transport.close()
+        self.closed = True
+
+
+class _Grant:
+    """A held request waiting for an endpoint (the activator / concurrency queue)."""
+
+    __slots__ = ("client", "req", "target")
+
+    def __init__(self, client: ClientConnection, req: _Request, target: RevisionTarget) -> None:
+        self.client = client
+        self.req = req
+        self.target = target
+
+    def grant(self, endpoint: Endpoint) -> None:
+        client, req = self.client, self.req
+        if client.closed or client.current is not req or not req.waiting:
+            self.target.release(endpoint)
+            return
+        client._send(req, endpoint)
+
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("gateway upstream task failed", exc_info=task.exception())
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A kept-alive HTTP/1.1 connection to one replica; response bytes go straight to the
+    client, parsed only to find the end of each response."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.client: ClientConnection | None = None
+        self.req: _Request | None = None
+        self.keep_alive = True
+        self.done = False
+        self.lost = False
+        self.head_only = False
+        self._says_close = False
+
+    def usable(self) -> bool:
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
+
+    def start(self, client: ClientConnection, req: _Request) -> None:
+        self.client = client
+        self.req = req
+        self.done = False
+        self.head_only = req.method == b"HEAD"
+        req.upstream = self
+        assert self.transport is not None
+        self.transport.write(req.head)
+        if client.paused:
+            self.transport.pause_reading()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        client, req = self.client, self.req
+        if client is None or req is None:
+            self.close()
+            return
+        if not req.started:
+            client.first_byte(req)
+            if self.head_only:
+                self._says_close = b"connection: close" in data.lower()
+        if client.transport is not None and not client.closed:
+            client.transport.write(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.keep_alive = False
+            self.done = True
+        if self.done:
+            self.client = None
+            self.req = None
+            client.response_done(req, self, self.keep_alive and not self.lost)
+
+    def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.head_only:
+            # A HEAD response may carry no framing; llhttp then calls it EOF-delimited.
+            self.keep_alive = self.keep_alive or (
+                self.parser.get_http_version() == "1.1" and not self._says_close
+            )
+            self.done = True
+            self.parser = httptools.HttpResponseParser(self)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        client, req = self.client, self.req
+        self.client = None
+        self.req = None
+        if client is None or req is None or req.upstream is not self:
+            return
+        if req.started:
+            # Part of the response is already with the client: end that connection.
+            self.keep_alive = False
+            client.response_done(req, self, False)
+        else:
+            client.upstream_failed(req, sent=True)
+
+    def close(self) -> None:
+        self.lost = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.lost = True
+        self.client = None
+        self.req = None
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,74 @@
+"""The gateway server: one listening socket, HTTP/1.1 and h2c (prior knowledge)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from wonderland.gateway.metrics import GatewayMetrics
+from wonderland.gateway.proxy import ClientConnection
+from wonderland.gateway.table import RevisionTarget, RoutingTable
+
+__all__ = ["GatewayServer"]
+
+log = logging.getLogger("wonderland.gateway")
+
+
+class GatewayServer:
+    """Serves a ``RoutingTable`` on ``host:port``; ``start()``/``stop()`` as a platform
+    service. ``port=0`` picks a free port (read it back from ``.port``)."""
+
+    def __init__(self, table: RoutingTable, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.table = table
+        self.host = host
+        self.port = port
+        self.metrics = GatewayMetrics(table)
+        self._server: asyncio.base_events.Server | None = None
+        previous = table.on_new_revision
+
+        def hook(target: RevisionTarget) -> None:
+            target.on_cold_start = self.metrics.observe_cold_start
+            if previous is not None:
+                previous(target)
+
+        table.on_new_revision = hook
+        for target in table.revisions.values():
+            target.on_cold_start = self.metrics.observe_cold_start
+
+    async def start(self) -> None:
+        from wonderland.gateway.h2 import H2ClientConnection
+
+        loop = asyncio.get_running_loop()
+        table, metrics = self.table, self.metrics
+
+        def h2_factory() -> H2ClientConnection:
+            return H2ClientConnection(table)
+
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            from wonderland.errors import ConfigError
+
+            raise ConfigError(
+                f"the gateway cannot listen on {self.host}:{self.port}: {exc.strerror}; "
+                "free the port or choose another with WONDERLAND_GATEWAY_PORT"
+            ) from None
+        sock.listen(1024)
+        sock.setblocking(False)
+        self._server = await loop.create_server(
+            lambda: ClientConnection(table, metrics, h2_factory), sock=sock
+        )
+        self.port = sock.getsockname()[1]
+        log.info("gateway listening on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for target in self.table.revisions.values():
+            for ep in target.endpoints:
+                ep.close_idle()

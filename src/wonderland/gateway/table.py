@@ -1,0 +1,304 @@
+"""The in-memory routing table the serving controllers fill and the proxy reads.
+
+A ``HostRoute`` maps one Host name to a weighted split of ``RevisionTarget`` objects
+(plus tag targets for the ``Knative-Serving-Tag`` header). A ``RevisionTarget`` is the
+per-revision queue-proxy and activator: ready endpoints, the ``containerConcurrency``
+limit with a queue, the response-start timeout, request statistics for the autoscaler
+and the hook that wakes a revision at zero.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "ACTIVATOR_QUEUE_DEPTH",
+    "Endpoint",
+    "HostRoute",
+    "RevisionStats",
+    "RevisionTarget",
+    "RoutingTable",
+    "Waiter",
+]
+
+# The activator's per-revision breaker holds at most this many requests
+# (Knative pkg/activator/net/throttler.go).
+ACTIVATOR_QUEUE_DEPTH = 10000
+
+
+class Waiter(Protocol):
+    """Something waiting for an endpoint of a revision (a held request)."""
+
+    def grant(self, endpoint: Endpoint) -> None: ...
+
+
+class Endpoint:
+    """One ready replica: address, in-flight count and a pool of idle upstream connections."""
+
+    __slots__ = ("alive", "host", "idle", "in_flight", "name", "port")
+
+    def __init__(self, host: str, port: int, name: str = "") -> None:
+        self.host = host
+        self.port = port
+        self.name = name or f"{host}:{port}"
+        self.in_flight = 0
+        self.idle: list[Any] = []
+        self.alive = True
+
+    def close_idle(self) -> None:
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.name}, in_flight={self.in_flight})"
+
+
+@dataclass
+class RevisionStats:
+    """Counters since the last ``take()``: time-weighted concurrency and requests."""
+
+    requests: int = 0
+    area: float = 0.0
+    since: float = field(default_factory=time.monotonic)
+
+
+class RevisionTarget:
+    """Queue-proxy and activator state for one revision."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container_concurrency: int = 0,
+        timeout: float = 300.0,
+        h2c: bool = False,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.key = f"{namespace}/{name}"
+        self.container_concurrency = container_concurrency
+        self.timeout = timeout
+        self.h2c = h2c
+        self.endpoints: list[Endpoint] = []
+        self.waiters: collections.deque[Waiter] = collections.deque()
+        self.max_queue = ACTIVATOR_QUEUE_DEPTH
+        self.in_flight = 0
+        self._rr = 0
+        self._stats = RevisionStats()
+        self._last_change = time.monotonic()
+        # Activator hook: called when a request arrives and there is no endpoint.
+        self.on_demand: Callable[[RevisionTarget], None] | None = None
+        self.cold_since: float | None = None
+        self.on_cold_start: Callable[[RevisionTarget, float], None] | None = None
+
+    # -- statistics (Knative's queue-proxy reports average concurrency and RPS) --
+    def begin(self) -> None:
+        now = time.monotonic()
+        stats = self._stats
+        stats.area += self.in_flight * (now - self._last_change)
+        self._last_change = now
+        self.in_flight += 1
+        stats.requests += 1
+
+    def end(self) -> None:
+        now = time.monotonic()
+        self._stats.area += self.in_flight * (now - self._last_change)
+        self._last_change = now
+        self.in_flight -= 1
+
+    def take_stats(self) -> tuple[float, float]:
+        """(average concurrency, requests per second) since the previous call."""
+        now = time.monotonic()
+        stats = self._stats
+        stats.area += self.in_flight * (now - self._last_change)
+        self._last_change = now
+        elapsed = max(1e-6, now - stats.since)
+        result = (stats.area / elapsed, stats.requests / elapsed)
+        self._stats = RevisionStats(since=now)
+        return result
+
+    # -- endpoints and the concurrency breaker --
+    def acquire(self) -> Endpoint | None:
+        """An endpoint with free capacity, or None (then the caller waits)."""
+        endpoints = self.endpoints
+        n = len(endpoints)
+        if n == 0:
+            return None
+        cc = self.container_concurrency
+        if n == 1:
+            ep = endpoints[0]
+            if cc and ep.in_flight >= cc:
+                return None
+            ep.in_flight += 1
+            return ep
+        if cc == 0:
+            # Unlimited concurrency: the better of two choices by in-flight count.
+            a = endpoints[self._rr % n]
+            self._rr += 1
+            b = endpoints[self._rr % n]
+            ep = a if a.in_flight <= b.in_flight else b
+            ep.in_flight += 1
+            return ep
+        start = 0 if cc <= 3 else self._rr
+        for i in range(n):
+            ep = endpoints[(start + i) % n]
+            if ep.in_flight < cc:
+                self._rr = start + i + 1
+                ep.in_flight += 1
+                return ep
+        return None
+
+    def wait(self, waiter: Waiter) -> bool:
+        """Queue a request until an endpoint frees up; False when the queue is full."""
+        if len(self.waiters) >= self.max_queue:
+            return False
+        self.waiters.append(waiter)
+        if not self.endpoints:
+            if self.cold_since is None:
+                self.cold_since = time.monotonic()
+            if self.on_demand is not None:
+                self.on_demand(self)
+        return True
+
+    def cancel(self, waiter: Waiter) -> None:
+        try:
+            self.waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    def release(self, ep: Endpoint) -> None:
+        """A request on ``ep`` is done: hand the slot to the next waiter if any."""
+        ep.in_flight -= 1
+        if self.waiters:
+            self._drain()
+
+    def _drain(self) -> None:
+        while self.waiters:
+            ep = self.acquire()
+            if ep is None:
+                return
+            self.waiters.popleft().grant(ep)
+
+    def set_endpoints(self, addresses: Iterable[tuple[str, int, str]]) -> None:
+        """Replace the ready endpoints (host, port, replica name); keeps existing ones."""
+        current = {(e.host, e.port): e for e in self.endpoints}
+        new: list[Endpoint] = []
+        for host, port, name in addresses:
+            ep = current.pop((host, port), None) or Endpoint(host, port, name)
+            new.append(ep)
+        for gone in current.values():
+            gone.alive = False
+            gone.close_idle()
+        self.endpoints = new
+        if new and self.cold_since is not None:
+            took = time.monotonic() - self.cold_since
+            self.cold_since = None
+            if self.on_cold_start is not None:
+                self.on_cold_start(self, took)
+        if new and self.waiters:
+            self._drain()
+
+    def __repr__(self) -> str:
+        return f"RevisionTarget({self.key}, endpoints={len(self.endpoints)})"
+
+
+class HostRoute:
+    """A weighted split of revisions behind one Host, plus tag targets."""
+
+    __slots__ = ("_cum", "_targets", "route_key", "tags", "total")
+
+    def __init__(
+        self,
+        route_key: str,
+        split: list[tuple[RevisionTarget, int]],
+        tags: dict[str, RevisionTarget] | None = None,
+    ) -> None:
+        self.route_key = route_key
+        weighted = [(t, w) for t, w in split if w > 0]
+        self._targets = [t for t, _ in weighted]
+        self._cum: list[int] = []
+        total = 0
+        for _, w in weighted:
+            total += w
+            self._cum.append(total)
+        self.total = total
+        self.tags = tags or {}
+
+    def pick(self) -> RevisionTarget | None:
+        targets = self._targets
+        if len(targets) == 1:
+            return targets[0]
+        if not targets:
+            return None
+        return targets[bisect.bisect_right(self._cum, random.randrange(self.total))]
+
+    @property
+    def targets(self) -> list[RevisionTarget]:
+        return list(self._targets)
+
+
+class RoutingTable:
+    """Host -> HostRoute, and the RevisionTarget of every known revision.
+
+    Controllers call ``set_route``/``remove_route`` and ``revision(...)``; the proxy calls
+    ``lookup(host)``. ``tag_header_routing`` mirrors ``config-features``'
+    ``tag-header-based-routing``.
+    """
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, HostRoute] = {}
+        self.revisions: dict[str, RevisionTarget] = {}
+        self._route_hosts: dict[str, list[str]] = {}
+        self.tag_header_routing = True
+        self.on_new_revision: Callable[[RevisionTarget], None] | None = None
+
+    def revision(self, namespace: str, name: str) -> RevisionTarget:
+        key = f"{namespace}/{name}"
+        target = self.revisions.get(key)
+        if target is None:
+            target = RevisionTarget(namespace, name)
+            self.revisions[key] = target
+            if self.on_new_revision is not None:
+                self.on_new_revision(target)
+        return target
+
+    def remove_revision(self, namespace: str, name: str) -> None:
+        target = self.revisions.pop(f"{namespace}/{name}", None)
+        if target is not None:
+            target.set_endpoints([])
+
+    def set_route(self, route_key: str, hosts: dict[str, HostRoute]) -> None:
+        """Atomically replace every host of one Route (``namespace/name``)."""
+        for host in self._route_hosts.get(route_key, []):
+            existing = self.hosts.get(host)
+            if host not in hosts and existing is not None and existing.route_key == route_key:
+                del self.hosts[host]
+        for host, route in hosts.items():
+            self.hosts[host.lower()] = route
+        self._route_hosts[route_key] = [h.lower() for h in hosts]
+
+    def remove_route(self, route_key: str) -> None:
+        for host in self._route_hosts.pop(route_key, []):
+            route = self.hosts.get(host)
+            if route is not None and route.route_key == route_key:
+                del self.hosts[host]
+
+    def lookup(self, host: str) -> HostRoute | None:
+        route = self.hosts.get(host)
+        if route is None:
+            host = host.lower()
+            colon = host.rfind(":")
+            if colon > 0 and "]" not in host[colon:]:
+                host = host[:colon]
+            route = self.hosts.get(host)
+            if route is None and host.endswith("."):
+                route = self.hosts.get(host[:-1])
+        return route

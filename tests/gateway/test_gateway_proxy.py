@@ -1,0 +1,262 @@
+"""The gateway data plane against real replicas (uvicorn apps on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
+
+Scope = dict[str, Any]
+App = Callable[[Scope, Any, Any], Awaitable[None]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _send_json(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def echo_app(label: str) -> App:
+    """Answers with its label, the request headers and the body it got."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        path = scope["path"]
+        if path.startswith("/sleep/"):
+            await asyncio.sleep(float(path.split("/")[2]))
+        if path.startswith("/stream"):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(4):
+                await send({"type": "http.response.body", "body": b"x", "more_body": True})
+                await asyncio.sleep(0.4)
+            await send({"type": "http.response.body", "body": b"end"})
+            return
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        import json
+
+        out = json.dumps({"label": label, "headers": headers, "body": body.decode()})
+        await _send_json(send, 200, out.encode())
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def replica(app: App) -> AsyncIterator[int]:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(300):
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        assert server.started, "test replica did not start"
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def gateway(table: RoutingTable) -> AsyncIterator[str]:
+    gw = GatewayServer(table, port=0)
+    await gw.start()
+    try:
+        yield f"http://127.0.0.1:{gw.port}"
+    finally:
+        await gw.stop()
+
+
+def simple_route(table: RoutingTable, split: list[tuple[str, int]], tags: dict[str, str]) -> None:
+    targets = [(table.revision("default", rev), pct) for rev, pct in split]
+    tag_targets = {tag: table.revision("default", rev) for tag, rev in tags.items()}
+    hosts = {
+        "hello.default.127.0.0.1.sslip.io": HostRoute("default/hello", targets, tag_targets),
+        "hello.default.svc.cluster.local": HostRoute("default/hello", targets, tag_targets),
+    }
+    for tag, target in tag_targets.items():
+        hosts[f"{tag}-hello.default.127.0.0.1.sslip.io"] = HostRoute(
+            "default/hello", [(target, 100)]
+        )
+    table.set_route("default/hello", hosts)
+
+
+async def test_host_tag_and_header_routing_with_forwarded_headers() -> None:
+    table = RoutingTable()
+    async with replica(echo_app("one")) as p1, replica(echo_app("two")) as p2:
+        table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", p1, "r1")])
+        table.revision("default", "hello-00002").set_endpoints([("127.0.0.1", p2, "r2")])
+        simple_route(
+            table, [("hello-00001", 100)], {"current": "hello-00001", "next": "hello-00002"}
+        )
+        async with gateway(table) as url, httpx.AsyncClient(base_url=url) as client:
+            host = "hello.default.127.0.0.1.sslip.io"
+            r = await client.get(
+                "/", headers={"Host": host, "traceparent": "00-abc-def-01", "X-User": "kept"}
+            )
+            data = r.json()
+            assert r.status_code == 200 and data["label"] == "one"
+            h = data["headers"]
+            assert h["host"] == host
+            assert h["x-user"] == "kept" and h["traceparent"] == "00-abc-def-01"
+            assert h["x-forwarded-for"] == "127.0.0.1"
+            assert h["x-forwarded-proto"] == "http"
+            assert h["forwarded"].startswith("for=127.0.0.1;proto=http")
+            r = await client.get("/", headers={"Host": "next-hello.default.127.0.0.1.sslip.io"})
+            assert r.json()["label"] == "two"
+            r = await client.get("/", headers={"Host": host, "Knative-Serving-Tag": "next"})
+            assert r.json()["label"] == "two"
+            assert "knative-serving-tag" not in r.json()["headers"]
+            r = await client.get("/", headers={"Host": host, "Knative-Serving-Tag": "nope"})
+            assert r.status_code == 404
+            r = await client.get("/", headers={"Host": "other.default.127.0.0.1.sslip.io"})
+            assert r.status_code == 404 and "other.default" in r.text
+            r = await client.post("/", headers={"Host": host + ":8080"}, content=b"payload")
+            assert r.json()["body"] == "payload"
+
+            async def chunks() -> AsyncIterator[bytes]:
+                yield b"a" * 10
+                yield b"b" * 10
+
+            r = await client.post("/", headers={"Host": host}, content=chunks())
+            assert r.json()["body"] == "a" * 10 + "b" * 10
+        # absolute-form requests: a replica reaching a cluster-local URL through the proxy
+        async with gateway(table) as url, httpx.AsyncClient(proxy=url) as client:
+            r = await client.get("http://hello.default.svc.cluster.local/x")
+            assert r.status_code == 200 and r.json()["label"] == "one"
+            assert r.json()["headers"]["host"] == "hello.default.svc.cluster.local"
+
+
+async def test_weighted_split_reaches_both_revisions() -> None:
+    table = RoutingTable()
+    async with replica(echo_app("blue")) as p1, replica(echo_app("green")) as p2:
+        table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", p1, "r1")])
+        table.revision("default", "hello-00002").set_endpoints([("127.0.0.1", p2, "r2")])
+        simple_route(table, [("hello-00001", 50), ("hello-00002", 50)], {})
+        async with gateway(table) as url, httpx.AsyncClient(base_url=url) as client:
+            host = {"Host": "hello.default.127.0.0.1.sslip.io"}
+            labels = [(await client.get("/", headers=host)).json()["label"] for _ in range(200)]
+        assert 60 <= labels.count("blue") <= 140
+        assert labels.count("blue") + labels.count("green") == 200
+
+
+async def test_container_concurrency_one_serialises_requests() -> None:
+    active = 0
+    overlaps = 0
+
+    async def single(scope: Scope, receive: Any, send: Any) -> None:
+        nonlocal active, overlaps
+        active += 1
+        if active > 1:
+            overlaps += 1
+        await asyncio.sleep(0.05)
+        active -= 1
+        await _send_json(send, 500 if overlaps else 200, b"ok")
+
+    table = RoutingTable()
+    async with replica(single) as port:
+        target = table.revision("default", "hello-00001")
+        target.container_concurrency = 1
+        target.set_endpoints([("127.0.0.1", port, "r1")])
+        simple_route(table, [("hello-00001", 100)], {})
+        async with gateway(table) as url:
+            clients = [httpx.AsyncClient(base_url=url) for _ in range(5)]
+            host = {"Host": "hello.default.127.0.0.1.sslip.io"}
+            results = await asyncio.gather(*(c.get("/", headers=host) for c in clients * 2))
+            for c in clients:
+                await c.aclose()
+    assert [r.status_code for r in results] == [200] * 10
+    assert overlaps == 0
+
+
+async def test_timeout_answers_504_only_when_the_first_byte_is_late() -> None:
+    table = RoutingTable()
+    async with replica(echo_app("slow")) as port:
+        target = table.revision("default", "hello-00001")
+        target.timeout = 1.0
+        target.set_endpoints([("127.0.0.1", port, "r1")])
+        simple_route(table, [("hello-00001", 100)], {})
+        async with gateway(table) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            host = {"Host": "hello.default.127.0.0.1.sslip.io"}
+            assert (await client.get("/sleep/0.2", headers=host)).status_code == 200
+            late = await client.get("/sleep/2.5", headers=host)
+            assert late.status_code == 504 and "timeoutSeconds" in late.text
+            streamed = await client.get("/stream", headers=host)  # 1.6 s in total
+            assert streamed.status_code == 200 and streamed.text == "xxxxend"
+            assert (await client.get("/", headers=host)).status_code == 200
+
+
+async def test_activator_holds_requests_until_a_replica_is_ready() -> None:
+    table = RoutingTable()
+    poked: list[str] = []
+    target = table.revision("default", "hello-00001")
+    target.on_demand = lambda t: poked.append(t.key)
+    simple_route(table, [("hello-00001", 100)], {})
+    async with gateway(table) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        host = {"Host": "hello.default.127.0.0.1.sslip.io"}
+        pending = asyncio.gather(*(client.get("/", headers=host) for _ in range(3)))
+        for _ in range(200):
+            if len(target.waiters) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert len(target.waiters) == 3 and poked
+        async with replica(echo_app("woke")) as port:
+            target.set_endpoints([("127.0.0.1", port, "r1")])
+            results = await pending
+            metrics = await client.get("/metrics")
+    assert [r.json()["label"] for r in results] == ["woke"] * 3
+    assert "wonderland_revision_cold_start_seconds_count" in metrics.text
+
+
+async def test_dead_replica_is_skipped_and_requests_retried() -> None:
+    table = RoutingTable()
+    dead = free_port()
+    async with replica(echo_app("alive")) as port:
+        target = table.revision("default", "hello-00001")
+        target.set_endpoints([("127.0.0.1", dead, "gone"), ("127.0.0.1", port, "r1")])
+        simple_route(table, [("hello-00001", 100)], {})
+        async with gateway(table) as url, httpx.AsyncClient(base_url=url) as client:
+            host = {"Host": "hello.default.127.0.0.1.sslip.io"}
+            results = [await client.get("/", headers=host) for _ in range(10)]
+    assert all(r.status_code == 200 for r in results)
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+async def test_keep_alive_and_head(method: str) -> None:
+    table = RoutingTable()
+    async with replica(echo_app("k")) as port:
+        table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", port, "r1")])
+        simple_route(table, [("hello-00001", 100)], {})
+        async with gateway(table) as url:
+            gw_port = int(url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+            req = f"{method} / HTTP/1.1\r\nHost: hello.default.127.0.0.1.sslip.io\r\n\r\n".encode()
+            for _ in range(3):
+                writer.write(req)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                assert head.startswith(b"HTTP/1.1 200")
+                if method == "GET":
+                    # uvicorn frames this body with chunked encoding
+                    await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10)
+            writer.close()
