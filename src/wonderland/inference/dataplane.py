@@ -1,0 +1,217 @@
+"""The protocol-agnostic data plane: health, metadata, inference, repository.
+
+REST (V1 and V2) and gRPC adapters only decode, call one method here and encode.
+Built-in runtimes go through their model's adaptive batcher; custom models run their
+KServe-style hooks, sync hooks on a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+
+from wonderland import __version__
+from wonderland.inference.codec_rest import tensor_from_data
+from wonderland.inference.errors import (
+    InferenceServerError,
+    InvalidInputError,
+    ModelFailedError,
+    NotImplementedByModelError,
+)
+from wonderland.inference.model import ArrayModel, CustomModel, _Hook
+from wonderland.inference.repository import ModelEntry, ModelRepository
+from wonderland.inference.types import InferOutput, InferRequest, InferResponse
+
+__all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane"]
+
+SERVER_NAME = "wonderland"
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_repository_extension"]
+
+
+class DataPlane:
+    """Everything a protocol adapter can ask of the model server."""
+
+    def __init__(self, repository: ModelRepository) -> None:
+        self.repository = repository
+        self.live = True
+
+    # -- health and metadata ----------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self.repository.all_ready()
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        return self.repository.get(name, version).ready
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        entry = self.repository.ready_entry(name, version)
+        model = entry.model
+        assert model is not None
+        doc: dict[str, Any] = {"name": name}
+        versions = self.repository.versions(name)
+        if versions:
+            doc["versions"] = versions
+        doc["platform"] = model.platform
+        doc["inputs"] = [t.to_dict() for t in model.inputs_metadata()]
+        doc["outputs"] = [t.to_dict() for t in model.outputs_metadata()]
+        return doc
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """A minimal Triton-style model config, enough for perf_analyzer."""
+        meta = self.model_metadata(name, version)
+        entry = self.repository.get(name, version)
+        batch = self.repository.batching.max_batch_size if entry.batcher else 0
+
+        def conv(t: dict[str, Any]) -> dict[str, Any]:
+            dims = t["shape"][1:] if batch and t["shape"] else t["shape"]
+            return {"name": t["name"], "data_type": f"TYPE_{t['datatype']}", "dims": dims}
+
+        return {
+            "name": name,
+            "platform": meta["platform"],
+            "max_batch_size": batch,
+            "input": [conv(t) for t in meta["inputs"]],
+            "output": [conv(t) for t in meta["outputs"]],
+        }
+
+    # -- inference ---------------------------------------------------------------------------
+
+    async def infer(
+        self, request: InferRequest, headers: dict[str, str] | None = None
+    ) -> InferResponse:
+        """Run one V2 inference request (any protocol)."""
+        entry = self.repository.ready_entry(request.model_name, request.model_version)
+        if entry.batcher is not None:
+            outputs = await entry.batcher.submit({t.name: t.data for t in request.inputs})
+            return InferResponse(
+                request.model_name,
+                [InferOutput.from_numpy(k, v) for k, v in outputs.items()],
+                request.id,
+                entry.version,
+            )
+        result = await self._run_hooks(entry, request, headers)
+        return self._v2_response(result, entry, request)
+
+    async def predict_v1(self, name: str, doc: Any, headers: dict[str, str] | None = None) -> Any:
+        """V1 ``:predict``: ``{"instances": [...]}`` (or ``inputs``) -> ``{"predictions"}``."""
+        entry = self.repository.ready_entry(name)
+        model = entry.model
+        if isinstance(model, ArrayModel):
+            if not isinstance(doc, dict):
+                raise InvalidInputError("V1 predict: body must be a JSON object with 'instances'")
+            instances = doc.get("instances", doc.get("inputs"))
+            if instances is None:
+                raise InvalidInputError(
+                    "V1 predict: body has no 'instances' (or 'inputs'); send "
+                    '{"instances": [[...], ...]}'
+                )
+            assert entry.batcher is not None
+            outputs = await entry.batcher.submit(model.v1_inputs(instances))
+            first = next(iter(outputs.values()))
+            return {"predictions": np.asarray(first)}
+        result = await self._run_hooks(entry, doc, headers)
+        if isinstance(result, dict):
+            return result
+        if isinstance(result, InferResponse):
+            return {"predictions": result.outputs[0].data if result.outputs else []}
+        return {"predictions": result}
+
+    async def explain_v1(self, name: str, doc: Any, headers: dict[str, str] | None = None) -> Any:
+        entry = self.repository.ready_entry(name)
+        model = entry.model
+        if not isinstance(model, CustomModel) or "explain" not in model.hooks:
+            raise NotImplementedByModelError(
+                f"model {name!r} has no explainer; :explain needs a model with an explain method"
+            )
+        assert entry.metrics is not None
+        started = time.perf_counter()
+        try:
+            return await self._call(model.hooks["explain"], doc, headers)
+        finally:
+            entry.metrics.explain.observe(time.perf_counter() - started)
+
+    async def _run_hooks(
+        self, entry: ModelEntry, payload: Any, headers: dict[str, str] | None
+    ) -> Any:
+        model = entry.model
+        assert isinstance(model, CustomModel) and entry.metrics is not None
+        m = entry.metrics
+        hooks = model.hooks
+        if "preprocess" in hooks:
+            started = time.perf_counter()
+            payload = await self._call(hooks["preprocess"], payload, headers)
+            m.pre.observe(time.perf_counter() - started)
+        started = time.perf_counter()
+        result = await self._call(hooks["predict"], payload, headers)
+        m.predict.observe(time.perf_counter() - started)
+        if "postprocess" in hooks:
+            started = time.perf_counter()
+            result = await self._call(hooks["postprocess"], result, headers)
+            m.post.observe(time.perf_counter() - started)
+        return result
+
+    async def _call(self, hook: _Hook, payload: Any, headers: dict[str, str] | None) -> Any:
+        args = (payload, headers or {}) if hook.takes_headers else (payload,)
+        try:
+            if hook.is_async:
+                return await hook.fn(*args)
+            return await asyncio.get_running_loop().run_in_executor(None, hook.fn, *args)
+        except InferenceServerError:
+            raise
+        except Exception as exc:
+            # KServe's own InvalidInput (when user code imports kserve) is a client error.
+            if type(exc).__name__ == "InvalidInput":
+                raise InvalidInputError(str(exc)) from exc
+            raise ModelFailedError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _v2_response(self, result: Any, entry: ModelEntry, request: InferRequest) -> InferResponse:
+        if isinstance(result, InferResponse):
+            result.model_name = result.model_name or request.model_name
+            result.id = result.id or request.id
+            if result.model_version is None:
+                result.model_version = entry.version
+            return result
+        if isinstance(result, dict) and isinstance(result.get("outputs"), list):
+            outputs = []
+            for i, o in enumerate(result["outputs"]):
+                if isinstance(o, InferOutput):
+                    outputs.append(o)
+                    continue
+                if not isinstance(o, dict):
+                    raise ModelFailedError(f"model output {i} is {type(o).__name__}, not a tensor")
+                where = f"model output {i}"
+                try:
+                    data = o["data"]
+                    shape = o.get("shape") or list(np.shape(data))
+                    arr = tensor_from_data(data, shape, o["datatype"], where)
+                except (KeyError, InvalidInputError) as exc:
+                    raise ModelFailedError(f"{where} is not a valid tensor: {exc}") from exc
+                outputs.append(InferOutput(o["name"], list(shape), o["datatype"], arr))
+            return InferResponse(request.model_name, outputs, request.id, entry.version)
+        if isinstance(result, dict) and "predictions" in result:
+            result = result["predictions"]
+        try:
+            out = InferOutput.from_numpy("output-0", result)
+        except (InvalidInputError, ValueError) as exc:
+            raise ModelFailedError(
+                f"model {entry.name!r} returned {type(result).__name__}, which is not a tensor; "
+                "return an InferResponse, a numpy array or a list"
+            ) from exc
+        return InferResponse(request.model_name, [out], request.id, entry.version)
+
+    # -- repository ----------------------------------------------------------------------------
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        return self.repository.index(ready_only)
+
+    async def load(self, name: str) -> None:
+        await self.repository.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.repository.unload(name)

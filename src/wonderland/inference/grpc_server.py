@@ -1,0 +1,147 @@
+"""gRPC adapter: ``inference.GRPCInferenceService`` on ``grpc.aio``.
+
+Errors map by the exception's ``grpc_code``: INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE,
+RESOURCE_EXHAUSTED (message size, enforced by gRPC itself), UNIMPLEMENTED, INTERNAL.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+
+from wonderland.inference._generated import grpc_predict_v2_pb2 as pb
+from wonderland.inference._generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from wonderland.inference.codec_grpc import decode_grpc_request, encode_grpc_response
+from wonderland.inference.dataplane import DataPlane
+from wonderland.inference.errors import InferenceServerError
+
+__all__ = ["DEFAULT_MAX_MESSAGE_LENGTH", "InferenceServicer", "create_grpc_server"]
+
+log = logging.getLogger("wonderland.inference")
+
+DEFAULT_MAX_MESSAGE_LENGTH = 8 * 1024 * 1024  # KServe's default
+
+
+async def _abort(context: Any, exc: Exception) -> None:
+    if isinstance(exc, InferenceServerError):
+        code = getattr(grpc.StatusCode, exc.grpc_code)
+        await context.abort(code, str(exc))
+    log.exception("unhandled error in gRPC call")
+    await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """Translates gRPC calls to :class:`DataPlane` calls."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dp = dataplane
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return pb.ServerLiveResponse(live=self.dp.live)
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=self.dp.ready())
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        try:
+            return pb.ModelReadyResponse(
+                ready=self.dp.model_ready(request.name, request.version or None)
+            )
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        meta = self.dp.metadata()
+        return pb.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        try:
+            meta = self.dp.model_metadata(request.name, request.version or None)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta.get("versions", []),
+            platform=meta["platform"],
+            inputs=[tensor(**t) for t in meta["inputs"]],
+            outputs=[tensor(**t) for t in meta["outputs"]],
+        )
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        metrics = None
+        try:
+            entry = self.dp.repository.ready_entry(
+                request.model_name, request.model_version or None
+            )
+            metrics = entry.metrics
+            req = decode_grpc_request(request)
+            response = await self.dp.infer(req)
+            out = encode_grpc_response(response, req)
+        except Exception as exc:
+            if metrics is not None:
+                code = exc.grpc_code if isinstance(exc, InferenceServerError) else "INTERNAL"
+                metrics.request("grpc", code)
+            await _abort(context, exc)
+            raise
+        if metrics is not None:
+            metrics.request("grpc", "OK")
+        return out
+
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+        models = self.dp.repository_index(request.ready)
+        index = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(
+            models=[
+                index(
+                    name=m["name"],
+                    version=m.get("version", ""),
+                    state=m["state"],
+                    reason=m["reason"],
+                )
+                for m in models
+            ]
+        )
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        try:
+            await self.dp.load(request.model_name)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+        return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        try:
+            await self.dp.unload(request.model_name)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+        return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
+
+
+def create_grpc_server(
+    dataplane: DataPlane,
+    address: str,
+    max_send_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+    max_receive_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+) -> tuple[Any, int]:
+    """A ``grpc.aio`` server bound to ``address``; returns it (not started) and its port."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_send_message_length", max_send_message_length),
+            ("grpc.max_receive_message_length", max_receive_message_length),
+            ("grpc.so_reuseport", 1),
+        ]
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        InferenceServicer(dataplane), server
+    )
+    port = server.add_insecure_port(address)
+    return server, port

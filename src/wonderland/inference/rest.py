@@ -1,0 +1,264 @@
+"""REST adapter: a plain ASGI app for the Open Inference Protocol (V2) and KServe V1.
+
+No framework and no per-request validation layer: routes are matched by string
+operations, bodies parsed with orjson, tensors decoded straight into numpy. Every error
+answers ``{"error": "..."}`` with the status its exception carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from wonderland.inference import metrics
+from wonderland.inference.codec_rest import decode_v2_request, encode_v2_response, parse_json
+from wonderland.inference.dataplane import DataPlane
+from wonderland.inference.errors import (
+    InferenceServerError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    PayloadTooLargeError,
+)
+
+__all__ = ["RestApp"]
+
+log = logging.getLogger("wonderland.inference")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+_OPTS = orjson.OPT_SERIALIZE_NUMPY
+DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
+
+
+class _Reply:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def _json(doc: Any, status: int = 200) -> _Reply:
+    return _Reply(status, orjson.dumps(doc, option=_OPTS), _JSON)
+
+
+class RestApp:
+    """The ASGI application; ``RestApp(dataplane)`` is all a server needs."""
+
+    def __init__(
+        self, dataplane: DataPlane, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE
+    ) -> None:
+        self.dataplane = dataplane
+        self.max_request_size = max_request_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if kind != "http":
+            return
+        try:
+            reply = await self._route(scope, receive)
+        except InferenceServerError as exc:
+            reply = _json({"error": str(exc)}, exc.status)
+        except Exception as exc:  # a bug of ours: answer, log, keep serving
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            reply = _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
+        headers = reply.headers
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [*headers, (b"content-length", str(len(reply.body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, dict[bytes, bytes]]:
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        limit = self.max_request_size
+        if length is not None and int(length) > limit:
+            raise PayloadTooLargeError(
+                f"request body of {int(length)} bytes is over the {limit}-byte limit "
+                "(--max_request_size)"
+            )
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(
+                        f"request body is over the {limit}-byte limit (--max_request_size)"
+                    )
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return body, headers
+
+    async def _route(self, scope: Scope, receive: Receive) -> _Reply:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        dp = self.dataplane
+        if path.startswith("/v2/models/"):
+            rest = path[11:]
+            parts = rest.split("/")
+            name = parts[0]
+            version = None
+            tail = parts[1:]
+            if len(tail) >= 2 and tail[0] == "versions":
+                version = tail[1]
+                tail = tail[2:]
+            action = "/".join(tail)
+            if action == "infer":
+                self._need(method, "POST", path)
+                return await self._infer(scope, receive, name, version)
+            if action == "":
+                self._need(method, "GET", path)
+                return _json(dp.model_metadata(name, version))
+            if action == "ready":
+                self._need(method, "GET", path)
+                ready = dp.model_ready(name, version)
+                if not ready:
+                    raise ModelNotReadyError(f"model {name!r} is not ready")
+                return _json({"name": name, "ready": True})
+            if action == "config":
+                self._need(method, "GET", path)
+                return _json(dp.model_config(name, version))
+            raise ModelNotFoundError(f"no route {method} {path}")
+        if path.startswith("/v1/models/"):
+            rest = path[11:]
+            if ":" in rest:
+                name, verb = rest.rsplit(":", 1)
+                self._need(method, "POST", path)
+                body, headers = await self._body(scope, receive)
+                doc = parse_json(body, f"{verb} request")
+                hdrs = _str_headers(headers)
+                if verb == "predict":
+                    return await self._v1(name, "predict", dp.predict_v1(name, doc, hdrs))
+                if verb == "explain":
+                    return await self._v1(name, "explain", dp.explain_v1(name, doc, hdrs))
+                raise ModelNotFoundError(f"no route {method} {path}; use :predict or :explain")
+            self._need(method, "GET", path)
+            return _json({"name": rest, "ready": dp.model_ready(rest)})
+        if path.startswith("/v2/repository/"):
+            self._need(method, "POST", path)
+            body, _ = await self._body(scope, receive)
+            if path == "/v2/repository/index":
+                doc = parse_json(body, "repository index") if body.strip() else {}
+                ready = bool(doc.get("ready", False)) if isinstance(doc, dict) else False
+                return _json(dp.repository_index(ready))
+            parts = path[len("/v2/repository/models/") :].split("/")
+            if path.startswith("/v2/repository/models/") and len(parts) == 2:
+                name, op = parts
+                if op == "load":
+                    await dp.load(name)
+                    return _json({"name": name, "load": True})
+                if op == "unload":
+                    await dp.unload(name)
+                    return _json({"name": name, "unload": True})
+            raise ModelNotFoundError(f"no route {method} {path}")
+        if path in ("/v2/health/live", "/"):
+            return _json({"live": True} if path != "/" else {"status": "alive"})
+        if path == "/v2/health/ready":
+            if not dp.ready():
+                raise ModelNotReadyError("server is not ready: models are still loading or failed")
+            return _json({"ready": True})
+        if path == "/v2":
+            return _json(dp.metadata())
+        if path == "/v2/models" or path == "/v1/models":
+            return _json({"models": dp.repository.names()})
+        if path == "/metrics":
+            return _Reply(200, metrics.render(), [(b"content-type", metrics.CONTENT_TYPE.encode())])
+        raise ModelNotFoundError(f"no route {method} {path}")
+
+    @staticmethod
+    def _need(method: str, want: str, path: str) -> None:
+        if method != want:
+            raise _MethodNotAllowed(f"{method} is not allowed on {path}; use {want}")
+
+    async def _infer(
+        self, scope: Scope, receive: Receive, name: str, version: str | None
+    ) -> _Reply:
+        body, headers = await self._body(scope, receive)
+        entry = self.dataplane.repository.ready_entry(name, version)
+        m = entry.metrics
+        assert m is not None
+        code = "200"
+        try:
+            started = time.perf_counter()
+            hlen = headers.get(b"inference-header-content-length")
+            try:
+                header_length = int(hlen) if hlen is not None else None
+            except ValueError:
+                raise InvalidInputError(
+                    f"Inference-Header-Content-Length {hlen!r} is not an integer"
+                ) from None
+            request = decode_v2_request(body, header_length, name, version)
+            m.pre.observe(time.perf_counter() - started)
+            response = await self.dataplane.infer(
+                request, _str_headers(headers) if entry.batcher is None else None
+            )
+            started = time.perf_counter()
+            out, json_len = encode_v2_response(response, request)
+            m.post.observe(time.perf_counter() - started)
+        except InferenceServerError as exc:
+            code = str(exc.status)
+            raise
+        finally:
+            m.request("rest", code)
+        if json_len is None:
+            return _Reply(200, out, _JSON)
+        return _Reply(
+            200,
+            out,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (b"inference-header-content-length", str(json_len).encode()),
+            ],
+        )
+
+    async def _v1(self, name: str, kind: str, call: Awaitable[Any]) -> _Reply:
+        try:
+            result = await call
+        except InferenceServerError as exc:
+            self._count(name, str(exc.status))
+            raise
+        self._count(name, "200")
+        return _json(result)
+
+    def _count(self, name: str, code: str) -> None:
+        try:
+            entry = self.dataplane.repository.get(name)
+        except InferenceServerError:
+            return
+        if entry.metrics is not None:
+            entry.metrics.request("rest-v1", code)
+
+
+class _MethodNotAllowed(InferenceServerError):
+    status = 405
+    grpc_code = "UNIMPLEMENTED"
+
+
+def _str_headers(headers: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}

@@ -1,0 +1,240 @@
+"""The model server process: REST and gRPC on one event loop, optionally N workers.
+
+Library entry point: ``serve(ServerOptions(...))`` blocks until SIGINT/SIGTERM.
+``run_server(options)`` is the coroutine for embedding. With ``workers > 1`` the parent
+forks N processes before anything else starts; each binds the HTTP and gRPC ports with
+``SO_REUSEPORT`` (the kernel spreads connections) and loads the models once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wonderland.inference.errors import ModelConfigError
+
+__all__ = ["ServerOptions", "run_server", "serve"]
+
+log = logging.getLogger("wonderland.inference")
+
+
+@dataclass
+class ServerOptions:
+    """Everything ``wonderland serve`` accepts (KServe's flag names, snake case)."""
+
+    model_name: str = "model"
+    model_dir: Path | None = None
+    model_repository: Path | None = None
+    model_format: str | None = None
+    model_class: str | None = None
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_port: int = 8081
+    enable_grpc: bool = True
+    workers: int = 1
+    max_batch_size: int = 64
+    max_latency_ms: float = 0.0
+    max_queue_size: int = 1024
+    max_request_size: int = 64 * 1024 * 1024
+    grpc_max_send_message_length: int = 8 * 1024 * 1024
+    grpc_max_receive_message_length: int = 8 * 1024 * 1024
+    nthread: int = 1
+    timeout_keep_alive: int = 65
+    log_level: str = "info"
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.model_dir is None and self.model_repository is None:
+            raise ModelConfigError(
+                "nothing to serve: pass --model_dir DIR (with --model_name) or "
+                "--model-repository DIR"
+            )
+        if self.workers < 1:
+            raise ModelConfigError(f"--workers must be at least 1, got {self.workers}")
+        for flag, port in (("--http_port", self.http_port), ("--grpc_port", self.grpc_port)):
+            if not 0 <= port <= 65535:
+                raise ModelConfigError(f"{flag} {port} is not a TCP port (0-65535)")
+        if self.workers > 1 and (self.http_port == 0 or self.grpc_port == 0):
+            raise ModelConfigError("--workers > 1 needs fixed ports (not 0) to share them")
+
+
+def build_dataplane(options: ServerOptions) -> Any:
+    from wonderland.inference.dataplane import DataPlane
+    from wonderland.inference.repository import BatchingOptions, ModelRepository, ModelSource
+
+    sources = []
+    opts = {"nthread": options.nthread, **options.runtime_options}
+    if options.model_class:
+        opts["model_class"] = options.model_class
+    if options.model_dir is not None:
+        sources.append(
+            ModelSource(options.model_name, options.model_dir, options.model_format, opts)
+        )
+    repo = ModelRepository(
+        sources,
+        root=options.model_repository,
+        batching=BatchingOptions(
+            options.max_batch_size, options.max_latency_ms, options.max_queue_size
+        ),
+        model_format=options.model_format,
+    )
+    if options.model_repository is not None:
+        repo.discover()  # fail fast on a missing folder
+    return DataPlane(repo)
+
+
+def _http_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ModelConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --http_port"
+        ) from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
+    """Serve until cancelled or signalled (the coroutine behind :func:`serve`)."""
+    import uvicorn
+
+    from wonderland.inference.rest import RestApp
+
+    dataplane = build_dataplane(options)
+    app = RestApp(dataplane, options.max_request_size)
+    sock = _http_socket(options.host, options.http_port, reuse_port)
+    http_port = sock.getsockname()[1]
+    grpc_server = None
+    grpc_port = None
+    if options.enable_grpc:
+        from wonderland.inference.grpc_server import create_grpc_server
+
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        try:
+            grpc_server, grpc_port = create_grpc_server(
+                dataplane,
+                f"{host}:{options.grpc_port}",
+                options.grpc_max_send_message_length,
+                options.grpc_max_receive_message_length,
+            )
+        except RuntimeError as exc:
+            sock.close()
+            raise ModelConfigError(
+                f"cannot listen on {options.host}:{options.grpc_port} for gRPC ({exc}); "
+                "pick another --grpc_port"
+            ) from None
+        await grpc_server.start()
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_level=options.log_level,
+        timeout_keep_alive=options.timeout_keep_alive,
+        server_header=False,
+        date_header=False,
+    )
+    server = uvicorn.Server(config)
+    loader = asyncio.create_task(dataplane.repository.load_all())
+    print(
+        f"wonderland serve: pid {os.getpid()}, REST http://{options.host}:{http_port}"
+        + (f", gRPC {options.host}:{grpc_port}" if grpc_port else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        loader.cancel()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
+        await dataplane.repository.close()
+        sock.close()
+
+
+def _run_one(options: ServerOptions, reuse_port: bool) -> None:
+    logging.basicConfig(
+        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        import uvloop
+
+        uvloop.run(run_server(options, reuse_port))
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        asyncio.run(run_server(options, reuse_port))
+
+
+def serve(options: ServerOptions) -> int:
+    """Run the model server in the foreground; returns the exit status."""
+    options.check()
+    if options.workers == 1:
+        _run_one(options, reuse_port=False)
+        return 0
+    # Hold both ports with SO_REUSEPORT (not listening) so nobody else takes them while
+    # workers start; each worker binds its own listening socket on the same ports.
+    holders = []
+    for port in (options.http_port, options.grpc_port):
+        s = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            s.bind((options.host, port))
+        except OSError as exc:
+            raise ModelConfigError(f"cannot bind {options.host}:{port}: {exc.strerror}") from None
+        holders.append(s)
+    children: list[int] = []
+    for _ in range(options.workers):
+        pid = os.fork()
+        if pid == 0:  # worker
+            for s in holders:
+                s.close()
+            code = 0
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                _run_one(options, reuse_port=True)
+            except BaseException as exc:
+                print(f"worker {os.getpid()} failed: {exc}", file=sys.stderr, flush=True)
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    remaining = set(children)
+    while remaining:
+        try:
+            pid, st = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover
+            continue
+        remaining.discard(pid)
+        if os.waitstatus_to_exitcode(st) != 0:
+            status = 1
+            forward(signal.SIGTERM, None)  # one worker down: stop the rest
+    for s in holders:
+        s.close()
+    return status
