@@ -86,6 +86,7 @@ def serve(root: Path, env: Mapping[str, str] | None = None) -> int:
         access_log=False,
         loop="auto",
         http="auto",
+        ws="none",  # functions are HTTP only; skipping websockets saves start-up time
         server_header=False,
         timeout_graceful_shutdown=25,
     )
