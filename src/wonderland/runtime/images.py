@@ -1,0 +1,246 @@
+"""Container images on one machine: an image name resolves to a local build context.
+
+A project file ``wonderland.yaml`` (found in the daemon's working directory or a parent,
+or in extra directories given to :class:`ImageResolver`) maps image names to folders, as
+skaffold does::
+
+    build:
+      artifacts:
+        - image: salaboy/frontend
+          context: ./frontend
+
+An image matches an artifact when the names are equal once the tag or digest is dropped
+(``salaboy/frontend:v2`` and ``docker.io/salaboy/frontend`` both match). The folder is
+built once into a cached virtualenv under ``<state_dir>/builds`` (dependencies from
+``requirements.txt`` or ``pyproject.toml``), keyed by the dependency files' content, and
+run through its ``Procfile`` ``web:`` line or as an ASGI app (``app`` in ``main.py``,
+``app.py`` or ``server.py``) under uvicorn. Building happens when a revision is deployed,
+never when a request arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import sys
+import sysconfig
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from wonderland.errors import NotFoundError, WonderlandError
+
+__all__ = ["BuildError", "BuiltImage", "ImageResolver", "image_base_name"]
+
+log = logging.getLogger("wonderland.runtime.images")
+
+PROJECT_FILE = "wonderland.yaml"
+Progress = Callable[[str], None]
+
+
+class BuildError(WonderlandError):
+    """Building an image's folder failed; the message says which step and why."""
+
+
+def image_base_name(image: str) -> str:
+    """``docker.io/library/foo:1.0@sha256:..`` -> ``foo``-style comparable name."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/", "library/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    for local in ("kind.local/", "ko.local/", "dev.local/"):
+        if name.startswith(local):
+            name = name[len(local) :]
+    return name
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A folder ready to run: the command line, its working directory and extra env."""
+
+    image: str
+    context: Path
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    venv: Path
+
+
+class ImageResolver:
+    """Finds image names in project files and builds their folders once."""
+
+    def __init__(self, builds_dir: Path, search_dirs: Iterable[Path] = ()) -> None:
+        self.builds_dir = builds_dir
+        self.search_dirs = [Path(d) for d in search_dirs]
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _project_files(self) -> list[Path]:
+        seen: list[Path] = []
+        start = [*self.search_dirs, Path.cwd()]
+        for base in start:
+            for folder in [base.resolve(), *base.resolve().parents]:
+                candidate = folder / PROJECT_FILE
+                if candidate.is_file() and candidate not in seen:
+                    seen.append(candidate)
+                    break
+        return seen
+
+    def resolve(self, image: str) -> Path:
+        """The build context folder for ``image``; NotFoundError says where it looked."""
+        wanted = image_base_name(image)
+        files = self._project_files()
+        for path in files:
+            try:
+                doc = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise BuildError(f"{path}: not valid YAML: {exc}") from None
+            artifacts = ((doc.get("build") or {}).get("artifacts")) or []
+            for i, artifact in enumerate(artifacts):
+                name = str(artifact.get("image") or "")
+                if name and image_base_name(name) == wanted:
+                    context = (path.parent / str(artifact.get("context") or ".")).resolve()
+                    if not context.is_dir():
+                        raise BuildError(
+                            f"{path}: build.artifacts[{i}].context {context} is not a folder"
+                        )
+                    return context
+        where = ", ".join(str(p) for p in files) or f"no {PROJECT_FILE} found"
+        raise NotFoundError(
+            f"Unable to fetch image {image!r}: no build.artifacts entry names it ({where}); "
+            f"add '- image: {wanted}' with 'context: ./folder' to {PROJECT_FILE}, or give "
+            "the container a command"
+        )
+
+    async def build(self, image: str, progress: Progress | None = None) -> BuiltImage:
+        """Resolve and build (cached); progress lines go to ``progress``."""
+        context = self.resolve(image)
+        say = progress or (lambda line: log.info("%s", line))
+        deps, dep_text = _dependencies(context)
+        digest = hashlib.sha256(
+            (str(context) + "\0" + dep_text + "\0" + sys.executable).encode()
+        ).hexdigest()[:16]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", image_base_name(image)).strip("-")
+        target = self.builds_dir / f"{slug}-{digest}"
+        lock = self._locks.setdefault(str(target), asyncio.Lock())
+        async with lock:
+            marker = target / ".built"
+            venv = target / "venv"
+            if not marker.exists():
+                say(f"building image {image} from {context}")
+                target.mkdir(parents=True, exist_ok=True)
+                await _step(
+                    [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+                    target,
+                    "create the virtualenv",
+                    say,
+                )
+                _link_platform_packages(venv)
+                if deps:
+                    say(f"installing {len(deps)} dependencies for {image}")
+                    await _step(
+                        [
+                            str(venv / "bin" / "python"),
+                            "-m",
+                            "pip",
+                            "install",
+                            "--disable-pip-version-check",
+                            "-q",
+                            *deps,
+                        ],
+                        target,
+                        "install the dependencies",
+                        say,
+                        cwd=context,
+                    )
+                marker.write_text(dep_text)
+                say(f"built image {image}")
+            else:
+                say(f"image {image} is built already (cached)")
+        argv = _entry_point(context, venv)
+        env = (("PYTHONPATH", str(context)), ("VIRTUAL_ENV", str(venv)))
+        return BuiltImage(image, context, argv, env, venv)
+
+
+def _dependencies(context: Path) -> tuple[list[str], str]:
+    req = context / "requirements.txt"
+    pyproject = context / "pyproject.toml"
+    if req.is_file():
+        text = req.read_text()
+        lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+        deps = [ln for ln in lines if ln]
+        return (["-r", str(req)] if deps else []), text
+    if pyproject.is_file():
+        text = pyproject.read_text()
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise BuildError(f"{pyproject}: not valid TOML: {exc}") from None
+        deps = [str(d) for d in (data.get("project") or {}).get("dependencies") or []]
+        return deps, text
+    return [], ""
+
+
+def _link_platform_packages(venv: Path) -> None:
+    """Let the built environment fall back to the platform's own packages (uvicorn for
+    ASGI apps); the image's dependencies come first on sys.path."""
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = venv / "lib" / version / "site-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "zz-wonderland-platform.pth").write_text(str(purelib) + "\n")
+
+
+async def _step(
+    argv: list[str], target: Path, what: str, say: Progress, cwd: Path | None = None
+) -> None:
+    log_path = target / "build.log"
+    with log_path.open("ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=str(cwd) if cwd else None,
+            start_new_session=True,
+        )
+        code = await proc.wait()
+    if code != 0:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+        raise BuildError(f"could not {what} (exit {code}); see {log_path}: " + " | ".join(tail))
+    say(f"{what}: done")
+
+
+def _entry_point(context: Path, venv: Path) -> tuple[str, ...]:
+    procfile = context / "Procfile"
+    if procfile.is_file():
+        for line in procfile.read_text().splitlines():
+            if line.startswith("web:"):
+                return ("/bin/sh", "-c", line[4:].strip())
+        raise BuildError(f"{procfile} has no 'web:' line; add one, e.g. 'web: python app.py'")
+    for module in ("main", "app", "server"):
+        path = context / f"{module}.py"
+        if path.is_file() and re.search(
+            r"^(?:app\s*[:=]|(?:async\s+)?def\s+app\b)", path.read_text(), re.MULTILINE
+        ):
+            return (
+                str(venv / "bin" / "python"),
+                "-m",
+                "uvicorn",
+                f"{module}:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "$(PORT)",
+                "--no-access-log",
+            )
+    raise BuildError(
+        f"{context} has no entry point: add a Procfile with a 'web:' line, or an ASGI "
+        "'app' in main.py, app.py or server.py"
+    )
