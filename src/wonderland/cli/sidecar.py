@@ -1,0 +1,94 @@
+"""``wonderland sidecar``: Dapr-compatible building blocks next to one app (``dapr run``'s flags)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "sidecar",
+        help="run Dapr-compatible building blocks (state, pub/sub, secrets, configuration) next to an app",
+        description=(
+            "Start a Dapr-compatible sidecar (HTTP and gRPC APIs) and, after --, the app command with "
+            "APP_ID, APP_PORT, DAPR_HTTP_PORT and DAPR_GRPC_PORT set. Both stop together."
+        ),
+        usage="wonderland sidecar --app-id ID [options] [-- CMD ARGS...]",
+    )
+    p.add_argument("--app-id", "-a", required=True, help="the app id")
+    p.add_argument("--app-port", "-p", type=int, default=None, help="port the app listens on")
+    p.add_argument(
+        "--app-protocol", "-P", default="http", choices=["http"], help="protocol of the app channel"
+    )
+    p.add_argument(
+        "--app-channel-address", default="127.0.0.1", help="address of the app (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--resources-path",
+        "-d",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder (or file) of Component/Subscription/Resiliency YAML; repeatable "
+        "(default ~/.dapr/components if it exists, else an embedded sqlite state store "
+        "and in-memory pub/sub)",
+    )
+    p.add_argument(
+        "--dapr-http-port", "-H", type=int, default=3500, help="HTTP API port (0: a free port)"
+    )
+    p.add_argument(
+        "--dapr-grpc-port", "-G", type=int, default=50001, help="gRPC API port (0: a free port)"
+    )
+    p.add_argument("--config", "-c", default=None, help="a kind: Configuration file")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...: the app to run")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    from pathlib import Path
+
+    from wonderland.dapr import launcher
+    from wonderland.dapr.resources import load_resources
+    from wonderland.dapr.runtime import RuntimeOptions, default_state_dir
+    from wonderland.dapr.sidecar import default_resources
+
+    level = {"warn": "WARNING"}.get(args.log_level, args.log_level.upper())
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    state_dir = default_state_dir()
+    paths = list(args.resources_path)
+    if not paths and (Path.home() / ".dapr" / "components").is_dir():
+        paths = [str(Path.home() / ".dapr" / "components")]
+    resources = load_resources(paths, args.config)
+    if not args.resources_path and not paths:
+        defaults = default_resources(state_dir)
+        resources.components = defaults.components
+    namespace = os.environ.get("NAMESPACE", "")
+    opts = RuntimeOptions(
+        app_id=args.app_id,
+        app_port=args.app_port,
+        app_protocol=args.app_protocol,
+        app_channel_address=args.app_channel_address,
+        http_port=args.dapr_http_port,
+        grpc_port=args.dapr_grpc_port,
+        namespace=namespace,
+        api_token=os.environ.get("DAPR_API_TOKEN", ""),
+        app_api_token=os.environ.get("APP_API_TOKEN", ""),
+        state_dir=state_dir,
+        resources=resources.for_app(args.app_id, namespace),
+    )
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return int(runner.run(launcher.run(opts, command)))

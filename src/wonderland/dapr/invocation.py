@@ -1,0 +1,182 @@
+"""Service invocation: the own app through the app channel, other app ids through their sidecar.
+
+Other sidecars are found through a :class:`NameResolver`. Standalone sidecars register
+in a folder of small JSON files under the state directory (no mDNS); the platform plugs
+in its own resolver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import orjson
+
+from wonderland.dapr.app_channel import AppChannel
+from wonderland.dapr.errors import APIError
+from wonderland.dapr.resiliency import ResiliencyEngine
+
+__all__ = ["FileNameResolver", "Invoker", "NameResolver"]
+
+#: Returns the HTTP base URL (``http://127.0.0.1:3500``) of the sidecar of an app id, or None.
+NameResolver = Callable[[str], Awaitable[str | None]]
+
+_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "host",
+    "content-length",
+    "dapr-app-id",
+    "dapr-api-token",
+    "dapr-caller-app-id",
+    "dapr-callee-app-id",
+}
+
+
+class FileNameResolver:
+    """App id → sidecar address, as one JSON file per app id in a shared folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def register(self, app_id: str, http_port: int, grpc_port: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{app_id}.{os.getpid()}.tmp"
+        tmp.write_bytes(
+            orjson.dumps({"httpPort": http_port, "grpcPort": grpc_port, "pid": os.getpid()})
+        )
+        tmp.replace(self.folder / f"{app_id}.json")
+
+    def unregister(self, app_id: str) -> None:
+        path = self.folder / f"{app_id}.json"
+        with contextlib.suppress(OSError, ValueError):
+            if orjson.loads(path.read_bytes()).get("pid") == os.getpid():
+                path.unlink()
+
+    async def __call__(self, app_id: str) -> str | None:
+        try:
+            info = orjson.loads((self.folder / f"{app_id}.json").read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        pid = int(info.get("pid") or 0)
+        if pid:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return None
+            except PermissionError:
+                pass
+        return f"http://127.0.0.1:{int(info['httpPort'])}"
+
+
+class Invoker:
+    """Routes ``invoke/{app-id}/method/...`` calls and maps failures to ERR_DIRECT_INVOKE."""
+
+    def __init__(
+        self,
+        app_id: str,
+        channel: AppChannel | None,
+        resolver: NameResolver | None,
+        resiliency: ResiliencyEngine,
+        api_token: str = "",
+    ) -> None:
+        self.app_id = app_id
+        self.channel = channel
+        self.resolver = resolver
+        self.resiliency = resiliency
+        self.api_token = api_token
+        self._remote: dict[str, AppChannel] = {}
+
+    async def close(self) -> None:
+        for ch in self._remote.values():
+            await ch.close()
+        self._remote.clear()
+
+    async def invoke(
+        self,
+        target: str,
+        method: str,
+        verb: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        caller: str | None = None,
+        client_host: str = "127.0.0.1",
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if not target:
+            raise APIError(
+                404,
+                "ERR_DIRECT_INVOKE",
+                "failed getting app id either from the URL path or the header dapr-app-id",
+                grpc_code="NOT_FOUND",
+            )
+        app_id = target.split(".", 1)[0] if target.split(".", 1)[0] == self.app_id else target
+        fwd = [(k, v) for k, v in headers if k.lower() not in _HOP]
+        if app_id == self.app_id:
+            if self.channel is None:
+                raise APIError(
+                    500,
+                    "ERR_DIRECT_INVOKE",
+                    f"failed to invoke, id: {target}, err: app channel is not initialized; start the sidecar with --app-port",
+                    grpc_code="INTERNAL",
+                )
+            fwd += [
+                ("dapr-caller-app-id", caller or self.app_id),
+                ("dapr-callee-app-id", self.app_id),
+            ]
+            fwd += [
+                ("X-Forwarded-For", client_host),
+                ("Forwarded", f"for={client_host};by={self.channel.address}"),
+            ]
+            channel = self.channel
+            path = "/" + method
+        else:
+            channel = await self._channel_for(app_id, target)
+            path = f"/v1.0/invoke/{app_id}/method/{method}"
+            fwd.append(("dapr-caller-app-id", self.app_id))
+            if self.api_token:
+                fwd.append(("dapr-api-token", self.api_token))
+        policy = self.resiliency.app(app_id)
+        try:
+            return await policy.run(
+                lambda: channel.request(verb, path, query=query, headers=fwd, body=body)
+            )
+        except (OSError, TimeoutError) as exc:
+            raise APIError(
+                500,
+                "ERR_DIRECT_INVOKE",
+                f"failed to invoke, id: {target}, err: {exc or type(exc).__name__}",
+                grpc_code="INTERNAL",
+            ) from None
+        except Exception as exc:
+            raise APIError(
+                500,
+                "ERR_DIRECT_INVOKE",
+                f"failed to invoke, id: {target}, err: {exc}",
+                grpc_code="INTERNAL",
+            ) from None
+
+    async def _channel_for(self, app_id: str, target: str) -> AppChannel:
+        base = await self.resolver(app_id) if self.resolver is not None else None
+        if base is None:
+            raise APIError(
+                500,
+                "ERR_DIRECT_INVOKE",
+                f"failed to invoke, id: {target}, err: couldn't find service: {app_id}; "
+                "is a sidecar with that --app-id running?",
+                grpc_code="INTERNAL",
+            )
+        ch = self._remote.get(base)
+        if ch is None:
+            host, _, port = base.removeprefix("http://").rpartition(":")
+            ch = AppChannel(host, int(port))
+            await ch.start()
+            self._remote[base] = ch
+        return ch
