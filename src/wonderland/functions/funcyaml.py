@@ -43,48 +43,57 @@ _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 # --- a small schema language, enough for func.yaml --------------------------------------
 
 
-@dataclass(frozen=True)
 class _Str:
-    pattern: re.Pattern[str] | None = None
-    enum: tuple[str, ...] = ()
-    hint: str = ""
+    __slots__ = ("enum", "hint", "pattern")
+
+    def __init__(
+        self, pattern: re.Pattern[str] | None = None, enum: tuple[str, ...] = (), hint: str = ""
+    ) -> None:
+        self.pattern, self.enum, self.hint = pattern, enum, hint
 
 
-@dataclass(frozen=True)
 class _Int:
-    minimum: int | None = None
+    __slots__ = ("minimum",)
+
+    def __init__(self, minimum: int | None = None) -> None:
+        self.minimum = minimum
 
 
-@dataclass(frozen=True)
 class _Num:
-    minimum: float | None = None
-    maximum: float | None = None
+    __slots__ = ("maximum", "minimum")
+
+    def __init__(self, minimum: float | None = None, maximum: float | None = None) -> None:
+        self.minimum, self.maximum = minimum, maximum
 
 
-@dataclass(frozen=True)
 class _Bool:
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
 class _StrMap:
     """A mapping of string keys to string values (annotations, filters)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class _Any:
     """Accepted as written (nested structures Knative passes through)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class _List:
-    item: _Spec
+    __slots__ = ("item",)
+
+    def __init__(self, item: _Spec) -> None:
+        self.item = item
 
 
-@dataclass(frozen=True)
 class _Obj:
-    fields: dict[str, _Spec]
-    required: tuple[str, ...] = ()
+    __slots__ = ("fields", "required")
+
+    def __init__(self, fields: dict[str, _Spec], required: tuple[str, ...] = ()) -> None:
+        self.fields, self.required = fields, required
 
 
 _Spec = _Str | _Int | _Num | _Bool | _StrMap | _Any | _List | _Obj
