@@ -3,7 +3,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-python}
-"$python" -m grpc_tools.protoc -I"$here" --python_out="$here/_generated" \
+cd / && "$python" -m grpc_tools.protoc -I"$here" --python_out="$here/_generated" \
   --pyi_out="$here/_generated" --grpc_python_out="$here/_generated" "$here/grpc_predict_v2.proto"
 # The generated service module imports its sibling as a top-level module; make it relative.
 sed -i 's/^import grpc_predict_v2_pb2 as/from . import grpc_predict_v2_pb2 as/' \

@@ -110,20 +110,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        name = request.model_name or request.triton_model_name
         try:
-            await self.dp.load(request.model_name)
+            await self.dp.load(name)
         except Exception as exc:
             await _abort(context, exc)
             raise
-        return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
+        return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
 
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        name = request.model_name or request.triton_model_name
         try:
-            await self.dp.unload(request.model_name)
+            await self.dp.unload(name)
         except Exception as exc:
             await _abort(context, exc)
             raise
-        return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
+        return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
 
 def create_grpc_server(

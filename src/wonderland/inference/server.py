@@ -74,6 +74,10 @@ def build_dataplane(options: ServerOptions) -> Any:
     if options.model_class:
         opts["model_class"] = options.model_class
     if options.model_dir is not None:
+        if not options.model_dir.exists():
+            raise ModelConfigError(
+                f"--model_dir {options.model_dir} does not exist; point it at the model's folder"
+            )
         sources.append(
             ModelSource(options.model_name, options.model_dir, options.model_format, opts)
         )
@@ -116,6 +120,10 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
 
     dataplane = build_dataplane(options)
     app = RestApp(dataplane, options.max_request_size)
+    if reuse_port:
+        # A worker joins the shared ports only once its models are loaded, so the
+        # kernel never hands a connection to a worker that would answer 503.
+        await dataplane.repository.load_all()
     sock = _http_socket(options.host, options.http_port, reuse_port)
     http_port = sock.getsockname()[1]
     grpc_server = None
@@ -150,7 +158,7 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
         date_header=False,
     )
     server = uvicorn.Server(config)
-    loader = asyncio.create_task(dataplane.repository.load_all())
+    loader = None if reuse_port else asyncio.create_task(dataplane.repository.load_all())
     print(
         f"wonderland serve: pid {os.getpid()}, REST http://{options.host}:{http_port}"
         + (f", gRPC {options.host}:{grpc_port}" if grpc_port else ""),
@@ -160,7 +168,8 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
     try:
         await server.serve(sockets=[sock])
     finally:
-        loader.cancel()
+        if loader is not None:
+            loader.cancel()
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
         await dataplane.repository.close()
@@ -182,6 +191,7 @@ def _run_one(options: ServerOptions, reuse_port: bool) -> None:
 def serve(options: ServerOptions) -> int:
     """Run the model server in the foreground; returns the exit status."""
     options.check()
+    build_dataplane(options)  # fail fast on bad paths, before any process starts
     if options.workers == 1:
         _run_one(options, reuse_port=False)
         return 0

@@ -48,7 +48,10 @@ class HuggingFaceRuntime(ArrayModel):
             def encode(texts: list[str]) -> Any:
                 return st.encode(texts, convert_to_numpy=True)
 
-            self._dim = int(st.get_sentence_embedding_dimension() or -1)
+            dim_of = (
+                getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+            )
+            self._dim = int(dim_of() or -1)
         else:
             from transformers import AutoModel, AutoTokenizer
 

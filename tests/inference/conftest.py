@@ -1,0 +1,130 @@
+"""Fixtures for the model server tests: small models trained here, real server processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+IRIS_ROWS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6], [5.1, 3.5, 1.4, 0.2]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def iris_data() -> tuple[object, object]:
+    from sklearn.datasets import load_iris
+
+    return load_iris(return_X_y=True)
+
+
+@pytest.fixture(scope="session")
+def iris_dir(tmp_path_factory: pytest.TempPathFactory, iris_data: tuple[object, object]) -> Path:
+    """An sklearn LogisticRegression on iris, saved as KServe's sklearnserver expects."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = iris_data
+    path = tmp_path_factory.mktemp("iris")
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), path / "model.joblib")
+    return path
+
+
+@pytest.fixture(scope="session")
+def iris_expected(iris_dir: Path) -> list[int]:
+    import joblib
+    import numpy as np
+
+    model = joblib.load(iris_dir / "model.joblib")
+    return [int(v) for v in model.predict(np.array(IRIS_ROWS))]
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def run_server(
+    args: list[str], tmp_path: Path, env: dict[str, str] | None = None, wait_ready: bool = True
+) -> Iterator[ServerProcess]:
+    """Start ``wonderland serve`` in its own process group; always kill the group."""
+    http_port, grpc_port = free_port(), free_port()
+    log = tmp_path / f"serve-{http_port}.log"
+    cmd = [sys.executable, "-m", "wonderland", "serve", "--grpc_port", str(grpc_port), *args]
+    if env and "PORT" in env:
+        http_port = int(env["PORT"])  # the container contract: PORT is the HTTP port
+    else:
+        cmd += ["--http_port", str(http_port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    server = ServerProcess(proc, http_port, grpc_port, log)
+    try:
+        if wait_ready:
+            deadline = time.monotonic() + 30
+            while not _ready(server.url):
+                if proc.poll() is not None:
+                    raise AssertionError(f"server exited: {log.read_text()}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"server not ready in 30 s: {log.read_text()}")
+                time.sleep(0.05)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def iris_server(
+    iris_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    with run_server(
+        ["--model_name", "iris", "--model_dir", str(iris_dir)], tmp_path_factory.mktemp("srv")
+    ) as server:
+        yield server
