@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import textwrap
@@ -192,3 +193,58 @@ def test_listen_address_parsing() -> None:
     ]
     with pytest.raises(Exception, match="not supported"):
         listen_addresses({"LISTEN_ADDRESS": "unix:///tmp/s"})
+
+
+def test_invoke_calls_a_running_function_over_http_and_as_a_cloudevent(tmp_path: Path) -> None:
+    ev = create_function(tmp_path / "ev", template="cloudevents").root
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [*WONDERLAND, "func", "run", "-p", str(ev), "--address", f"127.0.0.1:{port}"]
+    with running(argv, f"{base}/health/readiness") as proc:
+        result = subprocess.run(
+            [*WONDERLAND, "func", "invoke", "-p", str(ev), "--target", base, "--id", "e-1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        # func.yaml says invoke: cloudevent, so a CloudEvent is sent and one comes back
+        assert result.returncode == 0, result.stderr
+        assert "id: response-e-1" in result.stdout
+        assert "type: function.response" in result.stdout
+        assert '{"message": "OK"}' in result.stdout
+        plain = subprocess.run(
+            [*WONDERLAND, "func", "invoke", "-p", str(ev), "--target", base, "-f", "http"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert plain.returncode == 1  # a plain request is a 400 for a CloudEvents function
+        assert "expects a CloudEvent" in plain.stdout
+        stop_group(proc)
+
+
+def test_invoke_without_a_platform_says_what_to_do(tmp_path: Path) -> None:
+    root = create_function(tmp_path / "lonely").root
+    env = {"WONDERLAND_HOME": str(tmp_path / "nowhere")}
+    result = subprocess.run(
+        [*WONDERLAND, "func", "invoke", "-p", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no running platform found" in result.stderr
+    deploy = subprocess.run(
+        [*WONDERLAND, "func", "deploy", "-p", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert deploy.returncode == 1
+    assert "wonderland up" in deploy.stderr

@@ -56,8 +56,19 @@ class InvokeResponse:
 
 
 def gateway_address(environ: dict[str, str] | None = None) -> str:
-    """``http://host:port`` of the platform's gateway (WONDERLAND_GATEWAY_PORT/BIND)."""
+    """``http://host:port`` of the platform's gateway: what the daemon recorded in
+    ``daemon.json`` (key ``gateway``), else WONDERLAND_BIND / WONDERLAND_GATEWAY_PORT."""
     env = dict(os.environ) if environ is None else environ
+    home = Path(env.get("WONDERLAND_HOME") or Path("~/.wonderland").expanduser())
+    try:
+        info = json.loads((home / "daemon.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    if isinstance(info, dict):
+        for key in ("gateway", "gateway_url", "gatewayURL"):
+            value = info.get(key)
+            if isinstance(value, str) and value:
+                return value.rstrip("/") if "://" in value else f"http://{value}"
     host = env.get("WONDERLAND_BIND", "127.0.0.1")
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
