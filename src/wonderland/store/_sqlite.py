@@ -15,7 +15,7 @@ import sqlite3
 import string
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -492,7 +492,7 @@ class Store:
         resource: str | None = None,
         since_rv: str | int | None = None,
         namespace: str | None = None,
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         """Changes of ``resource`` (all if None) after ``since_rv``.
 
         With ``since_rv`` None, "" or "0", the current objects come first as ADDED events,

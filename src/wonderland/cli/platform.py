@@ -1,0 +1,482 @@
+"""Platform commands: up, apply, get, describe, delete, logs, down.
+
+Each command parses its flags, calls the library (the daemon or the control API) and
+renders the answer as kubectl does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wonderland.api.kinds import ResourceKind
+    from wonderland.api.manifests import Manifest
+    from wonderland.control.client import ControlClient
+    from wonderland.settings import Settings
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = subparsers.add_parser(
+        "up",
+        help="run the platform in the foreground",
+        description="Run the platform (control API, controllers, gateway) in the foreground.",
+    )
+    _file_flags(up, required=False)
+    up.set_defaults(handler=_up)
+
+    apply = subparsers.add_parser("apply", help="create or update objects from manifests")
+    _file_flags(apply, required=True)
+    _namespace_flag(apply)
+    apply.add_argument(
+        "--dry-run",
+        choices=["none", "server", "client"],
+        default="none",
+        help="validate only: client (here) or server (in the daemon); nothing is stored",
+    )
+    apply.set_defaults(handler=_apply)
+
+    get = subparsers.add_parser("get", help="list objects or show one")
+    get.add_argument("kind", metavar="KIND", help="kind, plural or short name (ksvc, cm, ...)")
+    get.add_argument("names", metavar="NAME", nargs="*")
+    _namespace_flag(get)
+    get.add_argument("-A", "--all-namespaces", action="store_true")
+    get.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"], default=None)
+    get.add_argument("-l", "--selector", default=None, help="label selector (app=web,tier!=db)")
+    get.set_defaults(handler=_get)
+
+    describe = subparsers.add_parser("describe", help="show one object in detail")
+    describe.add_argument("kind", metavar="KIND")
+    describe.add_argument("name", metavar="NAME")
+    _namespace_flag(describe)
+    describe.set_defaults(handler=_describe)
+
+    delete = subparsers.add_parser("delete", help="delete objects (and what they own)")
+    delete.add_argument("kind", metavar="KIND", nargs="?")
+    delete.add_argument("names", metavar="NAME", nargs="*")
+    _file_flags(delete, required=False)
+    _namespace_flag(delete)
+    delete.add_argument("--ignore-not-found", action="store_true")
+    delete.set_defaults(handler=_delete)
+
+    logs = subparsers.add_parser("logs", help="print the logs of a service's replicas")
+    logs.add_argument("target", metavar="[KIND/]NAME", help="ksvc/NAME, rev/NAME or NAME")
+    _namespace_flag(logs)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.set_defaults(handler=_logs)
+
+    down = subparsers.add_parser("down", help="stop the daemon of this state directory")
+    down.set_defaults(handler=_down)
+
+
+def _file_flags(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        default=[],
+        required=required,
+        metavar="PATH",
+        help="a manifest file or directory (repeatable; - reads standard input)",
+    )
+    parser.add_argument(
+        "-R", "--recursive", action="store_true", help="read directories recursively"
+    )
+
+
+def _namespace_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
+
+
+def _settings() -> Settings:
+    from wonderland.settings import Settings
+
+    return Settings.from_env()
+
+
+def _client() -> ControlClient:
+    from wonderland.control.client import ControlClient
+
+    return ControlClient.for_state_dir(_settings().state_dir)
+
+
+def _ref(kind: ResourceKind) -> str:
+    return f"{kind.singular}.{kind.group}" if kind.group else kind.singular
+
+
+def _load(args: argparse.Namespace) -> list[Manifest]:
+    from wonderland.api.manifests import check_all, load_paths
+
+    manifests = load_paths(args.filename, args.recursive)
+    namespace = getattr(args, "namespace", None)
+    if namespace:
+        for manifest in manifests:
+            meta = manifest.obj.get("metadata")
+            if isinstance(meta, dict) and not meta.get("namespace"):
+                meta["namespace"] = namespace
+    check_all(manifests)
+    return manifests
+
+
+# -- up / down ------------------------------------------------------------------
+
+
+def _up(args: argparse.Namespace) -> int:
+    from wonderland import daemon
+
+    manifests = _load(args) if args.filename else []
+    return daemon.run(_settings(), manifests)
+
+
+def _down(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    from wonderland.daemon import DaemonLock, daemon_info
+
+    settings = _settings()
+    state_dir = settings.state_dir
+    lock = DaemonLock(state_dir)
+    if not lock.held_by_someone():
+        print(f"no wonderland daemon is running on {state_dir}")
+        return 0
+    try:
+        _client().request("POST", "/wonderland/v1/shutdown", {})
+    except Exception:
+        info = daemon_info(state_dir) or {}
+        pid = info.get("pid")
+        if isinstance(pid, int):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while lock.held_by_someone():
+        if time.monotonic() > deadline:
+            from wonderland.errors import ConfigError
+
+            raise ConfigError(f"the daemon on {state_dir} did not stop within 60 s; see its output")
+        time.sleep(0.1)
+    print("wonderland stopped")
+    return 0
+
+
+# -- apply / delete ---------------------------------------------------------------
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from wonderland.api import registry
+    from wonderland.api.manifests import ManifestError
+    from wonderland.errors import InvalidError, WonderlandError
+
+    manifests = _load(args)
+    suffix = " (dry run)" if args.dry_run != "none" else ""
+    if args.dry_run == "client":
+        for m in manifests:
+            kind = registry.for_object(m.obj["apiVersion"], m.obj["kind"])
+            print(f"{_ref(kind)}/{m.obj['metadata'].get('name', '')} checked{suffix}")
+        return 0
+    body = {"items": [m.obj for m in manifests], "dryRun": args.dry_run == "server"}
+    try:
+        answer = _client().request("POST", "/wonderland/v1/apply", body)
+    except WonderlandError as exc:
+        field = getattr(exc, "field", None) or ""
+        status = getattr(exc, "status", None) or {}
+        causes = (status.get("details") or {}).get("causes") or []
+        if not field and causes:
+            field = str(causes[0].get("field") or "")
+        if field.startswith("items["):
+            index_text, _, rest = field[len("items[") :].partition("]")
+            manifest = manifests[int(index_text)]
+            rest = rest.lstrip(".")
+            if isinstance(exc, InvalidError):
+                raise ManifestError(
+                    [f"{manifest.where(rest)}: {rest + ': ' if rest else ''}{exc.reason_text}"]
+                ) from None
+            raise ManifestError([f"{manifest.where()}: {manifest.display}: {exc}"]) from None
+        raise
+    for result in answer["results"]:
+        obj = result["object"]
+        kind = registry.for_object(obj["apiVersion"], obj["kind"])
+        print(f"{_ref(kind)}/{obj['metadata']['name']} {result['action']}{suffix}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from wonderland.api import registry
+    from wonderland.control.client import object_path
+    from wonderland.errors import ConfigError, NotFoundError
+
+    targets: list[tuple[ResourceKind, str | None, str]] = []
+    if args.filename:
+        if args.kind:
+            raise ConfigError("give either -f PATH or KIND NAME, not both")
+        for manifest in _load(args):
+            kind = registry.for_object(manifest.obj["apiVersion"], manifest.obj["kind"])
+            meta = manifest.obj.get("metadata") or {}
+            targets.append((kind, meta.get("namespace") or args.namespace, meta.get("name", "")))
+    else:
+        if not args.kind or not args.names:
+            raise ConfigError(
+                "say what to delete: `wonderland delete KIND NAME...` or `wonderland delete -f PATH`"
+            )
+        kind_name, names = _split_kind(args.kind, args.names)
+        kind = registry.lookup(kind_name)
+        targets = [(kind, args.namespace, name) for name in names]
+    client = _client()
+    failed = False
+    for kind, namespace, name in targets:
+        try:
+            client.request("DELETE", object_path(kind, namespace or "default", name))
+        except NotFoundError as exc:
+            if not args.ignore_not_found:
+                print(f"Error from server (NotFound): {exc}", file=sys.stderr)
+                failed = True
+            continue
+        print(f'{_ref(kind)} "{name}" deleted')
+    return 1 if failed else 0
+
+
+def _split_kind(kind: str, names: list[str]) -> tuple[str, list[str]]:
+    if "/" in kind:
+        kind, _, first = kind.partition("/")
+        return kind, [first, *names]
+    return kind, names
+
+
+# -- get / describe --------------------------------------------------------------
+
+
+def _get(args: argparse.Namespace) -> int:
+    import orjson
+    import yaml
+
+    from wonderland.api import printing, registry
+    from wonderland.control.client import TABLE_ACCEPT, object_path
+
+    kind_name, names = _split_kind(args.kind, args.names)
+    kind = registry.lookup(kind_name)
+    namespace = None if args.all_namespaces else (args.namespace or "default")
+    client = _client()
+    params = {"labelSelector": args.selector} if args.selector else None
+    if args.output in ("json", "yaml", "name"):
+        if names:
+            items = [client.request("GET", object_path(kind, namespace, n)) for n in names]
+        else:
+            items = client.request("GET", object_path(kind, namespace), params=params)["items"]
+        if args.output == "name":
+            for item in items:
+                print(f"{_ref(kind)}/{item['metadata']['name']}")
+            return 0
+        result: Any = (
+            items[0]
+            if len(names) == 1
+            else {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}
+        )
+        if args.output == "json":
+            print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        else:
+            print(yaml.safe_dump(result, sort_keys=False).rstrip())
+        return 0
+    if names:
+        rows: dict[str, Any] | None = None
+        for name in names:
+            one = client.request(
+                "GET",
+                object_path(kind, namespace, None),
+                accept=TABLE_ACCEPT,
+                params={"fieldSelector": f"metadata.name={name}"},
+            )
+            if not one["rows"]:
+                from wonderland.errors import NotFoundError
+
+                raise NotFoundError(f'{kind.resource} "{name}" not found')
+            if rows is None:
+                rows = one
+            else:
+                rows["rows"].extend(one["rows"])
+        table = rows
+    else:
+        table = client.request(
+            "GET", object_path(kind, namespace), accept=TABLE_ACCEPT, params=params
+        )
+    assert table is not None
+    if not table["rows"]:
+        where = "" if namespace is None or not kind.namespaced else f" in {namespace} namespace"
+        print(f"No resources found{where}.", file=sys.stderr)
+        return 0
+    lines = printing.render(
+        table, wide=args.output == "wide", with_namespace=namespace is None and kind.namespaced
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def _title(key: str) -> str:
+    words = []
+    current = ""
+    for ch in key:
+        if ch.isupper() and current and not current[-1].isupper():
+            words.append(current)
+            current = ch
+        else:
+            current += ch
+    words.append(current)
+    return " ".join(w[:1].upper() + w[1:] for w in words if w)
+
+
+def _describe_value(value: Any, indent: int, out: list[str]) -> None:
+    pad = "  " * indent
+    if isinstance(value, dict):
+        width = max((len(_title(str(k))) for k in value), default=0) + 2
+        for key, item in value.items():
+            label = f"{_title(str(key))}:"
+            if isinstance(item, (dict, list)) and item:
+                out.append(f"{pad}{label}")
+                _describe_value(item, indent + 1, out)
+            else:
+                out.append(f"{pad}{label.ljust(width)}{_scalar(item)}")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                first = True
+                inner: list[str] = []
+                _describe_value(item, indent + 1, inner)
+                for line in inner:
+                    out.append((pad + "  " + line.lstrip(" ")) if first else line)
+                    first = False
+                if not inner:
+                    out.append(f"{pad}  {{}}")
+            else:
+                out.append(f"{pad}  {_scalar(item)}")
+
+
+def _scalar(value: Any) -> str:
+    if value is None or value == {} or value == []:
+        return "<none>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from wonderland.api import registry
+    from wonderland.control.client import object_path
+
+    kind_name, names = _split_kind(args.kind, [args.name])
+    kind = registry.lookup(kind_name)
+    obj = _client().request("GET", object_path(kind, args.namespace or "default", names[0]))
+    meta = obj.get("metadata", {})
+
+    def mapping(values: dict[str, str] | None) -> list[str]:
+        if not values:
+            return ["<none>"]
+        return [f"{k}={v}" for k, v in sorted(values.items())]
+
+    out: list[str] = [f"Name:         {meta.get('name')}"]
+    if kind.namespaced:
+        out.append(f"Namespace:    {meta.get('namespace')}")
+    labels = mapping(meta.get("labels"))
+    out.append(f"Labels:       {labels[0]}")
+    out += [f"              {line}" for line in labels[1:]]
+    annotations = mapping(meta.get("annotations"))
+    out.append(f"Annotations:  {annotations[0]}")
+    out += [f"              {line}" for line in annotations[1:]]
+    out.append(f"API Version:  {obj.get('apiVersion')}")
+    out.append(f"Kind:         {obj.get('kind')}")
+    shown_meta = {
+        k: v for k, v in meta.items() if k not in ("name", "namespace", "labels", "annotations")
+    }
+    out.append("Metadata:")
+    _describe_value(shown_meta, 1, out)
+    for key, value in obj.items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        if isinstance(value, (dict, list)) and value:
+            out.append(f"{_title(key)}:")
+            _describe_value(value, 1, out)
+        else:
+            out.append(f"{_title(key)}:  {_scalar(value)}")
+    out.append("Events:       <none>")
+    print("\n".join(out))
+    return 0
+
+
+# -- logs ------------------------------------------------------------------------
+
+
+def _log_dirs(state_dir: Path, namespace: str, target: str) -> list[Path]:
+    """Revision log folders of ``target`` (ksvc/NAME, rev/NAME or a bare name)."""
+    from wonderland.api import registry
+    from wonderland.errors import NotFoundError
+
+    base = state_dir / "logs" / namespace
+    kind_name, _, name = target.rpartition("/")
+    kind = registry.lookup(kind_name).resource if kind_name else None
+    if kind not in (None, "services.serving.knative.dev", "revisions.serving.knative.dev"):
+        raise NotFoundError(f"logs are kept for Knative services and revisions, not {kind_name}")
+    if kind != "services.serving.knative.dev" and (base / name).is_dir():
+        return [base / name]
+    if kind == "revisions.serving.knative.dev":
+        raise NotFoundError(f'no logs for revision "{name}" in namespace "{namespace}"')
+    revisions: list[str] = []
+    try:
+        from wonderland.control.client import object_path
+
+        kind_rev = registry.lookup("revisions.serving.knative.dev")
+        listing = _client().request(
+            "GET",
+            object_path(kind_rev, namespace),
+            params={"labelSelector": f"serving.knative.dev/service={name}"},
+        )
+        revisions = [item["metadata"]["name"] for item in listing["items"]]
+    except Exception:
+        revisions = []
+    dirs = [base / r for r in revisions if (base / r).is_dir()]
+    if not dirs and base.is_dir():
+        dirs = sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(f"{name}-"))
+    if not dirs:
+        raise NotFoundError(
+            f'no logs for "{target}" in namespace "{namespace}" (looked in {base}); '
+            "replicas write them once they run"
+        )
+    return dirs
+
+
+def _logs(args: argparse.Namespace) -> int:
+    settings = _settings()
+    namespace = args.namespace or "default"
+    dirs = _log_dirs(settings.state_dir, namespace, args.target)
+    files = sorted(f for d in dirs for f in d.glob("*.log"))
+    prefix = len(files) > 1
+    offsets: dict[Path, int] = {}
+
+    def pump() -> None:
+        for directory in dirs:
+            for path in sorted(directory.glob("*.log")):
+                start = offsets.get(path, 0)
+                with open(path, "rb") as handle:
+                    handle.seek(start)
+                    data = handle.read()
+                if not data:
+                    continue
+                complete = data.rfind(b"\n") + 1 if args.follow else len(data)
+                if complete == 0:
+                    continue
+                offsets[path] = start + complete
+                text = data[:complete].decode("utf-8", "replace")
+                for line in text.splitlines():
+                    label = f"[{directory.name}/{path.stem}] " if prefix else ""
+                    print(f"{label}{line}", flush=True)
+
+    pump()
+    if args.follow:
+        try:
+            while True:
+                time.sleep(0.25)
+                pump()
+        except KeyboardInterrupt:
+            return 0
+    return 0

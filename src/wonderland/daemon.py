@@ -1,0 +1,267 @@
+"""``wonderland up``: the daemon in the foreground.
+
+One daemon per state directory (a lock file says who holds it). It opens the store,
+installs the plugins, starts the controllers and services, applies the manifests
+given with ``-f``, serves the control API over HTTPS, writes the kubeconfig, and on
+SIGTERM/SIGINT (or ``wonderland down``) stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from wonderland.api.manifests import Manifest
+from wonderland.errors import ConfigError, InvalidError
+from wonderland.settings import Settings
+
+__all__ = ["DaemonLock", "daemon_info", "run"]
+
+log = logging.getLogger("wonderland.daemon")
+
+
+class DaemonLock:
+    """An exclusive lock on ``<state_dir>/daemon.lock``, released when the process dies."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "daemon.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "unknown"
+            handle.close()
+            raise ConfigError(
+                f"another wonderland daemon (pid {pid}) is already running on "
+                f"{self.path.parent}; stop it with `wonderland down`, or set WONDERLAND_HOME "
+                "to another directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def held_by_someone(self) -> bool:
+        """True while some daemon holds the lock (for ``down``)."""
+        if not self.path.exists():
+            return False
+        with open(self.path) as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return False
+
+
+def daemon_info(state_dir: Path) -> dict[str, Any] | None:
+    """What the running daemon wrote about itself (pid, API URL), or None."""
+    try:
+        data = json.loads((state_dir / "daemon.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.bind, settings.api_port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {settings.bind}:{settings.api_port} for the control API "
+            f"({exc.strerror}); set WONDERLAND_API_PORT to a free port (0 picks one)"
+        ) from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Generator[None, None, None]:
+    lock = DaemonLock(state_dir)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / "daemon.json").unlink()
+        lock.release()
+
+
+def run(settings: Settings, manifests: Sequence[Manifest] = ()) -> int:
+    """Run the daemon until SIGTERM/SIGINT or ``wonderland down``; the exit status."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    state_dir = settings.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(state_dir):
+        try:
+            import uvloop
+
+            runner: Any = uvloop.run
+        except ImportError:  # pragma: no cover - uvloop is a dependency
+            runner = asyncio.run
+        runner(_serve(settings, manifests))
+    return 0
+
+
+def _banner(settings: Settings, server: str, results: list[tuple[str, str]]) -> str:
+    home = settings.state_dir
+    lines = [f"{ref} {action}" for ref, action in results]
+    lines += [
+        "",
+        f"wonderland is up: control API {server}, state in {home}",
+        "Try next:",
+        "  wonderland get ksvc                  # Knative services",
+        "  wonderland get cm                    # ConfigMaps",
+        "  wonderland apply -f examples/quickstart/",
+        f"  kubectl --kubeconfig {home}/kubeconfig get ksvc",
+        "  wonderland down                      # or Ctrl-C here",
+    ]
+    return "\n".join(lines)
+
+
+async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
+    import uvicorn
+
+    from wonderland.control import ControlAPI
+    from wonderland.kubeconfig import ensure_certificate, ensure_token, write_kubeconfig
+    from wonderland.platform import Platform
+
+    state_dir = settings.state_dir
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    platform = Platform.open(settings)
+    try:
+        platform.install_plugins()
+        await platform.start()
+        results = _apply(platform, manifests)
+
+        token = ensure_token(state_dir)
+        cert_path, key_path = ensure_certificate(state_dir)
+        sock = _bind(settings)
+        host, port = sock.getsockname()[:2]
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        server_url = f"https://{address}"
+        app = ControlAPI(platform.store, token, address, on_shutdown=stop.set)
+        config = uvicorn.Config(
+            app,
+            ssl_certfile=str(cert_path),
+            ssl_keyfile=str(key_path),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        server = _QuietServer(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if serving.done():
+            serving.result()
+        write_kubeconfig(state_dir, server_url, cert_path.read_bytes(), token)
+        (state_dir / "daemon.json").write_text(
+            json.dumps({"pid": os.getpid(), "server": server_url})
+        )
+        print(_banner(settings, server_url, results), flush=True)
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        print("wonderland is stopping", file=sys.stderr, flush=True)
+        # uvicorn reports still-open keep-alive connections as an error when stopping.
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 10)
+        sock.close()
+    finally:
+        await platform.stop()
+        platform.store.close()
+
+
+def _apply(platform: Any, manifests: Sequence[Manifest]) -> list[tuple[str, str]]:
+    from wonderland.api import registry
+
+    results: list[tuple[str, str]] = []
+    if not manifests:
+        return results
+    from wonderland.api.manifests import ManifestError
+    from wonderland.errors import WonderlandError
+
+    with platform.store.transaction():
+        for manifest in manifests:
+            try:
+                obj, action = platform.store.apply(manifest.obj)
+            except InvalidError as exc:
+                raise ManifestError([manifest.describe_error(exc)]) from None
+            except WonderlandError as exc:
+                raise ManifestError([f"{manifest.where()}: {manifest.display}: {exc}"]) from None
+            kind = registry.for_object(obj["apiVersion"], obj["kind"])
+            ref = f"{kind.singular}.{kind.group}" if kind.group else kind.singular
+            results.append((f"{ref}/{obj['metadata']['name']}", action))
+    return results
+
+
+class _QuietServer:
+    """uvicorn's server without its own signal handling (the daemon handles signals)."""
+
+    def __init__(self, config: Any) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                yield
+
+            def install_signal_handlers(self) -> None:
+                return None
+
+        self._server = Server(config)
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    @property
+    def should_exit(self) -> bool:
+        return bool(self._server.should_exit)
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._server.should_exit = value
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        await self._server.serve(sockets=sockets)

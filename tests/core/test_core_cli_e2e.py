@@ -1,0 +1,213 @@
+"""End to end: the real daemon on loopback, driven through the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import stat
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import Daemon
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+SERVICE = """\
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  template:
+    spec:
+      containers:
+        - command: ["python3", "-m", "http.server"]
+"""
+
+CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels: {app: demo}
+data:
+  color: blue
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_apply_get_json_and_table(daemon: Daemon, tmp_path: Path) -> None:
+    manifest = write(tmp_path, "app.yaml", SERVICE + "---\n" + CONFIGMAP)
+    out = daemon.ok("apply", "-f", str(manifest))
+    assert out.splitlines() == [
+        "service.serving.knative.dev/hello created",
+        "configmap/settings created",
+    ]
+    assert daemon.ok("apply", "-f", str(manifest)).splitlines()[1] == "configmap/settings unchanged"
+    obj = json.loads(daemon.ok("get", "ksvc", "hello", "-o", "json"))
+    assert obj["kind"] == "Service"
+    assert obj["metadata"]["namespace"] == "default"
+    assert obj["metadata"]["generation"] == 1
+    table = daemon.ok("get", "cm").splitlines()
+    assert table[0].split() == ["NAME", "DATA", "AGE"]
+    assert table[1].split()[:2] == ["settings", "1"]
+    header = daemon.ok("get", "ksvc").splitlines()[0].split()
+    assert header == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]
+    listed = yaml.safe_load(daemon.ok("get", "configmaps", "-l", "app=demo", "-o", "yaml"))
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["settings"]
+    described = daemon.ok("describe", "cm", "settings")
+    assert "Name:         settings" in described and "Color:" in described
+
+
+def test_conflict_on_stale_update_through_the_api(daemon: Daemon, tmp_path: Path) -> None:
+    import base64
+    import ssl
+
+    import httpx
+
+    daemon.ok("apply", "-f", str(write(tmp_path, "cm.yaml", CONFIGMAP)))
+    config = yaml.safe_load((daemon.home / "kubeconfig").read_text())
+    token = config["users"][0]["user"]["token"]
+    ca_pem = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
+    ca = ssl.create_default_context(cadata=ca_pem.decode())
+    url = f"{daemon.server}/api/v1/namespaces/default/configmaps/settings"
+    with httpx.Client(verify=ca, headers={"Authorization": f"Bearer {token}"}) as http:
+        current = http.get(url).json()
+        fresh = dict(current, data={"color": "red"})
+        assert http.put(url, json=fresh).status_code == 200
+        stale = dict(current, data={"color": "green"})
+        answer = http.put(url, json=stale)
+        assert answer.status_code == 409
+        assert answer.json()["reason"] == "Conflict"
+        assert http.get(url).json()["data"] == {"color": "red"}
+        assert httpx.get(url, verify=ca).status_code == 401
+        missing = http.get(url + "-nope")
+        assert missing.status_code == 404 and missing.json()["kind"] == "Status"
+
+
+def test_cascading_delete_removes_owned_objects(daemon: Daemon, tmp_path: Path) -> None:
+    daemon.ok("apply", "-f", str(write(tmp_path, "svc.yaml", SERVICE)))
+    uid = json.loads(daemon.ok("get", "ksvc", "hello", "-o", "json"))["metadata"]["uid"]
+    child = yaml.safe_load(CONFIGMAP)
+    child["metadata"]["name"] = "owned"
+    child["metadata"]["ownerReferences"] = [
+        {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "hello", "uid": uid}
+    ]
+    daemon.ok("apply", "-f", str(write(tmp_path, "child.yaml", yaml.safe_dump(child))))
+    assert daemon.ok("get", "cm", "owned", "-o", "name").strip() == "configmap/owned"
+    assert daemon.ok("delete", "ksvc", "hello").strip() == (
+        'service.serving.knative.dev "hello" deleted'
+    )
+    gone = daemon.cli("get", "cm", "owned")
+    assert gone.returncode == 1 and 'configmaps "owned" not found' in gone.stderr
+
+
+def test_malformed_and_invalid_manifests_store_nothing(daemon: Daemon, tmp_path: Path) -> None:
+    bad_type = write(
+        tmp_path,
+        "app.yaml",
+        CONFIGMAP
+        + """\
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      containers:
+        - image: example/web
+          ports:
+            - containerPort: "8080"
+""",
+    )
+    result = daemon.cli("apply", "-f", str(bad_type))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: {bad_type}:19: spec.template.spec.containers[0].ports[0].containerPort: "
+        "expected integer"
+    )
+    broken = write(
+        tmp_path, "broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [x\n"
+    )
+    result = daemon.cli("apply", "-f", str(broken))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {broken}:4: malformed YAML")
+    unknown = write(
+        tmp_path, "unknown.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"
+    )
+    result = daemon.cli("apply", "-f", str(unknown))
+    assert result.returncode == 1
+    assert f"{unknown}:2: kind:" in result.stderr and "Deployment" in result.stderr
+    field = write(
+        tmp_path,
+        "field.yaml",
+        SERVICE.replace(
+            '        - command: ["python3", "-m", "http.server"]\n',
+            "        - image: x\n          tty: true\n",
+        ),
+    )
+    result = daemon.cli("apply", "-f", str(field))
+    assert result.returncode == 1
+    assert f"{field}:10: spec.template.spec.containers[0].tty: unknown field" in result.stderr
+    assert daemon.cli("get", "cm").stderr.strip() == "No resources found in default namespace."
+
+
+def test_directory_apply_and_delete_recursive(daemon: Daemon, tmp_path: Path) -> None:
+    write(tmp_path, "manifests/a.yaml", CONFIGMAP)
+    write(tmp_path, "manifests/nested/b.yaml", SERVICE)
+    flat = daemon.ok("apply", "-f", str(tmp_path / "manifests"))
+    assert flat.splitlines() == ["configmap/settings created"]
+    deep = daemon.ok("apply", "-R", "-f", str(tmp_path / "manifests"))
+    assert "service.serving.knative.dev/hello created" in deep.splitlines()
+    deleted = daemon.ok("delete", "-R", "-f", str(tmp_path / "manifests"))
+    assert sorted(deleted.splitlines()) == [
+        'configmap "settings" deleted',
+        'service.serving.knative.dev "hello" deleted',
+    ]
+
+
+def test_kill_9_and_restart_keeps_every_applied_object(new_daemon: Daemon, tmp_path: Path) -> None:
+    new_daemon.start()
+    manifest = write(tmp_path, "app.yaml", SERVICE + "---\n" + CONFIGMAP)
+    new_daemon.ok("apply", "-f", str(manifest))
+    before = json.loads(new_daemon.ok("get", "cm", "-A", "-o", "json"))["items"]
+    new_daemon.kill(signal.SIGKILL)
+    new_daemon.start()
+    after = json.loads(new_daemon.ok("get", "cm", "-A", "-o", "json"))["items"]
+    assert after == before
+    assert json.loads(new_daemon.ok("get", "ksvc", "hello", "-o", "json"))["spec"]
+    new_daemon.kill(signal.SIGTERM)
+    assert new_daemon.proc is not None and new_daemon.proc.returncode == 0
+    new_daemon.start()
+    assert new_daemon.ok("get", "cm", "settings", "-o", "name").strip() == "configmap/settings"
+
+
+def test_second_daemon_refuses_and_down_stops(daemon: Daemon) -> None:
+    second = daemon.cli("up")
+    assert second.returncode == 1
+    assert "another wonderland daemon" in second.stderr and str(daemon.home) in second.stderr
+    kubeconfig = daemon.home / "kubeconfig"
+    assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
+    assert daemon.ok("down").strip() == "wonderland stopped"
+    assert daemon.proc is not None and daemon.proc.wait(timeout=30) == 0
+    assert daemon.ok("down").strip().startswith("no wonderland daemon is running")
+
+
+def test_up_applies_the_quickstart(new_daemon: Daemon) -> None:
+    new_daemon.start("-f", str(REPO / "examples" / "quickstart"))
+    names = new_daemon.ok("get", "ksvc", "-o", "name").split()
+    assert names == ["service.serving.knative.dev/hello"]
+    log = new_daemon.log.read_text()
+    assert "service.serving.knative.dev/hello created" in log and "Try next" in log

@@ -1,0 +1,169 @@
+"""The official kubernetes Python client and kubectl against the daemon's control API."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Daemon
+
+pytestmark = pytest.mark.e2e
+
+KSVC = textwrap.dedent(
+    """\
+    apiVersion: serving.knative.dev/v1
+    kind: Service
+    metadata:
+      name: hello
+    spec:
+      template:
+        spec:
+          containers:
+            - image: example/hello
+    """
+)
+
+
+def kube_client(daemon: Daemon) -> Any:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(daemon.home / "kubeconfig"))
+
+
+def test_python_client_crud_and_conflict(daemon: Daemon) -> None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api = kube_client(daemon)
+    core = client.CoreV1Api(api)
+    body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cfg"), data={"a": "1"})
+    created = core.create_namespaced_config_map("default", body)
+    assert created.metadata.uid and created.metadata.resource_version
+    with pytest.raises(ApiException) as exists:
+        core.create_namespaced_config_map("default", body)
+    assert exists.value.status == 409
+    patched = core.patch_namespaced_config_map("cfg", "default", {"data": {"b": "2"}})
+    assert patched.data == {"a": "1", "b": "2"}
+    stale = created
+    stale.data = {"c": "3"}
+    with pytest.raises(ApiException) as conflict:
+        core.replace_namespaced_config_map("cfg", "default", stale)
+    assert conflict.value.status == 409
+    listed = core.list_namespaced_config_map("default", label_selector="")
+    assert [c.metadata.name for c in listed.items] == ["cfg"]
+    core.delete_namespaced_config_map("cfg", "default")
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("cfg", "default")
+    assert missing.value.status == 404
+
+
+def test_python_client_custom_objects_and_watch(daemon: Daemon) -> None:
+    import yaml
+    from kubernetes import client, watch
+    from kubernetes.client.rest import ApiException
+
+    api = kube_client(daemon)
+    custom = client.CustomObjectsApi(api)
+    group, version, plural = "serving.knative.dev", "v1", "services"
+    seen: list[tuple[str, str]] = []
+    started = threading.Event()
+
+    def follow() -> None:
+        w = watch.Watch()
+        started.set()
+        for event in w.stream(
+            custom.list_namespaced_custom_object,
+            group,
+            version,
+            "default",
+            plural,
+            timeout_seconds=20,
+        ):
+            seen.append((event["type"], event["object"]["metadata"]["name"]))
+            if event["type"] == "DELETED":
+                w.stop()
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    started.wait(10)
+    obj = yaml.safe_load(KSVC)
+    custom.create_namespaced_custom_object(group, version, "default", plural, obj)
+    bad = yaml.safe_load(KSVC)
+    bad["metadata"]["name"] = "bad"
+    bad["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": "x"}]
+    with pytest.raises(ApiException) as invalid:
+        custom.create_namespaced_custom_object(group, version, "default", plural, bad)
+    assert invalid.value.status == 422
+    assert "containerPort" in invalid.value.body
+    got = custom.get_namespaced_custom_object(group, version, "default", plural, "hello")
+    assert got["spec"]["template"]["spec"]["containers"][0]["image"] == "example/hello"
+    custom.delete_namespaced_custom_object(group, version, "default", plural, "hello")
+    thread.join(30)
+    assert ("ADDED", "hello") in seen and ("DELETED", "hello") in seen
+    assert ("ADDED", "bad") not in seen
+
+
+@pytest.fixture
+def kubectl(daemon: Daemon) -> Any:
+    binary = shutil.which("kubectl")
+    if binary is None:
+        pytest.skip("kubectl is not installed")
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, "--kubeconfig", str(daemon.home / "kubeconfig"), *args],
+            env=daemon.env,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+            check=False,
+        )
+
+    return run
+
+
+def test_kubectl_apply_get_delete(daemon: Daemon, kubectl: Any, tmp_path: Path) -> None:
+    manifest = tmp_path / "ksvc.yaml"
+    manifest.write_text(KSVC)
+    applied = kubectl("apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.strip() == "service.serving.knative.dev/hello created"
+    again = kubectl("apply", "-f", str(manifest))
+    assert again.stdout.strip() == "service.serving.knative.dev/hello unchanged"
+    changed = kubectl("apply", "-f", "-", stdin=KSVC.replace("example/hello", "example/hello:v2"))
+    assert changed.stdout.strip() == "service.serving.knative.dev/hello configured"
+    table = kubectl("get", "ksvc")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split() == [
+        "NAME",
+        "URL",
+        "LATESTCREATED",
+        "LATESTREADY",
+        "READY",
+        "REASON",
+    ]
+    assert table.stdout.splitlines()[1].split()[0] == "hello"
+    image = kubectl(
+        "get", "ksvc", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"
+    )
+    assert image.stdout == "example/hello:v2"
+    assert daemon.ok("get", "ksvc", "hello", "-o", "json").count('"generation": 2') == 1
+    cm = kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  k: v\n",
+    )
+    assert cm.returncode == 0, cm.stderr
+    assert kubectl("get", "cm", "plain", "-o", "jsonpath={.data.k}").stdout == "v"
+    assert kubectl("get", "cm", "plain").stdout.split()[:5] == ["NAME", "DATA", "AGE", "plain", "1"]
+    deleted = kubectl("delete", "-f", str(manifest))
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.strip() == 'service.serving.knative.dev "hello" deleted'
+    assert "NotFound" in kubectl("get", "ksvc", "hello").stderr
