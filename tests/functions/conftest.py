@@ -81,3 +81,55 @@ def running(
 
 
 WONDERLAND = [sys.executable, "-m", "wonderland"]
+
+
+class Platform:
+    """One `wonderland up` daemon with its own state directory (for deploy tests)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.home = tmp_path / "home"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
+        self.env.update(
+            {
+                "WONDERLAND_HOME": str(self.home),
+                "WONDERLAND_API_PORT": "0",
+                "WONDERLAND_GATEWAY_PORT": str(free_port()),
+                "HOME": str(tmp_path),
+            }
+        )
+        self.log = tmp_path / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Platform:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*WONDERLAND, "up"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not (self.home / "daemon.json").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the daemon did not start: {self.log.read_text()}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=30)
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*WONDERLAND, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
