@@ -135,15 +135,29 @@ def run(settings: Settings, manifests: Sequence[Manifest] = ()) -> int:
     return 0
 
 
-def _banner(settings: Settings, server: str, results: list[tuple[str, str]]) -> str:
+def _banner(
+    settings: Settings, server: str, results: list[tuple[str, str]], info: dict[str, Any]
+) -> str:
     home = settings.state_dir
     lines = [f"{ref} {action}" for ref, action in results]
+    gateway = info.get("gateway")
     lines += [
         "",
         f"wonderland is up: control API {server}, state in {home}",
+    ]
+    if gateway:
+        lines.append(f"gateway: {gateway}")
+    lines += [
         "Try next:",
-        "  wonderland get ksvc                  # Knative services",
+        "  wonderland get ksvc                  # Knative services and their URLs",
         "  wonderland get cm                    # ConfigMaps",
+    ]
+    if gateway:
+        lines.append(
+            f'  curl -H "Host: hello.default.{settings.domain}" {gateway}/   # the quickstart app'
+        )
+    lines += [
+        "  wonderland logs ksvc/hello           # its output",
         "  wonderland apply -f examples/quickstart/",
         f"  kubectl --kubeconfig {home}/kubeconfig get ksvc",
         "  wonderland down                      # or Ctrl-C here",
@@ -193,10 +207,11 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
         if serving.done():
             serving.result()
         write_kubeconfig(state_dir, server_url, cert_path.read_bytes(), token)
-        (state_dir / "daemon.json").write_text(
-            json.dumps({"pid": os.getpid(), "server": server_url})
-        )
-        print(_banner(settings, server_url, results), flush=True)
+        info = {**platform.info, "pid": os.getpid(), "server": server_url}
+        tmp = state_dir / f".daemon.json.{os.getpid()}"
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, state_dir / "daemon.json")
+        print(_banner(settings, server_url, results, platform.info), flush=True)
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()

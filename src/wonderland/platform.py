@@ -14,7 +14,7 @@ import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from wonderland.controllers import ControllerManager
 from wonderland.errors import ConfigError
@@ -47,6 +47,9 @@ class Platform:
     state_dir: Path
     settings: Settings
     services: list[PlatformService] = field(default_factory=list)
+    # Facts services publish for clients, e.g. ``info["gateway"] = "http://127.0.0.1:8080"``;
+    # the daemon writes them into ``<state_dir>/daemon.json`` once everything started.
+    info: dict[str, Any] = field(default_factory=dict)
     _started: list[PlatformService] = field(default_factory=list, repr=False)
 
     @classmethod

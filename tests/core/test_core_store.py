@@ -227,3 +227,30 @@ async def test_watch_too_old_is_expired(store: Store, monkeypatch: pytest.Monkey
         await feed.__anext__()
     with contextlib.suppress(Exception):
         await feed.aclose()
+
+
+def test_secret_string_data_is_stored_as_base64(store: Store) -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db"},
+        "stringData": {"password": "s3cret"},
+        "data": {"user": "YWRtaW4="},
+    }
+    created = store.create(secret)
+    assert created["data"] == {"user": "YWRtaW4=", "password": "czNjcmV0"}
+    assert "stringData" not in created and created["type"] == "Opaque"
+    bad = dict(secret, data={"user": "not base64!"})
+    bad["metadata"] = {"name": "other"}
+    with pytest.raises(InvalidError, match=r"data\.user: is not base64"):
+        store.create(bad)
+
+
+def test_immutable_configmap_refuses_data_changes(store: Store) -> None:
+    cm = configmap("frozen", k="1")
+    cm["immutable"] = True
+    store.create(cm)
+    changed = configmap("frozen", k="2")
+    changed["immutable"] = True
+    with pytest.raises(InvalidError, match="immutable"):
+        store.update(changed)

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from wonderland.api import admission, registry
+from wonderland.api.core_checks import normalize_secret
 from wonderland.api.kinds import ResourceKind
 from wonderland.api.selectors import matches, parse_label_selector
 from wonderland.errors import (
@@ -324,6 +325,8 @@ class Store:
         admission.admit(obj, None)
         kind = registry.for_object(obj["apiVersion"], obj["kind"])
         new: Obj = orjson.loads(_dumps(obj))
+        if kind.resource == "secrets":
+            normalize_secret(new)
         meta = new.setdefault("metadata", {})
         namespace = self._namespace_for(kind, meta.get("namespace"))
         if kind.namespaced:
@@ -377,6 +380,8 @@ class Store:
             kind, current = self._current_for(obj)
             admission.admit(obj, current)
             new: Obj = orjson.loads(_dumps(obj))
+            if kind.resource == "secrets":
+                normalize_secret(new)
             meta = new.setdefault("metadata", {})
             cur_meta = current["metadata"]
             for kept in ("uid", "creationTimestamp", "name", "generation", "resourceVersion"):
