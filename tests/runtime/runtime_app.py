@@ -3,6 +3,7 @@
 GET /       -> JSON: env, cwd, argv, whether stdin is at EOF
 GET /ready  -> 200 once the file named by READY_FILE exists (503 before)
 GET /alive  -> 200 unless the file named by DEAD_FILE exists
+GET /sleep/S -> 200 after S seconds
 Environment: EXIT_CODE makes it print EXIT_MESSAGE and exit at once;
 IGNORE_TERM=1 makes it ignore SIGTERM.
 """
@@ -27,6 +28,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
+        if self.path.startswith("/sleep/"):
+            import time
+
+            time.sleep(float(self.path.split("/")[2]))
+            self._send(200, b"slept")
+            return
         if self.path == "/ready":
             ok = os.path.exists(os.environ.get("READY_FILE", "/nonexistent"))
             self._send(200 if ok else 503, b"ready" if ok else b"not yet")

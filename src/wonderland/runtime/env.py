@@ -15,7 +15,10 @@ from typing import Any
 
 from wonderland.errors import InvalidError, NotFoundError
 
-__all__ = ["Lookup", "PodInfo", "container_env", "expand"]
+__all__ = ["POD_NAME_PLACEHOLDER", "Lookup", "PodInfo", "container_env", "expand"]
+
+# Stands for the replica's name in a revision-wide environment; the supervisor fills it in.
+POD_NAME_PLACEHOLDER = "__WONDERLAND_POD_NAME__"
 
 # lookup(resource, namespace, name) -> the object (ConfigMap or Secret) or None
 Lookup = Callable[[str, str, str], "Mapping[str, Any] | None"]

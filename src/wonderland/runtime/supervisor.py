@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from wonderland.runtime import companions
-from wonderland.runtime.env import expand
+from wonderland.runtime.env import POD_NAME_PLACEHOLDER, expand
 from wonderland.runtime.probes import ProbeSpec, run_probe
 
 __all__ = ["Replica", "ReplicaTemplate", "Supervisor"]
@@ -339,6 +339,9 @@ class Supervisor:
         if "VIRTUAL_ENV" in tpl.env:
             env["PATH"] = str(Path(tpl.env["VIRTUAL_ENV"]) / "bin") + os.pathsep + env["PATH"]
         env.update(tpl.env)
+        for k, v in env.items():
+            if POD_NAME_PLACEHOLDER in v:
+                env[k] = v.replace(POD_NAME_PLACEHOLDER, replica.name)
         env.update(
             PORT=str(replica.port),
             K_SERVICE=tpl.service,

@@ -1,0 +1,63 @@
+"""Knative Serving on one machine: Service, Configuration, Revision and Route.
+
+``install(platform)`` registers the admission checks and reconcilers and adds the
+serving system (gateway, replica supervisor, autoscaler) as a platform service.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wonderland.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from wonderland.platform import Platform
+    from wonderland.serving.system import ServingSystem
+
+__all__ = ["install"]
+
+
+def install(platform: Platform) -> ServingSystem:
+    """Add Knative Serving to ``platform``; returns the serving system (gateway etc.)."""
+    from wonderland.serving import validation
+    from wonderland.serving.reconcilers import (
+        ConfigMapReconciler,
+        ConfigurationReconciler,
+        RevisionReconciler,
+        RouteReconciler,
+        ServiceReconciler,
+    )
+    from wonderland.serving.system import REVISIONS, ServingSystem
+
+    system = ServingSystem(platform)
+    store = platform.store
+
+    def revision_exists(namespace: str, name: str) -> bool:
+        try:
+            store.get(REVISIONS, namespace, name)
+        except NotFoundError:
+            return False
+        except Exception:  # the store of a platform that has stopped: no opinion
+            return True
+        return True
+
+    validation.revision_exists = revision_exists
+    validation.current_limits = lambda: (
+        system.config.max_revision_timeout_seconds,
+        system.config.container_concurrency_max_limit,
+        system.config.autoscaler,
+    )
+    validation.register_checks()
+    for reconciler in (
+        ConfigMapReconciler(system),
+        ServiceReconciler(system),
+        ConfigurationReconciler(system),
+        RevisionReconciler(system),
+        RouteReconciler(system),
+    ):
+        platform.controllers.register(reconciler)
+    platform.add_service(system)
+    info = getattr(platform, "info", None)
+    if isinstance(info, dict):
+        info["gateway"] = system.gateway_url
+    return system

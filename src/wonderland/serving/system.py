@@ -1,0 +1,183 @@
+"""The serving system: gateway, supervisor, image builds and the autoscaler, wired together.
+
+One object per daemon. The reconcilers (``reconcilers.py``) read and write the store and
+call into this object; the gateway calls back when a request needs a revision at zero
+(the activator's poke) and the supervisor when a replica's readiness changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wonderland.autoscaler import RevisionScaler
+from wonderland.gateway import GatewayServer, RevisionTarget, RoutingTable
+from wonderland.runtime import BuiltImage, ImageResolver, ReplicaTemplate, Supervisor
+from wonderland.serving.config import ServingConfig
+
+if TYPE_CHECKING:
+    from wonderland.platform import Platform
+
+__all__ = ["CONFIGURATIONS", "REVISIONS", "ROUTES", "SERVICES", "BuildState", "ServingSystem"]
+
+log = logging.getLogger("wonderland.serving")
+
+SERVICES = "services.serving.knative.dev"
+CONFIGURATIONS = "configurations.serving.knative.dev"
+REVISIONS = "revisions.serving.knative.dev"
+ROUTES = "routes.serving.knative.dev"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class BuildState:
+    task: asyncio.Task[None] | None = None
+    image: BuiltImage | None = None
+    error: tuple[str, str] | None = None
+    progress: str = ""
+
+
+@dataclass
+class Rollout:
+    """A gradual move of a configuration target from one revision to the next."""
+
+    old: str
+    new: str
+    started: float
+    duration: float
+
+
+@dataclass
+class RevisionRuntime:
+    scaler: RevisionScaler
+    template: ReplicaTemplate | None = None
+    failed: tuple[str, str] | None = None
+    scaled_to: int = -1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ServingSystem:
+    """Holds the data plane and process state the serving reconcilers drive."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        settings = platform.settings
+        self.store = platform.store
+        self.controllers = platform.controllers
+        self.config = ServingConfig(domain=settings.domain)
+        self.table = RoutingTable()
+        self.table.on_new_revision = self._new_target
+        port = settings.gateway_port or _free_port(settings.bind)
+        self.gateway = GatewayServer(self.table, settings.bind, port)
+        gateway_host = "127.0.0.1" if settings.bind in ("0.0.0.0", "::") else settings.bind
+        self.gateway_url = f"http://{gateway_host}:{port}"
+        self.supervisor = Supervisor(
+            platform.state_dir, gateway_url=self.gateway_url, on_change=self._runtime_changed
+        )
+        self.resolver = ImageResolver(platform.state_dir / "builds", [Path.cwd()])
+        self.builds: dict[str, BuildState] = {}
+        self.runtimes: dict[str, RevisionRuntime] = {}
+        self.reachable: dict[str, set[str]] = {}
+        self.rollouts: dict[tuple[str, str], Rollout] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self.clock = time.monotonic
+
+    # -- platform service --
+    async def start(self) -> None:
+        await self.gateway.start()
+        self._loop_task = asyncio.get_running_loop().create_task(self._autoscale_loop())
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for state in self.builds.values():
+            if state.task is not None:
+                state.task.cancel()
+        await self.gateway.stop()
+        await self.supervisor.stop()
+
+    # -- helpers for reconcilers --
+    def is_reachable(self, key: str) -> bool:
+        return any(key in keys for keys in self.reachable.values())
+
+    def enqueue_revision(self, key: str) -> None:
+        ns, _, name = key.partition("/")
+        self.controllers.enqueue(REVISIONS, ns, name)
+
+    def scale(self, key: str, desired: int) -> None:
+        rt = self.runtimes.get(key)
+        if rt is None or rt.template is None:
+            return
+        if rt.failed is not None:
+            desired = 0
+        if desired != rt.scaled_to or len(self.supervisor.replicas(key)) != desired:
+            rt.scaled_to = desired
+            self.supervisor.scale(rt.template, desired)
+            self.enqueue_revision(key)
+
+    def forget_revision(self, key: str) -> None:
+        self.runtimes.pop(key, None)
+        state = self.builds.pop(key, None)
+        if state is not None and state.task is not None:
+            state.task.cancel()
+        ns, _, name = key.partition("/")
+        self.table.remove_revision(ns, name)
+        task = asyncio.get_running_loop().create_task(self.supervisor.stop_revision(key))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    # -- callbacks --
+    def _new_target(self, target: RevisionTarget) -> None:
+        target.on_demand = self._on_demand
+
+    def _on_demand(self, target: RevisionTarget) -> None:
+        """The activator's poke: a request is held for a revision with no ready replica."""
+        rt = self.runtimes.get(target.key)
+        if rt is None or rt.failed is not None:
+            return
+        desired = rt.scaler.poke(self.clock())
+        if rt.template is not None:
+            self.scale(target.key, max(desired, len(self.supervisor.replicas(target.key))))
+
+    def _runtime_changed(self, key: str) -> None:
+        ns, _, name = key.partition("/")
+        target = self.table.revisions.get(key)
+        if target is not None:
+            target.set_endpoints(self.supervisor.ready_endpoints(key))
+        self.controllers.enqueue(REVISIONS, ns, name)
+
+    # -- the autoscaler: scrape every second, decide every tick --
+    async def _autoscale_loop(self) -> None:
+        last_tick = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                now = self.clock()
+                for key, rt in list(self.runtimes.items()):
+                    target = self.table.revisions.get(key)
+                    if target is None:
+                        continue
+                    concurrency, rps = target.take_stats()
+                    rt.scaler.record(now, concurrency if rt.scaler.spec.metric != "rps" else rps)
+                if now - last_tick >= self.config.autoscaler.tick_interval - 0.01:
+                    last_tick = now
+                    for key, rt in list(self.runtimes.items()):
+                        if rt.template is None or rt.failed is not None:
+                            continue
+                        ready = len(self.supervisor.ready_endpoints(key))
+                        decision = rt.scaler.decide(now, ready, self.is_reachable(key))
+                        self.scale(key, decision.desired)
+            except Exception:
+                log.exception("autoscaler tick failed")

@@ -1,0 +1,320 @@
+"""Knative Serving conformance behaviours, ported: services, revisions, routes, traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import os
+from typing import Any
+
+import pytest
+from conftest import CFG, DOMAIN, KSVC, REV, ROUTE, Env, ksvc
+
+from wonderland.errors import InvalidError
+
+HOST = f"hello.default.{DOMAIN}"
+
+
+async def test_create_service_revision_route_and_url(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("hello", env={"GREETING": "hi"}))
+    svc = await env.ready("hello")
+    st = svc["status"]
+    assert st["url"] == f"http://{HOST}"
+    assert st["address"]["url"] == "http://hello.default.svc.cluster.local"
+    assert st["latestCreatedRevisionName"] == st["latestReadyRevisionName"] == "hello-00001"
+    assert st["traffic"] == [
+        {"revisionName": "hello-00001", "latestRevision": True, "percent": 100}
+    ]
+    types = {c["type"]: c["status"] for c in st["conditions"]}
+    assert types == {"Ready": "True", "ConfigurationsReady": "True", "RoutesReady": "True"}
+    rev = env.get(REV, "hello-00001")
+    labels = rev["metadata"]["labels"]
+    assert labels["serving.knative.dev/service"] == "hello"
+    assert labels["serving.knative.dev/configuration"] == "hello"
+    assert labels["serving.knative.dev/configurationGeneration"] == "1"
+    assert rev["status"]["actualReplicas"] == 1
+    route = env.get(ROUTE, "hello")
+    rtypes = {c["type"] for c in route["status"]["conditions"]}
+    assert {"Ready", "AllTrafficAssigned", "IngressReady", "CertificateProvisioned"} <= rtypes
+    r = await env.request(HOST)
+    data = r.json()
+    assert r.status_code == 200
+    assert data["env"]["K_SERVICE"] == "hello" and data["env"]["K_REVISION"] == "hello-00001"
+    assert data["env"]["K_CONFIGURATION"] == "hello" and data["env"]["GREETING"] == "hi"
+    # the cluster-local name works too (replicas use it through their HTTP proxy setting)
+    r2 = await env.request("hello.default.svc.cluster.local")
+    assert r2.status_code == 200
+    assert data["env"]["http_proxy"] == env.url
+
+
+async def test_update_creates_a_new_revision_without_failed_requests(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("hello", env={"VERSION": "1"}))
+    await env.ready("hello")
+    failures: list[int] = []
+    seen: set[str] = set()
+    stop = asyncio.Event()
+
+    async def prober() -> None:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=env.url, timeout=60) as client:
+            while not stop.is_set():
+                r = await client.get("/", headers={"Host": HOST})
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+                else:
+                    seen.add(r.json()["env"]["VERSION"])
+
+    task = asyncio.create_task(prober())
+    try:
+        env.apply(ksvc("hello", env={"VERSION": "2"}))  # new image/env: a new revision
+        await env.wait(
+            lambda: (
+                env.get(KSVC, "hello")["status"].get("latestReadyRevisionName") == "hello-00002"
+            ),
+            what="second revision ready",
+        )
+        await env.ready("hello")
+        # labels and annotations on the Service do not make a revision
+        svc = env.get(KSVC, "hello")
+        body = copy.deepcopy(svc)
+        body["metadata"]["labels"] = {"team": "blue"}
+        body["metadata"]["annotations"] = {"note": "x"}
+        del body["status"]
+        env.store.update(body)
+        await env.wait(lambda: env.get(CFG, "hello")["metadata"].get("labels", {}).get("team"))
+        await asyncio.sleep(0.3)
+        await env.wait(lambda: "2" in seen)
+    finally:
+        stop.set()
+        await task
+    assert failures == []
+    assert env.get(CFG, "hello")["status"]["latestCreatedRevisionName"] == "hello-00002"
+    rev = env.get(REV, "hello-00002")
+    assert "team" not in rev["metadata"].get("labels", {})  # config metadata does not propagate
+    assert "note" not in rev["metadata"].get("annotations", {})
+    r = await env.request(HOST)
+    assert r.json()["env"]["VERSION"] == "2"
+
+
+async def test_traffic_split_tags_and_tag_header(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("hello", env={"COLOR": "blue"}))
+    await env.ready("hello")
+    env.apply(
+        ksvc(
+            "hello",
+            env={"COLOR": "green"},
+            traffic=[
+                {"revisionName": "hello-00001", "percent": 50, "tag": "blue"},
+                {"latestRevision": True, "percent": 50, "tag": "green"},
+            ],
+        )
+    )
+    await env.wait(
+        lambda: (
+            len(env.get(KSVC, "hello")["status"].get("traffic", [])) == 2
+            and env.get(KSVC, "hello")["status"].get("latestReadyRevisionName") == "hello-00002"
+        ),
+        what="two traffic targets",
+    )
+    svc = await env.ready("hello")
+    traffic = {t["tag"]: t for t in svc["status"]["traffic"]}
+    assert traffic["blue"]["url"] == f"http://blue-hello.default.{DOMAIN}"
+    assert traffic["green"]["revisionName"] == "hello-00002"
+    assert traffic["green"]["latestRevision"] is True and traffic["blue"]["latestRevision"] is False
+    assert (await env.request(f"blue-hello.default.{DOMAIN}")).json()["env"]["COLOR"] == "blue"
+    assert (await env.request(f"green-hello.default.{DOMAIN}")).json()["env"]["COLOR"] == "green"
+    r = await env.request(HOST, headers={"Knative-Serving-Tag": "blue"})
+    assert r.json()["env"]["COLOR"] == "blue"
+    colors = [(await env.request(HOST)).json()["env"]["COLOR"] for _ in range(60)]
+    assert colors.count("blue") >= 10 and colors.count("green") >= 10
+
+
+async def test_route_with_configuration_name_targets(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("hello"))
+    await env.ready("hello")
+    env.apply(
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Route",
+            "metadata": {"name": "front", "namespace": "default"},
+            "spec": {"traffic": [{"configurationName": "hello", "percent": 100, "tag": "cfg"}]},
+        }
+    )
+    await env.wait(lambda: env.cond(ROUTE, "front").get("status") == "True", what="route ready")
+    route = env.get(ROUTE, "front")
+    assert route["status"]["url"] == f"http://front.default.{DOMAIN}"
+    assert route["status"]["traffic"][0]["revisionName"] == "hello-00001"
+    r = await env.request(f"front.default.{DOMAIN}")
+    assert r.json()["env"]["K_REVISION"] == "hello-00001"
+    assert (await env.request(f"cfg-front.default.{DOMAIN}")).status_code == 200
+
+
+async def test_byo_revision_name_and_generate_name(platform_env: Env) -> None:
+    env = platform_env
+    svc = ksvc("hello")
+    svc["spec"]["template"]["metadata"] = {"name": "hello-first"}
+    env.apply(svc)
+    st = (await env.ready("hello"))["status"]
+    assert st["latestReadyRevisionName"] == "hello-first"
+    gen = ksvc("x")
+    del gen["metadata"]["name"]
+    gen["metadata"]["generateName"] = "gen-"
+    created = env.store.create(gen)
+    assert created["metadata"]["name"].startswith("gen-")
+    await env.ready(created["metadata"]["name"])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (
+            lambda s: s["spec"].update(traffic=[{"latestRevision": True, "percent": 90}]),
+            "sum to 90",
+        ),
+        (
+            lambda s: s["spec"].update(traffic=[{"revisionName": "hello-09999", "percent": 100}]),
+            "does not exist",
+        ),
+        (
+            lambda s: s["spec"].update(
+                traffic=[
+                    {"latestRevision": True, "percent": 50, "tag": "a"},
+                    {"latestRevision": True, "percent": 50, "tag": "a"},
+                ]
+            ),
+            'Multiple definitions for "a"',
+        ),
+        (
+            lambda s: s["spec"]["template"]["spec"]["containers"][0].update(
+                env=[{"name": "PORT", "value": "1"}]
+            ),
+            '"PORT" is a reserved environment variable',
+        ),
+        (
+            lambda s: s["spec"]["template"]["spec"]["containers"][0].update(
+                ports=[{"containerPort": 8012}]
+            ),
+            "8012 is a reserved port",
+        ),
+        (
+            lambda s: s["spec"]["template"]["spec"]["containers"][0].update(
+                ports=[{"containerPort": 8080}, {"containerPort": 8081}]
+            ),
+            "more than one container port",
+        ),
+        (
+            lambda s: s["spec"]["template"].update(metadata={"name": "other-1"}),
+            'must have prefix "hello-"',
+        ),
+        (
+            lambda s: s["spec"]["template"].update(
+                metadata={"annotations": {"autoscaling.knative.dev/min-scale": "-1"}}
+            ),
+            "min-scale",
+        ),
+    ],
+)
+async def test_invalid_services_are_rejected_at_apply(
+    platform_env: Env, mutate: Any, needle: str
+) -> None:
+    svc = ksvc("hello")
+    mutate(svc)
+    with pytest.raises(InvalidError, match=needle):
+        platform_env.apply(svc)
+
+
+async def test_error_conditions_exit_and_missing_image(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("crash", env={"EXIT_CODE": "5", "EXIT_MESSAGE": "Failed to start: no db"}))
+    await env.wait(lambda: env.cond(KSVC, "crash").get("status") == "False", what="crash fails")
+    rev_ready = env.cond(REV, "crash-00001")
+    assert rev_ready["reason"] == "ExitCode5"
+    assert rev_ready["message"].startswith("Container failed with: ")
+    assert "no db" in rev_ready["message"]
+    cfg_ready = env.cond(CFG, "crash")
+    assert cfg_ready["reason"] == "RevisionFailed"
+    assert 'Revision "crash-00001" failed with message' in cfg_ready["message"]
+    assert env.cond(KSVC, "crash", "ConfigurationsReady")["status"] == "False"
+
+    bad = ksvc("noimage")
+    bad["spec"]["template"]["spec"]["containers"][0] = {"image": "example.com/does-not-exist:v1"}
+    env.apply(bad)
+    await env.wait(lambda: env.cond(REV, "noimage-00001").get("status") == "False", what="fail")
+    cond = env.cond(REV, "noimage-00001")
+    assert cond["reason"] == "ContainerMissing"
+    assert "Unable to fetch image" in cond["message"]
+
+
+async def test_env_from_configmap_and_secret_and_downward_api(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": "default"},
+            "data": {"LEVEL": "debug"},
+        }
+    )
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "pw", "namespace": "default"},
+            "data": {"password": base64.b64encode(b"s3cret").decode()},
+        }
+    )
+    svc = ksvc("hello")
+    svc["spec"]["template"]["spec"]["containers"][0].update(
+        envFrom=[{"configMapRef": {"name": "cfg"}}],
+        env=[
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "pw", "key": "password"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        workingDir=os.path.dirname(__file__),
+    )
+    env.apply(svc)
+    await env.ready("hello")
+    data = (await env.request(HOST)).json()
+    assert data["env"]["LEVEL"] == "debug" and data["env"]["PW"] == "s3cret"
+    assert data["env"]["POD_NAME"].startswith("hello-00001-deployment-")
+    assert data["env"]["POD_NS"] == "default"
+    assert data["cwd"] == os.path.dirname(__file__)
+
+
+async def test_revision_timeout_and_single_threaded(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("slow", timeoutSeconds=1, containerConcurrency=1))
+    await env.ready("slow")
+    host = f"slow.default.{DOMAIN}"
+    assert (await env.request(host, "/sleep/0.2")).status_code == 200
+    late = await env.request(host, "/sleep/2")
+    assert late.status_code == 504
+    results = await asyncio.gather(*(env.request(host, "/sleep/0.1") for _ in range(5)))
+    assert all(r.status_code == 200 for r in results)
+
+
+async def test_delete_removes_children_route_and_processes(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("hello"))
+    await env.ready("hello")
+    pid = (await env.request(HOST)).json()["pid"]
+    env.store.delete(KSVC, "default", "hello")
+    await env.wait(lambda: _gone(pid), what="replica stopped")
+    assert (await env.request(HOST)).status_code == 404
+    with pytest.raises(Exception, match="not found"):
+        env.get(REV, "hello-00001")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
