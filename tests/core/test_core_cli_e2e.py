@@ -211,3 +211,15 @@ def test_up_applies_the_quickstart(new_daemon: Daemon) -> None:
     assert names == ["service.serving.knative.dev/hello"]
     log = new_daemon.log.read_text()
     assert "service.serving.knative.dev/hello created" in log and "Try next" in log
+
+
+def test_logs_reads_replica_logs_of_a_service_or_revision(daemon: Daemon) -> None:
+    revision = daemon.home / "logs" / "default" / "hello-00001"
+    revision.mkdir(parents=True)
+    (revision / "r1.log").write_text("started\nGET / 200\n")
+    assert daemon.ok("logs", "rev/hello-00001").splitlines() == ["started", "GET / 200"]
+    (revision / "r2.log").write_text("other replica\n")
+    lines = daemon.ok("logs", "ksvc/hello").splitlines()
+    assert "[hello-00001/r1] started" in lines and "[hello-00001/r2] other replica" in lines
+    missing = daemon.cli("logs", "ksvc/nothing")
+    assert missing.returncode == 1 and 'no logs for "ksvc/nothing"' in missing.stderr
