@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon
+from core_daemon import Daemon
 
 pytestmark = pytest.mark.e2e
 
