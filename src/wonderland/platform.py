@@ -26,7 +26,7 @@ __all__ = ["PLUGINS", "Platform", "PlatformService"]
 log = logging.getLogger("wonderland.platform")
 
 # Modules with an ``install(platform: Platform) -> None`` function, installed in order.
-PLUGINS: tuple[str, ...] = ()
+PLUGINS: tuple[str, ...] = ("wonderland.serving",)
 
 
 @runtime_checkable
