@@ -105,3 +105,13 @@ def test_deploy_of_a_cloudevents_function_creates_its_subscriptions(
     annotations = svc["spec"]["template"]["metadata"]["annotations"]
     assert annotations["dapr.io/enabled"] == "true"
     assert annotations["dapr.io/app-id"] == "audit"
+    deleted = platform.cli("func", "delete", "-p", str(root))
+    assert deleted.returncode == 0, deleted.stderr
+    assert "Deleted Subscription default/" in deleted.stdout
+    assert "Deleted Service default/audit" in deleted.stdout
+    assert client.get("Service", "default", "audit") is None
+    left = client.request("GET", "/apis/dapr.io/v2alpha1/namespaces/default/subscriptions")
+    assert left["items"] == []
+    again = platform.cli("func", "delete", "-p", str(root))
+    assert again.returncode == 1
+    assert "is not deployed" in again.stderr

@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     deploy.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for Ready")
     deploy.set_defaults(handler=_deploy)
 
+    delete = sub.add_parser("delete", help="remove the deployed function from the platform")
+    _path_arg(delete)
+    delete.add_argument("-n", "--namespace", default=None, help="namespace (default: func.yaml)")
+    delete.set_defaults(handler=_delete)
+
     invoke = sub.add_parser("invoke", help="call the deployed (or a running) function")
     _path_arg(invoke)
     invoke.add_argument("--data", default=None, help='request body (default {"message": ...})')
@@ -155,6 +160,14 @@ def _deploy(args: argparse.Namespace) -> int:
     print(f"Function {result.name} deployed in namespace {result.namespace}")
     print(f"  revision: {result.revision or '(pending)'}")
     print(f"  URL:      {result.url or '(pending)'}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from wonderland.functions.deploy import delete_function
+
+    for line in delete_function(Path(args.path), namespace=args.namespace):
+        print(f"Deleted {line}")
     return 0
 
 

@@ -18,9 +18,9 @@ from wonderland.errors import ConfigError, InvalidError, NotFoundError
 from wonderland.functions.build import ENV_DIR, build_function
 from wonderland.functions.envs import ResourceLookup, decode_secret_data, referenced_resources
 from wonderland.functions.funcyaml import FunctionConfig, load_config
-from wonderland.functions.kube import KubeClient, find_kubeconfig
+from wonderland.functions.kube import KubeClient, find_kubeconfig, resource_path
 from wonderland.functions.loader import detect_layout
-from wonderland.functions.manifest import build_service
+from wonderland.functions.manifest import FUNCTION_NAME_LABEL, build_service
 from wonderland.functions.subscriptions import apply_subscriptions, dapr_annotations
 
 __all__ = ["DeployResult", "deploy_function", "platform_client", "platform_lookup"]
@@ -203,4 +203,29 @@ def deploy_function(
     )
 
 
-__all__ += ["ENV_DIR", "image_name", "source_digest"]
+def delete_function(
+    path: Path, *, namespace: str | None = None, client: KubeClient | None = None
+) -> list[str]:
+    """Remove the function's Service and Subscriptions; return what was deleted."""
+    config = load_config(path.resolve())
+    client = client or platform_client()
+    if client is None:
+        raise ConfigError("no running platform found; start it with `wonderland up`")
+    ns = namespace or config.namespace
+    if client.get("Service", ns, config.name) is None:
+        raise NotFoundError(f"function {config.name} is not deployed in namespace {ns}")
+    deleted: list[str] = []
+    selector = f"{FUNCTION_NAME_LABEL}={config.name}"
+    listing = client.request(
+        "GET", resource_path("Subscription", ns) + f"?labelSelector={selector}"
+    )
+    for item in (listing or {}).get("items") or []:
+        name = item["metadata"]["name"]
+        client.delete("Subscription", ns, name)
+        deleted.append(f"Subscription {ns}/{name}")
+    client.delete("Service", ns, config.name)
+    deleted.append(f"Service {ns}/{config.name}")
+    return deleted
+
+
+__all__ += ["ENV_DIR", "delete_function", "image_name", "source_digest"]
