@@ -35,6 +35,16 @@ AGGRESSIVE_PROBE_PERIOD = 0.025
 READY_PROBE_PERIOD = 1.0
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: die when the daemon dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -150,6 +160,7 @@ class Replica:
                 cwd=tpl.cwd,
                 env=env,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         self.state = "starting"
         self.started_at = time.monotonic()
@@ -248,6 +259,7 @@ class Replica:
                     cwd=spec.cwd,
                     env={**self.supervisor.base_env(), **spec.env},
                     start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             procs.append(proc)
             if spec.ready_port:

@@ -1,0 +1,213 @@
+"""End to end through a real `wonderland up` daemon: apply, get, logs, scale to zero and
+cold start, and a replica killed with -9 under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import APP, DOMAIN
+
+pytestmark = pytest.mark.e2e
+
+READY_TIMEOUT = 30.0
+
+MANIFESTS = f"""
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: config-autoscaler
+  namespace: knative-serving
+data:
+  stable-window: "6s"
+  scale-to-zero-grace-period: "1s"
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  namespace: default
+spec:
+  template:
+    spec:
+      containers:
+        - image: runtime-app
+          command: ["{sys.executable}", "{APP}"]
+          env:
+            - name: TARGET
+              value: world
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: steady
+  namespace: default
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/min-scale: "2"
+    spec:
+      containers:
+        - image: runtime-app
+          command: ["{sys.executable}", "{APP}"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Daemon:
+    def __init__(self, tmp: Path) -> None:
+        self.home = tmp / "home"
+        self.gateway_port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
+        self.env.update(
+            WONDERLAND_HOME=str(self.home),
+            WONDERLAND_API_PORT="0",
+            WONDERLAND_GATEWAY_PORT=str(self.gateway_port),
+            HOME=str(tmp),
+        )
+        self.log = tmp / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
+
+    def start(self, manifests: Path) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "wonderland", "up", "-f", str(manifests)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT
+        info = self.home / "daemon.json"
+        while not info.exists():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+        assert json.loads(info.read_text())["gateway"] == self.gateway
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "wonderland", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    manifests = tmp_path / "manifests.yaml"
+    manifests.write_text(MANIFESTS)
+    d = Daemon(tmp_path)
+    try:
+        d.start(manifests)
+        yield d
+    finally:
+        d.kill()
+
+
+def _status(d: Daemon, kind: str, name: str) -> dict:  # type: ignore[type-arg]
+    return dict(json.loads(d.cli("get", kind, name, "-o", "json")).get("status") or {})
+
+
+async def _wait(check, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> None:
+    host = {"Host": f"hello.default.{DOMAIN}"}
+    async with httpx.AsyncClient(base_url=daemon.gateway, timeout=60) as client:
+
+        async def answers() -> bool:
+            return (await client.get("/", headers=host)).status_code == 200
+
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not await answers():
+            assert time.monotonic() < deadline, daemon.log.read_text()
+            await asyncio.sleep(0.1)
+        r = await client.get("/", headers=host)
+        assert r.json()["env"]["TARGET"] == "world"
+        table = daemon.cli("get", "ksvc")
+        assert f"http://hello.default.{DOMAIN}" in table and "True" in table
+        assert "hello-00001" in daemon.cli("get", "rev")
+        logs = daemon.cli("logs", "ksvc/hello")
+        assert "listening on" in logs
+        # idle: stable window (6 s) + grace period (1 s) -> zero replicas
+        await _wait(
+            lambda: _status(daemon, "rev", "hello-00001").get("actualReplicas") == 0,
+            timeout=60,
+            what="scale to zero",
+        )
+        assert _status(daemon, "rev", "hello-00001").get("desiredReplicas") == 0
+        old_pid = r.json()["pid"]
+        cold = await client.get("/", headers=host)  # held by the activator, then served
+        assert cold.status_code == 200 and cold.json()["pid"] != old_pid
+        metrics = (await client.get("/metrics")).text
+        assert (
+            'wonderland_revision_cold_start_seconds_count{namespace="default",revision="hello-00001"}'
+            in metrics
+        )
+
+
+async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -> None:
+    host = {"Host": f"steady.default.{DOMAIN}"}
+    await _wait(
+        lambda: _status(daemon, "rev", "steady-00001").get("actualReplicas") == 2,
+        what="two replicas",
+    )
+    failures: list[int] = []
+    pids: set[int] = set()
+    async with httpx.AsyncClient(base_url=daemon.gateway, timeout=60) as client:
+        stop = asyncio.Event()
+
+        async def load() -> None:
+            while not stop.is_set():
+                r = await client.get("/", headers=host)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+                else:
+                    pids.add(r.json()["pid"])
+
+        workers = [asyncio.create_task(load()) for _ in range(4)]
+        await _wait(lambda: len(pids) >= 2, what="both replicas answer")
+        victim = next(iter(pids))
+        os.kill(victim, signal.SIGKILL)
+        seen_before = set(pids)
+        await _wait(lambda: len(pids - seen_before) >= 1, timeout=30, what="a replacement replica")
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*workers)
+    assert failures == []
