@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def new_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
+        # SIGTERM first: the daemon stops the replicas it started, then SIGKILL if stuck.
+        daemon.kill(signal.SIGTERM)
         daemon.kill()
 
 

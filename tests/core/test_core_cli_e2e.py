@@ -25,7 +25,7 @@ spec:
   template:
     spec:
       containers:
-        - command: ["python3", "-m", "http.server"]
+        - image: example.invalid/hello
 """
 
 CONFIGMAP = """\
@@ -154,7 +154,7 @@ spec:
         tmp_path,
         "field.yaml",
         SERVICE.replace(
-            '        - command: ["python3", "-m", "http.server"]\n',
+            "        - image: example.invalid/hello\n",
             "        - image: x\n          tty: true\n",
         ),
     )
@@ -178,16 +178,30 @@ def test_directory_apply_and_delete_recursive(daemon: Daemon, tmp_path: Path) ->
     ]
 
 
+SUBSCRIPTION = """\
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: orders
+spec:
+  pubsubname: pubsub
+  topic: orders
+  routes:
+    default: /orders
+"""
+
+
 def test_kill_9_and_restart_keeps_every_applied_object(new_daemon: Daemon, tmp_path: Path) -> None:
     new_daemon.start()
-    manifest = write(tmp_path, "app.yaml", SERVICE + "---\n" + CONFIGMAP)
+    manifest = write(tmp_path, "app.yaml", SUBSCRIPTION + "---\n" + CONFIGMAP)
     new_daemon.ok("apply", "-f", str(manifest))
     before = json.loads(new_daemon.ok("get", "cm", "-A", "-o", "json"))["items"]
     new_daemon.kill(signal.SIGKILL)
     new_daemon.start()
     after = json.loads(new_daemon.ok("get", "cm", "-A", "-o", "json"))["items"]
     assert after == before
-    assert json.loads(new_daemon.ok("get", "ksvc", "hello", "-o", "json"))["spec"]
+    subscription = json.loads(new_daemon.ok("get", "subscriptions", "orders", "-o", "json"))
+    assert subscription["spec"]["routes"] == {"default": "/orders"}
     new_daemon.kill(signal.SIGTERM)
     assert new_daemon.proc is not None and new_daemon.proc.returncode == 0
     new_daemon.start()
