@@ -8,7 +8,8 @@ Both serve the same function (``wonderland func create -t http``) on loopback:
   (median and p99 over N spawns); this is what a scale-from-zero pays for the process;
 * ``warm``: wrk against the running function (throughput, p50 and p99 latency).
 
-With ``--platform`` it also measures the cold start of a function deployed with
+With ``--platform`` (add ``--short-windows`` to make scaling to zero quick) it also
+measures the cold start of a function deployed with
 ``wonderland func deploy`` on a running ``wonderland up`` (scaled to zero, then one
 request through the gateway), repeated N times.
 
@@ -163,7 +164,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def platform_cold_start(root: Path, runs: int) -> list[float] | None:
+def platform_cold_start(root: Path, runs: int, short_windows: bool) -> list[float] | None:
     """Deploy with func deploy, wait for zero replicas, time one request (repeated)."""
     try:
         from wonderland.functions.deploy import deploy_function, platform_client
@@ -174,26 +175,46 @@ def platform_cold_start(root: Path, runs: int) -> list[float] | None:
     if client is None:
         print("--platform: no running platform (wonderland up) found; skipped")
         return None
+    if short_windows:
+        client.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "config-autoscaler", "namespace": "knative-serving"},
+                "data": {"stable-window": "6s", "scale-to-zero-grace-period": "1s"},
+            }
+        )
     result = deploy_function(root, progress=print)
     host = result.url.split("://", 1)[-1]
     gateway = gateway_address().split("://", 1)[-1]
     gw_host, gw_port = gateway.rsplit(":", 1)
     times: list[float] = []
+
+    def replicas() -> int | None:
+        revision = client.get("Revision", result.namespace, result.revision) or {}
+        value = (revision.get("status") or {}).get("actualReplicas")
+        return None if value is None else int(value)
+
     for _ in range(runs):
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            revision = client.get("Revision", result.namespace, result.revision) or {}
-            status = revision.get("status") or {}
-            if (status.get("actualReplicas") or 0) == 0 and status.get(
-                "actualReplicas"
-            ) is not None:
-                break
-            time.sleep(0.5)
+        # Up first (the deploy or the previous request), then down to zero: a real cold start.
+        for wanted in (lambda n: n >= 1, lambda n: n == 0):
+            deadline = time.monotonic() + 300
+            while True:
+                current = replicas()
+                if current is not None and wanted(current):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the revision did not scale as expected")
+                time.sleep(0.2)
+        time.sleep(1.0)  # let the old replica finish stopping
         start = time.perf_counter()
         conn = http.client.HTTPConnection(gw_host, int(gw_port), timeout=60)
         conn.request("GET", "/", headers={"Host": host})
-        conn.getresponse().read()
+        response = conn.getresponse()
+        response.read()
         times.append((time.perf_counter() - start) * 1000)
+        if response.status != 200:
+            raise RuntimeError(f"the function answered {response.status}")
     return times
 
 
@@ -203,6 +224,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="wrk seconds per runtime")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--platform", action="store_true", help="also time a deployed function")
+    parser.add_argument("--platform-runs", type=int, default=8, help="cold starts at zero")
+    parser.add_argument(
+        "--short-windows",
+        action="store_true",
+        help="set config-autoscaler stable-window 6s / scale-to-zero-grace-period 1s on the "
+        "platform so each scale to zero takes seconds, not 90 s",
+    )
     args = parser.parse_args()
 
     from wonderland.functions.create import create_function
@@ -221,7 +249,11 @@ def main() -> int:
             name: warm(argv, wrk, args.duration, args.connections)
             for name, argv in runtimes.items()
         }
-        deployed = platform_cold_start(root, max(3, args.cold // 4)) if args.platform else None
+        deployed = (
+            platform_cold_start(root, args.platform_runs, args.short_windows)
+            if args.platform
+            else None
+        )
 
     ours, peer = "wonderland", "func-python"
     print()
