@@ -244,3 +244,20 @@ def test_up_applies_the_quickstart_and_it_answers(new_daemon: Daemon) -> None:
     answer = httpx.get(info["gateway"] + "/", headers={"Host": host}, timeout=30)
     assert answer.status_code == 200
     assert answer.text == "Hello from hello-00001\n"
+
+
+def test_namespaces_and_server_dry_run(daemon: Daemon, tmp_path: Path) -> None:
+    manifest = write(tmp_path, "cm.yaml", CONFIGMAP)
+    dry = daemon.ok("apply", "--dry-run=server", "-f", str(manifest))
+    assert dry.strip() == "configmap/settings created (dry run)"
+    assert daemon.cli("get", "cm").stderr.strip() == "No resources found in default namespace."
+    daemon.ok("apply", "-n", "team-a", "-f", str(manifest))
+    daemon.ok("apply", "-f", str(manifest))
+    rows = [line.split() for line in daemon.ok("get", "cm", "-A").splitlines()]
+    assert rows[0] == ["NAMESPACE", "NAME", "DATA", "AGE"]
+    assert sorted(r[:2] for r in rows[1:]) == [["default", "settings"], ["team-a", "settings"]]
+    daemon.ok("delete", "cm", "settings", "-n", "team-a")
+    assert daemon.cli("get", "cm", "-n", "team-a").stderr.strip() == (
+        "No resources found in team-a namespace."
+    )
+    assert daemon.ok("get", "cm", "settings", "-o", "name").strip() == "configmap/settings"
