@@ -183,8 +183,10 @@ class ControllerManager:
             if rec.resource == event.resource:
                 controller.queue.add((namespace, name))
             if event.resource in getattr(rec, "owns", ()):
+                owner_kind = registry.lookup(rec.resource)
+                owner_namespace = namespace if owner_kind.namespaced else ""
                 for owner in self._owners_of(event.object, rec.resource):
-                    controller.queue.add((namespace, owner))
+                    controller.queue.add((owner_namespace, owner))
             if event.resource in getattr(rec, "watches", ()):
                 items, _ = self.store.list(rec.resource, namespace or None)
                 for item in items:
