@@ -172,10 +172,12 @@ def deploy_function(
         extra_annotations=dapr_annotations(config) if config.subscriptions else None,
     )
     _service_container(service, root, built.python)
+    # Subscriptions first: a sidecar reads them when its replica starts.
+    for name in apply_subscriptions(client, config, ns):
+        say(f"Applied Subscription {ns}/{name}")
     existed = client.get("Service", ns, config.name) is not None
     applied = client.apply(service)
     say(f"{'Updated' if existed else 'Created'} Service {ns}/{config.name}")
-    apply_subscriptions(client, config, ns)
     deadline = time.monotonic() + timeout
     current = applied
     while wait:
