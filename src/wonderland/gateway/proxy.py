@@ -272,6 +272,13 @@ class ClientConnection(asyncio.Protocol):
         if target is None:
             self._finish_local(503, b"the route has no revision with traffic yet")
             return
+        if target.h2c:
+            self._finish_local(
+                502,
+                f"revision {target.name} serves HTTP/2 only (its port is named h2c); "
+                "call it with HTTP/2 (prior knowledge), e.g. a gRPC client".encode(),
+            )
+            return
         req.target = target
         target.begin()
         req.head = self._head(req)

@@ -41,7 +41,7 @@ class Waiter(Protocol):
 class Endpoint:
     """One ready replica: address, in-flight count and a pool of idle upstream connections."""
 
-    __slots__ = ("alive", "host", "idle", "in_flight", "name", "port")
+    __slots__ = ("alive", "h2", "host", "idle", "in_flight", "name", "port")
 
     def __init__(self, host: str, port: int, name: str = "") -> None:
         self.host = host
@@ -49,12 +49,16 @@ class Endpoint:
         self.name = name or f"{host}:{port}"
         self.in_flight = 0
         self.idle: list[Any] = []
+        self.h2: Any = None  # the shared HTTP/2 connection to an h2c replica
         self.alive = True
 
     def close_idle(self) -> None:
         idle, self.idle = self.idle, []
         for conn in idle:
             conn.close()
+        if self.h2 is not None:
+            self.h2.close()
+            self.h2 = None
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name}, in_flight={self.in_flight})"

@@ -1,0 +1,84 @@
+"""gRPC (HTTP/2 prior knowledge) through the gateway to an h2c revision."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+
+from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
+
+HOST = "grpc.default.127.0.0.1.sslip.io"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def echo(request: bytes, context: Any) -> bytes:
+    meta = dict(context.invocation_metadata())
+    if request == b"missing":
+        await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+    return request + b"|" + meta.get("x-forwarded-for", "").encode()
+
+
+async def count(request: bytes, context: Any) -> AsyncIterator[bytes]:
+    for i in range(int(request)):
+        yield str(i).encode() * 1000
+
+
+@pytest.fixture
+async def grpc_replica() -> AsyncIterator[int]:
+    port = free_port()
+    server = aio.server()
+    handlers = {
+        "Echo": grpc.unary_unary_rpc_method_handler(echo),
+        "Count": grpc.unary_stream_rpc_method_handler(count),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(0)
+
+
+async def test_grpc_unary_streaming_and_status_through_the_gateway(grpc_replica: int) -> None:
+    table = RoutingTable()
+    target = table.revision("default", "grpc-00001")
+    target.h2c = True
+    target.set_endpoints([("127.0.0.1", grpc_replica, "r1")])
+    table.set_route("default/grpc", {HOST: HostRoute("default/grpc", [(target, 100)])})
+    gw = GatewayServer(table, port=0)
+    await gw.start()
+    try:
+        options = [("grpc.default_authority", HOST)]
+        async with aio.insecure_channel(f"127.0.0.1:{gw.port}", options=options) as channel:
+            unary = channel.unary_unary("/test.Echo/Echo")
+            reply = await unary(b"hi", timeout=30)
+            assert reply == b"hi|127.0.0.1"
+            replies = await asyncio.gather(*(unary(str(i).encode(), timeout=30) for i in range(20)))
+            assert [r.split(b"|")[0] for r in replies] == [str(i).encode() for i in range(20)]
+            stream = channel.unary_stream("/test.Echo/Count")
+            chunks = [c async for c in stream(b"50", timeout=30)]
+            assert len(chunks) == 50 and chunks[49] == b"49" * 1000
+            with pytest.raises(aio.AioRpcError) as err:
+                await unary(b"missing", timeout=30)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            assert err.value.details() == "no such thing"
+        # an unknown authority is a 404, which gRPC reports as UNIMPLEMENTED
+        bad = [("grpc.default_authority", "nope.default.127.0.0.1.sslip.io")]
+        async with aio.insecure_channel(f"127.0.0.1:{gw.port}", options=bad) as channel:
+            with pytest.raises(aio.AioRpcError) as err:
+                await channel.unary_unary("/test.Echo/Echo")(b"x", timeout=30)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await gw.stop()
