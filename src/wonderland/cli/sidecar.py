@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dapr-grpc-port", "-G", type=int, default=50001, help="gRPC API port (0: a free port)"
     )
     p.add_argument("--config", "-c", default=None, help="a kind: Configuration file")
+    p.add_argument(
+        "--name-resolution-dir",
+        default=None,
+        metavar="DIR",
+        help="folder where sidecars find each other for service invocation "
+        "(default $WONDERLAND_HOME/dapr/apps)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...: the app to run")
     p.set_defaults(handler=_run)
@@ -87,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         app_api_token=os.environ.get("APP_API_TOKEN", ""),
         state_dir=state_dir,
         resources=resources.for_app(args.app_id, namespace),
+        name_resolution_dir=Path(args.name_resolution_dir) if args.name_resolution_dir else None,
     )
     import uvloop
 

@@ -8,7 +8,9 @@ in its own resolver.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -41,39 +43,50 @@ _HOP = {
 
 
 class FileNameResolver:
-    """App id → sidecar address, as one JSON file per app id in a shared folder."""
+    """App id → sidecar address, as one JSON file per running sidecar in a shared folder.
 
-    def __init__(self, folder: Path) -> None:
+    Files are named ``<app-id>[.<namespace>]@<pid>.json``; with several replicas of one
+    app id, each call picks one of the live sidecars at random.
+    """
+
+    def __init__(self, folder: Path, namespace: str = "") -> None:
         self.folder = folder
+        self.namespace = namespace
+
+    def _qualified(self, app_id: str) -> str:
+        if "." in app_id or not self.namespace:
+            return app_id
+        return f"{app_id}.{self.namespace}"
 
     def register(self, app_id: str, http_port: int, grpc_port: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{app_id}.{os.getpid()}.tmp"
+        name = f"{self._qualified(app_id)}@{os.getpid()}.json"
+        tmp = self.folder / f".{name}.tmp"
         tmp.write_bytes(
             orjson.dumps({"httpPort": http_port, "grpcPort": grpc_port, "pid": os.getpid()})
         )
-        tmp.replace(self.folder / f"{app_id}.json")
+        tmp.replace(self.folder / name)
 
     def unregister(self, app_id: str) -> None:
-        path = self.folder / f"{app_id}.json"
-        with contextlib.suppress(OSError, ValueError):
-            if orjson.loads(path.read_bytes()).get("pid") == os.getpid():
-                path.unlink()
+        with contextlib.suppress(OSError):
+            (self.folder / f"{self._qualified(app_id)}@{os.getpid()}.json").unlink()
 
     async def __call__(self, app_id: str) -> str | None:
-        try:
-            info = orjson.loads((self.folder / f"{app_id}.json").read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return None
-        pid = int(info.get("pid") or 0)
-        if pid:
+        live: list[str] = []
+        for path in self.folder.glob(f"{glob.escape(self._qualified(app_id))}@*.json"):
             try:
-                os.kill(pid, 0)
+                info = orjson.loads(path.read_bytes())
+                os.kill(int(info["pid"]), 0)
             except ProcessLookupError:
-                return None
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
             except PermissionError:
                 pass
-        return f"http://127.0.0.1:{int(info['httpPort'])}"
+            except (OSError, ValueError, KeyError, orjson.JSONDecodeError):
+                continue
+            live.append(f"http://127.0.0.1:{int(info['httpPort'])}")
+        return random.choice(live) if live else None
 
 
 class Invoker:
@@ -86,8 +99,10 @@ class Invoker:
         resolver: NameResolver | None,
         resiliency: ResiliencyEngine,
         api_token: str = "",
+        namespace: str = "",
     ) -> None:
         self.app_id = app_id
+        self.namespace = namespace
         self.channel = channel
         self.resolver = resolver
         self.resiliency = resiliency
@@ -117,7 +132,11 @@ class Invoker:
                 "failed getting app id either from the URL path or the header dapr-app-id",
                 grpc_code="NOT_FOUND",
             )
-        app_id = target.split(".", 1)[0] if target.split(".", 1)[0] == self.app_id else target
+        app_id = target
+        if target == self.app_id or (
+            self.namespace and target == f"{self.app_id}.{self.namespace}"
+        ):
+            app_id = self.app_id
         fwd = [(k, v) for k, v in headers if k.lower() not in _HOP]
         if app_id == self.app_id:
             if self.channel is None:

@@ -79,6 +79,8 @@ class RuntimeOptions:
     state_dir: Path = field(default_factory=default_state_dir)
     resources: ResourceSet = field(default_factory=ResourceSet)
     max_body_bytes: int = 4 * 1024 * 1024
+    #: Folder where sidecars register for service invocation (default ``<state_dir>/apps``).
+    name_resolution_dir: Path | None = None
 
 
 @dataclass(slots=True)

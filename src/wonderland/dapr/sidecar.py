@@ -106,10 +106,17 @@ class Sidecar:
             self.channel = AppChannel(opts.app_channel_address, opts.app_port, opts.app_api_token)
             await self.channel.start()
         if self._resolver is None:
-            self._file_resolver = FileNameResolver(opts.state_dir / "apps")
+            self._file_resolver = FileNameResolver(
+                opts.name_resolution_dir or opts.state_dir / "apps", opts.namespace
+            )
             self._resolver = self._file_resolver
         self.invoker = Invoker(
-            opts.app_id, self.channel, self._resolver, self.runtime.resiliency, opts.api_token
+            opts.app_id,
+            self.channel,
+            self._resolver,
+            self.runtime.resiliency,
+            opts.api_token,
+            opts.namespace,
         )
         self.subs = SubscriptionManager(self.runtime, self.channel)
         api = HTTPAPI(

@@ -25,6 +25,9 @@ REGISTRY: dict[str, str] = {
     "pubsub.mqtt3": "wonderland.dapr.components.pubsub_mqtt:MQTTPubSub",
     "secretstores.local.file": "wonderland.dapr.components.secrets_local:LocalFileSecretStore",
     "secretstores.local.env": "wonderland.dapr.components.secrets_local:LocalEnvSecretStore",
+    "secretstores.kubernetes": (
+        "wonderland.dapr.components.secrets_kubernetes:KubernetesSecretStore"
+    ),
     "configuration.redis": "wonderland.dapr.components.configuration_redis:RedisConfigurationStore",
     "configuration.postgresql": (
         "wonderland.dapr.components.configuration_postgresql:PostgreSQLConfigurationStore"
