@@ -7,12 +7,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from wonderland.functions.create import create_function
 from wonderland.functions.kube import KubeClient
 
-from .conftest import Platform
+from .conftest import WONDERLAND, Platform, free_port, running, stop_group
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -89,3 +90,61 @@ def test_cloudevents_function_deploy_and_invoke(platform: Platform, tmp_path: Pa
     assert "id: response-evt-9" in invoked.stdout
     assert "type: function.response" in invoked.stdout
     assert '{"message": "OK"}' in invoked.stdout
+
+
+ENV_FUNC = """\
+import os
+
+
+def new():
+    return Env()
+
+
+class Env:
+    async def handle(self, scope, receive, send):
+        body = ",".join(os.environ.get(k, "-") for k in ("DB_PASSWORD", "MODE", "LEVEL"))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body.encode()})
+"""
+
+RESOURCES = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+stringData:
+  password: s3cret
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  MODE: fast
+  LEVEL: "7"
+"""
+
+
+def test_env_templates_resolve_from_the_platforms_secrets_and_configmaps(
+    platform: Platform, tmp_path: Path
+) -> None:
+    (tmp_path / "resources.yaml").write_text(RESOURCES)
+    applied = platform.cli("apply", "-f", str(tmp_path / "resources.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    root = create_function(tmp_path / "envy").root
+    (root / "function" / "func.py").write_text(ENV_FUNC)
+    with (root / "func.yaml").open("a") as f:
+        f.write(
+            "run:\n  envs:\n  - name: DB_PASSWORD\n    value: '{{ secret:db:password }}'\n"
+            "  - value: '{{ configMap:settings }}'\n"
+        )
+    deployed = platform.cli("func", "deploy", "-p", str(root))
+    assert deployed.returncode == 0, deployed.stderr + platform.log.read_text()[-3000:]
+    invoked = platform.cli("func", "invoke", "-p", str(root))
+    assert invoked.stdout.strip() == "s3cret,fast,7", invoked.stderr
+    # func run reads the same values from the platform
+    port = free_port()
+    argv = [*WONDERLAND, "func", "run", "-p", str(root), "--address", f"127.0.0.1:{port}"]
+    with running(argv, f"http://127.0.0.1:{port}/health/readiness", env=platform.env) as proc:
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "s3cret,fast,7"
+        stop_group(proc)
