@@ -1,0 +1,118 @@
+"""Gradual rollout, readiness probes, cluster config from knative-serving ConfigMaps,
+min-scale and h2c revisions."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from conftest import DOMAIN, KSVC, REV, ROUTE, Env, ksvc
+
+
+async def test_rollout_duration_moves_traffic_gradually(platform_env: Env) -> None:
+    env = platform_env
+    svc = ksvc("hello", env={"VERSION": "1"})
+    svc["metadata"]["annotations"] = {"serving.knative.dev/rollout-duration": "3s"}
+    env.apply(svc)
+    await env.ready("hello")
+    svc2 = ksvc("hello", env={"VERSION": "2"})
+    svc2["metadata"]["annotations"] = {"serving.knative.dev/rollout-duration": "3s"}
+    env.apply(svc2)
+    splits: list[dict[str, int]] = []
+
+    def record() -> bool:
+        traffic = env.get(ROUTE, "hello").get("status", {}).get("traffic", [])
+        split = {t["revisionName"]: t["percent"] for t in traffic}
+        if not splits or splits[-1] != split:
+            splits.append(split)
+        return split == {"hello-00002": 100}
+
+    await env.wait(record, timeout=30, what="rollout completes")
+    middle = [s for s in splits if len(s) == 2]
+    assert middle, f"no intermediate split seen: {splits}"
+    for s in middle:
+        assert s["hello-00001"] + s["hello-00002"] == 100
+        assert 0 < s["hello-00002"] < 100
+    news = [s["hello-00002"] for s in middle]
+    assert news == sorted(news)  # only ever moves towards the new revision
+
+
+async def test_http_readiness_probe_gates_service_readiness(
+    platform_env: Env, tmp_path: Path
+) -> None:
+    env = platform_env
+    ready_file = tmp_path / "ready"
+    svc = ksvc("probed", env={"READY_FILE": str(ready_file)})
+    svc["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "httpGet": {"path": "/ready"},
+        "periodSeconds": 0,
+    }
+    env.apply(svc)
+    await asyncio.sleep(1.0)
+    assert env.cond(KSVC, "probed").get("status") != "True"
+    assert env.cond(REV, "probed-00001").get("reason") == "Deploying"
+    ready_file.write_text("")
+    await env.ready("probed")
+    # curl-able the moment it reports Ready
+    r = await env.request(f"probed.default.{DOMAIN}", "/ready")
+    assert r.status_code == 200
+
+
+async def test_config_domain_and_features_configmaps(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("hello"))
+    await env.ready("hello")
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "config-domain", "namespace": "knative-serving"},
+            "data": {"example.test": ""},
+        }
+    )
+    await env.wait(
+        lambda: env.get(KSVC, "hello")["status"].get("url") == "http://hello.default.example.test",
+        what="new domain in the URL",
+    )
+    assert (await env.request("hello.default.example.test")).status_code == 200
+    assert (await env.request(f"hello.default.{DOMAIN}")).status_code == 404
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "config-features", "namespace": "knative-serving"},
+            "data": {"tag-header-based-routing": "Disabled"},
+        }
+    )
+    await env.wait(lambda: not env.system.table.tag_header_routing, what="feature off")
+    r = await env.request("hello.default.example.test", headers={"Knative-Serving-Tag": "nope"})
+    assert r.status_code == 200  # the header is ignored when the feature is disabled
+
+
+async def test_min_scale_keeps_replicas_and_status_reports_them(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("steady", annotations={"autoscaling.knative.dev/min-scale": "2"}))
+    await env.ready("steady")
+    await env.wait(
+        lambda: env.get(REV, "steady-00001")["status"].get("actualReplicas") == 2,
+        what="two replicas",
+    )
+    pids = set()
+    for _ in range(20):
+        pids.add((await env.request(f"steady.default.{DOMAIN}")).json()["pid"])
+    assert len(pids) == 2
+    assert env.get(REV, "steady-00001")["status"]["desiredReplicas"] == 2
+
+
+async def test_h2c_port_name_makes_an_http2_revision(platform_env: Env) -> None:
+    env = platform_env
+    svc = ksvc("grpc")
+    svc["spec"]["template"]["spec"]["containers"][0]["ports"] = [
+        {"name": "h2c", "containerPort": 8080}
+    ]
+    env.apply(svc)
+    await env.wait(lambda: "default/grpc-00001" in env.system.table.revisions, what="target")
+    assert env.system.table.revisions["default/grpc-00001"].h2c is True
+    env.apply(ksvc("plain"))
+    await env.wait(lambda: "default/plain-00001" in env.system.table.revisions, what="target")
+    assert env.system.table.revisions["default/plain-00001"].h2c is False
