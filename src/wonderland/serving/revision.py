@@ -1,0 +1,271 @@
+"""Revision -> replicas (built image, env, probes), gateway target and the autoscaler."""
+
+from __future__ import annotations
+
+import asyncio
+
+from wonderland.autoscaler import RevisionScaler, ScalingSpec
+from wonderland.autoscaler.config import parse_duration
+from wonderland.controllers import Result
+from wonderland.errors import NotFoundError, WonderlandError
+from wonderland.runtime import BuiltImage, PodInfo, ReplicaTemplate, container_env
+from wonderland.runtime.env import POD_NAME_PLACEHOLDER
+from wonderland.serving._common import (
+    L_CONFIG,
+    L_SERVICE,
+    Obj,
+    _get,
+    _write_status,
+    log,
+)
+from wonderland.serving.conditions import is_true, set_condition
+from wonderland.serving.system import (
+    REVISIONS,
+    BuildState,
+    RevisionRuntime,
+    ServingSystem,
+)
+
+__all__ = ["RevisionReconciler"]
+
+
+class RevisionReconciler:
+    resource: str = REVISIONS
+    owns: tuple[str, ...] = ()
+    watches: tuple[str, ...] = ()
+
+    def __init__(self, system: ServingSystem) -> None:
+        self.system = system
+
+    async def reconcile(self, namespace: str, name: str) -> Result | None:
+        system = self.system
+        key = f"{namespace}/{name}"
+        rev = _get(system, REVISIONS, namespace, name)
+        if rev is None:
+            system.forget_revision(key)
+            return None
+        spec = rev.get("spec") or {}
+        meta = rev["metadata"]
+        container = (spec.get("containers") or [{}])[0]
+        ports = container.get("ports") or []
+        cc = int(spec.get("containerConcurrency") or 0)
+        target = system.table.revision(namespace, name)
+        target.container_concurrency = cc
+        timeout = spec.get("responseStartTimeoutSeconds") or spec.get("timeoutSeconds")
+        target.timeout = float(timeout or system.config.revision_timeout_seconds)
+        target.h2c = bool(ports and ports[0].get("name") == "h2c")
+        status = dict(rev.get("status") or {})
+        conditions = status.get("conditions")
+        was_ready = is_true(rev)
+
+        rt = system.runtimes.get(key)
+        try:
+            scaling = ScalingSpec.from_revision(
+                system.config.autoscaler, meta.get("annotations") or {}, cc
+            )
+        except WonderlandError as exc:
+            return self._fail(rev, "InvalidAnnotation", str(exc))
+        if rt is None:
+            rt = RevisionRuntime(RevisionScaler(scaling, system.clock()))
+            system.runtimes[key] = rt
+        else:
+            rt.scaler.update_spec(scaling)
+
+        if rt.template is None and rt.failed is None:
+            built = None
+            if container.get("image"):
+                state = system.builds.get(key)
+                needs_build = not container.get("command") or self._resolvable(container["image"])
+                if needs_build:
+                    if state is None:
+                        state = BuildState()
+                        system.builds[key] = state
+                        state.task = asyncio.get_running_loop().create_task(
+                            self._build(key, container["image"], state)
+                        )
+                    if state.error is not None:
+                        rt.failed = state.error
+                    elif state.image is None:
+                        return self._deploying(rev, state.progress or "Building the image")
+                    else:
+                        built = state.image
+            if rt.failed is None:
+                try:
+                    rt.template = self._template(rev, container, built)
+                except WonderlandError as exc:
+                    rt.failed = ("CreateContainerConfigError", str(exc))
+        if rt.failed is not None:
+            system.scale(key, 0)
+            return self._fail(rev, *rt.failed)
+
+        if rt.scaled_to < 0:
+            system.scale(key, rt.scaler.desired)
+        ready = len(system.supervisor.ready_endpoints(key))
+        failure = system.supervisor.failure(key)
+        if failure is not None and not was_ready:
+            rt.failed = failure
+            system.scale(key, 0)
+            return self._fail(rev, *failure)
+        if ready > 0:
+            conditions = set_condition(conditions, "ResourcesAvailable", "True")
+            conditions = set_condition(conditions, "ContainerHealthy", "True")
+            conditions = set_condition(conditions, "Active", "True")
+            conditions = set_condition(conditions, "Ready", "True")
+        elif was_ready:
+            if rt.scaler.desired == 0:
+                conditions = set_condition(
+                    conditions,
+                    "Active",
+                    "False",
+                    "NoTraffic",
+                    "The target is not receiving traffic.",
+                )
+            else:
+                conditions = set_condition(
+                    conditions,
+                    "Active",
+                    "Unknown",
+                    "Activating",
+                    "Waiting for a replica to be ready",
+                )
+        else:
+            return self._deploying(rev, "")
+        new_status = {
+            **status,
+            "observedGeneration": meta.get("generation", 1),
+            "conditions": conditions,
+            "actualReplicas": ready,
+            "desiredReplicas": rt.scaler.desired,
+            "containerStatuses": [
+                {
+                    "name": container.get("name", "user-container"),
+                    "imageDigest": container.get("image", ""),
+                }
+            ],
+        }
+        _write_status(system, rev, new_status)
+        return None
+
+    def _resolvable(self, image: str) -> bool:
+        try:
+            self.system.resolver.resolve(image)
+        except WonderlandError:
+            return False
+        return True
+
+    async def _build(self, key: str, image: str, state: BuildState) -> None:
+        def progress(line: str) -> None:
+            state.progress = line
+            log.info("%s: %s", key, line)
+
+        try:
+            state.image = await self.system.resolver.build(image, progress)
+        except NotFoundError as exc:
+            state.error = ("ContainerMissing", str(exc))
+        except WonderlandError as exc:
+            state.error = ("BuildFailed", str(exc))
+        except Exception as exc:
+            state.error = ("BuildFailed", f"building image {image!r} failed: {exc}")
+        self.system.enqueue_revision(key)
+
+    def _template(self, rev: Obj, container: Obj, built: BuiltImage | None) -> ReplicaTemplate:
+        meta = rev["metadata"]
+        spec = rev.get("spec") or {}
+        ns = meta["namespace"]
+        labels = meta.get("labels") or {}
+        store = self.system.store
+
+        def lookup(resource: str, namespace: str, name: str) -> Obj | None:
+            try:
+                return store.get(resource, namespace, name)
+            except NotFoundError:
+                return None
+
+        pod = PodInfo(
+            name=POD_NAME_PLACEHOLDER,
+            namespace=ns,
+            uid=meta.get("uid", ""),
+            service_account=spec.get("serviceAccountName") or "default",
+            labels=labels,
+            annotations=meta.get("annotations") or {},
+        )
+        env = container_env(container, pod, lookup, "spec.containers[0]")
+        if container.get("command"):
+            argv = [*container["command"], *(container.get("args") or [])]
+        elif built is not None:
+            argv = [*built.argv, *(container.get("args") or [])]
+        else:
+            raise NotFoundError(f"no way to run image {container.get('image')!r}")
+        base_env = dict(built.env) if built is not None else {}
+        ports = container.get("ports") or []
+        timeout = float(spec.get("timeoutSeconds") or 300)
+        annotations = meta.get("annotations") or {}
+        deadline = annotations.get("serving.knative.dev/progress-deadline")
+        return ReplicaTemplate(
+            namespace=ns,
+            revision=meta["name"],
+            service=labels.get(L_SERVICE, ""),
+            configuration=labels.get(L_CONFIG, ""),
+            argv=argv,
+            env={**base_env, **env},
+            cwd=container.get("workingDir") or (str(built.context) if built else None),
+            readiness=_probe(container.get("readinessProbe")),
+            liveness=container.get("livenessProbe"),
+            port_name=(ports[0].get("name") or "") if ports else "",
+            grace_period=min(timeout, 30.0),
+            progress_deadline=(
+                parse_duration(deadline, "serving.knative.dev/progress-deadline")
+                if deadline
+                else 600.0
+            ),
+            revision_object=rev,
+        )
+
+    def _deploying(self, rev: Obj, message: str) -> Result | None:
+        status = dict(rev.get("status") or {})
+        conditions = status.get("conditions")
+        for ctype in ("ResourcesAvailable", "ContainerHealthy", "Ready"):
+            conditions = set_condition(conditions, ctype, "Unknown", "Deploying", message)
+        rt = self.system.runtimes.get(f"{rev['metadata']['namespace']}/{rev['metadata']['name']}")
+        _write_status(
+            self.system,
+            rev,
+            {
+                **status,
+                "observedGeneration": rev["metadata"].get("generation", 1),
+                "conditions": conditions,
+                "actualReplicas": 0,
+                "desiredReplicas": rt.scaler.desired if rt else 0,
+            },
+        )
+        return None
+
+    def _fail(self, rev: Obj, reason: str, message: str) -> Result | None:
+        status = dict(rev.get("status") or {})
+        conditions = status.get("conditions")
+        if reason == "ProgressDeadlineExceeded":
+            conditions = set_condition(conditions, "ResourcesAvailable", "False", reason, message)
+            conditions = set_condition(conditions, "ContainerHealthy", "Unknown", "Deploying")
+        else:
+            conditions = set_condition(conditions, "ContainerHealthy", "False", reason, message)
+            conditions = set_condition(conditions, "ResourcesAvailable", "False", reason, message)
+        conditions = set_condition(conditions, "Ready", "False", reason, message)
+        _write_status(
+            self.system,
+            rev,
+            {
+                **status,
+                "observedGeneration": rev["metadata"].get("generation", 1),
+                "conditions": conditions,
+                "actualReplicas": 0,
+                "desiredReplicas": 0,
+            },
+        )
+        return None
+
+
+def _probe(probe: Obj | None) -> Obj | None:
+    """Knative's defaulted ``tcpSocket: {port: 0}`` is the plain default TCP probe."""
+    if not probe:
+        return None
+    return probe
