@@ -20,10 +20,10 @@ from urllib.parse import parse_qs
 import orjson
 import yaml
 
-from wonderland import __version__
 from wonderland.api import admission, printing, registry
 from wonderland.api.kinds import ResourceKind
 from wonderland.api.selectors import matches, parse_label_selector
+from wonderland.control import discovery
 from wonderland.control import patch as patches
 from wonderland.errors import (
     AlreadyExistsError,
@@ -42,19 +42,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-KUBE_VERSION = {
-    "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.0",
-    "gitCommit": "wonderland-" + __version__,
-    "gitTreeState": "clean",
-    "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "python",
-    "compiler": "cpython",
-    "platform": "linux/amd64",
-}
 
 
 class HTTPError(WonderlandError):
@@ -276,7 +264,7 @@ class ControlAPI:
     def _metadata_endpoint(self, parts: list[str]) -> tuple[int, bytes, str] | None:
         kinds = registry.all_kinds()
         if parts == ["version"]:
-            return _json(200, KUBE_VERSION)
+            return _json(200, discovery.KUBE_VERSION)
         if parts == ["api"]:
             return _json(
                 200,
@@ -291,17 +279,21 @@ class ControlAPI:
         if parts == ["apis"]:
             return _json(
                 200,
-                {"kind": "APIGroupList", "apiVersion": "v1", "groups": [g for g in _groups(kinds)]},
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [g for g in discovery.groups(kinds)],
+                },
             )
         if len(parts) == 2 and parts[0] == "apis":
-            for group in _groups(kinds):
+            for group in discovery.groups(kinds):
                 if group["name"] == parts[1]:
                     return _json(200, {"kind": "APIGroup", "apiVersion": "v1", **group})
             raise HTTPError(404, "NotFound", f'the server has no API group "{parts[1]}"')
         if parts == ["api", "v1"]:
-            return _json(200, _resource_list("", "v1", kinds))
+            return _json(200, discovery.resource_list("", "v1", kinds))
         if len(parts) == 3 and parts[0] == "apis":
-            listing = _resource_list(parts[1], parts[2], kinds)
+            listing = discovery.resource_list(parts[1], parts[2], kinds)
             if not listing["resources"]:
                 raise HTTPError(404, "NotFound", f"the server has no API {parts[1]}/{parts[2]}")
             return _json(200, listing)
@@ -602,67 +594,6 @@ class _Wrapped(HTTPError):
     def __init__(self, code: int, payload: dict[str, Any]) -> None:
         super().__init__(code, payload["reason"], payload["message"])
         self.payload = payload
-
-
-def _groups(kinds: list[ResourceKind]) -> list[dict[str, Any]]:
-    order: dict[str, list[str]] = {}
-    preferred: dict[str, str] = {}
-    for kind in kinds:
-        if not kind.group:
-            continue
-        versions = order.setdefault(kind.group, [])
-        preferred.setdefault(kind.group, kind.version)
-        for version in kind.versions:
-            if version not in versions:
-                versions.append(version)
-    groups = []
-    for name, versions in order.items():
-        first = preferred[name]
-        ordered = [first, *(v for v in versions if v != first)]
-        groups.append(
-            {
-                "name": name,
-                "versions": [{"groupVersion": f"{name}/{v}", "version": v} for v in ordered],
-                "preferredVersion": {"groupVersion": f"{name}/{first}", "version": first},
-            }
-        )
-    return groups
-
-
-def _resource_list(group: str, version: str, kinds: list[ResourceKind]) -> dict[str, Any]:
-    resources: list[dict[str, Any]] = []
-    for kind in kinds:
-        if kind.group != group or version not in kind.versions:
-            continue
-        entry: dict[str, Any] = {
-            "name": kind.plural,
-            "singularName": kind.singular,
-            "namespaced": kind.namespaced,
-            "kind": kind.kind,
-            "verbs": VERBS,
-        }
-        if kind.short_names:
-            entry["shortNames"] = list(kind.short_names)
-        if kind.categories:
-            entry["categories"] = list(kind.categories)
-        resources.append(entry)
-        for sub in kind.subresources:
-            resources.append(
-                {
-                    "name": f"{kind.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": kind.namespaced,
-                    "kind": kind.kind,
-                    "verbs": ["get", "patch", "update"],
-                }
-            )
-    group_version = f"{group}/{version}" if group else version
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": resources,
-    }
 
 
 def _json(code: int, payload: Any) -> tuple[int, bytes, str]:
