@@ -27,7 +27,6 @@ from dapr.proto.runtime.v1 import (
     state_pb2,
 )
 from google.protobuf import any_pb2, empty_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 from wonderland.dapr.cloudevents import is_json_content_type
 from wonderland.dapr.components.base import ConfigItem, Message
@@ -58,6 +57,8 @@ _VERBS = {
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: APIError) -> None:
+    from google.rpc import error_details_pb2, status_pb2
+
     code = getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
     status = status_pb2.Status(code=code.value[0], message=exc.message)
     if exc.reason:

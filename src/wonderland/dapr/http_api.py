@@ -15,6 +15,7 @@ import orjson
 
 from wonderland.dapr.components.base import ConfigItem
 from wonderland.dapr.errors import APIError
+from wonderland.dapr.http_server import RawRequest, RawResponse
 from wonderland.dapr.invocation import Invoker
 from wonderland.dapr.runtime import DaprRuntime, StateWrite, malformed
 
@@ -22,25 +23,21 @@ __all__ = ["HTTPAPI"]
 
 log = logging.getLogger("wonderland.dapr.http")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
 _JSON = [(b"content-type", b"application/json")]
 _HEALTH = {"/v1.0/healthz", "/v1.0/healthz/outbound"}
 
 
 class _Request:
-    __slots__ = ("body", "headers", "method", "path", "query", "raw_query", "scope")
+    __slots__ = ("body", "client", "headers", "method", "path", "query", "raw_query")
 
-    def __init__(self, scope: Scope, body: bytes) -> None:
-        self.scope = scope
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        self.raw_query: str = scope.get("query_string", b"").decode("latin-1")
-        self.query = parse_qsl(self.raw_query, keep_blank_values=True)
-        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        self.body = body
+    def __init__(self, raw: RawRequest) -> None:
+        self.method = raw.method
+        self.path = raw.path
+        self.raw_query = raw.query
+        self.query = parse_qsl(raw.query, keep_blank_values=True) if raw.query else []
+        self.headers = raw.headers
+        self.body = raw.body
+        self.client = raw.client
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -64,15 +61,7 @@ class _Request:
             raise malformed(f"failed to parse the request body as JSON: {exc}") from None
 
 
-class _Response:
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(
-        self, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers or []
+_Response = RawResponse
 
 
 def _json(status: int, value: Any) -> _Response:
@@ -141,64 +130,24 @@ class HTTPAPI:
         self.max_body = runtime.opts.max_body_bytes
         self.config_sink: Callable[[str, str, dict[str, ConfigItem]], Awaitable[None]] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            msg = await receive()
-            part = msg.get("body", b"")
-            if part:
-                size += len(part)
-                if size > self.max_body:
-                    await self._send(
-                        send,
-                        _json(
-                            413,
-                            {
-                                "errorCode": "ERR_BODY_TOO_LARGE",
-                                "message": f"request body exceeds {self.max_body} bytes",
-                            },
-                        ),
-                    )
-                    return
-                chunks.append(part)
-            if not msg.get("more_body"):
-                break
-        req = _Request(scope, b"".join(chunks) if len(chunks) != 1 else chunks[0])
+    async def handle(self, raw: RawRequest) -> RawResponse:
+        """Answer one request (the entry point of :func:`wonderland.dapr.http_server.serve`)."""
+        req = _Request(raw)
         if self.token and req.path not in _HEALTH and req.header("dapr-api-token") != self.token:
-            await self._send(
-                send, _Response(401, b"invalid api token", [(b"content-type", b"text/plain")])
-            )
-            return
+            return _Response(401, b"invalid api token", [(b"content-type", b"text/plain")])
         try:
-            resp = await self.dispatch(req)
+            return await self.dispatch(req)
         except APIError as exc:
-            resp = _json(exc.status, exc.body())
+            return _json(exc.status, exc.body())
         except Exception as exc:
             log.exception("unexpected error on %s %s", req.method, req.path)
-            resp = _json(
+            return _json(
                 500,
                 {
                     "errorCode": "ERR_INTERNAL",
                     "message": f"internal error: {type(exc).__name__}: {exc}",
                 },
             )
-        await self._send(send, resp)
-
-    @staticmethod
-    async def _send(send: Send, resp: _Response) -> None:
-        await send({"type": "http.response.start", "status": resp.status, "headers": resp.headers})
-        await send({"type": "http.response.body", "body": resp.body})
 
     async def dispatch(self, req: _Request) -> _Response:
         app_header = req.header("dapr-app-id")
@@ -243,7 +192,7 @@ class HTTPAPI:
     # -- state -----------------------------------------------------------------------------
 
     async def state(self, req: _Request, rest: list[str]) -> _Response:
-        store = rest[0]
+        store = unquote(rest[0])
         m = req.method
         if len(rest) == 1 and m in {"POST", "PUT"}:
             items = req.json()
@@ -312,7 +261,7 @@ class HTTPAPI:
     async def publish(self, req: _Request, rest: list[str]) -> _Response:
         if req.method not in {"POST", "PUT"}:
             return _Response(405)
-        pubsub = rest[0]
+        pubsub = unquote(rest[0])
         topic = unquote("/".join(rest[1:]))
         ct = req.header("content-type") or "text/plain"
         await self.rt.publish(pubsub, topic, req.body, ct, req.metadata())
@@ -348,7 +297,6 @@ class HTTPAPI:
     # -- invocation ------------------------------------------------------------------------
 
     async def invoke(self, req: _Request, app_id: str, method: str) -> _Response:
-        client = req.scope.get("client") or ("127.0.0.1", 0)
         status, headers, body = await self.invoker.invoke(
             app_id,
             method,
@@ -357,7 +305,7 @@ class HTTPAPI:
             req.headers,
             req.body,
             caller=req.header("dapr-caller-app-id"),
-            client_host=str(client[0]),
+            client_host=req.client or "127.0.0.1",
         )
         out = [
             (k.lower().encode("latin-1"), v.encode("latin-1"))

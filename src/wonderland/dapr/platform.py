@@ -86,6 +86,9 @@ class DaprPlatform:
         self.platform = platform
         self.root = platform.state_dir / "dapr"
         self.apps_dir = self.root / "apps"
+        # The module sidecars run with (``python -m <module> sidecar ...``); the platform's
+        # in-memory broker swaps in its own (see ``components/pubsub_platform.py``).
+        self.sidecar_module = "wonderland"
 
     def _list(self, resource: str, namespace: str) -> list[dict[str, Any]]:
         items, _rv = self.platform.store.list(resource, namespace)
@@ -153,7 +156,7 @@ class DaprPlatform:
         argv = [
             sys.executable,
             "-m",
-            "wonderland",
+            self.sidecar_module,
             "sidecar",
             "--app-id",
             app_id,
@@ -203,4 +206,8 @@ def install(platform: Platform) -> DaprPlatform:
     plugin = DaprPlatform(platform)
     companions.register("dapr", plugin.companion)
     platform.add_service(plugin)
+    # pubsub.in-memory means "in the platform's memory": one broker for every sidecar.
+    from wonderland.dapr.components import pubsub_platform
+
+    pubsub_platform.install(platform, plugin)
     return plugin

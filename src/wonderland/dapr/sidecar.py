@@ -16,9 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -78,7 +76,7 @@ class Sidecar:
         self._resolver = resolver
         self._file_resolver: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._uvicorn: Any = None
+        self._http: Any = None
         self._grpc: Any = None
         self.channel: Any = None
         self.subs: Any = None
@@ -92,11 +90,10 @@ class Sidecar:
         await self.stop()
 
     async def start(self) -> None:
-        import uvicorn
-
         from wonderland.dapr.app_channel import AppChannel
         from wonderland.dapr.grpc_api import build_server
         from wonderland.dapr.http_api import HTTPAPI
+        from wonderland.dapr.http_server import serve
         from wonderland.dapr.invocation import FileNameResolver, Invoker
         from wonderland.dapr.subscriptions import SubscriptionManager
 
@@ -129,35 +126,14 @@ class Sidecar:
         )
         await self._grpc.start()
 
-        class _Server(uvicorn.Server):  # type: ignore[misc]
-            @contextlib.contextmanager
-            def capture_signals(self) -> Generator[None, None, None]:
-                yield
-
-        config = uvicorn.Config(
-            api,
-            host=self.host,
-            port=opts.http_port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            loop="none",
-            http="httptools",
-            ws="none",
-            timeout_keep_alive=60,
-        )
-        self._uvicorn = _Server(config)
-        task = asyncio.get_running_loop().create_task(self._uvicorn.serve())
-        self._tasks.append(task)
-        while not self._uvicorn.started:
-            if task.done():
-                exc = task.exception()
-                raise DaprError(
-                    f"cannot serve the HTTP API on {self.host}:{opts.http_port}: "
-                    f"{exc or 'the port is probably in use'}; pick another with --dapr-http-port"
-                )
-            await asyncio.sleep(0.01)
-        self.http_port = int(self._uvicorn.servers[0].sockets[0].getsockname()[1])
+        try:
+            self._http = await serve(api.handle, self.host, opts.http_port, opts.max_body_bytes)
+        except OSError as exc:
+            raise DaprError(
+                f"cannot serve the HTTP API on {self.host}:{opts.http_port}: {exc.strerror}; "
+                "pick another port with --dapr-http-port"
+            ) from None
+        self.http_port = int(self._http.sockets[0].getsockname()[1])
         if self._file_resolver is not None:
             self._file_resolver.register(opts.app_id, self.http_port, self.grpc_port)
         self._tasks.append(asyncio.get_running_loop().create_task(self._connect_app()))
@@ -200,8 +176,8 @@ class Sidecar:
             self._file_resolver.unregister(self.options.app_id)
         if self.subs is not None:
             await self.subs.close()
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
+        if self._http is not None:
+            self._http.close()
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
         for task in self._tasks:
@@ -279,6 +255,9 @@ class SidecarProcess:
             stderr=subprocess.STDOUT if self.log_file else None,
             start_new_session=True,
         )
+        import urllib.error
+        import urllib.request
+
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -35,6 +35,9 @@ REGISTRY: dict[str, str] = {
     "configuration.wonderland.file": (
         "wonderland.dapr.components.configuration_file:FileConfigurationStore"
     ),
+    "configuration.wonderland.configmap": (
+        "wonderland.dapr.components.configuration_configmap:ConfigMapConfigurationStore"
+    ),
 }
 
 
