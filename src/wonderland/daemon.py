@@ -123,7 +123,8 @@ def run(settings: Settings, manifests: Sequence[Manifest] = ()) -> int:
         stream=sys.stderr,
     )
     state_dir = settings.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    if not state_dir.exists():
+        state_dir.mkdir(parents=True, mode=0o700)
     with _locked(state_dir):
         try:
             import uvloop

@@ -56,7 +56,8 @@ class Platform:
     def open(cls, settings: Settings) -> Platform:
         """A platform on the settings' state directory (opens the store)."""
         state_dir = settings.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
+        if not state_dir.exists():
+            state_dir.mkdir(parents=True, mode=0o700)
         store = Store.open(state_dir)
         return cls(store, ControllerManager(store), state_dir, settings)
 

@@ -254,3 +254,17 @@ def test_immutable_configmap_refuses_data_changes(store: Store) -> None:
     changed["immutable"] = True
     with pytest.raises(InvalidError, match="immutable"):
         store.update(changed)
+
+
+def test_state_directory_and_store_are_private(tmp_path: Path) -> None:
+    import stat
+
+    home = tmp_path / "state"
+    store = Store.open(home)
+    try:
+        store.create(configmap("a"))
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        for name in ("store.db", "store.db-wal"):
+            assert stat.S_IMODE((home / name).stat().st_mode) == 0o600
+    finally:
+        store.close()

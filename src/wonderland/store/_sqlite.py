@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import os
 import secrets
 import sqlite3
 import string
@@ -149,8 +150,13 @@ class Store:
     def open(cls, state_dir: str | Path) -> Store:
         """The store of a state directory (``<state_dir>/store.db``)."""
         directory = Path(state_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        return cls(directory / "store.db")
+        if not directory.exists():
+            directory.mkdir(parents=True, mode=0o700)
+        path = directory / "store.db"
+        # Secrets live here: only the owner may read it (SQLite gives the WAL the same mode).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
+        return cls(path)
 
     def close(self) -> None:
         with self._lock:
@@ -296,7 +302,7 @@ class Store:
         namespace: str | None = None,
         label_selector: str | Mapping[str, str] | None = None,
     ) -> tuple[list[Obj], str]:
-        """Objects of ``resource`` (every resource if None), oldest name first; and the list RV."""
+        """Objects of ``resource`` (every resource if None) by namespace and name; and the list RV."""
         requirements = parse_label_selector(label_selector)
         query = "SELECT body FROM objects"
         params: list[Any] = []
