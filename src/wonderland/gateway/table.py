@@ -259,6 +259,7 @@ class RoutingTable:
 
     def __init__(self) -> None:
         self.hosts: dict[str, HostRoute] = {}
+        self._hosts_b: dict[bytes, HostRoute] = {}  # the hot path looks up raw Host bytes
         self.revisions: dict[str, RevisionTarget] = {}
         self._route_hosts: dict[str, list[str]] = {}
         self.tag_header_routing = True
@@ -288,12 +289,21 @@ class RoutingTable:
         for host, route in hosts.items():
             self.hosts[host.lower()] = route
         self._route_hosts[route_key] = [h.lower() for h in hosts]
+        self._hosts_b = {h.encode("latin-1"): r for h, r in self.hosts.items()}
 
     def remove_route(self, route_key: str) -> None:
         for host in self._route_hosts.pop(route_key, []):
             route = self.hosts.get(host)
             if route is not None and route.route_key == route_key:
                 del self.hosts[host]
+        self._hosts_b = {h.encode("latin-1"): r for h, r in self.hosts.items()}
+
+    def lookup_bytes(self, host: bytes) -> HostRoute | None:
+        """``lookup`` for the raw Host header (exact match first, no decoding)."""
+        route = self._hosts_b.get(host)
+        if route is None:
+            route = self.lookup(host.decode("latin-1"))
+        return route
 
     def lookup(self, host: str) -> HostRoute | None:
         route = self.hosts.get(host)
