@@ -116,3 +116,37 @@ async def test_h2c_port_name_makes_an_http2_revision(platform_env: Env) -> None:
     env.apply(ksvc("plain"))
     await env.wait(lambda: "default/plain-00001" in env.system.table.revisions, what="target")
     assert env.system.table.revisions["default/plain-00001"].h2c is False
+
+
+async def test_image_only_container_is_built_from_the_project_file(
+    platform_env: Env, tmp_path: Path
+) -> None:
+    env = platform_env
+    project = tmp_path / "project"
+    (project / "web").mkdir(parents=True)
+    (project / "wonderland.yaml").write_text(
+        "build:\n  artifacts:\n    - image: salaboy/frontend\n      context: ./web\n"
+    )
+    (project / "web" / "requirements.txt").write_text("")
+    (project / "web" / "Procfile").write_text("web: python serve.py\n")
+    (project / "web" / "serve.py").write_text(
+        "import os\n"
+        "from http.server import BaseHTTPRequestHandler, HTTPServer\n"
+        "class H(BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body = ('built ' + os.environ['K_REVISION']).encode()\n"
+        "        self.send_response(200)\n"
+        "        self.send_header('Content-Length', str(len(body)))\n"
+        "        self.end_headers()\n"
+        "        self.wfile.write(body)\n"
+        "HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
+    )
+    env.system.resolver.search_dirs = [project]
+    svc = ksvc("frontend")
+    svc["spec"]["template"]["spec"]["containers"][0] = {
+        "image": "docker.io/salaboy/frontend:v2.0.0"
+    }
+    env.apply(svc)
+    await env.ready("frontend")
+    r = await env.request(f"frontend.default.{DOMAIN}")
+    assert r.text == "built frontend-00001"
