@@ -261,3 +261,17 @@ def test_namespaces_and_server_dry_run(daemon: Daemon, tmp_path: Path) -> None:
         "No resources found in team-a namespace."
     )
     assert daemon.ok("get", "cm", "settings", "-o", "name").strip() == "configmap/settings"
+
+
+def test_get_several_kinds_and_all(daemon: Daemon, tmp_path: Path) -> None:
+    daemon.ok("apply", "-f", str(write(tmp_path, "app.yaml", SERVICE + "---\n" + CONFIGMAP)))
+    both = daemon.ok("get", "ksvc,cm").split("\n\n")
+    assert both[0].splitlines()[1].split()[0] == "service.serving.knative.dev/hello"
+    assert both[1].splitlines()[1].split()[0] == "configmap/settings"
+    everything = daemon.ok("get", "all")
+    assert "service.serving.knative.dev/hello" in everything
+    assert "configmap/settings" not in everything
+    names = daemon.ok("get", "ksvc,cm", "-o", "name").split()
+    assert names == ["service.serving.knative.dev/hello", "configmap/settings"]
+    two = daemon.cli("get", "ksvc,cm", "hello")
+    assert two.returncode == 1 and "one kind only" in two.stderr

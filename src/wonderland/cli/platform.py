@@ -249,25 +249,46 @@ def _split_kind(kind: str, names: list[str]) -> tuple[str, list[str]]:
 # -- get / describe --------------------------------------------------------------
 
 
+def _kinds(spec: str) -> list[ResourceKind]:
+    """``ksvc``, ``ksvc,cm`` or ``all`` (every kind in kubectl's "all" category)."""
+    from wonderland.api import registry
+
+    kinds: list[ResourceKind] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        found = (
+            [k for k in registry.all_kinds() if "all" in k.categories]
+            if part == "all"
+            else [registry.lookup(part)]
+        )
+        kinds += [k for k in found if k not in kinds]
+    return kinds
+
+
 def _get(args: argparse.Namespace) -> int:
     import orjson
     import yaml
 
-    from wonderland.api import printing, registry
+    from wonderland.api import printing
     from wonderland.control.client import TABLE_ACCEPT, object_path
+    from wonderland.errors import ConfigError
 
-    kind_name, names = _split_kind(args.kind, args.names)
-    kind = registry.lookup(kind_name)
+    kind_spec, names = _split_kind(args.kind, args.names)
+    kinds = _kinds(kind_spec)
+    if names and len(kinds) > 1:
+        raise ConfigError("give NAME with one kind only, e.g. `wonderland get ksvc hello`")
     namespace = None if args.all_namespaces else (args.namespace or "default")
     client = _client()
     params = {"labelSelector": args.selector} if args.selector else None
     if args.output in ("json", "yaml", "name"):
-        if names:
-            items = [client.request("GET", object_path(kind, namespace, n)) for n in names]
-        else:
-            items = client.request("GET", object_path(kind, namespace), params=params)["items"]
+        items: list[dict[str, Any]] = []
+        for kind in kinds:
+            if names:
+                items += [client.request("GET", object_path(kind, namespace, n)) for n in names]
+            else:
+                listing = client.request("GET", object_path(kind, namespace), params=params)
+                items += listing["items"]
         if args.output == "name":
-            for item in items:
+            for kind, item in ((_kind_of(i), i) for i in items):
                 print(f"{_ref(kind)}/{item['metadata']['name']}")
             return 0
         result: Any = (
@@ -280,38 +301,47 @@ def _get(args: argparse.Namespace) -> int:
         else:
             print(yaml.safe_dump(result, sort_keys=False).rstrip())
         return 0
-    if names:
-        rows: dict[str, Any] | None = None
-        for name in names:
-            one = client.request(
-                "GET",
-                object_path(kind, namespace, None),
-                accept=TABLE_ACCEPT,
-                params={"fieldSelector": f"metadata.name={name}"},
+    blocks: list[str] = []
+    for kind in kinds:
+        if names:
+            table: dict[str, Any] | None = None
+            for name in names:
+                one = client.request(
+                    "GET", object_path(kind, namespace or "default", name), accept=TABLE_ACCEPT
+                )
+                if table is None:
+                    table = one
+                else:
+                    table["rows"].extend(one["rows"])
+            assert table is not None
+        else:
+            table = client.request(
+                "GET", object_path(kind, namespace), accept=TABLE_ACCEPT, params=params
             )
-            if not one["rows"]:
-                from wonderland.errors import NotFoundError
-
-                raise NotFoundError(f'{kind.resource} "{name}" not found')
-            if rows is None:
-                rows = one
-            else:
-                rows["rows"].extend(one["rows"])
-        table = rows
-    else:
-        table = client.request(
-            "GET", object_path(kind, namespace), accept=TABLE_ACCEPT, params=params
+        if not table["rows"]:
+            continue
+        if len(kinds) > 1:
+            for row in table["rows"]:
+                row["cells"][0] = f"{_ref(kind)}/{row['cells'][0]}"
+        lines = printing.render(
+            table,
+            wide=args.output == "wide",
+            with_namespace=namespace is None and kind.namespaced,
         )
-    assert table is not None
-    if not table["rows"]:
-        where = "" if namespace is None or not kind.namespaced else f" in {namespace} namespace"
+        blocks.append("\n".join(lines))
+    if not blocks:
+        namespaced = any(k.namespaced for k in kinds)
+        where = "" if namespace is None or not namespaced else f" in {namespace} namespace"
         print(f"No resources found{where}.", file=sys.stderr)
         return 0
-    lines = printing.render(
-        table, wide=args.output == "wide", with_namespace=namespace is None and kind.namespaced
-    )
-    print("\n".join(lines))
+    print("\n\n".join(blocks))
     return 0
+
+
+def _kind_of(obj: dict[str, Any]) -> ResourceKind:
+    from wonderland.api import registry
+
+    return registry.for_object(str(obj.get("apiVersion")), str(obj.get("kind")))
 
 
 def _title(key: str) -> str:
