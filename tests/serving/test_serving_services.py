@@ -318,3 +318,27 @@ def _gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+async def test_missing_configmap_waits_until_it_is_applied(platform_env: Env) -> None:
+    env = platform_env
+    svc = ksvc("hello")
+    svc["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "later", "key": "level"}}}
+    ]
+    env.apply(svc)
+    await env.wait(
+        lambda: env.cond(REV, "hello-00001").get("reason") == "CreateContainerConfigError",
+        what="waiting for the ConfigMap",
+    )
+    assert "ConfigMap default/later does not exist" in env.cond(REV, "hello-00001")["message"]
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "later", "namespace": "default"},
+            "data": {"level": "info"},
+        }
+    )
+    await env.ready("hello")
+    assert (await env.request(HOST)).json()["env"]["LEVEL"] == "info"

@@ -93,7 +93,9 @@ class RevisionReconciler:
                 try:
                     rt.template = self._template(rev, container, built)
                 except WonderlandError as exc:
-                    rt.failed = ("CreateContainerConfigError", str(exc))
+                    # As a pod does, wait for the missing ConfigMap or Secret to appear.
+                    self._fail(rev, "CreateContainerConfigError", str(exc))
+                    return Result(requeue_after=2.0)
         if rt.failed is not None:
             system.scale(key, 0)
             return self._fail(rev, *rt.failed)
@@ -157,6 +159,7 @@ class RevisionReconciler:
         def progress(line: str) -> None:
             state.progress = line
             log.info("%s: %s", key, line)
+            self.system.enqueue_revision(key)
 
         try:
             state.image = await self.system.resolver.build(image, progress)
