@@ -26,7 +26,7 @@ __all__ = ["PLUGINS", "Platform", "PlatformService"]
 log = logging.getLogger("wonderland.platform")
 
 # Modules with an ``install(platform: Platform) -> None`` function, installed in order.
-PLUGINS: tuple[str, ...] = ("wonderland.serving", "wonderland.dapr.platform")
+PLUGINS: tuple[str, ...] = ("wonderland.serving", "wonderland.dapr.platform", "wonderland.kserve")
 
 
 @runtime_checkable

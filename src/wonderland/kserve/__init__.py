@@ -1,0 +1,50 @@
+"""KServe's InferenceService on the platform (serverless mode, on Knative Serving).
+
+``install(platform)`` writes the built-in ClusterServingRuntimes into the store and
+registers the InferenceService reconciler, which turns each InferenceService into the
+Knative Services ``<name>-predictor`` (and ``-transformer``, ``-explainer``) that the
+serving plugin runs. See docs/inference-service.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from wonderland.errors import AlreadyExistsError, NotFoundError
+
+if TYPE_CHECKING:
+    from wonderland.kserve.reconciler import InferenceServiceReconciler
+    from wonderland.platform import Platform
+
+__all__ = ["install"]
+
+log = logging.getLogger("wonderland.kserve")
+
+
+def install(platform: Platform) -> InferenceServiceReconciler:
+    """Add KServe's InferenceService (and the built-in runtimes) to ``platform``."""
+    from wonderland.kserve.reconciler import InferenceServiceReconciler
+    from wonderland.kserve.runtimes import CLUSTER_RUNTIMES, builtin_runtimes
+
+    store = platform.store
+    for runtime in builtin_runtimes():
+        name = runtime["metadata"]["name"]
+        try:
+            current = store.get(CLUSTER_RUNTIMES, None, name)
+        except NotFoundError:
+            try:
+                store.create(runtime)
+            except AlreadyExistsError:
+                pass
+            continue
+        if current.get("spec") != runtime["spec"] and (
+            (current["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by")
+            == "wonderland"
+        ):
+            body = dict(current)
+            body["spec"] = runtime["spec"]
+            store.update(body)
+    reconciler = InferenceServiceReconciler(platform, platform.settings.domain)
+    platform.controllers.register(reconciler)
+    return reconciler

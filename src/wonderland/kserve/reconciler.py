@@ -1,0 +1,416 @@
+"""InferenceService -> Knative Services ``<name>-predictor`` (``-transformer``,
+``-explainer``), a Route ``<name>`` for the InferenceService's own URL, and status."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wonderland.controllers import Result
+from wonderland.errors import AlreadyExistsError, NotFoundError, WonderlandError
+from wonderland.kserve.components import (
+    ISVC_LABEL,
+    ComponentSpecError,
+    component_ksvc,
+    custom_container,
+    model_container,
+    transformer_container,
+)
+from wonderland.kserve.runtimes import (
+    CLUSTER_RUNTIMES,
+    MANAGED_BY,
+    NAMESPACE_RUNTIMES,
+    RuntimeSelectionError,
+    select_runtime,
+)
+from wonderland.serving.conditions import get_condition, set_condition
+
+__all__ = ["ISVCS", "InferenceServiceReconciler"]
+
+log = logging.getLogger("wonderland.kserve")
+
+Obj = dict[str, Any]
+ISVCS = "inferenceservices.serving.kserve.io"
+KSVCS = "services.serving.knative.dev"
+ROUTES = "routes.serving.knative.dev"
+COMPONENTS = ("predictor", "transformer", "explainer")
+STORAGE_RETRY_SECONDS = 10.0
+
+
+@dataclass
+class _Download:
+    """A storageUri being fetched in a worker thread (one per URI and settings)."""
+
+    task: asyncio.Task[Path] | None = None
+    progress: str = ""
+    path: Path | None = None
+    error: str | None = None
+    failed_at: float = 0.0
+
+
+class InferenceServiceReconciler:
+    """Level-triggered: converge the component Knative Services, then report status."""
+
+    resource: str = ISVCS
+    owns: tuple[str, ...] = (KSVCS, ROUTES)
+    watches: tuple[str, ...] = (NAMESPACE_RUNTIMES, CLUSTER_RUNTIMES)
+
+    def __init__(self, platform: Any, domain: str) -> None:
+        self.platform = platform
+        self.store = platform.store
+        self.state_dir: Path = platform.state_dir
+        self.domain = domain
+        self._downloads: dict[tuple[str, ...], _Download] = {}
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def reconcile(self, namespace: str, name: str) -> Result | None:
+        isvc = self._get(ISVCS, namespace, name)
+        if isvc is None:
+            return None
+        spec = isvc.get("spec") or {}
+        status: Obj = copy.deepcopy(isvc.get("status") or {})
+        components_status: Obj = status.get("components") or {}
+        conditions = status.get("conditions")
+        ready_parts: list[tuple[str, str, str, str]] = []  # (type, status, reason, message)
+        failure: tuple[str, str] | None = None
+        waiting: str | None = None
+        ksvcs: dict[str, Obj] = {}
+        present = [c for c in COMPONENTS if spec.get(c)]
+        for which in present:
+            component = spec[which]
+            cstatus = dict(components_status.get(which) or {})
+            try:
+                container = await self._container(isvc, which, component)
+            except (ComponentSpecError, RuntimeSelectionError) as exc:
+                reason = getattr(exc, "reason", "InvalidSpec")
+                message = getattr(exc, "message", str(exc))
+                failure = failure or (reason, message)
+                ready_parts.append((_ready_type(which), "False", reason, message))
+                continue
+            except _StillDownloading as exc:
+                waiting = str(exc)
+                ready_parts.append((_ready_type(which), "Unknown", "Downloading", str(exc)))
+                continue
+            desired = component_ksvc(
+                isvc, which, component, container, cstatus.get("latestRolledoutRevision")
+            )
+            try:
+                ksvc = self._converge(KSVCS, desired)
+            except ComponentSpecError as exc:
+                failure = failure or (exc.reason, str(exc))
+                ready_parts.append((_ready_type(which), "False", exc.reason, str(exc)))
+                continue
+            ksvcs[which] = ksvc
+            components_status[which] = self._component_status(ksvc, cstatus)
+            ready_parts.append(_ksvc_ready(which, ksvc))
+        for which in list(components_status):
+            if which not in present:
+                del components_status[which]
+                self._delete(KSVCS, namespace, f"{name}-{which}")
+
+        # The InferenceService's own host routes to its entry component, as KServe's
+        # virtual service does (the transformer when there is one).
+        entry = "transformer" if "transformer" in ksvcs else "predictor"
+        route = None
+        ingress = ("Unknown", "", "")
+        if entry in ksvcs and (ksvcs[entry].get("status") or {}).get("traffic"):
+            try:
+                route = self._converge(ROUTES, self._route(isvc, ksvcs[entry]))
+                ingress = _ready_of(route)
+            except ComponentSpecError as exc:
+                ingress = ("False", exc.reason, str(exc))
+
+        for ctype, cst, reason, message in ready_parts:
+            conditions = set_condition(conditions, ctype, cst, reason, message)
+        for which in COMPONENTS:
+            if which not in present:
+                conditions = [c for c in conditions or [] if c.get("type") != _ready_type(which)]
+        conditions = set_condition(conditions, "IngressReady", *ingress)
+        statuses = [p[1] for p in ready_parts] + [ingress[0]]
+        if all(s == "True" for s in statuses):
+            conditions = set_condition(conditions, "Ready", "True")
+        else:
+            bad = next((p for p in ready_parts if p[1] == "False"), None)
+            first = bad or next((p for p in ready_parts if p[1] != "True"), None)
+            if first is not None:
+                conditions = set_condition(conditions, "Ready", first[1], first[2], first[3])
+            else:
+                conditions = set_condition(conditions, "Ready", ingress[0], *ingress[1:])
+
+        new_status: Obj = {
+            "observedGeneration": isvc["metadata"].get("generation", 1),
+            "conditions": conditions,
+            "components": components_status,
+            "modelStatus": _model_status(failure, waiting, conditions),
+        }
+        if route is not None:
+            rst = route.get("status") or {}
+            if rst.get("url"):
+                new_status["url"] = rst["url"]
+                new_status["address"] = {
+                    "url": f"http://{name}.{namespace}.svc.cluster.local",
+                }
+        new_status["deploymentMode"] = "Serverless"
+        if isvc.get("status") != new_status:
+            fresh = dict(isvc)
+            fresh["status"] = new_status
+            try:
+                self.store.update_status(fresh)
+            except NotFoundError:
+                return None
+        if waiting is not None:
+            return Result(requeue_after=0.5)
+        if failure is not None and failure[0] == "ModelLoadFailed":
+            return Result(requeue_after=STORAGE_RETRY_SECONDS)
+        return None
+
+    # -- components ------------------------------------------------------------------
+
+    async def _container(self, isvc: Obj, which: str, component: Obj) -> Obj:
+        if which == "transformer":
+            return transformer_container(isvc, component)
+        model = component.get("model") if which == "predictor" else None
+        if model is None:
+            return custom_container(component, which)
+        if component.get("containers"):
+            raise ComponentSpecError(
+                "InvalidPredictorSpec",
+                "spec.predictor: give either model or containers, not both",
+            )
+        namespace = isvc["metadata"]["namespace"]
+        ns_runtimes, _ = self.store.list(NAMESPACE_RUNTIMES, namespace)
+        cluster_runtimes, _ = self.store.list(CLUSTER_RUNTIMES, None)
+        choice = select_runtime(model, list(ns_runtimes), list(cluster_runtimes))
+        builtin = (choice.obj["metadata"].get("labels") or {}).get(MANAGED_BY) == "wonderland"
+        model_dir = None
+        if model.get("storageUri"):
+            model_dir = await self._storage(isvc, model)
+        container = model_container(isvc, model, choice.obj, model_dir, builtin)
+        container.setdefault("env", []).append(
+            {"name": "STORAGE_URI", "value": str(model.get("storageUri") or "")}
+        )
+        return container
+
+    async def _storage(self, isvc: Obj, model: Obj) -> Path:
+        import os
+        import time
+
+        from wonderland.inference.storage import StorageContext, fetch
+
+        meta = isvc["metadata"]
+        uri = str(model["storageUri"])
+        annotations = {
+            k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("serving.")
+        }
+        env = {
+            str(e["name"]): str(e["value"])
+            for e in model.get("env") or []
+            if "value" in e and e.get("name")
+        }
+        key = (meta["namespace"], uri, *sorted(f"{k}={v}" for k, v in annotations.items()))
+        key += tuple(sorted(f"{k}={v}" for k, v in env.items()))
+        state = self._downloads.get(key)
+        if state is not None and state.task is not None and state.task.done():
+            exc = state.task.exception()
+            if exc is None:
+                state.path = state.task.result()
+            else:
+                state.error = (
+                    str(exc)
+                    if isinstance(exc, WonderlandError)
+                    else f"storageUri {uri}: {type(exc).__name__}: {exc}"
+                )
+                state.failed_at = time.monotonic()
+            state.task = None
+        retry = (
+            state is not None
+            and state.error is not None
+            and time.monotonic() - state.failed_at >= STORAGE_RETRY_SECONDS
+        )
+        if state is None or retry:
+            state = _Download()
+            self._downloads[key] = state
+
+            def progress(_uri: str, done: int, total: int | None) -> None:
+                pct = f" ({100 * done // total}%)" if total else ""
+                state.progress = f"downloading {uri}: {done} bytes{pct}"
+
+            ctx = StorageContext(
+                self.state_dir,
+                namespace=meta["namespace"],
+                annotations=annotations,
+                env={**os.environ, **env},
+                progress=progress,
+            )
+            state.task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(fetch, uri, ctx), name=f"storage {uri}"
+            )
+            state.task.add_done_callback(
+                lambda _t: self.platform.controllers.enqueue(ISVCS, meta["namespace"], meta["name"])
+            )
+            raise _StillDownloading(f"fetching {uri}")
+        if state.error is not None:
+            raise ComponentSpecError("ModelLoadFailed", state.error)
+        if state.path is None:
+            raise _StillDownloading(state.progress or f"fetching {uri}")
+        if not isinstance(state.path, Path) or not state.path.exists():
+            self._downloads.pop(key, None)
+            raise _StillDownloading(f"fetching {uri} again")
+        return state.path
+
+    @staticmethod
+    def _component_status(ksvc: Obj, previous: Obj) -> Obj:
+        kst = ksvc.get("status") or {}
+        meta = ksvc["metadata"]
+        out: Obj = {}
+        for key in ("latestReadyRevision", "latestCreatedRevision"):
+            value = kst.get(key + "Name")
+            if value:
+                out[key] = value
+        if kst.get("url"):
+            out["url"] = kst["url"]
+        out["address"] = {"url": f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local"}
+        traffic = kst.get("traffic") or []
+        if traffic:
+            out["traffic"] = traffic
+        rolled = previous.get("latestRolledoutRevision")
+        prev_rolled = previous.get("previousRolledoutRevision")
+        ready = kst.get("latestReadyRevisionName")
+        current_gen = (kst.get("observedGeneration") or 0) == meta.get("generation")
+        full = [
+            t
+            for t in traffic
+            if t.get("percent") == 100 and t.get("revisionName") == ready and ready
+        ]
+        latest = ready == kst.get("latestCreatedRevisionName")
+        if current_gen and full and latest and rolled != ready:
+            prev_rolled, rolled = rolled, ready
+        if rolled:
+            out["latestRolledoutRevision"] = rolled
+        if prev_rolled:
+            out["previousRolledoutRevision"] = prev_rolled
+        return out
+
+    def _route(self, isvc: Obj, entry: Obj) -> Obj:
+        meta = isvc["metadata"]
+        traffic = [
+            {"revisionName": t["revisionName"], "percent": t.get("percent", 0)}
+            for t in (entry.get("status") or {}).get("traffic") or []
+            if t.get("revisionName") and t.get("percent")
+        ]
+        return {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Route",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "labels": {ISVC_LABEL: meta["name"]},
+                "annotations": {},
+                "ownerReferences": [
+                    {
+                        "apiVersion": isvc["apiVersion"],
+                        "kind": isvc["kind"],
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {"traffic": traffic},
+        }
+
+    # -- store helpers ---------------------------------------------------------------
+
+    def _get(self, resource: str, namespace: str, name: str) -> Obj | None:
+        try:
+            return dict(self.store.get(resource, namespace, name))
+        except NotFoundError:
+            return None
+
+    def _delete(self, resource: str, namespace: str, name: str) -> None:
+        try:
+            self.store.delete(resource, namespace, name)
+        except NotFoundError:
+            pass
+
+    def _converge(self, resource: str, desired: Obj) -> Obj:
+        meta = desired["metadata"]
+        current = self._get(resource, meta["namespace"], meta["name"])
+        if current is None:
+            try:
+                return dict(self.store.create(desired))
+            except AlreadyExistsError:
+                current = dict(self.store.get(resource, meta["namespace"], meta["name"]))
+        cur_meta = current["metadata"]
+        owned = any(
+            r.get("uid") == meta["ownerReferences"][0]["uid"]
+            for r in cur_meta.get("ownerReferences") or []
+        )
+        if not owned:
+            kind = desired["kind"]
+            raise ComponentSpecError(
+                "NameConflict",
+                f"a Knative {kind} named {meta['name']} already exists in namespace "
+                f"{meta['namespace']} and does not belong to this InferenceService; delete it "
+                "or rename the InferenceService",
+            )
+        if (
+            current.get("spec") == desired["spec"]
+            and (cur_meta.get("labels") or {}) == meta["labels"]
+            and cur_meta.get("ownerReferences") == meta["ownerReferences"]
+        ):
+            return current
+        body = copy.deepcopy(current)
+        body["spec"] = desired["spec"]
+        body["metadata"]["labels"] = meta["labels"]
+        body["metadata"]["ownerReferences"] = meta["ownerReferences"]
+        return dict(self.store.update(body))
+
+
+class _StillDownloading(Exception):
+    """The component waits for its storageUri."""
+
+
+def _ready_type(which: str) -> str:
+    return f"{which.capitalize()}Ready"
+
+
+def _ready_of(obj: Obj | None) -> tuple[str, str, str]:
+    cond = get_condition(obj, "Ready")
+    if cond is None:
+        return "Unknown", "", ""
+    return cond.get("status", "Unknown"), cond.get("reason", ""), cond.get("message", "")
+
+
+def _ksvc_ready(which: str, ksvc: Obj) -> tuple[str, str, str, str]:
+    kst = ksvc.get("status") or {}
+    if kst.get("observedGeneration") != ksvc["metadata"].get("generation"):
+        return _ready_type(which), "Unknown", "OutOfDate", f"{ksvc['metadata']['name']} updating"
+    return (_ready_type(which), *_ready_of(ksvc))
+
+
+def _model_status(failure: tuple[str, str] | None, waiting: str | None, conditions: Any) -> Obj:
+    if failure is not None:
+        return {
+            "transitionStatus": "InvalidSpec"
+            if failure[0] != "ModelLoadFailed"
+            else "BlockedByFailedLoad",
+            "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+            "lastFailureInfo": {"reason": failure[0], "message": failure[1]},
+        }
+    pred = next((c for c in conditions or [] if c.get("type") == "PredictorReady"), None)
+    if pred is not None and pred.get("status") == "True":
+        return {
+            "transitionStatus": "UpToDate",
+            "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
+        }
+    return {
+        "transitionStatus": "InProgress",
+        "states": {"activeModelState": "", "targetModelState": "Pending" if waiting else "Loading"},
+    }
