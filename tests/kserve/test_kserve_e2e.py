@@ -1,0 +1,359 @@
+"""InferenceService end to end through a real `wonderland up`: sklearn, xgboost (gRPC over
+h2c), onnx, a custom predictor, a transformer, canary and promotion, scale from zero, S3
+storage against moto, and specs that cannot run."""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from kserve_testing import (
+    APPS,
+    DOMAIN,
+    IRIS,
+    KServeDaemon,
+    isvc,
+    model,
+    start_moto,
+    stop,
+    train_models,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: config-autoscaler
+  namespace: knative-serving
+data:
+  stable-window: "6s"
+  scale-to-zero-grace-period: "1s"
+"""
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return train_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Iterator[str]:
+    import boto3
+
+    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        client.create_bucket(Bucket="models")
+        client.upload_file(str(models["sklearn"] / "model.joblib"), "models", "iris/model.joblib")
+        yield url
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path], s3: str
+) -> Iterator[KServeDaemon]:
+    tmp = tmp_path_factory.mktemp("kserve-e2e")
+    manifests = tmp / "config.yaml"
+    manifests.write_text(CONFIG)
+    d = KServeDaemon(tmp)
+    try:
+        d.start(manifests)
+        # Everything at once: the predictors start side by side.
+        d.apply(
+            isvc("sklearn-iris", model("sklearn", f"file://{models['sklearn']}")),
+            isvc("onnx-iris", model("onnx", str(models["onnx"]), protocolVersion="v2")),
+            isvc("xgb-iris", model("xgboost", str(models["xgboost"]), protocolVersion="grpc-v2")),
+            isvc(
+                "custom",
+                {
+                    "containers": [
+                        {
+                            "name": "kserve-container",
+                            "image": "custom-app",
+                            "command": [sys.executable, APPS, "custom"],
+                        }
+                    ]
+                },
+            ),
+            isvc(
+                "chain",
+                model("sklearn", str(models["sklearn"])),
+                transformer={
+                    "containers": [
+                        {
+                            "name": "kserve-container",
+                            "image": "tr",
+                            "command": [sys.executable, APPS, "transformer"],
+                        }
+                    ]
+                },
+            ),
+            isvc("zero", {**model("sklearn", str(models["sklearn"])), "minReplicas": 0}),
+            isvc(
+                "s3-iris",
+                model(
+                    "sklearn",
+                    "s3://models/iris",
+                    env=[
+                        {"name": "AWS_ACCESS_KEY_ID", "value": "test"},
+                        {"name": "AWS_SECRET_ACCESS_KEY", "value": "test"},
+                    ],
+                ),
+                annotations={
+                    "serving.kserve.io/s3-endpoint": s3.removeprefix("http://"),
+                    "serving.kserve.io/s3-usehttps": "0",
+                },
+            ),
+        )
+        yield d
+    finally:
+        d.kill()
+
+
+def _post(d: KServeDaemon, host: str, path: str, body: Any) -> httpx.Response:
+    return httpx.post(d.gateway + path, json=body, headers={"Host": host}, timeout=60)
+
+
+V2_BODY = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": IRIS}]}
+
+
+def test_the_talks_sklearn_iris(daemon: KServeDaemon) -> None:
+    got = daemon.wait_ready("sklearn-iris")
+    st = got["status"]
+    assert st["url"] == f"http://sklearn-iris.default.{DOMAIN}"
+    pred = st["components"]["predictor"]
+    assert pred["url"] == f"http://sklearn-iris-predictor.default.{DOMAIN}"
+    assert pred["latestReadyRevision"] == "sklearn-iris-predictor-00001"
+    assert pred["traffic"][0]["percent"] == 100
+    types = {c["type"]: c["status"] for c in st["conditions"]}
+    assert types["PredictorReady"] == types["IngressReady"] == types["Ready"] == "True"
+
+    r = _post(
+        daemon, daemon.host("sklearn-iris-predictor"), "/v2/models/sklearn-iris/infer", V2_BODY
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == [1, 1]
+    r = _post(
+        daemon, daemon.host("sklearn-iris"), "/v1/models/sklearn-iris:predict", {"instances": IRIS}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [1, 1]}
+
+    ksvc = daemon.get("ksvc", "sklearn-iris-predictor")
+    assert ksvc["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
+    assert ksvc["metadata"]["labels"]["serving.kserve.io/inferenceservice"] == "sklearn-iris"
+    table = daemon.cli("get", "isvc", "sklearn-iris")
+    header, row = table.splitlines()[:2]
+    assert header.split()[:5] == ["NAME", "URL", "READY", "PREV", "LATEST"]
+    assert row.split()[:3] == ["sklearn-iris", f"http://sklearn-iris.default.{DOMAIN}", "True"]
+    assert row.split()[4] == "100"
+
+
+def test_onnx_with_tritonclient_http(daemon: KServeDaemon) -> None:
+    import tritonclient.http as httpclient
+
+    daemon.wait_ready("onnx-iris")
+    client = httpclient.InferenceServerClient(daemon.gateway.removeprefix("http://"))
+    data = np.array(IRIS, dtype=np.float32)
+    inp = httpclient.InferInput("X", list(data.shape), "FP32")
+    inp.set_data_from_numpy(data, binary_data=True)
+    result = client.infer("onnx-iris", [inp], headers={"Host": daemon.host("onnx-iris-predictor")})
+    labels = result.as_numpy("label")
+    assert labels is not None and labels.tolist() == [1, 1]
+
+
+def test_xgboost_over_grpc_through_the_gateway(daemon: KServeDaemon) -> None:
+    import tritonclient.grpc as grpcclient
+
+    daemon.wait_ready("xgb-iris")
+    ksvc = daemon.get("ksvc", "xgb-iris-predictor")
+    assert ksvc["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] == "h2c"
+    client = grpcclient.InferenceServerClient(
+        daemon.gateway.removeprefix("http://"),
+        channel_args=[("grpc.default_authority", daemon.host("xgb-iris-predictor"))],
+    )
+    try:
+        assert client.is_model_ready("xgb-iris")
+        data = np.array(IRIS, dtype=np.float32)
+        inp = grpcclient.InferInput("input-0", list(data.shape), "FP32")
+        inp.set_data_from_numpy(data)
+        result = client.infer("xgb-iris", [inp])
+        out = result.get_response().outputs[0].name
+        preds = result.as_numpy(out)
+        assert preds is not None and len(preds) == 2
+    finally:
+        client.close()
+
+
+def test_custom_predictor_container(daemon: KServeDaemon) -> None:
+    daemon.wait_ready("custom")
+    r = _post(daemon, daemon.host("custom"), "/v1/models/custom:predict", {"instances": IRIS})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [15.8, 15.5], "served_by": "custom"}
+
+
+def test_transformer_calls_the_predictor(daemon: KServeDaemon) -> None:
+    got = daemon.wait_ready("chain")
+    st = got["status"]
+    assert {c["type"] for c in st["conditions"]} >= {"PredictorReady", "TransformerReady"}
+    assert st["components"]["transformer"]["url"] == f"http://chain-transformer.default.{DOMAIN}"
+    args = daemon.get("ksvc", "chain-transformer")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert args[args.index("--predictor_host") + 1] == "chain-predictor.default"
+    assert args[args.index("--model_name") + 1] == "chain"
+    mm = [[v * 10 for v in row] for row in IRIS]
+    for _ in range(3):  # through the InferenceService's host, which routes to the transformer
+        r = _post(daemon, daemon.host("chain"), "/v1/models/chain:predict", {"instances": mm})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"predictions": ["versicolor", "versicolor"]}
+        assert r.headers["x-predictor-host"] == "chain-predictor.default"
+
+
+def test_canary_split_then_promotion(daemon: KServeDaemon, models: dict[str, Path]) -> None:
+    daemon.wait_ready("sklearn-iris")
+    daemon.apply(
+        isvc(
+            "sklearn-iris",
+            {
+                **model("sklearn", f"file://{models['sklearn-constant']}"),
+                "canaryTrafficPercent": 30,
+            },
+        )
+    )
+    got = daemon.wait_ready("sklearn-iris")
+    traffic = got["status"]["components"]["predictor"]["traffic"]
+    by_tag = {t.get("tag"): t for t in traffic}
+    assert by_tag["prev"]["revisionName"] == "sklearn-iris-predictor-00001"
+    assert by_tag["prev"]["percent"] == 70
+    assert by_tag["latest"]["revisionName"] == "sklearn-iris-predictor-00002"
+    assert by_tag["latest"]["percent"] == 30
+    row = daemon.cli("get", "isvc", "sklearn-iris").splitlines()[1].split()
+    assert row[3:5] == ["70", "30"]
+
+    counts: collections.Counter[int] = collections.Counter()
+    with httpx.Client(base_url=daemon.gateway, timeout=60) as client:
+        for _ in range(300):
+            r = client.post(
+                "/v1/models/sklearn-iris:predict",
+                json={"instances": IRIS[:1]},
+                headers={"Host": daemon.host("sklearn-iris")},
+            )
+            assert r.status_code == 200, r.text
+            counts[r.json()["predictions"][0]] += 1
+    share = counts[2] / 300  # the constant model answers 2, the SVC answers 1
+    assert counts[1] + counts[2] == 300
+    assert 0.2 <= share <= 0.4, counts
+
+    # Removing canaryTrafficPercent promotes the new revision to all traffic.
+    daemon.apply(isvc("sklearn-iris", model("sklearn", f"file://{models['sklearn-constant']}")))
+
+    def promoted() -> dict[str, Any] | None:
+        st = daemon.get("isvc", "sklearn-iris").get("status") or {}
+        pred = st.get("components", {}).get("predictor", {})
+        traffic = pred.get("traffic") or []
+        if len(traffic) == 1 and traffic[0].get("revisionName") == "sklearn-iris-predictor-00002":
+            return dict(pred)
+        return None
+
+    pred = wait_for(promoted, 60, "promotion")
+    assert pred["latestRolledoutRevision"] == "sklearn-iris-predictor-00002"
+    assert pred["previousRolledoutRevision"] == "sklearn-iris-predictor-00001"
+    for _ in range(20):
+        r = _post(
+            daemon,
+            daemon.host("sklearn-iris"),
+            "/v1/models/sklearn-iris:predict",
+            {"instances": IRIS[:1]},
+        )
+        assert r.json() == {"predictions": [2]}
+
+
+def test_scale_from_zero_loads_the_model(daemon: KServeDaemon) -> None:
+    daemon.wait_ready("zero")
+    ksvc = daemon.get("ksvc", "zero-predictor")
+    annotations = ksvc["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/min-scale"] == "0"
+    rev = ksvc["status"]["latestReadyRevisionName"]
+
+    def at_zero() -> bool:
+        st = daemon.get("revision", rev).get("status") or {}
+        return st.get("actualReplicas") == 0
+
+    wait_for(at_zero, 90, "scale to zero")
+    r = _post(daemon, daemon.host("zero-predictor"), "/v1/models/zero:predict", {"instances": IRIS})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [1, 1]}
+
+
+def test_s3_storage_uri(daemon: KServeDaemon) -> None:
+    daemon.wait_ready("s3-iris")
+    r = _post(daemon, daemon.host("s3-iris"), "/v1/models/s3-iris:predict", {"instances": IRIS})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [1, 1]}
+
+
+def test_specs_that_cannot_run_say_why(daemon: KServeDaemon, tmp_path: Path) -> None:
+    v1_only = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": "v1-only", "namespace": "default"},
+        "spec": {
+            "supportedModelFormats": [{"name": "sklearn", "version": "1"}],
+            "protocolVersions": ["v1"],
+            "containers": [{"name": "kserve-container", "image": "x", "command": ["true"]}],
+        },
+    }
+    daemon.apply(
+        v1_only,
+        isvc("bad-format", model("tensorflow-lite", str(tmp_path))),
+        isvc(
+            "bad-protocol", model("sklearn", str(tmp_path), runtime="v1-only", protocolVersion="v2")
+        ),
+        isvc("bad-storage", model("sklearn", f"file://{tmp_path}/missing")),
+        isvc("bad-runtime", model("sklearn", str(tmp_path), runtime="nope")),
+    )
+    expected = {
+        "bad-format": ("NoSupportingRuntime", "no runtime supports model format 'tensorflow-lite'"),
+        "bad-protocol": ("NoSupportingRuntime", "does not support protocol 'v2'"),
+        "bad-storage": ("ModelLoadFailed", "missing does not exist"),
+        "bad-runtime": ("RuntimeNotRecognized", "named 'nope'"),
+    }
+    for name, (reason, text) in expected.items():
+        cond = wait_for(
+            lambda n=name: (c := daemon.condition(n)) and c.get("status") == "False" and c,
+            60,
+            f"{name} not Ready",
+        )
+        assert cond["reason"] == reason, cond
+        assert text in cond["message"], cond
+        assert daemon.condition(name, "PredictorReady")["status"] == "False"
+        info = daemon.get("isvc", name)["status"]["modelStatus"]["lastFailureInfo"]
+        assert info["reason"] == reason
+    assert "False" in daemon.cli("get", "isvc", "bad-format")
+    assert daemon.get("ksvc", "bad-format-predictor") == {}
+
+
+def test_delete_removes_the_components(daemon: KServeDaemon) -> None:
+    daemon.wait_ready("custom")
+    daemon.cli("delete", "isvc", "custom")
+    wait_for(lambda: daemon.get("ksvc", "custom-predictor") == {}, 30, "ksvc deleted")
+    wait_for(lambda: daemon.get("route", "custom") == {}, 30, "route deleted")
+    assert daemon.get("isvc", "sklearn-iris")["metadata"]["name"] == "sklearn-iris"
