@@ -66,7 +66,8 @@ def ensure_wrk() -> str:
 
 
 def ours_argv(root: Path) -> list[str]:
-    return [sys.executable, "-m", "wonderland.functions.host", str(root)]
+    # as func deploy starts a replica: func.yaml was validated at deploy time
+    return [sys.executable, "-m", "wonderland.functions.host", "--invoke", "http", str(root)]
 
 
 def peer_argv(python: Path, root: Path) -> list[str]:

@@ -90,11 +90,11 @@ def image_name(config: FunctionConfig) -> str:
     return f"{registry}/{config.name}:latest"
 
 
-def _service_container(service: dict[str, Any], root: Path, python: Path) -> None:
+def _service_container(service: dict[str, Any], root: Path, python: Path, invoke: str) -> None:
     """Make the Service's container run the function host from the built environment."""
     container = service["spec"]["template"]["spec"]["containers"][0]
     container["command"] = [str(python), "-m", "wonderland.functions.host"]
-    container["args"] = [str(root)]
+    container["args"] = ["--invoke", invoke, str(root)]
     container["workingDir"] = str(root)
 
 
@@ -171,7 +171,7 @@ def deploy_function(
         source_path=str(root),
         extra_annotations=dapr_annotations(config) if config.subscriptions else None,
     )
-    _service_container(service, root, built.python)
+    _service_container(service, root, built.python, config.invoke)
     # Subscriptions first: a sidecar reads them when its replica starts.
     for name in apply_subscriptions(client, config, ns):
         say(f"Applied Subscription {ns}/{name}")

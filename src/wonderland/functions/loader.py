@@ -15,11 +15,13 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wonderland.errors import InvalidError, NotFoundError
 from wonderland.functions.asgi import FunctionApp, StaticFunction
-from wonderland.functions.funcyaml import FunctionConfig
+
+if TYPE_CHECKING:  # a replica started with --invoke never imports the YAML machinery
+    from wonderland.functions.funcyaml import FunctionConfig
 
 __all__ = ["LoadedFunction", "detect_layout", "load_function"]
 
@@ -69,12 +71,15 @@ def _import(root: Path, module: str) -> Any:
         ) from exc
 
 
-def load_function(root: Path, config: FunctionConfig | None = None) -> LoadedFunction:
+def load_function(
+    root: Path, config: FunctionConfig | None = None, *, invoke: str | None = None
+) -> LoadedFunction:
     """Import the function in ``root`` and wrap it; raise a WonderlandError when it is not
-    a usable function."""
+    a usable function. ``invoke`` (``http``/``cloudevent``) overrides ``config.invoke``."""
     root = root.resolve()
     layout = detect_layout(root)
-    cloudevents = config is not None and config.invoke == "cloudevent"
+    mode = invoke or (config.invoke if config is not None else "http")
+    cloudevents = mode == "cloudevent"
     if layout == "current":
         module = _import(root, "function")
         new = getattr(module, "new", None)
