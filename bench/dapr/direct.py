@@ -39,7 +39,7 @@ async def main(rate: float, duration: float) -> None:
 
     for name, fn in (("state get", get), ("state save", save), ("publish", publish)):
         await open_loop(fn, rate, 1.0)
-        lat, rps = await open_loop(fn, rate, duration)
+        lat, rps, errors = await open_loop(fn, rate, duration)
         max_rps = await closed_loop(fn, 16, 2.0)
         print(
             json.dumps(
@@ -49,6 +49,7 @@ async def main(rate: float, duration: float) -> None:
                     "p99_ms": percentile(lat, 0.99) * 1e3,
                     "rps": rps,
                     "max_rps": max_rps,
+                    "errors": errors,
                 }
             ),
             flush=True,

@@ -147,7 +147,7 @@ async def sidecar_runs(
 
         for name, fn in (("state get", h_get), ("state save", h_save), ("publish", h_pub)):
             await open_loop(fn, rate, 1.0)
-            lat, rps = await open_loop(fn, rate, duration)
+            lat, rps, errors = await open_loop(fn, rate, duration)
             max_rps = await closed_loop(fn, 16, 2.0)
             out.append(
                 {
@@ -157,6 +157,7 @@ async def sidecar_runs(
                     "p99_ms": percentile(lat, 0.99) * 1e3,
                     "rps": rps,
                     "max_rps": max_rps,
+                    "errors": errors,
                 }
             )
 
@@ -186,7 +187,7 @@ async def sidecar_runs(
 
         for name, fn in (("state get", g_get), ("state save", g_save), ("publish", g_pub)):
             await open_loop(fn, rate, 1.0)
-            lat, rps = await open_loop(fn, rate, duration)
+            lat, rps, errors = await open_loop(fn, rate, duration)
             max_rps = await closed_loop(fn, 16, 2.0)
             out.append(
                 {
@@ -196,6 +197,7 @@ async def sidecar_runs(
                     "p99_ms": percentile(lat, 0.99) * 1e3,
                     "rps": rps,
                     "max_rps": max_rps,
+                    "errors": errors,
                 }
             )
     return out
@@ -247,6 +249,7 @@ def main() -> None:
         "added p99 ms",
         "p50 ratio",
         "max rps (16 callers)",
+        "errors",
     ):
         table.add_column(col, justify="right" if col not in ("path", "operation") else "left")
     for op, b in base.items():
@@ -260,6 +263,7 @@ def main() -> None:
             "-",
             "1.00",
             f"{b['max_rps']:.0f}",
+            str(b["errors"]),
         )
     for r in rows:
         b = base[str(r["op"])]
@@ -273,12 +277,18 @@ def main() -> None:
             f"{float(r['p99_ms']) - b['p99_ms']:+.3f}",
             f"{float(r['p50_ms']) / b['p50_ms']:.2f}",
             f"{r['max_rps']:.0f}",
+            str(r["errors"]),
         )
     console = Console(width=170)
+    load = os.getloadavg()
     console.print(table)
     console.print(
         f"sidecar RSS: idle {idle:.1f} MB, after load {loaded:.1f} MB "
         "(Dapr v1.17 published: ~50 MB; added p50 state get +0.12 ms gRPC, +0.28 ms HTTP)"
+    )
+    console.print(
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs "
+        "(figures from a busy machine are noisy; compare rows of the same run)"
     )
 
 

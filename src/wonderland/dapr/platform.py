@@ -180,7 +180,11 @@ class DaprPlatform:
                 argv += ["--config", str(cfg)]
         env = {"NAMESPACE": namespace, "WONDERLAND_HOME": str(self.platform.state_dir)}
         return Companion(
-            processes=[CompanionProcess("daprd", argv, env=env, ready_port=http_port)],
+            # As a pod has its own filesystem, a sidecar works in the platform's Dapr folder:
+            # relative paths in component metadata (a SQLite file) land there.
+            processes=[
+                CompanionProcess("daprd", argv, env=env, ready_port=http_port, cwd=str(self.root))
+            ],
             app_env={
                 "APP_ID": app_id,
                 "DAPR_HTTP_PORT": str(http_port),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from wonderland.dapr.components.base import Component
@@ -57,15 +58,21 @@ def connect(comp: Component) -> Any:
         else (meta["redisHost"], "", "")
     )
     port = meta["redisPort"] or port or "6379"
-    pool = int(meta["poolSize"]) if meta["poolSize"] else 64
-    return aioredis.Redis(
-        host=host or "localhost",
-        port=int(port),
-        db=int(meta["redisDB"] or 0),
-        username=meta["redisUsername"] or None,
-        password=meta["redisPassword"] or None,
-        ssl=comp.flag("enableTLS"),
-        ssl_cert_reqs="none" if comp.flag("insecureSkipTLSVerify") else "required",
-        socket_connect_timeout=comp.number("dialTimeout") or 5.0,
-        max_connections=pool,
+    # Like go-redis: a bounded pool (poolSize, default 10 per CPU) where callers wait
+    # up to poolTimeout for a free connection instead of failing.
+    size = int(meta["poolSize"]) if meta["poolSize"] else 10 * (os.cpu_count() or 1)
+    kwargs: dict[str, Any] = {
+        "host": host or "localhost",
+        "port": int(port),
+        "db": int(meta["redisDB"] or 0),
+        "username": meta["redisUsername"] or None,
+        "password": meta["redisPassword"] or None,
+        "socket_connect_timeout": comp.number("dialTimeout") or 5.0,
+    }
+    if comp.flag("enableTLS"):
+        kwargs["connection_class"] = aioredis.SSLConnection
+        kwargs["ssl_cert_reqs"] = "none" if comp.flag("insecureSkipTLSVerify") else "required"
+    pool = aioredis.BlockingConnectionPool(
+        max_connections=max(size, 4), timeout=comp.number("poolTimeout") or 5.0, **kwargs
     )
+    return aioredis.Redis(connection_pool=pool)
