@@ -167,3 +167,23 @@ def test_kubectl_apply_get_delete(daemon: Daemon, kubectl: Any, tmp_path: Path) 
     assert deleted.returncode == 0, deleted.stderr
     assert deleted.stdout.strip() == 'service.serving.knative.dev "hello" deleted'
     assert "NotFound" in kubectl("get", "ksvc", "hello").stderr
+
+
+def test_wonderland_apply_and_kubectl_apply_take_turns(
+    daemon: Daemon, kubectl: Any, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "ksvc.yaml"
+    manifest.write_text(KSVC)
+    assert daemon.ok("apply", "-f", str(manifest)).strip().endswith("created")
+    turn = kubectl("apply", "-f", str(manifest))
+    assert turn.returncode == 0, turn.stderr
+    assert turn.stdout.strip() == "service.serving.knative.dev/hello unchanged"
+    assert "missing the kubectl.kubernetes.io/last-applied-configuration" not in turn.stderr
+    changed = kubectl("apply", "-f", "-", stdin=KSVC.replace("example/hello", "example/v2"))
+    assert changed.stdout.strip() == "service.serving.knative.dev/hello configured"
+    back = daemon.ok("apply", "-f", str(manifest)).strip()
+    assert back == "service.serving.knative.dev/hello configured"
+    image = kubectl(
+        "get", "ksvc", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"
+    )
+    assert image.stdout == "example/hello"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from wonderland.api.merge import merge_patch
 from wonderland.errors import InvalidError
 
 __all__ = ["apply_patch", "json_patch", "merge_patch", "strip_directives"]
@@ -15,19 +16,6 @@ MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY = "application/apply-patch+yaml"
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge key by key, ``null`` deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def strip_directives(patch: Any) -> Any:

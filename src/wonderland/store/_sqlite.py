@@ -27,6 +27,7 @@ import orjson
 from wonderland.api import admission, registry
 from wonderland.api.core_checks import normalize_secret
 from wonderland.api.kinds import ResourceKind
+from wonderland.api.merge import LAST_APPLIED, last_applied_value, three_way_apply
 from wonderland.api.selectors import matches, parse_label_selector
 from wonderland.errors import (
     AlreadyExistsError,
@@ -463,21 +464,22 @@ class Store:
                 self._delete_tree(child_resource, child, seen)
 
     def apply(self, obj: Obj) -> tuple[Obj, str]:
-        """Create or update from a manifest; returns the object and created/configured/unchanged."""
+        """Create or update from a manifest, as ``kubectl apply`` does (three-way merge with
+        the last-applied annotation); returns the object and created/configured/unchanged."""
         kind = registry.for_object(str(obj.get("apiVersion")), str(obj.get("kind")))
         meta = obj.get("metadata") or {}
+        namespace = self._namespace_for(kind, meta.get("namespace")) if kind.namespaced else None
         with self.transaction():
             name = meta.get("name")
-            existing = (
-                self._row(kind.resource, self._namespace_for(kind, meta.get("namespace")), name)
-                if name
-                else None
-            )
+            existing = self._row(kind.resource, namespace or "", name) if name else None
             if existing is None:
-                return self.create(obj), "created"
-            body = dict(obj)
-            body["metadata"] = {**meta, "resourceVersion": ""}
-            updated = self.update(body)
+                body: Obj = orjson.loads(_dumps(obj))
+                value = last_applied_value(body, namespace)
+                body.setdefault("metadata", {}).setdefault("annotations", {})[LAST_APPLIED] = value
+                return self.create(body), "created"
+            merged = three_way_apply(existing, obj, namespace)
+            merged["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+            updated = self.update(merged)
             same = updated["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"]
             return updated, ("unchanged" if same else "configured")
 
