@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # PyTorch 2.13.0 (CPU) is the build the test suite runs against.
 TORCH := torch==2.13.0
 
-.PHONY: up test install dev lint typecheck unit clean
+.PHONY: up test install dev lint typecheck unit clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -25,9 +25,17 @@ install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
 
-## make up: the platform with the quickstart example, in the foreground.
+## make up: the platform with the talk's conference demo (examples/conference/), in the
+## foreground; the iris model of its InferenceService is trained on the first run.
+## UP_ARGS adds flags, e.g. make up UP_ARGS="-f my-app.yaml".
 up: install
-	$(BIN)/wonderland up -f examples/quickstart
+	@$(BIN)/python examples/inference/train.py >/dev/null
+	$(BIN)/wonderland up -f examples/conference $(UP_ARGS)
+
+## make browser: Debian's headless Chromium and Playwright's Python client (the browser test).
+browser: dev
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+	@$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/pip install -q 'playwright>=1.40'
 
 lint: dev
 	$(BIN)/ruff check src tests bench

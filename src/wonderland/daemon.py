@@ -136,8 +136,27 @@ def run(settings: Settings, manifests: Sequence[Manifest] = ()) -> int:
     return 0
 
 
+def _notes(manifests: Sequence[Manifest]) -> list[str]:
+    """``NOTES.txt`` files beside the applied manifests (as a Helm chart's), in order."""
+    seen: set[Path] = set()
+    out: list[str] = []
+    for manifest in manifests:
+        folder = Path(manifest.source).parent
+        if folder in seen:
+            continue
+        seen.add(folder)
+        notes = folder / "NOTES.txt"
+        if notes.is_file():
+            out.append(notes.read_text().rstrip())
+    return out
+
+
 def _banner(
-    settings: Settings, server: str, results: list[tuple[str, str]], info: dict[str, Any]
+    settings: Settings,
+    server: str,
+    results: list[tuple[str, str]],
+    info: dict[str, Any],
+    notes: Sequence[str] = (),
 ) -> str:
     home = settings.state_dir
     lines = [f"{ref} {action}" for ref, action in results]
@@ -148,6 +167,21 @@ def _banner(
     ]
     if gateway:
         lines.append(f"gateway: {gateway}")
+    if notes:
+        # An example's own NOTES.txt says what to try; {gateway}, {gateway_port}, {domain},
+        # {home} and {server} are filled in (plain replacement: curl bodies keep their braces).
+        values = {
+            "{gateway}": str(gateway or "(no gateway)"),
+            "{gateway_port}": str(gateway or ":").rsplit(":", 1)[-1],
+            "{domain}": settings.domain,
+            "{home}": str(home),
+            "{server}": server,
+        }
+        for text in notes:
+            for key, value in values.items():
+                text = text.replace(key, value)
+            lines += ["", text]
+        return "\n".join(lines)
     lines += [
         "Try next:",
         "  wonderland get ksvc                  # Knative services and their URLs",
@@ -212,7 +246,7 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
         tmp = state_dir / f".daemon.json.{os.getpid()}"
         tmp.write_text(json.dumps(info))
         os.replace(tmp, state_dir / "daemon.json")
-        print(_banner(settings, server_url, results, platform.info), flush=True)
+        print(_banner(settings, server_url, results, platform.info, _notes(manifests)), flush=True)
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
