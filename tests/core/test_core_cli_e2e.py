@@ -275,3 +275,30 @@ def test_get_several_kinds_and_all(daemon: Daemon, tmp_path: Path) -> None:
     assert names == ["service.serving.knative.dev/hello", "configmap/settings"]
     two = daemon.cli("get", "ksvc,cm", "hello")
     assert two.returncode == 1 and "one kind only" in two.stderr
+
+
+def test_get_watch_prints_changes(daemon: Daemon, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    daemon.ok("apply", "-f", str(write(tmp_path, "cm.yaml", CONFIGMAP)))
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "wonderland", "get", "cm", "-w"],
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().split() == ["NAME", "DATA", "AGE"]
+        assert watcher.stdout.readline().split()[:2] == ["settings", "1"]
+        # No wait needed: the watch starts at the list's resourceVersion, so a change made
+        # before the watch request arrives is replayed from the event log.
+        daemon.ok("apply", "-f", str(write(tmp_path, "cm.yaml", CONFIGMAP + "  size: large\n")))
+        assert watcher.stdout.readline().split()[:2] == ["settings", "2"]
+        daemon.ok("delete", "cm", "settings")
+        assert watcher.stdout.readline().split()[:2] == ["settings", "2"]
+    finally:
+        watcher.kill()
+        watcher.wait(timeout=30)

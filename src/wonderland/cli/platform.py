@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     get.add_argument("-A", "--all-namespaces", action="store_true")
     get.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"], default=None)
     get.add_argument("-l", "--selector", default=None, help="label selector (app=web,tier!=db)")
+    get.add_argument(
+        "-w", "--watch", action="store_true", help="after listing, print changes as they happen"
+    )
     get.set_defaults(handler=_get)
 
     describe = subparsers.add_parser("describe", help="show one object in detail")
@@ -301,6 +304,10 @@ def _get(args: argparse.Namespace) -> int:
         else:
             print(yaml.safe_dump(result, sort_keys=False).rstrip())
         return 0
+    if args.watch:
+        if len(kinds) != 1 or names:
+            raise ConfigError("watch one kind at a time: `wonderland get ksvc -w`")
+        return _watch(client, kinds[0], namespace, params or {}, args.output == "wide")
     blocks: list[str] = []
     for kind in kinds:
         if names:
@@ -335,6 +342,45 @@ def _get(args: argparse.Namespace) -> int:
         print(f"No resources found{where}.", file=sys.stderr)
         return 0
     print("\n\n".join(blocks))
+    return 0
+
+
+def _watch(
+    client: ControlClient,
+    kind: ResourceKind,
+    namespace: str | None,
+    params: dict[str, str],
+    wide: bool,
+) -> int:
+    """Print the table, then one row per change, until Ctrl-C (as ``kubectl get -w``)."""
+    from wonderland.api import printing
+    from wonderland.control.client import TABLE_ACCEPT, object_path
+
+    path = object_path(kind, namespace)
+    table = client.request("GET", path, accept=TABLE_ACCEPT, params=params or None)
+    with_namespace = namespace is None and kind.namespaced
+    defs = table["columnDefinitions"]
+
+    def show(rows: list[dict[str, Any]], header: bool) -> None:
+        lines = printing.render(
+            {"columnDefinitions": defs, "rows": rows}, wide=wide, with_namespace=with_namespace
+        )
+        for line in lines if header else lines[1:]:
+            print(line, flush=True)
+
+    show(table["rows"], header=True)
+    version = table.get("metadata", {}).get("resourceVersion", "")
+    try:
+        for event in client.stream(
+            path, {**params, "resourceVersion": version}, accept=TABLE_ACCEPT
+        ):
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                print(f"watch ended: {obj.get('message', '')}", file=sys.stderr)
+                return 1
+            show(obj.get("rows") or [], header=False)
+    except KeyboardInterrupt:
+        return 0
     return 0
 
 

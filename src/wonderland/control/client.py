@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,31 @@ class ControlClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def stream(
+        self, path: str, params: dict[str, str], accept: str = "application/json"
+    ) -> Iterator[dict[str, Any]]:
+        """The events of a ``?watch=true`` stream, one JSON object per line."""
+        try:
+            with self._http.stream(
+                "GET",
+                path,
+                params={**params, "watch": "true"},
+                headers={"Accept": accept},
+                timeout=httpx.Timeout(30.0, read=None),
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise APIError(f"watch failed: HTTP {response.status_code}", {})
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield orjson.loads(line)
+        except httpx.ConnectError:
+            raise ConfigError(
+                f"the wonderland daemon at {self.config.server} does not answer"
+            ) from None
+        except httpx.RemoteProtocolError:
+            return  # the daemon went away: the watch ends
 
     def request(
         self,
