@@ -1,0 +1,82 @@
+"""The frontend page in headless Chromium: submit, approve, see the agenda and the notification.
+
+Uses Debian's ``chromium`` with Playwright's Python client (``make browser`` installs both).
+The screenshot is kept in ``test-artifacts/quickstart-frontend.png``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quickstart_platform import DOMAIN, REPO, Quickstart, skip_or_fail
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def page(quickstart: Quickstart) -> Any:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("Playwright's Python client is not installed; run `make browser`")
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        skip_or_fail("Debian's chromium is not installed; run `make browser`")
+    executable = str(CHROMIUM) if CHROMIUM.exists() else str(shutil.which("chromium"))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            # *.sslip.io names resolve to 127.0.0.1 without asking a DNS server.
+            args=["--host-resolver-rules=MAP *.sslip.io 127.0.0.1", "--no-proxy-server"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            tab = context.new_page()
+            tab.set_default_timeout(TIMEOUT_MS)
+            yield tab
+        finally:
+            browser.close()
+
+
+def test_frontend_page_submit_approve_agenda_and_notification(
+    quickstart: Quickstart, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    port = quickstart.gateway.rsplit(":", 1)[1]
+    title = f"Adventures in Platform Building {uuid.uuid4().hex[:6]}"
+    page.goto(f"http://frontend.default.{DOMAIN}:{port}/")
+    expect(page.locator("#revision")).to_have_text("frontend-00001")
+    expect(page.locator("#flags")).to_contain_text("callForProposalsEnabled=true")
+
+    page.fill("#title", title)
+    page.fill("#author", "Mauricio")
+    page.fill("#email", "mauricio@example.com")
+    page.fill("#description", "Knative, Dapr and KServe on one machine.")
+    page.click("#submit")
+    expect(page.locator("#message")).to_contain_text("waiting for review")
+
+    row = page.locator("#proposals li", has_text=title)
+    expect(row).to_contain_text("PENDING")
+    row.locator("button.approve").click()
+    expect(page.locator("#message")).to_contain_text("Approved")
+    expect(row).to_contain_text("APPROVED")
+
+    expect(page.locator("#agenda")).to_contain_text(title)
+    notification = page.locator("#notifications li", has_text=title)
+    expect(notification).to_contain_text("Your proposal was approved")
+    expect(notification).to_contain_text("mauricio@example.com")
+    expect(page.locator("#events")).to_contain_text("proposal-decision")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "quickstart-frontend.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
