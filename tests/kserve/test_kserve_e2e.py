@@ -5,7 +5,10 @@ storage against moto, and specs that cannot run."""
 from __future__ import annotations
 
 import collections
+import http.server
+import json
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,8 +69,37 @@ def s3(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Ite
 
 
 @pytest.fixture(scope="module")
+def sink() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    """A CloudEvents sink on loopback: (url, received (headers, body) pairs)."""
+    events: list[tuple[dict[str, str], bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            events.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(202)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/events", events
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
 def daemon(
-    tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path], s3: str
+    tmp_path_factory: pytest.TempPathFactory,
+    models: dict[str, Path],
+    s3: str,
+    sink: tuple[str, list[tuple[dict[str, str], bytes]]],
 ) -> Iterator[KServeDaemon]:
     tmp = tmp_path_factory.mktemp("kserve-e2e")
     manifests = tmp / "config.yaml"
@@ -106,6 +138,13 @@ def daemon(
                 },
             ),
             isvc("zero", {**model("sklearn", str(models["sklearn"])), "minReplicas": 0}),
+            isvc(
+                "logged",
+                {
+                    **model("sklearn", str(models["sklearn"])),
+                    "logger": {"url": sink[0], "mode": "all", "metadataHeaders": ["x-team"]},
+                },
+            ),
             isvc(
                 "s3-iris",
                 model(
@@ -357,3 +396,29 @@ def test_delete_removes_the_components(daemon: KServeDaemon) -> None:
     wait_for(lambda: daemon.get("ksvc", "custom-predictor") == {}, 30, "ksvc deleted")
     wait_for(lambda: daemon.get("route", "custom") == {}, 30, "route deleted")
     assert daemon.get("isvc", "sklearn-iris")["metadata"]["name"] == "sklearn-iris"
+
+
+def test_logger_posts_cloudevents_to_the_sink(
+    daemon: KServeDaemon, sink: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    daemon.wait_ready("logged")
+    _, events = sink
+    r = httpx.post(
+        daemon.gateway + "/v1/models/logged:predict",
+        json={"instances": IRIS},
+        headers={"Host": daemon.host("logged"), "x-team": "iris-team"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    wait_for(lambda: len(events) >= 2, 30, "two CloudEvents")
+    by_type = {h["ce-type"]: (h, body) for h, body in events}
+    req_h, req_body = by_type["org.kubeflow.serving.inference.request"]
+    resp_h, resp_body = by_type["org.kubeflow.serving.inference.response"]
+    assert req_h["ce-id"] == resp_h["ce-id"]
+    assert req_h["ce-specversion"] == "1.0"
+    assert req_h["ce-inferenceservicename"] == "logged"
+    assert req_h["ce-namespace"] == "default"
+    assert req_h["ce-component"] == "predictor"
+    assert json.loads(req_h["ce-metadata"]) == {"x-team": ["iris-team"]}
+    assert json.loads(req_body) == {"instances": IRIS}
+    assert json.loads(resp_body) == {"predictions": [1, 1]}

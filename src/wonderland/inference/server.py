@@ -120,6 +120,9 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
 
     dataplane = build_dataplane(options)
     app = RestApp(dataplane, options.max_request_size)
+    from wonderland.inference.payload_logger import logger_from_env
+
+    app = logger_from_env(app)  # KServe's payload logger, when KSERVE_LOGGER_URL is set
     if reuse_port:
         # A worker joins the shared ports only once its models are loaded, so the
         # kernel never hands a connection to a worker that would answer 503.

@@ -9,7 +9,6 @@ Mirrors KServe's serverless mode: the Knative Service ``<isvc>-<component>`` wit
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ __all__ = [
     "ISVC_LABEL",
     "ComponentSpecError",
     "component_ksvc",
+    "custom_container",
+    "logger_env",
     "model_container",
     "traffic_for",
     "transformer_container",
@@ -30,7 +31,6 @@ Obj = dict[str, Any]
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
 COMPONENT_LABEL = "component"
 MOUNT = "/mnt/models"
-LOGGER_ANNOTATION = "serving.kserve.io/logger"
 
 # KServe's batcher defaults (pkg/batcher/handler.go).
 BATCH_SIZE_DEFAULT = 32
@@ -232,10 +232,32 @@ def _annotations(isvc: Obj, component: Obj) -> dict[str, str]:
             f"scaleMetric {metric!r} needs Kubernetes' HPA; on this platform use "
             "'concurrency' or 'rps' (Knative's KPA)",
         )
-    logger = component.get("logger")
-    if logger is not None:
-        out[LOGGER_ANNOTATION] = json.dumps(logger, sort_keys=True)
     return out
+
+
+def logger_env(isvc: Obj, which: str, component: Obj) -> list[Obj]:
+    """The payload logger's settings for a component with ``logger`` (see
+    :mod:`wonderland.inference.payload_logger`); KServe's agent takes the same as flags."""
+    logger = component.get("logger")
+    if not logger:
+        return []
+    url = logger.get("url")
+    if not url:
+        raise ComponentSpecError(
+            f"Invalid{which.capitalize()}Spec",
+            f"spec.{which}.logger.url: give the URL that receives the CloudEvents",
+        )
+    meta = isvc["metadata"]
+    values = {
+        "KSERVE_LOGGER_URL": str(url),
+        "KSERVE_LOGGER_MODE": str(logger.get("mode") or "all"),
+        "KSERVE_LOGGER_METADATA_HEADERS": ",".join(logger.get("metadataHeaders") or []),
+        "KSERVE_INFERENCESERVICE": meta["name"],
+        "KSERVE_NAMESPACE": meta["namespace"],
+        "KSERVE_COMPONENT": which,
+        "KSERVE_ENDPOINT": "default",
+    }
+    return [{"name": k, "value": v} for k, v in values.items()]
 
 
 def traffic_for(component: Obj, rolled_out: str | None) -> list[Obj]:

@@ -17,6 +17,7 @@ from wonderland.kserve.components import (
     ComponentSpecError,
     component_ksvc,
     custom_container,
+    logger_env,
     model_container,
     transformer_container,
 )
@@ -86,6 +87,11 @@ class InferenceServiceReconciler:
             cstatus = dict(components_status.get(which) or {})
             try:
                 container = await self._container(isvc, which, component)
+                extra_env = logger_env(isvc, which, component)
+                if extra_env:
+                    names = {e["name"] for e in extra_env}
+                    kept = [e for e in container.get("env") or [] if e.get("name") not in names]
+                    container["env"] = kept + extra_env
             except (ComponentSpecError, RuntimeSelectionError) as exc:
                 reason = getattr(exc, "reason", "InvalidSpec")
                 message = getattr(exc, "message", str(exc))
