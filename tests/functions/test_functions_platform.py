@@ -148,3 +148,22 @@ def test_env_templates_resolve_from_the_platforms_secrets_and_configmaps(
     with running(argv, f"http://127.0.0.1:{port}/health/readiness", env=platform.env) as proc:
         assert httpx.get(f"http://127.0.0.1:{port}/").text == "s3cret,fast,7"
         stop_group(proc)
+
+
+def test_legacy_function_deploys_and_answers(platform: Platform, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "func.yaml").write_text(
+        "specVersion: 0.35.0\nname: old\nruntime: python\ncreated: 2023-01-01T00:00:00Z\n"
+    )
+    (root / "func.py").write_text(
+        "from parliament import Context\n\n"
+        "def main(context: Context):\n"
+        "    return {'seen': context.request.get_json()}, 200\n"
+    )
+    (root / "requirements.txt").write_text("parliament-functions==0.1.0\n")
+    deployed = platform.cli("func", "deploy", "-p", str(root))
+    assert deployed.returncode == 0, deployed.stderr + platform.log.read_text()[-3000:]
+    invoked = platform.cli("func", "invoke", "-p", str(root), "--data", '{"a": 1}')
+    assert invoked.returncode == 0, invoked.stderr
+    assert invoked.stdout.strip() == '{"seen": {"a": 1}}'
