@@ -268,3 +268,14 @@ def test_state_directory_and_store_are_private(tmp_path: Path) -> None:
             assert stat.S_IMODE((home / name).stat().st_mode) == 0o600
     finally:
         store.close()
+
+
+def test_namespace_objects_and_deleting_one_deletes_its_contents(store: Store) -> None:
+    ns = store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+    assert ns["status"] == {"phase": "Active"} and "namespace" not in ns["metadata"]
+    inside = configmap("a")
+    inside["metadata"]["namespace"] = "team-a"
+    store.create(inside)
+    store.create(configmap("outside"))
+    store.delete("namespaces", None, "team-a")
+    assert [o["metadata"]["name"] for o in store.list(CM)[0]] == ["outside"]

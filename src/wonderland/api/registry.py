@@ -287,3 +287,15 @@ register(
         subresources=(),
     )
 )
+register(
+    ResourceKind(
+        group="",
+        version="v1",
+        kind="Namespace",
+        plural="namespaces",
+        singular="namespace",
+        short_names=("ns",),
+        namespaced=False,
+        printer_columns=(PrinterColumn("Status", "string", ".status.phase"), _AGE),
+    )
+)

@@ -334,6 +334,8 @@ class Store:
         new: Obj = orjson.loads(_dumps(obj))
         if kind.resource == "secrets":
             normalize_secret(new)
+        elif kind.resource == "namespaces":
+            new["status"] = {"phase": "Active"}
         meta = new.setdefault("metadata", {})
         namespace = self._namespace_for(kind, meta.get("namespace"))
         if kind.namespaced:
@@ -434,7 +436,19 @@ class Store:
         ns = self._namespace_for(kind, namespace)
         with self.transaction():
             current = self.get(kind.resource, ns, name)
-            self._delete_tree(kind.resource, current, set())
+            seen: set[str] = set()
+            self._delete_tree(kind.resource, current, seen)
+            if kind.resource == "namespaces":
+                # As on a cluster: deleting a namespace deletes everything in it.
+                rows = self._db.execute(
+                    "SELECT resource, body FROM objects WHERE namespace=?", (name,)
+                ).fetchall()
+                for resource_name, body in rows:
+                    obj = dict(orjson.loads(body))
+                    if obj["metadata"]["uid"] not in seen and self._row(
+                        resource_name, name, obj["metadata"]["name"]
+                    ):
+                        self._delete_tree(resource_name, obj, seen)
         return current
 
     def _delete_tree(self, resource: str, obj: Obj, seen: set[str]) -> None:

@@ -22,4 +22,5 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("dapr.io/v2alpha1", "Subscription"): dapr.SubscriptionV2Object,
     ("v1", "ConfigMap"): core.ConfigMapObject,
     ("v1", "Secret"): core.SecretObject,
+    ("v1", "Namespace"): core.NamespaceObject,
 }

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigMapObject",
     "Container",
     "EnvVar",
+    "NamespaceObject",
     "Probe",
     "ResourceRequirements",
     "SecretObject",
@@ -183,3 +184,11 @@ class SecretObject(_TopLevel):
     stringData: StringMap | None = None
     type: str | None = None
     immutable: bool | None = None
+
+
+class NamespaceSpec(Schema):
+    finalizers: list[str] | None = None
+
+
+class NamespaceObject(_TopLevel):
+    spec: NamespaceSpec | None = None
