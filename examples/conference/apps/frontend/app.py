@@ -88,6 +88,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(
                 200,
                 {
+                    "conference": os.environ.get("CONFERENCE_NAME", "Conference"),
                     "revision": os.environ.get("K_REVISION", ""),
                     "service": os.environ.get("K_SERVICE", ""),
                     "pod": os.environ.get("POD_NAME", ""),
