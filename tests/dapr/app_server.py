@@ -5,7 +5,8 @@ answer to ``GET /dapr/subscribe`` (404 when unset). Paths decide the answer to a
 delivery: ``/fail-twice/...`` fails the first two tries of each event id, ``/gone/...``
 answers 404, ``/retry/...`` answers ``{"status": "RETRY"}``, ``/drop/...`` answers
 ``{"status": "DROP"}``, ``/error/...`` always 500; anything else succeeds.
-``GET /received`` returns every recorded request; ``/echo/...`` echoes the request.
+``GET /received`` returns every recorded request; ``/echo/...`` echoes the request;
+``/slow/<seconds>`` answers after a delay.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         status, payload = (200, subs.encode()) if subs else (404, b"")
     elif path == "/received":
         payload = json.dumps(received).encode()
+    elif path.startswith("/slow"):
+        import asyncio
+
+        await asyncio.sleep(float(path.rsplit("/", 1)[-1]))
+        payload = b'{"slow": true}'
     elif path.startswith("/echo"):
         payload = json.dumps(
             {

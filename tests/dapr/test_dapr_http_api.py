@@ -232,3 +232,40 @@ def test_shutdown_stops_the_sidecar(sc: SidecarProcess, http: httpx.Client) -> N
     assert http.post("/shutdown").status_code == 204
     assert sc.proc is not None
     assert sc.proc.wait(30) == 0
+
+
+def test_configuration_subscribe_posts_changes_to_the_app(
+    sidecar_factory: Callable[..., SidecarProcess],
+    basic_resources: Path,
+    app_factory: Callable[..., int],
+    tmp_path: Path,
+) -> None:
+    from dapr_testing import received, wait_until
+
+    app = app_factory()
+    sc = sidecar_factory("cfgsub", resources_path=[basic_resources], app_port=app)
+    base = sc.http_url + "/v1.0"
+    wait_until(lambda: httpx.get(base + "/healthz").status_code == 204)
+    r = httpx.get(base + "/configuration/config/subscribe", params=[("key", "greeting")])
+    assert r.status_code == 200
+    sub_id = r.json()["id"]
+    import time
+
+    time.sleep(0.3)
+    (tmp_path / "config.yaml").write_text("greeting: bonjour\nlimit: {value: '10', version: '3'}\n")
+    (update,) = wait_until(
+        lambda: [x for x in received(app) if x["path"] == "/configuration/config/greeting"]
+    )
+    assert update["body"] == {
+        "id": sub_id,
+        "items": {"greeting": {"value": "bonjour", "version": "", "metadata": {}}},
+    }
+    r = httpx.get(f"{base}/configuration/config/{sub_id}/unsubscribe")
+    assert r.json() == {"ok": True}
+    r = httpx.get(f"{base}/configuration/config/{sub_id}/unsubscribe")
+    assert r.status_code == 500 and r.json()["ok"] is False
+
+
+def test_configuration_subscribe_without_app_is_500(http: httpx.Client) -> None:
+    r = http.get("/configuration/config/subscribe")
+    assert r.status_code == 500 and r.json()["errorCode"] == "ERR_APP_CHANNEL_NIL"

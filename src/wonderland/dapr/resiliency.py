@@ -72,6 +72,7 @@ class CircuitOpenError(Exception):
     """The circuit breaker is open; the call was not attempted."""
 
     status = 503
+    permanent = True  # retrying against an open breaker is pointless; Dapr stops too
 
     def __init__(self, name: str) -> None:
         super().__init__(f"circuit breaker {name!r} is open")
@@ -281,11 +282,14 @@ def validate_spec(spec: dict[str, Any], source: str) -> None:
 
         try:
             compile_expression(str((value or {}).get("trip", "consecutiveFailures > 5")))
-            for key in ("interval", "timeout"):
-                if key in (value or {}):
-                    parse_duration(str(value[key]))
         except ValueError as exc:
-            raise bad(f"policies.circuitBreakers.{name}", str(exc)) from None
+            raise bad(f"policies.circuitBreakers.{name}.trip", str(exc)) from None
+        for key in ("interval", "timeout"):
+            if key in (value or {}):
+                try:
+                    parse_duration(str(value[key]))
+                except ValueError as exc:
+                    raise bad(f"policies.circuitBreakers.{name}.{key}", str(exc)) from None
     targets = spec.get("targets") or {}
     unknown = set(targets) - {"apps", "actors", "components"}
     if unknown:
