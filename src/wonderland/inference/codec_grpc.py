@@ -8,7 +8,6 @@ the way the request came, and always raw for FP16 and BF16.
 from __future__ import annotations
 
 import math
-import uuid
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from wonderland.inference.types import (
     InferResponse,
     RequestedOutput,
     bytes_array,
+    new_id,
     numpy_dtype,
 )
 
@@ -136,7 +136,7 @@ def encode_grpc_response(response: InferResponse, request: InferRequest) -> Any:
     msg = pb.ModelInferResponse(
         model_name=response.model_name,
         model_version=response.model_version or "",
-        id=response.id or request.id or str(uuid.uuid4()),
+        id=response.id or request.id or new_id(),
     )
     if response.parameters:
         params_to_pb(msg.parameters, response.parameters)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import struct
-import uuid
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from wonderland.inference.types import (
     InferResponse,
     RequestedOutput,
     bytes_array,
+    new_id,
     numpy_dtype,
 )
 
@@ -296,7 +296,7 @@ def encode_v2_response(response: InferResponse, request: InferRequest) -> tuple[
     body: dict[str, Any] = {"model_name": response.model_name}
     if response.model_version:
         body["model_version"] = response.model_version
-    body["id"] = response.id or request.id or str(uuid.uuid4())
+    body["id"] = response.id or request.id or new_id()
     if response.parameters:
         body["parameters"] = response.parameters
     body["outputs"] = out_docs

@@ -48,6 +48,7 @@ class ServerOptions:
     nthread: int = 1
     timeout_keep_alive: int = 65
     log_level: str = "info"
+    event_loop: str = "uvloop"
     runtime_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -183,11 +184,11 @@ def _run_one(options: ServerOptions, reuse_port: bool) -> None:
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
+    if options.event_loop == "uvloop":
         import uvloop
 
         uvloop.run(run_server(options, reuse_port))
-    except ImportError:  # pragma: no cover - uvloop is a dependency
+    else:
         asyncio.run(run_server(options, reuse_port))
 
 
@@ -203,6 +204,7 @@ def serve(options: ServerOptions) -> int:
     holders = []
     for port in (options.http_port, options.grpc_port):
         s = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             s.bind((options.host, port))

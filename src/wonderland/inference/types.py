@@ -7,6 +7,8 @@ reads the same objects here.
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,10 +27,19 @@ __all__ = [
     "RequestedOutput",
     "TensorMetadata",
     "datatype_of",
+    "new_id",
     "numpy_dtype",
 ]
 
 Parameters = dict[str, Any]
+
+# Response ids for requests that carry none: unique per process start, cheap per call.
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ID_COUNTER = itertools.count(1)
+
+
+def new_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
 
 # OIP datatype -> numpy dtype (little-endian). BYTES is an object array of ``bytes``.
 DATATYPES: dict[str, np.dtype[Any]] = {
