@@ -41,6 +41,7 @@ _ID_COUNTER = itertools.count(1)
 def new_id() -> str:
     return f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
 
+
 # OIP datatype -> numpy dtype (little-endian). BYTES is an object array of ``bytes``.
 DATATYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
