@@ -204,3 +204,30 @@ def test_sync_client_from_threads(client: DaprClient) -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+async def test_aio_streaming_subscription_with_retry_and_drop(sc: SidecarProcess) -> None:
+    async with AioDaprClient() as c:
+        sub = await c.subscribe("pubsub", "aio-stream", dead_letter_topic="aio-dead")
+        dead = await c.subscribe("pubsub", "aio-dead")
+        try:
+            await c.publish_event(
+                "pubsub", "aio-stream", json.dumps({"n": 1}), data_content_type="application/json"
+            )
+            msg = await sub.next_message()
+            assert msg.data() == {"n": 1}
+            await sub.respond_retry(msg)  # no retry policy and no broker redelivery: final failure
+            await c.publish_event(
+                "pubsub", "aio-stream", json.dumps({"n": 2}), data_content_type="application/json"
+            )
+            msg = await sub.next_message()
+            assert msg.data() == {"n": 2}
+            await sub.respond_drop(msg)
+            # Both the finally failed and the dropped message go to the dead-letter topic.
+            for expected in ({"n": 1}, {"n": 2}):
+                dropped = await dead.next_message()
+                assert dropped.data() == expected
+                await dead.respond_success(dropped)
+        finally:
+            await sub.close()
+            await dead.close()
