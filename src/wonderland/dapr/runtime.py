@@ -152,6 +152,14 @@ class DaprRuntime:
         if cfg is not None:
             for scope in (cfg.spec.get("secrets") or {}).get("scopes") or []:
                 self._secret_scopes[str(scope.get("storeName"))] = scope
+            ignored = sorted(set(cfg.spec) - {"secrets", "features"})
+            if ignored:
+                log.warning(
+                    "%s: Configuration %r: spec.%s not enforced by this sidecar (only secrets.scopes is)",
+                    cfg.source,
+                    cfg.name,
+                    ", spec.".join(ignored),
+                )
 
     # -- life cycle ------------------------------------------------------------------------
 

@@ -127,6 +127,12 @@ class SubscriptionManager:
         default = str(routes.get("default") or item.get("route") or "")
         if not rules and not default:
             return None
+        if str((item.get("bulkSubscribe") or {}).get("enabled", "")).lower() == "true":
+            log.warning(
+                "subscription %s/%s: bulkSubscribe is not supported; messages are delivered one by one",
+                item.get("pubsubname"),
+                item.get("topic"),
+            )
         return Subscription(
             pubsubname=str(item.get("pubsubname") or ""),
             topic=str(item.get("topic") or ""),
