@@ -162,3 +162,24 @@ def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
     (created.root / "function" / "func.py").write_text("def new():\n    return object()\n")
     with pytest.raises(InvalidError, match="no handle"):
         load_function(created.root)
+
+
+async def test_a_cloudevents_handler_that_raises_answers_an_error_event(tmp_path: Path) -> None:
+    created = create_function(tmp_path / "failing", template="cloudevents")
+    func_py = created.root / "function" / "func.py"
+    func_py.write_text(
+        func_py.read_text().replace(
+            '        request = scope["event"]\n',
+            '        request = scope["event"]\n        raise LookupError("no such order")\n',
+        )
+    )
+    loaded = load_function(created.root, load_config(created.root))
+    headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-type": "t", "ce-source": "/s"}
+    async with client(loaded.app) as c:
+        r = await c.post("/", json={}, headers=headers)
+        assert r.status_code == 500
+        assert r.headers["content-type"] == "application/cloudevents+json"
+        body = r.json()
+        assert body["type"] == "dev.functions.error"
+        assert body["data"] == {"message": "Error: LookupError: no such order"}
+        assert (await c.get("/health/liveness")).status_code == 200

@@ -218,8 +218,20 @@ class FunctionApp:
                 await self.instance.handle(scope, receive, tracked)
         except Exception as exc:
             logger.exception("function raised while handling %s %s", scope.get("method"), path)
-            if not tracked.started:
-                await send_text(send, 500, f"Error: {type(exc).__name__}: {exc}")
+            if tracked.started:
+                return
+            message = f"Error: {type(exc).__name__}: {exc}"
+            if self.cloudevents:
+                # As func-python does: a CloudEvents function fails with an error event.
+                from cloudevents.core.v1.event import CloudEvent
+
+                error = CloudEvent(
+                    attributes={"type": "dev.functions.error", "source": "/cloudevent/error"},
+                    data={"message": message},
+                )
+                await CloudEventSender(send).structured(error, 500)
+            else:
+                await send_text(send, 500, message)
 
     async def _handle_event(self, scope: Scope, receive: Receive, send: _TrackingSend) -> None:
         body = await read_body(receive)
