@@ -113,3 +113,34 @@ async def test_server_side_apply_upserts_and_dry_run_stores_nothing(
     assert table.json()["rows"][0]["cells"][0] == "hello"
     watch_list = await api.get(KSVC_URL + "?watch=true&sendInitialEvents=true")
     assert watch_list.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type"),
+    [
+        ("POST", KSVC_URL, b"[1, 2]", "application/json"),
+        ("POST", KSVC_URL, b'{"metadata": "x"}', "application/json"),
+        ("POST", KSVC_URL, b'{"metadata": {"name": 5}}', "application/json"),
+        ("POST", KSVC_URL, b'{"kind": "Route", "metadata": {"name": "r"}}', "application/json"),
+        ("PUT", KSVC_URL + "/hello", b'{"metadata": {"labels": "x"}}', "application/json"),
+        ("PATCH", KSVC_URL + "/hello", b'{"op": "add"}', "application/json-patch+json"),
+        ("PATCH", KSVC_URL + "/hello", b"[1]", "application/merge-patch+json"),
+        ("PATCH", KSVC_URL + "/hello", b"{}", "text/plain"),
+        ("GET", KSVC_URL + "?watch=true&resourceVersion=abc", b"", "application/json"),
+        ("GET", KSVC_URL + "?labelSelector=a%20in%20(", b"", "application/json"),
+        ("GET", KSVC_URL + "?fieldSelector=spec.x%3D1", b"", "application/json"),
+        ("POST", "/wonderland/v1/apply", b'{"items": [1, {"kind": "X"}]}', "application/json"),
+        ("POST", "/wonderland/v1/apply", b'{"items": "x"}', "application/json"),
+        ("DELETE", "/apis/serving.knative.dev/v1/namespaces/default/nothings/x", b"", ""),
+    ],
+)
+async def test_client_mistakes_are_4xx_status_objects(
+    api: httpx.AsyncClient, method: str, path: str, body: bytes, content_type: str
+) -> None:
+    await api.post(KSVC_URL, json=KSVC)
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = await api.request(method, path, content=body or None, headers=headers)
+    assert 400 <= answer.status_code < 500, answer.text
+    status = answer.json()
+    assert status["kind"] == "Status" and status["code"] == answer.status_code
+    assert status["message"]

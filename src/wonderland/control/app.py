@@ -470,10 +470,16 @@ class ControlAPI:
                 400, "BadRequest", "sendInitialEvents is not supported; list, then watch"
             )
         requirements = parse_label_selector(request.query.get("labelSelector") or None)
+        since = request.query.get("resourceVersion") or ""
+        if since and not since.isdigit():
+            raise HTTPError(400, "BadRequest", f'resourceVersion "{since}" is not a number')
+        try:
+            timeout = float(request.query.get("timeoutSeconds") or 0) or None
+        except ValueError:
+            raise HTTPError(400, "BadRequest", "timeoutSeconds must be a number") from None
         feed = self.store.watch(
             target.kind.resource, request.query.get("resourceVersion") or None, target.namespace
         )
-        timeout = float(request.query.get("timeoutSeconds") or 0) or None
         as_table = request.wants_table
         started = False
 
@@ -563,12 +569,16 @@ class ControlAPI:
         try:
             with self.store.transaction():
                 for index, item in enumerate(items):  # noqa: B007
-                    if isinstance(item, dict):
+                    if not isinstance(item, dict):
+                        raise InvalidError("expected a Kubernetes object (a mapping)")
+                    try:
                         kind = registry.for_object(
                             str(item.get("apiVersion")), str(item.get("kind"))
                         )
-                        if "status" in kind.subresources:
-                            item.pop("status", None)
+                    except NotFoundError as exc:
+                        raise InvalidError("kind", str(exc)) from None
+                    if "status" in kind.subresources:
+                        item.pop("status", None)
                     obj, action = self.store.apply(item)
                     results.append({"action": action, "object": obj})
                 if body.get("dryRun"):

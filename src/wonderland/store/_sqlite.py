@@ -119,6 +119,15 @@ def _kind_of_resource(resource: str) -> ResourceKind:
     return kind
 
 
+def _kind_of_object(obj: Any) -> ResourceKind:
+    if not isinstance(obj, dict):
+        raise InvalidError("expected a Kubernetes object (a mapping with apiVersion and kind)")
+    try:
+        return registry.for_object(str(obj.get("apiVersion")), str(obj.get("kind")))
+    except NotFoundError as exc:
+        raise InvalidError("kind", str(exc)) from None
+
+
 def _without(obj: Obj, *keys: str) -> Obj:
     return {k: v for k, v in obj.items() if k not in keys}
 
@@ -367,10 +376,10 @@ class Store:
         raise ConflictError(f'could not generate a free name with prefix "{prefix}"')
 
     def _current_for(self, obj: Obj) -> tuple[ResourceKind, Obj]:
-        if not isinstance(obj, dict) or "apiVersion" not in obj or "kind" not in obj:
-            raise InvalidError("an object needs apiVersion and kind")
-        kind = registry.for_object(obj["apiVersion"], obj["kind"])
+        kind = _kind_of_object(obj)
         meta = obj.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise InvalidError("metadata", "expected an object (mapping)")
         name = meta.get("name")
         if not name:
             raise InvalidError("metadata.name", "required field is missing")
@@ -480,8 +489,10 @@ class Store:
     def apply(self, obj: Obj) -> tuple[Obj, str]:
         """Create or update from a manifest, as ``kubectl apply`` does (three-way merge with
         the last-applied annotation); returns the object and created/configured/unchanged."""
-        kind = registry.for_object(str(obj.get("apiVersion")), str(obj.get("kind")))
+        kind = _kind_of_object(obj)
         meta = obj.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise InvalidError("metadata", "expected an object (mapping)")
         namespace = self._namespace_for(kind, meta.get("namespace")) if kind.namespaced else None
         with self.transaction():
             name = meta.get("name")
