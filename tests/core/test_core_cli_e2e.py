@@ -219,22 +219,18 @@ def test_second_daemon_refuses_and_down_stops(daemon: Daemon) -> None:
     assert daemon.ok("down").strip().startswith("no wonderland daemon is running")
 
 
-def test_up_applies_the_quickstart_and_it_answers(new_daemon: Daemon) -> None:
+def _hello_answers(daemon: Daemon) -> str:
+    """Wait until the quickstart's hello is Ready; return its answer through the gateway."""
     import time
 
     import httpx
 
-    new_daemon.start("-f", str(REPO / "examples" / "quickstart"))
-    names = new_daemon.ok("get", "ksvc", "-o", "name").split()
-    assert names == ["service.serving.knative.dev/hello"]
-    log = new_daemon.log.read_text()
-    assert "service.serving.knative.dev/hello created" in log and "Try next" in log
-    info = json.loads((new_daemon.home / "daemon.json").read_text())
+    info = json.loads((daemon.home / "daemon.json").read_text())
     if "gateway" not in info:
         pytest.skip("no gateway is installed in this build")
     deadline = time.monotonic() + 60
     while True:
-        svc = json.loads(new_daemon.ok("get", "ksvc", "hello", "-o", "json"))
+        svc = json.loads(daemon.ok("get", "ksvc", "hello", "-o", "json"))
         ready = [c for c in svc.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
         if ready and ready[0]["status"] == "True":
             break
@@ -243,7 +239,21 @@ def test_up_applies_the_quickstart_and_it_answers(new_daemon: Daemon) -> None:
     host = svc["status"]["url"].split("://", 1)[1]
     answer = httpx.get(info["gateway"] + "/", headers={"Host": host}, timeout=30)
     assert answer.status_code == 200
-    assert answer.text == "Hello from hello-00001\n"
+    return answer.text
+
+
+def test_up_applies_the_quickstart_and_it_answers(new_daemon: Daemon) -> None:
+    new_daemon.start("-f", str(REPO / "examples" / "quickstart"))
+    names = new_daemon.ok("get", "ksvc", "-o", "name").split()
+    assert names == ["service.serving.knative.dev/hello"]
+    log = new_daemon.log.read_text()
+    assert "service.serving.knative.dev/hello created" in log
+    assert _hello_answers(new_daemon) == "Hello from hello-00001\n"
+    # kill -9, then a new `wonderland up` with no manifests: everything is back and
+    # reconciled again, so the service answers once more.
+    new_daemon.kill(signal.SIGKILL)
+    new_daemon.start()
+    assert _hello_answers(new_daemon) == "Hello from hello-00001\n"
 
 
 def test_namespaces_and_server_dry_run(daemon: Daemon, tmp_path: Path) -> None:
