@@ -163,6 +163,11 @@ def test_kubectl_apply_get_delete(daemon: Daemon, kubectl: Any, tmp_path: Path) 
     assert cm.returncode == 0, cm.stderr
     assert kubectl("get", "cm", "plain", "-o", "jsonpath={.data.k}").stdout == "v"
     assert kubectl("get", "cm", "plain").stdout.split()[:5] == ["NAME", "DATA", "AGE", "plain", "1"]
+    described = kubectl("describe", "ksvc", "hello")
+    assert described.returncode == 0, described.stderr
+    assert "Name:" in described.stdout and "example/hello:v2" in described.stdout
+    everything = kubectl("get", "all")
+    assert "service.serving.knative.dev/hello" in everything.stdout
     deleted = kubectl("delete", "-f", str(manifest))
     assert deleted.returncode == 0, deleted.stderr
     assert deleted.stdout.strip() == 'service.serving.knative.dev "hello" deleted'
