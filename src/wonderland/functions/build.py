@@ -4,7 +4,7 @@ The function's dependencies (``pyproject.toml`` ``[project].dependencies`` and, 
 legacy layout, ``requirements.txt``) are installed at build time, never on the request
 path. When the running interpreter already satisfies them all, that interpreter is the
 environment and nothing is installed. Otherwise a virtualenv under ``.func/wonderland``
-(the folder Knative's ``func`` keeps for local runtime data) inherits wonderland's
+(the folder Knative's ``func`` keeps for local runtime data) falls back to wonderland's
 packages and gets the missing ones; a stamp of the dependency list makes later builds
 instant until the list changes.
 """
@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import venv
 from dataclasses import dataclass
@@ -80,6 +81,20 @@ def _satisfied(req: Requirement) -> bool:
     return not req.specifier or req.specifier.contains(version, prereleases=True)
 
 
+def _link_platform_packages(env_dir: Path) -> None:
+    """Let the function's environment fall back to wonderland's own packages (the host,
+    uvicorn, cloudevents); the function's own dependencies come first on sys.path.
+    ``site.addsitedir`` (not a plain path line) so that the platform's own ``.pth`` files,
+    an editable install's included, are processed too."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_dir = env_dir / "lib" / version / "site-packages"
+    site_dir.mkdir(parents=True, exist_ok=True)
+    paths = sysconfig.get_paths()
+    dirs = dict.fromkeys([paths["purelib"], paths["platlib"]])
+    lines = [f"import site; site.addsitedir({d!r})" for d in dirs]
+    (site_dir / "zz-wonderland-platform.pth").write_text("\n".join(lines) + "\n")
+
+
 def build_function(root: Path, *, force: bool = False) -> BuiltFunction:
     """Make sure the function's dependencies are installed; return its interpreter."""
     reqs = function_requirements(root)
@@ -99,8 +114,9 @@ def build_function(root: Path, *, force: bool = False) -> BuiltFunction:
                 return BuiltFunction(python, (), cached=True)
         except ValueError:
             pass
-    venv.EnvBuilder(system_site_packages=True, clear=True, with_pip=False).create(env_dir)
-    # The venv inherits wonderland's site-packages, so only the missing packages land in it;
+    venv.EnvBuilder(clear=True, with_pip=False).create(env_dir)
+    _link_platform_packages(env_dir)
+    # The venv falls back to wonderland's site-packages, so only missing packages land in it;
     # pip runs from wonderland's interpreter and targets the venv with --python.
     cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", *wanted]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
