@@ -5,7 +5,7 @@ GET /ready  -> 200 once the file named by READY_FILE exists (503 before)
 GET /alive  -> 200 unless the file named by DEAD_FILE exists
 GET /sleep/S -> 200 after S seconds
 Environment: EXIT_CODE makes it print EXIT_MESSAGE and exit at once;
-IGNORE_TERM=1 makes it ignore SIGTERM.
+IGNORE_TERM=1 makes it ignore SIGTERM; it exits with 3 at start while CRASH_FILE exists.
 """
 
 from __future__ import annotations
@@ -53,8 +53,14 @@ class Handler(BaseHTTPRequestHandler):
         ).encode()
         self._send(200, body)
 
+    do_POST = do_GET
+
 
 def main() -> None:
+    crash_file = os.environ.get("CRASH_FILE")
+    if crash_file and os.path.exists(crash_file):
+        print("crashing: found", crash_file, flush=True)
+        sys.exit(3)
     if "EXIT_CODE" in os.environ:
         print(os.environ.get("EXIT_MESSAGE", "exiting"), flush=True)
         sys.exit(int(os.environ["EXIT_CODE"]))

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import copy
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,3 +343,44 @@ async def test_missing_configmap_waits_until_it_is_applied(platform_env: Env) ->
     )
     await env.ready("hello")
     assert (await env.request(HOST)).json()["env"]["LEVEL"] == "info"
+
+
+async def test_scale_down_lets_requests_in_flight_finish(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("slow", annotations={"autoscaling.knative.dev/min-scale": "2"}))
+    await env.ready("slow")
+    key = "default/slow-00001"
+    await env.wait(lambda: len(env.system.supervisor.ready_endpoints(key)) == 2, what="2 ready")
+    host = f"slow.default.{DOMAIN}"
+
+    async def post() -> Any:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=env.url, timeout=60) as client:
+            # POST is not retried by the gateway: it must finish where it started
+            return await client.post("/sleep/1.5", headers={"Host": host})
+
+    pending = [asyncio.create_task(post()) for _ in range(2)]
+    target = env.system.table.revisions[key]
+    await env.wait(lambda: all(e.in_flight for e in target.endpoints), what="both busy")
+    env.system.scale(key, 0)  # as the autoscaler would, while both replicas are busy
+    results = await asyncio.gather(*pending)
+    assert [r.status_code for r in results] == [200, 200]
+
+
+async def test_held_requests_fail_fast_when_the_revision_cannot_start(
+    platform_env: Env, tmp_path: Path
+) -> None:
+    env = platform_env
+    crash = tmp_path / "crash"
+    env.apply(ksvc("flaky", env={"CRASH_FILE": str(crash)}))
+    await env.ready("flaky")
+    key = "default/flaky-00001"
+    rt = env.system.runtimes[key]
+    rt.scaler.desired = 0
+    env.system.scale(key, 0)
+    await env.wait(lambda: not env.system.supervisor.replicas(key), what="at zero")
+    crash.write_text("")
+    r = await env.request(f"flaky.default.{DOMAIN}")
+    assert r.status_code == 503
+    assert "could not start a replica" in r.text and "found" in r.text

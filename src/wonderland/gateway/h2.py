@@ -352,6 +352,12 @@ class _H2Grant:
             return
         self.client._send(self.stream, endpoint)
 
+    def fail(self, status: int, message: str) -> None:
+        if self.client.closed or not self.stream.waiting:
+            return
+        self.stream.waiting = False
+        self.client._local(self.stream, status, message)
+
 
 class _UpstreamH2(asyncio.Protocol):
     """One shared HTTP/2 connection to a replica, multiplexing client streams."""

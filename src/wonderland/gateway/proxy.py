@@ -526,6 +526,13 @@ class _Grant:
             return
         client._send(req, endpoint)
 
+    def fail(self, status: int, message: str) -> None:
+        client, req = self.client, self.req
+        if client.closed or client.current is not req or not req.waiting:
+            return
+        req.waiting = False
+        client._respond(req, error_response(status, message))
+
 
 def _quiet(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:

@@ -37,6 +37,8 @@ class Waiter(Protocol):
 
     def grant(self, endpoint: Endpoint) -> None: ...
 
+    def fail(self, status: int, message: str) -> None: ...
+
 
 class Endpoint:
     """One ready replica: address, in-flight count and a pool of idle upstream connections."""
@@ -92,6 +94,7 @@ class RevisionTarget:
         self.timeout = timeout
         self.h2c = h2c
         self.endpoints: list[Endpoint] = []
+        self.draining: list[Endpoint] = []  # removed, with requests still in flight
         self.waiters: collections.deque[Waiter] = collections.deque()
         self.max_queue = ACTIVATOR_QUEUE_DEPTH
         self.in_flight = 0
@@ -198,9 +201,12 @@ class RevisionTarget:
         for host, port, name in addresses:
             ep = current.pop((host, port), None) or Endpoint(host, port, name)
             new.append(ep)
+        self.draining = [e for e in self.draining if e.in_flight > 0]
         for gone in current.values():
             gone.alive = False
             gone.close_idle()
+            if gone.in_flight > 0:
+                self.draining.append(gone)
         self.endpoints = new
         if new and self.cold_since is not None:
             took = time.monotonic() - self.cold_since
@@ -209,6 +215,16 @@ class RevisionTarget:
                 self.on_cold_start(self, took)
         if new and self.waiters:
             self._drain()
+
+    def in_flight_on(self, replica: str) -> int:
+        """Requests still being answered by the replica named ``replica``."""
+        return sum(e.in_flight for e in [*self.endpoints, *self.draining] if e.name == replica)
+
+    def fail_waiters(self, status: int, message: str) -> None:
+        """Answer every held request with ``status`` (e.g. the revision cannot start)."""
+        waiters, self.waiters = self.waiters, collections.deque()
+        for waiter in waiters:
+            waiter.fail(status, message)
 
     def __repr__(self) -> str:
         return f"RevisionTarget({self.key}, endpoints={len(self.endpoints)})"

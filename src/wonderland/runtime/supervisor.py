@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,13 @@ class Replica:
         self._stopping = True
         self.state = "stopping"
         self._set_ready(False)
+        drainer = self.supervisor.drainer
+        if drainer is not None and self.ever_ready:
+            # no new requests reach it now; let the ones in flight finish first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    drainer(self.template.key, self.name), self.template.grace_period
+                )
         procs = [p for p in [self.process, *self.companion_procs] if p is not None]
         await _terminate(procs[:1], self.template.grace_period)
         await _terminate(procs[1:], self.template.grace_period)
@@ -325,6 +332,8 @@ class Supervisor:
         self.companion_specs: dict[str, list[companions.CompanionProcess]] = {}
         self._companion_env: dict[str, dict[str, str]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        # drainer(revision_key, replica_name): returns once no request is in flight on it
+        self.drainer: Callable[[str, str], Awaitable[None]] | None = None
 
     def log_dir(self, template: ReplicaTemplate) -> Path:
         return self.state_dir / "logs" / template.namespace / template.revision

@@ -85,6 +85,7 @@ class ServingSystem:
         self.supervisor = Supervisor(
             platform.state_dir, gateway_url=self.gateway_url, on_change=self._runtime_changed
         )
+        self.supervisor.drainer = self._drain
         self.resolver = ImageResolver(platform.state_dir / "builds", [Path.cwd()])
         self.builds: dict[str, BuildState] = {}
         self.runtimes: dict[str, RevisionRuntime] = {}
@@ -155,8 +156,20 @@ class ServingSystem:
         ns, _, name = key.partition("/")
         target = self.table.revisions.get(key)
         if target is not None:
-            target.set_endpoints(self.supervisor.ready_endpoints(key))
+            ready = self.supervisor.ready_endpoints(key)
+            target.set_endpoints(ready)
+            failure = self.supervisor.failure(key)
+            if not ready and failure is not None and target.waiters:
+                # Held requests would only time out: say why now.
+                target.fail_waiters(
+                    503, f"revision {name} could not start a replica: {failure[1] or failure[0]}"
+                )
         self.controllers.enqueue(REVISIONS, ns, name)
+
+    async def _drain(self, key: str, replica: str) -> None:
+        target = self.table.revisions.get(key)
+        while target is not None and target.in_flight_on(replica) > 0:
+            await asyncio.sleep(0.02)
 
     # -- the autoscaler: scrape every second, decide every tick --
     async def _autoscale_loop(self) -> None:
