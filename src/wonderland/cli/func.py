@@ -60,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     delete.add_argument("-n", "--namespace", default=None, help="namespace (default: func.yaml)")
     delete.set_defaults(handler=_delete)
 
+    listing = sub.add_parser("list", help="list the deployed functions")
+    listing.add_argument("-n", "--namespace", default="default", help="namespace (default)")
+    listing.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="functions of every namespace"
+    )
+    listing.set_defaults(handler=_list)
+
     invoke = sub.add_parser("invoke", help="call the deployed (or a running) function")
     _path_arg(invoke)
     invoke.add_argument("--data", default=None, help='request body (default {"message": ...})')
@@ -168,6 +175,27 @@ def _delete(args: argparse.Namespace) -> int:
 
     for line in delete_function(Path(args.path), namespace=args.namespace):
         print(f"Deleted {line}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from wonderland.functions.deploy import list_functions
+
+    functions = list_functions(None if args.all_namespaces else args.namespace)
+    if not functions:
+        where = "any namespace" if args.all_namespaces else f"namespace {args.namespace}"
+        print(f"No functions deployed in {where}")
+        return 0
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("NAME", "NAMESPACE", "RUNTIME", "URL", "READY"):
+        table.add_column(column, no_wrap=True)
+    for f in functions:
+        table.add_row(f.name, f.namespace, f.runtime, f.url, f.ready)
+    Console(width=200).print(table)
     return 0
 
 

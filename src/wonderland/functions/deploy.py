@@ -20,7 +20,11 @@ from wonderland.functions.envs import ResourceLookup, decode_secret_data, refere
 from wonderland.functions.funcyaml import FunctionConfig, load_config
 from wonderland.functions.kube import KubeClient, find_kubeconfig, resource_path
 from wonderland.functions.loader import detect_layout
-from wonderland.functions.manifest import FUNCTION_NAME_LABEL, build_service
+from wonderland.functions.manifest import (
+    FUNCTION_NAME_LABEL,
+    FUNCTION_RUNTIME_LABEL,
+    build_service,
+)
 from wonderland.functions.subscriptions import apply_subscriptions, dapr_annotations
 
 __all__ = ["DeployResult", "deploy_function", "platform_client", "platform_lookup"]
@@ -230,4 +234,50 @@ def delete_function(
     return deleted
 
 
-__all__ += ["ENV_DIR", "delete_function", "image_name", "source_digest"]
+@dataclass(frozen=True)
+class DeployedFunction:
+    """One row of ``func list``."""
+
+    name: str
+    namespace: str
+    runtime: str
+    url: str
+    ready: str
+
+
+def list_functions(
+    namespace: str | None = "default", client: KubeClient | None = None
+) -> list[DeployedFunction]:
+    """The deployed functions (Services labelled ``function.knative.dev/name``);
+    ``namespace`` None lists every namespace."""
+    client = client or platform_client()
+    if client is None:
+        raise ConfigError("no running platform found; start it with `wonderland up`")
+    base = "/apis/serving.knative.dev/v1/" + (
+        f"namespaces/{namespace}/services" if namespace else "services"
+    )
+    listing = client.request("GET", f"{base}?labelSelector={FUNCTION_NAME_LABEL}")
+    out: list[DeployedFunction] = []
+    for item in (listing or {}).get("items") or []:
+        meta, status = item.get("metadata") or {}, item.get("status") or {}
+        ready = next(
+            (
+                str(c.get("status"))
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready"
+            ),
+            "Unknown",
+        )
+        out.append(
+            DeployedFunction(
+                name=str(meta.get("name")),
+                namespace=str(meta.get("namespace")),
+                runtime=str((meta.get("labels") or {}).get(FUNCTION_RUNTIME_LABEL, "")),
+                url=str(status.get("url") or ""),
+                ready=ready,
+            )
+        )
+    return sorted(out, key=lambda f: (f.namespace, f.name))
+
+
+__all__ += ["ENV_DIR", "delete_function", "image_name", "list_functions", "source_digest"]
