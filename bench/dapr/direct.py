@@ -21,7 +21,11 @@ PAYLOAD = b'{"order": 12345, "item": "' + b"x" * 64 + b'"}'
 
 
 async def main(rate: float, duration: float) -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=6379, max_connections=64)
+    # The same pool discipline as the sidecar's Redis components: wait for a connection.
+    pool = aioredis.BlockingConnectionPool(
+        host="127.0.0.1", port=6379, max_connections=20, timeout=5
+    )
+    client = aioredis.Redis(connection_pool=pool)
     await client.hset("bench-direct||k0", mapping={"data": PAYLOAD, "version": 1})
 
     async def get(i: int) -> None:

@@ -231,3 +231,22 @@ async def test_aio_streaming_subscription_with_retry_and_drop(sc: SidecarProcess
         finally:
             await sub.close()
             await dead.close()
+
+
+def test_testing_helper_points_the_sdk_at_a_fresh_sidecar(
+    basic_resources: Path, tmp_path: Path
+) -> None:
+    import os
+
+    from wonderland.dapr.testing import sidecar
+
+    before = os.environ.get("DAPR_GRPC_PORT")
+    with sidecar(
+        "helper", resources_path=[basic_resources], env={"WONDERLAND_HOME": str(tmp_path / "h")}
+    ) as sc:
+        assert os.environ["DAPR_GRPC_PORT"] == str(sc.grpc_port)
+        with DaprClient() as c:
+            c.save_state("statestore", "h", "1")
+            assert c.get_state("statestore", "h").data == b"1"
+    assert os.environ.get("DAPR_GRPC_PORT") == before
+    assert sc.proc is not None and sc.proc.poll() is not None
