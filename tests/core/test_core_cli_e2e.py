@@ -110,6 +110,14 @@ def test_cascading_delete_removes_owned_objects(daemon: Daemon, tmp_path: Path) 
     )
     gone = daemon.cli("get", "cm", "owned")
     assert gone.returncode == 1 and 'configmaps "owned" not found' in gone.stderr
+    # --cascade=orphan keeps what the service owned.
+    daemon.ok("apply", "-f", str(tmp_path / "svc.yaml"))
+    uid = json.loads(daemon.ok("get", "ksvc", "hello", "-o", "json"))["metadata"]["uid"]
+    child["metadata"]["ownerReferences"][0]["uid"] = uid
+    daemon.ok("apply", "-f", str(write(tmp_path, "child.yaml", yaml.safe_dump(child))))
+    daemon.ok("delete", "ksvc", "hello", "--cascade=orphan")
+    kept = json.loads(daemon.ok("get", "cm", "owned", "-o", "json"))
+    assert "ownerReferences" not in kept["metadata"]
 
 
 def test_malformed_and_invalid_manifests_store_nothing(daemon: Daemon, tmp_path: Path) -> None:

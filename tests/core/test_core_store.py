@@ -279,3 +279,20 @@ def test_namespace_objects_and_deleting_one_deletes_its_contents(store: Store) -
     store.create(configmap("outside"))
     store.delete("namespaces", None, "team-a")
     assert [o["metadata"]["name"] for o in store.list(CM)[0]] == ["outside"]
+
+
+def test_orphaning_delete_keeps_children_without_the_owner_reference(store: Store) -> None:
+    svc = store.create(ksvc("hello"))
+    child = configmap("child")
+    child["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "name": "hello",
+            "uid": svc["metadata"]["uid"],
+        }
+    ]
+    store.create(child)
+    store.delete(KSVC, "default", "hello", orphan=True)
+    kept = store.get(CM, "default", "child")
+    assert "ownerReferences" not in kept["metadata"]

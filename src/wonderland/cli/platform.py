@@ -65,6 +65,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _file_flags(delete, required=False)
     _namespace_flag(delete)
     delete.add_argument("--ignore-not-found", action="store_true")
+    delete.add_argument(
+        "--cascade",
+        choices=["background", "foreground", "orphan"],
+        default="background",
+        help="orphan keeps the objects it owns (default: delete them too)",
+    )
     delete.set_defaults(handler=_delete)
 
     logs = subparsers.add_parser("logs", help="print the logs of a service's replicas")
@@ -232,7 +238,11 @@ def _delete(args: argparse.Namespace) -> int:
     failed = False
     for kind, namespace, name in targets:
         try:
-            client.request("DELETE", object_path(kind, namespace or "default", name))
+            client.request(
+                "DELETE",
+                object_path(kind, namespace or "default", name),
+                {"propagationPolicy": args.cascade.capitalize()},
+            )
         except NotFoundError as exc:
             if not args.ignore_not_found:
                 print(f"Error from server (NotFound): {exc}", file=sys.stderr)

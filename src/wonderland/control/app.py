@@ -458,9 +458,23 @@ class ControlAPI:
 
     def _delete(self, request: _Request, target: _Target) -> tuple[int, bytes, str]:
         name = target.name or ""
+        options = request.json() if request.body.strip() else {}
+        policy = (options if isinstance(options, dict) else {}).get("propagationPolicy")
+        policy = request.query.get("propagationPolicy") or policy or "Background"
+        if policy not in ("Background", "Foreground", "Orphan"):
+            raise HTTPError(
+                400,
+                "BadRequest",
+                f'propagationPolicy "{policy}" is not Background, Foreground or Orphan',
+            )
         if request.dry_run:
             return _json(200, self.store.get(target.kind.resource, target.namespace, name))
-        return _json(200, self.store.delete(target.kind.resource, target.namespace, name))
+        return _json(
+            200,
+            self.store.delete(
+                target.kind.resource, target.namespace, name, orphan=policy == "Orphan"
+            ),
+        )
 
     async def _watch(
         self, request: _Request, target: _Target, receive: Receive, send: Send

@@ -439,13 +439,19 @@ class Store:
             self._record("MODIFIED", kind.resource, new, rv)
         return new
 
-    def delete(self, resource: str, namespace: str | None, name: str) -> Obj:
-        """Remove an object and, in the same transaction, every object it owns."""
+    def delete(self, resource: str, namespace: str | None, name: str, orphan: bool = False) -> Obj:
+        """Remove an object and, in the same transaction, every object it owns.
+
+        With ``orphan`` (``propagationPolicy: Orphan``) the owned objects stay and lose
+        their ownerReference to it instead.
+        """
         kind = _kind_of_resource(resource)
         ns = self._namespace_for(kind, namespace)
         with self.transaction():
             current = self.get(kind.resource, ns, name)
             seen: set[str] = set()
+            if orphan:
+                self._orphan_children(current["metadata"]["uid"])
             self._delete_tree(kind.resource, current, seen)
             if kind.resource == "namespaces":
                 # As on a cluster: deleting a namespace deletes everything in it.
@@ -459,6 +465,25 @@ class Store:
                     ):
                         self._delete_tree(resource_name, obj, seen)
         return current
+
+    def _orphan_children(self, uid: str) -> None:
+        children = self._db.execute(
+            "SELECT resource, namespace, name FROM owners WHERE owner_uid=?", (uid,)
+        ).fetchall()
+        for child_resource, child_ns, child_name in children:
+            child = self._row(child_resource, child_ns, child_name)
+            if child is None:
+                continue
+            refs = child["metadata"].get("ownerReferences") or []
+            kept = [r for r in refs if r.get("uid") != uid]
+            if kept:
+                child["metadata"]["ownerReferences"] = kept
+            else:
+                child["metadata"].pop("ownerReferences", None)
+            rv = self._next_rv()
+            child["metadata"]["resourceVersion"] = str(rv)
+            self._write(child_resource, child)
+            self._record("MODIFIED", child_resource, child, rv)
 
     def _delete_tree(self, resource: str, obj: Obj, seen: set[str]) -> None:
         meta = obj["metadata"]
