@@ -230,3 +230,55 @@ def test_app_api_token_is_sent_to_the_app(
     )
     body = httpx.get(sc.http_url + "/v1.0/invoke/apptok/method/echo").json()
     assert body["headers"]["dapr-api-token"] == "app-secret"
+
+
+def test_sigterm_stops_the_sidecar_and_the_app(basic_resources: Path, tmp_path: Path) -> None:
+    http = free_port()
+    pidfile = tmp_path / "app.pid"
+    script = (
+        f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    )
+    env = {**os.environ, "WONDERLAND_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wonderland",
+            "sidecar",
+            "--app-id",
+            "term",
+            "--dapr-http-port",
+            str(http),
+            "--dapr-grpc-port",
+            "0",
+            "--resources-path",
+            str(basic_resources),
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        env=env,
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        from dapr_testing import wait_until
+
+        wait_until(lambda: pidfile.exists() and pidfile.read_text())
+        app_pid = int(pidfile.read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+        def gone() -> bool:
+            try:
+                os.kill(app_pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_until(gone)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

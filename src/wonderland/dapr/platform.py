@@ -42,6 +42,14 @@ KINDS = {
     "resiliencies.dapr.io": "resiliencies",
     "configurations.dapr.io": "configurations",
 }
+HONOURED = {
+    "dapr.io/enabled",
+    "dapr.io/app-id",
+    "dapr.io/app-port",
+    "dapr.io/app-protocol",
+    "dapr.io/config",
+    "dapr.io/log-level",
+}
 _KEEP = ("apiVersion", "kind", "metadata", "spec", "scopes", "auth")
 
 
@@ -149,6 +157,20 @@ class DaprPlatform:
         ann = (revision.get("metadata") or {}).get("annotations") or {}
         if str(ann.get("dapr.io/enabled", "")).lower() != "true":
             return None
+        ignored = sorted(k for k in ann if k.startswith("dapr.io/") and k not in HONOURED)
+        if ignored:
+            log.warning(
+                "revision %s: annotations %s are not supported and have no effect; supported: %s",
+                replica.revision,
+                ", ".join(ignored),
+                ", ".join(sorted(HONOURED)),
+            )
+        if str(ann.get("dapr.io/app-protocol", "http")) != "http":
+            log.warning(
+                "revision %s: dapr.io/app-protocol %s is not supported; the sidecar talks HTTP to the app",
+                replica.revision,
+                ann.get("dapr.io/app-protocol"),
+            )
         namespace = replica.namespace or "default"
         app_id = str(ann.get("dapr.io/app-id") or replica.service or replica.revision)
         folder = self.sync_namespace(namespace)
