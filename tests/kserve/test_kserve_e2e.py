@@ -198,6 +198,9 @@ def test_the_talks_sklearn_iris(daemon: KServeDaemon) -> None:
     ksvc = daemon.get("ksvc", "sklearn-iris-predictor")
     assert ksvc["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
     assert ksvc["metadata"]["labels"]["serving.kserve.io/inferenceservice"] == "sklearn-iris"
+    container = ksvc["spec"]["template"]["spec"]["containers"][0]
+    assert container["name"] == "kserve-container"
+    assert container["command"][-2:] == ["wonderland.kserve.forkserver", "serve"]
     table = daemon.cli("get", "isvc", "sklearn-iris")
     header, row = table.splitlines()[:2]
     assert header.split()[:5] == ["NAME", "URL", "READY", "PREV", "LATEST"]

@@ -45,6 +45,12 @@ def install(platform: Platform) -> InferenceServiceReconciler:
             body = dict(current)
             body["spec"] = runtime["spec"]
             store.update(body)
+    from wonderland.kserve.forkserver import ForkServerService
+
+    forkserver = ForkServerService(platform.state_dir)
     reconciler = InferenceServiceReconciler(platform, platform.settings.domain)
+    if forkserver.usable:
+        platform.add_service(forkserver)
+        reconciler.forkserver_socket = str(forkserver.path)
     platform.controllers.register(reconciler)
     return reconciler

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from wonderland.kserve.components import (
     model_container,
     transformer_container,
 )
+from wonderland.kserve.forkserver import SOCKET_ENV
 from wonderland.kserve.runtimes import (
     CLUSTER_RUNTIMES,
     MANAGED_BY,
@@ -40,6 +42,7 @@ KSVCS = "services.serving.knative.dev"
 ROUTES = "routes.serving.knative.dev"
 COMPONENTS = ("predictor", "transformer", "explainer")
 STORAGE_RETRY_SECONDS = 10.0
+WONDERLAND_SERVE = ["wonderland", "serve"]
 
 
 @dataclass
@@ -66,6 +69,8 @@ class InferenceServiceReconciler:
         self.state_dir: Path = platform.state_dir
         self.domain = domain
         self._downloads: dict[tuple[str, ...], _Download] = {}
+        # The warm fork server's socket (see forkserver.py); "" runs replicas plainly.
+        self.forkserver_socket = ""
 
     # -- the loop --------------------------------------------------------------------
 
@@ -197,6 +202,11 @@ class InferenceServiceReconciler:
         if model.get("storageUri"):
             model_dir = await self._storage(isvc, model)
         container = model_container(isvc, model, choice.obj, model_dir, builtin)
+        if builtin and self.forkserver_socket and container.get("command") == WONDERLAND_SERVE:
+            container["command"] = [sys.executable, "-m", "wonderland.kserve.forkserver", "serve"]
+            container.setdefault("env", []).append(
+                {"name": SOCKET_ENV, "value": self.forkserver_socket}
+            )
         container.setdefault("env", []).append(
             {"name": "STORAGE_URI", "value": str(model.get("storageUri") or "")}
         )
