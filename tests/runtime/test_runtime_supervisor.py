@@ -284,3 +284,16 @@ async def test_image_resolves_through_the_project_file_and_builds_once(
     with pytest.raises(NotFoundError, match="Unable to fetch image 'example/missing'"):
         await resolver.build("example/missing")
     json.dumps(lines)
+
+
+async def test_startup_probe_holds_readiness_until_it_passes(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    tpl = template(startup={"exec": {"command": ["test", "-e", str(started)]}})
+    supervisor.scale(tpl, 1)
+    await wait_for(lambda: supervisor.replicas(tpl.key)[0].process is not None)
+    await asyncio.sleep(0.5)  # the app listens by now; the startup probe still fails
+    assert supervisor.ready_endpoints(tpl.key) == []
+    started.write_text("")
+    await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CFG, DOMAIN, KSVC, REV, ROUTE, Env, ksvc
+from conftest import APP, CFG, DOMAIN, KSVC, REV, ROUTE, Env, ksvc
 
 from wonderland.errors import InvalidError
 
@@ -210,6 +210,18 @@ async def test_byo_revision_name_and_generate_name(platform_env: Env) -> None:
             "more than one container port",
         ),
         (
+            lambda s: s["spec"]["template"]["spec"]["containers"].append(
+                {"name": "side", "command": ["sleep", "1000"]}
+            ),
+            "expected exactly one container with a port, got neither",
+        ),
+        (
+            lambda s: s["spec"]["template"]["spec"].update(
+                volumes=[{"name": "cache", "emptyDir": {}}]
+            ),
+            "volumes are not supported",
+        ),
+        (
             lambda s: s["spec"]["template"].update(metadata={"name": "other-1"}),
             'must have prefix "hello-"',
         ),
@@ -384,3 +396,45 @@ async def test_held_requests_fail_fast_when_the_revision_cannot_start(
     r = await env.request(f"flaky.default.{DOMAIN}")
     assert r.status_code == 503
     assert "could not start a replica" in r.text and "found" in r.text
+
+
+async def test_multiple_containers_run_the_others_as_sidecars(platform_env: Env) -> None:
+    import socket
+    import sys
+
+    import httpx
+
+    env = platform_env
+    svc = ksvc("multi")
+    spec = svc["spec"]["template"]["spec"]
+    spec["containers"][0]["ports"] = [{"containerPort": 8080}]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        side_port = sock.getsockname()[1]
+    # the sidecar is the same test app on a port of its own
+    spec["containers"].append(
+        {
+            "name": "helper",
+            "command": [
+                sys.executable,
+                "-c",
+                f"import os, runpy; os.environ['PORT'] = '{side_port}'; "
+                f"runpy.run_path({APP!r}, run_name='__main__')",
+            ],
+            "env": [{"name": "ROLE", "value": "helper"}],
+        }
+    )
+    env.apply(svc)
+    await env.ready("multi")
+    names = [c["name"] for c in env.get(REV, "multi-00001")["spec"]["containers"]]
+    assert names == ["user-container", "helper"]
+    assert (await env.request(f"multi.default.{DOMAIN}")).status_code == 200
+    side = None
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(300):
+            try:
+                side = await client.get(f"http://127.0.0.1:{side_port}/")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    assert side is not None and side.json()["env"]["ROLE"] == "helper"

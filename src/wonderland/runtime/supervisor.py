@@ -64,10 +64,13 @@ class ReplicaTemplate:
     cwd: str | None = None
     readiness: Mapping[str, Any] | None = None
     liveness: Mapping[str, Any] | None = None
+    startup: Mapping[str, Any] | None = None
     port_name: str = ""
     grace_period: float = 30.0
     progress_deadline: float = 600.0
     revision_object: dict[str, Any] = field(default_factory=dict)
+    # the revision's other containers, run beside the app like companions
+    sidecars: list[companions.CompanionProcess] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -173,9 +176,14 @@ class Replica:
         self.started_at = time.monotonic()
         proc = self.process
         readiness = ProbeSpec.from_spec(tpl.readiness, self.port, env=env, cwd=tpl.cwd)
+        startup = (
+            ProbeSpec.from_spec(tpl.startup, self.port, env=env, cwd=tpl.cwd)
+            if tpl.startup
+            else None
+        )
         liveness = ProbeSpec.from_spec(tpl.liveness, self.port, liveness=True, env=env, cwd=tpl.cwd)
         exit_wait = asyncio.ensure_future(proc.wait())
-        watchers = [asyncio.ensure_future(self._readiness(readiness))]
+        watchers = [asyncio.ensure_future(self._readiness(readiness, startup))]
         if liveness is not None:
             watchers.append(asyncio.ensure_future(self._liveness(liveness)))
         try:
@@ -194,9 +202,30 @@ class Replica:
         exit_wait.cancel()
         return None
 
-    async def _readiness(self, probe: ProbeSpec | None) -> None:
+    async def _startup(self, probe: ProbeSpec) -> bool:
+        """The startupProbe: readiness is not probed until it passes; False to restart."""
+        if probe.initial_delay:
+            await asyncio.sleep(probe.initial_delay)
+        deadline = time.monotonic() + self.template.progress_deadline
+        failures = 0
+        while True:
+            ok, msg = await run_probe(probe)
+            if ok:
+                return True
+            failures += 1
+            if (probe.period and failures >= probe.failure_threshold) or (
+                time.monotonic() > deadline
+            ):
+                self.reason = "StartupProbeFailed"
+                self.message = msg
+                return False
+            await asyncio.sleep(probe.period or AGGRESSIVE_PROBE_PERIOD)
+
+    async def _readiness(self, probe: ProbeSpec | None, startup: ProbeSpec | None = None) -> None:
         assert probe is not None
         tpl = self.template
+        if startup is not None and not await self._startup(startup):
+            return
         if probe.initial_delay:
             await asyncio.sleep(probe.initial_delay)
         deadline = time.monotonic() + tpl.progress_deadline
@@ -264,7 +293,10 @@ class Replica:
                     stdout=out,
                     stderr=asyncio.subprocess.STDOUT,
                     cwd=spec.cwd,
-                    env={**self.supervisor.base_env(), **spec.env},
+                    env={
+                        k: v.replace(POD_NAME_PLACEHOLDER, self.name)
+                        for k, v in {**self.supervisor.base_env(), **spec.env}.items()
+                    },
                     start_new_session=True,
                     preexec_fn=_die_with_parent,
                 )
@@ -410,7 +442,7 @@ class Supervisor:
             self._changed(key)
 
     def _prepare_companions(self, template: ReplicaTemplate, replica: Replica) -> None:
-        specs: list[companions.CompanionProcess] = []
+        specs: list[companions.CompanionProcess] = list(template.sidecars)
         extra: dict[str, str] = {}
         info = companions.ReplicaInfo(
             namespace=template.namespace,

@@ -23,6 +23,7 @@ from wonderland.serving.system import (
     REVISIONS,
     ServingSystem,
 )
+from wonderland.serving.validation import serving_container
 
 __all__ = ["ConfigurationReconciler"]
 
@@ -118,8 +119,10 @@ class ConfigurationReconciler:
         spec.setdefault("containerConcurrency", config.container_concurrency)
         containers = spec.get("containers") or []
         if containers:
-            c = containers[0]
-            c.setdefault("name", "user-container")
+            index, _ = serving_container(spec)
+            for i, c in enumerate(containers):
+                c.setdefault("name", "user-container" if i == index else f"sidecar-{i}")
+            c = containers[index]
             if not c.get("readinessProbe"):
                 c["readinessProbe"] = {"tcpSocket": {"port": 0}, "successThreshold": 1}
         labels = {

@@ -9,6 +9,7 @@ from wonderland.autoscaler.config import parse_duration
 from wonderland.controllers import Result
 from wonderland.errors import NotFoundError, WonderlandError
 from wonderland.runtime import BuiltImage, PodInfo, ReplicaTemplate, container_env
+from wonderland.runtime.companions import CompanionProcess
 from wonderland.runtime.env import POD_NAME_PLACEHOLDER
 from wonderland.serving._common import (
     L_CONFIG,
@@ -25,6 +26,7 @@ from wonderland.serving.system import (
     RevisionRuntime,
     ServingSystem,
 )
+from wonderland.serving.validation import serving_container
 
 __all__ = ["RevisionReconciler"]
 
@@ -46,7 +48,7 @@ class RevisionReconciler:
             return None
         spec = rev.get("spec") or {}
         meta = rev["metadata"]
-        container = (spec.get("containers") or [{}])[0]
+        _, container = serving_container(spec)
         ports = container.get("ports") or []
         cc = int(spec.get("containerConcurrency") or 0)
         target = system.table.revision(namespace, name)
@@ -192,7 +194,21 @@ class RevisionReconciler:
             labels=labels,
             annotations=meta.get("annotations") or {},
         )
-        env = container_env(container, pod, lookup, "spec.containers[0]")
+        index, _ = serving_container(spec)
+        env = container_env(container, pod, lookup, f"spec.containers[{index}]")
+        sidecars = []
+        for i, side in enumerate(spec.get("containers") or []):
+            if i == index:
+                continue
+            side_env = container_env(side, pod, lookup, f"spec.containers[{i}]")
+            sidecars.append(
+                CompanionProcess(
+                    side.get("name") or f"sidecar-{i}",
+                    [*side["command"], *(side.get("args") or [])],
+                    env=side_env,
+                    cwd=side.get("workingDir"),
+                )
+            )
         if container.get("command"):
             argv = [*container["command"], *(container.get("args") or [])]
         elif built is not None:
@@ -214,6 +230,7 @@ class RevisionReconciler:
             cwd=container.get("workingDir") or (str(built.context) if built else None),
             readiness=_probe(container.get("readinessProbe")),
             liveness=container.get("livenessProbe"),
+            startup=container.get("startupProbe"),
             port_name=(ports[0].get("name") or "") if ports else "",
             grace_period=min(timeout, 30.0),
             progress_deadline=(
@@ -222,6 +239,7 @@ class RevisionReconciler:
                 else 600.0
             ),
             revision_object=rev,
+            sidecars=sidecars,
         )
 
     def _deploying(self, rev: Obj, message: str) -> Result | None:

@@ -60,14 +60,52 @@ def validate_revision_spec(spec: Obj, annotations: dict[str, str], path: str) ->
     cpath = f"{path}.spec.containers"
     if not containers:
         raise InvalidError(cpath, "missing field(s); a revision needs one container")
-    if len(containers) > 1:
+    if spec.get("volumes"):
         raise InvalidError(
-            cpath,
-            "more than one container is not supported on one machine yet; run the other "
-            "process as its own Service (or a replica companion)",
+            f"{path}.spec.volumes",
+            "volumes are not supported on one machine yet; pass ConfigMaps and Secrets "
+            "with env/envFrom instead",
         )
-    c = containers[0]
-    at = f"{cpath}[0]"
+    serving = [i for i, c in enumerate(containers) if c.get("ports")]
+    if len(containers) > 1 and len(serving) != 1:
+        got = "neither" if not serving else "more than one"
+        raise InvalidError(
+            f"{cpath}[*].ports",
+            f"expected exactly one container with a port, got {got}; the others are sidecars",
+        )
+    for i, c in enumerate(containers):
+        at = f"{cpath}[{i}]"
+        if c.get("volumeMounts"):
+            raise InvalidError(
+                f"{at}.volumeMounts",
+                "volume mounts are not supported on one machine yet; pass ConfigMaps and "
+                "Secrets with env/envFrom instead",
+            )
+        if len(containers) > 1 and i not in serving and not c.get("command"):
+            raise InvalidError(
+                f"{at}.command",
+                "a sidecar container needs a command here (its image is not run); "
+                "give the command line that starts it",
+            )
+        _validate_container(c, at)
+    timeout = spec.get("timeoutSeconds")
+    if timeout is not None and not 0 <= timeout <= max_timeout:
+        raise InvalidError(
+            f"{path}.spec.timeoutSeconds",
+            f"expected 0 <= {timeout} <= {max_timeout} (max-revision-timeout-seconds)",
+        )
+    cc = spec.get("containerConcurrency")
+    if cc is not None and not 0 <= cc <= max_cc:
+        raise InvalidError(f"{path}.spec.containerConcurrency", f"expected 0 <= {cc} <= {max_cc}")
+    try:
+        ScalingSpec.from_revision(as_config, annotations, int(cc or 0))
+    except InvalidError as exc:
+        raise InvalidError(
+            f"{path}.{exc.field or 'metadata.annotations'}", exc.reason_text
+        ) from None
+
+
+def _validate_container(c: Obj, at: str) -> None:
     if not c.get("image") and not c.get("command"):
         raise InvalidError(f"{at}.image", "missing field(s); give an image or a command")
     ports = c.get("ports") or []
@@ -94,21 +132,15 @@ def validate_revision_spec(spec: Obj, annotations: dict[str, str], path: str) ->
             raise InvalidError(
                 f"{at}.env[{i}].name", f'"{env["name"]}" is a reserved environment variable'
             )
-    timeout = spec.get("timeoutSeconds")
-    if timeout is not None and not 0 <= timeout <= max_timeout:
-        raise InvalidError(
-            f"{path}.spec.timeoutSeconds",
-            f"expected 0 <= {timeout} <= {max_timeout} (max-revision-timeout-seconds)",
-        )
-    cc = spec.get("containerConcurrency")
-    if cc is not None and not 0 <= cc <= max_cc:
-        raise InvalidError(f"{path}.spec.containerConcurrency", f"expected 0 <= {cc} <= {max_cc}")
-    try:
-        ScalingSpec.from_revision(as_config, annotations, int(cc or 0))
-    except InvalidError as exc:
-        raise InvalidError(
-            f"{path}.{exc.field or 'metadata.annotations'}", exc.reason_text
-        ) from None
+
+
+def serving_container(spec: Obj) -> tuple[int, Obj]:
+    """The container that receives requests: the one with a port, else the only one."""
+    containers = spec.get("containers") or [{}]
+    for i, c in enumerate(containers):
+        if c.get("ports"):
+            return i, c
+    return 0, containers[0]
 
 
 def validate_traffic(
