@@ -170,3 +170,42 @@ async def test_a_wrong_token_is_refused(tmp_path: Path) -> None:
         writer.close()
     finally:
         await broker.stop()
+
+
+def test_only_the_platforms_sidecar_entry_swaps_pubsub_in_memory() -> None:
+    """A standalone `wonderland sidecar` keeps its process-local broker."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from wonderland.dapr.components import component_class\n"
+        "before = component_class('pubsub.in-memory').__name__\n"
+        "if sys.argv[1] == 'platform':\n"
+        "    from wonderland.dapr.components.pubsub_platform import use_platform_broker\n"
+        "    use_platform_broker()\n"
+        "print(before, component_class('pubsub.in-memory').__name__)\n"
+    )
+    for mode, expected in (
+        ("standalone", "InMemoryPubSub InMemoryPubSub"),
+        ("platform", "InMemoryPubSub PlatformPubSub"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, mode], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
+
+
+def test_the_platforms_sidecar_entry_runs_the_wonderland_cli() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "wonderland.dapr.components.pubsub_platform", "sidecar", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--app-id" in done.stdout
