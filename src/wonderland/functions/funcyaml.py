@@ -357,9 +357,6 @@ class FunctionConfig:
     def subscriptions(self) -> list[dict[str, Any]]:
         return list(self.section("deploy").get("subscriptions") or [])
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.data, sort_keys=False, default_flow_style=False)
-
 
 def parse_config(text: str, source: str = FUNC_YAML) -> FunctionConfig:
     """Parse and validate ``func.yaml`` text; raise InvalidError listing every problem."""

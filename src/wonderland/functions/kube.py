@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import os
 import ssl
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,26 +154,3 @@ class KubeClient:
             self.request("DELETE", resource_path(kind, namespace, name))
         except NotFoundError:
             pass
-
-
-def write_temp_kubeconfig(server: str, token: str, ca_pem: str | None) -> Path:
-    """A kubeconfig file for tests and tools that need one (deleted by the caller)."""
-    cluster: dict[str, Any] = {"server": server}
-    if ca_pem:
-        cluster["certificate-authority-data"] = base64.b64encode(ca_pem.encode()).decode()
-    else:
-        cluster["insecure-skip-tls-verify"] = True
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "wonderland", "cluster": cluster}],
-        "users": [{"name": "wonderland", "user": {"token": token}}],
-        "contexts": [
-            {"name": "wonderland", "context": {"cluster": "wonderland", "user": "wonderland"}}
-        ],
-        "current-context": "wonderland",
-    }
-    fd, name = tempfile.mkstemp(suffix=".kubeconfig")
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(doc, handle)
-    return Path(name)

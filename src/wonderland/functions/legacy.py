@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import sys
 import types
@@ -189,7 +190,7 @@ class LegacyFunction:
                 await send_text(send, 400, f"Bad Request: the CloudEvent does not decode: {exc}")
                 return
         try:
-            if inspect_coroutine(self.main):
+            if inspect.iscoroutinefunction(self.main):
                 result = await self.main(context)
             else:
                 result = await asyncio.to_thread(self.main, context)
@@ -202,12 +203,6 @@ class LegacyFunction:
             )
             return
         await _respond(send, result)
-
-
-def inspect_coroutine(fn: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(fn)
 
 
 async def _respond(send: Send, result: Any) -> None:
