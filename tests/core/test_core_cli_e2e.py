@@ -172,20 +172,6 @@ spec:
     assert daemon.cli("get", "cm").stderr.strip() == "No resources found in default namespace."
 
 
-def test_directory_apply_and_delete_recursive(daemon: Daemon, tmp_path: Path) -> None:
-    write(tmp_path, "manifests/a.yaml", CONFIGMAP)
-    write(tmp_path, "manifests/nested/b.yaml", SERVICE)
-    flat = daemon.ok("apply", "-f", str(tmp_path / "manifests"))
-    assert flat.splitlines() == ["configmap/settings created"]
-    deep = daemon.ok("apply", "-R", "-f", str(tmp_path / "manifests"))
-    assert "service.serving.knative.dev/hello created" in deep.splitlines()
-    deleted = daemon.ok("delete", "-R", "-f", str(tmp_path / "manifests"))
-    assert sorted(deleted.splitlines()) == [
-        'configmap "settings" deleted',
-        'service.serving.knative.dev "hello" deleted',
-    ]
-
-
 SUBSCRIPTION = """\
 apiVersion: dapr.io/v2alpha1
 kind: Subscription
@@ -197,6 +183,20 @@ spec:
   routes:
     default: /orders
 """
+
+
+def test_directory_apply_and_delete_recursive(daemon: Daemon, tmp_path: Path) -> None:
+    write(tmp_path, "manifests/a.yaml", CONFIGMAP)
+    write(tmp_path, "manifests/nested/b.yaml", SUBSCRIPTION)
+    flat = daemon.ok("apply", "-f", str(tmp_path / "manifests"))
+    assert flat.splitlines() == ["configmap/settings created"]
+    deep = daemon.ok("apply", "-R", "-f", str(tmp_path / "manifests"))
+    assert "subscription.dapr.io/orders created" in deep.splitlines()
+    deleted = daemon.ok("delete", "-R", "-f", str(tmp_path / "manifests"))
+    assert sorted(deleted.splitlines()) == [
+        'configmap "settings" deleted',
+        'subscription.dapr.io "orders" deleted',
+    ]
 
 
 def test_kill_9_and_restart_keeps_every_applied_object(new_daemon: Daemon, tmp_path: Path) -> None:
