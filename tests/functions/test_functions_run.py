@@ -151,6 +151,7 @@ def test_host_binds_PORT_from_the_runtime_contract(tmp_path: Path) -> None:
         ("go", "runtime: 'go' is not supported"),
         ("no-code", "no function found"),
         ("missing-env", "needs the environment variable NOPE_NOT_SET"),
+        ("volumes", "run.volumes: mounting Secrets, ConfigMaps and volumes is not supported"),
     ],
 )
 def test_run_rejects_folders_that_are_not_runnable(
@@ -165,6 +166,13 @@ def test_run_rejects_folders_that_are_not_runnable(
         (root / "func.yaml").write_text(head + "runtime: go\n")
     elif setup == "no-code":
         (root / "func.yaml").write_text(head + "runtime: python\n")
+    elif setup == "volumes":
+        root.rmdir()
+        create_function(root)
+        (root / "func.yaml").write_text(
+            (root / "func.yaml").read_text()
+            + "run:\n  volumes:\n  - secret: db\n    path: /etc/db\n"
+        )
     elif setup == "missing-env":
         root.rmdir()
         create_function(root)

@@ -129,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 
     root = Path(args.path).resolve()
     config = load_config(root)
+    config.check_runnable_here()
     detect_layout(root)
     extra: dict[str, str] = {}
     for item in args.env:

@@ -150,6 +150,7 @@ def deploy_function(
     config = load_config(root)
     if not config.name:
         raise InvalidError(f"{config.path}: name is not set; add `name: <function-name>`")
+    config.check_runnable_here()
     detect_layout(root)
     client = client or platform_client(env)
     if client is None:

@@ -329,6 +329,17 @@ class FunctionConfig:
         value = self.data.get(name)
         return value if isinstance(value, dict) else {}
 
+    def check_runnable_here(self) -> None:
+        """Refuse what a Knative cluster would do but this machine cannot (rather than
+        silently ignoring it)."""
+        if self.section("run").get("volumes"):
+            where = f"{self.path or FUNC_YAML}"
+            raise InvalidError(
+                f"{where}: run.volumes: mounting Secrets, ConfigMaps and volumes is not "
+                "supported on one machine yet; read them as environment variables with "
+                "run.envs ({{ secret:name:key }}, {{ configMap:name }}) instead"
+            )
+
     @property
     def run_envs(self) -> list[dict[str, str]]:
         return list(self.section("run").get("envs") or [])
