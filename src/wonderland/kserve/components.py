@@ -188,6 +188,11 @@ def transformer_container(isvc: Obj, component: Obj) -> Obj:
     if cc and not _has_flag(args, "--workers"):
         args += ["--workers", str(cc)]
     container["args"] = args
+    # KServe tells custom transformers the predictor's protocol through PROTOCOL.
+    predictor_model = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
+    protocol = predictor_model.get("protocolVersion") or "v1"
+    env = [e for e in container.get("env") or [] if e.get("name") != "PROTOCOL"]
+    container["env"] = [*env, {"name": "PROTOCOL", "value": protocol}]
     return container
 
 

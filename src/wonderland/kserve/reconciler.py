@@ -86,6 +86,7 @@ class InferenceServiceReconciler:
         failure: tuple[str, str] | None = None
         waiting: str | None = None
         ksvcs: dict[str, Obj] = {}
+        detail: list[tuple[str, str, str, str]] = []  # conditions that do not gate Ready
         present = [c for c in COMPONENTS if spec.get(c)]
         for which in present:
             component = spec[which]
@@ -119,6 +120,21 @@ class InferenceServiceReconciler:
             ksvcs[which] = ksvc
             components_status[which] = self._component_status(ksvc, cstatus)
             ready_parts.append(_ksvc_ready(which, ksvc))
+            if which == "predictor":
+                # KServe's finer predictor conditions, from the Knative Service's own.
+                for kind, ktype in (
+                    ("Configuration", "ConfigurationsReady"),
+                    ("Route", "RoutesReady"),
+                ):
+                    cond = get_condition(ksvc, ktype) or {}
+                    detail.append(
+                        (
+                            f"Predictor{kind}Ready",
+                            str(cond.get("status", "Unknown")),
+                            str(cond.get("reason", "")),
+                            str(cond.get("message", "")),
+                        )
+                    )
         for which in list(components_status):
             if which not in present:
                 del components_status[which]
@@ -136,7 +152,7 @@ class InferenceServiceReconciler:
             except ComponentSpecError as exc:
                 ingress = ("False", exc.reason, str(exc))
 
-        for ctype, cst, reason, message in ready_parts:
+        for ctype, cst, reason, message in [*ready_parts, *detail]:
             conditions = set_condition(conditions, ctype, cst, reason, message)
         for which in COMPONENTS:
             if which not in present:

@@ -254,3 +254,30 @@ def test_s3_errors_name_the_bucket_and_the_endpoint(s3_endpoint: str, tmp_path: 
     ctx = StorageContext(tmp_path / "state", env={**AWS_ENV, "AWS_ENDPOINT_URL": dead})
     with pytest.raises(StorageError, match="cannot reach S3"):
         fetch("s3://models/iris", ctx)
+
+
+def test_cli_pull_prints_the_cached_folder(
+    web: tuple[str, Path, list[str]], tmp_path: Path
+) -> None:
+    base, root, _ = web
+    (root / "model.joblib").write_bytes(b"m" * 5000)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
+    env["WONDERLAND_HOME"] = str(tmp_path / "home")
+    cmd = [sys.executable, "-m", "wonderland", "storage", "pull"]
+    out = subprocess.run(
+        [*cmd, f"{base}/model.joblib"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    folder = Path(out.stdout.strip().splitlines()[-1])
+    assert folder.is_relative_to(tmp_path / "home")
+    assert (folder / "model.joblib").read_bytes() == b"m" * 5000
+    bad = subprocess.run(
+        [*cmd, "models:/iris/1"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert bad.returncode == 1
+    assert "reserved for the model registry" in bad.stderr
