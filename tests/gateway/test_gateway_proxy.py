@@ -260,3 +260,29 @@ async def test_keep_alive_and_head(method: str) -> None:
                     # uvicorn frames this body with chunked encoding
                     await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 10)
             writer.close()
+
+
+async def test_idle_timeout_cuts_a_stalled_stream() -> None:
+    async def stall(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"start", "more_body": True})
+        if scope["path"] == "/stall":
+            await asyncio.sleep(5)
+        else:
+            for _ in range(3):
+                await asyncio.sleep(0.3)
+                await send({"type": "http.response.body", "body": b".", "more_body": True})
+        await send({"type": "http.response.body", "body": b"end"})
+
+    table = RoutingTable()
+    async with replica(stall) as port:
+        target = table.revision("default", "hello-00001")
+        target.idle_timeout = 1.0
+        target.set_endpoints([("127.0.0.1", port, "r1")])
+        simple_route(table, [("hello-00001", 100)], {})
+        async with gateway(table) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            host = {"Host": "hello.default.127.0.0.1.sslip.io"}
+            ok = await client.get("/steady", headers=host)  # chunks every 0.3 s: never idle
+            assert ok.text == "start...end"
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get("/stall", headers=host)

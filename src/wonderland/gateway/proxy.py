@@ -368,7 +368,12 @@ class ClientConnection(asyncio.Protocol):
 
     def first_byte(self, req: _Request) -> None:
         req.started = True
-        self.deadlines.items.pop(req, None)
+        target = req.target
+        if target is not None and target.idle_timeout > 0:
+            # idleTimeoutSeconds: from now on the deadline moves with every chunk
+            req.deadline = self.loop.time() + target.idle_timeout
+        else:
+            self.deadlines.items.pop(req, None)
 
     def response_done(self, req: _Request, conn: UpstreamConnection, reusable: bool) -> None:
         ep = req.endpoint
@@ -384,9 +389,20 @@ class ClientConnection(asyncio.Protocol):
         self._complete(req, close=not conn.keep_alive)
 
     def _on_timeout(self, req: _Request) -> None:
-        if req.started or self.current is not req:
+        if self.current is not req:
             return
         target = req.target
+        if req.started:
+            # idleTimeoutSeconds passed without a byte: the response can only be cut
+            conn = req.upstream
+            if conn is not None:
+                req.upstream = None
+                conn.abort()
+            if req.endpoint is not None and target is not None:
+                target.release(req.endpoint)
+                req.endpoint = None
+            self._complete(req, close=True)
+            return
         if req.waiting and target is not None:
             for w in list(target.waiters):
                 if isinstance(w, _Grant) and w.req is req:
@@ -581,6 +597,8 @@ class UpstreamConnection(asyncio.Protocol):
             client.first_byte(req)
             if self.head_only:
                 self._says_close = b"connection: close" in data.lower()
+        elif req.target is not None and req.target.idle_timeout > 0:
+            req.deadline = client.loop.time() + req.target.idle_timeout
         if client.transport is not None and not client.closed:
             client.transport.write(data)
         try:

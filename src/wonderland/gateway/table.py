@@ -92,6 +92,7 @@ class RevisionTarget:
         self.key = f"{namespace}/{name}"
         self.container_concurrency = container_concurrency
         self.timeout = timeout
+        self.idle_timeout = 0.0  # idleTimeoutSeconds; 0 = none
         self.h2c = h2c
         self.endpoints: list[Endpoint] = []
         self.draining: list[Endpoint] = []  # removed, with requests still in flight

@@ -55,6 +55,7 @@ class RevisionReconciler:
         target.container_concurrency = cc
         timeout = spec.get("responseStartTimeoutSeconds") or spec.get("timeoutSeconds")
         target.timeout = float(timeout or system.config.revision_timeout_seconds)
+        target.idle_timeout = float(spec.get("idleTimeoutSeconds") or 0)
         target.h2c = bool(ports and ports[0].get("name") == "h2c")
         status = dict(rev.get("status") or {})
         conditions = status.get("conditions")
