@@ -31,7 +31,7 @@ __all__ = ["Replica", "ReplicaTemplate", "Supervisor"]
 
 log = logging.getLogger("wonderland.runtime")
 
-AGGRESSIVE_PROBE_PERIOD = 0.025
+AGGRESSIVE_PROBE_PERIOD = 0.01  # while starting: the first-request latency of a cold start
 READY_PROBE_PERIOD = 1.0
 
 
