@@ -51,6 +51,6 @@ def install(platform: Platform) -> InferenceServiceReconciler:
     reconciler = InferenceServiceReconciler(platform, platform.settings.domain)
     if forkserver.usable:
         platform.add_service(forkserver)
-        reconciler.forkserver_socket = str(forkserver.path)
+        reconciler.forkserver = forkserver
     platform.controllers.register(reconciler)
     return reconciler

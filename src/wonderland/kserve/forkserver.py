@@ -287,8 +287,12 @@ class ForkServerService:
         return len(str(self.path).encode()) < 100
 
     async def start(self) -> None:
-        if not self.usable:
-            log.info("state directory path too long for a unix socket; no fork server")
+        """Nothing yet: the fork server starts with the first InferenceService, so a
+        platform that serves no models never pays for its imports."""
+
+    def ensure_started(self) -> None:
+        """Start the fork server unless it runs (replicas fall back until it listens)."""
+        if not self.usable or (self.proc is not None and self.proc.poll() is None):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from wonderland.kserve.components import (
     model_container,
     transformer_container,
 )
-from wonderland.kserve.forkserver import SOCKET_ENV
+from wonderland.kserve.forkserver import SOCKET_ENV, ForkServerService
 from wonderland.kserve.runtimes import (
     CLUSTER_RUNTIMES,
     MANAGED_BY,
@@ -69,8 +69,8 @@ class InferenceServiceReconciler:
         self.state_dir: Path = platform.state_dir
         self.domain = domain
         self._downloads: dict[tuple[str, ...], _Download] = {}
-        # The warm fork server's socket (see forkserver.py); "" runs replicas plainly.
-        self.forkserver_socket = ""
+        # The warm fork server (see forkserver.py); None runs replicas plainly.
+        self.forkserver: ForkServerService | None = None
 
     # -- the loop --------------------------------------------------------------------
 
@@ -218,10 +218,11 @@ class InferenceServiceReconciler:
         if model.get("storageUri"):
             model_dir = await self._storage(isvc, model)
         container = model_container(isvc, model, choice.obj, model_dir, builtin)
-        if builtin and self.forkserver_socket and container.get("command") == WONDERLAND_SERVE:
+        if builtin and self.forkserver and container.get("command") == WONDERLAND_SERVE:
+            self.forkserver.ensure_started()
             container["command"] = [sys.executable, "-m", "wonderland.kserve.forkserver", "serve"]
             container.setdefault("env", []).append(
-                {"name": SOCKET_ENV, "value": self.forkserver_socket}
+                {"name": SOCKET_ENV, "value": str(self.forkserver.path)}
             )
         container.setdefault("env", []).append(
             {"name": "STORAGE_URI", "value": str(model.get("storageUri") or "")}
