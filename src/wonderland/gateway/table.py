@@ -296,6 +296,7 @@ class RoutingTable:
         target = self.revisions.pop(f"{namespace}/{name}", None)
         if target is not None:
             target.set_endpoints([])
+            target.fail_waiters(503, f"revision {namespace}/{name} was deleted")
 
     def set_route(self, route_key: str, hosts: dict[str, HostRoute]) -> None:
         """Atomically replace every host of one Route (``namespace/name``)."""
