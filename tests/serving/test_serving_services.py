@@ -438,3 +438,32 @@ async def test_multiple_containers_run_the_others_as_sidecars(platform_env: Env)
             except httpx.TransportError:
                 await asyncio.sleep(0.05)
     assert side is not None and side.json()["env"]["ROLE"] == "helper"
+
+
+async def test_generate_name_for_configuration_and_route(platform_env: Env) -> None:
+    env = platform_env
+    cfg = env.store.create(
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Configuration",
+            "metadata": {"generateName": "cfg-", "namespace": "default"},
+            "spec": {"template": ksvc("x")["spec"]["template"]},
+        }
+    )
+    name = cfg["metadata"]["name"]
+    assert name.startswith("cfg-")
+    await env.wait(lambda: env.cond(CFG, name).get("status") == "True", what="configuration")
+    assert env.get(CFG, name)["status"]["latestReadyRevisionName"] == f"{name}-00001"
+    route = env.store.create(
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Route",
+            "metadata": {"generateName": "rt-", "namespace": "default"},
+            "spec": {"traffic": [{"configurationName": name, "percent": 100}]},
+        }
+    )
+    rname = route["metadata"]["name"]
+    await env.wait(lambda: env.cond(ROUTE, rname).get("status") == "True", what="route")
+    r = await env.request(f"{rname}.default.{DOMAIN}")
+    assert r.json()["env"]["K_REVISION"] == f"{name}-00001"
+    assert r.json()["env"]["K_CONFIGURATION"] == name
