@@ -57,6 +57,7 @@ def test_frontend_page_submit_approve_agenda_and_notification(
     page.goto(f"http://frontend.default.{DOMAIN}:{port}/")
     expect(page.locator("#revision")).to_have_text(re.compile(r"^frontend-0000\d$"))
     expect(page.locator("#flags")).to_contain_text("callForProposalsEnabled=true")
+    expect(page.locator("#debug")).to_be_hidden()  # debugEnabled is "false"
 
     page.fill("#title", title)
     page.fill("#author", "Mauricio")
