@@ -17,9 +17,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Start a Dapr-compatible sidecar (HTTP and gRPC APIs) and, after --, the app command with "
             "APP_ID, APP_PORT, DAPR_HTTP_PORT and DAPR_GRPC_PORT set. Both stop together."
         ),
-        usage="wonderland sidecar --app-id ID [options] [-- CMD ARGS...]",
+        usage="wonderland sidecar --app-id ID [options] [-- CMD ARGS...] | wonderland sidecar -f dapr.yaml",
     )
-    p.add_argument("--app-id", "-a", required=True, help="the app id")
+    p.add_argument("--app-id", "-a", default=None, help="the app id (required without -f)")
+    p.add_argument(
+        "--run-file",
+        "-f",
+        default=None,
+        metavar="FILE",
+        help="run every app of a Dapr multi-app template (dapr.yaml), each with its own sidecar",
+    )
     p.add_argument("--app-port", "-p", type=int, default=None, help="port the app listens on")
     p.add_argument(
         "--app-protocol", "-P", default="http", choices=["http"], help="protocol of the app channel"
@@ -65,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     from wonderland.dapr.resources import load_resources
     from wonderland.dapr.runtime import RuntimeOptions, default_state_dir
     from wonderland.dapr.sidecar import default_resources
+    from wonderland.errors import ConfigError
 
     level = {"warn": "WARNING"}.get(args.log_level, args.log_level.upper())
     logging.basicConfig(
@@ -73,6 +81,18 @@ def _run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    import uvloop
+
+    if args.run_file:
+        from wonderland.dapr.runfile import load_run_file
+
+        if args.app_id or command:
+            raise ConfigError("-f runs the apps of the template; leave out --app-id and -- CMD")
+        apps = load_run_file(args.run_file)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return int(runner.run(launcher.run_apps(apps)))
+    if not args.app_id:
+        raise ConfigError("--app-id is required (or -f dapr.yaml for a multi-app run)")
     state_dir = default_state_dir()
     paths = list(args.resources_path)
     if not paths and (Path.home() / ".dapr" / "components").is_dir():
@@ -96,7 +116,5 @@ def _run(args: argparse.Namespace) -> int:
         resources=resources.for_app(args.app_id, namespace),
         name_resolution_dir=Path(args.name_resolution_dir) if args.name_resolution_dir else None,
     )
-    import uvloop
-
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return int(runner.run(launcher.run(opts, command)))

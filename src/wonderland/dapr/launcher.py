@@ -9,12 +9,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from wonderland.dapr.runtime import RuntimeOptions
 from wonderland.dapr.sidecar import Sidecar
 
-__all__ = ["run"]
+__all__ = ["AppRun", "run", "run_apps"]
 
 log = logging.getLogger("wonderland.dapr")
 
@@ -32,59 +33,94 @@ async def _stop_process(proc: asyncio.subprocess.Process, grace: float = 5.0) ->
         await proc.wait()
 
 
+@dataclass(slots=True)
+class AppRun:
+    """One app of a run: its sidecar options, its command, where and with what env it runs."""
+
+    options: RuntimeOptions
+    command: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
 async def run(options: RuntimeOptions, command: Sequence[str]) -> int:
     """Serve until SIGINT/SIGTERM, ``/v1.0/shutdown``, or the app command exits; return its code."""
-    sidecar = Sidecar(options)
-    await sidecar.start()
+    return await run_apps([AppRun(options, list(command))], stop_when_an_app_exits=True)
+
+
+def _app_env(app: AppRun, sidecar: Sidecar) -> dict[str, str]:
+    opts = app.options
+    env = {
+        **os.environ,
+        **app.env,
+        "APP_ID": opts.app_id,
+        "DAPR_HTTP_PORT": str(sidecar.http_port),
+        "DAPR_GRPC_PORT": str(sidecar.grpc_port),
+        "APP_PROTOCOL": opts.app_protocol,
+        "APP_CHANNEL_ADDRESS": opts.app_channel_address,
+    }
+    if opts.app_port:
+        env["APP_PORT"] = str(opts.app_port)
+    return env
+
+
+async def run_apps(apps: Sequence[AppRun], *, stop_when_an_app_exits: bool = False) -> int:
+    """Run one sidecar (in this process) and one command per app until a signal.
+
+    With ``stop_when_an_app_exits`` (a single ``-- CMD``) the first app to exit stops
+    everything and its exit code is returned; otherwise (a multi-app run file) the run
+    ends when every app has exited, with the highest exit code.
+    """
+    sidecars: list[Sidecar] = []
+    procs: list[asyncio.subprocess.Process] = []
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(
-        f"wonderland sidecar: app id {options.app_id!r}, HTTP API on 127.0.0.1:{sidecar.http_port}, "
-        f"gRPC API on 127.0.0.1:{sidecar.grpc_port}"
-        + (f", app port {options.app_port}" if options.app_port else ""),
-        file=sys.stderr,
-        flush=True,
-    )
-    proc: asyncio.subprocess.Process | None = None
     code = 0
     try:
-        if command:
-            env = {
-                **os.environ,
-                "APP_ID": options.app_id,
-                "DAPR_HTTP_PORT": str(sidecar.http_port),
-                "DAPR_GRPC_PORT": str(sidecar.grpc_port),
-                "APP_PROTOCOL": options.app_protocol,
-                "APP_CHANNEL_ADDRESS": options.app_channel_address,
-            }
-            if options.app_port:
-                env["APP_PORT"] = str(options.app_port)
+        for app in apps:
+            sidecar = Sidecar(app.options)
+            await sidecar.start()
+            sidecars.append(sidecar)
+            opts = app.options
+            print(
+                f"wonderland sidecar: app id {opts.app_id!r}, HTTP API on 127.0.0.1:{sidecar.http_port}, "
+                f"gRPC API on 127.0.0.1:{sidecar.grpc_port}"
+                + (f", app port {opts.app_port}" if opts.app_port else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+        for app, sidecar in zip(apps, sidecars, strict=True):
+            if not app.command:
+                continue
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *command, env=env, start_new_session=True
+                    *app.command, env=_app_env(app, sidecar), cwd=app.cwd, start_new_session=True
                 )
             except OSError as exc:
                 from wonderland.errors import ConfigError
 
                 raise ConfigError(
-                    f"cannot start the app command {command[0]!r}: {exc.strerror}"
+                    f"app {app.options.app_id!r}: cannot start {app.command[0]!r}: {exc.strerror}"
                 ) from None
-        waiters: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(sidecar.wait_for_shutdown()),
-        ]
-        if proc is not None:
-            waiters.append(asyncio.ensure_future(proc.wait()))
+            procs.append(proc)
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        waiters += [asyncio.ensure_future(s.wait_for_shutdown()) for s in sidecars]
+        if procs:
+            if stop_when_an_app_exits:
+                waiters += [asyncio.ensure_future(p.wait()) for p in procs]
+            else:
+                waiters.append(asyncio.ensure_future(asyncio.gather(*(p.wait() for p in procs))))
         _done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for w in pending:
             w.cancel()
-        if proc is not None and proc.returncode is not None:
-            code = proc.returncode
-            log.info("the app exited with code %d; stopping the sidecar", code)
+        exited = [p.returncode for p in procs if p.returncode is not None]
+        if exited:
+            code = max(exited)
+            log.info("app exited with code %d; stopping", code)
     finally:
-        if proc is not None:
-            await _stop_process(proc)
-        await sidecar.stop()
+        await asyncio.gather(*(_stop_process(p) for p in procs), return_exceptions=True)
+        for sidecar in reversed(sidecars):
+            await sidecar.stop()
     return code
