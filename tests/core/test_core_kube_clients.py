@@ -192,3 +192,44 @@ def test_wonderland_apply_and_kubectl_apply_take_turns(
         "get", "ksvc", "hello", "-o", "jsonpath={.spec.template.spec.containers[0].image}"
     )
     assert image.stdout == "example/hello"
+
+
+def test_events_show_in_wonderland_and_kubectl_describe(
+    daemon: Daemon, kubectl: Any, tmp_path: Path
+) -> None:
+    import json
+
+    import yaml
+
+    cm = tmp_path / "cm.yaml"
+    cm.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  a: b\n")
+    daemon.ok("apply", "-f", str(cm))
+    uid = json.loads(daemon.ok("get", "cm", "flags", "-o", "json"))["metadata"]["uid"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "flags.1"},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": "flags",
+            "namespace": "default",
+            "uid": uid,
+        },
+        "type": "Warning",
+        "reason": "FlagUnknown",
+        "message": "flag b is not declared",
+        "count": 3,
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+        "source": {"component": "flagd"},
+    }
+    (tmp_path / "event.yaml").write_text(yaml.safe_dump(event))
+    daemon.ok("apply", "-f", str(tmp_path / "event.yaml"))
+    described = daemon.ok("describe", "cm", "flags")
+    line = next(x for x in described.splitlines() if "FlagUnknown" in x).split()
+    assert line[0] == "Warning" and line[-4:] == ["flag", "b", "is", "not", "declared"][-4:]
+    assert "flagd" in line and "(x3" in " ".join(line)
+    by_kubectl = kubectl("describe", "cm", "flags")
+    assert by_kubectl.returncode == 0, by_kubectl.stderr
+    assert "FlagUnknown" in by_kubectl.stdout

@@ -299,3 +299,21 @@ register(
         printer_columns=(PrinterColumn("Status", "string", ".status.phase"), _AGE),
     )
 )
+register(
+    ResourceKind(
+        group="",
+        version="v1",
+        kind="Event",
+        plural="events",
+        singular="event",
+        short_names=("ev",),
+        printer_columns=(
+            PrinterColumn("Last Seen", "date", ".lastTimestamp"),
+            PrinterColumn("Type", "string", ".type"),
+            PrinterColumn("Reason", "string", ".reason"),
+            PrinterColumn("Object", "string", ".involvedObject.name"),
+            PrinterColumn("Message", "string", ".message"),
+        ),
+        subresources=(),
+    )
+)

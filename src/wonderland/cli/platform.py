@@ -453,7 +453,8 @@ def _describe(args: argparse.Namespace) -> int:
 
     kind_name, names = _split_kind(args.kind, [args.name])
     kind = registry.lookup(kind_name)
-    obj = _client().request("GET", object_path(kind, args.namespace or "default", names[0]))
+    client = _client()
+    obj = client.request("GET", object_path(kind, args.namespace or "default", names[0]))
     meta = obj.get("metadata", {})
 
     def mapping(values: dict[str, str] | None) -> list[str]:
@@ -485,9 +486,53 @@ def _describe(args: argparse.Namespace) -> int:
             _describe_value(value, 1, out)
         else:
             out.append(f"{_title(key)}:  {_scalar(value)}")
-    out.append("Events:       <none>")
+    out += _events_section(client, meta)
     print("\n".join(out))
     return 0
+
+
+def _events_section(client: ControlClient, meta: dict[str, Any]) -> list[str]:
+    """kubectl's Events block: Type, Reason, Age, From, Message."""
+    from wonderland.api import printing
+    from wonderland.errors import WonderlandError
+
+    namespace = meta.get("namespace") or "default"
+    try:
+        listing = client.request(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/events",
+            params={"fieldSelector": f"involvedObject.uid={meta.get('uid', '')}"},
+        )
+    except WonderlandError:
+        return ["Events:       <none>"]
+    events = sorted(listing.get("items") or [], key=lambda e: e.get("lastTimestamp") or "")
+    if not events:
+        return ["Events:       <none>"]
+    rows = [
+        ["Type", "Reason", "Age", "From", "Message"],
+        ["----", "------", "----", "----", "-------"],
+    ]
+    for event in events:
+        age = printing.age(event.get("lastTimestamp"))
+        count = int(event.get("count") or 1)
+        if count > 1:
+            age += f" (x{count} over {printing.age(event.get('firstTimestamp'))})"
+        source = (event.get("source") or {}).get("component") or ""
+        rows.append(
+            [
+                str(event.get("type") or ""),
+                str(event.get("reason") or ""),
+                age,
+                source,
+                str(event.get("message") or ""),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["Events:"]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        lines.append("  " + "  ".join([*cells, row[4]]).rstrip())
+    return lines
 
 
 # -- logs ------------------------------------------------------------------------

@@ -112,6 +112,18 @@ class _Target:
     sub: str | None
 
 
+_EVENT_FIELDS = ("involvedObject.", "reason", "type", "source")
+
+
+def _field(obj: Obj, path: str) -> str:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, dict):
+        value = value.get("component")
+    return "" if value is None else str(value)
+
+
 def _details(kind: ResourceKind, name: str | None) -> dict[str, Any]:
     details: dict[str, Any] = {"group": kind.group, "kind": kind.plural}
     if name:
@@ -338,14 +350,17 @@ class ControlAPI:
         for term in (t.strip() for t in fields.split(",") if t.strip()):
             negate = "!=" in term
             key, _, value = term.replace("!=", "=").replace("==", "=").partition("=")
-            if key not in ("metadata.name", "metadata.namespace"):
+            allowed = key in ("metadata.name", "metadata.namespace") or key.startswith(
+                _EVENT_FIELDS
+            )
+            if not allowed:
                 raise HTTPError(
                     400,
                     "BadRequest",
-                    f'field selector "{key}" is not supported; use metadata.name or metadata.namespace',
+                    f'field selector "{key}" is not supported; use metadata.name, '
+                    "metadata.namespace or, for events, involvedObject.*, reason, type",
                 )
-            attr = key.split(".", 1)[1]
-            items = [o for o in items if (o["metadata"].get(attr, "") == value) != negate]
+            items = [o for o in items if (_field(o, key) == value) != negate]
         return items
 
     def _list(self, request: _Request, target: _Target) -> tuple[int, bytes, str]:

@@ -23,4 +23,5 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("v1", "ConfigMap"): core.ConfigMapObject,
     ("v1", "Secret"): core.SecretObject,
     ("v1", "Namespace"): core.NamespaceObject,
+    ("v1", "Event"): core.EventObject,
 }

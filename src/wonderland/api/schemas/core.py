@@ -10,6 +10,7 @@ __all__ = [
     "ConfigMapObject",
     "Container",
     "EnvVar",
+    "EventObject",
     "NamespaceObject",
     "Probe",
     "ResourceRequirements",
@@ -192,3 +193,33 @@ class NamespaceSpec(Schema):
 
 class NamespaceObject(_TopLevel):
     spec: NamespaceSpec | None = None
+
+
+class ObjectReference(Schema):
+    apiVersion: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    resourceVersion: str | None = None
+    fieldPath: str | None = None
+
+
+class EventSource(Schema):
+    component: str | None = None
+    host: str | None = None
+
+
+class EventObject(_TopLevel):
+    involvedObject: ObjectReference
+    reason: str | None = None
+    message: str | None = None
+    type: str | None = None
+    count: int | None = None
+    firstTimestamp: str | None = None
+    lastTimestamp: str | None = None
+    eventTime: str | None = None
+    source: EventSource | None = None
+    reportingComponent: str | None = None
+    reportingInstance: str | None = None
+    action: str | None = None

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from wonderland.api.schemas._base import AnyMap, Quantity, Schema, StringMap
-from wonderland.api.schemas.core import Container, EnvVar, ResourceRequirements, Volume
+from wonderland.api.schemas.core import (
+    Container,
+    ContainerPort,
+    EnvFromSource,
+    EnvVar,
+    Probe,
+    ResourceRequirements,
+    Volume,
+)
 
 __all__ = ["InferenceServiceObject", "ServingRuntimeObject"]
 
@@ -29,6 +37,13 @@ class ModelSpec(Schema):
     resources: ResourceRequirements | None = None
     name: str | None = None
     image: str | None = None
+    # More inlined corev1.Container fields (KServe's gRPC examples name an h2c port).
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    workingDir: str | None = None
+    envFrom: list[EnvFromSource] | None = None
+    ports: list[ContainerPort] | None = None
+    readinessProbe: Probe | None = None
+    livenessProbe: Probe | None = None
 
 
 class Batcher(Schema):
@@ -41,6 +56,7 @@ class Logger(Schema):
     url: str | None = None
     mode: Literal["all", "request", "response"] | None = None
     metadataHeaders: list[str] | None = None
+    metadataAnnotations: list[str] | None = None
 
 
 class _Component(Schema):
