@@ -286,3 +286,77 @@ async def test_idle_timeout_cuts_a_stalled_stream() -> None:
             assert ok.text == "start...end"
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get("/stall", headers=host)
+
+
+async def test_websocket_upgrade_is_tunnelled() -> None:
+    import base64
+    import os as _os
+
+    async def ws_echo(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await _send_json(send, 200, b"plain")
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            msg = await receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": "echo:" + msg.get("text", "")})
+
+    def frame(text: str) -> bytes:
+        payload = text.encode()
+        mask = _os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+    table = RoutingTable()
+    port = free_port()
+    config = uvicorn.Config(
+        ws_echo,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        lifespan="off",
+        ws="websockets-sansio",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        target = table.revision("default", "hello-00001")
+        target.set_endpoints([("127.0.0.1", port, "r1")])
+        simple_route(table, [("hello-00001", 100)], {})
+        async with gateway(table) as url:
+            gw_port = int(url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+            key = base64.b64encode(_os.urandom(16)).decode()
+            writer.write(
+                (
+                    "GET /ws HTTP/1.1\r\nHost: hello.default.127.0.0.1.sslip.io\r\n"
+                    "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 101")
+            assert target.in_flight == 1  # an open WebSocket counts as a request
+            for word in ("one", "two"):
+                writer.write(frame(word))
+                reply = await asyncio.wait_for(reader.readexactly(2), 10)
+                body = await reader.readexactly(reply[1] & 0x7F)
+                assert body == f"echo:{word}".encode()
+            writer.close()
+            await wait_until(lambda: target.in_flight == 0)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+async def wait_until(cond: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition not met"
+        await asyncio.sleep(0.02)

@@ -83,6 +83,7 @@ class _Request:
         "started",
         "tag",
         "target",
+        "upgrade",
         "upstream",
         "url",
         "waiting",
@@ -102,6 +103,7 @@ class _Request:
         self.endpoint: Endpoint | None = None
         self.upstream: UpstreamConnection | None = None
         self.deadline = 0.0
+        self.upgrade = b""
         self.head = b""
         self.started = False
         self.waiting = False
@@ -135,6 +137,8 @@ class ClientConnection(asyncio.Protocol):
         self.h2_factory = h2_factory
         self._first = True
         self.deadlines = _deadlines_for(self.loop)
+        self.tunnel: UpstreamConnection | None = None  # after a 101: raw bytes both ways
+        self.tunnel_early: list[bytes] = []  # client bytes sent before the 101 arrived
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -149,10 +153,21 @@ class ClientConnection(asyncio.Protocol):
             if data.startswith(b"PRI * HTTP/2.0") and self.h2_factory is not None:
                 self._switch_to_h2(data)
                 return
+        tunnel = self.tunnel
+        if tunnel is not None:
+            if tunnel.transport is not None:
+                tunnel.transport.write(data)
+            return
+        if self.current is not None and self.current.upgrade:
+            self.tunnel_early.append(data)
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail_client(400, "protocol upgrades are not supported by the gateway")
+        except httptools.HttpParserUpgrade as exc:
+            # e.g. WebSocket: the request is on its way; what follows is the new protocol
+            rest = data[int(exc.args[0]) :] if exc.args else b""
+            if rest:
+                self.tunnel_early.append(rest)
         except httptools.HttpParserError as exc:
             self._fail_client(400, f"malformed HTTP request: {exc}")
 
@@ -165,6 +180,9 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.tunnel is not None:
+            self.end_tunnel()
+            return
         req = self.current
         if req is not None:
             self._abandon(req)
@@ -216,6 +234,8 @@ class ClientConnection(asyncio.Protocol):
             return
         elif lname == b"transfer-encoding":
             req.chunked = True
+        elif lname == b"upgrade":
+            req.upgrade = value
         if lname in _HOP:
             return
         req.headers.append((name, value))
@@ -305,6 +325,8 @@ class ClientConnection(asyncio.Protocol):
         parts += (b"Forwarded: ", req.fwd + b", " + fwd if req.fwd else fwd, b"\r\n")
         if not req.xfp:
             parts.append(b"X-Forwarded-Proto: http\r\n")
+        if req.upgrade:
+            parts += (b"Connection: Upgrade\r\nUpgrade: ", req.upgrade, b"\r\n")
         body_len = sum(len(b) for b in req.body)
         if body_len or req.method in (b"POST", b"PUT", b"PATCH") or req.chunked:
             parts.append(b"Content-Length: %d\r\n" % body_len)
@@ -365,6 +387,28 @@ class ClientConnection(asyncio.Protocol):
                 req.waiting = True
                 return
         self._respond(req, error_response(502, "the replica closed the connection"))
+
+    def start_tunnel(self, req: _Request, conn: UpstreamConnection) -> None:
+        """The replica switched protocols (101): pipe bytes both ways until one side closes.
+        The request stays in flight (and counts for concurrency) while the tunnel lives."""
+        self.tunnel = conn
+        self.deadlines.items.pop(req, None)
+        early, self.tunnel_early = self.tunnel_early, []
+        if conn.transport is not None:
+            for chunk in early:
+                conn.transport.write(chunk)
+
+    def end_tunnel(self) -> None:
+        conn, req = self.tunnel, self.current
+        self.tunnel = None
+        if conn is not None:
+            conn.close()
+        if req is not None:
+            if req.endpoint is not None and req.target is not None:
+                req.target.release(req.endpoint)
+                req.endpoint = None
+            req.upstream = None
+            self._complete(req, close=True)
 
     def first_byte(self, req: _Request) -> None:
         req.started = True
@@ -450,7 +494,7 @@ class ClientConnection(asyncio.Protocol):
             req.target.end()
             req.target = None
         self.current = None
-        if close or not req.keep_alive:
+        if close or not req.keep_alive or req.upgrade:
             if self.transport is not None:
                 self.transport.close()
             self.closed = True
@@ -570,6 +614,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.lost = False
         self.head_only = False
         self._says_close = False
+        self.tunneling = False
 
     def usable(self) -> bool:
         return not self.lost and self.transport is not None and not self.transport.is_closing()
@@ -590,6 +635,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         client, req = self.client, self.req
+        if self.tunneling:
+            if client is not None and client.transport is not None and not client.closed:
+                client.transport.write(data)
+            return
         if client is None or req is None:
             self.close()
             return
@@ -603,6 +652,13 @@ class UpstreamConnection(asyncio.Protocol):
             client.transport.write(data)
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if req.upgrade and self.parser.get_status_code() == 101:
+                self.tunneling = True
+                client.start_tunnel(req, self)
+                return
+            self.keep_alive = False
+            self.done = True
         except httptools.HttpParserError:
             self.keep_alive = False
             self.done = True
@@ -626,6 +682,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self.tunneling:
+            self.tunneling = False
+            client = self.client
+            self.client = None
+            self.req = None
+            if client is not None and client.tunnel is self:
+                client.end_tunnel()
+            return
         client, req = self.client, self.req
         self.client = None
         self.req = None
