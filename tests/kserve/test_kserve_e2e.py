@@ -111,7 +111,16 @@ def daemon(
         d.apply(
             isvc("sklearn-iris", model("sklearn", f"file://{models['sklearn']}")),
             isvc("onnx-iris", model("onnx", str(models["onnx"]), protocolVersion="v2")),
-            isvc("xgb-iris", model("xgboost", str(models["xgboost"]), protocolVersion="grpc-v2")),
+            isvc(
+                "xgb-iris",
+                model(
+                    "xgboost",
+                    str(models["xgboost"]),
+                    protocolVersion="grpc-v2",
+                    # As KServe's gRPC examples write it.
+                    ports=[{"name": "h2c", "protocol": "TCP", "containerPort": 8081}],
+                ),
+            ),
             isvc(
                 "custom",
                 {
@@ -142,8 +151,14 @@ def daemon(
                 "logged",
                 {
                     **model("sklearn", str(models["sklearn"])),
-                    "logger": {"url": sink[0], "mode": "all", "metadataHeaders": ["x-team"]},
+                    "logger": {
+                        "url": sink[0],
+                        "mode": "all",
+                        "metadataHeaders": ["x-team"],
+                        "metadataAnnotations": ["team"],
+                    },
                 },
+                annotations={"team": "ml", "other": "not logged"},
             ),
             isvc(
                 "s3-iris",
@@ -423,5 +438,6 @@ def test_logger_posts_cloudevents_to_the_sink(
     assert req_h["ce-namespace"] == "default"
     assert req_h["ce-component"] == "predictor"
     assert json.loads(req_h["ce-metadata"]) == {"x-team": ["iris-team"]}
+    assert json.loads(req_h["ce-annotations"]) == {"team": "ml"}
     assert json.loads(req_body) == {"instances": IRIS}
     assert json.loads(resp_body) == {"predictions": [1, 1]}

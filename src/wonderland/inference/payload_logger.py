@@ -10,7 +10,8 @@ KServe's) on a keep-alive client; when the sink is slow, events are dropped and 
 never the request.
 
 Environment: ``KSERVE_LOGGER_URL``, ``KSERVE_LOGGER_MODE`` (all, request, response),
-``KSERVE_LOGGER_METADATA_HEADERS`` (comma-separated), ``KSERVE_INFERENCESERVICE``,
+``KSERVE_LOGGER_METADATA_HEADERS`` (comma-separated), ``KSERVE_LOGGER_ANNOTATIONS`` (JSON
+object), ``KSERVE_INFERENCESERVICE``,
 ``KSERVE_NAMESPACE``, ``KSERVE_COMPONENT``, ``KSERVE_ENDPOINT``.
 """
 
@@ -54,6 +55,7 @@ class LoggerConfig:
     component: str = "predictor"
     endpoint: str = "default"
     metadata_headers: tuple[str, ...] = ()
+    annotations: str = ""  # JSON of the InferenceService annotations to attach
     source: str = field(default="http://localhost:9081/")
 
     @classmethod
@@ -77,6 +79,7 @@ class LoggerConfig:
             component=env.get("KSERVE_COMPONENT", "predictor"),
             endpoint=env.get("KSERVE_ENDPOINT", "default"),
             metadata_headers=headers,
+            annotations=env.get("KSERVE_LOGGER_ANNOTATIONS", ""),
         )
 
 
@@ -142,6 +145,8 @@ class PayloadLogger:
         }
         if metadata:
             headers["ce-metadata"] = orjson.dumps(metadata).decode()
+        if cfg.annotations:
+            headers["ce-annotations"] = cfg.annotations
         if self._queue is None:
             self._queue = asyncio.Queue(QUEUE_SIZE)
             self._worker = asyncio.get_running_loop().create_task(self._deliver(self._queue))

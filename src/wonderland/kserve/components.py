@@ -9,6 +9,7 @@ Mirrors KServe's serverless mode: the Knative Service ``<isvc>-<component>`` wit
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -156,12 +157,13 @@ def model_container(
     container["args"] = args
     env.append({"name": "PROTOCOL", "value": protocol})
     container["env"] = env
-    for key in ("resources", "workingDir", "livenessProbe"):
+    for key in ("resources", "workingDir", "livenessProbe", "envFrom"):
         value = model.get(key, base.get(key))
         if value:
             container[key] = copy.deepcopy(value)
-    if base.get("readinessProbe") and "readinessProbe" not in container:
-        container["readinessProbe"] = copy.deepcopy(base["readinessProbe"])
+    probe = model.get("readinessProbe") or base.get("readinessProbe")
+    if probe:
+        container["readinessProbe"] = copy.deepcopy(probe)
     return container
 
 
@@ -262,6 +264,12 @@ def logger_env(isvc: Obj, which: str, component: Obj) -> list[Obj]:
         "KSERVE_COMPONENT": which,
         "KSERVE_ENDPOINT": "default",
     }
+    wanted = logger.get("metadataAnnotations") or []
+    if wanted:
+        have = meta.get("annotations") or {}
+        values["KSERVE_LOGGER_ANNOTATIONS"] = json.dumps(
+            {k: have[k] for k in wanted if k in have}, sort_keys=True
+        )
     return [{"name": k, "value": v} for k, v in values.items()]
 
 
