@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 
 from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
+from wonderland.gateway.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
     from wonderland.gateway.metrics import GatewayMetrics
 
-__all__ = ["ClientConnection", "UpstreamConnection"]
+__all__ = ["ClientConnection", "UpstreamConnection", "error_response"]
 
 log = logging.getLogger("wonderland.gateway")
 
@@ -597,119 +598,3 @@ class _Grant:
 def _quiet(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("gateway upstream task failed", exc_info=task.exception())
-
-
-class UpstreamConnection(asyncio.Protocol):
-    """A kept-alive HTTP/1.1 connection to one replica; response bytes go straight to the
-    client, parsed only to find the end of each response."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.client: ClientConnection | None = None
-        self.req: _Request | None = None
-        self.keep_alive = True
-        self.done = False
-        self.lost = False
-        self.head_only = False
-        self._says_close = False
-        self.tunneling = False
-
-    def usable(self) -> bool:
-        return not self.lost and self.transport is not None and not self.transport.is_closing()
-
-    def start(self, client: ClientConnection, req: _Request) -> None:
-        self.client = client
-        self.req = req
-        self.done = False
-        self.head_only = req.method == b"HEAD"
-        req.upstream = self
-        assert self.transport is not None
-        self.transport.write(req.head)
-        if client.paused:
-            self.transport.pause_reading()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        client, req = self.client, self.req
-        if self.tunneling:
-            if client is not None and client.transport is not None and not client.closed:
-                client.transport.write(data)
-            return
-        if client is None or req is None:
-            self.close()
-            return
-        if not req.started:
-            client.first_byte(req)
-            if self.head_only:
-                self._says_close = b"connection: close" in data.lower()
-        elif req.target is not None and req.target.idle_timeout > 0:
-            req.deadline = client.loop.time() + req.target.idle_timeout
-        if client.transport is not None and not client.closed:
-            client.transport.write(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if req.upgrade and self.parser.get_status_code() == 101:
-                self.tunneling = True
-                client.start_tunnel(req, self)
-                return
-            self.keep_alive = False
-            self.done = True
-        except httptools.HttpParserError:
-            self.keep_alive = False
-            self.done = True
-        if self.done:
-            self.client = None
-            self.req = None
-            client.response_done(req, self, self.keep_alive and not self.lost)
-
-    def on_headers_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()
-        if self.head_only:
-            # A HEAD response may carry no framing; llhttp then calls it EOF-delimited.
-            self.keep_alive = self.keep_alive or (
-                self.parser.get_http_version() == "1.1" and not self._says_close
-            )
-            self.done = True
-            self.parser = httptools.HttpResponseParser(self)
-
-    def on_message_complete(self) -> None:
-        self.done = True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if self.tunneling:
-            self.tunneling = False
-            client = self.client
-            self.client = None
-            self.req = None
-            if client is not None and client.tunnel is self:
-                client.end_tunnel()
-            return
-        client, req = self.client, self.req
-        self.client = None
-        self.req = None
-        if client is None or req is None or req.upstream is not self:
-            return
-        if req.started:
-            # Part of the response is already with the client: end that connection.
-            self.keep_alive = False
-            client.response_done(req, self, False)
-        else:
-            client.upstream_failed(req, sent=True)
-
-    def close(self) -> None:
-        self.lost = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        self.lost = True
-        self.client = None
-        self.req = None
-        if self.transport is not None:
-            self.transport.abort()
