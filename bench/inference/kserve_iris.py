@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import warnings
 
 import joblib
 from kserve import Model, ModelServer, model_server
@@ -32,4 +34,10 @@ if __name__ == "__main__":
     args, _ = parser.parse_known_args()
     model = SKLearnIris(args.model_name, args.model_dir)
     model.load()
-    ModelServer().start([model])
+    server = ModelServer()
+    # Its quickest setup: no per-request deprecation warning (KServe 0.21 with a current
+    # FastAPI), no per-request trace and access log lines.
+    warnings.filterwarnings("ignore")
+    for name in ("kserve.trace", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    server.start([model])

@@ -330,3 +330,88 @@ async def test_model_that_is_not_loaded_yet_is_503(iris_dir: Path) -> None:
         await repo.load("iris")
         assert (await c.get("/v2/health/ready")).status_code == 200
     await repo.close()
+
+
+class _Upper(ArrayModel):
+    """Texts in, upper-cased texts out (BYTES both ways)."""
+
+    platform = "test"
+
+    def __init__(self) -> None:
+        super().__init__("upper", Path("."))
+
+    def load(self) -> None:
+        pass
+
+    def predict_arrays(self, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+        x = self.first_input(inputs)
+        out = np.empty(x.shape, dtype=object)
+        out[:] = [v.upper() for v in x.reshape(-1)]
+        return {"output-0": out}
+
+    def v1_inputs(self, instances: Any) -> dict[str, np.ndarray[Any, Any]]:
+        arr = np.empty(len(instances), dtype=object)
+        arr[:] = [s.encode() for s in instances]
+        return {"input-0": arr}
+
+
+async def test_bytes_tensors_round_trip_over_v1_and_v2_json() -> None:
+    repo = ModelRepository()
+    repo.add_model(_Upper())
+    app = RestApp(DataPlane(repo))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post("/v1/models/upper:predict", json={"instances": ["ab", "héllo"]})
+        assert r.json() == {"predictions": ["AB", "HéLLO"]}  # bytes.upper: ASCII only
+        body = {"inputs": [{"name": "t", "shape": [2], "datatype": "BYTES", "data": ["x", "yz"]}]}
+        r = await c.post("/v2/models/upper/infer", json=body)
+        assert r.json()["outputs"][0] == {
+            "name": "output-0",
+            "datatype": "BYTES",
+            "shape": [2],
+            "data": ["X", "YZ"],
+        }
+    await repo.close()
+
+
+FOREIGN = textwrap.dedent(
+    """
+    import numpy as np
+
+    class _Out:  # the shape of kserve.InferOutput
+        def __init__(self, name, data):
+            self.name, self.datatype, self.data = name, "FP64", data
+            self.shape = list(np.shape(data))
+
+        def as_numpy(self):
+            return np.asarray(self.data)
+
+    class _Response:  # the shape of kserve.InferResponse
+        def __init__(self, outputs, rid):
+            self.infer_outputs, self.id = outputs, rid
+
+    class Halver:
+        def predict(self, request, headers=None):
+            x = request.inputs[0].as_numpy()
+            return _Response([_Out("half", (x / 2).tolist())], request.id)
+    """
+)
+
+
+async def test_kserve_style_response_objects_are_accepted(tmp_path: Path) -> None:
+    d = tmp_path / "halver"
+    d.mkdir()
+    (d / "model.py").write_text(FOREIGN)
+    repo = ModelRepository([ModelSource("halver", d)])
+    await repo.load("halver")
+    app = RestApp(DataPlane(repo))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        body = {
+            "id": "h",
+            "inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [2, 5]}],
+        }
+        r = await c.post("/v2/models/halver/infer", json=body)
+    await repo.close()
+    assert r.json()["id"] == "h"
+    assert r.json()["outputs"] == [
+        {"name": "half", "datatype": "FP64", "shape": [2], "data": [1.0, 2.5]}
+    ]

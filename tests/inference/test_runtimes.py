@@ -165,3 +165,23 @@ async def test_broken_model_file_marks_the_model_unavailable_with_a_reason(tmp_p
         await repo.load("m")
     [entry] = repo.index()
     assert entry["state"] == "UNAVAILABLE" and entry["reason"]
+
+
+def test_serving_sklearn_imports_no_other_runtime(iris_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    code = f"""
+import asyncio, sys
+from pathlib import Path
+from wonderland.inference.server import ServerOptions, build_dataplane
+dp = build_dataplane(ServerOptions(model_name="iris", model_dir=Path({str(iris_dir)!r})))
+asyncio.run(dp.repository.load_all())
+assert dp.ready()
+heavy = ["torch", "xgboost", "lightgbm", "onnxruntime", "transformers", "sentence_transformers"]
+print(",".join(m for m in heavy if m in sys.modules))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == ""

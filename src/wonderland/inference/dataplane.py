@@ -113,8 +113,10 @@ class DataPlane:
                 )
             assert entry.batcher is not None
             outputs = await entry.batcher.submit(model.v1_inputs(instances))
-            first = next(iter(outputs.values()))
-            return {"predictions": np.asarray(first)}
+            first = np.asarray(next(iter(outputs.values())))
+            if first.dtype == object:  # BYTES: JSON has strings, not numpy objects
+                return {"predictions": InferOutput("p", [], "BYTES", first).as_string_list()}
+            return {"predictions": first}
         result = await self._run_hooks(entry, doc, headers)
         if isinstance(result, dict):
             return result
@@ -177,6 +179,16 @@ class DataPlane:
             if result.model_version is None:
                 result.model_version = entry.version
             return result
+        foreign = getattr(result, "infer_outputs", None)
+        if foreign is not None:  # kserve.InferResponse, when the model code imports kserve
+            outputs = []
+            for o in foreign:
+                arr = np.asarray(o.as_numpy() if hasattr(o, "as_numpy") else o.data)
+                if arr.dtype.kind in "SU":
+                    arr = InferOutput.from_numpy(o.name, arr).data
+                outputs.append(InferOutput(o.name, list(arr.shape), o.datatype, arr))
+            rid = getattr(result, "id", None) or request.id
+            return InferResponse(request.model_name, outputs, rid, entry.version)
         if isinstance(result, dict) and isinstance(result.get("outputs"), list):
             outputs = []
             for i, o in enumerate(result["outputs"]):

@@ -155,6 +155,16 @@ class InferOutput:
     def as_numpy(self) -> np.ndarray[Any, Any]:
         return self.data
 
+    def as_string_list(self) -> Any:
+        """The data as nested lists, BYTES decoded as UTF-8 (for JSON bodies)."""
+        if self.data.dtype != object:
+            return self.data.tolist()
+        flat = [
+            x.decode("utf-8", "replace") if isinstance(x, bytes) else x
+            for x in self.data.reshape(-1)
+        ]
+        return np.array(flat, dtype=object).reshape(self.data.shape).tolist()
+
 
 @dataclass(slots=True)
 class RequestedOutput:
