@@ -296,3 +296,11 @@ def test_orphaning_delete_keeps_children_without_the_owner_reference(store: Stor
     store.delete(KSVC, "default", "hello", orphan=True)
     kept = store.get(CM, "default", "child")
     assert "ownerReferences" not in kept["metadata"]
+
+
+def test_a_file_that_is_not_a_store_is_a_clear_error(tmp_path: Path) -> None:
+    from wonderland.errors import ConfigError
+
+    (tmp_path / "store.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match="cannot be used as the object store"):
+        Store.open(tmp_path)

@@ -31,6 +31,7 @@ from wonderland.api.merge import LAST_APPLIED, last_applied_value, three_way_app
 from wonderland.api.selectors import matches, parse_label_selector
 from wonderland.errors import (
     AlreadyExistsError,
+    ConfigError,
     ConflictError,
     InvalidError,
     NotFoundError,
@@ -143,14 +144,21 @@ class Store:
         self.path = str(path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a crash of this process; only power loss can lose
-        # the last transactions.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        self._rv = int(self._meta("rv", "0"))
-        self._compacted = int(self._meta("compacted", "0"))
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a crash of this process; only power loss can lose
+            # the last transactions.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            self._rv = int(self._meta("rv", "0"))
+            self._compacted = int(self._meta("compacted", "0"))
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(
+                f"{self.path} cannot be used as the object store ({exc}); move it away or "
+                "set WONDERLAND_HOME to another directory"
+            ) from None
         self._watchers: set[_Watcher] = set()
         self._txn: _Txn | None = None
         self._depth = 0
