@@ -415,3 +415,44 @@ async def test_kserve_style_response_objects_are_accepted(tmp_path: Path) -> Non
     assert r.json()["outputs"] == [
         {"name": "half", "datatype": "FP64", "shape": [2], "data": [1.0, 2.5]}
     ]
+
+
+BLOCKING = textwrap.dedent(
+    """
+    import threading
+
+    RELEASE = threading.Event()
+
+    class Waiter:
+        def predict(self, payload, headers=None):
+            # Sync model code that blocks until the test lets it go.
+            if not RELEASE.wait(30):
+                raise RuntimeError("never released")
+            return payload["instances"]
+    """
+)
+
+
+async def test_sync_model_code_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    import sys
+
+    d = tmp_path / "waiter"
+    d.mkdir()
+    (d / "model.py").write_text(BLOCKING)
+    repo = ModelRepository([ModelSource("waiter", d)])
+    [entry] = await repo.load("waiter")
+    release = sys.modules[type(entry.model.obj).__module__].RELEASE  # type: ignore[union-attr]
+    app = RestApp(DataPlane(repo))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        predict = asyncio.ensure_future(
+            c.post("/v1/models/waiter:predict", json={"instances": [1]})
+        )
+        await asyncio.sleep(0.05)
+        # While the model is stuck in predict, the server still answers; if the model ran
+        # on the event loop this request could never complete (the test would time out).
+        live = await c.get("/v2/health/live")
+        assert live.status_code == 200
+        assert not predict.done()
+        release.set()
+        assert (await predict).json() == {"predictions": [1]}
+    await repo.close()
