@@ -467,3 +467,14 @@ async def test_generate_name_for_configuration_and_route(platform_env: Env) -> N
     r = await env.request(f"{rname}.default.{DOMAIN}")
     assert r.json()["env"]["K_REVISION"] == f"{name}-00001"
     assert r.json()["env"]["K_CONFIGURATION"] == name
+
+
+async def test_controllers_record_events(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("hello"))
+    await env.ready("hello")
+    items, _ = env.store.list("events", "default")
+    messages = {(e["involvedObject"]["kind"], e["reason"], e["message"]) for e in items}
+    assert ("Service", "Created", 'Created Configuration "hello"') in messages
+    assert ("Service", "Created", 'Created Route "hello"') in messages
+    assert ("Configuration", "Created", 'Created Revision "hello-00001"') in messages

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from wonderland.controllers import Result
+from wonderland.controllers import Result, events
 from wonderland.errors import AlreadyExistsError
 from wonderland.serving._common import (
     API,
@@ -147,6 +147,15 @@ class ConfigurationReconciler:
             "spec": spec,
         }
         try:
-            return self.system.store.create(revision)
+            created = self.system.store.create(revision)
         except AlreadyExistsError:
             return self.system.store.get(REVISIONS, namespace, rev_name)
+        events.record(
+            self.system.store,
+            cfg,
+            "Normal",
+            "Created",
+            f'Created Revision "{rev_name}"',
+            "configuration-controller",
+        )
+        return created

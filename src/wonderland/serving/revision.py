@@ -6,7 +6,7 @@ import asyncio
 
 from wonderland.autoscaler import RevisionScaler, ScalingSpec
 from wonderland.autoscaler.config import parse_duration
-from wonderland.controllers import Result
+from wonderland.controllers import Result, events
 from wonderland.errors import NotFoundError, WonderlandError
 from wonderland.runtime import BuiltImage, PodInfo, ReplicaTemplate, container_env
 from wonderland.runtime.companions import CompanionProcess
@@ -19,7 +19,7 @@ from wonderland.serving._common import (
     _write_status,
     log,
 )
-from wonderland.serving.conditions import is_true, set_condition
+from wonderland.serving.conditions import get_condition, is_true, set_condition
 from wonderland.serving.system import (
     REVISIONS,
     BuildState,
@@ -272,6 +272,8 @@ class RevisionReconciler:
             conditions = set_condition(conditions, "ContainerHealthy", "False", reason, message)
             conditions = set_condition(conditions, "ResourcesAvailable", "False", reason, message)
         conditions = set_condition(conditions, "Ready", "False", reason, message)
+        if (get_condition(rev, "Ready") or {}).get("reason") != reason:
+            events.record(self.system.store, rev, "Warning", reason, message, "revision-controller")
         _write_status(
             self.system,
             rev,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from wonderland.controllers import Result
+from wonderland.controllers import Result, events
 from wonderland.errors import AlreadyExistsError
 from wonderland.serving._common import (
     API,
@@ -78,8 +78,8 @@ class ServiceReconciler:
             },
             "spec": {"traffic": traffic},
         }
-        cfg = self._converge(CONFIGURATIONS, desired_cfg)
-        route = self._converge(ROUTES, desired_route)
+        cfg = self._converge(CONFIGURATIONS, desired_cfg, svc)
+        route = self._converge(ROUTES, desired_route, svc)
 
         status = dict(svc.get("status") or {})
         conditions = status.get("conditions")
@@ -113,15 +113,26 @@ class ServiceReconciler:
         _write_status(system, svc, new_status)
         return None
 
-    def _converge(self, resource: str, desired: Obj) -> Obj:
+    def _converge(self, resource: str, desired: Obj, owner: Obj | None = None) -> Obj:
         store = self.system.store
         meta = desired["metadata"]
         current = _get(self.system, resource, meta["namespace"], meta["name"])
         if current is None:
             try:
-                return store.create(desired)
+                created = store.create(desired)
             except AlreadyExistsError:
                 current = store.get(resource, meta["namespace"], meta["name"])
+            else:
+                if owner is not None:
+                    events.record(
+                        store,
+                        owner,
+                        "Normal",
+                        "Created",
+                        f'Created {desired["kind"]} "{meta["name"]}"',
+                        "service-controller",
+                    )
+                return created
         cur_meta = current["metadata"]
         if (
             current.get("spec") == desired["spec"]
