@@ -183,19 +183,12 @@ def _banner(
             lines += ["", text]
         return "\n".join(lines)
     lines += [
-        "Try next:",
-        "  wonderland get ksvc                  # Knative services and their URLs",
-        "  wonderland get cm                    # ConfigMaps",
-    ]
-    if gateway:
-        lines.append(
-            f'  curl -H "Host: hello.default.{settings.domain}" {gateway}/   # the quickstart app'
-        )
-    lines += [
-        "  wonderland logs ksvc/hello           # its output",
-        "  wonderland apply -f examples/quickstart/",
+        "Try next, in a second terminal:",
+        "  wonderland apply -f examples/quickstart/   # a ConfigMap and a Knative Service",
+        "  wonderland get ksvc -w                     # until it is Ready (Ctrl-C)",
+        "  wonderland get all",
         f"  kubectl --kubeconfig {home}/kubeconfig get ksvc",
-        "  wonderland down                      # or Ctrl-C here",
+        "  wonderland down                            # or Ctrl-C here",
     ]
     return "\n".join(lines)
 
