@@ -386,12 +386,14 @@ def test_specs_that_cannot_run_say_why(daemon: KServeDaemon, tmp_path: Path) -> 
         ),
         isvc("bad-storage", model("sklearn", f"file://{tmp_path}/missing")),
         isvc("bad-runtime", model("sklearn", str(tmp_path), runtime="nope")),
+        isvc("no-storage", {"model": {"modelFormat": {"name": "sklearn"}}}),
     )
     expected = {
         "bad-format": ("NoSupportingRuntime", "no runtime supports model format 'tensorflow-lite'"),
         "bad-protocol": ("NoSupportingRuntime", "does not support protocol 'v2'"),
         "bad-storage": ("ModelLoadFailed", "missing does not exist"),
         "bad-runtime": ("RuntimeNotRecognized", "named 'nope'"),
+        "no-storage": ("InvalidPredictorSpec", "spec.predictor.model.storageUri"),
     }
     for name, (reason, text) in expected.items():
         cond = wait_for(

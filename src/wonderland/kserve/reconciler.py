@@ -217,6 +217,12 @@ class InferenceServiceReconciler:
         model_dir = None
         if model.get("storageUri"):
             model_dir = await self._storage(isvc, model)
+        elif builtin:
+            raise ComponentSpecError(
+                "InvalidPredictorSpec",
+                f"spec.predictor.model.storageUri: the {choice.name} runtime loads the model "
+                "from storageUri; give a path, file://, pvc://, s3:// or http(s):// URI",
+            )
         container = model_container(isvc, model, choice.obj, model_dir, builtin)
         if builtin and self.forkserver and container.get("command") == WONDERLAND_SERVE:
             self.forkserver.ensure_started()
