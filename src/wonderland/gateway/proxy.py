@@ -42,6 +42,7 @@ _HOP = frozenset(
 )
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _MAX_ATTEMPTS = 4
+POOL_IDLE_MAX = 2.0  # seconds a pooled upstream connection may sit idle and still be reused
 TAG_HEADER = b"knative-serving-tag"
 _REASONS = {
     400: b"Bad Request",
@@ -343,11 +344,16 @@ class ClientConnection(asyncio.Protocol):
             self._abandon(req)
             return
         idle = ep.idle
-        while idle:
-            conn = idle.pop()
-            if conn.usable():
-                conn.start(self, req)
-                return
+        if idle:
+            # An app closes idle keep-alive connections after a few seconds (uvicorn: 5 s);
+            # reusing one just then would fail a request that cannot be retried.
+            fresh_after = self.loop.time() - POOL_IDLE_MAX
+            while idle:
+                conn = idle.pop()
+                if conn.idle_since > fresh_after and conn.usable():
+                    conn.start(self, req)
+                    return
+                conn.close()
         task = self.loop.create_task(self._connect(req, ep))
         task.add_done_callback(_quiet)
 
@@ -425,6 +431,7 @@ class ClientConnection(asyncio.Protocol):
         req.upstream = None
         if ep is not None:
             if reusable and ep.alive:
+                conn.idle_since = self.loop.time()
                 ep.idle.append(conn)
             else:
                 conn.close()

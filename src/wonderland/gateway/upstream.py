@@ -35,6 +35,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.lost = False
         self.head_only = False
         self._says_close = False
+        self.idle_since = 0.0
         self.tunneling = False
 
     def usable(self) -> bool:
