@@ -306,6 +306,9 @@ async def test_full_queue_answers_503_instead_of_growing() -> None:
     assert 503 in codes and 200 in codes
     busy = next(r for r in replies if r.status_code == 503)
     assert "queued" in busy.json()["error"]
+    from wonderland.inference.metrics import render
+
+    assert 'inference_queue_depth{model_name="slow"} 0.0' in render().decode()
 
 
 async def test_max_latency_waits_to_fill_a_batch() -> None:

@@ -108,6 +108,7 @@ class AdaptiveBatcher:
             self._task = None
         while self._queue:
             item = self._queue.popleft()
+            self._metrics.queue.dec()
             if not item.future.done():
                 item.future.set_exception(ServerBusyError(f"model {self.name!r} was unloaded"))
 
@@ -115,6 +116,7 @@ class AdaptiveBatcher:
         q = self._queue
         while q and (rows + q[0].rows <= self.max_batch_size or not batch):
             item = q.popleft()
+            self._metrics.queue.dec()
             if item.future.cancelled():
                 continue
             batch.append(item)
@@ -155,7 +157,6 @@ class AdaptiveBatcher:
                         rows = self._take(batch, rows)
                         break
                     rows = self._take(batch, rows)
-            self._metrics.queue.dec(len(batch))
             last = len(batch)
             if not batch:
                 continue
