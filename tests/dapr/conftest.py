@@ -4,5 +4,6 @@ from dapr_testing import (  # noqa: F401  (fixtures)
     app_factory,
     basic_resources,
     resources,
+    shared_sidecar,
     sidecar_factory,
 )

@@ -168,10 +168,48 @@ spec:
 """
 
 
-@pytest.fixture
-def basic_resources(tmp_path: Path, resources: Callable[[str], Path]) -> Path:
-    (tmp_path / "secrets.json").write_text(
+def write_basic(base: Path) -> Path:
+    """The basic resources (sqlite, in-memory pubsub, file secrets and config) under ``base``."""
+    (base / "secrets.json").write_text(
         '{"conftestsecret": "abcd", "secondsecret": "efgh", "db": {"password": "pw"}}'
     )
-    (tmp_path / "config.yaml").write_text("greeting: hello\nlimit: {value: '10', version: '3'}\n")
-    return resources(BASIC)
+    (base / "config.yaml").write_text("greeting: hello\nlimit: {value: '10', version: '3'}\n")
+    folder = base / "resources"
+    folder.mkdir(exist_ok=True)
+    (folder / "basic.yaml").write_text(BASIC.replace("{tmp}", str(base)))
+    return folder
+
+
+@pytest.fixture
+def basic_resources(tmp_path: Path, resources: Callable[[str], Path]) -> Path:
+    resources("")  # creates the folder through the shared fixture
+    return write_basic(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    """One sidecar (basic resources, an app) for a whole test module."""
+    base = tmp_path_factory.mktemp("shared")
+    folder = write_basic(base)
+    port = free_port()
+    env = {**os.environ, "APP_PORT": str(port)}
+    app = subprocess.Popen(
+        [sys.executable, str(HERE / "app_server.py")], env=env, start_new_session=True
+    )
+    sc = SidecarProcess(
+        "shared",
+        resources_path=[folder],
+        app_port=port,
+        log_file=base / "sidecar.log",
+        env={"WONDERLAND_HOME": str(base / "home")},
+    )
+    try:
+        sc.workdir = base  # type: ignore[attr-defined]  # secrets.json and config.yaml live here
+        wait_port(port)
+        sc.start()
+        yield sc
+    finally:
+        sc.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(app.pid, signal.SIGKILL)
+        app.wait(10)

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def sc(sidecar_factory: Callable[..., SidecarProcess], basic_resources: Path) -> SidecarProcess:
-    return sidecar_factory("httpapp", resources_path=[basic_resources])
+def sc(shared_sidecar: SidecarProcess) -> SidecarProcess:
+    return shared_sidecar
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ def test_metadata_and_health(http: httpx.Client) -> None:
     assert http.get("/healthz", params={"appid": "other"}).status_code == 500
     assert http.put("/metadata/cliPID", content=b"1234").status_code == 204
     md = http.get("/metadata").json()
-    assert md["id"] == "httpapp"
+    assert md["id"] == "shared"
     assert md["extended"]["cliPID"] == "1234"
     types = {c["name"]: c["type"] for c in md["components"]}
     assert types == {
@@ -228,8 +228,11 @@ def test_api_token_required_except_health(
     assert httpx.get(base + "/healthz/outbound").status_code == 204
 
 
-def test_shutdown_stops_the_sidecar(sc: SidecarProcess, http: httpx.Client) -> None:
-    assert http.post("/shutdown").status_code == 204
+def test_shutdown_stops_the_sidecar(
+    sidecar_factory: Callable[..., SidecarProcess], basic_resources: Path
+) -> None:
+    sc = sidecar_factory("stopme", resources_path=[basic_resources])
+    assert httpx.post(sc.http_url + "/v1.0/shutdown").status_code == 204
     assert sc.proc is not None
     assert sc.proc.wait(30) == 0
 
@@ -266,6 +269,9 @@ def test_configuration_subscribe_posts_changes_to_the_app(
     assert r.status_code == 500 and r.json()["ok"] is False
 
 
-def test_configuration_subscribe_without_app_is_500(http: httpx.Client) -> None:
-    r = http.get("/configuration/config/subscribe")
+def test_configuration_subscribe_without_app_is_500(
+    sidecar_factory: Callable[..., SidecarProcess], basic_resources: Path
+) -> None:
+    sc = sidecar_factory("noapp", resources_path=[basic_resources])
+    r = httpx.get(sc.http_url + "/v1.0/configuration/config/subscribe")
     assert r.status_code == 500 and r.json()["errorCode"] == "ERR_APP_CHANNEL_NIL"

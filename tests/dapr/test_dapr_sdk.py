@@ -23,18 +23,11 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def sc(
-    sidecar_factory: Callable[..., SidecarProcess],
-    basic_resources: Path,
-    app_factory: Callable[..., int],
-    monkeypatch: pytest.MonkeyPatch,
-) -> SidecarProcess:
-    app_port = app_factory()
-    sidecar = sidecar_factory("sdkapp", resources_path=[basic_resources], app_port=app_port)
-    monkeypatch.setenv("DAPR_HTTP_PORT", str(sidecar.http_port))
-    monkeypatch.setenv("DAPR_GRPC_PORT", str(sidecar.grpc_port))
+def sc(shared_sidecar: SidecarProcess, monkeypatch: pytest.MonkeyPatch) -> SidecarProcess:
+    monkeypatch.setenv("DAPR_HTTP_PORT", str(shared_sidecar.http_port))
+    monkeypatch.setenv("DAPR_GRPC_PORT", str(shared_sidecar.grpc_port))
     monkeypatch.setenv("DAPR_HEALTH_TIMEOUT", "30")
-    return sidecar
+    return shared_sidecar
 
 
 @pytest.fixture
@@ -90,14 +83,14 @@ def test_bulk_transaction_ttl_and_query(client: DaprClient) -> None:
     assert [json.loads(r.value) for r in resp.results] == [{"n": 2}, {"n": 3}]
 
 
-def test_secrets_configuration_and_metadata(client: DaprClient, tmp_path: Path) -> None:
+def test_secrets_configuration_and_metadata(sc: SidecarProcess, client: DaprClient) -> None:
     assert client.get_secret("localsecrets", "conftestsecret").secret == {"conftestsecret": "abcd"}
     bulk = client.get_bulk_secret("localsecrets").secrets
     assert bulk["secondsecret"] == {"secondsecret": "efgh"}
     items = client.get_configuration("config", ["limit"]).items
     assert items["limit"].value == "10" and items["limit"].version == "3"
     md = client.get_metadata()
-    assert md.application_id == "sdkapp"
+    assert md.application_id == "shared"
     assert {c.name for c in md.registered_components} >= {"statestore", "pubsub"}
     got: list[tuple[str, str]] = []
     sub_id = client.subscribe_configuration(
@@ -107,7 +100,7 @@ def test_secrets_configuration_and_metadata(client: DaprClient, tmp_path: Path) 
     )
     assert sub_id
     time.sleep(0.3)  # let the first poll of the file happen before it changes
-    (tmp_path / "config.yaml").write_text(
+    (sc.workdir / "config.yaml").write_text(  # type: ignore[attr-defined]
         "greeting: hi there\nlimit: {value: '10', version: '3'}\n"
     )
     wait_until(lambda: ("greeting", "hi there") in got)
@@ -134,14 +127,14 @@ def test_invoke_method_over_http_and_grpc(
 ) -> None:
     with DaprClient() as c:
         resp = c.invoke_method(
-            "sdkapp", "echo/hello", data=b"ping", http_verb="POST", content_type="text/plain"
+            "shared", "echo/hello", data=b"ping", http_verb="POST", content_type="text/plain"
         )
         body = json.loads(resp.data)
         assert body["path"] == "/echo/hello" and body["body"] == "ping"
-        assert body["headers"]["dapr-callee-app-id"] == "sdkapp"
+        assert body["headers"]["dapr-callee-app-id"] == "shared"
     monkeypatch.setenv("DAPR_API_METHOD_INVOCATION_PROTOCOL", "grpc")
     with DaprClient() as c:
-        resp = c.invoke_method("sdkapp", "echo/g", data=b"pong", http_verb="PUT")
+        resp = c.invoke_method("shared", "echo/g", data=b"pong", http_verb="PUT")
         body = json.loads(resp.data)
         assert body["method"] == "PUT" and body["body"] == "pong"
 
