@@ -78,3 +78,35 @@ async def test_metadata_index_and_not_found(address: str) -> None:
         await client.load_model("ghost")
     assert "NOT_FOUND" in str(err.value.status())
     await client.close()
+
+
+class _Scaler:
+    """A custom model object with KServe's hook names (async predict)."""
+
+    def preprocess(self, request: Any, headers: Any = None) -> Any:
+        return request.inputs[0].as_numpy()
+
+    async def predict(self, x: Any, headers: Any = None) -> Any:
+        return x * 10
+
+
+async def test_custom_model_over_grpc_raw_contents() -> None:
+    import tritonclient.grpc.aio as tga
+
+    from wonderland.inference.model import CustomModel
+
+    repo = ModelRepository()
+    repo.add_model(CustomModel("scaler", _Scaler()))
+    server, port = create_grpc_server(DataPlane(repo), "127.0.0.1:0")
+    await server.start()
+    try:
+        client = tga.InferenceServerClient(f"127.0.0.1:{port}")
+        inp = tga.InferInput("x", [3], "INT64")
+        inp.set_data_from_numpy(np.array([1, 2, 3], dtype=np.int64))
+        result = await client.infer("scaler", [inp], request_id="s1")
+        await client.close()
+    finally:
+        await server.stop(None)
+        await repo.close()
+    assert result.as_numpy("output-0").tolist() == [10, 20, 30]
+    assert result.get_response().id == "s1"

@@ -117,6 +117,12 @@ async def test_v2_infer_echoes_id_on_versioned_and_unversioned_paths(
     assert ready.json() == {"name": "iris", "ready": True}
 
 
+async def test_triton_style_model_config_for_perf_analyzer(client: httpx.AsyncClient) -> None:
+    config = (await client.get("/v2/models/iris/config")).json()
+    assert config["max_batch_size"] == 64
+    assert config["input"] == [{"name": "input-0", "data_type": "TYPE_FP64", "dims": [4]}]
+
+
 async def test_unknown_model_or_version_is_404(client: httpx.AsyncClient) -> None:
     r = await client.post("/v2/models/nope/infer", json=_iris())
     assert r.status_code == 404 and "nope" in r.json()["error"]
