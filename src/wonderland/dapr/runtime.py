@@ -832,8 +832,6 @@ class DaprRuntime:
         }
         if self.opts.app_port:
             out["appConnectionProperties"]["port"] = self.opts.app_port
-        names = self.resiliency.names()
         if self.opts.resources.resiliencies:
             out["resiliencies"] = [{"name": r.name} for r in self.opts.resources.resiliencies]
-        del names
         return out
