@@ -304,3 +304,32 @@ def test_a_file_that_is_not_a_store_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "store.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(ConfigError, match="cannot be used as the object store"):
         Store.open(tmp_path)
+
+
+def test_finalizers_hold_a_deletion_until_removed(store: Store) -> None:
+    svc = ksvc("hello")
+    svc["metadata"]["finalizers"] = ["example.dev/cleanup"]
+    created = store.create(svc)
+    child = configmap("child")
+    child["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "name": "hello",
+            "uid": created["metadata"]["uid"],
+        }
+    ]
+    store.create(child)
+    marked = store.delete(KSVC, "default", "hello")
+    assert marked["metadata"]["deletionTimestamp"]
+    assert store.get(KSVC, "default", "hello")["metadata"]["deletionTimestamp"]
+    adding = store.get(KSVC, "default", "hello")
+    adding["metadata"]["finalizers"].append("example.dev/other")
+    with pytest.raises(InvalidError, match="no new finalizers"):
+        store.update(adding)
+    done = store.get(KSVC, "default", "hello")
+    done["metadata"]["finalizers"] = []
+    store.update(done)
+    with pytest.raises(NotFoundError):
+        store.get(KSVC, "default", "hello")
+    assert store.list(CM)[0] == []

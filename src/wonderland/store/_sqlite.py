@@ -359,7 +359,13 @@ class Store:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
-        for server_field in ("uid", "resourceVersion", "generation", "creationTimestamp"):
+        for server_field in (
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+        ):
             meta.pop(server_field, None)
         with self.transaction():
             if not meta.get("name"):
@@ -414,12 +420,27 @@ class Store:
                 meta[kept] = cur_meta[kept]
             if kind.namespaced:
                 meta["namespace"] = cur_meta["namespace"]
+            if "deletionTimestamp" in cur_meta:
+                meta["deletionTimestamp"] = cur_meta["deletionTimestamp"]
+                added = set(meta.get("finalizers") or []) - set(cur_meta.get("finalizers") or [])
+                if added:
+                    raise InvalidError(
+                        "metadata.finalizers",
+                        f"no new finalizers ({', '.join(sorted(added))}) while the object "
+                        "is being deleted",
+                    )
+            else:
+                meta.pop("deletionTimestamp", None)
             if "status" in current:
                 new["status"] = current["status"]
             else:
                 new.pop("status", None)
             if new == current:
                 return current
+            if "deletionTimestamp" in meta and not meta.get("finalizers"):
+                # The last finalizer is gone: the deletion asked for earlier happens now.
+                self._delete_tree(kind.resource, new, set())
+                return new
             body_keys = ("metadata", "status", "apiVersion", "kind")
             if _without(new, *body_keys) != _without(current, *body_keys):
                 meta["generation"] = int(cur_meta.get("generation", 1)) + 1
@@ -451,12 +472,22 @@ class Store:
         """Remove an object and, in the same transaction, every object it owns.
 
         With ``orphan`` (``propagationPolicy: Orphan``) the owned objects stay and lose
-        their ownerReference to it instead.
+        their ownerReference to it instead. An object with ``metadata.finalizers`` only
+        gets a ``deletionTimestamp``; it goes when an update removes the last finalizer.
         """
         kind = _kind_of_resource(resource)
         ns = self._namespace_for(kind, namespace)
         with self.transaction():
             current = self.get(kind.resource, ns, name)
+            if current["metadata"].get("finalizers"):
+                # As on a cluster: mark it; it goes when its finalizers are removed.
+                if "deletionTimestamp" not in current["metadata"]:
+                    current["metadata"]["deletionTimestamp"] = now_timestamp()
+                    rv = self._next_rv()
+                    current["metadata"]["resourceVersion"] = str(rv)
+                    self._write(kind.resource, current, owners_changed=False)
+                    self._record("MODIFIED", kind.resource, current, rv)
+                return current
             seen: set[str] = set()
             if orphan:
                 self._orphan_children(current["metadata"]["uid"])
