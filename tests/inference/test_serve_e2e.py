@@ -225,6 +225,17 @@ def test_workers_serve_rest_and_grpc_from_each_process(
             g = tg.InferenceServerClient(server.grpc_address)
             assert g.infer("iris", [ginp]).as_numpy("output-0").tolist() == iris_expected
             g.close()
+        # Whichever worker answers the scrape, it reports all workers' requests.
+        for _ in range(4):
+            with urllib.request.urlopen(server.url + "/metrics", timeout=30) as r:
+                text = r.read().decode()
+            assert (
+                'inference_requests_total{code="200",model_name="iris",protocol="rest"} 10.0'
+                in text
+            )
+            assert (
+                'inference_requests_total{code="OK",model_name="iris",protocol="grpc"} 10.0' in text
+            )
 
 
 def test_port_env_is_the_http_port_and_bad_flags_fail_clearly(

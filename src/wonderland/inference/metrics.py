@@ -1,7 +1,12 @@
-"""Prometheus metrics with KServe's stage histograms plus request, queue and batch metrics."""
+"""Prometheus metrics with KServe's stage histograms plus request, queue and batch metrics.
+
+With ``--workers N`` the server runs prometheus_client's multiprocess mode (a private
+``PROMETHEUS_MULTIPROC_DIR``), so a scrape of any worker reports all of them.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import (
@@ -51,7 +56,12 @@ REQUESTS = Counter(
     "inference requests answered, by protocol and outcome",
     ["model_name", "protocol", "code"],
 )
-QUEUE = Gauge("inference_queue_depth", "requests waiting for the model", ["model_name"])
+QUEUE = Gauge(
+    "inference_queue_depth",
+    "requests waiting for the model",
+    ["model_name"],
+    multiprocess_mode="livesum",  # with --workers: the sum over live workers
+)
 BATCH = Histogram(
     "inference_batch_size",
     "rows per model call after adaptive batching",
@@ -84,4 +94,11 @@ class ModelMetrics:
 
 
 def render() -> bytes:
+    """The exposition text; with ``--workers``, the sum over all worker processes."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
     return generate_latest(REGISTRY)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,10 +197,25 @@ def _run_one(options: ServerOptions, reuse_port: bool) -> None:
 def serve(options: ServerOptions) -> int:
     """Run the model server in the foreground; returns the exit status."""
     options.check()
-    build_dataplane(options)  # fail fast on bad paths, before any process starts
-    if options.workers == 1:
-        _run_one(options, reuse_port=False)
-        return 0
+    metrics_dir = None
+    if options.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Must be set before prometheus_client is imported (by build_dataplane below).
+        metrics_dir = tempfile.mkdtemp(prefix="wonderland-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        build_dataplane(options)  # fail fast on bad paths, before any process starts
+        if options.workers == 1:
+            _run_one(options, reuse_port=False)
+            return 0
+        return _run_workers(options)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(options: ServerOptions) -> int:
+    from prometheus_client import multiprocess
+
     # Hold both ports with SO_REUSEPORT (not listening) so nobody else takes them while
     # workers start; each worker binds its own listening socket on the same ports.
     holders = []
@@ -247,6 +264,8 @@ def serve(options: ServerOptions) -> int:
         except InterruptedError:  # pragma: no cover
             continue
         remaining.discard(pid)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
         if os.waitstatus_to_exitcode(st) != 0:
             status = 1
             forward(signal.SIGTERM, None)  # one worker down: stop the rest
