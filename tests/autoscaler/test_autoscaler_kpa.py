@@ -65,6 +65,7 @@ def test_target_from_container_concurrency_and_annotations() -> None:
         ({A + "target": "abc"}, "target"),
         ({A + "scale-down-delay": "ten minutes"}, "scale-down-delay"),
         ({A + "initial-scale": "0"}, "allow-zero-initial-scale"),
+        ({A + "metric-aggregation-algorithm": "weighted-exponential"}, "linear"),
     ],
 )
 def test_bad_annotations_are_rejected_with_the_field(

@@ -136,6 +136,12 @@ class ScalingSpec:
                 f"metadata.annotations[{prefix}class]: {cls_name!r} is not supported here; "
                 "only kpa.autoscaling.knative.dev (the default) runs on one machine"
             )
+        algorithm = autoscaling_annotation(ann, "metric-aggregation-algorithm") or "linear"
+        if algorithm.lower() != "linear":
+            raise InvalidError(
+                f"metadata.annotations[{prefix}metric-aggregation-algorithm]: {algorithm!r} is "
+                "not supported here; use 'linear' (the default) or leave it out"
+            )
         metric = autoscaling_annotation(ann, "metric") or "concurrency"
         if metric not in ("concurrency", "rps"):
             raise InvalidError(
