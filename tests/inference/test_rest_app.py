@@ -465,3 +465,18 @@ async def test_sync_model_code_does_not_block_the_event_loop(tmp_path: Path) -> 
         release.set()
         assert (await predict).json() == {"predictions": [1]}
     await repo.close()
+
+
+async def test_an_empty_repository_is_ready_and_can_load_later(
+    tmp_path: Path, iris_dir: Path
+) -> None:
+    repo = ModelRepository(root=tmp_path)
+    app = RestApp(DataPlane(repo))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/v2/health/ready")).status_code == 503  # still starting
+        await repo.load_all()
+        assert (await c.get("/v2/health/ready")).json() == {"ready": True}
+        shutil.copytree(iris_dir, tmp_path / "iris")
+        assert (await c.post("/v2/repository/models/iris/load")).status_code == 200
+        assert (await c.get("/v1/models/iris")).json() == {"name": "iris", "ready": True}
+    await repo.close()

@@ -92,6 +92,7 @@ class ModelRepository:
         self._models: dict[str, dict[str | None, ModelEntry]] = {}
         self._executor = executor or ThreadPoolExecutor(4, thread_name_prefix="model")
         self._load_lock = asyncio.Lock()
+        self._loading = True  # until the first load_all() has finished
         self.extra_models: dict[str, ArrayModel | CustomModel] = {}
 
     # -- lookup ---------------------------------------------------------------------------
@@ -106,8 +107,11 @@ class ModelRepository:
         return [e for versions in self._models.values() for e in versions.values()]
 
     def all_ready(self) -> bool:
+        """Every model is ready; a repository server with nothing loaded is ready too."""
         entries = self.entries()
-        return bool(entries) and all(e.ready for e in entries)
+        if not entries:
+            return self.root is not None and not self._sources and not self._loading
+        return all(e.ready for e in entries)
 
     def get(self, name: str, version: str | None = None) -> ModelEntry:
         versions = self._models.get(name)
@@ -184,11 +188,14 @@ class ModelRepository:
         return out
 
     async def load_all(self) -> None:
-        for src in self.discover():
-            try:
-                await self.load(src.name)
-            except Exception as exc:
-                log.error("model %s failed to load: %s", src.name, exc)
+        try:
+            for src in self.discover():
+                try:
+                    await self.load(src.name)
+                except Exception as exc:
+                    log.error("model %s failed to load: %s", src.name, exc)
+        finally:
+            self._loading = False
 
     async def load(self, name: str) -> list[ModelEntry]:
         """(Re)load ``name`` from its folder; the old version keeps serving until then."""

@@ -159,7 +159,9 @@ class RestApp:
                     return await self._v1(name, "explain", dp.explain_v1(name, doc, hdrs))
                 raise ModelNotFoundError(f"no route {method} {path}; use :predict or :explain")
             self._need(method, "GET", path)
-            return _json({"name": rest, "ready": dp.model_ready(rest)})
+            if not dp.model_ready(rest):
+                raise ModelNotReadyError(f"model {rest!r} is not ready")
+            return _json({"name": rest, "ready": True})
         if path.startswith("/v2/repository/"):
             self._need(method, "POST", path)
             body, _ = await self._body(scope, receive)
