@@ -4,6 +4,7 @@ storage against moto, and specs that cannot run."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import http.server
 import json
@@ -132,6 +133,15 @@ def daemon(
                         }
                     ]
                 },
+                explainer={
+                    "containers": [
+                        {
+                            "name": "kserve-container",
+                            "image": "custom-explainer",
+                            "command": [sys.executable, APPS, "custom"],
+                        }
+                    ]
+                },
             ),
             isvc(
                 "chain",
@@ -162,14 +172,17 @@ def daemon(
             ),
             isvc(
                 "s3-iris",
-                model(
-                    "sklearn",
-                    "s3://models/iris",
-                    env=[
-                        {"name": "AWS_ACCESS_KEY_ID", "value": "test"},
-                        {"name": "AWS_SECRET_ACCESS_KEY", "value": "test"},
-                    ],
-                ),
+                {
+                    **model(
+                        "sklearn",
+                        "s3://models/iris",
+                        env=[
+                            {"name": "AWS_ACCESS_KEY_ID", "value": "test"},
+                            {"name": "AWS_SECRET_ACCESS_KEY", "value": "test"},
+                        ],
+                    ),
+                    "batcher": {"maxBatchSize": 4, "maxLatency": 20},
+                },
                 annotations={
                     "serving.kserve.io/s3-endpoint": s3.removeprefix("http://"),
                     "serving.kserve.io/s3-usehttps": "0",
@@ -264,6 +277,9 @@ def test_custom_predictor_container(daemon: KServeDaemon) -> None:
     r = _post(daemon, daemon.host("custom"), "/v1/models/custom:predict", {"instances": IRIS})
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": [15.8, 15.5], "served_by": "custom"}
+    st = daemon.get("isvc", "custom")["status"]
+    assert st["components"]["explainer"]["url"] == f"http://custom-explainer.default.{DOMAIN}"
+    assert daemon.condition("custom", "ExplainerReady")["status"] == "True"
 
 
 def test_transformer_calls_the_predictor(daemon: KServeDaemon) -> None:
@@ -360,11 +376,25 @@ def test_scale_from_zero_loads_the_model(daemon: KServeDaemon) -> None:
     assert r.json() == {"predictions": [1, 1]}
 
 
-def test_s3_storage_uri(daemon: KServeDaemon) -> None:
+async def test_s3_storage_uri_and_batcher(daemon: KServeDaemon) -> None:
     daemon.wait_ready("s3-iris")
-    r = _post(daemon, daemon.host("s3-iris"), "/v1/models/s3-iris:predict", {"instances": IRIS})
-    assert r.status_code == 200, r.text
-    assert r.json() == {"predictions": [1, 1]}
+    args = daemon.get("ksvc", "s3-iris-predictor")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert "--max_batch_size=4" in args and "--max_latency_ms=20" in args
+    async with httpx.AsyncClient(base_url=daemon.gateway, timeout=60) as client:
+        rs = await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/models/s3-iris:predict",
+                    json={"instances": IRIS[i % 2 : i % 2 + 1]},
+                    headers={"Host": daemon.host("s3-iris")},
+                )
+                for i in range(8)
+            )
+        )
+    assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+    assert [r.json()["predictions"] for r in rs] == [[1]] * 8
 
 
 def test_specs_that_cannot_run_say_why(daemon: KServeDaemon, tmp_path: Path) -> None:
@@ -414,6 +444,7 @@ def test_delete_removes_the_components(daemon: KServeDaemon) -> None:
     daemon.wait_ready("custom")
     daemon.cli("delete", "isvc", "custom")
     wait_for(lambda: daemon.get("ksvc", "custom-predictor") == {}, 30, "ksvc deleted")
+    wait_for(lambda: daemon.get("ksvc", "custom-explainer") == {}, 30, "explainer deleted")
     wait_for(lambda: daemon.get("route", "custom") == {}, 30, "route deleted")
     assert daemon.get("isvc", "sklearn-iris")["metadata"]["name"] == "sklearn-iris"
 
