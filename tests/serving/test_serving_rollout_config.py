@@ -150,3 +150,25 @@ async def test_image_only_container_is_built_from_the_project_file(
     await env.ready("frontend")
     r = await env.request(f"frontend.default.{DOMAIN}")
     assert r.text == "built frontend-00001"
+
+
+async def test_grpc_service_through_the_gateway(platform_env: Env) -> None:
+    import sys
+
+    from grpc import aio
+
+    env = platform_env
+    app = str(Path(__file__).with_name("grpc_app.py"))
+    svc = ksvc("grpc")
+    svc["spec"]["template"]["spec"]["containers"][0] = {
+        "image": "grpc-app",
+        "command": [sys.executable, app],
+        "ports": [{"name": "h2c", "containerPort": 8080}],
+    }
+    env.apply(svc)
+    await env.ready("grpc")
+    gateway = env.url.removeprefix("http://")
+    options = [("grpc.default_authority", f"grpc.default.{DOMAIN}")]
+    async with aio.insecure_channel(gateway, options=options) as channel:
+        reply = await channel.unary_unary("/test.Echo/Echo")(b"ping", timeout=30)
+    assert reply == b"ping@grpc-00001"
