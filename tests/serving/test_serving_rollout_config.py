@@ -172,3 +172,20 @@ async def test_grpc_service_through_the_gateway(platform_env: Env) -> None:
     async with aio.insecure_channel(gateway, options=options) as channel:
         reply = await channel.unary_unary("/test.Echo/Echo")(b"ping", timeout=30)
     assert reply == b"ping@grpc-00001"
+
+
+async def test_load_scales_a_revision_up(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("busy", containerConcurrency=1))
+    await env.ready("busy")
+    host = f"busy.default.{DOMAIN}"
+    # 6 requests of 3 s each against containerConcurrency 1 (target 0.7 per replica)
+    load = [asyncio.create_task(env.request(host, "/sleep/3")) for _ in range(6)]
+    await env.wait(
+        lambda: env.get(REV, "busy-00001")["status"].get("actualReplicas", 0) >= 2,
+        timeout=30,
+        what="a scale-up",
+    )
+    assert env.get(REV, "busy-00001")["status"]["desiredReplicas"] >= 2
+    results = await asyncio.gather(*load)
+    assert [r.status_code for r in results] == [200] * 6
