@@ -233,3 +233,22 @@ def test_events_show_in_wonderland_and_kubectl_describe(
     by_kubectl = kubectl("describe", "cm", "flags")
     assert by_kubectl.returncode == 0, by_kubectl.stderr
     assert "FlagUnknown" in by_kubectl.stdout
+
+
+def test_kubectl_create_sends_protobuf_for_built_in_kinds(daemon: Daemon, kubectl: Any) -> None:
+    import base64
+    import json
+
+    made = kubectl("create", "configmap", "plain", "--from-literal=k=v", "--from-literal=x=y")
+    assert made.returncode == 0, made.stderr
+    cm = json.loads(daemon.ok("get", "cm", "plain", "-o", "json"))
+    assert cm["data"] == {"k": "v", "x": "y"}
+    assert "generateName" not in cm["metadata"]
+    secret = kubectl("create", "secret", "generic", "pw", "--from-literal=password=hunter2")
+    assert secret.returncode == 0, secret.stderr
+    stored = json.loads(daemon.ok("get", "secret", "pw", "-o", "json"))
+    assert base64.b64decode(stored["data"]["password"]) == b"hunter2"
+    assert stored["type"] == "Opaque"
+    namespace = kubectl("create", "namespace", "team-b")
+    assert namespace.returncode == 0, namespace.stderr
+    assert kubectl("get", "ns", "team-b").stdout.split()[3:5] == ["team-b", "Active"]

@@ -23,7 +23,7 @@ import yaml
 from wonderland.api import admission, printing, registry
 from wonderland.api.kinds import ResourceKind
 from wonderland.api.selectors import matches, parse_label_selector
-from wonderland.control import discovery
+from wonderland.control import discovery, protobuf
 from wonderland.control import patch as patches
 from wonderland.errors import (
     AlreadyExistsError,
@@ -79,6 +79,11 @@ class _Request:
 
     def json(self) -> Any:
         content_type = self.headers.get("content-type", "")
+        if "vnd.kubernetes.protobuf" in content_type:
+            try:
+                return protobuf.decode(self.body)
+            except InvalidError as exc:
+                raise HTTPError(415, "UnsupportedMediaType", str(exc)) from None
         if "protobuf" in content_type or "cbor" in content_type:
             raise HTTPError(
                 415,
