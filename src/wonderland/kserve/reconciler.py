@@ -240,9 +240,11 @@ class InferenceServiceReconciler:
         import time
 
         from wonderland.inference.storage import StorageContext, fetch
+        from wonderland.inference.storage._base import redact
 
         meta = isvc["metadata"]
         uri = str(model["storageUri"])
+        shown = redact(uri)
         annotations = {
             k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("serving.")
         }
@@ -262,7 +264,7 @@ class InferenceServiceReconciler:
                 state.error = (
                     str(exc)
                     if isinstance(exc, WonderlandError)
-                    else f"storageUri {uri}: {type(exc).__name__}: {exc}"
+                    else f"storageUri {shown}: {type(exc).__name__}: {exc}"
                 )
                 state.failed_at = time.monotonic()
             state.task = None
@@ -277,7 +279,7 @@ class InferenceServiceReconciler:
 
             def progress(_uri: str, done: int, total: int | None) -> None:
                 pct = f" ({100 * done // total}%)" if total else ""
-                state.progress = f"downloading {uri}: {done} bytes{pct}"
+                state.progress = f"downloading {shown}: {done} bytes{pct}"
 
             ctx = StorageContext(
                 self.state_dir,
@@ -287,19 +289,19 @@ class InferenceServiceReconciler:
                 progress=progress,
             )
             state.task = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(fetch, uri, ctx), name=f"storage {uri}"
+                asyncio.to_thread(fetch, uri, ctx), name=f"storage {shown}"
             )
             state.task.add_done_callback(
                 lambda _t: self.platform.controllers.enqueue(ISVCS, meta["namespace"], meta["name"])
             )
-            raise _StillDownloading(f"fetching {uri}")
+            raise _StillDownloading(f"fetching {shown}")
         if state.error is not None:
             raise ComponentSpecError("ModelLoadFailed", state.error)
         if state.path is None:
-            raise _StillDownloading(state.progress or f"fetching {uri}")
+            raise _StillDownloading(state.progress or f"fetching {shown}")
         if not isinstance(state.path, Path) or not state.path.exists():
             self._downloads.pop(key, None)
-            raise _StillDownloading(f"fetching {uri} again")
+            raise _StillDownloading(f"fetching {shown} again")
         return state.path
 
     @staticmethod

@@ -281,3 +281,13 @@ def test_cli_pull_prints_the_cached_folder(
     )
     assert bad.returncode == 1
     assert "reserved for the model registry" in bad.stderr
+
+
+def test_errors_never_show_credentials(ctx: StorageContext) -> None:
+    port = _free_port()
+    uri = f"http://user:s3cr3t@127.0.0.1:{port}/model.joblib?X-Amz-Signature=t0k3n"
+    with pytest.raises(StorageError) as err:
+        fetch(uri, ctx)
+    text = str(err.value)
+    assert "s3cr3t" not in text and "t0k3n" not in text
+    assert f"127.0.0.1:{port}/model.joblib" in text

@@ -127,6 +127,21 @@ class ModelRegistryStorage:
 # -- the cache --------------------------------------------------------------------------
 
 
+def redact(uri: str) -> str:
+    """``uri`` fit for messages and logs: no user:password, no query (signed URL tokens)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 def uri_key(uri: str) -> str:
     return hashlib.sha256(uri.encode()).hexdigest()[:32]
 

@@ -16,6 +16,7 @@ from wonderland.inference.storage._base import (
     commit_blob,
     is_archive,
     read_ref,
+    redact,
     staging_dir,
     unpack,
     write_ref,
@@ -39,6 +40,7 @@ class HTTPStorage:
     """Downloads once, revalidates with ETag/Last-Modified, keeps the copy by digest."""
 
     def fetch(self, uri: str, ctx: StorageContext) -> Path:
+        shown = redact(uri)
         ref = read_ref(ctx, uri)
         headers: dict[str, str] = {}
         if ref is not None:
@@ -59,29 +61,29 @@ class HTTPStorage:
                         return ctx.cache_dir / "blobs" / ref["digest"]
                     if resp.status_code >= 400:
                         raise StorageError(
-                            f"storageUri {uri}: the server answered {resp.status_code} "
+                            f"storageUri {shown}: the server answered {resp.status_code} "
                             f"{resp.reason_phrase}; check the URL and that the file is public"
                         )
                     name = _file_name(uri, resp)
                     download = staged / "download"
-                    digest = _download(resp, download, uri, ctx)
+                    digest = _download(resp, download, shown, ctx)
                     validators = {
                         "etag": resp.headers.get("etag", ""),
                         "last_modified": resp.headers.get("last-modified", ""),
                     }
             except httpx.HTTPError as exc:
                 if ref is not None:
-                    log.warning("%s unreachable (%s); using the cached copy", uri, exc)
+                    log.warning("%s unreachable (%s); using the cached copy", shown, exc)
                     return ctx.cache_dir / "blobs" / ref["digest"]
                 raise StorageError(
-                    f"storageUri {uri}: cannot download ({type(exc).__name__}: {exc}); check "
+                    f"storageUri {shown}: cannot download ({type(exc).__name__}: {exc}); check "
                     "that the server is up and reachable from this machine"
                 ) from None
             blob = staged / "blob"
             if is_archive(name):
                 archive = staged / name
                 download.rename(archive)
-                unpack(archive, blob, uri)
+                unpack(archive, blob, shown)
             else:
                 blob.mkdir()
                 download.rename(blob / name)
