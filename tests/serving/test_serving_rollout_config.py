@@ -189,3 +189,76 @@ async def test_load_scales_a_revision_up(platform_env: Env) -> None:
     assert env.get(REV, "busy-00001")["status"]["desiredReplicas"] >= 2
     results = await asyncio.gather(*load)
     assert [r.status_code for r in results] == [200] * 6
+
+
+async def test_route_updates_under_a_prober_never_fail(platform_env: Env) -> None:
+    import httpx
+
+    env = platform_env
+    env.apply(ksvc("hello", env={"V": "1"}))
+    await env.ready("hello")
+    env.apply(ksvc("hello", env={"V": "2"}))
+    await env.wait(
+        lambda: env.get(KSVC, "hello")["status"].get("latestReadyRevisionName") == "hello-00002",
+        what="second revision",
+    )
+    failures: list[int] = []
+    stop = asyncio.Event()
+
+    async def prober() -> None:
+        async with httpx.AsyncClient(base_url=env.url, timeout=60) as client:
+            while not stop.is_set():
+                r = await client.get("/", headers={"Host": f"hello.default.{DOMAIN}"})
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+
+    task = asyncio.create_task(prober())
+    try:
+        for split in ((100, 0), (50, 50), (0, 100), (20, 80), (100, 0)):
+            svc = ksvc(
+                "hello",
+                env={"V": "2"},
+                traffic=[
+                    {"revisionName": "hello-00001", "percent": split[0]},
+                    {"revisionName": "hello-00002", "percent": split[1]},
+                ],
+            )
+            env.apply(svc)
+            want = {"hello-00001": split[0], "hello-00002": split[1]}
+            await env.wait(
+                lambda want=want: (
+                    {  # type: ignore[misc]
+                        t["revisionName"]: t["percent"]
+                        for t in env.get(ROUTE, "hello")["status"].get("traffic", [])
+                    }
+                    == want
+                ),
+                what=f"split {split}",
+            )
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await task
+    assert failures == []
+
+
+async def test_platform_restart_brings_services_back(tmp_path: Path) -> None:
+    from wonderland import serving
+    from wonderland.platform import Platform
+    from wonderland.settings import Settings
+
+    settings = Settings(home=tmp_path / "home", gateway_port=0, api_port=0)
+    for round_ in range(2):
+        platform = Platform.open(settings)
+        system = serving.install(platform)
+        await platform.start()
+        env = Env(platform, system)
+        try:
+            if round_ == 0:
+                env.apply(ksvc("hello"))
+            await env.ready("hello")
+            r = await env.request(f"hello.default.{DOMAIN}")
+            assert r.status_code == 200 and r.json()["env"]["K_REVISION"] == "hello-00001"
+        finally:
+            await platform.stop()
+            platform.store.close()
