@@ -216,6 +216,9 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
         cert_path, key_path = ensure_certificate(state_dir)
         sock = _bind(settings)
         host, port = sock.getsockname()[:2]
+        # Listening on every address: clients on this machine still come in over loopback,
+        # which is what the certificate names.
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         server_url = f"https://{address}"
         app = ControlAPI(platform.store, token, address, on_shutdown=stop.set)
