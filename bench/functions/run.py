@@ -9,9 +9,9 @@ Both serve the same function (``wonderland func create -t http``) on loopback:
 * ``warm``: wrk against the running function (throughput, p50 and p99 latency).
 
 With ``--platform`` (add ``--short-windows`` to make scaling to zero quick) it also
-measures the cold start of a function deployed with
-``wonderland func deploy`` on a running ``wonderland up`` (scaled to zero, then one
-request through the gateway), repeated N times.
+measures, on a running ``wonderland up``, the cold start of the function deployed with
+``wonderland func deploy`` beside a plain Knative Service running an ASGI app under
+uvicorn (``asgi_service.py``): each at zero, one request through the gateway, in turns.
 
 The peer (func-python, the middleware Knative's Python scaffolding runs under
 Hypercorn) is installed into its own virtualenv under ``bench/.venv-func-python``.
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BENCH = HERE.parent
@@ -165,13 +166,36 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def platform_cold_start(root: Path, runs: int, short_windows: bool) -> list[float] | None:
-    """Deploy with func deploy, wait for zero replicas, time one request (repeated)."""
-    try:
-        from wonderland.functions.deploy import deploy_function, platform_client
-        from wonderland.functions.invoke import gateway_address
-    except ImportError:
-        return None
+def _service_manifest(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "image": "bench/asgi-service",
+                            "command": [sys.executable, "-m", "uvicorn", "asgi_service:app"],
+                            "args": ["--port", "$(PORT)", "--no-access-log", "--ws", "none"],
+                            "workingDir": str(HERE),
+                        }
+                    ]
+                }
+            }
+        },
+    }
+
+
+def platform_cold_start(
+    root: Path, runs: int, short_windows: bool
+) -> dict[str, list[float]] | None:
+    """Deploy the function with func deploy and, beside it, a plain uvicorn Knative Service;
+    then, in turns, wait until each is at zero and time one request through the gateway."""
+    from wonderland.functions.deploy import deploy_function, platform_client
+    from wonderland.functions.invoke import gateway_address
+
     client = platform_client()
     if client is None:
         print("--platform: no running platform (wonderland up) found; skipped")
@@ -186,36 +210,56 @@ def platform_cold_start(root: Path, runs: int, short_windows: bool) -> list[floa
             }
         )
     result = deploy_function(root, progress=print)
-    host = result.url.split("://", 1)[-1]
-    gateway = gateway_address().split("://", 1)[-1]
-    gw_host, gw_port = gateway.rsplit(":", 1)
-    times: list[float] = []
+    client.apply(_service_manifest("bench-service"))
+    targets = {"function": ("bench-fn", result.url), "service": ("bench-service", "")}
+    deadline = time.monotonic() + 120
+    while not targets["service"][1]:
+        svc = client.get("Service", "default", "bench-service") or {}
+        url = str((svc.get("status") or {}).get("url") or "")
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (svc.get("status") or {}).get("conditions") or []
+        )
+        if url and ready:
+            targets["service"] = ("bench-service", url)
+        elif time.monotonic() > deadline:
+            raise RuntimeError("bench-service did not become Ready")
+        time.sleep(0.2)
+    gw_host, gw_port = gateway_address().split("://", 1)[-1].rsplit(":", 1)
 
-    def replicas() -> int | None:
-        revision = client.get("Revision", result.namespace, result.revision) or {}
-        value = (revision.get("status") or {}).get("actualReplicas")
-        return None if value is None else int(value)
+    def replicas(name: str) -> tuple[int, int] | None:
+        revision = client.get("Revision", "default", f"{name}-00001") or {}
+        status = revision.get("status") or {}
+        if status.get("actualReplicas") is None:
+            return None
+        return int(status.get("actualReplicas") or 0), int(status.get("desiredReplicas") or 0)
 
+    def wait(name: str, at_zero: bool) -> None:
+        deadline = time.monotonic() + 300
+        while True:
+            current = replicas(name)
+            if current is not None and (current == (0, 0) if at_zero else current[0] >= 1):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not scale as expected ({current})")
+            time.sleep(0.2)
+
+    times: dict[str, list[float]] = {kind: [] for kind in targets}
     for _ in range(runs):
-        # Up first (the deploy or the previous request), then down to zero: a real cold start.
-        for wanted in (lambda n: n >= 1, lambda n: n == 0):
-            deadline = time.monotonic() + 300
-            while True:
-                current = replicas()
-                if current is not None and wanted(current):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the revision did not scale as expected")
-                time.sleep(0.2)
-        time.sleep(1.0)  # let the old replica finish stopping
-        start = time.perf_counter()
-        conn = http.client.HTTPConnection(gw_host, int(gw_port), timeout=60)
-        conn.request("GET", "/", headers={"Host": host})
-        response = conn.getresponse()
-        response.read()
-        times.append((time.perf_counter() - start) * 1000)
-        if response.status != 200:
-            raise RuntimeError(f"the function answered {response.status}")
+        for kind, (name, url) in targets.items():
+            wait(name, at_zero=True)
+            time.sleep(1.0)  # let the old replica finish stopping
+            start = time.perf_counter()
+            conn = http.client.HTTPConnection(gw_host, int(gw_port), timeout=60)
+            conn.request("GET", "/", headers={"Host": url.split("://", 1)[-1]})
+            response = conn.getresponse()
+            response.read()
+            times[kind].append((time.perf_counter() - start) * 1000)
+            if response.status != 200:
+                raise RuntimeError(f"{name} answered {response.status}")
+            # Seen up again before the next wait for zero, so that a stale status read
+            # right after this request cannot pass for "at zero".
+            wait(name, at_zero=False)
     return times
 
 
@@ -276,11 +320,13 @@ def main() -> int:
         print(f"{label:<34}{a:>14.1f}{b:>14.1f}{ratio:>9.2f}x")
     print("(ratio > 1 means wonderland is better)")
     if deployed:
-        print(
-            f"deployed function, cold start through the gateway at zero: "
-            f"p50 {statistics.median(deployed):.1f} ms, max {max(deployed):.1f} ms "
-            f"over {len(deployed)} runs"
-        )
+        fn, svc = deployed["function"], deployed["service"]
+        print()
+        print(f"cold start at zero through the gateway ({len(fn)} runs each)")
+        print(f"{'':<34}{'function':>14}{'uvicorn ksvc':>14}{'ratio':>10}")
+        for label, q in (("p50 (ms)", 0.5), ("max (ms)", 1.0)):
+            a, b = pct(fn, q), pct(svc, q)
+            print(f"{label:<34}{a:>14.1f}{b:>14.1f}{b / a:>9.2f}x")
     return 0
 
 
