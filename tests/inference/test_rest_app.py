@@ -480,3 +480,16 @@ async def test_an_empty_repository_is_ready_and_can_load_later(
         assert (await c.post("/v2/repository/models/iris/load")).status_code == 200
         assert (await c.get("/v1/models/iris")).json() == {"name": "iris", "ready": True}
     await repo.close()
+
+
+async def test_transformer_without_predictor_host_says_what_to_do(tmp_path: Path) -> None:
+    from wonderland.inference.errors import ModelConfigError
+
+    d = tmp_path / "t"
+    d.mkdir()
+    (d / "model.py").write_text(
+        "class T:\n    def preprocess(self, p, h=None):\n        return p\n"
+    )
+    repo = ModelRepository([ModelSource("t", d)])
+    with pytest.raises(ModelConfigError, match="--predictor_host"):
+        await repo.load("t")

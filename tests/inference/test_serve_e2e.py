@@ -264,3 +264,76 @@ def test_port_env_is_the_http_port_and_bad_flags_fail_clearly(
         )
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.startswith("error: ") and fragment in proc.stderr
+
+
+TRANSFORMER = textwrap.dedent(
+    '''
+    NAMES = ["setosa", "versicolor", "virginica"]
+
+    class IrisTransformer:
+        """No predict: wonderland forwards to --predictor_host, as KServe does."""
+
+        def __init__(self, name):
+            self.name = name
+
+        def preprocess(self, payload, headers=None):
+            if isinstance(payload, dict):  # V1: named features -> rows
+                rows = [[r["sl"], r["sw"], r["pl"], r["pw"]] for r in payload["instances"]]
+                return {"instances": rows}
+            return payload
+
+        def postprocess(self, result, headers=None):
+            if isinstance(result, dict) and "predictions" in result:
+                return {"predictions": [NAMES[i] for i in result["predictions"]]}
+            return result
+    '''
+)
+
+
+@pytest.mark.parametrize("protocol", ["v1", "grpc-v2"])
+def test_transformer_forwards_to_its_predictor(
+    iris_server: ServerProcess, tmp_path: Path, iris_expected: list[int], protocol: str
+) -> None:
+    d = tmp_path / "transformer"
+    d.mkdir()
+    (d / "model.py").write_text(TRANSFORMER)
+    host = (
+        f"127.0.0.1:{iris_server.grpc_port}"
+        if protocol == "grpc-v2"
+        else f"127.0.0.1:{iris_server.http_port}"
+    )
+    args = [
+        "--model_name",
+        "iris",
+        "--model_dir",
+        str(d),
+        "--predictor_host",
+        host,
+        "--predictor_protocol",
+        protocol,
+    ]
+    with run_server(args, tmp_path) as server:
+        if protocol == "v1":
+            rows = [dict(zip(["sl", "sw", "pl", "pw"], r, strict=True)) for r in IRIS_ROWS]
+            code, body = _http(
+                server, "POST", "/v1/models/iris:predict", json.dumps({"instances": rows}).encode()
+            )
+            names = ["setosa", "versicolor", "virginica"]
+            assert (code, body) == (200, {"predictions": [names[i] for i in iris_expected]})
+            # The predictor's client error comes back as the transformer's.
+            code, body = _http(
+                server,
+                "POST",
+                "/v1/models/iris:predict",
+                b'{"instances": [{"sl": 1, "sw": 2, "pl": 3, "pw": "x"}]}',
+            )
+            assert code == 400 and "predictor" in body["error"]
+        else:
+            import tritonclient.http as th
+
+            c = th.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+            inp = th.InferInput("input-0", list(X.shape), "FP32")
+            inp.set_data_from_numpy(X)
+            result = c.infer("iris", [inp], request_id="t-1")
+            assert result.as_numpy("output-0").tolist() == iris_expected
+            assert result.get_response()["id"] == "t-1"

@@ -45,6 +45,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _flag(p, "nthread", type=int, default=1, help="threads per model call (default: 1)")
     _flag(p, "timeout_keep_alive", type=int, default=65)
     _flag(p, "log_level", default="info", choices=["debug", "info", "warning", "error"])
+    _flag(p, "predictor_host", help="transformer mode: host[:port] of the predictor")
+    p.add_argument(
+        "--predictor_protocol",
+        "--predictor-protocol",
+        "--protocol",
+        dest="predictor_protocol",
+        default="v1",
+        choices=["v1", "v2", "grpc-v2"],
+        help="how to call the predictor (default: v1)",
+    )
+    _flag(p, "predictor_use_ssl", type=_bool, default=False)
+    _flag(p, "predictor_request_timeout_seconds", type=float, default=600.0)
     p.set_defaults(handler=_run)
 
 
@@ -87,5 +99,9 @@ def _run(args: argparse.Namespace) -> int:
         nthread=args.nthread,
         timeout_keep_alive=args.timeout_keep_alive,
         log_level=args.log_level,
+        predictor_host=args.predictor_host,
+        predictor_protocol=args.predictor_protocol,
+        predictor_use_ssl=args.predictor_use_ssl,
+        predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,
     )
     return serve(options)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from wonderland.inference.errors import InvalidInputError, ModelFailedError
+from wonderland.inference.errors import InvalidInputError, ModelConfigError, ModelFailedError
 from wonderland.inference.types import TensorMetadata
 
 __all__ = ["ArrayModel", "CustomModel", "Model"]
@@ -130,17 +130,34 @@ class CustomModel:
     platform = "custom"
     batchable = False
 
-    def __init__(self, name: str, obj: Any, version: str | None = None) -> None:
+    def __init__(
+        self, name: str, obj: Any, version: str | None = None, predictor: Any = None
+    ) -> None:
         self.name = name
         self.obj = obj
         self.version = version
+        self.predictor = predictor
         self.hooks: dict[str, _Hook] = {}
         for hook in ("preprocess", "predict", "postprocess", "explain"):
             fn = getattr(obj, hook, None)
             if callable(fn):
                 self.hooks[hook] = _Hook(fn)
-        if "predict" not in self.hooks:
-            raise InvalidInputError(f"custom model {name!r} has no predict method")
+        own_predict = getattr(type(obj), "predict", None)
+        if own_predict is None or own_predict is Model.predict:
+            if predictor is None:
+                raise ModelConfigError(
+                    f"custom model {name!r} has no predict method; define one, or pass "
+                    "--predictor_host to forward to a predictor (transformer mode)"
+                )
+
+            async def forward(payload: Any, headers: dict[str, str] | None = None) -> Any:
+                return await predictor.predict(name, payload, headers or {})
+
+            self.hooks["predict"] = _Hook(forward)
+
+    async def close(self) -> None:
+        if self.predictor is not None:
+            await self.predictor.close()
 
     def load(self) -> None:
         fn = getattr(self.obj, "load", None)

@@ -84,8 +84,10 @@ class ModelRepository:
         batching: BatchingOptions | None = None,
         executor: Executor | None = None,
         model_format: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
+        self.default_options = options or {}
         self.batching = batching or BatchingOptions()
         self.default_format = model_format
         self._sources: dict[str, ModelSource] = {s.name: s for s in sources or []}
@@ -147,7 +149,7 @@ class ModelRepository:
         if self.root is not None:
             path = self.root / name
             if path.is_dir() and not name.startswith("."):
-                return ModelSource(name, path, self.default_format)
+                return ModelSource(name, path, self.default_format, dict(self.default_options))
         raise ModelNotFoundError(
             f"no model {name!r} to load"
             + (f" in repository {self.root}" if self.root else "")
@@ -164,7 +166,9 @@ class ModelRepository:
                 )
             for p in sorted(self.root.iterdir()):
                 if p.is_dir() and not p.name.startswith((".", "_")) and p.name not in found:
-                    found[p.name] = ModelSource(p.name, p, self.default_format)
+                    found[p.name] = ModelSource(
+                        p.name, p, self.default_format, dict(self.default_options)
+                    )
         return list(found.values())
 
     def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
@@ -224,8 +228,7 @@ class ModelRepository:
             old = self._models.get(name, {})
             self._models[name] = new
             for entry in old.values():
-                if entry.batcher is not None:
-                    await entry.batcher.close()
+                await _close(entry)
             if errors:
                 raise ModelConfigError(f"model {name!r} failed to load: {'; '.join(errors)}")
             return list(new.values())
@@ -270,13 +273,18 @@ class ModelRepository:
         async with self._load_lock:
             versions = self._models.pop(name, {})
             for entry in versions.values():
-                if entry.batcher is not None:
-                    await entry.batcher.close()
+                await _close(entry)
 
     async def close(self) -> None:
         for entry in self.entries():
-            if entry.batcher is not None:
-                await entry.batcher.close()
+            await _close(entry)
+
+
+async def _close(entry: ModelEntry) -> None:
+    if entry.batcher is not None:
+        await entry.batcher.close()
+    if isinstance(entry.model, CustomModel):
+        await entry.model.close()
 
 
 def check_model_name(name: str) -> str:

@@ -51,6 +51,10 @@ class ServerOptions:
     timeout_keep_alive: int = 65
     log_level: str = "info"
     event_loop: str = "uvloop"
+    predictor_host: str | None = None
+    predictor_protocol: str = "v1"
+    predictor_use_ssl: bool = False
+    predictor_request_timeout_seconds: float = 600.0
     runtime_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -64,6 +68,10 @@ class ServerOptions:
         for flag, port in (("--http_port", self.http_port), ("--grpc_port", self.grpc_port)):
             if not 0 <= port <= 65535:
                 raise ModelConfigError(f"{flag} {port} is not a TCP port (0-65535)")
+        if self.predictor_protocol not in ("v1", "v2", "grpc-v2"):
+            raise ModelConfigError(
+                f"--predictor_protocol {self.predictor_protocol!r} is not v1, v2 or grpc-v2"
+            )
         if self.workers > 1 and (self.http_port == 0 or self.grpc_port == 0):
             raise ModelConfigError("--workers > 1 needs fixed ports (not 0) to share them")
 
@@ -76,6 +84,13 @@ def build_dataplane(options: ServerOptions) -> Any:
     opts = {"nthread": options.nthread, **options.runtime_options}
     if options.model_class:
         opts["model_class"] = options.model_class
+    if options.predictor_host:
+        opts.update(
+            predictor_host=options.predictor_host,
+            predictor_protocol=options.predictor_protocol,
+            predictor_use_ssl=options.predictor_use_ssl,
+            predictor_request_timeout_seconds=options.predictor_request_timeout_seconds,
+        )
     if options.model_dir is not None:
         if not options.model_dir.exists():
             raise ModelConfigError(
@@ -91,6 +106,7 @@ def build_dataplane(options: ServerOptions) -> Any:
             options.max_batch_size, options.max_latency_ms, options.max_queue_size
         ),
         model_format=options.model_format,
+        options=opts,
     )
     if options.model_repository is not None:
         repo.discover()  # fail fast on a missing folder

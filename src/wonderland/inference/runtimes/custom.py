@@ -1,7 +1,8 @@
 """Custom Python models: a ``.py`` file in the model directory defining a model class.
 
-The class is the one with a ``predict`` method defined in that file (or the one named by
-``model_class``). It is built as ``cls(name)`` (KServe's constructor) or ``cls()``.
+The class is the one defined in that file with a ``predict`` (or, for a transformer,
+``preprocess``/``postprocess``) method, or the one named by ``model_class``. It is built
+as ``cls(name)`` (KServe's constructor) or ``cls()``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from wonderland.inference.errors import ModelConfigError
 from wonderland.inference.model import CustomModel
 
 __all__ = ["load_custom_model"]
+
+_HOOKS = ("predict", "preprocess", "postprocess")
 
 
 def _import_file(path: Path) -> Any:
@@ -40,6 +43,10 @@ def load_custom_model(
     model_dir: Path,
     version: str | None = None,
     model_class: str | None = None,
+    predictor_host: str | None = None,
+    predictor_protocol: str = "v1",
+    predictor_use_ssl: bool = False,
+    predictor_request_timeout_seconds: float = 600.0,
     **_: Any,
 ) -> CustomModel:
     files = [model_dir] if model_dir.is_file() else sorted(model_dir.glob("*.py"))
@@ -52,7 +59,7 @@ def load_custom_model(
             if (
                 inspect.isclass(value)
                 and value.__module__ == module.__name__
-                and callable(getattr(value, "predict", None))
+                and any(callable(getattr(value, h, None)) for h in _HOOKS)
             ):
                 candidates.append((attr, value))
     if model_class:
@@ -67,8 +74,8 @@ def load_custom_model(
     if len(chosen) != 1:
         raise ModelConfigError(
             f"{model_dir} defines {len(chosen)} model classes "
-            f"({', '.join(c[0] for c in chosen) or 'none'}); a model class has a predict "
-            "method; pass --model_class to pick one"
+            f"({', '.join(c[0] for c in chosen) or 'none'}); a model class has a predict, "
+            "preprocess or postprocess method; pass --model_class to pick one"
         )
     cls = chosen[0][1]
     try:
@@ -80,4 +87,18 @@ def load_custom_model(
             obj.name = name
         except AttributeError:
             pass
-    return CustomModel(name, obj, version)
+    predictor = None
+    if predictor_host:
+        from wonderland.inference.predictor import PredictorClient
+
+        predictor = PredictorClient(
+            predictor_host, predictor_protocol, predictor_use_ssl, predictor_request_timeout_seconds
+        )
+        # KServe's Model keeps these; transformer code may read them.
+        for attr, value in (("predictor_host", predictor_host), ("protocol", predictor_protocol)):
+            if getattr(obj, attr, None) is None:
+                try:
+                    setattr(obj, attr, value)
+                except AttributeError:
+                    pass
+    return CustomModel(name, obj, version, predictor)
