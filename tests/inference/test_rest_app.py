@@ -493,3 +493,9 @@ async def test_transformer_without_predictor_host_says_what_to_do(tmp_path: Path
     repo = ModelRepository([ModelSource("t", d)])
     with pytest.raises(ModelConfigError, match="--predictor_host"):
         await repo.load("t")
+
+
+async def test_load_cannot_reach_outside_the_repository(client: httpx.AsyncClient) -> None:
+    for name in ("..", ".hidden", "a%2F..%2F..%2Fetc"):
+        r = await client.post(f"/v2/repository/models/{name}/load")
+        assert r.status_code == 404, name

@@ -17,7 +17,6 @@ from typing import Any
 
 from wonderland.inference.batching import AdaptiveBatcher
 from wonderland.inference.errors import (
-    InvalidInputError,
     ModelConfigError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -95,7 +94,6 @@ class ModelRepository:
         self._executor = executor or ThreadPoolExecutor(4, thread_name_prefix="model")
         self._load_lock = asyncio.Lock()
         self._loading = True  # until the first load_all() has finished
-        self.extra_models: dict[str, ArrayModel | CustomModel] = {}
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -146,9 +144,9 @@ class ModelRepository:
         src = self._sources.get(name)
         if src is not None:
             return src
-        if self.root is not None:
+        if self.root is not None and _plain_name(name):
             path = self.root / name
-            if path.is_dir() and not name.startswith("."):
+            if path.is_dir():
                 return ModelSource(name, path, self.default_format, dict(self.default_options))
         raise ModelNotFoundError(
             f"no model {name!r} to load"
@@ -287,7 +285,6 @@ async def _close(entry: ModelEntry) -> None:
         await entry.model.close()
 
 
-def check_model_name(name: str) -> str:
-    if not name or "/" in name or name.startswith("."):
-        raise InvalidInputError(f"invalid model name {name!r}")
-    return name
+def _plain_name(name: str) -> bool:
+    """A model name that names a folder directly inside the repository."""
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
