@@ -478,3 +478,22 @@ async def test_controllers_record_events(platform_env: Env) -> None:
     assert ("Service", "Created", 'Created Configuration "hello"') in messages
     assert ("Service", "Created", 'Created Route "hello"') in messages
     assert ("Configuration", "Created", 'Created Revision "hello-00001"') in messages
+
+
+async def test_deleted_pinned_revision_answers_503_at_once(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(ksvc("hello", env={"V": "1"}))
+    await env.ready("hello")
+    env.apply(
+        ksvc("hello", env={"V": "2"}, traffic=[{"revisionName": "hello-00001", "percent": 100}])
+    )
+    await env.wait(
+        lambda: env.get(KSVC, "hello")["status"].get("latestReadyRevisionName") == "hello-00002",
+        what="second revision",
+    )
+    env.store.delete(REV, "default", "hello-00001")
+    await env.wait(
+        lambda: env.cond(ROUTE, "hello").get("reason") == "RevisionMissing", what="route says so"
+    )
+    r = await env.request(HOST)
+    assert r.status_code == 503 and "was deleted" in r.text

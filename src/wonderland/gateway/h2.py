@@ -213,6 +213,8 @@ class H2ClientConnection(asyncio.Protocol):
             self._send(stream, ep)
         elif target.wait(_H2Grant(self, stream, target)):
             stream.waiting = True
+        elif target.removed:
+            self._local(stream, 503, f"revision {target.key} was deleted")
         else:
             self._local(stream, 503, "the revision's request queue is full")
 

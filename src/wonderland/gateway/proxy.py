@@ -311,6 +311,8 @@ class ClientConnection(asyncio.Protocol):
             self._send(req, ep)
         elif target.wait(_Grant(self, req, target)):
             req.waiting = True
+        elif target.removed:
+            self._respond(req, error_response(503, f"revision {target.key} was deleted"))
         else:
             self._respond(req, error_response(503, "the revision's request queue is full"))
 

@@ -96,6 +96,7 @@ class RevisionTarget:
         self.h2c = h2c
         self.endpoints: list[Endpoint] = []
         self.draining: list[Endpoint] = []  # removed, with requests still in flight
+        self.removed = False  # the revision was deleted
         self.waiters: collections.deque[Waiter] = collections.deque()
         self.max_queue = ACTIVATOR_QUEUE_DEPTH
         self.in_flight = 0
@@ -165,8 +166,9 @@ class RevisionTarget:
         return None
 
     def wait(self, waiter: Waiter) -> bool:
-        """Queue a request until an endpoint frees up; False when the queue is full."""
-        if len(self.waiters) >= self.max_queue:
+        """Queue a request until an endpoint frees up; False when the queue is full or
+        the revision is gone (``removed``)."""
+        if len(self.waiters) >= self.max_queue or self.removed:
             return False
         self.waiters.append(waiter)
         if not self.endpoints:
@@ -295,6 +297,7 @@ class RoutingTable:
     def remove_revision(self, namespace: str, name: str) -> None:
         target = self.revisions.pop(f"{namespace}/{name}", None)
         if target is not None:
+            target.removed = True
             target.set_endpoints([])
             target.fail_waiters(503, f"revision {namespace}/{name} was deleted")
 

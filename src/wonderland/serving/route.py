@@ -137,6 +137,9 @@ class RouteReconciler:
                     system.rollouts[rk] = rollout
             else:
                 rollout = None
+            if rollout is not None and _get(system, REVISIONS, namespace, rollout.old) is None:
+                system.rollouts.pop(rk, None)  # the old revision is gone: finish at once
+                rollout = None
             if rollout is not None:
                 frac = (now - rollout.started) / rollout.duration
                 if frac >= 1:
