@@ -143,7 +143,8 @@ class ImageResolver:
                 )
                 _link_platform_packages(venv)
                 if deps:
-                    say(f"installing {len(deps)} dependencies for {image}")
+                    what = "requirements.txt" if deps[0] == "-r" else f"{len(deps)} dependencies"
+                    say(f"installing {what} for {image}")
                     await _step(
                         [
                             str(venv / "bin" / "python"),
