@@ -65,12 +65,17 @@ def rss_mb(pid: int) -> float:
 
 
 def ensure_peer_venv() -> Path:
+    """bench/.venv-redis with redis-py and hiredis (the parser the sidecar uses too)."""
     py = PEER_VENV / "bin" / "python"
     if not py.exists():
-        print("creating bench/.venv-redis (redis-py, uvloop) ...", file=sys.stderr)
+        print("creating bench/.venv-redis (redis-py, hiredis, uvloop) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    if subprocess.run(
+        [str(py), "-c", "import redis, hiredis, uvloop"], capture_output=True
+    ).returncode:
         subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", "redis>=5.0", "uvloop>=0.19"], check=True
+            [str(py), "-m", "pip", "install", "-q", "redis>=5.0", "hiredis>=2.0", "uvloop>=0.19"],
+            check=True,
         )
     return py
 
