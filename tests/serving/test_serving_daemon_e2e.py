@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APP, DOMAIN
+from serving_env import APP, DOMAIN
 
 pytestmark = pytest.mark.e2e
 

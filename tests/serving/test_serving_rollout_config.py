@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import DOMAIN, KSVC, REV, ROUTE, Env, ksvc
+from serving_env import DOMAIN, KSVC, REV, ROUTE, Env, ksvc
 
 
 async def test_rollout_duration_moves_traffic_gradually(platform_env: Env) -> None:

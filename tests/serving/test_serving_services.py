@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APP, CFG, DOMAIN, KSVC, REV, ROUTE, Env, ksvc
+from serving_env import APP, CFG, DOMAIN, KSVC, REV, ROUTE, Env, ksvc
 
 from wonderland.errors import InvalidError
 

@@ -54,6 +54,7 @@ _REASONS = {
 
 
 def error_response(status: int, message: str, keep_alive: bool = True) -> bytes:
+    """A complete plain-text HTTP/1.1 error response."""
     body = message.encode() + b"\n"
     return b"".join(
         (

@@ -78,6 +78,8 @@ class CompanionProcess:
 
 @dataclass(frozen=True)
 class Companion:
+    """What a factory adds to one replica: processes beside it and env for the app."""
+
     processes: list[CompanionProcess] = field(default_factory=list)
     app_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -93,8 +95,10 @@ def register(name: str, factory: CompanionFactory) -> None:
 
 
 def unregister(name: str) -> None:
+    """Stop calling the factory registered as ``name``."""
     _FACTORIES.pop(name, None)
 
 
 def factories() -> list[tuple[str, CompanionFactory]]:
+    """The registered factories, in registration order."""
     return list(_FACTORIES.items())

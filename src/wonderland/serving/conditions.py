@@ -13,6 +13,7 @@ def _now() -> str:
 
 
 def condition(ctype: str, status: str, reason: str = "", message: str = "") -> dict[str, Any]:
+    """A condition object."""
     cond: dict[str, Any] = {"type": ctype, "status": status}
     if reason:
         cond["reason"] = reason
@@ -22,6 +23,7 @@ def condition(ctype: str, status: str, reason: str = "", message: str = "") -> d
 
 
 def get_condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
+    """The condition of type ``ctype`` in ``obj``'s status, or None."""
     for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == ctype:
             return dict(cond)
@@ -29,6 +31,7 @@ def get_condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any] | No
 
 
 def is_true(obj: dict[str, Any] | None, ctype: str = "Ready") -> bool:
+    """Whether ``obj``'s condition ``ctype`` has status True."""
     cond = get_condition(obj, ctype)
     return cond is not None and cond.get("status") == "True"
 

@@ -33,6 +33,8 @@ def _int(data: Mapping[str, str], key: str, default: int, where: str) -> int:
 
 @dataclass(frozen=True)
 class ServingConfig:
+    """The cluster-wide serving configuration read from the ``config-*`` ConfigMaps."""
+
     domain: str = "127.0.0.1.sslip.io"
     domain_selectors: tuple[tuple[str, dict[str, str]], ...] = ()
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)

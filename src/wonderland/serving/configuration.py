@@ -29,6 +29,9 @@ __all__ = ["ConfigurationReconciler"]
 
 
 class ConfigurationReconciler:
+    """Creates one immutable Revision per template generation and tracks
+    ``latestCreatedRevisionName``/``latestReadyRevisionName``."""
+
     resource: str = CONFIGURATIONS
     owns: tuple[str, ...] = (REVISIONS,)
     watches: tuple[str, ...] = ()

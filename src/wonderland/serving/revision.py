@@ -32,6 +32,9 @@ __all__ = ["RevisionReconciler"]
 
 
 class RevisionReconciler:
+    """Builds the image if needed, runs replicas through the supervisor at the scale the
+    autoscaler wants, configures the gateway target and reports Knative's conditions."""
+
     resource: str = REVISIONS
     owns: tuple[str, ...] = ()
     watches: tuple[str, ...] = ()

@@ -28,6 +28,9 @@ __all__ = ["RouteReconciler"]
 
 
 class RouteReconciler:
+    """Resolves traffic targets to Ready revisions, programs the gateway's hosts and
+    split (with gradual rollout), and reports URLs and per-tag URLs."""
+
     resource: str = ROUTES
     owns: tuple[str, ...] = ()
     watches: tuple[str, ...] = (REVISIONS, CONFIGURATIONS)

@@ -28,6 +28,9 @@ __all__ = ["ServiceReconciler"]
 
 
 class ServiceReconciler:
+    """Keeps a Service's Configuration and Route (same name) in line with its spec and
+    reports their readiness as ``ConfigurationsReady``/``RoutesReady``/``Ready``."""
+
     resource: str = SERVICES
     owns: tuple[str, ...] = (CONFIGURATIONS, ROUTES)
     watches: tuple[str, ...] = ()

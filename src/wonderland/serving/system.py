@@ -42,6 +42,8 @@ def _free_port(host: str) -> int:
 
 @dataclass
 class BuildState:
+    """An image build for one revision: the task, its result or error, the last progress."""
+
     task: asyncio.Task[None] | None = None
     image: BuiltImage | None = None
     error: tuple[str, str] | None = None
@@ -60,6 +62,8 @@ class Rollout:
 
 @dataclass
 class RevisionRuntime:
+    """A revision's process-side state: its autoscaler, replica template and failure."""
+
     scaler: RevisionScaler
     template: ReplicaTemplate | None = None
     failed: tuple[str, str] | None = None

@@ -55,6 +55,7 @@ def validate_template(template: Obj, owner_name: str | None, path: str) -> None:
 
 
 def validate_revision_spec(spec: Obj, annotations: dict[str, str], path: str) -> None:
+    """A revision spec: containers, ports, env, volumes, timeout, concurrency, annotations."""
     max_timeout, max_cc, as_config = _limits()
     containers = spec.get("containers") or []
     cpath = f"{path}.spec.containers"
@@ -151,6 +152,7 @@ def validate_traffic(
     in_service: bool,
     byo_name: str | None = None,
 ) -> None:
+    """``spec.traffic``: targets, tags, percentages (sum 100) and known revisions."""
     if traffic is None:
         return
     if not traffic:
@@ -219,6 +221,7 @@ def _rollout(meta: Obj) -> None:
 
 
 def check_service(new: Obj, old: Obj | None) -> None:
+    """Admission check for Services."""
     meta = new.get("metadata") or {}
     spec = new.get("spec") or {}
     template = spec.get("template") or {}
@@ -248,6 +251,7 @@ def check_service(new: Obj, old: Obj | None) -> None:
 
 
 def check_configuration(new: Obj, old: Obj | None) -> None:
+    """Admission check for Configurations."""
     meta = new.get("metadata") or {}
     validate_template(
         (new.get("spec") or {}).get("template") or {}, meta.get("name"), "spec.template"
@@ -255,6 +259,7 @@ def check_configuration(new: Obj, old: Obj | None) -> None:
 
 
 def check_route(new: Obj, old: Obj | None) -> None:
+    """Admission check for Routes."""
     meta = new.get("metadata") or {}
     traffic = (new.get("spec") or {}).get("traffic")
     if traffic is not None:
@@ -265,6 +270,7 @@ def check_route(new: Obj, old: Obj | None) -> None:
 
 
 def check_revision(new: Obj, old: Obj | None) -> None:
+    """Admission check for Revisions (their spec is immutable)."""
     if old is not None and (old.get("spec") or {}) != (new.get("spec") or {}):
         raise InvalidError("spec", "a Revision is immutable; change its Configuration or Service")
     meta = new.get("metadata") or {}
@@ -275,6 +281,7 @@ def check_revision(new: Obj, old: Obj | None) -> None:
 
 
 def register_checks() -> None:
+    """Register the serving admission checks with :mod:`wonderland.api.admission`."""
     admission.register("services.serving.knative.dev", check_service)
     admission.register("configurations.serving.knative.dev", check_configuration)
     admission.register("routes.serving.knative.dev", check_route)
