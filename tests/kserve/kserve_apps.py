@@ -1,6 +1,7 @@
 """Small apps the end-to-end tests run as InferenceService containers.
 
-``python kserve_apps.py custom``: a custom predictor (V1 ``:predict`` answers the row sums).
+``python kserve_apps.py custom [--model_dir D]``: a custom predictor (V1 ``:predict``
+answers the row sums, and the ``label.txt`` of its model folder when given).
 ``python kserve_apps.py transformer --model_name M --predictor_host H --http_port P``: a
 transformer that scales centimetres given in millimetres, calls the predictor over V1 REST
 (one keep-alive client, through the platform's proxy setting) and names the classes.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,7 +42,9 @@ async def _send_json(send: Any, status: int, obj: Any, headers: list[Any] | None
     await send({"type": "http.response.body", "body": body})
 
 
-def custom_app() -> Any:
+def custom_app(model_dir: str = "") -> Any:
+    label = (Path(model_dir) / "label.txt").read_text().strip() if model_dir else ""
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
@@ -48,7 +52,10 @@ def custom_app() -> Any:
         if path.endswith(":predict"):
             req = orjson.loads(await _body(receive))
             preds = [round(sum(row), 3) for row in req["instances"]]
-            await _send_json(send, 200, {"predictions": preds, "served_by": "custom"})
+            out = {"predictions": preds, "served_by": "custom"}
+            if label:
+                out["label"] = label
+            await _send_json(send, 200, out)
         else:
             await _send_json(send, 200, {"status": "alive"})
 
@@ -91,10 +98,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--predictor_host", default="")
     parser.add_argument("--http_port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--model_dir", default="")
     args = parser.parse_args(argv[1:])
-    app = (
-        custom_app() if mode == "custom" else transformer_app(args.model_name, args.predictor_host)
-    )
+    if mode == "custom":
+        app = custom_app(args.model_dir)
+    else:
+        app = transformer_app(args.model_name, args.predictor_host)
     uvicorn.run(app, host="127.0.0.1", port=args.http_port, log_level="warning", lifespan="off")
 
 

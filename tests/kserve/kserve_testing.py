@@ -192,6 +192,10 @@ def train_models(root: Path) -> dict[str, Path]:
     onx = to_onnx(lr, x[:1], options={id(lr): {"zipmap": False}})
     (d / "model.onnx").write_bytes(onx.SerializeToString())
     out["onnx"] = d
+    d = root / "label"
+    d.mkdir()
+    (d / "label.txt").write_text("custom-v1\n")
+    out["label"] = d
     return out
 
 

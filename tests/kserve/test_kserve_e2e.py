@@ -130,6 +130,8 @@ def daemon(
                             "name": "kserve-container",
                             "image": "custom-app",
                             "command": [sys.executable, APPS, "custom"],
+                            "args": ["--model_dir", "/mnt/models"],
+                            "env": [{"name": "STORAGE_URI", "value": f"file://{models['label']}"}],
                         }
                     ]
                 },
@@ -276,7 +278,8 @@ def test_custom_predictor_container(daemon: KServeDaemon) -> None:
     daemon.wait_ready("custom")
     r = _post(daemon, daemon.host("custom"), "/v1/models/custom:predict", {"instances": IRIS})
     assert r.status_code == 200, r.text
-    assert r.json() == {"predictions": [15.8, 15.5], "served_by": "custom"}
+    # STORAGE_URI was resolved and /mnt/models in its args points at the local copy.
+    assert r.json() == {"predictions": [15.8, 15.5], "served_by": "custom", "label": "custom-v1"}
     st = daemon.get("isvc", "custom")["status"]
     assert st["components"]["explainer"]["url"] == f"http://custom-explainer.default.{DOMAIN}"
     assert daemon.condition("custom", "ExplainerReady")["status"] == "True"

@@ -11,7 +11,8 @@ The client relays signals to that child and exits with its status; when the clie
 replica supervisor's view (one process per replica) stays true.
 
 Without the socket (``KSERVE_FORKSERVER_SOCKET`` unset or nobody listening) the client
-simply execs ``wonderland serve ARGS``.
+runs ``wonderland serve ARGS`` itself. Either way the model is loaded before the server
+listens (see :func:`run_cli`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["SOCKET_ENV", "ForkServerService", "client_main", "server_main"]
+__all__ = ["SOCKET_ENV", "ForkServerService", "client_main", "run_cli", "server_main"]
 
 log = logging.getLogger("wonderland.kserve.forkserver")
 
@@ -83,6 +84,31 @@ def _recv_msg(sock: socket.socket) -> object:
     return json.loads(_recv_exact(sock, n))
 
 
+def run_cli(argv: list[str]) -> int:
+    """``wonderland <argv>``; for ``serve``, the model is loaded before the ports open.
+
+    A replica is Ready when its port answers (a TCP probe for gRPC predictors), so the
+    model server must not listen before the model is in memory, as KServe's model server
+    loads models before it starts its servers. ``wonderland serve`` does that for its
+    ``--workers`` children (``reuse_port``); a single-process replica asks for the same.
+    """
+    if argv[:1] == ["serve"]:
+        try:
+            from wonderland.inference import server
+
+            run_one = server._run_one
+
+            def load_first(options: object, reuse_port: bool) -> None:
+                run_one(options, True)  # type: ignore[arg-type]
+
+            server._run_one = load_first
+        except (ImportError, AttributeError):  # pragma: no cover - model server changed
+            log.warning("cannot ask the model server to load before listening")
+    from wonderland.cli import main
+
+    return main(argv)
+
+
 # -- the client (a replica's process) ----------------------------------------------------
 
 
@@ -101,7 +127,7 @@ def client_main(argv: list[str]) -> int:
         reply = _recv_msg(sock)
     except (OSError, ConnectionError, ValueError):
         sock.close()
-        os.execv(sys.executable, [sys.executable, "-m", "wonderland", *argv])
+        return run_cli(argv)
     assert isinstance(reply, dict)
     pid = int(reply["pid"])
 
@@ -162,9 +188,7 @@ def _child(conn_fds: list[int], request: dict[str, object], listener: socket.soc
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         argv = request.get("argv")
-        from wonderland.cli import main
-
-        code = main([str(a) for a in argv]) if isinstance(argv, list) else 2
+        code = run_cli([str(a) for a in argv]) if isinstance(argv, list) else 2
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:

@@ -15,6 +15,7 @@ from wonderland.controllers import Result
 from wonderland.errors import AlreadyExistsError, NotFoundError, WonderlandError
 from wonderland.kserve.components import (
     ISVC_LABEL,
+    MOUNT,
     ComponentSpecError,
     component_ksvc,
     custom_container,
@@ -203,7 +204,32 @@ class InferenceServiceReconciler:
             return transformer_container(isvc, component)
         model = component.get("model") if which == "predictor" else None
         if model is None:
-            return custom_container(component, which)
+            container = custom_container(component, which)
+            # KServe's storage initializer also serves custom containers that name their
+            # model in STORAGE_URI; they read it from /mnt/models.
+            uri = next(
+                (
+                    str(e.get("value") or "")
+                    for e in container.get("env") or []
+                    if e.get("name") == "STORAGE_URI"
+                ),
+                "",
+            )
+            if uri:
+                local = await self._storage(
+                    isvc, {"storageUri": uri, "env": container.get("env") or []}
+                )
+                mount = str(local)
+                container["args"] = [
+                    str(a).replace(MOUNT, mount) for a in container.get("args") or []
+                ]
+                container["env"] = [
+                    {**e, "value": str(e["value"]).replace(MOUNT, mount)}
+                    if e.get("name") != "STORAGE_URI" and "value" in e
+                    else e
+                    for e in container.get("env") or []
+                ]
+            return container
         if component.get("containers"):
             raise ComponentSpecError(
                 "InvalidPredictorSpec",
