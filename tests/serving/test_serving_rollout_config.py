@@ -262,3 +262,23 @@ async def test_platform_restart_brings_services_back(tmp_path: Path) -> None:
         finally:
             await platform.stop()
             platform.store.close()
+
+
+async def test_initial_scale_zero_is_ready_without_replicas(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "config-autoscaler", "namespace": "knative-serving"},
+            "data": {"allow-zero-initial-scale": "true"},
+        }
+    )
+    await env.wait(lambda: env.system.config.autoscaler.allow_zero_initial_scale, what="config")
+    env.apply(ksvc("lazy", annotations={"autoscaling.knative.dev/initial-scale": "0"}))
+    await env.ready("lazy")
+    rev = env.get(REV, "lazy-00001")
+    assert rev["status"]["actualReplicas"] == 0
+    assert env.cond(REV, "lazy-00001", "Active")["reason"] == "NoTraffic"
+    r = await env.request(f"lazy.default.{DOMAIN}")  # the first request wakes it
+    assert r.status_code == 200

@@ -119,7 +119,12 @@ class RevisionReconciler:
             conditions = set_condition(conditions, "ContainerHealthy", "True")
             conditions = set_condition(conditions, "Active", "True")
             conditions = set_condition(conditions, "Ready", "True")
-        elif was_ready:
+        elif was_ready or (rt.scaler.spec.initial_scale == 0 and rt.scaler.desired == 0):
+            # (initial-scale 0, allowed by config-autoscaler: Ready without a replica)
+            if not was_ready:
+                conditions = set_condition(conditions, "ResourcesAvailable", "True")
+                conditions = set_condition(conditions, "ContainerHealthy", "True")
+                conditions = set_condition(conditions, "Ready", "True")
             if rt.scaler.desired == 0:
                 conditions = set_condition(
                     conditions,
