@@ -32,6 +32,8 @@ from kserve_testing import (
 
 pytestmark = pytest.mark.e2e
 
+TRANSFORMER_MODEL = Path(__file__).resolve().parent / "kserve_transformer_model"
+
 CONFIG = """
 apiVersion: v1
 kind: ConfigMap
@@ -154,6 +156,20 @@ def daemon(
                             "name": "kserve-container",
                             "image": "tr",
                             "command": [sys.executable, APPS, "transformer"],
+                        }
+                    ]
+                },
+            ),
+            isvc(
+                "chain2",
+                model("sklearn", str(models["sklearn"])),
+                transformer={
+                    "containers": [
+                        {
+                            "name": "kserve-container",
+                            "image": "wonderland/model-server",
+                            "command": ["wonderland", "serve"],
+                            "args": [f"--model_dir={TRANSFORMER_MODEL}"],
                         }
                     ]
                 },
@@ -301,6 +317,14 @@ def test_transformer_calls_the_predictor(daemon: KServeDaemon) -> None:
         assert r.status_code == 200, r.text
         assert r.json() == {"predictions": ["versicolor", "versicolor"]}
         assert r.headers["x-predictor-host"] == "chain-predictor.default"
+
+
+def test_wonderland_serve_as_the_transformer(daemon: KServeDaemon) -> None:
+    daemon.wait_ready("chain2")
+    mm = [[v * 10 for v in row] for row in IRIS]
+    r = _post(daemon, daemon.host("chain2"), "/v1/models/chain2:predict", {"instances": mm})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == ["versicolor", "versicolor"]
 
 
 def test_canary_split_then_promotion(daemon: KServeDaemon, models: dict[str, Path]) -> None:

@@ -189,6 +189,12 @@ def transformer_container(isvc: Obj, component: Obj) -> Obj:
     cc = component.get("containerConcurrency")
     if cc and not _has_flag(args, "--workers"):
         args += ["--workers", str(cc)]
+    # One machine, many pods: the model server's default gRPC port (8081) would collide
+    # between transformers; they take REST from the gateway.
+    is_serve = (container.get("command") or [])[-2:] == ["wonderland", "serve"]
+    grpc_named = _has_flag(args, "--grpc_port") or _has_flag(args, "--enable_grpc")
+    if is_serve and not grpc_named:
+        args.append("--enable_grpc=false")
     container["args"] = args
     # KServe tells custom transformers the predictor's protocol through PROTOCOL.
     predictor_model = ((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}
