@@ -59,6 +59,7 @@ def test_restart_keeps_the_inference_service(
         d.kill()
         d.start(manifests)
         after = d.wait_ready("iris")["status"]["components"]["predictor"]
+        assert d.condition("iris", "LatestDeploymentReady")["status"] == "True"
         assert after["latestReadyRevision"] == before["latestReadyRevision"]
         assert after["latestRolledoutRevision"] == before["latestRolledoutRevision"]
 

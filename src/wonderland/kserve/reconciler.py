@@ -87,6 +87,7 @@ class InferenceServiceReconciler:
         failure: tuple[str, str] | None = None
         waiting: str | None = None
         ksvcs: dict[str, Obj] = {}
+        latest: tuple[str, str, str, str] | None = None
         detail: list[tuple[str, str, str, str]] = []  # conditions that do not gate Ready
         present = [c for c in COMPONENTS if spec.get(c)]
         for which in present:
@@ -107,7 +108,15 @@ class InferenceServiceReconciler:
                 continue
             except _StillDownloading as exc:
                 waiting = str(exc)
-                ready_parts.append((_ready_type(which), "Unknown", "Downloading", str(exc)))
+                existing = self._get(KSVCS, namespace, f"{name}-{which}")
+                if existing is None:
+                    ready_parts.append((_ready_type(which), "Unknown", "Downloading", waiting))
+                else:
+                    # The running revision keeps serving while the new model downloads.
+                    ksvcs[which] = existing
+                    components_status[which] = self._component_status(existing, cstatus)
+                    ready_parts.append(_ksvc_ready(which, existing))
+                    latest = ("LatestDeploymentReady", "Unknown", "Downloading", waiting)
                 continue
             desired = component_ksvc(
                 isvc, which, component, container, cstatus.get("latestRolledoutRevision")
@@ -153,7 +162,10 @@ class InferenceServiceReconciler:
             except ComponentSpecError as exc:
                 ingress = ("False", exc.reason, str(exc))
 
-        for ctype, cst, reason, message in [*ready_parts, *detail]:
+        if latest is None:
+            pred = next((p for p in ready_parts if p[0] == "PredictorReady"), None)
+            latest = ("LatestDeploymentReady", *(pred[1:] if pred else ("Unknown", "", "")))
+        for ctype, cst, reason, message in [*ready_parts, *detail, latest]:
             conditions = set_condition(conditions, ctype, cst, reason, message)
         for which in COMPONENTS:
             if which not in present:
