@@ -82,3 +82,33 @@ async def test_grpc_unary_streaming_and_status_through_the_gateway(grpc_replica:
             assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         await gw.stop()
+
+
+async def test_http1_client_reaches_an_h2c_revision(grpc_replica: int) -> None:
+    import struct
+
+    import httpx
+
+    table = RoutingTable()
+    target = table.revision("default", "grpc-00001")
+    target.h2c = True
+    target.set_endpoints([("127.0.0.1", grpc_replica, "r1")])
+    table.set_route("default/grpc", {HOST: HostRoute("default/grpc", [(target, 100)])})
+    gw = GatewayServer(table, port=0)
+    await gw.start()
+    try:
+        message = b"hello"
+        framed = b"\x00" + struct.pack(">I", len(message)) + message
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=30) as c:
+            for _ in range(3):  # keep-alive across bridged requests
+                r = await c.post(
+                    "/test.Echo/Echo",
+                    headers={"Host": HOST, "content-type": "application/grpc"},
+                    content=framed,
+                )
+                assert r.status_code == 200
+                assert r.headers["content-type"] == "application/grpc"
+                assert r.content[5:] == b"hello|127.0.0.1"
+        assert target.in_flight == 0 and target.endpoints[0].in_flight == 0
+    finally:
+        await gw.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import h2.config
 import h2.connection
@@ -21,7 +21,10 @@ import h2.exceptions
 
 from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
 
-__all__ = ["H2ClientConnection"]
+if TYPE_CHECKING:
+    from wonderland.gateway.proxy import ClientConnection, _Request
+
+__all__ = ["H1Bridge", "H2ClientConnection"]
 
 log = logging.getLogger("wonderland.gateway")
 
@@ -502,3 +505,140 @@ class _UpstreamH2(asyncio.Protocol):
             stream.upstream = None
             stream.up_id = None
             client.upstream_reset(stream)
+
+
+class H1Bridge:
+    """An HTTP/1.1 request to an h2c revision, sent as one stream on the replica's shared
+    HTTP/2 connection; the response comes back as HTTP/1.1 (chunked unless it has a
+    content-length, HTTP/2 trailers as chunked trailers)."""
+
+    transport = None  # the proxy pauses an upstream's transport; a bridge has none
+
+    def __init__(self, client: ClientConnection, req: _Request, ep: Endpoint) -> None:
+        self.client = client
+        self.req = req
+        self.ep = ep
+        self.chunked = False
+        self.started = False
+        self.done = False
+        body = b"".join(req.body)
+        self.stream = _Stream(0, self._headers(body))
+        self.stream.pending = [(body, True)]
+        self.stream.ended = True
+        self.upstream = _UpstreamH2.for_endpoint(ep)
+        req.upstream = self
+        self.upstream.open(cast(H2ClientConnection, self), self.stream)
+
+    def _headers(self, body: bytes) -> list[tuple[str, str]]:
+        req, client = self.req, self.client
+        host = req.host.decode("latin-1")
+        out = [
+            (":method", req.method.decode("latin-1")),
+            (":scheme", "http"),
+            (":authority", host),
+            (":path", req.url.decode("latin-1")),
+        ]
+        for name, value in req.headers:
+            lname = name.decode("latin-1").lower()
+            if lname not in _HOP and lname != "host":
+                out.append((lname, value.decode("latin-1")))
+        ip = client.client_ip.decode("latin-1")
+        xff = req.xff.decode("latin-1")
+        out.append(("x-forwarded-for", f"{xff}, {ip}" if xff else ip))
+        node = f'"[{ip}]"' if ":" in ip else ip
+        fwd = f"for={node};proto=http;host={host}"
+        prior = req.fwd.decode("latin-1")
+        out.append(("forwarded", f"{prior}, {fwd}" if prior else fwd))
+        if not req.xfp:
+            out.append(("x-forwarded-proto", "http"))
+        if any(n == "content-type" and v.startswith("application/grpc") for n, v in out):
+            out.append(("te", "trailers"))  # gRPC over HTTP/1.1 (e.g. grpc-web proxies)
+        if body or req.method in (b"POST", b"PUT", b"PATCH"):
+            out.append(("content-length", str(len(body))))
+        return out
+
+    # -- the interface _UpstreamH2 calls back --
+    def request_headers(self, stream: _Stream) -> list[tuple[str, str]]:
+        return stream.headers
+
+    def _write(self, data: bytes) -> None:
+        transport = self.client.transport
+        if transport is not None and not self.client.closed:
+            transport.write(data)
+
+    def response_headers(self, stream: _Stream, headers: list[tuple[str, str]], end: bool) -> None:
+        if self.done:
+            return
+        if not self.started:
+            self.started = True
+            self.req.started = True
+            self.client.deadlines.items.pop(self.req, None)
+            status = next((v for n, v in headers if n == ":status"), "502")
+            lines = [f"HTTP/1.1 {status} \r\n"]
+            has_length = False
+            for name, value in headers:
+                if name.startswith(":"):
+                    continue
+                has_length = has_length or name == "content-length"
+                lines.append(f"{name}: {value}\r\n")
+            if not end and not has_length:
+                self.chunked = True
+                lines.append("transfer-encoding: chunked\r\n")
+            elif end and not has_length:
+                lines.append("content-length: 0\r\n")
+            lines.append("\r\n")
+            self._write("".join(lines).encode("latin-1"))
+            if end:
+                self._finish()
+            return
+        # trailers (e.g. grpc-status)
+        if self.chunked:
+            trailer = "".join(f"{n}: {v}\r\n" for n, v in headers if not n.startswith(":"))
+            self._write(b"0\r\n" + trailer.encode("latin-1") + b"\r\n")
+            self.chunked = False
+        self._finish()
+
+    def response_data(self, stream: _Stream, data: bytes, end: bool) -> None:
+        if self.done:
+            return
+        if data:
+            self._write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+        if end:
+            if self.chunked:
+                self._write(b"0\r\n\r\n")
+            self._finish()
+
+    def upstream_reset(self, stream: _Stream) -> None:
+        if self.done:
+            return
+        if not self.started:
+            self.done = True
+            self._release()
+            from wonderland.gateway.proxy import error_response
+
+            self.client._respond(self.req, error_response(502, "the replica reset the stream"))
+            return
+        self.done = True
+        self._release()
+        self.client._complete(self.req, close=True)
+
+    # -- what the proxy calls --
+    def abort(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        up_id = self.stream.up_id
+        if up_id is not None:
+            self.upstream.detach(up_id, reset=True)
+
+    def _release(self) -> None:
+        req = self.req
+        req.upstream = None
+        if req.endpoint is not None and req.target is not None:
+            req.target.release(req.endpoint)
+            req.endpoint = None
+
+    def _finish(self) -> None:
+        self.done = True
+        self._release()
+        self.client._complete(self.req, close=False)

@@ -104,7 +104,7 @@ class _Request:
         self.keep_alive = True
         self.target: RevisionTarget | None = None
         self.endpoint: Endpoint | None = None
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: Any = None  # an UpstreamConnection, or an H1Bridge to an h2c replica
         self.deadline = 0.0
         self.upgrade = b""
         self.head = b""
@@ -296,13 +296,6 @@ class ClientConnection(asyncio.Protocol):
         if target is None:
             self._finish_local(503, b"the route has no revision with traffic yet")
             return
-        if target.h2c:
-            self._finish_local(
-                502,
-                f"revision {target.name} serves HTTP/2 only (its port is named h2c); "
-                "call it with HTTP/2 (prior knowledge), e.g. a gRPC client".encode(),
-            )
-            return
         req.target = target
         target.begin()
         req.head = self._head(req)
@@ -345,6 +338,11 @@ class ClientConnection(asyncio.Protocol):
         req.attempts += 1
         if self.closed:
             self._abandon(req)
+            return
+        if req.target is not None and req.target.h2c:
+            from wonderland.gateway.h2 import H1Bridge
+
+            H1Bridge(self, req, ep)  # the revision speaks HTTP/2 (port named h2c)
             return
         idle = ep.idle
         if idle:
