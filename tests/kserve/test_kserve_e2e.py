@@ -467,6 +467,23 @@ def test_specs_that_cannot_run_say_why(daemon: KServeDaemon, tmp_path: Path) -> 
     assert daemon.get("ksvc", "bad-format-predictor") == {}
 
 
+def test_a_bad_update_keeps_the_last_good_revision_serving(
+    daemon: KServeDaemon, models: dict[str, Path]
+) -> None:
+    daemon.apply(isvc("goes-bad", model("sklearn", str(models["sklearn"]))))
+    url = daemon.wait_ready("goes-bad")["status"]["url"]
+    daemon.apply(isvc("goes-bad", model("sklearn", str(models["sklearn"]), runtime="absent")))
+    cond = wait_for(
+        lambda: (c := daemon.condition("goes-bad")) and c.get("status") == "False" and c,
+        60,
+        "goes-bad not Ready",
+    )
+    assert cond["reason"] == "RuntimeNotRecognized"
+    assert daemon.get("isvc", "goes-bad")["status"]["url"] == url
+    r = _post(daemon, daemon.host("goes-bad"), "/v1/models/goes-bad:predict", {"instances": IRIS})
+    assert r.status_code == 200 and r.json() == {"predictions": [1, 1]}
+
+
 def test_delete_removes_the_components(daemon: KServeDaemon) -> None:
     daemon.wait_ready("custom")
     daemon.cli("delete", "isvc", "custom")

@@ -161,6 +161,15 @@ class InferenceServiceReconciler:
                 ingress = _ready_of(route)
             except ComponentSpecError as exc:
                 ingress = ("False", exc.reason, str(exc))
+        else:
+            # A spec that cannot run leaves the last good revision (and its URL) serving.
+            route = self._get(ROUTES, namespace, name)
+            uid = isvc["metadata"].get("uid")
+            refs = (route or {}).get("metadata", {}).get("ownerReferences") or []
+            if route is not None and any(r.get("uid") == uid for r in refs):
+                ingress = _ready_of(route)
+            else:
+                route = None
 
         if latest is None:
             pred = next((p for p in ready_parts if p[0] == "PredictorReady"), None)
