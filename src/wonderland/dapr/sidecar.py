@@ -262,8 +262,10 @@ class SidecarProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise DaprError(
-                    f"the sidecar exited with code {self.proc.returncode} before it was ready; see its log"
+                    f"the sidecar {self.app_id!r} exited with code {self.proc.returncode} before it "
+                    f"was ready: {self._log_tail()}"
                 )
+
             try:
                 with urllib.request.urlopen(
                     f"{self.http_url}/v1.0/healthz/outbound", timeout=2
@@ -275,6 +277,15 @@ class SidecarProcess:
             time.sleep(0.1)
         self.stop()
         raise DaprError(f"the sidecar did not become ready within {self.ready_timeout:.0f}s")
+
+    def _log_tail(self) -> str:
+        if not self.log_file:
+            return "see its output above"
+        try:
+            lines = Path(self.log_file).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return f"see {self.log_file}"
+        return " | ".join(lines[-3:]) or f"see {self.log_file}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
