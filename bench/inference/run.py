@@ -1,12 +1,14 @@
 """Model server benchmark: wonderland serve vs KServe 0.21 vs MLServer 1.7.1, one run.
 
-    python bench/inference/run.py [--duration 10] [--skip-peers] [--skip-batching]
+    python bench/inference/run.py [--duration 10] [--rounds 2] [--workers 2]
+                                  [--skip-peers] [--skip-batching]
 
 Installs the peers into their own virtualenvs (bench/.venv-kserve, bench/.venv-mlserver)
 and wrk / h2load from apt when missing, trains one iris LogisticRegression, serves it
 with all three, and measures REST (wrk -t1 -c16) and gRPC (h2load -c4 -m4 with a framed
-ModelInferRequest). Then wonderland alone at 64 connections with adaptive batching on and
-off. Prints a table; writes bench/results/inference.json.
+ModelInferRequest). Then wonderland with --workers N, and at 64 connections with adaptive
+batching on and off. Servers take turns for --rounds rounds; the best round of each
+counts. Prints a table; writes bench/results/inference.json.
 """
 
 from __future__ import annotations
