@@ -206,15 +206,17 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    # Claim the API port first, and store the manifests before anything starts, so that a
+    # taken port or a refused manifest stops `up` before it starts any replica.
+    sock = _bind(settings)
     platform = Platform.open(settings)
     try:
         platform.install_plugins()
-        await platform.start()
         results = _apply(platform, manifests)
+        await platform.start()
 
         token = ensure_token(state_dir)
         cert_path, key_path = ensure_certificate(state_dir)
-        sock = _bind(settings)
         host, port = sock.getsockname()[:2]
         # Listening on every address: clients on this machine still come in over loopback,
         # which is what the certificate names.
@@ -252,8 +254,8 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, 10)
-        sock.close()
     finally:
+        sock.close()
         await platform.stop()
         platform.store.close()
 
