@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import yaml
 from kserve_testing import (
     APPS,
     DOMAIN,
@@ -464,6 +465,11 @@ def test_specs_that_cannot_run_say_why(daemon: KServeDaemon, tmp_path: Path) -> 
         info = daemon.get("isvc", name)["status"]["modelStatus"]["lastFailureInfo"]
         assert info["reason"] == reason
     assert "False" in daemon.cli("get", "isvc", "bad-format")
+    # What KServe's webhook refuses is refused at apply, with the field.
+    bad = isvc("bad-canary", {**model("sklearn", str(tmp_path)), "canaryTrafficPercent": 120})
+    out = daemon.cli("apply", "-f", "-", stdin=yaml.safe_dump(bad), check=False)
+    assert "spec.predictor.canaryTrafficPercent" in out and "between 0 and 100" in out
+    assert daemon.get("isvc", "bad-canary") == {}
     assert daemon.get("ksvc", "bad-format-predictor") == {}
 
 

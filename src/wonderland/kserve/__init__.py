@@ -24,8 +24,11 @@ log = logging.getLogger("wonderland.kserve")
 
 def install(platform: Platform) -> InferenceServiceReconciler:
     """Add KServe's InferenceService (and the built-in runtimes) to ``platform``."""
+    from wonderland.kserve import validation
     from wonderland.kserve.reconciler import InferenceServiceReconciler
     from wonderland.kserve.runtimes import CLUSTER_RUNTIMES, builtin_runtimes
+
+    validation.register_checks()
 
     store = platform.store
     for runtime in builtin_runtimes():
