@@ -98,7 +98,10 @@ class AdaptiveBatcher:
         self._wakeup.set()
         return await future
 
-    async def close(self) -> None:
+    async def close(self, shutdown_executor: bool = False) -> None:
+        """Stop the loop and fail what is still queued; optionally stop the thread too."""
+        if shutdown_executor:
+            self._executor.shutdown(wait=False)
         if self._task is not None:
             self._task.cancel()
             try:

@@ -280,7 +280,7 @@ class ModelRepository:
 
 async def _close(entry: ModelEntry) -> None:
     if entry.batcher is not None:
-        await entry.batcher.close()
+        await entry.batcher.close(shutdown_executor=True)  # each entry owns its thread
     if isinstance(entry.model, CustomModel):
         await entry.model.close()
 
