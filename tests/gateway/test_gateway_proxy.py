@@ -360,3 +360,27 @@ async def wait_until(cond: Any, timeout: float = 10.0) -> None:
     while not cond():
         assert loop.time() < deadline, "condition not met"
         await asyncio.sleep(0.02)
+
+
+async def test_a_replica_dying_between_head_and_body_is_retried() -> None:
+    async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.transport.abort()  # dies before the body, as under kill -9
+
+    broken = await asyncio.start_server(half, "127.0.0.1", 0)
+    broken_port = broken.sockets[0].getsockname()[1]
+    table = RoutingTable()
+    try:
+        async with replica(echo_app("healthy")) as port:
+            target = table.revision("default", "hello-00001")
+            target.set_endpoints([("127.0.0.1", broken_port, "bad"), ("127.0.0.1", port, "ok")])
+            simple_route(table, [("hello-00001", 100)], {})
+            async with gateway(table) as url, httpx.AsyncClient(base_url=url) as client:
+                host = {"Host": "hello.default.127.0.0.1.sslip.io"}
+                results = [await client.get("/", headers=host) for _ in range(10)]
+        assert [r.json()["label"] for r in results] == ["healthy"] * 10
+    finally:
+        broken.close()

@@ -17,7 +17,10 @@ from wonderland.gateway.table import Endpoint
 if TYPE_CHECKING:
     from wonderland.gateway.proxy import ClientConnection, _Request
 
-__all__ = ["UpstreamConnection"]
+__all__ = ["HOLD_BACK", "UpstreamConnection"]
+
+# How long the start of an unfinished response may be held back (see data_received).
+HOLD_BACK = 0.05
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -37,6 +40,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._says_close = False
         self.idle_since = 0.0
         self.tunneling = False
+        self.held: bytes | None = None  # the start of a response not forwarded yet
+        self.forwarded = False  # some of this response has reached the client
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     def usable(self) -> bool:
         return not self.lost and self.transport is not None and not self.transport.is_closing()
@@ -45,6 +51,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.client = client
         self.req = req
         self.done = False
+        self.forwarded = False
+        self.held = None
         self.head_only = req.method == b"HEAD"
         req.upstream = self
         assert self.transport is not None
@@ -70,12 +78,11 @@ class UpstreamConnection(asyncio.Protocol):
                 self._says_close = b"connection: close" in data.lower()
         elif req.target is not None and req.target.idle_timeout > 0:
             req.deadline = client.loop.time() + req.target.idle_timeout
-        if client.transport is not None and not client.closed:
-            client.transport.write(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             if req.upgrade and self.parser.get_status_code() == 101:
+                self._forward(client, data)
                 self.tunneling = True
                 client.start_tunnel(req, self)
                 return
@@ -84,10 +91,36 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self.keep_alive = False
             self.done = True
+        if self.done or self.forwarded or self.held is not None:
+            self._forward(client, data)
+        else:
+            # The start of a response that is not complete yet is held back briefly: if the
+            # replica dies now (kill -9 between head and body), nothing has reached the
+            # client and the request can still be retried elsewhere.
+            self.held = data
+            self._flush_timer = client.loop.call_later(HOLD_BACK, self._flush)
         if self.done:
             self.client = None
             self.req = None
             client.response_done(req, self, self.keep_alive and not self.lost)
+
+    def _forward(self, client: ClientConnection, data: bytes) -> None:
+        transport = client.transport
+        held = self.held
+        if held is not None:
+            self.held = None
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+            data = held + data
+        if transport is not None and not client.closed:
+            transport.write(data)
+        self.forwarded = True
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        if self.held is not None and self.client is not None:
+            self._forward(self.client, b"")
 
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
@@ -117,11 +150,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.req = None
         if client is None or req is None or req.upstream is not self:
             return
-        if req.started:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self.held = None
+        if self.forwarded:
             # Part of the response is already with the client: end that connection.
             self.keep_alive = False
             client.response_done(req, self, False)
         else:
+            if req.started and req.target is not None:
+                req.started = False  # nothing reached the client: a retry starts afresh
+                client.deadlines.add(req, client, req.target.timeout)
             client.upstream_failed(req, sent=True)
 
     def close(self) -> None:
@@ -131,6 +171,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.lost = True
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self.client = None
         self.req = None
         if self.transport is not None:
