@@ -384,3 +384,23 @@ async def test_a_replica_dying_between_head_and_body_is_retried() -> None:
         assert [r.json()["label"] for r in results] == ["healthy"] * 10
     finally:
         broken.close()
+
+
+async def test_http2_client_reaches_an_http1_revision() -> None:
+    table = RoutingTable()
+    async with replica(echo_app("h1")) as port:
+        table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", port, "r1")])
+        simple_route(table, [("hello-00001", 100)], {})
+        async with (
+            gateway(table) as url,
+            httpx.AsyncClient(base_url=url, http1=False, http2=True, timeout=30) as client,
+        ):
+            host = {"Host": "hello.default.127.0.0.1.sslip.io"}
+            results = await asyncio.gather(
+                *(client.post("/", headers=host, content=f"body{i}".encode()) for i in range(5))
+            )
+    for i, r in enumerate(results):
+        assert r.http_version == "HTTP/2" and r.status_code == 200
+        data = r.json()
+        assert data["label"] == "h1" and data["body"] == f"body{i}"
+        assert data["headers"]["x-forwarded-for"] == "127.0.0.1"

@@ -18,6 +18,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import httptools
 
 from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
 
@@ -38,6 +39,7 @@ class _Stream:
         "client_id",
         "ended",
         "endpoint",
+        "h1",
         "headers",
         "pending",
         "responded",
@@ -55,6 +57,7 @@ class _Stream:
         self.endpoint: Endpoint | None = None
         self.upstream: _UpstreamH2 | None = None
         self.up_id: int | None = None
+        self.h1: _H1ForH2 | None = None
         self.pending: list[tuple[bytes, bool]] = []  # request data before the upstream is ready
         self.ended = False
         self.responded = False
@@ -200,14 +203,6 @@ class H2ClientConnection(asyncio.Protocol):
         if target is None:
             self._local(stream, 503, "the route has no revision with traffic yet")
             return
-        if not target.h2c:
-            self._local(
-                stream,
-                502,
-                f"revision {target.name} speaks HTTP/1.1; name its container port 'h2c' to "
-                "serve HTTP/2 (gRPC) through the gateway",
-            )
-            return
         stream.target = target
         target.begin()
         stream.timer = self.loop.call_later(target.timeout, self._timeout, stream)
@@ -224,6 +219,9 @@ class H2ClientConnection(asyncio.Protocol):
     def _send(self, stream: _Stream, ep: Endpoint) -> None:
         stream.waiting = False
         stream.endpoint = ep
+        if stream.target is not None and not stream.target.h2c:
+            stream.h1 = _H1ForH2(self, stream, ep)  # an HTTP/1.1 revision
+            return
         upstream = _UpstreamH2.for_endpoint(ep)
         upstream.open(self, stream)
 
@@ -237,6 +235,8 @@ class H2ClientConnection(asyncio.Protocol):
             stream.upstream.send_data(stream.up_id, data, end)
         else:
             stream.pending.append((data, end))
+            if end and stream.h1 is not None:
+                stream.h1.maybe_send()
 
     def request_headers(self, stream: _Stream) -> list[tuple[str, str]]:
         out = [(n, v) for n, v in stream.headers if n not in _HOP and n != "knative-serving-tag"]
@@ -305,6 +305,9 @@ class H2ClientConnection(asyncio.Protocol):
         if stream.upstream is not None and stream.up_id is not None:
             stream.upstream.detach(stream.up_id, reset=reset_upstream)
             stream.upstream = None
+        if stream.h1 is not None:
+            stream.h1.detach(abort=reset_upstream)
+            stream.h1 = None
         if stream.endpoint is not None and target is not None:
             target.release(stream.endpoint)
             stream.endpoint = None
@@ -505,6 +508,93 @@ class _UpstreamH2(asyncio.Protocol):
             stream.upstream = None
             stream.up_id = None
             client.upstream_reset(stream)
+
+
+class _H1ForH2(asyncio.Protocol):
+    """One HTTP/2 stream sent to an HTTP/1.1 replica on its own connection: the request
+    body is collected, sent with a content-length, and the response is passed back as
+    HTTP/2 headers and data."""
+
+    def __init__(self, client: H2ClientConnection, stream: _Stream, ep: Endpoint) -> None:
+        self.client = client
+        self.stream = stream
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[str, str]] = []
+        self.sent = False
+        self.complete = False
+        self.detached = False
+        loop = asyncio.get_event_loop()
+        task = loop.create_task(self._connect(ep))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _connect(self, ep: Endpoint) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: self, ep.host, ep.port)
+        except OSError:
+            if not self.detached:
+                self.client.upstream_reset(self.stream)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        if self.detached:
+            self.transport.close()
+            return
+        self.maybe_send()
+
+    def maybe_send(self) -> None:
+        stream = self.stream
+        if self.sent or self.transport is None or not stream.ended:
+            return
+        self.sent = True
+        body = b"".join(data for data, _ in stream.pending)
+        stream.pending = []
+        pseudo = dict((n, v) for n, v in stream.headers if n.startswith(":"))
+        lines = [f"{pseudo.get(':method', 'GET')} {pseudo.get(':path', '/')} HTTP/1.1\r\n"]
+        lines.append(f"host: {pseudo.get(':authority', '')}\r\n")
+        for name, value in self.client.request_headers(stream):
+            if not name.startswith(":") and name not in ("host", "content-length", "te"):
+                lines.append(f"{name}: {value}\r\n")
+        lines.append(f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+        self.transport.write("".join(lines).encode("latin-1") + body)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.decode("latin-1").lower()
+        if lname not in _HOP:
+            self.headers.append((lname, value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        if not self.detached:
+            status = str(self.parser.get_status_code())
+            self.client.response_headers(self.stream, [(":status", status), *self.headers], False)
+
+    def on_body(self, body: bytes) -> None:
+        if not self.detached:
+            self.client.response_data(self.stream, body, False)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        if not self.detached:
+            self.client.response_data(self.stream, b"", True)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.complete and not self.detached:
+            self.client.upstream_reset(self.stream)
+
+    def detach(self, abort: bool) -> None:
+        self.detached = True
+        if abort and self.transport is not None and not self.complete:
+            self.transport.abort()
 
 
 class H1Bridge:
