@@ -340,7 +340,7 @@ class ClientConnection(asyncio.Protocol):
             self._abandon(req)
             return
         if req.target is not None and req.target.h2c:
-            from wonderland.gateway.h2 import H1Bridge
+            from wonderland.gateway.bridges import H1Bridge
 
             H1Bridge(self, req, ep)  # the revision speaks HTTP/2 (port named h2c)
             return
