@@ -402,6 +402,17 @@ def test_scale_from_zero_loads_the_model(daemon: KServeDaemon) -> None:
     r = _post(daemon, daemon.host("zero-predictor"), "/v1/models/zero:predict", {"instances": IRIS})
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": [1, 1]}
+    # The cold start (model load included) is reported by the gateway.
+    metrics = httpx.get(daemon.gateway + "/metrics", timeout=30).text
+    line = next(
+        (
+            m
+            for m in metrics.splitlines()
+            if m.startswith("wonderland_revision_cold_start_seconds_count") and rev in m
+        ),
+        "",
+    )
+    assert line and float(line.rsplit(" ", 1)[1]) >= 1, metrics[:2000]
 
 
 async def test_s3_storage_uri_and_batcher(daemon: KServeDaemon) -> None:
