@@ -133,7 +133,7 @@ async def sidecar_runs(
     import aiohttp
     import grpc
     from dapr.proto.common.v1 import common_pb2
-    from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc, metadata_pb2, pubsub_pb2, state_pb2
 
     out: list[dict[str, object]] = []
     base = f"http://127.0.0.1:{http}/v1.0"
@@ -159,7 +159,16 @@ async def sidecar_runs(
             ) as r:
                 assert r.status == 204
 
-        for name, fn in (("state get", h_get), ("state save", h_save), ("publish", h_pub)):
+        async def h_floor(i: int) -> None:
+            async with s.put(f"{base}/metadata/bench", data=b"x") as r:
+                assert r.status == 204
+
+        for name, fn in (
+            ("no-op floor", h_floor),
+            ("state get", h_get),
+            ("state save", h_save),
+            ("publish", h_pub),
+        ):
             await open_loop(fn, rate, 1.0)
             lat, rps, errors = await open_loop(fn, rate, duration)
             max_rps = await closed_loop(fn, 16, 2.0)
@@ -199,7 +208,15 @@ async def sidecar_runs(
                 )
             )
 
-        for name, fn in (("state get", g_get), ("state save", g_save), ("publish", g_pub)):
+        async def g_floor(i: int) -> None:
+            await stub.SetMetadata(metadata_pb2.SetMetadataRequest(key="bench", value="x"))
+
+        for name, fn in (
+            ("no-op floor", g_floor),
+            ("state get", g_get),
+            ("state save", g_save),
+            ("publish", g_pub),
+        ):
             await open_loop(fn, rate, 1.0)
             lat, rps, errors = await open_loop(fn, rate, duration)
             max_rps = await closed_loop(fn, 16, 2.0)
@@ -281,6 +298,20 @@ def main() -> None:
             str(b["errors"]),
         )
     for r in rows:
+        if str(r["op"]) not in base:
+            table.add_row(
+                str(r["via"]),
+                str(r["op"]) + " (PUT metadata / SetMetadata)",
+                f"{r['rps']:.0f}",
+                f"{r['p50_ms']:.3f}",
+                f"{r['p99_ms']:.3f}",
+                "-",
+                "-",
+                "-",
+                f"{r['max_rps']:.0f}",
+                str(r["errors"]),
+            )
+            continue
         b = base[str(r["op"])]
         table.add_row(
             str(r["via"]),
