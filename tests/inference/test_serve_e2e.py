@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -337,3 +338,45 @@ def test_transformer_forwards_to_its_predictor(
             result = c.infer("iris", [inp], request_id="t-1")
             assert result.as_numpy("output-0").tolist() == iris_expected
             assert result.get_response()["id"] == "t-1"
+
+
+SLOW_LOADING_MODEL = """
+import time
+
+
+class SlowModel:
+    def load(self):
+        time.sleep(1.5)
+        self.ready = True
+
+    def predict(self, payload, headers=None):
+        return {"predictions": [1]}
+"""
+
+
+@pytest.mark.parametrize("load_first", [True, False])
+def test_load_before_listen_keeps_the_port_closed_until_the_model_is_loaded(
+    tmp_path: Path, load_first: bool
+) -> None:
+    model_dir = tmp_path / "slow"
+    model_dir.mkdir()
+    (model_dir / "model.py").write_text(SLOW_LOADING_MODEL)
+    args = ["--model_name", "slow", "--model_dir", str(model_dir), "--enable_grpc=false"]
+    if load_first:
+        args.append("--load_before_listen=true")
+    with run_server(args, tmp_path, wait_ready=False) as server:
+        # The first answer on the port tells whether it opened before the model was in memory.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(server.url + "/v2/health/ready", timeout=5) as r:
+                    first = r.status
+            except urllib.error.HTTPError as e:
+                first = e.code
+            except (urllib.error.URLError, ConnectionError, OSError):
+                assert server.proc.poll() is None, server.log.read_text()
+                assert time.monotonic() < deadline, server.log.read_text()
+                time.sleep(0.02)
+                continue
+            break
+    assert first == (200 if load_first else 503)

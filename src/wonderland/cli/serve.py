@@ -57,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _flag(p, "predictor_use_ssl", type=_bool, default=False)
     _flag(p, "predictor_request_timeout_seconds", type=float, default=600.0)
+    _flag(
+        p,
+        "load_before_listen",
+        type=_bool,
+        default=False,
+        help="open the ports only once the models are loaded (default: false)",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -103,5 +110,6 @@ def _run(args: argparse.Namespace) -> int:
         predictor_protocol=args.predictor_protocol,
         predictor_use_ssl=args.predictor_use_ssl,
         predictor_request_timeout_seconds=args.predictor_request_timeout_seconds,
+        load_before_listen=args.load_before_listen,
     )
     return serve(options)

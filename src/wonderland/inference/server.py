@@ -55,6 +55,9 @@ class ServerOptions:
     predictor_protocol: str = "v1"
     predictor_use_ssl: bool = False
     predictor_request_timeout_seconds: float = 600.0
+    # Open the ports only once every model is loaded (a replica that is probed by TCP
+    # must not look ready before its model is in memory, as KServe's server does).
+    load_before_listen: bool = False
     runtime_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -142,7 +145,8 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
     from wonderland.inference.payload_logger import logger_from_env
 
     app = logger_from_env(app)  # KServe's payload logger, when KSERVE_LOGGER_URL is set
-    if reuse_port:
+    load_first = reuse_port or options.load_before_listen
+    if load_first:
         # A worker joins the shared ports only once its models are loaded, so the
         # kernel never hands a connection to a worker that would answer 503.
         await dataplane.repository.load_all()
@@ -180,7 +184,7 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
         date_header=False,
     )
     server = uvicorn.Server(config)
-    loader = None if reuse_port else asyncio.create_task(dataplane.repository.load_all())
+    loader = None if load_first else asyncio.create_task(dataplane.repository.load_all())
     print(
         f"wonderland serve: pid {os.getpid()}, REST http://{options.host}:{http_port}"
         + (f", gRPC {options.host}:{grpc_port}" if grpc_port else ""),

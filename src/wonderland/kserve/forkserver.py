@@ -93,17 +93,7 @@ def run_cli(argv: list[str]) -> int:
     ``--workers`` children (``reuse_port``); a single-process replica asks for the same.
     """
     if argv[:1] == ["serve"]:
-        try:
-            from wonderland.inference import server
-
-            run_one = server._run_one
-
-            def load_first(options: object, reuse_port: bool) -> None:
-                run_one(options, True)  # type: ignore[arg-type]
-
-            server._run_one = load_first
-        except (ImportError, AttributeError):  # pragma: no cover - model server changed
-            log.warning("cannot ask the model server to load before listening")
+        argv = [*argv, "--load_before_listen=true"]
     from wonderland.cli import main
 
     return main(argv)
