@@ -15,6 +15,7 @@ from typing import ClassVar
 from wonderland.dapr.errors import ComponentConfigError
 
 __all__ = [
+    "PUBSUB_COMMON_FIELDS",
     "Closer",
     "Component",
     "ComponentContext",
@@ -175,8 +176,24 @@ class Message:
 MessageHandler = Callable[[Message], Awaitable[None]]
 
 
+#: Metadata every pub/sub accepts (read by the sidecar core: topic scoping).
+PUBSUB_COMMON_FIELDS: dict[str, str | None] = {
+    "publishingScopes": "",
+    "subscriptionScopes": "",
+    "allowedTopics": "",
+    "protectedTopics": "",
+}
+
+
 class PubSubComponent(Component):
-    """A message broker. Messages a handler fails on are redelivered by the broker."""
+    """A message broker. Messages a handler fails on are redelivered by the broker.
+
+    Subclasses' ``FIELDS`` are merged with :data:`PUBSUB_COMMON_FIELDS`.
+    """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.FIELDS = {**PUBSUB_COMMON_FIELDS, **cls.FIELDS}
 
     CAPABILITIES: ClassVar[tuple[str, ...]] = ()
 
