@@ -69,52 +69,34 @@ def error_response(status: int, message: str, keep_alive: bool = True) -> bytes:
 
 
 class _Request:
-    """One parsed client request (the body is buffered so it can be retried)."""
+    """One parsed client request (the body is buffered so it can be retried).
 
-    __slots__ = (
-        "attempts",
-        "body",
-        "chunked",
-        "deadline",
-        "endpoint",
-        "fwd",
-        "head",
-        "headers",
-        "host",
-        "keep_alive",
-        "method",
-        "started",
-        "tag",
-        "target",
-        "upgrade",
-        "upstream",
-        "url",
-        "waiting",
-        "xff",
-        "xfp",
-    )
+    Defaults live on the class: a request sets only what it has, which keeps the
+    per-request cost down.
+    """
+
+    url = b""
+    host = b""
+    tag = b""
+    method = b"GET"
+    keep_alive = True
+    target: RevisionTarget | None = None
+    endpoint: Endpoint | None = None
+    upstream: Any = None  # an UpstreamConnection, or an H1Bridge to an h2c replica
+    deadline = 0.0
+    upgrade = b""
+    head = b""
+    started = False
+    waiting = False
+    attempts = 0
+    xff = b""
+    fwd = b""
+    xfp = b""
+    chunked = False
 
     def __init__(self) -> None:
-        self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
-        self.host = b""
-        self.tag = b""
-        self.method = b"GET"
-        self.keep_alive = True
-        self.target: RevisionTarget | None = None
-        self.endpoint: Endpoint | None = None
-        self.upstream: Any = None  # an UpstreamConnection, or an H1Bridge to an h2c replica
-        self.deadline = 0.0
-        self.upgrade = b""
-        self.head = b""
-        self.started = False
-        self.waiting = False
-        self.attempts = 0
-        self.xff = b""
-        self.fwd = b""
-        self.xfp = b""
-        self.chunked = False
 
 
 class ClientConnection(asyncio.Protocol):
