@@ -167,3 +167,25 @@ def test_unknown_metadata_field_is_rejected() -> None:
         create_component("p", "pubsub.redis", "v1", {"redisHots": "x"}, ComponentContext("a"))
     with pytest.raises(ComponentConfigError, match="natsURL"):
         create_component("p", "pubsub.jetstream", "v1", {}, ComponentContext("a"))
+
+
+async def test_in_memory_does_not_let_one_slow_message_hold_up_the_rest(
+    topic: str, cleanup: list[PubSubComponent]
+) -> None:
+    comp = await _make("in-memory")
+    cleanup.append(comp)
+    release = asyncio.Event()
+    done: list[bytes] = []
+
+    async def handler(msg: Message) -> None:
+        if msg.data == b"slow":
+            await release.wait()
+        done.append(msg.data)
+
+    close = await comp.subscribe(topic, "g", handler)
+    await comp.publish(topic, b"slow", {})
+    await comp.publish(topic, b"fast", {})
+    await _wait(lambda: done == [b"fast"])
+    release.set()
+    await _wait(lambda: done == [b"fast", b"slow"])
+    await close()

@@ -1,7 +1,9 @@
 """``pubsub.in-memory``: a process-local broker; every subscription gets every message.
 
-As in Dapr, a message whose handler fails is not redelivered by this broker: retries
-come from a resiliency policy on the component's inbound target.
+As in Dapr (an asynchronous event bus), messages of one subscription are handled
+concurrently, up to ``concurrency`` at a time, so one message stuck in retries does not
+hold up the others. A message whose handler fails is not redelivered by this broker:
+retries come from a resiliency policy on the component's inbound target.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ log = logging.getLogger(__name__)
 class InMemoryPubSub(PubSubComponent):
     """Topics are queues in this process; order is kept per subscription."""
 
-    FIELDS = {"consumerID": ""}
+    FIELDS = {"consumerID": "", "concurrency": "100"}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -35,20 +37,32 @@ class InMemoryPubSub(PubSubComponent):
         queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self._subs.setdefault(topic, []).append(queue)
 
+        limit = asyncio.Semaphore(max(1, int(self.meta["concurrency"] or 100)))
+        running: set[asyncio.Task[None]] = set()
+
+        async def deliver(msg: Message) -> None:
+            try:
+                await handler(msg)
+            except Exception as exc:
+                log.warning(
+                    "in-memory pubsub %s: message on %s not processed: %s", self.name, topic, exc
+                )
+            finally:
+                limit.release()
+
         async def worker() -> None:
-            while True:
-                msg = await queue.get()
-                if msg is None:
-                    return
-                try:
-                    await handler(msg)
-                except Exception as exc:
-                    log.warning(
-                        "in-memory pubsub %s: message on %s not processed: %s",
-                        self.name,
-                        topic,
-                        exc,
-                    )
+            try:
+                while True:
+                    msg = await queue.get()
+                    if msg is None:
+                        return
+                    await limit.acquire()
+                    t = asyncio.get_running_loop().create_task(deliver(msg))
+                    running.add(t)
+                    t.add_done_callback(running.discard)
+            finally:
+                for t in list(running):
+                    t.cancel()
 
         task = asyncio.get_running_loop().create_task(worker())
         self._tasks.add(task)
