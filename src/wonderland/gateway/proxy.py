@@ -27,6 +27,7 @@ __all__ = ["ClientConnection", "UpstreamConnection", "error_response"]
 
 log = logging.getLogger("wonderland.gateway")
 
+TAG_HEADER = b"knative-serving-tag"
 _HOP = frozenset(
     {
         b"connection",
@@ -40,10 +41,17 @@ _HOP = frozenset(
         b"expect",
     }
 )
+# Headers the gateway looks at (or drops); every other header passes straight through.
+_SPECIAL = _HOP | {
+    b"host",
+    TAG_HEADER,
+    b"x-forwarded-for",
+    b"forwarded",
+    b"x-forwarded-proto",
+}
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _MAX_ATTEMPTS = 4
 POOL_IDLE_MAX = 2.0  # seconds a pooled upstream connection may sit idle and still be reused
-TAG_HEADER = b"knative-serving-tag"
 _REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
@@ -200,30 +208,29 @@ class ClientConnection(asyncio.Protocol):
         req = self.req
         assert req is not None
         lname = name.lower()
+        if lname not in _SPECIAL:
+            req.headers.append((name, value))  # the common case: passed through as is
+            return
         if lname == b"host":
             req.host = value
+            req.headers.append((name, value))
         elif lname == TAG_HEADER:
             req.tag = value
-            return
         elif lname == b"x-forwarded-for":
             req.xff = value
-            return
         elif lname == b"forwarded":
             req.fwd = value
-            return
         elif lname == b"x-forwarded-proto":
             req.xfp = value
+            req.headers.append((name, value))
         elif lname == b"expect":
             if value.lower() == b"100-continue" and self.transport is not None:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            return
         elif lname == b"transfer-encoding":
             req.chunked = True
         elif lname == b"upgrade":
             req.upgrade = value
-        if lname in _HOP:
-            return
-        req.headers.append((name, value))
+        # the other hop-by-hop headers are dropped
 
     def on_body(self, body: bytes) -> None:
         assert self.req is not None
