@@ -6,7 +6,8 @@ delivery: ``/fail-twice/...`` fails the first two tries of each event id, ``/gon
 answers 404, ``/retry/...`` answers ``{"status": "RETRY"}``, ``/drop/...`` answers
 ``{"status": "DROP"}``, ``/error/...`` always 500; anything else succeeds.
 ``GET /received`` returns every recorded request; ``/echo/...`` echoes the request;
-``/slow/<seconds>`` answers after a delay.
+``/slow/<seconds>`` answers after a delay; ``/healthz`` answers the status last POSTed
+to ``/set-health``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import uvicorn
 
 received: list[dict[str, Any]] = []
+health = {"status": 200}
 tries: Counter[str] = Counter()
 
 
@@ -38,7 +40,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     status, payload, ctype = 200, b"", b"application/json"
-    if path == "/dapr/subscribe":
+    if path == "/healthz":
+        status = health["status"]
+    elif path == "/set-health":
+        health["status"] = int(body or b"200")
+    elif path == "/dapr/subscribe":
         subs = os.environ.get("SUBSCRIPTIONS")
         status, payload = (200, subs.encode()) if subs else (404, b"")
     elif path == "/received":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,38 @@ def test_metadata_lists_subscription_kinds(setup: tuple[SidecarProcess, int]) ->
     assert ("widgets", "DECLARATIVE") in kinds and ("orders", "PROGRAMMATIC") in kinds
     widgets = next(s for s in subs if s["topic"] == "widgets")
     assert widgets["rules"][0] == {"match": 'event.type == "widget"', "path": "/widgets"}
+
+
+def test_app_health_check_pauses_and_resumes_deliveries(
+    sidecar_factory: Callable[..., SidecarProcess],
+    basic_resources: Path,
+    app_factory: Callable[..., int],
+) -> None:
+    app = app_factory([{"pubsubname": "pubsub", "topic": "orders", "route": "/orders"}])
+    probe = [
+        "--enable-app-health-check",
+        "--app-health-probe-interval",
+        "1",
+        "--app-health-threshold",
+        "1",
+    ]
+    sc = sidecar_factory("probed", resources_path=[basic_resources], app_port=app, extra_args=probe)
+    md = wait_until(
+        lambda: (
+            httpx.get(sc.http_url + "/v1.0/metadata").json()["subscriptions"]
+            and httpx.get(sc.http_url + "/v1.0/metadata").json()
+        )
+    )
+    assert md["appConnectionProperties"]["health"]["healthCheckPath"] == "/healthz"
+    httpx.post(f"http://127.0.0.1:{app}/set-health", content=b"503")
+    # Probes run every second and one failure pauses deliveries: a message published after
+    # that is not taken for the app (the in-memory broker drops it, as Dapr's does).
+    time.sleep(2.5)
+    httpx.post(sc.http_url + "/v1.0/publish/pubsub/orders", json={"while": "unhealthy"})
+    time.sleep(1.0)
+    assert not [r for r in received(app) if r["path"] == "/orders"]
+    httpx.post(f"http://127.0.0.1:{app}/set-health", content=b"200")
+    time.sleep(2.5)
+    httpx.post(sc.http_url + "/v1.0/publish/pubsub/orders", json={"while": "healthy"})
+    (got,) = wait_until(lambda: [r for r in received(app) if r["path"] == "/orders"])
+    assert got["body"]["data"] == {"while": "healthy"}

@@ -58,6 +58,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="folder where sidecars find each other for service invocation "
         "(default $WONDERLAND_HOME/dapr/apps)",
     )
+    p.add_argument(
+        "--enable-app-health-check",
+        action="store_true",
+        help="probe the app and pause deliveries while it is unhealthy",
+    )
+    p.add_argument(
+        "--app-health-check-path", default="/healthz", help="path probed (default /healthz)"
+    )
+    p.add_argument(
+        "--app-health-probe-interval",
+        type=int,
+        default=5,
+        metavar="SECONDS",
+        help="seconds between probes (default 5)",
+    )
+    p.add_argument(
+        "--app-health-probe-timeout",
+        type=int,
+        default=500,
+        metavar="MS",
+        help="milliseconds a probe may take (default 500)",
+    )
+    p.add_argument(
+        "--app-health-threshold",
+        type=int,
+        default=3,
+        help="failed probes before the app counts as unhealthy (default 3)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...: the app to run")
     p.set_defaults(handler=_run)
@@ -115,6 +143,11 @@ def _run(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         resources=resources.for_app(args.app_id, namespace),
         name_resolution_dir=Path(args.name_resolution_dir) if args.name_resolution_dir else None,
+        app_health_check=args.enable_app_health_check,
+        app_health_path=args.app_health_check_path,
+        app_health_interval=float(args.app_health_probe_interval),
+        app_health_timeout=args.app_health_probe_timeout / 1000,
+        app_health_threshold=max(1, args.app_health_threshold),
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return int(runner.run(launcher.run(opts, command)))

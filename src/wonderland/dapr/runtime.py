@@ -79,6 +79,12 @@ class RuntimeOptions:
     state_dir: Path = field(default_factory=default_state_dir)
     resources: ResourceSet = field(default_factory=ResourceSet)
     max_body_bytes: int = 4 * 1024 * 1024
+    #: App health checks (``--enable-app-health-check``), with daprd's defaults.
+    app_health_check: bool = False
+    app_health_path: str = "/healthz"
+    app_health_interval: float = 5.0
+    app_health_timeout: float = 0.5
+    app_health_threshold: int = 3
     #: Folder where sidecars register for service invocation (default ``<state_dir>/apps``).
     name_resolution_dir: Path | None = None
 
@@ -832,6 +838,13 @@ class DaprRuntime:
         }
         if self.opts.app_port:
             out["appConnectionProperties"]["port"] = self.opts.app_port
+        if self.opts.app_health_check:
+            out["appConnectionProperties"]["health"] = {
+                "healthCheckPath": self.opts.app_health_path,
+                "healthProbeInterval": f"{self.opts.app_health_interval:g}s",
+                "healthProbeTimeout": f"{self.opts.app_health_timeout * 1000:g}ms",
+                "healthThreshold": self.opts.app_health_threshold,
+            }
         if self.opts.resources.resiliencies:
             out["resiliencies"] = [{"name": r.name} for r in self.opts.resources.resiliencies]
         return out

@@ -149,6 +149,39 @@ class Sidecar:
             await self.subs.start(self.options.resources.subscriptions)
         except Exception:
             log.exception("starting subscriptions failed")
+        if self.channel is not None and self.options.app_health_check:
+            await self._watch_app_health()
+
+    async def _watch_app_health(self) -> None:
+        """Probe the app; after ``threshold`` failures stop deliveries until it is healthy again."""
+        opts = self.options
+        failures = 0
+        healthy = True
+        while True:
+            await asyncio.sleep(opts.app_health_interval)
+            try:
+                status, _h, _b = await self.channel.request(
+                    "GET", opts.app_health_path, timeout=opts.app_health_timeout
+                )
+                ok = 200 <= status < 300
+            except (TimeoutError, OSError):
+                ok = False
+            if ok:
+                failures = 0
+                if not healthy:
+                    healthy = True
+                    log.info("the app is healthy again; resuming deliveries")
+                    await self.subs.resume()
+                continue
+            failures += 1
+            if healthy and failures >= opts.app_health_threshold:
+                healthy = False
+                log.warning(
+                    "the app failed %d health checks on %s; pausing deliveries",
+                    failures,
+                    opts.app_health_path,
+                )
+                await self.subs.pause()
 
     async def _config_to_app(self, store: str, sub_id: str, items: dict[str, Any]) -> None:
         import orjson
@@ -213,6 +246,7 @@ class SidecarProcess:
         command: Sequence[str] = (),
         ready_timeout: float = 30.0,
         log_file: str | Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.app_id = app_id
         self.http_port = http_port or free_port()
@@ -235,6 +269,7 @@ class SidecarProcess:
             self.args += ["--app-port", str(app_port)]
         if config:
             self.args += ["--config", str(config)]
+        self.args += list(extra_args)
         if command:
             self.args += ["--", *command]
         self.env = {**os.environ, **(env or {})}

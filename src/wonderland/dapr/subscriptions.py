@@ -194,10 +194,7 @@ class SubscriptionManager:
         self.rt._check_topic(sub.pubsubname, sub.topic, False)
         group = comp.meta.get("consumerID") or self.rt.app_id
 
-        async def handler(msg: Message) -> None:
-            await self.handle(sub, msg)
-
-        sub.closer = await comp.subscribe(sub.topic, group, handler)
+        sub.closer = await comp.subscribe(sub.topic, group, self._handler_for(sub))
         self.subs.append(sub)
         log.info("subscribed to %s/%s (%s)", sub.pubsubname, sub.topic, sub.kind)
 
@@ -212,6 +209,28 @@ class SubscriptionManager:
         for sub in list(self.subs):
             with contextlib.suppress(Exception):
                 await self.deactivate(sub)
+
+    async def pause(self) -> None:
+        """Stop taking messages for the app (it failed its health checks); brokers keep them."""
+        for sub in self.subs:
+            if sub.sink is None and sub.closer is not None:
+                with contextlib.suppress(Exception):
+                    await sub.closer()
+                sub.closer = None
+
+    async def resume(self) -> None:
+        """Take messages for the app again after :meth:`pause`."""
+        for sub in self.subs:
+            if sub.sink is None and sub.closer is None:
+                comp = self.rt.pubsubs[sub.pubsubname]
+                group = comp.meta.get("consumerID") or self.rt.app_id
+                sub.closer = await comp.subscribe(sub.topic, group, self._handler_for(sub))
+
+    def _handler_for(self, sub: Subscription) -> Callable[[Message], Awaitable[None]]:
+        async def handler(msg: Message) -> None:
+            await self.handle(sub, msg)
+
+        return handler
 
     def _event(self, sub: Subscription, msg: Message) -> dict[str, Any]:
         if sub.raw_payload:
