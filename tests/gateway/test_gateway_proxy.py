@@ -404,3 +404,15 @@ async def test_http2_client_reaches_an_http1_revision() -> None:
         data = r.json()
         assert data["label"] == "h1" and data["body"] == f"body{i}"
         assert data["headers"]["x-forwarded-for"] == "127.0.0.1"
+
+
+async def test_forwarded_host_with_a_port_is_quoted() -> None:
+    table = RoutingTable()
+    async with replica(echo_app("one")) as port:
+        table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", port, "r1")])
+        simple_route(table, [("hello-00001", 100)], {})
+        async with gateway(table) as url, httpx.AsyncClient(base_url=url) as client:
+            host = "hello.default.127.0.0.1.sslip.io:8080"
+            r = await client.get("/", headers={"Host": host, "Forwarded": "for=10.0.0.1"})
+    forwarded = r.json()["headers"]["forwarded"]
+    assert forwarded == f'for=10.0.0.1, for=127.0.0.1;proto=http;host="{host}"'

@@ -147,7 +147,8 @@ class H1Bridge:
         xff = req.xff.decode("latin-1")
         out.append(("x-forwarded-for", f"{xff}, {ip}" if xff else ip))
         node = f'"[{ip}]"' if ":" in ip else ip
-        fwd = f"for={node};proto=http;host={host}"
+        quoted = f'"{host}"' if ":" in host else host
+        fwd = f"for={node};proto=http;host={quoted}"
         prior = req.fwd.decode("latin-1")
         out.append(("forwarded", f"{prior}, {fwd}" if prior else fwd))
         if not req.xfp:

@@ -246,7 +246,8 @@ class H2ClientConnection(asyncio.Protocol):
         out.append(("x-forwarded-for", f"{xff}, {self.client_ip}" if xff else self.client_ip))
         node = f'"[{self.client_ip}]"' if ":" in self.client_ip else self.client_ip
         authority = next((v for n, v in stream.headers if n == ":authority"), "")
-        fwd = f"for={node};proto=http" + (f";host={authority}" if authority else "")
+        quoted = f'"{authority}"' if ":" in authority else authority
+        fwd = f"for={node};proto=http" + (f";host={quoted}" if authority else "")
         out.append(("forwarded", fwd))
         if not any(n == "x-forwarded-proto" for n, _ in out):
             out.append(("x-forwarded-proto", "http"))

@@ -308,7 +308,9 @@ class ClientConnection(asyncio.Protocol):
         node = b'"[' + ip + b']"' if b":" in ip else ip
         fwd = b"for=" + node + b";proto=http"
         if req.host:
-            fwd += b";host=" + req.host
+            # RFC 7239: a value with ":" (a port) is not a token and must be quoted
+            host = req.host
+            fwd += b';host="' + host + b'"' if b":" in host else b";host=" + host
         parts += (b"Forwarded: ", req.fwd + b", " + fwd if req.fwd else fwd, b"\r\n")
         if not req.xfp:
             parts.append(b"X-Forwarded-Proto: http\r\n")
