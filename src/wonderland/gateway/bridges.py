@@ -218,7 +218,14 @@ class H1Bridge:
             self._release()
             from wonderland.gateway.proxy import error_response
 
-            self.client._respond(self.req, error_response(502, "the replica reset the stream"))
+            target = self.req.target
+            name = target.name if target is not None else "the revision"
+            self.client._respond(
+                self.req,
+                error_response(
+                    502, f"a replica of {name} reset the stream; see 'wonderland logs rev/{name}'"
+                ),
+            )
             return
         self.done = True
         self._release()

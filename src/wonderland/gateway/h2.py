@@ -213,7 +213,12 @@ class H2ClientConnection(asyncio.Protocol):
         elif target.removed:
             self._local(stream, 503, f"revision {target.key} was deleted")
         else:
-            self._local(stream, 503, "the revision's request queue is full")
+            self._local(
+                stream,
+                503,
+                f"revision {target.key} has {len(target.waiters)} requests queued already; "
+                "retry later, or raise containerConcurrency or max-scale",
+            )
 
     def _send(self, stream: _Stream, ep: Endpoint) -> None:
         stream.waiting = False
@@ -280,7 +285,12 @@ class H2ClientConnection(asyncio.Protocol):
     def upstream_reset(self, stream: _Stream) -> None:
         if stream.client_id in self.streams:
             if not stream.responded:
-                self._local(stream, 502, "the replica reset the stream")
+                name = stream.target.name if stream.target else "the revision"
+                self._local(
+                    stream,
+                    502,
+                    f"a replica of {name} reset the stream; see 'wonderland logs rev/{name}'",
+                )
                 return
             try:
                 self.conn.reset_stream(stream.client_id)

@@ -297,7 +297,14 @@ class ClientConnection(asyncio.Protocol):
         elif target.removed:
             self._respond(req, error_response(503, f"revision {target.key} was deleted"))
         else:
-            self._respond(req, error_response(503, "the revision's request queue is full"))
+            self._respond(
+                req,
+                error_response(
+                    503,
+                    f"revision {target.key} has {len(target.waiters)} requests queued already; "
+                    "retry later, or raise containerConcurrency or max-scale",
+                ),
+            )
 
     def _head(self, req: _Request) -> bytes:
         ip = self.client_ip
@@ -385,7 +392,15 @@ class ClientConnection(asyncio.Protocol):
             if target.wait(_Grant(self, req, target)):
                 req.waiting = True
                 return
-        self._respond(req, error_response(502, "the replica closed the connection"))
+        name = target.name if target is not None else "the revision"
+        self._respond(
+            req,
+            error_response(
+                502,
+                f"a replica of {name} closed the connection before answering; "
+                f"see its output with 'wonderland logs rev/{name}'",
+            ),
+        )
 
     def start_tunnel(self, req: _Request, conn: UpstreamConnection) -> None:
         """The replica switched protocols (101): pipe bytes both ways until one side closes.
