@@ -1,4 +1,5 @@
-"""Durability across a `kill -9` of the sidecar with a durable broker (Redis Streams)."""
+"""Durability across a `kill -9` of the sidecar with durable brokers (Redis Streams, RabbitMQ
+with durable queues, NATS JetStream)."""
 
 from __future__ import annotations
 
@@ -15,26 +16,40 @@ from wonderland.dapr.sidecar import SidecarProcess
 pytestmark = pytest.mark.e2e
 
 
+BROKERS = {
+    "redis": (
+        "pubsub.redis",
+        {"redisHost": "localhost:6379", "redeliverInterval": "500ms", "processingTimeout": "500ms"},
+    ),
+    "rabbitmq": (
+        "pubsub.rabbitmq",
+        {
+            "connectionString": "amqp://guest:guest@localhost:5672",
+            "durable": "true",
+            "deletedWhenUnused": "false",
+            "requeueInFailure": "true",
+        },
+    ),
+    "nats": ("pubsub.jetstream", {"natsURL": "nats://localhost:4222", "ackWait": "2s"}),
+}
+
+
+@pytest.mark.parametrize("backend", list(BROKERS))
 def test_undelivered_messages_survive_kill_9(
+    backend: str,
     sidecar_factory: Callable[..., SidecarProcess],
     resources: Callable[[str], Path],
     app_factory: Callable[..., int],
 ) -> None:
-    require_backend("redis")
+    require_backend(backend)
     topic = "durable-" + uuid.uuid4().hex[:8]
     app_id = "dur" + uuid.uuid4().hex[:6]
-    folder = resources("""
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata: {name: pubsub}
-spec:
-  type: pubsub.redis
-  version: v1
-  metadata:
-  - {name: redisHost, value: "localhost:6379"}
-  - {name: redeliverInterval, value: 500ms}
-  - {name: processingTimeout, value: 500ms}
-""")
+    ctype, meta = BROKERS[backend]
+    items = "".join(f'\n  - {{name: {k}, value: "{v}"}}' for k, v in meta.items())
+    folder = resources(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: pubsub}\n"
+        f"spec:\n  type: {ctype}\n  version: v1\n  metadata:{items}\n"
+    )
     # 1. The app fails every delivery: the messages stay pending in the consumer group.
     failing = app_factory([{"pubsubname": "pubsub", "topic": topic, "route": "/error/x"}])
     sc = sidecar_factory(app_id, resources_path=[folder], app_port=failing)
