@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+import wonderland
 from wonderland.errors import NotFoundError
 from wonderland.runtime import (
     ImageResolver,
@@ -262,11 +263,15 @@ async def test_image_resolves_through_the_project_file_and_builds_once(
         "build:\n  artifacts:\n    - image: example/hello\n      context: ./hello\n"
     )
     (app_dir / "requirements.txt").write_text("# no dependencies\n")
+    # The app imports wonderland itself: the platform's packages (an editable install's
+    # included) are reachable from the image's environment.
     (app_dir / "main.py").write_text(
         "import os\n"
+        "import wonderland\n"
         "async def app(scope, receive, send):\n"
+        "    body = os.environ['K_REVISION'] + ' ' + wonderland.__version__\n"
         "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
-        "    await send({'type': 'http.response.body', 'body': os.environ['K_REVISION'].encode()})\n"
+        "    await send({'type': 'http.response.body', 'body': body.encode()})\n"
     )
     resolver = ImageResolver(tmp_path / "builds", [project])
     lines: list[str] = []
@@ -280,7 +285,8 @@ async def test_image_resolves_through_the_project_file_and_builds_once(
     await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
     port = supervisor.ready_endpoints(tpl.key)[0][1]
     async with httpx.AsyncClient() as client:
-        assert (await client.get(f"http://127.0.0.1:{port}/")).text == "hello-00001"
+        answer = (await client.get(f"http://127.0.0.1:{port}/")).text
+        assert answer == f"hello-00001 {wonderland.__version__}"
     with pytest.raises(NotFoundError, match="Unable to fetch image 'example/missing'"):
         await resolver.build("example/missing")
     json.dumps(lines)

@@ -16,7 +16,6 @@ import importlib.metadata
 import json
 import subprocess
 import sys
-import sysconfig
 import tomllib
 import venv
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from wonderland.errors import ConfigError, InvalidError
+from wonderland.runtime.images import link_platform_packages
 
 __all__ = ["BuiltFunction", "build_function", "function_requirements"]
 
@@ -81,20 +81,6 @@ def _satisfied(req: Requirement) -> bool:
     return not req.specifier or req.specifier.contains(version, prereleases=True)
 
 
-def _link_platform_packages(env_dir: Path) -> None:
-    """Let the function's environment fall back to wonderland's own packages (the host,
-    uvicorn, cloudevents); the function's own dependencies come first on sys.path.
-    ``site.addsitedir`` (not a plain path line) so that the platform's own ``.pth`` files,
-    an editable install's included, are processed too."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    site_dir = env_dir / "lib" / version / "site-packages"
-    site_dir.mkdir(parents=True, exist_ok=True)
-    paths = sysconfig.get_paths()
-    dirs = dict.fromkeys([paths["purelib"], paths["platlib"]])
-    lines = [f"import site; site.addsitedir({d!r})" for d in dirs]
-    (site_dir / "zz-wonderland-platform.pth").write_text("\n".join(lines) + "\n")
-
-
 def build_function(root: Path, *, force: bool = False) -> BuiltFunction:
     """Make sure the function's dependencies are installed; return its interpreter."""
     reqs = function_requirements(root)
@@ -115,7 +101,7 @@ def build_function(root: Path, *, force: bool = False) -> BuiltFunction:
         except ValueError:
             pass
     venv.EnvBuilder(clear=True, with_pip=False).create(env_dir)
-    _link_platform_packages(env_dir)
+    link_platform_packages(env_dir)
     # The venv falls back to wonderland's site-packages, so only missing packages land in it;
     # pip runs from wonderland's interpreter and targets the venv with --python.
     cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", *wanted]

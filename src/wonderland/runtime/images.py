@@ -35,7 +35,7 @@ import yaml
 
 from wonderland.errors import NotFoundError, WonderlandError
 
-__all__ = ["BuildError", "BuiltImage", "ImageResolver", "image_base_name"]
+__all__ = ["BuildError", "BuiltImage", "ImageResolver", "image_base_name", "link_platform_packages"]
 
 log = logging.getLogger("wonderland.runtime.images")
 
@@ -141,7 +141,7 @@ class ImageResolver:
                     "create the virtualenv",
                     say,
                 )
-                _link_platform_packages(venv)
+                link_platform_packages(venv)
                 if deps:
                     what = "requirements.txt" if deps[0] == "-r" else f"{len(deps)} dependencies"
                     say(f"installing {what} for {image}")
@@ -188,14 +188,20 @@ def _dependencies(context: Path) -> tuple[list[str], str]:
     return [], ""
 
 
-def _link_platform_packages(venv: Path) -> None:
-    """Let the built environment fall back to the platform's own packages (uvicorn for
-    ASGI apps); the image's dependencies come first on sys.path."""
-    purelib = Path(sysconfig.get_paths()["purelib"])
+def link_platform_packages(venv: Path) -> None:
+    """Let a built environment fall back to the platform's own packages (uvicorn for ASGI
+    apps, wonderland itself); the environment's own dependencies come first on sys.path.
+
+    ``site.addsitedir`` rather than a plain path line, so that the platform's own ``.pth``
+    files (an editable install's among them) are processed too.
+    """
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    site = venv / "lib" / version / "site-packages"
-    site.mkdir(parents=True, exist_ok=True)
-    (site / "zz-wonderland-platform.pth").write_text(str(purelib) + "\n")
+    site_dir = venv / "lib" / version / "site-packages"
+    site_dir.mkdir(parents=True, exist_ok=True)
+    paths = sysconfig.get_paths()
+    dirs = dict.fromkeys([paths["purelib"], paths["platlib"]])
+    lines = [f"import site; site.addsitedir({d!r})" for d in dirs]
+    (site_dir / "zz-wonderland-platform.pth").write_text("\n".join(lines) + "\n")
 
 
 async def _step(
