@@ -203,15 +203,16 @@ def test_app_health_check_pauses_and_resumes_deliveries(
         )
     )
     assert md["appConnectionProperties"]["health"]["healthCheckPath"] == "/healthz"
+    log = Path(str(sc.log_file))
     httpx.post(f"http://127.0.0.1:{app}/set-health", content=b"503")
-    # Probes run every second and one failure pauses deliveries: a message published after
-    # that is not taken for the app (the in-memory broker drops it, as Dapr's does).
-    time.sleep(2.5)
+    # One failed probe pauses deliveries: a message published after that is not taken for
+    # the app (the in-memory broker drops it, as Dapr's does).
+    wait_until(lambda: "deliveries paused" in log.read_text())
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/orders", json={"while": "unhealthy"})
-    time.sleep(1.0)
+    time.sleep(1.0)  # give a wrongly delivered message time to show up
     assert not [r for r in received(app) if r["path"] == "/orders"]
     httpx.post(f"http://127.0.0.1:{app}/set-health", content=b"200")
-    time.sleep(2.5)
+    wait_until(lambda: "deliveries resumed" in log.read_text())
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/orders", json={"while": "healthy"})
     (got,) = wait_until(lambda: [r for r in received(app) if r["path"] == "/orders"])
     assert got["body"]["data"] == {"while": "healthy"}

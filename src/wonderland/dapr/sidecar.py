@@ -170,18 +170,18 @@ class Sidecar:
                 failures = 0
                 if not healthy:
                     healthy = True
-                    log.info("the app is healthy again; resuming deliveries")
                     await self.subs.resume()
+                    log.info("the app is healthy again; deliveries resumed")
                 continue
             failures += 1
             if healthy and failures >= opts.app_health_threshold:
                 healthy = False
+                await self.subs.pause()
                 log.warning(
-                    "the app failed %d health checks on %s; pausing deliveries",
+                    "the app failed %d health checks on %s; deliveries paused",
                     failures,
                     opts.app_health_path,
                 )
-                await self.subs.pause()
 
     async def _config_to_app(self, store: str, sub_id: str, items: dict[str, Any]) -> None:
         import orjson
