@@ -185,7 +185,6 @@ async def test_subscribers_get_updates_and_deletes_until_unsubscribed(store: _St
         ),
         "all": await store.rt.subscribe_configuration("cfg", [], store.sub_meta, sink("all")),
     }
-    await asyncio.sleep(0.3)
     await store.put(f"{p}b", "20", "v2")
     await _wait(
         lambda: (f"{p}b", "20", "v2") in seen["ab"] and (f"{p}b", "20", "v2") in seen["all"]

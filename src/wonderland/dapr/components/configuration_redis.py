@@ -70,6 +70,14 @@ class RedisConfigurationStore(ConfigurationStoreComponent):
             await pubsub.subscribe(*[prefix + k for k in keys])
         else:
             await pubsub.psubscribe(prefix + "*")
+        # Return only once Redis confirmed every channel, so no change is missed after this.
+        expected = len(keys) or 1
+        confirmed = 0
+        deadline = asyncio.get_running_loop().time() + 10
+        while confirmed < expected and asyncio.get_running_loop().time() < deadline:
+            msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+            if msg is not None and msg.get("type") in {"subscribe", "psubscribe"}:
+                confirmed += 1
 
         async def loop() -> None:
             while True:
