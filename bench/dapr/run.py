@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -126,8 +127,30 @@ def start_sidecar(tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     raise SystemExit("the sidecar did not start")
 
 
+def start_floor(kind: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A no-op gRPC server (grpc_floor.py) with nothing behind it, ready when a call succeeds."""
+    import grpc
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "grpc_floor.py"), kind, str(port)], start_new_session=True
+    )
+    deadline = time.monotonic() + 30
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = dapr_pb2_grpc.DaprStub(ch)
+        while time.monotonic() < deadline:
+            try:
+                stub.SetMetadata(metadata_pb2.SetMetadataRequest(key="a", value="b"), timeout=1)
+                return proc, port
+            except grpc.RpcError:
+                time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise SystemExit(f"the {kind} gRPC floor server did not start")
+
+
 async def sidecar_runs(
-    http: int, grpc_port: int, rate: float, duration: float
+    http: int, grpc_port: int, rate: float, duration: float, floors: dict[str, int]
 ) -> list[dict[str, object]]:
     import aiohttp
     import grpc
@@ -175,6 +198,29 @@ async def sidecar_runs(
                 {
                     "via": "sidecar HTTP",
                     "op": name,
+                    "p50_ms": percentile(lat, 0.5) * 1e3,
+                    "p99_ms": percentile(lat, 0.99) * 1e3,
+                    "rps": rps,
+                    "max_rps": max_rps,
+                    "errors": errors,
+                }
+            )
+
+    # The floor: the same client and pacing against no-op servers with nothing behind them.
+    for kind, port in floors.items():
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            floor_stub = dapr_pb2_grpc.DaprStub(ch)
+
+            async def f_noop(i: int, floor_stub: Any = floor_stub) -> None:
+                await floor_stub.SetMetadata(metadata_pb2.SetMetadataRequest(key="b", value="x"))
+
+            await open_loop(f_noop, rate, 1.0)
+            lat, rps, errors = await open_loop(f_noop, rate, duration)
+            max_rps = await closed_loop(f_noop, 16, 2.0)
+            out.append(
+                {
+                    "via": f"grpcio floor ({kind} server)",
+                    "op": "no-op floor",
                     "p50_ms": percentile(lat, 0.5) * 1e3,
                     "p99_ms": percentile(lat, 0.99) * 1e3,
                     "rps": rps,
@@ -250,16 +296,23 @@ def main() -> None:
     from rich.table import Table
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, http, grpc_port = start_sidecar(Path(tmp))
+        procs: list[subprocess.Popen[bytes]] = []
         try:
+            proc, http, grpc_port = start_sidecar(Path(tmp))
+            procs.append(proc)
+            floors: dict[str, int] = {}
+            for kind in ("grpc.aio", "sync"):
+                fproc, floors[kind] = start_floor("aio" if kind == "grpc.aio" else "sync")
+                procs.append(fproc)
             time.sleep(1.0)
             idle = rss_mb(proc.pid)
             idle_anon = anon_mb(proc.pid)
-            rows = uvloop.run(sidecar_runs(http, grpc_port, args.rate, args.duration))
+            rows = uvloop.run(sidecar_runs(http, grpc_port, args.rate, args.duration, floors))
             loaded = rss_mb(proc.pid)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
+            for p in procs:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(10)
     direct = subprocess.run(
         [str(peer_py), str(HERE / "direct.py"), str(args.rate), str(args.duration)],
         check=True,
@@ -300,7 +353,12 @@ def main() -> None:
         if str(r["op"]) not in base:
             table.add_row(
                 str(r["via"]),
-                str(r["op"]) + " (PUT metadata / SetMetadata)",
+                str(r["op"])
+                + (
+                    " (SetMetadata)"
+                    if "floor (" in str(r["via"])
+                    else " (PUT metadata / SetMetadata)"
+                ),
                 f"{r['rps']:.0f}",
                 f"{r['p50_ms']:.3f}",
                 f"{r['p99_ms']:.3f}",
