@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _support.daemon import daemon_env as confined_env
 from core_daemon import Daemon
 
 
 @pytest.fixture
 def daemon_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
-    env["WONDERLAND_HOME"] = str(tmp_path / "home")
-    env["WONDERLAND_API_PORT"] = "0"
-    env["WONDERLAND_GATEWAY_PORT"] = "0"
-    env["KUBECACHEDIR"] = str(tmp_path / "kube-cache")
-    env["HOME"] = str(tmp_path)
-    return env
+    return confined_env(tmp_path, KUBECACHEDIR=str(tmp_path / "kube-cache"))
 
 
 @pytest.fixture
@@ -29,9 +22,7 @@ def new_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        # SIGTERM first: the daemon stops the replicas it started, then SIGKILL if stuck.
-        daemon.kill(signal.SIGTERM)
-        daemon.kill()
+        daemon.stop()
 
 
 @pytest.fixture

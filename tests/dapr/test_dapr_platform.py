@@ -4,19 +4,15 @@ store and service invocation between app ids."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from _support.daemon import WonderlandDaemon, daemon_env, free_port
 from dapr_testing import wait_until
-
-from wonderland.dapr.sidecar import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -75,57 +71,16 @@ scopes: [front]
 """
 
 
-class Daemon:
+class Daemon(WonderlandDaemon):
     def __init__(self, tmp: Path) -> None:
-        self.home = tmp / "home"
-        self.gateway_port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
-        self.env.update(
-            WONDERLAND_HOME=str(self.home),
-            WONDERLAND_API_PORT="0",
-            WONDERLAND_GATEWAY_PORT=str(self.gateway_port),
-            HOME=str(tmp),
-        )
-        self.log = tmp / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "wonderland", "up"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while not (self.home / "daemon.json").exists():
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.05)
+        env = daemon_env(tmp, gateway_port=free_port())
+        super().__init__(tmp / "home", env, tmp / "daemon.log")
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [sys.executable, "-m", "wonderland", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        res = self.run(*args)
         if check:
             assert res.returncode == 0, res.stderr
         return res
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
 
 
 @pytest.fixture

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+from _support.daemon import READY_TIMEOUT, WONDERLAND, WonderlandDaemon, daemon_env, free_port
 
-READY_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = [
+    "READY_TIMEOUT",
+    "WONDERLAND",
+    "Platform",
+    "free_port",
+    "running",
+    "stop_group",
+    "wait_ready",
+]
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT) -> None:
@@ -80,56 +82,23 @@ def running(
             proc.communicate()
 
 
-WONDERLAND = [sys.executable, "-m", "wonderland"]
-
-
-class Platform:
+class Platform(WonderlandDaemon):
     """One `wonderland up` daemon with its own state directory (for deploy tests)."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.home = tmp_path / "home"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
-        self.env.update(
-            {
-                "WONDERLAND_HOME": str(self.home),
-                "WONDERLAND_API_PORT": "0",
-                "WONDERLAND_GATEWAY_PORT": str(free_port()),
-                "HOME": str(tmp_path),
-            }
-        )
-        self.log = tmp_path / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Platform:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*WONDERLAND, "up"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not (self.home / "daemon.json").exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the daemon did not start: {self.log.read_text()}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=30)
+        env = daemon_env(tmp_path, gateway_port=free_port())
+        super().__init__(tmp_path / "home", env, tmp_path / "daemon.log")
 
     def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*WONDERLAND, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return self.run(*args, timeout=timeout)
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """A started `wonderland up`, always stopped (with its process group) at the end."""
+    started = Platform(tmp_path)
+    try:
+        started.start()
+        yield started
+    finally:
+        started.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ from wonderland.functions.kube import KubeClient
 from .conftest import Platform
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    started = Platform(tmp_path)
-    try:
-        yield started.start()
-    finally:
-        started.stop()
 
 
 def test_deploy_creates_a_knative_service_with_functions_labels_and_scale(

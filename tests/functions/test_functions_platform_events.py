@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ from wonderland.functions.create import create_function
 from .conftest import Platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    started = Platform(tmp_path)
-    try:
-        yield started.start()
-    finally:
-        started.stop()
 
 
 def _redis_or_skip() -> None:

@@ -5,98 +5,63 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from _support.daemon import (
+    READY_TIMEOUT,
+    WonderlandDaemon,
+    daemon_env,
+    free_port,
+    kill_group,
+)
+from _support.daemon import wait_for as shared_wait_for
 
-READY_TIMEOUT = 30.0
+__all__ = [
+    "APPS",
+    "DOMAIN",
+    "IRIS",
+    "READY_TIMEOUT",
+    "KServeDaemon",
+    "free_port",
+    "isvc",
+    "model",
+    "start_moto",
+    "stop",
+    "train_models",
+    "wait_for",
+]
 DOMAIN = "127.0.0.1.sslip.io"
 HERE = Path(__file__).resolve().parent
 APPS = str(HERE / "kserve_apps.py")
 IRIS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
+    return shared_wait_for(check, timeout, what, interval=0.1)
 
 
-class KServeDaemon:
+class KServeDaemon(WonderlandDaemon):
     """One `wonderland up` with its own state directory and gateway port."""
 
     def __init__(self, tmp: Path) -> None:
-        self.home = tmp / "home"
-        self.gateway_port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
-        self.env.update(
-            WONDERLAND_HOME=str(self.home),
-            WONDERLAND_API_PORT="0",
-            WONDERLAND_GATEWAY_PORT=str(self.gateway_port),
-            HOME=str(tmp),
-        )
-        self.log = tmp / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
+        env = daemon_env(tmp, gateway_port=free_port())
+        super().__init__(tmp / "home", env, tmp / "daemon.log", cwd=HERE)
 
-    def start(self, manifests: Path) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "wonderland", "up", "-f", str(manifests)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=str(HERE),
-            )
-        info = self.home / "daemon.json"
+    def start(self, manifests: Path) -> None:  # type: ignore[override]
+        super().start("-f", str(manifests))
 
-        def up() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-            return info.exists()
-
-        wait_for(up, READY_TIMEOUT, "the daemon")
-
-    def kill(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+    def kill(self) -> None:  # type: ignore[override]
+        self.stop()
 
     def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "wonderland", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            input=stdin,
-            timeout=60,
-            check=False,
-        )
+        result = self.run(*args, stdin=stdin)
         if check:
             assert result.returncode == 0, f"wonderland {' '.join(args)}: {result.stderr}"
         return result.stdout + result.stderr
@@ -229,7 +194,4 @@ def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    kill_group(proc, signal.SIGKILL)

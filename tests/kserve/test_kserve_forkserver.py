@@ -14,18 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kserve_testing import free_port, wait_for
+from kserve_testing import free_port, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 
 CLIENT = [sys.executable, "-m", "wonderland.kserve.forkserver", "serve"]
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 @pytest.fixture
@@ -44,7 +37,7 @@ def forkserver(tmp_path: Path) -> Iterator[str]:
         assert proc.poll() is None, log.read_text()
         yield sock
     finally:
-        _kill(proc)
+        stop(proc)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(sock)
 
@@ -132,7 +125,7 @@ def test_sigterm_is_relayed_and_sigkill_takes_the_child(
         client.wait(timeout=30)
         wait_for(lambda: not _ready(port), 30, "the model server to stop")
     finally:
-        _kill(client)
+        stop(client)
     port = free_port()
     client = _serve(forkserver, iris_dir, port, tmp_path / "b.log")
     try:
@@ -142,4 +135,4 @@ def test_sigterm_is_relayed_and_sigkill_takes_the_child(
         client.wait(timeout=30)
         wait_for(lambda: not _ready(port), 30, "the orphan to be killed")
     finally:
-        _kill(client)
+        stop(client)

@@ -7,9 +7,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from _support.daemon import free_port, kill_group
+from _support.daemon import wait_for as shared_wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "127.0.0.1.sslip.io"
@@ -45,12 +45,6 @@ def skip_or_fail(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI=true: every quickstart test must run)")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -99,15 +93,7 @@ class Quickstart:
 
 def wait_for(what: str, check: Any, timeout: float, log: Path | None = None) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:] if log else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
-        time.sleep(0.2)
+    return shared_wait_for(check, timeout, what, interval=0.2, log=log)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -178,14 +164,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quickstart]
         yield qs
     finally:
         replicas = _descendants(proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        kill_group(proc, signal.SIGTERM)
         # Replicas run in their own sessions; the daemon stops them on SIGTERM, and
         # anything it could not stop is killed here by pid.
         for pid in replicas:

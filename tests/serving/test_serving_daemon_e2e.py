@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -16,11 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _support.daemon import READY_TIMEOUT, WonderlandDaemon, daemon_env, free_port
 from serving_env import APP, DOMAIN
 
 pytestmark = pytest.mark.e2e
-
-READY_TIMEOUT = 30.0
 
 MANIFESTS = f"""
 apiVersion: v1
@@ -64,64 +61,15 @@ spec:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Daemon(WonderlandDaemon):
+    """`wonderland up -f MANIFESTS` with its gateway on a free port."""
 
-
-class Daemon:
     def __init__(self, tmp: Path) -> None:
-        self.home = tmp / "home"
-        self.gateway_port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
-        self.env.update(
-            WONDERLAND_HOME=str(self.home),
-            WONDERLAND_API_PORT="0",
-            WONDERLAND_GATEWAY_PORT=str(self.gateway_port),
-            HOME=str(tmp),
-        )
-        self.log = tmp / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
-
-    def start(self, manifests: Path) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "wonderland", "up", "-f", str(manifests)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        info = self.home / "daemon.json"
-        while not info.exists():
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.05)
-        assert json.loads(info.read_text())["gateway"] == self.gateway
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+        env = daemon_env(tmp, gateway_port=free_port())
+        super().__init__(tmp / "home", env, tmp / "daemon.log")
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "wonderland", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+        return self.ok(*args)
 
 
 @pytest.fixture
@@ -130,10 +78,10 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     manifests.write_text(MANIFESTS)
     d = Daemon(tmp_path)
     try:
-        d.start(manifests)
+        d.start("-f", str(manifests))
         yield d
     finally:
-        d.kill()
+        d.stop()
 
 
 def _status(d: Daemon, kind: str, name: str) -> dict:  # type: ignore[type-arg]
