@@ -122,6 +122,8 @@ class _Sender:
 class H2ClientConnection(asyncio.Protocol):
     """A client's HTTP/2 connection to the gateway."""
 
+    default_authority = ""  # the CONNECT target, on a connection inside a tunnel
+
     def __init__(self, table: RoutingTable) -> None:
         self.table = table
         self.conn = h2.connection.H2Connection(
@@ -193,6 +195,10 @@ class H2ClientConnection(asyncio.Protocol):
             elif name == "knative-serving-tag":
                 tag = value
         route = self.table.lookup(authority)
+        if route is None and not authority and self.default_authority:
+            authority = self.default_authority
+            stream.headers.insert(0, (":authority", authority))
+            route = self.table.lookup(authority)
         if route is None:
             self._local(stream, 404, f"no route for Host {authority!r}")
             return

@@ -54,6 +54,7 @@ _MAX_ATTEMPTS = 4
 POOL_IDLE_MAX = 2.0  # seconds a pooled upstream connection may sit idle and still be reused
 _REASONS = {
     400: b"Bad Request",
+    403: b"Forbidden",
     404: b"Not Found",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
@@ -108,7 +109,14 @@ class _Request:
 
 
 class ClientConnection(asyncio.Protocol):
-    """One client connection to the gateway (HTTP/1.1, keep-alive, pipelining)."""
+    """One client connection to the gateway (HTTP/1.1, keep-alive, pipelining).
+
+    ``CONNECT host:port`` (what gRPC clients send to the replicas' ``http_proxy``) opens a
+    tunnel to a host the gateway routes: its bytes are then served as a new connection to
+    the gateway, with the CONNECT target as the Host of requests that carry none.
+    """
+
+    default_host = b""  # the CONNECT target, on a connection that is a tunnel
 
     def __init__(
         self,
@@ -132,6 +140,7 @@ class ClientConnection(asyncio.Protocol):
         self.deadlines = _deadlines_for(self.loop)
         self.tunnel: UpstreamConnection | None = None  # after a 101: raw bytes both ways
         self.tunnel_early: list[bytes] = []  # client bytes sent before the 101 arrived
+        self.connect_req: _Request | None = None  # a CONNECT, opened once the parser stops
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -159,6 +168,9 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             # e.g. WebSocket: the request is on its way; what follows is the new protocol
             rest = data[int(exc.args[0]) :] if exc.args else b""
+            if self.connect_req is not None:
+                self._open_tunnel(self.connect_req, rest)
+                return
             if rest:
                 self.tunnel_early.append(rest)
         except httptools.HttpParserError as exc:
@@ -167,6 +179,8 @@ class ClientConnection(asyncio.Protocol):
     def _switch_to_h2(self, data: bytes) -> None:
         assert self.transport is not None
         proto = self.h2_factory()
+        if self.default_host:
+            proto.default_authority = self.default_host.decode("latin-1")
         self.transport.set_protocol(proto)
         proto.connection_made(self.transport)
         proto.data_received(data)
@@ -241,6 +255,9 @@ class ClientConnection(asyncio.Protocol):
         assert req is not None
         self.req = None
         req.method = self.parser.get_method()
+        if req.method == b"CONNECT":
+            self.connect_req = req  # the parser stops next (HttpParserUpgrade)
+            return
         req.keep_alive = self.parser.should_keep_alive()
         if self.current is None:
             self._start(req)
@@ -262,6 +279,12 @@ class ClientConnection(asyncio.Protocol):
             req.headers.append((b"Host", authority))
         route = self.table.lookup_bytes(req.host)
         if route is None:
+            if not req.host and self.default_host:
+                # inside a CONNECT tunnel: the tunnel's target is the default authority
+                req.host = self.default_host
+                req.headers.append((b"Host", req.host))
+                self._start(req)
+                return
             if req.url == b"/metrics" and self.metrics is not None:
                 self._finish_local(200, self.metrics.render(), b"text/plain; version=0.0.4")
                 return
@@ -401,6 +424,50 @@ class ClientConnection(asyncio.Protocol):
                 f"see its output with 'wonderland logs rev/{name}'",
             ),
         )
+
+    def _open_tunnel(self, req: _Request, rest: bytes) -> None:
+        """Answer a CONNECT: 200 and a fresh gateway connection over the same socket for a
+        host the gateway routes, 403 for any other host (it is not an open proxy)."""
+        self.connect_req = None
+        authority = req.url
+        host, sep, port = authority.rpartition(b":")
+        if self.current is not None or self.pending:
+            self._fail_client(400, "CONNECT must not follow other requests on a connection")
+            return
+        text = authority.decode("latin-1")
+        if (
+            not sep
+            or not host
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+            or any(c in host for c in b"/@ ")
+        ):
+            self._fail_client(
+                400,
+                f"malformed CONNECT target {text!r}: give host:port, "
+                "e.g. CONNECT my-svc.default.svc.cluster.local:80",
+            )
+            return
+        if self.table.lookup_bytes(host) is None:
+            self._fail_client(
+                403,
+                f"CONNECT to {text!r} refused: the gateway tunnels only to the hosts it "
+                "routes (<service>.<namespace>.svc.cluster.local, <service>.<namespace>.svc "
+                "and the services' external hosts); check the name with 'wonderland get ksvc'",
+            )
+            return
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        inner = ClientConnection(self.table, self.metrics, self.h2_factory)
+        inner.default_host = authority
+        self.closed = True
+        self.transport = None
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        if rest:
+            inner.data_received(rest)
 
     def start_tunnel(self, req: _Request, conn: UpstreamConnection) -> None:
         """The replica switched protocols (101): pipe bytes both ways until one side closes.

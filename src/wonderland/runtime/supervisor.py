@@ -383,6 +383,9 @@ class Supervisor:
             env.update(
                 HTTP_PROXY=self.gateway_url,
                 http_proxy=self.gateway_url,
+                # gRPC (grpcio) reads grpc_proxy, then https_proxy, then http_proxy, and
+                # tunnels with HTTP CONNECT, which the gateway answers for routed hosts
+                grpc_proxy=self.gateway_url,
                 NO_PROXY="127.0.0.1,localhost,::1",
                 no_proxy="127.0.0.1,localhost,::1",
             )
