@@ -9,6 +9,18 @@ import pytest
 from _support.daemon import daemon_env as confined_env
 from core_daemon import Daemon
 
+from wonderland.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """An open store in a fresh state directory, closed at the end."""
+    s = Store.open(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
 
 @pytest.fixture
 def daemon_env(tmp_path: Path) -> dict[str, str]:

@@ -1,22 +1,11 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from wonderland.api.merge import LAST_APPLIED
 from wonderland.store import Store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = Store.open(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def manifest(**data: str) -> dict[str, Any]:

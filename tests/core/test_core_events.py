@@ -1,21 +1,7 @@
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import pytest
-
 from wonderland.controllers.events import record
 from wonderland.store import Store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = Store.open(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def test_events_are_counted_and_go_with_their_object(store: Store) -> None:

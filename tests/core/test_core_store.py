@@ -27,15 +27,6 @@ def ksvc(name: str, image: str = "example/app") -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = Store.open(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def test_create_fills_server_fields(store: Store) -> None:
     obj = store.create(configmap("a", k="v"))
     meta = obj["metadata"]

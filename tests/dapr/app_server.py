@@ -18,25 +18,17 @@ from collections import Counter
 from typing import Any
 
 import uvicorn
+from dapr_asgi import read_body
 
 received: list[dict[str, Any]] = []
 health = {"status": 200}
 tries: Counter[str] = Counter()
 
 
-async def _body(receive: Any) -> bytes:
-    out = b""
-    while True:
-        msg = await receive()
-        out += msg.get("body", b"")
-        if not msg.get("more_body"):
-            return out
-
-
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = await _body(receive)
+    body = await read_body(receive)
     path = scope["path"]
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
     status, payload, ctype = 200, b"", b"application/json"

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from dapr_asgi import read_body
 
 received: list[Any] = []
 
@@ -21,19 +22,10 @@ def sidecar() -> str:
     return f"http://127.0.0.1:{os.environ['DAPR_HTTP_PORT']}/v1.0"
 
 
-async def _body(receive: Any) -> bytes:
-    out = b""
-    while True:
-        msg = await receive()
-        out += msg.get("body", b"")
-        if not msg.get("more_body"):
-            return out
-
-
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = await _body(receive)
+    body = await read_body(receive)
     parts = scope["path"].strip("/").split("/")
     method = scope["method"]
     status, payload = 200, b""
