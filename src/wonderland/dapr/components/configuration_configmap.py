@@ -9,26 +9,20 @@ reaches subscribers within ``pollInterval``, as flagd notices a patched ConfigMa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
 import os
 import ssl
 from pathlib import Path
 from typing import Any
 
-from wonderland.dapr.components.base import (
-    Closer,
-    ConfigHandler,
-    ConfigItem,
-    ConfigurationStoreComponent,
-)
+from wonderland.dapr.components._polling import PollingConfigurationStore
+from wonderland.dapr.components.base import ConfigItem
 from wonderland.dapr.errors import ComponentConfigError
 
 __all__ = ["ConfigMapConfigurationStore"]
 
 
-class ConfigMapConfigurationStore(ConfigurationStoreComponent):
+class ConfigMapConfigurationStore(PollingConfigurationStore):
     """Items of ConfigMap ``configMapName``; polled every ``pollInterval`` for changes."""
 
     FIELDS = {"configMapName": None, "namespace": "", "kubeconfigPath": "", "pollInterval": "1s"}
@@ -47,10 +41,7 @@ class ConfigMapConfigurationStore(ConfigurationStoreComponent):
         self.path = Path(path).expanduser()
         self.namespace = self.meta["namespace"] or self.ctx.namespace or "default"
         self.interval = self.number("pollInterval") or 1.0
-        self._items: dict[str, ConfigItem] = {}
-        self._subs: dict[int, tuple[list[str], ConfigHandler]] = {}
-        self._ids = itertools.count()
-        self._task: asyncio.Task[None] | None = None
+        self._start_polling({})
 
     def _connect(self) -> Any:
         # Read lazily: the daemon writes the kubeconfig once its API listens.
@@ -94,50 +85,18 @@ class ConfigMapConfigurationStore(ConfigurationStoreComponent):
         version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         return {str(k): ConfigItem(str(v), version) for k, v in (obj.get("data") or {}).items()}
 
-    async def get(self, keys: list[str], metadata: dict[str, str]) -> dict[str, ConfigItem]:
-        self._items = await self._read()
-        if not keys:
-            return dict(self._items)
-        return {k: self._items[k] for k in keys if k in self._items}
+    async def _load(self) -> dict[str, ConfigItem]:
+        return await self._read()
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                new = await self._read()
-            except Exception:
-                continue
-            changed = {
-                k: v for k, v in new.items() if self._items.get(k, ConfigItem("")).value != v.value
-            }
-            for k in self._items.keys() - new.keys():
-                changed[k] = ConfigItem("", "")
-            self._items = new
-            if not changed:
-                continue
-            for keys, handler in list(self._subs.values()):
-                sel = changed if not keys else {k: v for k, v in changed.items() if k in keys}
-                if sel:
-                    with contextlib.suppress(Exception):
-                        await handler(sel)
+    def _differs(self, old: ConfigItem | None, new: ConfigItem) -> bool:
+        # Every item carries the ConfigMap's resourceVersion: only a new value is a change.
+        return (old or ConfigItem("")).value != new.value
 
-    async def subscribe(
-        self, keys: list[str], metadata: dict[str, str], handler: ConfigHandler
-    ) -> Closer:
-        if self._task is None:
-            with contextlib.suppress(Exception):
-                self._items = await self._read()
-            self._task = asyncio.get_running_loop().create_task(self._watch())
-        sub_id = next(self._ids)
-        self._subs[sub_id] = (keys, handler)
-
-        async def close() -> None:
-            self._subs.pop(sub_id, None)
-
-        return close
+    async def _before_watch(self) -> None:
+        with contextlib.suppress(Exception):
+            self._items = await self._read()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        await super().close()
         if self.client is not None:
             await self.client.aclose()

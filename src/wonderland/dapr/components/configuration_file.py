@@ -7,37 +7,29 @@ as a plain value or as ``{value, version, metadata}``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from wonderland.dapr.components.base import (
-    Closer,
-    ConfigHandler,
-    ConfigItem,
-    ConfigurationStoreComponent,
-)
+from wonderland.dapr.components._polling import PollingConfigurationStore
+from wonderland.dapr.components.base import ConfigItem
 from wonderland.dapr.errors import ComponentConfigError
 
 __all__ = ["FileConfigurationStore"]
 
 
-class FileConfigurationStore(ConfigurationStoreComponent):
+class FileConfigurationStore(PollingConfigurationStore):
     """Items from ``path``; the file is polled every ``pollInterval`` for changes."""
 
     FIELDS = {"path": None, "pollInterval": "1s"}
+    # A file caught mid-edit is read again at the next poll.
+    POLL_ERRORS = (ComponentConfigError,)
 
     async def init(self) -> None:
         self.path = Path(self.meta["path"]).expanduser()
         self.interval = self.number("pollInterval") or 1.0
-        self._items = self._read()
-        self._subs: dict[int, tuple[list[str], ConfigHandler]] = {}
-        self._ids = itertools.count()
-        self._task: asyncio.Task[None] | None = None
+        self._start_polling(self._read())
 
     def _read(self) -> dict[str, ConfigItem]:
         if not self.path.exists():
@@ -64,44 +56,5 @@ class FileConfigurationStore(ConfigurationStoreComponent):
                 out[str(key)] = ConfigItem("" if value is None else str(value))
         return out
 
-    async def get(self, keys: list[str], metadata: dict[str, str]) -> dict[str, ConfigItem]:
-        self._items = self._read()
-        if not keys:
-            return dict(self._items)
-        return {k: self._items[k] for k in keys if k in self._items}
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                new = self._read()
-            except ComponentConfigError:
-                continue
-            changed = {k: v for k, v in new.items() if self._items.get(k) != v}
-            for k in self._items.keys() - new.keys():
-                changed[k] = ConfigItem("", "")
-            self._items = new
-            if not changed:
-                continue
-            for keys, handler in list(self._subs.values()):
-                sel = changed if not keys else {k: v for k, v in changed.items() if k in keys}
-                if sel:
-                    with contextlib.suppress(Exception):
-                        await handler(sel)
-
-    async def subscribe(
-        self, keys: list[str], metadata: dict[str, str], handler: ConfigHandler
-    ) -> Closer:
-        sub_id = next(self._ids)
-        self._subs[sub_id] = (keys, handler)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._watch())
-
-        async def close() -> None:
-            self._subs.pop(sub_id, None)
-
-        return close
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def _load(self) -> dict[str, ConfigItem]:
+        return self._read()

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wonderland.inference.model import ArrayModel
 from wonderland.inference.runtimes import model_file
-from wonderland.inference.types import TensorMetadata
+from wonderland.inference.runtimes._booster import BoosterRuntime
 
 __all__ = ["LightGBMRuntime"]
 
 
-class LightGBMRuntime(ArrayModel):
+class LightGBMRuntime(BoosterRuntime):
     """Serves a LightGBM Booster."""
 
     platform = "lightgbm"
-
-    def __init__(
-        self, name: str, model_dir: Path, version: str | None = None, nthread: int = 1, **_: Any
-    ) -> None:
-        super().__init__(name, model_dir, version)
-        self.nthread = nthread
-        self._booster: Any = None
+    DATATYPE = "FP64"
 
     def load(self) -> None:
         import lightgbm as lgb
@@ -36,8 +28,5 @@ class LightGBMRuntime(ArrayModel):
         out = self._booster.predict(self.first_input(inputs), num_threads=self.nthread)
         return {"output-0": np.asarray(out)}
 
-    def inputs_metadata(self) -> list[TensorMetadata]:
-        return [TensorMetadata("input-0", "FP64", [-1, self._booster.num_feature()])]
-
-    def outputs_metadata(self) -> list[TensorMetadata]:
-        return [TensorMetadata("output-0", "FP64", [-1])]
+    def num_features(self) -> int:
+        return int(self._booster.num_feature())
