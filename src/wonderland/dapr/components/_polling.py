@@ -27,12 +27,13 @@ class PollingConfigurationStore(ConfigurationStoreComponent):
     POLL_ERRORS: ClassVar[tuple[type[Exception], ...]] = (Exception,)
 
     interval: float
+    _task: asyncio.Task[None] | None = None
 
     def _start_polling(self, items: dict[str, ConfigItem]) -> None:
         self._items = items
         self._subs: dict[int, tuple[list[str], ConfigHandler]] = {}
         self._ids = itertools.count()
-        self._task: asyncio.Task[None] | None = None
+        self._task = None
 
     async def _load(self) -> dict[str, ConfigItem]:
         """Every item the source holds now."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import ssl
 from pathlib import Path
-from typing import Any
 
+from wonderland.dapr.components._kube import KubeApiClient
 from wonderland.dapr.components._polling import PollingConfigurationStore
 from wonderland.dapr.components.base import ConfigItem
 from wonderland.dapr.errors import ComponentConfigError
@@ -27,7 +26,7 @@ class ConfigMapConfigurationStore(PollingConfigurationStore):
 
     FIELDS = {"configMapName": None, "namespace": "", "kubeconfigPath": "", "pollInterval": "1s"}
 
-    client: Any = None
+    client: KubeApiClient | None = None
 
     async def init(self) -> None:
         path = self.meta["kubeconfigPath"] or os.environ.get("KUBECONFIG", "")
@@ -40,44 +39,20 @@ class ConfigMapConfigurationStore(PollingConfigurationStore):
             )
         self.path = Path(path).expanduser()
         self.namespace = self.meta["namespace"] or self.ctx.namespace or "default"
+        self.client = KubeApiClient(
+            self.path,
+            lambda exc: ComponentConfigError(
+                f"component {self.name!r}: cannot read kubeconfig {self.path}: {exc}"
+            ),
+        )
         self.interval = self.number("pollInterval") or 1.0
         self._start_polling({})
 
-    def _connect(self) -> Any:
-        # Read lazily: the daemon writes the kubeconfig once its API listens.
-        import httpx
-
-        from wonderland.kubeconfig import read_kubeconfig
-
-        try:
-            cfg = read_kubeconfig(self.path)
-        except Exception as exc:
-            raise ComponentConfigError(
-                f"component {self.name!r}: cannot read kubeconfig {self.path}: {exc}"
-            ) from None
-        context = ssl.create_default_context(cadata=cfg.ca_pem.decode())
-        return httpx.AsyncClient(
-            base_url=cfg.server,
-            verify=context,
-            timeout=10.0,
-            headers={"Authorization": f"Bearer {cfg.token}"},
-        )
-
-    async def _read(self) -> dict[str, ConfigItem]:
-        import httpx
-
+    async def _load(self) -> dict[str, ConfigItem]:
         url = f"/api/v1/namespaces/{self.namespace}/configmaps/{self.meta['configMapName']}"
-        for attempt in range(2):
-            if self.client is None:
-                self.client = self._connect()
-            try:
-                resp = await self.client.get(url)
-                break
-            except httpx.TransportError:
-                await self.client.aclose()
-                self.client = None
-                if attempt == 1:
-                    raise
+        if self.client is None:
+            raise RuntimeError(f"component {self.name!r} is used before init()")
+        resp = await self.client.get(url)
         if resp.status_code == 404:
             return {}
         resp.raise_for_status()
@@ -85,16 +60,13 @@ class ConfigMapConfigurationStore(PollingConfigurationStore):
         version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         return {str(k): ConfigItem(str(v), version) for k, v in (obj.get("data") or {}).items()}
 
-    async def _load(self) -> dict[str, ConfigItem]:
-        return await self._read()
-
     def _differs(self, old: ConfigItem | None, new: ConfigItem) -> bool:
         # Every item carries the ConfigMap's resourceVersion: only a new value is a change.
         return (old or ConfigItem("")).value != new.value
 
     async def _before_watch(self) -> None:
         with contextlib.suppress(Exception):
-            self._items = await self._read()
+            self._items = await self._load()
 
     async def close(self) -> None:
         await super().close()

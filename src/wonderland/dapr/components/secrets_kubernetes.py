@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import os
-import ssl
 from pathlib import Path
 from typing import Any
 
+from wonderland.dapr.components._kube import KubeApiClient
 from wonderland.dapr.components.base import SecretNotFoundError, SecretStoreComponent
 from wonderland.dapr.errors import ComponentConfigError
 
@@ -33,7 +33,7 @@ class KubernetesSecretStore(SecretStoreComponent):
 
     FIELDS = {"kubeconfigPath": "", "defaultNamespace": ""}
 
-    client: Any = None
+    client: KubeApiClient | None = None
 
     async def init(self) -> None:
         self.path = self.meta["kubeconfigPath"] or os.environ.get("KUBECONFIG", "")
@@ -42,40 +42,15 @@ class KubernetesSecretStore(SecretStoreComponent):
                 f"component {self.name!r}: set kubeconfigPath (or KUBECONFIG) to reach the API server"
             )
         self.namespace = self.meta["defaultNamespace"] or self.ctx.namespace or "default"
-
-    def _connect(self) -> Any:
-        # Read lazily: under `wonderland up` the kubeconfig is written once the control
-        # API listens, which may be after the first sidecars started.
-        import httpx
-
-        from wonderland.kubeconfig import read_kubeconfig
-
-        try:
-            cfg = read_kubeconfig(Path(self.path).expanduser())
-        except Exception as exc:
-            raise RuntimeError(f"cannot read kubeconfig {self.path!r}: {exc}") from None
-        context = ssl.create_default_context(cadata=cfg.ca_pem.decode())
-        return httpx.AsyncClient(
-            base_url=cfg.server,
-            verify=context,
-            timeout=10.0,
-            headers={"Authorization": f"Bearer {cfg.token}"},
+        self.client = KubeApiClient(
+            Path(self.path).expanduser(),
+            lambda exc: RuntimeError(f"cannot read kubeconfig {self.path!r}: {exc}"),
         )
 
     async def _get(self, path: str) -> Any:
-        import httpx
-
-        for attempt in range(2):
-            if self.client is None:
-                self.client = self._connect()
-            try:
-                return await self.client.get(path)
-            except httpx.TransportError:
-                await self.client.aclose()
-                self.client = None
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+        if self.client is None:
+            raise RuntimeError(f"component {self.name!r} is used before init()")
+        return await self.client.get(path)
 
     async def close(self) -> None:
         if self.client is not None:
