@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _support.manifests import SHORT_AUTOSCALER
 
 from wonderland.functions.create import create_function
 from wonderland.functions.kube import KubeClient
@@ -18,16 +19,7 @@ from .conftest import WONDERLAND, Platform, free_port, running, stop_group
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # Short autoscaler windows so that scale to zero happens within the test.
-AUTOSCALER = """\
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: config-autoscaler
-  namespace: knative-serving
-data:
-  stable-window: "6s"
-  scale-to-zero-grace-period: "1s"
-"""
+AUTOSCALER = SHORT_AUTOSCALER
 
 
 @pytest.fixture

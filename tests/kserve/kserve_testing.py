@@ -3,12 +3,9 @@ an S3-compatible server (moto) and a CloudEvents sink."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import subprocess
-import sys
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from _support.daemon import (
     kill_group,
 )
 from _support.daemon import wait_for as shared_wait_for
+from _support.servers import start_moto
 
 __all__ = [
     "APPS",
@@ -165,32 +163,6 @@ def train_models(root: Path) -> dict[str, Path]:
 
 
 # -- servers the tests need ------------------------------------------------------------
-
-
-def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, log.read_text()
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-            return True
-        return False
-
-    try:
-        wait_for(up, READY_TIMEOUT, "moto")
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, url
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from _support.manifests import SHORT_AUTOSCALER
 from kserve_testing import (
     APPS,
     DOMAIN,
@@ -35,16 +36,7 @@ pytestmark = pytest.mark.e2e
 
 TRANSFORMER_MODEL = Path(__file__).resolve().parent / "kserve_transformer_model"
 
-CONFIG = """
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: config-autoscaler
-  namespace: knative-serving
-data:
-  stable-window: "6s"
-  scale-to-zero-grace-period: "1s"
-"""
+CONFIG = SHORT_AUTOSCALER
 
 
 @pytest.fixture(scope="module")

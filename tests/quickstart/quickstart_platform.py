@@ -17,6 +17,7 @@ import httpx
 import pytest
 from _support.daemon import free_port, kill_group
 from _support.daemon import wait_for as shared_wait_for
+from _support.manifests import SHORT_AUTOSCALER
 
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "127.0.0.1.sslip.io"
@@ -28,16 +29,7 @@ READY_TIMEOUT = 120.0
 
 # The test shortens Knative's idle window (stable window 6 s, grace 1 s) so that c4p-service
 # reaches zero within seconds instead of after a minute; everything else is `make up` as is.
-AUTOSCALER = """\
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: config-autoscaler
-  namespace: knative-serving
-data:
-  stable-window: "6s"
-  scale-to-zero-grace-period: "1s"
-"""
+AUTOSCALER = SHORT_AUTOSCALER
 
 
 def skip_or_fail(reason: str) -> None:

@@ -15,20 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 from _support.daemon import READY_TIMEOUT, WonderlandDaemon, daemon_env, free_port
+from _support.manifests import SHORT_AUTOSCALER
 from serving_env import APP, DOMAIN
 
 pytestmark = pytest.mark.e2e
 
 MANIFESTS = f"""
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: config-autoscaler
-  namespace: knative-serving
-data:
-  stable-window: "6s"
-  scale-to-zero-grace-period: "1s"
----
+{SHORT_AUTOSCALER}---
 apiVersion: serving.knative.dev/v1
 kind: Service
 metadata:

@@ -3,31 +3,23 @@ a moto server started here, hf:// from a local cache, models:/ reserved."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.server
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _support.daemon import free_port, kill_group
+from _support.servers import start_moto
 
 from wonderland.inference.storage import StorageContext, StorageError, fetch
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -115,7 +107,7 @@ def test_http_errors_say_what_happened(
     with pytest.raises(StorageError, match="answered 404"):
         fetch(f"{base}/missing.joblib", ctx)
     with pytest.raises(StorageError, match="cannot download"):
-        fetch(f"http://127.0.0.1:{_free_port()}/model.joblib", ctx)
+        fetch(f"http://127.0.0.1:{free_port()}/model.joblib", ctx)
 
 
 def test_unreachable_server_falls_back_to_the_cached_copy(ctx: StorageContext) -> None:
@@ -168,30 +160,11 @@ def test_hf_from_the_local_cache_only(tmp_path: Path) -> None:
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("CI") != "true":  # in CI a missing moto is a failure, not a skip
         pytest.importorskip("moto.server", reason="moto[server] (a dev dependency) is missing")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"moto did not start: {log.read_text()}")
-            time.sleep(0.1)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        kill_group(proc, signal.SIGKILL)
 
 
 def _bucket(endpoint: str, name: str, objects: dict[str, bytes]) -> None:
@@ -251,7 +224,7 @@ def test_s3_errors_name_the_bucket_and_the_endpoint(s3_endpoint: str, tmp_path: 
     _bucket(s3_endpoint, "empty", {})
     with pytest.raises(StorageError, match="no objects under s3://empty/model"):
         fetch("s3://empty/model", ctx)
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     ctx = StorageContext(tmp_path / "state", env={**AWS_ENV, "AWS_ENDPOINT_URL": dead})
     with pytest.raises(StorageError, match="cannot reach S3"):
         fetch("s3://models/iris", ctx)
@@ -285,7 +258,7 @@ def test_cli_pull_prints_the_cached_folder(
 
 
 def test_errors_never_show_credentials(ctx: StorageContext) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://user:s3cr3t@127.0.0.1:{port}/model.joblib?X-Amz-Signature=t0k3n"
     with pytest.raises(StorageError) as err:
         fetch(uri, ctx)
