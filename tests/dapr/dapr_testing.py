@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _support.daemon import kill_group
 
 from wonderland.dapr.sidecar import SidecarProcess, free_port
 
@@ -120,9 +120,7 @@ def app_factory() -> Iterator[Callable[..., int]]:
         yield start
     finally:
         for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            kill_group(proc, signal.SIGKILL, timeout=10)
 
 
 def received(app_port: int) -> list[dict[str, Any]]:
@@ -210,6 +208,4 @@ def shared_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar
         yield sc
     finally:
         sc.stop()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(app.pid, signal.SIGKILL)
-        app.wait(10)
+        kill_group(app, signal.SIGKILL, timeout=10)

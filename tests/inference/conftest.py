@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _support.daemon import free_port, kill_group
+
+__all__ = ["IRIS_ROWS", "ServerProcess", "free_port", "run_server"]
 
 IRIS_ROWS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6], [5.1, 3.5, 1.4, 0.2]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -110,14 +106,7 @@ def run_server(
                 time.sleep(0.05)
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        kill_group(proc, signal.SIGTERM, timeout=10)
 
 
 @pytest.fixture(scope="module")
