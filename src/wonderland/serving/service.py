@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from wonderland.controllers import Result, events
 from wonderland.errors import AlreadyExistsError
@@ -50,18 +51,19 @@ class ServiceReconciler:
         template = copy.deepcopy(spec.get("template") or {})
         tmeta = template.setdefault("metadata", {})
         tmeta["labels"] = {**(tmeta.get("labels") or {}), L_SERVICE: name}
-        desired_cfg = {
-            "apiVersion": API,
-            "kind": "Configuration",
-            "metadata": {
+
+        def child(kind: str, child_spec: dict[str, Any]) -> dict[str, Any]:
+            # The Configuration and the Route share the Service's name, labels and annotations.
+            child_meta: dict[str, Any] = {
                 "name": name,
                 "namespace": namespace,
                 "labels": labels,
                 "annotations": annotations,
                 "ownerReferences": [_owner(svc)],
-            },
-            "spec": {"template": template},
-        }
+            }
+            return {"apiVersion": API, "kind": kind, "metadata": child_meta, "spec": child_spec}
+
+        desired_cfg = child("Configuration", {"template": template})
         traffic = []
         for t in spec.get("traffic") or [{"latestRevision": True, "percent": 100}]:
             entry = dict(t)
@@ -69,18 +71,7 @@ class ServiceReconciler:
                 entry["configurationName"] = name
                 entry["latestRevision"] = True
             traffic.append(entry)
-        desired_route = {
-            "apiVersion": API,
-            "kind": "Route",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": labels,
-                "annotations": annotations,
-                "ownerReferences": [_owner(svc)],
-            },
-            "spec": {"traffic": traffic},
-        }
+        desired_route = child("Route", {"traffic": traffic})
         cfg = self._converge(CONFIGURATIONS, desired_cfg, svc)
         route = self._converge(ROUTES, desired_route, svc)
 
