@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,6 +23,7 @@ import yaml
 from wonderland.api import admission, printing, registry
 from wonderland.api.kinds import ResourceKind
 from wonderland.api.selectors import matches, parse_label_selector
+from wonderland.asgi import Receive, Scope, Send, accept_lifespan
 from wonderland.control import discovery, protobuf
 from wonderland.control import patch as patches
 from wonderland.errors import (
@@ -38,9 +39,6 @@ __all__ = ["ControlAPI", "status_body"]
 
 log = logging.getLogger("wonderland.control")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
@@ -157,13 +155,8 @@ class ControlAPI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await accept_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

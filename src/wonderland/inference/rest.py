@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
 
+from wonderland.asgi import Receive, Scope, Send, accept_lifespan
 from wonderland.inference import metrics
 from wonderland.inference.codec_rest import decode_v2_request, encode_v2_response, parse_json
 from wonderland.inference.dataplane import DataPlane
@@ -29,9 +30,6 @@ __all__ = ["RestApp"]
 
 log = logging.getLogger("wonderland.inference")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _JSON = [(b"content-type", b"application/json")]
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
@@ -63,13 +61,8 @@ class RestApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await accept_lifespan(receive, send)
+            return
         if kind != "http":
             return
         try:
