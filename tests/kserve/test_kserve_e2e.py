@@ -197,6 +197,7 @@ def daemon(
                 annotations={
                     "serving.kserve.io/s3-endpoint": s3.removeprefix("http://"),
                     "serving.kserve.io/s3-usehttps": "0",
+                    "serving.wonderland.dev/allow-remote-pickle": "true",
                 },
             ),
         )

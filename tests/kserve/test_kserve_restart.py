@@ -53,7 +53,16 @@ def test_restart_keeps_the_inference_service(
     d = KServeDaemon(tmp_path)
     try:
         d.start(manifests)
+        # A pickle from a remote URL is loaded only when the owner opts in.
         d.apply(isvc("iris", model("sklearn", url)))
+
+        def refused() -> bool:
+            cond = d.condition("iris", "Ready")
+            return cond.get("status") == "False" and "is a pickle" in cond.get("message", "")
+
+        wait_for(refused, 60, "iris to say the remote pickle is refused")
+        trusted = {"serving.wonderland.dev/allow-remote-pickle": "true"}
+        d.apply(isvc("iris", model("sklearn", url), annotations=trusted))
         before = d.wait_ready("iris")["status"]["components"]["predictor"]
         assert seen.count("200") == 1
         d.kill()

@@ -19,12 +19,17 @@ import pytest
 from _support.daemon import free_port, kill_group
 from _support.servers import start_moto
 
-from wonderland.inference.storage import StorageContext, StorageError, fetch
+from wonderland.inference.storage import ALLOW_REMOTE_PICKLE, StorageContext, StorageError, fetch
+
+# These tests are about transport and caching; the pickle guard has tests of its own.
+TRUSTED = {ALLOW_REMOTE_PICKLE: "true"}
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> StorageContext:
-    return StorageContext(state_dir=tmp_path / "state", namespace="team-a", env={})
+    return StorageContext(
+        state_dir=tmp_path / "state", namespace="team-a", env={}, annotations=TRUSTED
+    )
 
 
 @pytest.fixture
@@ -198,6 +203,7 @@ def test_s3_prefix_downloads_once_through_the_kserve_annotations(
         "serving.kserve.io/s3-endpoint": host,
         "serving.kserve.io/s3-usehttps": "0",
         "serving.kserve.io/s3-region": "us-east-1",
+        **TRUSTED,
     }
     ctx = StorageContext(tmp_path / "state", annotations=annotations, env=AWS_ENV)
     path = fetch("s3://models/iris/v1", ctx)
@@ -238,8 +244,18 @@ def test_cli_pull_prints_the_cached_folder(
     env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
     env["WONDERLAND_HOME"] = str(tmp_path / "home")
     cmd = [sys.executable, "-m", "wonderland", "storage", "pull"]
-    out = subprocess.run(
+    refused = subprocess.run(
         [*cmd, f"{base}/model.joblib"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert f"{ALLOW_REMOTE_PICKLE}" in refused.stderr
+    out = subprocess.run(
+        [*cmd, "--annotation", f"{ALLOW_REMOTE_PICKLE}=true", f"{base}/model.joblib"],
         env=env,
         capture_output=True,
         text=True,
@@ -265,3 +281,33 @@ def test_errors_never_show_credentials(ctx: StorageContext) -> None:
     text = str(err.value)
     assert "s3cr3t" not in text and "t0k3n" not in text
     assert f"127.0.0.1:{port}/model.joblib" in text
+
+
+@pytest.mark.parametrize("name", ["model.joblib", "model.pkl", "model.pt"])
+def test_a_remote_pickle_is_refused_unless_the_owner_opts_in(
+    web: tuple[str, Path, list[str]], tmp_path: Path, name: str
+) -> None:
+    base, root, _ = web
+    (root / name).write_bytes(b"pickled")
+    ctx = StorageContext(tmp_path / "state", env={})
+    with pytest.raises(StorageError, match=f"{name} is a pickle.*{ALLOW_REMOTE_PICKLE}"):
+        fetch(f"{base}/{name}", ctx)
+    trusted = StorageContext(tmp_path / "state", env={}, annotations=TRUSTED)
+    assert (fetch(f"{base}/{name}", trusted) / name).read_bytes() == b"pickled"
+
+
+def test_a_remote_model_in_a_safe_format_needs_no_opt_in(
+    web: tuple[str, Path, list[str]], tmp_path: Path
+) -> None:
+    base, root, _ = web
+    (root / "model.onnx").write_bytes(b"onnx")
+    ctx = StorageContext(tmp_path / "state", env={})
+    assert (fetch(f"{base}/model.onnx", ctx) / "model.onnx").read_bytes() == b"onnx"
+
+
+def test_a_local_pickle_needs_no_opt_in(tmp_path: Path) -> None:
+    folder = tmp_path / "iris"
+    folder.mkdir()
+    (folder / "model.joblib").write_bytes(b"x")
+    ctx = StorageContext(tmp_path / "state", env={})
+    assert fetch(str(folder), ctx) == folder

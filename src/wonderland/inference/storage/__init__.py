@@ -14,6 +14,7 @@ that scales from zero finds the model on disk::
 from __future__ import annotations
 
 from wonderland.inference.storage._base import (
+    ALLOW_REMOTE_PICKLE,
     SCHEMES,
     Progress,
     StorageBackend,
@@ -25,6 +26,7 @@ from wonderland.inference.storage._base import (
 )
 
 __all__ = [
+    "ALLOW_REMOTE_PICKLE",
     "SCHEMES",
     "Progress",
     "StorageBackend",

@@ -19,6 +19,7 @@ from typing import Protocol
 from wonderland.errors import WonderlandError
 
 __all__ = [
+    "ALLOW_REMOTE_PICKLE",
     "SCHEMES",
     "Progress",
     "StorageBackend",
@@ -74,6 +75,12 @@ SCHEMES: dict[str, str] = {
     "models": "wonderland.inference.storage._base:ModelRegistryStorage",
 }
 
+# Loading a pickle runs whatever code it carries, so a pickle-based model that came from
+# a remote URL is refused unless its owner opts in with this annotation set to "true".
+ALLOW_REMOTE_PICKLE = "serving.wonderland.dev/allow-remote-pickle"
+_REMOTE_SCHEMES = ("http", "https", "s3")
+_PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth")
+
 # Schemes KServe accepts that one machine cannot serve: say so instead of "unknown".
 _CLUSTER_ONLY = ("gs", "hdfs", "webhdfs", "oci", "oci+native", "oci+fetch", "modelscope")
 
@@ -111,7 +118,24 @@ def fetch(uri: str, ctx: StorageContext) -> Path:
         )
     module, _, attr = target.partition(":")
     backend: StorageBackend = getattr(importlib.import_module(module), attr)()
-    return backend.fetch(uri, ctx)
+    path = backend.fetch(uri, ctx)
+    if scheme in _REMOTE_SCHEMES:
+        _refuse_remote_pickles(uri, path, ctx)
+    return path
+
+
+def _refuse_remote_pickles(uri: str, path: Path, ctx: StorageContext) -> None:
+    if ctx.annotations.get(ALLOW_REMOTE_PICKLE, "").strip().lower() == "true":
+        return
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    pickles = [p.name for p in files if p.suffix.lower() in _PICKLE_SUFFIXES]
+    if pickles:
+        raise StorageError(
+            f"storageUri {redact(uri)}: {pickles[0]} is a pickle, and loading a pickle runs "
+            "any code it carries; a pickle from a remote URL is loaded only on request: "
+            f'annotate the InferenceService with {ALLOW_REMOTE_PICKLE}: "true" if you trust '
+            "its source, or ship the model as ONNX, xgboost .json/.ubj or lightgbm .txt"
+        )
 
 
 class ModelRegistryStorage:
