@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from _support.daemon import READY_TIMEOUT, free_port, kill_group, wait_for
 
-__all__ = ["start_moto"]
+__all__ = ["asgi_replica", "start_moto"]
 
 
 def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -40,3 +43,25 @@ def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
         kill_group(proc, signal.SIGKILL)
         raise
     return proc, url
+
+
+@contextlib.asynccontextmanager
+async def asgi_replica(app: Any) -> AsyncIterator[int]:
+    """Serve an ASGI app with uvicorn in this event loop on a free port; yields the port
+    once it listens, and always shuts the server down."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(600):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert server.started, "test replica did not start"
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

@@ -79,6 +79,18 @@ def test_app_command_gets_dapr_env_and_its_exit_code(basic_resources: Path, tmp_
     }
 
 
+# The sidecar with ports the kernel picks (the command must fail before it listens).
+SIDECAR_ON_FREE_PORTS = [
+    "sidecar",
+    "--app-id",
+    "x",
+    "--dapr-http-port",
+    "0",
+    "--dapr-grpc-port",
+    "0",
+]
+
+
 def test_unknown_component_type_and_field_fail_clearly(
     resources: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,44 +98,14 @@ def test_unknown_component_type_and_field_fail_clearly(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\n"
         "spec: {type: state.cassandra, version: v1}\n"
     )
-    assert (
-        main(
-            [
-                "sidecar",
-                "--app-id",
-                "x",
-                "--resources-path",
-                str(folder),
-                "--dapr-http-port",
-                "0",
-                "--dapr-grpc-port",
-                "0",
-            ]
-        )
-        == 1
-    )
+    assert main([*SIDECAR_ON_FREE_PORTS, "--resources-path", str(folder)]) == 1
     err = capsys.readouterr().err
     assert "state.cassandra" in err and "state.redis" in err
     (folder / "r0.yaml").write_text(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\n"
         "spec: {type: state.in-memory, version: v1, metadata: [{name: redisHostt, value: x}]}\n"
     )
-    assert (
-        main(
-            [
-                "sidecar",
-                "--app-id",
-                "x",
-                "--resources-path",
-                str(folder),
-                "--dapr-http-port",
-                "0",
-                "--dapr-grpc-port",
-                "0",
-            ]
-        )
-        == 1
-    )
+    assert main([*SIDECAR_ON_FREE_PORTS, "--resources-path", str(folder)]) == 1
     err = capsys.readouterr().err
     assert "redisHostt" in err and "r0.yaml" in err
     (folder / "r0.yaml").write_text(

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-import uvicorn
+from _support.daemon import free_port
+from _support.servers import asgi_replica
 from grpc import aio
 
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
@@ -22,12 +22,6 @@ from wonderland.runtime.supervisor import Supervisor
 LOCAL = "hello.default.svc.cluster.local"
 EXTERNAL = "hello.default.127.0.0.1.sslip.io"
 GRPC_LOCAL = "grpc.default.svc.cluster.local"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def label_app(label: str) -> Any:
@@ -41,24 +35,6 @@ def label_app(label: str) -> Any:
         await send({"type": "http.response.body", "body": body})
 
     return app
-
-
-@contextlib.asynccontextmanager
-async def replica(app: Any) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(600):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "test replica did not start"
-        yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 @contextlib.asynccontextmanager
@@ -131,7 +107,7 @@ async def connect(port: int, target: str) -> tuple[bytes, Any, Any]:
 
 async def test_connect_tunnels_http1_with_host_routing_and_traffic_split() -> None:
     table = RoutingTable()
-    async with replica(label_app("a")) as port_a, replica(label_app("b")) as port_b:
+    async with asgi_replica(label_app("a")) as port_a, asgi_replica(label_app("b")) as port_b:
         table.revision("default", "hello-a").set_endpoints([("127.0.0.1", port_a, "ra")])
         table.revision("default", "hello-b").set_endpoints([("127.0.0.1", port_b, "rb")])
         split_routes(table, {"a": 50, "b": 50})

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
+from _support.daemon import free_port
 from grpc import aio
 
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
 
 HOST = "grpc.default.127.0.0.1.sslip.io"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def echo(request: bytes, context: Any) -> bytes:

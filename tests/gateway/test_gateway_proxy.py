@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from _support.daemon import free_port
+from _support.servers import asgi_replica
 
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
 
 Scope = dict[str, Any]
 App = Callable[[Scope, Any, Any], Awaitable[None]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _send_json(send: Any, status: int, body: bytes) -> None:
@@ -61,24 +56,6 @@ def echo_app(label: str) -> App:
 
 
 @contextlib.asynccontextmanager
-async def replica(app: App) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(300):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "test replica did not start"
-        yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
-@contextlib.asynccontextmanager
 async def gateway(table: RoutingTable) -> AsyncIterator[str]:
     gw = GatewayServer(table, port=0)
     await gw.start()
@@ -104,7 +81,7 @@ def simple_route(table: RoutingTable, split: list[tuple[str, int]], tags: dict[s
 
 async def test_host_tag_and_header_routing_with_forwarded_headers() -> None:
     table = RoutingTable()
-    async with replica(echo_app("one")) as p1, replica(echo_app("two")) as p2:
+    async with asgi_replica(echo_app("one")) as p1, asgi_replica(echo_app("two")) as p2:
         table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", p1, "r1")])
         table.revision("default", "hello-00002").set_endpoints([("127.0.0.1", p2, "r2")])
         simple_route(
@@ -150,7 +127,7 @@ async def test_host_tag_and_header_routing_with_forwarded_headers() -> None:
 
 async def test_weighted_split_reaches_both_revisions() -> None:
     table = RoutingTable()
-    async with replica(echo_app("blue")) as p1, replica(echo_app("green")) as p2:
+    async with asgi_replica(echo_app("blue")) as p1, asgi_replica(echo_app("green")) as p2:
         table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", p1, "r1")])
         table.revision("default", "hello-00002").set_endpoints([("127.0.0.1", p2, "r2")])
         simple_route(table, [("hello-00001", 50), ("hello-00002", 50)], {})
@@ -175,7 +152,7 @@ async def test_container_concurrency_one_serialises_requests() -> None:
         await _send_json(send, 500 if overlaps else 200, b"ok")
 
     table = RoutingTable()
-    async with replica(single) as port:
+    async with asgi_replica(single) as port:
         target = table.revision("default", "hello-00001")
         target.container_concurrency = 1
         target.set_endpoints([("127.0.0.1", port, "r1")])
@@ -192,7 +169,7 @@ async def test_container_concurrency_one_serialises_requests() -> None:
 
 async def test_timeout_answers_504_only_when_the_first_byte_is_late() -> None:
     table = RoutingTable()
-    async with replica(echo_app("slow")) as port:
+    async with asgi_replica(echo_app("slow")) as port:
         target = table.revision("default", "hello-00001")
         target.timeout = 1.0
         target.set_endpoints([("127.0.0.1", port, "r1")])
@@ -221,7 +198,7 @@ async def test_activator_holds_requests_until_a_replica_is_ready() -> None:
                 break
             await asyncio.sleep(0.01)
         assert len(target.waiters) == 3 and poked
-        async with replica(echo_app("woke")) as port:
+        async with asgi_replica(echo_app("woke")) as port:
             target.set_endpoints([("127.0.0.1", port, "r1")])
             results = await pending
             metrics = await client.get("/metrics")
@@ -232,7 +209,7 @@ async def test_activator_holds_requests_until_a_replica_is_ready() -> None:
 async def test_dead_replica_is_skipped_and_requests_retried() -> None:
     table = RoutingTable()
     dead = free_port()
-    async with replica(echo_app("alive")) as port:
+    async with asgi_replica(echo_app("alive")) as port:
         target = table.revision("default", "hello-00001")
         target.set_endpoints([("127.0.0.1", dead, "gone"), ("127.0.0.1", port, "r1")])
         simple_route(table, [("hello-00001", 100)], {})
@@ -245,7 +222,7 @@ async def test_dead_replica_is_skipped_and_requests_retried() -> None:
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
 async def test_keep_alive_and_head(method: str) -> None:
     table = RoutingTable()
-    async with replica(echo_app("k")) as port:
+    async with asgi_replica(echo_app("k")) as port:
         table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", port, "r1")])
         simple_route(table, [("hello-00001", 100)], {})
         async with gateway(table) as url:
@@ -275,7 +252,7 @@ async def test_idle_timeout_cuts_a_stalled_stream() -> None:
         await send({"type": "http.response.body", "body": b"end"})
 
     table = RoutingTable()
-    async with replica(stall) as port:
+    async with asgi_replica(stall) as port:
         target = table.revision("default", "hello-00001")
         target.idle_timeout = 1.0
         target.set_endpoints([("127.0.0.1", port, "r1")])
@@ -374,7 +351,7 @@ async def test_a_replica_dying_between_head_and_body_is_retried() -> None:
     broken_port = broken.sockets[0].getsockname()[1]
     table = RoutingTable()
     try:
-        async with replica(echo_app("healthy")) as port:
+        async with asgi_replica(echo_app("healthy")) as port:
             target = table.revision("default", "hello-00001")
             target.set_endpoints([("127.0.0.1", broken_port, "bad"), ("127.0.0.1", port, "ok")])
             simple_route(table, [("hello-00001", 100)], {})
@@ -388,7 +365,7 @@ async def test_a_replica_dying_between_head_and_body_is_retried() -> None:
 
 async def test_http2_client_reaches_an_http1_revision() -> None:
     table = RoutingTable()
-    async with replica(echo_app("h1")) as port:
+    async with asgi_replica(echo_app("h1")) as port:
         table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", port, "r1")])
         simple_route(table, [("hello-00001", 100)], {})
         async with (
@@ -408,7 +385,7 @@ async def test_http2_client_reaches_an_http1_revision() -> None:
 
 async def test_forwarded_host_with_a_port_is_quoted() -> None:
     table = RoutingTable()
-    async with replica(echo_app("one")) as port:
+    async with asgi_replica(echo_app("one")) as port:
         table.revision("default", "hello-00001").set_endpoints([("127.0.0.1", port, "r1")])
         simple_route(table, [("hello-00001", 100)], {})
         async with gateway(table) as url, httpx.AsyncClient(base_url=url) as client:
