@@ -14,13 +14,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import grpc
 import orjson
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import (
     appcallback_pb2,
     configuration_pb2,
-    dapr_pb2_grpc,
+    dapr_pb2,
     metadata_pb2,
     pubsub_pb2,
     secret_pb2,
@@ -34,8 +33,9 @@ from wonderland.dapr.errors import APIError
 from wonderland.dapr.invocation import Invoker
 from wonderland.dapr.runtime import DaprRuntime, StateWrite
 from wonderland.dapr.subscriptions import Subscription, SubscriptionManager
+from wonderland.h2grpc import GrpcServer, ServicerContext, StatusCode, service_methods
 
-__all__ = ["DaprGrpcServicer", "TokenInterceptor", "build_server"]
+__all__ = ["DaprGrpcServicer", "build_server"]
 
 log = logging.getLogger("wonderland.dapr.grpc")
 
@@ -56,11 +56,11 @@ _VERBS = {
 }
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: APIError) -> None:
+async def _abort(context: ServicerContext, exc: APIError) -> None:
     from google.rpc import error_details_pb2, status_pb2
 
-    code = getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL)
-    status = status_pb2.Status(code=code.value[0], message=exc.message)
+    code = StatusCode.__members__.get(exc.grpc_code, StatusCode.INTERNAL)
+    status = status_pb2.Status(code=int(code), message=exc.message)
     if exc.reason:
         detail = any_pb2.Any()
         detail.Pack(
@@ -75,9 +75,7 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: APIError) -> 
 
 
 def _api(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def wrapper(
-        self: DaprGrpcServicer, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+    async def wrapper(self: DaprGrpcServicer, request: Any, context: ServicerContext) -> Any:
         try:
             return await fn(self, request, context)
         except APIError as exc:
@@ -110,7 +108,7 @@ def _event_data(event: dict[str, Any]) -> bytes:
     return orjson.dumps(data)
 
 
-class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):  # type: ignore[misc]
+class DaprGrpcServicer:
     """The servicer; see the module docstring."""
 
     def __init__(self, runtime: DaprRuntime, invoker: Invoker, subs: SubscriptionManager) -> None:
@@ -474,9 +472,9 @@ class DaprGrpcServicer(dapr_pb2_grpc.DaprServicer):  # type: ignore[misc]
 
 
 def _unimplemented(name: str) -> Callable[..., Awaitable[None]]:
-    async def method(self: Any, request: Any, context: Any) -> None:
+    async def method(self: Any, request: Any, context: ServicerContext) -> None:
         await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
+            StatusCode.UNIMPLEMENTED,
             f"method {name} is not implemented by the wonderland sidecar",
         )
 
@@ -484,62 +482,22 @@ def _unimplemented(name: str) -> Callable[..., Awaitable[None]]:
     return method
 
 
-for _name, _value in list(vars(dapr_pb2_grpc.DaprServicer).items()):
-    if callable(_value) and not _name.startswith("_") and _name not in vars(DaprGrpcServicer):
-        setattr(DaprGrpcServicer, _name, _unimplemented(_name))
+_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
+for _m in _SERVICE.methods:
+    if _m.name not in vars(DaprGrpcServicer):
+        setattr(DaprGrpcServicer, _m.name, _unimplemented(_m.name))
 
 
-class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Answers UNAUTHENTICATED when ``dapr-api-token`` metadata is missing or wrong."""
+def build_server(runtime: DaprRuntime, invoker: Invoker, subs: SubscriptionManager) -> GrpcServer:
+    """The gRPC API's server; ``await server.start(host, port)`` binds it."""
+    token = runtime.opts.api_token
 
-    def __init__(self, token: str) -> None:
-        self.token = token
+    def authenticate(metadata: tuple[tuple[str, str | bytes], ...]) -> bool:
+        return any(k == "dapr-api-token" and v == token for k, v in metadata)
 
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = await continuation(details)
-        for key, value in details.invocation_metadata or ():
-            if key == "dapr-api-token" and value == self.token:
-                return handler
-        if handler is None:
-            return None
-
-        async def deny(request: Any, context: Any) -> None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "missing or invalid dapr-api-token"
-            )
-
-        if handler.unary_unary:
-            factory = grpc.unary_unary_rpc_method_handler
-        elif handler.unary_stream:
-            factory = grpc.unary_stream_rpc_method_handler
-        elif handler.stream_unary:
-            factory = grpc.stream_unary_rpc_method_handler
-        else:
-            factory = grpc.stream_stream_rpc_method_handler
-        return factory(
-            deny,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def build_server(
-    runtime: DaprRuntime, invoker: Invoker, subs: SubscriptionManager, host: str, port: int
-) -> tuple[grpc.aio.Server, int]:
-    """A gRPC server bound to ``host:port`` (0 picks a free port); returns it and the port."""
-    interceptors = [TokenInterceptor(runtime.opts.api_token)] if runtime.opts.api_token else []
-    server = grpc.aio.server(
-        interceptors=interceptors,
-        options=[
-            ("grpc.max_receive_message_length", runtime.opts.max_body_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
     servicer = DaprGrpcServicer(runtime, invoker, subs)
-    dapr_pb2_grpc.add_DaprServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(
-            f"cannot bind the gRPC API to {host}:{port}; the port is in use (pick another with --dapr-grpc-port)"
-        )
-    return server, bound
+    return GrpcServer(
+        service_methods(_SERVICE, servicer),
+        max_receive_message_length=runtime.opts.max_body_bytes,
+        authenticate=authenticate if token else None,
+    )

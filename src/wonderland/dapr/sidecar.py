@@ -121,10 +121,14 @@ class Sidecar:
         )
         api.config_sink = self._config_to_app if self.channel is not None else None
 
-        self._grpc, self.grpc_port = build_server(
-            self.runtime, self.invoker, self.subs, self.host, opts.grpc_port
-        )
-        await self._grpc.start()
+        self._grpc = build_server(self.runtime, self.invoker, self.subs)
+        try:
+            self.grpc_port = await self._grpc.start(self.host, opts.grpc_port)
+        except OSError as exc:
+            raise DaprError(
+                f"cannot serve the gRPC API on {self.host}:{opts.grpc_port}: {exc.strerror}; "
+                "pick another port with --dapr-grpc-port"
+            ) from None
 
         try:
             self._http = await serve(api.handle, self.host, opts.http_port, opts.max_body_bytes)
