@@ -96,6 +96,9 @@ def _run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
+    from wonderland.dapr.protos import messages_only
+
+    messages_only()  # this process runs only sidecars: no grpcio, no SDK client helpers
     from wonderland.dapr import launcher
     from wonderland.dapr.resources import load_resources
     from wonderland.dapr.runtime import RuntimeOptions, default_state_dir
