@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from wonderland.dapr.components._redis import REDIS_FIELDS, connect
+from wonderland.dapr.components._redis import REDIS_FIELDS, connect, pipelined
 from wonderland.dapr.components.base import Closer, Message, MessageHandler, PubSubComponent
 
 __all__ = ["RedisStreamsPubSub"]
@@ -44,11 +44,14 @@ class RedisStreamsPubSub(PubSubComponent):
     async def init(self) -> None:
         self.client = connect(self)
         await self.client.ping()
+        self.fast = pipelined(self)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if hasattr(self, "fast"):
+            await self.fast.close()
         if hasattr(self, "client"):
             await self.client.aclose()
 
@@ -58,7 +61,9 @@ class RedisStreamsPubSub(PubSubComponent):
         if meta:
             fields["metadata"] = orjson.dumps(meta)
         maxlen = int(self.meta["maxLenApprox"]) if self.meta["maxLenApprox"] else None
-        await self.client.xadd(topic, fields, maxlen=maxlen, approximate=True)
+        trim = ("MAXLEN", "~", maxlen) if maxlen is not None else ()
+        pairs = [x for kv in fields.items() for x in kv]
+        await self.fast.execute("XADD", topic, *trim, "*", *pairs)
 
     async def subscribe(self, topic: str, group: str, handler: MessageHandler) -> Closer:
         import redis.exceptions

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from wonderland.dapr.components._redis import REDIS_FIELDS, connect
+from wonderland.dapr.components._redis import REDIS_FIELDS, connect, pipelined
 from wonderland.dapr.components.base import (
     DeleteRequest,
     GetResponse,
@@ -70,17 +70,19 @@ class RedisStateStore(StateStoreComponent):
     async def init(self) -> None:
         self.client = connect(self)
         await self.client.ping()
-        self._txn = self.client.register_script(_TXN)
-        self._get = self.client.register_script(_GET)
+        self.fast = pipelined(self)
+        await self.fast.execute("PING")
         self.default_ttl = int(self.meta["ttlInSeconds"]) if self.meta["ttlInSeconds"] else None
 
     async def close(self) -> None:
+        if hasattr(self, "fast"):
+            await self.fast.close()
         if hasattr(self, "client"):
             await self.client.aclose()
 
     async def get(self, key: str) -> GetResponse | None:
-        # One script call instead of a two-command pipeline: less client work per read.
-        (data, version), pttl = await self._get(keys=[key])
+        # One script call instead of a two-command pipeline: one round trip per read.
+        (data, version), pttl = await self.fast.run_script(_GET, [key], [])
         if version is None:
             return None
         expire = time.time() + pttl / 1000 if pttl and pttl > 0 else None
@@ -145,7 +147,7 @@ class RedisStateStore(StateStoreComponent):
                 )
                 args.append(b"")
         try:
-            await self._txn(keys=keys, args=[orjson.dumps(spec), *args])
+            await self.fast.run_script(_TXN, keys, [orjson.dumps(spec), *args])
         except redis.exceptions.ResponseError as exc:
             if str(exc).startswith("ETAG_MISMATCH"):
                 i = int(str(exc).split()[1]) - 1
