@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 async def open_loop(
     fn: Callable[[int], Awaitable[object]], rate: float, duration: float
-) -> tuple[list[float], float]:
+) -> tuple[list[float], float, int]:
     """Start ``fn(i)`` every 1/rate s for ``duration`` s; return latencies (s) and achieved rate."""
     loop = asyncio.get_running_loop()
     latencies: list[float] = []

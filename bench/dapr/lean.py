@@ -1,0 +1,180 @@
+"""Lean clients, as Dapr's perf suite uses one: the cost of the client kept out of the figure.
+
+Dapr measures its gRPC overhead with fortio, a compiled load generator, over 16
+connections at 1,000 QPS; the baseline is the same generator calling nothing.
+``LeanGrpc`` plays fortio's part here: requests are pre-encoded HTTP/2 frames on
+16 connections, answers are checked for ``grpc-status: 0``, and nothing else runs per
+call. ``LeanRedis`` sends pre-encoded RESP the same way, for the floor of one loopback
+round trip to a server written in C (Redis answering PING).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import struct
+from collections import deque
+
+import hpack
+
+from wonderland.h2grpc.headers import HeaderDecoder
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + sid.to_bytes(4, "big") + payload
+
+
+class _H2(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.next_id = 1
+        self.waiters: dict[int, asyncio.Future[None]] = {}
+        self.decoder = HeaderDecoder()  # caches blocks that leave the table alone
+        self.unacked = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(  # type: ignore[union-attr]
+            PREFACE + _frame(4, 0, 0) + _frame(8, 0, 0, (1 << 24).to_bytes(4, "big"))
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        pos, out = 0, []
+        while len(buf) - pos >= 9:
+            n = int.from_bytes(buf[pos : pos + 3], "big")
+            if len(buf) - pos - 9 < n:
+                break
+            kind, flags = buf[pos + 3], buf[pos + 4]
+            sid = int.from_bytes(buf[pos + 5 : pos + 9], "big")
+            payload = buf[pos + 9 : pos + 9 + n]
+            pos += 9 + n
+            if kind == 0:
+                self.unacked += n
+            elif kind == 1:
+                fields = self.decoder.decode(payload)
+                if flags & 1:
+                    fut = self.waiters.pop(sid, None)
+                    status = next((v for k, v in fields if k == "grpc-status"), None)
+                    if fut is not None and not fut.done():
+                        if status == "0":
+                            fut.set_result(None)
+                        else:
+                            fut.set_exception(RuntimeError(f"grpc-status {status}: {fields}"))
+            elif kind == 3:
+                fut = self.waiters.pop(sid, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(RuntimeError("stream reset"))
+            elif kind == 4 and not flags & 1:
+                out.append(_frame(4, 1, 0))
+            elif kind == 6 and not flags & 1:
+                out.append(_frame(6, 1, 0, payload))
+        self.buf = buf[pos:]
+        if self.unacked > 1 << 20:
+            out.append(_frame(8, 0, 0, self.unacked.to_bytes(4, "big")))
+            self.unacked = 0
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+    def call(self, block: bytes, body: bytes) -> asyncio.Future[None]:
+        sid = self.next_id
+        self.next_id += 2
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters[sid] = fut
+        assert self.transport is not None
+        self.transport.write(_frame(1, 4, sid, block) + _frame(0, 1, sid, body))
+        return fut
+
+
+class LeanGrpc:
+    """Unary gRPC calls over ``connections`` HTTP/2 connections, round robin."""
+
+    def __init__(self, port: int, connections: int = 16) -> None:
+        self.port = port
+        self.count = connections
+        self.conns: list[_H2] = []
+        self._next = itertools.cycle(range(connections))
+        self._encoder = hpack.Encoder()
+
+    async def open(self) -> LeanGrpc:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.count):
+            _, proto = await loop.create_connection(_H2, "127.0.0.1", self.port)
+            self.conns.append(proto)
+        return self
+
+    def request(self, path: str, message: bytes) -> tuple[bytes, bytes]:
+        """Pre-encode one call: never-indexed literals leave both HPACK tables alone."""
+        block = self._encoder.encode(
+            [
+                hpack.NeverIndexedHeaderTuple(k, v)
+                for k, v in (
+                    (":method", "POST"),
+                    (":scheme", "http"),
+                    (":path", path),
+                    (":authority", f"127.0.0.1:{self.port}"),
+                    ("content-type", "application/grpc"),
+                    ("te", "trailers"),
+                )
+            ]
+        )
+        return block, b"\x00" + struct.pack(">I", len(message)) + message
+
+    def call(self, prepared: tuple[bytes, bytes]) -> asyncio.Future[None]:
+        return self.conns[next(self._next)].call(*prepared)
+
+    def close(self) -> None:
+        for c in self.conns:
+            if c.transport is not None:
+                c.transport.close()
+
+
+class _Resp(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while b"\r\n" in self.buf:
+            _, self.buf = self.buf.split(b"\r\n", 1)
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+
+class LeanRedis:
+    """PING over ``connections`` Redis connections, round robin, pre-encoded RESP."""
+
+    def __init__(self, port: int = 6379, connections: int = 16) -> None:
+        self.port = port
+        self.count = connections
+        self.conns: list[_Resp] = []
+        self._next = itertools.cycle(range(connections))
+
+    async def open(self) -> LeanRedis:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.count):
+            _, proto = await loop.create_connection(_Resp, "127.0.0.1", self.port)
+            self.conns.append(proto)
+        return self
+
+    def ping(self) -> asyncio.Future[None]:
+        conn = self.conns[next(self._next)]
+        fut = asyncio.get_running_loop().create_future()
+        conn.waiters.append(fut)
+        assert conn.transport is not None
+        conn.transport.write(b"*1\r\n$4\r\nPING\r\n")
+        return fut
+
+    def close(self) -> None:
+        for c in self.conns:
+            if c.transport is not None:
+                c.transport.close()
