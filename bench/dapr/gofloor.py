@@ -1,12 +1,13 @@
-"""The peer floor: a no-op gRPC unary call served by grpc-go, the stack daprd uses.
+"""The peer floor: a no-op call served by grpc-go and by net/http, the stacks daprd uses.
 
     python bench/dapr/gofloor.py
 
-Builds ``gofloor/main.go`` (a grpc.health.v1 server and an open-loop Go client) with
-the Debian-packaged Go toolchain and grpc-go sources, in GOPATH mode so nothing is
-fetched, then measures a health Check at 1,000 calls/s over loopback. Dapr's published
-sidecar figure is taken with a Go client against daprd; this is what that transport
-costs on this machine, with nothing behind the call.
+Builds ``gofloor/main.go`` (a grpc.health.v1 server, a net/http server answering 204,
+and open-loop Go clients for both) with the Debian-packaged Go toolchain and grpc-go
+sources, in GOPATH mode so nothing is fetched, then measures a health Check and a
+``GET /v1.0/healthz`` at 1,000 calls/s each over loopback. Dapr's published sidecar
+figure is taken with a Go client against daprd; this is what each transport costs on
+this machine, with nothing behind the call.
 """
 
 from __future__ import annotations
@@ -65,11 +66,11 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def serve(binary: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the grpc-go health server on a free port; return (process, port) once ready."""
+def _start(binary: Path, mode: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``gofloor MODE PORT`` on a free port; return (process, port) once it prints ready."""
     port = _free_port()
     proc = subprocess.Popen(
-        [str(binary), "serve", str(port)],
+        [str(binary), mode, str(port)],
         stdout=subprocess.PIPE,
         start_new_session=True,
     )
@@ -80,12 +81,12 @@ def serve(binary: Path) -> tuple[subprocess.Popen[bytes], int]:
         while b"ready" not in buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"gofloor serve: no 'ready' in 10 s (got {buf!r})")
+                raise TimeoutError(f"gofloor {mode}: no 'ready' in 10 s (got {buf!r})")
             ready, _, _ = select.select([proc.stdout], [], [], left)
             if ready:
                 chunk = os.read(proc.stdout.fileno(), 4096)
                 if not chunk:
-                    raise RuntimeError(f"gofloor serve exited with {proc.wait()}: {buf!r}")
+                    raise RuntimeError(f"gofloor {mode} exited with {proc.wait()}: {buf!r}")
                 buf += chunk
     except BaseException:
         kill_group(proc)
@@ -93,18 +94,41 @@ def serve(binary: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def load(binary: Path, port: int, rate: float, seconds: float, conns: int = 16) -> dict[str, float]:
-    """Open-loop health Checks at ``rate``/s for ``seconds`` s (after 1 s warm-up)."""
-    out = subprocess.run(
-        [str(binary), "load", str(port), str(rate), str(seconds), str(conns)],
-        capture_output=True,
-        check=True,
-        timeout=seconds + 60,
-    )
+def serve(binary: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the grpc-go health server on a free port; return (process, port) once ready."""
+    return _start(binary, "serve")
+
+
+def serve_http(binary: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the net/http server (204 for any path) on a free port; return (process, port) once ready."""
+    return _start(binary, "serve-http")
+
+
+def _run_load(argv: list[str], seconds: float) -> dict[str, float]:
+    out = subprocess.run(argv, capture_output=True, check=True, timeout=seconds + 60)
     if out.stderr:
         sys.stderr.write(out.stderr.decode(errors="replace"))
     result: dict[str, float] = json.loads(out.stdout.decode().strip().splitlines()[-1])
     return result
+
+
+def load(binary: Path, port: int, rate: float, seconds: float, conns: int = 16) -> dict[str, float]:
+    """Open-loop health Checks at ``rate``/s for ``seconds`` s (after 1 s warm-up)."""
+    argv = [str(binary), "load", str(port), str(rate), str(seconds), str(conns)]
+    return _run_load(argv, seconds)
+
+
+def load_http(
+    binary: Path,
+    port: int,
+    rate: float,
+    seconds: float,
+    conns: int = 16,
+    path: str = "/v1.0/healthz",
+) -> dict[str, float]:
+    """Open-loop keep-alive GETs of ``path`` at ``rate``/s for ``seconds`` s (after 1 s warm-up)."""
+    argv = [str(binary), "load-http", str(port), str(rate), str(seconds), str(conns), path]
+    return _run_load(argv, seconds)
 
 
 def main() -> int:
@@ -113,10 +137,16 @@ def main() -> int:
         return 1
     proc, port = serve(binary)
     try:
-        result = load(binary, port, 1000.0, 5.0)
+        grpc_result = load(binary, port, 1000.0, 5.0)
     finally:
         kill_group(proc)
-    print(json.dumps(result))
+    print(json.dumps({"transport": "grpc", **grpc_result}))
+    proc, port = serve_http(binary)
+    try:
+        http_result = load_http(binary, port, 1000.0, 5.0)
+    finally:
+        kill_group(proc)
+    print(json.dumps({"transport": "http", **http_result}))
     return 0
 
 

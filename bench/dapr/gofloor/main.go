@@ -1,20 +1,26 @@
-// Command gofloor measures the floor of a grpc-go unary call on this machine.
+// Command gofloor measures the floor of a grpc-go unary call, and of a net/http
+// GET, on this machine.
 //
-//	gofloor serve PORT                      serve grpc.health.v1.Health on 127.0.0.1:PORT
-//	gofloor load PORT RATE SECONDS [CONNS]  open-loop Check calls at RATE/s, print JSON
+//	gofloor serve PORT                                   serve grpc.health.v1.Health on 127.0.0.1:PORT
+//	gofloor load PORT RATE SECONDS [CONNS]               open-loop Check calls at RATE/s, print JSON
+//	gofloor serve-http PORT                              net/http server on 127.0.0.1:PORT, 204 for any path
+//	gofloor load-http PORT RATE SECONDS [CONNS] [PATH]   open-loop GETs at RATE/s, print JSON
 //
-// grpc-go is the gRPC stack daprd uses, so a no-op health Check served by it is
-// the peer floor to set the Python sidecar's gRPC latency against.
+// grpc-go and net/http are the stacks daprd's gRPC and HTTP APIs use, so a no-op
+// call served by them is the peer floor to set the Python sidecar's latency against.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +31,8 @@ import (
 )
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: gofloor serve PORT | gofloor load PORT RATE SECONDS [CONNS]")
+	fmt.Fprintln(os.Stderr, "usage: gofloor serve PORT | gofloor load PORT RATE SECONDS [CONNS]\n"+
+		"       gofloor serve-http PORT | gofloor load-http PORT RATE SECONDS [CONNS] [PATH]")
 	os.Exit(2)
 }
 
@@ -57,17 +64,16 @@ func percentile(sorted []float64, q float64) float64 {
 	return sorted[i]
 }
 
-// run starts one call every 1/rate s for seconds s, each in its own goroutine,
-// and returns the latencies (ms) of the calls that succeeded, the error count and
-// the time from the first start to the last completion.
-func run(clients []healthpb.HealthClient, rate, seconds float64) ([]float64, int64, time.Duration) {
+// run starts call(i) every 1/rate s for seconds s, each in its own goroutine,
+// and returns the latencies (ms) of the calls that succeeded (call returned nil),
+// the error count and the time from the first start to the last completion.
+func run(call func(i int) error, rate, seconds float64) ([]float64, int64, time.Duration) {
 	total := int(rate * seconds)
 	interval := time.Duration(float64(time.Second) / rate)
 	lat := make([]float64, total)
 	ok := make([]bool, total)
 	var errs int64
 	var wg sync.WaitGroup
-	req := &healthpb.HealthCheckRequest{}
 	start := time.Now()
 	for i := 0; i < total; i++ {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
@@ -76,15 +82,12 @@ func run(clients []healthpb.HealthClient, rate, seconds float64) ([]float64, int
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			c := clients[i%len(clients)]
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
 			t0 := time.Now()
-			resp, err := c.Check(ctx, req)
+			err := call(i)
 			el := time.Since(t0)
-			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			if err != nil {
 				if atomic.AddInt64(&errs, 1) == 1 {
-					fmt.Fprintf(os.Stderr, "first failure: err=%v status=%v\n", err, resp.GetStatus())
+					fmt.Fprintf(os.Stderr, "first failure: %v\n", err)
 				}
 				return
 			}
@@ -103,23 +106,11 @@ func run(clients []healthpb.HealthClient, rate, seconds float64) ([]float64, int
 	return out, errs, elapsed
 }
 
-func load(port int, rate, seconds float64, conns int) error {
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	clients := make([]healthpb.HealthClient, conns)
-	for i := range clients {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		// Each Dial is its own ClientConn, hence its own TCP connection; calls
-		// are spread over them round robin.
-		cc, err := grpc.DialContext(ctx, addr, grpc.WithInsecure(), grpc.WithBlock())
-		cancel()
-		if err != nil {
-			return fmt.Errorf("dial %s: %w", addr, err)
-		}
-		defer cc.Close()
-		clients[i] = healthpb.NewHealthClient(cc)
-	}
-	run(clients, rate, 1.0) // warm-up, not recorded
-	lat, errs, elapsed := run(clients, rate, seconds)
+// measure runs a 1 s unrecorded warm-up at rate, then the recorded run, and
+// prints the JSON summary.
+func measure(call func(i int) error, rate, seconds float64) error {
+	run(call, rate, 1.0) // warm-up, not recorded
+	lat, errs, elapsed := run(call, rate, seconds)
 	sort.Float64s(lat)
 	res := map[string]float64{
 		"p50_ms": percentile(lat, 0.50),
@@ -135,6 +126,83 @@ func load(port int, rate, seconds float64, conns int) error {
 	return nil
 }
 
+func load(port int, rate, seconds float64, conns int) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	clients := make([]healthpb.HealthClient, conns)
+	for i := range clients {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Each Dial is its own ClientConn, hence its own TCP connection; calls
+		// are spread over them round robin.
+		cc, err := grpc.DialContext(ctx, addr, grpc.WithInsecure(), grpc.WithBlock())
+		cancel()
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", addr, err)
+		}
+		defer cc.Close()
+		clients[i] = healthpb.NewHealthClient(cc)
+	}
+	req := &healthpb.HealthCheckRequest{}
+	call := func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := clients[i%len(clients)].Check(ctx, req)
+		if err != nil {
+			return err
+		}
+		if st := resp.GetStatus(); st != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("status=%v", st)
+		}
+		return nil
+	}
+	return measure(call, rate, seconds)
+}
+
+func serveHTTP(port int) error {
+	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNoContent)
+		}),
+	}
+	fmt.Println("ready")
+	os.Stdout.Sync()
+	return srv.Serve(lis)
+}
+
+func loadHTTP(port int, rate, seconds float64, conns int, path string) error {
+	tr := &http.Transport{
+		Proxy:               nil, // loopback; ignore any *_proxy in the environment
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
+	call := func(int) error {
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
+		}
+		// Drain the body so the connection goes back to the idle pool.
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return nil
+	}
+	return measure(call, rate, seconds)
+}
+
 func main() {
 	if len(os.Args) < 3 {
 		usage()
@@ -146,7 +214,7 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(port)
-	case "load":
+	case "load", "load-http":
 		if len(os.Args) < 5 {
 			usage()
 		}
@@ -160,7 +228,23 @@ func main() {
 		if err1 != nil || err2 != nil || err3 != nil || rate <= 0 || seconds <= 0 || conns < 1 {
 			usage()
 		}
-		err = load(port, rate, seconds, conns)
+		if os.Args[1] == "load" {
+			err = load(port, rate, seconds, conns)
+			break
+		}
+		path := "/v1.0/healthz"
+		if len(os.Args) > 6 {
+			path = os.Args[6]
+		}
+		if len(os.Args) > 7 {
+			usage()
+		}
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		err = loadHTTP(port, rate, seconds, conns, path)
+	case "serve-http":
+		err = serveHTTP(port)
 	default:
 		usage()
 	}
