@@ -5,7 +5,8 @@ connections at 1,000 QPS; the baseline is the same generator calling nothing.
 ``LeanGrpc`` plays fortio's part here: requests are pre-encoded HTTP/2 frames on
 16 connections, answers are checked for ``grpc-status: 0``, and nothing else runs per
 call. ``LeanRedis`` sends pre-encoded RESP the same way, for the floor of one loopback
-round trip to a server written in C (Redis answering PING).
+round trip to a server written in C (Redis answering PING). ``LeanHttp`` does the same
+for the HTTP API: pre-encoded HTTP/1.1 requests on keep-alive connections.
 """
 
 from __future__ import annotations
@@ -172,6 +173,74 @@ class LeanRedis:
         conn.waiters.append(fut)
         assert conn.transport is not None
         conn.transport.write(b"*1\r\n$4\r\nPING\r\n")
+        return fut
+
+    def close(self) -> None:
+        for c in self.conns:
+            if c.transport is not None:
+                c.transport.close()
+
+
+class _Http(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].lower()
+            length = 0
+            at = head.find(b"content-length:")
+            if at >= 0:
+                length = int(head[at + 15 :].split(b"\r\n", 1)[0])
+            if len(self.buf) < end + 4 + length:
+                return
+            status = int(head[9:12])
+            self.buf = self.buf[end + 4 + length :]
+            fut = self.waiters.popleft()
+            if not fut.done():
+                if 200 <= status < 300:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(RuntimeError(f"HTTP {status}"))
+
+
+class LeanHttp:
+    """HTTP/1.1 keep-alive requests over ``connections`` connections, pre-encoded."""
+
+    def __init__(self, port: int, connections: int = 16) -> None:
+        self.port = port
+        self.count = connections
+        self.conns: list[_Http] = []
+        self._next = itertools.cycle(range(connections))
+
+    async def open(self) -> LeanHttp:
+        loop = asyncio.get_running_loop()
+        for _ in range(self.count):
+            _, proto = await loop.create_connection(_Http, "127.0.0.1", self.port)
+            self.conns.append(proto)
+        return self
+
+    def request(self, method: str, path: str, body: bytes = b"") -> bytes:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+        if body or method in ("POST", "PUT"):
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        return head.encode() + b"\r\n" + body
+
+    def call(self, prepared: bytes) -> asyncio.Future[None]:
+        conn = self.conns[next(self._next)]
+        fut = asyncio.get_running_loop().create_future()
+        conn.waiters.append(fut)
+        assert conn.transport is not None
+        conn.transport.write(prepared)
         return fut
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ PEER_VENV = ROOT / "bench" / ".venv-redis"
 sys.path.insert(0, str(HERE))
 
 import gofloor  # noqa: E402
-from lean import LeanGrpc, LeanRedis  # noqa: E402
+from lean import LeanGrpc, LeanHttp, LeanRedis  # noqa: E402
 from loadgen import closed_loop, open_loop, percentile  # noqa: E402
 
 PAYLOAD = b'{"order": 12345, "item": "' + b"x" * 64 + b'"}'
@@ -303,13 +303,14 @@ async def sidecar_runs(
 
 
 async def lean_runs(
-    grpc_port: int, rate: float, duration: float, go_port: int | None
+    grpc_port: int, http_port: int, rate: float, duration: float, go_port: int | None
 ) -> list[dict[str, object]]:
     """Dapr's own method: a lean client on 16 connections, baseline the generator alone."""
     from dapr.proto.common.v1 import common_pb2
     from dapr.proto.runtime.v1 import metadata_pb2, pubsub_pb2, state_pb2
 
     client = await LeanGrpc(grpc_port).open()
+    http = await LeanHttp(http_port).open()
     go_client = await LeanGrpc(go_port).open() if go_port else None
     redis = await LeanRedis().open()
     svc = "/dapr.proto.runtime.v1.Dapr/"
@@ -374,6 +375,16 @@ async def lean_runs(
             await client.call(prepared)
 
         runs.append(("sidecar gRPC, lean client", name, fn))
+    for name, prepared_http in {
+        "no-op (GET /v1.0/healthz)": http.request("GET", "/v1.0/healthz"),
+        "state get, state.in-memory (Dapr's setup)": http.request("GET", "/v1.0/state/memstore/k0"),
+        "state get, state.redis": http.request("GET", "/v1.0/state/statestore/k0"),
+    }.items():
+
+        async def hfn(i: int, prepared: bytes = prepared_http) -> None:
+            await http.call(prepared)
+
+        runs.append(("sidecar HTTP, lean client", name, hfn))
     out: list[dict[str, object]] = []
     try:
         for via, op, fn in runs:
@@ -391,14 +402,17 @@ async def lean_runs(
             )
     finally:
         client.close()
+        http.close()
         redis.close()
         if go_client is not None:
             go_client.close()
     return out
 
 
-def go_runs(rate: float, duration: float) -> tuple[list[dict[str, object]], int | None, Any]:
-    """grpc-go (daprd's and fortio's stack): its client against its own server and ours."""
+def go_runs(
+    rate: float, duration: float, sidecar_http: int
+) -> tuple[list[dict[str, object]], int | None, Any]:
+    """grpc-go and net/http (daprd's stacks): Go's clients against Go's servers and ours."""
     binary = gofloor.build()
     if binary is None:
         return [], None, None
@@ -419,6 +433,16 @@ def go_runs(rate: float, duration: float) -> tuple[list[dict[str, object]], int 
         ):
             r = gofloor.load(binary, port, rate, duration)
             rows.append({"via": via, "op": "no-op (health Check)", **r})
+        http_proc, http_port = gofloor.serve_http(binary)
+        try:
+            for via, port in (
+                ("Go net/http client -> Go net/http server", http_port),
+                ("Go net/http client -> sidecar HTTP", sidecar_http),
+            ):
+                r = gofloor.load_http(binary, port, rate, duration)
+                rows.append({"via": via, "op": "no-op (GET /v1.0/healthz)", **r})
+        finally:
+            gofloor.kill_group(http_proc)
     finally:
         gofloor.kill_group(ours)
     return rows, go_port, go_proc
@@ -452,12 +476,14 @@ def main() -> None:
             time.sleep(1.0)
             idle = rss_mb(proc.pid)
             idle_anon = anon_mb(proc.pid)
-            go_rows, go_port, go_proc = go_runs(args.rate, args.duration)
+            go_rows, go_port, go_proc = go_runs(args.rate, args.duration, http)
             if go_proc is not None:
                 procs.append(go_proc)
                 floors["grpc-go"] = go_port  # type: ignore[assignment]
             rows = uvloop.run(sidecar_runs(http, grpc_port, args.rate, args.duration, floors))
-            lean = go_rows + uvloop.run(lean_runs(grpc_port, args.rate, args.duration, go_port))
+            lean = go_rows + uvloop.run(
+                lean_runs(grpc_port, http, args.rate, args.duration, go_port)
+            )
             loaded = rss_mb(proc.pid)
         finally:
             for p in procs:
@@ -560,7 +586,14 @@ def main() -> None:
     console.print(lean_table)
     by_op = {str(r["op"]): float(r["p50_ms"]) for r in lean}
     by_via = {str(r["via"]): float(r["p50_ms"]) for r in lean}
-    memget = by_op["state get, state.in-memory (Dapr's setup)"] - baseline
+    by_both = {(str(r["via"]), str(r["op"])): float(r["p50_ms"]) for r in lean}
+    memget = by_both[("sidecar gRPC, lean client", "state get, state.in-memory (Dapr's setup)")]
+    memget -= baseline
+    http_get = by_both[("sidecar HTTP, lean client", "state get, state.in-memory (Dapr's setup)")]
+    console.print(
+        f"Dapr's method, state get over HTTP: added p50 {http_get - baseline:+.3f} ms here "
+        "(Dapr v1.17 published +0.28 ms)"
+    )
     hop = by_op["one loopback round trip to a C server"] - baseline
     console.print(
         f"Dapr's method, state get over gRPC: added p50 {memget:+.3f} ms here (Dapr v1.17 "
@@ -577,8 +610,15 @@ def main() -> None:
             f"adds {memget:+.3f} ms. Same grpc-go client, server swapped: grpc-go "
             f"{go_go:.3f} ms, wonderland.h2grpc {by_via['grpc-go client -> wonderland.h2grpc']:.3f} ms."
         )
+        go_http = by_via["Go net/http client -> Go net/http server"]
+        console.print(
+            f"Over HTTP, Go's net/http client and server take {go_http:.3f} ms p50 for a no-op "
+            f"on this machine; the sidecar's state get by Dapr's method adds "
+            f"{http_get - baseline:+.3f} ms. Go's client against the sidecar's /v1.0/healthz: "
+            f"{by_via['Go net/http client -> sidecar HTTP']:.3f} ms."
+        )
     else:
-        console.print("(no Go row: apt-get install golang-go golang-google-grpc-dev adds it)")
+        console.print("(no Go rows: apt-get install golang-go golang-google-grpc-dev adds them)")
     console.print(
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs "
         "(figures from a busy machine are noisy; compare rows of the same run)"
