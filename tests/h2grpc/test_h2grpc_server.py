@@ -375,3 +375,18 @@ async def test_raw_http2_ping_content_type_and_bad_preface(served: Any) -> None:
     fields = dict(hpack.Decoder().decode(answer[-1][3]))
     assert fields[":status"] == "415"
     assert closed and closed[-1][0] == 7  # GOAWAY, then the connection closes
+
+
+async def test_answers_over_the_send_limit_are_refused() -> None:
+    server = GrpcServer(service_methods(SERVICE, Servicer()), max_send_message_length=1024)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = dapr_pb2_grpc.DaprStub(ch)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.GetState(state_pb2.GetStateRequest(store_name="size", key="2048"))
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            got = await stub.GetState(state_pb2.GetStateRequest(store_name="size", key="512"))
+            assert len(got.data) == 512
+    finally:
+        await server.stop(grace=0.1)

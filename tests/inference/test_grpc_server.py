@@ -36,8 +36,8 @@ class _Slow(ArrayModel):
 async def address() -> AsyncIterator[str]:
     repo = ModelRepository(batching=BatchingOptions(max_batch_size=1, max_queue_size=2))
     repo.add_model(_Slow())
-    server, port = create_grpc_server(DataPlane(repo), "127.0.0.1:0")
-    await server.start()
+    server = create_grpc_server(DataPlane(repo))
+    port = await server.start("127.0.0.1", 0)
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -97,8 +97,8 @@ async def test_custom_model_over_grpc_raw_contents() -> None:
 
     repo = ModelRepository()
     repo.add_model(CustomModel("scaler", _Scaler()))
-    server, port = create_grpc_server(DataPlane(repo), "127.0.0.1:0")
-    await server.start()
+    server = create_grpc_server(DataPlane(repo))
+    port = await server.start("127.0.0.1", 0)
     try:
         client = tga.InferenceServerClient(f"127.0.0.1:{port}")
         inp = tga.InferInput("x", [3], "INT64")

@@ -147,9 +147,11 @@ class GrpcConnection(asyncio.Protocol):
         max_receive: int,
         authenticate: Callable[[tuple[tuple[str, str | bytes], ...]], bool] | None,
         on_close: Callable[[GrpcConnection], None],
+        max_send: int | None = None,
     ) -> None:
         self.methods = methods
         self.max_receive = max_receive
+        self.max_send = max_send
         self.authenticate = authenticate
         self.on_close = on_close
         self.transport: asyncio.Transport | None = None
@@ -583,14 +585,14 @@ class GrpcConnection(asyncio.Protocol):
                     await responses
                     responses = _no_messages()
                 async for response in responses:
-                    await self._send_message(st, response.SerializeToString())
+                    await self._send_message(st, self._outgoing(response))
                 self._finish(st, StatusCode.OK, "", ctx.trailing_metadata)
                 return
             response = await method.handler(request, ctx)
             if response is None:
                 self._finish(st, StatusCode.INTERNAL, "the handler returned no response")
                 return
-            data = _message(response.SerializeToString())
+            data = _message(self._outgoing(response))
             if (
                 not ctx.trailing_metadata
                 and not st.pending
@@ -616,6 +618,15 @@ class GrpcConnection(asyncio.Protocol):
         except Exception as exc:
             log.exception("gRPC handler %s failed", method.name)
             self._finish(st, StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}: {exc}")
+
+    def _outgoing(self, response: Any) -> bytes:
+        payload: bytes = response.SerializeToString()
+        if self.max_send is not None and len(payload) > self.max_send:
+            raise RpcAbort(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"Sent message larger than max ({len(payload)} vs. {self.max_send})",
+            )
+        return payload
 
     async def _send_message(self, st: _Stream, payload: bytes) -> None:
         if st.ended_local:

@@ -67,26 +67,40 @@ class GrpcServer:
         methods: dict[str, Method],
         *,
         max_receive_message_length: int = 4 * 1024 * 1024,
+        max_send_message_length: int | None = None,
         authenticate: Authenticate | None = None,
     ) -> None:
         self.methods = methods
         self.max_receive = max_receive_message_length
+        self.max_send = max_send_message_length
         self.authenticate = authenticate
         self.connections: set[GrpcConnection] = set()
         self._server: asyncio.Server | None = None
 
     def _connection(self) -> GrpcConnection:
         conn = GrpcConnection(
-            self.methods, self.max_receive, self.authenticate, self.connections.discard
+            self.methods,
+            self.max_receive,
+            self.authenticate,
+            self.connections.discard,
+            max_send=self.max_send,
         )
         self.connections.add(conn)
         return conn
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0 picks a free port); returns the port."""
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Listen on ``host:port`` (0 picks a free port); returns the port.
+
+        ``reuse_port`` lets several processes share the port (SO_REUSEPORT).
+        """
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._connection, host, port, reuse_address=True, backlog=1024
+            self._connection,
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=1024,
         )
         for sock in self._server.sockets:
             with contextlib.suppress(OSError):

@@ -1,7 +1,7 @@
-"""gRPC adapter: ``inference.GRPCInferenceService`` on ``grpc.aio``.
+"""gRPC adapter: ``inference.GRPCInferenceService`` on ``wonderland.h2grpc``.
 
 Errors map by the exception's ``grpc_code``: INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE,
-RESOURCE_EXHAUSTED (message size, enforced by gRPC itself), UNIMPLEMENTED, INTERNAL.
+RESOURCE_EXHAUSTED (message size, enforced by the server), UNIMPLEMENTED, INTERNAL.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import grpc
-
+from wonderland.h2grpc import GrpcServer, StatusCode, service_methods
 from wonderland.inference._generated import grpc_predict_v2_pb2 as pb
-from wonderland.inference._generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from wonderland.inference.codec_grpc import decode_grpc_request, encode_grpc_response
 from wonderland.inference.dataplane import DataPlane
 from wonderland.inference.errors import InferenceServerError
@@ -26,13 +24,12 @@ DEFAULT_MAX_MESSAGE_LENGTH = 8 * 1024 * 1024  # KServe's default
 
 async def _abort(context: Any, exc: Exception) -> None:
     if isinstance(exc, InferenceServerError):
-        code = getattr(grpc.StatusCode, exc.grpc_code)
-        await context.abort(code, str(exc))
+        await context.abort(StatusCode[exc.grpc_code], str(exc))
     log.exception("unhandled error in gRPC call")
-    await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+    await context.abort(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer:
     """Translates gRPC calls to :class:`DataPlane` calls."""
 
     def __init__(self, dataplane: DataPlane) -> None:
@@ -130,20 +127,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 def create_grpc_server(
     dataplane: DataPlane,
-    address: str,
     max_send_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
     max_receive_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
-) -> tuple[Any, int]:
-    """A ``grpc.aio`` server bound to ``address``; returns it (not started) and its port."""
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_send_message_length", max_send_message_length),
-            ("grpc.max_receive_message_length", max_receive_message_length),
-            ("grpc.so_reuseport", 1),
-        ]
+) -> GrpcServer:
+    """The gRPC server (not listening yet: ``await server.start(host, port)``)."""
+    return GrpcServer(
+        service_methods(
+            pb.DESCRIPTOR.services_by_name["GRPCInferenceService"], InferenceServicer(dataplane)
+        ),
+        max_receive_message_length=max_receive_message_length,
+        max_send_message_length=max_send_message_length,
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        InferenceServicer(dataplane), server
-    )
-    port = server.add_insecure_port(address)
-    return server, port

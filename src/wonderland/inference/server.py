@@ -157,21 +157,19 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
     if options.enable_grpc:
         from wonderland.inference.grpc_server import create_grpc_server
 
-        host = f"[{options.host}]" if ":" in options.host else options.host
+        grpc_server = create_grpc_server(
+            dataplane,
+            options.grpc_max_send_message_length,
+            options.grpc_max_receive_message_length,
+        )
         try:
-            grpc_server, grpc_port = create_grpc_server(
-                dataplane,
-                f"{host}:{options.grpc_port}",
-                options.grpc_max_send_message_length,
-                options.grpc_max_receive_message_length,
-            )
-        except RuntimeError as exc:
+            grpc_port = await grpc_server.start(options.host, options.grpc_port, reuse_port=True)
+        except OSError as exc:
             sock.close()
             raise ModelConfigError(
-                f"cannot listen on {options.host}:{options.grpc_port} for gRPC ({exc}); "
-                "pick another --grpc_port"
+                f"cannot listen on {options.host}:{options.grpc_port} for gRPC "
+                f"({exc.strerror or exc}); pick another --grpc_port"
             ) from None
-        await grpc_server.start()
     config = uvicorn.Config(
         app,
         http="httptools",
