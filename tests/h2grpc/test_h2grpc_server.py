@@ -390,3 +390,48 @@ async def test_answers_over_the_send_limit_are_refused() -> None:
             assert len(got.data) == 512
     finally:
         await server.stop(grace=0.1)
+
+
+async def test_oversized_metadata_fails_the_call_not_the_connection(served: Any) -> None:
+    _, port, _ = served
+    request = state_pb2.GetStateRequest(store_name="e", key="ok").SerializeToString()
+
+    def call(sock: socket.socket, enc: hpack.Encoder, sid: int, extra: list[Any]) -> dict[str, str]:
+        block = enc.encode(
+            [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", "/dapr.proto.runtime.v1.Dapr/GetState"),
+                (":authority", "x"),
+                ("content-type", "application/grpc"),
+                *extra,
+            ]
+        )
+        body = b"\x00" + len(request).to_bytes(4, "big") + request
+        frames = b""
+        first, rest = block[:16384], block[16384:]
+        frames += _frame(1, 0 if rest else 0x4, sid, first)
+        while rest:
+            piece, rest = rest[:16384], rest[16384:]
+            frames += _frame(9, 0 if rest else 0x4, sid, piece)
+        sock.sendall(frames + _frame(0, 0x1, sid, body))
+        got = _read_frames(sock, lambda f: f[0] == 1 and f[2] == sid and f[1] & 0x1)
+        fields: dict[str, str] = {}
+        for f in got:
+            if f[0] == 1 and f[2] == sid:
+                fields.update(dict(dec.decode(f[3])))
+        return fields
+
+    dec = hpack.Decoder()
+
+    def talk() -> tuple[dict[str, str], dict[str, str]]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0))
+            enc = hpack.Encoder()
+            big = call(s, enc, 1, [("x-big", "v" * 70_000)])
+            ok = call(s, enc, 3, [])
+            return big, ok
+
+    big, ok = await asyncio.to_thread(talk)
+    assert big["grpc-status"] == str(int(StatusCode.RESOURCE_EXHAUSTED))
+    assert ok["grpc-status"] == "0"

@@ -371,6 +371,13 @@ class GrpcConnection(asyncio.Protocol):
     def _headers(self, sid: int, ended: int, block: bytes) -> None:
         try:
             fields = self.decoder.decode(block)
+        except hpack.OversizedHeaderListError as exc:
+            # The block was decoded to its end, so the table is intact: refuse the call only.
+            if sid % 2 == 1 and sid > self.last_stream and sid not in self.streams:
+                self.last_stream = sid
+                self._trailers_only(sid, StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                return
+            raise _ConnectionError(COMPRESSION_ERROR, f"header block: {exc}") from None
         except hpack.HPACKError as exc:
             raise _ConnectionError(COMPRESSION_ERROR, f"header block: {exc}") from None
         st = self.streams.get(sid)

@@ -167,7 +167,11 @@ class HeaderDecoder:
                 changed = True
             fields.append((name, value))
         if total > MAX_HEADER_LIST:
-            raise hpack.OversizedHeaderListError(f"header list of {total} bytes")
+            if changed:  # the table did change: cached blocks no longer decode the same
+                self._cache.clear()
+            raise hpack.OversizedHeaderListError(
+                f"header list of {total} bytes is over the {MAX_HEADER_LIST} allowed"
+            )
         return fields, changed
 
 
