@@ -15,10 +15,13 @@ import asyncio
 import itertools
 import struct
 from collections import deque
+from typing import Generic, Self, TypeVar
 
 import hpack
 
 from wonderland.h2grpc.headers import HeaderDecoder
+
+P = TypeVar("P", bound=asyncio.Protocol)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -90,22 +93,42 @@ class _H2(asyncio.Protocol):
         return fut
 
 
-class LeanGrpc:
-    """Unary gRPC calls over ``connections`` HTTP/2 connections, round robin."""
+class _Pool(Generic[P]):
+    """``connections`` connections to one loopback port, used round robin."""
+
+    protocol: type[P]
 
     def __init__(self, port: int, connections: int = 16) -> None:
         self.port = port
         self.count = connections
-        self.conns: list[_H2] = []
+        self.conns: list[P] = []
         self._next = itertools.cycle(range(connections))
-        self._encoder = hpack.Encoder()
 
-    async def open(self) -> LeanGrpc:
+    async def open(self) -> Self:
         loop = asyncio.get_running_loop()
         for _ in range(self.count):
-            _, proto = await loop.create_connection(_H2, "127.0.0.1", self.port)
+            _, proto = await loop.create_connection(self.protocol, "127.0.0.1", self.port)
             self.conns.append(proto)
         return self
+
+    def _conn(self) -> P:
+        return self.conns[next(self._next)]
+
+    def close(self) -> None:
+        for c in self.conns:
+            transport = getattr(c, "transport", None)
+            if transport is not None:
+                transport.close()
+
+
+class LeanGrpc(_Pool[_H2]):
+    """Unary gRPC calls over ``connections`` HTTP/2 connections, round robin."""
+
+    protocol = _H2
+
+    def __init__(self, port: int, connections: int = 16) -> None:
+        super().__init__(port, connections)
+        self._encoder = hpack.Encoder()
 
     def request(self, path: str, message: bytes) -> tuple[bytes, bytes]:
         """Pre-encode one call: never-indexed literals leave both HPACK tables alone."""
@@ -125,15 +148,12 @@ class LeanGrpc:
         return block, b"\x00" + struct.pack(">I", len(message)) + message
 
     def call(self, prepared: tuple[bytes, bytes]) -> asyncio.Future[None]:
-        return self.conns[next(self._next)].call(*prepared)
-
-    def close(self) -> None:
-        for c in self.conns:
-            if c.transport is not None:
-                c.transport.close()
+        return self._conn().call(*prepared)
 
 
-class _Resp(asyncio.Protocol):
+class _InOrder(asyncio.Protocol):
+    """A connection whose answers come back in request order (RESP, HTTP/1.1)."""
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.waiters: deque[asyncio.Future[None]] = deque()
@@ -142,6 +162,15 @@ class _Resp(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    def send(self, data: bytes) -> asyncio.Future[None]:
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        assert self.transport is not None
+        self.transport.write(data)
+        return fut
+
+
+class _Resp(_InOrder):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         while b"\r\n" in self.buf:
@@ -151,45 +180,19 @@ class _Resp(asyncio.Protocol):
                 fut.set_result(None)
 
 
-class LeanRedis:
+class LeanRedis(_Pool[_Resp]):
     """PING over ``connections`` Redis connections, round robin, pre-encoded RESP."""
 
-    def __init__(self, port: int = 6379, connections: int = 16) -> None:
-        self.port = port
-        self.count = connections
-        self.conns: list[_Resp] = []
-        self._next = itertools.cycle(range(connections))
+    protocol = _Resp
 
-    async def open(self) -> LeanRedis:
-        loop = asyncio.get_running_loop()
-        for _ in range(self.count):
-            _, proto = await loop.create_connection(_Resp, "127.0.0.1", self.port)
-            self.conns.append(proto)
-        return self
+    def __init__(self, port: int = 6379, connections: int = 16) -> None:
+        super().__init__(port, connections)
 
     def ping(self) -> asyncio.Future[None]:
-        conn = self.conns[next(self._next)]
-        fut = asyncio.get_running_loop().create_future()
-        conn.waiters.append(fut)
-        assert conn.transport is not None
-        conn.transport.write(b"*1\r\n$4\r\nPING\r\n")
-        return fut
-
-    def close(self) -> None:
-        for c in self.conns:
-            if c.transport is not None:
-                c.transport.close()
+        return self._conn().send(b"*1\r\n$4\r\nPING\r\n")
 
 
-class _Http(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.waiters: deque[asyncio.Future[None]] = deque()
-        self.buf = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
+class _Http(_InOrder):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         while True:
@@ -213,21 +216,10 @@ class _Http(asyncio.Protocol):
                     fut.set_exception(RuntimeError(f"HTTP {status}"))
 
 
-class LeanHttp:
+class LeanHttp(_Pool[_Http]):
     """HTTP/1.1 keep-alive requests over ``connections`` connections, pre-encoded."""
 
-    def __init__(self, port: int, connections: int = 16) -> None:
-        self.port = port
-        self.count = connections
-        self.conns: list[_Http] = []
-        self._next = itertools.cycle(range(connections))
-
-    async def open(self) -> LeanHttp:
-        loop = asyncio.get_running_loop()
-        for _ in range(self.count):
-            _, proto = await loop.create_connection(_Http, "127.0.0.1", self.port)
-            self.conns.append(proto)
-        return self
+    protocol = _Http
 
     def request(self, method: str, path: str, body: bytes = b"") -> bytes:
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
@@ -236,14 +228,4 @@ class LeanHttp:
         return head.encode() + b"\r\n" + body
 
     def call(self, prepared: bytes) -> asyncio.Future[None]:
-        conn = self.conns[next(self._next)]
-        fut = asyncio.get_running_loop().create_future()
-        conn.waiters.append(fut)
-        assert conn.transport is not None
-        conn.transport.write(prepared)
-        return fut
-
-    def close(self) -> None:
-        for c in self.conns:
-            if c.transport is not None:
-                c.transport.close()
+        return self._conn().send(prepared)

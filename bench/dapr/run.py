@@ -164,6 +164,25 @@ def start_floor(kind: str) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit(f"the {kind} gRPC floor server did not start")
 
 
+async def measure(
+    via: str, op: str, fn: Any, rate: float, duration: float, max_rate: bool = True
+) -> dict[str, object]:
+    """One row: 1 s of warm-up, then ``duration`` s at ``rate``; optionally the rate at 16 callers."""
+    await open_loop(fn, rate, 1.0)
+    lat, rps, errors = await open_loop(fn, rate, duration)
+    row: dict[str, object] = {
+        "via": via,
+        "op": op,
+        "p50_ms": percentile(lat, 0.5) * 1e3,
+        "p99_ms": percentile(lat, 0.99) * 1e3,
+        "rps": rps,
+        "errors": errors,
+    }
+    if max_rate:
+        row["max_rps"] = await closed_loop(fn, 16, 2.0)
+    return row
+
+
 async def sidecar_runs(
     http: int, grpc_port: int, rate: float, duration: float, floors: dict[str, int]
 ) -> list[dict[str, object]]:
@@ -206,20 +225,7 @@ async def sidecar_runs(
             ("state save", h_save),
             ("publish", h_pub),
         ):
-            await open_loop(fn, rate, 1.0)
-            lat, rps, errors = await open_loop(fn, rate, duration)
-            max_rps = await closed_loop(fn, 16, 2.0)
-            out.append(
-                {
-                    "via": "sidecar HTTP",
-                    "op": name,
-                    "p50_ms": percentile(lat, 0.5) * 1e3,
-                    "p99_ms": percentile(lat, 0.99) * 1e3,
-                    "rps": rps,
-                    "max_rps": max_rps,
-                    "errors": errors,
-                }
-            )
+            out.append(await measure("sidecar HTTP", name, fn, rate, duration, True))
 
     # The floor: the same client and pacing against no-op servers with nothing behind them.
     for kind, port in floors.items():
@@ -235,21 +241,17 @@ async def sidecar_runs(
                     return
                 await floor_stub.SetMetadata(metadata_pb2.SetMetadataRequest(key="b", value="x"))
 
-            await open_loop(f_noop, rate, 1.0)
-            lat, rps, errors = await open_loop(f_noop, rate, duration)
-            max_rps = await closed_loop(f_noop, 16, 2.0)
             out.append(
-                {
-                    "via": "grpc-go server (daprd's stack)"
+                await measure(
+                    "grpc-go server (daprd's stack)"
                     if kind == "grpc-go"
                     else f"grpcio server floor ({kind})",
-                    "op": "no-op floor",
-                    "p50_ms": percentile(lat, 0.5) * 1e3,
-                    "p99_ms": percentile(lat, 0.99) * 1e3,
-                    "rps": rps,
-                    "max_rps": max_rps,
-                    "errors": errors,
-                }
+                    "no-op floor",
+                    f_noop,
+                    rate,
+                    duration,
+                    True,
+                )
             )
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as ch:
@@ -285,20 +287,7 @@ async def sidecar_runs(
             ("state save", g_save),
             ("publish", g_pub),
         ):
-            await open_loop(fn, rate, 1.0)
-            lat, rps, errors = await open_loop(fn, rate, duration)
-            max_rps = await closed_loop(fn, 16, 2.0)
-            out.append(
-                {
-                    "via": "sidecar gRPC",
-                    "op": name,
-                    "p50_ms": percentile(lat, 0.5) * 1e3,
-                    "p99_ms": percentile(lat, 0.99) * 1e3,
-                    "rps": rps,
-                    "max_rps": max_rps,
-                    "errors": errors,
-                }
-            )
+            out.append(await measure("sidecar gRPC", name, fn, rate, duration, True))
     return out
 
 
@@ -388,18 +377,7 @@ async def lean_runs(
     out: list[dict[str, object]] = []
     try:
         for via, op, fn in runs:
-            await open_loop(fn, rate, 1.0)
-            lat, rps, errors = await open_loop(fn, rate, duration)
-            out.append(
-                {
-                    "via": via,
-                    "op": op,
-                    "p50_ms": percentile(lat, 0.5) * 1e3,
-                    "p99_ms": percentile(lat, 0.99) * 1e3,
-                    "rps": rps,
-                    "errors": errors,
-                }
-            )
+            out.append(await measure(via, op, fn, rate, duration, False))
     finally:
         client.close()
         http.close()
