@@ -19,15 +19,11 @@ from typing import Generic, Self, TypeVar
 
 import hpack
 
+from wonderland.h2grpc.connection import PREFACE
+from wonderland.h2grpc.connection import frame as _frame
 from wonderland.h2grpc.headers import HeaderDecoder
 
 P = TypeVar("P", bound=asyncio.Protocol)
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def _frame(kind: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + sid.to_bytes(4, "big") + payload
 
 
 class _H2(asyncio.Protocol):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import hpack
 
 from wonderland.h2grpc.headers import (
+    MAX_HEADER_LIST,
     OK_HEADERS,
     OK_TRAILERS,
     HeaderDecoder,
@@ -46,6 +47,7 @@ MAX_FRAME = 16384  # what we accept (the protocol's default; we do not raise it)
 STREAM_WINDOW = 1 << 20  # per-stream receive window we advertise
 CONNECTION_WINDOW = 1 << 24  # connection receive window after our first WINDOW_UPDATE
 MAX_STREAMS = 1000
+MAX_HEADER_BLOCK = 4 * MAX_HEADER_LIST  # encoded bytes across HEADERS + CONTINUATION
 MAX_WINDOW = (1 << 31) - 1
 
 _SETTINGS = (
@@ -101,12 +103,19 @@ class _Stream:
         "writable",
     )
 
-    def __init__(self, stream_id: int, method: Method, send_window: int) -> None:
+    def __init__(
+        self,
+        stream_id: int,
+        method: Method,
+        ctx: ServicerContext,
+        encoding: str,
+        send_window: int,
+    ) -> None:
         self.id = stream_id
         self.method = method
-        self.ctx: ServicerContext | None = None
+        self.ctx = ctx
         self.buffer = bytearray()
-        self.encoding = ""
+        self.encoding = encoding
         self.inbox: asyncio.Queue[Any] | None = None
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -245,9 +254,6 @@ class GrpcConnection(asyncio.Protocol):
             if out and self.transport is not None:
                 self.transport.write(b"".join(out))
 
-    def eof_received(self) -> bool | None:
-        return None
-
     # -- frames -----------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
@@ -277,7 +283,7 @@ class GrpcConnection(asyncio.Protocol):
             if self.continuation is None or self.continuation[0] != sid:
                 raise _ConnectionError(PROTOCOL_ERROR, "unexpected CONTINUATION")
             self.continuation[2].extend(payload)
-            if len(self.continuation[2]) > 4 * MAX_FRAME * 4:
+            if len(self.continuation[2]) > MAX_HEADER_BLOCK:
                 raise _ConnectionError(PROTOCOL_ERROR, "header block too large")
             if flags & END_HEADERS:
                 csid, ended, block_buf = self.continuation
@@ -444,17 +450,16 @@ class GrpcConnection(asyncio.Protocol):
                 sid, StatusCode.UNIMPLEMENTED, f"Compression algorithm '{encoding}' not supported"
             )
             return
-        deadline = None
-        st = _Stream(sid, method, self.peer_window)
-        st.encoding = encoding
-        if timeout:
-            seconds = _parse_timeout(timeout)
-            if seconds is None:
-                self._trailers_only(sid, StatusCode.INTERNAL, f"bad grpc-timeout {timeout!r}")
-                return
-            deadline = time.monotonic() + seconds
+        seconds = _parse_timeout(timeout) if timeout else None
+        if timeout and seconds is None:
+            self._trailers_only(sid, StatusCode.INTERNAL, f"bad grpc-timeout {timeout!r}")
+            return
+        deadline = None if seconds is None else time.monotonic() + seconds
+        st = _Stream(
+            sid, method, ServicerContext(md, deadline, self.peer), encoding, self.peer_window
+        )
+        if seconds is not None:
             st.timer = self.loop.call_later(seconds, self._expire, st)
-        st.ctx = ServicerContext(md, deadline, self.peer)
         self.streams[sid] = st
         self.idle.clear()
         if method.client_streaming:
@@ -584,7 +589,6 @@ class GrpcConnection(asyncio.Protocol):
 
     async def _run(self, st: _Stream, request: Any) -> None:
         method, ctx = st.method, st.ctx
-        assert ctx is not None
         try:
             if method.server_streaming:
                 responses = method.handler(request, ctx)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -102,9 +101,6 @@ class GrpcServer:
             reuse_port=reuse_port or None,
             backlog=1024,
         )
-        for sock in self._server.sockets:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self, grace: float | None = None) -> None:
