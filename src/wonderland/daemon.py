@@ -197,6 +197,7 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
     import uvicorn
 
     from wonderland.control import ControlAPI
+    from wonderland.control.sources import PodLogSource, ResourceMetricsSource
     from wonderland.kubeconfig import ensure_certificate, ensure_token, write_kubeconfig
     from wonderland.platform import Platform
 
@@ -223,7 +224,14 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         server_url = f"https://{address}"
-        app = ControlAPI(platform.store, token, address, on_shutdown=stop.set)
+        app = ControlAPI(
+            platform.store,
+            token,
+            address,
+            on_shutdown=stop.set,
+            logs=platform.get(PodLogSource),  # type: ignore[type-abstract]
+            metrics=platform.get(ResourceMetricsSource),  # type: ignore[type-abstract]
+        )
         config = uvicorn.Config(
             app,
             ssl_certfile=str(cert_path),

@@ -14,7 +14,7 @@ import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from wonderland.controllers import ControllerManager
 from wonderland.errors import ConfigError
@@ -26,7 +26,14 @@ __all__ = ["PLUGINS", "Platform", "PlatformService"]
 log = logging.getLogger("wonderland.platform")
 
 # Modules with an ``install(platform: Platform) -> None`` function, installed in order.
-PLUGINS: tuple[str, ...] = ("wonderland.serving", "wonderland.dapr.platform", "wonderland.kserve")
+PLUGINS: tuple[str, ...] = (
+    "wonderland.workloads",
+    "wonderland.serving",
+    "wonderland.dapr.platform",
+    "wonderland.kserve",
+)
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -51,6 +58,7 @@ class Platform:
     # the daemon writes them into ``<state_dir>/daemon.json`` once everything started.
     info: dict[str, Any] = field(default_factory=dict)
     _started: list[PlatformService] = field(default_factory=list, repr=False)
+    _provided: dict[type, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Platform:
@@ -64,6 +72,26 @@ class Platform:
     def add_service(self, service: PlatformService) -> None:
         """Start ``service`` after the controllers; stop it in reverse order."""
         self.services.append(service)
+
+    def provide(self, kind: type[T], value: T) -> None:
+        """Make ``value`` available to later plugins and to the daemon as ``kind`` (a class
+        or Protocol), e.g. the kubelet that serving's replicas run on."""
+        self._provided[kind] = value
+
+    def get(self, kind: type[T]) -> T | None:
+        """What a plugin provided as ``kind``, or None."""
+        value = self._provided.get(kind)
+        return value  # type: ignore[no-any-return]
+
+    def require(self, kind: type[T]) -> T:
+        """What a plugin provided as ``kind``; ConfigError naming it when none did."""
+        value = self.get(kind)
+        if value is None:
+            raise ConfigError(
+                f"no plugin provides {kind.__name__}; install the plugin that does first "
+                f"(PLUGINS: {', '.join(PLUGINS)})"
+            )
+        return value
 
     def install_plugins(self, modules: tuple[str, ...] | None = None) -> None:
         """Import each plugin module and call its ``install(self)``."""

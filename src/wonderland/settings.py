@@ -25,6 +25,13 @@ class Settings:
     ``bind`` (WONDERLAND_BIND): the address servers listen on.
     ``domain`` (WONDERLAND_DOMAIN): the domain of service URLs.
     ``log_level`` (WONDERLAND_LOG_LEVEL): debug, info, warning or error.
+    ``gpus`` (WONDERLAND_GPUS): the number of ``nvidia.com/gpu`` the node offers, instead
+    of what ``nvidia-smi -L`` lists (tests set it; empty: ask nvidia-smi).
+    ``cgroups`` (WONDERLAND_CGROUPS): ``auto`` (cgroup v2, then v1, where writable) or
+    ``off`` (memory limits by the kubelet's watchdog only).
+    ``backoff_seconds`` (WONDERLAND_BACKOFF_SECONDS): the first delay of a crash-looping
+    container's restarts and of a Job's pod re-creations (doubled each time, at most 300 s
+    and 360 s); 10, as on a cluster.
     """
 
     home: Path = dataclasses.field(default_factory=lambda: Path("~/.wonderland").expanduser())
@@ -33,6 +40,9 @@ class Settings:
     bind: str = "127.0.0.1"
     domain: str = "127.0.0.1.sslip.io"
     log_level: str = "info"
+    gpus: str = ""
+    cgroups: str = "auto"
+    backoff_seconds: float = 10.0
 
     @property
     def state_dir(self) -> Path:
@@ -70,6 +80,11 @@ class Settings:
                 raise ConfigError(
                     f'{var}="{raw}" is not a port number; use 1-65535 (or 0)'
                 ) from None
+        if name == "backoff_seconds":
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f'{var}="{raw}" is not a number of seconds') from None
         return raw
 
     def _check(self) -> None:
@@ -77,6 +92,10 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"WONDERLAND_{name.upper()}={port} is not a port; use 1-65535")
+        if self.cgroups not in ("auto", "off"):
+            raise ConfigError(f'WONDERLAND_CGROUPS="{self.cgroups}" must be auto or off')
+        if self.backoff_seconds < 0:
+            raise ConfigError("WONDERLAND_BACKOFF_SECONDS must not be negative")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(
                 f'WONDERLAND_LOG_LEVEL="{self.log_level}" is not a level; '

@@ -22,12 +22,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["AdmissionCheck", "Obj", "admit", "checks_for", "register"]
+__all__ = [
+    "AdmissionCheck",
+    "Defaulter",
+    "Obj",
+    "admit",
+    "apply_defaults",
+    "checks_for",
+    "register",
+    "register_default",
+]
 
 Obj = dict[str, Any]
 AdmissionCheck = Callable[[Obj, "Obj | None"], None]
+# Fills the fields the API server defaults (a Job's backoffLimit and selector, a pod's
+# restartPolicy); runs on create (after uid and timestamps are set) and on update.
+Defaulter = Callable[[Obj], None]
 
 _CHECKS: dict[str, list[AdmissionCheck]] = {}
+_DEFAULTS: dict[str, list[Defaulter]] = {}
+
+
+def register_default(resource: str, fn: Defaulter) -> None:
+    """Run ``fn(obj)`` to fill defaults on every create and update of ``resource``."""
+    defaults = _DEFAULTS.setdefault(resource, [])
+    if fn not in defaults:
+        defaults.append(fn)
+
+
+def apply_defaults(resource: str, obj: Obj) -> None:
+    for fn in _DEFAULTS.get(resource, ()):
+        fn(obj)
 
 
 def register(resource: str, fn: AdmissionCheck) -> None:

@@ -7,7 +7,9 @@ and print the same columns as on a cluster.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["PrinterColumn", "ResourceKind"]
 
@@ -43,6 +45,16 @@ class ResourceKind:
     printer_columns: tuple[PrinterColumn, ...] = ()
     versions: tuple[str, ...] = field(default=())
     subresources: tuple[str, ...] = ("status",)
+    # Built-in kinds print computed cells (kubectl's STATUS of a pod): ``row(obj)`` gives
+    # every cell of ``printer_columns``, which then include the Name column.
+    row: Callable[[dict[str, Any]], list[Any]] | None = field(default=None, compare=False)
+    # Deleting a running object only marks it (deletionTimestamp); its controller finishes
+    # the deletion once the object stopped, as the kubelet does for a pod.
+    graceful_deletion: bool = False
+    # What clients may do; read-only views (metrics.k8s.io) list only get and list.
+    verbs: tuple[str, ...] = ("create", "delete", "get", "list", "patch", "update", "watch")
+    # Subresources served for reading only (``pods/log``).
+    read_subresources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.versions:

@@ -119,6 +119,8 @@ def _cell(obj: dict[str, Any], column: PrinterColumn) -> Any:
 
 def columns(kind: ResourceKind) -> list[PrinterColumn]:
     """Name first, then the kind's columns (Age alone when the kind has none)."""
+    if kind.row is not None:
+        return list(kind.printer_columns)
     cols = list(kind.printer_columns) or [
         PrinterColumn("Age", "date", ".metadata.creationTimestamp")
     ]
@@ -126,6 +128,8 @@ def columns(kind: ResourceKind) -> list[PrinterColumn]:
 
 
 def table_rows(kind: ResourceKind, items: list[dict[str, Any]]) -> list[list[Any]]:
+    if kind.row is not None:
+        return [kind.row(item) for item in items]
     cols = columns(kind)
     return [[_cell(item, c) for c in cols] for item in items]
 

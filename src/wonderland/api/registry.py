@@ -9,6 +9,7 @@ kubectl prefers one group; the qualified name always picks exactly.
 
 from __future__ import annotations
 
+from wonderland.api import core_printers
 from wonderland.api.kinds import PrinterColumn, ResourceKind
 from wonderland.errors import NotFoundError
 
@@ -315,5 +316,122 @@ register(
             PrinterColumn("Message", "string", ".message"),
         ),
         subresources=(),
+    )
+)
+
+register(
+    ResourceKind(
+        group="",
+        version="v1",
+        kind="Pod",
+        plural="pods",
+        singular="pod",
+        short_names=("po",),
+        categories=("all",),
+        printer_columns=core_printers.POD_COLUMNS,
+        row=core_printers.pod_row,
+        graceful_deletion=True,
+        read_subresources=("log",),
+    )
+)
+register(
+    ResourceKind(
+        group="",
+        version="v1",
+        kind="Node",
+        plural="nodes",
+        singular="node",
+        short_names=("no",),
+        namespaced=False,
+        printer_columns=core_printers.NODE_COLUMNS,
+        row=core_printers.node_row,
+    )
+)
+register(
+    ResourceKind(
+        group="",
+        version="v1",
+        kind="PersistentVolumeClaim",
+        plural="persistentvolumeclaims",
+        singular="persistentvolumeclaim",
+        short_names=("pvc",),
+        printer_columns=core_printers.PVC_COLUMNS,
+        row=core_printers.pvc_row,
+    )
+)
+register(
+    ResourceKind(
+        group="",
+        version="v1",
+        kind="PersistentVolume",
+        plural="persistentvolumes",
+        singular="persistentvolume",
+        short_names=("pv",),
+        namespaced=False,
+        printer_columns=core_printers.PV_COLUMNS,
+        row=core_printers.pv_row,
+    )
+)
+register(
+    ResourceKind(
+        group="storage.k8s.io",
+        version="v1",
+        kind="StorageClass",
+        plural="storageclasses",
+        singular="storageclass",
+        short_names=("sc",),
+        namespaced=False,
+        printer_columns=core_printers.STORAGECLASS_COLUMNS,
+        row=core_printers.storageclass_row,
+        subresources=(),
+    )
+)
+register(
+    ResourceKind(
+        group="batch",
+        version="v1",
+        kind="Job",
+        plural="jobs",
+        singular="job",
+        categories=("all",),
+        printer_columns=core_printers.JOB_COLUMNS,
+        row=core_printers.job_row,
+    )
+)
+register(
+    ResourceKind(
+        group="batch",
+        version="v1",
+        kind="CronJob",
+        plural="cronjobs",
+        singular="cronjob",
+        short_names=("cj",),
+        categories=("all",),
+        printer_columns=core_printers.CRONJOB_COLUMNS,
+        row=core_printers.cronjob_row,
+    )
+)
+# metrics.k8s.io: live usage from the kubelet (``kubectl top``), never stored.
+register(
+    ResourceKind(
+        group="metrics.k8s.io",
+        version="v1beta1",
+        kind="NodeMetrics",
+        plural="nodes",
+        singular="",
+        namespaced=False,
+        subresources=(),
+        verbs=("get", "list"),
+    )
+)
+register(
+    ResourceKind(
+        group="metrics.k8s.io",
+        version="v1beta1",
+        kind="PodMetrics",
+        plural="pods",
+        singular="",
+        subresources=(),
+        verbs=("get", "list"),
     )
 )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from wonderland.errors import InvalidError
 
-__all__ = ["Requirement", "matches", "parse_label_selector"]
+__all__ = ["Requirement", "from_label_selector", "matches", "parse_label_selector"]
 
 _SET = re.compile(r"^\s*([^\s!=,()]+)\s+(in|notin)\s+\(([^)]*)\)\s*")
 _EQ = re.compile(r"^\s*([^\s!=,()]+)\s*(==|=|!=)\s*([^\s,()]*)\s*")
@@ -62,3 +62,32 @@ def parse_label_selector(selector: str | Mapping[str, str] | None) -> list[Requi
 def matches(requirements: list[Requirement], labels: Mapping[str, str] | None) -> bool:
     labels = labels or {}
     return all(r.matches(labels) for r in requirements)
+
+
+def from_label_selector(selector: Mapping[str, object] | None) -> list[Requirement]:
+    """A ``metav1.LabelSelector`` (``matchLabels``, ``matchExpressions``) as requirements;
+    an empty selector matches everything."""
+    if not selector:
+        return []
+    out: list[Requirement] = []
+    match_labels = selector.get("matchLabels") or {}
+    assert isinstance(match_labels, Mapping)
+    for key, value in match_labels.items():
+        out.append(Requirement(str(key), "in", frozenset([str(value)])))
+    expressions = selector.get("matchExpressions") or []
+    assert isinstance(expressions, list)
+    for expr in expressions:
+        op = str(expr.get("operator"))
+        values = frozenset(str(v) for v in expr.get("values") or [])
+        key = str(expr.get("key"))
+        if op == "In":
+            out.append(Requirement(key, "in", values))
+        elif op == "NotIn":
+            out.append(Requirement(key, "notin", values))
+        elif op == "Exists":
+            out.append(Requirement(key, "exists"))
+        elif op == "DoesNotExist":
+            out.append(Requirement(key, "!exists"))
+        else:
+            raise InvalidError("selector", f'"{op}" is not a valid label selector operator')
+    return out

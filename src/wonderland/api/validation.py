@@ -36,6 +36,7 @@ _METADATA_FIELDS = frozenset(
         "generation",
         "creationTimestamp",
         "deletionTimestamp",
+        "deletionGracePeriodSeconds",
         "ownerReferences",
         "finalizers",
         "managedFields",
@@ -85,6 +86,8 @@ def _message(error: Any) -> str:
     kind = error["type"]
     if kind in _MESSAGES:
         return _MESSAGES[kind]
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"must be one of {expected}"

@@ -14,6 +14,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,6 +27,7 @@ from wonderland.api.selectors import matches, parse_label_selector
 from wonderland.asgi import Receive, Scope, Send, accept_lifespan
 from wonderland.control import discovery, protobuf
 from wonderland.control import patch as patches
+from wonderland.control.sources import LogQuery, PodLogSource, ResourceMetricsSource
 from wonderland.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -34,6 +36,7 @@ from wonderland.errors import (
     WonderlandError,
 )
 from wonderland.store import ExpiredError, Obj, Store
+from wonderland.timefmt import parse_time
 
 __all__ = ["ControlAPI", "status_body"]
 
@@ -116,6 +119,22 @@ class _Target:
 
 
 _EVENT_FIELDS = ("involvedObject.", "reason", "type", "source")
+# The field selectors the API server supports per kind, beyond metadata.name/namespace.
+_FIELD_SELECTORS: dict[str, tuple[str, ...]] = {
+    "pods": (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ),
+    "nodes": ("spec.unschedulable",),
+    "secrets": ("type",),
+}
+_BOOLEAN_FIELDS = frozenset({"spec.unschedulable", "spec.hostNetwork"})
 
 
 def _field(obj: Obj, path: str) -> str:
@@ -124,6 +143,8 @@ def _field(obj: Obj, path: str) -> str:
         value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, dict):
         value = value.get("component")
+    if path in _BOOLEAN_FIELDS:
+        return "true" if value else "false"
     return "" if value is None else str(value)
 
 
@@ -147,11 +168,15 @@ class ControlAPI:
         token: str,
         server_address: str = "127.0.0.1:0",
         on_shutdown: Callable[[], None] | None = None,
+        logs: PodLogSource | None = None,
+        metrics: ResourceMetricsSource | None = None,
     ) -> None:
         self.store = store
         self.token = token
         self.server_address = server_address
         self.on_shutdown = on_shutdown
+        self.logs = logs
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -243,6 +268,14 @@ class ControlAPI:
                 "NotFound",
                 f"the server could not find the requested resource ({request.path})",
             )
+        if target.kind.group == "metrics.k8s.io":
+            return await self._metrics(request, target)
+        if target.sub in target.kind.read_subresources:
+            if request.method != "GET":
+                raise HTTPError(
+                    405, "MethodNotAllowed", f"{request.method} is not allowed on {target.sub}"
+                )
+            return await self._log(request, target, send)
         if target.name is None:
             if request.method == "GET":
                 if request.query.get("watch") in ("true", "1"):
@@ -333,7 +366,11 @@ class ControlAPI:
                     return None
                 name = rest[1] if len(rest) > 1 else None
                 sub = rest[2] if len(rest) > 2 else None
-                if sub is not None and sub not in kind.subresources:
+                if (
+                    sub is not None
+                    and sub not in kind.subresources
+                    and sub not in kind.read_subresources
+                ):
                     return None
                 if name is not None and kind.namespaced and namespace is None:
                     return None
@@ -343,20 +380,26 @@ class ControlAPI:
 
     # -- verbs -----------------------------------------------------------------
 
-    def _filter(self, request: _Request, items: list[Obj]) -> list[Obj]:
+    def _filter(self, request: _Request, items: list[Obj], resource: str = "") -> list[Obj]:
         fields = request.query.get("fieldSelector", "")
+        extra = _FIELD_SELECTORS.get(resource, ())
         for term in (t.strip() for t in fields.split(",") if t.strip()):
             negate = "!=" in term
             key, _, value = term.replace("!=", "=").replace("==", "=").partition("=")
-            allowed = key in ("metadata.name", "metadata.namespace") or key.startswith(
-                _EVENT_FIELDS
+            allowed = (
+                key in ("metadata.name", "metadata.namespace")
+                or key in extra
+                or (resource == "events" and key.startswith(_EVENT_FIELDS))
             )
             if not allowed:
+                more = ", ".join(extra) if extra else ""
+                if resource == "events":
+                    more = "involvedObject.*, reason, type, source"
                 raise HTTPError(
                     400,
                     "BadRequest",
-                    f'field selector "{key}" is not supported; use metadata.name, '
-                    "metadata.namespace or, for events, involvedObject.*, reason, type",
+                    f'field label not supported: "{key}"; use metadata.name, '
+                    f"metadata.namespace{', ' + more if more else ''}",
                 )
             items = [o for o in items if (_field(o, key) == value) != negate]
         return items
@@ -365,7 +408,7 @@ class ControlAPI:
         items, rv = self.store.list(
             target.kind.resource, target.namespace, request.query.get("labelSelector") or None
         )
-        items = self._filter(request, items)
+        items = self._filter(request, items, target.kind.resource)
         if request.wants_table:
             table = printing.table(
                 target.kind, items, rv, request.query.get("includeObject", "Metadata")
@@ -472,7 +515,18 @@ class ControlAPI:
     def _delete(self, request: _Request, target: _Target) -> tuple[int, bytes, str]:
         name = target.name or ""
         options = request.json() if request.body.strip() else {}
-        policy = (options if isinstance(options, dict) else {}).get("propagationPolicy")
+        if not isinstance(options, dict):
+            options = {}
+        policy = options.get("propagationPolicy")
+        grace_raw = request.query.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+        grace: int | None = None
+        if grace_raw is not None:
+            try:
+                grace = int(grace_raw)
+            except (TypeError, ValueError):
+                raise HTTPError(
+                    400, "BadRequest", f'gracePeriodSeconds "{grace_raw}" is not a number'
+                ) from None
         policy = request.query.get("propagationPolicy") or policy or "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
             raise HTTPError(
@@ -485,7 +539,11 @@ class ControlAPI:
         return _json(
             200,
             self.store.delete(
-                target.kind.resource, target.namespace, name, orphan=policy == "Orphan"
+                target.kind.resource,
+                target.namespace,
+                name,
+                orphan=policy == "Orphan",
+                grace_period=grace,
             ),
         )
 
@@ -522,7 +580,7 @@ class ControlAPI:
                         continue
                     if not matches(requirements, event.object["metadata"].get("labels")):
                         continue
-                    if not self._filter(request, [event.object]):
+                    if not self._filter(request, [event.object], target.kind.resource):
                         continue
                     obj: Any = event.object
                     if as_table:
@@ -573,6 +631,66 @@ class ControlAPI:
             await _start_stream(send, "application/json")
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- served from the kubelet: pods/log, metrics.k8s.io ---------------------------
+
+    async def _log(
+        self, request: _Request, target: _Target, send: Send
+    ) -> tuple[int, bytes, str] | None:
+        if self.logs is None:
+            raise HTTPError(404, "NotFound", "no kubelet runs in this daemon: no logs to read")
+        query = _log_query(request.query)
+        namespace = target.namespace or "default"
+        name = target.name or ""
+        if not query.follow:
+            return 200, self.logs.read(namespace, name, query), "text/plain"
+        stream = self.logs.follow(namespace, name, query)
+        started = False
+        try:
+            async for chunk in stream:
+                if not started:
+                    await _start_stream(send, "text/plain")
+                    started = True
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+        if not started:
+            await _start_stream(send, "text/plain")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return None
+
+    async def _metrics(self, request: _Request, target: _Target) -> tuple[int, bytes, str]:
+        if request.method != "GET":
+            raise HTTPError(
+                405, "MethodNotAllowed", f"{request.method} is not allowed on {target.kind.plural}"
+            )
+        if request.query.get("watch") in ("true", "1"):
+            raise HTTPError(405, "MethodNotAllowed", "metrics cannot be watched; poll them")
+        if self.metrics is None:
+            raise HTTPError(404, "NotFound", "no kubelet runs in this daemon: no metrics")
+        if target.kind.kind == "NodeMetrics":
+            items = await self.metrics.node_metrics()
+        else:
+            items = await self.metrics.pod_metrics(target.namespace)
+        selector = parse_label_selector(request.query.get("labelSelector") or None)
+        items = [i for i in items if matches(selector, i["metadata"].get("labels"))]
+        items = self._filter(request, items)
+        if target.name is not None:
+            for item in items:
+                if item["metadata"]["name"] == target.name:
+                    return _json(200, item)
+            what = "nodemetrics" if target.kind.kind == "NodeMetrics" else "podmetrics"
+            raise NotFoundError(f'{what}.metrics.k8s.io "{target.name}" not found')
+        return _json(
+            200,
+            {
+                "kind": target.kind.list_kind(),
+                "apiVersion": target.api_version,
+                "metadata": {},
+                "items": items,
+            },
+        )
 
     # -- wonderland's own calls -------------------------------------------------
 
@@ -625,6 +743,39 @@ class ControlAPI:
 
 class _DryRun(Exception):
     pass
+
+
+def _log_query(query: dict[str, str]) -> LogQuery:
+    def number(key: str) -> int | None:
+        raw = query.get(key)
+        if raw is None or raw == "":
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise HTTPError(400, "BadRequest", f'{key} "{raw}" is not a number') from None
+
+    def flag(key: str) -> bool:
+        return query.get(key, "").lower() in ("true", "1")
+
+    since: datetime | None = None
+    if query.get("sinceTime"):
+        since = parse_time(query["sinceTime"])
+        if since is None:
+            raise HTTPError(400, "BadRequest", f'sinceTime "{query["sinceTime"]}" is not RFC 3339')
+    seconds = number("sinceSeconds")
+    if seconds is not None:
+        since = datetime.now(UTC) - timedelta(seconds=seconds)
+    tail = number("tailLines")
+    return LogQuery(
+        container=query.get("container") or None,
+        follow=flag("follow"),
+        previous=flag("previous"),
+        tail_lines=tail if tail is None or tail >= 0 else None,
+        timestamps=flag("timestamps"),
+        since=since,
+        limit_bytes=number("limitBytes"),
+    )
 
 
 class _Wrapped(HTTPError):

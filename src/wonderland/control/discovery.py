@@ -58,7 +58,7 @@ def resource_list(group: str, version: str, kinds: list[ResourceKind]) -> dict[s
             "singularName": kind.singular,
             "namespaced": kind.namespaced,
             "kind": kind.kind,
-            "verbs": VERBS,
+            "verbs": list(kind.verbs),
         }
         if kind.short_names:
             entry["shortNames"] = list(kind.short_names)
@@ -73,6 +73,16 @@ def resource_list(group: str, version: str, kinds: list[ResourceKind]) -> dict[s
                     "namespaced": kind.namespaced,
                     "kind": kind.kind,
                     "verbs": ["get", "patch", "update"],
+                }
+            )
+        for sub in kind.read_subresources:
+            resources.append(
+                {
+                    "name": f"{kind.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": kind.namespaced,
+                    "kind": kind.kind,
+                    "verbs": ["get"],
                 }
             )
     group_version = f"{group}/{version}" if group else version

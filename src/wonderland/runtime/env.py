@@ -97,10 +97,11 @@ def _ref(
     if obj is None:
         if ref.get("optional"):
             return None
-        kind = "Secret" if resource == "secrets" else "ConfigMap"
+        lower, title = ("secret", "Secret") if resource == "secrets" else ("configmap", "ConfigMap")
+        # the kubelet's words first, then where and what to do
         raise NotFoundError(
-            f"{where}: {kind} {namespace}/{name} does not exist; apply it first "
-            "(or mark the reference optional: true)"
+            f'{lower} "{name}" not found ({where}: apply the {title} {namespace}/{name}, '
+            "or mark the reference optional: true)"
         )
     return _data(obj, resource)
 
@@ -110,6 +111,7 @@ def container_env(
     pod: PodInfo,
     lookup: Lookup,
     where: str = "spec.containers[0]",
+    resource_field: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> dict[str, str]:
     """The variables a container declares, in Kubernetes order (envFrom first, then env)."""
     env: dict[str, str] = {}
@@ -131,6 +133,9 @@ def container_env(
         if source.get("fieldRef"):
             env[name] = pod.field(source["fieldRef"]["fieldPath"], f"{at}.valueFrom.fieldRef")
             continue
+        if source.get("resourceFieldRef") and resource_field is not None:
+            env[name] = resource_field(source["resourceFieldRef"])
+            continue
         for resource, key in (("configmaps", "configMapKeyRef"), ("secrets", "secretKeyRef")):
             ref = source.get(key)
             if not ref:
@@ -141,16 +146,17 @@ def container_env(
             if ref["key"] not in data:
                 if ref.get("optional"):
                     break
+                kind = "Secret" if resource == "secrets" else "ConfigMap"
                 raise NotFoundError(
-                    f"{at}.valueFrom.{key}: key {ref['key']!r} is not in "
-                    f"{ref.get('name')}; keys there: {', '.join(sorted(data)) or '(none)'}"
+                    f"couldn't find key {ref['key']} in {kind} {pod.namespace}/{ref.get('name')} "
+                    f"({at}.valueFrom.{key}; keys there: {', '.join(sorted(data)) or '(none)'})"
                 )
             env[name] = data[ref["key"]]
             break
         else:
             raise InvalidError(
                 f"{at}.valueFrom",
-                "only fieldRef, configMapKeyRef and secretKeyRef run on one machine; "
-                "set the value directly instead",
+                "only fieldRef, resourceFieldRef, configMapKeyRef and secretKeyRef run on "
+                "one machine; set the value directly instead",
             )
     return env

@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,16 @@ class _Txn:
 
 def now_timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _timestamp_in(seconds: int) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _runs(obj: Obj) -> bool:
+    """A pod that a node runs and that has not finished: its deletion is graceful."""
+    phase = (obj.get("status") or {}).get("phase")
+    return bool((obj.get("spec") or {}).get("nodeName")) and phase not in ("Succeeded", "Failed")
 
 
 def _dumps(obj: Obj) -> bytes:
@@ -365,6 +375,7 @@ class Store:
             "generation",
             "creationTimestamp",
             "deletionTimestamp",
+            "deletionGracePeriodSeconds",
         ):
             meta.pop(server_field, None)
         with self.transaction():
@@ -377,6 +388,7 @@ class Store:
             meta["resourceVersion"] = str(rv)
             meta["generation"] = 1
             meta["creationTimestamp"] = now_timestamp()
+            admission.apply_defaults(kind.resource, new)
             self._write(kind.resource, new)
             self._record("ADDED", kind.resource, new, rv)
         return new
@@ -410,6 +422,9 @@ class Store:
         """Replace metadata and spec (status is kept); refuses a stale resourceVersion."""
         with self.transaction():
             kind, current = self._current_for(obj)
+            obj = orjson.loads(_dumps(obj))
+            obj.setdefault("metadata", {})["uid"] = current["metadata"]["uid"]
+            admission.apply_defaults(kind.resource, obj)
             admission.admit(obj, current)
             new: Obj = orjson.loads(_dumps(obj))
             if kind.resource == "secrets":
@@ -422,6 +437,8 @@ class Store:
                 meta["namespace"] = cur_meta["namespace"]
             if "deletionTimestamp" in cur_meta:
                 meta["deletionTimestamp"] = cur_meta["deletionTimestamp"]
+                if "deletionGracePeriodSeconds" in cur_meta:
+                    meta["deletionGracePeriodSeconds"] = cur_meta["deletionGracePeriodSeconds"]
                 added = set(meta.get("finalizers") or []) - set(cur_meta.get("finalizers") or [])
                 if added:
                     raise InvalidError(
@@ -431,13 +448,18 @@ class Store:
                     )
             else:
                 meta.pop("deletionTimestamp", None)
+                meta.pop("deletionGracePeriodSeconds", None)
             if "status" in current:
                 new["status"] = current["status"]
             else:
                 new.pop("status", None)
             if new == current:
                 return current
-            if "deletionTimestamp" in meta and not meta.get("finalizers"):
+            if (
+                "deletionTimestamp" in meta
+                and cur_meta.get("finalizers")
+                and not meta.get("finalizers")
+            ):
                 # The last finalizer is gone: the deletion asked for earlier happens now.
                 self._delete_tree(kind.resource, new, set())
                 return new
@@ -468,17 +490,44 @@ class Store:
             self._record("MODIFIED", kind.resource, new, rv)
         return new
 
-    def delete(self, resource: str, namespace: str | None, name: str, orphan: bool = False) -> Obj:
+    def delete(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        orphan: bool = False,
+        grace_period: int | None = None,
+    ) -> Obj:
         """Remove an object and, in the same transaction, every object it owns.
 
         With ``orphan`` (``propagationPolicy: Orphan``) the owned objects stay and lose
         their ownerReference to it instead. An object with ``metadata.finalizers`` only
         gets a ``deletionTimestamp``; it goes when an update removes the last finalizer.
+        A running pod (a kind with ``graceful_deletion``) is only marked too, with
+        ``deletionGracePeriodSeconds`` (``grace_period``, else its spec's
+        ``terminationGracePeriodSeconds``, else 30); the kubelet stops it and then deletes
+        it with ``grace_period=0``.
         """
         kind = _kind_of_resource(resource)
         ns = self._namespace_for(kind, namespace)
         with self.transaction():
             current = self.get(kind.resource, ns, name)
+            if kind.graceful_deletion and grace_period != 0 and _runs(current):
+                meta = current["metadata"]
+                if grace_period is None:
+                    spec_grace = (current.get("spec") or {}).get("terminationGracePeriodSeconds")
+                    grace_period = 30 if spec_grace is None else int(spec_grace)
+                previous = meta.get("deletionGracePeriodSeconds")
+                if grace_period > 0 and (previous is None or grace_period < int(previous)):
+                    meta["deletionTimestamp"] = _timestamp_in(grace_period)
+                    meta["deletionGracePeriodSeconds"] = grace_period
+                    rv = self._next_rv()
+                    meta["resourceVersion"] = str(rv)
+                    self._write(kind.resource, current, owners_changed=False)
+                    self._record("MODIFIED", kind.resource, current, rv)
+                    return current
+                if grace_period > 0:
+                    return current
             if current["metadata"].get("finalizers"):
                 # As on a cluster: mark it; it goes when its finalizers are removed.
                 if "deletionTimestamp" not in current["metadata"]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wonderland.api.schemas import core, dapr, knative, kserve
+from wonderland.api.schemas import batch, core, dapr, knative, kserve, storage
 from wonderland.api.schemas._base import Schema
 
 __all__ = ["SCHEMAS", "Schema"]
@@ -24,4 +24,11 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("v1", "Secret"): core.SecretObject,
     ("v1", "Namespace"): core.NamespaceObject,
     ("v1", "Event"): core.EventObject,
+    ("v1", "Pod"): core.PodObject,
+    ("v1", "Node"): core.NodeObject,
+    ("v1", "PersistentVolumeClaim"): core.PersistentVolumeClaimObject,
+    ("v1", "PersistentVolume"): core.PersistentVolumeObject,
+    ("batch/v1", "Job"): batch.JobObject,
+    ("batch/v1", "CronJob"): batch.CronJobObject,
+    ("storage.k8s.io/v1", "StorageClass"): storage.StorageClassObject,
 }

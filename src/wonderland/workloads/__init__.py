@@ -1,0 +1,44 @@
+"""Workloads as a cluster runs them: Pods on one Node, Jobs, CronJobs and storage.
+
+``install(platform)`` registers the admission defaults and checks, the kubelet (the pod
+reconciler, which also registers the Node and serves ``pods/log`` and ``metrics.k8s.io``),
+the Node, Job, CronJob, PersistentVolumeClaim and PersistentVolume controllers, and the
+default StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wonderland.control.sources import PodLogSource, ResourceMetricsSource
+from wonderland.controllers import events
+from wonderland.runtime.kubelet import Kubelet, NodeReconciler
+from wonderland.runtime.metrics import KubeletAPI
+from wonderland.workloads import admission, storage
+from wonderland.workloads.cronjobs import CronJobReconciler
+from wonderland.workloads.jobs import JobReconciler
+
+if TYPE_CHECKING:
+    from wonderland.platform import Platform
+
+__all__ = ["install"]
+
+
+def install(platform: Platform) -> Kubelet:
+    """Add the node, its kubelet and the workload controllers to ``platform``."""
+    admission.install()
+    kubelet = Kubelet(platform.store, platform.state_dir, platform.settings, events.record)
+    api = KubeletAPI(kubelet)
+    platform.provide(Kubelet, kubelet)
+    platform.provide(PodLogSource, api)  # type: ignore[type-abstract]
+    platform.provide(ResourceMetricsSource, api)  # type: ignore[type-abstract]
+    controllers = platform.controllers
+    controllers.register(kubelet, workers=8)
+    controllers.register(NodeReconciler(kubelet), workers=1)
+    controllers.register(storage.ClaimReconciler(platform.store, platform.state_dir, events.record))
+    controllers.register(storage.VolumeReconciler(platform.store, platform.state_dir))
+    controllers.register(JobReconciler(platform.store, platform.settings, events.record), workers=4)
+    controllers.register(CronJobReconciler(platform.store, events.record), workers=2)
+    storage.ensure_default_class(platform.store)
+    platform.add_service(kubelet)
+    return kubelet
