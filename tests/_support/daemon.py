@@ -14,6 +14,7 @@ module, so the start, the readiness wait and the teardown behave the same everyw
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -38,6 +39,7 @@ __all__ = [
     "kill_group",
     "running_daemon",
     "wait_for",
+    "wait_until",
 ]
 
 
@@ -69,6 +71,25 @@ def wait_for(
                 f"timed out after {timeout:.0f}s waiting for {what or check}{tail}"
             )
         time.sleep(interval)
+
+
+async def wait_until(
+    check: Callable[[], Any],
+    timeout: float = READY_TIMEOUT,
+    what: str = "",
+    *,
+    interval: float = 0.02,
+) -> Any:
+    """``wait_for`` for tests that run the platform in their own event loop: poll ``check``
+    (without blocking the loop) until it returns something truthy and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or check}")
+        await asyncio.sleep(interval)
 
 
 def kill_group(

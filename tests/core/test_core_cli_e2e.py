@@ -168,7 +168,10 @@ spec:
     )
     result = daemon.cli("apply", "-f", str(field))
     assert result.returncode == 1
-    assert f"{field}:10: spec.template.spec.containers[0].tty: unknown field" in result.stderr
+    assert (
+        f"{field}:10: spec.template.spec.containers[0].tty: must not set the field(s)"
+        in result.stderr
+    )
     assert daemon.cli("get", "cm").stderr.strip() == "No resources found in default namespace."
 
 

@@ -17,7 +17,7 @@ from _support.servers import asgi_replica
 from grpc import aio
 
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
-from wonderland.runtime.supervisor import Supervisor
+from wonderland.runtime.env import proxy_env
 
 LOCAL = "hello.default.svc.cluster.local"
 EXTERNAL = "hello.default.127.0.0.1.sslip.io"
@@ -169,7 +169,7 @@ async def test_replica_env_sends_grpc_to_the_gateway_and_loopback_direct(
     target = grpc_route(table)
     async with gateway(table) as gw, grpc_replica() as grpc_port:
         target.set_endpoints([("127.0.0.1", grpc_port, "r1")])
-        env = Supervisor(tmp_path, gateway_url=f"http://127.0.0.1:{gw}").base_env()
+        env = proxy_env(f"http://127.0.0.1:{gw}")
         for name in ("grpc_proxy", "https_proxy", "http_proxy", "no_grpc_proxy", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
             monkeypatch.delenv(name.upper(), raising=False)

@@ -4,6 +4,8 @@ GET /       -> JSON: env, cwd, argv, whether stdin is at EOF
 GET /ready  -> 200 once the file named by READY_FILE exists (503 before)
 GET /alive  -> 200 unless the file named by DEAD_FILE exists
 GET /sleep/S -> 200 after S seconds
+GET /file/PATH -> the file at /PATH (404 with the error when it cannot be read)
+GET /write/PATH=TEXT -> writes TEXT to /PATH (403 with the error when it cannot)
 Environment: EXIT_CODE makes it print EXIT_MESSAGE and exit at once;
 IGNORE_TERM=1 makes it ignore SIGTERM; it exits with 3 at start while CRASH_FILE exists.
 """
@@ -37,6 +39,22 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/ready":
             ok = os.path.exists(os.environ.get("READY_FILE", "/nonexistent"))
             self._send(200 if ok else 503, b"ready" if ok else b"not yet")
+            return
+        if self.path.startswith("/file/"):
+            try:
+                with open(self.path[len("/file") :], "rb") as f:
+                    self._send(200, f.read())
+            except OSError as exc:
+                self._send(404, str(exc).encode())
+            return
+        if self.path.startswith("/write/"):
+            target, _, text = self.path[len("/write") :].partition("=")
+            try:
+                with open(target, "w") as f:
+                    f.write(text)
+                self._send(200, b"written")
+            except OSError as exc:
+                self._send(403, str(exc).encode())
             return
         if self.path == "/alive":
             dead = os.path.exists(os.environ.get("DEAD_FILE", "/nonexistent"))

@@ -1,59 +1,76 @@
-"""Replicas as local processes: the runtime contract, probes, failures, images, companions."""
+"""A revision's replicas as pods: the runtime contract, probes, failures, images, companions."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _support.daemon import wait_until
 
 import wonderland
+from wonderland import workloads
 from wonderland.errors import NotFoundError
-from wonderland.runtime import (
-    ImageResolver,
-    PodInfo,
-    ReplicaTemplate,
-    Supervisor,
-    companions,
-    container_env,
-)
+from wonderland.platform import Platform
+from wonderland.runtime import ImageResolver, PodInfo, ReplicaTemplate, companions, container_env
+from wonderland.runtime.kubelet import Kubelet
+from wonderland.runtime.logs import LogOptions
+from wonderland.runtime.supervisor import Supervisor
+from wonderland.settings import Settings
 
 APP = str(Path(__file__).with_name("runtime_app.py"))
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+class Runtime:
+    def __init__(self, platform: Platform, supervisor: Supervisor) -> None:
+        self.platform = platform
+        self.supervisor = supervisor
+        self.kubelet = platform.require(Kubelet)
+
+    def proc(self, key: str, index: int = 0) -> asyncio.subprocess.Process | None:
+        replica = self.supervisor.replicas(key)[index]
+        worker = self.kubelet.workers.get(replica.uid)
+        return worker.apps[0].proc if worker is not None else None
+
+    def pod(self, key: str, index: int = 0) -> dict[str, Any]:
+        replica = self.supervisor.replicas(key)[index]
+        return self.platform.store.get("pods", "default", replica.name)
+
+    def restarts(self, key: str) -> int:
+        statuses = (self.pod(key).get("status") or {}).get("containerStatuses") or [{}]
+        return int(statuses[0].get("restartCount") or 0)
 
 
 @pytest.fixture
-async def supervisor(tmp_path: Path) -> AsyncIterator[Supervisor]:
-    sup = Supervisor(tmp_path, gateway_url="http://127.0.0.1:1")
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    platform = Platform.open(Settings(home=tmp_path / "home", backoff_seconds=0.2))
+    workloads.install(platform)
+    kubelet = platform.require(Kubelet)
+    kubelet.env["HTTP_PROXY"] = kubelet.env["http_proxy"] = "http://127.0.0.1:1"
+    kubelet.env["NO_PROXY"] = "127.0.0.1,localhost"
+    supervisor = Supervisor(kubelet, platform.store)
+    await platform.start()
     try:
-        yield sup
+        yield Runtime(platform, supervisor)
     finally:
-        await sup.stop()
+        await platform.stop()
+        platform.store.close()
 
 
 def template(**kw: Any) -> ReplicaTemplate:
+    container = {"image": "runtime-test", "command": [sys.executable, APP], **kw.pop("c", {})}
     base: dict[str, Any] = {
         "namespace": "default",
         "revision": "hello-00001",
         "service": "hello",
         "configuration": "hello",
-        "argv": [sys.executable, APP],
-        "env": {},
+        "container": container,
         "grace_period": 5.0,
         "progress_deadline": 30.0,
     }
@@ -61,38 +78,47 @@ def template(**kw: Any) -> ReplicaTemplate:
     return ReplicaTemplate(**base)
 
 
-async def test_runtime_contract_env_cwd_stdin_and_logs(
-    supervisor: Supervisor, tmp_path: Path
-) -> None:
-    lookups = {
-        ("configmaps", "default", "cfg"): {"data": {"GREETING": "hi", "LEVEL": "3"}},
-        ("secrets", "default", "pw"): {"data": {"password": base64.b64encode(b"s3cret").decode()}},
-    }
+async def test_runtime_contract_env_cwd_stdin_and_logs(runtime: Runtime, tmp_path: Path) -> None:
+    store = runtime.platform.store
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg"},
+            "data": {"GREETING": "hi", "LEVEL": "3"},
+        }
+    )
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "pw"},
+            "data": {"password": base64.b64encode(b"s3cret").decode()},
+        }
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir()
     container = {
+        "workingDir": str(workdir),
+        "args": ["--flag=$(GREETING)"],
         "env": [
+            {
+                "name": "GREETING",
+                "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "GREETING"}},
+            },
             {"name": "PLAIN", "value": "x-$(GREETING)"},
             {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "pw", "key": "password"}}},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         ],
-        "envFrom": [
-            {"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
-            {"configMapRef": {"name": "cfg"}},
-        ],
+        "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
     }
-    env = container_env(
-        container,
-        PodInfo("hello-00001-deployment", "default"),
-        lambda r, n, k: lookups.get((r, n, k)),
-    )
-    assert env["PLAIN"] == "x-hi" and env["PW"] == "s3cret" and env["CFG_LEVEL"] == "3"
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    tpl = template(env=env, cwd=str(workdir), argv=[sys.executable, APP, "--flag=$(GREETING)"])
-    supervisor.scale(tpl, 1)
-    await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
-    (_, port, name) = supervisor.ready_endpoints(tpl.key)[0]
+    tpl = template(c=container)
+    sup = runtime.supervisor
+    sup.scale(tpl, 1)
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="a ready replica")
+    (_, port, name) = sup.ready_endpoints(tpl.key)[0]
     async with httpx.AsyncClient() as client:
         data = (await client.get(f"http://127.0.0.1:{port}/")).json()
     e = data["env"]
@@ -102,18 +128,27 @@ async def test_runtime_contract_env_cwd_stdin_and_logs(
         "hello",
         "hello-00001",
     )
+    assert e["PLAIN"] == "x-hi" and e["CFG_LEVEL"] == "3"
     assert e["PW"] == "s3cret" and e["POD_IP"] == "127.0.0.1" and e["POD_NS"] == "default"
+    assert e["POD_NAME"] == name and name.startswith("hello-00001-deployment-")
     assert e["http_proxy"] == "http://127.0.0.1:1" and "127.0.0.1" in e["NO_PROXY"]
     assert data["cwd"] == str(workdir)
     assert data["argv"][1:] == ["--flag=hi"]
     assert data["stdin"] == ""  # stdin is at EOF
-    log = tmp_path / "logs" / "default" / "hello-00001" / f"{name}.log"
-    await wait_for(lambda: b"request /" in log.read_bytes())
-    assert b"listening on" in log.read_bytes()
+
+    def log() -> bytes:
+        return runtime.kubelet.read_log("default", name, "user-container", False, LogOptions())
+
+    await wait_until(lambda: b"request /" in log(), what="the request in the log")
+    assert b"listening on" in log()
+    pod = runtime.pod(tpl.key)
+    labels = pod["metadata"]["labels"]
+    assert labels["serving.knative.dev/revision"] == "hello-00001"
+    assert pod["spec"]["containers"][0]["name"] == "user-container"
 
 
 def test_missing_configmap_is_a_clear_error() -> None:
-    with pytest.raises(NotFoundError, match="ConfigMap default/nope does not exist"):
+    with pytest.raises(NotFoundError, match='configmap "nope" not found'):
         container_env(
             {
                 "env": [
@@ -140,87 +175,133 @@ def test_missing_configmap_is_a_clear_error() -> None:
     assert "A" not in optional
 
 
-async def test_a_container_that_exits_reports_its_exit_message(supervisor: Supervisor) -> None:
-    tpl = template(env={"EXIT_CODE": "5", "EXIT_MESSAGE": "Failed to start: no database"})
-    supervisor.scale(tpl, 1)
-    await wait_for(lambda: supervisor.failure(tpl.key) is not None)
-    reason, message = supervisor.failure(tpl.key)  # type: ignore[misc]
+async def test_a_container_that_exits_reports_its_exit_message(runtime: Runtime) -> None:
+    env = [
+        {"name": "EXIT_CODE", "value": "5"},
+        {"name": "EXIT_MESSAGE", "value": "Failed to start: no database"},
+    ]
+    tpl = template(c={"env": env})
+    sup = runtime.supervisor
+    sup.scale(tpl, 1)
+    await wait_until(lambda: sup.failure(tpl.key) is not None, what="the failure")
+    reason, message = sup.failure(tpl.key)  # type: ignore[misc]
     assert reason == "ExitCode5"
     assert message.startswith("Container failed with: ") and "no database" in message
 
 
 async def test_http_and_exec_readiness_probes_gate_readiness(
-    supervisor: Supervisor, tmp_path: Path
+    runtime: Runtime, tmp_path: Path
 ) -> None:
+    sup = runtime.supervisor
     ready_file = tmp_path / "ready"
     http_tpl = template(
         revision="http-00001",
-        env={"READY_FILE": str(ready_file)},
-        readiness={"httpGet": {"path": "/ready"}, "periodSeconds": 0},
+        c={
+            "env": [{"name": "READY_FILE", "value": str(ready_file)}],
+            "readinessProbe": {"httpGet": {"path": "/ready"}, "periodSeconds": 1},
+        },
     )
     exec_file = tmp_path / "exec-ready"
     exec_tpl = template(
         revision="exec-00001",
-        readiness={"exec": {"command": ["test", "-e", str(exec_file)]}},
+        c={
+            "readinessProbe": {
+                "exec": {"command": ["test", "-e", str(exec_file)]},
+                "periodSeconds": 1,
+            }
+        },
     )
-    supervisor.scale(http_tpl, 1)
-    supervisor.scale(exec_tpl, 1)
-    await wait_for(lambda: supervisor.replicas(http_tpl.key)[0].process is not None)
-    await asyncio.sleep(0.5)
-    assert supervisor.ready_endpoints(http_tpl.key) == []
-    assert supervisor.ready_endpoints(exec_tpl.key) == []
+    sup.scale(http_tpl, 1)
+    sup.scale(exec_tpl, 1)
+    await wait_until(lambda: runtime.proc(http_tpl.key) is not None, what="the process")
+    log = lambda: runtime.kubelet.read_log(  # noqa: E731
+        "default", sup.replicas(http_tpl.key)[0].name, None, False, LogOptions()
+    )
+    await wait_until(lambda: b"request /ready" in log(), what="a failed readiness probe")
+    assert sup.ready_endpoints(http_tpl.key) == []
+    assert sup.ready_endpoints(exec_tpl.key) == []
     ready_file.write_text("")
     exec_file.write_text("")
-    await wait_for(lambda: bool(supervisor.ready_endpoints(http_tpl.key)))
-    await wait_for(lambda: bool(supervisor.ready_endpoints(exec_tpl.key)))
-    port = supervisor.ready_endpoints(http_tpl.key)[0][1]
+    await wait_until(lambda: bool(sup.ready_endpoints(http_tpl.key)), what="http ready")
+    await wait_until(lambda: bool(sup.ready_endpoints(exec_tpl.key)), what="exec ready")
+    port = sup.ready_endpoints(http_tpl.key)[0][1]
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200
 
 
-async def test_failing_liveness_probe_restarts_the_replica(
-    supervisor: Supervisor, tmp_path: Path
+async def test_failing_liveness_probe_restarts_the_container(
+    runtime: Runtime, tmp_path: Path
 ) -> None:
+    sup = runtime.supervisor
     dead = tmp_path / "dead"
     tpl = template(
-        env={"DEAD_FILE": str(dead)},
-        liveness={"httpGet": {"path": "/alive"}, "periodSeconds": 1, "failureThreshold": 1},
+        c={
+            "env": [{"name": "DEAD_FILE", "value": str(dead)}],
+            "livenessProbe": {
+                "httpGet": {"path": "/alive"},
+                "periodSeconds": 1,
+                "failureThreshold": 1,
+            },
+        }
     )
-    supervisor.scale(tpl, 1)
-    await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
-    replica = supervisor.replicas(tpl.key)[0]
-    first_pid = replica.process.pid  # type: ignore[union-attr]
+    sup.scale(tpl, 1)
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="ready")
+    first = runtime.proc(tpl.key)
+    assert first is not None
     dead.write_text("")
-    await wait_for(lambda: replica.restarts >= 1)
+    await wait_until(lambda: runtime.restarts(tpl.key) >= 1, what="a restart")
     dead.unlink()
-    await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
-    assert replica.process is not None and replica.process.pid != first_pid
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="ready again")
+    again = runtime.proc(tpl.key)
+    assert again is not None and again.pid != first.pid
+    events, _ = runtime.platform.store.list("events", "default")
+    assert any("failed liveness probe, will be restarted" in e["message"] for e in events)
 
 
-async def test_killed_replica_is_restarted(supervisor: Supervisor) -> None:
+async def test_killed_replica_is_restarted(runtime: Runtime) -> None:
+    sup = runtime.supervisor
     tpl = template()
-    supervisor.scale(tpl, 1)
-    await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
-    replica = supervisor.replicas(tpl.key)[0]
-    assert replica.process is not None
-    os.kill(replica.process.pid, 9)
-    await wait_for(lambda: replica.restarts >= 1)
-    await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
+    sup.scale(tpl, 1)
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="ready")
+    proc = runtime.proc(tpl.key)
+    assert proc is not None
+    os.kill(proc.pid, 9)
+    await wait_until(lambda: runtime.restarts(tpl.key) >= 1, what="a restart")
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="ready again")
 
 
-async def test_sigterm_then_sigkill_after_the_grace_period(supervisor: Supervisor) -> None:
-    tpl = template(env={"IGNORE_TERM": "1"}, grace_period=0.5)
-    supervisor.scale(tpl, 2)
-    await wait_for(lambda: len(supervisor.ready_endpoints(tpl.key)) == 2)
-    procs = [r.process for r in supervisor.replicas(tpl.key)]
-    supervisor.scale(tpl, 1)
-    assert len(supervisor.replicas(tpl.key)) == 1
-    await supervisor.stop_revision(tpl.key)
-    await wait_for(lambda: all(p is not None and p.returncode is not None for p in procs))
+async def test_deleted_pod_is_replaced(runtime: Runtime) -> None:
+    sup = runtime.supervisor
+    tpl = template()
+    changes: list[str] = []
+    sup.on_change = changes.append
+    sup.scale(tpl, 1)
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="ready")
+    first = sup.replicas(tpl.key)[0].name
+    runtime.platform.store.delete("pods", "default", first)
+    await wait_until(lambda: not sup.replicas(tpl.key), what="the replica gone")
+    sup.scale(tpl, 1)  # what the revision reconciler does on the change
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="a new replica")
+    assert sup.replicas(tpl.key)[0].name != first and tpl.key in changes
+
+
+async def test_sigterm_then_sigkill_after_the_grace_period(runtime: Runtime) -> None:
+    sup = runtime.supervisor
+    tpl = template(c={"env": [{"name": "IGNORE_TERM", "value": "1"}]}, grace_period=0.5)
+    sup.scale(tpl, 2)
+    await wait_until(lambda: len(sup.ready_endpoints(tpl.key)) == 2, what="two ready")
+    procs = [runtime.proc(tpl.key, i) for i in range(2)]
+    sup.scale(tpl, 1)
+    assert len(sup.replicas(tpl.key)) == 1
+    await sup.stop_revision(tpl.key)
+    await wait_until(
+        lambda: all(p is not None and p.returncode is not None for p in procs), what="exits"
+    )
     assert all(p is not None and p.returncode == -9 for p in procs)
 
 
-async def test_companions_start_beside_each_replica(supervisor: Supervisor, tmp_path: Path) -> None:
+async def test_companions_run_as_native_sidecars(runtime: Runtime) -> None:
+    sup = runtime.supervisor
     seen: list[companions.ReplicaInfo] = []
 
     def factory(
@@ -239,22 +320,26 @@ async def test_companions_start_beside_each_replica(supervisor: Supervisor, tmp_
     try:
         rev = {"metadata": {"annotations": {"dapr.io/enabled": "true"}}}
         tpl = template(revision_object=rev)
-        supervisor.scale(tpl, 1)
-        await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
-        port = supervisor.ready_endpoints(tpl.key)[0][1]
+        sup.scale(tpl, 1)
+        await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="ready")
+        port = sup.ready_endpoints(tpl.key)[0][1]
         async with httpx.AsyncClient() as client:
             env = (await client.get(f"http://127.0.0.1:{port}/")).json()["env"]
             side = await client.get(f"http://127.0.0.1:{env['SIDECAR_PORT']}/")
         assert side.status_code == 200 and seen[0].app_port == port
-        sidecar_proc = supervisor.replicas(tpl.key)[0].companion_procs[0]
-        await supervisor.stop_revision(tpl.key)
-        assert sidecar_proc.returncode is not None
+        pod = runtime.pod(tpl.key)
+        assert pod["spec"]["initContainers"][0]["name"] == "sidecar"
+        assert pod["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+        worker = runtime.kubelet.workers[sup.replicas(tpl.key)[0].uid]
+        sidecar_proc = worker.init[0].proc
+        await sup.stop_revision(tpl.key)
+        assert sidecar_proc is not None and sidecar_proc.returncode is not None
     finally:
         companions.unregister("test-sidecar")
 
 
 async def test_image_resolves_through_the_project_file_and_builds_once(
-    supervisor: Supervisor, tmp_path: Path
+    runtime: Runtime, tmp_path: Path
 ) -> None:
     project = tmp_path / "project"
     app_dir = project / "hello"
@@ -274,32 +359,37 @@ async def test_image_resolves_through_the_project_file_and_builds_once(
         "    await send({'type': 'http.response.body', 'body': body.encode()})\n"
     )
     resolver = ImageResolver(tmp_path / "builds", [project])
+    runtime.kubelet.resolver = resolver
     lines: list[str] = []
-    built = await resolver.build("docker.io/example/hello:v1", lines.append)
+    await resolver.build("docker.io/example/hello:v1", lines.append)
     assert any("building image" in line for line in lines)
     again: list[str] = []
     await resolver.build("example/hello@sha256:abc", again.append)
     assert any("cached" in line for line in again)
-    tpl = template(argv=list(built.argv), env=dict(built.env), cwd=str(built.context))
-    supervisor.scale(tpl, 1)
-    await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
-    port = supervisor.ready_endpoints(tpl.key)[0][1]
+    tpl = template(container={"image": "example/hello:v1"})
+    sup = runtime.supervisor
+    sup.scale(tpl, 1)
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="ready")
+    port = sup.ready_endpoints(tpl.key)[0][1]
     async with httpx.AsyncClient() as client:
         answer = (await client.get(f"http://127.0.0.1:{port}/")).text
         assert answer == f"hello-00001 {wonderland.__version__}"
     with pytest.raises(NotFoundError, match="Unable to fetch image 'example/missing'"):
         await resolver.build("example/missing")
-    json.dumps(lines)
 
 
 async def test_startup_probe_holds_readiness_until_it_passes(
-    supervisor: Supervisor, tmp_path: Path
+    runtime: Runtime, tmp_path: Path
 ) -> None:
+    sup = runtime.supervisor
     started = tmp_path / "started"
-    tpl = template(startup={"exec": {"command": ["test", "-e", str(started)]}})
-    supervisor.scale(tpl, 1)
-    await wait_for(lambda: supervisor.replicas(tpl.key)[0].process is not None)
-    await asyncio.sleep(0.5)  # the app listens by now; the startup probe still fails
-    assert supervisor.ready_endpoints(tpl.key) == []
+    probe = {"exec": {"command": ["test", "-e", str(started)]}, "periodSeconds": 1}
+    tpl = template(c={"startupProbe": {**probe, "failureThreshold": 60}})
+    sup.scale(tpl, 1)
+    await wait_until(lambda: runtime.proc(tpl.key) is not None, what="the process")
+    name = sup.replicas(tpl.key)[0].name
+    log = lambda: runtime.kubelet.read_log("default", name, None, False, LogOptions())  # noqa: E731
+    await wait_until(lambda: b"listening on" in log(), what="the app listening")
+    assert sup.ready_endpoints(tpl.key) == []  # the startup probe still fails
     started.write_text("")
-    await wait_for(lambda: bool(supervisor.ready_endpoints(tpl.key)))
+    await wait_until(lambda: bool(sup.ready_endpoints(tpl.key)), what="ready")

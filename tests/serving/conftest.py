@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from serving_env import Env
 
-from wonderland import serving
+from wonderland import serving, workloads
 from wonderland.platform import Platform
 from wonderland.settings import Settings
 
@@ -17,6 +17,7 @@ from wonderland.settings import Settings
 async def platform_env(tmp_path: Path) -> AsyncIterator[Env]:
     settings = Settings(home=tmp_path / "home", gateway_port=0, api_port=0)
     platform = Platform.open(settings)
+    workloads.install(platform)
     system = serving.install(platform)
     await platform.start()
     try:

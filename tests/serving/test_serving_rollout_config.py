@@ -243,13 +243,14 @@ async def test_route_updates_under_a_prober_never_fail(platform_env: Env) -> Non
 
 
 async def test_platform_restart_brings_services_back(tmp_path: Path) -> None:
-    from wonderland import serving
+    from wonderland import serving, workloads
     from wonderland.platform import Platform
     from wonderland.settings import Settings
 
     settings = Settings(home=tmp_path / "home", gateway_port=0, api_port=0)
     for round_ in range(2):
         platform = Platform.open(settings)
+        workloads.install(platform)
         system = serving.install(platform)
         await platform.start()
         env = Env(platform, system)

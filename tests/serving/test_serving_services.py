@@ -219,7 +219,29 @@ async def test_byo_revision_name_and_generate_name(platform_env: Env) -> None:
             lambda s: s["spec"]["template"]["spec"].update(
                 volumes=[{"name": "cache", "emptyDir": {}}]
             ),
-            "volumes are not supported",
+            'volume with name "cache" not mounted',
+        ),
+        (
+            lambda s: (
+                s["spec"]["template"]["spec"].update(
+                    volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]
+                ),
+                s["spec"]["template"]["spec"]["containers"][0].update(
+                    volumeMounts=[{"name": "data", "mountPath": "/data"}]
+                ),
+            ),
+            "Persistent volume claim support is disabled",
+        ),
+        (
+            lambda s: (
+                s["spec"]["template"]["spec"].update(
+                    volumes=[{"name": "cfg", "configMap": {"name": "c"}}]
+                ),
+                s["spec"]["template"]["spec"]["containers"][0].update(
+                    volumeMounts=[{"name": "cfg", "mountPath": "/etc/cfg"}]
+                ),
+            ),
+            "volume mount should be readOnly for this type of volume",
         ),
         (
             lambda s: s["spec"]["template"].update(metadata={"name": "other-1"}),
@@ -344,7 +366,7 @@ async def test_missing_configmap_waits_until_it_is_applied(platform_env: Env) ->
         lambda: env.cond(REV, "hello-00001").get("reason") == "CreateContainerConfigError",
         what="waiting for the ConfigMap",
     )
-    assert "ConfigMap default/later does not exist" in env.cond(REV, "hello-00001")["message"]
+    assert 'configmap "later" not found' in env.cond(REV, "hello-00001")["message"]
     env.apply(
         {
             "apiVersion": "v1",
@@ -497,3 +519,76 @@ async def test_deleted_pinned_revision_answers_503_at_once(platform_env: Env) ->
     )
     r = await env.request(HOST)
     assert r.status_code == 503 and "was deleted" in r.text
+
+
+async def test_volumes_reach_the_replica_at_their_mount_paths(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "app-config", "namespace": "default"},
+            "data": {"mode": "blue"},
+        }
+    )
+    mounts = [
+        {"name": "config", "mountPath": "/etc/app", "readOnly": True},
+        {"name": "cache", "mountPath": "/var/cache/app"},
+    ]
+    volumes = [
+        {"name": "config", "configMap": {"name": "app-config"}},
+        {"name": "cache", "emptyDir": {}},
+    ]
+    env.apply(ksvc("vols", container={"volumeMounts": mounts}, volumes=volumes))
+    await env.ready("vols")
+    host = f"vols.default.{DOMAIN}"
+    assert (await env.request(host, "/file/etc/app/mode")).text == "blue"
+    assert (await env.request(host, "/write/var/cache/app/x=cached")).status_code == 200
+    assert (await env.request(host, "/file/var/cache/app/x")).text == "cached"
+    refused = await env.request(host, "/write/etc/app/mode=red")
+    assert refused.status_code == 403 and "Read-only file system" in refused.text
+    assert not Path("/etc/app").exists()
+
+
+async def test_claims_mount_once_config_features_allow_them(platform_env: Env) -> None:
+    env = platform_env
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "config-features", "namespace": "knative-serving"},
+            "data": {
+                "kubernetes.podspec-persistent-volume-claim": "enabled",
+                "kubernetes.podspec-persistent-volume-write": "enabled",
+            },
+        }
+    )
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "models", "namespace": "default"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+    svc = ksvc(
+        "claim",
+        container={"volumeMounts": [{"name": "m", "mountPath": "/models"}]},
+        volumes=[{"name": "m", "persistentVolumeClaim": {"claimName": "models"}}],
+    )
+    await env.wait(lambda: _applies(env, svc), what="config-features to allow claims")
+    await env.ready("claim")
+    host = f"claim.default.{DOMAIN}"
+    assert (await env.request(host, "/write/models/weights=v1")).status_code == 200
+    assert (await env.request(host, "/file/models/weights")).text == "v1"
+
+
+def _applies(env: Env, obj: dict[str, Any]) -> bool:
+    try:
+        env.apply(obj)
+    except InvalidError:
+        return False
+    return True

@@ -1,4 +1,4 @@
-"""Platform commands: up, apply, get, describe, delete, logs, down.
+"""Platform commands: up, apply, get, describe, delete, down (``logs``: :mod:`.logs`).
 
 Each command parses its flags, calls the library (the daemon or the control API) and
 renders the answer as kubectl does.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -72,12 +71,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="orphan keeps the objects it owns (default: delete them too)",
     )
     delete.set_defaults(handler=_delete)
-
-    logs = subparsers.add_parser("logs", help="print the logs of a service's replicas")
-    logs.add_argument("target", metavar="[KIND/]NAME", help="ksvc/NAME, rev/NAME or NAME")
-    _namespace_flag(logs)
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    logs.set_defaults(handler=_logs)
 
     down = subparsers.add_parser("down", help="stop the daemon of this state directory")
     down.set_defaults(handler=_down)
@@ -533,81 +526,3 @@ def _events_section(client: ControlClient, meta: dict[str, Any]) -> list[str]:
         cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
         lines.append("  " + "  ".join([*cells, row[4]]).rstrip())
     return lines
-
-
-# -- logs ------------------------------------------------------------------------
-
-
-def _log_dirs(state_dir: Path, namespace: str, target: str) -> list[Path]:
-    """Revision log folders of ``target`` (ksvc/NAME, rev/NAME or a bare name)."""
-    from wonderland.api import registry
-    from wonderland.errors import NotFoundError
-
-    base = state_dir / "logs" / namespace
-    kind_name, _, name = target.rpartition("/")
-    kind = registry.lookup(kind_name).resource if kind_name else None
-    if kind not in (None, "services.serving.knative.dev", "revisions.serving.knative.dev"):
-        raise NotFoundError(f"logs are kept for Knative services and revisions, not {kind_name}")
-    if kind != "services.serving.knative.dev" and (base / name).is_dir():
-        return [base / name]
-    if kind == "revisions.serving.knative.dev":
-        raise NotFoundError(f'no logs for revision "{name}" in namespace "{namespace}"')
-    revisions: list[str] = []
-    try:
-        from wonderland.control.client import object_path
-
-        kind_rev = registry.lookup("revisions.serving.knative.dev")
-        listing = _client().request(
-            "GET",
-            object_path(kind_rev, namespace),
-            params={"labelSelector": f"serving.knative.dev/service={name}"},
-        )
-        revisions = [item["metadata"]["name"] for item in listing["items"]]
-    except Exception:
-        revisions = []
-    dirs = [base / r for r in revisions if (base / r).is_dir()]
-    if not dirs and base.is_dir():
-        dirs = sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(f"{name}-"))
-    if not dirs:
-        raise NotFoundError(
-            f'no logs for "{target}" in namespace "{namespace}" (looked in {base}); '
-            "replicas write them once they run"
-        )
-    return dirs
-
-
-def _logs(args: argparse.Namespace) -> int:
-    settings = _settings()
-    namespace = args.namespace or "default"
-    dirs = _log_dirs(settings.state_dir, namespace, args.target)
-    files = sorted(f for d in dirs for f in d.glob("*.log"))
-    prefix = len(files) > 1
-    offsets: dict[Path, int] = {}
-
-    def pump() -> None:
-        for directory in dirs:
-            for path in sorted(directory.glob("*.log")):
-                start = offsets.get(path, 0)
-                with open(path, "rb") as handle:
-                    handle.seek(start)
-                    data = handle.read()
-                if not data:
-                    continue
-                complete = data.rfind(b"\n") + 1 if args.follow else len(data)
-                if complete == 0:
-                    continue
-                offsets[path] = start + complete
-                text = data[:complete].decode("utf-8", "replace")
-                for line in text.splitlines():
-                    label = f"[{directory.name}/{path.stem}] " if prefix else ""
-                    print(f"{label}{line}", flush=True)
-
-    pump()
-    if args.follow:
-        try:
-            while True:
-                time.sleep(0.25)
-                pump()
-        except KeyboardInterrupt:
-            return 0
-    return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import orjson
@@ -88,6 +88,23 @@ class ControlClient:
         except httpx.RemoteProtocolError:
             return  # the daemon went away: the watch ends
 
+    def stream_bytes(self, path: str, params: dict[str, str]) -> Iterator[bytes]:
+        """A streamed GET (``pods/NAME/log?follow=true``): the body as it arrives."""
+        try:
+            with self._http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise(response)
+                yield from response.iter_bytes()
+        except httpx.ConnectError:
+            raise ConfigError(
+                f"the wonderland daemon at {self.config.server} does not answer"
+            ) from None
+        except httpx.RemoteProtocolError:
+            return
+
     def request(
         self,
         method: str,
@@ -114,12 +131,19 @@ class ControlClient:
             ) from None
         except httpx.HTTPError as exc:
             raise ConfigError(f"talking to {self.config.server} failed: {exc}") from None
+        if response.status_code < 400:
+            try:
+                return response.json() if response.content else None
+            except ValueError:
+                return response.content.decode("utf-8", "replace")
+        self._raise(response)
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> NoReturn:
         try:
             payload = response.json() if response.content else None
         except ValueError:
             payload = None
-        if response.status_code < 400:
-            return payload
         status = payload if isinstance(payload, dict) else {}
         message = str(status.get("message") or f"HTTP {response.status_code}")
         reason = status.get("reason")

@@ -51,6 +51,8 @@ HONOURED = {
     "dapr.io/log-level",
 }
 _KEEP = ("apiVersion", "kind", "metadata", "spec", "scopes", "auth")
+# The image the sidecar container stands for, as Dapr's injector names it (never pulled).
+DAPRD_IMAGE = "ghcr.io/dapr/daprd:1.17.0"
 
 
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +207,14 @@ class DaprPlatform:
             # As a pod has its own filesystem, a sidecar works in the platform's Dapr folder:
             # relative paths in component metadata (a SQLite file) land there.
             processes=[
-                CompanionProcess("daprd", argv, env=env, ready_port=http_port, cwd=str(self.root))
+                CompanionProcess(
+                    "daprd",
+                    argv,
+                    env=env,
+                    ready_port=http_port,
+                    cwd=str(self.root),
+                    image=DAPRD_IMAGE,
+                )
             ],
             app_env={
                 "APP_ID": app_id,

@@ -157,7 +157,7 @@ def _child(conn_fds: list[int], request: dict[str, object], listener: socket.soc
     try:
         listener.close()
         os.setsid()
-        from wonderland.runtime.supervisor import _die_with_parent
+        from wonderland.runtime.containers import die_with_parent as _die_with_parent
 
         _die_with_parent()  # never outlive the fork server
         for target, fd in enumerate(conn_fds[:3]):
@@ -310,7 +310,7 @@ class ForkServerService:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        from wonderland.runtime.supervisor import _die_with_parent
+        from wonderland.runtime.containers import die_with_parent as _die_with_parent
 
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -19,9 +19,9 @@ before the app, and extra environment for the app (e.g. ``DAPR_HTTP_PORT``)::
 
     companions.register("dapr", dapr_sidecar)
 
-Companion processes get their own log file beside the replica's
-(``<replica>.<name>.log``), are stopped after the app (SIGTERM, then SIGKILL after the
-grace period) and restarted with the replica.
+Companion processes run as native sidecars of the replica's pod (``initContainers`` with
+``restartPolicy: Always``): ``kubectl logs POD -c daprd`` shows their output, the app
+starts once their ``ready_port`` answers, and they stop after the app.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ class CompanionProcess:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
     ready_port: int | None = None
+    # the image the process stands for on a cluster (shown in the pod; never pulled)
+    image: str = ""
 
 
 @dataclass(frozen=True)

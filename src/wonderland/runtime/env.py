@@ -15,7 +15,7 @@ from typing import Any
 
 from wonderland.errors import InvalidError, NotFoundError
 
-__all__ = ["POD_NAME_PLACEHOLDER", "Lookup", "PodInfo", "container_env", "expand"]
+__all__ = ["POD_NAME_PLACEHOLDER", "Lookup", "PodInfo", "container_env", "expand", "proxy_env"]
 
 # Stands for the replica's name in a revision-wide environment; the supervisor fills it in.
 POD_NAME_PLACEHOLDER = "__WONDERLAND_POD_NAME__"
@@ -160,3 +160,19 @@ def container_env(
                 "one machine; set the value directly instead",
             )
     return env
+
+
+def proxy_env(gateway_url: str) -> dict[str, str]:
+    """What points a process's HTTP and gRPC clients at the gateway for cluster-local URLs
+    (``http://<svc>.<ns>.svc.cluster.local``); loopback stays direct."""
+    if not gateway_url:
+        return {}
+    return {
+        "HTTP_PROXY": gateway_url,
+        "http_proxy": gateway_url,
+        # gRPC (grpcio) reads grpc_proxy, then https_proxy, then http_proxy, and tunnels
+        # with HTTP CONNECT, which the gateway answers for routed hosts
+        "grpc_proxy": gateway_url,
+        "NO_PROXY": "127.0.0.1,localhost,::1",
+        "no_proxy": "127.0.0.1,localhost,::1",
+    }

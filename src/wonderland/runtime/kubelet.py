@@ -123,10 +123,8 @@ class Kubelet:
         for worker in workers:
             worker.terminate(min(worker.grace, 10.0))
         if workers:
-            await asyncio.wait(
-                [asyncio.ensure_future(w.wait()) for w in workers], timeout=15.0
-            )
-        self._flush()
+            await asyncio.wait([asyncio.ensure_future(w.wait()) for w in workers], timeout=15.0)
+        self._dirty.clear()
         with contextlib.suppress(Exception):
             self._write_node_status(ready=False)
 
@@ -151,9 +149,7 @@ class Kubelet:
             current = self.store.get("nodes", None, self.node.name)
         except NotFoundError:
             return
-        previous = {
-            c.get("type"): c for c in (current.get("status") or {}).get("conditions") or []
-        }
+        previous = {c.get("type"): c for c in (current.get("status") or {}).get("conditions") or []}
         ready_before = (previous.get("Ready") or {}).get("status") == ("True" if ready else "False")
         since = (previous.get("Ready") or {}).get("lastTransitionTime") if ready_before else None
         stamp = now()
@@ -212,9 +208,11 @@ class Kubelet:
         if (spec.get("schedulerName") or "default-scheduler") != "default-scheduler":
             return  # another scheduler's pod; none runs here
         status = raw.get("status") or {}
-        if status.get("startTime") and (status.get("containerStatuses") or status.get("initContainerStatuses")):
-            if self._rebooted(raw):
-                return
+        ran_before = status.get("startTime") and (
+            status.get("containerStatuses") or status.get("initContainerStatuses")
+        )
+        if ran_before and self._rebooted(raw):
+            return
         worker = PodWorker(self, raw)
         self._carry_restarts(worker, status)
         self.workers[uid] = worker
@@ -265,7 +263,10 @@ class Kubelet:
 
     @staticmethod
     def _carry_restarts(worker: PodWorker, status: Obj) -> None:
-        for key, runners in (("containerStatuses", worker.apps), ("initContainerStatuses", worker.init)):
+        for key, runners in (
+            ("containerStatuses", worker.apps),
+            ("initContainerStatuses", worker.init),
+        ):
             by_name = {cs.get("name"): cs for cs in status.get(key) or []}
             for runner in runners:
                 cs = by_name.get(runner.name)
@@ -380,6 +381,10 @@ class Kubelet:
             self._write(worker)
 
     def _write(self, worker: PodWorker) -> None:
+        if self._stopping:
+            # The node goes down: what the pods' processes do now is not recorded, as a
+            # node that powers off records nothing; the next start treats them as a reboot.
+            return
         for _ in range(5):
             try:
                 current = self.store.get(PODS, worker.namespace, worker.name)
@@ -400,7 +405,9 @@ class Kubelet:
             except ConflictError:
                 continue
             except (InvalidError, NotFoundError) as exc:
-                log.warning("pod %s/%s: cannot write its status: %s", worker.namespace, worker.name, exc)
+                log.warning(
+                    "pod %s/%s: cannot write its status: %s", worker.namespace, worker.name, exc
+                )
                 return
             worker.raw = current
             for listener in list(self.listeners):
@@ -466,7 +473,7 @@ class Kubelet:
             *(pod_status.get("containerStatuses") or []),
             *(pod_status.get("initContainerStatuses") or []),
         ]
-        cstatus = next((s for s in statuses if s.get("name") == container), {})
+        cstatus: Obj = next((s for s in statuses if s.get("name") == container), {})
         if previous:
             if runner is not None and runner.previous_log is not None:
                 return None, runner.previous_log.files()
@@ -536,7 +543,11 @@ def _queue_order(worker: PodWorker) -> tuple[int, str]:
 
 def _newest(folder: Path) -> int:
     try:
-        numbers = [int(p.name.split(".", 1)[0]) for p in folder.iterdir() if p.name.split(".", 1)[0].isdigit()]
+        numbers = [
+            int(p.name.split(".", 1)[0])
+            for p in folder.iterdir()
+            if p.name.split(".", 1)[0].isdigit()
+        ]
     except OSError:
         return -1
     return max(numbers, default=-1)

@@ -71,7 +71,9 @@ class KubeletAPI:
     # -- logs --------------------------------------------------------------------------
 
     def read(self, namespace: str, pod: str, query: LogQuery) -> bytes:
-        return self.kubelet.read_log(namespace, pod, query.container, query.previous, _options(query))
+        return self.kubelet.read_log(
+            namespace, pod, query.container, query.previous, _options(query)
+        )
 
     def follow(self, namespace: str, pod: str, query: LogQuery) -> AsyncIterator[bytes]:
         return self.kubelet.follow_log(namespace, pod, query.container, _options(query))

@@ -112,8 +112,18 @@ class NodeInfo:
                     "KubeletHasSufficientMemory",
                     "kubelet has sufficient memory available",
                 ),
-                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                cond(
+                    "DiskPressure",
+                    "False",
+                    "KubeletHasNoDiskPressure",
+                    "kubelet has no disk pressure",
+                ),
+                cond(
+                    "PIDPressure",
+                    "False",
+                    "KubeletHasSufficientPID",
+                    "kubelet has sufficient PID available",
+                ),
                 cond(
                     "Ready",
                     "True" if ready else "False",
@@ -239,4 +249,3 @@ def discover(state_dir: Path, gpus_override: str = "") -> NodeInfo:
         gpus=gpus,
         gpu_names=names,
     )
-

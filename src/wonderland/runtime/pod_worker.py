@@ -24,29 +24,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
-from wonderland.api import quantity
-from wonderland.api.schemas.core import Container, PodObject
-from wonderland.errors import NotFoundError, WonderlandError
-from wonderland.runtime import cgroups, containers, sandbox
-from wonderland.runtime.env import PodInfo, container_env, expand
-from wonderland.runtime.images import BuiltImage, ImageResolver
-from wonderland.runtime.logs import ContainerLog, LogOptions, format_time, read_lines
-from wonderland.runtime.probes import ProbeSpec, run_probe
-from wonderland.runtime.scheduler import Admission, Scheduler, container_limits
+from wonderland.api.schemas.core import PodObject
+from wonderland.errors import WonderlandError
+from wonderland.runtime import cgroups, pod_status, sandbox
+from wonderland.runtime.container_runner import ContainerRunner, now
+from wonderland.runtime.images import ImageResolver
+from wonderland.runtime.launch import Waiting, plan_launch
+from wonderland.runtime.scheduler import Admission, Scheduler
 from wonderland.runtime.volumes import (
     PreparedVolume,
     VolumeError,
     VolumeManager,
     pod_dir_name,
-    resource_field,
 )
 
 __all__ = ["PodHost", "PodWorker", "now"]
@@ -62,11 +57,6 @@ BACKOFF_RESET = 600.0
 TERMINATION_LOG_LINES = 80
 TERMINATION_LOG_BYTES = 2048
 _SIGNALS = {s.name: s for s in signal.Signals}
-
-
-def now() -> str:
-    """A status timestamp (seconds, as the API server stores them)."""
-    return format_time()[:19] + "Z"
 
 
 class PodHost(Protocol):
@@ -91,79 +81,6 @@ class PodHost(Protocol):
     def released(self, worker: PodWorker) -> None: ...
 
     async def pre_stop(self, pod: Obj) -> None: ...
-
-
-class _Waiting(WonderlandError):
-    """A container cannot start yet: ``reason`` is its waiting reason."""
-
-    def __init__(self, reason: str, message: str, event: str = "Failed") -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.event = event
-
-
-@dataclass
-class ContainerRunner:
-    """One container of the pod: its current instance and its history."""
-
-    spec: Container
-    kind: str  # "init" | "sidecar" | "app"
-    restart_count: int = 0
-    state: Obj = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
-    last_state: Obj = field(default_factory=dict)
-    ready: bool = False
-    started: bool = False
-    proc: asyncio.subprocess.Process | None = None
-    log: ContainerLog | None = None
-    previous_log: ContainerLog | None = None
-    cgroup: cgroups.ContainerCgroup | None = None
-    started_mono: float = 0.0
-    backoff: float = 0.0
-    done: bool = False  # will not run again (finished under its restart policy)
-    liveness_failed: str = ""
-    killed_for_memory: bool = False
-    stopping: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.spec.name or ""
-
-    def status(self) -> Obj:
-        out: Obj = {
-            "name": self.name,
-            "state": self.state,
-            "lastState": self.last_state,
-            "ready": self.ready,
-            "restartCount": self.restart_count,
-            "image": self.spec.image or "",
-            "imageID": "",
-            "started": self.started,
-        }
-        if self.proc is not None:
-            out["containerID"] = f"wonderland://{self.proc.pid}"
-        return out
-
-
-def _qos(pod: PodObject) -> str:
-    everything = [*pod.spec.containers, *(pod.spec.initContainers or [])]
-    requests_any = False
-    guaranteed = True
-    for c in everything:
-        res = c.resources
-        limits = (res.limits if res else None) or {}
-        requests = (res.requests if res else None) or {}
-        if limits or requests:
-            requests_any = True
-        for name in ("cpu", "memory"):
-            if name not in limits:
-                guaranteed = False
-            elif name in requests and quantity.parse(requests[name]) != quantity.parse(
-                limits[name]
-            ):
-                guaranteed = False
-    if not requests_any:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 class PodWorker:
@@ -192,7 +109,7 @@ class PodWorker:
         self.phase = "Pending"
         self.reason = ""
         self.message = ""
-        self.conditions: dict[str, Obj] = {}
+        self.conditions = pod_status.Conditions()
         self.admission: Admission | None = None
         self.mounted: dict[str, PreparedVolume] = {}
         self.start_time: str | None = None
@@ -206,7 +123,6 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._envs: dict[str, dict[str, str]] = {}
         self._set_condition("PodScheduled", "False", "", "")
 
     # -- lifecycle -------------------------------------------------------------------
@@ -232,7 +148,9 @@ class PodWorker:
             self.terminate(float(grace) if grace is not None else self.grace, delete=True)
         self.wake()
 
-    def terminate(self, grace: float, delete: bool = False, reason: str = "", message: str = "") -> None:
+    def terminate(
+        self, grace: float, delete: bool = False, reason: str = "", message: str = ""
+    ) -> None:
         """Stop the pod (the deletion, a deadline or an eviction asks for it)."""
         if delete:
             self.delete_after = True
@@ -351,7 +269,10 @@ class PodWorker:
                 if reported != "gated":
                     reported = "gated"
                     self._set_condition(
-                        "PodScheduled", "False", "SchedulingGated", "Scheduling is blocked due to non-empty scheduling gates"
+                        "PodScheduled",
+                        "False",
+                        "SchedulingGated",
+                        "Scheduling is blocked due to non-empty scheduling gates",
                     )
                     self.host.publish(self)
                 await self._sleep(None)
@@ -385,7 +306,9 @@ class PodWorker:
             if message != reported:
                 reported = message
                 self._set_condition("PodScheduled", "False", "Unschedulable", message)
-                self.host.event(self.raw, "Warning", "FailedScheduling", message, "default-scheduler")
+                self.host.event(
+                    self.raw, "Warning", "FailedScheduling", message, "default-scheduler"
+                )
                 self.host.publish(self)
             await self._sleep(None)
         return False
@@ -421,7 +344,10 @@ class PodWorker:
 
     async def _setup_volumes(self) -> bool:
         reported = ""
-        needs_mounts = any(c.volumeMounts for c in [*self.pod.spec.containers, *(self.pod.spec.initContainers or [])])
+        needs_mounts = any(
+            c.volumeMounts
+            for c in [*self.pod.spec.containers, *(self.pod.spec.initContainers or [])]
+        )
         while not self.terminating.is_set():
             try:
                 if needs_mounts and not self.host.sandbox.available:
@@ -530,470 +456,54 @@ class PodWorker:
         runner.backoff = min(runner.backoff * 2, MAX_CRASHLOOP_BACKOFF)
         return delay
 
-    async def _image(self, spec: Container, runner: ContainerRunner) -> BuiltImage | None:
-        image = spec.image or ""
-        if not image:
-            if spec.command:
-                return None
-            raise _Waiting("InvalidImageName", "the container has neither an image nor a command")
-        resolver = self.host.resolver
-        try:
-            resolver.resolve(image)
-        except NotFoundError as exc:
-            if spec.command:
-                return None
-            raise _Waiting("ErrImagePull", str(exc), event="Failed") from None
-        except WonderlandError as exc:
-            raise _Waiting("ErrImagePull", str(exc)) from None
-        started = time.monotonic()
+    @property
+    def node_name(self) -> str:
+        return self.host.scheduler.node.name
 
-        def progress(line: str) -> None:
-            runner.state = {"waiting": {"reason": "ContainerCreating", "message": line}}
-            self.host.publish(self)
-
-        self.host.event(self.raw, "Normal", "Pulling", f'Pulling image "{image}"', "kubelet")
-        try:
-            built = await resolver.build(image, progress)
-        except WonderlandError as exc:
-            raise _Waiting("ErrImagePull", str(exc)) from None
-        self.host.event(
-            self.raw,
-            "Normal",
-            "Pulled",
-            f'Successfully pulled image "{image}" in {time.monotonic() - started:.3f}s '
-            f"(built from {built.context})",
-            "kubelet",
-        )
-        return built
-
-    def _env(self, spec: Container, runner: ContainerRunner, built: BuiltImage | None, where: str) -> dict[str, str]:
-        meta = self.raw["metadata"]
-        info = PodInfo(
-            name=self.name,
-            namespace=self.namespace,
-            uid=self.uid,
-            node_name=self.host.scheduler.node.name,
-            service_account=self.pod.spec.serviceAccountName or "default",
-            labels=meta.get("labels") or {},
-            annotations=meta.get("annotations") or {},
-        )
-        env = self.host.base_env()
-        image_env = dict(built.env) if built is not None else {}
-        if "VIRTUAL_ENV" in image_env:
-            env["PATH"] = str(Path(image_env["VIRTUAL_ENV"]) / "bin") + os.pathsep + env["PATH"]
-        env.update(image_env)
-        env["HOSTNAME"] = self.pod.spec.hostname or self.name
-        gpus = self.admission.container_gpus.get(runner.name, ()) if self.admission else ()
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus) if gpus else "void"
-
-        def lookup(resource: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-            return self.host.lookup(resource, namespace, name)
-
-        try:
-            declared = container_env(
-                spec.model_dump(exclude_none=True),
-                info,
-                lookup,
-                where,
-                resource_field=lambda ref: self._resource_field(ref, spec),
-            )
-        except WonderlandError as exc:
-            raise _Waiting("CreateContainerConfigError", str(exc)) from None
-        env.update(declared)
-        return env
-
-    def _resource_field(self, ref: Mapping[str, Any], spec: Container) -> str:
-        return resource_field(
-            self.pod, ref.get("resource", ""), ref.get("containerName") or spec.name, ref.get("divisor")
-        )
-
-    def _mount_plan(self, spec: Container, cwd: str | None, runner: ContainerRunner) -> sandbox.MountPlan | None:
-        mounts: list[sandbox.Mount] = []
-        for m in spec.volumeMounts or []:
-            prepared = self.mounted.get(m.name)
-            if prepared is None:
-                raise _Waiting(
-                    "CreateContainerConfigError",
-                    f'volumeMount "{m.name}" names no volume of the pod',
-                )
-            source = prepared.path
-            sub = m.subPath
-            if m.subPathExpr:
-                sub = expand(m.subPathExpr, self._envs.get(runner.name, {}))
-            if sub:
-                source = (source / sub)
-                if prepared.kind in ("configMap", "secret", "projected", "downwardAPI"):
-                    source = source.resolve()
-                elif not source.exists():
-                    source.mkdir(parents=True, exist_ok=True)
-            read_only = bool(m.readOnly) or prepared.read_only
-            mounts.append(sandbox.Mount(str(source), m.mountPath, read_only))
-        if cwd and not os.path.isdir(cwd) and not any(
-            cwd == mount.target or cwd.startswith(mount.target.rstrip("/") + "/") for mount in mounts
-        ):
-            # as runc does, a missing working directory is created (in the container only)
-            scratch_cwd = self._pod_dir() / "workdir" / runner.name
-            scratch_cwd.mkdir(parents=True, exist_ok=True)
-            mounts.append(sandbox.Mount(str(scratch_cwd), cwd))
-        if not mounts:
-            return None
-        if not self.host.sandbox.available:
-            raise _Waiting(
-                "CreateContainerError",
-                f"this container needs a private mount namespace, and {self.host.sandbox.reason}",
-            )
-        scratch = self._pod_dir() / "rootfs" / runner.name
-        scratch.mkdir(parents=True, exist_ok=True)
-        return sandbox.MountPlan(tuple(mounts), str(scratch), cwd)
-
-    def _pod_dir(self) -> Path:
+    def pod_dir(self) -> Path:
         return self.host.state_dir / "pods" / pod_dir_name(self.namespace, self.name, self.uid)
 
     def log_path(self, container: str, instance: int) -> Path:
-        return self._pod_dir() / container / f"{instance}.log"
-
-    async def _prepare(self, runner: ContainerRunner) -> containers.Launch:
-        spec = runner.spec
-        where = f"spec.{'initContainers' if runner.kind != 'app' else 'containers'}[{self._index(runner)}]"
-        built = await self._image(spec, runner)
-        env = self._env(spec, runner, built, where)
-        self._envs[runner.name] = env
-        if spec.command:
-            argv = [*spec.command, *(spec.args or [])]
-        elif built is not None:
-            argv = [*built.argv, *(spec.args or [])]
-        else:
-            raise _Waiting("CreateContainerError", "the container has no command to run")
-        argv = [expand(a, env) for a in argv]
-        cwd = spec.workingDir or (str(built.context) if built is not None else None)
-        mounts = self._mount_plan(spec, cwd, runner)
-        uid = gid = None
-        groups: tuple[int, ...] = ()
-        pod_sc = self.pod.spec.securityContext
-        c_sc = spec.securityContext
-        if os.geteuid() == 0:
-            uid = (c_sc.runAsUser if c_sc else None) or (pod_sc.runAsUser if pod_sc else None)
-            gid = (c_sc.runAsGroup if c_sc else None) or (pod_sc.runAsGroup if pod_sc else None)
-            if uid is not None and gid is None:
-                gid = uid
-            groups = tuple(pod_sc.supplementalGroups or []) if pod_sc else ()
-        run_as_non_root = (c_sc.runAsNonRoot if c_sc else None) or (
-            pod_sc.runAsNonRoot if pod_sc else None
-        )
-        if run_as_non_root and (uid if uid is not None else os.geteuid()) == 0:
-            raise _Waiting(
-                "CreateContainerConfigError",
-                "container has runAsNonRoot and image will run as root (set runAsUser)",
-            )
-        limits = container_limits(spec)
-        cgroup = self.host.cgroups.create(
-            f"{self.uid}_{runner.name}",
-            cgroups.Limits(
-                memory=limits.get("memory"),
-                cpu_limit=limits.get("cpu"),
-                cpu_request=_request_millis(spec),
-            ),
-        )
-        runner.cgroup = cgroup
-        return containers.Launch(
-            argv=tuple(argv),
-            env=env,
-            cwd=cwd,
-            cgroup_procs=tuple(str(p) for p in cgroup.join_paths()),
-            mounts=mounts,
-            uid=uid,
-            gid=gid,
-            supplemental_groups=groups,
-        )
-
-    def _index(self, runner: ContainerRunner) -> int:
-        group = self.apps if runner.kind == "app" else self.init
-        return group.index(runner)
+        return self.pod_dir() / container / f"{instance}.log"
 
     async def _run_instance(self, runner: ContainerRunner) -> int | None:
         """Start one instance and wait for it to end; its exit code, or None when it could
         not be started (the waiting reason says why)."""
+        group = "containers" if runner.kind == "app" else "initContainers"
+        where = f"spec.{group}[{self._index(runner)}]"
         try:
-            launch = await self._prepare(runner)
-        except _Waiting as exc:
-            runner.state = {"waiting": {"reason": exc.reason, "message": str(exc)}}
-            self.host.event(self.raw, "Warning", exc.event, f"Error: {exc}", "kubelet")
-            self.host.publish(self)
+            launch = await plan_launch(self, self.host, runner, where)
+        except Waiting as exc:
+            runner.waiting(exc.reason, str(exc))
+            self.event("Warning", exc.event, f"Error: {exc}")
+            self.publish()
             return None
         except Exception as exc:  # an unexpected problem with this container only
             log.exception("preparing container %s of %s/%s", runner.name, self.namespace, self.name)
-            runner.state = {"waiting": {"reason": "CreateContainerError", "message": str(exc)}}
-            self.host.publish(self)
+            runner.waiting("CreateContainerError", str(exc))
+            self.publish()
             return None
-        if runner.log is not None:
-            runner.previous_log = runner.log
-            self._prune_logs(runner)
-        runner.log = ContainerLog(self.log_path(runner.name, runner.restart_count))
-        runner.log.open()
-        started_at = now()
-        try:
-            proc = await containers.launch(launch, runner.log)
-        except containers.StartError as exc:
-            runner.log.note(str(exc))
-            await runner.log.close()
-            runner.last_state = _last(runner.state)
-            runner.state = {
-                "terminated": {
-                    "exitCode": 128,
-                    "reason": "StartError",
-                    "message": str(exc),
-                    "startedAt": "1970-01-01T00:00:00Z",
-                    "finishedAt": now(),
-                }
-            }
-            self.host.event(self.raw, "Warning", "Failed", f"Error: {exc}", "kubelet")
-            self.host.publish(self)
-            self._drop_cgroup(runner)
-            return 128
-        runner.proc = proc
-        runner.started_mono = time.monotonic()
-        runner.liveness_failed = ""
-        runner.killed_for_memory = False
-        runner.stopping = False
-        previous = runner.state
-        runner.last_state = _last(previous) or runner.last_state
-        runner.state = {"running": {"startedAt": started_at}}
-        self.host.event(self.raw, "Normal", "Created", f"Created container: {runner.name}", "kubelet")
-        self.host.event(self.raw, "Normal", "Started", f"Started container {runner.name}", "kubelet")
-        env = launch.env
-        enter = proc.pid if launch.mounts is not None else None
-        ports = {p.name: p.containerPort for p in runner.spec.ports or [] if p.name}
-        first_port = (runner.spec.ports or [None])[0]
-        default_port = first_port.containerPort if first_port else 0
+        return await runner.run_instance(self, launch)
 
-        def port_of(value: Any) -> int:
-            if isinstance(value, int):
-                return value
-            if isinstance(value, str) and value.isdigit():
-                return int(value)
-            if isinstance(value, str) and value in ports:
-                return ports[value]
-            return default_port
+    # -- what container runners need (ContainerHost) --------------------------------
 
-        def probe(p: Any, liveness: bool = False) -> ProbeSpec | None:
-            if p is None:
-                return None
-            return ProbeSpec.from_spec(
-                p.model_dump(exclude_none=True),
-                default_port,
-                liveness=liveness,
-                env=env,
-                cwd=launch.cwd,
-                port_of=port_of,
-                enter_pid=enter,
-            )
+    def event(self, type: str, reason: str, message: str) -> None:
+        self.host.event(self.raw, type, reason, message, "kubelet")
 
-        watchers: list[asyncio.Task[Any]] = []
-        lifecycle = runner.spec.lifecycle
-        if lifecycle is not None and lifecycle.postStart is not None:
-            ok, msg = await self._handler(lifecycle.postStart.model_dump(exclude_none=True), env, launch.cwd, enter, port_of)
-            if not ok:
-                self.host.event(
-                    self.raw, "Warning", "FailedPostStartHook", f"PostStartHook failed: {msg}", "kubelet"
-                )
-                await containers.terminate_group(proc, 2.0, cgroup=runner.cgroup)
-        startup = probe(runner.spec.startupProbe)
-        readiness = probe(runner.spec.readinessProbe)
-        liveness = probe(runner.spec.livenessProbe, liveness=True)
-        watchers.append(self._spawn(self._probe_loop(runner, startup, readiness)))
-        if liveness is not None:
-            watchers.append(self._spawn(self._liveness(runner, liveness)))
-        memory_limit = container_limits(runner.spec).get("memory")
-        if runner.cgroup is not None and not runner.cgroup.enforced and memory_limit:
-            watchers.append(self._spawn(self._watchdog(runner, memory_limit)))
+    def publish(self) -> None:
         self.host.publish(self)
-        killer = self._spawn(self._kill_on_liveness(runner))
-        try:
-            code = await proc.wait()
-        finally:
-            for w in [*watchers, killer]:
-                w.cancel()
-        containers.signal_group(proc.pid, signal.SIGKILL)
-        if runner.cgroup is not None:
-            runner.cgroup.kill_all()
-        await runner.log.close()
-        oom = runner.killed_for_memory or bool(runner.cgroup and runner.cgroup.oom_killed())
-        exit_code = 128 - code if code < 0 else code
-        sig = -code if code < 0 else 0
-        if oom:
-            reason = "OOMKilled"
-            exit_code = 137
-        else:
-            reason = "Completed" if exit_code == 0 else "Error"
-        terminated: Obj = {
-            "exitCode": exit_code,
-            "reason": reason,
-            "startedAt": started_at,
-            "finishedAt": now(),
-            "containerID": f"wonderland://{proc.pid}",
-        }
-        if sig:
-            terminated["signal"] = sig
-        message = self._termination_message(runner, exit_code)
-        if message:
-            terminated["message"] = message
-        runner.state = {"terminated": terminated}
-        runner.ready = False
-        self._drop_cgroup(runner)
-        self.host.publish(self)
-        return exit_code
 
-    def _drop_cgroup(self, runner: ContainerRunner) -> None:
-        if runner.cgroup is not None:
-            cg = runner.cgroup
-            runner.cgroup = None
-            with contextlib.suppress(Exception):
-                cg.remove()
-
-    def _prune_logs(self, runner: ContainerRunner) -> None:
-        """Keep the current and the previous instance's log, as the kubelet does."""
-        folder = self._pod_dir() / runner.name
-        keep = {runner.restart_count, runner.restart_count - 1}
-        with contextlib.suppress(OSError):
-            for entry in folder.iterdir():
-                stem = entry.name.split(".", 1)[0]
-                if stem.isdigit() and int(stem) not in keep:
-                    entry.unlink()
-
-    def _termination_message(self, runner: ContainerRunner, exit_code: int) -> str:
-        if runner.liveness_failed:
-            return runner.liveness_failed
-        if runner.spec.terminationMessagePolicy != "FallbackToLogsOnError" or exit_code == 0:
-            return ""
-        if runner.log is None:
-            return ""
-        text = read_lines(runner.log.files(), LogOptions(tail_lines=TERMINATION_LOG_LINES))
-        return text[-TERMINATION_LOG_BYTES:].decode("utf-8", "replace")
-
-    async def _handler(
-        self,
-        handler: Obj,
-        env: Mapping[str, str],
-        cwd: str | None,
-        enter: int | None,
-        port_of: Callable[[Any], int],
-    ) -> tuple[bool, str]:
-        if "sleep" in handler:
-            await asyncio.sleep(float(handler["sleep"].get("seconds") or 0))
-            return True, ""
-        spec = ProbeSpec.from_spec(
-            {**handler, "timeoutSeconds": 30}, 0, env=env, cwd=cwd, port_of=port_of, enter_pid=enter
-        )
-        if spec is None:
-            return True, ""
-        return await run_probe(spec)
-
-    async def _probe_loop(
-        self, runner: ContainerRunner, startup: ProbeSpec | None, readiness: ProbeSpec | None
-    ) -> None:
-        if startup is not None:
-            if startup.initial_delay:
-                await asyncio.sleep(startup.initial_delay)
-            failures = 0
-            while True:
-                ok, msg = await run_probe(startup)
-                if ok:
-                    break
-                failures += 1
-                if startup.period and failures >= startup.failure_threshold:
-                    self.host.event(
-                        self.raw, "Warning", "Unhealthy", f"Startup probe failed: {msg}", "kubelet"
-                    )
-                    runner.liveness_failed = f"Container {runner.name} failed startup probe, will be restarted"
-                    return
-                await asyncio.sleep(startup.period or AGGRESSIVE_PROBE_PERIOD)
-        runner.started = True
-        if readiness is None:
-            runner.ready = runner.kind != "init"
-            self._update_conditions()
-            self.host.publish(self)
-            self.wake()
-            return
+    def readiness_changed(self) -> None:
+        self._update_conditions()
         self.host.publish(self)
         self.wake()
-        if readiness.initial_delay:
-            await asyncio.sleep(readiness.initial_delay)
-        failures = successes = 0
-        ever = False
-        last_msg = ""
-        while True:
-            ok, msg = await run_probe(readiness)
-            if ok:
-                failures = 0
-                successes += 1
-                if not runner.ready and (successes >= readiness.success_threshold or not ever):
-                    ever = True
-                    runner.ready = True
-                    self._update_conditions()
-                    self.host.publish(self)
-            else:
-                successes = 0
-                failures += 1
-                if ever and msg != last_msg:
-                    self.host.event(self.raw, "Warning", "Unhealthy", f"Readiness probe failed: {msg}", "kubelet")
-                last_msg = msg
-                if runner.ready and failures >= readiness.failure_threshold:
-                    runner.ready = False
-                    self._update_conditions()
-                    self.host.publish(self)
-            period = readiness.period or (DEFAULT_PROBE_PERIOD if ever else AGGRESSIVE_PROBE_PERIOD)
-            if not readiness.period and ever:
-                period = 1.0
-            await asyncio.sleep(period)
 
-    async def _liveness(self, runner: ContainerRunner, probe: ProbeSpec) -> None:
-        if probe.initial_delay:
-            await asyncio.sleep(probe.initial_delay)
-        failures = 0
-        while True:
-            await asyncio.sleep(probe.period or DEFAULT_PROBE_PERIOD)
-            if not runner.started:
-                continue
-            ok, msg = await run_probe(probe)
-            failures = 0 if ok else failures + 1
-            if not ok:
-                self.host.event(self.raw, "Warning", "Unhealthy", f"Liveness probe failed: {msg}", "kubelet")
-            if failures >= probe.failure_threshold:
-                runner.liveness_failed = f"Container {runner.name} failed liveness probe, will be restarted"
-                return
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self._spawn(coro)
 
-    async def _kill_on_liveness(self, runner: ContainerRunner) -> None:
-        while not runner.liveness_failed:
-            await asyncio.sleep(0.2)
-        self.host.event(self.raw, "Normal", "Killing", runner.liveness_failed, "kubelet")
-        if runner.proc is not None:
-            await containers.terminate_group(
-                runner.proc, self.grace, self._stop_signal(runner), runner.cgroup
-            )
-
-    async def _watchdog(self, runner: ContainerRunner, limit: int) -> None:
-        proc = runner.proc
-        while proc is not None and proc.returncode is None:
-            await asyncio.sleep(cgroups.WATCHDOG_PERIOD)
-            _, used = cgroups.tree_usage(proc.pid)
-            if used > limit:
-                runner.killed_for_memory = True
-                self.host.event(
-                    self.raw,
-                    "Warning",
-                    "OOMKilling",
-                    f"Memory limit reached: container {runner.name} used {used} bytes of its "
-                    f"{limit} byte limit; killed",
-                    "kubelet",
-                )
-                containers.signal_group(proc.pid, signal.SIGKILL)
-                return
-
-    def _stop_signal(self, runner: ContainerRunner) -> int:
-        lifecycle = runner.spec.lifecycle
-        name = lifecycle.stopSignal if lifecycle and lifecycle.stopSignal else "SIGTERM"
-        return int(_SIGNALS.get(name, signal.SIGTERM))
+    def _index(self, runner: ContainerRunner) -> int:
+        group = self.apps if runner.kind == "app" else self.init
+        return group.index(runner)
 
     async def _stop_all(self, grace: float, sidecars_only: bool = False) -> None:
         """preStop, then the stop signal, SIGKILL after ``grace``; app containers first,
@@ -1005,122 +515,38 @@ class PodWorker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.host.pre_stop(self.raw), max(grace, 0.0) or None)
             await asyncio.gather(
-                *(self._stop(r, deadline) for r in self.apps), return_exceptions=True
+                *(r.stop(self, deadline) for r in self.apps), return_exceptions=True
             )
         for runner in reversed(self.init):
-            await self._stop(runner, max(deadline, time.monotonic() + 2.0))
-
-    async def _stop(self, runner: ContainerRunner, deadline: float) -> None:
-        proc = runner.proc
-        if proc is None or proc.returncode is not None or runner.stopping:
-            return
-        runner.stopping = True
-        runner.ready = False
-        self.host.event(self.raw, "Normal", "Killing", f"Stopping container {runner.name}", "kubelet")
-        lifecycle = runner.spec.lifecycle
-        if lifecycle is not None and lifecycle.preStop is not None:
-            env = self._envs.get(runner.name, {})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._handler(
-                        lifecycle.preStop.model_dump(exclude_none=True),
-                        env,
-                        runner.spec.workingDir,
-                        proc.pid,
-                        lambda v: int(v) if isinstance(v, int) else 0,
-                    ),
-                    max(deadline - time.monotonic(), 0.1),
-                )
-        await containers.terminate_group(
-            proc, max(deadline - time.monotonic(), 0.0), self._stop_signal(runner), runner.cgroup
-        )
+            await runner.stop(self, max(deadline, time.monotonic() + 2.0))
 
     # -- status ----------------------------------------------------------------------
 
     def _set_condition(self, ctype: str, status: str, reason: str, message: str) -> None:
-        current = self.conditions.get(ctype)
-        if current is not None and (current["status"], current.get("reason", ""), current.get("message", "")) == (status, reason, message):
-            return
-        changed = current is None or current["status"] != status
-        cond: Obj = {
-            "type": ctype,
-            "status": status,
-            "lastProbeTime": None,
-            "lastTransitionTime": now() if changed else current["lastTransitionTime"],
-        }
-        if reason:
-            cond["reason"] = reason
-        if message:
-            cond["message"] = message
-        self.conditions[ctype] = cond
+        self.conditions.set(ctype, status, reason, message)
 
     def _update_conditions(self) -> None:
-        terminal = self.phase in ("Succeeded", "Failed")
-        if self.admission is not None or "PodScheduled" in self.conditions and self.conditions["PodScheduled"]["status"] == "True":
-            self._set_condition("PodReadyToStartContainers", "True" if self.sandbox_ready and not terminal else "False", "", "")
-        if self.admission is not None or self.sandbox_ready:
-            if self.initialized:
-                self._set_condition("Initialized", "True", "PodCompleted" if terminal and self.init else "", "")
-            else:
-                pending = [r.name for r in self.init if r.kind == "init" and not r.state.get("terminated")]
-                self._set_condition(
-                    "Initialized",
-                    "False",
-                    "ContainersNotInitialized",
-                    f"containers with incomplete status: [{' '.join(pending)}]",
-                )
-            unready = [r.name for r in [*[i for i in self.init if i.kind == "sidecar"], *self.apps] if not r.ready]
-            if terminal:
-                self._set_condition("ContainersReady", "False", "PodCompleted", "")
-                self._set_condition("Ready", "False", "PodCompleted", "")
-            elif unready:
-                msg = f"containers with unready status: [{' '.join(unready)}]"
-                self._set_condition("ContainersReady", "False", "ContainersNotReady", msg)
-                self._set_condition("Ready", "False", "ContainersNotReady", msg)
-            else:
-                gates = [g.conditionType for g in self.pod.spec.readinessGates or []]
-                stored = {c.get("type"): c.get("status") for c in (self.raw.get("status") or {}).get("conditions") or []}
-                missing = [g for g in gates if stored.get(g) != "True"]
-                self._set_condition("ContainersReady", "True", "", "")
-                if missing:
-                    self._set_condition(
-                        "Ready", "False", "ReadinessGatesNotReady",
-                        f"corresponding condition of pod readiness gate \"{missing[0]}\" does not exist.",
-                    )
-                else:
-                    self._set_condition("Ready", "True", "", "")
-        if self.disruption is not None:
-            self._set_condition("DisruptionTarget", "True", *self.disruption)
+        pod_status.refresh_conditions(self)
 
     def ready(self) -> bool:
-        cond = self.conditions.get("Ready")
-        return bool(cond and cond["status"] == "True")
+        return self.conditions.true("Ready")
 
     def status(self) -> Obj:
         """The pod's ``status`` as the kubelet writes it."""
-        self._update_conditions()
-        order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled", "DisruptionTarget"]
-        stored = (self.raw.get("status") or {}).get("conditions") or []
-        conditions = [self.conditions[c] for c in order if c in self.conditions]
-        # readiness-gate conditions belong to whoever set them: keep them
-        conditions += [c for c in stored if c.get("type") not in self.conditions]
-        out: Obj = {"phase": self.phase, "conditions": conditions, "qosClass": _qos(self.pod)}
-        if self.admission is not None or self.start_time:
-            out["hostIP"] = "127.0.0.1"
-            out["hostIPs"] = [{"ip": "127.0.0.1"}]
-        if self.sandbox_ready:
-            out["podIP"] = "127.0.0.1"
-            out["podIPs"] = [{"ip": "127.0.0.1"}]
-        if self.start_time:
-            out["startTime"] = self.start_time
-        if self.init:
-            out["initContainerStatuses"] = [r.status() for r in self.init]
-        if self.start_time:
-            out["containerStatuses"] = [r.status() for r in self.apps]
-        if self.reason:
-            out["reason"] = self.reason
-            out["message"] = self.message
-        return out
+        if self.phase not in ("Succeeded", "Failed"):
+            self.phase = self._live_phase()
+        return pod_status.build(self)
+
+    def _live_phase(self) -> str:
+        """Running once a container has started (and while it restarts), else Pending."""
+        if not self.initialized:
+            return "Pending"
+        for runner in self.apps:
+            if "running" in runner.state or runner.restart_count > 0:
+                return "Running"
+            if "terminated" in runner.state:
+                return "Running"
+        return "Pending"
 
     def runner(self, container: str) -> ContainerRunner | None:
         for r in [*self.apps, *self.init]:
@@ -1132,22 +558,9 @@ class PodWorker:
         return [r.name for r in [*self.apps, *self.init]]
 
 
-def _last(state: Obj) -> Obj:
-    return dict(state) if "terminated" in state else {}
-
-
 def _duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m0s"
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{seconds:g}s"
-
-
-def _request_millis(spec: Container) -> int | None:
-    res = spec.resources
-    if res is None:
-        return None
-    value = (res.requests or {}).get("cpu", (res.limits or {}).get("cpu"))
-    return quantity.millis(value) if value is not None else None
-

@@ -258,9 +258,11 @@ def _mirror(host_dir: str, new_dir: str, m: _Mounter, root: str) -> None:
         _place(os.path.join(host_dir, name), os.path.join(new_dir, name), m)
 
 
-def _ensure(root: str, target: str, is_dir: bool, m: _Mounter, mirrored: set[str]) -> None:
+def _ensure(root: str, target: str, is_dir: bool, m: _Mounter, mirrored: set[str]) -> str:
     """Create ``target`` (a path in the container) under ``root`` without writing to the
-    host: a directory on the way that comes from the host is mirrored first."""
+    host: a directory on the way that comes from the host is mirrored first. Symlinks on
+    the way are followed as the container will see them (``/var/run`` -> ``/run``); returns
+    the path in the container that the mount goes to."""
     parts = [p for p in target.split("/") if p]
     host = "/"
     for i, part in enumerate(parts):
@@ -269,15 +271,12 @@ def _ensure(root: str, target: str, is_dir: bool, m: _Mounter, mirrored: set[str
         host_next = host.rstrip("/") + "/" + part
         if os.path.lexists(new_path):
             if os.path.islink(new_path):
-                # a symlink in the way (/bin -> usr/bin): follow it inside the new root
+                link = os.readlink(new_path)
                 resolved = os.path.normpath(
-                    os.path.join(host, os.readlink(new_path))
-                    if not os.readlink(new_path).startswith("/")
-                    else os.readlink(new_path)
+                    link if link.startswith("/") else os.path.join(host, link)
                 )
                 rest = "/".join(parts[i + 1 :])
-                _ensure(root, resolved + ("/" + rest if rest else ""), is_dir, m, mirrored)
-                return
+                return _ensure(root, resolved + ("/" + rest if rest else ""), is_dir, m, mirrored)
             host = host_next
             continue
         parent = root + host.rstrip("/") if host != "/" else root
@@ -290,6 +289,7 @@ def _ensure(root: str, target: str, is_dir: bool, m: _Mounter, mirrored: set[str
         else:
             os.mkdir(new_path)
         host = host_next
+    return "/" + "/".join(parts)
 
 
 def enter(plan: MountPlan) -> None:
@@ -304,8 +304,7 @@ def enter(plan: MountPlan) -> None:
     m.mount(None, "/", None, MS_REC | MS_PRIVATE, None)
     sources = {mount.target: os.path.isdir(mount.source) for mount in plan.mounts}
     fast = all(
-        os.path.isdir(t) == is_dir if os.path.exists(t) else False
-        for t, is_dir in sources.items()
+        os.path.isdir(t) == is_dir if os.path.exists(t) else False for t, is_dir in sources.items()
     )
     if fast:
         for mount in sorted(plan.mounts, key=lambda x: x.target.count("/")):
@@ -317,8 +316,8 @@ def enter(plan: MountPlan) -> None:
             _place("/" + name, os.path.join(root, name), m)
         mirrored: set[str] = set()
         for mount in sorted(plan.mounts, key=lambda x: x.target.count("/")):
-            _ensure(root, mount.target, sources[mount.target], m, mirrored)
-            m.bind(mount.source, root + mount.target, mount.read_only)
+            inside = _ensure(root, mount.target, sources[mount.target], m, mirrored)
+            m.bind(mount.source, root + inside, mount.read_only)
         m.pivot(root)
     if plan.cwd:
         os.chdir(plan.cwd)

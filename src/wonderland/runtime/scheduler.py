@@ -228,9 +228,7 @@ class Scheduler:
         if not node_matches(spec, self.node.name, self.labels):
             return ["node(s) didn't match Pod's node affinity/selector"]
         for taint in self.taints:
-            if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(
-                spec, taint
-            ):
+            if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(spec, taint):
                 value = taint.get("value")
                 shown = f"{taint['key']}: {value}" if value else taint["key"]
                 return [f"node(s) had untolerated taint {{{shown}}}"]

@@ -245,13 +245,17 @@ class VolumeManager:
             if source.configMap is not None:
                 cm = source.configMap
                 files.update(
-                    self._keys(ns, "configmaps", cm.name or "", cm.items, cm.optional, volume.name, mode)
+                    self._keys(
+                        ns, "configmaps", cm.name or "", cm.items, cm.optional, volume.name, mode
+                    )
                 )
             elif source.secret is not None:
                 secret = True
                 sec = source.secret
                 files.update(
-                    self._keys(ns, "secrets", sec.name or "", sec.items, sec.optional, volume.name, mode)
+                    self._keys(
+                        ns, "secrets", sec.name or "", sec.items, sec.optional, volume.name, mode
+                    )
                 )
             elif source.downwardAPI is not None:
                 files.update(

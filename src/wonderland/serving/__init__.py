@@ -47,6 +47,7 @@ def install(platform: Platform) -> ServingSystem:
         system.config.container_concurrency_max_limit,
         system.config.autoscaler,
     )
+    validation.current_features = lambda: system.config.features
     validation.register_checks()
     for reconciler in (
         ConfigMapReconciler(system),

@@ -8,14 +8,14 @@ from wonderland.autoscaler import RevisionScaler, ScalingSpec
 from wonderland.autoscaler.config import parse_duration
 from wonderland.controllers import Result, events
 from wonderland.errors import NotFoundError, WonderlandError
-from wonderland.runtime import BuiltImage, PodInfo, ReplicaTemplate, container_env
-from wonderland.runtime.companions import CompanionProcess
-from wonderland.runtime.env import POD_NAME_PLACEHOLDER
+from wonderland.runtime import BuiltImage, ReplicaTemplate
 from wonderland.serving._common import (
     L_CONFIG,
     L_SERVICE,
     Obj,
+    _annotations,
     _get,
+    _owner,
     _write_status,
     log,
 )
@@ -29,6 +29,12 @@ from wonderland.serving.system import (
 from wonderland.serving.validation import serving_container
 
 __all__ = ["RevisionReconciler"]
+
+# A replica's pod waits in these states and starts once the cause is gone (a Secret or
+# ConfigMap applied, resources freed); the revision reports them without giving up.
+WAITING_REASONS = frozenset(
+    {"CreateContainerConfigError", "Unschedulable", "ErrImagePull", "ImagePullBackOff"}
+)
 
 
 class RevisionReconciler:
@@ -99,9 +105,7 @@ class RevisionReconciler:
                 try:
                     rt.template = self._template(rev, container, built)
                 except WonderlandError as exc:
-                    # As a pod does, wait for the missing ConfigMap or Secret to appear.
-                    self._fail(rev, "CreateContainerConfigError", str(exc))
-                    return Result(requeue_after=2.0)
+                    rt.failed = ("ContainerMissing", str(exc))
         if rt.failed is not None:
             system.scale(key, 0)
             return self._fail(rev, *rt.failed)
@@ -111,6 +115,9 @@ class RevisionReconciler:
         ready = len(system.supervisor.ready_endpoints(key))
         failure = system.supervisor.failure(key)
         if failure is not None and not was_ready:
+            if failure[0] in WAITING_REASONS:
+                # the pod waits (for a ConfigMap, for room on the node) and starts by itself
+                return self._fail(rev, *failure)
             rt.failed = failure
             system.scale(key, 0)
             return self._fail(rev, *failure)
@@ -183,63 +190,34 @@ class RevisionReconciler:
         self.system.enqueue_revision(key)
 
     def _template(self, rev: Obj, container: Obj, built: BuiltImage | None) -> ReplicaTemplate:
+        """The pod template of the revision's replicas (the kubelet resolves env per pod)."""
         meta = rev["metadata"]
         spec = rev.get("spec") or {}
-        ns = meta["namespace"]
-        labels = meta.get("labels") or {}
-        store = self.system.store
-
-        def lookup(resource: str, namespace: str, name: str) -> Obj | None:
-            try:
-                return store.get(resource, namespace, name)
-            except NotFoundError:
-                return None
-
-        pod = PodInfo(
-            name=POD_NAME_PLACEHOLDER,
-            namespace=ns,
-            uid=meta.get("uid", ""),
-            service_account=spec.get("serviceAccountName") or "default",
-            labels=labels,
-            annotations=meta.get("annotations") or {},
-        )
-        index, _ = serving_container(spec)
-        env = container_env(container, pod, lookup, f"spec.containers[{index}]")
-        sidecars = []
-        for i, side in enumerate(spec.get("containers") or []):
-            if i == index:
-                continue
-            side_env = container_env(side, pod, lookup, f"spec.containers[{i}]")
-            sidecars.append(
-                CompanionProcess(
-                    side.get("name") or f"sidecar-{i}",
-                    [*side["command"], *(side.get("args") or [])],
-                    env=side_env,
-                    cwd=side.get("workingDir"),
-                )
-            )
-        if container.get("command"):
-            argv = [*container["command"], *(container.get("args") or [])]
-        elif built is not None:
-            argv = [*built.argv, *(container.get("args") or [])]
-        else:
+        labels = dict(meta.get("labels") or {})
+        if not container.get("command") and built is None and not container.get("image"):
             raise NotFoundError(f"no way to run image {container.get('image')!r}")
-        base_env = dict(built.env) if built is not None else {}
+        index, _ = serving_container(spec)
+        sidecars = [dict(c) for i, c in enumerate(spec.get("containers") or []) if i != index]
+        for i, side in enumerate(sidecars):
+            side.setdefault("name", f"sidecar-{i}")
         ports = container.get("ports") or []
         timeout = float(spec.get("timeoutSeconds") or 300)
-        annotations = meta.get("annotations") or {}
+        annotations = _annotations(meta)
         deadline = annotations.get("serving.knative.dev/progress-deadline")
+        serving = dict(container)
+        serving.setdefault("name", "user-container")
         return ReplicaTemplate(
-            namespace=ns,
+            namespace=meta["namespace"],
             revision=meta["name"],
             service=labels.get(L_SERVICE, ""),
             configuration=labels.get(L_CONFIG, ""),
-            argv=argv,
-            env={**base_env, **env},
-            cwd=container.get("workingDir") or (str(built.context) if built else None),
-            readiness=_probe(container.get("readinessProbe")),
-            liveness=container.get("livenessProbe"),
-            startup=container.get("startupProbe"),
+            container=serving,
+            labels=labels,
+            annotations=annotations,
+            owner=_owner(rev),
+            sidecars=sidecars,
+            volumes=list(spec.get("volumes") or []),
+            service_account=spec.get("serviceAccountName"),
             port_name=(ports[0].get("name") or "") if ports else "",
             grace_period=min(timeout, 30.0),
             progress_deadline=(
@@ -248,7 +226,6 @@ class RevisionReconciler:
                 else 600.0
             ),
             revision_object=rev,
-            sidecars=sidecars,
         )
 
     def _deploying(self, rev: Obj, message: str) -> Result | None:
@@ -294,10 +271,3 @@ class RevisionReconciler:
             },
         )
         return None
-
-
-def _probe(probe: Obj | None) -> Obj | None:
-    """Knative's defaulted ``tcpSocket: {port: 0}`` is the plain default TCP probe."""
-    if not probe:
-        return None
-    return probe

@@ -13,12 +13,13 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wonderland.autoscaler import RevisionScaler
 from wonderland.gateway import GatewayServer, RevisionTarget, RoutingTable
-from wonderland.runtime import BuiltImage, ImageResolver, ReplicaTemplate, Supervisor
+from wonderland.runtime import BuiltImage, ReplicaTemplate, Supervisor
+from wonderland.runtime.env import proxy_env
+from wonderland.runtime.kubelet import Kubelet
 from wonderland.serving.config import ServingConfig
 
 if TYPE_CHECKING:
@@ -86,11 +87,12 @@ class ServingSystem:
         self.gateway = GatewayServer(self.table, settings.bind, port)
         gateway_host = "127.0.0.1" if settings.bind in ("0.0.0.0", "::") else settings.bind
         self.gateway_url = f"http://{gateway_host}:{port}"
-        self.supervisor = Supervisor(
-            platform.state_dir, gateway_url=self.gateway_url, on_change=self._runtime_changed
-        )
+        kubelet = platform.require(Kubelet)
+        # every pod reaches cluster-local URLs through the gateway, as through a cluster's DNS
+        kubelet.env.update(proxy_env(self.gateway_url))
+        self.supervisor = Supervisor(kubelet, platform.store, on_change=self._runtime_changed)
         self.supervisor.drainer = self._drain
-        self.resolver = ImageResolver(platform.state_dir / "builds", [Path.cwd()])
+        self.resolver = kubelet.resolver
         self.builds: dict[str, BuildState] = {}
         self.runtimes: dict[str, RevisionRuntime] = {}
         self.reachable: dict[str, set[str]] = {}

@@ -6,6 +6,7 @@ Registered through :mod:`wonderland.api.admission`; each raises
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 revision_exists: Callable[[str, str], bool] | None = None
 # Set by the serving plugin: the current config-defaults / config-autoscaler.
 current_limits: Callable[[], tuple[int, int, AutoscalerConfig]] | None = None
+# Set by the serving plugin: the current config-features.
+current_features: Callable[[], dict[str, str]] | None = None
 
 
 def _limits() -> tuple[int, int, AutoscalerConfig]:
@@ -61,12 +64,7 @@ def validate_revision_spec(spec: Obj, annotations: dict[str, str], path: str) ->
     cpath = f"{path}.spec.containers"
     if not containers:
         raise InvalidError(cpath, "missing field(s); a revision needs one container")
-    if spec.get("volumes"):
-        raise InvalidError(
-            f"{path}.spec.volumes",
-            "volumes are not supported on one machine yet; pass ConfigMaps and Secrets "
-            "with env/envFrom instead",
-        )
+    volumes = _validate_volumes(spec, f"{path}.spec")
     serving = [i for i, c in enumerate(containers) if c.get("ports")]
     if len(containers) > 1 and len(serving) != 1:
         got = "neither" if not serving else "more than one"
@@ -76,12 +74,7 @@ def validate_revision_spec(spec: Obj, annotations: dict[str, str], path: str) ->
         )
     for i, c in enumerate(containers):
         at = f"{cpath}[{i}]"
-        if c.get("volumeMounts"):
-            raise InvalidError(
-                f"{at}.volumeMounts",
-                "volume mounts are not supported on one machine yet; pass ConfigMaps and "
-                "Secrets with env/envFrom instead",
-            )
+        _validate_mounts(c.get("volumeMounts") or [], volumes, f"{at}.volumeMounts")
         if len(containers) > 1 and i not in serving and not c.get("command"):
             raise InvalidError(
                 f"{at}.command",
@@ -106,7 +99,109 @@ def validate_revision_spec(spec: Obj, annotations: dict[str, str], path: str) ->
         ) from None
 
 
+def _features() -> dict[str, str]:
+    if current_features is not None:
+        return {k: str(v).strip().lower() for k, v in current_features().items()}
+    return {}
+
+
+def _validate_volumes(spec: Obj, path: str) -> dict[str, Obj]:
+    """Knative's volume rules: configMap, secret, projected, emptyDir (feature
+    ``kubernetes.podspec-volumes-emptydir``, on by default) and persistentVolumeClaim
+    (``kubernetes.podspec-persistent-volume-claim``, off by default), each mounted."""
+    features = _features()
+    volumes: dict[str, Obj] = {}
+    mounted = {
+        m.get("name")
+        for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+        for m in c.get("volumeMounts") or []
+    }
+    for i, volume in enumerate(spec.get("volumes") or []):
+        at = f"{path}.volumes[{i}]"
+        name = volume.get("name")
+        if name in volumes:
+            raise InvalidError(f"{at}.name", f'duplicate volume name "{name}"')
+        if name not in mounted:
+            raise InvalidError(f"{at}.name", f'volume with name "{name}" not mounted')
+        for disallowed in ("hostPath", "downwardAPI"):
+            if disallowed in volume:
+                raise InvalidError(f"{at}.{disallowed}", "must not set the field(s)")
+        if (
+            "emptyDir" in volume
+            and features.get("kubernetes.podspec-volumes-emptydir", "enabled") != "enabled"
+        ):
+            raise InvalidError(
+                at, f"EmptyDir volume support is disabled, but found EmptyDir volume {name}"
+            )
+        claim = volume.get("persistentVolumeClaim")
+        if claim is not None:
+            if features.get("kubernetes.podspec-persistent-volume-claim", "disabled") != "enabled":
+                raise InvalidError(
+                    at,
+                    "Persistent volume claim support is disabled, but found persistent volume "
+                    f"claim {claim.get('claimName')}; enable it with "
+                    "kubernetes.podspec-persistent-volume-claim: enabled in ConfigMap "
+                    "knative-serving/config-features",
+                )
+            writes = features.get("kubernetes.podspec-persistent-volume-write", "disabled")
+            if not claim.get("readOnly") and writes != "enabled":
+                raise InvalidError(
+                    at,
+                    "Persistent volume write support is disabled, but found persistent volume "
+                    f"claim {claim.get('claimName')} that is not read-only; enable it with "
+                    "kubernetes.podspec-persistent-volume-write: enabled in ConfigMap "
+                    "knative-serving/config-features",
+                )
+        volumes[str(name)] = volume
+    return volumes
+
+
+_RESERVED_PATHS = ("/", "/dev", "/dev/log")
+
+
+def _validate_mounts(mounts: list[Obj], volumes: dict[str, Obj], path: str) -> None:
+    seen: set[str] = set()
+    for i, vm in enumerate(mounts):
+        at = f"{path}[{i}]"
+        volume = volumes.get(vm.get("name", ""))
+        if volume is None:
+            raise InvalidError(f"{at}.name", "volumeMount has no matching volume")
+        mount_path = str(vm.get("mountPath") or "")
+        clean = posixpath.normpath(mount_path) if mount_path else ""
+        if not mount_path:
+            raise InvalidError(f"{at}.mountPath", "missing field(s)")
+        if clean in _RESERVED_PATHS:
+            raise InvalidError(f"{at}.mountPath", f'mountPath "{clean}" is a reserved path')
+        if not mount_path.startswith("/"):
+            raise InvalidError(f"{at}.mountPath", f"invalid value: {mount_path}")
+        if clean in seen:
+            raise InvalidError(f"{at}.mountPath", f'invalid value: "{mount_path}" must be unique')
+        seen.add(clean)
+        writable = "emptyDir" in volume or "persistentVolumeClaim" in volume
+        if not writable and not vm.get("readOnly"):
+            raise InvalidError(
+                f"{at}.readOnly", "volume mount should be readOnly for this type of volume"
+            )
+        claim = volume.get("persistentVolumeClaim") or {}
+        if claim.get("readOnly") and not vm.get("readOnly"):
+            raise InvalidError(f"{at}.readOnly", "volume is readOnly but volume mount is not")
+
+
+# Container fields Knative's webhook refuses (its ContainerMask does not have them).
+_DISALLOWED_CONTAINER_FIELDS = (
+    "lifecycle",
+    "stdin",
+    "stdinOnce",
+    "tty",
+    "restartPolicy",
+    "resizePolicy",
+)
+
+
 def _validate_container(c: Obj, at: str) -> None:
+    for disallowed in _DISALLOWED_CONTAINER_FIELDS:
+        if disallowed in c:
+            raise InvalidError(f"{at}.{disallowed}", "must not set the field(s)")
     if not c.get("image") and not c.get("command"):
         raise InvalidError(f"{at}.image", "missing field(s); give an image or a command")
     ports = c.get("ports") or []

@@ -70,7 +70,9 @@ class Schedule:
         if len(fields) != 5:
             raise ValueError(f"expected exactly 5 fields, found {len(fields)}: {text.strip()}")
         if any(ch in spec for ch in "LW#"):
-            raise ValueError(f"unsupported characters in {text.strip()!r} (L, W and # are not cron)")
+            raise ValueError(
+                f"unsupported characters in {text.strip()!r} (L, W and # are not cron)"
+            )
         fields = ["*" if f == "?" else f for f in fields]
         expression = " ".join(fields)
         try:

@@ -167,7 +167,11 @@ class ClaimReconciler:
         best: Obj | None = None
         for pv in volumes:
             pv_spec = pv.get("spec") or {}
-            if pv_spec.get("claimRef") or (pv.get("status") or {}).get("phase") not in (None, "Available", "Pending"):
+            if pv_spec.get("claimRef") or (pv.get("status") or {}).get("phase") not in (
+                None,
+                "Available",
+                "Pending",
+            ):
                 continue
             if pv["metadata"].get("deletionTimestamp"):
                 continue
@@ -324,7 +328,11 @@ class VolumeReconciler:
         bound_claim = None
         if claim:
             bound_claim = _get(self.store, PVCS, claim.get("namespace"), claim.get("name", ""))
-            if bound_claim is not None and claim.get("uid") and bound_claim["metadata"]["uid"] != claim["uid"]:
+            if (
+                bound_claim is not None
+                and claim.get("uid")
+                and bound_claim["metadata"]["uid"] != claim["uid"]
+            ):
                 bound_claim = None
         meta = pv["metadata"]
         finalizers = list(meta.get("finalizers") or [])
@@ -345,7 +353,9 @@ class VolumeReconciler:
         if not claim:
             phase = "Available"
         elif bound_claim is not None:
-            phase = "Bound" if (bound_claim.get("spec") or {}).get("volumeName") == name else "Pending"
+            phase = (
+                "Bound" if (bound_claim.get("spec") or {}).get("volumeName") == name else "Pending"
+            )
         else:
             phase = "Released"
         if phase == "Released" and spec.get("persistentVolumeReclaimPolicy", "Retain") == "Delete":
