@@ -769,3 +769,82 @@ async def test_the_node_is_registered_with_its_capacity(node: Node) -> None:
         node.condition("cordoned", "PodScheduled")["message"]
         == "0/1 nodes are available: 1 node(s) were unschedulable."
     )
+
+
+async def test_without_mount_namespaces_only_pods_with_mounts_wait(node: Node) -> None:
+    from wonderland.runtime.sandbox import SandboxSupport
+
+    why = "unprivileged user namespaces are disabled on this host (test); enable them with sysctl"
+    node.kubelet.sandbox = SandboxSupport(False, True, why)
+    node.pod(
+        "mounts",
+        [sh("true", volumeMounts=[{"name": "d", "mountPath": "/d"}])],
+        restartPolicy="Never",
+        volumes=[{"name": "d", "emptyDir": {}}],
+    )
+    node.pod("plain", [sh("echo fine")], restartPolicy="Never")
+    assert await node.done("plain") == "Succeeded"
+    await wait_until(
+        lambda: any("needs a private mount namespace" in e for e in node.events("mounts")),
+        what="the reason in an event",
+    )
+    assert node.phase("mounts") == "Pending"
+    assert any(why in e for e in node.events("mounts"))
+
+
+SANDBOX_AS_NOBODY = r"""
+import ctypes, os, sys
+from wonderland.runtime import sandbox  # imported while the files are still readable
+os.setgid(65534); os.setuid(65534)
+ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # dumpable again, as a process that never was root
+pid = os.fork()
+if pid == 0:
+    try:
+        sandbox.enter(sandbox.MountPlan((sandbox.Mount(sys.argv[1], "/workspace/model", True),), sys.argv[2]))
+    except OSError as exc:
+        print("UNAVAILABLE" if "unshare" in str(exc) else "FAILED", exc, flush=True)
+        os._exit(0)
+    os.execvp("sh", ["sh", "-c", "cat /workspace/model/weights; id -u; touch /workspace/model/x 2>&1; exit 0"])
+_, code = os.waitpid(pid, 0)
+print("EXIT", code)
+"""
+
+
+def test_an_unprivileged_daemon_mounts_through_a_user_namespace() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("switching to an unprivileged user needs root")
+    import shutil
+    import subprocess
+    import tempfile
+
+    # a folder the unprivileged user can reach (pytest's are private to root)
+    tmp_path = Path(tempfile.mkdtemp(prefix="wonderland-userns-"))
+    tmp_path.chmod(0o755)
+    try:
+        _run_as_nobody(tmp_path, subprocess)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _run_as_nobody(tmp_path: Path, subprocess: Any) -> None:
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    (volume / "weights").write_text("w1\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for path in (tmp_path, volume, scratch):
+        path.chmod(0o755)
+    result = subprocess.run(
+        [PY, "-c", SANDBOX_AS_NOBODY, str(volume), str(scratch)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(workloads.__file__).parents[2])},
+    )
+    assert result.returncode == 0, result.stderr
+    if result.stdout.startswith("UNAVAILABLE"):
+        pytest.skip(f"this host forbids user namespaces: {result.stdout}")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "w1" and lines[1] == "65534"
+    assert "Read-only file system" in lines[2] and lines[-1] == "EXIT 0"
+    assert not Path("/workspace/model").exists()

@@ -435,3 +435,17 @@ register(
         verbs=("get", "list"),
     )
 )
+register(
+    ResourceKind(
+        group="coordination.k8s.io",
+        version="v1",
+        kind="Lease",
+        plural="leases",
+        singular="lease",
+        printer_columns=(
+            PrinterColumn("Holder", "string", ".spec.holderIdentity"),
+            _AGE,
+        ),
+        subresources=(),
+    )
+)

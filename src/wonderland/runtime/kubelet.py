@@ -36,6 +36,7 @@ from wonderland.runtime.scheduler import Scheduler
 from wonderland.runtime.volumes import VolumeError, VolumeManager, pod_dir_name
 from wonderland.settings import Settings
 from wonderland.store import Store
+from wonderland.timefmt import format_time
 
 __all__ = ["EventRecorder", "Kubelet", "LogRequestError", "NodeReconciler", "PodListener"]
 
@@ -45,6 +46,10 @@ Obj = dict[str, Any]
 PODS = "pods"
 HOUSEKEEPING_PERIOD = 2.0
 HEARTBEAT_PERIOD = 60.0
+# The node's Lease in kube-node-lease, as kubectl describe node shows it.
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_RENEW = 30.0
+LEASE_DURATION = 60
 
 
 class EventRecorder(Protocol):
@@ -143,6 +148,41 @@ class Kubelet:
                 current = self.store.update(current)
         self._node_changed(current)
         self._write_node_status(ready=True)
+        self._renew_lease()
+
+    def _renew_lease(self) -> None:
+        stamp = format_time()[:26] + "Z"
+        spec = {
+            "holderIdentity": self.node.name,
+            "leaseDurationSeconds": LEASE_DURATION,
+            "renewTime": stamp,
+        }
+        try:
+            lease = self.store.get("leases.coordination.k8s.io", LEASE_NAMESPACE, self.node.name)
+        except NotFoundError:
+            with contextlib.suppress(WonderlandError):
+                try:
+                    self.store.get("namespaces", None, LEASE_NAMESPACE)
+                except NotFoundError:
+                    self.store.create(
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Namespace",
+                            "metadata": {"name": LEASE_NAMESPACE},
+                        }
+                    )
+                self.store.create(
+                    {
+                        "apiVersion": "coordination.k8s.io/v1",
+                        "kind": "Lease",
+                        "metadata": {"name": self.node.name, "namespace": LEASE_NAMESPACE},
+                        "spec": {**spec, "acquireTime": stamp},
+                    }
+                )
+            return
+        lease["spec"] = {**(lease.get("spec") or {}), **spec}
+        with contextlib.suppress(WonderlandError):
+            self.store.update(lease)
 
     def _write_node_status(self, ready: bool) -> None:
         try:
@@ -420,7 +460,7 @@ class Kubelet:
     # -- housekeeping: emptyDir limits, heartbeat -----------------------------------
 
     async def _housekeeping(self) -> None:
-        last_beat = time.monotonic()
+        last_beat = last_lease = time.monotonic()
         while True:
             await asyncio.sleep(HOUSEKEEPING_PERIOD)
             try:
@@ -435,6 +475,9 @@ class Kubelet:
                 if time.monotonic() - last_beat > HEARTBEAT_PERIOD:
                     last_beat = time.monotonic()
                     self._write_node_status(ready=True)
+                if time.monotonic() - last_lease > LEASE_RENEW:
+                    last_lease = time.monotonic()
+                    self._renew_lease()
             except Exception:
                 log.exception("kubelet housekeeping failed")
 
@@ -516,21 +559,23 @@ class Kubelet:
 
     # -- metrics.k8s.io --------------------------------------------------------------
 
-    def usage(self) -> dict[str, dict[str, tuple[int, int]]]:
-        """Per running pod uid, per container: (CPU nanoseconds, working-set bytes)."""
-        out: dict[str, dict[str, tuple[int, int]]] = {}
+    def usage(self) -> dict[str, dict[str, tuple[int, int, float]]]:
+        """Per running pod uid, per container: (CPU nanoseconds, working-set bytes, when
+        the container instance started, on the monotonic clock)."""
+        out: dict[str, dict[str, tuple[int, int, float]]] = {}
         for uid, worker in self.workers.items():
             if worker.finished.is_set():
                 continue
-            per: dict[str, tuple[int, int]] = {}
+            per: dict[str, tuple[int, int, float]] = {}
             for runner in [*worker.init, *worker.apps]:
                 proc = runner.proc
                 if proc is None or proc.returncode is not None:
                     continue
                 if runner.cgroup is not None and runner.cgroup.enforced:
-                    per[runner.name] = runner.cgroup.usage(proc.pid)
+                    cpu, memory = runner.cgroup.usage(proc.pid)
                 else:
-                    per[runner.name] = cgroups.tree_usage(proc.pid)
+                    cpu, memory = cgroups.tree_usage(proc.pid)
+                per[runner.name] = (cpu, memory, runner.started_mono)
             if per:
                 out[uid] = per
         return out

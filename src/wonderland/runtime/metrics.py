@@ -24,7 +24,7 @@ __all__ = ["KubeletAPI"]
 SAMPLE_WINDOW = 0.5
 MAX_SAMPLE_AGE = 60.0
 
-Sample = tuple[float, dict[str, dict[str, tuple[int, int]]], tuple[int, int]]
+Sample = tuple[float, dict[str, dict[str, tuple[int, int, float]]], tuple[int, int]]
 
 
 def _options(query: LogQuery) -> LogOptions:
@@ -128,9 +128,13 @@ class KubeletAPI:
                 continue
             earlier = before[1].get(uid, {})
             rows = []
-            for name, (cpu_ns, memory) in containers.items():
-                previous_cpu = earlier.get(name, (cpu_ns, 0))[0]
-                nanocores = max(int((cpu_ns - previous_cpu) / elapsed), 0)
+            for name, (cpu_ns, memory, started) in containers.items():
+                before_this = earlier.get(name)
+                if before_this is not None and before_this[2] == started:
+                    nanocores = max(int((cpu_ns - before_this[0]) / elapsed), 0)
+                else:
+                    # started within the window: its whole CPU time over its whole life
+                    nanocores = int(cpu_ns / max(after[0] - started, 1e-3))
                 rows.append(
                     {
                         "name": name,
