@@ -592,3 +592,15 @@ def _applies(env: Env, obj: dict[str, Any]) -> bool:
     except InvalidError:
         return False
     return True
+
+
+async def test_a_revision_whose_pod_does_not_fit_says_why(platform_env: Env) -> None:
+    env = platform_env
+    gpu = {"resources": {"limits": {"nvidia.com/gpu": "1"}}}
+    env.apply(ksvc("gpu", container=gpu, annotations={"autoscaling.knative.dev/min-scale": "1"}))
+    await env.wait(
+        lambda: env.cond(REV, "gpu-00001").get("reason") == "Unschedulable",
+        what="the revision to say Unschedulable",
+    )
+    message = env.cond(REV, "gpu-00001")["message"]
+    assert message == "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."

@@ -151,15 +151,26 @@ def _preload() -> None:
             log.debug("fork server: not preloading %s: %s", name, exc)
 
 
-def _child(conn_fds: list[int], request: dict[str, object], listener: socket.socket) -> None:
-    """In the forked child: become the replica's process and run the CLI."""
+def _child(
+    conn_fds: list[int], request: dict[str, object], listener: socket.socket, client: int
+) -> None:
+    """In the forked child: become the replica's process and run the CLI.
+
+    It joins the client's cgroups and mount namespace, so the pod's memory and CPU limits,
+    ``kubectl top`` and its volumes apply to the model server as to any container process.
+    """
     code = 1
     try:
         listener.close()
         os.setsid()
+        from wonderland.runtime import cgroups, sandbox
         from wonderland.runtime.containers import die_with_parent as _die_with_parent
 
         _die_with_parent()  # never outlive the fork server
+        if client:
+            cgroups.join_same(client)
+            if not sandbox.same_mounts(client):
+                sandbox.join(client)
         for target, fd in enumerate(conn_fds[:3]):
             os.dup2(fd, target)
         for fd in conn_fds:
@@ -221,6 +232,10 @@ def server_main(path: str) -> int:
                 conn.setblocking(True)
                 conn.settimeout(5)
                 try:
+                    creds = conn.getsockopt(
+                        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+                    )
+                    client_pid = struct.unpack("3i", creds)[0]
                     header, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
                     (n,) = struct.unpack("!I", header)
                     request = json.loads(_recv_exact(conn, n))
@@ -234,7 +249,7 @@ def server_main(path: str) -> int:
                         with contextlib.suppress(OSError):
                             other.close()
                     conn.close()
-                    _child(fds, request, listener)
+                    _child(fds, request, listener, client_pid)
                 for fd in fds:
                     os.close(fd)
                 conn.settimeout(None)

@@ -36,6 +36,7 @@ __all__ = [
     "Limits",
     "NoCgroups",
     "detect",
+    "join_same",
     "process_tree",
     "tree_usage",
 ]
@@ -96,6 +97,36 @@ def join(paths: list[Path]) -> None:
         fd = os.open(path, os.O_WRONLY)
         try:
             os.write(fd, pid)
+        finally:
+            os.close(fd)
+
+
+def join_same(pid: int) -> None:
+    """Move this process into every cgroup process ``pid`` is in (a process forked by
+    someone else on behalf of a container: the model server's fork server). Hierarchies
+    this process may not write are left as they are."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return
+    me = str(os.getpid()).encode()
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            procs = _CGROUP_ROOT / path.lstrip("/") / "cgroup.procs"
+            if not procs.exists():
+                procs = _CGROUP_ROOT / "unified" / path.lstrip("/") / "cgroup.procs"
+        else:
+            first = controllers.split(",")[0].removeprefix("name=")
+            procs = _CGROUP_ROOT / first / path.lstrip("/") / "cgroup.procs"
+        try:
+            fd = os.open(procs, os.O_WRONLY)
+        except OSError:
+            continue
+        try:
+            os.write(fd, me)
+        except OSError:
+            pass
         finally:
             os.close(fd)
 

@@ -30,7 +30,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-__all__ = ["Mount", "MountPlan", "SandboxSupport", "enter", "join", "support"]
+__all__ = ["Mount", "MountPlan", "SandboxSupport", "enter", "join", "same_mounts", "support"]
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -149,6 +149,14 @@ class _Mounter:
         os.chdir("/")
         _check(self.libc.umount2(f"/{_OLD_ROOT}".encode(), MNT_DETACH), "umount old root")
         os.rmdir(f"/{_OLD_ROOT}")
+
+
+def same_mounts(pid: int) -> bool:
+    """Whether process ``pid`` sees the same mounts as this one."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino
+    except OSError:
+        return True
 
 
 def join(pid: int) -> None:
