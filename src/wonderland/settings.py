@@ -31,7 +31,7 @@ class Settings:
     ``off`` (memory limits by the kubelet's watchdog only).
     ``backoff_seconds`` (WONDERLAND_BACKOFF_SECONDS): the first delay of a crash-looping
     container's restarts and of a Job's pod re-creations (doubled each time, at most 300 s
-    and 360 s); 10, as on a cluster.
+    and 600 s); 10, as on a cluster.
     """
 
     home: Path = dataclasses.field(default_factory=lambda: Path("~/.wonderland").expanduser())

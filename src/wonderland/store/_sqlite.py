@@ -459,8 +459,10 @@ class Store:
                 "deletionTimestamp" in meta
                 and cur_meta.get("finalizers")
                 and not meta.get("finalizers")
+                and not (kind.graceful_deletion and _runs(new))
             ):
-                # The last finalizer is gone: the deletion asked for earlier happens now.
+                # The last finalizer is gone: the deletion asked for earlier happens now
+                # (a pod still running is removed by its kubelet once it has stopped).
                 self._delete_tree(kind.resource, new, set())
                 return new
             body_keys = ("metadata", "status", "apiVersion", "kind")

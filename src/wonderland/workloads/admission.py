@@ -17,8 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from wonderland.api import admission
-from wonderland.api.selectors import from_label_selector, matches
 from wonderland.api.schemas.core import PodSpec
+from wonderland.api.selectors import from_label_selector, matches
 from wonderland.errors import InvalidError
 from wonderland.runtime.scheduler import validate_resources
 from wonderland.workloads import cron
@@ -97,11 +97,17 @@ def validate_pod_spec(spec: PodSpec, path: str) -> None:
     for i, volume in enumerate(spec.volumes or []):
         at = f"{path}.volumes[{i}]"
         if not _DNS_LABEL.match(volume.name):
-            raise InvalidError(f"{at}.name", f'Invalid value: "{volume.name}": a lowercase RFC 1123 label')
+            raise InvalidError(
+                f"{at}.name", f'Invalid value: "{volume.name}": a lowercase RFC 1123 label'
+            )
         if volume.name in seen_volumes:
             raise InvalidError(f"{at}.name", f'Duplicate value: "{volume.name}"')
         seen_volumes.add(volume.name)
-        sources = [k for k, v in volume.model_dump(exclude_none=True).items() if k != "name" and v is not None]
+        sources = [
+            k
+            for k, v in volume.model_dump(exclude_none=True).items()
+            if k != "name" and v is not None
+        ]
         if not sources:
             raise InvalidError(at, "must specify a volume type")
         if len(sources) > 1:
@@ -121,19 +127,26 @@ def validate_pod_spec(spec: PodSpec, path: str) -> None:
             if c.name in names:
                 raise InvalidError(f"{at}.name", f'Duplicate value: "{c.name}"')
             names.add(c.name)
-            if not c.image:
-                raise InvalidError(f"{at}.image", "Required value")
+            if not c.image and not c.command:
+                raise InvalidError(
+                    f"{at}.image",
+                    "Required value (or give a command: it runs on this machine as written)",
+                )
             if c.restartPolicy is not None and group == "containers":
-                raise InvalidError(f"{at}.restartPolicy", "Forbidden: may not be set for non-init containers")
+                raise InvalidError(
+                    f"{at}.restartPolicy", "Forbidden: may not be set for non-init containers"
+                )
             if group == "initContainers" and c.restartPolicy != "Always":
                 for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                     if getattr(c, probe) is not None:
                         raise InvalidError(
-                            f"{at}.{probe}", "Forbidden: may not be set for init containers without restartPolicy=Always"
+                            f"{at}.{probe}",
+                            "Forbidden: may not be set for init containers without restartPolicy=Always",
                         )
                 if c.lifecycle is not None:
                     raise InvalidError(
-                        f"{at}.lifecycle", "Forbidden: may not be set for init containers without restartPolicy=Always"
+                        f"{at}.lifecycle",
+                        "Forbidden: may not be set for init containers without restartPolicy=Always",
                     )
             for j, env in enumerate(c.env or []):
                 if not _ENV_NAME.match(env.name):
@@ -157,18 +170,29 @@ def validate_pod_spec(spec: PodSpec, path: str) -> None:
                 if not mount.mountPath:
                     raise InvalidError(f"{where}.mountPath", "Required value")
                 if mount.mountPath in mount_paths:
-                    raise InvalidError(f"{where}.mountPath", f'Invalid value: "{mount.mountPath}": must be unique')
+                    raise InvalidError(
+                        f"{where}.mountPath", f'Invalid value: "{mount.mountPath}": must be unique'
+                    )
                 mount_paths.add(mount.mountPath)
                 for sub_field in ("subPath", "subPathExpr"):
                     sub = getattr(mount, sub_field)
                     if not sub:
                         continue
                     if sub.startswith("/"):
-                        raise InvalidError(f"{where}.{sub_field}", f'Invalid value: "{sub}": must be a relative path')
+                        raise InvalidError(
+                            f"{where}.{sub_field}",
+                            f'Invalid value: "{sub}": must be a relative path',
+                        )
                     if ".." in sub.split("/"):
-                        raise InvalidError(f"{where}.{sub_field}", f"Invalid value: \"{sub}\": must not contain '..'")
+                        raise InvalidError(
+                            f"{where}.{sub_field}",
+                            f"Invalid value: \"{sub}\": must not contain '..'",
+                        )
                 if mount.subPath and mount.subPathExpr:
-                    raise InvalidError(f"{where}.subPathExpr", "Invalid value: subPathExpr and subPath are mutually exclusive")
+                    raise InvalidError(
+                        f"{where}.subPathExpr",
+                        "Invalid value: subPathExpr and subPath are mutually exclusive",
+                    )
     validate_resources(spec, path)
     if spec.activeDeadlineSeconds is not None and spec.activeDeadlineSeconds <= 0:
         raise InvalidError(f"{path}.activeDeadlineSeconds", "Invalid value: must be greater than 0")
@@ -193,11 +217,16 @@ def _check_pod(new: Obj, old: Obj | None) -> None:
     before = copy.deepcopy(old.get("spec") or {})
     after = copy.deepcopy(new.get("spec") or {})
     if before.get("nodeName") and after.get("nodeName") != before.get("nodeName"):
-        raise InvalidError("spec.nodeName", "Forbidden: pod updates may not change nodeName once set")
+        raise InvalidError(
+            "spec.nodeName", "Forbidden: pod updates may not change nodeName once set"
+        )
     old_gates = {g.get("name") for g in before.get("schedulingGates") or []}
     new_gates = {g.get("name") for g in after.get("schedulingGates") or []}
     if not new_gates <= old_gates:
-        raise InvalidError("spec.schedulingGates", "Forbidden: only deletion is allowed, but found new scheduling gate")
+        raise InvalidError(
+            "spec.schedulingGates",
+            "Forbidden: only deletion is allowed, but found new scheduling gate",
+        )
     for group in ("containers", "initContainers"):
         for b, a in zip(before.get(group) or [], after.get(group) or [], strict=False):
             b.pop("image", None)
@@ -233,6 +262,11 @@ def default_job_spec(spec: Obj) -> None:
     spec.setdefault("manualSelector", None)
     if spec.get("manualSelector") is None:
         spec.pop("manualSelector")
+    policy = spec.get("podFailurePolicy")
+    for rule in (policy.get("rules") or []) if isinstance(policy, dict) else []:
+        for pattern in (rule.get("onPodConditions") or []) if isinstance(rule, dict) else []:
+            if isinstance(pattern, dict) and not pattern.get("status"):
+                pattern["status"] = "True"
     template = spec.get("template")
     if isinstance(template, dict) and isinstance(template.get("spec"), dict):
         default_pod_spec(template["spec"])
@@ -244,22 +278,31 @@ def _default_job(obj: Obj) -> None:
         return
     default_job_spec(spec)
     uid = (obj.get("metadata") or {}).get("uid")
-    if not uid or spec.get("manualSelector"):
-        return
-    name = obj["metadata"].get("name", "")
-    labels = {
-        CONTROLLER_UID: uid,
-        JOB_NAME: name,
-        LEGACY_CONTROLLER_UID: uid,
-        LEGACY_JOB_NAME: name,
-    }
-    if not spec.get("selector"):
-        spec["selector"] = {"matchLabels": {CONTROLLER_UID: uid}}
     template = spec.get("template")
-    if isinstance(template, dict):
-        meta = template.setdefault("metadata", {})
-        if isinstance(meta, dict):
-            meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    if uid and not spec.get("manualSelector"):
+        name = obj["metadata"].get("name", "")
+        labels = {
+            CONTROLLER_UID: uid,
+            JOB_NAME: name,
+            LEGACY_CONTROLLER_UID: uid,
+            LEGACY_JOB_NAME: name,
+        }
+        if not spec.get("selector"):
+            spec["selector"] = {"matchLabels": {CONTROLLER_UID: uid}}
+        if isinstance(template, dict):
+            meta = template.setdefault("metadata", {})
+            if isinstance(meta, dict):
+                meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    # SetDefaults_Job: a Job without labels gets its pod template's (the generated ones too).
+    template_meta = template.get("metadata") if isinstance(template, dict) else None
+    template_labels = template_meta.get("labels") if isinstance(template_meta, dict) else None
+    job_meta = obj.get("metadata")
+    if (
+        isinstance(job_meta, dict)
+        and isinstance(template_labels, dict)
+        and not job_meta.get("labels")
+    ):
+        job_meta["labels"] = dict(template_labels)
 
 
 def validate_job_spec(spec: Obj, path: str, old: Obj | None = None) -> None:
@@ -272,21 +315,41 @@ def validate_job_spec(spec: Obj, path: str, old: Obj | None = None) -> None:
             f"{path}.template.spec.restartPolicy",
             f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"',
         )
-    for key in ("parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished", "backoffLimitPerIndex", "maxFailedIndexes"):
+    for key in (
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ):
         value = spec.get(key)
         if value is not None and value < 0:
-            raise InvalidError(f"{path}.{key}", f"Invalid value: {value}: must be greater than or equal to 0")
+            raise InvalidError(
+                f"{path}.{key}", f"Invalid value: {value}: must be greater than or equal to 0"
+            )
     if spec.get("activeDeadlineSeconds") == 0:
-        raise InvalidError(f"{path}.activeDeadlineSeconds", "Invalid value: 0: must be greater than 0")
+        raise InvalidError(
+            f"{path}.activeDeadlineSeconds", "Invalid value: 0: must be greater than 0"
+        )
     indexed = spec.get("completionMode") == "Indexed"
     if indexed and spec.get("completions") is None:
         raise InvalidError(f"{path}.completions", "Required value: when completion mode is Indexed")
     if indexed and (spec.get("completions") or 0) > 100_000:
-        raise InvalidError(f"{path}.completions", "Invalid value: must be less than or equal to 100000 when completion mode is Indexed")
+        raise InvalidError(
+            f"{path}.completions",
+            "Invalid value: must be less than or equal to 100000 when completion mode is Indexed",
+        )
     if spec.get("backoffLimitPerIndex") is not None and not indexed:
-        raise InvalidError(f"{path}.backoffLimitPerIndex", "Forbidden: requires indexed completion mode")
+        raise InvalidError(
+            f"{path}.backoffLimitPerIndex", "Forbidden: requires indexed completion mode"
+        )
     if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
-        raise InvalidError(f"{path}.maxFailedIndexes", "Required value: must be specified when backoffLimitPerIndex is specified")
+        raise InvalidError(
+            f"{path}.maxFailedIndexes",
+            "Required value: must be specified when backoffLimitPerIndex is specified",
+        )
     failure_policy = spec.get("podFailurePolicy")
     if failure_policy is not None:
         if policy != "Never":
@@ -299,33 +362,58 @@ def validate_job_spec(spec: Obj, path: str, old: Obj | None = None) -> None:
             has_codes = rule.get("onExitCodes") is not None
             has_conditions = bool(rule.get("onPodConditions"))
             if has_codes == has_conditions:
-                raise InvalidError(at, "Invalid value: specify one of onExitCodes and onPodConditions, but not both")
+                raise InvalidError(
+                    at,
+                    "Invalid value: specify one of onExitCodes and onPodConditions, but not both",
+                )
             if rule.get("action") == "FailIndex" and spec.get("backoffLimitPerIndex") is None:
-                raise InvalidError(f"{at}.action", 'Forbidden: the "FailIndex" action can only be used when backoffLimitPerIndex is set')
+                raise InvalidError(
+                    f"{at}.action",
+                    'Forbidden: the "FailIndex" action can only be used when backoffLimitPerIndex is set',
+                )
             codes = rule.get("onExitCodes") or {}
             if has_codes:
                 values = codes.get("values") or []
                 if not values:
                     raise InvalidError(f"{at}.onExitCodes.values", "Required value")
                 if codes.get("operator") == "In" and 0 in values:
-                    raise InvalidError(f"{at}.onExitCodes.values", "Invalid value: 0: must not be 0 for the In operator")
+                    raise InvalidError(
+                        f"{at}.onExitCodes.values",
+                        "Invalid value: 0: must not be 0 for the In operator",
+                    )
                 if len(set(values)) != len(values):
                     raise InvalidError(f"{at}.onExitCodes.values", "Duplicate value")
                 container = codes.get("containerName")
-                if container is not None and container not in {c.name for c in [*pod_spec.containers, *(pod_spec.initContainers or [])]}:
-                    raise InvalidError(f"{at}.onExitCodes.containerName", f'Invalid value: "{container}": must be one of the container or initContainer names in the pod template')
+                if container is not None and container not in {
+                    c.name for c in [*pod_spec.containers, *(pod_spec.initContainers or [])]
+                }:
+                    raise InvalidError(
+                        f"{at}.onExitCodes.containerName",
+                        f'Invalid value: "{container}": must be one of the container or initContainer names in the pod template',
+                    )
     success = spec.get("successPolicy")
     if success is not None:
         if not indexed:
-            raise InvalidError(f"{path}.successPolicy", "Invalid value: requires indexed completion mode")
+            raise InvalidError(
+                f"{path}.successPolicy", "Invalid value: requires indexed completion mode"
+            )
         for i, rule in enumerate(success.get("rules") or []):
             if rule.get("succeededIndexes") is None and rule.get("succeededCount") is None:
-                raise InvalidError(f"{path}.successPolicy.rules[{i}]", "Required value: at least one of succeededCount or succeededIndexes must be specified")
+                raise InvalidError(
+                    f"{path}.successPolicy.rules[{i}]",
+                    "Required value: at least one of succeededCount or succeededIndexes must be specified",
+                )
     selector = spec.get("selector")
     labels = (template.get("metadata") or {}).get("labels") or {}
-    if selector and spec.get("manualSelector"):
-        if not matches(from_label_selector(selector), labels):
-            raise InvalidError(f"{path}.template.metadata.labels", "Invalid value: `selector` does not match template `labels`")
+    if (
+        selector
+        and spec.get("manualSelector")
+        and not matches(from_label_selector(selector), labels)
+    ):
+        raise InvalidError(
+            f"{path}.template.metadata.labels",
+            "Invalid value: `selector` does not match template `labels`",
+        )
 
 
 def _check_job(new: Obj, old: Obj | None) -> None:
@@ -342,11 +430,18 @@ def _check_job(new: Obj, old: Obj | None) -> None:
     if old is None:
         return
     before = old.get("spec") or {}
-    for field in ("completionMode", "podFailurePolicy", "backoffLimitPerIndex", "selector", "managedBy"):
+    for field in (
+        "completionMode",
+        "podFailurePolicy",
+        "backoffLimitPerIndex",
+        "selector",
+        "managedBy",
+    ):
         if before.get(field) != spec.get(field):
             raise InvalidError(f"spec.{field}", "Invalid value: field is immutable")
     if before.get("completions") != spec.get("completions") and not (
-        spec.get("completionMode") == "Indexed" and spec.get("completions") == spec.get("parallelism")
+        spec.get("completionMode") == "Indexed"
+        and spec.get("completions") == spec.get("parallelism")
     ):
         raise InvalidError("spec.completions", "Invalid value: field is immutable")
     if before.get("template") != spec.get("template") and not before.get("suspend"):
@@ -405,7 +500,9 @@ def _check_cronjob(new: Obj, old: Obj | None) -> None:
     for key in ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
         value = spec.get(key)
         if value is not None and value < 0:
-            raise InvalidError(f"spec.{key}", f"Invalid value: {value}: must be greater than or equal to 0")
+            raise InvalidError(
+                f"spec.{key}", f"Invalid value: {value}: must be greater than or equal to 0"
+            )
 
 
 # -- claims --------------------------------------------------------------------------
