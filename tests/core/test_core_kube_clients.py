@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import textwrap
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.kube import Kubectl, kubectl_for
 from core_daemon import Daemon
 
 pytestmark = pytest.mark.e2e
@@ -109,23 +108,8 @@ def test_python_client_custom_objects_and_watch(daemon: Daemon) -> None:
 
 
 @pytest.fixture
-def kubectl(daemon: Daemon) -> Any:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        pytest.skip("kubectl is not installed")
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [binary, "--kubeconfig", str(daemon.home / "kubeconfig"), *args],
-            env=daemon.env,
-            capture_output=True,
-            text=True,
-            input=stdin,
-            timeout=60,
-            check=False,
-        )
-
-    return run
+def kubectl(daemon: Daemon) -> Kubectl:
+    return kubectl_for(daemon, timeout=60)
 
 
 def test_kubectl_apply_get_delete(daemon: Daemon, kubectl: Any, tmp_path: Path) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _support.daemon import wait_until
 
 from wonderland.platform import Platform
 from wonderland.serving.system import ServingSystem
@@ -75,14 +74,7 @@ class Env:
         return {}
 
     async def wait(self, check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what or check}")
-            await asyncio.sleep(0.05)
+        return await wait_until(check, timeout, what, interval=0.05)
 
     async def ready(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
         await self.wait(

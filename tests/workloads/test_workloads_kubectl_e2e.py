@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from _support.daemon import WonderlandDaemon, running_daemon
+from _support.kube import kubectl_for
 
 CRONJOB = """
 apiVersion: batch/v1
@@ -34,28 +32,12 @@ spec:
             resources: {limits: {memory: 64Mi, cpu: 100m}}
 """
 
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-
 
 @pytest.mark.e2e
 def test_kubectl_create_job_from_cronjob_and_wait(tmp_path: Path) -> None:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        pytest.skip("kubectl is not installed")
     daemon = WonderlandDaemon.in_tmp(tmp_path)
     with running_daemon(daemon):
-
-        def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [binary, "--kubeconfig", str(daemon.home / "kubeconfig"), *args],
-                env=daemon.env,
-                capture_output=True,
-                text=True,
-                input=stdin,
-                timeout=90,
-                check=False,
-            )
-
+        kubectl = kubectl_for(daemon)
         manifest = tmp_path / "cronjob.yaml"
         manifest.write_text(CRONJOB)
         applied = kubectl("apply", "-f", str(manifest))

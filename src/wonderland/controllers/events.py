@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any, Protocol
 
 from wonderland.api import registry
 from wonderland.errors import ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Obj, Store
 from wonderland.store._sqlite import now_timestamp
 
-__all__ = ["record"]
+__all__ = ["EventRecorder", "record"]
 
 log = logging.getLogger("wonderland.controllers.events")
+
+
+class EventRecorder(Protocol):
+    """What records an Event about an object (:func:`record` is one): controllers and the
+    kubelet take it, so tests and other areas can pass their own."""
+
+    def __call__(
+        self, store: Store, obj: Obj, type: str, reason: str, message: str, component: str
+    ) -> Any: ...
 
 
 def record(

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from wonderland.controllers.events import EventRecorder
 from wonderland.errors import ConflictError, InvalidError, NotFoundError, WonderlandError
 from wonderland.runtime import cgroups
 from wonderland.runtime.images import ImageResolver
@@ -38,7 +39,7 @@ from wonderland.settings import Settings
 from wonderland.store import Store
 from wonderland.timefmt import format_time
 
-__all__ = ["EventRecorder", "Kubelet", "LogRequestError", "NodeReconciler", "PodListener"]
+__all__ = ["Kubelet", "LogRequestError", "NodeReconciler", "PodListener"]
 
 log = logging.getLogger("wonderland.runtime.kubelet")
 
@@ -50,14 +51,6 @@ HEARTBEAT_PERIOD = 60.0
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_RENEW = 30.0
 LEASE_DURATION = 60
-
-
-class EventRecorder(Protocol):
-    """Records a ``v1`` Event about an object (best effort, never raises)."""
-
-    def __call__(
-        self, store: Store, obj: Obj, type: str, reason: str, message: str, component: str
-    ) -> Any: ...
 
 
 class PodListener(Protocol):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Coroutine
 from pathlib import Path
@@ -50,13 +49,9 @@ log = logging.getLogger("wonderland.runtime.kubelet")
 
 Obj = dict[str, Any]
 
-AGGRESSIVE_PROBE_PERIOD = 0.01
-DEFAULT_PROBE_PERIOD = 10.0
+# the kubelet's crash-loop back-off: doubled up to 5 minutes, forgotten after 10 minutes up
 MAX_CRASHLOOP_BACKOFF = 300.0
 BACKOFF_RESET = 600.0
-TERMINATION_LOG_LINES = 80
-TERMINATION_LOG_BYTES = 2048
-_SIGNALS = {s.name: s for s in signal.Signals}
 
 
 class PodHost(Protocol):

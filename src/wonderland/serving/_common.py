@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from wonderland.api.owners import controller_ref
 from wonderland.errors import NotFoundError
 from wonderland.serving.conditions import get_condition
 from wonderland.serving.system import (
@@ -33,14 +34,7 @@ def _get(system: ServingSystem, resource: str, ns: str, name: str) -> Obj | None
 
 
 def _owner(obj: Obj) -> Obj:
-    return {
-        "apiVersion": obj["apiVersion"],
-        "kind": obj["kind"],
-        "name": obj["metadata"]["name"],
-        "uid": obj["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return controller_ref(obj)
 
 
 def _write_status(system: ServingSystem, obj: Obj, status: Obj) -> None:

@@ -24,13 +24,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
 
+from wonderland.api.owners import controller_ref
 from wonderland.api.schemas.batch import CronJobObject
 from wonderland.controllers import Result
+from wonderland.controllers.events import EventRecorder
 from wonderland.errors import AlreadyExistsError, NotFoundError, WonderlandError
 from wonderland.store import Store
 from wonderland.workloads.cron import Schedule
 from wonderland.workloads.job_status import COMPLETE, FAILED, JobStatus
-from wonderland.workloads.jobs import EventRecorder
 from wonderland.workloads.views import ObjectMetaView, View, format_time, parse_time
 
 __all__ = ["CronJobReconciler", "job_name", "local_zone", "next_schedule", "rfc3339"]
@@ -467,14 +468,11 @@ class CronJobReconciler:
             "namespace": meta.namespace,
             "annotations": annotations,
             "ownerReferences": [
-                {
-                    "apiVersion": raw.get("apiVersion", "batch/v1"),
-                    "kind": "CronJob",
-                    "name": meta.name,
-                    "uid": meta.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
+                controller_ref(
+                    {"metadata": {"name": meta.name, "uid": meta.uid}},
+                    raw.get("apiVersion", "batch/v1"),
+                    "CronJob",
+                )
             ],
         }
         if labels:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
+from wonderland.api.owners import controller_ref
 from wonderland.api.schemas.batch import JobObject, PodFailurePolicy
 from wonderland.api.schemas.core import PodObject
 from wonderland.workloads.views import ConditionView, ObjectMetaView, View, parse_time
@@ -359,14 +360,7 @@ def build_pod(job: JobObject, index: int | None, failures: tuple[int, int] | Non
         "labels": labels,
         "finalizers": finalizers,
         "ownerReferences": [
-            {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "name": meta.name,
-                "uid": meta.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
+            controller_ref({"metadata": {"name": meta.name, "uid": meta.uid}}, "batch/v1", "Job")
         ],
     }
     if annotations:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from wonderland.api.schemas.batch import JobObject
 from wonderland.api.selectors import from_label_selector, matches
 from wonderland.controllers import Result
+from wonderland.controllers.events import EventRecorder
 from wonderland.errors import ConflictError, NotFoundError
 from wonderland.settings import Settings
 from wonderland.store import Store
@@ -28,7 +29,7 @@ from wonderland.workloads.job_status import JobStatus
 from wonderland.workloads.job_sync import MAX_POD_BACKOFF, JobSync
 from wonderland.workloads.views import ObjectMetaView, parse_time
 
-__all__ = ["MAX_POD_BACKOFF", "EventRecorder", "JobReconciler"]
+__all__ = ["MAX_POD_BACKOFF", "JobReconciler"]
 
 log = logging.getLogger("wonderland.workloads.jobs")
 
@@ -38,14 +39,6 @@ PODS = "pods"
 COMPONENT = "job-controller"
 JOB_CONTROLLER = "kubernetes.io/job-controller"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-
-
-class EventRecorder(Protocol):
-    """Records a ``v1`` Event about an object (:func:`wonderland.controllers.events.record`)."""
-
-    def __call__(
-        self, store: Store, obj: Obj, type: str, reason: str, message: str, component: str
-    ) -> Any: ...
 
 
 def _utcnow() -> datetime:

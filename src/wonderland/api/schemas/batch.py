@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from wonderland.api.schemas._base import Schema, StringMap
-from wonderland.api.schemas.core import LabelSelector, PodTemplateSpec, TopLevel
+from wonderland.api.schemas._base import Schema
+from wonderland.api.schemas.core import (
+    LabelSelector,
+    ObjectMetaTemplate,
+    PodTemplateSpec,
+    TopLevel,
+)
 
 __all__ = ["CronJobObject", "JobObject", "JobSpec", "JobTemplateSpec"]
 
@@ -63,17 +68,8 @@ class JobObject(TopLevel):
     spec: JobSpec
 
 
-class JobTemplateMeta(Schema):
-    name: str | None = None
-    generateName: str | None = None
-    namespace: str | None = None
-    labels: StringMap | None = None
-    annotations: StringMap | None = None
-    creationTimestamp: str | None = None
-
-
 class JobTemplateSpec(Schema):
-    metadata: JobTemplateMeta | None = None
+    metadata: ObjectMetaTemplate | None = None
     spec: JobSpec
 
 

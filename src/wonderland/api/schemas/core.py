@@ -18,6 +18,7 @@ __all__ = [
     "LabelSelector",
     "NamespaceObject",
     "NodeObject",
+    "ObjectMetaTemplate",
     "PersistentVolumeClaimObject",
     "PersistentVolumeObject",
     "PodObject",
@@ -452,7 +453,7 @@ class PodSpec(Schema):
 
 
 class ObjectMetaTemplate(Schema):
-    """The metadata of a pod template (labels and annotations; the rest is generated)."""
+    """The metadata of a pod or job template (labels and annotations; the rest is generated)."""
 
     name: str | None = None
     generateName: str | None = None
