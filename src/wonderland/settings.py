@@ -29,6 +29,8 @@ class Settings:
     of what ``nvidia-smi -L`` lists (tests set it; empty: ask nvidia-smi).
     ``cgroups`` (WONDERLAND_CGROUPS): ``auto`` (cgroup v2, then v1, where writable) or
     ``off`` (memory limits by the kubelet's watchdog only).
+    ``max_pods`` (WONDERLAND_MAX_PODS): how many pods the node runs at once (the kubelet's
+    ``--max-pods``, 110 by default).
     ``backoff_seconds`` (WONDERLAND_BACKOFF_SECONDS): the first delay of a crash-looping
     container's restarts and of a Job's pod re-creations (doubled each time, at most 300 s
     and 600 s); 10, as on a cluster.
@@ -43,6 +45,7 @@ class Settings:
     gpus: str = ""
     cgroups: str = "auto"
     backoff_seconds: float = 10.0
+    max_pods: int = 110
 
     @property
     def state_dir(self) -> Path:
@@ -73,6 +76,11 @@ class Settings:
 
     @staticmethod
     def _convert(var: str, name: str, raw: str) -> object:
+        if name == "max_pods":
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f'{var}="{raw}" is not a number of pods') from None
         if name in ("api_port", "gateway_port"):
             try:
                 return int(raw)
@@ -94,6 +102,8 @@ class Settings:
                 raise ConfigError(f"WONDERLAND_{name.upper()}={port} is not a port; use 1-65535")
         if self.cgroups not in ("auto", "off"):
             raise ConfigError(f'WONDERLAND_CGROUPS="{self.cgroups}" must be auto or off')
+        if self.max_pods < 1:
+            raise ConfigError("WONDERLAND_MAX_PODS must be at least 1")
         if self.backoff_seconds < 0:
             raise ConfigError("WONDERLAND_BACKOFF_SECONDS must not be negative")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

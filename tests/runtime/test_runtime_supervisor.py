@@ -18,10 +18,12 @@ import wonderland
 from wonderland import workloads
 from wonderland.errors import NotFoundError
 from wonderland.platform import Platform
-from wonderland.runtime import ImageResolver, PodInfo, ReplicaTemplate, companions, container_env
+from wonderland.runtime import companions
+from wonderland.runtime.env import PodInfo, container_env
+from wonderland.runtime.images import ImageResolver
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.runtime.logs import LogOptions
-from wonderland.runtime.supervisor import Supervisor
+from wonderland.runtime.supervisor import ReplicaTemplate, Supervisor
 from wonderland.settings import Settings
 
 APP = str(Path(__file__).with_name("runtime_app.py"))

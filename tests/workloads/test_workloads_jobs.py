@@ -20,7 +20,7 @@ from workloads_support import (
 from wonderland.controllers import events
 from wonderland.errors import NotFoundError
 from wonderland.platform import Platform
-from wonderland.runtime.kubelet import Kubelet
+from wonderland.runtime.kubelet import Kubelet, LogRequestError
 from wonderland.runtime.logs import LogOptions
 from wonderland.settings import Settings
 from wonderland.workloads.jobs import JobReconciler
@@ -371,17 +371,20 @@ async def test_success_policy_completes_before_every_index(platform: Platform) -
 async def test_pod_replacement_policy_failed_waits_for_termination(platform: Platform) -> None:
     store = platform.store
     # The container takes a second to stop after SIGTERM.
-    command = "trap 'sleep 1; exit 1' TERM; sleep 30 & wait"
+    command = "trap 'sleep 1; exit 1' TERM; echo up; sleep 30 & wait"
     store.create(job("patient", command, podReplacementPolicy="Failed"))
     (pod,) = await wait_until(lambda: running(store, "patient"), 10, "a running pod")
     name = pod["metadata"]["name"]
+    kubelet = platform.require(Kubelet)
 
-    def started() -> bool:
-        # Its container runs, so the SIGTERM trap is set.
-        statuses = (store.get("pods", "default", name).get("status") or {}).get("containerStatuses")
-        return bool(statuses and "running" in statuses[0]["state"])
+    def trapped() -> bool:
+        # "up" is printed once the SIGTERM trap is set
+        try:
+            return b"up" in kubelet.read_log("default", name, None, False, LogOptions())
+        except LogRequestError:
+            return False
 
-    await wait_until(started, 10, "the container to run")
+    await wait_until(trapped, 10, "the trap set")
     store.delete("pods", "default", name)
     await wait_until(lambda: status(store, "patient").get("terminating") == 1, 10, "terminating: 1")
     assert len(pods_of(store, "patient")) == 1  # no replacement while it terminates

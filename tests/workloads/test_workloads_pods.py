@@ -176,9 +176,8 @@ async def test_graceful_deletion_sends_sigterm_then_removes_the_pod(
     marker = tmp_path / "term"
     script = f"trap 'echo term > {marker}; exit 0' TERM; echo up; while true; do sleep 0.05; done"
     node.pod("server", [sh(script)], terminationGracePeriodSeconds=5)
-    await wait_until(
-        lambda: node.condition("server", "Ready").get("status") == "True", what="ready"
-    )
+    # the trap is set once "up" is printed (Ready comes as soon as the process started)
+    await wait_until(lambda: "up" in node.log("server"), what="the trap set")
     node.store.delete("pods", "default", "server")
     marked = node.get("server")["metadata"]
     assert marked["deletionTimestamp"] and marked["deletionGracePeriodSeconds"] == 5
@@ -197,12 +196,10 @@ async def test_graceful_deletion_sends_sigterm_then_removes_the_pod(
 async def test_sigkill_after_the_grace_period(node: Node) -> None:
     node.pod(
         "stubborn",
-        [sh("trap '' TERM; while true; do sleep 0.05; done")],
+        [sh("trap '' TERM; echo up; while true; do sleep 0.05; done")],
         terminationGracePeriodSeconds=1,
     )
-    await wait_until(
-        lambda: node.condition("stubborn", "Ready").get("status") == "True", what="ready"
-    )
+    await wait_until(lambda: "up" in node.log("stubborn"), what="the trap set")
     worker = next(w for w in node.kubelet.workers.values() if w.name == "stubborn")
     proc = worker.apps[0].proc
     assert proc is not None

@@ -347,3 +347,31 @@ def test_the_kubernetes_client_lists_and_follows(
     pod = v1.read_namespaced_pod("counter", "default")
     assert pod.status.phase == "Succeeded"
     assert pod.status.container_statuses[0].state.terminated.reason == "Completed"
+
+
+@pytest.mark.e2e
+def test_many_pods_come_and_go(daemon: WonderlandDaemon, kubectl: Kubectl) -> None:
+    # The daemon's event loop watches every pod's pipes and pidfd: deleting finished pods
+    # (and collecting their objects) must leave it running.
+    for round_ in range(3):
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": f"burst-{round_}"},
+            "spec": {
+                "completions": 20,
+                "parallelism": 4,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "main", "image": "busybox", "command": ["sh", "-c", "echo ok"]}
+                        ],
+                    }
+                },
+            },
+        }
+        ok(kubectl("apply", "-f", "-", stdin=json.dumps(job)))
+        ok(kubectl("wait", "--for=condition=complete", f"job/burst-{round_}", "--timeout=60s"))
+        ok(kubectl("delete", "job", f"burst-{round_}"))
+    assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log.read_text()[-3000:]

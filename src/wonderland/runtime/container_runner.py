@@ -25,6 +25,7 @@ from wonderland.runtime import cgroups, containers
 from wonderland.runtime.logs import ContainerLog, LogOptions, read_lines
 from wonderland.runtime.probes import ProbeSpec, run_probe
 from wonderland.runtime.scheduler import container_limits
+from wonderland.runtime.spawner import Spawner
 from wonderland.timefmt import format_time
 
 __all__ = ["ContainerHost", "ContainerRunner", "now"]
@@ -48,6 +49,9 @@ class ContainerHost(Protocol):
     """What a container runner needs from its pod worker."""
 
     grace: float
+
+    @property
+    def spawner(self) -> Spawner | None: ...
 
     def event(self, type: str, reason: str, message: str) -> None: ...
 
@@ -75,7 +79,7 @@ class ContainerRunner:
     last_state: Obj = field(default_factory=dict)
     ready: bool = False
     started: bool = False
-    proc: asyncio.subprocess.Process | None = None
+    proc: containers.ContainerProcess | None = None
     log: ContainerLog | None = None
     previous_log: ContainerLog | None = None
     cgroup: cgroups.ContainerCgroup | None = None
@@ -150,7 +154,7 @@ class ContainerRunner:
         self.env = launch.env
         started_at = now()
         try:
-            proc = await containers.launch(launch, self.log)
+            proc = await containers.launch(launch, self.log, host.spawner)
         except containers.StartError as exc:
             self.log.note(str(exc))
             await self.log.close()

@@ -30,6 +30,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -80,6 +81,8 @@ class ImageResolver:
         self.builds_dir = builds_dir
         self.search_dirs = [Path(d) for d in search_dirs]
         self._locks: dict[str, asyncio.Lock] = {}
+        # project file -> ((mtime, size), its build.artifacts): parsed again only when changed
+        self._parsed: dict[Path, tuple[tuple[int, int], list[Any]]] = {}
 
     def _project_files(self) -> list[Path]:
         seen: list[Path] = []
@@ -97,11 +100,7 @@ class ImageResolver:
         wanted = image_base_name(image)
         files = self._project_files()
         for path in files:
-            try:
-                doc = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise BuildError(f"{path}: not valid YAML: {exc}") from None
-            artifacts = ((doc.get("build") or {}).get("artifacts")) or []
+            artifacts = self._artifacts(path)
             for i, artifact in enumerate(artifacts):
                 name = str(artifact.get("image") or "")
                 if name and image_base_name(name) == wanted:
@@ -117,6 +116,23 @@ class ImageResolver:
             f"add '- image: {wanted}' with 'context: ./folder' to {PROJECT_FILE}, or give "
             "the container a command"
         )
+
+    def _artifacts(self, path: Path) -> list[Any]:
+        try:
+            info = path.stat()
+        except OSError:
+            return []
+        stamp = (info.st_mtime_ns, info.st_size)
+        cached = self._parsed.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise BuildError(f"{path}: not valid YAML: {exc}") from None
+        artifacts = list(((doc.get("build") or {}).get("artifacts")) or [])
+        self._parsed[path] = (stamp, artifacts)
+        return artifacts
 
     async def build(self, image: str, progress: Progress | None = None) -> BuiltImage:
         """Resolve and build (cached); progress lines go to ``progress``."""

@@ -34,6 +34,7 @@ from wonderland.runtime.node import NodeInfo, discover
 from wonderland.runtime.pod_worker import PodWorker, now
 from wonderland.runtime.sandbox import SandboxSupport, support
 from wonderland.runtime.scheduler import Scheduler
+from wonderland.runtime.spawner import Spawner
 from wonderland.runtime.volumes import VolumeError, VolumeManager, pod_dir_name
 from wonderland.settings import Settings
 from wonderland.store import Store
@@ -83,13 +84,15 @@ class Kubelet:
         self.state_dir = state_dir
         self.settings = settings
         self.record_event = record_event
-        self.node = node or discover(state_dir, settings.gpus)
+        self.node = node or discover(state_dir, settings.gpus, settings.max_pods)
         self.scheduler = Scheduler(self.node)
         self.cgroups: cgroups.CgroupDriver = cgroups.detect(disabled=settings.cgroups == "off")
         self.sandbox = SandboxSupport(False, False, "the kubelet has not started yet")
         self.volumes = VolumeManager(state_dir, self.lookup, self.pv_path)
         self.resolver = resolver or ImageResolver(state_dir / "builds", [Path.cwd()])
         self.backoff = settings.backoff_seconds
+        # forks the containers that need a mount namespace (a fork of the daemon is slow)
+        self.spawner: Spawner | None = Spawner()
         self.workers: dict[str, PodWorker] = {}
         self.keys: dict[tuple[str, str], str] = {}
         self.env: dict[str, str] = {}
@@ -123,6 +126,8 @@ class Kubelet:
         if workers:
             await asyncio.wait([asyncio.ensure_future(w.wait()) for w in workers], timeout=15.0)
         self._dirty.clear()
+        if self.spawner is not None:
+            self.spawner.close()
         with contextlib.suppress(Exception):
             self._write_node_status(ready=False)
 

@@ -234,7 +234,7 @@ def detect_gpus(override: str = "") -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(indexes), tuple(names)
 
 
-def discover(state_dir: Path, gpus_override: str = "") -> NodeInfo:
+def discover(state_dir: Path, gpus_override: str = "", max_pods: int = MAX_PODS) -> NodeInfo:
     """This machine's node."""
     try:
         disk = shutil.disk_usage(state_dir).total
@@ -248,4 +248,5 @@ def discover(state_dir: Path, gpus_override: str = "") -> NodeInfo:
         ephemeral_storage=disk,
         gpus=gpus,
         gpu_names=names,
+        max_pods=max_pods,
     )

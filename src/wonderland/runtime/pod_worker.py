@@ -36,6 +36,7 @@ from wonderland.runtime.container_runner import ContainerRunner, now
 from wonderland.runtime.images import ImageResolver
 from wonderland.runtime.launch import Waiting, plan_launch
 from wonderland.runtime.scheduler import Admission, Scheduler
+from wonderland.runtime.spawner import Spawner
 from wonderland.runtime.volumes import (
     PreparedVolume,
     VolumeError,
@@ -64,6 +65,7 @@ class PodHost(Protocol):
     cgroups: cgroups.CgroupDriver
     sandbox: sandbox.SandboxSupport
     backoff: float
+    spawner: Spawner | None
 
     def base_env(self) -> dict[str, str]: ...
 
@@ -487,6 +489,10 @@ class PodWorker:
 
     def publish(self) -> None:
         self.host.publish(self)
+
+    @property
+    def spawner(self) -> Spawner | None:
+        return self.host.spawner
 
     def readiness_changed(self) -> None:
         self._update_conditions()

@@ -8,7 +8,8 @@ from wonderland.autoscaler import RevisionScaler, ScalingSpec
 from wonderland.autoscaler.config import parse_duration
 from wonderland.controllers import Result, events
 from wonderland.errors import NotFoundError, WonderlandError
-from wonderland.runtime import BuiltImage, ReplicaTemplate
+from wonderland.runtime.images import BuiltImage
+from wonderland.runtime.supervisor import ReplicaTemplate
 from wonderland.serving._common import (
     L_CONFIG,
     L_SERVICE,

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from wonderland.autoscaler import RevisionScaler
 from wonderland.gateway import GatewayServer, RevisionTarget, RoutingTable
-from wonderland.runtime import BuiltImage, ReplicaTemplate, Supervisor
 from wonderland.runtime.env import proxy_env
+from wonderland.runtime.images import BuiltImage
 from wonderland.runtime.kubelet import Kubelet
+from wonderland.runtime.supervisor import ReplicaTemplate, Supervisor
 from wonderland.serving.config import ServingConfig
 
 if TYPE_CHECKING:
