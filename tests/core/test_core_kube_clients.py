@@ -61,6 +61,19 @@ def test_python_client_crud_and_conflict(daemon: Daemon) -> None:
     assert missing.value.status == 404
 
 
+def test_python_client_deletes_a_collection_by_selector(daemon: Daemon) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_client(daemon))
+    for name, team in (("a", "red"), ("b", "red"), ("c", "blue")):
+        meta = client.V1ObjectMeta(name=f"team-{name}", labels={"team": team})
+        core.create_namespaced_config_map("default", client.V1ConfigMap(metadata=meta))
+    core.delete_collection_namespaced_config_map("default", label_selector="team=red")
+    left = core.list_namespaced_config_map("default", label_selector="team")
+    assert [c.metadata.name for c in left.items] == ["team-c"]
+    core.delete_collection_namespaced_config_map("default", label_selector="team")
+
+
 def test_python_client_custom_objects_and_watch(daemon: Daemon) -> None:
     import yaml
     from kubernetes import client, watch

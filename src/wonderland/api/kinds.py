@@ -52,7 +52,16 @@ class ResourceKind:
     # the deletion once the object stopped, as the kubelet does for a pod.
     graceful_deletion: bool = False
     # What clients may do; read-only views (metrics.k8s.io) list only get and list.
-    verbs: tuple[str, ...] = ("create", "delete", "get", "list", "patch", "update", "watch")
+    verbs: tuple[str, ...] = (
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    )
     # Subresources served for reading only (``pods/log``).
     read_subresources: tuple[str, ...] = ()
 

@@ -284,6 +284,8 @@ class ControlAPI:
                 return self._list(request, target)
             if request.method == "POST":
                 return self._create(request, target)
+            if request.method == "DELETE":
+                return self._delete_collection(request, target)
             raise HTTPError(
                 405, "MethodNotAllowed", f"{request.method} is not allowed on a collection"
             )
@@ -513,7 +515,11 @@ class ControlAPI:
         raise ConflictError(f'{target.kind.resource} "{name}" keeps changing; try again')
 
     def _delete(self, request: _Request, target: _Target) -> tuple[int, bytes, str]:
-        name = target.name or ""
+        return _json(200, self._delete_one(request, target, target.namespace, target.name or ""))
+
+    def _delete_one(
+        self, request: _Request, target: _Target, namespace: str | None, name: str
+    ) -> Obj:
         options = request.json() if request.body.strip() else {}
         if not isinstance(options, dict):
             options = {}
@@ -535,16 +541,38 @@ class ControlAPI:
                 f'propagationPolicy "{policy}" is not Background, Foreground or Orphan',
             )
         if request.dry_run:
-            return _json(200, self.store.get(target.kind.resource, target.namespace, name))
+            return self.store.get(target.kind.resource, namespace, name)
+        return self.store.delete(
+            target.kind.resource,
+            namespace,
+            name,
+            orphan=policy == "Orphan",
+            grace_period=grace,
+        )
+
+    def _delete_collection(self, request: _Request, target: _Target) -> tuple[int, bytes, str]:
+        """``deletecollection``: every object the selectors match, each as DELETE would."""
+        items, _ = self.store.list(
+            target.kind.resource, target.namespace, request.query.get("labelSelector") or None
+        )
+        items = self._filter(request, items, target.kind.resource)
+        deleted = []
+        for item in items:
+            meta = item["metadata"]
+            try:
+                deleted.append(
+                    self._delete_one(request, target, meta.get("namespace"), meta["name"])
+                )
+            except NotFoundError:
+                continue
         return _json(
             200,
-            self.store.delete(
-                target.kind.resource,
-                target.namespace,
-                name,
-                orphan=policy == "Orphan",
-                grace_period=grace,
-            ),
+            {
+                "kind": target.kind.list_kind(),
+                "apiVersion": target.api_version,
+                "metadata": {"resourceVersion": self.store.resource_version},
+                "items": deleted,
+            },
         )
 
     async def _watch(

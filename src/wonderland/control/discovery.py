@@ -7,9 +7,8 @@ from typing import Any
 from wonderland import __version__
 from wonderland.api.kinds import ResourceKind
 
-__all__ = ["KUBE_VERSION", "VERBS", "groups", "resource_list"]
+__all__ = ["KUBE_VERSION", "groups", "resource_list"]
 
-VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 KUBE_VERSION = {
     "major": "1",
     "minor": "32",
