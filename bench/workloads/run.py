@@ -54,7 +54,7 @@ def row(name: str, values: list[float], unit: str = "ms") -> str:
 
 
 async def _launch_times(runs: int) -> dict[str, list[float]]:
-    from wonderland.runtime import containers, sandbox
+    from wonderland.runtime import cgroups, containers, sandbox
     from wonderland.runtime.logs import ContainerLog
     from wonderland.runtime.spawner import Spawner
 
@@ -75,6 +75,10 @@ async def _launch_times(runs: int) -> dict[str, list[float]]:
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in plans}
+    driver = cgroups.detect()
+    with_cgroup = f"no mounts, in its own cgroup ({driver.name})"
+    if driver.name != "none":
+        times[with_cgroup] = []
     spawner = Spawner()  # the kubelet's: containers with mounts are forked by it
     warm = containers.Launch(
         argv=("/bin/true",), env=env, cwd=None, mounts=plans["bind on an existing path"]
@@ -87,6 +91,15 @@ async def _launch_times(runs: int) -> dict[str, list[float]]:
             proc = await containers.launch(spec, log, spawner)
             await proc.wait()
             times[name].append((time.perf_counter() - started) * 1000)
+        if driver.name != "none":
+            cgroup = driver.create(f"bench-{os.getpid()}", cgroups.Limits())
+            procs = tuple(str(p) for p in cgroup.join_paths())
+            spec = containers.Launch(argv=("/bin/true",), env=env, cwd=None, cgroup_procs=procs)
+            started = time.perf_counter()
+            proc = await containers.launch(spec, log, spawner)
+            await proc.wait()
+            times[with_cgroup].append((time.perf_counter() - started) * 1000)
+            cgroup.remove()
     spawner.close()
     await log.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -255,10 +268,33 @@ def bench_logs(d: Daemon) -> None:
     v1.delete_namespaced_pod("printer", "default", grace_period_seconds=0)
 
 
+def _job(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "completions": 20,
+            "parallelism": 2,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "python", "command": SLEEPER}],
+                }
+            },
+        },
+    }
+
+
 def bench_job(d: Daemon, rounds: int) -> None:
     print("5. a Job of 20 completions, parallelism 2, of a 0.1 s program")
+    from kubernetes import client, config, watch
+
+    config.load_kube_config(d.kubeconfig)
+    batch = client.BatchV1Api()
     by_hand = []
-    platform = []
+    with_kubectl = []
+    through_api = []
     for r in range(rounds):
         started = time.perf_counter()
         queue = list(range(20))
@@ -270,33 +306,41 @@ def bench_job(d: Daemon, rounds: int) -> None:
             active[0].wait()
             active = [p for p in active if p.poll() is None]
         by_hand.append(time.perf_counter() - started)
-        job = {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": f"bench-{r}"},
-            "spec": {
-                "completions": 20,
-                "parallelism": 2,
-                "template": {
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [{"name": "main", "image": "python", "command": SLEEPER}],
-                    }
-                },
-            },
-        }
+
+        # As a user runs it: two kubectl processes (about 0.1 s of it is their start).
         started = time.perf_counter()
-        applied = d.kubectl("apply", "-f", "-", stdin=json.dumps(job))
+        applied = d.kubectl("apply", "-f", "-", stdin=json.dumps(_job(f"bench-{r}")))
         assert applied.returncode == 0, applied.stderr
         waited = d.kubectl("wait", "--for=condition=complete", f"job/bench-{r}", "--timeout=300s")
-        platform.append(time.perf_counter() - started)
+        with_kubectl.append(time.perf_counter() - started)
         assert waited.returncode == 0, waited.stderr
         d.kubectl("delete", "job", f"bench-{r}")
-    hand, ours = statistics.median(by_hand), statistics.median(platform)
+
+        # The platform alone: create through the API, watch until the Complete condition.
+        name = f"bench-api-{r}"
+        started = time.perf_counter()
+        made = batch.create_namespaced_job("default", _job(name))
+        stream = watch.Watch().stream(
+            batch.list_namespaced_job,
+            "default",
+            field_selector=f"metadata.name={name}",
+            resource_version=made.metadata.resource_version,
+            timeout_seconds=300,
+        )
+        for event in stream:
+            conditions = event["object"].status.conditions or []
+            if any(c.type == "Complete" and c.status == "True" for c in conditions):
+                break
+        through_api.append(time.perf_counter() - started)
+        batch.delete_namespaced_job(name, "default", propagation_policy="Background")
+    hand = statistics.median(by_hand)
     print(f"  {'by hand, two at a time':<44} {hand:8.2f} s (median of {rounds})")
-    print(
-        f"  {'wonderland Job (kubectl apply -> wait)':<44} {ours:8.2f} s   ratio {ours / hand:.2f}x (aim <= 1.2x)"
-    )
+    for label, values in (
+        ("wonderland Job (kubectl apply -> wait)", with_kubectl),
+        ("wonderland Job (API create -> Complete)", through_api),
+    ):
+        ours = statistics.median(values)
+        print(f"  {label:<44} {ours:8.2f} s   ratio {ours / hand:.2f}x (aim <= 1.2x)")
 
 
 def main() -> int:

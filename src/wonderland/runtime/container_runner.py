@@ -242,11 +242,13 @@ class ContainerRunner:
         return exit_code
 
     def _drop_cgroup(self) -> None:
+        # Removing a cgroup can take the kernel milliseconds (v1 memory cgroups most), so
+        # it happens off the event loop; each instance has its own cgroup, so a restart
+        # never waits for the old one to go.
         if self.cgroup is not None:
             cg = self.cgroup
             self.cgroup = None
-            with contextlib.suppress(Exception):
-                cg.remove()
+            asyncio.get_running_loop().run_in_executor(None, _remove_quietly, cg)
 
     def _prune_logs(self, host: ContainerHost) -> None:
         """Keep the current and the previous instance's log, as the kubelet does."""
@@ -407,3 +409,8 @@ class ContainerRunner:
         await containers.terminate_group(
             proc, max(deadline - time.monotonic(), 0.0), self.stop_signal(), self.cgroup
         )
+
+
+def _remove_quietly(cgroup: cgroups.ContainerCgroup) -> None:
+    with contextlib.suppress(Exception):
+        cgroup.remove()

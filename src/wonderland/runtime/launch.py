@@ -264,7 +264,7 @@ async def plan_launch(
         uid = gid = None  # only root can switch users; the process runs as the daemon's
     limits = container_limits(spec)
     cgroup = host.cgroups.create(
-        f"{ctx.uid}_{runner.name}",
+        f"{ctx.uid}_{runner.name}_{runner.restart_count}",
         cgroups.Limits(
             memory=limits.get("memory"), cpu_limit=limits.get("cpu"), cpu_request=_cpu_request(spec)
         ),

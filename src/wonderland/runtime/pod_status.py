@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from wonderland.api import quantity
-from wonderland.api.schemas.core import PodObject
+from wonderland.api.schemas.core import PodObject, qos_class
 from wonderland.runtime.container_runner import ContainerRunner, now
 from wonderland.runtime.scheduler import Admission
 
-__all__ = ["Conditions", "PodView", "build", "qos_class", "refresh_conditions"]
+__all__ = ["Conditions", "PodView", "build", "refresh_conditions"]
 
 Obj = dict[str, Any]
 
@@ -82,28 +81,6 @@ class PodView(Protocol):
     init: list[ContainerRunner]
     apps: list[ContainerRunner]
     disruption: tuple[str, str] | None
-
-
-def qos_class(pod: PodObject) -> str:
-    """Guaranteed (every container has equal cpu and memory requests and limits),
-    BestEffort (none has any), else Burstable."""
-    everything = [*pod.spec.containers, *(pod.spec.initContainers or [])]
-    requests_any = False
-    guaranteed = True
-    for c in everything:
-        res = c.resources
-        limits = (res.limits if res else None) or {}
-        requests = (res.requests if res else None) or {}
-        if limits or requests:
-            requests_any = True
-        for name in ("cpu", "memory"):
-            if name not in limits or (
-                name in requests and quantity.parse(requests[name]) != quantity.parse(limits[name])
-            ):
-                guaranteed = False
-    if not requests_any:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def refresh_conditions(view: PodView) -> None:

@@ -16,8 +16,10 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import ValidationError
+
 from wonderland.api import admission
-from wonderland.api.schemas.core import PodSpec
+from wonderland.api.schemas.core import PodObject, PodSpec, qos_class
 from wonderland.api.selectors import from_label_selector, matches
 from wonderland.errors import InvalidError
 from wonderland.runtime.scheduler import validate_resources
@@ -85,6 +87,15 @@ def _default_pod(obj: Obj) -> None:
     if isinstance(spec, dict):
         default_pod_spec(spec)
         spec.setdefault("priority", 0)
+        # A new pod is Pending with its QoS class, whatever status the client sent (the
+        # API server's PrepareForCreate); on update the store keeps the stored status.
+        # (On update the defaults run before admission: a body it will refuse gets no class.)
+        try:
+            qos = qos_class(PodObject.model_validate(obj))
+        except ValidationError:
+            obj["status"] = {"phase": "Pending"}
+        else:
+            obj["status"] = {"phase": "Pending", "qosClass": qos}
 
 
 def validate_pod_spec(spec: PodSpec, path: str) -> None:

@@ -39,6 +39,7 @@ PODS = "pods"
 COMPONENT = "job-controller"
 JOB_CONTROLLER = "kubernetes.io/job-controller"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+MAX_VIEWS = 20_000
 
 
 def _utcnow() -> datetime:
@@ -69,6 +70,9 @@ class JobReconciler:
         # finalizer stays on them until then, because without it the store would drop a
         # pod being deleted at once, and the Job must not finish before its pods are gone.
         self.settled: dict[str, set[str]] = {}
+        # Typed views of pods by uid, kept while their resourceVersion holds: a sync lists
+        # every pod of the namespace, and most have not changed since the last one.
+        self._views: dict[str, tuple[str, JobPod]] = {}
 
     async def reconcile(self, namespace: str, name: str) -> Result | None:
         try:
@@ -137,14 +141,15 @@ class JobReconciler:
         deleting = meta.deletionTimestamp is not None
         pods: list[JobPod] = []
         for raw in items:
-            pod_meta = ObjectMetaView.model_validate(raw.get("metadata") or {})
+            view = self._view(raw)
+            pod_meta = view.meta
             selected = requirements is not None and matches(requirements, pod_meta.labels)
             ref = pod_meta.controller()
             if ref is not None:
                 if ref.uid != meta.uid:
                     continue
                 if selected:
-                    pods.append(JobPod.parse(raw))
+                    pods.append(view)
                 elif not deleting:
                     self._set_owner(raw, meta, adopt=False)
                 continue
@@ -153,6 +158,18 @@ class JobReconciler:
                 if adopted is not None:
                     pods.append(JobPod.parse(adopted))
         return pods
+
+    def _view(self, raw: Obj) -> JobPod:
+        uid = str(raw["metadata"].get("uid", ""))
+        rv = str(raw["metadata"].get("resourceVersion", ""))
+        cached = self._views.get(uid)
+        if cached is not None and cached[0] == rv:
+            return cached[1]
+        if len(self._views) >= MAX_VIEWS:
+            self._views.clear()
+        view = JobPod.parse(raw)
+        self._views[uid] = (rv, view)
+        return view
 
     def _set_owner(self, raw: Obj, job: ObjectMetaView, adopt: bool) -> Obj | None:
         meta = raw["metadata"]

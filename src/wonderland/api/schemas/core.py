@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
+from wonderland.api import quantity
 from wonderland.api.schemas._base import AnyMap, Quantity, Schema, StringMap
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "SecretObject",
     "TopLevel",
     "Volume",
+    "qos_class",
 ]
 
 
@@ -540,6 +542,28 @@ class EventObject(TopLevel):
 
 class PodObject(TopLevel):
     spec: PodSpec
+
+
+def qos_class(pod: PodObject) -> str:
+    """Guaranteed (every container has equal cpu and memory requests and limits),
+    BestEffort (none has any), else Burstable."""
+    everything = [*pod.spec.containers, *(pod.spec.initContainers or [])]
+    requests_any = False
+    guaranteed = True
+    for c in everything:
+        res = c.resources
+        limits = (res.limits if res else None) or {}
+        requests = (res.requests if res else None) or {}
+        if limits or requests:
+            requests_any = True
+        for name in ("cpu", "memory"):
+            if name not in limits or (
+                name in requests and quantity.parse(requests[name]) != quantity.parse(limits[name])
+            ):
+                guaranteed = False
+    if not requests_any:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
 
 
 class Taint(Schema):
