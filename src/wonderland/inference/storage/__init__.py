@@ -9,30 +9,45 @@ that scales from zero finds the model on disk::
     from wonderland.inference.storage import StorageContext, fetch
 
     path = fetch("s3://models/iris", StorageContext(state_dir=Path("~/.wonderland/state")))
+
+Programs that copy files rather than serve them (the TrainJob initializers) build on the
+same parts: ``S3Prefix`` (list a prefix, verified downloads, errors that name the
+settings to check), ``hf_snapshot`` (a repository of the local hub cache, models or
+datasets) and ``fetch(..., refuse_remote_pickles=False)``.
 """
 
 from __future__ import annotations
 
 from wonderland.inference.storage._base import (
     ALLOW_REMOTE_PICKLE,
+    PICKLE_SUFFIXES,
     SCHEMES,
     Progress,
     StorageBackend,
     StorageContext,
     StorageError,
     fetch,
+    redact,
     register,
     scheme_of,
 )
+from wonderland.inference.storage._hf import hf_cache_dir, hf_snapshot
+from wonderland.inference.storage._s3 import S3Object, S3Prefix
 
 __all__ = [
     "ALLOW_REMOTE_PICKLE",
+    "PICKLE_SUFFIXES",
     "SCHEMES",
     "Progress",
+    "S3Object",
+    "S3Prefix",
     "StorageBackend",
     "StorageContext",
     "StorageError",
     "fetch",
+    "hf_cache_dir",
+    "hf_snapshot",
+    "redact",
     "register",
     "scheme_of",
 ]

@@ -20,12 +20,14 @@ from wonderland.errors import WonderlandError
 
 __all__ = [
     "ALLOW_REMOTE_PICKLE",
+    "PICKLE_SUFFIXES",
     "SCHEMES",
     "Progress",
     "StorageBackend",
     "StorageContext",
     "StorageError",
     "fetch",
+    "redact",
     "register",
     "scheme_of",
 ]
@@ -79,7 +81,8 @@ SCHEMES: dict[str, str] = {
 # a remote URL is refused unless its owner opts in with this annotation set to "true".
 ALLOW_REMOTE_PICKLE = "serving.wonderland.dev/allow-remote-pickle"
 _REMOTE_SCHEMES = ("http", "https", "s3")
-_PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth")
+# File names whose loaders unpickle (joblib, torch.load without weights_only).
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth")
 
 # Schemes KServe accepts that one machine cannot serve: say so instead of "unknown".
 _CLUSTER_ONLY = ("gs", "hdfs", "webhdfs", "oci", "oci+native", "oci+fetch", "modelscope")
@@ -98,8 +101,12 @@ def scheme_of(uri: str) -> str:
     return ""
 
 
-def fetch(uri: str, ctx: StorageContext) -> Path:
-    """The local file or folder holding the model at ``uri`` (downloaded and cached)."""
+def fetch(uri: str, ctx: StorageContext, *, refuse_remote_pickles: bool = True) -> Path:
+    """The local file or folder holding the model at ``uri`` (downloaded and cached).
+
+    A pickle from a remote scheme is refused (see ``ALLOW_REMOTE_PICKLE``) unless
+    ``refuse_remote_pickles`` is false: callers that only copy files and never load them
+    (TrainJob initializers) pass false."""
     uri = uri.strip()
     if not uri:
         raise StorageError("storageUri is empty; give a path, file://, pvc://, s3://, http(s)://")
@@ -119,7 +126,7 @@ def fetch(uri: str, ctx: StorageContext) -> Path:
     module, _, attr = target.partition(":")
     backend: StorageBackend = getattr(importlib.import_module(module), attr)()
     path = backend.fetch(uri, ctx)
-    if scheme in _REMOTE_SCHEMES:
+    if refuse_remote_pickles and scheme in _REMOTE_SCHEMES:
         _refuse_remote_pickles(uri, path, ctx)
     return path
 
@@ -128,7 +135,7 @@ def _refuse_remote_pickles(uri: str, path: Path, ctx: StorageContext) -> None:
     if ctx.annotations.get(ALLOW_REMOTE_PICKLE, "").strip().lower() == "true":
         return
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    pickles = [p.name for p in files if p.suffix.lower() in _PICKLE_SUFFIXES]
+    pickles = [p.name for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise StorageError(
             f"storageUri {redact(uri)}: {pickles[0]} is a pickle, and loading a pickle runs "

@@ -9,9 +9,11 @@ annotations, then the ``AWS_ENDPOINT_URL``/``S3_ENDPOINT``, ``S3_USE_HTTPS``,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from wonderland.inference.storage._base import (
     write_ref,
 )
 
-__all__ = ["S3Storage", "s3_client_options"]
+__all__ = ["S3Object", "S3Prefix", "S3Storage", "s3_client_options"]
 
 _ANNOTATION = "serving.kserve.io/"
 
@@ -64,12 +66,38 @@ def s3_client_options(annotations: Mapping[str, str], env: Mapping[str, str]) ->
     return options
 
 
-class S3Storage:
-    """Lists the prefix, keys the cache by (key, ETag, size) of every object, and
-    downloads only when that listing is new; each object's size (and MD5 ETag, for
-    objects uploaded in one part) is checked."""
+# How the errors of InferenceServices name the settings a user can fix.
+KSERVE_CREDENTIALS = "the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY credentials"
+KSERVE_ENDPOINT = "the serving.kserve.io/s3-endpoint annotation or AWS_ENDPOINT_URL/S3_ENDPOINT"
 
-    def fetch(self, uri: str, ctx: StorageContext) -> Path:
+
+@dataclass(frozen=True)
+class S3Object:
+    """One object under a prefix: its key, ETag and size, and its path below the prefix."""
+
+    key: str
+    etag: str
+    size: int
+    relative: str
+
+
+class S3Prefix:
+    """The objects under ``s3://bucket/prefix`` and verified downloads of them.
+
+    ``options`` are boto3 client arguments (``s3_client_options`` builds them for
+    InferenceServices) plus ``anonymous``; ``credentials`` and ``endpoint`` say, in the
+    errors, which settings the caller's users write (annotations, env names).
+    Every error is a :class:`StorageError` that names the URI and the endpoint.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        options: Mapping[str, Any],
+        *,
+        credentials: str = KSERVE_CREDENTIALS,
+        endpoint: str = KSERVE_ENDPOINT,
+    ) -> None:
         try:
             import boto3  # type: ignore[import-untyped]
             from botocore import UNSIGNED  # type: ignore[import-untyped]
@@ -83,73 +111,113 @@ class S3Storage:
                 f"storageUri {uri}: s3:// needs boto3; install it with "
                 "`pip install 'wonderland[s3]'`"
             ) from None
-        bucket, _, prefix = uri[len("s3://") :].partition("/")
-        if not bucket:
+        self.uri = uri
+        self.bucket, _, self.prefix = uri[len("s3://") :].partition("/")
+        if not self.bucket:
             raise StorageError(f"storageUri {uri}: expected s3://<bucket>/<prefix>")
-        options = s3_client_options(ctx.annotations, ctx.env)
-        anonymous = options.pop("anonymous")
+        self._credentials = credentials
+        self._endpoint = endpoint
+        self._errors: tuple[type[Exception], type[Exception]] = (ClientError, BotoCoreError)
+        kwargs = dict(options)
+        anonymous = kwargs.pop("anonymous", False)
         config = Config(signature_version=UNSIGNED) if anonymous else None
-        where = options.get("endpoint_url", "AWS S3")
+        self.where: str = kwargs.get("endpoint_url", "AWS S3")
+        with self.translated_errors():
+            self._client = boto3.session.Session().client("s3", config=config, **kwargs)
+
+    @contextlib.contextmanager
+    def translated_errors(self) -> Iterator[None]:
+        """Turn botocore's errors into a StorageError that says what to check."""
+        client_error, botocore_error = self._errors
         try:
-            client = boto3.session.Session().client("s3", config=config, **options)
-            objects = _list(client, bucket, prefix)
-            if not objects:
-                raise StorageError(
-                    f"storageUri {uri}: no objects under s3://{bucket}/{prefix} at {where}; "
-                    "check the bucket and prefix"
-                )
-            listing = "\n".join(f"{k}\t{e}\t{s}" for k, e, s in objects)
-            digest = "s3-" + hashlib.sha256(listing.encode()).hexdigest()
-            if blob_path(ctx, digest).exists():
-                write_ref(ctx, uri, {"digest": digest})
-                return blob_path(ctx, digest)
-            staged = staging_dir(ctx)
-            try:
-                blob = staged / "blob"
-                total = sum(s for _, _, s in objects)
-                done = 0
-                for key, etag, size in objects:
-                    rel = _relative(key, prefix)
-                    target = blob / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    body = client.get_object(Bucket=bucket, Key=key)["Body"]
-                    md5 = hashlib.md5(usedforsecurity=False)
-                    got = 0
-                    with target.open("wb") as out:
-                        for chunk in body.iter_chunks(1 << 20):
-                            out.write(chunk)
-                            md5.update(chunk)
-                            got += len(chunk)
-                            if ctx.progress is not None:
-                                ctx.progress(uri, done + got, total)
-                    done += got
-                    if got != size:
-                        raise StorageError(
-                            f"storageUri {uri}: s3://{bucket}/{key} came with {got} of "
-                            f"{size} bytes; try again"
-                        )
-                    plain = etag.strip('"')
-                    if "-" not in plain and len(plain) == 32 and plain != md5.hexdigest():
-                        raise StorageError(
-                            f"storageUri {uri}: s3://{bucket}/{key} does not match its ETag "
-                            "(MD5); the download is corrupt, try again"
-                        )
-                final = commit_blob(ctx, digest, blob)
-            finally:
-                shutil.rmtree(staged, ignore_errors=True)
+            yield
+        except client_error as exc:
+            code = exc.response.get("Error", {}).get("Code", "")  # type: ignore[attr-defined]
+            raise StorageError(
+                f"storageUri {self.uri}: S3 at {self.where} refused ({code}: {exc}); check "
+                f"the bucket name and {self._credentials}"
+            ) from None
+        except botocore_error as exc:
+            raise StorageError(
+                f"storageUri {self.uri}: cannot reach S3 at {self.where} ({exc}); check "
+                f"{self._endpoint}"
+            ) from None
+
+    def objects(self) -> list[S3Object]:
+        """Every object under the prefix (not ``prefix2/...``), sorted by key."""
+        with self.translated_errors():
+            return [
+                S3Object(key, etag, size, _relative(key, self.prefix))
+                for key, etag, size in _list(self._client, self.bucket, self.prefix)
+            ]
+
+    def download(
+        self, obj: S3Object, target: Path, progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Write ``obj`` to ``target``, checking its size and (single-part uploads) its MD5
+        ETag; ``progress`` gets the bytes of this object received so far."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self.translated_errors():
+            body = self._client.get_object(Bucket=self.bucket, Key=obj.key)["Body"]
+            md5 = hashlib.md5(usedforsecurity=False)
+            got = 0
+            with target.open("wb") as out:
+                for chunk in body.iter_chunks(1 << 20):
+                    out.write(chunk)
+                    md5.update(chunk)
+                    got += len(chunk)
+                    if progress is not None:
+                        progress(got)
+        if got != obj.size:
+            raise StorageError(
+                f"storageUri {self.uri}: s3://{self.bucket}/{obj.key} came with {got} of "
+                f"{obj.size} bytes; try again"
+            )
+        plain = obj.etag.strip('"')
+        if "-" not in plain and len(plain) == 32 and plain != md5.hexdigest():
+            raise StorageError(
+                f"storageUri {self.uri}: s3://{self.bucket}/{obj.key} does not match its ETag "
+                "(MD5); the download is corrupt, try again"
+            )
+
+
+class S3Storage:
+    """Lists the prefix, keys the cache by (key, ETag, size) of every object, and
+    downloads only when that listing is new; each object's size (and MD5 ETag, for
+    objects uploaded in one part) is checked."""
+
+    def fetch(self, uri: str, ctx: StorageContext) -> Path:
+        source = S3Prefix(uri, s3_client_options(ctx.annotations, ctx.env))
+        objects = source.objects()
+        if not objects:
+            raise StorageError(
+                f"storageUri {uri}: no objects under s3://{source.bucket}/{source.prefix} at "
+                f"{source.where}; check the bucket and prefix"
+            )
+        listing = "\n".join(f"{o.key}\t{o.etag}\t{o.size}" for o in objects)
+        digest = "s3-" + hashlib.sha256(listing.encode()).hexdigest()
+        if blob_path(ctx, digest).exists():
             write_ref(ctx, uri, {"digest": digest})
-            return final
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise StorageError(
-                f"storageUri {uri}: S3 at {where} refused ({code}: {exc}); check the bucket "
-                "name and the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY credentials"
-            ) from None
-        except BotoCoreError as exc:
-            raise StorageError(
-                f"storageUri {uri}: cannot reach S3 at {where} ({exc}); check the "
-                "serving.kserve.io/s3-endpoint annotation or AWS_ENDPOINT_URL/S3_ENDPOINT"
-            ) from None
+            return blob_path(ctx, digest)
+        staged = staging_dir(ctx)
+        try:
+            blob = staged / "blob"
+            total = sum(o.size for o in objects)
+            done = 0
+            for obj in objects:
+                report = ctx.progress
+
+                def progress(got: int, base: int = done) -> None:
+                    if report is not None:
+                        report(uri, base + got, total)
+
+                source.download(obj, blob / obj.relative, progress)
+                done += obj.size
+            final = commit_blob(ctx, digest, blob)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        write_ref(ctx, uri, {"digest": digest})
+        return final
 
 
 def _list(client: Any, bucket: str, prefix: str) -> list[tuple[str, str, int]]:
