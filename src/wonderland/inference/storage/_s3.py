@@ -204,8 +204,8 @@ class S3Storage:
             blob = staged / "blob"
             total = sum(o.size for o in objects)
             done = 0
+            report = ctx.progress
             for obj in objects:
-                report = ctx.progress
 
                 def progress(got: int, base: int = done) -> None:
                     if report is not None:
