@@ -255,6 +255,39 @@ def test_a_failed_copy_leaves_the_previous_tree_untouched(tmp_path: Path) -> Non
     assert leftovers(dest.parent) == []
 
 
+def test_a_volume_mounted_at_the_destination_is_filled_in_place(tmp_path: Path) -> None:
+    """A runtime may mount a volume at /workspace/model itself; nothing can be renamed
+    onto a mount point, so the tree is staged inside it and moved in at the end."""
+    probe = subprocess.run(["unshare", "-Urm", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("no mount namespaces here (unshare -Urm is refused)")
+    cache = tmp_path / "hub"
+    hf_cache_repo(cache, "model", "org/tiny", {"config.json": b"{}", "model.safetensors": b"w"})
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "stale.json").write_bytes(b"old")
+    dest = tmp_path / "workspace" / "model"
+    dest.mkdir(parents=True)
+    script = f'mount --bind "{volume}" "{dest}" && exec "$@"'  # the pod's view
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _OWN_VARS and not k.startswith(_OWN_PREFIXES)
+    }
+    env.update(HOME=str(tmp_path), STORAGE_URI="hf://org/tiny", HF_HUB_CACHE=str(cache))
+    proc = subprocess.run(
+        ["unshare", "-Urm", "sh", "-c", script, "sh", *PROGRAM, "model", "--dest", str(dest)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert tree(volume) == {"config.json": b"{}", "model.safetensors": b"w"}
+    assert tree(dest) == {}  # outside the namespace the mount point stays empty
+
+
 # -- s3:// against moto -------------------------------------------------------------------
 
 

@@ -44,8 +44,9 @@ Variables (upstream's config fields in upper case; an empty one counts as unset)
 
 Errors: the exit status is 1 and the last line of stderr says what was wrong, where, and
 what to do (the kubelet's termination message); SIGTERM gives 143. The destination
-appears whole or not at all (see ``_staging``): a failed, stopped or killed initializer
-never leaves a tree that looks complete.
+appears whole or not at all: files are staged in a hidden sibling folder and renamed into
+place at the end, so a failed, stopped or killed initializer never leaves a tree that
+looks complete (and a previous tree stays as it was until the new one is whole).
 
 Pickles: unlike an InferenceService's model server, an initializer loads nothing, so a
 pickle from a remote source is copied like any file; the model initializer logs a warning

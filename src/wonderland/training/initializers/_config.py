@@ -40,16 +40,9 @@ MODEL_PATH = WORKSPACE_PATH / "model"
 MODEL_ALLOW_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.txt", "*.gguf")
 MODEL_IGNORE_PATTERNS = ("*.msgpack", "*.h5", "*.bin", "*.pt", "*.pth")
 
-# scheme -> what it reads; "" is a plain path. Upstream knows hf, s3 and (datasets) cache.
-SCHEMES: dict[str, str] = {
-    "hf": "the local Hugging Face cache",
-    "s3": "an S3 or S3-compatible bucket",
-    "http": "a file or archive on a web server",
-    "https": "a file or archive on a web server",
-    "file": "a file or folder on this machine",
-    "pvc": "a PersistentVolumeClaim's folder",
-    "": "a file or folder on this machine",
-}
+# What STORAGE_URI may start with ("" is a plain path). Upstream knows hf, s3 and, for
+# datasets, cache; the others are this platform's, from the storage registry.
+SCHEMES = ("hf", "s3", "http", "https", "file", "pvc", "")
 
 
 class InitializerError(WonderlandError):
