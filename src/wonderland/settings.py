@@ -34,6 +34,8 @@ class Settings:
     ``backoff_seconds`` (WONDERLAND_BACKOFF_SECONDS): the first delay of a crash-looping
     container's restarts and of a Job's pod re-creations (doubled each time, at most 300 s
     and 600 s); 10, as on a cluster.
+    ``jobset_feature_gates`` (WONDERLAND_JOBSET_FEATURE_GATES): the JobSet controller's
+    ``--feature-gates``, e.g. ``RestartJob=true`` (the one alpha gate that works here).
     """
 
     home: Path = dataclasses.field(default_factory=lambda: Path("~/.wonderland").expanduser())
@@ -46,6 +48,7 @@ class Settings:
     cgroups: str = "auto"
     backoff_seconds: float = 10.0
     max_pods: int = 110
+    jobset_feature_gates: str = ""
 
     @property
     def state_dir(self) -> Path:
@@ -106,8 +109,26 @@ class Settings:
             raise ConfigError("WONDERLAND_MAX_PODS must be at least 1")
         if self.backoff_seconds < 0:
             raise ConfigError("WONDERLAND_BACKOFF_SECONDS must not be negative")
+        self.jobset_features()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(
                 f'WONDERLAND_LOG_LEVEL="{self.log_level}" is not a level; '
                 "use debug, info, warning or error"
             )
+
+    def jobset_features(self) -> dict[str, bool]:
+        """``jobset_feature_gates`` (``RestartJob=true,...``) as a map; ConfigError when
+        it names a gate this platform cannot turn on or is not ``NAME=true|false``."""
+        gates: dict[str, bool] = {}
+        for item in (p.strip() for p in self.jobset_feature_gates.split(",")):
+            if not item:
+                continue
+            name, _, value = item.partition("=")
+            if name != "RestartJob" or value.lower() not in ("true", "false"):
+                raise ConfigError(
+                    f'WONDERLAND_JOBSET_FEATURE_GATES="{self.jobset_feature_gates}": "{item}" '
+                    "is not RestartJob=true or RestartJob=false (InPlaceRestart and "
+                    "ElasticJobSet cannot be turned on here)"
+                )
+            gates[name] = value.lower() == "true"
+        return gates

@@ -449,3 +449,35 @@ register(
         subresources=(),
     )
 )
+# jobset.x-k8s.io: as the JobSet CRD of kubernetes-sigs/jobset v0.12 (no short names, no
+# categories, these printer columns).
+register(
+    ResourceKind(
+        group="jobset.x-k8s.io",
+        version="v1alpha2",
+        kind="JobSet",
+        plural="jobsets",
+        singular="jobset",
+        printer_columns=(
+            PrinterColumn(
+                "TerminalState",
+                "string",
+                ".status.terminalState",
+                description="Final state of JobSet",
+            ),
+            PrinterColumn(
+                "Restarts", "string", ".status.restarts", description="Number of restarts"
+            ),
+            PrinterColumn(
+                "Completed", "string", ".status.conditions[?(@.type=='Completed')].status"
+            ),
+            PrinterColumn("Suspended", "string", ".spec.suspend", description="JobSet suspended"),
+            PrinterColumn(
+                "Age",
+                "date",
+                ".metadata.creationTimestamp",
+                description="Time this JobSet was created",
+            ),
+        ),
+    )
+)

@@ -1,9 +1,9 @@
-"""Workloads as a cluster runs them: Pods on one Node, Jobs, CronJobs and storage.
+"""Workloads as a cluster runs them: Pods on one Node, Jobs, CronJobs, JobSets and storage.
 
 ``install(platform)`` registers the admission defaults and checks, the kubelet (the pod
 reconciler, which also registers the Node and serves ``pods/log`` and ``metrics.k8s.io``),
-the Node, Job, CronJob, PersistentVolumeClaim and PersistentVolume controllers, and the
-default StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``.
+the Node, Job, CronJob, JobSet, PersistentVolumeClaim and PersistentVolume controllers, and
+the default StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from wonderland.control.sources import PodLogSource, ResourceMetricsSource
 from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet, NodeReconciler
 from wonderland.runtime.metrics import KubeletAPI
-from wonderland.workloads import admission, storage
+from wonderland.workloads import admission, jobset_admission, storage
 from wonderland.workloads.cronjobs import CronJobReconciler
 from wonderland.workloads.jobs import JobReconciler
+from wonderland.workloads.jobsets import JobSetReconciler
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
@@ -27,6 +28,8 @@ __all__ = ["install"]
 def install(platform: Platform) -> Kubelet:
     """Add the node, its kubelet and the workload controllers to ``platform``."""
     admission.install()
+    restart_job = platform.settings.jobset_features().get("RestartJob", False)
+    jobset_admission.install(restart_job)
     kubelet = Kubelet(platform.store, platform.state_dir, platform.settings, events.record)
     api = KubeletAPI(kubelet)
     platform.provide(Kubelet, kubelet)
@@ -39,6 +42,9 @@ def install(platform: Platform) -> Kubelet:
     controllers.register(storage.VolumeReconciler(platform.store, platform.state_dir))
     controllers.register(JobReconciler(platform.store, platform.settings, events.record), workers=4)
     controllers.register(CronJobReconciler(platform.store, events.record), workers=2)
+    controllers.register(
+        JobSetReconciler(platform.store, events.record, restart_job=restart_job), workers=2
+    )
     storage.ensure_default_class(platform.store)
     platform.add_service(kubelet)
     return kubelet

@@ -428,7 +428,11 @@ def validate_job_spec(spec: Obj, path: str, old: Obj | None = None) -> None:
 
 
 def _check_job(new: Obj, old: Obj | None) -> None:
-    spec = new.get("spec") or {}
+    # The API server validates what SetDefaults_Job made of the body (an Indexed Job without
+    # completions and parallelism gets 1 of each); on create the store checks before it
+    # fills defaults.
+    spec = copy.deepcopy(new.get("spec") or {})
+    default_job_spec(spec)
     validate_job_spec(spec, "spec")
     if not spec.get("manualSelector") and old is None and spec.get("selector"):
         uid = (new.get("metadata") or {}).get("uid")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wonderland.api.schemas import batch, core, dapr, knative, kserve, storage
+from wonderland.api.schemas import batch, core, dapr, jobset, knative, kserve, storage
 from wonderland.api.schemas._base import Schema
 
 __all__ = ["SCHEMAS", "Schema"]
@@ -31,4 +31,5 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("batch/v1", "Job"): batch.JobObject,
     ("batch/v1", "CronJob"): batch.CronJobObject,
     ("storage.k8s.io/v1", "StorageClass"): storage.StorageClassObject,
+    ("jobset.x-k8s.io/v1alpha2", "JobSet"): jobset.JobSetObject,
 }
