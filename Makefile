@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 # PyTorch 2.13.0 (CPU) is the build the test suite runs against.
 TORCH := torch==2.13.0
 
-.PHONY: up test install dev lint typecheck unit clean browser
+# The Kubeflow SDK the training tests drive, in its own environment: it pins kubernetes<36.
+KUBEFLOW_VENV := .venv-kubeflow
+KUBEFLOW_SDK := kubeflow==0.5.0
+
+.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -37,6 +41,15 @@ browser: dev
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 	@$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/pip install -q 'playwright>=1.40'
 
+## make kubeflow-sdk: the official Kubeflow SDK in .venv-kubeflow (the training tests use it).
+$(KUBEFLOW_VENV)/.installed:
+	$(PYTHON) -m venv $(KUBEFLOW_VENV)
+	$(KUBEFLOW_VENV)/bin/pip install -q --upgrade pip
+	$(KUBEFLOW_VENV)/bin/pip install -q '$(KUBEFLOW_SDK)'
+	@touch $@
+
+kubeflow-sdk: $(KUBEFLOW_VENV)/.installed
+
 lint: dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -44,11 +57,11 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-unit: dev
+unit: dev kubeflow-sdk
 	$(BIN)/pytest
 
 ## make test: lint, strict type check and the whole suite.
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KUBEFLOW_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -197,7 +197,12 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
     import uvicorn
 
     from wonderland.control import ControlAPI
-    from wonderland.control.sources import PodLogSource, ResourceMetricsSource
+    from wonderland.control.sources import (
+        ActionRegistry,
+        ControlEndpoint,
+        PodLogSource,
+        ResourceMetricsSource,
+    )
     from wonderland.kubeconfig import ensure_certificate, ensure_token, write_kubeconfig
     from wonderland.platform import Platform
 
@@ -212,10 +217,6 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
     sock = _bind(settings)
     platform = Platform.open(settings)
     try:
-        platform.install_plugins()
-        results = _apply(platform, manifests)
-        await platform.start()
-
         token = ensure_token(state_dir)
         cert_path, key_path = ensure_certificate(state_dir)
         host, port = sock.getsockname()[:2]
@@ -224,6 +225,12 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         server_url = f"https://{address}"
+        platform.provide(ControlEndpoint, ControlEndpoint(server_url, cert_path.read_bytes()))
+        platform.provide(ActionRegistry, ActionRegistry())
+        platform.install_plugins()
+        results = _apply(platform, manifests)
+        await platform.start()
+
         app = ControlAPI(
             platform.store,
             token,
@@ -231,6 +238,7 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
             on_shutdown=stop.set,
             logs=platform.get(PodLogSource),  # type: ignore[type-abstract]
             metrics=platform.get(ResourceMetricsSource),  # type: ignore[type-abstract]
+            actions=platform.get(ActionRegistry),
         )
         config = uvicorn.Config(
             app,

@@ -28,6 +28,7 @@ log = logging.getLogger("wonderland.platform")
 # Modules with an ``install(platform: Platform) -> None`` function, installed in order.
 PLUGINS: tuple[str, ...] = (
     "wonderland.workloads",
+    "wonderland.training",
     "wonderland.serving",
     "wonderland.dapr.platform",
     "wonderland.kserve",

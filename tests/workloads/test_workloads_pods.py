@@ -22,6 +22,7 @@ from wonderland.runtime.kubelet import Kubelet, LogRequestError
 from wonderland.runtime.logs import LogOptions
 from wonderland.settings import Settings
 from wonderland.store import Store
+from wonderland.tokens import TokenError, TokenIssuer
 
 PY = sys.executable
 
@@ -425,6 +426,63 @@ def test_unsupported_volume_types_and_bad_mounts_are_refused(node: Node) -> None
     with pytest.raises(InvalidError, match="may not specify more than 1 volume type"):
         node.pod(
             "two", [sh("true")], volumes=[{"name": "v", "emptyDir": {}, "configMap": {"name": "x"}}]
+        )
+
+
+async def test_a_projected_service_account_token_is_issued_for_its_audience(
+    node: Node,
+) -> None:
+    node.pod(
+        "tok",
+        [
+            sh(
+                "cat /var/run/secrets/tokens/api",
+                volumeMounts=[{"name": "t", "mountPath": "/var/run/secrets/tokens"}],
+            )
+        ],
+        restartPolicy="Never",
+        serviceAccountName="trainer",
+        volumes=[
+            {
+                "name": "t",
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "audience": "example.com/status",
+                                "expirationSeconds": 600,
+                                "path": "api",
+                            }
+                        }
+                    ]
+                },
+            }
+        ],
+    )
+    assert await node.done("tok") == "Succeeded"
+    token = node.log("tok").strip()
+    issuer = node.platform.require(TokenIssuer)  # type: ignore[type-abstract]
+    claims = issuer.verify(token, "example.com/status")
+    assert (claims.namespace, claims.service_account, claims.pod_name) == (
+        "default",
+        "trainer",
+        "tok",
+    )
+    assert claims.pod_uid == node.get("tok")["metadata"]["uid"]
+    with pytest.raises(TokenError, match=r"Audience doesn.t match|Invalid audience"):
+        issuer.verify(token, "another-audience")
+    with pytest.raises(InvalidError, match="may not specify a duration less than 10 minutes"):
+        node.pod(
+            "short",
+            [sh("true")],
+            volumes=[
+                {
+                    "name": "t",
+                    "projected": {
+                        "sources": [{"serviceAccountToken": {"path": "t", "expirationSeconds": 60}}]
+                    },
+                }
+            ],
         )
 
 

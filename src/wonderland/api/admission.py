@@ -20,17 +20,20 @@ not change the object and must be fast: they run on every write, in the event lo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "AdmissionCheck",
     "Defaulter",
+    "LookupCheck",
     "Obj",
+    "ObjectReader",
     "admit",
     "apply_defaults",
     "checks_for",
     "register",
     "register_default",
+    "register_lookup",
 ]
 
 Obj = dict[str, Any]
@@ -39,7 +42,17 @@ AdmissionCheck = Callable[[Obj, "Obj | None"], None]
 # restartPolicy); runs on create (after uid and timestamps are set) and on update.
 Defaulter = Callable[[Obj], None]
 
+
+class ObjectReader(Protocol):
+    """What a check may read: one stored object (NotFoundError when absent)."""
+
+    def get(self, resource: str, namespace: str | None, name: str) -> Obj: ...
+
+
+LookupCheck = Callable[[Obj, "Obj | None", ObjectReader], None]
+
 _CHECKS: dict[str, list[AdmissionCheck]] = {}
+_LOOKUP_CHECKS: dict[str, list[LookupCheck]] = {}
 _DEFAULTS: dict[str, list[Defaulter]] = {}
 
 
@@ -66,11 +79,23 @@ def checks_for(resource: str) -> tuple[AdmissionCheck, ...]:
     return tuple(_CHECKS.get(resource, ()))
 
 
-def admit(new: Obj, old: Obj | None = None) -> None:
-    """Validate ``new`` (schema, then every registered check); raise InvalidError if refused."""
+def register_lookup(resource: str, fn: LookupCheck) -> None:
+    """Run ``fn(new, old, reader)`` on every create and update of ``resource``: a check that
+    reads other objects (a webhook that looks up the runtime a TrainJob names)."""
+    checks = _LOOKUP_CHECKS.setdefault(resource, [])
+    if fn not in checks:
+        checks.append(fn)
+
+
+def admit(new: Obj, old: Obj | None = None, reader: ObjectReader | None = None) -> None:
+    """Validate ``new`` (schema, then every registered check); raise InvalidError if refused.
+    Checks that read other objects run when the store passes itself as ``reader``."""
     from wonderland.api import core_checks, validation
 
     del core_checks  # imported for the checks it registers
     kind = validation.validate_object(new)
     for check in _CHECKS.get(kind.resource, ()):
         check(new, old)
+    if reader is not None:
+        for lookup_check in _LOOKUP_CHECKS.get(kind.resource, ()):
+            lookup_check(new, old, reader)

@@ -23,6 +23,7 @@ __all__ = [
     "PVC_COLUMNS",
     "PV_COLUMNS",
     "STORAGECLASS_COLUMNS",
+    "TRAINJOB_COLUMNS",
     "cronjob_row",
     "job_row",
     "node_row",
@@ -30,6 +31,7 @@ __all__ = [
     "pv_row",
     "pvc_row",
     "storageclass_row",
+    "trainjob_row",
 ]
 
 Obj = dict[str, Any]
@@ -469,4 +471,33 @@ def storageclass_row(sc: Obj) -> list[Any]:
         sc.get("volumeBindingMode") or "Immediate",
         "true" if sc.get("allowVolumeExpansion") else "false",
         since(sc["metadata"].get("creationTimestamp")),
+    ]
+
+
+# -- trainer.kubeflow.org ------------------------------------------------------------------
+
+TRAINJOB_COLUMNS = (
+    _NAME,
+    _col("State"),
+    _AGE,
+    _col("Progress", 1),
+    _col("Metrics", 1),
+)
+
+
+def trainjob_row(job: Obj) -> list[Any]:
+    """The CRD's columns (State: the type of the last condition, Age), and in wide output
+    the progress and the latest metrics the training code reported."""
+    status = job.get("status") or {}
+    conditions = status.get("conditions") or []
+    state = conditions[-1].get("type", "") if conditions else ""
+    trainer = status.get("trainerStatus") or {}
+    progress = trainer.get("progressPercentage")
+    metrics = ",".join(f"{m.get('name')}={m.get('value')}" for m in trainer.get("metrics") or [])
+    return [
+        job["metadata"]["name"],
+        state,
+        since(job["metadata"].get("creationTimestamp")),
+        f"{progress}%" if progress is not None else "",
+        metrics,
     ]

@@ -18,6 +18,7 @@ _TOKEN = re.compile(
       | \[\s*'(?P<quoted>(?:[^'\\]|\\.)*)'\s*\]
       | \[\s*\*\s*\]
       | \[\s*(?P<index>-?\d+)\s*\]
+      | \[\s*(?P<start>-?\d*)\s*:\s*(?P<stop>-?\d*)\s*\]
       | \[\s*\?\(\s*@\.(?P<fkey>[A-Za-z0-9_\-]+)\s*==\s*(?P<fval>'[^']*'|true|false|-?\d+)\s*\)\s*\]""",
     re.VERBOSE,
 )
@@ -36,6 +37,9 @@ def _parse(path: str) -> list[tuple[str, Any]]:
             steps.append(("field", m.group("quoted").replace("\\.", ".")))
         elif m.group("index") is not None:
             steps.append(("index", int(m.group("index"))))
+        elif m.group("start") is not None:
+            start, stop = m.group("start"), m.group("stop")
+            steps.append(("slice", (int(start) if start else None, int(stop) if stop else None)))
         elif m.group("fkey") is not None:
             raw = m.group("fval")
             value: Any = (
@@ -60,6 +64,8 @@ def evaluate(obj: Any, path: str) -> list[Any]:
                 kind == "index" and isinstance(value, list) and -len(value) <= arg < len(value)
             ):
                 nxt.append(value[arg])
+            elif kind == "slice" and isinstance(value, list):
+                nxt.extend(value[slice(*arg)])
             elif kind == "all" and isinstance(value, list):
                 nxt.extend(value)
             elif kind == "filter" and isinstance(value, list):

@@ -411,6 +411,41 @@ register(
         row=core_printers.cronjob_row,
     )
 )
+# Kubeflow Trainer v2: the CRDs' names and columns (no shortNames upstream).
+register(
+    ResourceKind(
+        group="trainer.kubeflow.org",
+        version="v1alpha1",
+        kind="TrainJob",
+        plural="trainjobs",
+        singular="trainjob",
+        printer_columns=core_printers.TRAINJOB_COLUMNS,
+        row=core_printers.trainjob_row,
+    )
+)
+register(
+    ResourceKind(
+        group="trainer.kubeflow.org",
+        version="v1alpha1",
+        kind="TrainingRuntime",
+        plural="trainingruntimes",
+        singular="trainingruntime",
+        printer_columns=(_AGE,),
+        subresources=(),
+    )
+)
+register(
+    ResourceKind(
+        group="trainer.kubeflow.org",
+        version="v1alpha1",
+        kind="ClusterTrainingRuntime",
+        plural="clustertrainingruntimes",
+        singular="clustertrainingruntime",
+        namespaced=False,
+        printer_columns=(_AGE,),
+        subresources=(),
+    )
+)
 # metrics.k8s.io: live usage from the kubelet (``kubectl top``), never stored.
 register(
     ResourceKind(

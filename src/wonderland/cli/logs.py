@@ -1,9 +1,11 @@
 """``wonderland logs``: the logs of a pod, or of every pod of a workload, as kubectl shows them.
 
-``pod/NAME`` (or a bare pod name) reads that pod's container; ``ksvc/NAME``, ``rev/NAME``
-and ``job/NAME`` read every pod of the service, revision or Job, each line prefixed with
-``[pod/NAME/CONTAINER]`` when there is more than one. Everything goes through the control
-API's ``pods/log``, so the flags mean what kubectl's do.
+``pod/NAME`` (or a bare pod name) reads that pod's container; ``ksvc/NAME``, ``rev/NAME``,
+``job/NAME``, ``jobset/NAME`` and ``trainjob/NAME`` read every pod of the service, revision,
+Job, JobSet or TrainJob, each line prefixed with ``[pod/NAME/CONTAINER]`` when there is more
+than one. With ``-f`` on such a workload, pods that start later (a TrainJob's nodes after
+its initializers) are followed too, and it ends once the workload has finished. Everything
+goes through the control API's ``pods/log``, so the flags mean what kubectl's do.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from wonderland.api.kinds import ResourceKind
     from wonderland.control.client import ControlClient
 
 __all__ = ["register"]
@@ -24,18 +28,24 @@ _SELECTORS = {
     "revisions.serving.knative.dev": "serving.knative.dev/revision",
     "configurations.serving.knative.dev": "serving.knative.dev/configuration",
     "jobs.batch": "batch.kubernetes.io/job-name",
+    "jobsets.jobset.x-k8s.io": "jobset.sigs.k8s.io/jobset-name",
+    "trainjobs.trainer.kubeflow.org": "jobset.sigs.k8s.io/jobset-name",
 }
+# Kinds that finish: following them ends once they have and their logs are read.
+_FINISHING = ("jobs.batch", "jobsets.jobset.x-k8s.io", "trainjobs.trainer.kubeflow.org")
+_FINISHED = ("Complete", "Completed", "Failed")
+POLL = 0.5
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     logs = subparsers.add_parser(
         "logs",
-        help="print the logs of a pod, or of the pods of a service, revision or job",
+        help="print the logs of a pod, or of the pods of a service, revision, job or trainjob",
     )
     logs.add_argument(
         "target",
         metavar="[KIND/]NAME",
-        help="pod/NAME (or NAME), ksvc/NAME, rev/NAME or job/NAME",
+        help="pod/NAME (or NAME), ksvc/NAME, rev/NAME, job/NAME, jobset/NAME or trainjob/NAME",
     )
     logs.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
     logs.add_argument("-c", "--container", default=None, help="the container (default: the first)")
@@ -68,34 +78,57 @@ def _seconds(text: str) -> int:
         raise InvalidError("--since", f'"{text}" is not a duration; write 10s, 5m or 1h') from None
 
 
+def _workload(target: str) -> tuple[ResourceKind | None, str]:
+    """The kind (None for a pod or a bare name) and the name ``target`` names."""
+    from wonderland.api import registry
+
+    kind_name, _, name = target.rpartition("/")
+    kind = registry.lookup(kind_name) if kind_name else None
+    if kind is not None and kind.resource == "pods":
+        kind = None
+    return kind, name
+
+
 def _pods(client: ControlClient, namespace: str, target: str) -> list[dict[str, Any]]:
     from wonderland.api import registry
     from wonderland.control.client import object_path
-    from wonderland.errors import InvalidError, NotFoundError
+    from wonderland.errors import NotFoundError
 
     pods_kind = registry.lookup("pods")
-    kind_name, _, name = target.rpartition("/")
-    kind = registry.lookup(kind_name) if kind_name else None
-    if kind is None or kind.resource == "pods":
+    kind, name = _workload(target)
+    if kind is None:
         try:
             return [client.request("GET", object_path(pods_kind, namespace, name))]
         except NotFoundError:
-            if kind is not None:
+            if "/" in target:
                 raise
             kind = registry.lookup("ksvc")  # a bare name that is no pod: a service's
+    pods = _listing(client, namespace, kind, name)
+    if not pods:
+        raise NotFoundError(f'no pods of {kind.singular} "{name}" in namespace "{namespace}"')
+    return pods
+
+
+def _listing(
+    client: ControlClient, namespace: str, kind: ResourceKind, name: str
+) -> list[dict[str, Any]]:
+    from wonderland.api import registry
+    from wonderland.control.client import object_path
+    from wonderland.errors import InvalidError
+
     label = _SELECTORS.get(kind.resource)
     if label is None:
         raise InvalidError(
             "target",
-            f"logs are read from pods; {kind.plural} have none (use pod/, ksvc/, rev/ or job/)",
+            f"logs are read from pods; {kind.plural} have none "
+            "(use pod/, ksvc/, rev/, job/, jobset/ or trainjob/)",
         )
     listing = client.request(
-        "GET", object_path(pods_kind, namespace), params={"labelSelector": f"{label}={name}"}
+        "GET",
+        object_path(registry.lookup("pods"), namespace),
+        params={"labelSelector": f"{label}={name}"},
     )
-    pods = sorted(listing["items"], key=lambda p: p["metadata"].get("creationTimestamp", ""))
-    if not pods:
-        raise NotFoundError(f'no pods of {kind.singular} "{name}" in namespace "{namespace}"')
-    return pods
+    return sorted(listing["items"], key=lambda p: p["metadata"].get("creationTimestamp", ""))
 
 
 def _containers(pod: dict[str, Any], container: str | None, every: bool) -> list[str]:
@@ -118,13 +151,15 @@ def _logs(args: argparse.Namespace) -> int:
 
     client = _client()
     namespace = args.namespace or "default"
-    pods = _pods(client, namespace, args.target)
+    workload, _ = _workload(args.target)
+    following = args.follow and workload is not None
+    pods = [] if following else _pods(client, namespace, args.target)
     streams = [
         (pod["metadata"]["name"], c)
         for pod in pods
         for c in _containers(pod, args.container, args.all_containers)
     ]
-    prefixed = args.prefix or len(streams) > 1
+    prefixed = args.prefix or len(streams) > 1 or following
     params: dict[str, str] = {}
     if args.follow:
         params["follow"] = "true"
@@ -156,6 +191,9 @@ def _logs(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"{label}{pending.decode('utf-8', 'replace')}\n")
                 sys.stdout.flush()
 
+    workload, name = _workload(args.target)
+    if args.follow and workload is not None:
+        return _follow_workload(client, namespace, workload, name, args, copy)
     if len(streams) == 1 or not args.follow:
         for pod, container in streams:
             copy(pod, container)
@@ -173,6 +211,70 @@ def _logs(args: argparse.Namespace) -> int:
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
+    return 0
+
+
+def _started(pod: dict[str, Any], container: str) -> bool:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    statuses += (pod.get("status") or {}).get("initContainerStatuses") or []
+    for status in statuses:
+        if status.get("name") == container:
+            state = status.get("state") or {}
+            return "running" in state or "terminated" in state
+    return False
+
+
+def _finished(client: ControlClient, namespace: str, kind: ResourceKind, name: str) -> bool:
+    from wonderland.control.client import object_path
+    from wonderland.errors import NotFoundError
+
+    if kind.resource not in _FINISHING:
+        return False
+    try:
+        obj = client.request("GET", object_path(kind, namespace, name))
+    except NotFoundError:
+        return True
+    return any(
+        c.get("type") in _FINISHED and c.get("status") == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
+
+
+def _follow_workload(
+    client: ControlClient,
+    namespace: str,
+    kind: ResourceKind,
+    name: str,
+    args: argparse.Namespace,
+    copy: Callable[[str, str], None],
+) -> int:
+    """Follow every pod of the workload as its containers start, until it has finished
+    (a TrainJob's nodes start after its initializers: they are followed when they do)."""
+    import time
+
+    threads: dict[tuple[str, str], threading.Thread] = {}
+    errors: list[BaseException] = []
+
+    def run(pod: str, container: str) -> None:
+        try:
+            copy(pod, container)
+        except BaseException as exc:  # reported after the other streams end
+            errors.append(exc)
+
+    while True:
+        done = _finished(client, namespace, kind, name)
+        for pod in _listing(client, namespace, kind, name):
+            for container in _containers(pod, args.container, args.all_containers):
+                key = (pod["metadata"]["name"], container)
+                if key not in threads and _started(pod, container):
+                    thread = threading.Thread(target=run, args=key, daemon=True)
+                    threads[key] = thread
+                    thread.start()
+        if done and not any(t.is_alive() for t in threads.values()):
+            break
+        time.sleep(POLL)
     if errors:
         raise errors[0]
     return 0

@@ -270,6 +270,10 @@ def _kinds(spec: str) -> list[ResourceKind]:
     return kinds
 
 
+# Kinds whose wide columns `wonderland get` shows always (a TrainJob's progress and metrics).
+_WIDE_BY_DEFAULT = frozenset({"trainjobs.trainer.kubeflow.org"})
+
+
 def _get(args: argparse.Namespace) -> int:
     import orjson
     import yaml
@@ -335,7 +339,7 @@ def _get(args: argparse.Namespace) -> int:
                 row["cells"][0] = f"{_ref(kind)}/{row['cells'][0]}"
         lines = printing.render(
             table,
-            wide=args.output == "wide",
+            wide=args.output == "wide" or kind.resource in _WIDE_BY_DEFAULT,
             with_namespace=namespace is None and kind.namespaced,
         )
         blocks.append("\n".join(lines))

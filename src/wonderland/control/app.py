@@ -27,7 +27,13 @@ from wonderland.api.selectors import matches, parse_label_selector
 from wonderland.asgi import Receive, Scope, Send, accept_lifespan
 from wonderland.control import discovery, protobuf
 from wonderland.control import patch as patches
-from wonderland.control.sources import LogQuery, PodLogSource, ResourceMetricsSource
+from wonderland.control.sources import (
+    ActionRegistry,
+    LogQuery,
+    ObjectAction,
+    PodLogSource,
+    ResourceMetricsSource,
+)
 from wonderland.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -44,6 +50,8 @@ log = logging.getLogger("wonderland.control")
 
 
 TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+# kube-apiserver's default --max-request-body-bytes: a larger body is refused (413).
+MAX_REQUEST_BODY = 3 * 1024 * 1024
 
 
 class HTTPError(WonderlandError):
@@ -170,8 +178,10 @@ class ControlAPI:
         on_shutdown: Callable[[], None] | None = None,
         logs: PodLogSource | None = None,
         metrics: ResourceMetricsSource | None = None,
+        actions: ActionRegistry | None = None,
     ) -> None:
         self.store = store
+        self.actions = actions
         self.token = token
         self.server_address = server_address
         self.on_shutdown = on_shutdown
@@ -188,17 +198,31 @@ class ControlAPI:
         query = {
             k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
         }
-        body = b""
+        action = self._action(scope["method"], scope["path"])
+        limit = action.max_body if action is not None else MAX_REQUEST_BODY
+        body = bytearray()
         if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
             while True:
                 message = await receive()
                 body += message.get("body", b"")
+                if len(body) > limit:
+                    text = f"the request body is larger than {limit} bytes"
+                    await _send_json(send, 413, status_body(413, "RequestEntityTooLarge", text))
+                    return
                 if not message.get("more_body"):
                     break
-        request = _Request(scope["method"], scope["path"], query, headers, body)
+        request = _Request(scope["method"], scope["path"], query, headers, bytes(body))
         try:
             if request.path in ("/healthz", "/livez", "/readyz"):
                 await _send(send, 200, b"ok", "text/plain")
+                return
+            if action is not None:
+                target = self._target([p for p in request.path.split("/") if p])
+                assert target is not None and target.name is not None
+                answer_code, answer = await action(
+                    target.namespace or "", target.name, request.headers, request.body
+                )
+                await _send_json(send, answer_code, answer)
                 return
             self._authorize(request)
             result = await self._dispatch(request, receive, send)
@@ -217,6 +241,14 @@ class ControlAPI:
             await _send_json(
                 send, 500, status_body(500, "InternalError", "internal error; see the daemon log")
             )
+
+    def _action(self, method: str, path: str) -> ObjectAction | None:
+        if method != "POST" or self.actions is None or not self.actions.actions:
+            return None
+        target = self._target([p for p in path.split("/") if p])
+        if target is None or target.name is None or target.sub is None:
+            return None
+        return self.actions.get(target.kind.resource, target.sub)
 
     def _authorize(self, request: _Request) -> None:
         header = request.headers.get("authorization", "")
@@ -461,7 +493,7 @@ class ControlAPI:
     def _create(self, request: _Request, target: _Target) -> tuple[int, bytes, str]:
         obj = self._prepare(request, target, request.json())
         if request.dry_run:
-            admission.admit(obj, None)
+            admission.admit(obj, None, self.store)
             return _json(201, obj)
         return _json(201, self.store.create(obj))
 
@@ -471,7 +503,7 @@ class ControlAPI:
             return _json(200, self.store.update_status(obj))
         if request.dry_run:
             current = self.store.get(target.kind.resource, target.namespace, target.name or "")
-            admission.admit(obj, current)
+            admission.admit(obj, current, self.store)
             return _json(200, obj)
         return _json(200, self.store.update(obj))
 
@@ -506,7 +538,7 @@ class ControlAPI:
             if target.sub == "status":
                 return _json(200, self.store.update_status(patched))
             if request.dry_run:
-                admission.admit(patched, current)
+                admission.admit(patched, current, self.store)
                 return _json(200, patched)
             try:
                 return _json(200, self.store.update(patched))

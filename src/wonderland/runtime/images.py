@@ -30,13 +30,20 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from wonderland.errors import NotFoundError, WonderlandError
 
-__all__ = ["BuildError", "BuiltImage", "ImageResolver", "image_base_name", "link_platform_packages"]
+__all__ = [
+    "BuildError",
+    "BuiltImage",
+    "ImageProvider",
+    "ImageResolver",
+    "image_base_name",
+    "link_platform_packages",
+]
 
 log = logging.getLogger("wonderland.runtime.images")
 
@@ -72,14 +79,30 @@ class BuiltImage:
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     venv: Path
+    # Run in a fresh folder of the pod's (an image's WORKDIR) rather than in ``context``.
+    pod_workdir: bool = False
+
+
+class ImageProvider(Protocol):
+    """Images the platform itself provides, without a build: a well-known image name (a
+    framework's runtime image) mapped to a Python environment on this machine.
+
+    ``provide(image)`` returns None for an image it does not know, the environment for one
+    it does, and raises :class:`BuildError` when it knows the image but this machine lacks
+    what it needs (the message says what to install).
+    """
+
+    def provide(self, image: str) -> BuiltImage | None: ...
 
 
 class ImageResolver:
-    """Finds image names in project files and builds their folders once."""
+    """Finds image names in project files and builds their folders once; images no project
+    file names may come from a registered :class:`ImageProvider`."""
 
     def __init__(self, builds_dir: Path, search_dirs: Iterable[Path] = ()) -> None:
         self.builds_dir = builds_dir
         self.search_dirs = [Path(d) for d in search_dirs]
+        self.providers: list[ImageProvider] = []
         self._locks: dict[str, asyncio.Lock] = {}
         # project file -> ((mtime, size), its build.artifacts): parsed again only when changed
         self._parsed: dict[Path, tuple[tuple[int, int], list[Any]]] = {}
@@ -116,6 +139,18 @@ class ImageResolver:
             f"add '- image: {wanted}' with 'context: ./folder' to {PROJECT_FILE}, or give "
             "the container a command"
         )
+
+    def add_provider(self, provider: ImageProvider) -> None:
+        self.providers.append(provider)
+
+    def provided(self, image: str) -> BuiltImage | None:
+        """The environment a provider maps ``image`` to, or None; BuildError when the
+        provider knows the image but cannot run it here."""
+        for provider in self.providers:
+            found = provider.provide(image)
+            if found is not None:
+                return found
+        return None
 
     def _artifacts(self, path: Path) -> list[Any]:
         try:

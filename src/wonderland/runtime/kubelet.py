@@ -39,6 +39,7 @@ from wonderland.runtime.volumes import VolumeError, VolumeManager, pod_dir_name
 from wonderland.settings import Settings
 from wonderland.store import Store
 from wonderland.timefmt import format_time
+from wonderland.tokens import TokenIssuer
 
 __all__ = ["Kubelet", "LogRequestError", "NodeReconciler", "PodListener"]
 
@@ -79,6 +80,7 @@ class Kubelet:
         record_event: EventRecorder,
         resolver: ImageResolver | None = None,
         node: NodeInfo | None = None,
+        tokens: TokenIssuer | None = None,
     ) -> None:
         self.store = store
         self.state_dir = state_dir
@@ -88,7 +90,7 @@ class Kubelet:
         self.scheduler = Scheduler(self.node)
         self.cgroups: cgroups.CgroupDriver = cgroups.detect(disabled=settings.cgroups == "off")
         self.sandbox = SandboxSupport(False, False, "the kubelet has not started yet")
-        self.volumes = VolumeManager(state_dir, self.lookup, self.pv_path)
+        self.volumes = VolumeManager(state_dir, self.lookup, self.pv_path, tokens=tokens)
         self.resolver = resolver or ImageResolver(state_dir / "builds", [Path.cwd()])
         self.backoff = settings.backoff_seconds
         # forks the containers that need a mount namespace (a fork of the daemon is slow)
@@ -465,6 +467,8 @@ class Kubelet:
                 for worker in list(self.workers.values()):
                     if worker.finished.is_set() or worker.terminating.is_set():
                         continue
+                    if worker.sandbox_ready and self.volumes.tokens_due(worker.pod):
+                        worker.refresh_volumes()
                     message = self.volumes.empty_dir_over_limit(worker.pod)
                     if message is not None:
                         worker.disruption = ("TerminationByKubelet", message)

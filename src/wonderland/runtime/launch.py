@@ -92,6 +92,18 @@ async def _image(
     try:
         host.resolver.resolve(image)
     except NotFoundError as exc:
+        try:
+            provided = host.resolver.provided(image)
+        except WonderlandError as missing:
+            raise Waiting("ErrImagePull", str(missing)) from None
+        if provided is not None:
+            ctx.event(
+                "Normal",
+                "Pulled",
+                f'Container image "{image}" already present on machine '
+                f"(the Python environment {provided.venv})",
+            )
+            return provided
         if spec.command:
             return None
         raise Waiting("ErrImagePull", str(exc)) from None
@@ -236,12 +248,17 @@ async def plan_launch(
     runner.env = env
     if spec.command:
         argv = [*spec.command, *(spec.args or [])]
-    elif built is not None:
+    elif built is not None and built.argv:
         argv = [*built.argv, *(spec.args or [])]
+    elif built is not None:
+        raise Waiting(
+            "CreateContainerError",
+            f'image "{spec.image}" has no default command here; give the container a command',
+        )
     else:
         raise Waiting("CreateContainerError", "the container has no command to run")
     argv = [expand(a, env) for a in argv]
-    cwd = spec.workingDir or (str(built.context) if built is not None else None)
+    cwd = spec.workingDir or _default_workdir(ctx, runner, built)
     mounts = _mounts(ctx, host, runner, env, cwd)
     pod_sc = ctx.pod.spec.securityContext
     c_sc = spec.securityContext
@@ -280,6 +297,18 @@ async def plan_launch(
         gid=gid,
         supplemental_groups=groups,
     )
+
+
+def _default_workdir(
+    ctx: LaunchContext, runner: ContainerRunner, built: BuiltImage | None
+) -> str | None:
+    if built is None:
+        return None
+    if built.pod_workdir:
+        folder = ctx.pod_dir() / "work" / runner.name
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+    return str(built.context)
 
 
 def _cpu_request(spec: Container) -> int | None:

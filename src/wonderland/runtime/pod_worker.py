@@ -137,13 +137,18 @@ class PodWorker:
         with contextlib.suppress(Exception):
             self.pod = PodObject.model_validate(raw)
         if self.sandbox_ready:
-            with contextlib.suppress(Exception):
-                self.host.volumes.refresh(self.pod, self._fields())
+            self.refresh_volumes()
         meta = raw["metadata"]
         if meta.get("deletionTimestamp"):
             grace = meta.get("deletionGracePeriodSeconds")
             self.terminate(float(grace) if grace is not None else self.grace, delete=True)
         self.wake()
+
+    def refresh_volumes(self) -> None:
+        """Rewrite the volumes whose sources may have changed (ConfigMaps, Secrets, the
+        downward API, tokens due for renewal)."""
+        with contextlib.suppress(Exception):
+            self.host.volumes.refresh(self.pod, self._fields())
 
     def terminate(
         self, grace: float, delete: bool = False, reason: str = "", message: str = ""
@@ -399,7 +404,10 @@ class PodWorker:
             runner.state = {"waiting": {"reason": "ContainerCreating"}}
         tasks = [self._spawn(self._supervise(r, self.restart_policy)) for r in self.apps]
         await asyncio.gather(*tasks, return_exceptions=True)
-        if not self.terminating.is_set():
+        sidecars_up = any("running" in r.state for r in self.init)
+        if not self.terminating.is_set() and not sidecars_up:
+            # As the kubelet: no terminal phase while a container (a sidecar) still runs;
+            # with sidecars, _finish sets it once they have stopped.
             self.phase = self._terminal_phase()
             self._update_conditions()
             self.host.publish(self)

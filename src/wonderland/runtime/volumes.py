@@ -9,6 +9,8 @@ As the kubelet's volume plugins do:
   writer (a ``..<time>`` folder, the ``..data`` link switched in one rename, one link per
   key), rewritten in place when the source changes, as a kubelet does (``subPath`` mounts
   keep what they saw first, as on a cluster).
+- a projected ``serviceAccountToken``: a token from the platform's issuer
+  (:mod:`wonderland.tokens`) for the audience asked, renewed after 80 % of its lifetime.
 - ``hostPath``: the host path itself, checked or created according to ``type``.
 - ``persistentVolumeClaim``: the folder of the PersistentVolume the claim is bound to.
 
@@ -25,6 +27,7 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,11 +43,15 @@ from wonderland.api.schemas.core import (
     Volume,
 )
 from wonderland.errors import WonderlandError
+from wonderland.tokens import TokenIssuer
 
 __all__ = ["PreparedVolume", "VolumeError", "VolumeManager", "dir_size", "pod_dir_name"]
 
 Obj = dict[str, Any]
 Lookup = Callable[[str, str, str], "Obj | None"]
+# A projected token's lifetime and audience when the pod does not say (the API server's).
+DEFAULT_TOKEN_SECONDS = 3600
+DEFAULT_TOKEN_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_MODE = 0o644
 
 
@@ -154,10 +161,15 @@ class VolumeManager:
         lookup: Lookup,
         pv_path: Callable[[str, str], Path],
         shm_root: Path | None = None,
+        tokens: TokenIssuer | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.lookup = lookup
         self.pv_path = pv_path
+        self.tokens = tokens
+        # (pod uid, volume, path) -> (token, when issued, lifetime): reused until 80 % of
+        # its lifetime has passed, as the kubelet's token manager does, then issued again.
+        self._issued: dict[tuple[str, str, str], tuple[bytes, float, int]] = {}
         digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
         shm = Path("/dev/shm")
         self.memory_root = shm_root or (
@@ -241,7 +253,7 @@ class VolumeManager:
         mode = volume.projected.defaultMode
         files: dict[str, tuple[bytes, int]] = {}
         secret = False
-        for i, source in enumerate(volume.projected.sources or []):
+        for source in volume.projected.sources or []:
             if source.configMap is not None:
                 cm = source.configMap
                 files.update(
@@ -262,13 +274,10 @@ class VolumeManager:
                     self._downward(pod, source.downwardAPI.items or [], mode, fields, volume.name)
                 )
             elif source.serviceAccountToken is not None:
-                raise VolumeError(
-                    f'MountVolume.SetUp failed for volume "{volume.name}" : '
-                    f"projected source {i} is a serviceAccountToken, which one machine does "
-                    "not issue; put the credentials the program needs in a Secret and project "
-                    "that instead",
-                    reason="FailedMount",
-                )
+                secret = True
+                sat = source.serviceAccountToken
+                token = self._token(pod, volume.name, sat.path, sat.audience, sat.expirationSeconds)
+                files[sat.path] = (token, mode if mode is not None else 0o644)
         if secret:
             path = self.memory_dir(pod) / "projected" / volume.name
         else:
@@ -394,8 +403,44 @@ class VolumeManager:
                 )
         return None
 
+    def _token(
+        self, pod: PodObject, volume: str, path: str, audience: str | None, seconds: int | None
+    ) -> bytes:
+        if self.tokens is None:
+            raise VolumeError(
+                f'MountVolume.SetUp failed for volume "{volume}" : this kubelet has no token '
+                "issuer for serviceAccountToken sources"
+            )
+        meta = pod.metadata
+        key = (str(meta["uid"]), volume, path)
+        ttl = seconds or DEFAULT_TOKEN_SECONDS
+        cached = self._issued.get(key)
+        if cached is not None and time.monotonic() - cached[1] < 0.8 * cached[2]:
+            return cached[0]
+        token = self.tokens.issue(
+            str(meta["namespace"]),
+            pod.spec.serviceAccountName or "default",
+            (audience or DEFAULT_TOKEN_AUDIENCE,),
+            ttl,
+            pod_name=str(meta["name"]),
+            pod_uid=str(meta["uid"]),
+        ).encode()
+        self._issued[key] = (token, time.monotonic(), ttl)
+        return token
+
+    def tokens_due(self, pod: PodObject) -> bool:
+        """True when a token of this pod has lived 80 % of its lifetime: refresh() renews it."""
+        uid = str(pod.metadata["uid"])
+        now = time.monotonic()
+        return any(
+            key[0] == uid and now - issued >= 0.8 * ttl
+            for key, (_, issued, ttl) in self._issued.items()
+        )
+
     def remove(self, namespace: str, name: str, uid: str) -> None:
         """Remove everything the pod's volumes held here (never a hostPath or a PV)."""
+        for key in [k for k in self._issued if k[0] == uid]:
+            del self._issued[key]
         shutil.rmtree(
             self.state_dir / "pods" / pod_dir_name(namespace, name, uid) / "volumes",
             ignore_errors=True,

@@ -356,7 +356,7 @@ class Store:
 
     def create(self, obj: Obj) -> Obj:
         """Store a new object; fills uid, resourceVersion, generation, creationTimestamp."""
-        admission.admit(obj, None)
+        admission.admit(obj, None, self)
         kind = registry.for_object(obj["apiVersion"], obj["kind"])
         new: Obj = orjson.loads(_dumps(obj))
         if kind.resource == "secrets":
@@ -425,7 +425,7 @@ class Store:
             obj = orjson.loads(_dumps(obj))
             obj.setdefault("metadata", {})["uid"] = current["metadata"]["uid"]
             admission.apply_defaults(kind.resource, obj)
-            admission.admit(obj, current)
+            admission.admit(obj, current, self)
             new: Obj = orjson.loads(_dumps(obj))
             if kind.resource == "secrets":
                 normalize_secret(new)

@@ -1,2 +1,46 @@
 """Training as Kubeflow Trainer v2 runs it: TrainJob, TrainingRuntime and
-ClusterTrainingRuntime (``trainer.kubeflow.org/v1alpha1``) on JobSets, Jobs and Pods."""
+ClusterTrainingRuntime (``trainer.kubeflow.org/v1alpha1``) on JobSets, Jobs and Pods.
+
+``install(platform)`` registers the admission checks, the TrainJob controller, the images
+the runtimes name (:mod:`.images`), the trainer status endpoint on the control API
+(:mod:`.status_endpoint`) and the runtimes Trainer ships (:mod:`.catalog`). It needs the
+workloads plugin (the kubelet, the token issuer) installed first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wonderland.control.sources import ActionRegistry, ControlEndpoint
+from wonderland.controllers import events
+from wonderland.runtime.kubelet import Kubelet
+from wonderland.tokens import TokenIssuer
+from wonderland.training import admission, catalog
+from wonderland.training.images import TrainingImageProvider
+from wonderland.training.status_endpoint import TrainerStatusEndpoint
+from wonderland.training.status_env import StatusEnvironment
+from wonderland.training.trainjobs import TRAINJOBS, TrainJobReconciler
+
+if TYPE_CHECKING:
+    from wonderland.platform import Platform
+
+__all__ = ["install"]
+
+
+def install(platform: Platform) -> None:
+    """Add the TrainJob controller, its admission checks and status endpoint."""
+    admission.install()
+    kubelet = platform.require(Kubelet)
+    kubelet.resolver.add_provider(TrainingImageProvider())
+    tokens = platform.require(TokenIssuer)  # type: ignore[type-abstract]
+    endpoint = platform.get(ControlEndpoint)
+    status_env = StatusEnvironment(endpoint) if endpoint is not None else None
+    actions = platform.get(ActionRegistry)
+    if actions is None:
+        actions = ActionRegistry()
+        platform.provide(ActionRegistry, actions)
+    actions.add(TRAINJOBS, "status", TrainerStatusEndpoint(platform.store, tokens))
+    platform.controllers.register(
+        TrainJobReconciler(platform.store, events.record, status_env), workers=2
+    )
+    catalog.ensure_defaults(platform.store)

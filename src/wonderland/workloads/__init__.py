@@ -2,8 +2,9 @@
 
 ``install(platform)`` registers the admission defaults and checks, the kubelet (the pod
 reconciler, which also registers the Node and serves ``pods/log`` and ``metrics.k8s.io``),
-the Node, Job, CronJob, JobSet, PersistentVolumeClaim and PersistentVolume controllers, and
-the default StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``.
+the service account token issuer (``platform.require(TokenIssuer)``), the Node, Job,
+CronJob, JobSet, PersistentVolumeClaim and PersistentVolume controllers, and the default
+StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from wonderland.control.sources import PodLogSource, ResourceMetricsSource
 from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet, NodeReconciler
 from wonderland.runtime.metrics import KubeletAPI
+from wonderland.tokens import ServiceAccountTokenIssuer, TokenIssuer
 from wonderland.workloads import admission, jobset_admission, storage
 from wonderland.workloads.cronjobs import CronJobReconciler
 from wonderland.workloads.jobs import JobReconciler
@@ -30,7 +32,11 @@ def install(platform: Platform) -> Kubelet:
     admission.install()
     restart_job = platform.settings.jobset_features().get("RestartJob", False)
     jobset_admission.install(restart_job)
-    kubelet = Kubelet(platform.store, platform.state_dir, platform.settings, events.record)
+    tokens = ServiceAccountTokenIssuer(platform.state_dir)
+    platform.provide(TokenIssuer, tokens)  # type: ignore[type-abstract]
+    kubelet = Kubelet(
+        platform.store, platform.state_dir, platform.settings, events.record, tokens=tokens
+    )
     api = KubeletAPI(kubelet)
     platform.provide(Kubelet, kubelet)
     platform.provide(PodLogSource, api)  # type: ignore[type-abstract]

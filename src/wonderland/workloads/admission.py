@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationError
 
 from wonderland.api import admission
-from wonderland.api.schemas.core import PodObject, PodSpec, qos_class
+from wonderland.api.schemas.core import PodObject, PodSpec, VolumeProjection, qos_class
 from wonderland.api.selectors import from_label_selector, matches
 from wonderland.errors import InvalidError
 from wonderland.runtime.scheduler import validate_resources
+from wonderland.tokens import MIN_EXPIRATION_SECONDS
 from wonderland.workloads import cron
 
 __all__ = ["DEFAULT_STORAGE_CLASS", "install"]
@@ -123,6 +124,8 @@ def validate_pod_spec(spec: PodSpec, path: str) -> None:
             raise InvalidError(at, "must specify a volume type")
         if len(sources) > 1:
             raise InvalidError(at, "may not specify more than 1 volume type")
+        if volume.projected is not None:
+            _check_projected(volume.projected.sources or [], f"{at}.projected")
     groups = (("initContainers", spec.initContainers or []), ("containers", spec.containers))
     for group, containers in groups:
         for i, c in enumerate(containers):
@@ -209,6 +212,32 @@ def validate_pod_spec(spec: PodSpec, path: str) -> None:
         raise InvalidError(f"{path}.activeDeadlineSeconds", "Invalid value: must be greater than 0")
     if spec.terminationGracePeriodSeconds is not None and spec.terminationGracePeriodSeconds < 0:
         raise InvalidError(f"{path}.terminationGracePeriodSeconds", "Invalid value: must be >= 0")
+
+
+def _check_projected(sources: list[VolumeProjection], at: str) -> None:
+    for i, source in enumerate(sources):
+        sat = source.serviceAccountToken
+        if sat is None:
+            continue
+        where = f"{at}.sources[{i}].serviceAccountToken"
+        seconds = sat.expirationSeconds
+        if seconds is not None and seconds < MIN_EXPIRATION_SECONDS:
+            raise InvalidError(
+                f"{where}.expirationSeconds",
+                f"Invalid value: {seconds}: may not specify a duration less than 10 minutes",
+            )
+        if seconds is not None and seconds > 2**32:
+            raise InvalidError(
+                f"{where}.expirationSeconds",
+                f"Invalid value: {seconds}: may not specify a duration larger than 2^32 seconds",
+            )
+        if not sat.path:
+            raise InvalidError(f"{where}.path", "Required value")
+        if sat.path.startswith("/") or ".." in sat.path.split("/"):
+            raise InvalidError(
+                f"{where}.path",
+                f"Invalid value: \"{sat.path}\": must be a relative path without '..'",
+            )
 
 
 _MUTABLE_POD = (

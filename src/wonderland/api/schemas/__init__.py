@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wonderland.api.schemas import batch, core, dapr, jobset, knative, kserve, storage
+from wonderland.api.schemas import batch, core, dapr, jobset, knative, kserve, storage, trainer
 from wonderland.api.schemas._base import Schema
 
 __all__ = ["SCHEMAS", "Schema"]
@@ -32,4 +32,7 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("batch/v1", "CronJob"): batch.CronJobObject,
     ("storage.k8s.io/v1", "StorageClass"): storage.StorageClassObject,
     ("jobset.x-k8s.io/v1alpha2", "JobSet"): jobset.JobSetObject,
+    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): trainer.TrainJobObject,
+    ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime"): trainer.TrainingRuntimeObject,
+    ("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime"): trainer.TrainingRuntimeObject,
 }

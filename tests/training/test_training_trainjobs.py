@@ -1,0 +1,316 @@
+"""TrainJobs on an in-process platform: the runtimes Trainer ships, the JobSet a TrainJob
+becomes, the pods and the environment each node gets, conditions, suspension, deadlines
+and what admission refuses. Every node is a real process."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from _support.daemon import wait_until
+from training_support import JOBSETS, TRAINJOBS, Trainer, py, trainjob
+
+from wonderland.errors import InvalidError
+
+ENV_DUMP = (
+    "import json, os; print(json.dumps({k: v for k, v in os.environ.items() "
+    "if k.startswith(('PET_', 'KUBEFLOW_TRAINER', 'JAX_', 'DMLC_'))}))"
+)
+
+
+def env_of(trainer: Trainer, pod: str) -> dict[str, str]:
+    line = trainer.log(pod).strip().splitlines()[-1]
+    return dict(json.loads(line))
+
+
+async def test_the_shipped_runtimes_are_installed(trainer: Trainer) -> None:
+    items, _ = trainer.store.list("clustertrainingruntimes.trainer.kubeflow.org", None)
+    frameworks = {
+        o["metadata"]["name"]: o["metadata"]["labels"]["trainer.kubeflow.org/framework"]
+        for o in items
+    }
+    assert frameworks == {
+        "torch-distributed": "torch",
+        "deepspeed-distributed": "deepspeed",
+        "mlx-distributed": "mlx",
+        "jax-distributed": "jax",
+        "xgboost-distributed": "xgboost",
+        "torchtune-llama3.2-1b": "torchtune",
+        "torchtune-llama3.2-3b": "torchtune",
+        "torchtune-qwen2.5-1.5b": "torchtune",
+    }
+    version = trainer.store.get("configmaps", "kubeflow-system", "kubeflow-trainer-public")
+    assert version["data"]["kubeflow_trainer_version"] == "v2.3.0"
+
+
+async def test_two_nodes_run_with_the_torch_environment_as_jobset_pods(trainer: Trainer) -> None:
+    trainer.create(
+        trainjob(
+            "tj", numNodes=2, command=py(ENV_DUMP), resourcesPerNode={"requests": {"cpu": "2"}}
+        )
+    )
+    done = await trainer.finished("tj")
+    assert (done["type"], done["reason"], done["message"]) == (
+        "Complete",
+        "AllJobsCompleted",
+        "jobset completed successfully",
+    )
+    pods = trainer.pods("tj")
+    assert len(pods) == 2
+    for pod in pods:
+        labels = pod["metadata"]["labels"]
+        assert pod["metadata"]["name"].startswith("tj-node-0-")
+        assert labels["jobset.sigs.k8s.io/replicatedjob-name"] == "node"
+        assert pod["spec"]["containers"][0]["name"] == "node"
+        assert pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "2"
+        assert pod["status"]["phase"] == "Succeeded"
+    job = trainer.store.get("jobs.batch", "default", "tj-node-0")
+    assert job["metadata"]["labels"]["trainer.kubeflow.org/trainjob-ancestor-step"] == "trainer"
+    envs = [env_of(trainer, p["metadata"]["name"]) for p in pods]
+    ranks = sorted(e["PET_NODE_RANK"] for e in envs)
+    assert ranks == ["0", "1"]
+    for env in envs:
+        assert env["PET_NNODES"] == "2"
+        assert env["PET_NPROC_PER_NODE"] == "2"  # the CPU request, no GPUs
+        assert env["PET_MASTER_ADDR"] == "127.0.0.1"
+    assert len({e["PET_MASTER_PORT"] for e in envs}) == 1
+    status = trainer.status("tj")
+    assert status["jobsStatus"] == [
+        {"name": "node", "ready": 0, "succeeded": 1, "failed": 0, "active": 0, "suspended": 0}
+    ]
+    jobset = trainer.store.get(JOBSETS, "default", "tj")
+    owner = jobset["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("TrainJob", "tj", True)
+    snapshot = trainer.store.get("configmaps", "default", "tj-runtime-snapshot")
+    assert "torch-distributed" in snapshot["data"]["runtime"]
+
+
+@pytest.mark.slow
+async def test_a_2x2_ddp_job_trains_on_cpu_with_torchrun(trainer: Trainer) -> None:
+    script = textwrap.dedent(
+        """
+        import os, torch, torch.distributed as dist
+        dist.init_process_group("gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        torch.manual_seed(0)
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x = torch.randn(32, 4) + rank
+        y = torch.randint(0, 3, (32,))
+        for _ in range(5):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        total = torch.tensor([float(rank)])
+        dist.all_reduce(total)
+        weight = model.module.weight.detach().sum().item()
+        print(f"rank={rank} world={world} sum={total.item()} weight={weight:.6f}", flush=True)
+        dist.destroy_process_group()
+        """
+    )
+    trainer.create(
+        trainjob(
+            "ddp",
+            numNodes=2,
+            numProcPerNode=2,
+            command=["torchrun", "--no-python", "python", "-c", script],
+        )
+    )
+    done = await trainer.finished("ddp", timeout=120)
+    assert done["type"] == "Complete", trainer.events("ddp")
+    lines = [
+        line
+        for pod in trainer.pods("ddp")
+        for line in trainer.log(pod["metadata"]["name"]).splitlines()
+        if line.startswith("rank=")
+    ]
+    assert sorted(line.split()[0] for line in lines) == [f"rank={r}" for r in range(4)]
+    assert all("world=4 sum=6.0" in line for line in lines)
+    # the weights stay in sync across every process, which is what DDP is for
+    assert len({line.split("weight=")[1] for line in lines}) == 1
+
+
+async def test_suspend_and_resume(trainer: Trainer) -> None:
+    trainer.create(trainjob("sus", command=py("print('ran')"), spec={"suspend": True}))
+    await wait_until(lambda: trainer.condition("sus", "Suspended"), 20, "suspended")
+    cond = trainer.condition("sus", "Suspended")
+    assert cond is not None and (cond["reason"], cond["message"]) == (
+        "Suspended",
+        "TrainJob is suspended",
+    )
+    await wait_until(
+        lambda: trainer.store.get(JOBSETS, "default", "sus")["spec"].get("suspend"), 20
+    )
+    assert trainer.pods("sus") == []
+    job = trainer.job("sus")
+    job["spec"]["suspend"] = False
+    trainer.store.update(job)
+    done = await trainer.finished("sus")
+    assert done["type"] == "Complete"
+    resumed = next(c for c in trainer.status("sus")["conditions"] if c["type"] == "Suspended")
+    assert (resumed["status"], resumed["reason"], resumed["message"]) == (
+        "False",
+        "Resumed",
+        "TrainJob is resumed",
+    )
+
+
+async def test_an_active_deadline_fails_the_job_and_removes_its_pods(trainer: Trainer) -> None:
+    trainer.create(
+        trainjob(
+            "slow", command=py("import time; time.sleep(60)"), spec={"activeDeadlineSeconds": 1}
+        )
+    )
+    done = await trainer.finished("slow", timeout=30)
+    assert (done["type"], done["reason"], done["message"]) == (
+        "Failed",
+        "DeadlineExceeded",
+        "TrainJob exceeded its active deadline",
+    )
+    await wait_until(lambda: not trainer.pods("slow"), 30, "the pods to go")
+
+
+async def test_a_failing_node_fails_the_job_and_its_log_stays(trainer: Trainer) -> None:
+    trainer.create(trainjob("boom", command=py("import sys; print('loss=nan'); sys.exit(3)")))
+    done = await trainer.finished("boom", timeout=60)
+    assert done["type"] == "Failed"
+    assert done["reason"] == "FailedJobs"
+    pods = trainer.pods("boom")
+    assert pods and all(p["status"]["phase"] == "Failed" for p in pods)
+    assert "loss=nan" in trainer.log(pods[0]["metadata"]["name"])
+
+
+async def test_an_image_the_machine_cannot_run_says_what_to_install(trainer: Trainer) -> None:
+    trainer.create(trainjob("jx", runtime="mlx-distributed", command=["python", "-c", "0"]))
+
+    def waiting() -> str:
+        for pod in trainer.pods("jx"):
+            for status in pod.get("status", {}).get("containerStatuses") or []:
+                reason = (status.get("state") or {}).get("waiting", {}).get("reason")
+                if reason == "ErrImagePull":
+                    return str(status["state"]["waiting"]["message"])
+        return ""
+
+    message = await wait_until(waiting, 30, "ErrImagePull")
+    assert "lacks mlx" in message and "pip install mlx" in message
+
+
+# -- admission -----------------------------------------------------------------------------
+
+
+def test_a_runtime_that_does_not_exist_is_refused(trainer: Trainer) -> None:
+    with pytest.raises(InvalidError, match="specified clusterTrainingRuntime must be created"):
+        trainer.create(trainjob("x", runtime="no-such-runtime"))
+    with pytest.raises(InvalidError, match="specified trainingRuntime must be created"):
+        trainer.create(
+            {**trainjob("y"), "spec": {"runtimeRef": {"name": "nope", "kind": "TrainingRuntime"}}}
+        )
+    with pytest.raises(InvalidError, match=r"unsupported runtime: Foo\.example\.com"):
+        trainer.create(
+            {
+                **trainjob("z"),
+                "spec": {"runtimeRef": {"name": "a", "kind": "Foo", "apiGroup": "example.com"}},
+            }
+        )
+
+
+def test_initializers_need_a_runtime_with_initializer_jobs(trainer: Trainer) -> None:
+    body = trainjob("init")
+    body["spec"]["initializer"] = {"dataset": {"storageUri": "hf://org/data"}}
+    with pytest.raises(
+        InvalidError,
+        match="must have dataset-initializer job when trainJob is configured with input datasetConfig",
+    ):
+        trainer.create(body)
+
+
+def test_reserved_and_bounded_fields_are_refused(trainer: Trainer) -> None:
+    with pytest.raises(InvalidError, match=r"must not have reserved envs.*PET_MASTER_PORT"):
+        trainer.create(trainjob("env", env=[{"name": "PET_MASTER_PORT", "value": "1"}]))
+    with pytest.raises(InvalidError, match="numProcPerNode must be greater than or equal to 1"):
+        trainer.create(trainjob("np", numProcPerNode=0))
+    with pytest.raises(InvalidError, match="a lowercase RFC 1035 label"):
+        trainer.create(trainjob("1bad"))
+    body = trainjob("uri", runtime="torchtune-llama3.2-1b")
+    body["spec"]["initializer"] = {"model": {"storageUri": "not a uri"}}
+    with pytest.raises(InvalidError, match="storageUri may be empty, or it must be a valid URI"):
+        trainer.create(body)
+
+
+def test_the_trainer_is_immutable(trainer: Trainer) -> None:
+    created = trainer.create(trainjob("imm", command=py("0"), spec={"suspend": True}))
+    created["spec"]["trainer"]["command"] = py("1")
+    with pytest.raises(InvalidError, match=r"spec.trainer: Invalid value: field is immutable"):
+        trainer.store.update(created)
+
+
+def test_a_runtime_whose_trainer_job_has_two_replicas_is_refused(trainer: Trainer) -> None:
+    runtime = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainingRuntime",
+        "metadata": {"name": "two", "labels": {"trainer.kubeflow.org/framework": "torch"}},
+        "spec": {
+            "mlPolicy": {"numNodes": 1, "torch": {}},
+            "template": {
+                "spec": {
+                    "replicatedJobs": [
+                        {
+                            "name": "node",
+                            "replicas": 2,
+                            "template": {
+                                "metadata": {
+                                    "labels": {
+                                        "trainer.kubeflow.org/trainjob-ancestor-step": "trainer"
+                                    }
+                                },
+                                "spec": {
+                                    "template": {
+                                        "spec": {
+                                            "containers": [{"name": "node", "image": "python"}]
+                                        }
+                                    }
+                                },
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+    }
+    with pytest.raises(InvalidError, match=r"replicas: Invalid value: 2: always must be 1"):
+        trainer.create(runtime)
+    runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["replicas"] = 1
+    runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"][
+        "spec"
+    ]["containers"][0]["name"] = "trainer"
+    with pytest.raises(
+        InvalidError, match="must contain the required container for the ancestor: trainer"
+    ):
+        trainer.create(runtime)
+
+
+def test_trainjob_kind_is_registered_with_the_crd_columns(trainer: Trainer) -> None:
+    from wonderland.api import printing, registry
+
+    kind = registry.lookup("trainjobs")
+    assert kind.resource == TRAINJOBS
+    table = printing.table(
+        kind,
+        [
+            {
+                "metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "status": {
+                    "conditions": [{"type": "Suspended", "status": "False"}, {"type": "Complete"}],
+                    "trainerStatus": {
+                        "progressPercentage": 40,
+                        "metrics": [{"name": "loss", "value": "0.25"}],
+                    },
+                },
+            }
+        ],
+    )
+    names = [c["name"] for c in table["columnDefinitions"]]
+    assert names == ["Name", "State", "Age", "Progress", "Metrics"]
+    assert table["rows"][0]["cells"][1] == "Complete"
+    assert table["rows"][0]["cells"][3:] == ["40%", "loss=0.25"]

@@ -1,0 +1,130 @@
+"""Manifests and queries the training tests share."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _support.daemon import wait_until
+
+from wonderland.errors import NotFoundError
+from wonderland.platform import Platform
+from wonderland.runtime.kubelet import Kubelet
+from wonderland.runtime.logs import LogOptions
+from wonderland.store import Store
+
+Obj = dict[str, Any]
+TRAINJOBS = "trainjobs.trainer.kubeflow.org"
+JOBSETS = "jobsets.jobset.x-k8s.io"
+JOBSET_NAME = "jobset.sigs.k8s.io/jobset-name"
+REPO = Path(__file__).resolve().parents[2]
+KUBEFLOW_PYTHON = REPO / ".venv-kubeflow" / "bin" / "python"
+
+
+def trainjob(name: str, runtime: str = "torch-distributed", **trainer: Any) -> Obj:
+    spec: Obj = {"runtimeRef": {"name": runtime}}
+    extra = trainer.pop("spec", {})
+    if trainer:
+        spec["trainer"] = trainer
+    spec.update(extra)
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def py(code: str) -> list[str]:
+    """A trainer command running ``code`` with the interpreter the node's image maps to."""
+    return ["python", "-c", code]
+
+
+class Trainer:
+    """An in-process platform with workloads and training."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.store: Store = platform.store
+        self.kubelet = platform.require(Kubelet)
+
+    def create(self, obj: Obj) -> Obj:
+        return self.store.create(obj)
+
+    def job(self, name: str) -> Obj:
+        return self.store.get(TRAINJOBS, "default", name)
+
+    def status(self, name: str) -> Obj:
+        try:
+            return dict(self.job(name).get("status") or {})
+        except NotFoundError:
+            return {}
+
+    def condition(self, name: str, kind: str) -> Obj | None:
+        for c in self.status(name).get("conditions") or []:
+            if c["type"] == kind and c["status"] == "True":
+                return dict(c)
+        return None
+
+    def pods(self, name: str) -> list[Obj]:
+        items, _ = self.store.list("pods", "default", {JOBSET_NAME: name})
+        return sorted(items, key=lambda p: p["metadata"]["name"])
+
+    def log(self, pod: str, container: str = "node") -> str:
+        try:
+            return self.kubelet.read_log("default", pod, container, False, LogOptions()).decode()
+        except Exception:
+            return ""
+
+    def events(self, name: str) -> list[str]:
+        items, _ = self.store.list("events", "default")
+        return [
+            f"{e['reason']}: {e['message']}" for e in items if e["involvedObject"]["name"] == name
+        ]
+
+    async def finished(self, name: str, timeout: float = 60) -> Obj:
+        """The Complete or Failed condition, once there is one."""
+
+        def done() -> Obj | None:
+            return self.condition(name, "Complete") or self.condition(name, "Failed")
+
+        return await wait_until(done, timeout, f"trainjob {name} to finish")
+
+
+def kubeflow_python() -> Path:
+    """The interpreter of the Kubeflow SDK's environment (`make kubeflow-sdk`)."""
+    if not KUBEFLOW_PYTHON.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("the Kubeflow SDK environment is missing: run `make kubeflow-sdk`")
+        pytest.skip("the Kubeflow SDK environment is missing: run `make kubeflow-sdk`")
+    return KUBEFLOW_PYTHON
+
+
+def has_torchrun() -> bool:
+    return shutil.which("torchrun", path=str(Path(sys.executable).parent)) is not None
+
+
+def run_sdk(
+    script: str, kubeconfig: Path, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with the SDK's interpreter against the daemon of ``kubeconfig``; the
+    script is written to a file first, because the SDK reads a training function's source."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WONDERLAND_", "KUBECONFIG"))}
+    env["KUBECONFIG"] = str(kubeconfig)
+    digest = hashlib.sha256(script.encode()).hexdigest()[:12]
+    path = kubeconfig.parent / f"sdk-script-{digest}.py"
+    path.write_text(script)
+    return subprocess.run(
+        [str(kubeflow_python()), str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
