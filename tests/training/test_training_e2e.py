@@ -228,3 +228,42 @@ def test_kubectl_and_the_cli_show_trainjobs_and_follow_their_logs(daemon: Wonder
     table = kubectl("get", "trainjobs")
     assert table.stdout.splitlines()[0].split() == ["NAME", "STATE", "AGE"]
     assert "chatty" in table.stdout and "Complete" in table.stdout
+
+
+def test_the_iris_example_trains_reports_and_is_served(daemon: WonderlandDaemon) -> None:
+    """examples/training: the DDP TrainJob writes a model that an InferenceService serves."""
+    import httpx
+    import yaml
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "training"
+    daemon.ok("apply", "-f", str(examples / "iris-ddp.yaml"))
+    wait_for(
+        lambda: "Complete" in daemon.ok("get", "trainjob", "iris"), 120, "the iris job to finish"
+    )
+    status = _trainjob(daemon, "iris")["status"]
+    assert isinstance(status, dict)
+    trainer_status = status["trainerStatus"]
+    assert trainer_status["progressPercentage"] == 100
+    metrics = {m["name"]: float(m["value"]) for m in trainer_status["metrics"]}
+    assert metrics["accuracy"] > 0.9
+    pods = daemon.ok("get", "pods", "-l", "jobset.sigs.k8s.io/jobset-name=iris", "-o", "name")
+    logs = daemon.ok("logs", pods.split()[0])
+    assert "model written to /model/model.pt" in logs
+    daemon.ok("apply", "-f", str(examples / "iris-serve.yaml"))
+
+    def ready() -> bool:
+        isvc = yaml.safe_load(daemon.ok("get", "isvc", "iris-torch", "-o", "yaml"))
+        conditions = (isvc.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    wait_for(ready, 120, "isvc/iris-torch Ready")
+    isvc = yaml.safe_load(daemon.ok("get", "isvc", "iris-torch", "-o", "yaml"))
+    host = isvc["status"]["url"].split("://", 1)[1]
+    answer = httpx.post(
+        daemon.gateway + "/v1/models/iris-torch:predict",
+        json={"instances": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]},
+        headers={"Host": host},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == [1, 0]

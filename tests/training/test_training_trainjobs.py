@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from _support.daemon import wait_until
@@ -314,3 +315,113 @@ def test_trainjob_kind_is_registered_with_the_crd_columns(trainer: Trainer) -> N
     assert names == ["Name", "State", "Age", "Progress", "Metrics"]
     assert table["rows"][0]["cells"][1] == "Complete"
     assert table["rows"][0]["cells"][3:] == ["40%", "loss=0.25"]
+
+
+def _runtime_with_initializer(name: str) -> dict[str, object]:
+    ancestor = "trainer.kubeflow.org/trainjob-ancestor-step"
+    mount = [{"name": "initializer", "mountPath": "/workspace"}]
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainingRuntime",
+        "metadata": {"name": name, "labels": {"trainer.kubeflow.org/framework": "torch"}},
+        "spec": {
+            "mlPolicy": {"numNodes": 1, "torch": {}},
+            "template": {
+                "spec": {
+                    "volumeClaimPolicies": [
+                        {
+                            "templates": [
+                                {
+                                    "metadata": {"name": "initializer"},
+                                    "spec": {
+                                        "accessModes": ["ReadWriteOnce"],
+                                        "resources": {"requests": {"storage": "1Gi"}},
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                    "replicatedJobs": [
+                        {
+                            "name": "dataset-initializer",
+                            "template": {
+                                "metadata": {"labels": {ancestor: "dataset-initializer"}},
+                                "spec": {
+                                    "template": {
+                                        "spec": {
+                                            "containers": [
+                                                {
+                                                    "name": "dataset-initializer",
+                                                    "image": "ghcr.io/kubeflow/trainer/dataset-initializer",
+                                                    "volumeMounts": mount,
+                                                }
+                                            ]
+                                        }
+                                    }
+                                },
+                            },
+                        },
+                        {
+                            "name": "node",
+                            "dependsOn": [{"name": "dataset-initializer", "status": "Complete"}],
+                            "template": {
+                                "metadata": {"labels": {ancestor: "trainer"}},
+                                "spec": {
+                                    "template": {
+                                        "spec": {
+                                            "containers": [
+                                                {
+                                                    "name": "node",
+                                                    "image": "pytorch/pytorch",
+                                                    "volumeMounts": mount,
+                                                }
+                                            ]
+                                        }
+                                    }
+                                },
+                            },
+                        },
+                    ],
+                }
+            },
+        },
+    }
+
+
+async def test_the_dataset_initializer_fills_the_workspace_before_the_node_starts(
+    trainer: Trainer, tmp_path: Path
+) -> None:
+    if not trainer.kubelet.sandbox.available:
+        pytest.skip(f"mount namespaces are not available here: {trainer.kubelet.sandbox.reason}")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("x,y\n1,2\n")
+    (data / "notes.md").write_text("ignored")
+    trainer.create(_runtime_with_initializer("with-data"))
+    body = trainjob(
+        "fed",
+        runtime="with-data",
+        command=["sh", "-c", "ls /workspace/dataset; cat /workspace/dataset/train.csv"],
+    )
+    body["spec"]["runtimeRef"]["kind"] = "TrainingRuntime"
+    body["spec"]["initializer"] = {
+        "dataset": {
+            "storageUri": f"file://{data}",
+            "env": [{"name": "IGNORE_PATTERNS", "value": "*.md"}],
+        }
+    }
+    trainer.create(body)
+    done = await trainer.finished("fed", timeout=60)
+    assert done["type"] == "Complete", trainer.events("fed")
+    pods = {
+        p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]: p
+        for p in trainer.pods("fed")
+    }
+    init_log = trainer.log(pods["dataset-initializer"]["metadata"]["name"], "dataset-initializer")
+    assert "Dataset has been downloaded" in init_log
+    node_log = trainer.log(pods["node"]["metadata"]["name"])
+    assert node_log.splitlines() == ["train.csv", "x,y", "1,2"]
+    # the node started only after the initializer had finished
+    init_done = pods["dataset-initializer"]["status"]["containerStatuses"][0]["state"]["terminated"]
+    node_started = pods["node"]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert node_started["startedAt"] >= init_done["finishedAt"]

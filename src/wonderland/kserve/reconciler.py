@@ -32,6 +32,7 @@ from wonderland.kserve.runtimes import (
     select_runtime,
 )
 from wonderland.serving.conditions import get_condition, set_condition
+from wonderland.workloads.storage import claim_path
 
 __all__ = ["ISVCS", "InferenceServiceReconciler"]
 
@@ -328,12 +329,14 @@ class InferenceServiceReconciler:
                 pct = f" ({100 * done // total}%)" if total else ""
                 state.progress = f"downloading {shown}: {done} bytes{pct}"
 
+            store = self.platform.store
             ctx = StorageContext(
                 self.state_dir,
                 namespace=meta["namespace"],
                 annotations=annotations,
                 env={**os.environ, **env},
                 progress=progress,
+                claims=lambda namespace, claim: claim_path(store, namespace, claim),
             )
             state.task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(fetch, uri, ctx), name=f"storage {shown}"

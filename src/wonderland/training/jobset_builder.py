@@ -15,6 +15,10 @@ from wonderland.api.schemas.core import (
     EnvVar,
     LocalObjectReference,
     NameRef,
+    PersistentVolumeClaimVolumeSource,
+    PodSpec,
+    Volume,
+    VolumeMount,
 )
 from wonderland.api.schemas.trainer import TrainJobObject
 from wonderland.training.runtime_info import (
@@ -24,12 +28,15 @@ from wonderland.training.runtime_info import (
     TRAINER,
     RuntimeInfo,
     upsert_env,
+    upsert_volume,
+    upsert_volume_mount,
 )
 
 __all__ = ["JOBSET_API_VERSION", "build_jobset"]
 
 JOBSET_API_VERSION = "jobset.x-k8s.io/v1alpha2"
 STORAGE_URI = "STORAGE_URI"
+PVC_MOUNT_ROOT = "/mnt/pvc"
 
 Obj = dict[str, Any]
 
@@ -40,17 +47,18 @@ def build_jobset(info: RuntimeInfo, job: TrainJobObject) -> Obj:
     for ps in info.pod_sets:
         rjob = ps.job
         ancestor = ps.ancestor
-        for container in rjob.template.spec.template.spec.containers:
+        pod = rjob.template.spec.template.spec
+        for container in pod.containers:
             if ancestor == DATASET_INITIALIZER and container.name == DATASET_INITIALIZER:
                 source = spec.initializer.dataset if spec.initializer else None
                 rjob.replicas = 1
                 if source is not None:
-                    _initializer(container, source.storageUri, source.env, source.secretRef)
+                    _initializer(pod, container, source.storageUri, source.env, source.secretRef)
             elif ancestor == MODEL_INITIALIZER and container.name == MODEL_INITIALIZER:
                 model = spec.initializer.model if spec.initializer else None
                 rjob.replicas = 1
                 if model is not None:
-                    _initializer(container, model.storageUri, model.env, model.secretRef)
+                    _initializer(pod, container, model.storageUri, model.env, model.secretRef)
             elif ancestor == TRAINER and container.name == NODE and spec.trainer is not None:
                 rjob.replicas = 1
                 if spec.trainer.image is not None:
@@ -89,6 +97,7 @@ def build_jobset(info: RuntimeInfo, job: TrainJobObject) -> Obj:
 
 
 def _initializer(
+    pod: PodSpec,
     container: Container,
     uri: str | None,
     env: list[EnvVar] | None,
@@ -96,9 +105,30 @@ def _initializer(
 ) -> None:
     if uri is not None:
         upsert_env(container, EnvVar(name=STORAGE_URI, value=uri))
+        if uri.startswith("pvc://"):
+            _mount_claim(pod, container, uri[len("pvc://") :].partition("/")[0])
     upsert_env(container, *(env or []))
     if secret is not None:
         container.envFrom = [
             *(container.envFrom or []),
             EnvFromSource(secretRef=NameRef(name=secret.name)),
         ]
+
+
+def _mount_claim(pod: PodSpec, container: Container, claim: str) -> None:
+    """A pvc:// source: the claim mounted read-only under PVC_MOUNT_ROOT, as KServe's storage
+    initializer mounts it (the program finds it there through WONDERLAND_PVC_ROOT)."""
+    if not claim:
+        return  # the initializer says what a pvc:// URI must look like
+    name = f"storage-{claim}"[:63].rstrip("-")
+    pod.volumes = upsert_volume(
+        pod.volumes,
+        Volume(
+            name=name,
+            persistentVolumeClaim=PersistentVolumeClaimVolumeSource(claimName=claim, readOnly=True),
+        ),
+    )
+    upsert_volume_mount(
+        container, VolumeMount(name=name, mountPath=f"{PVC_MOUNT_ROOT}/{claim}", readOnly=True)
+    )
+    upsert_env(container, EnvVar(name="WONDERLAND_PVC_ROOT", value=PVC_MOUNT_ROOT))

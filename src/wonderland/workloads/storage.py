@@ -22,7 +22,7 @@ from typing import Any
 
 from wonderland.api import quantity
 from wonderland.controllers import Result
-from wonderland.errors import ConflictError, NotFoundError
+from wonderland.errors import ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
 from wonderland.workloads.admission import DEFAULT_STORAGE_CLASS
 
@@ -30,6 +30,7 @@ __all__ = [
     "PROVISIONER",
     "ClaimReconciler",
     "VolumeReconciler",
+    "claim_path",
     "ensure_default_class",
 ]
 
@@ -385,3 +386,19 @@ class VolumeReconciler:
             self.store.delete(PVS, None, meta["name"])
         except (ConflictError, NotFoundError):
             pass
+
+
+def claim_path(store: Store, namespace: str, claim: str) -> Path:
+    """The folder of the PersistentVolume ``claim`` is bound to (what a pod mounts)."""
+    pvc = _get(store, "persistentvolumeclaims", namespace, claim)
+    if pvc is None:
+        raise NotFoundError(f'persistentvolumeclaim "{claim}" not found in namespace "{namespace}"')
+    volume = (pvc.get("spec") or {}).get("volumeName")
+    pv = _get(store, PVS, None, volume) if volume else None
+    if pv is None:
+        raise WonderlandError(f'persistentvolumeclaim "{claim}" is not bound')
+    spec = pv.get("spec") or {}
+    path = (spec.get("local") or spec.get("hostPath") or {}).get("path")
+    if not path:
+        raise WonderlandError(f'the PersistentVolume "{volume}" has no local or hostPath source')
+    return Path(path)

@@ -29,6 +29,7 @@ __all__ = [
     "NodeObject",
     "ObjectMetaTemplate",
     "PersistentVolumeClaimObject",
+    "PersistentVolumeClaimVolumeSource",
     "PersistentVolumeObject",
     "PodObject",
     "PodSchedulingGate",

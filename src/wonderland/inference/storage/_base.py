@@ -34,6 +34,8 @@ __all__ = [
 
 log = logging.getLogger("wonderland.inference.storage")
 
+# (namespace, claim) -> the folder of the PersistentVolume the claim is bound to.
+ClaimResolver = Callable[[str, str], Path]
 # (what, bytes done, total bytes or None) - called often while a download runs.
 Progress = Callable[[str, int, "int | None"], None]
 
@@ -53,6 +55,9 @@ class StorageContext:
     annotations: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     progress: Progress | None = None
+    # The folder of a bound PersistentVolumeClaim (namespace, claim), where the platform's
+    # store is at hand; without it pvc:// uses <state_dir>/volumes/<namespace>/<claim>.
+    claims: ClaimResolver | None = None
 
     @property
     def cache_dir(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote
 
+from wonderland.errors import WonderlandError
 from wonderland.inference.storage._base import StorageContext, StorageError
 
 __all__ = ["LocalStorage", "PVCStorage", "pvc_root"]
@@ -34,14 +35,21 @@ class LocalStorage:
 
 
 class PVCStorage:
-    """``pvc://<claim>/<path>``: ``<state_dir>/volumes/<namespace>/<claim>/<path>``."""
+    """``pvc://<claim>/<path>``: the folder of the PersistentVolume the claim is bound to
+    (``<state_dir>/volumes/<namespace>/<claim>/<path>`` where no store is at hand)."""
 
     def fetch(self, uri: str, ctx: StorageContext) -> Path:
         rest = uri[len("pvc://") :]
         claim, _, sub = rest.partition("/")
         if not claim:
             raise StorageError(f"storageUri {uri}: expected pvc://<claim-name>/<path>")
-        root = pvc_root(ctx, ctx.namespace, claim)
+        if ctx.claims is not None:
+            try:
+                root = ctx.claims(ctx.namespace, claim)
+            except WonderlandError as exc:
+                raise StorageError(f"storageUri {uri}: {exc}") from None
+        else:
+            root = pvc_root(ctx, ctx.namespace, claim)
         path = (root / sub).resolve() if sub else root
         if not path.is_relative_to(root.resolve()):
             raise StorageError(f"storageUri {uri}: the path leaves the claim's folder")

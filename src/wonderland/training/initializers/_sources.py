@@ -37,6 +37,8 @@ log = logging.getLogger("wonderland.training.initializers")
 FILE_LINES = 200
 # A long download says how far it got at most this often.
 PROGRESS_EVERY = 5.0
+# Set by the TrainJob controller where it mounted the claims a pvc:// source names.
+PVC_ROOT_ENV = "WONDERLAND_PVC_ROOT"
 # Where a pod finds its namespace when POD_NAMESPACE is not set (upstream's cache
 # initializer reads the same file).
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -284,11 +286,15 @@ def _from_registry(
     progress = _ProgressLog(config.shown_uri, None)
     # Only http(s):// (its download cache) and pvc:// (the claims' folders) use the state
     # directory; a local path needs none, and its settings are then not read at all.
+    # In a TrainJob's pod a pvc:// claim is mounted under PVC_MOUNT_ROOT (as KServe's
+    # storage initializer mounts it); elsewhere its folder is found in the state directory.
+    mounted = env.get(PVC_ROOT_ENV, "").strip()
     ctx = StorageContext(
         _state_dir(env) if scheme in ("http", "https", "pvc") else Path("."),
         namespace=namespace(env),
         env=dict(env),
         progress=lambda _uri, done, total: progress(done, total),
+        claims=(lambda _ns, claim: Path(mounted) / claim) if mounted else None,
     )
     # The initializer copies files and loads none of them; the training code decides how
     # to load what it finds (pickles included), so none is refused here.
