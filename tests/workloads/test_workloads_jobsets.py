@@ -130,6 +130,7 @@ async def test_replicated_jobs_become_labelled_jobs_and_pods_with_hostnames(
             == hashlib.sha1(f"default/{job}".encode()).hexdigest()
         )
         assert pod_labels["jobset.sigs.k8s.io/coordinator"] == "train-driver-0-0.train"
+        assert pod_labels["jobset.sigs.k8s.io/priority"] == "0"  # the pod webhook's
     driver = next(p for p in pods if p["spec"]["hostname"] == "train-driver-0-0")
     log = platform.require(Kubelet).read_log(
         "default", driver["metadata"]["name"], None, False, LogOptions()
