@@ -30,6 +30,7 @@ from wonderland.platform import Platform
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.runtime.logs import LogOptions
 from wonderland.settings import Settings
+from wonderland.workloads import jobset_admission
 
 Obj = dict[str, Any]
 JOB_KEYS = (
@@ -162,7 +163,7 @@ async def test_depends_on_waits_for_complete_then_ready(platform: Platform, tmp_
             ),
             rjob(
                 "launcher",
-                f"echo launcher-start {STAMP} >> {log}; sleep 1.5; echo launcher-end {STAMP} >> {log}",
+                f"echo launcher-start {STAMP} >> {log}; sleep 2.5; echo launcher-end {STAMP} >> {log}",
                 dependsOn=[{"name": "init", "status": "Complete"}],
             ),
             rjob(
@@ -269,7 +270,8 @@ async def test_restarts_recreate_every_job_until_max_restarts(
     other = rjob("other", "echo attempt=$ATTEMPT; sleep 0.2")
     other["template"]["spec"]["template"]["spec"]["containers"][0]["env"] = [attempt_env]
     store.create(jobset("retry", rjob("flaky", flaky), other, failurePolicy={"maxRestarts": 1}))
-    store.create(jobset("hopeless", rjob("bad", "exit 1"), failurePolicy={"maxRestarts": 1}))
+    blocking = {"maxRestarts": 1, "restartStrategy": "BlockingRecreate"}
+    store.create(jobset("hopeless", rjob("bad", "exit 1"), failurePolicy=blocking))
     final = await js_finished(store, "retry")
     assert final["type"] == "Completed"
     status = js_status(store, "retry")
@@ -362,8 +364,6 @@ async def gated(tmp_path: Path) -> AsyncIterator[Platform]:
         await platform.stop()
         platform.store.close()
         # The checks are process-wide: put the default gate back for the other tests.
-        from wonderland.workloads import jobset_admission
-
         jobset_admission.install(False)
 
 
