@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from _support.daemon import wait_until
 from jobset_support import (
     JOBSETS,
@@ -33,6 +34,7 @@ from wonderland.settings import Settings
 from wonderland.workloads import jobset_admission
 
 Obj = dict[str, Any]
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobsets"
 JOB_KEYS = (
     "jobset-name",
     "jobset-uid",
@@ -528,3 +530,27 @@ async def test_a_jobset_managed_by_another_controller_is_left_alone(platform: Pl
     store.create(jobset("here", rjob("w", "true")))
     await js_finished(store, "here")  # reconciled after the other one was
     assert jobs_of(store, "elsewhere") == [] and js_status(store, "elsewhere") == {}
+
+
+@pytest.mark.slow
+async def test_upstream_examples_run_to_their_end(platform: Platform) -> None:
+    store = platform.store
+    names = ["paralleljobs", "group", "startup-driver-ready", "failure-policy"]
+    for name in names:
+        store.create(yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text()))
+    for name in names[:3]:
+        final = await js_finished(store, name if name != "group" else "group-example")
+        assert final["type"] == "Completed", (name, final)
+    group = {
+        p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]: p["metadata"]["labels"]
+        for p in pods_of(store, "group-example")
+    }
+    assert (
+        group["rj-2"]["jobset.sigs.k8s.io/group-name"],
+        group["rj-2"]["jobset.sigs.k8s.io/job-group-index"],
+    ) == ("group-b", "0")
+    assert group["rj-2"]["jobset.sigs.k8s.io/job-global-index"] == "1"
+    # BlockingRecreate, restarted three times, then out of restarts.
+    final = await js_finished(store, "failure-policy", timeout=60)
+    assert (final["type"], final["reason"]) == ("Failed", "ReachedMaxRestarts")
+    assert js_status(store, "failure-policy")["restarts"] == 3
