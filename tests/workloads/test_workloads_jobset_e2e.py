@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from _support.daemon import WonderlandDaemon, running_daemon, wait_for
 from _support.kube import Kubectl, kubectl_for
+from kubernetes import client, config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobsets"
 LABEL = "jobset.sigs.k8s.io/jobset-name"
@@ -63,6 +64,16 @@ def test_kubectl_runs_upstream_jobset_examples(tmp_path: Path) -> None:
         }
         assert rows["depends-on"] == ["Completed", "0", "True"]
         assert rows["failjobset-action-example"][:2] == ["Failed", "0"]
+
+        # The kubernetes client and the wonderland CLI see the same.
+        api = config.new_client_from_config(config_file=str(daemon.home / "kubeconfig"))
+        with api:
+            found = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                "jobset.x-k8s.io", "v1alpha2", "default", "jobsets", "depends-on"
+            )
+        assert found["status"]["terminalState"] == "Completed"
+        cli = daemon.ok("get", "jobsets").splitlines()
+        assert cli[0].split()[:4] == ["NAME", "TERMINALSTATE", "RESTARTS", "COMPLETED"]
 
         # dependsOn: every Job of the chain, named <jobset>-<replicatedJob>-<index>.
         jobs = _json(kubectl, "get", "jobs", "-l", f"{LABEL}=depends-on")
