@@ -12,7 +12,8 @@ import pytest
 from jobset_support import JOBSETS, jobset, rjob
 
 from wonderland.api.schemas.jobset import JobSetObject
-from wonderland.errors import InvalidError
+from wonderland.errors import ConfigError, InvalidError
+from wonderland.settings import Settings
 from wonderland.store import Store
 from wonderland.workloads import admission, jobset_admission
 from wonderland.workloads.jobset_jobs import JobSetView, build_job
@@ -288,3 +289,11 @@ def test_jobs_of_the_node_selector_strategy_select_their_own_nodes() -> None:
         )
         assert "alpha.jobset.sigs.k8s.io/exclusive-topology" not in meta_block["labels"]
     assert job["spec"]["suspend"] is False and pod["spec"]["subdomain"] == "ns"
+
+
+def test_the_restart_job_gate_is_the_only_one_that_turns_on() -> None:
+    env = {"WONDERLAND_JOBSET_FEATURE_GATES": "RestartJob=true"}
+    assert Settings.from_env(env).jobset_features() == {"RestartJob": True}
+    assert Settings.from_env({}).jobset_features() == {}
+    with pytest.raises(ConfigError, match="InPlaceRestart and ElasticJobSet cannot be turned on"):
+        Settings.from_env({"WONDERLAND_JOBSET_FEATURE_GATES": "InPlaceRestart=true"})

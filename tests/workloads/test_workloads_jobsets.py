@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from _support.daemon import wait_until
 from jobset_support import (
     JOBSETS,
@@ -30,8 +31,10 @@ from wonderland.platform import Platform
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.runtime.logs import LogOptions
 from wonderland.settings import Settings
+from wonderland.workloads import jobset_admission
 
 Obj = dict[str, Any]
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobsets"
 JOB_KEYS = (
     "jobset-name",
     "jobset-uid",
@@ -130,6 +133,7 @@ async def test_replicated_jobs_become_labelled_jobs_and_pods_with_hostnames(
             == hashlib.sha1(f"default/{job}".encode()).hexdigest()
         )
         assert pod_labels["jobset.sigs.k8s.io/coordinator"] == "train-driver-0-0.train"
+        assert pod_labels["jobset.sigs.k8s.io/priority"] == "0"  # the pod webhook's
     driver = next(p for p in pods if p["spec"]["hostname"] == "train-driver-0-0")
     log = platform.require(Kubelet).read_log(
         "default", driver["metadata"]["name"], None, False, LogOptions()
@@ -161,7 +165,7 @@ async def test_depends_on_waits_for_complete_then_ready(platform: Platform, tmp_
             ),
             rjob(
                 "launcher",
-                f"echo launcher-start {STAMP} >> {log}; sleep 1.5; echo launcher-end {STAMP} >> {log}",
+                f"echo launcher-start {STAMP} >> {log}; sleep 2.5; echo launcher-end {STAMP} >> {log}",
                 dependsOn=[{"name": "init", "status": "Complete"}],
             ),
             rjob(
@@ -268,7 +272,8 @@ async def test_restarts_recreate_every_job_until_max_restarts(
     other = rjob("other", "echo attempt=$ATTEMPT; sleep 0.2")
     other["template"]["spec"]["template"]["spec"]["containers"][0]["env"] = [attempt_env]
     store.create(jobset("retry", rjob("flaky", flaky), other, failurePolicy={"maxRestarts": 1}))
-    store.create(jobset("hopeless", rjob("bad", "exit 1"), failurePolicy={"maxRestarts": 1}))
+    blocking = {"maxRestarts": 1, "restartStrategy": "BlockingRecreate"}
+    store.create(jobset("hopeless", rjob("bad", "exit 1"), failurePolicy=blocking))
     final = await js_finished(store, "retry")
     assert final["type"] == "Completed"
     status = js_status(store, "retry")
@@ -361,8 +366,6 @@ async def gated(tmp_path: Path) -> AsyncIterator[Platform]:
         await platform.stop()
         platform.store.close()
         # The checks are process-wide: put the default gate back for the other tests.
-        from wonderland.workloads import jobset_admission
-
         jobset_admission.install(False)
 
 
@@ -527,3 +530,27 @@ async def test_a_jobset_managed_by_another_controller_is_left_alone(platform: Pl
     store.create(jobset("here", rjob("w", "true")))
     await js_finished(store, "here")  # reconciled after the other one was
     assert jobs_of(store, "elsewhere") == [] and js_status(store, "elsewhere") == {}
+
+
+@pytest.mark.slow
+async def test_upstream_examples_run_to_their_end(platform: Platform) -> None:
+    store = platform.store
+    names = ["paralleljobs", "group", "startup-driver-ready", "failure-policy"]
+    for name in names:
+        store.create(yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text()))
+    for name in names[:3]:
+        final = await js_finished(store, name if name != "group" else "group-example")
+        assert final["type"] == "Completed", (name, final)
+    group = {
+        p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]: p["metadata"]["labels"]
+        for p in pods_of(store, "group-example")
+    }
+    assert (
+        group["rj-2"]["jobset.sigs.k8s.io/group-name"],
+        group["rj-2"]["jobset.sigs.k8s.io/job-group-index"],
+    ) == ("group-b", "0")
+    assert group["rj-2"]["jobset.sigs.k8s.io/job-global-index"] == "1"
+    # BlockingRecreate, restarted three times, then out of restarts.
+    final = await js_finished(store, "failure-policy", timeout=60)
+    assert (final["type"], final["reason"]) == ("Failed", "ReachedMaxRestarts")
+    assert js_status(store, "failure-policy")["restarts"] == 3

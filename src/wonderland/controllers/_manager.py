@@ -82,8 +82,12 @@ class _WorkQueue:
                     return key
                 timeout = due - now
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when
+            # the wake-up and a cancellation arrive together, and the swallowed cancellation
+            # left ControllerManager.stop waiting for this worker for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def done(self, key: Key) -> None:
         self._processing.discard(key)

@@ -18,12 +18,21 @@ from pydantic import ValidationError
 from wonderland.api import admission
 from wonderland.api.schemas.jobset import JobSetObject
 from wonderland.errors import InvalidError
+from wonderland.workloads.jobset_jobs import JOBSET_NAME_KEY, NODE_SELECTOR_STRATEGY_KEY
 from wonderland.workloads.jobset_validation import validate_create
 
-__all__ = ["JOBSETS", "default_jobset", "install", "validate_update"]
+__all__ = [
+    "JOBSETS",
+    "PRIORITY_KEY",
+    "default_jobset",
+    "default_jobset_pod",
+    "install",
+    "validate_update",
+]
 
 Obj = dict[str, Any]
 JOBSETS = "jobsets.jobset.x-k8s.io"
+PRIORITY_KEY = "jobset.sigs.k8s.io/priority"
 
 # -- defaults ------------------------------------------------------------------------
 
@@ -75,6 +84,21 @@ def default_jobset(obj: Obj) -> None:
             claims["retentionPolicy"] = {"whenDeleted": "Delete"}
         elif isinstance(retention, dict):
             retention.setdefault("whenDeleted", "Delete")
+
+
+def default_jobset_pod(obj: Obj) -> None:
+    """The JobSet pod webhook's defaults: a pod of a JobSet (unless it uses the node selector
+    placement strategy) gets its priority as the ``jobset.sigs.k8s.io/priority`` label. Runs
+    after the pod defaults, which give every pod a priority as the Priority plugin does."""
+    meta = obj.get("metadata")
+    spec = obj.get("spec")
+    if not isinstance(meta, dict) or not isinstance(spec, dict):
+        return
+    annotations = meta.get("annotations") or {}
+    if JOBSET_NAME_KEY not in annotations or NODE_SELECTOR_STRATEGY_KEY in annotations:
+        return
+    if spec.get("priority") is not None:
+        meta["labels"] = {**(meta.get("labels") or {}), PRIORITY_KEY: str(spec["priority"])}
 
 
 # -- update --------------------------------------------------------------------------
@@ -242,3 +266,4 @@ def install(restart_job: bool = False) -> None:
     ADMISSION.restart_job = restart_job
     admission.register_default(JOBSETS, default_jobset)
     admission.register(JOBSETS, ADMISSION.check)
+    admission.register_default("pods", default_jobset_pod)

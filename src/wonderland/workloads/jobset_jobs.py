@@ -49,6 +49,8 @@ __all__ = [
     "coordinator_endpoint",
     "job_hash_key",
     "job_name",
+    "job_restart_attempts",
+    "replicas_of",
     "subdomain",
 ]
 
