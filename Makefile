@@ -9,7 +9,7 @@ TORCH := torch==2.13.0
 KUBEFLOW_VENV := .venv-kubeflow
 KUBEFLOW_SDK := kubeflow==0.5.0
 
-.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk
+.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk mpi
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -40,6 +40,10 @@ up: install
 browser: dev
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 	@$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/pip install -q 'playwright>=1.40'
+
+## make mpi: Debian's Open MPI (the MPI TrainJob test runs mpirun).
+mpi:
+	@command -v mpirun >/dev/null || { apt-get update -q && apt-get install -y -q openmpi-bin; }
 
 ## make kubeflow-sdk: the official Kubeflow SDK in .venv-kubeflow (the training tests use it).
 $(KUBEFLOW_VENV)/.installed:

@@ -267,3 +267,50 @@ def test_the_iris_example_trains_reports_and_is_served(daemon: WonderlandDaemon)
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == [1, 0]
+
+
+def test_a_transformers_trainer_reports_progress_with_no_code_change(
+    daemon: WonderlandDaemon,
+) -> None:
+    """transformers turns its Kubeflow callback on by itself when the trainer's variables are
+    set: progress and the logged loss reach the TrainJob."""
+    program = textwrap.dedent(
+        """
+        import torch
+        from transformers import Trainer, TrainingArguments
+
+        class Tiny(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer = torch.nn.Linear(4, 2)
+
+            def forward(self, x, labels):
+                logits = self.layer(x)
+                return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+        data = [{"x": torch.randn(4), "labels": torch.tensor(i % 2)} for i in range(64)]
+        args = TrainingArguments(
+            output_dir="out", max_steps=20, per_device_train_batch_size=8, logging_steps=5,
+            save_strategy="no", use_cpu=True, disable_tqdm=True,
+        )
+        Trainer(model=Tiny(), args=args, train_dataset=data).train()
+        print("trained")
+        """
+    )
+    manifest = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "hf"},
+        "spec": {
+            "runtimeRef": {"name": "torch-distributed"},
+            "trainer": {"command": ["python", "-c", program]},
+        },
+    }
+    daemon.ok("apply", "-f", "-", stdin=json.dumps(manifest))
+    wait_for(lambda: "Complete" in daemon.ok("get", "trainjob", "hf"), 120, "hf to finish")
+    status = _trainjob(daemon, "hf")["status"]
+    assert isinstance(status, dict)
+    trainer_status = status["trainerStatus"]
+    assert trainer_status["progressPercentage"] == 100
+    names = {m["name"] for m in trainer_status["metrics"]}
+    assert "loss" in names or "train_loss" in names, trainer_status
