@@ -433,3 +433,41 @@ def test_the_injection_is_what_report_metrics_needs(server: DBManagerServer) -> 
     ]
     assert json.dumps(spec["volumes"]).count("metadata.namespace") == 1
     assert "env" not in spec["containers"][0]
+
+
+async def test_report_metrics_reaches_the_platform_from_a_trainjob_trial(tmp_path: Path) -> None:
+    python = katib_python()
+    settings = Settings(home=tmp_path / "home", gateway_port=0, api_port=0, backoff_seconds=0.2)
+    platform = Platform.open(settings)
+    platform.install_plugins(("wonderland.workloads", "wonderland.training"))
+    log_store = MemoryObservationLog("tune-iris-x7k2")
+    server = install_push_collector(platform, log_store)
+    await platform.start()
+    try:
+        trainjob: dict[str, Any] = {
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "metadata": {"name": "tune-iris-x7k2"},
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "trainer": {"command": [str(python), "-c", SDK_SCRIPT]},
+            },
+        }
+        server.trial_injection("tune-iris-x7k2").apply_to_trainjob(trainjob)
+        platform.store.create(trainjob)
+
+        def complete() -> str:
+            job = platform.store.get("trainjobs.trainer.kubeflow.org", "default", "tune-iris-x7k2")
+            for c in (job.get("status") or {}).get("conditions") or []:
+                if c["type"] in ("Complete", "Failed") and c["status"] == "True":
+                    return str(c["type"])
+            return ""
+
+        assert await wait_until(complete, 90, "the TrainJob to finish") == "Complete"
+        assert {(m.name, m.value) for m in log_store.logs["tune-iris-x7k2"]} == {
+            ("loss", "0.25"),
+            ("accuracy", "0.875"),
+        }
+    finally:
+        await platform.stop()
+        platform.store.close()

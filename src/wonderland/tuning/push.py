@@ -92,6 +92,7 @@ DB_MANAGER_HOSTS = frozenset(
 TRIAL_NAME_ENV = "KATIB_TRIAL_NAME"
 NAMESPACE_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 NAMESPACE_VOLUME = "katib-push-namespace"
+PATCH_MANAGER = "katib.kubeflow.org/push-collector"  # its runtimePatches entry on TrainJobs
 # What Katib's collectors report when a metric never appeared (UnavailableMetricValue).
 UNAVAILABLE = "unavailable"
 # What strconv.ParseFloat (the Trial controller's reader) and Python's float() both accept.
@@ -302,21 +303,25 @@ class TrialInjection:
         volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") != self.volume.name]
         pod_spec["volumes"] = [*volumes, self.volume.model_dump(exclude_none=True)]
 
-    def runtime_patch(self, job: str = "node", container: str = "node") -> dict[str, Any]:
-        """The same as a TrainJob ``runtimePatches`` entry for the trainer's ``node``
-        containers (a TrainJob trial's primary container)."""
+    def apply_to_trainjob(self, trainjob: dict[str, Any], job: str = "node") -> None:
+        """Add everything to a raw TrainJob (a TrainJob trial): the variables to
+        ``spec.trainer.env`` (Trainer refuses env in runtimePatches for ``node``), the
+        volume and mount as a ``runtimePatches`` entry for the trainer's ``node`` container."""
+        spec = trainjob.setdefault("spec", {})
+        trainer = spec.get("trainer")
+        if not isinstance(trainer, dict):
+            trainer = spec["trainer"] = {}
+        ours = {e.name for e in self.env}
+        env = [e for e in trainer.get("env") or [] if e.get("name") not in ours]
+        trainer["env"] = env + [e.model_dump(exclude_none=True) for e in self.env]
         pod = {
             "volumes": [self.volume.model_dump(exclude_none=True)],
             "containers": [
-                {
-                    "name": container,
-                    "env": [e.model_dump(exclude_none=True) for e in self.env],
-                    "volumeMounts": [self.volume_mount.model_dump(exclude_none=True)],
-                }
+                {"name": "node", "volumeMounts": [self.volume_mount.model_dump(exclude_none=True)]}
             ],
         }
-        return {
-            "manager": "katib.kubeflow.org/push-collector",
+        patch = {
+            "manager": PATCH_MANAGER,
             "trainingRuntimeSpec": {
                 "template": {
                     "spec": {
@@ -327,6 +332,8 @@ class TrialInjection:
                 }
             },
         }
+        patches = [p for p in spec.get("runtimePatches") or [] if p.get("manager") != PATCH_MANAGER]
+        spec["runtimePatches"] = [*patches, patch]
 
 
 class PushCollectorAccess(Protocol):
