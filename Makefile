@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[sklearn]'
+	$(BIN)/pip install -q -e '.[sklearn,tuning]'
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from wonderland.api.schemas import batch, core, dapr, jobset, knative, kserve, storage, trainer
+from wonderland.api.schemas import (
+    batch,
+    core,
+    dapr,
+    jobset,
+    katib,
+    knative,
+    kserve,
+    storage,
+    trainer,
+)
 from wonderland.api.schemas._base import Schema
 
 __all__ = ["SCHEMAS", "Schema"]
@@ -35,4 +45,7 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): trainer.TrainJobObject,
     ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime"): trainer.TrainingRuntimeObject,
     ("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime"): trainer.TrainingRuntimeObject,
+    ("kubeflow.org/v1beta1", "Experiment"): katib.ExperimentObject,
+    ("kubeflow.org/v1beta1", "Trial"): katib.TrialObject,
+    ("kubeflow.org/v1beta1", "Suggestion"): katib.SuggestionObject,
 }
