@@ -8,8 +8,12 @@ TORCH := torch==2.13.0
 # The Kubeflow SDK the training tests drive, in its own environment: it pins kubernetes<36.
 KUBEFLOW_VENV := .venv-kubeflow
 KUBEFLOW_SDK := kubeflow==0.5.0
+# The older Katib SDK the tuning tests drive (report_metrics, KatibClient), in its own
+# environment too: it pins protobuf<5 (the platform's Dapr protos need protobuf>=6.33).
+KATIB_VENV := .venv-katib
+KATIB_SDK := kubeflow-katib==0.19.0
 
-.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk
+.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -41,6 +45,10 @@ browser: dev
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 	@$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/pip install -q 'playwright>=1.40'
 
+## make mpi: Debian's Open MPI (the MPI TrainJob test runs mpirun).
+mpi:
+	@command -v mpirun >/dev/null || { apt-get update -q && apt-get install -y -q openmpi-bin; }
+
 ## make kubeflow-sdk: the official Kubeflow SDK in .venv-kubeflow (the training tests use it).
 $(KUBEFLOW_VENV)/.installed:
 	$(PYTHON) -m venv $(KUBEFLOW_VENV)
@@ -50,6 +58,15 @@ $(KUBEFLOW_VENV)/.installed:
 
 kubeflow-sdk: $(KUBEFLOW_VENV)/.installed
 
+## make katib-sdk: the Katib SDK in .venv-katib (the tuning tests use it).
+$(KATIB_VENV)/.installed:
+	$(PYTHON) -m venv $(KATIB_VENV)
+	$(KATIB_VENV)/bin/pip install -q --upgrade pip
+	$(KATIB_VENV)/bin/pip install -q '$(KATIB_SDK)'
+	@touch $@
+
+katib-sdk: $(KATIB_VENV)/.installed
+
 lint: dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -57,11 +74,11 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-unit: dev kubeflow-sdk
+unit: dev kubeflow-sdk katib-sdk
 	$(BIN)/pytest
 
 ## make test: lint, strict type check and the whole suite.
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) $(KUBEFLOW_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KUBEFLOW_VENV) $(KATIB_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -34,6 +34,9 @@ class Settings:
     ``backoff_seconds`` (WONDERLAND_BACKOFF_SECONDS): the first delay of a crash-looping
     container's restarts and of a Job's pod re-creations (doubled each time, at most 300 s
     and 600 s); 10, as on a cluster.
+    ``katib_db_manager_port`` (WONDERLAND_KATIB_DB_MANAGER_PORT): where Katib's DB manager
+    (the ``Push`` metrics collector's gRPC API) listens when tuning is installed; 0 picks a
+    free port (trials reach it as ``katib-db-manager.kubeflow:6789`` whatever the port).
     ``jobset_feature_gates`` (WONDERLAND_JOBSET_FEATURE_GATES): the JobSet controller's
     ``--feature-gates``, e.g. ``RestartJob=true`` (the one alpha gate that works here).
     """
@@ -49,6 +52,7 @@ class Settings:
     backoff_seconds: float = 10.0
     max_pods: int = 110
     jobset_feature_gates: str = ""
+    katib_db_manager_port: int = 0
 
     @property
     def state_dir(self) -> Path:
@@ -84,7 +88,7 @@ class Settings:
                 return int(raw)
             except ValueError:
                 raise ConfigError(f'{var}="{raw}" is not a number of pods') from None
-        if name in ("api_port", "gateway_port"):
+        if name in ("api_port", "gateway_port", "katib_db_manager_port"):
             try:
                 return int(raw)
             except ValueError:
@@ -99,7 +103,7 @@ class Settings:
         return raw
 
     def _check(self) -> None:
-        for name in ("api_port", "gateway_port"):
+        for name in ("api_port", "gateway_port", "katib_db_manager_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"WONDERLAND_{name.upper()}={port} is not a port; use 1-65535")

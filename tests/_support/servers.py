@@ -8,13 +8,45 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from _support.daemon import READY_TIMEOUT, free_port, kill_group, wait_for
 
-__all__ = ["asgi_replica", "start_moto"]
+__all__ = ["asgi_replica", "moto_endpoint", "s3_bucket", "start_moto"]
+
+
+def moto_endpoint(tmp_path_factory: Any) -> Iterator[str]:
+    """The body of a module-scoped ``s3_endpoint`` fixture: moto's URL while the module runs
+    (skipped where moto is missing, except under ``CI=true``, where that fails)."""
+    import os
+
+    import pytest
+
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("moto.server", reason="moto[server] (a dev dependency) is missing")
+    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield url
+    finally:
+        kill_group(proc, signal.SIGKILL)
+
+
+def s3_bucket(endpoint: str, name: str, objects: Mapping[str, bytes]) -> None:
+    """Create bucket ``name`` on ``endpoint`` holding ``objects`` (key -> body)."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    s3.create_bucket(Bucket=name)
+    for key, body in objects.items():
+        s3.put_object(Bucket=name, Key=key, Body=body)
 
 
 def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -19,7 +19,6 @@ from _support.daemon import (
     kill_group,
 )
 from _support.daemon import wait_for as shared_wait_for
-from _support.servers import start_moto
 
 __all__ = [
     "APPS",
@@ -30,7 +29,6 @@ __all__ = [
     "free_port",
     "isvc",
     "model",
-    "start_moto",
     "stop",
     "train_models",
     "wait_for",

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from _support.manifests import SHORT_AUTOSCALER
+from _support.servers import moto_endpoint, s3_bucket
 from kserve_testing import (
     APPS,
     DOMAIN,
@@ -26,8 +27,6 @@ from kserve_testing import (
     KServeDaemon,
     isvc,
     model,
-    start_moto,
-    stop,
     train_models,
     wait_for,
 )
@@ -44,24 +43,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return train_models(tmp_path_factory.mktemp("models"))
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Iterator[str]:
-    import boto3
+s3_endpoint = pytest.fixture(scope="module")(moto_endpoint)
 
-    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        client = boto3.client(
-            "s3",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-        client.create_bucket(Bucket="models")
-        client.upload_file(str(models["sklearn"] / "model.joblib"), "models", "iris/model.joblib")
-        yield url
-    finally:
-        stop(proc)
+
+@pytest.fixture(scope="module")
+def s3(s3_endpoint: str, models: dict[str, Path]) -> str:
+    model = (models["sklearn"] / "model.joblib").read_bytes()
+    s3_bucket(s3_endpoint, "models", {"iris/model.joblib": model})
+    return s3_endpoint
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,21 @@ def _trainjob(daemon: WonderlandDaemon, name: str) -> dict[str, object]:
     return dict(json.loads(out))
 
 
+def _command_job(name: str, command: list[str], **trainer: object) -> str:
+    """A TrainJob on torch-distributed running ``command``, as JSON for ``apply -f -``."""
+    return json.dumps(
+        {
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "metadata": {"name": name},
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "trainer": {"command": command, **trainer},
+            },
+        }
+    )
+
+
 def test_the_sdk_lists_runtimes_trains_streams_logs_and_deletes(daemon: WonderlandDaemon) -> None:
     script = textwrap.dedent(
         """
@@ -111,16 +126,7 @@ def test_progress_reported_from_a_node_reaches_the_trainjob(daemon: WonderlandDa
         "ok = u(progress_percent=40, estimated_remaining_seconds=30, "
         "metrics={'loss': 0.25, 'accuracy': 0.9}); print('sent', ok)"
     )
-    manifest = {
-        "apiVersion": "trainer.kubeflow.org/v1alpha1",
-        "kind": "TrainJob",
-        "metadata": {"name": "reporter"},
-        "spec": {
-            "runtimeRef": {"name": "torch-distributed"},
-            "trainer": {"command": [str(sdk), "-c", report]},
-        },
-    }
-    daemon.ok("apply", "-f", "-", stdin=json.dumps(manifest))
+    daemon.ok("apply", "-f", "-", stdin=_command_job("reporter", [str(sdk), "-c", report]))
 
     def reported() -> dict[str, object] | None:
         status = _trainjob(daemon, "reporter").get("status") or {}
@@ -179,25 +185,18 @@ def test_kubectl_and_the_cli_show_trainjobs_and_follow_their_logs(daemon: Wonder
     runtimes = kubectl("get", "clustertrainingruntimes")
     assert runtimes.returncode == 0, runtimes.stderr
     assert "torch-distributed" in runtimes.stdout
-    manifest = {
-        "apiVersion": "trainer.kubeflow.org/v1alpha1",
-        "kind": "TrainJob",
-        "metadata": {"name": "chatty"},
-        "spec": {
-            "runtimeRef": {"name": "torch-distributed"},
-            "trainer": {
-                "numNodes": 2,
-                "command": [
-                    "python",
-                    "-c",
-                    "import os, time\n"
-                    "for i in range(3):\n"
-                    "    print('node', os.environ['PET_NODE_RANK'], 'line', i, flush=True)\n"
-                    "    time.sleep(0.3)",
-                ],
-            },
-        },
-    }
+    manifest = _command_job(
+        "chatty",
+        [
+            "python",
+            "-c",
+            "import os, time\n"
+            "for i in range(3):\n"
+            "    print('node', os.environ['PET_NODE_RANK'], 'line', i, flush=True)\n"
+            "    time.sleep(0.3)",
+        ],
+        numNodes=2,
+    )
     started = time.monotonic()
     follow = subprocess.Popen(
         [*WONDERLAND, "logs", "trainjob/chatty", "-f"],
@@ -207,7 +206,7 @@ def test_kubectl_and_the_cli_show_trainjobs_and_follow_their_logs(daemon: Wonder
         text=True,
     )
     try:
-        created = kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+        created = kubectl("apply", "-f", "-", stdin=manifest)
         assert created.returncode == 0, created.stderr
         out, err = follow.communicate(timeout=90)
     finally:
@@ -267,3 +266,41 @@ def test_the_iris_example_trains_reports_and_is_served(daemon: WonderlandDaemon)
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == [1, 0]
+
+
+def test_a_transformers_trainer_reports_progress_with_no_code_change(
+    daemon: WonderlandDaemon,
+) -> None:
+    """transformers turns its Kubeflow callback on by itself when the trainer's variables are
+    set: progress and the logged loss reach the TrainJob."""
+    program = textwrap.dedent(
+        """
+        import torch
+        from transformers import Trainer, TrainingArguments
+
+        class Tiny(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layer = torch.nn.Linear(4, 2)
+
+            def forward(self, x, labels):
+                logits = self.layer(x)
+                return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+        data = [{"x": torch.randn(4), "labels": torch.tensor(i % 2)} for i in range(64)]
+        args = TrainingArguments(
+            output_dir="out", max_steps=20, per_device_train_batch_size=8, logging_steps=5,
+            save_strategy="no", use_cpu=True, disable_tqdm=True,
+        )
+        Trainer(model=Tiny(), args=args, train_dataset=data).train()
+        print("trained")
+        """
+    )
+    daemon.ok("apply", "-f", "-", stdin=_command_job("hf", ["python", "-c", program]))
+    wait_for(lambda: "Complete" in daemon.ok("get", "trainjob", "hf"), 120, "hf to finish")
+    status = _trainjob(daemon, "hf")["status"]
+    assert isinstance(status, dict)
+    trainer_status = status["trainerStatus"]
+    assert trainer_status["progressPercentage"] == 100
+    names = {m["name"] for m in trainer_status["metrics"]}
+    assert "loss" in names or "train_loss" in names, trainer_status

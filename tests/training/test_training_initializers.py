@@ -19,8 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from _support.daemon import kill_group
-from _support.servers import start_moto
+from _support.servers import moto_endpoint, s3_bucket
 
 PROGRAM = [sys.executable, "-m", "wonderland.training.initializers"]
 # The variables upstream's initializers read, and what else steers where files come from:
@@ -291,30 +290,8 @@ def test_a_volume_mounted_at_the_destination_is_filled_in_place(tmp_path: Path) 
 # -- s3:// against moto -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if os.environ.get("CI") != "true":  # in CI a missing moto is a failure, not a skip
-        pytest.importorskip("moto.server", reason="moto[server] (a dev dependency) is missing")
-    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        yield url
-    finally:
-        kill_group(proc, signal.SIGKILL)
-
-
-def _bucket(endpoint: str, name: str, objects: Mapping[str, bytes]) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    s3.create_bucket(Bucket=name)
-    for key, body in objects.items():
-        s3.put_object(Bucket=name, Key=key, Body=body)
+s3_endpoint = pytest.fixture(scope="module")(moto_endpoint)
+_bucket = s3_bucket
 
 
 SECRET = "s3cr3t-value"

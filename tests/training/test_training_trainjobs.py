@@ -5,6 +5,8 @@ and what admission refuses. Every node is a real process."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -425,3 +427,144 @@ async def test_the_dataset_initializer_fills_the_workspace_before_the_node_start
     init_done = pods["dataset-initializer"]["status"]["containerStatuses"][0]["state"]["terminated"]
     node_started = pods["node"]["status"]["containerStatuses"][0]["state"]["terminated"]
     assert node_started["startedAt"] >= init_done["finishedAt"]
+
+
+def _runtime(
+    name: str, policy: dict[str, object], jobs: list[dict[str, object]], **spec: object
+) -> dict[str, object]:
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainingRuntime",
+        "metadata": {"name": name, "labels": {"trainer.kubeflow.org/framework": name}},
+        "spec": {"mlPolicy": policy, "template": {"spec": {"replicatedJobs": jobs, **spec}}},
+    }
+
+
+def _rjob(
+    name: str, container: dict[str, object], ancestor: str | None = None, **extra: object
+) -> dict[str, object]:
+    meta = {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": ancestor}} if ancestor else {}
+    return {
+        "name": name,
+        "template": {"metadata": meta, "spec": {"template": {"spec": {"containers": [container]}}}},
+        **extra,
+    }
+
+
+async def test_xgboost_nodes_get_the_tracker_environment(trainer: Trainer) -> None:
+    trainer.create(trainjob("xgb", runtime="xgboost-distributed", numNodes=2, command=py(ENV_DUMP)))
+    done = await trainer.finished("xgb")
+    assert done["type"] == "Complete", trainer.events("xgb")
+    envs = [env_of(trainer, p["metadata"]["name"]) for p in trainer.pods("xgb")]
+    assert sorted(e["DMLC_TASK_ID"] for e in envs) == ["0", "1"]
+    for env in envs:
+        assert env["DMLC_TRACKER_URI"] == "127.0.0.1"
+        assert env["DMLC_NUM_WORKER"] == "2"
+        assert env["DMLC_TRACKER_PORT"].isdigit()
+
+
+async def test_jax_nodes_get_the_coordinator_environment(trainer: Trainer) -> None:
+    node = {"name": "node", "image": "python:3.12"}
+    trainer.create(_runtime("jaxish", {"numNodes": 1, "jax": {}}, [_rjob("node", node, "trainer")]))
+    body = trainjob("jx2", runtime="jaxish", numNodes=2, command=py(ENV_DUMP))
+    body["spec"]["runtimeRef"]["kind"] = "TrainingRuntime"
+    trainer.create(body)
+    done = await trainer.finished("jx2")
+    assert done["type"] == "Complete", trainer.events("jx2")
+    envs = [env_of(trainer, p["metadata"]["name"]) for p in trainer.pods("jx2")]
+    assert sorted(e["JAX_PROCESS_ID"] for e in envs) == ["0", "1"]
+    for env in envs:
+        assert env["JAX_NUM_PROCESSES"] == "2"
+        assert env["JAX_COORDINATOR_ADDRESS"].startswith("127.0.0.1:")
+
+
+async def test_an_mpi_launcher_starts_every_rank_from_the_hostfile(trainer: Trainer) -> None:
+    if shutil.which("mpirun") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Open MPI is not installed: run `make mpi`")
+        pytest.skip("Open MPI is not installed (apt-get install openmpi-bin, or make mpi)")
+    if not trainer.kubelet.sandbox.available:
+        pytest.skip(f"mount namespaces are not available here: {trainer.kubelet.sandbox.reason}")
+    hold = {"name": "node", "image": "python:3.12", "command": ["sleep", "300"]}
+    launcher = {"name": "node", "image": "python:3.12"}
+    trainer.create(
+        _runtime(
+            "mpi-local",
+            {"numNodes": 1, "mpi": {"numProcPerNode": 2, "sshAuthMountPath": "/tmp/mpi-ssh"}},
+            [_rjob("launcher", launcher, "trainer"), _rjob("node", hold)],
+            successPolicy={"operator": "All", "targetReplicatedJobs": ["launcher"]},
+        )
+    )
+    command = (
+        "cat /etc/mpi/hostfile; ls /tmp/mpi-ssh; "
+        "mpirun --allow-run-as-root -n 4 sh -c 'echo rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE'"
+    )
+    body = trainjob("mpi", runtime="mpi-local", numNodes=2, command=["sh", "-c", command])
+    body["spec"]["runtimeRef"]["kind"] = "TrainingRuntime"
+    trainer.create(body)
+    done = await trainer.finished("mpi", timeout=90)
+    assert done["type"] == "Complete", trainer.events("mpi")
+    hostfile = trainer.store.get("configmaps", "default", "mpi-mpi-hostfile")["data"]["hostfile"]
+    assert hostfile == "localhost slots=4\n"
+    secret = trainer.store.get("secrets", "default", "mpi-mpi-ssh-auth")
+    assert secret["type"] == "kubernetes.io/ssh-auth"
+    launcher_pod = next(
+        p
+        for p in trainer.pods("mpi")
+        if p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"] == "launcher"
+    )
+    log = trainer.log(launcher_pod["metadata"]["name"]).splitlines()
+    assert log[0] == "localhost slots=4"
+    assert {"authorized_keys", "id_rsa", "id_rsa.pub"} <= set(log[1:4])
+    assert sorted(line for line in log if line.startswith("rank")) == [
+        f"rank {r} of 4" for r in range(4)
+    ]
+    env = {e["name"]: e.get("value") for e in launcher_pod["spec"]["containers"][0]["env"]}
+    assert env["OMPI_MCA_orte_default_hostfile"] == "/etc/mpi/hostfile"
+    assert env["OMPI_MCA_orte_set_default_slots"] == "2"
+
+
+async def test_each_node_gets_its_own_gpus_and_too_many_wait(tmp_path: Path) -> None:
+    """On a machine with 2 GPUs (WONDERLAND_GPUS=2 stands in for nvidia-smi): 2 nodes of 1
+    GPU each see different devices and start one process per GPU; a job asking for more
+    GPUs than the machine has stays Pending, not Failed."""
+    from wonderland.platform import Platform
+    from wonderland.settings import Settings
+
+    platform = Platform.open(
+        Settings(home=tmp_path / "home", gateway_port=0, api_port=0, gpus="2", backoff_seconds=0.2)
+    )
+    platform.install_plugins(("wonderland.workloads", "wonderland.training"))
+    await platform.start()
+    trainer = Trainer(platform)
+    try:
+        dump = (
+            "import json, os; print(json.dumps({k: os.environ.get(k) for k in "
+            "('CUDA_VISIBLE_DEVICES', 'PET_NPROC_PER_NODE', 'PET_NODE_RANK')}))"
+        )
+        gpu = {"limits": {"nvidia.com/gpu": "1"}}
+        trainer.create(trainjob("gpus", numNodes=2, command=py(dump), resourcesPerNode=gpu))
+        done = await trainer.finished("gpus")
+        assert done["type"] == "Complete", trainer.events("gpus")
+        envs = [env_of(trainer, p["metadata"]["name"]) for p in trainer.pods("gpus")]
+        assert sorted(e["CUDA_VISIBLE_DEVICES"] for e in envs) == ["0", "1"]
+        assert {e["PET_NPROC_PER_NODE"] for e in envs} == {"auto"}
+        trainer.create(
+            trainjob(
+                "greedy", command=py("0"), resourcesPerNode={"limits": {"nvidia.com/gpu": "4"}}
+            )
+        )
+
+        def unschedulable() -> str:
+            for pod in trainer.pods("greedy"):
+                for c in pod.get("status", {}).get("conditions") or []:
+                    if c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable":
+                        return str(c["message"])
+            return ""
+
+        message = await wait_until(unschedulable, 20, "an Unschedulable node")
+        assert message == "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+        assert trainer.condition("greedy", "Failed") is None
+    finally:
+        await platform.stop()
+        platform.store.close()

@@ -423,6 +423,17 @@ register(
         row=core_printers.trainjob_row,
     )
 )
+# Trainer's OptimizationJob (main branch, in no release yet): no printer columns upstream.
+register(
+    ResourceKind(
+        group="trainer.kubeflow.org",
+        version="v1alpha1",
+        kind="OptimizationJob",
+        plural="optimizationjobs",
+        singular="optimizationjob",
+        printer_columns=(_AGE,),
+    )
+)
 register(
     ResourceKind(
         group="trainer.kubeflow.org",

@@ -1,7 +1,8 @@
 """Training as Kubeflow Trainer v2 runs it: TrainJob, TrainingRuntime and
 ClusterTrainingRuntime (``trainer.kubeflow.org/v1alpha1``) on JobSets, Jobs and Pods.
 
-``install(platform)`` registers the admission checks, the TrainJob controller, the images
+``install(platform)`` registers the admission checks (also those of the OptimizationJob API,
+whose controller comes with tuning), the TrainJob controller, the images
 the runtimes name (:mod:`.images`), the trainer status endpoint on the control API
 (:mod:`.status_endpoint`) and the runtimes Trainer ships (:mod:`.catalog`). It needs the
 workloads plugin (the kubelet, the token issuer) installed first.
@@ -15,7 +16,7 @@ from wonderland.control.sources import ActionRegistry, ControlEndpoint
 from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.tokens import TokenIssuer
-from wonderland.training import admission, catalog
+from wonderland.training import admission, catalog, optimization_admission
 from wonderland.training.images import TrainingImageProvider
 from wonderland.training.status_endpoint import TrainerStatusEndpoint
 from wonderland.training.status_env import StatusEnvironment
@@ -30,6 +31,7 @@ __all__ = ["install"]
 def install(platform: Platform) -> None:
     """Add the TrainJob controller, its admission checks and status endpoint."""
     admission.install()
+    optimization_admission.install()
     kubelet = platform.require(Kubelet)
     kubelet.resolver.add_provider(TrainingImageProvider())
     tokens = platform.require(TokenIssuer)  # type: ignore[type-abstract]

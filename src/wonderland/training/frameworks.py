@@ -17,11 +17,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from wonderland.api import quantity
 from wonderland.api.schemas.core import (
+    ConfigMapVolumeSource,
     ContainerPort,
     EnvVar,
     EnvVarSource,
     FieldSelector,
+    KeyToPath,
     ResourceRequirements,
+    SecretVolumeSource,
+    Volume,
+    VolumeMount,
 )
 from wonderland.api.schemas.trainer import TrainJobObject
 from wonderland.training.runtime_info import (
@@ -32,6 +37,8 @@ from wonderland.training.runtime_info import (
     RuntimeInfo,
     upsert_env,
     upsert_port,
+    upsert_volume,
+    upsert_volume_mount,
 )
 
 __all__ = [
@@ -216,6 +223,41 @@ def _mpi(info: RuntimeInfo, job: TrainJobObject) -> None:
         gpus = gpus_per_node(info.resources_per_node(job))
         if gpus > 1:
             mpi.numProcPerNode = gpus
+    name = str(job.metadata["name"])
+    ssh_volume = Volume(
+        name="mpi-ssh-auth",
+        secret=SecretVolumeSource(
+            secretName=f"{name}-mpi-ssh-auth",
+            defaultMode=0o400,
+            items=[
+                KeyToPath(key="ssh-privatekey", path="id_rsa", mode=0o640),
+                KeyToPath(key="ssh-publickey", path="id_rsa.pub", mode=0o644),
+                KeyToPath(key="ssh-publickey", path="authorized_keys", mode=0o644),
+            ],
+        ),
+    )
+    hostfile_volume = Volume(
+        name="mpi-hostfile",
+        configMap=ConfigMapVolumeSource(
+            name=f"{name}-mpi-hostfile",
+            items=[KeyToPath(key=MPI_HOSTFILE, path=MPI_HOSTFILE, mode=0o444)],
+        ),
+    )
+    ssh_path = mpi.sshAuthMountPath or "/root/.ssh"
+    for ps in info.pod_sets:
+        if ps.name not in (NODE, LAUNCHER):
+            continue
+        ps.pod_spec.volumes = upsert_volume(ps.pod_spec.volumes, ssh_volume)
+        if ps.name == LAUNCHER:
+            ps.pod_spec.volumes = upsert_volume(ps.pod_spec.volumes, hostfile_volume)
+        for container in ps.pod_spec.containers:
+            if container.name != NODE:
+                continue
+            upsert_volume_mount(container, VolumeMount(name="mpi-ssh-auth", mountPath=ssh_path))
+            if ps.name == LAUNCHER:
+                upsert_volume_mount(
+                    container, VolumeMount(name="mpi-hostfile", mountPath=MPI_HOSTFILE_DIR)
+                )
     launcher = info.by_name(LAUNCHER)
     node = launcher.container(NODE) if launcher is not None else None
     if node is not None:

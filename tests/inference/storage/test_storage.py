@@ -7,7 +7,6 @@ import functools
 import http.server
 import io
 import os
-import signal
 import subprocess
 import sys
 import tarfile
@@ -16,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _support.daemon import free_port, kill_group
-from _support.servers import start_moto
+from _support.daemon import free_port
+from _support.servers import moto_endpoint, s3_bucket
 
 from wonderland.inference.storage import ALLOW_REMOTE_PICKLE, StorageContext, StorageError, fetch
 
@@ -161,30 +160,8 @@ def test_hf_from_the_local_cache_only(tmp_path: Path) -> None:
 # -- S3 against moto in server mode --------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if os.environ.get("CI") != "true":  # in CI a missing moto is a failure, not a skip
-        pytest.importorskip("moto.server", reason="moto[server] (a dev dependency) is missing")
-    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        yield url
-    finally:
-        kill_group(proc, signal.SIGKILL)
-
-
-def _bucket(endpoint: str, name: str, objects: dict[str, bytes]) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    s3.create_bucket(Bucket=name)
-    for key, body in objects.items():
-        s3.put_object(Bucket=name, Key=key, Body=body)
+s3_endpoint = pytest.fixture(scope="module")(moto_endpoint)
+_bucket = s3_bucket
 
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}

@@ -10,6 +10,7 @@ from wonderland.api.schemas import (
     katib,
     knative,
     kserve,
+    optimization,
     storage,
     trainer,
 )
@@ -48,4 +49,5 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("kubeflow.org/v1beta1", "Experiment"): katib.ExperimentObject,
     ("kubeflow.org/v1beta1", "Trial"): katib.TrialObject,
     ("kubeflow.org/v1beta1", "Suggestion"): katib.SuggestionObject,
+    ("trainer.kubeflow.org/v1alpha1", "OptimizationJob"): optimization.OptimizationJobObject,
 }
