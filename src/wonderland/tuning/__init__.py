@@ -4,8 +4,9 @@
 ``install(platform)`` registers Katib's defaults and validation (:mod:`.admission`), the
 Experiment, Suggestion and Trial controllers, and the observation log
 (:class:`~wonderland.tuning.observations.ObservationLogStore`, kept in
-``<state_dir>/katib-observations.db``), which it provides to later plugins (the ``Push``
-collector's DB manager adapter gets it with ``platform.get(ObservationLogStore)``). It
+``<state_dir>/katib-observations.db``), which it provides to later plugins, and Katib's DB
+manager for the ``Push`` collector (:mod:`.push`) over that log, whose trial injection the
+Trial controller applies to Push trials' runs. It
 needs the workloads plugin (the kubelet) installed first. Optuna comes with the
 ``tuning`` extra; without it the platform runs and Experiments are refused with a message
 naming the extra.
@@ -22,6 +23,7 @@ from wonderland.tuning.collectors import PodFiles
 from wonderland.tuning.experiments import ExperimentReconciler
 from wonderland.tuning.observation_store import SqliteObservationLogStore
 from wonderland.tuning.observations import ObservationLogStore
+from wonderland.tuning.push import install_push_collector
 from wonderland.tuning.suggestions import SuggestionReconciler
 from wonderland.tuning.trials import TrialReconciler
 
@@ -45,9 +47,19 @@ def install(platform: Platform) -> None:
 
     observations = SqliteObservationLogStore(platform.state_dir / OBSERVATIONS_FILE, trial_exists)
     platform.provide(ObservationLogStore, observations)  # type: ignore[type-abstract]
+    # The server takes the SQLite store whole: it is an ObservationLogDeleter too, so
+    # DeleteObservationLog works.
+    db_manager = install_push_collector(platform, observations)
     platform.controllers.register(ExperimentReconciler(store, events.record), workers=2)
     platform.controllers.register(SuggestionReconciler(store, observations), workers=2)
     platform.controllers.register(
-        TrialReconciler(store, events.record, observations, PodFiles(kubelet), observations.delete),
+        TrialReconciler(
+            store,
+            events.record,
+            observations,
+            PodFiles(kubelet),
+            observations.delete,
+            push=db_manager,
+        ),
         workers=4,
     )

@@ -3,12 +3,15 @@
 A Trial's ``runSpec`` (a batch/v1 Job or a Trainer TrainJob, named as the trial) is created
 with the labels ``katib.kubeflow.org/experiment`` and ``katib.kubeflow.org/trial``,
 ``KATIB_TRIAL_NAME`` in the primary container's environment and, for the File collector,
-Katib's ``metrics-volume`` at the metrics file's directory. Its ``failureCondition`` and
+Katib's ``metrics-volume`` at the metrics file's directory; for the ``Push`` collector, what
+:class:`~wonderland.tuning.push.PushCollectorAccess` gives (so that
+``kubeflow.katib.report_metrics`` there reaches the platform's DB manager). Its ``failureCondition`` and
 ``successCondition`` decide the end. When it succeeded the collector reads the primary
 pod (:mod:`.collectors`) into the observation log, and the trial is ``Succeeded`` when the
 objective metric is there, ``MetricsUnavailable`` (naming the metric, the collector and
-the last lines read) when not. With early-stopping rules the collector reads while the run
-runs, and a trial that breaks a rule is ``EarlyStopped`` and its run stopped. Unless
+the last lines read) when not. A Push trial's ``status.observation`` follows the
+observation log while the run runs, as Katib's Trial controller reads the DB manager's log.
+With early-stopping rules the collector reads while the run runs, and a trial that breaks a rule is ``EarlyStopped`` and its run stopped. Unless
 ``retainRun``, the run is deleted once the trial ended.
 """
 
@@ -44,6 +47,7 @@ from wonderland.tuning.collectors import (
 )
 from wonderland.tuning.earlystopping import broken_rule
 from wonderland.tuning.observations import MetricLog, ObservationLogStore
+from wonderland.tuning.push import DBManagerNotStartedError, PushCollectorAccess, TrialInjection
 from wonderland.tuning.status import (
     UNAVAILABLE,
     TrialObservationView,
@@ -61,6 +65,7 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 COMPONENT = "trial-controller"
 EARLY_STOP_POLL = 0.3
+PUSH_POLL = 0.5  # how often a running Push trial's observation is refreshed from the log
 
 
 def _utcnow() -> datetime:
@@ -109,6 +114,7 @@ class TrialReconciler:
         pods: PodFiles,
         forget: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        push: PushCollectorAccess | None = None,
     ) -> None:
         self.store = store
         self.record = record
@@ -116,6 +122,7 @@ class TrialReconciler:
         self.pods = pods
         self.forget = forget
         self.clock = clock
+        self.push = push
 
     async def reconcile(self, namespace: str, name: str) -> Result | None:
         try:
@@ -164,7 +171,13 @@ class TrialReconciler:
         except NotFoundError:
             run = None
         if run is None:
-            body = self._desired_run(raw, trial)
+            try:
+                body = self._desired_run(raw, trial)
+            except DBManagerNotStartedError:
+                return EARLY_STOP_POLL  # the platform is still starting its services
+            except InvalidError as exc:
+                status.finish("Failed", "TrialFailed", f"Trial has failed: {exc}", now)
+                return None
             try:
                 self.store.create(body)
             except AlreadyExistsError:
@@ -236,10 +249,13 @@ class TrialReconciler:
         if not status.is_true("Running"):
             status.set("Running", "True", "TrialRunning", "Trial is running", now)
         rules = trial.spec.earlyStoppingRules or []
-        if not rules:
+        push = trial.spec.metricsCollector.kind() == "Push"
+        if not rules and not push:
             return None
         collected = self._collect(trial, run)
         self._observe(trial, status, collected)
+        if not rules:
+            return PUSH_POLL
         assert trial.spec.objective is not None
         logs = self.observations.get(str(meta["name"]))
         rule = broken_rule(rules, logs, trial.spec.objective)
@@ -272,6 +288,7 @@ class TrialReconciler:
         run_meta["labels"] = {**(run_meta.get("labels") or {}), **labels}
         run_meta["ownerReferences"] = [controller_ref(raw)]
         env = {"name": "KATIB_TRIAL_NAME", "value": str(meta["name"])}
+        push = self._push_injection(trial)
         if (run.get("apiVersion"), run.get("kind")) == JOB:
             template = run.setdefault("spec", {}).setdefault("template", {})
             tmeta = template.setdefault("metadata", {})
@@ -282,10 +299,27 @@ class TrialReconciler:
                     container["env"] = [*(container.get("env") or []), env]
                     if trial.spec.metricsCollector.kind() == "File":
                         self._metrics_volume(trial, pod, container)
+            if push is not None:
+                push.apply_to_pod_spec(pod, trial.spec.primaryContainerName or "")
         elif (run.get("apiVersion"), run.get("kind")) == TRAINJOB:
             trainer = run.setdefault("spec", {}).setdefault("trainer", {})
             trainer["env"] = [*(trainer.get("env") or []), env]
+            if push is not None:
+                push.apply_to_trainjob(run)
         return run
+
+    def _push_injection(self, trial: TrialObject) -> TrialInjection | None:
+        """What a Push trial's primary container needs to reach the DB manager; None for
+        other collectors."""
+        if trial.spec.metricsCollector.kind() != "Push":
+            return None
+        if self.push is None:
+            raise InvalidError(
+                "spec.metricsCollector.collector.kind",
+                "Push needs Katib's DB manager, which this platform does not serve; use the "
+                "StdOut or File collector, or install the tuning plugin with its Push collector",
+            )
+        return self.push.trial_injection(str(trial.metadata["name"]))
 
     @staticmethod
     def _metrics_volume(trial: TrialObject, pod: Obj, container: Obj) -> None:
