@@ -3,7 +3,10 @@ suggestions from each algorithm, the counters and optimal trial, and the ends.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from _support.daemon import wait_until
 from tuning_support import SUGGESTIONS, Tuner, assignment, experiment, trial_condition
 
 
@@ -176,3 +179,74 @@ async def test_a_trial_without_the_metric_is_metrics_unavailable_naming_what_was
     assert 'the objective metric "loss" was not found by the StdOut collector' in cond["message"]
     assert 'container "training-container"' in cond["message"]
     assert "val-acc: 0.5" in cond["message"]
+
+
+# Prints loss=x once the file named by argv[2] exists (the test's go-ahead).
+GATED = (
+    "import pathlib, sys, time\n"
+    "go = pathlib.Path(sys.argv[2])\n"
+    "deadline = time.monotonic() + 60\n"
+    "while not go.exists() and time.monotonic() < deadline:\n"
+    "    time.sleep(0.05)\n"
+    "print('loss=' + sys.argv[1])\n"
+)
+
+
+async def test_lowering_parallel_trial_count_deletes_the_newest_active_trials(
+    tuner: Tuner, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    tuner.create(
+        experiment(
+            "narrow",
+            command=["python", "-c", GATED, "${trialParameters.x}", str(go)],
+            max_trials=4,
+            parallel=3,
+        )
+    )
+
+    def running() -> list[str]:
+        names = tuner.status("narrow").get("runningTrialList") or []
+        return names if len(names) == 3 else []
+
+    await wait_until(running, 60, "three running trials")
+    trials = tuner.trials("narrow")
+    oldest, newer = trials[0]["metadata"]["name"], [t["metadata"]["name"] for t in trials[1:]]
+    body = tuner.experiment("narrow")
+    body["spec"]["parallelTrialCount"] = 1
+    tuner.store.update(body)
+
+    def only_oldest() -> bool:
+        return [t["metadata"]["name"] for t in tuner.trials("narrow")] == [oldest]
+
+    await wait_until(only_oldest, 30, "the two newest trials to be deleted")
+    # Their Jobs and pods go with them (the processes are stopped), their assignments
+    # are withdrawn from the Suggestion.
+    await wait_until(
+        lambda: (
+            not any(
+                tuner.store.list("pods", "default", {"katib.kubeflow.org/trial": n})[0]
+                for n in newer
+            )
+        ),
+        30,
+        "the deleted trials' pods to go",
+    )
+    suggestion = tuner.store.get(SUGGESTIONS, "default", "narrow")
+    assert [a["name"] for a in suggestion["status"]["suggestions"]] == [oldest]
+    assert suggestion["spec"]["requests"] == 1
+    events, _ = tuner.store.list("events", "default")
+    assert any(
+        e.get("reason") == "TrialsDeleted" and "parallelTrialCount is 1" in e.get("message", "")
+        for e in events
+    )
+    go.touch()
+    done = await tuner.finished("narrow")
+    assert done["reason"] == "ExperimentMaxTrialsReached"
+    trials = tuner.trials("narrow")
+    names = [t["metadata"]["name"] for t in trials]
+    assert len(trials) == 4 and names[0] == oldest and not set(newer) & set(names)
+    assert all(trial_condition(t) == "Succeeded" for t in trials)
+    assert tuner.status("narrow").get("trialsRunning") == 0
+    # No assignment was handed out twice.
+    assert len({assignment(t, "x") for t in trials}) == 4

@@ -5,7 +5,9 @@ lists, the counters, ``currentOptimalTrial``), decides whether the experiment is
 (goal reached, too many failed trials, ``maxTrialCount`` reached, the search space
 exhausted) and otherwise keeps ``parallelTrialCount`` trials active: it raises the
 Suggestion's ``spec.requests`` and creates a Trial for every assignment the Suggestion
-controller handed out. Trials are owned by the experiment, so deleting it deletes them and
+controller handed out. When ``parallelTrialCount`` is lowered below the active trials, the
+newest active trials are deleted (with their runs, whose processes stop) and their
+assignments withdrawn from the Suggestion, as Katib's ``deleteTrials`` does. Trials are owned by the experiment, so deleting it deletes them and
 their runs.
 """
 
@@ -299,6 +301,9 @@ class ExperimentReconciler:
     ) -> None:
         parallel = spec.parallelTrialCount or 3
         active = (status.trialsPending or 0) + (status.trialsRunning or 0)
+        if active > parallel:
+            self._delete_trials(raw, trials, active - parallel, parallel)
+            return
         completed = sum(
             (
                 status.trialsSucceeded or 0,
@@ -330,6 +335,62 @@ class ExperimentReconciler:
                 self.store.update(body)
             except ConflictError:
                 pass  # changed meanwhile; the next reconcile asks again
+
+    def _delete_trials(
+        self, raw: Obj, trials: list[TrialObject], count: int, parallel: int
+    ) -> None:
+        """Katib's ``deleteTrials``: delete the ``count`` newest trials, withdraw their
+        assignments from the Suggestion (``spec.requests`` and ``status.suggestions``), so
+        that they are neither created again nor told to the study.
+
+        Katib sorts every trial by creation time and deletes the newest, whatever their
+        state; only active trials are taken here, so that a result is never thrown away
+        (with ``parallelTrialCount`` lowered mid-way the newest trials are the active ones
+        anyway). Katib marks no ``Killed`` condition: the trials are gone.
+        """
+        meta = raw["metadata"]
+        active = [
+            t
+            for t in trials
+            if TrialStatusView.model_validate(t.status or {}).state() in ("Running", "Pending")
+        ]
+        newest_first = sorted(
+            active,
+            key=lambda t: (str(t.metadata.get("creationTimestamp", "")), t.metadata["name"]),
+            reverse=True,
+        )
+        doomed = [str(t.metadata["name"]) for t in newest_first[:count]]
+        if not doomed:
+            return
+        try:
+            body = self.store.get(SUGGESTIONS, meta["namespace"], meta["name"])
+        except NotFoundError:
+            return
+        kept = SuggestionStatusView.model_validate(body.get("status") or {})
+        kept.suggestions = [a for a in kept.suggestions if a.name not in doomed]
+        kept.suggestionCount = len(kept.suggestions)
+        try:
+            # The spec first: with requests <= suggestionCount the Suggestion controller
+            # hands out nothing new meanwhile.
+            body["spec"]["requests"] = kept.suggestionCount
+            body = self.store.update(body)
+            body["status"] = kept.dump()
+            self.store.update_status(body)
+        except (ConflictError, NotFoundError):
+            return  # changed meanwhile; the next reconcile tries again
+        for name in doomed:
+            try:
+                self.store.delete(TRIALS, meta["namespace"], name)
+            except NotFoundError:
+                continue
+        self.record(
+            self.store,
+            raw,
+            "Normal",
+            "TrialsDeleted",
+            f"Deleted trials {', '.join(doomed)}: parallelTrialCount is {parallel}",
+            COMPONENT,
+        )
 
     def _create_trial(self, raw: Obj, spec: ExperimentSpec, assignment: TrialAssignment) -> None:
         meta = raw["metadata"]

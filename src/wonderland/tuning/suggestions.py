@@ -151,6 +151,11 @@ class SuggestionReconciler:
 
         def work() -> tuple[list[TrialAssignment], bool]:
             tuned = self.book.study(uid, spec, history)
+            if set(tuned.numbers) - {o.name for o in history}:
+                # The experiment withdrew assignments (it deleted their trials when
+                # parallelTrialCount was lowered): the study follows the status again.
+                self.book.forget(uid)
+                tuned = self.book.study(uid, spec, history)
             tuned.tell(history)
             out: list[TrialAssignment] = []
             for _ in range(wanted):
