@@ -349,6 +349,14 @@ class ExperimentReconciler:
         anyway). Katib marks no ``Killed`` condition: the trials are gone.
         """
         meta = raw["metadata"]
+        try:
+            body = self.store.get(SUGGESTIONS, meta["namespace"], meta["name"])
+        except NotFoundError:
+            return
+        kept = SuggestionStatusView.model_validate(body.get("status") or {})
+        # Creation times have a resolution of a second; trials were created in the order
+        # their assignments were handed out, which breaks the ties.
+        handed = {a.name: i for i, a in enumerate(kept.suggestions)}
         active = [
             t
             for t in trials
@@ -356,17 +364,15 @@ class ExperimentReconciler:
         ]
         newest_first = sorted(
             active,
-            key=lambda t: (str(t.metadata.get("creationTimestamp", "")), t.metadata["name"]),
+            key=lambda t: (
+                str(t.metadata.get("creationTimestamp", "")),
+                handed.get(str(t.metadata["name"]), -1),
+            ),
             reverse=True,
         )
         doomed = [str(t.metadata["name"]) for t in newest_first[:count]]
         if not doomed:
             return
-        try:
-            body = self.store.get(SUGGESTIONS, meta["namespace"], meta["name"])
-        except NotFoundError:
-            return
-        kept = SuggestionStatusView.model_validate(body.get("status") or {})
         kept.suggestions = [a for a in kept.suggestions if a.name not in doomed]
         kept.suggestionCount = len(kept.suggestions)
         try:
