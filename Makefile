@@ -10,8 +10,10 @@ KUBEFLOW_VENV := .venv-kubeflow
 KUBEFLOW_SDK := kubeflow==0.5.0
 # The older Katib SDK the tuning tests drive (report_metrics, KatibClient), in its own
 # environment too: it pins protobuf<5 (the platform's Dapr protos need protobuf>=6.33).
+# kubernetes<36: its KatibClient passes model objects to CustomObjectsApi, which the
+# kubernetes client 36 and later refuse (they validate that the body is a dict).
 KATIB_VENV := .venv-katib
-KATIB_SDK := kubeflow-katib==0.19.0
+KATIB_SDK := kubeflow-katib==0.19.0 kubernetes<36
 
 .PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi
 
@@ -21,7 +23,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[sklearn]'
+	$(BIN)/pip install -q -e '.[sklearn,tuning]'
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
@@ -62,7 +64,7 @@ kubeflow-sdk: $(KUBEFLOW_VENV)/.installed
 $(KATIB_VENV)/.installed:
 	$(PYTHON) -m venv $(KATIB_VENV)
 	$(KATIB_VENV)/bin/pip install -q --upgrade pip
-	$(KATIB_VENV)/bin/pip install -q '$(KATIB_SDK)'
+	$(KATIB_VENV)/bin/pip install -q $(foreach p,$(KATIB_SDK),'$(p)')
 	@touch $@
 
 katib-sdk: $(KATIB_VENV)/.installed

@@ -29,6 +29,7 @@ log = logging.getLogger("wonderland.platform")
 PLUGINS: tuple[str, ...] = (
     "wonderland.workloads",
     "wonderland.training",
+    "wonderland.tuning",
     "wonderland.serving",
     "wonderland.dapr.platform",
     "wonderland.kserve",

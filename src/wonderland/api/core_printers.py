@@ -501,3 +501,91 @@ def trainjob_row(job: Obj) -> list[Any]:
         f"{progress}%" if progress is not None else "",
         metrics,
     ]
+
+
+# -- kubeflow.org (Katib) ----------------------------------------------------------------
+
+EXPERIMENT_COLUMNS = (
+    _NAME,
+    _col("Type"),
+    _col("Status"),
+    _col("Trials"),
+    _col("Best"),
+    _col("Age"),
+    _col("Best-Trial", 1),
+)
+TRIAL_COLUMNS = (_NAME, _col("Type"), _col("Status"), _col("Objective"), _AGE)
+SUGGESTION_COLUMNS = (
+    _NAME,
+    _col("Type"),
+    _col("Status"),
+    _col("Requested"),
+    _col("Assigned"),
+    _AGE,
+)
+
+
+def _last_condition(obj: Obj) -> tuple[str, str]:
+    """The CRDs' ``.status.conditions[-1:]`` type and status."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    if not conditions:
+        return "", ""
+    return str(conditions[-1].get("type", "")), str(conditions[-1].get("status", ""))
+
+
+def _objective_value(obj: Obj, metrics: list[Obj]) -> str:
+    """The objective metric's value by its strategy (min/max/latest), as Katib ranks trials."""
+    objective = (obj.get("spec") or {}).get("objective") or {}
+    name = objective.get("objectiveMetricName")
+    strategy = next(
+        (s.get("value") for s in objective.get("metricStrategies") or [] if s.get("name") == name),
+        "latest",
+    )
+    for metric in metrics:
+        if metric.get("name") == name:
+            value = metric.get(strategy or "latest") or metric.get("latest") or ""
+            return f"{name}={value}" if value else ""
+    return ""
+
+
+def experiment_row(exp: Obj) -> list[Any]:
+    """The CRD's columns (Type and Status of the last condition, Age), the trial counts
+    (succeeded/total) and the best objective value so far; wide output adds the best trial."""
+    kind, state = _last_condition(exp)
+    status = exp.get("status") or {}
+    optimal = status.get("currentOptimalTrial") or {}
+    metrics = (optimal.get("observation") or {}).get("metrics") or []
+    trials = f"{status.get('trialsSucceeded', 0)}/{status.get('trials', 0)}"
+    return [
+        exp["metadata"]["name"],
+        kind,
+        state,
+        trials,
+        _objective_value(exp, metrics),
+        since(exp["metadata"].get("creationTimestamp")),
+        optimal.get("bestTrialName") or "",
+    ]
+
+
+def trial_row(trial: Obj) -> list[Any]:
+    kind, state = _last_condition(trial)
+    metrics = ((trial.get("status") or {}).get("observation") or {}).get("metrics") or []
+    return [
+        trial["metadata"]["name"],
+        kind,
+        state,
+        _objective_value(trial, metrics),
+        since(trial["metadata"].get("creationTimestamp")),
+    ]
+
+
+def suggestion_row(suggestion: Obj) -> list[Any]:
+    kind, state = _last_condition(suggestion)
+    return [
+        suggestion["metadata"]["name"],
+        kind,
+        state,
+        str((suggestion.get("spec") or {}).get("requests", "")),
+        str((suggestion.get("status") or {}).get("suggestionCount", "")),
+        since(suggestion["metadata"].get("creationTimestamp")),
+    ]

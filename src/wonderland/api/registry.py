@@ -457,6 +457,44 @@ register(
         subresources=(),
     )
 )
+# Katib v1beta1: the CRDs' names, categories and columns (no shortNames upstream); the
+# experiment's wide output adds the best trial and its objective value.
+register(
+    ResourceKind(
+        group="kubeflow.org",
+        version="v1beta1",
+        kind="Experiment",
+        plural="experiments",
+        singular="experiment",
+        categories=("all", "kubeflow", "katib"),
+        printer_columns=core_printers.EXPERIMENT_COLUMNS,
+        row=core_printers.experiment_row,
+    )
+)
+register(
+    ResourceKind(
+        group="kubeflow.org",
+        version="v1beta1",
+        kind="Trial",
+        plural="trials",
+        singular="trial",
+        categories=("all", "kubeflow", "katib"),
+        printer_columns=core_printers.TRIAL_COLUMNS,
+        row=core_printers.trial_row,
+    )
+)
+register(
+    ResourceKind(
+        group="kubeflow.org",
+        version="v1beta1",
+        kind="Suggestion",
+        plural="suggestions",
+        singular="suggestion",
+        categories=("all", "kubeflow", "katib"),
+        printer_columns=core_printers.SUGGESTION_COLUMNS,
+        row=core_printers.suggestion_row,
+    )
+)
 # metrics.k8s.io: live usage from the kubelet (``kubectl top``), never stored.
 register(
     ResourceKind(

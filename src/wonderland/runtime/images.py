@@ -16,6 +16,19 @@ built once into a cached virtualenv under ``<state_dir>/builds`` (dependencies f
 run through its ``Procfile`` ``web:`` line or as an ASGI app (``app`` in ``main.py``,
 ``app.py`` or ``server.py``) under uvicorn. Building happens when a revision is deployed,
 never when a request arrives.
+
+An artifact may name an existing Python environment instead of a folder to build::
+
+    build:
+      artifacts:
+        - image: my-team/katib-trial
+          environment: ./.venv-katib
+
+Nothing is built: a container of that image runs with the environment's ``bin`` first on
+``PATH`` (its ``python``, its packages), in a fresh folder of the pod's. It needs a
+``command``, as the image's entry point is unknown here. This is how code whose
+dependencies cannot sit next to the platform's (the Katib SDK pins ``protobuf<5``) runs
+in a pod.
 """
 
 from __future__ import annotations
@@ -119,20 +132,35 @@ class ImageResolver:
         return seen
 
     def resolve(self, image: str) -> Path:
-        """The build context folder for ``image``; NotFoundError says where it looked."""
+        """The build context folder for ``image`` (for an ``environment`` artifact, the
+        environment's folder); NotFoundError says where it looked."""
+        return self._resolve(image)[0]
+
+    def _resolve(self, image: str) -> tuple[Path, bool]:
+        """The folder for ``image`` and whether it is an existing environment."""
         wanted = image_base_name(image)
         files = self._project_files()
         for path in files:
             artifacts = self._artifacts(path)
             for i, artifact in enumerate(artifacts):
                 name = str(artifact.get("image") or "")
-                if name and image_base_name(name) == wanted:
-                    context = (path.parent / str(artifact.get("context") or ".")).resolve()
-                    if not context.is_dir():
+                if not name or image_base_name(name) != wanted:
+                    continue
+                if artifact.get("environment"):
+                    where = f"{path}: build.artifacts[{i}].environment"
+                    env = (path.parent / str(artifact["environment"])).resolve()
+                    if not (env / "bin" / "python").exists():
                         raise BuildError(
-                            f"{path}: build.artifacts[{i}].context {context} is not a folder"
+                            f"{where} {env} is not a Python environment (no bin/python); "
+                            f"create it with 'python -m venv {env}' or fix the path"
                         )
-                    return context
+                    return env, True
+                context = (path.parent / str(artifact.get("context") or ".")).resolve()
+                if not context.is_dir():
+                    raise BuildError(
+                        f"{path}: build.artifacts[{i}].context {context} is not a folder"
+                    )
+                return context, False
         where = ", ".join(str(p) for p in files) or f"no {PROJECT_FILE} found"
         raise NotFoundError(
             f"Unable to fetch image {image!r}: no build.artifacts entry names it ({where}); "
@@ -171,8 +199,13 @@ class ImageResolver:
 
     async def build(self, image: str, progress: Progress | None = None) -> BuiltImage:
         """Resolve and build (cached); progress lines go to ``progress``."""
-        context = self.resolve(image)
+        context, existing = self._resolve(image)
         say = progress or (lambda line: log.info("%s", line))
+        if existing:
+            say(f"image {image} runs in the Python environment {context}")
+            return BuiltImage(
+                image, context, (), (("VIRTUAL_ENV", str(context)),), context, pod_workdir=True
+            )
         deps, dep_text = _dependencies(context)
         digest = hashlib.sha256(
             (str(context) + "\0" + dep_text + "\0" + sys.executable).encode()

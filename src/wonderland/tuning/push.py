@@ -41,7 +41,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 from urllib.parse import urlsplit
 
 from wonderland.api.schemas.core import (
@@ -52,7 +52,7 @@ from wonderland.api.schemas.core import (
     Volume,
     VolumeMount,
 )
-from wonderland.errors import InvalidError
+from wonderland.errors import InvalidError, WonderlandError
 from wonderland.h2grpc import RpcAbort, ServicerContext, StatusCode, service_methods
 from wonderland.h2grpc.connection import GrpcConnection
 from wonderland.runtime.kubelet import Kubelet
@@ -69,6 +69,7 @@ __all__ = [
     "DB_MANAGER_PORT",
     "NAMESPACE_DIR",
     "TRIAL_NAME_ENV",
+    "DBManagerNotStartedError",
     "DBManagerServer",
     "DBManagerServicer",
     "ObservationLogDeleter",
@@ -115,6 +116,11 @@ class PushLimits:
     max_trial_name: int = 253  # a Kubernetes object name
     max_metric_name: int = 255  # Katib's observation_logs.metric_name column
     max_value: int = 64  # Trainer's metric values; a float's repr needs at most 24
+
+
+class DBManagerNotStartedError(WonderlandError):
+    """A trial injection was asked for before the DB manager listens (the platform starts
+    its controllers before its services): ask again once it has started."""
 
 
 @runtime_checkable
@@ -342,7 +348,8 @@ class PushCollectorAccess(Protocol):
     ``kubeflow.katib.report_metrics`` there reaches this platform's DB manager."""
 
     def trial_injection(self, trial_name: str) -> TrialInjection:
-        """The injection for the Trial ``trial_name`` (its ``KATIB_TRIAL_NAME``)."""
+        """The injection for the Trial ``trial_name`` (its ``KATIB_TRIAL_NAME``);
+        :class:`DBManagerNotStartedError` while the server is not listening yet."""
         ...
 
 
@@ -408,7 +415,10 @@ class DBManagerServer:
     def trial_injection(self, trial_name: str) -> TrialInjection:
         """See :class:`PushCollectorAccess`; valid once the server has started."""
         if not self.port:
-            raise RuntimeError("the DB manager has no port yet: start() it first")
+            raise DBManagerNotStartedError(
+                "Katib's DB manager has no port yet: start() it first (the platform starts "
+                "it with its services)"
+            )
         loopback = "127.0.0.1,localhost,::1"
         env = (
             EnvVar(name=TRIAL_NAME_ENV, value=trial_name),
@@ -465,7 +475,8 @@ class _Front(asyncio.Protocol):
         self.done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport; uvloop's (the daemon's loop) do not subclass asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.server.open.add(transport)
         self.timer = asyncio.get_running_loop().call_later(_HEAD_TIMEOUT, transport.close)
@@ -548,7 +559,8 @@ class _Pipe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport; uvloop's (the daemon's loop) do not subclass asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.server.open.add(transport)
 

@@ -7,6 +7,7 @@ from wonderland.api.schemas import (
     core,
     dapr,
     jobset,
+    katib,
     knative,
     kserve,
     optimization,
@@ -45,5 +46,8 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): trainer.TrainJobObject,
     ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime"): trainer.TrainingRuntimeObject,
     ("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime"): trainer.TrainingRuntimeObject,
+    ("kubeflow.org/v1beta1", "Experiment"): katib.ExperimentObject,
+    ("kubeflow.org/v1beta1", "Trial"): katib.TrialObject,
+    ("kubeflow.org/v1beta1", "Suggestion"): katib.SuggestionObject,
     ("trainer.kubeflow.org/v1alpha1", "OptimizationJob"): optimization.OptimizationJobObject,
 }
