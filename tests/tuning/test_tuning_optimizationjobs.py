@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support.daemon import WonderlandDaemon, wait_for, wait_until
+from _support.daemon import WonderlandDaemon, daemon_env, free_port, wait_for, wait_until
 from _support.kubeflow_sdk import kubeflow_python
 from tuning_support import Tuner
 
@@ -295,7 +295,10 @@ def test_the_study_carries_on_after_a_daemon_restart(tmp_path: Path) -> None:
     command = [str(kubeflow_python()), "-c", REPORT_LOSS]
     choices = ["0.0", "0.2", "0.4", "0.6", "0.8"]
     grid = [{"name": "x", "searchSpace": {"categorical": {"choices": choices}}}]
-    daemon = WonderlandDaemon.in_tmp(tmp_path)
+    # the control API keeps its port across the restart, as `wonderland up` does by default
+    # (7443): a trial running then reports to the status URL it was started with
+    env = daemon_env(tmp_path, gateway_port=free_port(), WONDERLAND_API_PORT=str(free_port()))
+    daemon = WonderlandDaemon(tmp_path / "home", env, tmp_path / "daemon.log")
     daemon.start()
     try:
         _apply(daemon, optimization_job("again", command, grid, num=5, algorithm={"grid": {}}))
