@@ -283,8 +283,8 @@ class OptimizationJobReconciler:
                 "Created",
                 "True",
                 "AlgorithmServiceCreated",
-                f"OptimizationJob is created: {search.algorithm.algorithmName if search.algorithm else 'random'}"
-                f" search over {len(spec.parameters)} parameter(s) with Optuna",
+                f"OptimizationJob is created: {'grid' if is_grid(spec) else 'random'} search "
+                f"over {len(spec.parameters)} parameter(s) with Optuna",
                 now,
             )
         if not self._conclude(raw, spec, status, trials, exhausted=False, now=now):
