@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from _support.daemon import WONDERLAND, WonderlandDaemon, wait_for
 from _support.kube import kubectl_for
-from training_support import kubeflow_python, run_sdk
+from _support.kubeflow_sdk import kubeflow_python, run_sdk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

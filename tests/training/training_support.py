@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from _support.daemon import wait_until
 
 from wonderland.errors import NotFoundError
@@ -24,7 +20,6 @@ TRAINJOBS = "trainjobs.trainer.kubeflow.org"
 JOBSETS = "jobsets.jobset.x-k8s.io"
 JOBSET_NAME = "jobset.sigs.k8s.io/jobset-name"
 REPO = Path(__file__).resolve().parents[2]
-KUBEFLOW_PYTHON = REPO / ".venv-kubeflow" / "bin" / "python"
 
 
 def trainjob(name: str, runtime: str = "torch-distributed", **trainer: Any) -> Obj:
@@ -97,34 +92,5 @@ class Trainer:
         return await wait_until(done, timeout, f"trainjob {name} to finish")
 
 
-def kubeflow_python() -> Path:
-    """The interpreter of the Kubeflow SDK's environment (`make kubeflow-sdk`)."""
-    if not KUBEFLOW_PYTHON.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("the Kubeflow SDK environment is missing: run `make kubeflow-sdk`")
-        pytest.skip("the Kubeflow SDK environment is missing: run `make kubeflow-sdk`")
-    return KUBEFLOW_PYTHON
-
-
 def has_torchrun() -> bool:
     return shutil.which("torchrun", path=str(Path(sys.executable).parent)) is not None
-
-
-def run_sdk(
-    script: str, kubeconfig: Path, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` with the SDK's interpreter against the daemon of ``kubeconfig``; the
-    script is written to a file first, because the SDK reads a training function's source."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WONDERLAND_", "KUBECONFIG"))}
-    env["KUBECONFIG"] = str(kubeconfig)
-    digest = hashlib.sha256(script.encode()).hexdigest()[:12]
-    path = kubeconfig.parent / f"sdk-script-{digest}.py"
-    path.write_text(script)
-    return subprocess.run(
-        [str(kubeflow_python()), str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )

@@ -19,6 +19,7 @@ __all__ = [
     "CRONJOB_COLUMNS",
     "JOB_COLUMNS",
     "NODE_COLUMNS",
+    "OPTIMIZATIONJOB_COLUMNS",
     "POD_COLUMNS",
     "PVC_COLUMNS",
     "PV_COLUMNS",
@@ -27,6 +28,7 @@ __all__ = [
     "cronjob_row",
     "job_row",
     "node_row",
+    "optimizationjob_row",
     "pod_row",
     "pv_row",
     "pvc_row",
@@ -500,6 +502,36 @@ def trainjob_row(job: Obj) -> list[Any]:
         since(job["metadata"].get("creationTimestamp")),
         f"{progress}%" if progress is not None else "",
         metrics,
+    ]
+
+
+# OptimizationJob (alpha; upstream's CRD has no printer columns yet)
+OPTIMIZATIONJOB_COLUMNS = (
+    _NAME,
+    _col("State"),
+    _col("Trials"),
+    _col("Best-Trial"),
+    _AGE,
+    _col("Parameters", 1),
+)
+
+
+def optimizationjob_row(job: Obj) -> list[Any]:
+    """State (the type of the last condition that holds), the trials asked for, the best
+    trial so far and, in wide output, the parameters it ran with."""
+    status = job.get("status") or {}
+    holding = [c for c in status.get("conditions") or [] if c.get("status") == "True"]
+    result = status.get("result") or {}
+    parameters = ",".join(
+        f"{p.get('name')}={p.get('value')}" for p in result.get("parameters") or []
+    )
+    return [
+        job["metadata"]["name"],
+        holding[-1].get("type", "") if holding else "",
+        str((job.get("spec") or {}).get("numTrials", "")),
+        result.get("trainJobName") or "",
+        since(job["metadata"].get("creationTimestamp")),
+        parameters,
     ]
 
 

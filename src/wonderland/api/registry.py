@@ -423,7 +423,8 @@ register(
         row=core_printers.trainjob_row,
     )
 )
-# Trainer's OptimizationJob (main branch, in no release yet): no printer columns upstream.
+# Trainer's OptimizationJob (main branch, in no release yet): no printer columns upstream;
+# these show the state, the trial budget and the best trial.
 register(
     ResourceKind(
         group="trainer.kubeflow.org",
@@ -431,7 +432,8 @@ register(
         kind="OptimizationJob",
         plural="optimizationjobs",
         singular="optimizationjob",
-        printer_columns=(_AGE,),
+        printer_columns=core_printers.OPTIMIZATIONJOB_COLUMNS,
+        row=core_printers.optimizationjob_row,
     )
 )
 register(

@@ -41,7 +41,7 @@ from wonderland.store import Store
 from wonderland.timefmt import format_time
 from wonderland.tokens import TokenIssuer
 
-__all__ = ["Kubelet", "LogRequestError", "NodeReconciler", "PodListener"]
+__all__ = ["ContainerLogAlias", "Kubelet", "LogRequestError", "NodeReconciler", "PodListener"]
 
 log = logging.getLogger("wonderland.runtime.kubelet")
 
@@ -59,6 +59,18 @@ class PodListener(Protocol):
     """Told about every status the kubelet writes for a pod (in-process, at once)."""
 
     def __call__(self, pod: Obj, worker: PodWorker) -> None: ...
+
+
+class ContainerLogAlias(Protocol):
+    """Names the container whose log answers for a container the pod does not have.
+
+    On a cluster some controllers add sidecars whose log clients read (Katib's StdOut
+    collector, ``metrics-logger-and-collector``, holds the training output). Here there are
+    no such sidecars; a plugin that knows which pods would have one says which container's
+    log stands in for it. Return None for pods and names it does not cover.
+    """
+
+    def __call__(self, pod: Obj, container: str) -> str | None: ...
 
 
 class LogRequestError(WonderlandError):
@@ -99,6 +111,7 @@ class Kubelet:
         self.keys: dict[tuple[str, str], str] = {}
         self.env: dict[str, str] = {}
         self.listeners: list[PodListener] = []
+        self.log_aliases: list[ContainerLogAlias] = []
         self.pre_stop_hooks: list[Callable[[Obj], Awaitable[None]]] = []
         self._dirty: dict[str, PodWorker] = {}
         self._flush_scheduled = False
@@ -508,7 +521,7 @@ class Kubelet:
                 )
             container = str((names or init_names)[0])
         if container not in names and container not in init_names:
-            raise LogRequestError(f"container {container} is not valid for pod {name}")
+            container = self._log_alias(pod, container, names)
         uid = pod["metadata"]["uid"]
         worker = self.workers.get(uid)
         runner = worker.runner(container) if worker is not None else None
@@ -539,6 +552,19 @@ class Kubelet:
                 f'container "{container}" in pod "{name}" is waiting to start: {reason}'
             )
         return None, files
+
+    def add_log_alias(self, alias: ContainerLogAlias) -> None:
+        """Let ``alias`` answer log requests for containers pods do not have."""
+        self.log_aliases.append(alias)
+
+    def _log_alias(self, pod: Obj, container: str, names: list[Any]) -> str:
+        for alias in self.log_aliases:
+            target = alias(pod, container)
+            if target is not None and target in names:
+                return target
+        raise LogRequestError(
+            f"container {container} is not valid for pod {pod['metadata']['name']}"
+        )
 
     def read_log(
         self, namespace: str, name: str, container: str | None, previous: bool, options: LogOptions

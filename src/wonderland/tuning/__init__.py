@@ -2,8 +2,10 @@
 (``kubeflow.org/v1beta1``), with suggestions from Optuna driven ask/tell inside the platform.
 
 ``install(platform)`` registers Katib's defaults and validation (:mod:`.admission`), the
-Experiment, Suggestion and Trial controllers, and the observation log
-(:class:`~wonderland.tuning.observations.ObservationLogStore`, kept in
+Experiment, Suggestion and Trial controllers, the controller of Trainer's OptimizationJob
+(:mod:`.optimizationjobs`, alpha; its API and admission come with the training plugin),
+the log alias that answers for the StdOut collector's sidecar (:mod:`.collector_logs`),
+the observation log (:class:`~wonderland.tuning.observations.ObservationLogStore`, kept in
 ``<state_dir>/katib-observations.db``), which it provides to later plugins, and Katib's DB
 manager for the ``Push`` collector (:mod:`.push`) over that log, whose trial injection the
 Trial controller applies to Push trials' runs. It
@@ -19,10 +21,12 @@ from typing import TYPE_CHECKING
 from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.tuning import admission
+from wonderland.tuning.collector_logs import StdOutCollectorLogs
 from wonderland.tuning.collectors import PodFiles
 from wonderland.tuning.experiments import ExperimentReconciler
 from wonderland.tuning.observation_store import SqliteObservationLogStore
 from wonderland.tuning.observations import ObservationLogStore
+from wonderland.tuning.optimizationjobs import OptimizationJobReconciler
 from wonderland.tuning.push import install_push_collector
 from wonderland.tuning.suggestions import SuggestionReconciler
 from wonderland.tuning.trials import TrialReconciler
@@ -63,3 +67,6 @@ def install(platform: Platform) -> None:
         ),
         workers=4,
     )
+    platform.controllers.register(OptimizationJobReconciler(store, events.record), workers=2)
+    # the StdOut collector's sidecar log, which the Kubeflow SDK reads, is the primary's here
+    kubelet.add_log_alias(StdOutCollectorLogs(store))

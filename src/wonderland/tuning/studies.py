@@ -57,12 +57,18 @@ class TunedStudy:
             number = self.numbers.get(outcome.name)
             if number is None or outcome.name in self.told or outcome.state == "running":
                 continue
-            if outcome.state == "complete" and outcome.value is not None:
-                self.study.tell(number, outcome.value)
-            elif outcome.state == "pruned":
-                self.study.tell(number, state=optuna.trial.TrialState.PRUNED)
-            else:
-                self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+            try:
+                if outcome.state == "complete" and outcome.value is not None:
+                    self.study.tell(number, outcome.value)
+                elif outcome.state == "pruned":
+                    self.study.tell(number, state=optuna.trial.TrialState.PRUNED)
+                else:
+                    self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+            except RuntimeError as exc:
+                # GridSampler.after_trial calls study.stop() once every grid point has been
+                # handed out, which raises outside study.optimize(); the trial is told by then
+                if "Study.stop" not in str(exc):
+                    raise
             self.told.add(outcome.name)
 
     def exhausted(self) -> bool:
