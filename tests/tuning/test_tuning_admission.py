@@ -70,10 +70,6 @@ def sidecar_collector(obj: Obj) -> None:
     obj["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "PrometheusMetric"}}
 
 
-def from_volume(obj: Obj) -> None:
-    obj["spec"]["resumePolicy"] = "FromVolume"
-
-
 def unsupported_condition(obj: Obj) -> None:
     obj["spec"]["trialTemplate"]["successCondition"] = "status.conditions.#.type"
 
@@ -146,7 +142,6 @@ def bad_medianstop(obj: Obj) -> None:
             "spec.metricsCollectorSpec.collector.kind",
             "wonderland collects metrics without sidecars",
         ),
-        (from_volume, "spec.resumePolicy", "use LongRunning"),
         (unsupported_condition, "spec.trialTemplate.successCondition", "outside the GJSON subset"),
         (
             deployment_trial,

@@ -252,3 +252,31 @@ async def test_lowering_parallel_trial_count_deletes_the_newest_active_trials(
     assert tuner.status("narrow").get("trialsRunning") == 0
     # No assignment was handed out twice.
     assert len({assignment(t, "x") for t in trials}) == 4
+
+
+@pytest.mark.parametrize("policy", ["LongRunning", "FromVolume"])
+async def test_raising_max_trial_count_resumes_a_resumable_experiment(
+    tuner: Tuner, policy: str
+) -> None:
+    tuner.create(experiment("again", max_trials=2, parallel=2, resumePolicy=policy))
+    done = await tuner.finished("again")
+    assert done["reason"] == "ExperimentMaxTrialsReached"
+    first = {t["metadata"]["name"] for t in tuner.trials("again")}
+    body = tuner.experiment("again")
+    body["spec"]["maxTrialCount"] = 4
+    tuner.store.update(body)
+
+    def resumed_and_done() -> bool:
+        status = tuner.status("again")
+        ended = any(
+            c["type"] == "Succeeded" and c["status"] == "True"
+            for c in status.get("conditions") or []
+        )
+        return ended and status.get("trialsSucceeded") == 4
+
+    await wait_until(resumed_and_done, 60, f"the {policy} experiment to run 2 more trials")
+    trials = tuner.trials("again")
+    assert first < {t["metadata"]["name"] for t in trials}
+    assert len({assignment(t, "x") for t in trials}) == 4
+    types = [c["type"] for c in tuner.status("again")["conditions"]]
+    assert "Restarting" in types

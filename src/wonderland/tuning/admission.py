@@ -7,7 +7,7 @@ distributions). The checks are the experiment validator's, plus what the suggest
 early-stopping services would refuse later on a cluster (settings of the algorithm,
 parameters it cannot search), so that a mistake is a 4xx at apply time here instead of a
 failed Suggestion. What wonderland does not run (other trial kinds, collectors that need
-a sidecar, ``FromVolume``) is refused with a message that says so.
+a sidecar) is refused with a message that says so.
 """
 
 from __future__ import annotations
@@ -156,12 +156,6 @@ def _check_experiment(new: Obj, old: Obj | None, reader: ObjectReader) -> None:
     if spec.resumePolicy not in ("Never", "LongRunning", "FromVolume"):
         raise InvalidError(
             "spec.resumePolicy", f'Invalid value: "{spec.resumePolicy}": invalid ResumePolicyType'
-        )
-    if spec.resumePolicy == "FromVolume":
-        raise InvalidError(
-            "spec.resumePolicy",
-            'Unsupported value: "FromVolume": wonderland keeps every study in its store, so '
-            "a completed experiment resumes without a suggestion volume; use LongRunning",
         )
     if not spec.parameters:
         if spec.nasConfig is not None:

@@ -240,14 +240,15 @@ class ExperimentReconciler:
     def _restart_if_resumed(
         self, spec: ExperimentSpec, status: ExperimentStatusView, now: datetime
     ) -> None:
-        """A LongRunning experiment that reached maxTrialCount runs again once the count
-        is raised (Katib's ``Restarting``)."""
+        """A LongRunning or FromVolume experiment that reached maxTrialCount runs again
+        once the count is raised (Katib's ``Restarting``). Both resume the same way here:
+        the study is rebuilt from the store, so FromVolume needs no suggestion volume."""
         done = status.find("Succeeded")
         if (
             done is None
             or done.status != "True"
             or done.reason != "ExperimentMaxTrialsReached"
-            or spec.resumePolicy != "LongRunning"
+            or spec.resumePolicy not in ("LongRunning", "FromVolume")
             or spec.maxTrialCount is None
             or spec.maxTrialCount <= (status.trials or 0)
         ):
