@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -35,6 +34,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from _support.kube import KubeClientDaemon  # noqa: E402
+
 SDK_PYTHON = REPO / ".venv-kubeflow" / "bin" / "python"
 
 DDP = textwrap.dedent(
@@ -67,28 +68,9 @@ def row(name: str, values: list[float], unit: str = "ms") -> str:
     )
 
 
-class Daemon:
+class Daemon(KubeClientDaemon):
     def __init__(self) -> None:
-        from _support.daemon import WonderlandDaemon, daemon_env, free_port
-
-        self.tmp = Path(tempfile.mkdtemp(prefix="wl-bench-training-"))
-        env = daemon_env(self.tmp, gateway_port=free_port(), WONDERLAND_LOG_LEVEL="warning")
-        self.daemon = WonderlandDaemon(self.tmp / "home", env, self.tmp / "daemon.log")
-
-    def __enter__(self) -> Daemon:
-        self.daemon.start()
-        from kubernetes import client, config
-
-        config.load_kube_config(str(self.daemon.home / "kubeconfig"))
-        self.api = client.CustomObjectsApi()
-        self.core = client.CoreV1Api()
-        return self
-
-    def __exit__(self, kind: object, *exc: object) -> None:
-        self.daemon.stop()
-        if kind is not None:
-            print(self.daemon.log.read_text(errors="replace")[-4000:])
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().__init__("wl-bench-training-")
 
     def create(self, name: str, trainer: dict[str, Any]) -> None:
         body = {

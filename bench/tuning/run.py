@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,6 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from _support.kube import KubeClientDaemon  # noqa: E402
 
 GROUP, VERSION = "kubeflow.org", "v1beta1"
 
@@ -121,28 +120,9 @@ def experiment(
     }
 
 
-class Daemon:
+class Daemon(KubeClientDaemon):
     def __init__(self) -> None:
-        from _support.daemon import WonderlandDaemon, daemon_env, free_port
-
-        self.tmp = Path(tempfile.mkdtemp(prefix="wl-bench-tuning-"))
-        env = daemon_env(self.tmp, gateway_port=free_port(), WONDERLAND_LOG_LEVEL="warning")
-        self.daemon = WonderlandDaemon(self.tmp / "home", env, self.tmp / "daemon.log")
-
-    def __enter__(self) -> Daemon:
-        self.daemon.start()
-        from kubernetes import client, config
-
-        config.load_kube_config(str(self.daemon.home / "kubeconfig"))
-        self.api = client.CustomObjectsApi()
-        self.core = client.CoreV1Api()
-        return self
-
-    def __exit__(self, kind: object, *exc: object) -> None:
-        self.daemon.stop()
-        if kind is not None:
-            print(self.daemon.log.read_text(errors="replace")[-4000:])
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().__init__("wl-bench-tuning-")
 
     def create(self, body: dict[str, Any]) -> None:
         self.api.create_namespaced_custom_object(GROUP, VERSION, "default", "experiments", body)

@@ -3,61 +3,28 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
+from _support.client_venvs import ClientVenv
 
-__all__ = ["KATIB_PYTHON", "katib_python", "run_katib_script", "run_katib_sdk"]
+__all__ = ["KATIB", "KATIB_PYTHON", "katib_python", "run_katib_script", "run_katib_sdk"]
 
-REPO = Path(__file__).resolve().parents[2]
-KATIB_PYTHON = REPO / ".venv-katib" / "bin" / "python"
-_MISSING = "the Katib SDK environment .venv-katib is missing: run `make katib-sdk`"
+KATIB = ClientVenv(".venv-katib", "katib-sdk", "Katib SDK")
+KATIB_PYTHON = KATIB.python_path
 
 
 def katib_python() -> Path:
-    """The interpreter of ``.venv-katib``; the test skips without it (fails under CI=true)."""
-    if not KATIB_PYTHON.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(_MISSING)
-        pytest.skip(_MISSING)
-    return KATIB_PYTHON
+    return KATIB.python()
 
 
 def run_katib_script(
     script: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` with the Katib SDK's interpreter (no ``WONDERLAND_*`` variables leak in)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
-    base.update(env or {})
-    return subprocess.run(
-        [str(katib_python()), "-c", script],
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return KATIB.run_script(script, env, timeout)
 
 
 def run_katib_sdk(
     script: str, kubeconfig: Path, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` with the Katib SDK's interpreter against the daemon of ``kubeconfig``.
-    The script is written to a file first: ``KatibClient.tune`` reads the objective
-    function's source with ``inspect.getsource``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WONDERLAND_", "KUBECONFIG"))}
-    env["KUBECONFIG"] = str(kubeconfig)
-    digest = hashlib.sha256(script.encode()).hexdigest()[:12]
-    path = kubeconfig.parent / f"katib-script-{digest}.py"
-    path.write_text(script)
-    return subprocess.run(
-        [str(katib_python()), str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return KATIB.run_against(script, kubeconfig, timeout)

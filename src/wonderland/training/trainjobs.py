@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from pydantic import Field
 
 from wonderland.api.owners import controller_ref
 from wonderland.api.schemas.trainer import TrainingRuntimeObject, TrainJobObject
@@ -33,7 +32,13 @@ from wonderland.training import frameworks
 from wonderland.training.jobset_builder import build_jobset
 from wonderland.training.runtime_info import RuntimeInfo, new_runtime_info
 from wonderland.training.status_env import StatusEnvironment
-from wonderland.workloads.views import ConditionView, ObjectMetaView, View, format_time, parse_time
+from wonderland.workloads.views import (
+    ConditionsView,
+    ConditionView,
+    ObjectMetaView,
+    format_time,
+    parse_time,
+)
 
 __all__ = [
     "CLUSTER_RUNTIMES",
@@ -76,45 +81,12 @@ def runtime_group_kind(job: TrainJobObject) -> str:
     return f"{kind}.{group}" if group else kind
 
 
-class TrainJobStatusView(View):
-    conditions: list[ConditionView] = Field(default_factory=list)
+class TrainJobStatusView(ConditionsView):
     jobsStatus: list[Obj] | None = None
     trainerStatus: Obj | None = None
 
-    def find(self, kind: str) -> ConditionView | None:
-        return next((c for c in self.conditions if c.type == kind), None)
-
-    def is_true(self, kind: str) -> bool:
-        found = self.find(kind)
-        return found is not None and found.status == "True"
-
-    def finished(self) -> bool:
-        return self.is_true("Complete") or self.is_true("Failed")
-
-    def set(self, kind: str, status: str, reason: str, message: str, now: datetime) -> None:
-        """meta.SetStatusCondition: the transition time moves only when the status does."""
-        found = self.find(kind)
-        if found is None:
-            self.conditions.append(
-                ConditionView(
-                    type=kind,
-                    status=status,
-                    reason=reason,
-                    message=message,
-                    lastTransitionTime=format_time(now),
-                )
-            )
-            return
-        if found.status != status:
-            found.status = status
-            found.lastTransitionTime = format_time(now)
-        found.reason = reason
-        found.message = message
-
     def to_dict(self) -> Obj:
-        out: Obj = {}
-        if self.conditions:
-            out["conditions"] = [c.to_dict() for c in self.conditions]
+        out: Obj = self.conditions_dict()
         if self.jobsStatus is not None:
             out["jobsStatus"] = self.jobsStatus
         if self.trainerStatus is not None:

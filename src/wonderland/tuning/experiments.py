@@ -32,6 +32,7 @@ from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
 from wonderland.errors import AlreadyExistsError, ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
+from wonderland.store.status import replace_status
 from wonderland.tuning.admission import EXPERIMENTS, SUGGESTIONS, TRIALS, defaults_for
 from wonderland.tuning.status import (
     UNAVAILABLE,
@@ -474,14 +475,4 @@ class ExperimentReconciler:
 
     def _write_status(self, raw: Obj, status: ExperimentStatusView) -> None:
         meta = raw["metadata"]
-        for _ in range(5):
-            try:
-                current = self.store.get(EXPERIMENTS, meta["namespace"], meta["name"])
-            except NotFoundError:
-                return
-            current["status"] = status.dump()
-            try:
-                self.store.update_status(current)
-                return
-            except ConflictError:
-                continue
+        replace_status(self.store, EXPERIMENTS, meta["namespace"], meta["name"], status.dump())

@@ -48,17 +48,22 @@ from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
 from wonderland.errors import (
     AlreadyExistsError,
-    ConflictError,
     InvalidError,
     NotFoundError,
     WonderlandError,
 )
 from wonderland.store import Store
+from wonderland.store.status import replace_status
 from wonderland.training.optimization_admission import OPTIMIZATIONJOBS
 from wonderland.training.trainjobs import TRAINJOBS
 from wonderland.tuning.optimization_search import experiment_spec, is_grid
 from wonderland.tuning.studies import StudyBook, TrialOutcome
-from wonderland.workloads.views import ConditionView, ObjectMetaView, View, format_time
+from wonderland.workloads.views import (
+    ConditionsView,
+    ConditionView,
+    ObjectMetaView,
+    View,
+)
 
 __all__ = [
     "ENV_PREFIX",
@@ -190,44 +195,11 @@ class TrialView(View):
         ]
 
 
-class OptimizationJobStatusView(View):
-    conditions: list[ConditionView] = Field(default_factory=list)
+class OptimizationJobStatusView(ConditionsView):
     result: OptimizationResult | None = None
 
-    def find(self, kind: str) -> ConditionView | None:
-        return next((c for c in self.conditions if c.type == kind), None)
-
-    def is_true(self, kind: str) -> bool:
-        found = self.find(kind)
-        return found is not None and found.status == "True"
-
-    def finished(self) -> bool:
-        return self.is_true("Complete") or self.is_true("Failed")
-
-    def set(self, kind: str, status: str, reason: str, message: str, now: datetime) -> None:
-        """meta.SetStatusCondition: the transition time moves only when the status does."""
-        found = self.find(kind)
-        if found is None:
-            self.conditions.append(
-                ConditionView(
-                    type=kind,
-                    status=status,
-                    reason=reason,
-                    message=message,
-                    lastTransitionTime=format_time(now),
-                )
-            )
-            return
-        if found.status != status:
-            found.status = status
-            found.lastTransitionTime = format_time(now)
-        found.reason = reason
-        found.message = message
-
     def dump(self) -> Obj:
-        out: Obj = {}
-        if self.conditions:
-            out["conditions"] = [c.to_dict() for c in self.conditions]
+        out: Obj = self.conditions_dict()
         if self.result is not None:
             out["result"] = self.result.model_dump(exclude_none=True)
         return out
@@ -477,17 +449,7 @@ class OptimizationJobReconciler:
 
     def _write_status(self, raw: Obj, status: OptimizationJobStatusView) -> None:
         meta = raw["metadata"]
-        for _ in range(5):
-            try:
-                current = self.store.get(OPTIMIZATIONJOBS, meta["namespace"], meta["name"])
-            except NotFoundError:
-                return
-            current["status"] = status.dump()
-            try:
-                self.store.update_status(current)
-                return
-            except ConflictError:
-                continue
+        replace_status(self.store, OPTIMIZATIONJOBS, meta["namespace"], meta["name"], status.dump())
 
 
 def _best(spec: OptimizationJobSpec, trials: list[TrialView]) -> OptimizationResult | None:

@@ -35,6 +35,7 @@ from wonderland.errors import (
     WonderlandError,
 )
 from wonderland.store import Store
+from wonderland.store.status import replace_status
 from wonderland.tuning import job_conditions
 from wonderland.tuning.admission import TRIALS
 from wonderland.tuning.collectors import (
@@ -435,17 +436,7 @@ class TrialReconciler:
         )
 
     def _write_status(self, namespace: str, name: str, status: TrialStatusView) -> None:
-        for _ in range(5):
-            try:
-                current = self.store.get(TRIALS, namespace, name)
-            except NotFoundError:
-                return
-            current["status"] = status.dump()
-            try:
-                self.store.update_status(current)
-                return
-            except ConflictError:
-                continue
+        replace_status(self.store, TRIALS, namespace, name, status.dump())
 
 
 def _condition_text(run: Obj, kind: str) -> tuple[str, str]:

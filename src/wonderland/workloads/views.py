@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ConditionView",
+    "ConditionsView",
     "ObjectMetaView",
     "OwnerRefView",
     "View",
@@ -84,6 +85,48 @@ class ConditionView(View):
         if self.message:
             out["message"] = self.message
         return out
+
+
+class ConditionsView(View):
+    """A status whose ``conditions`` are metav1 Conditions (TrainJob, OptimizationJob):
+    looked up by type, set as ``meta.SetStatusCondition`` sets them."""
+
+    conditions: list[ConditionView] = Field(default_factory=list)
+
+    def find(self, kind: str) -> ConditionView | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    def is_true(self, kind: str) -> bool:
+        found = self.find(kind)
+        return found is not None and found.status == "True"
+
+    def finished(self) -> bool:
+        """``Complete`` or ``Failed`` is True."""
+        return self.is_true("Complete") or self.is_true("Failed")
+
+    def set(self, kind: str, status: str, reason: str, message: str, now: datetime) -> None:
+        """meta.SetStatusCondition: the transition time moves only when the status does."""
+        found = self.find(kind)
+        if found is None:
+            self.conditions.append(
+                ConditionView(
+                    type=kind,
+                    status=status,
+                    reason=reason,
+                    message=message,
+                    lastTransitionTime=format_time(now),
+                )
+            )
+            return
+        if found.status != status:
+            found.status = status
+            found.lastTransitionTime = format_time(now)
+        found.reason = reason
+        found.message = message
+
+    def conditions_dict(self) -> Obj:
+        """``{"conditions": [...]}`` as serialised, or ``{}`` when there are none."""
+        return {"conditions": [c.to_dict() for c in self.conditions]} if self.conditions else {}
 
 
 def parse_time(text: str | None) -> datetime | None:
