@@ -26,7 +26,6 @@ from wonderland.api.schemas.katib import (
     Metric,
     SuggestionObject,
     TrialAssignment,
-    TrialObject,
 )
 from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
@@ -40,6 +39,7 @@ from wonderland.tuning.status import (
     OptimalTrialView,
     SuggestionStatusView,
     TrialStatusView,
+    TrialSummary,
     as_float,
     objective_value,
 )
@@ -89,7 +89,7 @@ class ExperimentReconciler:
         suggestion = self._suggestion(raw, spec)
         items, _ = self.store.list(TRIALS, namespace, {EXPERIMENT_LABEL: name})
         trials = sorted(
-            (TrialObject.model_validate(t) for t in items),
+            (TrialSummary.model_validate(t) for t in items),
             key=lambda t: (str(t.metadata.get("creationTimestamp", "")), t.metadata["name"]),
         )
         goal_reached = self._summarise(spec, status, trials)
@@ -112,7 +112,7 @@ class ExperimentReconciler:
     # -- status ------------------------------------------------------------------------
 
     def _summarise(
-        self, spec: ExperimentSpec, status: ExperimentStatusView, trials: list[TrialObject]
+        self, spec: ExperimentSpec, status: ExperimentStatusView, trials: list[TrialSummary]
     ) -> bool:
         """Katib's ``updateTrialsSummary``: the lists, counters and optimal trial; whether
         the goal is reached."""
@@ -130,7 +130,7 @@ class ExperimentReconciler:
         }
         objective = spec.objective
         assert objective is not None
-        best: tuple[float, TrialObject] | None = None
+        best: tuple[float, TrialSummary] | None = None
         goal_reached = False
         for trial in trials:
             view = TrialStatusView.model_validate(trial.status or {})
@@ -299,7 +299,7 @@ class ExperimentReconciler:
         status: ExperimentStatusView,
         suggestion: SuggestionObject,
         sugg_status: SuggestionStatusView,
-        trials: list[TrialObject],
+        trials: list[TrialSummary],
     ) -> None:
         parallel = spec.parallelTrialCount or 3
         active = (status.trialsPending or 0) + (status.trialsRunning or 0)
@@ -339,7 +339,7 @@ class ExperimentReconciler:
                 pass  # changed meanwhile; the next reconcile asks again
 
     def _delete_trials(
-        self, raw: Obj, trials: list[TrialObject], count: int, parallel: int
+        self, raw: Obj, trials: list[TrialSummary], count: int, parallel: int
     ) -> None:
         """Katib's ``deleteTrials``: delete the ``count`` newest trials, withdraw their
         assignments from the Suggestion (``spec.requests`` and ``status.suggestions``), so

@@ -23,6 +23,8 @@ __all__ = [
     "StatusView",
     "SuggestionStatusView",
     "TrialStatusView",
+    "TrialSummary",
+    "TrialSummarySpec",
     "as_float",
     "objective_value",
 ]
@@ -172,3 +174,20 @@ def as_float(text: str) -> float | None:
     except ValueError:
         return None
     return value if value == value else None  # NaN is no value
+
+
+class TrialSummarySpec(View):
+    """What the Experiment and Suggestion controllers read of a Trial's spec."""
+
+    objective: ObjectiveSpec | None = None
+    parameterAssignments: list[ParameterAssignment] | None = None
+
+
+class TrialSummary(View):
+    """A Trial as the Experiment and Suggestion controllers read it, every time any trial
+    of the experiment changes: its metadata, assignments, objective and status, without
+    validating the rendered run it carries."""
+
+    metadata: dict[str, Any]
+    spec: TrialSummarySpec = Field(default_factory=TrialSummarySpec)
+    status: dict[str, Any] | None = None

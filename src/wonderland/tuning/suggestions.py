@@ -21,7 +21,6 @@ from wonderland.api.schemas.katib import (
     ExperimentObject,
     SuggestionObject,
     TrialAssignment,
-    TrialObject,
 )
 from wonderland.controllers import Result
 from wonderland.errors import ConflictError, NotFoundError, WonderlandError
@@ -32,6 +31,7 @@ from wonderland.tuning.observations import ObservationLogStore
 from wonderland.tuning.status import (
     SuggestionStatusView,
     TrialStatusView,
+    TrialSummary,
     as_float,
     objective_value,
 )
@@ -49,7 +49,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def trial_outcome(trial: TrialObject) -> tuple[str, float | None]:
+def trial_outcome(trial: TrialSummary) -> tuple[str, float | None]:
     """What the study is told about a trial: its state and objective value."""
     status = TrialStatusView.model_validate(trial.status or {})
     state = status.state()
@@ -130,7 +130,7 @@ class SuggestionReconciler:
             return
         spec = defaults_for(ExperimentObject.model_validate(exp_raw).spec)
         items, _ = self.store.list(TRIALS, namespace, {EXPERIMENT_LABEL: exp_name})
-        trials = {t["metadata"]["name"]: TrialObject.model_validate(t) for t in items}
+        trials = {t["metadata"]["name"]: TrialSummary.model_validate(t) for t in items}
         history: list[TrialOutcome] = []
         for assignment in status.suggestions:
             trial = trials.get(assignment.name)
