@@ -4,10 +4,13 @@ and what admission refuses. Every node is a real process."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import shutil
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -427,6 +430,42 @@ async def test_the_dataset_initializer_fills_the_workspace_before_the_node_start
     init_done = pods["dataset-initializer"]["status"]["containerStatuses"][0]["state"]["terminated"]
     node_started = pods["node"]["status"]["containerStatuses"][0]["state"]["terminated"]
     assert node_started["startedAt"] >= init_done["finishedAt"]
+
+
+async def test_an_http_dataset_is_cached_in_the_platforms_state_directory(
+    trainer: Trainer, tmp_path: Path
+) -> None:
+    if not trainer.kubelet.sandbox.available:
+        pytest.skip(f"mount namespaces are not available here: {trainer.kubelet.sandbox.reason}")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "train.csv").write_text("x,y\n3,4\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        trainer.create(_runtime_with_initializer("web-data"))
+        body = trainjob("web", runtime="web-data", command=["cat", "/workspace/dataset/train.csv"])
+        body["spec"]["runtimeRef"]["kind"] = "TrainingRuntime"
+        url = f"http://127.0.0.1:{server.server_address[1]}/train.csv"
+        body["spec"]["initializer"] = {"dataset": {"storageUri": url}}
+        trainer.create(body)
+        done = await trainer.finished("web", timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done["type"] == "Complete", trainer.events("web")
+    pods = {
+        p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]: p
+        for p in trainer.pods("web")
+    }
+    assert trainer.log(pods["node"]["metadata"]["name"]).splitlines() == ["x,y", "3,4"]
+    # the download cache is the platform's (its home), not the user's ~/.wonderland
+    init_log = trainer.log(pods["dataset-initializer"]["metadata"]["name"], "dataset-initializer")
+    cache = trainer.platform.settings.home / "models"
+    assert str(cache) in init_log, init_log
+    assert any(cache.rglob("*")), "nothing was cached under the platform's home"
 
 
 def _runtime(

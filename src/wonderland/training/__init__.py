@@ -33,7 +33,7 @@ def install(platform: Platform) -> None:
     admission.install()
     optimization_admission.install()
     kubelet = platform.require(Kubelet)
-    kubelet.resolver.add_provider(TrainingImageProvider())
+    kubelet.resolver.add_provider(TrainingImageProvider(home=platform.settings.home))
     tokens = platform.require(TokenIssuer)  # type: ignore[type-abstract]
     endpoint = platform.get(ControlEndpoint)
     status_env = StatusEnvironment(endpoint) if endpoint is not None else None

@@ -62,9 +62,14 @@ FRAMEWORK_IMAGES: tuple[FrameworkImage, ...] = (
 class TrainingImageProvider:
     """An :class:`~wonderland.runtime.images.ImageProvider` for the runtimes' images."""
 
-    def __init__(self, images: tuple[FrameworkImage, ...] = FRAMEWORK_IMAGES) -> None:
+    def __init__(
+        self, images: tuple[FrameworkImage, ...] = FRAMEWORK_IMAGES, home: Path | None = None
+    ) -> None:
         self.images = {image.name: image for image in images}
         self.prefix = Path(sys.prefix)
+        # The platform's state directory, for the programs the platform provides (the
+        # initializers keep their download cache there, beside the models' cache).
+        self.home = home
 
     def provide(self, image: str) -> BuiltImage | None:
         known = self.images.get(image_base_name(image))
@@ -77,11 +82,14 @@ class TrainingImageProvider:
                 f"which lacks {', '.join(missing)}: {known.install}"
             )
         argv = (sys.executable, *known.argv) if known.argv else ()
+        env: tuple[tuple[str, str], ...] = (("VIRTUAL_ENV", str(self.prefix)),)
+        if known.argv and self.home is not None:
+            env = (*env, ("WONDERLAND_HOME", str(self.home)))
         return BuiltImage(
             image=image,
             context=self.prefix,
             argv=argv,
-            env=(("VIRTUAL_ENV", str(self.prefix)),),
+            env=env,
             venv=self.prefix,
             pod_workdir=True,
         )
