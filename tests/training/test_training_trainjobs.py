@@ -12,6 +12,7 @@ import shutil
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _support.daemon import wait_until
@@ -393,6 +394,14 @@ def _runtime_with_initializer(name: str) -> dict[str, object]:
     }
 
 
+def _pods_by_job(trainer: Trainer, name: str) -> dict[str, dict[str, Any]]:
+    """The TrainJob's pods by replicated job (dataset-initializer, node, ...)."""
+    return {
+        p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]: p
+        for p in trainer.pods(name)
+    }
+
+
 async def test_the_dataset_initializer_fills_the_workspace_before_the_node_starts(
     trainer: Trainer, tmp_path: Path
 ) -> None:
@@ -418,10 +427,7 @@ async def test_the_dataset_initializer_fills_the_workspace_before_the_node_start
     trainer.create(body)
     done = await trainer.finished("fed", timeout=60)
     assert done["type"] == "Complete", trainer.events("fed")
-    pods = {
-        p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]: p
-        for p in trainer.pods("fed")
-    }
+    pods = _pods_by_job(trainer, "fed")
     init_log = trainer.log(pods["dataset-initializer"]["metadata"]["name"], "dataset-initializer")
     assert "Dataset has been downloaded" in init_log
     node_log = trainer.log(pods["node"]["metadata"]["name"])
@@ -456,10 +462,7 @@ async def test_an_http_dataset_is_cached_in_the_platforms_state_directory(
         server.shutdown()
         server.server_close()
     assert done["type"] == "Complete", trainer.events("web")
-    pods = {
-        p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]: p
-        for p in trainer.pods("web")
-    }
+    pods = _pods_by_job(trainer, "web")
     assert trainer.log(pods["node"]["metadata"]["name"]).splitlines() == ["x,y", "3,4"]
     # the download cache is the platform's (its home), not the user's ~/.wonderland
     init_log = trainer.log(pods["dataset-initializer"]["metadata"]["name"], "dataset-initializer")
