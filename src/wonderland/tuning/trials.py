@@ -152,13 +152,15 @@ class TrialReconciler:
             )
         elif not status.completed():
             requeue = self._run(raw, trial, resource, status, now)
+        # the status first: the experiment moves on to its next trial while the run is
+        # cleaned up (a crash in between deletes the run on the next reconcile)
+        if status.dump() != before:
+            self._write_status(namespace, name, status)
         if status.completed() and resource is not None and not trial.spec.retainRun:
             try:
                 self.store.delete(resource, namespace, name)
             except NotFoundError:
                 pass
-        if status.dump() != before:
-            self._write_status(namespace, name, status)
         return Result(requeue_after=requeue) if requeue is not None else None
 
     # -- the run ------------------------------------------------------------------------
