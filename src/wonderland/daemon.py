@@ -167,6 +167,9 @@ def _banner(
     ]
     if gateway:
         lines.append(f"gateway: {gateway}")
+    db_manager = info.get("katib-db-manager")
+    if db_manager:
+        lines.append(f"Katib DB manager (get_trial_metrics db_manager_address): {db_manager}")
     if notes:
         # An example's own NOTES.txt says what to try; {gateway}, {gateway_port}, {domain},
         # {home} and {server} are filled in (plain replacement: curl bodies keep their braces).

@@ -139,6 +139,8 @@ def test_tune_with_an_objective_function_and_the_stdout_collector(
 
 
 def test_tune_with_report_metrics_and_the_push_collector(daemon: WonderlandDaemon) -> None:
+    # the address `wonderland up` prints (and keeps in daemon.json) for clients outside trials
+    db_manager = json.loads((daemon.home / "daemon.json").read_text())["katib-db-manager"]
     out = _sdk(
         daemon,
         f"""
@@ -163,7 +165,9 @@ def test_tune_with_report_metrics_and_the_push_collector(daemon: WonderlandDaemo
         )
         exp = client.wait_for_experiment_condition("tune-push", timeout=180, polling_interval=1)
         best = client.get_optimal_hyperparameters("tune-push")
+        logs = client.get_trial_metrics(best.best_trial_name, db_manager_address={db_manager!r})
         out = {{
+            "logged": [(l.metric.name, float(l.metric.value)) for l in logs],
             "collector": exp.spec.metrics_collector_spec.collector.kind,
             "reason": exp.status.conditions[-1].reason,
             "best": best.best_trial_name,
@@ -191,3 +195,9 @@ def test_tune_with_report_metrics_and_the_push_collector(daemon: WonderlandDaemo
         assert metrics["step"][2] == "2"
         finals[name] = last
     assert out["best"] == min(finals, key=lambda k: finals[k])
+    # KatibClient.get_trial_metrics reads the best trial's whole log back from the platform
+    logged = out["logged"]
+    assert isinstance(logged, list)
+    assert [v for n, v in logged if n == "step"] == [0.0, 1.0, 2.0]
+    losses = [v for n, v in logged if n == "loss"]
+    assert len(losses) == 3 and losses[-1] == pytest.approx(finals[str(out["best"])])

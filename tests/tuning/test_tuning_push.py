@@ -206,6 +206,8 @@ async def test_the_server_runs_with_the_platform_on_the_configured_port(tmp_path
     await platform.start()
     try:
         assert server.address == f"127.0.0.1:{port}"
+        # published for the banner and daemon.json (clients outside trials need it)
+        assert platform.info["katib-db-manager"] == f"127.0.0.1:{port}"
         async with grpc.aio.insecure_channel(server.address) as channel:
             got = await api_pb2_grpc.DBManagerStub(channel).GetObservationLog(
                 api_pb2.GetObservationLogRequest(trial_name="t")

@@ -67,6 +67,7 @@ __all__ = [
     "DB_MANAGER_ADDRESS",
     "DB_MANAGER_HOSTS",
     "DB_MANAGER_PORT",
+    "INFO_KEY",
     "NAMESPACE_DIR",
     "TRIAL_NAME_ENV",
     "DBManagerNotStartedError",
@@ -78,6 +79,9 @@ __all__ = [
     "TrialInjection",
     "install_push_collector",
 ]
+
+# platform.info key of the DB manager's host:port (the banner, daemon.json)
+INFO_KEY = "katib-db-manager"
 
 log = logging.getLogger("wonderland.tuning.push")
 
@@ -369,8 +373,10 @@ class DBManagerServer:
         port: int = 0,
         limits: PushLimits | None = None,
         upstream_proxy: Callable[[], str] | None = None,
+        on_listening: Callable[[str], None] | None = None,
     ) -> None:
         self.limits = limits or PushLimits()
+        self.on_listening = on_listening
         self.methods = service_methods(DB_MANAGER, DBManagerServicer(store, self.limits))
         self.host = host
         self.port = port
@@ -396,6 +402,8 @@ class DBManagerServer:
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("Katib DB manager (Push collector) on %s", self.address)
+        if self.on_listening is not None:
+            self.on_listening(self.address)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -631,8 +639,16 @@ def install_push_collector(platform: Platform, store: ObservationLogStore) -> DB
     def upstream() -> str:
         return kubelet.env.get("grpc_proxy", "") if kubelet is not None else ""
 
+    def publish(address: str) -> None:
+        # for the banner and daemon.json: clients outside trials (get_trial_metrics) need it
+        platform.info[INFO_KEY] = address
+
     server = DBManagerServer(
-        store, host=settings.bind, port=settings.katib_db_manager_port, upstream_proxy=upstream
+        store,
+        host=settings.bind,
+        port=settings.katib_db_manager_port,
+        upstream_proxy=upstream,
+        on_listening=publish,
     )
     platform.add_service(server)
     platform.provide(PushCollectorAccess, server)  # type: ignore[type-abstract]
