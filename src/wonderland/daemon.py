@@ -191,6 +191,8 @@ def _banner(
         "  wonderland get ksvc -w                     # until it is Ready (Ctrl-C)",
         "  wonderland get all",
         f"  kubectl --kubeconfig {home}/kubeconfig get ksvc",
+        "  wonderland apply -f examples/training/iris-ddp.yaml   # DDP training (extra: training)",
+        "  wonderland apply -f examples/tuning/iris-tune.yaml    # tune it (Katib, Optuna)",
         "  wonderland down                            # or Ctrl-C here",
     ]
     return "\n".join(lines)
