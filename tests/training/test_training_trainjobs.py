@@ -112,7 +112,9 @@ async def test_a_2x2_ddp_job_trains_on_cpu_with_torchrun(trainer: Trainer) -> No
         total = torch.tensor([float(rank)])
         dist.all_reduce(total)
         weight = model.module.weight.detach().sum().item()
-        print(f"rank={rank} world={world} sum={total.item()} weight={weight:.6f}", flush=True)
+        # one write(2) per line: two processes share a node's stdout, and PYTHONUNBUFFERED
+        # splits a print() into the text and its newline, which can interleave
+        os.write(1, f"rank={rank} world={world} sum={total.item()} weight={weight:.6f}\\n".encode())
         dist.destroy_process_group()
         """
     )
