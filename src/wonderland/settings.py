@@ -15,6 +15,9 @@ __all__ = ["Settings"]
 PREFIX = "WONDERLAND_"
 
 
+PORTS = ("api_port", "gateway_port", "katib_db_manager_port", "mlflow_port")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Platform settings.
@@ -37,6 +40,18 @@ class Settings:
     ``katib_db_manager_port`` (WONDERLAND_KATIB_DB_MANAGER_PORT): where Katib's DB manager
     (the ``Push`` metrics collector's gRPC API) listens when tuning is installed; 0 picks a
     free port (trials reach it as ``katib-db-manager.kubeflow:6789`` whatever the port).
+    ``mlflow`` (WONDERLAND_MLFLOW): ``auto`` runs MLflow's tracking server as a platform
+    component when the ``mlflow`` extra is installed, ``off`` never does.
+    ``mlflow_port`` (WONDERLAND_MLFLOW_PORT): where MLflow clients reach it (5000, MLflow's
+    default, so they need no configuration); 0 picks a free port.
+    ``mlflow_idle_seconds`` (WONDERLAND_MLFLOW_IDLE_SECONDS): how long the tracking server
+    stays up with no request before it is stopped (it starts again on the next one).
+    ``mlflow_backend_store_uri`` (WONDERLAND_MLFLOW_BACKEND_STORE_URI): its backend store;
+    empty: SQLite in ``<home>/mlflow``; ``postgresql://...`` for PostgreSQL.
+    ``mlflow_tracking_uri`` (WONDERLAND_MLFLOW_TRACKING_URI): an MLflow server the platform
+    uses instead of running its own (runs, ``models:/`` URIs, aliases).
+    ``mlflow_poll_seconds`` (WONDERLAND_MLFLOW_POLL_SECONDS): how often InferenceServices
+    that follow an alias look it up while the tracking server runs.
     ``jobset_feature_gates`` (WONDERLAND_JOBSET_FEATURE_GATES): the JobSet controller's
     ``--feature-gates``, e.g. ``RestartJob=true`` (the one alpha gate that works here).
     """
@@ -53,6 +68,12 @@ class Settings:
     max_pods: int = 110
     jobset_feature_gates: str = ""
     katib_db_manager_port: int = 0
+    mlflow: str = "auto"
+    mlflow_port: int = 5000
+    mlflow_idle_seconds: float = 300.0
+    mlflow_backend_store_uri: str = ""
+    mlflow_tracking_uri: str = ""
+    mlflow_poll_seconds: float = 2.0
 
     @property
     def state_dir(self) -> Path:
@@ -88,14 +109,14 @@ class Settings:
                 return int(raw)
             except ValueError:
                 raise ConfigError(f'{var}="{raw}" is not a number of pods') from None
-        if name in ("api_port", "gateway_port", "katib_db_manager_port"):
+        if name in PORTS:
             try:
                 return int(raw)
             except ValueError:
                 raise ConfigError(
                     f'{var}="{raw}" is not a port number; use 1-65535 (or 0)'
                 ) from None
-        if name == "backoff_seconds":
+        if name in ("backoff_seconds", "mlflow_idle_seconds", "mlflow_poll_seconds"):
             try:
                 return float(raw)
             except ValueError:
@@ -103,7 +124,7 @@ class Settings:
         return raw
 
     def _check(self) -> None:
-        for name in ("api_port", "gateway_port", "katib_db_manager_port"):
+        for name in PORTS:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"WONDERLAND_{name.upper()}={port} is not a port; use 1-65535")
@@ -113,6 +134,24 @@ class Settings:
             raise ConfigError("WONDERLAND_MAX_PODS must be at least 1")
         if self.backoff_seconds < 0:
             raise ConfigError("WONDERLAND_BACKOFF_SECONDS must not be negative")
+        if self.mlflow not in ("auto", "off"):
+            raise ConfigError(f'WONDERLAND_MLFLOW="{self.mlflow}" must be auto or off')
+        if self.mlflow_idle_seconds <= 0 or self.mlflow_poll_seconds <= 0:
+            raise ConfigError(
+                "WONDERLAND_MLFLOW_IDLE_SECONDS and WONDERLAND_MLFLOW_POLL_SECONDS must be "
+                "more than 0 seconds"
+            )
+        for name in ("mlflow_backend_store_uri", "mlflow_tracking_uri"):
+            value = getattr(self, name)
+            if value and "://" not in value:
+                raise ConfigError(
+                    f'WONDERLAND_{name.upper()}="{value}" is not a URI; e.g. '
+                    + (
+                        "postgresql://user@127.0.0.1:5432/mlflow"
+                        if name == "mlflow_backend_store_uri"
+                        else "http://mlflow.example.com:5000"
+                    )
+                )
         self.jobset_features()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(

@@ -1,0 +1,39 @@
+"""The seam between the tracking server and the rest of the platform.
+
+The tracking plugin provides a :class:`TrackingAccess` (``platform.get(TrackingAccess)``);
+controllers that make runs (TrainJob, Job, Trial), the kubelet that injects
+``MLFLOW_TRACKING_URI`` and the InferenceService controller that resolves ``models:/``
+URIs use it and nothing else of the server.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+__all__ = ["TrackingAccess"]
+
+
+@runtime_checkable
+class TrackingAccess(Protocol):
+    @property
+    def enabled(self) -> bool:
+        """Whether there is a tracking server to use (the extra is installed and not turned
+        off, or an external one is configured)."""
+        ...
+
+    @property
+    def client_uri(self) -> str:
+        """What MLflow clients on this machine use as ``MLFLOW_TRACKING_URI``
+        (``http://127.0.0.1:5000``): the platform's front door, which wakes the server."""
+        ...
+
+    async def wake(self) -> str:
+        """The base URL to call the running server at, starting it first if it is stopped
+        (its clients wait, they do not fail); :class:`TrackingUnavailable` when it cannot
+        run. Each call counts as activity for the idle timer."""
+        ...
+
+    def running_uri(self) -> str | None:
+        """The base URL of the server if it runs now, else None; for background checks
+        (alias lookups) that must neither start it nor keep it up."""
+        ...
