@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["TrackingAccess"]
+__all__ = ["ExternalTracking", "TrackingAccess"]
 
 
 @runtime_checkable
@@ -37,3 +37,25 @@ class TrackingAccess(Protocol):
         """The base URL of the server if it runs now, else None; for background checks
         (alias lookups) that must neither start it nor keep it up."""
         ...
+
+
+class ExternalTracking:
+    """An MLflow server the platform does not run (``WONDERLAND_MLFLOW_TRACKING_URI``, or
+    a server a test started): always up as far as the platform knows."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri.rstrip("/")
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    @property
+    def client_uri(self) -> str:
+        return self.uri
+
+    async def wake(self) -> str:
+        return self.uri
+
+    def running_uri(self) -> str | None:
+        return self.uri
