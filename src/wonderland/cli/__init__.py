@@ -16,7 +16,15 @@ from wonderland import __version__
 from wonderland.errors import WonderlandError
 
 # Modules under wonderland.cli that add subcommands; each has register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("func", "serve", "sidecar", "platform", "logs", "storage")
+COMMAND_MODULES: tuple[str, ...] = (
+    "func",
+    "serve",
+    "sidecar",
+    "platform",
+    "logs",
+    "storage",
+    "models",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,5 +55,17 @@ def install(platform: Platform) -> InferenceServiceReconciler:
     if forkserver.usable:
         platform.add_service(forkserver)
         reconciler.forkserver = forkserver
+    from wonderland.kserve.model_pins import ModelPins
+    from wonderland.kserve.reconciler import ISVCS
+    from wonderland.tracking.access import TrackingAccess
+
+    # storageUri models:/NAME@ALIAS follows the alias (tracking installs before kserve)
+    pins = ModelPins(
+        platform.get(TrackingAccess),  # type: ignore[type-abstract]
+        platform.settings.mlflow_poll_seconds,
+        lambda namespace, name: platform.controllers.enqueue(ISVCS, namespace, name),
+    )
+    reconciler.pins = pins
+    platform.add_service(pins)
     platform.controllers.register(reconciler)
     return reconciler

@@ -24,6 +24,7 @@ from wonderland.kserve.components import (
     transformer_container,
 )
 from wonderland.kserve.forkserver import SOCKET_ENV, ForkServerService
+from wonderland.kserve.model_pins import ModelPins, Pin, PinError
 from wonderland.kserve.runtimes import (
     CLUSTER_RUNTIMES,
     MANAGED_BY,
@@ -32,6 +33,7 @@ from wonderland.kserve.runtimes import (
     select_runtime,
 )
 from wonderland.serving.conditions import get_condition, set_condition
+from wonderland.tracking.uris import is_tracking_uri
 from wonderland.workloads.storage import claim_path
 
 __all__ = ["ISVCS", "InferenceServiceReconciler"]
@@ -44,6 +46,8 @@ KSVCS = "services.serving.knative.dev"
 ROUTES = "routes.serving.knative.dev"
 COMPONENTS = ("predictor", "transformer", "explainer")
 STORAGE_RETRY_SECONDS = 10.0
+# Reasons after which the InferenceService is looked at again in STORAGE_RETRY_SECONDS.
+RETRIED = ("ModelLoadFailed", "ModelNotFound", "RegistryUnavailable")
 WONDERLAND_SERVE = ["wonderland", "serve"]
 
 
@@ -73,13 +77,20 @@ class InferenceServiceReconciler:
         self._downloads: dict[tuple[str, ...], _Download] = {}
         # The warm fork server (see forkserver.py); None runs replicas plainly.
         self.forkserver: ForkServerService | None = None
+        # Versions of registry models (models:/NAME@ALIAS ...); set by install().
+        self.pins: ModelPins | None = None
+        # The pin each InferenceService's predictor was built with in this reconcile.
+        self._building: dict[tuple[str, str], Pin] = {}
 
     # -- the loop --------------------------------------------------------------------
 
     async def reconcile(self, namespace: str, name: str) -> Result | None:
         isvc = self._get(ISVCS, namespace, name)
         if isvc is None:
+            if self.pins is not None:
+                self.pins.forget(namespace, name)
             return None
+        self._building.pop((namespace, name), None)
         spec = isvc.get("spec") or {}
         status: Obj = copy.deepcopy(isvc.get("status") or {})
         components_status: Obj = status.get("components") or {}
@@ -132,6 +143,9 @@ class InferenceServiceReconciler:
             components_status[which] = self._component_status(ksvc, cstatus)
             ready_parts.append(_ksvc_ready(which, ksvc))
             if which == "predictor":
+                deployed = self._building.pop((namespace, name), None)
+                if deployed is not None:
+                    status["modelRegistry"] = deployed.status()
                 # KServe's finer predictor conditions, from the Knative Service's own.
                 for kind, ktype in (
                     ("Configuration", "ConfigurationsReady"),
@@ -206,6 +220,13 @@ class InferenceServiceReconciler:
                     "url": f"http://{name}.{namespace}.svc.cluster.local",
                 }
         new_status["deploymentMode"] = "Serverless"
+        uri = str(((spec.get("predictor") or {}).get("model") or {}).get("storageUri") or "")
+        registry = status.get("modelRegistry")
+        if is_tracking_uri(uri) and isinstance(registry, dict) and registry.get("uri") == uri:
+            # the version the predictor was last built with (and the run that made it)
+            new_status["modelRegistry"] = registry
+        elif self.pins is not None:
+            self.pins.forget(namespace, name)
         if isvc.get("status") != new_status:
             fresh = dict(isvc)
             fresh["status"] = new_status
@@ -215,7 +236,7 @@ class InferenceServiceReconciler:
                 return None
         if waiting is not None:
             return Result(requeue_after=0.5)
-        if failure is not None and failure[0] == "ModelLoadFailed":
+        if failure is not None and failure[0] in RETRIED:
             return Result(requeue_after=STORAGE_RETRY_SECONDS)
         return None
 
@@ -263,6 +284,10 @@ class InferenceServiceReconciler:
         choice = select_runtime(model, list(ns_runtimes), list(cluster_runtimes))
         builtin = (choice.obj["metadata"].get("labels") or {}).get(MANAGED_BY) == "wonderland"
         model_dir = None
+        uri = str(model.get("storageUri") or "")
+        if is_tracking_uri(uri):
+            pin = await self._pin(isvc, uri)
+            model = {**model, "storageUri": pin.pinned}
         if model.get("storageUri"):
             model_dir = await self._storage(isvc, model)
         elif builtin:
@@ -283,6 +308,21 @@ class InferenceServiceReconciler:
         )
         return container
 
+    async def _pin(self, isvc: Obj, uri: str) -> Pin:
+        """The registry version to build the predictor with (see model_pins.py)."""
+        meta = isvc["metadata"]
+        if self.pins is None:
+            raise ComponentSpecError(
+                "ModelLoadFailed", f"storageUri {uri}: the model registry is not installed"
+            )
+        recorded = (isvc.get("status") or {}).get("modelRegistry")
+        try:
+            pin = await self.pins.pin(meta["namespace"], meta["name"], uri, recorded)
+        except PinError as exc:
+            raise ComponentSpecError(exc.reason, exc.message) from None
+        self._building[(meta["namespace"], meta["name"])] = pin
+        return pin
+
     async def _storage(self, isvc: Obj, model: Obj) -> Path:
         import os
         import time
@@ -301,6 +341,8 @@ class InferenceServiceReconciler:
             for e in model.get("env") or []
             if "value" in e and e.get("name")
         }
+        if is_tracking_uri(uri) and self.pins is not None and self.pins.client_uri:
+            env.setdefault("MLFLOW_TRACKING_URI", self.pins.client_uri)
         key = (meta["namespace"], uri, *sorted(f"{k}={v}" for k, v in annotations.items()))
         key += tuple(sorted(f"{k}={v}" for k, v in env.items()))
         state = self._downloads.get(key)

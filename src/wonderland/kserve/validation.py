@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from wonderland.errors import InvalidError
+from wonderland.tracking.uris import is_tracking_uri, parse
 
 __all__ = ["check_inference_service", "register_checks"]
 
@@ -37,6 +38,8 @@ _KNOWN_SCHEMES = (
     "oci+fetch://",
     "hf://",
     "models:/",
+    "runs:/",
+    "mlflow-artifacts:",
 )
 
 
@@ -110,12 +113,16 @@ def check_inference_service(new: Obj, old: Obj | None) -> None:
         if comp is not None and not comp.get("containers"):
             raise InvalidError(f"spec.{which}.containers", f"give the {which}'s container")
     uri = str((predictor.get("model") or {}).get("storageUri") or "")
+    if is_tracking_uri(uri):
+        # models:/NAME@ALIAS, runs:/RUN/PATH ...: malformed ones are refused at apply
+        parse(uri, "spec.predictor.model.storageUri")
+        return
     has_scheme = "://" in uri or uri.startswith("models:/")
     if has_scheme and not uri.lower().startswith(_KNOWN_SCHEMES):
         raise InvalidError(
             "spec.predictor.model.storageUri",
             f"{uri.split('://')[0]}:// is not a storage scheme KServe knows; use a path, "
-            "file://, pvc://, s3://, http(s):// or hf://",
+            "file://, pvc://, s3://, http(s)://, hf:// or an MLflow models:/ or runs:/ URI",
         )
 
 
