@@ -113,7 +113,10 @@ class PodWorker:
         self.sandbox_ready = False
         self.initialized = not self.init
         self.terminating = asyncio.Event()
-        self.grace = float(spec.terminationGracePeriodSeconds or 30)
+        # 0 stops at once (SIGKILL with no grace), as the field's documentation says;
+        # unset is Kubernetes' default of 30 s
+        grace = spec.terminationGracePeriodSeconds
+        self.grace = 30.0 if grace is None else float(grace)
         self.delete_after = False
         self.disruption: tuple[str, str] | None = None
         self.finished = asyncio.Event()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import socket
 import string
@@ -283,7 +284,7 @@ class Supervisor:
         spec: dict[str, Any] = {
             "containers": [container, *template.sidecars],
             "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": int(template.grace_period),
+            "terminationGracePeriodSeconds": math.ceil(template.grace_period),
         }
         if init:
             spec["initContainers"] = init
