@@ -34,6 +34,8 @@ pytestmark = needs_mlflow
 
 Obj = dict[str, Any]
 JOBS = "jobs.batch"
+TRAINJOBS = "trainjobs.trainer.kubeflow.org"
+TRIALS = "trials.kubeflow.org"
 PLUGINS = ("wonderland.workloads", "wonderland.training", "wonderland.tuning")
 
 LOGS_A_METRIC = (
@@ -287,3 +289,124 @@ async def test_an_unreachable_server_neither_blocks_nor_fails_the_job(tmp_path: 
     finally:
         await platform.stop()
         platform.store.close()
+
+
+# -- TrainJobs and trials ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_a_trainjob_has_one_run_that_its_jobs_continue(
+    platform: Platform, server: MlflowServer
+) -> None:
+    store = platform.store
+    store.create(
+        {
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "metadata": {"name": "tj"},
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "trainer": {"command": ["python", "-c", "print('trained')"]},
+            },
+        }
+    )
+    obj = await ended(store, TRAINJOBS, "tj")
+    assert condition(store, TRAINJOBS, "tj") == "Complete"
+    run_id = obj["metadata"]["annotations"][RUN_ID_ANNOTATION]
+    jobset = store.get("jobsets.jobset.x-k8s.io", "default", "tj")
+    assert jobset["metadata"]["annotations"][RUN_ID_ANNOTATION] == run_id
+    jobs, _ = store.list(JOBS, "default", {"jobset.sigs.k8s.io/jobset-name": "tj"})
+    assert jobs
+    for child in jobs:
+        assert child["metadata"]["annotations"][RUN_ID_ANNOTATION] == run_id
+        assert pod_env(store, child["metadata"]["name"])["MLFLOW_RUN_ID"] == run_id
+        assert runs_in(server, child["metadata"]["name"]) == []
+    assert [r["info"]["run_id"] for r in runs_in(server, "tj")] == [run_id]
+    status, tags, _ = run_of(server, run_id)
+    assert status == "FINISHED"
+    assert (tags["wonderland.kind"], tags["wonderland.name"]) == ("TrainJob", "tj")
+    assert tags["wonderland.uid"] == obj["metadata"]["uid"]
+
+
+@pytest.mark.slow
+async def test_each_trial_has_a_run_with_its_params_and_observed_metric(
+    platform: Platform, server: MlflowServer
+) -> None:
+    pytest.importorskip("optuna")
+    code = "import sys; x = float(sys.argv[1]); print(f'loss={(x - 0.3) ** 2:.6f}')"
+    store = platform.store
+    store.create(
+        {
+            "apiVersion": "kubeflow.org/v1beta1",
+            "kind": "Experiment",
+            "metadata": {"name": "hp"},
+            "spec": {
+                "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+                "algorithm": {"algorithmName": "random"},
+                "parameters": [
+                    {
+                        "name": "x",
+                        "parameterType": "double",
+                        "feasibleSpace": {"min": "0", "max": "1"},
+                    }
+                ],
+                "parallelTrialCount": 2,
+                "maxTrialCount": 2,
+                "trialTemplate": {
+                    "primaryContainerName": "training-container",
+                    "trialParameters": [{"name": "x", "reference": "x"}],
+                    "trialSpec": {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "spec": {
+                            "backoffLimit": 0,
+                            "template": {
+                                "spec": {
+                                    "restartPolicy": "Never",
+                                    "containers": [
+                                        {
+                                            "name": "training-container",
+                                            "image": "python:3.12",
+                                            "command": [
+                                                sys.executable,
+                                                "-c",
+                                                code,
+                                                "${trialParameters.x}",
+                                            ],
+                                        }
+                                    ],
+                                }
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    )
+
+    def trials_ended() -> list[Obj] | None:
+        items, _ = store.list(TRIALS, "default", {"katib.kubeflow.org/experiment": "hp"})
+        done = [
+            t for t in items if RUN_ENDED_ANNOTATION in (t["metadata"].get("annotations") or {})
+        ]
+        return done if len(done) == 2 else None
+
+    trials = await wait_until(trials_ended, 90, "both trials to end their runs")
+    runs = {r["info"]["run_id"]: r for r in runs_in(server, "hp")}
+    assert len(runs) == 2
+    for trial in trials:
+        run_id = trial["metadata"]["annotations"][RUN_ID_ANNOTATION]
+        assert run_id in runs
+        status, tags, metrics = run_of(server, run_id)
+        name = trial["metadata"]["name"]
+        assert status == "FINISHED", trial.get("status")
+        assert (tags["wonderland.kind"], tags["katib.trial"], tags["katib.experiment"]) == (
+            "Trial",
+            name,
+            "hp",
+        )
+        x = next(a["value"] for a in trial["spec"]["parameterAssignments"] if a["name"] == "x")
+        params = {p["key"]: p["value"] for p in runs[run_id]["data"].get("params") or []}
+        assert params == {"x": x}
+        assert metrics["loss"] == pytest.approx((float(x) - 0.3) ** 2, abs=1e-5)
+        assert runs_in(server, name) == []  # the trial's Job continued the trial's run
