@@ -5,7 +5,8 @@ ClusterTrainingRuntime (``trainer.kubeflow.org/v1alpha1``) on JobSets, Jobs and 
 whose controller comes with tuning), the TrainJob controller, the images
 the runtimes name (:mod:`.images`), the trainer status endpoint on the control API
 (:mod:`.status_endpoint`) and the runtimes Trainer ships (:mod:`.catalog`). It needs the
-workloads plugin (the kubelet, the token issuer) installed first.
+workloads plugin (the kubelet, the token issuer) installed first; with a
+:class:`~wonderland.tracking.access.TrackingAccess` provided, TrainJobs get MLflow runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from wonderland.control.sources import ActionRegistry, ControlEndpoint
 from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.tokens import TokenIssuer
+from wonderland.tracking.access import TrackingAccess
 from wonderland.training import admission, catalog, optimization_admission
 from wonderland.training.images import TrainingImageProvider
 from wonderland.training.status_endpoint import TrainerStatusEndpoint
@@ -42,7 +44,9 @@ def install(platform: Platform) -> None:
         actions = ActionRegistry()
         platform.provide(ActionRegistry, actions)
     actions.add(TRAINJOBS, "status", TrainerStatusEndpoint(platform.store, tokens))
+    tracking = platform.get(TrackingAccess)  # type: ignore[type-abstract]
     platform.controllers.register(
-        TrainJobReconciler(platform.store, events.record, status_env), workers=2
+        TrainJobReconciler(platform.store, events.record, status_env, tracking=tracking),
+        workers=2,
     )
     catalog.ensure_defaults(platform.store)

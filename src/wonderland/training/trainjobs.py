@@ -10,6 +10,11 @@ follows the JobSet: ``Complete``/``Failed`` copied from its ``Completed``/``Fail
 conditions, ``jobsStatus`` from its ``replicatedJobsStatus``, ``Suspended`` with reason
 ``Suspended``/``Resumed``; ``activeDeadlineSeconds`` (counted from creation, or from the
 last resume) fails the job with ``DeadlineExceeded`` and deletes the JobSet.
+
+With MLflow tracking, a TrainJob that no Trial owns gets a run before its JobSet is made
+(experiment named after the TrainJob, :mod:`wonderland.tracking.runs`), ended with the
+TrainJob; its run (made or inherited from a Trial) is put on the JobSet and its job
+templates (``tracking.wonderland.dev/run-id``), so every Job of it continues that one run.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -28,9 +34,17 @@ from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
 from wonderland.errors import AlreadyExistsError, ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
+from wonderland.tracking.access import TrackingAccess
+from wonderland.tracking.runs import (
+    RUN_ID_ANNOTATION,
+    RunRequest,
+    WorkloadRuns,
+    experiment_name,
+    opted_out,
+)
 from wonderland.training import frameworks
 from wonderland.training.jobset_builder import build_jobset
-from wonderland.training.runtime_info import RuntimeInfo, new_runtime_info
+from wonderland.training.runtime_info import NODE, RuntimeInfo, new_runtime_info
 from wonderland.training.status_env import StatusEnvironment
 from wonderland.workloads.views import (
     ConditionsView,
@@ -107,11 +121,17 @@ class TrainJobReconciler:
         record: EventRecorder,
         status_env: StatusEnvironment | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        tracking: TrackingAccess | None = None,
     ) -> None:
         self.store = store
         self.record = record
         self.status_env = status_env
         self.clock = clock
+        self.runs = (
+            WorkloadRuns(tracking, store, record, TRAINJOBS, COMPONENT)
+            if tracking is not None
+            else None
+        )
 
     async def reconcile(self, namespace: str, name: str) -> Result | None:
         try:
@@ -136,7 +156,7 @@ class TrainJobReconciler:
             )
         elif not status.finished():
             try:
-                self._reconcile_objects(raw, job)
+                await self._reconcile_objects(raw, job)
             except WonderlandError as exc:
                 error = exc
                 text = f"{exc}"
@@ -156,6 +176,9 @@ class TrainJobReconciler:
         requeue = self._deadline(job, status, now)
         if status.to_dict() != before:
             self._write_status(namespace, name, status)
+        runs = self._runs()
+        if runs is not None and status.finished() and runs.owns_open_run(raw):
+            await runs.end(raw, succeeded=status.is_true("Complete"))
         if error is not None:
             raise error
         return Result(requeue_after=requeue) if requeue is not None else None
@@ -227,7 +250,37 @@ class TrainJobReconciler:
             self.status_env.inject(info, job)
         return info
 
-    def _reconcile_objects(self, raw: Obj, job: TrainJobObject) -> None:
+    def _runs(self) -> WorkloadRuns | None:
+        return self.runs if self.runs is not None and self.runs.enabled else None
+
+    async def _run(self, raw: Obj, jobset: Obj) -> str | None:
+        """The run of a TrainJob whose JobSet is being made: the one it carries, else a new
+        one unless a Trial owns it (the trial's run is the run) or it opted out."""
+        runs = self._runs()
+        if runs is None:
+            return None
+        meta = raw["metadata"]
+        carried = runs.run_id(raw)
+        if carried is not None or opted_out(meta.get("annotations")):
+            return carried
+        owner = ObjectMetaView.model_validate(meta).controller()
+        if owner is not None and owner.kind == "Trial":
+            return None
+        runtime = (raw.get("spec") or {}).get("runtimeRef") or {}
+        request = RunRequest(
+            kind="TrainJob",
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            experiment=experiment_name(meta["namespace"], meta["name"]),
+            run_name=meta["name"],
+            tags={"wonderland.runtime": str(runtime.get("name", ""))},
+            code=_trainer_workdir(jobset),
+        )
+        _, run_id = await runs.ensure(raw, request)
+        return run_id
+
+    async def _reconcile_objects(self, raw: Obj, job: TrainJobObject) -> None:
         meta = raw["metadata"]
         try:
             existing = self.store.get(JOBSETS, meta["namespace"], meta["name"])
@@ -241,6 +294,11 @@ class TrainJobReconciler:
         for extra in self._companions(raw, info):
             self._ensure(extra)
         jobset = build_jobset(info, job)
+        carried = self._runs() is not None and WorkloadRuns.run_id(raw) is not None
+        if existing is None or carried:
+            run_id = await self._run(raw, jobset)
+            if run_id is not None:
+                _annotate_run(jobset, run_id)
         if existing is None:
             try:
                 self.store.create(jobset)
@@ -414,6 +472,25 @@ def _rendezvous_port(jobset: Obj | None) -> int | None:
                 if env.get("name") in frameworks.PORT_VARIABLES and value.isdigit():
                     return int(value)
     return None
+
+
+def _trainer_workdir(jobset: Obj) -> Path | None:
+    """The ``workingDir`` of the trainer's ``node`` container, when it is an absolute path."""
+    for rjob in jobset.get("spec", {}).get("replicatedJobs") or []:
+        pod = (((rjob.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec")
+        for container in (pod or {}).get("containers") or []:
+            workdir = container.get("workingDir")
+            if container.get("name") == NODE and workdir:
+                return Path(workdir) if PurePosixPath(workdir).is_absolute() else None
+    return None
+
+
+def _annotate_run(jobset: Obj, run_id: str) -> None:
+    """The run on the JobSet and on each job template, so its Jobs carry it."""
+    jobset["metadata"].setdefault("annotations", {})[RUN_ID_ANNOTATION] = run_id
+    for rjob in jobset.get("spec", {}).get("replicatedJobs") or []:
+        meta = rjob.setdefault("template", {}).setdefault("metadata", {})
+        meta.setdefault("annotations", {})[RUN_ID_ANNOTATION] = run_id
 
 
 def _free_port() -> int:

@@ -8,7 +8,8 @@ the log alias that answers for the StdOut collector's sidecar (:mod:`.collector_
 the observation log (:class:`~wonderland.tuning.observations.ObservationLogStore`, kept in
 ``<state_dir>/katib-observations.db``), which it provides to later plugins, and Katib's DB
 manager for the ``Push`` collector (:mod:`.push`) over that log, whose trial injection the
-Trial controller applies to Push trials' runs. It
+Trial controller applies to Push trials' runs; with a
+:class:`~wonderland.tracking.access.TrackingAccess` provided, trials get MLflow runs. It
 needs the workloads plugin (the kubelet) installed first. Optuna comes with the
 ``tuning`` extra; without it the platform runs and Experiments are refused with a message
 naming the extra.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet
+from wonderland.tracking.access import TrackingAccess
 from wonderland.tuning import admission
 from wonderland.tuning.collector_logs import StdOutCollectorLogs
 from wonderland.tuning.collectors import PodFiles
@@ -64,6 +66,7 @@ def install(platform: Platform) -> None:
             PodFiles(kubelet),
             observations.delete,
             push=db_manager,
+            tracking=platform.get(TrackingAccess),  # type: ignore[type-abstract]
         ),
         workers=4,
     )

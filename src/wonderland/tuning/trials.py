@@ -13,14 +13,23 @@ the last lines read) when not. A Push trial's ``status.observation`` follows the
 observation log while the run runs, as Katib's Trial controller reads the DB manager's log.
 With early-stopping rules the collector reads while the run runs, and a trial that breaks a rule is ``EarlyStopped`` and its run stopped. Unless
 ``retainRun``, the run is deleted once the trial ended.
+
+With MLflow tracking, each trial gets an MLflow run before its Job or TrainJob is made (in
+the experiment named after the Katib Experiment, with the parameter assignments as params;
+:mod:`wonderland.tracking.runs`), which that Job or TrainJob continues
+(``tracking.wonderland.dev/run-id``); when the trial ends, its observation log is logged to
+the run as metrics and the run ended: FINISHED (Succeeded), KILLED (EarlyStopped, Killed) or
+FAILED.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import posixpath
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from wonderland.api.owners import controller_ref
@@ -36,6 +45,15 @@ from wonderland.errors import (
 )
 from wonderland.store import Store
 from wonderland.store.status import replace_status
+from wonderland.tracking.access import TrackingAccess
+from wonderland.tracking.runs import (
+    RUN_ID_ANNOTATION,
+    MetricPoint,
+    RunRequest,
+    WorkloadRuns,
+    experiment_name,
+    opted_out,
+)
 from wonderland.tuning import job_conditions
 from wonderland.tuning.admission import TRIALS
 from wonderland.tuning.collectors import (
@@ -116,6 +134,7 @@ class TrialReconciler:
         forget: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         push: PushCollectorAccess | None = None,
+        tracking: TrackingAccess | None = None,
     ) -> None:
         self.store = store
         self.record = record
@@ -124,6 +143,11 @@ class TrialReconciler:
         self.forget = forget
         self.clock = clock
         self.push = push
+        self.runs = (
+            WorkloadRuns(tracking, store, record, TRIALS, COMPONENT)
+            if tracking is not None
+            else None
+        )
 
     async def reconcile(self, namespace: str, name: str) -> Result | None:
         try:
@@ -151,17 +175,105 @@ class TrialReconciler:
                 now,
             )
         elif not status.completed():
+            raw = await self._track(raw, trial, resource)
             requeue = self._run(raw, trial, resource, status, now)
         # the status first: the experiment moves on to its next trial while the run is
         # cleaned up (a crash in between deletes the run on the next reconcile)
         if status.dump() != before:
             self._write_status(namespace, name, status)
+        runs = self._runs()
+        if runs is not None and status.completed() and runs.owns_open_run(raw):
+            state = status.state()
+            await runs.end(
+                raw,
+                succeeded=state == "Succeeded",
+                killed=state in ("EarlyStopped", "Killed"),
+                metrics=self._metric_points(name),
+            )
         if status.completed() and resource is not None and not trial.spec.retainRun:
             try:
                 self.store.delete(resource, namespace, name)
             except NotFoundError:
                 pass
         return Result(requeue_after=requeue) if requeue is not None else None
+
+    # -- the MLflow run -----------------------------------------------------------------
+
+    def _runs(self) -> WorkloadRuns | None:
+        return self.runs if self.runs is not None and self.runs.enabled else None
+
+    async def _track(self, raw: Obj, trial: TrialObject, resource: str) -> Obj:
+        """Make the trial's MLflow run before its Job or TrainJob (``raw`` as stored after),
+        unless the trial, its runSpec or its Experiment opted out."""
+        runs = self._runs()
+        meta = raw["metadata"]
+        if runs is None or runs.run_id(raw) is not None:
+            return raw
+        run_spec = trial.spec.runSpec or {}
+        experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL, "")
+        if (
+            opted_out(meta.get("annotations"))
+            or opted_out((run_spec.get("metadata") or {}).get("annotations"))
+            or opted_out(self._experiment_annotations(meta["namespace"], experiment))
+        ):
+            return raw
+        try:
+            self.store.get(resource, meta["namespace"], meta["name"])
+            return raw  # made before tracking was: its pods run without a run
+        except NotFoundError:
+            pass
+        params = {a.name: a.value for a in trial.spec.parameterAssignments or []}
+        request = RunRequest(
+            kind="Trial",
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            experiment=experiment_name(meta["namespace"], experiment or meta["name"]),
+            run_name=meta["name"],
+            tags={"katib.experiment": experiment, "katib.trial": meta["name"]},
+            params=params,
+            code=self._code_folder(trial, run_spec),
+        )
+        raw, _ = await runs.ensure(raw, request)
+        return raw
+
+    def _experiment_annotations(self, namespace: str, name: str) -> dict[str, str]:
+        if not name:
+            return {}
+        try:
+            found = self.store.get("experiments.kubeflow.org", namespace, name)
+        except NotFoundError:
+            return {}
+        return dict(found["metadata"].get("annotations") or {})
+
+    @staticmethod
+    def _code_folder(trial: TrialObject, run_spec: Obj) -> Path | None:
+        """The primary container's ``workingDir`` of a Job trial, when absolute."""
+        if (run_spec.get("apiVersion"), run_spec.get("kind")) != JOB:
+            return None
+        pod = ((run_spec.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in pod.get("containers") or []:
+            if container.get("name") == trial.spec.primaryContainerName:
+                workdir = str(container.get("workingDir") or "")
+                return Path(workdir) if posixpath.isabs(workdir) else None
+        return None
+
+    def _metric_points(self, name: str) -> list[MetricPoint]:
+        """The trial's observation log as MLflow metrics: numeric values only, steps
+        counted per metric in the order observed."""
+        steps: dict[str, int] = {}
+        out: list[MetricPoint] = []
+        for log in self.observations.get(name):
+            try:
+                value = float(log.value)
+            except ValueError:
+                continue
+            if not math.isfinite(value):
+                continue
+            step = steps.get(log.name, 0)
+            steps[log.name] = step + 1
+            out.append((log.name, value, step, int(log.timestamp.timestamp() * 1000)))
+        return out
 
     # -- the run ------------------------------------------------------------------------
 
@@ -290,6 +402,12 @@ class TrialReconciler:
         run_meta["namespace"] = meta["namespace"]
         run_meta["labels"] = {**(run_meta.get("labels") or {}), **labels}
         run_meta["ownerReferences"] = [controller_ref(raw)]
+        run_id = WorkloadRuns.run_id(raw) if self._runs() is not None else None
+        if run_id is not None:
+            run_meta["annotations"] = {
+                **(run_meta.get("annotations") or {}),
+                RUN_ID_ANNOTATION: run_id,
+            }
         env = {"name": "KATIB_TRIAL_NAME", "value": str(meta["name"])}
         push = self._push_injection(trial)
         if (run.get("apiVersion"), run.get("kind")) == JOB:

@@ -4,7 +4,9 @@
 reconciler, which also registers the Node and serves ``pods/log`` and ``metrics.k8s.io``),
 the service account token issuer (``platform.require(TokenIssuer)``), the Node, Job,
 CronJob, JobSet, PersistentVolumeClaim and PersistentVolume controllers, and the default
-StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``.
+StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``. With a
+:class:`~wonderland.tracking.access.TrackingAccess` provided before (the tracking plugin),
+the Job controller makes and continues MLflow runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet, NodeReconciler
 from wonderland.runtime.metrics import KubeletAPI
 from wonderland.tokens import ServiceAccountTokenIssuer, TokenIssuer
+from wonderland.tracking.access import TrackingAccess
 from wonderland.workloads import admission, jobset_admission, storage
 from wonderland.workloads.cronjobs import CronJobReconciler
 from wonderland.workloads.jobs import JobReconciler
@@ -46,7 +49,11 @@ def install(platform: Platform) -> Kubelet:
     controllers.register(NodeReconciler(kubelet), workers=1)
     controllers.register(storage.ClaimReconciler(platform.store, platform.state_dir, events.record))
     controllers.register(storage.VolumeReconciler(platform.store, platform.state_dir))
-    controllers.register(JobReconciler(platform.store, platform.settings, events.record), workers=4)
+    tracking = platform.get(TrackingAccess)  # type: ignore[type-abstract]
+    controllers.register(
+        JobReconciler(platform.store, platform.settings, events.record, tracking=tracking),
+        workers=4,
+    )
     controllers.register(CronJobReconciler(platform.store, events.record), workers=2)
     controllers.register(
         JobSetReconciler(platform.store, events.record, restart_job=restart_job), workers=2

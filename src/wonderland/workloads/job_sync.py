@@ -22,6 +22,7 @@ from wonderland.controllers import Result
 from wonderland.errors import NotFoundError, WonderlandError
 from wonderland.settings import Settings
 from wonderland.store import Store
+from wonderland.tracking.runs import add_run_env
 from wonderland.workloads.job_indexes import Indexes, first_pending, match_success_policy
 from wonderland.workloads.job_pods import (
     TRACKING_FINALIZER,
@@ -77,9 +78,16 @@ class JobSync:
     """One ``syncJob`` of one unfinished Job: its state is syncJobCtx's."""
 
     def __init__(
-        self, ctl: JobController, raw: Obj, job: JobObject, meta: ObjectMetaView, status: JobStatus
+        self,
+        ctl: JobController,
+        raw: Obj,
+        job: JobObject,
+        meta: ObjectMetaView,
+        status: JobStatus,
+        run_id: str | None = None,
     ) -> None:
         self.ctl = ctl
+        self.run_id = run_id  # the MLflow run the pods continue (MLFLOW_RUN_ID)
         self.store = ctl.store
         self.raw = raw
         self.job = job
@@ -406,8 +414,11 @@ class JobSync:
             counts = None
             if self.per_index and index is not None:
                 counts = new_failure_counts(spec.podFailurePolicy, self.delayed.get(index))
+            pod = build_pod(self.job, index, counts)
+            if self.run_id is not None:
+                add_run_env(pod["spec"], self.run_id)
             try:
-                made = self.store.create(build_pod(self.job, index, counts))
+                made = self.store.create(pod)
             except WonderlandError as exc:
                 self.ctl.event(self.raw, "Warning", "FailedCreate", f"Error creating: {exc}")
                 self.errors.append(f"creating a pod failed: {exc}")

@@ -8,6 +8,12 @@ finished Job with ``ttlSecondsAfterFinished`` is deleted that long after it fini
 deleted Job left behind (propagationPolicy Orphan) lose its tracking finalizer.
 
 Finished pods stay (with their logs) until the Job goes; deleting the Job deletes them.
+
+With MLflow tracking (a :class:`~wonderland.tracking.access.TrackingAccess`), a Job that no
+controller owns, or that a CronJob owns, gets a run before its first pod
+(:mod:`wonderland.tracking.runs`), ended FINISHED or FAILED with the Job; a Job that carries
+a run (``tracking.wonderland.dev/run-id``, set by a Trial or inherited from a TrainJob's
+JobSet) uses it. Either way its pods get ``MLFLOW_RUN_ID``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from wonderland.api.schemas.batch import JobObject
@@ -24,6 +31,8 @@ from wonderland.controllers.events import EventRecorder
 from wonderland.errors import ConflictError, NotFoundError
 from wonderland.settings import Settings
 from wonderland.store import Store
+from wonderland.tracking.access import TrackingAccess
+from wonderland.tracking.runs import RunRequest, WorkloadRuns, experiment_name, opted_out
 from wonderland.workloads.job_pods import TRACKING_FINALIZER, BackoffStore, JobPod
 from wonderland.workloads.job_status import JobStatus
 from wonderland.workloads.job_sync import MAX_POD_BACKOFF, JobSync
@@ -60,11 +69,15 @@ class JobReconciler:
         settings: Settings,
         record: EventRecorder,
         clock: Callable[[], datetime] = _utcnow,
+        tracking: TrackingAccess | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.record = record
         self.clock = clock
+        self.runs = (
+            WorkloadRuns(tracking, store, record, JOBS, COMPONENT) if tracking is not None else None
+        )
         self.backoff = BackoffStore()
         # Per Job, the pods counted and released while their containers still stop: the
         # finalizer stays on them until then, because without it the store would drop a
@@ -88,11 +101,51 @@ class JobReconciler:
         if job.spec.managedBy is not None and job.spec.managedBy != JOB_CONTROLLER:
             return None  # another controller owns this Job's status
         key = f"{namespace}/{name}"
-        if status.finished() is not None:
+        runs = self.runs if self.runs is not None and self.runs.enabled else None
+        finished = status.finished()
+        if finished is not None:
             self.backoff.remove(key)
             self.settled.pop(key, None)
+            if runs is not None and runs.owns_open_run(raw):
+                await runs.end(raw, succeeded=finished.type == "Complete")
             return self._expire(job, meta, status)
-        return JobSync(self, raw, job, meta, status).run()
+        run_id: str | None = None
+        if runs is not None:
+            raw, run_id = await self._run(runs, raw, job, meta, status)
+        return JobSync(self, raw, job, meta, status, run_id).run()
+
+    async def _run(
+        self,
+        runs: WorkloadRuns,
+        raw: Obj,
+        job: JobObject,
+        meta: ObjectMetaView,
+        status: JobStatus,
+    ) -> tuple[Obj, str | None]:
+        """The run the Job's pods continue: the one it carries, else a new one for a Job
+        that has not started and that no controller (or a CronJob) owns."""
+        carried = runs.run_id(raw)
+        if carried is not None or opted_out(meta.annotations):
+            return raw, carried
+        owner = meta.controller()
+        if status.startTime is not None or (owner is not None and owner.kind != "CronJob"):
+            return raw, None
+        group = owner.name if owner is not None else meta.name
+        tags = {"wonderland.cronjob": owner.name} if owner is not None else {}
+        containers = job.spec.template.spec.containers
+        workdir = containers[0].workingDir if containers else None
+        code = Path(workdir) if workdir and PurePosixPath(workdir).is_absolute() else None
+        request = RunRequest(
+            kind="Job",
+            namespace=meta.namespace,
+            name=meta.name,
+            uid=meta.uid,
+            experiment=experiment_name(meta.namespace, group),
+            run_name=meta.name,
+            tags=tags,
+            code=code,
+        )
+        return await runs.ensure(raw, request)
 
     def event(self, obj: Obj, type: str, reason: str, message: str) -> None:
         self.record(self.store, obj, type, reason, message, COMPONENT)
