@@ -42,11 +42,13 @@ ISVC = {
 
 def test_builtin_runtimes_cover_every_served_format() -> None:
     builtins = builtin_runtimes()
-    for fmt in ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "huggingface"):
+    for fmt in ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "huggingface", "mlflow"):
         choice = select_runtime({"modelFormat": {"name": fmt}}, [], builtins)
         assert choice.cluster
     choice = select_runtime({"modelFormat": {"name": "sklearn", "version": "1"}}, [], builtins)
     assert choice.name == "kserve-sklearnserver"
+    choice = select_runtime({"modelFormat": {"name": "mlflow", "version": "3"}}, [], builtins)
+    assert choice.name == "kserve-mlserver"
 
 
 def test_namespace_runtime_wins_then_priority_decides() -> None:

@@ -29,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _flag(p, "model_name", default="model", help="name of the model (default: model)")
     _flag(p, "model_dir", type=Path, help="folder (or file) of the model to serve")
     _flag(p, "model_repository", type=Path, help="folder with one model per subfolder")
-    _flag(p, "model_format", help="sklearn, xgboost, lightgbm, onnx, pytorch, huggingface, custom")
+    _flag(
+        p,
+        "model_format",
+        help="sklearn, xgboost, lightgbm, onnx, pytorch, huggingface, mlflow, custom",
+    )
     _flag(p, "model_class", help="class to serve when a custom .py defines several")
     _flag(p, "host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     _flag(p, "http_port", type=int, default=None, help="REST port (default: $PORT or 8080)")

@@ -14,13 +14,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from wonderland.tracking.client import MlflowApiError, RestClient, TrackingError
 from wonderland.tracking.uris import ModelUri, RunUri, TrackingUri
 
-__all__ = ["Resolved", "UnknownModel", "download", "resolve"]
+__all__ = ["Pinned", "Resolved", "UnknownModel", "download", "resolve", "resolve_version"]
 
 
 class UnknownModel(TrackingError):
@@ -61,6 +61,31 @@ def resolve(client: RestClient, uri: TrackingUri) -> Resolved:
         if exc.not_found or exc.status == 404:
             raise UnknownModel(f"{uri}: {exc.message}") from exc
         raise
+
+
+class Pinned(NamedTuple):
+    """What a URI names now: ``uri`` pinned to its version (``models:/iris@champion`` ->
+    ``models:/iris/3``; other URIs unchanged), the ``version`` ("" for a run's
+    artifacts) and the ``run_id`` that made it."""
+
+    uri: str
+    version: str
+    run_id: str
+
+
+def resolve_version(uri: str, tracking_uri: str, *, timeout: float = 30.0) -> Pinned:
+    """Pin ``uri`` before deploying it, so a moved alias does not change a running
+    revision: :class:`InvalidError` for a malformed URI, :class:`UnknownModel` with the
+    registry's message, :class:`TrackingUnavailable` when the server is down."""
+    from wonderland.tracking.uris import parse
+
+    parsed = parse(uri)
+    with RestClient(tracking_uri, timeout=timeout) as client:
+        found = resolve(client, parsed)
+    pinned = str(parsed)
+    if isinstance(parsed, ModelUri) and not parsed.model_id and found.version_number:
+        pinned = str(parsed.pinned(found.version_number))
+    return Pinned(pinned, found.version_number, found.run_id)
 
 
 def _model(client: RestClient, uri: ModelUri) -> Resolved:

@@ -1,5 +1,5 @@
 """storageUri schemes: local, file://, pvc://, http(s):// (file and archive), s3:// against
-a moto server started here, hf:// from a local cache, models:/ reserved."""
+a moto server started here, hf:// from a local cache, models:/ needing a tracking server."""
 
 from __future__ import annotations
 
@@ -131,8 +131,8 @@ def test_unreachable_server_falls_back_to_the_cached_copy(ctx: StorageContext) -
     assert fetch(uri, ctx) == first
 
 
-def test_models_registry_uris_are_reserved(ctx: StorageContext) -> None:
-    with pytest.raises(StorageError, match="reserved for the model registry"):
+def test_registry_uris_need_a_tracking_server(ctx: StorageContext) -> None:
+    with pytest.raises(StorageError, match="MLFLOW_TRACKING_URI is not set"):
         fetch("models:/iris/1", ctx)
     with pytest.raises(StorageError, match="cluster's storage initializer"):
         fetch("gs://bucket/model", ctx)
@@ -244,10 +244,15 @@ def test_cli_pull_prints_the_cached_folder(
     assert folder.is_relative_to(tmp_path / "home")
     assert (folder / "model.joblib").read_bytes() == b"m" * 5000
     bad = subprocess.run(
-        [*cmd, "models:/iris/1"], env=env, capture_output=True, text=True, timeout=60, check=False
+        [*cmd, "models:/iris/1"],
+        env={k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert bad.returncode == 1
-    assert "reserved for the model registry" in bad.stderr
+    assert "MLFLOW_TRACKING_URI is not set" in bad.stderr
 
 
 def test_errors_never_show_credentials(ctx: StorageContext) -> None:

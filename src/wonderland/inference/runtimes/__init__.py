@@ -23,6 +23,7 @@ RUNTIMES: dict[str, str] = {
     "pytorch": "wonderland.inference.runtimes.pytorch:TorchScriptRuntime",
     "huggingface": "wonderland.inference.runtimes.huggingface:HuggingFaceRuntime",
     "custom": "wonderland.inference.runtimes.custom:load_custom_model",
+    "mlflow": "wonderland.inference.runtimes.mlflow:MLflowRuntime",
 }
 _ALIASES = {"torch": "pytorch", "torchscript": "pytorch", "hf": "huggingface", "python": "custom"}
 
@@ -53,6 +54,8 @@ def detect_format(model_dir: Path) -> str:
         raise ModelConfigError(
             f"model directory {model_dir} does not exist; pass --model_dir pointing at the model"
         )
+    if model_dir.is_dir() and (model_dir / "MLmodel").is_file():
+        return "mlflow"
     files = _files(model_dir)
     if any(f.suffix == ".py" for f in files):
         return "custom"
@@ -65,12 +68,26 @@ def detect_format(model_dir: Path) -> str:
     raise ModelConfigError(
         f"cannot tell the model format in {model_dir} (found {found}); expected model.joblib/"
         ".pkl (sklearn), .bst/.json/.ubj (xgboost), .txt (lightgbm), .onnx, .pt (TorchScript), "
-        "config.json (Hugging Face) or a .py with a model class; or pass --model_format"
+        "config.json (Hugging Face), MLmodel (an MLflow model) or a .py with a model class; "
+        "or pass --model_format"
     )
 
 
 def model_file(model_dir: Path, suffixes: tuple[str, ...], fmt: str) -> Path:
-    """The single file of the given suffixes in ``model_dir`` (or ``model_dir`` itself)."""
+    """The single file of the given suffixes in ``model_dir`` (or ``model_dir`` itself);
+    in an MLflow model folder, the data file its ``fmt`` flavour names in ``MLmodel``."""
+    if model_dir.is_dir() and (model_dir / "MLmodel").is_file():
+        from wonderland.inference.mlmodel import flavour_file, read_mlmodel
+
+        mlmodel = read_mlmodel(model_dir)
+        found = flavour_file(mlmodel, fmt) if mlmodel is not None else None
+        if found is not None:
+            return found
+        if mlmodel is not None:
+            raise ModelConfigError(
+                f"{model_dir} is an MLflow model without a {fmt} flavour (it has "
+                f"{', '.join(mlmodel.flavors) or 'none'}); serve it with modelFormat mlflow"
+            )
     files = [f for f in _files(model_dir) if f.suffix in suffixes]
     if not files:
         raise ModelConfigError(

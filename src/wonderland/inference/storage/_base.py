@@ -79,13 +79,16 @@ SCHEMES: dict[str, str] = {
     "https": "wonderland.inference.storage._http:HTTPStorage",
     "s3": "wonderland.inference.storage._s3:S3Storage",
     "hf": "wonderland.inference.storage._hf:HFCacheStorage",
-    "models": "wonderland.inference.storage._base:ModelRegistryStorage",
+    "models": "wonderland.inference.storage._mlflow:MlflowStorage",
+    "runs": "wonderland.inference.storage._mlflow:MlflowStorage",
+    "mlflow-artifacts": "wonderland.inference.storage._mlflow:MlflowStorage",
 }
 
 # Loading a pickle runs whatever code it carries, so a pickle-based model that came from
 # a remote URL is refused unless its owner opts in with this annotation set to "true".
 ALLOW_REMOTE_PICKLE = "serving.wonderland.dev/allow-remote-pickle"
-_REMOTE_SCHEMES = ("http", "https", "s3")
+# Models from the tracking server's registry count as remote too.
+_REMOTE_SCHEMES = ("http", "https", "s3", "models", "runs", "mlflow-artifacts")
 # File names whose loaders unpickle (joblib, torch.load without weights_only).
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth")
 
@@ -141,22 +144,32 @@ def _refuse_remote_pickles(uri: str, path: Path, ctx: StorageContext) -> None:
         return
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     pickles = [p.name for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+    if path.is_dir():
+        # An MLflow model: what its served flavour loads decides (model.skops is no pickle)
+        from wonderland.inference.errors import ModelConfigError
+        from wonderland.inference.mlmodel import code_loading, read_mlmodel
+
+        try:
+            mlmodel = read_mlmodel(path)
+            why = code_loading(mlmodel) if mlmodel is not None else None
+        except ModelConfigError as exc:
+            raise StorageError(f"storageUri {redact(uri)}: {exc}") from None
+        if why is not None:
+            raise StorageError(
+                f"storageUri {redact(uri)}: this MLflow model runs code when loaded ({why}); "
+                "a model from a remote source is loaded that way only on request: annotate "
+                f'the InferenceService with {ALLOW_REMOTE_PICKLE}: "true" if you trust its '
+                "source, or log it in a safe format (mlflow.sklearn with the default "
+                "serialization_format='skops', xgboost, lightgbm Booster, ONNX)"
+            )
+        if mlmodel is not None:
+            return
     if pickles:
         raise StorageError(
             f"storageUri {redact(uri)}: {pickles[0]} is a pickle, and loading a pickle runs "
             "any code it carries; a pickle from a remote URL is loaded only on request: "
             f'annotate the InferenceService with {ALLOW_REMOTE_PICKLE}: "true" if you trust '
             "its source, or ship the model as ONNX, xgboost .json/.ubj or lightgbm .txt"
-        )
-
-
-class ModelRegistryStorage:
-    """``models:/name/version`` is reserved for the model registry."""
-
-    def fetch(self, uri: str, ctx: StorageContext) -> Path:
-        raise StorageError(
-            f"storageUri {uri}: models:/ URIs are reserved for the model registry, which this "
-            "platform does not run yet; point storageUri at the model's files instead"
         )
 
 
