@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 from wonderland.runtime.containers import SETPRIV, die_with_parent
@@ -526,8 +527,8 @@ class FrontConnection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transports are not asyncio.Transport subclasses: no isinstance
+        self.transport = cast(asyncio.Transport, transport)
         server = self.server
         server.connections.add(self)
         server.active = True
@@ -626,8 +627,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.client = front.transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.front.upstream_made(transport)
+        self.front.upstream_made(cast(asyncio.Transport, transport))
 
     def data_received(self, data: bytes) -> None:
         self.front.server.active = True
