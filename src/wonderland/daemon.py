@@ -170,6 +170,11 @@ def _banner(
     db_manager = info.get("katib-db-manager")
     if db_manager:
         lines.append(f"Katib DB manager (get_trial_metrics db_manager_address): {db_manager}")
+    mlflow = info.get("mlflow")
+    if isinstance(mlflow, dict) and mlflow.get("state"):
+        where = mlflow.get("url") or "(not listening)"
+        ui = f", UI {mlflow['gateway_url']}" if mlflow.get("gateway_url") else ""
+        lines.append(f"MLflow tracking (MLFLOW_TRACKING_URI): {where} [{mlflow['state']}]{ui}")
     if notes:
         # An example's own NOTES.txt says what to try; {gateway}, {gateway_port}, {domain},
         # {home} and {server} are filled in (plain replacement: curl bodies keep their braces).
@@ -261,14 +266,20 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
         if serving.done():
             serving.result()
         write_kubeconfig(state_dir, server_url, cert_path.read_bytes(), token)
-        info = {**platform.info, "pid": os.getpid(), "server": server_url}
-        tmp = state_dir / f".daemon.json.{os.getpid()}"
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, state_dir / "daemon.json")
+
+        def write_info(info: dict[str, Any]) -> None:
+            data = {**info, "pid": os.getpid(), "server": server_url}
+            tmp = state_dir / f".daemon.json.{os.getpid()}"
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, state_dir / "daemon.json")
+
+        write_info(platform.info)
+        platform.on_info = write_info
         print(_banner(settings, server_url, results, platform.info, _notes(manifests)), flush=True)
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
+        platform.on_info = None  # daemon.json goes with the daemon
         print("wonderland is stopping", file=sys.stderr, flush=True)
         # uvicorn reports still-open keep-alive connections as an error when stopping.
         logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)

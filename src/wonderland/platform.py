@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -26,7 +27,9 @@ __all__ = ["PLUGINS", "Platform", "PlatformService"]
 log = logging.getLogger("wonderland.platform")
 
 # Modules with an ``install(platform: Platform) -> None`` function, installed in order.
+# Tracking comes first: later plugins (the kubelet's environment) ask for its TrackingAccess.
 PLUGINS: tuple[str, ...] = (
+    "wonderland.tracking",
     "wonderland.workloads",
     "wonderland.training",
     "wonderland.tuning",
@@ -59,6 +62,9 @@ class Platform:
     # Facts services publish for clients, e.g. ``info["gateway"] = "http://127.0.0.1:8080"``;
     # the daemon writes them into ``<state_dir>/daemon.json`` once everything started.
     info: dict[str, Any] = field(default_factory=dict)
+    # Called with ``info`` after each ``publish`` once the daemon wrote daemon.json, so a
+    # fact that changes while the platform runs (the tracking server's state) stays current.
+    on_info: Callable[[dict[str, Any]], None] | None = None
     _started: list[PlatformService] = field(default_factory=list, repr=False)
     _provided: dict[type, Any] = field(default_factory=dict, repr=False)
 
@@ -74,6 +80,12 @@ class Platform:
     def add_service(self, service: PlatformService) -> None:
         """Start ``service`` after the controllers; stop it in reverse order."""
         self.services.append(service)
+
+    def publish(self, key: str, value: Any) -> None:
+        """Set ``info[key]`` and tell ``on_info`` (the daemon rewrites daemon.json)."""
+        self.info[key] = value
+        if self.on_info is not None:
+            self.on_info(self.info)
 
     def provide(self, kind: type[T], value: T) -> None:
         """Make ``value`` available to later plugins and to the daemon as ``kind`` (a class

@@ -115,13 +115,16 @@ def daemon_env(
     tmp: Path, *, home: Path | None = None, gateway_port: int | None = None, **extra: str
 ) -> dict[str, str]:
     """The environment of a daemon (and of the CLI run against it) confined to ``tmp``:
-    no inherited ``WONDERLAND_*`` settings, its own home, the control API on a port the
-    kernel picks and the gateway on ``gateway_port`` (0: the kernel picks)."""
+    no inherited ``WONDERLAND_*`` settings, its own home, the control API and MLflow's
+    tracking front on ports the kernel picks and the gateway on ``gateway_port`` (0: the
+    kernel picks)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
     env.update(
         WONDERLAND_HOME=str(home if home is not None else tmp / "home"),
         WONDERLAND_API_PORT="0",
         WONDERLAND_GATEWAY_PORT=str(gateway_port if gateway_port is not None else 0),
+        # never MLflow's 5000: a test daemon must not take (or find taken) a developer's port
+        WONDERLAND_MLFLOW_PORT="0",
         HOME=str(tmp),
     )
     env.update(extra)

@@ -125,6 +125,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quickstart]
         WONDERLAND_HOME=str(home),
         WONDERLAND_API_PORT="0",
         WONDERLAND_GATEWAY_PORT=str(free_port()),
+        WONDERLAND_MLFLOW_PORT="0",
     )
     log = base / "make-up.log"
     with open(log, "wb") as out:

@@ -11,6 +11,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from wonderland.cli.components import COMPONENT_KINDS
+
 if TYPE_CHECKING:
     from wonderland.api.kinds import ResourceKind
     from wonderland.api.manifests import Manifest
@@ -41,7 +43,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     apply.set_defaults(handler=_apply)
 
     get = subparsers.add_parser("get", help="list objects or show one")
-    get.add_argument("kind", metavar="KIND", help="kind, plural or short name (ksvc, cm, ...)")
+    get.add_argument(
+        "kind",
+        metavar="KIND",
+        help="kind, plural or short name (ksvc, cm, ...); `components`: the platform's own",
+    )
     get.add_argument("names", metavar="NAME", nargs="*")
     _namespace_flag(get)
     get.add_argument("-A", "--all-namespaces", action="store_true")
@@ -283,6 +289,8 @@ def _get(args: argparse.Namespace) -> int:
     from wonderland.errors import ConfigError
 
     kind_spec, names = _split_kind(args.kind, args.names)
+    if kind_spec in COMPONENT_KINDS:
+        return _get_components(names)
     kinds = _kinds(kind_spec)
     if names and len(kinds) > 1:
         raise ConfigError("give NAME with one kind only, e.g. `wonderland get ksvc hello`")
@@ -349,6 +357,22 @@ def _get(args: argparse.Namespace) -> int:
         print(f"No resources found{where}.", file=sys.stderr)
         return 0
     print("\n\n".join(blocks))
+    return 0
+
+
+def _get_components(names: list[str]) -> int:
+    """The platform's components (not API objects): from the daemon's daemon.json."""
+    from wonderland.cli.components import components, render_table
+
+    items = components(_settings().state_dir)
+    if names:
+        missing = [n for n in names if n not in {c.name for c in items}]
+        if missing:
+            from wonderland.errors import NotFoundError
+
+            raise NotFoundError(f'component "{missing[0]}" not found')
+        items = [c for c in items if c.name in names]
+    print(render_table(items))
     return 0
 
 
@@ -449,6 +473,11 @@ def _describe(args: argparse.Namespace) -> int:
     from wonderland.control.client import object_path
 
     kind_name, names = _split_kind(args.kind, [args.name])
+    if kind_name in COMPONENT_KINDS:
+        from wonderland.cli.components import components, describe_component
+
+        print(describe_component(components(_settings().state_dir), names[0]))
+        return 0
     kind = registry.lookup(kind_name)
     client = _client()
     obj = client.request("GET", object_path(kind, args.namespace or "default", names[0]))

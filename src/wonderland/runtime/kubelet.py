@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,7 +41,14 @@ from wonderland.store import Store
 from wonderland.timefmt import format_time
 from wonderland.tokens import TokenIssuer
 
-__all__ = ["ContainerLogAlias", "Kubelet", "LogRequestError", "NodeReconciler", "PodListener"]
+__all__ = [
+    "ContainerLogAlias",
+    "Kubelet",
+    "LogRequestError",
+    "NodeReconciler",
+    "PodEnvSource",
+    "PodListener",
+]
 
 log = logging.getLogger("wonderland.runtime.kubelet")
 
@@ -71,6 +78,14 @@ class ContainerLogAlias(Protocol):
     """
 
     def __call__(self, pod: Obj, container: str) -> str | None: ...
+
+
+class PodEnvSource(Protocol):
+    """Variables a plugin gives every container of a pod (``MLFLOW_TRACKING_URI``), from the
+    pod's annotations (an opt-out). The node's base environment, before the image's and
+    the container's own ``env``, which win."""
+
+    def __call__(self, annotations: Mapping[str, str]) -> Mapping[str, str]: ...
 
 
 class LogRequestError(WonderlandError):
@@ -112,6 +127,7 @@ class Kubelet:
         self.env: dict[str, str] = {}
         self.listeners: list[PodListener] = []
         self.log_aliases: list[ContainerLogAlias] = []
+        self.env_sources: list[PodEnvSource] = []
         self.pre_stop_hooks: list[Callable[[Obj], Awaitable[None]]] = []
         self._dirty: dict[str, PodWorker] = {}
         self._flush_scheduled = False
@@ -373,6 +389,16 @@ class Kubelet:
         }
         env.update(self.env)
         return env
+
+    def pod_env(self, annotations: Mapping[str, str]) -> dict[str, str]:
+        """What the plugins' :class:`PodEnvSource` give a pod with ``annotations``."""
+        env: dict[str, str] = {}
+        for source in self.env_sources:
+            env.update(source(annotations))
+        return env
+
+    def add_env_source(self, source: PodEnvSource) -> None:
+        self.env_sources.append(source)
 
     def lookup(self, resource: str, namespace: str, name: str) -> Obj | None:
         try:

@@ -4,7 +4,8 @@ mounts, user and cgroup.
 - **image**: mapped to a local build (``wonderland.yaml``) and built once, with the
   kubelet's ``Pulling``/``Pulled`` events; an unmapped image with a ``command`` runs that
   command on this machine; an unmapped image without one waits in ``ErrImagePull``.
-- **environment**: the node's base (PATH, proxies to the gateway), the image's, ``HOSTNAME``,
+- **environment**: the node's base (PATH, proxies to the gateway, what plugins give every
+  pod such as ``MLFLOW_TRACKING_URI``), the image's, ``HOSTNAME``,
   the GPUs the scheduler gave this container (``CUDA_VISIBLE_DEVICES``), then the container's
   ``envFrom``/``env`` (a missing ConfigMap or Secret: ``CreateContainerConfigError``).
 - **mounts**: each ``volumeMount`` (``subPath``, ``subPathExpr``, ``readOnly``) as a bind in
@@ -55,6 +56,8 @@ class LaunchHost(Protocol):
     cgroups: cgroups.CgroupDriver
 
     def base_env(self) -> dict[str, str]: ...
+
+    def pod_env(self, annotations: Mapping[str, str]) -> dict[str, str]: ...
 
     def lookup(self, resource: str, namespace: str, name: str) -> Obj | None: ...
 
@@ -148,6 +151,7 @@ def _environment(
         annotations=meta.get("annotations") or {},
     )
     env = host.base_env()
+    env.update(host.pod_env(meta.get("annotations") or {}))
     image_env = dict(built.env) if built is not None else {}
     if "VIRTUAL_ENV" in image_env:
         env["PATH"] = str(Path(image_env["VIRTUAL_ENV"]) / "bin") + os.pathsep + env["PATH"]

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,6 +68,8 @@ class PodHost(Protocol):
     spawner: Spawner | None
 
     def base_env(self) -> dict[str, str]: ...
+
+    def pod_env(self, annotations: Mapping[str, str]) -> dict[str, str]: ...
 
     def lookup(self, resource: str, namespace: str, name: str) -> Obj | None: ...
 

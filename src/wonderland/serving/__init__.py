@@ -1,7 +1,9 @@
 """Knative Serving on one machine: Service, Configuration, Revision and Route.
 
 ``install(platform)`` registers the admission checks and reconcilers and adds the
-serving system (gateway, replica supervisor, autoscaler) as a platform service.
+serving system (gateway, replica supervisor, autoscaler) as a platform service. It
+provides the gateway's :class:`~wonderland.gateway.RoutingTable`, where platform components
+(the tracking server) route their host names.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = ["install"]
 
 def install(platform: Platform) -> ServingSystem:
     """Add Knative Serving to ``platform``; returns the serving system (gateway etc.)."""
+    from wonderland.gateway import RoutingTable
     from wonderland.serving import validation
     from wonderland.serving.reconcilers import (
         ConfigMapReconciler,
@@ -58,6 +61,8 @@ def install(platform: Platform) -> ServingSystem:
     ):
         platform.controllers.register(reconciler)
     platform.add_service(system)
+    # platform components with a host name (mlflow.<domain>) add their routes to it
+    platform.provide(RoutingTable, system.table)
     info = getattr(platform, "info", None)
     if isinstance(info, dict):
         info["gateway"] = system.gateway_url

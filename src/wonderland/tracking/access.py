@@ -8,9 +8,14 @@ URIs use it and nothing else of the server.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ExternalTracking", "TrackingAccess"]
+__all__ = ["OPT_OUT_ANNOTATION", "ExternalTracking", "TrackingAccess", "TrackingPodEnv"]
+
+# ``tracking.wonderland.dev/mlflow: "off"`` on a Pod (or its template): no MLFLOW_TRACKING_URI
+OPT_OUT_ANNOTATION = "tracking.wonderland.dev/mlflow"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 @runtime_checkable
@@ -59,3 +64,20 @@ class ExternalTracking:
 
     def running_uri(self) -> str | None:
         return self.uri
+
+
+class TrackingPodEnv:
+    """``MLFLOW_TRACKING_URI`` for every container of a pod (the kubelet's
+    ``PodEnvSource``): the front on this machine, which wakes the server; nothing when
+    tracking is not enabled or the pod is annotated ``tracking.wonderland.dev/mlflow:
+    "off"``. A container's own ``env`` still wins."""
+
+    def __init__(self, access: TrackingAccess) -> None:
+        self.access = access
+
+    def __call__(self, annotations: Mapping[str, str]) -> Mapping[str, str]:
+        if annotations.get(OPT_OUT_ANNOTATION, "").strip().lower() == "off":
+            return {}
+        if not self.access.enabled:
+            return {}
+        return {TRACKING_URI_ENV: self.access.client_uri}

@@ -4,9 +4,9 @@
 reconciler, which also registers the Node and serves ``pods/log`` and ``metrics.k8s.io``),
 the service account token issuer (``platform.require(TokenIssuer)``), the Node, Job,
 CronJob, JobSet, PersistentVolumeClaim and PersistentVolume controllers, and the default
-StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``. With a
-:class:`~wonderland.tracking.access.TrackingAccess` provided before (the tracking plugin),
-the Job controller makes and continues MLflow runs.
+StorageClass. Later plugins find the kubelet with ``platform.require(Kubelet)``. When the
+tracking plugin provides a ``TrackingAccess``, every container gets ``MLFLOW_TRACKING_URI``
+and the Job controller makes and continues MLflow runs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet, NodeReconciler
 from wonderland.runtime.metrics import KubeletAPI
 from wonderland.tokens import ServiceAccountTokenIssuer, TokenIssuer
-from wonderland.tracking.access import TrackingAccess
+from wonderland.tracking.access import TrackingAccess, TrackingPodEnv
 from wonderland.workloads import admission, jobset_admission, storage
 from wonderland.workloads.cronjobs import CronJobReconciler
 from wonderland.workloads.jobs import JobReconciler
@@ -40,6 +40,10 @@ def install(platform: Platform) -> Kubelet:
     kubelet = Kubelet(
         platform.store, platform.state_dir, platform.settings, events.record, tokens=tokens
     )
+    tracking = platform.get(TrackingAccess)  # type: ignore[type-abstract]
+    if tracking is not None:
+        # every container reaches MLflow's tracking server with no configuration
+        kubelet.add_env_source(TrackingPodEnv(tracking))
     api = KubeletAPI(kubelet)
     platform.provide(Kubelet, kubelet)
     platform.provide(PodLogSource, api)  # type: ignore[type-abstract]
