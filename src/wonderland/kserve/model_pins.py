@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from wonderland.tracking.access import TrackingAccess
-from wonderland.tracking.client import RestClient, TrackingError, TrackingUnavailable
-from wonderland.tracking.resolve import UnknownModel, resolve
+from wonderland.tracking.client import TrackingError, TrackingUnavailable
+from wonderland.tracking.resolve import UnknownModel, resolve_version
 from wonderland.tracking.uris import ModelUri, TrackingUri, parse
 
 __all__ = ["ModelPins", "Pin", "PinError"]
@@ -77,14 +77,9 @@ def _moving(uri: TrackingUri) -> bool:
 
 
 def _lookup(base_url: str, uri: TrackingUri, raw: str) -> Pin:
-    with RestClient(base_url, timeout=15.0) as client:
-        found = resolve(client, uri)
-    if isinstance(uri, ModelUri) and uri.name:
-        pinned = str(uri.pinned(found.version_number))
-    else:
-        pinned = raw
+    found = resolve_version(raw, base_url, timeout=15.0)
     name = uri.name if isinstance(uri, ModelUri) else ""
-    return Pin(raw, name, found.version_number, found.run_id, pinned)
+    return Pin(raw, name, found.version, found.run_id, found.uri)
 
 
 class ModelPins:
