@@ -23,7 +23,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[sklearn,tuning]'
+	$(BIN)/pip install -q -e '.[sklearn,tuning,mlflow]'
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed

@@ -113,6 +113,9 @@ def test_train_register_promote_serve_retrain_and_roll_out(tmp_path: Path) -> No
         assert "not higher than champion (version 2)" in refused.stdout, refused.stdout
         described = d.ok("models", "describe", "iris-mdlc@champion")
         assert "InferenceService default/iris-mdlc" in described, described
+        # the cache a pull fills is the one the InferenceService used (keyed by location)
+        pulled = Path(d.ok("storage", "pull", "models:/iris-mdlc@champion").strip())
+        assert (pulled / "MLmodel").exists() and (pulled / "model.skops").exists()
         assert "TrainJob default/iris-v2" in described, described
 
 

@@ -55,24 +55,20 @@ def _tracking_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
-    from wonderland.daemon import daemon_info
     from wonderland.errors import ConfigError
     from wonderland.settings import Settings
+    from wonderland.tracking.client import discover_tracking_uri
 
     if args.tracking_uri:
         return str(args.tracking_uri)
-    if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    info = daemon_info(Settings.from_env().state_dir) or {}
-    mlflow = info.get("mlflow")
-    url = mlflow.get("url") if isinstance(mlflow, dict) else mlflow
+    url = discover_tracking_uri(Settings.from_env().state_dir, os.environ)
     if not url:
         raise ConfigError(
             "no MLflow tracking server: start the platform (wonderland up, with the mlflow "
             "extra: pip install 'wonderland[mlflow]'), set MLFLOW_TRACKING_URI or pass "
             "--tracking-uri"
         )
-    return str(url)
+    return url
 
 
 def _promote(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from wonderland.errors import ConfigError
 
@@ -39,6 +40,8 @@ def _pull(args: argparse.Namespace) -> int:
 
     from wonderland.inference.storage import StorageContext, fetch
     from wonderland.settings import Settings
+    from wonderland.tracking.client import discover_tracking_uri
+    from wonderland.tracking.uris import is_tracking_uri
 
     annotations: dict[str, str] = {}
     for item in args.annotation:
@@ -47,6 +50,10 @@ def _pull(args: argparse.Namespace) -> int:
             raise ConfigError(f"--annotation {item!r}: expected KEY=VALUE")
         annotations[key] = value
     settings = Settings.from_env()
+    env = dict(os.environ)
+    if is_tracking_uri(args.uri) and "MLFLOW_TRACKING_URI" not in env:
+        # models:/ and runs:/ resolve through the running platform's registry
+        env["MLFLOW_TRACKING_URI"] = discover_tracking_uri(settings.state_dir, env)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -64,6 +71,7 @@ def _pull(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             annotations=annotations,
             progress=progress,
+            env=env,
         )
         path = fetch(args.uri, ctx)
     print(path)

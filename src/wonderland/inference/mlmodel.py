@@ -3,7 +3,7 @@ signature), which flavour the model server loads, where that flavour's data file
 whether loading it would unpickle (or otherwise run) code carried by the model.
 
 The flavour order is sklearn, xgboost, lightgbm, onnx, pytorch, then ``python_function``
-(see docs/tracking-serving.md). Storage uses :func:`code_loading` to refuse such models
+(see docs/tracking.md). Storage uses :func:`code_loading` to refuse such models
 from remote sources unless the InferenceService opts in.
 """
 

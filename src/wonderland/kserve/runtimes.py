@@ -39,7 +39,7 @@ BUILTIN_RUNTIMES: dict[str, tuple[list[tuple[str, list[str], int]], list[str]]] 
     "kserve-tritonserver": ([("onnx", ["1"], 1), ("pytorch", [""], 1)], ["v1", "v2", "grpc-v2"]),
     "kserve-huggingfaceserver": ([("huggingface", ["1"], 1)], ["v1", "v2", "grpc-v2"]),
     # KServe serves MLflow models on MLServer; here the same model server does, any
-    # MLflow version (see docs/tracking-serving.md)
+    # MLflow version (see docs/tracking.md)
     "kserve-mlserver": ([("mlflow", [""], 1)], ["v1", "v2", "grpc-v2"]),
 }
 

@@ -9,6 +9,7 @@ with MLflow's ``error_code`` and message when it answers with an error.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "RestClient",
     "TrackingError",
     "TrackingUnavailable",
+    "discover_tracking_uri",
 ]
 
 API = "/api/2.0/mlflow"
@@ -36,6 +38,22 @@ MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
+
+
+def discover_tracking_uri(state_dir: Path, environ: Mapping[str, str]) -> str:
+    """The MLflow server a command on this machine talks to: ``MLFLOW_TRACKING_URI`` when
+    it is an http(s) URL, else the running platform's (``<state_dir>/daemon.json``), else
+    "" (no server)."""
+    explicit = environ.get("MLFLOW_TRACKING_URI", "")
+    if explicit.startswith(("http://", "https://")):
+        return explicit
+    try:
+        info = json.loads((state_dir / "daemon.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    mlflow = info.get("mlflow") if isinstance(info, dict) else None
+    url = mlflow.get("url") if isinstance(mlflow, dict) else None
+    return str(url) if url else ""
 
 
 class TrackingError(WonderlandError):
