@@ -119,31 +119,25 @@ def test_train_register_promote_serve_retrain_and_roll_out(tmp_path: Path) -> No
         assert "TrainJob default/iris-v2" in described, described
 
 
+def _registry_isvc(name: str, uri: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": name},
+            "spec": {
+                "predictor": {"model": {"modelFormat": {"name": "mlflow"}, "storageUri": uri}}
+            },
+        }
+    )
+
+
 def test_an_unknown_alias_leaves_the_service_not_ready_with_the_registry_message(
     tmp_path: Path,
 ) -> None:
     d = WonderlandDaemon.in_tmp(tmp_path, gateway_port=free_port())
     with running_daemon(d):
-        d.ok(
-            "apply",
-            "-f",
-            "-",
-            stdin=json.dumps(
-                {
-                    "apiVersion": "serving.kserve.io/v1beta1",
-                    "kind": "InferenceService",
-                    "metadata": {"name": "ghost"},
-                    "spec": {
-                        "predictor": {
-                            "model": {
-                                "modelFormat": {"name": "mlflow"},
-                                "storageUri": "models:/ghost@champion",
-                            }
-                        }
-                    },
-                }
-            ),
-        )
+        d.ok("apply", "-f", "-", stdin=_registry_isvc("ghost", "models:/ghost@champion"))
 
         def not_ready() -> dict[str, Any] | None:
             for c in (_get(d, "isvc", "ghost").get("status") or {}).get("conditions") or []:
@@ -154,24 +148,5 @@ def test_an_unknown_alias_leaves_the_service_not_ready_with_the_registry_message
         cond = wait_for(not_ready, 60, "isvc/ghost not Ready", log=d.log)
         assert cond["reason"] == "ModelNotFound", cond
         assert "Registered Model with name=ghost not found" in cond["message"], cond
-        bad = d.run(
-            "apply",
-            "-f",
-            "-",
-            stdin=json.dumps(
-                {
-                    "apiVersion": "serving.kserve.io/v1beta1",
-                    "kind": "InferenceService",
-                    "metadata": {"name": "staged"},
-                    "spec": {
-                        "predictor": {
-                            "model": {
-                                "modelFormat": {"name": "mlflow"},
-                                "storageUri": "models:/iris/Production",
-                            }
-                        }
-                    },
-                }
-            ),
-        )
+        bad = d.run("apply", "-f", "-", stdin=_registry_isvc("staged", "models:/iris/Production"))
         assert bad.returncode != 0 and "stages were deprecated" in bad.stderr, bad.stderr

@@ -115,9 +115,9 @@ def test_lazy_start_idle_stop_gateway_and_pods(tmp_path: Path) -> None:
         run_id = _client(info["url"], "log")
         assert _info(up.home)["state"] == "running"
         assert len(_mlflow_processes(up.proc.pid)) == 1
-        table = up.ok("get", "components")
+        table = up.ok("get", "cs")
         assert "mlflow" in table and "running" in table and info["url"] in table
-        described = up.ok("describe", "component", "mlflow")
+        described = up.ok("describe", "componentstatus", "mlflow")
         assert "http://mlflow.kubeflow.svc.cluster.local" in described
 
         # the UI and the API through the gateway, by host name

@@ -1,4 +1,5 @@
-"""``wonderland get components`` and ``wonderland describe component NAME``: the platform's
+"""``wonderland get componentstatuses`` (``cs``) and ``wonderland describe componentstatus
+NAME``, as kubectl names the control plane's component statuses: the platform's
 own components (gateway, Katib's DB manager, MLflow's tracking server), their URLs and
 states, as the running daemon publishes them in ``<home>/daemon.json``.
 
@@ -17,7 +18,8 @@ from wonderland.errors import ConfigError, NotFoundError
 
 __all__ = ["COMPONENT_KINDS", "Component", "components", "describe_component", "render_table"]
 
-COMPONENT_KINDS = frozenset({"components", "component", "comp"})
+# kubectl's names for the control plane's component statuses; "components" are Dapr's
+COMPONENT_KINDS = frozenset({"componentstatuses", "componentstatus", "cs"})
 
 # fields of a component's entry, as `describe` titles them
 _DETAILS = (

@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     get.add_argument(
         "kind",
         metavar="KIND",
-        help="kind, plural or short name (ksvc, cm, ...); `components`: the platform's own",
+        help="kind, plural or short name (ksvc, cm, ...); `cs` (componentstatuses): the platform's own servers",
     )
     get.add_argument("names", metavar="NAME", nargs="*")
     _namespace_flag(get)

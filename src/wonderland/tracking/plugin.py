@@ -3,7 +3,7 @@
 ``install(platform)`` provides :class:`~wonderland.tracking.access.TrackingAccess` to later
 plugins (the kubelet gives every container ``MLFLOW_TRACKING_URI`` through it), adds the
 :class:`~wonderland.tracking.server.TrackingServer` as a service, publishes its URL and
-state as ``info["mlflow"]`` (daemon.json, the banner, ``wonderland get components``) and,
+state as ``info["mlflow"]`` (daemon.json, the banner, ``wonderland get cs``) and,
 once the front listens, routes ``mlflow.<domain>`` and ``mlflow.kubeflow.svc.cluster.local``
 through the gateway to it. With ``WONDERLAND_MLFLOW_TRACKING_URI`` set it provides that
 server instead and runs nothing.

@@ -42,15 +42,18 @@ __all__ = [
     "RUN_ID_ANNOTATION",
     "RUN_ID_ENV",
     "RUN_OWNER_ANNOTATION",
+    "RUN_PENDING_ANNOTATION",
     "MetricPoint",
     "RunRequest",
     "WorkloadRuns",
     "add_run_env",
+    "annotate",
     "ensure_run",
     "experiment_name",
     "finish_run",
     "log_metrics",
     "opted_out",
+    "run_pending",
 ]
 
 log = logging.getLogger("wonderland.tracking.runs")
@@ -60,6 +63,11 @@ OPT_OUT_ANNOTATION = "tracking.wonderland.dev/mlflow"
 RUN_ID_ANNOTATION = "tracking.wonderland.dev/run-id"
 RUN_OWNER_ANNOTATION = "tracking.wonderland.dev/run-owner"
 RUN_ENDED_ANNOTATION = "tracking.wonderland.dev/run-ended"
+# On a child made before its parent's run (a trial's Job or TrainJob): its pods (or JobSet)
+# wait until the parent sets the run id and removes this, so the child exists at once (the
+# Kubeflow SDK reads a trial's TrainJob as soon as it lists the trial) while the tracking
+# server may still be starting.
+RUN_PENDING_ANNOTATION = "tracking.wonderland.dev/run-pending"
 RUN_ID_ENV = "MLFLOW_RUN_ID"
 FAILED_REASON = "MLflowRunFailed"
 CALL_TIMEOUT = 15.0
@@ -187,11 +195,17 @@ async def log_metrics(access: TrackingAccess, run_id: str, metrics: Sequence[Met
     await asyncio.to_thread(_log_metrics, base, run_id, list(metrics))
 
 
+def run_pending(raw: Obj) -> bool:
+    """Whether ``raw`` waits for its parent's run (:data:`RUN_PENDING_ANNOTATION`)."""
+    annotations = (raw.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(RUN_PENDING_ANNOTATION, "")).lower() == "true"
+
+
 def annotate(
-    store: Store, resource: str, namespace: str, name: str, values: Mapping[str, str]
+    store: Store, resource: str, namespace: str, name: str, values: Mapping[str, str | None]
 ) -> Obj | None:
-    """Set ``values`` among the object's annotations; the object as stored then, or None
-    when it is gone or could not be updated."""
+    """Set ``values`` among the object's annotations (None removes one); the object as
+    stored then, or None when it is gone or could not be updated."""
     for _ in range(5):
         try:
             current = store.get(resource, namespace, name)
@@ -201,7 +215,11 @@ def annotate(
         annotations = dict(meta.get("annotations") or {})
         if all(annotations.get(k) == v for k, v in values.items()):
             return current
-        annotations.update(values)
+        for key, value in values.items():
+            if value is None:
+                annotations.pop(key, None)
+            else:
+                annotations[key] = value
         meta["annotations"] = annotations
         try:
             return store.update(current)

@@ -153,7 +153,7 @@ def mlflow_installed() -> bool:
 
 @dataclass(frozen=True)
 class TrackingStatus:
-    """What ``daemon.json``, the banner and ``wonderland get components`` show."""
+    """What ``daemon.json``, the banner and ``wonderland get cs`` show."""
 
     url: str
     state: str

@@ -41,6 +41,7 @@ from wonderland.tracking.runs import (
     WorkloadRuns,
     experiment_name,
     opted_out,
+    run_pending,
 )
 from wonderland.training import frameworks
 from wonderland.training.jobset_builder import build_jobset
@@ -289,6 +290,8 @@ class TrainJobReconciler:
         suspended = bool(job.spec.suspend)
         if existing is not None and not suspended and not existing["spec"].get("suspend"):
             return  # a running JobSet is never rebuilt
+        if existing is None and self._runs() is not None and run_pending(raw):
+            return  # its Trial is making the run; the annotation change wakes it
         # A JobSet rebuilt while suspended keeps its rendezvous port.
         info = self.runtime_info(raw, job, _rendezvous_port(existing))
         for extra in self._companions(raw, info):

@@ -56,7 +56,10 @@ def install(platform: Platform) -> None:
     # The server takes the SQLite store whole: it is an ObservationLogDeleter too, so
     # DeleteObservationLog works.
     db_manager = install_push_collector(platform, observations)
-    platform.controllers.register(ExperimentReconciler(store, events.record), workers=2)
+    tracking = platform.get(TrackingAccess)  # type: ignore[type-abstract]
+    platform.controllers.register(
+        ExperimentReconciler(store, events.record, tracking=tracking), workers=2
+    )
     platform.controllers.register(SuggestionReconciler(store, observations), workers=2)
     platform.controllers.register(
         TrialReconciler(
@@ -66,7 +69,7 @@ def install(platform: Platform) -> None:
             PodFiles(kubelet),
             observations.delete,
             push=db_manager,
-            tracking=platform.get(TrackingAccess),  # type: ignore[type-abstract]
+            tracking=tracking,
         ),
         workers=4,
     )

@@ -32,6 +32,9 @@ from wonderland.controllers.events import EventRecorder
 from wonderland.errors import AlreadyExistsError, ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
 from wonderland.store.status import replace_status
+from wonderland.tracking.access import TrackingAccess
+from wonderland.tracking.client import TrackingError
+from wonderland.tracking.runs import opted_out
 from wonderland.tuning.admission import EXPERIMENTS, SUGGESTIONS, TRIALS, defaults_for
 from wonderland.tuning.status import (
     UNAVAILABLE,
@@ -67,11 +70,16 @@ class ExperimentReconciler:
     watches: tuple[str, ...] = ()
 
     def __init__(
-        self, store: Store, record: EventRecorder, clock: Callable[[], datetime] = _utcnow
+        self,
+        store: Store,
+        record: EventRecorder,
+        clock: Callable[[], datetime] = _utcnow,
+        tracking: TrackingAccess | None = None,
     ) -> None:
         self.store = store
         self.record = record
         self.clock = clock
+        self.tracking = tracking
 
     async def reconcile(self, namespace: str, name: str) -> Result | None:
         try:
@@ -98,6 +106,7 @@ class ExperimentReconciler:
         if not status.completed():
             self._conditions(spec, status, goal_reached, sugg_status, now)
         if not status.completed():
+            await self._wake_tracking(raw)
             try:
                 self._reconcile_trials(raw, spec, status, suggestion, sugg_status, trials)
             except WonderlandError as exc:
@@ -291,6 +300,22 @@ class ExperimentReconciler:
             except AlreadyExistsError:
                 found = self.store.get(SUGGESTIONS, meta["namespace"], meta["name"])
         return SuggestionObject.model_validate(found)
+
+    async def _wake_tracking(self, raw: Obj) -> None:
+        """Start the tracking server before trials are made, when it is stopped: each
+        trial's run is made before its Job or TrainJob, and a trial must not wait seconds
+        for the server without its job (the Kubeflow SDK reads a trial's TrainJob as soon
+        as it lists the trial, as on a cluster, where the two appear together)."""
+        tracking = self.tracking
+        if tracking is None or not tracking.enabled or tracking.running_uri() is not None:
+            return
+        if opted_out(raw["metadata"].get("annotations")):
+            return
+        try:
+            await tracking.wake()
+        except TrackingError as exc:
+            # the trials run without runs; the Trial controller says so on each of them
+            log.debug("the tracking server did not start: %s", exc)
 
     def _reconcile_trials(
         self,

@@ -48,11 +48,14 @@ from wonderland.store.status import replace_status
 from wonderland.tracking.access import TrackingAccess
 from wonderland.tracking.runs import (
     RUN_ID_ANNOTATION,
+    RUN_PENDING_ANNOTATION,
     MetricPoint,
     RunRequest,
     WorkloadRuns,
+    annotate,
     experiment_name,
     opted_out,
+    run_pending,
 )
 from wonderland.tuning import job_conditions
 from wonderland.tuning.admission import TRIALS
@@ -175,8 +178,10 @@ class TrialReconciler:
                 now,
             )
         elif not status.completed():
-            raw = await self._track(raw, trial, resource)
-            requeue = self._run(raw, trial, resource, status, now)
+            pending = self._needs_run(raw, trial, resource)
+            requeue = self._run(raw, trial, resource, status, now, pending)
+            if pending:
+                raw = await self._track(raw, trial, resource)
         # the status first: the experiment moves on to its next trial while the run is
         # cleaned up (a crash in between deletes the run on the next reconcile)
         if status.dump() != before:
@@ -202,13 +207,13 @@ class TrialReconciler:
     def _runs(self) -> WorkloadRuns | None:
         return self.runs if self.runs is not None and self.runs.enabled else None
 
-    async def _track(self, raw: Obj, trial: TrialObject, resource: str) -> Obj:
-        """Make the trial's MLflow run before its Job or TrainJob (``raw`` as stored after),
-        unless the trial, its runSpec or its Experiment opted out."""
+    def _needs_run(self, raw: Obj, trial: TrialObject, resource: str) -> bool:
+        """Whether the trial's MLflow run is still to be made: tracking is on, nothing
+        opted out, and its Job or TrainJob is not made yet or waits for the run."""
         runs = self._runs()
         meta = raw["metadata"]
         if runs is None or runs.run_id(raw) is not None:
-            return raw
+            return False
         run_spec = trial.spec.runSpec or {}
         experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL, "")
         if (
@@ -216,12 +221,23 @@ class TrialReconciler:
             or opted_out((run_spec.get("metadata") or {}).get("annotations"))
             or opted_out(self._experiment_annotations(meta["namespace"], experiment))
         ):
-            return raw
+            return False
         try:
-            self.store.get(resource, meta["namespace"], meta["name"])
-            return raw  # made before tracking was: its pods run without a run
+            child = self.store.get(resource, meta["namespace"], meta["name"])
         except NotFoundError:
-            pass
+            return True
+        # made before tracking was (its pods run without a run), or made waiting for it
+        return run_pending(child)
+
+    async def _track(self, raw: Obj, trial: TrialObject, resource: str) -> Obj:
+        """Make the trial's MLflow run (``raw`` as stored after), then hand it to the Job or
+        TrainJob made waiting for it (:data:`RUN_PENDING_ANNOTATION`); without a run (MLflow
+        failed, a Warning event says why) the child goes on without one."""
+        runs = self._runs()
+        assert runs is not None
+        meta = raw["metadata"]
+        experiment = (meta.get("labels") or {}).get(EXPERIMENT_LABEL, "")
+        run_spec = trial.spec.runSpec or {}
         params = {a.name: a.value for a in trial.spec.parameterAssignments or []}
         request = RunRequest(
             kind="Trial",
@@ -234,7 +250,11 @@ class TrialReconciler:
             params=params,
             code=self._code_folder(trial, run_spec),
         )
-        raw, _ = await runs.ensure(raw, request)
+        raw, run_id = await runs.ensure(raw, request)
+        release: dict[str, str | None] = {RUN_PENDING_ANNOTATION: None}
+        if run_id is not None:
+            release[RUN_ID_ANNOTATION] = run_id
+        annotate(self.store, resource, meta["namespace"], meta["name"], release)
         return raw
 
     def _experiment_annotations(self, namespace: str, name: str) -> dict[str, str]:
@@ -278,7 +298,13 @@ class TrialReconciler:
     # -- the run ------------------------------------------------------------------------
 
     def _run(
-        self, raw: Obj, trial: TrialObject, resource: str, status: TrialStatusView, now: datetime
+        self,
+        raw: Obj,
+        trial: TrialObject,
+        resource: str,
+        status: TrialStatusView,
+        now: datetime,
+        pending: bool = False,
     ) -> float | None:
         meta = raw["metadata"]
         try:
@@ -287,7 +313,7 @@ class TrialReconciler:
             run = None
         if run is None:
             try:
-                body = self._desired_run(raw, trial)
+                body = self._desired_run(raw, trial, pending)
             except DBManagerNotStartedError:
                 return EARLY_STOP_POLL  # the platform is still starting its services
             except InvalidError as exc:
@@ -390,7 +416,7 @@ class TrialReconciler:
         except (ConflictError, InvalidError, NotFoundError):
             pass
 
-    def _desired_run(self, raw: Obj, trial: TrialObject) -> Obj:
+    def _desired_run(self, raw: Obj, trial: TrialObject, pending: bool = False) -> Obj:
         meta = raw["metadata"]
         run = copy.deepcopy(trial.spec.runSpec or {})
         labels = {
@@ -407,6 +433,11 @@ class TrialReconciler:
             run_meta["annotations"] = {
                 **(run_meta.get("annotations") or {}),
                 RUN_ID_ANNOTATION: run_id,
+            }
+        elif pending:
+            run_meta["annotations"] = {
+                **(run_meta.get("annotations") or {}),
+                RUN_PENDING_ANNOTATION: "true",
             }
         env = {"name": "KATIB_TRIAL_NAME", "value": str(meta["name"])}
         push = self._push_injection(trial)

@@ -32,7 +32,13 @@ from wonderland.errors import ConflictError, NotFoundError
 from wonderland.settings import Settings
 from wonderland.store import Store
 from wonderland.tracking.access import TrackingAccess
-from wonderland.tracking.runs import RunRequest, WorkloadRuns, experiment_name, opted_out
+from wonderland.tracking.runs import (
+    RunRequest,
+    WorkloadRuns,
+    experiment_name,
+    opted_out,
+    run_pending,
+)
 from wonderland.workloads.job_pods import TRACKING_FINALIZER, BackoffStore, JobPod
 from wonderland.workloads.job_status import JobStatus
 from wonderland.workloads.job_sync import MAX_POD_BACKOFF, JobSync
@@ -111,6 +117,8 @@ class JobReconciler:
             return self._expire(job, meta, status)
         run_id: str | None = None
         if runs is not None:
+            if run_pending(raw) and status.startTime is None:
+                return None  # its Trial is making the run; the annotation change wakes it
             raw, run_id = await self._run(runs, raw, job, meta, status)
         return JobSync(self, raw, job, meta, status, run_id).run()
 
