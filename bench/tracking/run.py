@@ -9,7 +9,11 @@
 3. **log_metric** p50/p99 (``--calls`` calls of ``mlflow.log_metric`` in one run, the real
    client in a subprocess) through the platform's front against a bare ``mlflow server``
    in the same run: the difference in ms and the ratio.
-4. **8 processes x 200 log_metric at once** through the front: errors (``database is
+4. **The relay alone** (p50/p99 of ``--relay`` calls): the same server, the same request
+   (``GET experiments/get``, a read: no SQLite commit in the figure), through the front
+   and straight to the MLflow process's private port, interleaved, each over one
+   kept-alive connection: what the front adds to every request.
+5. **8 processes x 200 log_metric at once** through the front: errors (``database is
    locked`` among them; must be 0) and the total time.
 
     python bench/tracking/run.py [--wakes 5] [--calls 500]
@@ -132,6 +136,40 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _private_port(pid: int) -> int:
+    """The port the lean MLflow process ``pid`` listens on (from its environment)."""
+    for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if item.startswith(b"WONDERLAND_MLFLOW_LISTEN_PORT="):
+            return int(item.split(b"=", 1)[1])
+    raise RuntimeError(f"process {pid} has no WONDERLAND_MLFLOW_LISTEN_PORT")
+
+
+def _relay(front: str, direct: str, calls: int) -> tuple[list[float], list[float]]:
+    """Interleaved GETs of one cheap read through ``front`` and ``direct`` (ms each)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    path = "/api/2.0/mlflow/experiments/get?experiment_id=0"
+    conns = []
+    for url in (front, direct):
+        parts = urlsplit(url)
+        conns.append(http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port))
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(calls + 50):
+        for which, conn in enumerate(conns):
+            t = time.perf_counter()
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            took = (time.perf_counter() - t) * 1000
+            assert response.status == 200, response.status
+            if i >= 50:  # warm-up
+                times[which].append(took)
+    for conn in conns:
+        conn.close()
+    return times
+
+
 def _log_metrics(uri: str, calls: int, tag: str) -> dict[str, Any]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     out = subprocess.run(
@@ -150,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--wakes", type=int, default=5)
     parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--relay", type=int, default=2000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     idle = 1.0
@@ -205,6 +244,17 @@ def main() -> None:
         rows.append(("log_metric via front p50/p99 ms", f"{f50:.2f} / {f99:.2f}"))
         rows.append(("log_metric bare p50/p99 ms", f"{b50:.2f} / {b99:.2f}"))
         rows.append(("  difference p50 ms, ratio", f"{f50 - b50:+.2f}, {f50 / b50:.2f}x"))
+
+        # the relay alone: same server, same read, front vs its private port
+        _health(front, 120)
+        lean = _mlflow_pids(daemon.proc.pid)
+        direct = f"http://127.0.0.1:{_private_port(lean[0])}"
+        via, straight = _relay(front, direct, args.relay)
+        v50, v99 = _pct(via, 0.5), _pct(via, 0.99)
+        s50, s99 = _pct(straight, 0.5), _pct(straight, 0.99)
+        rows.append(("read via front p50/p99 ms", f"{v50:.3f} / {v99:.3f}"))
+        rows.append(("read direct p50/p99 ms", f"{s50:.3f} / {s99:.3f}"))
+        rows.append(("  relay adds p50 ms", f"{v50 - s50:+.3f}"))
 
         # 8 writers at once through the front
         _health(front, 120)

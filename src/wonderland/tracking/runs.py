@@ -22,18 +22,21 @@ object turns all of it off for that object (:func:`opted_out`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from wonderland.controllers.events import EventRecorder
 from wonderland.errors import ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
+from wonderland.timefmt import parse_time
 from wonderland.tracking.access import TrackingAccess
-from wonderland.tracking.client import RestClient, TrackingError
+from wonderland.tracking.client import MlflowApiError, RestClient, TrackingError
 from wonderland.tracking.code import code_digest, git_commit
 
 __all__ = [
@@ -90,6 +93,9 @@ class RunRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     code: Path | None = None
+    # made while this daemon runs, so no earlier daemon made a run for it: the search for
+    # a run lost in a crash (between making it and writing the annotation) is skipped
+    fresh: bool = False
 
     def run_tags(self) -> dict[str, str]:
         """The run's tags; reads the code folder (call it in a worker thread)."""
@@ -140,16 +146,33 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
+# (server, experiment name) -> id: one lookup per experiment while the daemon runs
+_EXPERIMENTS: dict[tuple[str, str], str] = {}
+
+
+def _experiment(client: RestClient, name: str, *, cached: bool = True) -> str:
+    key = (client.base_url, name)
+    if not cached or key not in _EXPERIMENTS:
+        _EXPERIMENTS[key] = client.ensure_experiment(name)
+    return _EXPERIMENTS[key]
+
+
 def _ensure_run(base: str, request: RunRequest) -> str:
     with RestClient(base, timeout=CALL_TIMEOUT) as client:
-        experiment = client.ensure_experiment(request.experiment)
-        # the run made for this object before (the annotation was lost in a crash)
-        found = client.search_runs(
-            [experiment], f"tags.`wonderland.uid` = '{_quote(request.uid)}'", max_results=1
-        )
-        if found:
-            return str(found[0]["info"]["run_id"])
-        run = client.create_run(experiment, request.run_name, request.run_tags())
+        experiment = _experiment(client, request.experiment)
+        if not request.fresh:
+            # the run made for this object before (the annotation was lost in a crash)
+            found = client.search_runs(
+                [experiment], f"tags.`wonderland.uid` = '{_quote(request.uid)}'", max_results=1
+            )
+            if found:
+                return str(found[0]["info"]["run_id"])
+        try:
+            run = client.create_run(experiment, request.run_name, request.run_tags())
+        except MlflowApiError:
+            # the experiment was deleted (or the store replaced) since it was looked up
+            experiment = _experiment(client, request.experiment, cached=False)
+            run = client.create_run(experiment, request.run_name, request.run_tags())
         run_id = str(run["info"]["run_id"])
         if request.params:
             client.log_batch(run_id, params={k: str(v) for k, v in request.params.items()})
@@ -253,6 +276,8 @@ class WorkloadRuns:
         self.resource = resource
         self.component = component
         self._failed: set[str] = set()  # uids whose run could not be made
+        # objects made in a later second than this are fresh (RunRequest.fresh)
+        self._started = datetime.now(UTC).replace(microsecond=0)
         self._end_failed: set[str] = set()  # uids whose run could not be ended
 
     @property
@@ -294,6 +319,9 @@ class WorkloadRuns:
         uid = str(meta.get("uid", ""))
         if uid in self._failed:
             return raw, None
+        created = parse_time(str(meta.get("creationTimestamp") or ""))
+        if created is not None and created.replace(microsecond=0) > self._started:
+            request = dataclasses.replace(request, fresh=True)
         try:
             run_id = await ensure_run(self.access, request)
         except Exception as exc:
