@@ -3,7 +3,7 @@
 ``access.py`` the seam other areas use (:class:`TrackingAccess`), ``client.py`` a small
 REST client of MLflow's API, ``uris.py`` ``models:/``/``runs:/``/``mlflow-artifacts:`` URIs,
 ``resolve.py`` from such a URI to files through the registry, ``server.py`` and
-``mlflow_process.py`` the lean tracking server process and its front, ``plugin.py`` the
+``mlflow_process.py`` the lean tracking server process, ``front.py`` its front (the relay), ``plugin.py`` the
 platform plugin (``install(platform)``, first in ``PLUGINS``), ``runs.py`` the runs made
 for TrainJobs, Jobs and Katib trials, ``code.py`` the digest and git commit of their code,
 ``registry.py`` promotion by alias and lineage.
