@@ -40,6 +40,7 @@ def _pull(args: argparse.Namespace) -> int:
 
     from wonderland.inference.storage import StorageContext, fetch
     from wonderland.settings import Settings
+    from wonderland.tracking.access import TRACKING_URI_ENV
     from wonderland.tracking.client import discover_tracking_uri
     from wonderland.tracking.uris import is_tracking_uri
 
@@ -51,9 +52,9 @@ def _pull(args: argparse.Namespace) -> int:
         annotations[key] = value
     settings = Settings.from_env()
     env = dict(os.environ)
-    if is_tracking_uri(args.uri) and "MLFLOW_TRACKING_URI" not in env:
+    if is_tracking_uri(args.uri) and TRACKING_URI_ENV not in env:
         # models:/ and runs:/ resolve through the running platform's registry
-        env["MLFLOW_TRACKING_URI"] = discover_tracking_uri(settings.state_dir, env)
+        env[TRACKING_URI_ENV] = discover_tracking_uri(settings.state_dir, env)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

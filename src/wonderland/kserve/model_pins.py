@@ -77,6 +77,7 @@ def _moving(uri: TrackingUri) -> bool:
 
 
 def _lookup(base_url: str, uri: TrackingUri, raw: str) -> Pin:
+    """What ``raw`` (parsed: ``uri``) names on the server at ``base_url`` now."""
     found = resolve_version(raw, base_url, timeout=15.0)
     name = uri.name if isinstance(uri, ModelUri) else ""
     return Pin(raw, name, found.version, found.run_id, found.uri)

@@ -33,6 +33,7 @@ from wonderland.kserve.runtimes import (
     select_runtime,
 )
 from wonderland.serving.conditions import get_condition, set_condition
+from wonderland.tracking.access import TRACKING_URI_ENV
 from wonderland.tracking.uris import is_tracking_uri
 from wonderland.workloads.storage import claim_path
 
@@ -342,7 +343,7 @@ class InferenceServiceReconciler:
             if "value" in e and e.get("name")
         }
         if is_tracking_uri(uri) and self.pins is not None and self.pins.client_uri:
-            env.setdefault("MLFLOW_TRACKING_URI", self.pins.client_uri)
+            env.setdefault(TRACKING_URI_ENV, self.pins.client_uri)
         key = (meta["namespace"], uri, *sorted(f"{k}={v}" for k, v in annotations.items()))
         key += tuple(sorted(f"{k}={v}" for k, v in env.items()))
         state = self._downloads.get(key)

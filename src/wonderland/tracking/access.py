@@ -11,11 +11,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
-__all__ = ["OPT_OUT_ANNOTATION", "ExternalTracking", "TrackingAccess", "TrackingPodEnv"]
+__all__ = [
+    "OPT_OUT_ANNOTATION",
+    "TRACKING_URI_ENV",
+    "ExternalTracking",
+    "TrackingAccess",
+    "TrackingPodEnv",
+    "opted_out",
+]
 
 # ``tracking.wonderland.dev/mlflow: "off"`` on a Pod (or its template): no MLFLOW_TRACKING_URI
 OPT_OUT_ANNOTATION = "tracking.wonderland.dev/mlflow"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def opted_out(annotations: Mapping[str, str] | None) -> bool:
+    """Whether ``tracking.wonderland.dev/mlflow: "off"`` is among ``annotations``."""
+    value = (annotations or {}).get(OPT_OUT_ANNOTATION)
+    return value is not None and str(value).strip().lower() == "off"
 
 
 @runtime_checkable
@@ -76,8 +89,6 @@ class TrackingPodEnv:
         self.access = access
 
     def __call__(self, annotations: Mapping[str, str]) -> Mapping[str, str]:
-        if annotations.get(OPT_OUT_ANNOTATION, "").strip().lower() == "off":
-            return {}
-        if not self.access.enabled:
+        if opted_out(annotations) or not self.access.enabled:
             return {}
         return {TRACKING_URI_ENV: self.access.client_uri}

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from wonderland.errors import WonderlandError
+from wonderland.tracking.access import TRACKING_URI_ENV
 
 __all__ = [
     "ArtifactFile",
@@ -44,7 +45,7 @@ def discover_tracking_uri(state_dir: Path, environ: Mapping[str, str]) -> str:
     """The MLflow server a command on this machine talks to: ``MLFLOW_TRACKING_URI`` when
     it is an http(s) URL, else the running platform's (``<state_dir>/daemon.json``), else
     "" (no server)."""
-    explicit = environ.get("MLFLOW_TRACKING_URI", "")
+    explicit = environ.get(TRACKING_URI_ENV, "")
     if explicit.startswith(("http://", "https://")):
         return explicit
     try:

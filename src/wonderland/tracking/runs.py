@@ -35,7 +35,7 @@ from wonderland.controllers.events import EventRecorder
 from wonderland.errors import ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
 from wonderland.timefmt import parse_time
-from wonderland.tracking.access import TrackingAccess
+from wonderland.tracking.access import OPT_OUT_ANNOTATION, TrackingAccess, opted_out
 from wonderland.tracking.client import MlflowApiError, RestClient, TrackingError
 from wonderland.tracking.code import code_digest, git_commit
 
@@ -62,7 +62,6 @@ __all__ = [
 log = logging.getLogger("wonderland.tracking.runs")
 
 Obj = dict[str, Any]
-OPT_OUT_ANNOTATION = "tracking.wonderland.dev/mlflow"
 RUN_ID_ANNOTATION = "tracking.wonderland.dev/run-id"
 RUN_OWNER_ANNOTATION = "tracking.wonderland.dev/run-owner"
 RUN_ENDED_ANNOTATION = "tracking.wonderland.dev/run-ended"
@@ -124,12 +123,6 @@ def experiment_name(namespace: str, name: str) -> str:
     """The MLflow experiment of an object named ``name``: the name itself in namespace
     ``default``, ``<namespace>/<name>`` elsewhere."""
     return name if namespace in ("", "default") else f"{namespace}/{name}"
-
-
-def opted_out(annotations: Mapping[str, str] | None) -> bool:
-    """Whether ``tracking.wonderland.dev/mlflow: "off"`` is among ``annotations``."""
-    value = (annotations or {}).get(OPT_OUT_ANNOTATION)
-    return value is not None and str(value).strip().lower() == "off"
 
 
 def add_run_env(pod_spec: Obj, run_id: str) -> None:

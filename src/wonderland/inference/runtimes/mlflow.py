@@ -161,8 +161,7 @@ class MLflowRuntime(ArrayModel):
             module = torch.load(str(path), map_location="cpu", weights_only=False)
             module.eval()
         inner = TorchScriptRuntime(self.name, self.model_dir, self.version, self.nthread)
-        inner._module = module
-        inner._torch = torch
+        inner.use(module)
         self._inner = inner
 
     def _load_python_function(self, mlmodel: MLModel) -> None:

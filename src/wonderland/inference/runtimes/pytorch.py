@@ -32,6 +32,12 @@ class TorchScriptRuntime(ArrayModel):
         path = model_file(self.model_dir, (".pt", ".pth", ".torchscript"), "pytorch")
         module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         module.eval()
+        self.use(module)
+
+    def use(self, module: Any) -> None:
+        """Serve ``module`` (any callable torch module, loaded elsewhere)."""
+        import torch
+
         self._module = module
         self._torch = torch
 

@@ -142,8 +142,6 @@ def fetch(uri: str, ctx: StorageContext, *, refuse_remote_pickles: bool = True) 
 def _refuse_remote_pickles(uri: str, path: Path, ctx: StorageContext) -> None:
     if ctx.annotations.get(ALLOW_REMOTE_PICKLE, "").strip().lower() == "true":
         return
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    pickles = [p.name for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
     if path.is_dir():
         # An MLflow model: what its served flavour loads decides (model.skops is no pickle)
         from wonderland.inference.errors import ModelConfigError
@@ -164,6 +162,8 @@ def _refuse_remote_pickles(uri: str, path: Path, ctx: StorageContext) -> None:
             )
         if mlmodel is not None:
             return
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    pickles = [p.name for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
     if pickles:
         raise StorageError(
             f"storageUri {redact(uri)}: {pickles[0]} is a pickle, and loading a pickle runs "

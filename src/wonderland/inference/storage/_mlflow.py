@@ -24,12 +24,11 @@ from wonderland.inference.storage._base import (
     uri_key,
     write_ref,
 )
+from wonderland.tracking.access import TRACKING_URI_ENV
 
 __all__ = ["TRACKING_URI_ENV", "MlflowStorage", "tracking_uri_of"]
 
 log = logging.getLogger("wonderland.inference.storage")
-
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 def tracking_uri_of(uri: str, ctx: StorageContext) -> str:
