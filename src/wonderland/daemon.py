@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from wonderland.api.manifests import Manifest
+from wonderland.asgi import QuietServer
 from wonderland.errors import ConfigError, InvalidError
 from wonderland.settings import Settings
 
@@ -175,6 +176,11 @@ def _banner(
         where = mlflow.get("url") or "(not listening)"
         ui = f", UI {mlflow['gateway_url']}" if mlflow.get("gateway_url") else ""
         lines.append(f"MLflow tracking (MLFLOW_TRACKING_URI): {where} [{mlflow['state']}]{ui}")
+    monitoring = info.get("monitoring")
+    if isinstance(monitoring, dict) and monitoring.get("state") == "running":
+        lines.append(f"metrics (Prometheus /metrics, /federate): {monitoring['url']}")
+    elif isinstance(monitoring, dict) and monitoring.get("reason"):
+        lines.append(f"metrics: not served: {monitoring['reason']}")
     if notes:
         # An example's own NOTES.txt says what to try; {gateway}, {gateway_port}, {domain},
         # {home} and {server} are filled in (plain replacement: curl bodies keep their braces).
@@ -259,7 +265,7 @@ async def _serve(settings: Settings, manifests: Sequence[Manifest]) -> None:
             access_log=False,
             timeout_graceful_shutdown=2,
         )
-        server = _QuietServer(config)
+        server = QuietServer(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serving.done():
             await asyncio.sleep(0.01)
@@ -313,35 +319,3 @@ def _apply(platform: Any, manifests: Sequence[Manifest]) -> list[tuple[str, str]
             ref = f"{kind.singular}.{kind.group}" if kind.group else kind.singular
             results.append((f"{ref}/{obj['metadata']['name']}", action))
     return results
-
-
-class _QuietServer:
-    """uvicorn's server without its own signal handling (the daemon handles signals)."""
-
-    def __init__(self, config: Any) -> None:
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Generator[None, None, None]:
-                yield
-
-            def install_signal_handlers(self) -> None:
-                return None
-
-        self._server = Server(config)
-
-    @property
-    def started(self) -> bool:
-        return bool(self._server.started)
-
-    @property
-    def should_exit(self) -> bool:
-        return bool(self._server.should_exit)
-
-    @should_exit.setter
-    def should_exit(self, value: bool) -> None:
-        self._server.should_exit = value
-
-    async def serve(self, sockets: list[socket.socket]) -> None:
-        await self._server.serve(sockets=sockets)

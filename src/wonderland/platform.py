@@ -27,8 +27,10 @@ __all__ = ["PLUGINS", "Platform", "PlatformService"]
 log = logging.getLogger("wonderland.platform")
 
 # Modules with an ``install(platform: Platform) -> None`` function, installed in order.
-# Tracking comes first: later plugins (the kubelet's environment) ask for its TrackingAccess.
+# Monitoring comes first: every later plugin may register metrics on its MetricsHub.
+# Tracking next: later plugins (the kubelet's environment) ask for its TrackingAccess.
 PLUGINS: tuple[str, ...] = (
+    "wonderland.monitoring",
     "wonderland.tracking",
     "wonderland.workloads",
     "wonderland.training",

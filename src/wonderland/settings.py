@@ -15,7 +15,7 @@ __all__ = ["Settings"]
 PREFIX = "WONDERLAND_"
 
 
-PORTS = ("api_port", "gateway_port", "katib_db_manager_port", "mlflow_port")
+PORTS = ("api_port", "gateway_port", "katib_db_manager_port", "mlflow_port", "metrics_port")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ class Settings:
     uses instead of running its own (runs, ``models:/`` URIs, aliases).
     ``mlflow_poll_seconds`` (WONDERLAND_MLFLOW_POLL_SECONDS): how often InferenceServices
     that follow an alias look it up while the tracking server runs.
+    ``metrics_port`` (WONDERLAND_METRICS_PORT): the daemon's monitoring endpoint (its own
+    ``/metrics``, ``/federate`` over every Pod's metrics, the metrics history); 9090, where
+    Prometheus clients look first; 0 picks a free port.
     ``jobset_feature_gates`` (WONDERLAND_JOBSET_FEATURE_GATES): the JobSet controller's
     ``--feature-gates``, e.g. ``RestartJob=true`` (the one alpha gate that works here).
     """
@@ -74,6 +77,7 @@ class Settings:
     mlflow_backend_store_uri: str = ""
     mlflow_tracking_uri: str = ""
     mlflow_poll_seconds: float = 2.0
+    metrics_port: int = 9090
 
     @property
     def state_dir(self) -> Path:

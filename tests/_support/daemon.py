@@ -115,8 +115,8 @@ def daemon_env(
     tmp: Path, *, home: Path | None = None, gateway_port: int | None = None, **extra: str
 ) -> dict[str, str]:
     """The environment of a daemon (and of the CLI run against it) confined to ``tmp``:
-    no inherited ``WONDERLAND_*`` settings, its own home, the control API and MLflow's
-    tracking front on ports the kernel picks and the gateway on ``gateway_port`` (0: the
+    no inherited ``WONDERLAND_*`` settings, its own home, the control API, MLflow's
+    tracking front and the monitoring endpoint on ports the kernel picks and the gateway on ``gateway_port`` (0: the
     kernel picks)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
     env.update(
@@ -125,6 +125,7 @@ def daemon_env(
         WONDERLAND_GATEWAY_PORT=str(gateway_port if gateway_port is not None else 0),
         # never MLflow's 5000: a test daemon must not take (or find taken) a developer's port
         WONDERLAND_MLFLOW_PORT="0",
+        WONDERLAND_METRICS_PORT="0",
         HOME=str(tmp),
     )
     env.update(extra)

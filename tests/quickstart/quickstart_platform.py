@@ -126,6 +126,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quickstart]
         WONDERLAND_API_PORT="0",
         WONDERLAND_GATEWAY_PORT=str(free_port()),
         WONDERLAND_MLFLOW_PORT="0",
+        WONDERLAND_METRICS_PORT="0",
     )
     log = base / "make-up.log"
     with open(log, "wb") as out:
