@@ -76,8 +76,12 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
+## TEST_WORKERS: how many pytest-xdist workers run the suite (most tests wait on processes
+## and sockets, so two workers fit two cores); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 unit: dev kubeflow-sdk katib-sdk
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ## make test: lint, strict type check and the whole suite.
 test: lint typecheck unit
