@@ -53,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
 
 
 async def start(home: Path, access: TrackingAccess) -> Platform:
-    settings = Settings(home=home, gateway_port=0, api_port=0, backoff_seconds=0.2)
+    settings = Settings(home=home, gateway_port=0, api_port=0, metrics_port=0, backoff_seconds=0.2)
     platform = Platform.open(settings)
     platform.provide(TrackingAccess, access)  # type: ignore[type-abstract]
     platform.install_plugins(PLUGINS)

@@ -25,6 +25,7 @@ class GatewayServer:
         self.port = port
         self.metrics = GatewayMetrics(table)
         self._server: asyncio.base_events.Server | None = None
+        self._sock: socket.socket | None = None
         previous = table.on_new_revision
 
         def hook(target: RevisionTarget) -> None:
@@ -36,15 +37,12 @@ class GatewayServer:
         for target in table.revisions.values():
             target.on_cold_start = self.metrics.observe_cold_start
 
-    async def start(self) -> None:
-        from wonderland.gateway.h2 import H2ClientConnection
-
-        loop = asyncio.get_running_loop()
-        table, metrics = self.table, self.metrics
-
-        def h2_factory() -> H2ClientConnection:
-            return H2ClientConnection(table)
-
+    def bind(self) -> None:
+        """Claim ``host:port`` now (listening, not yet serving), so that no process the
+        platform starts before the gateway serves is handed its port; ``start()`` serves the
+        claimed socket. ConfigError when the port is taken."""
+        if self._sock is not None:
+            return
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -59,13 +57,30 @@ class GatewayServer:
             ) from None
         sock.listen(1024)
         sock.setblocking(False)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+
+    async def start(self) -> None:
+        from wonderland.gateway.h2 import H2ClientConnection
+
+        loop = asyncio.get_running_loop()
+        table, metrics = self.table, self.metrics
+
+        def h2_factory() -> H2ClientConnection:
+            return H2ClientConnection(table)
+
+        self.bind()
+        sock, self._sock = self._sock, None
+        assert sock is not None  # bind() claimed it
         self._server = await loop.create_server(
             lambda: ClientConnection(table, metrics, h2_factory), sock=sock
         )
-        self.port = sock.getsockname()[1]
         log.info("gateway listening on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:
+        if self._sock is not None:  # claimed, never served
+            self._sock.close()
+            self._sock = None
         if self._server is not None:
             self._server.close()
             self._server = None

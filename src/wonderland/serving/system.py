@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,12 +33,6 @@ SERVICES = "services.serving.knative.dev"
 CONFIGURATIONS = "configurations.serving.knative.dev"
 REVISIONS = "revisions.serving.knative.dev"
 ROUTES = "routes.serving.knative.dev"
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -84,8 +77,10 @@ class ServingSystem:
         self.config = ServingConfig(domain=settings.domain)
         self.table = RoutingTable()
         self.table.on_new_revision = self._new_target
-        port = settings.gateway_port or _free_port(settings.bind)
-        self.gateway = GatewayServer(self.table, settings.bind, port)
+        self.gateway = GatewayServer(self.table, settings.bind, settings.gateway_port)
+        # the port is claimed now, before any replica asks the kernel for a free one
+        self.gateway.bind()
+        port = self.gateway.port
         gateway_host = "127.0.0.1" if settings.bind in ("0.0.0.0", "::") else settings.bind
         self.gateway_url = f"http://{gateway_host}:{port}"
         kubelet = platform.require(Kubelet)
