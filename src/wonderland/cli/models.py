@@ -157,8 +157,10 @@ def _payloads(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in ("RECEIVED", "ID", "COMPONENT", "REQUEST", "RESPONSE"):
-        table.add_column(column, overflow="fold")
+    for column in ("RECEIVED", "ID", "COMPONENT"):
+        table.add_column(column, no_wrap=True)
+    for column in ("REQUEST", "RESPONSE"):
+        table.add_column(column, overflow="ellipsis", no_wrap=True)
     for item in items:
         table.add_row(
             item["received"],
@@ -177,7 +179,7 @@ def _part(part: dict[str, Any] | None) -> str:
     if part.get("omitted"):
         return f"({part['size']} bytes, over WONDERLAND_PAYLOAD_MAX_BYTES)"
     text = str(part.get("body") or f"({part['size']} bytes {part.get('contentType')})")
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _code(digest: str, commit: str) -> str:

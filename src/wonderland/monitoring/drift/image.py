@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import wonderland
 from wonderland.runtime.images import BuiltImage, image_base_name
 
 __all__ = ["IMAGE", "DriftDetectorImageProvider"]
@@ -25,7 +26,12 @@ class DriftDetectorImageProvider:
     def provide(self, image: str) -> BuiltImage | None:
         if image_base_name(image) != IMAGE:
             return None
-        env: tuple[tuple[str, str], ...] = (("VIRTUAL_ENV", str(self.prefix)),)
+        # the daemon's own package, also when it runs from a source folder
+        package_root = str(Path(wonderland.__file__).resolve().parent.parent)
+        env: tuple[tuple[str, str], ...] = (
+            ("VIRTUAL_ENV", str(self.prefix)),
+            ("PYTHONPATH", package_root),
+        )
         if self.home is not None:
             env = (*env, ("WONDERLAND_HOME", str(self.home)))
         return BuiltImage(
