@@ -38,6 +38,8 @@ PLUGINS: tuple[str, ...] = (
     "wonderland.serving",
     "wonderland.dapr.platform",
     "wonderland.kserve",
+    # the payload sink and the drift detector's image need the kubelet and the gateway
+    "wonderland.monitoring.model_plugin",
 )
 
 T = TypeVar("T")

@@ -15,6 +15,7 @@ __all__ = ["Settings"]
 PREFIX = "WONDERLAND_"
 
 
+PAYLOAD_LIMITS = ("payload_records", "payload_max_bytes", "payload_max_total_bytes")
 PORTS = ("api_port", "gateway_port", "katib_db_manager_port", "mlflow_port", "metrics_port")
 
 
@@ -55,6 +56,12 @@ class Settings:
     ``metrics_port`` (WONDERLAND_METRICS_PORT): the daemon's monitoring endpoint (its own
     ``/metrics``, ``/federate`` over every Pod's metrics, the metrics history); 9090, where
     Prometheus clients look first; 0 picks a free port.
+    ``payload_records`` (WONDERLAND_PAYLOAD_RECORDS): how many logged calls (request and
+    response joined) the payload sink keeps per InferenceService; the oldest go first.
+    ``payload_max_bytes`` (WONDERLAND_PAYLOAD_MAX_BYTES): the largest payload the sink
+    stores; a larger one is kept as its size only.
+    ``payload_max_total_bytes`` (WONDERLAND_PAYLOAD_MAX_TOTAL_BYTES): the payloads the sink
+    keeps in all; past it the oldest calls go first.
     ``jobset_feature_gates`` (WONDERLAND_JOBSET_FEATURE_GATES): the JobSet controller's
     ``--feature-gates``, e.g. ``RestartJob=true`` (the one alpha gate that works here).
     """
@@ -78,6 +85,9 @@ class Settings:
     mlflow_tracking_uri: str = ""
     mlflow_poll_seconds: float = 2.0
     metrics_port: int = 9090
+    payload_records: int = 1000
+    payload_max_bytes: int = 256 * 1024
+    payload_max_total_bytes: int = 256 * 1024 * 1024
 
     @property
     def state_dir(self) -> Path:
@@ -113,6 +123,11 @@ class Settings:
                 return int(raw)
             except ValueError:
                 raise ConfigError(f'{var}="{raw}" is not a number of pods') from None
+        if name in PAYLOAD_LIMITS:
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f'{var}="{raw}" is not a whole number') from None
         if name in PORTS:
             try:
                 return int(raw)
@@ -136,6 +151,9 @@ class Settings:
             raise ConfigError(f'WONDERLAND_CGROUPS="{self.cgroups}" must be auto or off')
         if self.max_pods < 1:
             raise ConfigError("WONDERLAND_MAX_PODS must be at least 1")
+        for name in PAYLOAD_LIMITS:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"WONDERLAND_{name.upper()} must be at least 1")
         if self.backoff_seconds < 0:
             raise ConfigError("WONDERLAND_BACKOFF_SECONDS must not be negative")
         if self.mlflow not in ("auto", "off"):

@@ -14,7 +14,9 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    models = subparsers.add_parser("models", help="the model registry: promote, describe")
+    models = subparsers.add_parser(
+        "models", help="the model registry: promote, describe; logged payloads"
+    )
     sub = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
 
     promote = sub.add_parser(
@@ -44,6 +46,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     describe.add_argument("ref", metavar="NAME[@ALIAS|/VERSION]")
     _tracking_flag(describe)
     describe.set_defaults(handler=_describe)
+
+    payloads = sub.add_parser(
+        "payloads",
+        help="the newest logged requests and responses of an InferenceService",
+        description=(
+            "Show what the platform's payload sink stored for InferenceService NAME (its "
+            "logger.url at http://payload-logger.wonderland-system.svc.cluster.local, or a "
+            "drift detector's --sink_url): request and response joined on ce-id, newest first."
+        ),
+    )
+    payloads.add_argument("name", metavar="NAME")
+    payloads.add_argument("-n", "--namespace", default="default")
+    payloads.add_argument("--limit", type=int, default=20, help="at most this many (1-1000)")
+    payloads.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    payloads.set_defaults(handler=_payloads)
 
 
 def _tracking_flag(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +138,48 @@ def _describe(args: argparse.Namespace) -> int:
     ]
     print("\n".join(lines))
     return 0
+
+
+def _payloads(args: argparse.Namespace) -> int:
+    import json
+
+    from wonderland.monitoring.client import read_payloads
+    from wonderland.settings import Settings
+
+    items = read_payloads(Settings.from_env().state_dir, args.name, args.namespace, args.limit)
+    if args.output == "json":
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print(f"no payloads logged for InferenceService {args.namespace}/{args.name}")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("RECEIVED", "ID", "COMPONENT"):
+        table.add_column(column, no_wrap=True)
+    for column in ("REQUEST", "RESPONSE"):
+        table.add_column(column, overflow="ellipsis", no_wrap=True)
+    for item in items:
+        table.add_row(
+            item["received"],
+            item["id"],
+            item["component"],
+            _part(item.get("request")),
+            _part(item.get("response")),
+        )
+    Console().print(table)
+    return 0
+
+
+def _part(part: dict[str, Any] | None) -> str:
+    if part is None:
+        return "(not logged)"
+    if part.get("omitted"):
+        return f"({part['size']} bytes, over WONDERLAND_PAYLOAD_MAX_BYTES)"
+    text = str(part.get("body") or f"({part['size']} bytes {part.get('contentType')})")
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _code(digest: str, commit: str) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 
 __all__ = ["LoggerConfig", "PayloadLogger", "logger_from_env"]
 
@@ -36,6 +37,13 @@ log = logging.getLogger("wonderland.inference.payload_logger")
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 QUEUE_SIZE = 100
+
+DROPPED = Counter(
+    "wonderland_payloads_dropped_total",
+    "payload logger CloudEvents not delivered (queue_full: the sink is slow; unreachable: "
+    "it did not answer; rejected: it answered an error)",
+    ["inferenceservice", "reason"],
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -90,6 +98,10 @@ class PayloadLogger:
         self.app = app
         self.config = config
         self.dropped = 0
+        self._dropped = {
+            reason: DROPPED.labels(config.inference_service, reason)
+            for reason in ("queue_full", "unreachable", "rejected")
+        }
         self._queue: asyncio.Queue[tuple[dict[str, str], bytes]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -153,25 +165,30 @@ class PayloadLogger:
         try:
             self._queue.put_nowait((headers, body))
         except asyncio.QueueFull:
-            self.dropped += 1
-            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
-                log.warning("payload logger: %d events dropped (the sink is slow)", self.dropped)
+            self._drop("queue_full", "the sink is slow")
+
+    def _drop(self, reason: str, why: str) -> None:
+        self.dropped += 1
+        self._dropped[reason].inc()
+        if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+            log.warning("payload logger: %d events dropped (%s)", self.dropped, why)
 
     async def _deliver(self, queue: asyncio.Queue[tuple[dict[str, str], bytes]]) -> None:
         import httpx
 
         # The replica's proxy setting sends cluster-local sink URLs through the gateway.
-        async with httpx.AsyncClient(timeout=10) as client:
+        # A sink that does not answer holds one event at a time for at most the connect
+        # timeout; meanwhile the queue fills and further events are dropped and counted.
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as client:
             while True:
                 headers, body = await queue.get()
                 try:
                     resp = await client.post(self.config.url, content=body, headers=headers)
-                    if resp.status_code >= 300:
-                        log.warning(
-                            "payload logger: %s answered %d", self.config.url, resp.status_code
-                        )
                 except httpx.HTTPError as exc:
-                    log.warning("payload logger: cannot post to %s: %s", self.config.url, exc)
+                    self._drop("unreachable", f"cannot post to {self.config.url}: {exc!r}")
+                    continue
+                if resp.status_code >= 300:
+                    self._drop("rejected", f"{self.config.url} answered {resp.status_code}")
 
     async def close(self) -> None:
         if self._worker is not None:

@@ -56,12 +56,26 @@ class MetricsHub:
 
     ``add_route("/federate", handler)`` serves one path; ``prefix=True`` serves every path
     under it (``"/api/v1/"``). ``/metrics`` is built in: the registry's exposition.
+    ``add_host(names, handler)`` serves every path of requests for a platform service's
+    host name (``payload-logger.wonderland-system.svc.cluster.local``), which the gateway
+    forwards from Pods; the endpoint otherwise answers loopback host names only.
     """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._exact: dict[str, RouteHandler] = {"/metrics": self._metrics}
         self._prefixes: list[tuple[str, RouteHandler]] = []
+        self._hosts: dict[str, RouteHandler] = {}
+
+    def add_host(self, names: tuple[str, ...], handler: RouteHandler) -> None:
+        for name in names:
+            self._hosts[name.lower()] = handler
+
+    def host_route(self, host: str) -> RouteHandler | None:
+        """The handler of a service host name (``Host`` header, port dropped), or None."""
+        if not self._hosts:
+            return None
+        return self._hosts.get(host.rsplit(":", 1)[0].lower())
 
     def add_route(self, path: str, handler: RouteHandler, *, prefix: bool = False) -> None:
         if not path.startswith("/"):

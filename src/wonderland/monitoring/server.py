@@ -99,9 +99,10 @@ class MonitoringServer:
     async def _answer(
         self, scope: Scope, receive: Receive, headers: dict[str, str]
     ) -> HttpResponse:
-        if not _host_allowed(headers.get("host", "")):
+        handler = self.hub.host_route(headers.get("host", ""))
+        if handler is None and not _host_allowed(headers.get("host", "")):
             return _error(403, "the monitoring endpoint answers loopback addresses only")
-        handler = self.hub.route(scope["path"])
+        handler = handler or self.hub.route(scope["path"])
         if handler is None:
             return _error(404, f"no such path: {scope['path']}")
         declared = headers.get("content-length", "0")

@@ -88,7 +88,9 @@ class RevisionReconciler:
             built = None
             if container.get("image"):
                 state = system.builds.get(key)
-                needs_build = not container.get("command") or self._resolvable(container["image"])
+                needs_build = self._resolvable(container["image"]) or not (
+                    container.get("command") or self._provided(container["image"])
+                )
                 if needs_build:
                     if state is None:
                         state = BuildState()
@@ -173,6 +175,13 @@ class RevisionReconciler:
         except WonderlandError:
             return False
         return True
+
+    def _provided(self, image: str) -> bool:
+        """Whether a plugin provides ``image`` (the kubelet runs it; nothing to build)."""
+        try:
+            return self.system.resolver.provided(image) is not None
+        except WonderlandError:
+            return True  # the kubelet's pod says what this machine lacks (ErrImagePull)
 
     async def _build(self, key: str, image: str, state: BuildState) -> None:
         def progress(line: str) -> None:

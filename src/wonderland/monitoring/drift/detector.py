@@ -1,0 +1,283 @@
+"""The drift detector's core: windows of logged inputs tested against the reference sample.
+
+Request events (``org.kubeflow.serving.inference.request``) of each InferenceService add
+their rows to that service's window; every ``batch_size`` rows the window is tested
+(:func:`~wonderland.monitoring.drift.stats.compare`) and emptied (tumbling windows). The
+statistics go to the metrics, and a window that drifts becomes a CloudEvent
+(:func:`drift_event`) handed to every :class:`EventPublisher`. No web framework here: the
+server (``server.py``) only parses and calls :meth:`DriftDetector.receive`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from wonderland.monitoring.cloudevents import REQUEST_TYPE, LoggedEvent
+from wonderland.monitoring.drift.features import ColumnMismatch, columns_of
+from wonderland.monitoring.drift.reference import Reference
+from wonderland.monitoring.drift.stats import DriftReport, compare
+
+__all__ = [
+    "DRIFT_EVENT_TYPE",
+    "DetectorConfig",
+    "DriftDetector",
+    "EventPublisher",
+    "drift_event",
+]
+
+log = logging.getLogger("wonderland.monitoring.drift")
+
+DRIFT_EVENT_TYPE = "org.kubeflow.serving.inference.drift"
+
+
+class EventPublisher(Protocol):
+    """Where a drift CloudEvent goes (a Dapr pub/sub topic, a reply URL); ``publish`` must
+    not raise: it logs and counts its own failures."""
+
+    name: str
+
+    async def publish(self, event: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The knobs: window size (rows), alpha (before Bonferroni), the minimum sample per
+    feature, and the event's type and source (``{namespace}``/``{name}`` filled in)."""
+
+    batch_size: int = 100
+    alpha: float = 0.05
+    min_samples: int = 30
+    event_type: str = DRIFT_EVENT_TYPE
+    event_source: str = "/wonderland/drift-detector/{namespace}/{name}"
+
+
+@dataclass
+class _Window:
+    rows: dict[str, list[Any]]
+    size: int = 0
+    last: DriftReport | None = None
+    tested: int = 0
+    drifted: int = 0
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def drift_event(
+    report: DriftReport, namespace: str, name: str, reference: str, config: DetectorConfig
+) -> dict[str, Any]:
+    """The CloudEvent (structured, JSON) of a window that drifted (see docs/monitoring.md)."""
+    now = _now()
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "type": config.event_type,
+        "source": config.event_source.format(namespace=namespace, name=name),
+        "time": now,
+        "datacontenttype": "application/json",
+        "data": {
+            "inferenceService": name,
+            "namespace": namespace,
+            "detected": report.detected,
+            "features": [f.as_event() for f in report.features],
+            "windowSize": report.window_size,
+            "threshold": report.threshold,
+            "reference": reference,
+            "time": now,
+        },
+    }
+
+
+@dataclass
+class _Metrics:
+    registry: CollectorRegistry
+    score: Gauge = field(init=False)
+    p_value: Gauge = field(init=False)
+    detected: Gauge = field(init=False)
+    windows: Counter = field(init=False)
+    errors: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        labels = ["inferenceservice", "feature", "method"]
+        r = self.registry
+        self.score = Gauge(
+            "wonderland_drift_score",
+            "the last window's statistic per feature (KS D, chi-squared, PSI)",
+            labels,
+            registry=r,
+        )
+        self.p_value = Gauge(
+            "wonderland_drift_p_value", "the last window's p-value per feature", labels, registry=r
+        )
+        self.detected = Gauge(
+            "wonderland_drift_detected",
+            "1 when the last window drifted from the reference sample",
+            ["inferenceservice"],
+            registry=r,
+        )
+        self.windows = Counter(
+            "wonderland_drift_windows_total",
+            "windows tested, by outcome",
+            ["inferenceservice", "drift"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "wonderland_drift_errors_total",
+            "logged requests the detector could not read (columns, body)",
+            ["inferenceservice", "reason"],
+            registry=r,
+        )
+
+
+class DriftDetector:
+    """Windows per InferenceService, tests, metrics and events (see the module docstring)."""
+
+    def __init__(
+        self,
+        reference: Reference,
+        config: DetectorConfig,
+        registry: CollectorRegistry,
+        publishers: Sequence[EventPublisher] = (),
+    ) -> None:
+        self.reference = reference
+        self.config = config
+        self.publishers = list(publishers)
+        self.metrics = _Metrics(registry)
+        self.windows: dict[tuple[str, str], _Window] = {}
+        self.last_error = ""
+        self.events_sent = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _window(self, key: tuple[str, str]) -> _Window:
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = _Window({c: [] for c in self.reference.columns})
+        return window
+
+    def observe(self, event: LoggedEvent) -> list[tuple[str, str, dict[str, list[Any]]]]:
+        """Add a request event's rows; the full windows it completed, taken out.
+
+        A body that does not fit the reference raises ValueError (ColumnMismatch names the
+        columns); other event types are ignored."""
+        if event.type != REQUEST_TYPE:
+            return []
+        key = (event.namespace or "default", event.inference_service)
+        try:
+            features = columns_of(event.data, self.reference.columns)
+        except ValueError as exc:
+            reason = "columns" if isinstance(exc, ColumnMismatch) else "body"
+            self.metrics.errors.labels(key[1], reason).inc()
+            message = f"InferenceService {key[0]}/{key[1]}: {exc}"
+            if message != self.last_error:
+                log.error("drift detector: %s", message)
+            self.last_error = message
+            raise ValueError(message) from None
+        window = self._window(key)
+        full: list[tuple[str, str, dict[str, list[Any]]]] = []
+        rows = len(features[self.reference.columns[0]]) if self.reference.columns else 0
+        for column, values in features.items():
+            window.rows[column].extend(values)
+        window.size += rows
+        size = self.config.batch_size
+        while window.size >= size:
+            batch = {c: v[:size] for c, v in window.rows.items()}
+            window.rows = {c: v[size:] for c, v in window.rows.items()}
+            window.size -= size
+            full.append((key[0], key[1], batch))
+        return full
+
+    async def receive(self, event: LoggedEvent) -> None:
+        """Observe ``event``; test the windows it filled in the background."""
+        for namespace, name, batch in self.observe(event):
+            task = asyncio.get_running_loop().create_task(self._test(namespace, name, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _test(self, namespace: str, name: str, batch: dict[str, list[Any]]) -> None:
+        ref = self.reference
+        cfg = self.config
+        try:
+            report = await asyncio.to_thread(
+                compare, ref.values, batch, ref.kinds, alpha=cfg.alpha, min_samples=cfg.min_samples
+            )
+        except Exception:
+            log.exception("drift detector: testing a window of %s/%s failed", namespace, name)
+            return
+        self.record(namespace, name, report)
+        if report.detected:
+            event = drift_event(report, namespace, name, ref.uri, cfg)
+            log.warning(
+                "drift detected in %s/%s: %s",
+                namespace,
+                name,
+                ", ".join(
+                    f"{f.name} {f.method} p={f.p_value:.3g}"
+                    for f in report.features
+                    if f.drift and f.p_value is not None
+                ),
+            )
+            await asyncio.gather(*(p.publish(event) for p in self.publishers))
+            self.events_sent += 1
+
+    def record(self, namespace: str, name: str, report: DriftReport) -> None:
+        """Put a tested window's statistics on the metrics and the status."""
+        m = self.metrics
+        for f in report.features:
+            m.score.labels(name, f.name, f.method).set(f.score)
+            if f.p_value is not None:
+                m.p_value.labels(name, f.name, f.method).set(f.p_value)
+        m.detected.labels(name).set(1 if report.detected else 0)
+        m.windows.labels(name, "true" if report.detected else "false").inc()
+        window = self._window((namespace, name))
+        window.last = report
+        window.tested += 1
+        window.drifted += int(report.detected)
+
+    async def drain(self) -> None:
+        """Wait for the tests in flight (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /`` shows: the reference, the windows and the last results."""
+        ref = self.reference
+        out: dict[str, Any] = {
+            "reference": {
+                "uri": ref.uri,
+                "rows": ref.rows,
+                "columns": [{"name": c, "kind": ref.kinds[c]} for c in ref.columns],
+            },
+            "batchSize": self.config.batch_size,
+            "alpha": self.config.alpha,
+            "publishers": [p.name for p in self.publishers],
+            "eventsSent": self.events_sent,
+            "inferenceServices": [],
+        }
+        if self.last_error:
+            out["lastError"] = self.last_error
+        for (namespace, name), window in sorted(self.windows.items()):
+            item: dict[str, Any] = {
+                "namespace": namespace,
+                "name": name,
+                "pending": window.size,
+                "windowsTested": window.tested,
+                "windowsDrifted": window.drifted,
+            }
+            if window.last is not None:
+                item["last"] = {
+                    "detected": window.last.detected,
+                    "threshold": window.last.threshold,
+                    "features": [f.as_event() for f in window.last.features],
+                    "skipped": list(window.last.skipped),
+                }
+            out["inferenceServices"].append(item)
+        return out
