@@ -34,7 +34,6 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 from kubernetes import client, config
@@ -83,11 +82,17 @@ class Traffic(threading.Thread):
         with httpx.Client(timeout=10, trust_env=False) as http:
             while not self.stop.is_set():
                 drifted = self.drifted
-                body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
-                                    "data": self.row()}]}
+                body = {
+                    "inputs": [
+                        {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": self.row()}
+                    ]
+                }
                 try:
-                    r = http.post(f"{self.url}/v2/models/{self.model}/infer", json=body,
-                                  headers={"Host": self.host})
+                    r = http.post(
+                        f"{self.url}/v2/models/{self.model}/infer",
+                        json=body,
+                        headers={"Host": self.host},
+                    )
                     self.failed += r.status_code != 200
                 except httpx.HTTPError:
                     self.failed += 1
@@ -111,19 +116,36 @@ def publish_drift(namespace: str, isvc: str, app_id: str = "mdlc-retrain") -> st
         "source": f"/wonderland/drift-detector/{namespace}/{isvc}",
         "datacontenttype": "application/json",
         "data": {
-            "inferenceService": isvc, "namespace": namespace, "detected": True,
+            "inferenceService": isvc,
+            "namespace": namespace,
+            "detected": True,
             "features": [
-                {"name": "petal_length", "method": "ks", "score": 0.93, "pValue": 1e-12,
-                 "drift": True},
-                {"name": "sepal_width", "method": "ks", "score": 0.08, "pValue": 0.61,
-                 "drift": False},
+                {
+                    "name": "petal_length",
+                    "method": "ks",
+                    "score": 0.93,
+                    "pValue": 1e-12,
+                    "drift": True,
+                },
+                {
+                    "name": "sepal_width",
+                    "method": "ks",
+                    "score": 0.08,
+                    "pValue": 0.61,
+                    "drift": False,
+                },
             ],
-            "windowSize": 100, "reference": f"models:/{isvc}@champion",
+            "windowSize": 100,
+            "reference": f"models:/{isvc}@champion",
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     }
-    r = httpx.post(f"http://127.0.0.1:{port}/v1.0/publish/pubsub/drift", json=event,
-                   headers={"Content-Type": "application/cloudevents+json"}, trust_env=False)
+    r = httpx.post(
+        f"http://127.0.0.1:{port}/v1.0/publish/pubsub/drift",
+        json=event,
+        headers={"Content-Type": "application/cloudevents+json"},
+        trust_env=False,
+    )
     r.raise_for_status()
     return event_id
 
@@ -131,8 +153,9 @@ def publish_drift(namespace: str, isvc: str, app_id: str = "mdlc-retrain") -> st
 class Watcher:
     """Prints the loop's Events on the InferenceService (and the TrainJob's end) once each."""
 
-    def __init__(self, namespace: str, isvc: str, since: float,
-                 say: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, namespace: str, isvc: str, since: float, say: Callable[[str, str], None]
+    ) -> None:
         self.namespace, self.isvc, self.say = namespace, isvc, say
         self.core, self.custom = client.CoreV1Api(), client.CustomObjectsApi()
         self.seen: set[str] = set()
@@ -157,7 +180,8 @@ class Watcher:
                 return str(ev.reason)
         if self.trainjob and "RetrainFinished" not in self.steps:
             job = self.custom.get_namespaced_custom_object(
-                "trainer.kubeflow.org", "v1alpha1", self.namespace, "trainjobs", self.trainjob)
+                "trainer.kubeflow.org", "v1alpha1", self.namespace, "trainjobs", self.trainjob
+            )
             for cond in (job.get("status") or {}).get("conditions") or []:
                 if cond.get("type") == "Complete" and cond.get("status") == "True":
                     self.steps["RetrainFinished"] = time.monotonic()
@@ -173,14 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
     parser.add_argument("--normal-seconds", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--publish", action="store_true",
-                        help="publish a drift event instead of waiting for the detector")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="publish a drift event instead of waiting for the detector",
+    )
     parser.add_argument("--json", action="store_true", help="print the steps' times as JSON")
     args = parser.parse_args(argv)
 
     config.load_kube_config(str(home() / "kubeconfig"))
-    traffic = Traffic(gateway_url(), f"{args.isvc}.{args.namespace}.{args.domain}", args.isvc,
-                      args.rate)
+    traffic = Traffic(
+        gateway_url(), f"{args.isvc}.{args.namespace}.{args.domain}", args.isvc, args.rate
+    )
     start = time.monotonic()
 
     def say(step: str, message: str) -> None:

@@ -76,14 +76,34 @@ def test_drift_event_retrains_canaries_and_promotes_the_challenger(tmp_path: Pat
 
         env = {**d.env, "PYTHONPATH": str(ROOT / "src")}
         loop = subprocess.run(
-            [sys.executable, str(EXAMPLE / "loop.py"), "--publish", "--json",
-             "--normal-seconds", "2", "--rate", "25", "--timeout", "150"],
-            env=env, capture_output=True, text=True, timeout=200, check=False,
+            [
+                sys.executable,
+                str(EXAMPLE / "loop.py"),
+                "--publish",
+                "--json",
+                "--normal-seconds",
+                "2",
+                "--rate",
+                "25",
+                "--timeout",
+                "150",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+            check=False,
         )
         out = loop.stdout
         assert loop.returncode == 0, out + loop.stderr + d.log.read_text(errors="replace")[-3000:]
-        for step in ("drift detected", "retrain started", "retrain finished",
-                     "challenger registered", "canary serving", "promoted"):
+        for step in (
+            "drift detected",
+            "retrain started",
+            "retrain finished",
+            "challenger registered",
+            "canary serving",
+            "promoted",
+        ):
             assert step in out, out
         assert "petal_length" in out, out  # the drifted feature, from the event
         assert "20%" in out, out  # the canary's share

@@ -53,14 +53,18 @@ class TrainJobs:
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return dict(custom.get_namespaced_custom_object(*self.args, namespace, "trainjobs", name))
+            return dict(
+                custom.get_namespaced_custom_object(*self.args, namespace, "trainjobs", name)
+            )
         except client.ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
     def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(custom.create_namespaced_custom_object(*self.args, namespace, "trainjobs", body))
+        return dict(
+            custom.create_namespaced_custom_object(*self.args, namespace, "trainjobs", body)
+        )
 
 
 retrainer = Retrainer(TrainJobs(), yaml.safe_load(TEMPLATE.read_text()), LOOP)
@@ -72,16 +76,28 @@ def rollout_job(trainjob: dict[str, Any], isvc: str) -> dict[str, Any]:
         "name": "rollout",
         "image": IMAGE,
         "command": ["python", "-m", "wonderland.monitoring.rollout"],
-        "args": ["--trainjob", name, "--isvc", isvc, "--model", MODEL, "--namespace", NAMESPACE,
-                 *ROLLOUT_ARGS],
+        "args": [
+            "--trainjob",
+            name,
+            "--isvc",
+            isvc,
+            "--model",
+            MODEL,
+            "--namespace",
+            NAMESPACE,
+            *ROLLOUT_ARGS,
+        ],
     }
     if os.environ.get("PYTHONPATH"):  # the same code as this app (a development checkout)
         container["env"] = [{"name": "PYTHONPATH", "value": os.environ["PYTHONPATH"]}]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": f"{name}-rollout", "namespace": NAMESPACE,
-                     "labels": {"mdlc.wonderland.dev/loop": LOOP}},
+        "metadata": {
+            "name": f"{name}-rollout",
+            "namespace": NAMESPACE,
+            "labels": {"mdlc.wonderland.dev/loop": LOOP},
+        },
         "spec": {
             "backoffLimit": 0,
             "template": {
@@ -99,10 +115,17 @@ def rollout_job(trainjob: dict[str, Any], isvc: str) -> dict[str, Any]:
 def record(isvc: str, reason: str, message: str) -> None:
     body = {
         "metadata": {"generateName": f"{isvc}.", "namespace": NAMESPACE},
-        "involvedObject": {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                           "name": isvc, "namespace": NAMESPACE},
-        "reason": reason, "message": message, "type": "Normal",
-        "source": {"component": "mdlc-retrain"}, "count": 1,
+        "involvedObject": {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "name": isvc,
+            "namespace": NAMESPACE,
+        },
+        "reason": reason,
+        "message": message,
+        "type": "Normal",
+        "source": {"component": "mdlc-retrain"},
+        "count": 1,
     }
     try:
         core.create_namespaced_event(NAMESPACE, body)
@@ -114,8 +137,11 @@ def on_drift(event: DriftEvent) -> str:
     outcome = retrainer.on_event(event)
     log.info("%s: %s", outcome.action, outcome.message)
     if outcome.action == "started":
-        record(event.inference_service, "DriftDetected",
-               f"drift in {event.summary()} (event {event.id} from {event.source})")
+        record(
+            event.inference_service,
+            "DriftDetected",
+            f"drift in {event.summary()} (event {event.id} from {event.source})",
+        )
         job = retrainer.api.get(event.namespace, outcome.trainjob) or {}
         batch.create_namespaced_job(NAMESPACE, rollout_job(job, event.inference_service))
         record(event.inference_service, "RetrainStarted", outcome.message)
@@ -152,6 +178,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def _reply(send: Any, status: int, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": data})

@@ -167,9 +167,7 @@ def judge(
     label = f"p{q * 100:g}"
     ch_err, ch_lat = challenger.error_rate, challenger.latency(q)
     base_err, base_lat = champion.error_rate, champion.latency(q)
-    figures = (
-        f"error rate {ch_err:.3f} vs {base_err:.3f}, {label} {_ms(ch_lat)} vs {_ms(base_lat)}"
-    )
+    figures = f"error rate {ch_err:.3f} vs {base_err:.3f}, {label} {_ms(ch_lat)} vs {_ms(base_lat)}"
     if ch_err > base_err + policy.error_rate_margin:
         return Verdict(
             False,
@@ -206,7 +204,10 @@ def stats_from_exposition(text: str, revision: str) -> RevisionStats:
     bounds: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if family.name == REQUESTS and sample.name in (REQUESTS, REQUESTS + "_total"):
+            if family.name in (REQUESTS, REQUESTS + "_total") and sample.name in (
+                REQUESTS,
+                REQUESTS + "_total",
+            ):
                 requests += sample.value
                 code = str(sample.labels.get("code", ""))
                 if code.startswith("5") or code.upper() in ("INTERNAL", "UNAVAILABLE"):

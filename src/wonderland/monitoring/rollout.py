@@ -83,12 +83,13 @@ class _Cluster:
 
         try:
             config.load_kube_config()
-        except Exception:  # noqa: BLE001 - no kubeconfig: in a cluster's Pod
+        except Exception:
             config.load_incluster_config()
         self.namespace = namespace
-        self.custom = client.CustomObjectsApi()
-        self.core = client.CoreV1Api()
-        self._client = client
+        # the client's stubs type bodies as its models; these calls send and get plain dicts
+        self.custom: Any = client.CustomObjectsApi()
+        self.core: Any = client.CoreV1Api()
+        self._api: Any = client.ApiClient()
 
     def trainjob(self, name: str) -> Obj:
         return dict(
@@ -117,7 +118,7 @@ class _Cluster:
 
     def pods(self, selector: str) -> list[Obj]:
         found = self.core.list_namespaced_pod(self.namespace, label_selector=selector)
-        return [self._client.ApiClient().sanitize_for_serialization(p) for p in found.items]
+        return [dict(self._api.sanitize_for_serialization(p)) for p in found.items]
 
     def event(self, isvc: Obj, reason: str, message: str, warning: bool = False) -> None:
         meta = isvc["metadata"]
@@ -143,7 +144,7 @@ class _Cluster:
         }
         try:
             self.core.create_namespaced_event(self.namespace, body)
-        except Exception as exc:  # noqa: BLE001 - an event is a courtesy, never a failure
+        except Exception as exc:
             _say("warning", f"could not record event {reason}: {exc}")
 
 
@@ -152,7 +153,9 @@ def _predictor_traffic(isvc: Mapping[str, Any]) -> list[Obj]:
     return list((comps.get("predictor") or {}).get("traffic") or [])
 
 
-def _set_version_tags(mlflow: RestClient, model: str, version: str, tags: Mapping[str, str]) -> None:
+def _set_version_tags(
+    mlflow: RestClient, model: str, version: str, tags: Mapping[str, str]
+) -> None:
     for key, value in tags.items():
         mlflow.call(
             "POST",
@@ -201,16 +204,21 @@ def run(args: argparse.Namespace) -> int:
         tags = {t["key"]: t["value"] for t in mlflow.get_run(run_id)["data"].get("tags") or []}
         made_by = tags.get("wonderland.name", "")
     if made_by and made_by != args.trainjob:
-        _say("challenger", f"{model}@challenger is version {version}, made by {made_by}, not "
-             f"{args.trainjob}; nothing to roll out")
+        _say(
+            "challenger",
+            f"{model}@challenger is version {version}, made by {made_by}, not "
+            f"{args.trainjob}; nothing to roll out",
+        )
         return 1
     try:
         champion = str(mlflow.version_by_alias(model, "champion")["version"])
-    except Exception:  # noqa: BLE001 - no champion yet: the challenger is the first
+    except Exception:
         champion = ""
     cluster.event(
-        isvc, "ChallengerRegistered", f"{model} version {version} is the challenger (TrainJob "
-        f"{args.trainjob}); champion: version {champion or 'none'}"
+        isvc,
+        "ChallengerRegistered",
+        f"{model} version {version} is the challenger (TrainJob "
+        f"{args.trainjob}); champion: version {champion or 'none'}",
     )
     _say("challenger", f"{model} version {version} registered as challenger")
 
