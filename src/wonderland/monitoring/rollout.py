@@ -81,10 +81,11 @@ class _Cluster:
     def __init__(self, namespace: str) -> None:
         from kubernetes import client, config
 
+        loader: Any = config
         try:
-            config.load_kube_config()
-        except Exception:
-            config.load_incluster_config()
+            loader.load_kube_config()
+        except Exception:  # no kubeconfig: in a cluster's Pod
+            loader.load_incluster_config()
         self.namespace = namespace
         # the client's stubs type bodies as its models; these calls send and get plain dicts
         self.custom: Any = client.CustomObjectsApi()
