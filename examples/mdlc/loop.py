@@ -163,6 +163,11 @@ class Watcher:
         self.trainjob = ""
         self.since = since
 
+    def prime(self) -> None:
+        """Earlier rounds' events are history: mark them seen without printing them."""
+        for ev in self.core.list_namespaced_event(self.namespace).items:
+            self.seen.add(ev.metadata.name)
+
     def poll(self) -> str | None:
         events = self.core.list_namespaced_event(self.namespace).items
         for ev in sorted(events, key=lambda e: e.metadata.creation_timestamp or 0):
@@ -216,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - t0:7.2f}s] {step:22} {message}", flush=True)
 
     watcher = Watcher(args.namespace, args.isvc, start, say)
-    watcher.poll()
-    watcher.steps.clear()  # earlier rounds' events are history
+    watcher.prime()
     say("normal traffic", f"{args.rate:g} requests/s for {args.normal_seconds:g}s")
     traffic.start()
     time.sleep(args.normal_seconds)
