@@ -70,8 +70,8 @@ def test_train_register_promote_serve_retrain_and_roll_out(tmp_path: Path) -> No
         assert "C: 0.01" in described and "accuracy:" in described, described
         assert "iris" in described.split("Datasets:")[1], described
 
-        out = d.ok("models", "promote", "iris-mdlc", "1", "--alias", "champion")
-        assert "iris-mdlc@champion → version 1" in out, out
+        # iris-v1 sets the alias champion itself (ALIAS in train.yaml)
+        assert "Aliases:    champion" in described, described
 
         d.ok("apply", "-f", str(EXAMPLE / "serve.yaml"))
 
@@ -91,7 +91,7 @@ def test_train_register_promote_serve_retrain_and_roll_out(tmp_path: Path) -> No
         assert len(_infer(d)["outputs"][0]["data"]) == 2
         rev1 = first["status"]["components"]["predictor"]["latestReadyRevision"]
 
-        d.ok("apply", "-f", str(EXAMPLE / "retrain.yaml"))
+        d.ok("apply", "-f", str(EXAMPLE / "steps" / "retrain.yaml"))
         _trained(d, "iris-v2")
         started = time.monotonic()
         out = d.ok(

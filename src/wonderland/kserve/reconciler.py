@@ -50,6 +50,7 @@ STORAGE_RETRY_SECONDS = 10.0
 # Reasons after which the InferenceService is looked at again in STORAGE_RETRY_SECONDS.
 RETRIED = ("ModelLoadFailed", "ModelNotFound", "RegistryUnavailable")
 WONDERLAND_SERVE = ["wonderland", "serve"]
+SCRAPING = "serving.kserve.io/enable-prometheus-scraping"
 
 
 @dataclass
@@ -82,6 +83,8 @@ class InferenceServiceReconciler:
         self.pins: ModelPins | None = None
         # The pin each InferenceService's predictor was built with in this reconcile.
         self._building: dict[tuple[str, str], Pin] = {}
+        # The runtime's scrape annotations for a predictor (enable-prometheus-scraping).
+        self._scrape: dict[tuple[str, str], dict[str, str]] = {}
 
     # -- the loop --------------------------------------------------------------------
 
@@ -134,6 +137,10 @@ class InferenceServiceReconciler:
             desired = component_ksvc(
                 isvc, which, component, container, cstatus.get("latestRolledoutRevision")
             )
+            scrape = self._scrape.pop((namespace, name), None) if which == "predictor" else None
+            if scrape:
+                template_meta = desired["spec"]["template"]["metadata"]
+                template_meta["annotations"] = {**scrape, **template_meta["annotations"]}
             try:
                 ksvc = self._converge(KSVCS, desired)
             except ComponentSpecError as exc:
@@ -298,6 +305,13 @@ class InferenceServiceReconciler:
                 "from storageUri; give a path, file://, pvc://, s3:// or http(s):// URI",
             )
         container = model_container(isvc, model, choice.obj, model_dir, builtin)
+        meta_ann = isvc["metadata"].get("annotations") or {}
+        if str(meta_ann.get(SCRAPING, "")).lower() == "true":
+            # KServe's rule: the runtime's prometheus.kserve.io/* reach the predictor's pods
+            runtime_ann = choice.obj["metadata"].get("annotations") or {}
+            self._scrape[(isvc["metadata"]["namespace"], isvc["metadata"]["name"])] = {
+                k: str(v) for k, v in runtime_ann.items() if k.startswith("prometheus.kserve.io/")
+            }
         if builtin and self.forkserver and container.get("command") == WONDERLAND_SERVE:
             self.forkserver.ensure_started()
             container["command"] = [sys.executable, "-m", "wonderland.kserve.forkserver", "serve"]

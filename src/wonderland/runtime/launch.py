@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from wonderland.api import quantity
 from wonderland.api.schemas.core import Container, PodObject
 from wonderland.errors import NotFoundError, WonderlandError
+from wonderland.kubeconfig import kubeconfig_path
 from wonderland.runtime import cgroups, containers, sandbox
 from wonderland.runtime.container_runner import ContainerRunner
 from wonderland.runtime.env import PodInfo, container_env, expand
@@ -157,6 +158,12 @@ def _environment(
         env["PATH"] = str(Path(image_env["VIRTUAL_ENV"]) / "bin") + os.pathsep + env["PATH"]
     env.update(image_env)
     env["HOSTNAME"] = ctx.pod.spec.hostname or ctx.name
+    if ctx.pod.spec.automountServiceAccountToken is True:
+        # Kubernetes mounts API credentials unless told not to; here a Pod asks for them
+        # explicitly and gets the platform's kubeconfig (which clients read from KUBECONFIG)
+        kubeconfig = kubeconfig_path(host.state_dir)
+        if kubeconfig.exists():
+            env["KUBECONFIG"] = str(kubeconfig)
     gpus = ctx.admission.container_gpus.get(runner.name, ()) if ctx.admission else ()
     # as the NVIDIA device plugin does: a container sees the GPUs it was given, no other
     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)

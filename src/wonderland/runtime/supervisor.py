@@ -73,6 +73,7 @@ class ReplicaTemplate:
     sidecars: list[dict[str, Any]] = field(default_factory=list)
     volumes: list[dict[str, Any]] = field(default_factory=list)
     service_account: str | None = None
+    automount_token: bool | None = None
     port_name: str = ""
     grace_period: float = 30.0
     progress_deadline: float = 600.0
@@ -292,6 +293,8 @@ class Supervisor:
             spec["volumes"] = template.volumes
         if template.service_account:
             spec["serviceAccountName"] = template.service_account
+        if template.automount_token is not None:
+            spec["automountServiceAccountToken"] = template.automount_token
         meta: dict[str, Any] = {
             "name": name,
             "namespace": template.namespace,

@@ -228,6 +228,7 @@ class RevisionReconciler:
             sidecars=sidecars,
             volumes=list(spec.get("volumes") or []),
             service_account=spec.get("serviceAccountName"),
+            automount_token=spec.get("automountServiceAccountToken"),
             port_name=(ports[0].get("name") or "") if ports else "",
             grace_period=min(timeout, 30.0),
             progress_deadline=(

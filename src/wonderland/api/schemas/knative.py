@@ -18,6 +18,7 @@ class RevisionSpec(Schema):
     responseStartTimeoutSeconds: int | None = None
     idleTimeoutSeconds: int | None = None
     serviceAccountName: str | None = None
+    automountServiceAccountToken: bool | None = None
     enableServiceLinks: bool | None = None
 
 
