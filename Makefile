@@ -53,7 +53,7 @@ mpi:
 
 ## make prometheus: Debian's Prometheus (wonderland up --prometheus and its tests).
 prometheus:
-	@command -v prometheus >/dev/null || { apt-get update -q && apt-get install -y -q prometheus; }
+	@command -v prometheus >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }
 
 ## make kubeflow-sdk: the official Kubeflow SDK in .venv-kubeflow (the training tests use it).
 $(KUBEFLOW_VENV)/.installed:
