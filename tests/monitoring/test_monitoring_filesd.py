@@ -33,7 +33,9 @@ def _pod(name: str, port: int) -> dict[str, Any]:
             "labels": {"serving.knative.dev/revision": "hello-00001"},
             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/path": "/stats"},
         },
-        "spec": {"containers": [{"name": "app", "image": "app", "ports": [{"containerPort": port}]}]},
+        "spec": {
+            "containers": [{"name": "app", "image": "app", "ports": [{"containerPort": port}]}]
+        },
     }
 
 
@@ -68,7 +70,11 @@ async def test_the_file_follows_pods_as_they_run_and_go(store: Store, tmp_path: 
         assert groups == [
             {
                 "targets": ["127.0.0.1:9090"],
-                "labels": {"job": "wonderland", "__metrics_path__": "/metrics", "component": "daemon"},
+                "labels": {
+                    "job": "wonderland",
+                    "__metrics_path__": "/metrics",
+                    "component": "daemon",
+                },
             },
             {
                 "targets": ["127.0.0.1:41001"],
@@ -121,7 +127,10 @@ def test_the_configuration_reads_the_file_at_the_interval_set() -> None:
     }
     (job,) = config["scrape_configs"]
     assert job["file_sd_configs"][0]["files"] == ["/h/monitoring/targets.json"]
-    assert duration(10) == "10s" and prometheus_config(Path("t"), 30)["global"]["scrape_timeout"] == "10s"
+    assert (
+        duration(10) == "10s"
+        and prometheus_config(Path("t"), 30)["global"]["scrape_timeout"] == "10s"
+    )
 
 
 def test_settings_refuse_a_bad_prometheus_setting() -> None:
