@@ -60,6 +60,48 @@ TRAINJOB = {
 }
 
 
+# one Katib trial whose metric the StdOut collector reads from the log
+EXPERIMENT = {
+    "apiVersion": "kubeflow.org/v1beta1",
+    "kind": "Experiment",
+    "metadata": {"name": "tiny", "namespace": "default"},
+    "spec": {
+        "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+        "algorithm": {"algorithmName": "random"},
+        "parallelTrialCount": 1,
+        "maxTrialCount": 1,
+        "parameters": [
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.9"}}
+        ],
+        "trialTemplate": {
+            "primaryContainerName": "main",
+            "trialParameters": [{"name": "x", "reference": "x"}],
+            "trialSpec": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {
+                                    "name": "main",
+                                    "image": "python",
+                                    "command": [
+                                        sys.executable,
+                                        "-c",
+                                        "print('loss=${trialParameters.x}')",
+                                    ],
+                                }
+                            ],
+                        }
+                    }
+                },
+            },
+        },
+    },
+}
+
 # KServe scrapes a model server only when the InferenceService asks for it
 SCRAPED_ISVC = {
     "apiVersion": "serving.kserve.io/v1beta1",
@@ -120,6 +162,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WonderlandDae
         d.start("--prometheus", "-f", str(REPO / "examples" / "conference"), timeout=120)
         d.ok("apply", "-f", "-", stdin=json.dumps(TRAINJOB))
         d.ok("apply", "-f", "-", stdin=json.dumps(SCRAPED_ISVC))
+        d.ok("apply", "-f", "-", stdin=json.dumps(EXPERIMENT))
         yield d
     finally:
         d.stop()
