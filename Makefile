@@ -15,7 +15,7 @@ KUBEFLOW_SDK := kubeflow==0.5.0
 KATIB_VENV := .venv-katib
 KATIB_SDK := kubeflow-katib==0.19.0 kubernetes<36
 
-.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi
+.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -50,6 +50,10 @@ browser: dev
 ## make mpi: Debian's Open MPI (the MPI TrainJob test runs mpirun).
 mpi:
 	@command -v mpirun >/dev/null || { apt-get update -q && apt-get install -y -q openmpi-bin; }
+
+## make prometheus: Debian's Prometheus (wonderland up --prometheus and its tests).
+prometheus:
+	@command -v prometheus >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }
 
 ## make kubeflow-sdk: the official Kubeflow SDK in .venv-kubeflow (the training tests use it).
 $(KUBEFLOW_VENV)/.installed:

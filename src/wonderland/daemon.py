@@ -181,6 +181,11 @@ def _banner(
         lines.append(f"metrics (Prometheus /metrics, /federate): {monitoring['url']}")
     elif isinstance(monitoring, dict) and monitoring.get("reason"):
         lines.append(f"metrics: not served: {monitoring['reason']}")
+    prometheus = info.get("prometheus")
+    if isinstance(prometheus, dict) and prometheus.get("state") not in (None, "off"):
+        state = prometheus["state"]
+        why = f": {prometheus['reason']}" if prometheus.get("reason") else ""
+        lines.append(f"Prometheus: {prometheus.get('url') or '(none)'} [{state}{why}]")
     if notes:
         # An example's own NOTES.txt says what to try; {gateway}, {gateway_port}, {domain},
         # {home} and {server} are filled in (plain replacement: curl bodies keep their braces).

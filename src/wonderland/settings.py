@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,19 @@ from wonderland.errors import ConfigError
 __all__ = ["Settings"]
 
 PREFIX = "WONDERLAND_"
+# a Prometheus duration (--storage.tsdb.retention.time)
+_DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
 
 
 PAYLOAD_LIMITS = ("payload_records", "payload_max_bytes", "payload_max_total_bytes")
-PORTS = ("api_port", "gateway_port", "katib_db_manager_port", "mlflow_port", "metrics_port")
+PORTS = (
+    "api_port",
+    "gateway_port",
+    "katib_db_manager_port",
+    "mlflow_port",
+    "metrics_port",
+    "prometheus_port",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,15 @@ class Settings:
     stores; a larger one is kept as its size only.
     ``payload_max_total_bytes`` (WONDERLAND_PAYLOAD_MAX_TOTAL_BYTES): the payloads the sink
     keeps in all; past it the oldest calls go first.
+    ``prometheus`` (WONDERLAND_PROMETHEUS): ``on`` runs a real Prometheus (Debian's
+    ``prometheus``) as a platform component that scrapes the daemon and every Pod
+    (``wonderland up --prometheus``); ``off`` (the default) does not.
+    ``prometheus_port`` (WONDERLAND_PROMETHEUS_PORT): where it listens (9091, beside the
+    monitoring endpoint's 9090); 0 picks a free port.
+    ``prometheus_scrape_interval`` (WONDERLAND_PROMETHEUS_SCRAPE_INTERVAL): seconds between
+    its scrapes (10).
+    ``prometheus_retention`` (WONDERLAND_PROMETHEUS_RETENTION): how long it keeps samples,
+    as Prometheus writes durations (``15d``, ``12h``).
     ``jobset_feature_gates`` (WONDERLAND_JOBSET_FEATURE_GATES): the JobSet controller's
     ``--feature-gates``, e.g. ``RestartJob=true`` (the one alpha gate that works here).
     """
@@ -88,6 +107,10 @@ class Settings:
     payload_records: int = 1000
     payload_max_bytes: int = 256 * 1024
     payload_max_total_bytes: int = 256 * 1024 * 1024
+    prometheus: str = "off"
+    prometheus_port: int = 9091
+    prometheus_scrape_interval: float = 10.0
+    prometheus_retention: str = "15d"
 
     @property
     def state_dir(self) -> Path:
@@ -135,7 +158,12 @@ class Settings:
                 raise ConfigError(
                     f'{var}="{raw}" is not a port number; use 1-65535 (or 0)'
                 ) from None
-        if name in ("backoff_seconds", "mlflow_idle_seconds", "mlflow_poll_seconds"):
+        if name in (
+            "backoff_seconds",
+            "mlflow_idle_seconds",
+            "mlflow_poll_seconds",
+            "prometheus_scrape_interval",
+        ):
             try:
                 return float(raw)
             except ValueError:
@@ -162,6 +190,17 @@ class Settings:
             raise ConfigError(
                 "WONDERLAND_MLFLOW_IDLE_SECONDS and WONDERLAND_MLFLOW_POLL_SECONDS must be "
                 "more than 0 seconds"
+            )
+        if self.prometheus not in ("off", "on"):
+            raise ConfigError(f'WONDERLAND_PROMETHEUS="{self.prometheus}" must be off or on')
+        if not 0.1 <= self.prometheus_scrape_interval <= 3600:
+            raise ConfigError(
+                "WONDERLAND_PROMETHEUS_SCRAPE_INTERVAL must be between 0.1 and 3600 seconds"
+            )
+        if not _DURATION.fullmatch(self.prometheus_retention):
+            raise ConfigError(
+                f'WONDERLAND_PROMETHEUS_RETENTION="{self.prometheus_retention}" is not a '
+                "Prometheus duration; e.g. 15d, 12h or 1w"
             )
         for name in ("mlflow_backend_store_uri", "mlflow_tracking_uri"):
             value = getattr(self, name)

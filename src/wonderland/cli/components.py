@@ -1,6 +1,7 @@
 """``wonderland get componentstatuses`` (``cs``) and ``wonderland describe componentstatus
 NAME``, as kubectl names the control plane's component statuses: the platform's
-own components (gateway, Katib's DB manager, MLflow's tracking server), their URLs and
+own components (gateway, Katib's DB manager, MLflow's tracking server, the monitoring
+endpoint, Prometheus), their URLs and
 states, as the running daemon publishes them in ``<home>/daemon.json``.
 
 They are not API objects (no kind in the control API): the daemon rewrites daemon.json when
@@ -26,6 +27,8 @@ _DETAILS = (
     ("gateway_url", "Gateway URL"),
     ("cluster_url", "In-cluster URL"),
     ("backend", "Backend store"),
+    ("reason", "Reason"),
+    ("config", "Config"),
     ("log", "Log"),
 )
 
@@ -59,7 +62,8 @@ def components(state_dir: Path) -> list[Component]:
         raise ConfigError(
             f"no wonderland daemon is running on {state_dir}; start it with `wonderland up`"
         )
-    found = (_entry(name, info.get(name)) for name in ("gateway", "katib-db-manager", "mlflow"))
+    names = ("gateway", "katib-db-manager", "mlflow", "monitoring", "prometheus")
+    found = (_entry(name, info.get(name)) for name in names)
     return [c for c in found if c is not None]
 
 

@@ -29,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run the platform (control API, controllers, gateway) in the foreground.",
     )
     _file_flags(up, required=False)
+    up.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run Prometheus (Debian's prometheus package) scraping the daemon and every "
+        "Pod, on WONDERLAND_PROMETHEUS_PORT (9091); the same as WONDERLAND_PROMETHEUS=on",
+    )
     up.set_defaults(handler=_up)
 
     apply = subparsers.add_parser("apply", help="create or update objects from manifests")
@@ -136,9 +142,11 @@ def _load(args: argparse.Namespace) -> list[Manifest]:
 
 def _up(args: argparse.Namespace) -> int:
     from wonderland import daemon
+    from wonderland.settings import Settings
 
     manifests = _load(args) if args.filename else []
-    return daemon.run(_settings(), manifests)
+    settings = Settings.from_env(prometheus="on" if args.prometheus else None)
+    return daemon.run(settings, manifests)
 
 
 def _down(args: argparse.Namespace) -> int:

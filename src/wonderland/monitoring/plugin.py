@@ -1,10 +1,15 @@
-"""The monitoring plugin: the daemon's metrics hub and its HTTP endpoint."""
+"""The monitoring plugin: the daemon's metrics hub and its HTTP endpoint, the scrape
+targets as a Prometheus file service discovery file, and (``WONDERLAND_PROMETHEUS=on``,
+``wonderland up --prometheus``) a real Prometheus that scrapes them."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.monitoring.filesd import TARGETS_FILE, FileSDWriter, daemon_targets
 from wonderland.monitoring.hub import MetricsHub
+from wonderland.monitoring.prometheus import INFO_KEY as PROMETHEUS_INFO_KEY
+from wonderland.monitoring.prometheus import PrometheusServer, PrometheusStatus
 from wonderland.monitoring.server import MonitoringServer
 
 if TYPE_CHECKING:
@@ -31,8 +36,25 @@ class _Publishing:
 
 
 def install(platform: Platform) -> None:
-    """Provide the :class:`MetricsHub` and serve it on ``bind:metrics_port``."""
+    """Provide the :class:`MetricsHub` and serve it on ``bind:metrics_port``; keep
+    ``<home>/monitoring/targets.json`` current; run Prometheus when it is on."""
     hub = MetricsHub()
     platform.provide(MetricsHub, hub)
-    server = MonitoringServer(hub, platform.settings.bind, platform.settings.metrics_port)
+    settings = platform.settings
+    server = MonitoringServer(hub, settings.bind, settings.metrics_port)
     platform.add_service(_Publishing(platform, server))
+    targets = platform.state_dir / TARGETS_FILE
+    # after the endpoint: the daemon's own targets are read from what it published
+    platform.add_service(
+        FileSDWriter(platform.store, targets, lambda: daemon_targets(platform.info))
+    )
+    if settings.prometheus != "on":
+        platform.publish(PROMETHEUS_INFO_KEY, PrometheusStatus(url="", state="off").as_info())
+        return
+
+    def publish(status: PrometheusStatus) -> None:
+        platform.publish(PROMETHEUS_INFO_KEY, status.as_info())
+
+    prometheus = PrometheusServer(settings, targets, on_status=publish)
+    platform.add_service(prometheus)
+    publish(prometheus.status())
