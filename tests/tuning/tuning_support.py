@@ -25,7 +25,9 @@ QUADRATIC = "import sys; x = float(sys.argv[1]); print(f'loss={(x - 0.3) ** 2:.6
 
 
 async def start_tuner(home: Path) -> Tuner:
-    settings = Settings(home=home, gateway_port=0, api_port=0, mlflow_port=0, metrics_port=0, backoff_seconds=0.2)
+    settings = Settings(
+        home=home, gateway_port=0, api_port=0, mlflow_port=0, metrics_port=0, backoff_seconds=0.2
+    )
     platform = Platform.open(settings)
     platform.install_plugins(PLUGINS)
     await platform.start()
