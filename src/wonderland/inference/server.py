@@ -142,9 +142,10 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
 
     dataplane = build_dataplane(options)
     app = RestApp(dataplane, options.max_request_size)
-    from wonderland.inference.payload_logger import logger_from_env
+    from wonderland.inference.payload_logger import PayloadLogger, logger_from_env
 
     app = logger_from_env(app)  # KServe's payload logger, when KSERVE_LOGGER_URL is set
+    payload_logger = app if isinstance(app, PayloadLogger) else None
     load_first = reuse_port or options.load_before_listen
     if load_first:
         # A worker joins the shared ports only once its models are loaded, so the
@@ -181,7 +182,16 @@ async def run_server(options: ServerOptions, reuse_port: bool = False) -> None:
         server_header=False,
         date_header=False,
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            # the connections are closed, so every logged call is queued: send them (the
+            # flush is bounded) before uvicorn re-raises the signal that stopped it
+            if payload_logger is not None:
+                await payload_logger.close()
+
+    server = Server(config)
     loader = None if load_first else asyncio.create_task(dataplane.repository.load_all())
     print(
         f"wonderland serve: pid {os.getpid()}, REST http://{options.host}:{http_port}"
