@@ -4,21 +4,26 @@ Run it against `wonderland up -f examples/mdlc` (README.md):
 
     python examples/mdlc/loop.py
 
-It sends normal traffic to the InferenceService iris-mdlc, then drifted traffic (the petal
-features scaled up), and prints each step as it happens, with the seconds since the first
-drifted request:
+It sends normal traffic to the InferenceService iris-mdlc (rows of the iris data set, the
+distribution the model was trained on), then drifted traffic (the petal features scaled
+up), and prints each step as it happens, with the seconds since the first drifted request.
+The InferenceService's payload logger sends every request to the drift detector
+(detector.yaml), which tests each window of requests against the champion's training
+sample and publishes the drift event the subscriber acts on:
 
-    drift detected        the features the detector flagged
+    drift detected        the features the detector flagged (its event's id and source)
     retrain started       the TrainJob the drift event started
     retrain finished      its end
     challenger registered the new version
     canary serving        the traffic split between the two revisions
     promoted / kept       the verdict of the promotion policy and why
 
-`--publish` skips the detector: it publishes one drift CloudEvent to the Dapr pub/sub itself
-(through the retrain subscriber's sidecar), for a platform without the detector. Needs the
-kubernetes client and httpx; the platform's kubeconfig is found as the CLI finds it
-($WONDERLAND_HOME, default ~/.wonderland).
+A step seen during the normal traffic is printed too (a false alarm) and listed under
+`beforeDrift` with `--json`. `--publish` is for running the rest of the loop without the
+detector (where its image is not deployed, e.g. a cluster without it built): it publishes
+one drift CloudEvent itself through the retrain subscriber's Dapr sidecar. Needs the
+kubernetes client, httpx and scikit-learn (the iris data); the platform's kubeconfig is
+found as the CLI finds it ($WONDERLAND_HOME, default ~/.wonderland).
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ from pathlib import Path
 import httpx
 from kubernetes import client, config
 
-NORMAL = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.8, 3.0, 5.5, 2.1], [5.7, 2.8, 4.1, 1.3]]
 STEPS = {
     "DriftDetected": "drift detected",
     "RetrainStarted": "retrain started",
@@ -66,13 +70,16 @@ class Traffic(threading.Thread):
     def __init__(self, url: str, host: str, model: str, rate: float) -> None:
         super().__init__(daemon=True)
         self.url, self.host, self.model, self.rate = url, host, model, rate
+        from sklearn.datasets import load_iris
+
+        self.normal: list[list[float]] = load_iris().data.tolist()
         self.drifted = False
         self.first_drifted: float | None = None
         self.sent = self.failed = 0
         self.stop = threading.Event()
 
     def row(self) -> list[float]:
-        row = [x * random.uniform(0.95, 1.05) for x in random.choice(NORMAL)]
+        row = list(random.choice(self.normal))
         if self.drifted:
             row[2] *= 2.5  # petal length and width far outside the training data
             row[3] *= 2.5
@@ -87,6 +94,8 @@ class Traffic(threading.Thread):
                         {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": self.row()}
                     ]
                 }
+                if drifted and self.first_drifted is None:
+                    self.first_drifted = time.monotonic()
                 try:
                     r = http.post(
                         f"{self.url}/v2/models/{self.model}/infer",
@@ -97,8 +106,6 @@ class Traffic(threading.Thread):
                 except httpx.HTTPError:
                     self.failed += 1
                 self.sent += 1
-                if drifted and self.first_drifted is None:
-                    self.first_drifted = time.monotonic()
                 self.stop.wait(1 / self.rate)
 
 
@@ -160,6 +167,7 @@ class Watcher:
         self.core, self.custom = client.CoreV1Api(), client.CustomObjectsApi()
         self.seen: set[str] = set()
         self.steps: dict[str, float] = {}
+        self.before_drift: list[str] = []  # steps seen while the traffic was normal
         self.trainjob = ""
         self.since = since
 
@@ -168,7 +176,7 @@ class Watcher:
         for ev in self.core.list_namespaced_event(self.namespace).items:
             self.seen.add(ev.metadata.name)
 
-    def poll(self) -> str | None:
+    def poll(self, drifted: bool = True) -> str | None:
         events = self.core.list_namespaced_event(self.namespace).items
         for ev in sorted(events, key=lambda e: e.metadata.creation_timestamp or 0):
             involved = ev.involved_object
@@ -177,6 +185,8 @@ class Watcher:
             self.seen.add(ev.metadata.name)
             if ev.reason not in STEPS or ev.reason in self.steps:
                 continue
+            if not drifted:
+                self.before_drift.append(str(ev.reason))
             self.steps[ev.reason] = time.monotonic()
             self.say(STEPS[ev.reason], ev.message)
             if ev.reason == "RetrainStarted":
@@ -224,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     watcher.prime()
     say("normal traffic", f"{args.rate:g} requests/s for {args.normal_seconds:g}s")
     traffic.start()
-    time.sleep(args.normal_seconds)
+    normal_until = time.monotonic() + args.normal_seconds
+    while time.monotonic() < normal_until:
+        watcher.poll(drifted=False)  # a drift event now would be a false alarm
+        time.sleep(0.1)
     traffic.drifted = True
     while traffic.first_drifted is None:
         time.sleep(0.01)
@@ -241,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     say("traffic", f"{traffic.sent} requests, {traffic.failed} failed")
     if args.json:
         t0 = traffic.first_drifted or start
-        print(json.dumps({k: round(v - t0, 3) for k, v in watcher.steps.items()}))
+        steps: dict[str, object] = {k: round(v - t0, 3) for k, v in watcher.steps.items()}
+        steps["beforeDrift"] = watcher.before_drift
+        print(json.dumps(steps))
     if outcome is None:
         print(f"no verdict after {args.timeout:g}s", file=sys.stderr)
         return 1

@@ -1,8 +1,10 @@
 """The retraining loop of examples/mdlc/ end to end on a real `wonderland up`: iris-v1 is the
-champion and serves; a drift CloudEvent goes through the real Dapr pub/sub to the retrain
-subscriber, which starts a TrainJob (once per event id) and a rollout Job; the challenger it
-registers serves a canary, the policy reads both revisions' live metrics and promotes it;
-examples/mdlc/loop.py prints each step."""
+champion and serves; its payload logger sends every request to the drift detector
+(`wonderland/drift-detector`), which compares windows of them with the champion's training
+sample; normal traffic raises nothing, drifted traffic makes it publish a drift CloudEvent
+through the real Dapr pub/sub to the retrain subscriber, which starts a TrainJob (once per
+event id) and a rollout Job; the challenger it registers serves a canary, the policy reads
+both revisions' live metrics and promotes it; examples/mdlc/loop.py prints each step."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import yaml
 from _support.daemon import WonderlandDaemon, running_daemon, wait_for
 from _support.mlflow import needs_mlflow
 
-pytestmark = [needs_mlflow, pytest.mark.slow, pytest.mark.e2e]
+# the first training, the detector's windows, the retrain and the canary: minutes on a busy machine
+pytestmark = [needs_mlflow, pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "mdlc"
@@ -36,10 +39,10 @@ def _true(obj: dict[str, Any], ctype: str) -> bool:
 
 
 def _loop_manifests() -> str:
-    """The example's manifests (no detector: the test publishes the drift event), with the
+    """The example's manifests, as `wonderland up -f examples/mdlc` applies them, with the
     retrain subscriber importing this checkout's wonderland and a short canary."""
     docs: list[dict[str, Any]] = []
-    for name in ("train.yaml", "serve.yaml", "pubsub.yaml", "retrain.yaml"):
+    for name in ("train.yaml", "serve.yaml", "detector.yaml", "pubsub.yaml", "retrain.yaml"):
         docs += [d for d in yaml.safe_load_all((EXAMPLE / name).read_text()) if d]
     for doc in docs:
         if doc["kind"] == "Service" and doc["metadata"]["name"] == "mdlc-retrain":
@@ -75,16 +78,23 @@ def test_drift_event_retrains_canaries_and_promotes_the_challenger(tmp_path: Pat
         wait_for(
             lambda: _true(_get(d, "ksvc", "mdlc-retrain"), "Ready"), 120, "the retrain subscriber"
         )
+        # the detector waited for the champion's reference sample (--reference_wait)
+        wait_for(
+            lambda: _true(_get(d, "ksvc", "drift-detector"), "Ready"),
+            120,
+            "the drift detector",
+            log=d.log,
+        )
 
         env = {**d.env, "PYTHONPATH": str(ROOT / "src")}
         loop = subprocess.run(
             [
                 sys.executable,
                 str(EXAMPLE / "loop.py"),
-                "--publish",
                 "--json",
                 "--normal-seconds",
-                "2",
+                # 125 normal requests: two full windows of the detector (50) tested clean
+                "5",
                 "--rate",
                 "25",
                 "--timeout",
@@ -97,6 +107,7 @@ def test_drift_event_retrains_canaries_and_promotes_the_challenger(tmp_path: Pat
             check=False,
         )
         out = loop.stdout
+        print(out)  # the steps and their times (pytest -s shows them)
         assert loop.returncode == 0, out + loop.stderr + d.log.read_text(errors="replace")[-3000:]
         for step in (
             "drift detected",
@@ -107,10 +118,19 @@ def test_drift_event_retrains_canaries_and_promotes_the_challenger(tmp_path: Pat
             "promoted",
         ):
             assert step in out, out
-        assert "petal_length" in out, out  # the drifted feature, from the event
+        # the drifted feature and the event's source: the detector, not a hand-made event
+        assert "petal length" in out, out
+        assert "from /wonderland/drift-detector/default/iris-mdlc" in out, out
+        assert "published" not in out, out
         assert "20%" in out, out  # the canary's share
         steps = json.loads(out.strip().splitlines()[-1])
-        assert steps["Promoted"] > steps["CanaryServing"] > steps["DriftDetected"], steps
+        assert steps.pop("beforeDrift") == [], out  # normal traffic raised no drift
+        order = ["DriftDetected", "RetrainStarted", "ChallengerRegistered", "CanaryServing"]
+        order.append("Promoted")
+        assert sorted((k for k in steps if k in order), key=steps.__getitem__) == order, steps
+        # the TrainJob's end is polled: it shows up in the same round as the registration
+        assert steps["RetrainStarted"] < steps["RetrainFinished"] < steps["CanaryServing"], steps
+        assert steps["DriftDetected"] > 0, steps  # after the first drifted request
 
         # the champion moved; the InferenceService serves it alone, without a canary
         described = d.ok("models", "describe", "iris-mdlc@champion")

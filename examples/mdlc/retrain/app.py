@@ -133,7 +133,22 @@ def record(isvc: str, reason: str, message: str) -> None:
         log.warning("could not record event %s: %s", reason, exc.reason)
 
 
+def deciding_rollout() -> str:
+    """A rollout Job of this loop that has not finished (its challenger is still on the
+    canary): drift events meanwhile describe the champion's reference, not news."""
+    jobs = batch.list_namespaced_job(NAMESPACE, label_selector=f"mdlc.wonderland.dev/loop={LOOP}")
+    for job in jobs.items:
+        conditions = (job.status.conditions if job.status else None) or []
+        if not any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions):
+            return str(job.metadata.name)
+    return ""
+
+
 def on_drift(event: DriftEvent) -> str:
+    rollout = deciding_rollout()
+    if rollout:
+        log.info("dropped drift event %s: rollout %s is still deciding", event.id, rollout)
+        return "DROP"
     outcome = retrainer.on_event(event)
     log.info("%s: %s", outcome.action, outcome.message)
     if outcome.action == "started":

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 __all__ = ["main", "parser"]
@@ -30,6 +31,13 @@ def parser() -> argparse.ArgumentParser:
         "--storage_uri",
         required=True,
         help="the reference sample: file://, pvc://, models:/, runs:/, s3://, ...",
+    )
+    p.add_argument(
+        "--reference_wait",
+        type=float,
+        default=0.0,
+        help="seconds to keep retrying a reference that cannot be read yet (a models:/ alias "
+        "the first training has not set), before giving up; 0: give up at once",
     )
     p.add_argument(
         "--model_name",
@@ -105,17 +113,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from wonderland.errors import WonderlandError
     from wonderland.monitoring.drift.reference import load_reference
 
-    try:
-        reference = load_reference(
-            args.storage_uri,
-            args.namespace or "default",
-            _names(args.feature_names),
-            _names(args.categorical_features),
-        )
-    except WonderlandError as exc:
-        print(f"drift detector: {exc}", file=sys.stderr)
-        return 1
-    logging.getLogger("wonderland.monitoring.drift").info(
+    log = logging.getLogger("wonderland.monitoring.drift")
+    deadline = time.monotonic() + max(0.0, args.reference_wait)
+    waited = False
+    while True:
+        try:
+            reference = load_reference(
+                args.storage_uri,
+                args.namespace or "default",
+                _names(args.feature_names),
+                _names(args.categorical_features),
+            )
+            break
+        except WonderlandError as exc:
+            if time.monotonic() >= deadline:
+                print(f"drift detector: {exc}", file=sys.stderr)
+                return 1
+            if not waited:
+                log.info("waiting up to %gs for the reference: %s", args.reference_wait, exc)
+                waited = True
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    log.info(
         "reference %s: %d rows, columns %s",
         reference.uri,
         reference.rows,
