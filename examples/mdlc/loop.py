@@ -178,7 +178,14 @@ class Watcher:
 
     def poll(self, drifted: bool = True) -> str | None:
         events = self.core.list_namespaced_event(self.namespace).items
-        for ev in sorted(events, key=lambda e: e.metadata.creation_timestamp or 0):
+        rank = list(STEPS)  # events of the same second in the loop's order
+        for ev in sorted(
+            events,
+            key=lambda e: (
+                e.metadata.creation_timestamp or 0,
+                rank.index(e.reason) if e.reason in rank else len(rank),
+            ),
+        ):
             involved = ev.involved_object
             if ev.metadata.name in self.seen or involved.name != self.isvc:
                 continue

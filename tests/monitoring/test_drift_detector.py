@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,16 @@ def test_not_a_cloudevent_is_a_400(tmp_path: Path) -> None:
 
     r = asyncio.run(go())
     assert r.status_code == 400 and "not a CloudEvent" in r.json()["error"]
+
+
+def test_a_missing_reference_is_waited_for_then_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wonderland.monitoring.drift.cli import main
+
+    missing = tmp_path / "not-yet" / "reference.csv"
+    start = time.monotonic()
+    code = main([f"--storage_uri=file://{missing}", "--reference_wait=0.5"])
+    assert code == 1
+    assert time.monotonic() - start >= 0.5  # it kept trying for the time it was given
+    assert "drift detector: " in capsys.readouterr().err
