@@ -19,7 +19,7 @@ REV = {"k8s_namespace_name": "default", "kn_revision_name": "hello-00001"}
 
 
 def _scrape(at: float, *samples: tuple[str, dict[str, str], float]) -> TargetScrape:
-    health = TargetHealth("http://127.0.0.1:1/metrics", "pods", {})
+    health = TargetHealth("http://127.0.0.1:1/metrics", "pods", {}, health="up")
     return TargetScrape(health, at, [Sample(n, labels, v) for n, labels, v in samples])
 
 
@@ -44,6 +44,22 @@ def test_request_rate_comes_from_counter_deltas_and_survives_a_reset() -> None:
     got = _derived(d, _scrape(T0 + 20, (count, ok, 20), (count, bad, 10)))
     assert got["request_rate"] == pytest.approx(2.0)
     assert got["error_rate"] == 0.0
+
+
+def test_a_counter_born_in_a_known_target_counts_its_first_requests() -> None:
+    d = SeriesDeriver()
+    count = "kn_serving_invocation_duration_seconds_count"
+    ok = {**REV, "http_response_status_code": "200"}
+    d.derive([_scrape(T0)])  # the replica answers, but has served nothing yet
+    got = _derived(d, _scrape(T0 + 2, (count, ok, 8)))
+    assert got["request_rate"] == pytest.approx(4.0)
+    # a target seen for the first time has no past: no rate from its first scrape
+    fresh = TargetScrape(
+        TargetHealth("http://127.0.0.1:2/metrics", "pods", {}, health="up"),
+        T0 + 4,
+        [Sample(count, {**ok, "kn_revision_name": "other-00001"}, 50)],
+    )
+    assert all(k.name != "other-00001" for k, _ in d.derive([fresh]))
 
 
 def test_latency_quantiles_come_from_bucket_deltas() -> None:

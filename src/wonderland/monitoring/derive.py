@@ -5,7 +5,9 @@ Per object (a revision, a model, a Dapr sidecar, a training job or trial) a
 
 - ``request_rate`` and ``error_rate`` (requests/s, server errors/s): counter deltas over
   the time between two scrapes; a counter that went down was reset (its new value is the
-  increase, as Prometheus's ``rate`` takes it);
+  increase, as Prometheus's ``rate`` takes it); a counter that appears in a target scraped
+  the round before starts from 0 there (a client library creates a labelled child on its
+  first event), so the first requests of a revision count;
 - ``latency_p50``/``p95``/``p99`` (seconds): ``histogram_quantile`` over the deltas of the
   histogram's buckets since the last scrape (no request in between: no value);
 - gauges as they are: ``replicas``, ``desired_replicas``, ``queue_depth``, ``in_flight``,
@@ -183,13 +185,19 @@ class SeriesDeriver:
 
     def __init__(self) -> None:
         self._prev: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
+        self._targets: dict[str, float] = {}  # when each target was last scraped up
+        self._target_at: float | None = None  # the previous scrape of the sample's target
 
     def derive(self, scrapes: Iterable[TargetScrape]) -> list[tuple[SeriesKey, float]]:
         primary: dict[tuple[Identity, str], float] = {}
         fallback: dict[tuple[Identity, str], float] = {}
         buckets: dict[Identity, dict[float, float]] = {}
         seen: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
+        targets: dict[str, float] = {}
         for scrape in scrapes:
+            if scrape.health.health == "up":
+                targets[scrape.health.url] = scrape.at
+            self._target_at = self._targets.get(scrape.health.url)
             for sample in scrape.samples:
                 rules = RULES.get(sample.name)
                 if rules is None:
@@ -197,6 +205,7 @@ class SeriesDeriver:
                 for rule in rules:
                     self._apply(rule, sample, scrape.at, primary, fallback, buckets, seen)
         self._prev = seen
+        self._targets = targets
         out: dict[tuple[Identity, str], float] = dict(fallback)
         out.update(primary)
         for identity, by_le in buckets.items():
@@ -222,6 +231,8 @@ class SeriesDeriver:
         if known is None:
             known = seen[key] = (sample.value, at)
         prev = self._prev.get(key)
+        if prev is None and self._target_at is not None and not sample.name.endswith("_created"):
+            prev = (0.0, self._target_at)
         if prev is None or at <= prev[1]:
             return None
         value = known[0]
