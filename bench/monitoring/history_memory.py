@@ -1,6 +1,6 @@
 """The metrics history's memory and the cost of one scrape round.
 
-1. Memory: 100 derived series × 24 h at 10 s (8640 float32 slots each), every slot
+1. Memory: 100 derived series x 24 h at 10 s (8640 float32 slots each), every slot
    written, as the process's resident memory grows (aim: at most 20 MB), beside what the
    arrays hold; then the time to save and load ``history.npz``.
 2. One round: a target process serving the exposition of 10 Knative revisions (the
