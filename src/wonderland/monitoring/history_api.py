@@ -4,7 +4,8 @@
   match any selector, each with ``job`` and ``instance``, in the text format;
 - ``GET /wonderland/v1/history?kind=&name=&namespace=&series=&since=&step=``: a derived
   object's series as ``[[time, value|null], ...]``;
-- ``GET /wonderland/v1/top?kind=&namespace=``: the newest row of each object of a kind;
+- ``GET /wonderland/v1/top?kind=&namespace=``: the newest row of each object of a kind
+  reported in the last 5 minutes;
 - ``GET /wonderland/v1/targets``: every target, its health, last error and last scrape.
 
 Bad parameters are a 400 naming the parameter and what it takes.
@@ -41,6 +42,7 @@ HISTORY_PATH = "/wonderland/v1/history"
 TOP_PATH = "/wonderland/v1/top"
 TARGETS_PATH = "/wonderland/v1/targets"
 MAX_POINTS = 11000  # as Prometheus's query_range
+LOOKBACK_SECONDS = 300.0  # as Prometheus's instant queries
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -213,10 +215,12 @@ class HistoryApi:
                 objects.setdefault((key.namespace, key.name), []).append(key)
         columns = list(KIND_SERIES[kind])
         items: list[dict[str, Any]] = []
+        # an object nobody reported for Prometheus's lookback (a deleted revision) drops out
+        fresh_after = time.time() - max(LOOKBACK_SECONDS, 3 * store.step)
         for (ns, name), keys in sorted(objects.items()):
             written = {k: store.last_written(k) for k in keys}
             updated = max((t for t in written.values() if t is not None), default=None)
-            if updated is None:
+            if updated is None or updated < fresh_after:
                 continue
             values: dict[str, float | None] = dict.fromkeys(columns)
             for key in keys:
