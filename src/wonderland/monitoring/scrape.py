@@ -31,6 +31,7 @@ __all__ = [
 
 MAX_SCRAPE_BYTES = 16 * 1024 * 1024
 CONCURRENCY = 16
+INLINE_PARSE_BYTES = 256 * 1024
 
 
 class MetricSource(Protocol):
@@ -93,6 +94,10 @@ def samples_of(families: Iterable[Any], base: Mapping[str, str]) -> list[Sample]
             labels = {**base, **s.labels} if s.labels else dict(base)
             out.append(Sample(s.name, labels, float(s.value)))
     return out
+
+
+def _parse(text: str, base: Mapping[str, str]) -> list[Sample]:
+    return samples_of(text_string_to_metric_families(text), base)
 
 
 class MetricsScraper:
@@ -174,7 +179,10 @@ class MetricsScraper:
                 return self._down(health, at, str(exc) or type(exc).__name__)
         base = {**target.label_dict(), "job": target.job, "instance": target.address}
         try:
-            samples = samples_of(text_string_to_metric_families(text), base)
+            if len(text) > INLINE_PARSE_BYTES:  # keep the event loop answering meanwhile
+                samples = await asyncio.to_thread(_parse, text, base)
+            else:
+                samples = _parse(text, base)
         except Exception as exc:  # the parser raises more than ValueError on bad input
             return self._down(health, at, f"not the Prometheus text format: {exc}")
         return self._up(health, at, samples)
