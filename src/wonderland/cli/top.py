@@ -113,6 +113,11 @@ def _top(args: argparse.Namespace) -> int:
     if args.once:
         console.print(render_top(read_top(state_dir, args.kind, args.namespace)))
         return 0
+    if not console.is_terminal:  # piped: one table per refresh, as they come
+        while True:
+            console.print(render_top(read_top(state_dir, args.kind, args.namespace)))
+            console.file.flush()
+            time.sleep(args.interval)
     with Live(
         render_top(read_top(state_dir, args.kind, args.namespace)),
         console=console,
