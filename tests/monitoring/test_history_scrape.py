@@ -152,6 +152,9 @@ async def test_federate_serves_matching_series_with_job_and_instance(
         assert 'instance="127.0.0.1:' in pods and " 2.0 " not in pods and " 2 " in pods
         (progress,) = [line for line in lines if line.startswith("wonderland_trainjob_progress")]
         assert 'job="wonderland",' in progress and 'instance="127.0.0.1:9"' in progress
+        up = await client.get("/federate", params={"match[]": 'up{job="pods"}'})
+        values = sorted(line.split()[1] for line in up.text.splitlines() if line[0] != "#")
+        assert values == ["0", "0", "0", "0", "0", "1"]  # one replica answers, five do not
         none = await client.get("/federate", params={"match[]": 'up{job="nothing"}'})
         assert none.status_code == 200 and none.text == ""
         for bad in ('up{job="pods"', "{}", 'up{job=~"["}'):

@@ -4,7 +4,8 @@ A :class:`MetricsScraper` reads the targets (``targets.py``, the daemon's and ev
 Pod's) with one keep-alive HTTP client, each under a timeout and a body cap, and parses
 the Prometheus text format with ``prometheus_client.parser``. The daemon's own registry is
 read in process rather than over HTTP. A target that fails is marked down with its error;
-nothing a target answers stops the others or the loop.
+nothing a target answers stops the others or the loop. Each target also gets Prometheus's
+``up`` series (1 or 0), which ``/federate`` serves like the scraped ones.
 """
 
 from __future__ import annotations
@@ -204,10 +205,16 @@ class MetricsScraper:
         health.health, health.last_error = "down", error
         health.last_scrape, health.last_duration = at, time.time() - at
         health.samples = 0
-        return TargetScrape(health, at)
+        return TargetScrape(health, at, [_up_sample(health, 0.0)])
 
     def _up(self, health: TargetHealth, at: float, samples: list[Sample]) -> TargetScrape:
         health.health, health.last_error = "up", ""
         health.last_scrape, health.last_duration = at, time.time() - at
         health.samples = len(samples)
-        return TargetScrape(health, at, samples)
+        return TargetScrape(health, at, [*samples, _up_sample(health, 1.0)])
+
+
+def _up_sample(health: TargetHealth, value: float) -> Sample:
+    """Prometheus's ``up`` of a target: 1 when its scrape worked, 0 when not."""
+    instance = health.url.split("://", 1)[-1].split("/", 1)[0]
+    return Sample("up", {**health.labels, "job": health.job, "instance": instance}, value)
