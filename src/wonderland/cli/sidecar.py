@@ -50,6 +50,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--dapr-grpc-port", "-G", type=int, default=50001, help="gRPC API port (0: a free port)"
     )
+    p.add_argument(
+        "--metrics-port",
+        "-M",
+        type=int,
+        default=9090,
+        help="port of the Prometheus /metrics endpoint on 127.0.0.1 (default 9090; 0: a free port)",
+    )
+    p.add_argument(
+        "--enable-metrics",
+        type=_flag,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="true|false",
+        help="serve Dapr's metrics (default true; --enable-metrics=false serves no endpoint)",
+    )
     p.add_argument("--config", "-c", default=None, help="a kind: Configuration file")
     p.add_argument(
         "--name-resolution-dir",
@@ -89,6 +105,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...: the app to run")
     p.set_defaults(handler=_run)
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"true", "1", "yes", "on"}:
+        return True
+    if value in {"false", "0", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -151,6 +176,8 @@ def _run(args: argparse.Namespace) -> int:
         app_health_interval=float(args.app_health_probe_interval),
         app_health_timeout=args.app_health_probe_timeout / 1000,
         app_health_threshold=max(1, args.app_health_threshold),
+        metrics_port=args.metrics_port,
+        enable_metrics=args.enable_metrics,
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return int(runner.run(launcher.run(opts, command)))

@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+from wonderland.dapr.metrics import SidecarMetrics
+
 __all__ = ["AppChannel", "AppDeliveryError", "wait_for_port"]
 
 
@@ -41,8 +43,15 @@ class AppChannel:
     """A pooled HTTP client for the app; adds ``dapr-api-token`` when APP_API_TOKEN is set."""
 
     def __init__(
-        self, address: str, port: int, app_token: str = "", max_concurrency: int = 0
+        self,
+        address: str,
+        port: int,
+        app_token: str = "",
+        max_concurrency: int = 0,
+        metrics: SidecarMetrics | None = None,
     ) -> None:
+        """``metrics`` (the channel to this sidecar's own app) records daprd's HTTP client families."""
+        self.metrics = metrics if metrics is not None and metrics.enabled else None
         self.base = f"http://{address}:{port}"
         self.address = address
         self.port = port
@@ -77,6 +86,28 @@ class AppChannel:
         timeout: float | None = None,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Call the app; returns status, headers and body. Network errors raise OSError."""
+        if self.metrics is None:
+            return await self._request(method, path, query, headers, body, timeout)
+        start = time.perf_counter()
+        status, received = 0, 0
+        try:
+            status, hs, data = await self._request(method, path, query, headers, body, timeout)
+            received = len(data)
+            return status, hs, data
+        finally:
+            self.metrics.http_client(
+                method, path, status, len(body), received, time.perf_counter() - start
+            )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]] | None,
+        body: bytes,
+        timeout: float | None,
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         import aiohttp
         import yarl
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,9 +33,16 @@ from wonderland.dapr.cloudevents import is_json_content_type
 from wonderland.dapr.components.base import ConfigItem, Message
 from wonderland.dapr.errors import APIError
 from wonderland.dapr.invocation import Invoker
+from wonderland.dapr.metrics import SidecarMetrics
 from wonderland.dapr.runtime import DaprRuntime, StateWrite
 from wonderland.dapr.subscriptions import Subscription, SubscriptionManager
-from wonderland.h2grpc import GrpcServer, ServicerContext, StatusCode, service_methods
+from wonderland.h2grpc import (
+    GrpcServer,
+    RpcAbort,
+    ServicerContext,
+    StatusCode,
+    service_methods,
+)
 
 __all__ = ["DaprGrpcServicer", "build_server"]
 
@@ -488,6 +497,28 @@ for _m in _SERVICE.methods:
         setattr(DaprGrpcServicer, _m.name, _unimplemented(_m.name))
 
 
+def _measured(
+    path: str, handler: Callable[..., Awaitable[Any]], metrics: SidecarMetrics
+) -> Callable[..., Awaitable[Any]]:
+    """A unary handler that records daprd's ``dapr_grpc_io_server_*`` families."""
+
+    async def wrapper(request: Any, context: ServicerContext) -> Any:
+        start = time.perf_counter()
+        status, sent = "UNKNOWN", 0
+        try:
+            response = await handler(request, context)
+            if response is not None:
+                status, sent = "OK", response.ByteSize()
+            return response
+        except RpcAbort as exc:
+            status = exc.code.name
+            raise
+        finally:
+            metrics.grpc_server(path, status, request.ByteSize(), sent, time.perf_counter() - start)
+
+    return wrapper
+
+
 def build_server(runtime: DaprRuntime, invoker: Invoker, subs: SubscriptionManager) -> GrpcServer:
     """The gRPC API's server; ``await server.start(host, port)`` binds it."""
     token = runtime.opts.api_token
@@ -496,8 +527,16 @@ def build_server(runtime: DaprRuntime, invoker: Invoker, subs: SubscriptionManag
         return any(k == "dapr-api-token" and v == token for k, v in metadata)
 
     servicer = DaprGrpcServicer(runtime, invoker, subs)
+    methods = service_methods(_SERVICE, servicer)
+    if runtime.metrics.enabled:
+        methods = {
+            path: dataclasses.replace(m, handler=_measured(path, m.handler, runtime.metrics))
+            if not (m.client_streaming or m.server_streaming)
+            else m
+            for path, m in methods.items()
+        }
     return GrpcServer(
-        service_methods(_SERVICE, servicer),
+        methods,
         max_receive_message_length=runtime.opts.max_body_bytes,
         authenticate=authenticate if token else None,
     )

@@ -15,7 +15,7 @@ from http import HTTPStatus
 
 import httptools
 
-__all__ = ["RawRequest", "RawResponse", "serve"]
+__all__ = ["Handler", "RawRequest", "RawResponse", "serve"]
 
 log = logging.getLogger("wonderland.dapr.http")
 

@@ -11,6 +11,7 @@ import contextlib
 import glob
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import orjson
 
 from wonderland.dapr.app_channel import AppChannel
 from wonderland.dapr.errors import APIError
+from wonderland.dapr.metrics import SidecarMetrics
 from wonderland.dapr.resiliency import ResiliencyEngine
 
 __all__ = ["FileNameResolver", "Invoker", "NameResolver"]
@@ -100,8 +102,10 @@ class Invoker:
         resiliency: ResiliencyEngine,
         api_token: str = "",
         namespace: str = "",
+        metrics: SidecarMetrics | None = None,
     ) -> None:
         self.app_id = app_id
+        self.metrics = metrics if metrics is not None and metrics.enabled else None
         self.namespace = namespace
         self.channel = channel
         self.resolver = resolver
@@ -163,10 +167,14 @@ class Invoker:
             if self.api_token:
                 fwd.append(("dapr-api-token", self.api_token))
         policy = self.resiliency.app(app_id)
+        start = time.perf_counter()
+        status = 0
         try:
-            return await policy.run(
+            answer = await policy.run(
                 lambda: channel.request(verb, path, query=query, headers=fwd, body=body)
             )
+            status = answer[0]
+            return answer
         except (OSError, TimeoutError) as exc:
             raise APIError(
                 500,
@@ -181,6 +189,12 @@ class Invoker:
                 f"failed to invoke, id: {target}, err: {exc}",
                 grpc_code="INTERNAL",
             ) from None
+        finally:
+            if self.metrics is not None:
+                if channel is self.channel:
+                    self.metrics.invocation_received(caller or self.app_id, status)
+                else:
+                    self.metrics.invocation_sent(app_id, status, time.perf_counter() - start)
 
     async def _channel_for(self, app_id: str, target: str) -> AppChannel:
         base = await self.resolver(app_id) if self.resolver is not None else None

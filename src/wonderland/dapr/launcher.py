@@ -87,7 +87,12 @@ async def run_apps(apps: Sequence[AppRun], *, stop_when_an_app_exits: bool = Fal
             print(
                 f"wonderland sidecar: app id {opts.app_id!r}, HTTP API on 127.0.0.1:{sidecar.http_port}, "
                 f"gRPC API on 127.0.0.1:{sidecar.grpc_port}"
-                + (f", app port {opts.app_port}" if opts.app_port else ""),
+                + (f", app port {opts.app_port}" if opts.app_port else "")
+                + (
+                    f", metrics on 127.0.0.1:{sidecar.metrics_port}/metrics"
+                    if sidecar.metrics_port
+                    else ""
+                ),
                 file=sys.stderr,
                 flush=True,
             )

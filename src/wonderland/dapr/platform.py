@@ -48,6 +48,7 @@ HONOURED = {
     "dapr.io/app-port",
     "dapr.io/app-protocol",
     "dapr.io/config",
+    "dapr.io/enable-metrics",
     "dapr.io/log-level",
 }
 _KEEP = ("apiVersion", "kind", "metadata", "spec", "scopes", "auth")
@@ -177,6 +178,8 @@ class DaprPlatform:
         app_id = str(ann.get("dapr.io/app-id") or replica.service or replica.revision)
         folder = self.sync_namespace(namespace)
         http_port, grpc_port = replica.free_port(), replica.free_port()
+        metrics_on = str(ann.get("dapr.io/enable-metrics", "true")).lower() != "false"
+        metrics_port = replica.free_port()
         argv = [
             sys.executable,
             "-m",
@@ -196,6 +199,10 @@ class DaprPlatform:
             str(self.apps_dir),
             "--log-level",
             str(ann.get("dapr.io/log-level", "info")),
+            "--metrics-port",
+            str(metrics_port),
+            "--enable-metrics",
+            "true" if metrics_on else "false",
         ]
         config_name = ann.get("dapr.io/config")
         if config_name:
@@ -214,6 +221,8 @@ class DaprPlatform:
                     ready_port=http_port,
                     cwd=str(self.root),
                     image=DAPRD_IMAGE,
+                    # daprd's injector names its metrics port dapr-metrics: scrape targets find it
+                    ports={"dapr-metrics": metrics_port} if metrics_on else {},
                 )
             ],
             app_env={

@@ -11,9 +11,9 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from wonderland.dapr.errors import ResourceError
 
@@ -21,7 +21,9 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Policy",
+    "PolicyTarget",
     "ResiliencyEngine",
+    "ResiliencyObserver",
     "RetryPolicy",
     "parse_duration",
     "validate_spec",
@@ -184,6 +186,33 @@ class CircuitBreaker:
         self.opened_at = time.monotonic()
 
 
+class ResiliencyObserver(Protocol):
+    """Told when a policy is applied and when it acts (a retry, a timeout, a breaker change).
+
+    ``policy`` is ``timeout``, ``retry`` or ``circuitbreaker``; ``status`` carries the
+    breaker's new state. The sidecar's metrics implement it (daprd's ``dapr_resiliency_*``).
+    """
+
+    def resiliency_event(
+        self,
+        activated: bool,
+        name: str,
+        policy: str,
+        direction: str,
+        target: str,
+        status: str = "",
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTarget:
+    """What a policy applies to, as daprd's resiliency metrics name it."""
+
+    resiliency: str  # the Resiliency resource's name
+    direction: str  # outbound or inbound
+    target: str  # app_<id> or <componentType>_<name>
+
+
 @dataclass(slots=True)
 class Policy:
     """The timeout, retry and circuit breaker applying to one target."""
@@ -191,6 +220,23 @@ class Policy:
     timeout: float | None = None
     retry: RetryPolicy | None = None
     breaker: CircuitBreaker | None = None
+    observer: ResiliencyObserver | None = None
+    where: PolicyTarget | None = None
+
+    def _event(self, activated: bool, policy: str, status: str = "") -> None:
+        if self.observer is not None and self.where is not None:
+            w = self.where
+            self.observer.resiliency_event(
+                activated, w.resiliency, policy, w.direction, w.target, status
+            )
+
+    def _applied(self) -> None:
+        if self.timeout is not None:
+            self._event(False, "timeout")
+        if self.retry is not None:
+            self._event(False, "retry")
+        if self.breaker is not None:
+            self._event(False, "circuitbreaker", self.breaker.state)
 
     @property
     def empty(self) -> bool:
@@ -200,22 +246,30 @@ class Policy:
         """Run ``fn`` under the policy; the last error is raised when retries run out."""
         if self.empty:
             return await fn()
+        if self.observer is not None:
+            self._applied()
         delays = iter(self.retry.delays()) if self.retry is not None else iter(())
+        breaker = self.breaker
         while True:
+            before = breaker.state if breaker is not None else ""
             try:
-                if self.breaker is not None:
-                    self.breaker.before()
+                if breaker is not None:
+                    breaker.before()
                 try:
                     if self.timeout is not None:
-                        result = await asyncio.wait_for(fn(), self.timeout)
+                        try:
+                            result = await asyncio.wait_for(fn(), self.timeout)
+                        except TimeoutError:
+                            self._event(True, "timeout")
+                            raise
                     else:
                         result = await fn()
                 except BaseException as exc:
-                    if self.breaker is not None and not isinstance(exc, asyncio.CancelledError):
-                        self.breaker.after(False)
+                    if breaker is not None and not isinstance(exc, asyncio.CancelledError):
+                        breaker.after(False)
                     raise
-                if self.breaker is not None:
-                    self.breaker.after(True)
+                if breaker is not None:
+                    breaker.after(True)
                 return result
             except asyncio.CancelledError:
                 raise
@@ -225,7 +279,11 @@ class Policy:
                 delay = next(delays, None)
                 if delay is None:
                     raise
+                self._event(True, "retry")
                 await asyncio.sleep(delay)
+            finally:
+                if breaker is not None and breaker.state != before:
+                    self._event(True, "circuitbreaker", breaker.state)
 
 
 def _retry_from(spec: dict[str, Any]) -> RetryPolicy:
@@ -326,18 +384,36 @@ _BLOCK_NAMES = {
     "bindings": "Binding",
     "lock": "Lock",
 }
+# daprd's resiliency.ComponentType values, used in the metrics' ``target`` tag.
+_METRIC_KINDS = {
+    "state": "statestore",
+    "pubsub": "pubsub",
+    "secretstores": "secretstore",
+    "configuration": "configuration",
+    "bindings": "binding",
+    "lock": "lock",
+}
 
 
 class ResiliencyEngine:
     """Resolves and caches the :class:`Policy` for apps and components."""
 
-    def __init__(self, specs: Iterable[dict[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        specs: Iterable[dict[str, Any]] = (),
+        names: Sequence[str] = (),
+        observer: ResiliencyObserver | None = None,
+    ) -> None:
+        """``names`` are the Resiliency resources' names, in the order of ``specs``."""
+        self.observer = observer
+        self.origin: dict[tuple[str, str], str] = {}
         self.timeouts: dict[str, float] = {}
         self.retries: dict[str, RetryPolicy] = {}
         self.breakers: dict[str, dict[str, Any]] = {}
         self.apps: dict[str, dict[str, Any]] = {}
         self.components: dict[str, dict[str, Any]] = {}
-        for spec in specs:
+        for i, spec in enumerate(specs):
+            origin = names[i] if i < len(names) else "resiliency"
             pol = spec.get("policies") or {}
             for name, value in (pol.get("timeouts") or {}).items():
                 self.timeouts[name] = parse_duration(str(value))
@@ -348,6 +424,11 @@ class ResiliencyEngine:
             targets = spec.get("targets") or {}
             self.apps.update(targets.get("apps") or {})
             self.components.update(targets.get("components") or {})
+            for app in targets.get("apps") or {}:
+                self.origin[("app", str(app))] = origin
+            for comp in targets.get("components") or {}:
+                self.origin[("component", str(comp))] = origin
+            self.origin.setdefault(("default", ""), origin)
         self._cache: dict[tuple[str, str, str], Policy] = {}
 
     def _build(self, key: str, target: dict[str, Any], defaults: list[str]) -> Policy:
@@ -384,8 +465,17 @@ class ResiliencyEngine:
         """The policy for calls to the app ``app_id`` (service invocation, delivery)."""
         key = ("app", app_id, "")
         if key not in self._cache:
-            self._cache[key] = self._build(app_id, self.apps.get(app_id) or {}, ["App", ""])
+            policy = self._build(app_id, self.apps.get(app_id) or {}, ["App", ""])
+            self._watch(policy, ("app", app_id), "outbound", f"app_{app_id}")
+            self._cache[key] = policy
         return self._cache[key]
+
+    def _watch(self, policy: Policy, origin: tuple[str, str], direction: str, target: str) -> None:
+        if self.observer is None or policy.empty:
+            return
+        name = self.origin.get(origin) or self.origin.get(("default", ""), "")
+        policy.observer = self.observer
+        policy.where = PolicyTarget(name, direction, target)
 
     def component(self, name: str, component_type: str, direction: str) -> Policy:
         """The policy for a component; ``direction`` is ``outbound`` or ``inbound``."""
@@ -394,9 +484,12 @@ class ResiliencyEngine:
             target = (self.components.get(name) or {}).get(direction) or {}
             block = _BLOCK_NAMES.get(component_type.split(".", 1)[0], "")
             d = direction.capitalize()
-            self._cache[key] = self._build(
+            policy = self._build(
                 name, target, [f"{block}Component{d}", f"Component{d}", "Component", ""]
             )
+            kind = _METRIC_KINDS.get(component_type.split(".", 1)[0], "component")
+            self._watch(policy, ("component", name), direction, f"{kind}_{name}")
+            self._cache[key] = policy
         return self._cache[key]
 
     def names(self) -> list[str]:

@@ -140,6 +140,8 @@ def load_run_file(path: str | Path) -> list[AppRun]:
             app_channel_address=str(app.get("appChannelAddress") or "127.0.0.1"),
             http_port=int(app.get("daprHTTPPort") or 0),
             grpc_port=int(app.get("daprGRPCPort") or 0),
+            # several sidecars share the machine: a free port unless the template names one
+            metrics_port=int(app.get("metricsPort") or common.get("metricsPort") or 0),
             namespace=namespace,
             api_token=os.environ.get("DAPR_API_TOKEN", ""),
             app_api_token=os.environ.get("APP_API_TOKEN", ""),

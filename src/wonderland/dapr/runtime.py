@@ -45,6 +45,7 @@ from wonderland.dapr.errors import (
     ComponentConfigError,
     ResourceError,
 )
+from wonderland.dapr.metrics import SidecarMetrics, metrics_settings
 from wonderland.dapr.resiliency import ResiliencyEngine
 from wonderland.dapr.resources import ComponentResource, ResourceSet, expand_template
 
@@ -90,6 +91,9 @@ class RuntimeOptions:
     app_health_threshold: int = 3
     #: Folder where sidecars register for service invocation (default ``<state_dir>/apps``).
     name_resolution_dir: Path | None = None
+    #: Metrics endpoint (``--metrics-port``, ``--enable-metrics``); 0 picks a free port.
+    metrics_port: int = 9090
+    enable_metrics: bool = True
 
 
 class DaprRuntime(StateBlock, PubSubBlock, SecretsBlock, ConfigurationBlock):
@@ -103,22 +107,38 @@ class DaprRuntime(StateBlock, PubSubBlock, SecretsBlock, ConfigurationBlock):
         self.secret_stores: dict[str, SecretStoreComponent] = {}
         self.config_stores: dict[str, ConfigurationStoreComponent] = {}
         self.resources: dict[str, ComponentResource] = {}
-        self.resiliency = ResiliencyEngine(r.spec for r in options.resources.resiliencies)
+        cfg = options.resources.configuration
+        self.metrics = SidecarMetrics(
+            options.app_id,
+            options.namespace,
+            metrics_settings(
+                cfg.spec if cfg is not None else None,
+                f"{cfg.source}: Configuration {cfg.name!r}" if cfg is not None else "",
+                options.enable_metrics,
+            ),
+        )
+        resiliencies = options.resources.resiliencies
+        self.resiliency = ResiliencyEngine(
+            [r.spec for r in resiliencies],
+            [r.name for r in resiliencies],
+            self.metrics if self.metrics.enabled else None,
+        )
+        for r in resiliencies:
+            self.metrics.resiliency_loaded(r.name)
         self.extended: dict[str, str] = {}
         self.ready = False
         self._config_subs: dict[str, ConfigSubscription] = {}
         self._ids = itertools.count(1)
         self.subscriptions: Any = None  # set by the sidecar: SubscriptionManager
         self.shutdown_requested = asyncio.Event()
-        cfg = options.resources.configuration
         self._secret_scopes: dict[str, dict[str, Any]] = {}
         if cfg is not None:
             for scope in (cfg.spec.get("secrets") or {}).get("scopes") or []:
                 self._secret_scopes[str(scope.get("storeName"))] = scope
-            ignored = sorted(set(cfg.spec) - {"secrets", "features"})
+            ignored = sorted(set(cfg.spec) - {"secrets", "features", "metrics"})
             if ignored:
                 log.warning(
-                    "%s: Configuration %r: spec.%s not enforced by this sidecar (only secrets.scopes is)",
+                    "%s: Configuration %r: spec.%s not enforced by this sidecar (only secrets.scopes and metrics are)",
                     cfg.source,
                     cfg.name,
                     ", spec.".join(ignored),
@@ -139,11 +159,13 @@ class DaprRuntime(StateBlock, PubSubBlock, SecretsBlock, ConfigurationBlock):
                 comp = create_component(res.name, res.type, res.version, metadata, ctx)
                 await asyncio.wait_for(comp.init(), max(res.init_timeout, 5.0) * 6)
             except (ComponentConfigError, ResourceError) as exc:
+                self.metrics.component_init_failed(res.type, res.name, "init")
                 if res.ignore_errors:
                     log.warning("component %s skipped (ignoreErrors): %s", res.name, exc)
                     continue
                 raise ComponentConfigError(f"{res.source}: {exc}") from None
             except Exception as exc:
+                self.metrics.component_init_failed(res.type, res.name, "init")
                 if res.ignore_errors:
                     log.warning("component %s skipped (ignoreErrors): %s", res.name, exc)
                     continue
@@ -152,6 +174,7 @@ class DaprRuntime(StateBlock, PubSubBlock, SecretsBlock, ConfigurationBlock):
                     f"{type(exc).__name__}: {exc}. Check that its backend is running and the metadata is right."
                 ) from None
             self._register(res, comp)
+            self.metrics.component_loaded(res.type)
             log.info("component loaded: %s (%s/%s)", res.name, res.type, res.version)
         self.ready = True
 

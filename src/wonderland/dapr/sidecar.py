@@ -73,6 +73,9 @@ class Sidecar:
         self.runtime = DaprRuntime(options)
         self.http_port = options.http_port
         self.grpc_port = options.grpc_port
+        #: The bound metrics port; None when metrics are off (no endpoint is served).
+        self.metrics_port: int | None = None
+        self._metrics_server: Any = None
         self._resolver = resolver
         self._file_resolver: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -100,7 +103,12 @@ class Sidecar:
         opts = self.options
         await self.runtime.start()
         if opts.app_port:
-            self.channel = AppChannel(opts.app_channel_address, opts.app_port, opts.app_api_token)
+            self.channel = AppChannel(
+                opts.app_channel_address,
+                opts.app_port,
+                opts.app_api_token,
+                metrics=self.runtime.metrics,
+            )
             await self.channel.start()
         if self._resolver is None:
             self._file_resolver = FileNameResolver(
@@ -114,6 +122,7 @@ class Sidecar:
             self.runtime.resiliency,
             opts.api_token,
             opts.namespace,
+            metrics=self.runtime.metrics,
         )
         self.subs = SubscriptionManager(self.runtime, self.channel)
         api = HTTPAPI(
@@ -130,8 +139,25 @@ class Sidecar:
                 "pick another port with --dapr-grpc-port"
             ) from None
 
+        metrics = self.runtime.metrics
+        if metrics.enabled:
+            from wonderland.dapr.metrics_server import measured, metrics_handler
+
+            try:
+                self._metrics_server = await serve(
+                    metrics_handler(metrics), "127.0.0.1", opts.metrics_port, 64 * 1024
+                )
+            except OSError as exc:
+                raise DaprError(
+                    f"cannot serve metrics on 127.0.0.1:{opts.metrics_port}: {exc.strerror}; "
+                    "pick another port with --metrics-port (or --enable-metrics=false)"
+                ) from None
+            self.metrics_port = int(self._metrics_server.sockets[0].getsockname()[1])
+            handler = measured(api.handle, metrics)
+        else:
+            handler = api.handle
         try:
-            self._http = await serve(api.handle, self.host, opts.http_port, opts.max_body_bytes)
+            self._http = await serve(handler, self.host, opts.http_port, opts.max_body_bytes)
         except OSError as exc:
             raise DaprError(
                 f"cannot serve the HTTP API on {self.host}:{opts.http_port}: {exc.strerror}; "
@@ -215,6 +241,8 @@ class Sidecar:
             await self.subs.close()
         if self._http is not None:
             self._http.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
         for task in self._tasks:
@@ -251,10 +279,13 @@ class SidecarProcess:
         ready_timeout: float = 30.0,
         log_file: str | Path | None = None,
         extra_args: Sequence[str] = (),
+        metrics_port: int | None = None,
     ) -> None:
         self.app_id = app_id
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
+        #: The /metrics port; pass ``--enable-metrics=false`` in ``extra_args`` to serve none.
+        self.metrics_port = metrics_port or free_port()
         self.args = [
             sys.executable,
             "-m",
@@ -266,6 +297,8 @@ class SidecarProcess:
             str(self.http_port),
             "--dapr-grpc-port",
             str(self.grpc_port),
+            "--metrics-port",
+            str(self.metrics_port),
         ]
         for p in resources_path:
             self.args += ["--resources-path", str(p)]

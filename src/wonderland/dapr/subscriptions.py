@@ -257,9 +257,13 @@ class SubscriptionManager:
             return
         res = self.rt.resources[sub.pubsubname]
         policy = self.rt.resiliency.component(sub.pubsubname, res.type, "inbound")
+        start = time.perf_counter()
+        outcome = "retry"
         try:
             await policy.run(lambda: self._deliver_once(sub, path, event, msg))
+            outcome = "success"
         except _Drop:
+            outcome = "drop"
             log.warning("app dropped message %s on %s", event.get("id"), sub.topic)
             await self._dead_letter(sub, msg)
         except Exception as exc:
@@ -274,6 +278,10 @@ class SubscriptionManager:
                 await self._dead_letter(sub, msg)
                 return
             raise
+        finally:
+            self.rt.metrics.pubsub_ingress(
+                sub.pubsubname, sub.topic, outcome, time.perf_counter() - start
+            )
 
     async def _dead_letter(self, sub: Subscription, msg: Message) -> None:
         if not sub.dead_letter_topic:

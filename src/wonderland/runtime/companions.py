@@ -76,6 +76,8 @@ class CompanionProcess:
     ready_port: int | None = None
     # the image the process stands for on a cluster (shown in the pod; never pulled)
     image: str = ""
+    # further ports it listens on, by name (shown as the pod's container ports)
+    ports: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

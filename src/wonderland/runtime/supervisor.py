@@ -247,12 +247,19 @@ class Supervisor:
                 }
                 if proc.cwd:
                     sidecar["workingDir"] = proc.cwd
+                ports: list[dict[str, Any]] = []
                 if proc.ready_port:
-                    sidecar["ports"] = [{"containerPort": proc.ready_port}]
+                    ports.append({"containerPort": proc.ready_port})
                     sidecar["startupProbe"] = {
                         "tcpSocket": {"port": proc.ready_port},
                         "failureThreshold": 600,
                     }
+                ports += [
+                    {"name": n, "containerPort": p, "protocol": "TCP"}
+                    for n, p in proc.ports.items()
+                ]
+                if ports:
+                    sidecar["ports"] = ports
                 init.append(sidecar)
         container = dict(template.container)
         container["name"] = container.get("name") or USER_CONTAINER

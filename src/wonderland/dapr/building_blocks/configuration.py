@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from wonderland.dapr.components.base import Closer, ConfigItem, ConfigurationStoreComponent
 from wonderland.dapr.errors import APIError
+from wonderland.dapr.metrics import SidecarMetrics
 
 __all__ = ["ConfigSink", "ConfigSubscription", "ConfigurationBlock"]
 
@@ -29,6 +30,7 @@ class ConfigurationBlock:
     config_stores: dict[str, ConfigurationStoreComponent]
     _config_subs: dict[str, ConfigSubscription]
     _ids: itertools.count[int]
+    metrics: SidecarMetrics
 
     def _config_store(self, name: str) -> ConfigurationStoreComponent:
         store = self.config_stores.get(name)
@@ -52,8 +54,12 @@ class ConfigurationBlock:
         self, store: str, keys: list[str], metadata: dict[str, str]
     ) -> dict[str, ConfigItem]:
         comp = self._config_store(store)
+        start = time.perf_counter()
+        ok = False
         try:
-            return await comp.get(keys, metadata)
+            got = await comp.get(keys, metadata)
+            ok = True
+            return got
         except Exception as exc:
             raise APIError(
                 500,
@@ -61,6 +67,10 @@ class ConfigurationBlock:
                 f"failed to get {keys} from Configuration store {store}: {exc}",
                 grpc_code="INTERNAL",
             ) from None
+        finally:
+            self.metrics.component_op(
+                "configuration", store, "get", ok, time.perf_counter() - start
+            )
 
     async def subscribe_configuration(
         self, store: str, keys: list[str], metadata: dict[str, str], sink: ConfigSink

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -9,6 +10,7 @@ import orjson
 from wonderland.dapr.cloudevents import new_envelope
 from wonderland.dapr.components.base import PubSubComponent
 from wonderland.dapr.errors import APIError
+from wonderland.dapr.metrics import SidecarMetrics
 from wonderland.dapr.resiliency import ResiliencyEngine
 from wonderland.dapr.resources import ComponentResource
 
@@ -22,6 +24,7 @@ class PubSubBlock:
     pubsubs: dict[str, PubSubComponent]
     resources: dict[str, ComponentResource]
     resiliency: ResiliencyEngine
+    metrics: SidecarMetrics
 
     def pubsub(self, name: str) -> PubSubComponent:
         if not name:
@@ -125,8 +128,11 @@ class PubSubBlock:
         comp_meta = {k: v for k, v in metadata.items() if not k.startswith("cloudevent.")}
         res = self.resources[pubsub]
         policy = self.resiliency.component(pubsub, res.type, "outbound")
+        start = time.perf_counter()
+        ok = False
         try:
             await policy.run(lambda: comp.publish(topic, body, comp_meta))
+            ok = True
         except Exception as exc:
             raise APIError(
                 500,
@@ -135,6 +141,8 @@ class PubSubBlock:
                 grpc_code="INTERNAL",
                 reason="DAPR_PUBSUB_PUBLISH_MESSAGE",
             ) from None
+        finally:
+            self.metrics.pubsub_egress(pubsub, topic, ok, time.perf_counter() - start)
 
     async def bulk_publish(
         self, pubsub: str, topic: str, entries: list[dict[str, Any]], metadata: dict[str, str]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from wonderland.dapr.components.base import SecretNotFoundError, SecretStoreComponent
 from wonderland.dapr.errors import APIError
+from wonderland.dapr.metrics import SidecarMetrics
 from wonderland.dapr.resiliency import ResiliencyEngine
 from wonderland.dapr.resources import ComponentResource
 
@@ -19,6 +21,7 @@ class SecretsBlock:
     resources: dict[str, ComponentResource]
     resiliency: ResiliencyEngine
     _secret_scopes: dict[str, dict[str, Any]]
+    metrics: SidecarMetrics
 
     def _secret_store(self, name: str) -> SecretStoreComponent:
         store = self.secret_stores.get(name)
@@ -59,10 +62,14 @@ class SecretsBlock:
                 grpc_code="PERMISSION_DENIED",
             )
         res = self.resources[store]
+        start = time.perf_counter()
+        ok = False
         try:
-            return await self.resiliency.component(store, res.type, "outbound").run(
+            got = await self.resiliency.component(store, res.type, "outbound").run(
                 lambda: comp.get(key, metadata)
             )
+            ok = True
+            return got
         except SecretNotFoundError:
             raise APIError(
                 500,
@@ -77,11 +84,16 @@ class SecretsBlock:
                 f"failed getting secret with key {key} from secret store {store}: {exc}",
                 grpc_code="INTERNAL",
             ) from None
+        finally:
+            self.metrics.component_op("secret", store, "get", ok, time.perf_counter() - start)
 
     async def bulk_secret(self, store: str, metadata: dict[str, str]) -> dict[str, dict[str, str]]:
         comp = self._secret_store(store)
+        start = time.perf_counter()
+        ok = False
         try:
             got = await comp.bulk_get(metadata)
+            ok = True
         except Exception as exc:
             raise APIError(
                 500,
@@ -89,4 +101,6 @@ class SecretsBlock:
                 f"failed getting secrets from secret store {store}: {exc}",
                 grpc_code="INTERNAL",
             ) from None
+        finally:
+            self.metrics.component_op("secret", store, "bulk_get", ok, time.perf_counter() - start)
         return {k: v for k, v in got.items() if self._secret_allowed(store, k)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from wonderland.dapr.components.base import (
     StateStoreComponent,
 )
 from wonderland.dapr.errors import APIError, ETagInvalidError, ETagMismatchError
+from wonderland.dapr.metrics import SidecarMetrics
 from wonderland.dapr.resiliency import ResiliencyEngine
 from wonderland.dapr.resources import ComponentResource
 
@@ -33,6 +35,15 @@ __all__ = [
 MAX_TRANSACTION_OPS = 10_000
 
 T = TypeVar("T")
+
+# daprd's operation tag values (pkg/diagnostics: Get, Set, Delete, BulkGet, StateQuery).
+_OPERATIONS = {
+    "ERR_STATE_GET": "get",
+    "ERR_STATE_SAVE": "set",
+    "ERR_STATE_DELETE": "delete",
+    "ERR_STATE_BULK_GET": "bulk_get",
+    "ERR_STATE_QUERY": "query",
+}
 
 
 @dataclass(slots=True)
@@ -79,6 +90,7 @@ class StateBlock:
     state: dict[str, StateEntry]
     resources: dict[str, ComponentResource]
     resiliency: ResiliencyEngine
+    metrics: SidecarMetrics
 
     def _store(self, name: str) -> StateEntry:
         entry = self.state.get(name)
@@ -157,8 +169,22 @@ class StateBlock:
     ) -> T:
         res = self.resources[store]
         policy = self.resiliency.component(store, res.type, "outbound")
+        if not self.metrics.enabled:
+            return await self._guarded(store, op, policy.run(fn), code)
+        start = time.perf_counter()
+        ok = False
         try:
-            return await policy.run(fn)
+            result = await self._guarded(store, op, policy.run(fn), code)
+            ok = True
+            return result
+        finally:
+            self.metrics.component_op(
+                "state", store, _OPERATIONS.get(code, op), ok, time.perf_counter() - start
+            )
+
+    async def _guarded(self, store: str, op: str, call: Awaitable[T], code: str) -> T:
+        try:
+            return await call
         except APIError:
             raise
         except ETagMismatchError as exc:
@@ -300,10 +326,13 @@ class StateBlock:
                     grpc_code="UNIMPLEMENTED",
                 )
         res = self.resources[store]
+        start = time.perf_counter()
+        ok = False
         try:
             await self.resiliency.component(store, res.type, "outbound").run(
                 lambda: entry.component.transact(reqs)
             )
+            ok = True
         except Exception as exc:
             raise APIError(
                 500,
@@ -311,6 +340,10 @@ class StateBlock:
                 f"error while executing state transaction: {exc}",
                 grpc_code="INTERNAL",
             ) from None
+        finally:
+            self.metrics.component_op(
+                "state", store, "transaction", ok, time.perf_counter() - start
+            )
 
     async def query_state(
         self, store: str, query: dict[str, Any]
