@@ -4,6 +4,7 @@ store and service invocation between app ids."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -129,6 +130,27 @@ def test_dapr_enabled_services_get_sidecars_fed_from_applied_resources(
     assert _call(daemon, "front", "/publish/orders", "POST", b'{"n": 1}').status_code == 204
     got = wait_until(lambda: _call(daemon, "front", "/received").json(), timeout=30)
     assert got[0]["data"] == {"n": 1} and got[0]["source"] == "front"
+
+    # Each daprd container declares its metrics port as dapr-metrics: a scrape target
+    targets = tmp_path / "home" / "monitoring" / "targets.json"
+
+    def dapr_target() -> str | None:
+        if not targets.exists():
+            return None
+        for group in json.loads(targets.read_text()):
+            labels = group["labels"]
+            if labels.get("job") == "dapr" and labels.get("app_id") == "front":
+                return f"http://{group['targets'][0]}{labels['__metrics_path__']}"
+        return None
+
+    url = wait_until(dapr_target, timeout=30)
+    text = httpx.get(url, timeout=10).text
+    assert 'dapr_component_state_count{app_id="front",component="statestore"' in text
+    assert 'dapr_http_server_request_count{app_id="front",method="POST"' in text
+    assert (
+        'dapr_component_pubsub_egress_count{app_id="front",component="pubsub",namespace="default",success="true",topic="orders"} 1'
+        in text
+    )
 
 
 def test_bad_component_is_refused_at_apply(daemon: Daemon, tmp_path: Path) -> None:

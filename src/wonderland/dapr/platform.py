@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+import wonderland
 from wonderland.errors import InvalidError
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ HONOURED = {
     "dapr.io/log-level",
 }
 _KEEP = ("apiVersion", "kind", "metadata", "spec", "scopes", "auth")
+_PACKAGE_ROOT = str(Path(wonderland.__file__).resolve().parent.parent)
 # The image the sidecar container stands for, as Dapr's injector names it (never pulled).
 DAPRD_IMAGE = "ghcr.io/dapr/daprd:1.17.0"
 
@@ -209,7 +211,13 @@ class DaprPlatform:
             cfg = self._configuration(namespace, str(config_name))
             if cfg is not None:
                 argv += ["--config", str(cfg)]
-        env = {"NAMESPACE": namespace, "WONDERLAND_HOME": str(self.platform.state_dir)}
+        env = {
+            "NAMESPACE": namespace,
+            "WONDERLAND_HOME": str(self.platform.state_dir),
+            # daprd is the daemon's own program: it imports the daemon's copy of wonderland
+            # (a checkout run with PYTHONPATH included), so its flags match the ones given here
+            "PYTHONPATH": _PACKAGE_ROOT,
+        }
         return Companion(
             # As a pod has its own filesystem, a sidecar works in the platform's Dapr folder:
             # relative paths in component metadata (a SQLite file) land there.
