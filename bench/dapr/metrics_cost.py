@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dapr.proto.runtime.v1 import dapr_pb2
+from dapr.proto.runtime.v1 import state_pb2
 from lean import LeanGrpc, LeanHttp
 from loadgen import closed_loop, open_loop, percentile
 
@@ -64,7 +64,7 @@ def _redis_up() -> bool:
 def _calls(http: LeanHttp, grpc: LeanGrpc, store: str) -> dict[str, object]:
     svc = "/dapr.proto.runtime.v1.Dapr/"
     save_json = b'[{"key": "k0", "value": ' + PAYLOAD + b"}]"
-    item = dapr_pb2.SaveStateRequest(store_name=store)
+    item = state_pb2.SaveStateRequest(store_name=store)
     item.states.add(key="k0", value=PAYLOAD)
     return {
         f"{store} get (HTTP)": (http, http.request("GET", f"/v1.0/state/{store}/k0")),
@@ -73,7 +73,7 @@ def _calls(http: LeanHttp, grpc: LeanGrpc, store: str) -> dict[str, object]:
             grpc,
             grpc.request(
                 svc + "GetState",
-                dapr_pb2.GetStateRequest(store_name=store, key="k0").SerializeToString(),
+                state_pb2.GetStateRequest(store_name=store, key="k0").SerializeToString(),
             ),
         ),
         f"{store} save (gRPC)": (grpc, grpc.request(svc + "SaveState", item.SerializeToString())),

@@ -54,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--metrics-port",
         "-M",
         type=int,
-        default=9090,
-        help="port of the Prometheus /metrics endpoint on 127.0.0.1 (default 9090; 0: a free port)",
+        default=None,
+        help="port of the Prometheus /metrics endpoint on 127.0.0.1 (default 9090, or a free "
+        "port when 9090 is taken; 0: a free port)",
     )
     p.add_argument(
         "--enable-metrics",

@@ -50,6 +50,9 @@ SIZE_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 
+_bisect_left = bisect.bisect_left
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -87,7 +90,7 @@ class HistogramChild:
         self.count = 0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.counts[_bisect_left(self.bounds, value)] += 1
         self.sum += value
         self.count += 1
 
@@ -265,6 +268,12 @@ class SidecarMetrics:
         self.app_id = app_id
         self.namespace = namespace
         self.path = _PathNormaliser(self.settings)
+        # the hot path's label children, cached per label values
+        self._op_children: dict[
+            tuple[str, str, str, bool], tuple[CounterChild, HistogramChild]
+        ] = {}
+        self._http_children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self._grpc_children: dict[tuple[str, str], tuple[Any, ...]] = {}
         ms = self.settings.buckets
         self.families: list[_Family] = []
         c, h, g = self._counter, self._histogram, self._gauge
@@ -475,10 +484,14 @@ class SidecarMetrics:
         """A state, configuration, secret or output binding operation (``kind``)."""
         if not self.enabled:
             return
-        key = (self.app_id, component, self.namespace, operation, "true" if success else "false")
-        count, latency = _COMPONENT_FAMILIES[kind]
-        getattr(self, count).labels(*key).inc()
-        getattr(self, latency).labels(*key).observe(elapsed_s * 1000.0)
+        pair = self._op_children.get((kind, component, operation, success))
+        if pair is None:
+            key = (self.app_id, component, self.namespace, operation, str(success).lower())
+            count, latency = _COMPONENT_FAMILIES[kind]
+            pair = getattr(self, count).labels(*key), getattr(self, latency).labels(*key)
+            self._op_children[(kind, component, operation, success)] = pair
+        pair[0].value += 1.0
+        pair[1].observe(elapsed_s * 1000.0)
 
     def pubsub_egress(self, component: str, topic: str, success: bool, elapsed_s: float) -> None:
         if not self.enabled:
@@ -515,13 +528,21 @@ class SidecarMetrics:
         if not self.enabled:
             return
         p = self.path(path)
-        s = str(status)
-        app = self.app_id
-        self.http_server_request_count.labels(app, method, p).inc()
-        self.http_server_request_bytes.labels(app, method, p).observe(req_bytes)
-        self.http_server_response_count.labels(app, method, p, s).inc()
-        self.http_server_response_bytes.labels(app, method, p, s).observe(resp_bytes)
-        self.http_server_latency.labels(app, method, p, s).observe(elapsed_s * 1000.0)
+        kids = self._http_children.get((method, p, status))
+        if kids is None:
+            app, st = self.app_id, str(status)
+            kids = self._http_children[(method, p, status)] = (
+                self.http_server_request_count.labels(app, method, p),
+                self.http_server_request_bytes.labels(app, method, p),
+                self.http_server_response_count.labels(app, method, p, st),
+                self.http_server_response_bytes.labels(app, method, p, st),
+                self.http_server_latency.labels(app, method, p, st),
+            )
+        kids[0].value += 1.0
+        kids[1].observe(req_bytes)
+        kids[2].value += 1.0
+        kids[3].observe(resp_bytes)
+        kids[4].observe(elapsed_s * 1000.0)
 
     def http_client(
         self, method: str, path: str, status: int, sent: int, received: int, elapsed_s: float
@@ -542,11 +563,19 @@ class SidecarMetrics:
     ) -> None:
         if not self.enabled:
             return
-        key = (self.app_id, method, status)
-        self.grpc_server_completed.labels(*key).inc()
-        self.grpc_server_latency.labels(*key).observe(elapsed_s * 1000.0)
-        self.grpc_server_received.labels(self.app_id, method).observe(received)
-        self.grpc_server_sent.labels(self.app_id, method).observe(sent)
+        kids = self._grpc_children.get((method, status))
+        if kids is None:
+            key = (self.app_id, method, status)
+            kids = self._grpc_children[(method, status)] = (
+                self.grpc_server_completed.labels(*key),
+                self.grpc_server_latency.labels(*key),
+                self.grpc_server_received.labels(self.app_id, method),
+                self.grpc_server_sent.labels(self.app_id, method),
+            )
+        kids[0].value += 1.0
+        kids[1].observe(elapsed_s * 1000.0)
+        kids[2].observe(received)
+        kids[3].observe(sent)
 
     def invocation_sent(self, destination: str, status: int, elapsed_s: float) -> None:
         """A service invocation this sidecar made (``status`` 0: no response)."""

@@ -91,8 +91,10 @@ class RuntimeOptions:
     app_health_threshold: int = 3
     #: Folder where sidecars register for service invocation (default ``<state_dir>/apps``).
     name_resolution_dir: Path | None = None
-    #: Metrics endpoint (``--metrics-port``, ``--enable-metrics``); 0 picks a free port.
-    metrics_port: int = 9090
+    #: Metrics endpoint (``--metrics-port``, ``--enable-metrics``); 0 picks a free port and
+    #: None means daprd's 9090, or a free port when 9090 is taken (the daemon's
+    #: monitoring endpoint uses it too).
+    metrics_port: int | None = None
     enable_metrics: bool = True
 
 

@@ -25,7 +25,16 @@ from wonderland.dapr.errors import DaprError
 from wonderland.dapr.resources import ComponentResource, MetadataValue, ResourceSet
 from wonderland.dapr.runtime import DaprRuntime, RuntimeOptions
 
-__all__ = ["Sidecar", "SidecarProcess", "default_resources", "free_port"]
+__all__ = [
+    "DEFAULT_METRICS_PORT",
+    "Sidecar",
+    "SidecarProcess",
+    "default_resources",
+    "free_port",
+]
+
+#: daprd's ``--metrics-port`` default.
+DEFAULT_METRICS_PORT = 9090
 
 log = logging.getLogger("wonderland.dapr")
 
@@ -143,13 +152,26 @@ class Sidecar:
         if metrics.enabled:
             from wonderland.dapr.metrics_server import measured, metrics_handler
 
+            port = DEFAULT_METRICS_PORT if opts.metrics_port is None else opts.metrics_port
             try:
-                self._metrics_server = await serve(
-                    metrics_handler(metrics), "127.0.0.1", opts.metrics_port, 64 * 1024
-                )
+                try:
+                    self._metrics_server = await serve(
+                        metrics_handler(metrics), "127.0.0.1", port, 64 * 1024
+                    )
+                except OSError:
+                    if opts.metrics_port is not None:
+                        raise
+                    log.warning(
+                        "metrics port %d is taken; serving metrics on a free port instead",
+                        port,
+                    )
+                    port = 0
+                    self._metrics_server = await serve(
+                        metrics_handler(metrics), "127.0.0.1", 0, 64 * 1024
+                    )
             except OSError as exc:
                 raise DaprError(
-                    f"cannot serve metrics on 127.0.0.1:{opts.metrics_port}: {exc.strerror}; "
+                    f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror}; "
                     "pick another port with --metrics-port (or --enable-metrics=false)"
                 ) from None
             self.metrics_port = int(self._metrics_server.sockets[0].getsockname()[1])
