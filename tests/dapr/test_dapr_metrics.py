@@ -325,3 +325,33 @@ def test_path_label_cardinality_rules() -> None:
         "a", settings=metrics_settings({"metrics": {"http": {"increasedCardinality": True}}})
     )
     assert high.path("/orders/17") == "/orders/17"
+
+
+async def test_circuit_breaker_state_changes_are_recorded() -> None:
+    from wonderland.dapr.resiliency import ResiliencyEngine
+
+    metrics = SidecarMetrics("cbapp", "prod")
+    spec = {
+        "policies": {
+            "circuitBreakers": {"cb": {"trip": "consecutiveFailures > 1", "timeout": "60s"}}
+        },
+        "targets": {"apps": {"backend": {"circuitBreaker": "cb"}}},
+    }
+    policy = ResiliencyEngine([spec], ["myres"], metrics).app("backend")
+
+    async def fail() -> None:
+        raise OSError("down")
+
+    for _ in range(2):
+        with pytest.raises(OSError):
+            await policy.run(fail)
+    text = metrics.render().decode()
+    samples = [
+        (s.name, dict(s.labels), s.value)
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    ]
+    where = {"name": "myres", "target": "app_backend", "flow_direction": "outbound"}
+    assert value(samples, "dapr_resiliency_count", policy="circuitbreaker", **where) == 2
+    assert value(samples, "dapr_resiliency_activations_total", status="open", **where) == 1
+    assert value(samples, "dapr_resiliency_cb_state", status="open", namespace="prod") == 2
