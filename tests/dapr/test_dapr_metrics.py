@@ -126,7 +126,9 @@ def test_sidecar_metrics_after_real_traffic(
     def delivered() -> list[Sample] | None:
         s = scrape(sc.metrics_port)
         done = value(s, "dapr_component_pubsub_ingress_count", topic="orders")
-        flaky = value(s, "dapr_component_pubsub_ingress_count", topic="flaky")
+        flaky = value(
+            s, "dapr_component_pubsub_ingress_count", topic="flaky", process_status="success"
+        )
         drops = value(s, "dapr_component_pubsub_ingress_count", topic="dropme")
         return s if done == 2 and flaky == 1 and drops == 1 else None
 
@@ -200,6 +202,10 @@ def test_sidecar_metrics_after_real_traffic(
     )
     assert (
         value(s, "dapr_component_pubsub_ingress_count", topic="dropme", process_status="drop") == 1
+    )
+    # one ingress record per delivery attempt, as daprd: the two failed tries are retries
+    assert (
+        value(s, "dapr_component_pubsub_ingress_count", topic="flaky", process_status="retry") == 2
     )
     assert value(s, "dapr_component_pubsub_ingress_latencies_count", topic="orders") == 2
     # configuration and secrets

@@ -257,13 +257,9 @@ class SubscriptionManager:
             return
         res = self.rt.resources[sub.pubsubname]
         policy = self.rt.resiliency.component(sub.pubsubname, res.type, "inbound")
-        start = time.perf_counter()
-        outcome = "retry"
         try:
             await policy.run(lambda: self._deliver_once(sub, path, event, msg))
-            outcome = "success"
         except _Drop:
-            outcome = "drop"
             log.warning("app dropped message %s on %s", event.get("id"), sub.topic)
             await self._dead_letter(sub, msg)
         except Exception as exc:
@@ -278,10 +274,6 @@ class SubscriptionManager:
                 await self._dead_letter(sub, msg)
                 return
             raise
-        finally:
-            self.rt.metrics.pubsub_ingress(
-                sub.pubsubname, sub.topic, outcome, time.perf_counter() - start
-            )
 
     async def _dead_letter(self, sub: Subscription, msg: Message) -> None:
         if not sub.dead_letter_topic:
@@ -290,6 +282,23 @@ class SubscriptionManager:
         await asyncio.wait_for(comp.publish(sub.dead_letter_topic, msg.data, {}), 30)
 
     async def _deliver_once(
+        self, sub: Subscription, path: str, event: dict[str, Any], msg: Message
+    ) -> None:
+        """One delivery attempt, recorded as daprd does: success, retry or drop."""
+        start = time.perf_counter()
+        outcome = "retry"
+        try:
+            await self._attempt(sub, path, event, msg)
+            outcome = "success"
+        except _Drop:
+            outcome = "drop"
+            raise
+        finally:
+            self.rt.metrics.pubsub_ingress(
+                sub.pubsubname, sub.topic, outcome, time.perf_counter() - start
+            )
+
+    async def _attempt(
         self, sub: Subscription, path: str, event: dict[str, Any], msg: Message
     ) -> None:
         if sub.sink is not None:
