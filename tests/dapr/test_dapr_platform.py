@@ -95,7 +95,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 
 def _call(
-    d: Daemon, service: str, path: str, method: str = "GET", body: bytes = b""
+    d: WonderlandDaemon, service: str, path: str, method: str = "GET", body: bytes = b""
 ) -> httpx.Response:
     return httpx.request(
         method,
@@ -168,3 +168,72 @@ def test_bad_component_is_refused_at_apply(daemon: Daemon, tmp_path: Path) -> No
     )
     res = daemon.cli("apply", "-f", str(bad), check=False)
     assert res.returncode != 0 and "redisHots" in res.stderr
+
+
+def test_a_real_prometheus_scrapes_the_sidecars_for_the_dapr_dashboard(tmp_path: Path) -> None:
+    """`wonderland up --prometheus`: Debian's Prometheus finds each sidecar through
+    targets.json (job dapr) and answers the dashboard's queries over its series."""
+    import shutil
+
+    if shutil.which("prometheus") is None:
+        pytest.skip("Debian's prometheus is not installed; run `make prometheus`")
+    manifests = tmp_path / "m.yaml"
+    manifests.write_text(
+        f"""
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {{name: statestore, namespace: default}}
+spec:
+  type: state.sqlite
+  version: v1
+  metadata: [{{name: connectionString, value: "{tmp_path}/prom-state.db"}}]
+---
+{ksvc("front")}
+"""
+    )
+    env = daemon_env(
+        tmp_path,
+        gateway_port=free_port(),
+        WONDERLAND_PROMETHEUS_PORT="0",
+        WONDERLAND_PROMETHEUS_SCRAPE_INTERVAL="1",
+    )
+    daemon = WonderlandDaemon(tmp_path / "home", env, tmp_path / "daemon.log")
+    try:
+        daemon.start("--prometheus", "-f", str(manifests))
+        prom = json.loads((daemon.home / "daemon.json").read_text())["prometheus"]["url"]
+
+        def query(expr: str) -> list[float]:
+            answer = httpx.post(f"{prom}/api/v1/query", data={"query": expr}, timeout=10).json()
+            assert answer["status"] == "success", (expr, answer)
+            return [float(r["value"][1]) for r in answer["data"]["result"]]
+
+        def dapr_target_up() -> bool:
+            got = httpx.get(f"{prom}/api/v1/targets", timeout=10).json()
+            return any(
+                t["labels"].get("job") == "dapr"
+                and t["labels"].get("app_id") == "front"
+                and t["health"] == "up"
+                for t in got["data"]["activeTargets"]
+            )
+
+        def traffic_then(expr: str) -> bool:
+            for i in range(5):
+                _call(daemon, "front", f"/state/k{i}", "POST", b"v")
+            return any(v > 0 for v in query(expr))
+
+        wait_until(dapr_target_up, timeout=90, interval=0.5)
+        # two of the dashboard's panels (deploy/grafana/dapr.json), with its variables set
+        wait_until(
+            lambda: traffic_then(
+                'sum by (app_id) (rate(dapr_http_server_request_count{app_id=~"front"}[1m]))'
+            ),
+            timeout=60,
+            interval=0.5,
+        )
+        assert query(
+            'sum by (app_id, component, operation, success) (rate(dapr_component_state_count{app_id=~"front"}[1m]))'
+        )
+        # statestore and the kubernetes secret store the platform gives every sidecar
+        assert query('sum by (app_id) (dapr_runtime_component_loaded{app_id=~"front"})') == [2.0]
+    finally:
+        daemon.stop()
