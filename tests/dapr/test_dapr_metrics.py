@@ -113,6 +113,21 @@ def test_sidecar_metrics_after_real_traffic(
         client.save_state("redisstore", "metrics-k", "v")
         assert client.get_state("redisstore", "metrics-k").data == b"v"
         client.delete_state("redisstore", "metrics-k")
+        # a server-streaming RPC is recorded when its stream ends (the SDK calls Alpha1)
+        sub_id = client.subscribe_configuration("config", ["greeting"], lambda _i, _r: None)
+        assert client.unsubscribe_configuration("config", sub_id)
+        subscribe = "/dapr.proto.runtime.v1.Dapr/SubscribeConfigurationAlpha1"
+        wait_until(
+            lambda: (
+                value(
+                    scrape(sc.metrics_port),
+                    "dapr_grpc_io_server_completed_rpcs",
+                    grpc_server_method=subscribe,
+                    grpc_server_status="OK",
+                )
+                == 1
+            )
+        )
     # pub/sub: publish, delivery, a retried delivery, a dropped one
     for topic in ("orders", "orders", "flaky", "dropme"):
         assert httpx.post(f"{url}/v1.0/publish/pubsub/{topic}", json={"t": topic}).is_success

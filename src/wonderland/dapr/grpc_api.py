@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +39,7 @@ from wonderland.dapr.runtime import DaprRuntime, StateWrite
 from wonderland.dapr.subscriptions import Subscription, SubscriptionManager
 from wonderland.h2grpc import (
     GrpcServer,
+    Method,
     RpcAbort,
     ServicerContext,
     StatusCode,
@@ -519,6 +521,43 @@ def _measured(
     return wrapper
 
 
+def _measured_stream(
+    path: str, handler: Callable[..., Any], metrics: SidecarMetrics
+) -> Callable[..., AsyncIterator[Any]]:
+    """A server-streaming handler recorded when its stream ends (sent: every message)."""
+
+    async def wrapper(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+        start = time.perf_counter()
+        status, sent = "UNKNOWN", 0
+        try:
+            responses = handler(request, context)
+            if inspect.iscoroutine(responses):  # a plain coroutine: aborts, or no messages
+                await responses
+            else:
+                async for response in responses:
+                    sent += response.ByteSize()
+                    yield response
+            status = "OK"
+        except RpcAbort as exc:
+            status = exc.code.name
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "CANCELLED"
+            raise
+        finally:
+            metrics.grpc_server(path, status, request.ByteSize(), sent, time.perf_counter() - start)
+
+    return wrapper
+
+
+def _measure(path: str, method: Method, metrics: SidecarMetrics) -> Method:
+    if method.client_streaming:
+        return method  # a bidirectional stream: no single request to measure
+    if method.server_streaming:
+        return dataclasses.replace(method, handler=_measured_stream(path, method.handler, metrics))
+    return dataclasses.replace(method, handler=_measured(path, method.handler, metrics))
+
+
 def build_server(runtime: DaprRuntime, invoker: Invoker, subs: SubscriptionManager) -> GrpcServer:
     """The gRPC API's server; ``await server.start(host, port)`` binds it."""
     token = runtime.opts.api_token
@@ -529,12 +568,7 @@ def build_server(runtime: DaprRuntime, invoker: Invoker, subs: SubscriptionManag
     servicer = DaprGrpcServicer(runtime, invoker, subs)
     methods = service_methods(_SERVICE, servicer)
     if runtime.metrics.enabled:
-        methods = {
-            path: dataclasses.replace(m, handler=_measured(path, m.handler, runtime.metrics))
-            if not (m.client_streaming or m.server_streaming)
-            else m
-            for path, m in methods.items()
-        }
+        methods = {path: _measure(path, m, runtime.metrics) for path, m in methods.items()}
     return GrpcServer(
         methods,
         max_receive_message_length=runtime.opts.max_body_bytes,
