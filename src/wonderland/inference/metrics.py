@@ -39,6 +39,7 @@ __all__ = [
     "REST_IN_PROGRESS",
     "REST_REQUESTS",
     "ModelMetrics",
+    "RestMetrics",
     "render",
 ]
 
@@ -134,6 +135,34 @@ GRPC_HANDLED = Counter(
     "Total number of RPCs completed on the server, regardless of success or failure.",
     ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
 )
+
+
+class RestMetrics:
+    """The REST server's children, resolved once per method, route and status."""
+
+    __slots__ = ("_done", "_in_progress")
+
+    def __init__(self) -> None:
+        self._in_progress: dict[str, Any] = {}
+        self._done: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def in_progress(self, method: str) -> Any:
+        child = self._in_progress.get(method)
+        if child is None:
+            child = self._in_progress[method] = REST_IN_PROGRESS.labels(method, APP_NAME)
+        return child
+
+    def done(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._done.get(key)
+        if children is None:
+            labels = (method, route, str(status), APP_NAME)
+            children = self._done[key] = (
+                REST_REQUESTS.labels(*labels),
+                REST_DURATION.labels(*labels),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class ModelMetrics:

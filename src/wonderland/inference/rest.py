@@ -57,6 +57,7 @@ class RestApp:
     ) -> None:
         self.dataplane = dataplane
         self.max_request_size = max_request_size
+        self._rest_metrics = metrics.RestMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -66,7 +67,7 @@ class RestApp:
         if kind != "http":
             return
         method: str = scope["method"]
-        in_progress = metrics.REST_IN_PROGRESS.labels(method, metrics.APP_NAME)
+        in_progress = self._rest_metrics.in_progress(method)
         in_progress.inc()
         started = time.perf_counter()
         status = 500
@@ -90,9 +91,8 @@ class RestApp:
             await send({"type": "http.response.body", "body": reply.body})
         finally:
             in_progress.dec()
-            labels = (method, route_template(scope["path"]), str(status), metrics.APP_NAME)
-            metrics.REST_REQUESTS.labels(*labels).inc()
-            metrics.REST_DURATION.labels(*labels).observe(time.perf_counter() - started)
+            route = route_template(scope["path"])
+            self._rest_metrics.done(method, route, status, time.perf_counter() - started)
 
     async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, dict[bytes, bytes]]:
         headers = dict(scope["headers"])
