@@ -143,3 +143,25 @@ def test_rest_and_grpc_inference_show_kserve_and_mlserver_metrics(
             assert _value(m, "grpc_server_started_total", **grpc) == 4
             assert _value(m, "grpc_server_handled_total", grpc_code="OK", **grpc) == 3
             assert _value(m, "grpc_server_handled_total", grpc_code="INVALID_ARGUMENT", **grpc) == 1
+
+
+def test_made_up_http_methods_do_not_add_series(iris_dir: Path, tmp_path: Path) -> None:
+    args = ["--model_name", "iris", "--model_dir", str(iris_dir)]
+    with run_server(args, tmp_path) as server:
+        for method in ("PROPFIND", "MKCOL", "PURGE"):  # methods llhttp knows
+            req = urllib.request.Request(server.url + "/v2/models/iris", method=method)
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=30)
+            assert err.value.code == 405
+        m = _scrape(server)
+        methods = {
+            dict(labels).get("method")
+            for name, labels in m
+            if name.startswith("rest_server_requests")
+        }
+        assert {"PROPFIND", "MKCOL", "PURGE"}.isdisjoint(methods)
+        route = {"path": "/v2/models/{model_name}", "app_name": "wonderland"}
+        assert (
+            _value(m, "rest_server_requests_total", method="_OTHER", status_code="405", **route)
+            == 3
+        )

@@ -137,6 +137,17 @@ GRPC_HANDLED = Counter(
 )
 
 
+# Methods a client may send are unbounded; any other is counted as "_OTHER" (OpenTelemetry's
+# HTTP semantic conventions) so that made-up methods cannot add series.
+KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+
+
+def _method(method: str) -> str:
+    return method if method in KNOWN_METHODS else "_OTHER"
+
+
 class RestMetrics:
     """The REST server's children, resolved once per method, route and status."""
 
@@ -147,12 +158,14 @@ class RestMetrics:
         self._done: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def in_progress(self, method: str) -> Any:
+        method = _method(method)
         child = self._in_progress.get(method)
         if child is None:
             child = self._in_progress[method] = REST_IN_PROGRESS.labels(method, APP_NAME)
         return child
 
     def done(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = _method(method)
         key = (method, route, status)
         children = self._done.get(key)
         if children is None:
