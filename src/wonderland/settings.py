@@ -79,6 +79,10 @@ class Settings:
     stores; a larger one is kept as its size only.
     ``payload_max_total_bytes`` (WONDERLAND_PAYLOAD_MAX_TOTAL_BYTES): the payloads the sink
     keeps in all; past it the oldest calls go first.
+    ``metrics_legacy`` (WONDERLAND_METRICS_LEGACY): ``on`` (the default) also exports
+    Knative's legacy (<= 1.18, OpenCensus) serving metric names at the gateway's
+    ``/metrics`` (``revision_request_count``, ``activator_*``, ``autoscaler_*``); ``off``
+    exports only the OpenTelemetry names.
     ``prometheus`` (WONDERLAND_PROMETHEUS): ``on`` runs a real Prometheus (Debian's
     ``prometheus``) as a platform component that scrapes the daemon and every Pod
     (``wonderland up --prometheus``); ``off`` (the default) does not.
@@ -113,6 +117,7 @@ class Settings:
     metrics_port: int = 9090
     metrics_scrape_seconds: float = 10.0
     metrics_history_series: int = 500
+    metrics_legacy: str = "on"
     payload_records: int = 1000
     payload_max_bytes: int = 256 * 1024
     payload_max_total_bytes: int = 256 * 1024 * 1024
@@ -200,6 +205,10 @@ class Settings:
             raise ConfigError(
                 "WONDERLAND_MLFLOW_IDLE_SECONDS and WONDERLAND_MLFLOW_POLL_SECONDS must be "
                 "more than 0 seconds"
+            )
+        if self.metrics_legacy not in ("off", "on"):
+            raise ConfigError(
+                f'WONDERLAND_METRICS_LEGACY="{self.metrics_legacy}" must be on or off'
             )
         if self.prometheus not in ("off", "on"):
             raise ConfigError(f'WONDERLAND_PROMETHEUS="{self.prometheus}" must be off or on')

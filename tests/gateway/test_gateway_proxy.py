@@ -203,7 +203,7 @@ async def test_activator_holds_requests_until_a_replica_is_ready() -> None:
             results = await pending
             metrics = await client.get("/metrics")
     assert [r.json()["label"] for r in results] == ["woke"] * 3
-    assert "wonderland_revision_cold_start_seconds_count" in metrics.text
+    assert "faas_init_duration_seconds_count" in metrics.text
 
 
 async def test_dead_replica_is_skipped_and_requests_retried() -> None:

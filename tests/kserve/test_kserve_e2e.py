@@ -390,7 +390,7 @@ def test_scale_from_zero_loads_the_model(daemon: KServeDaemon) -> None:
         (
             m
             for m in metrics.splitlines()
-            if m.startswith("wonderland_revision_cold_start_seconds_count") and rev in m
+            if m.startswith("faas_coldstarts_total") and rev in m
         ),
         "",
     )

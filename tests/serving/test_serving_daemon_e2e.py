@@ -118,9 +118,9 @@ async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> N
         assert cold.status_code == 200 and cold.json()["pid"] != old_pid
         metrics = (await client.get("/metrics")).text
         assert (
-            'wonderland_revision_cold_start_seconds_count{namespace="default",revision="hello-00001"}'
-            in metrics
-        )
+            'faas_coldstarts_total{k8s_namespace_name="default",kn_service_name="hello",'
+            'kn_configuration_name="hello",kn_revision_name="hello-00001"} 1.0'
+        ) in metrics
 
 
 async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -> None:

@@ -42,6 +42,9 @@ class _Stream:
         "headers",
         "pending",
         "responded",
+        "sent",
+        "status",
+        "t0",
         "target",
         "timer",
         "up_id",
@@ -62,6 +65,9 @@ class _Stream:
         self.responded = False
         self.waiting = False
         self.timer: asyncio.TimerHandle | None = None
+        self.t0 = 0.0  # metrics: arrival, send to a replica (-1: none), status
+        self.sent = -1.0
+        self.status = 0
 
 
 class _Sender:
@@ -210,6 +216,7 @@ class H2ClientConnection(asyncio.Protocol):
             return
         stream.target = target
         target.begin()
+        stream.t0 = self.loop.time()
         stream.timer = self.loop.call_later(target.timeout, self._timeout, stream)
         ep = target.acquire()
         if ep is not None:
@@ -227,8 +234,14 @@ class H2ClientConnection(asyncio.Protocol):
             )
 
     def _send(self, stream: _Stream, ep: Endpoint) -> None:
-        stream.waiting = False
+        now = self.loop.time()
+        if stream.waiting:
+            stream.waiting = False
+            rec = stream.target.recorder if stream.target is not None else None
+            if rec is not None:
+                rec.held(now - stream.t0)
         stream.endpoint = ep
+        stream.sent = now
         if stream.target is not None and not stream.target.h2c:
             from wonderland.gateway.bridges import H1ForH2
 
@@ -275,6 +288,9 @@ class H2ClientConnection(asyncio.Protocol):
             self.conn.send_headers(stream.client_id, headers, end_stream=end)
         except h2.exceptions.ProtocolError:
             return
+        if not stream.responded:
+            code = next((v for n, v in headers if n == ":status"), "")
+            stream.status = int(code) if code.isdigit() else 502
         stream.responded = True
         if end:
             self._done(stream)
@@ -326,10 +342,21 @@ class H2ClientConnection(asyncio.Protocol):
         if stream.h1 is not None:
             stream.h1.detach(abort=reset_upstream)
             stream.h1 = None
-        if stream.endpoint is not None and target is not None:
-            target.release(stream.endpoint)
+        ep = stream.endpoint
+        if ep is not None and target is not None:
+            target.release(ep)
             stream.endpoint = None
         if target is not None:
+            rec = target.recorder
+            if rec is not None and stream.responded:
+                now = self.loop.time()
+                sent = stream.sent
+                rec.request(
+                    ep if sent >= 0 else None,
+                    stream.status or 502,
+                    now - stream.t0,
+                    now - sent if sent >= 0 else -1.0,
+                )
             target.end()
             stream.target = None
         self.sender.forget(stream.client_id)
@@ -359,6 +386,8 @@ class H2ClientConnection(asyncio.Protocol):
         except h2.exceptions.ProtocolError:
             pass
         stream.responded = True
+        stream.status = status
+        stream.sent = -1.0
         self.streams.pop(stream.client_id, None)
         self._finish(stream, reset_upstream=True)
         self.flush()

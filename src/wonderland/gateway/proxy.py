@@ -102,6 +102,11 @@ class _Request:
     fwd = b""
     xfp = b""
     chunked = False
+    # metrics: arrival, send to the replica that answers (-1: none), status, that replica
+    t0 = 0.0
+    sent = -1.0
+    status = 0
+    pod: Endpoint | None = None
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -310,6 +315,7 @@ class ClientConnection(asyncio.Protocol):
             return
         req.target = target
         target.begin()
+        req.t0 = self.loop.time()
         req.head = self._head(req)
         self.deadlines.add(req, self, target.timeout)
         ep = target.acquire()
@@ -354,8 +360,15 @@ class ClientConnection(asyncio.Protocol):
         return b"".join(parts)
 
     def _send(self, req: _Request, ep: Endpoint) -> None:
-        req.waiting = False
+        now = self.loop.time()
+        if req.waiting:
+            req.waiting = False
+            rec = req.target.recorder if req.target is not None else None
+            if rec is not None:
+                rec.held(now - req.t0)
         req.endpoint = ep
+        req.pod = ep
+        req.sent = now
         req.attempts += 1
         if self.closed:
             self._abandon(req)
@@ -551,6 +564,10 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def _respond(self, req: _Request, data: bytes) -> None:
+        """Answer ``req`` with the gateway's own response ``data`` (an error_response)."""
+        req.status = int(data[9:12])
+        req.pod = None
+        req.sent = -1.0
         if self.transport is not None and not self.closed:
             self.transport.write(data)
         self._complete(req, close=False)
@@ -572,8 +589,16 @@ class ClientConnection(asyncio.Protocol):
 
     def _complete(self, req: _Request, close: bool) -> None:
         self.deadlines.items.pop(req, None)
-        if req.target is not None:
-            req.target.end()
+        target = req.target
+        if target is not None:
+            rec = target.recorder
+            if rec is not None:
+                now = self.loop.time()
+                sent = req.sent
+                rec.request(
+                    req.pod, req.status or 502, now - req.t0, now - sent if sent >= 0 else -1.0
+                )
+            target.end()
             req.target = None
         self.current = None
         if close or not req.keep_alive or req.upgrade:

@@ -17,25 +17,33 @@ log = logging.getLogger("wonderland.gateway")
 
 class GatewayServer:
     """Serves a ``RoutingTable`` on ``host:port``; ``start()``/``stop()`` as a platform
-    service. ``port=0`` picks a free port (read it back from ``.port``)."""
+    service. ``port=0`` picks a free port (read it back from ``.port``). ``legacy_metrics``
+    adds Knative's legacy metric names to ``/metrics`` (``WONDERLAND_METRICS_LEGACY``)."""
 
-    def __init__(self, table: RoutingTable, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        legacy_metrics: bool = True,
+    ) -> None:
         self.table = table
         self.host = host
         self.port = port
-        self.metrics = GatewayMetrics(table)
+        self.metrics = GatewayMetrics(table, legacy=legacy_metrics)
         self._server: asyncio.base_events.Server | None = None
         self._sock: socket.socket | None = None
         previous = table.on_new_revision
 
         def hook(target: RevisionTarget) -> None:
-            target.on_cold_start = self.metrics.observe_cold_start
+            self.metrics.bind(target)
             if previous is not None:
                 previous(target)
 
         table.on_new_revision = hook
         for target in table.revisions.values():
-            target.on_cold_start = self.metrics.observe_cold_start
+            self.metrics.bind(target)
 
     def bind(self) -> None:
         """Claim ``host:port`` now (listening, not yet serving), so that no process the
