@@ -128,6 +128,9 @@ class RevisionTarget:
         # Activator hook: called when a request arrives and there is no endpoint.
         self.on_demand: Callable[[RevisionTarget], None] | None = None
         self.cold_since: float | None = None
+        # whether no replica is asked for (the autoscaler keeps it): a request held then is
+        # a cold start; one held while the first replicas start anyway is not
+        self.scaled_to_zero = True
         self.on_cold_start: Callable[[RevisionTarget, float], None] | None = None
         self.recorder: RequestRecorder | None = None
 
@@ -195,7 +198,7 @@ class RevisionTarget:
             return False
         self.waiters.append(waiter)
         if not self.endpoints:
-            if self.cold_since is None:
+            if self.cold_since is None and self.scaled_to_zero:
                 self.cold_since = time.monotonic()
             if self.on_demand is not None:
                 self.on_demand(self)

@@ -137,6 +137,9 @@ class ServingSystem:
             return
         if rt.failed is not None:
             desired = 0
+        target = self.table.revisions.get(key)
+        if target is not None:
+            target.scaled_to_zero = desired == 0
         if desired != rt.scaled_to or len(self.supervisor.replicas(key)) != desired:
             rt.scaled_to = desired
             self.supervisor.scale(rt.template, desired)
