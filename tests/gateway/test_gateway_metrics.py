@@ -180,3 +180,48 @@ async def test_gateway_answers_are_counted_with_their_status() -> None:
     )
     assert value(found, "revision_request_count_total", response_code_class="5xx") == 1
     assert value(found, "revision_app_request_count_total") == 0
+
+
+async def test_a_gone_replicas_series_go_after_one_last_read_and_totals_stay() -> None:
+    table = RoutingTable()
+    route(table)
+    target = table.revisions["default/hello-00001"]
+    async with (
+        asgi_replica(status_app) as p1,
+        asgi_replica(status_app) as p2,
+        gateway(table) as url,
+    ):
+        target.set_endpoints([("127.0.0.1", p1, "pod-old")])
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            for _ in range(3):
+                assert (await client.get("/", headers=HOST)).status_code == 200
+            target.set_endpoints([("127.0.0.1", p2, "pod-new")])
+            for _ in range(2):
+                assert (await client.get("/", headers=HOST)).status_code == 200
+            last = samples((await client.get("/metrics")).text)
+            later = samples((await client.get("/metrics")).text)
+    name = "kn_serving_invocation_duration_seconds_count"
+    assert value(last, name, k8s_pod_name="pod-old") == 3  # read once more after it went
+    assert value(later, name, k8s_pod_name="pod-old") == 0
+    assert not [ls for ls, _ in later[name] if ls["k8s_pod_name"] == "pod-old"]
+    assert value(later, name, k8s_pod_name="pod-new") == 2
+    # the activator's counter (one per revision) never goes down
+    assert value(later, "activator_request_count_total", response_code="200") == 5
+    assert value(later, "activator_request_latencies_count", response_code="200") == 5
+
+
+async def test_http2_clients_are_counted_too() -> None:
+    table = RoutingTable()
+    route(table)
+    async with asgi_replica(status_app) as port, gateway(table) as url:
+        table.revisions["default/hello-00001"].set_endpoints([("127.0.0.1", port, "r1")])
+        async with httpx.AsyncClient(base_url=url, timeout=30, http1=False, http2=True) as h2:
+            for path in ("/", "/", "/503"):
+                r = await h2.get(path, headers=HOST)
+                assert r.http_version == "HTTP/2"
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            text = (await client.get("/metrics")).text
+    found = samples(text)
+    name = "kn_serving_invocation_duration_seconds_count"
+    assert value(found, name, http_response_status_code="200", k8s_pod_name="r1") == 2
+    assert value(found, name, http_response_status_code="503", k8s_pod_name="r1") == 1

@@ -157,12 +157,15 @@ class RevisionRecorder:
     Implements :class:`~wonderland.gateway.table.RequestRecorder`.
     """
 
-    __slots__ = ("buffer", "coldstarts", "init", "local", "series", "target")
+    __slots__ = ("buffer", "coldstarts", "gone", "init", "local", "retired", "series", "target")
 
     def __init__(self, target: RevisionTarget) -> None:
         self.target = target
         self.series: list[tuple[str, int, _Series]] = []  # (replica, code, series)
         self.local: dict[int, _Series] = {}  # answered by the gateway itself
+        # the series of replicas that are gone, summed per code (the activator's totals)
+        self.retired: dict[int, _Series] = {}
+        self.gone: set[str] = set()  # replicas gone at the previous read
         self.coldstarts = 0
         self.init = _Histogram(INIT_BUCKETS)
         self.buffer = _Histogram(BUFFER_BUCKETS)
@@ -205,6 +208,32 @@ class RevisionRecorder:
         self.init.observe(seconds)
 
     # -- rendering --
+    def prune(self) -> None:
+        """Drop the series of replicas that are gone, as a stopped queue-proxy's go, once
+        they have been read one last time; the activator's totals keep their counts."""
+        t = self.target
+        live = {e.name for e in t.endpoints}
+        live.update(e.name for e in t.draining)
+        keep: list[tuple[str, int, _Series]] = []
+        marked: set[str] = set()
+        for pod, code, s in self.series:
+            if not pod or pod in live:
+                keep.append((pod, code, s))
+            elif pod in self.gone:
+                into = self.retired.get(code)
+                if into is None:
+                    into = self.retired[code] = _Series()
+                into.count += s.count
+                into.ms_sum += s.ms_sum
+                into.ms_buckets = [
+                    a + b for a, b in zip(into.ms_buckets, s.ms_buckets, strict=True)
+                ]
+            else:
+                keep.append((pod, code, s))
+                marked.add(pod)
+        self.series = keep
+        self.gone = marked
+
     def kn_labels(self) -> list[str]:
         t = self.target
         return [t.namespace, t.service, t.configuration, t.name]
@@ -322,7 +351,7 @@ def _legacy_families(recorders: Iterable[RevisionRecorder]) -> Iterator[Metric]:
     for rec in recorders:
         t = rec.target
         base = dict(zip(_LEGACY_LABELS, rec.kn_labels(), strict=True))
-        by_code: dict[int, tuple[int, float, list[int]]] = {}
+        by_code = {c: (r.count, r.ms_sum, r.ms_buckets) for c, r in rec.retired.items()}
         for pod, code, s in list(rec.series):
             labels = {
                 **base,
@@ -426,6 +455,8 @@ class GatewayMetrics:
         self.legacy_sources.append(source)
 
     def render(self) -> bytes:
+        for rec in self.recorders():
+            rec.prune()
         data: bytes = generate_latest(self.registry)
         if self.legacy:
             for source in self.legacy_sources:
