@@ -119,7 +119,7 @@ async def test_pods_follow_load_up_and_down_to_zero_and_requests_are_counted(
         _, before = scrape(url)
         counted = "kn_serving_invocation_duration_seconds_count"
         start_count = value(before, counted, **REV)
-        start_legacy = value(before, "revision_request_count_total", **LEGACY)
+        start_legacy = value(before, "activator_request_count_total", **LEGACY)
         sent = 0
         stop = asyncio.Event()
 
@@ -151,7 +151,7 @@ async def test_pods_follow_load_up_and_down_to_zero_and_requests_are_counted(
             await asyncio.gather(*workers)
         _, after = scrape(url)
         assert value(after, counted, **REV) - start_count == sent
-        assert value(after, "revision_request_count_total", **LEGACY) - start_legacy == sent
+        assert value(after, "activator_request_count_total", **LEGACY) - start_legacy == sent
         assert value(after, "kn_autoscaler_scrape_duration_seconds_count", **REV) > 0
         assert value(after, "kn_revision_pods_count", **REV) >= 1
 
