@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 from _support.daemon import wait_until
 from _support.servers import asgi_replica
 from prometheus_client.parser import text_string_to_metric_families
 
+from wonderland.errors import ConfigError
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
+from wonderland.settings import Settings
 
 HOST = {"Host": "hello.default.127.0.0.1.sslip.io"}
 KN = {
@@ -225,3 +228,10 @@ async def test_http2_clients_are_counted_too() -> None:
     name = "kn_serving_invocation_duration_seconds_count"
     assert value(found, name, http_response_status_code="200", k8s_pod_name="r1") == 2
     assert value(found, name, http_response_status_code="503", k8s_pod_name="r1") == 1
+
+
+def test_the_legacy_setting_takes_on_or_off_and_says_so() -> None:
+    assert Settings.from_env({}).metrics_legacy == "on"
+    assert Settings.from_env({"WONDERLAND_METRICS_LEGACY": "off"}).metrics_legacy == "off"
+    with pytest.raises(ConfigError, match='WONDERLAND_METRICS_LEGACY="no" must be on or off'):
+        Settings.from_env({"WONDERLAND_METRICS_LEGACY": "no"})
