@@ -112,6 +112,11 @@ async def test_request_metrics_count_every_request_with_knative_labels() -> None
     assert value(found, "revision_request_latencies_count", **legacy) == 10
     assert "# TYPE revision_request_count counter" in text
     assert (
+        'revision_request_count{configuration_name="hello",container_name="queue-proxy",'
+        'namespace_name="default",pod_name="hello-pod-a",response_code="200",'
+        'response_code_class="2xx",revision_name="hello-00001",service_name="hello"} 7\n'
+    ) in text  # as the Go exporter wrote it: sorted labels, no _total, integer values
+    assert (
         "revision_request_count_total" not in text and "activator_request_count_total" not in text
     )
     assert "revision_request_latencies_bucket{" in text and ',le="5"}' in text

@@ -414,7 +414,11 @@ def legacy_exposition(families: Iterable[Metric]) -> bytes:
         lines.append(f"# HELP {family.name} {doc}")
         lines.append(f"# TYPE {family.name} {family.type}")
         for sample in family.samples:
-            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+            # the Go client sorts label names; a bucket's le comes last
+            pairs = sorted((k, v) for k, v in sample.labels.items() if k != "le")
+            if "le" in sample.labels:
+                pairs.append(("le", sample.labels["le"]))
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
             head = f"{sample.name}{{{labels}}}" if labels else sample.name
             lines.append(f"{head} {_go_float(sample.value)}")
     return ("\n".join(lines) + "\n").encode() if lines else b""
