@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from wonderland.autoscaler import RevisionScaler
 from wonderland.gateway import GatewayServer, RevisionTarget, RoutingTable
+from wonderland.gateway.tracing import GatewayTracing
 from wonderland.runtime.env import proxy_env
 from wonderland.runtime.images import BuiltImage
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.runtime.supervisor import ReplicaTemplate, Supervisor
 from wonderland.serving.config import ServingConfig
+from wonderland.tracing.store import TraceStore
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
@@ -77,7 +79,14 @@ class ServingSystem:
         self.config = ServingConfig(domain=settings.domain)
         self.table = RoutingTable()
         self.table.on_new_revision = self._new_target
-        self.gateway = GatewayServer(self.table, settings.bind, settings.gateway_port)
+        store = platform.get(TraceStore)
+        sink = store.record if store is not None and settings.tracing == "on" else None
+        self.gateway = GatewayServer(
+            self.table,
+            settings.bind,
+            settings.gateway_port,
+            GatewayTracing(settings.tracing, sink),
+        )
         # the port is claimed now, before any replica asks the kernel for a free one
         self.gateway.bind()
         port = self.gateway.port
