@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from time import time_ns
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wonderland.tracing.runtime import SpanSink
+from wonderland.tracing.store import register_describer
 
 if TYPE_CHECKING:
     from wonderland.gateway.table import RevisionTarget
@@ -38,34 +39,27 @@ class GatewayTracing:
         target: RevisionTarget | None,
         failed: bool,
     ) -> None:
-        if self.sink is None:
-            return
-        trace_id, span_id, parent_id, start = span
-        path = url.split(b"?", 1)[0].decode("latin-1")
-        attrs = {
-            "http.request.method": method.decode("latin-1"),
-            "url.path": path,
-            "server.address": host.decode("latin-1"),
-            "network.protocol.version": "1.1",
-        }
-        if target is not None:
-            attrs["k8s.namespace.name"] = target.namespace
-            attrs["knative.revision"] = target.name
-        name = f"{attrs['http.request.method']} {path}"
-        self.sink(
-            (
-                trace_id,
-                span_id,
-                parent_id,
-                name,
-                "SERVER",
-                SERVICE_NAME,
-                start,
-                time_ns(),
-                attrs,
-                failed,
+        """One tuple of bytes and str appended; the name and attributes are made when the
+        store is read."""
+        sink = self.sink
+        if sink is not None:
+            trace_id, span_id, parent_id, start = span
+            where = (target.namespace, target.name) if target is not None else ("", "")
+            details = (_H1, method, url, host, *where)
+            sink(
+                (
+                    trace_id,
+                    span_id,
+                    parent_id,
+                    "",
+                    "SERVER",
+                    SERVICE_NAME,
+                    start,
+                    time_ns(),
+                    details,
+                    failed,
+                )
             )
-        )
 
     def record_h2(
         self,
@@ -74,32 +68,73 @@ class GatewayTracing:
         target: RevisionTarget | None,
         failed: bool,
     ) -> None:
-        if self.sink is None:
-            return
-        trace_id, span_id, parent_id, start = span
-        pseudo = {n: v for n, v in headers if n.startswith(":")}
-        path = pseudo.get(":path", "").split("?", 1)[0]
-        method = pseudo.get(":method", "")
-        attrs = {
-            "http.request.method": method,
-            "url.path": path,
-            "server.address": pseudo.get(":authority", ""),
-            "network.protocol.version": "2",
-        }
-        if target is not None:
-            attrs["k8s.namespace.name"] = target.namespace
-            attrs["knative.revision"] = target.name
-        self.sink(
-            (
-                trace_id,
-                span_id,
-                parent_id,
-                f"{method} {path}",
-                "SERVER",
-                SERVICE_NAME,
-                start,
-                time_ns(),
-                attrs,
-                failed,
+        sink = self.sink
+        if sink is not None:
+            trace_id, span_id, parent_id, start = span
+            method = path = authority = ""
+            for name, value in headers:
+                if name == ":method":
+                    method = value
+                elif name == ":path":
+                    path = value
+                elif name == ":authority":
+                    authority = value
+            where = (target.namespace, target.name) if target is not None else ("", "")
+            details = (_H2, method, path, authority, *where)
+            sink(
+                (
+                    trace_id,
+                    span_id,
+                    parent_id,
+                    "",
+                    "SERVER",
+                    SERVICE_NAME,
+                    start,
+                    time_ns(),
+                    details,
+                    failed,
+                )
             )
-        )
+
+
+_H1 = "wonderland.gateway.h1"
+_H2 = "wonderland.gateway.h2"
+
+
+def _details(
+    protocol: str, method: str, url: str, host: str, namespace: str, revision: str
+) -> tuple[str, dict[str, Any]]:
+    path = url.split("?", 1)[0]
+    attrs: dict[str, Any] = {
+        "http.request.method": method,
+        "url.path": path,
+        "server.address": host,
+        "network.protocol.version": protocol,
+    }
+    if revision:
+        attrs["k8s.namespace.name"] = namespace
+        attrs["knative.revision"] = revision
+    return f"{method} {path}", attrs
+
+
+def _h1_details(
+    method: bytes, url: bytes, host: bytes, namespace: str, revision: str
+) -> tuple[str, dict[str, Any]]:
+    return _details(
+        "1.1",
+        method.decode("latin-1"),
+        url.decode("latin-1"),
+        host.decode("latin-1"),
+        namespace,
+        revision,
+    )
+
+
+def _h2_details(
+    method: str, path: str, authority: str, namespace: str, revision: str
+) -> tuple[str, dict[str, Any]]:
+    return _details("2", method, path, authority, namespace, revision)
+
+
+register_describer(_H1, _h1_details)
+register_describer(_H2, _h2_details)

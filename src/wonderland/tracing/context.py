@@ -9,6 +9,7 @@ not an error: as the W3C spec says, the receiver starts a new trace.
 from __future__ import annotations
 
 import re
+from binascii import b2a_hex as _b2a
 from random import getrandbits
 from typing import NamedTuple
 
@@ -30,6 +31,7 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _TRACEPARENT_B = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
+_HEX_DIGITS = b"0123456789abcdef"
 _ZERO_TRACE_B = b"0" * 32
 _ZERO_SPAN_B = b"0" * 16
 
@@ -91,24 +93,63 @@ def child(incoming: str | bytes | None) -> tuple[TraceParent, str]:
     return TraceParent(parent.trace_id, new_span_id(), parent.flags), parent.parent_id
 
 
+_POOL_SIZE = 512
+_NEW_HEADERS: list[bytes] = []  # ready "00-<trace>-<span>-01" headers, popped one a request
+_SPAN_IDS: list[bytes] = []  # ready span ids
+
+
+def _refill() -> None:
+    """Random ids for the next requests, made in bulk (one ``getrandbits`` and one hex
+    conversion per pool; a ``list.pop`` per request)."""
+    n = _POOL_SIZE
+    raw = _b2a(getrandbits(192 * n).to_bytes(24 * n, "little"))
+    _NEW_HEADERS.extend(
+        [b"00-%s-%s-01" % (raw[k : k + 32], raw[k + 32 : k + 48]) for k in range(0, 48 * n, 48)]
+    )
+    raw = _b2a(getrandbits(64 * n).to_bytes(8 * n, "little"))
+    _SPAN_IDS.extend([raw[k : k + 16] for k in range(0, 16 * n, 16)])
+
+
 def child_bytes(incoming: bytes) -> tuple[bytes, bytes, bytes, bytes]:
     """The gateway's hot path on raw header bytes: ``(header to send, trace id, new span
-    id, parent span id)``; a missing (``b""``) or malformed header starts a new trace
-    with an empty parent."""
-    span = b"%016x" % (getrandbits(64) or 1)
+    id, parent span id)``; a missing (``b""``) or malformed header starts a new sampled
+    trace with an empty parent.
+
+    Ids come from pools refilled in bulk (:func:`_refill`); an all-zero id is left to
+    its 2**-64 chance."""
     if incoming:
-        m = _TRACEPARENT_B.fullmatch(incoming)
-        if m is not None:
-            version, trace_id, parent_id, flags, rest = m.groups()
-            if (
-                version != b"ff"
-                and not (version == b"00" and rest is not None)
-                and trace_id != _ZERO_TRACE_B
-                and parent_id != _ZERO_SPAN_B
-            ):
-                return b"00-" + trace_id + b"-" + span + b"-" + flags, trace_id, span, parent_id
-    trace_id = b"%032x" % (getrandbits(128) or 1)
-    return b"00-" + trace_id + b"-" + span + b"-01", trace_id, span, b""
+        if (
+            len(incoming) == 55
+            and incoming[2] == 45  # "-"
+            and incoming[35] == 45
+            and incoming[52] == 45
+            and incoming.translate(None, _HEX_DIGITS) == b"---"
+            and incoming[:2] != b"ff"
+        ):
+            trace_id = incoming[3:35]
+            parent_id = incoming[36:52]
+            if trace_id != _ZERO_TRACE_B and parent_id != _ZERO_SPAN_B:
+                if not _SPAN_IDS:
+                    _refill()
+                span = _SPAN_IDS.pop()
+                return b"00-" + trace_id + b"-" + span + incoming[52:], trace_id, span, parent_id
+        elif len(incoming) > 55:  # a later version's header may carry more fields
+            m = _TRACEPARENT_B.fullmatch(incoming)
+            if m is not None:
+                version, trace_id, parent_id, flags, _ = m.groups()
+                if (
+                    version not in (b"00", b"ff")
+                    and trace_id != _ZERO_TRACE_B
+                    and parent_id != _ZERO_SPAN_B
+                ):
+                    if not _SPAN_IDS:
+                        _refill()
+                    span = _SPAN_IDS.pop()
+                    return b"00-" + trace_id + b"-" + span + b"-" + flags, trace_id, span, parent_id
+    if not _NEW_HEADERS:
+        _refill()
+    header = _NEW_HEADERS.pop()
+    return header, header[3:35], header[36:52], b""
 
 
 def to_grpc_trace_bin(parent: TraceParent) -> bytes:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from wonderland.errors import ConfigError
-from wonderland.tracing.store import RawSpan
+from wonderland.tracing.store import RawSpan, describe
 
 __all__ = [
     "DEFAULT_MODE",
@@ -92,6 +92,8 @@ class _OtlpSink:
 
     def __call__(self, span: RawSpan, /) -> None:
         trace_id, span_id, parent_id, name, kind, _, start, end, attrs, error = span
+        if isinstance(attrs, tuple):
+            name, attrs = describe(attrs, name)
 
         def num(v: str | bytes) -> int:
             return int(v, 16)
