@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MODE",
     "MODES",
     "OTLP_ENDPOINT_ENV",
+    "OTLP_TRACES_ENDPOINT_ENV",
     "TRACES_ANNOTATION",
     "SpanSink",
     "TraceCollector",
@@ -74,7 +75,7 @@ class _OtlpSink:
     """Spans as OpenTelemetry SDK ``ReadableSpan`` objects through a batch processor and
     the OTLP/HTTP exporter (``OTEL_EXPORTER_OTLP_*`` configure it as usual)."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, endpoint: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import ReadableSpan
@@ -88,7 +89,7 @@ class _OtlpSink:
         self._error = Status(StatusCode.ERROR)
         self._unset = Status(StatusCode.UNSET)
         self.resource = Resource.create({"service.name": service})
-        self.processor = BatchSpanProcessor(OTLPSpanExporter())
+        self.processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
 
     def __call__(self, span: RawSpan, /) -> None:
         trace_id, span_id, parent_id, name, kind, _, start, end, attrs, error = span
@@ -127,10 +128,13 @@ def process_sink(
     an OTLP endpoint is set, else None (spans are not recorded; headers still flow). A
     missing ``otel`` extra is logged once, naming it, and leaves propagation on."""
     env = os.environ if environ is None else environ
-    if mode != "on" or not (env.get(OTLP_ENDPOINT_ENV) or env.get(OTLP_TRACES_ENDPOINT_ENV)):
+    endpoint = env.get(OTLP_TRACES_ENDPOINT_ENV, "")
+    if not endpoint and env.get(OTLP_ENDPOINT_ENV):
+        endpoint = env[OTLP_ENDPOINT_ENV].rstrip("/") + "/v1/traces"
+    if mode != "on" or not endpoint:
         return None
     try:
-        sink: Any = _OtlpSink(service)
+        sink: Any = _OtlpSink(service, endpoint)
     except ImportError as exc:
         log.warning(
             "%s is set but spans cannot be exported: %s; install the extra with "
