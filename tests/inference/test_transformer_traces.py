@@ -73,13 +73,18 @@ def _predict(port: int, headers: dict[str, str]) -> list[str | None]:
         return got
 
 
-def test_the_transformer_passes_the_trace_to_its_predictor(
-    predictor: int, tmp_path: Path
-) -> None:
+def test_the_transformer_passes_the_trace_to_its_predictor(predictor: int, tmp_path: Path) -> None:
     d = tmp_path / "transformer"
     d.mkdir()
     (d / "model.py").write_text(TRANSFORMER)
-    args = ["--model_name", "t", "--model_dir", str(d), "--predictor_host", f"127.0.0.1:{predictor}"]
+    args = [
+        "--model_name",
+        "t",
+        "--model_dir",
+        str(d),
+        "--predictor_host",
+        f"127.0.0.1:{predictor}",
+    ]
     with run_server(args, tmp_path) as server:
         seen, state = _predict(server.http_port, {"traceparent": INCOMING, "tracestate": "v=1"})
         got = parse_traceparent(seen)
