@@ -83,9 +83,9 @@ class Settings:
     its scrapes (10).
     ``prometheus_retention`` (WONDERLAND_PROMETHEUS_RETENTION): how long it keeps samples,
     as Prometheus writes durations (``15d``, ``12h``).
-    ``tracing`` (WONDERLAND_TRACING): ``on`` (the default) continues or starts a W3C
-    trace for every request at the gateway and the sidecars and records their spans;
-    ``propagate`` only forwards/creates ``traceparent``; ``off`` leaves headers alone.
+    ``tracing`` (WONDERLAND_TRACING): ``propagate`` (the default) continues or starts a
+    W3C trace (``traceparent``) for every request at the gateway and the sidecars; ``on``
+    also records their spans in the daemon; ``off`` leaves the headers alone.
     ``traces_max`` (WONDERLAND_TRACES_MAX): how many traces the daemon keeps (the newest).
     ``traces_max_bytes`` (WONDERLAND_TRACES_MAX_BYTES): the spans it keeps in all; past
     it the oldest traces go first.
@@ -119,7 +119,7 @@ class Settings:
     prometheus_port: int = 9091
     prometheus_scrape_interval: float = 10.0
     prometheus_retention: str = "15d"
-    tracing: str = "on"
+    tracing: str = "propagate"
     traces_max: int = 1000
     traces_max_bytes: int = 64 * 1024 * 1024
 

@@ -61,6 +61,7 @@ def daemon(tmp_path: Path) -> Iterator[WonderlandDaemon]:
     manifests = tmp_path / "manifests.yaml"
     manifests.write_text(MANIFESTS)
     d = WonderlandDaemon.in_tmp(tmp_path)
+    d.env["WONDERLAND_TRACING"] = "on"  # the gateway records its span too
     try:
         d.start("-f", str(manifests))
         yield d

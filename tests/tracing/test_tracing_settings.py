@@ -11,7 +11,7 @@ from wonderland.tracing.runtime import TracesPodEnv, mode_from_env
 
 
 def test_the_mode_is_checked_where_it_is_read() -> None:
-    assert Settings.from_env({}).tracing == "on"
+    assert Settings.from_env({}).tracing == "propagate"
     assert Settings.from_env({"WONDERLAND_TRACING": "propagate"}).tracing == "propagate"
     with pytest.raises(ConfigError, match="on, propagate or off"):
         Settings.from_env({"WONDERLAND_TRACING": "maybe"})
@@ -33,7 +33,8 @@ def test_pods_get_the_daemons_endpoint_unless_they_opt_out() -> None:
         "WONDERLAND_TRACING": "on",
     }
     assert env({"monitoring.wonderland.dev/traces": "off"}) == {}
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in TracesPodEnv(_Collector("propagate", "x"))({})
+    assert TracesPodEnv(_Collector("propagate", "x"))({})["OTEL_EXPORTER_OTLP_ENDPOINT"] == "x"
+    assert TracesPodEnv(_Collector("off", "x"))({}) == {"WONDERLAND_TRACING": "off"}
     assert TracesPodEnv(_Collector("on", ""))({}) == {"WONDERLAND_TRACING": "on"}
 
 

@@ -35,7 +35,7 @@ __all__ = [
 log = logging.getLogger("wonderland.tracing")
 
 MODES = ("on", "propagate", "off")
-DEFAULT_MODE = "on"
+DEFAULT_MODE = "propagate"
 MODE_ENV = "WONDERLAND_TRACING"
 OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTLP_TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
@@ -153,8 +153,9 @@ TRACES_ANNOTATION = "monitoring.wonderland.dev/traces"
 class TracesPodEnv:
     """The kubelet's ``PodEnvSource`` for traces: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the
     daemon's monitoring endpoint) and ``WONDERLAND_TRACING`` for every container, so an
-    OpenTelemetry SDK in a Pod exports to the daemon with no configuration. Nothing when
-    tracing is off, the endpoint is not serving, or the pod is annotated
+    OpenTelemetry SDK in a Pod exports to the daemon with no configuration (in modes on
+    and propagate: the mode governs wonderland's own spans). No endpoint when tracing is
+    off, the endpoint is not serving, or the pod is annotated
     ``monitoring.wonderland.dev/traces: "off"``. A container's own ``env`` still wins."""
 
     def __init__(self, collector: TraceCollector) -> None:
@@ -168,6 +169,6 @@ class TracesPodEnv:
         if mode == "off":
             return {MODE_ENV: mode}
         env = {MODE_ENV: mode}
-        if endpoint and mode == "on":
+        if endpoint:  # the Pods' own SDKs export in both modes
             env[OTLP_ENDPOINT_ENV] = endpoint
         return env
