@@ -79,7 +79,13 @@ class InferenceServicer:
             )
             metrics = entry.metrics
             req = decode_grpc_request(request)
-            response = await self.dp.infer(req)
+            # the trace context reaches the hooks (and a transformer's predictor call)
+            trace = {
+                k: v
+                for k, v in (context.invocation_metadata() or ())
+                if k in ("traceparent", "tracestate") and isinstance(v, str)
+            }
+            response = await self.dp.infer(req, trace if entry.batcher is None else None)
             out = encode_grpc_response(response, req)
         except Exception as exc:
             if metrics is not None:
