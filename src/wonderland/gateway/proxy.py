@@ -239,6 +239,8 @@ class ClientConnection(asyncio.Protocol):
         if lname == b"host":
             req.host = value
             req.headers.append((name, value))
+        elif lname == b"traceparent":  # rewritten in _start (or put back as is)
+            req.traceparent = value
         elif lname == TAG_HEADER:
             req.tag = value
         elif lname == b"x-forwarded-for":
@@ -255,8 +257,6 @@ class ClientConnection(asyncio.Protocol):
             req.chunked = True
         elif lname == b"upgrade":
             req.upgrade = value
-        elif lname == b"traceparent":
-            req.traceparent = value
         # the other hop-by-hop headers are dropped
 
     def on_body(self, body: bytes) -> None:

@@ -132,6 +132,8 @@ def child_bytes(incoming: bytes) -> tuple[bytes, bytes, bytes, bytes]:
                 if not _SPAN_IDS:
                     _refill()
                 span = _SPAN_IDS.pop()
+                if incoming[1] == 48 and incoming[0] == 48:  # version 00: keep all but the id
+                    return incoming[:36] + span + incoming[52:], trace_id, span, parent_id
                 return b"00-" + trace_id + b"-" + span + incoming[52:], trace_id, span, parent_id
         elif len(incoming) > 55:  # a later version's header may carry more fields
             m = _TRACEPARENT_B.fullmatch(incoming)
