@@ -19,6 +19,8 @@ _DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
 
 
 PAYLOAD_LIMITS = ("payload_records", "payload_max_bytes", "payload_max_total_bytes")
+# whole numbers of at least 1 beside the payload limits
+COUNTS = ("metrics_history_series",)
 TRACE_LIMITS = ("traces_max", "traces_max_bytes")
 TRACING_MODES = ("on", "propagate", "off")
 PORTS = (
@@ -68,6 +70,11 @@ class Settings:
     ``metrics_port`` (WONDERLAND_METRICS_PORT): the daemon's monitoring endpoint (its own
     ``/metrics``, ``/federate`` over every Pod's metrics, the metrics history); 9090, where
     Prometheus clients look first; 0 picks a free port.
+    ``metrics_scrape_seconds`` (WONDERLAND_METRICS_SCRAPE_SECONDS): how often the daemon
+    scrapes itself and every Pod's metrics into its history (``wonderland top``); 10. The
+    history keeps 8640 steps (24 h at 10 s).
+    ``metrics_history_series`` (WONDERLAND_METRICS_HISTORY_SERIES): how many derived series
+    the history keeps at most (35 KB each); past it the idlest makes room.
     ``payload_records`` (WONDERLAND_PAYLOAD_RECORDS): how many logged calls (request and
     response joined) the payload sink keeps per InferenceService; the oldest go first.
     ``payload_max_bytes`` (WONDERLAND_PAYLOAD_MAX_BYTES): the largest payload the sink
@@ -112,6 +119,8 @@ class Settings:
     mlflow_tracking_uri: str = ""
     mlflow_poll_seconds: float = 2.0
     metrics_port: int = 9090
+    metrics_scrape_seconds: float = 10.0
+    metrics_history_series: int = 500
     payload_records: int = 1000
     payload_max_bytes: int = 256 * 1024
     payload_max_total_bytes: int = 256 * 1024 * 1024
@@ -157,7 +166,7 @@ class Settings:
                 return int(raw)
             except ValueError:
                 raise ConfigError(f'{var}="{raw}" is not a number of pods') from None
-        if name in PAYLOAD_LIMITS or name in TRACE_LIMITS:
+        if name in PAYLOAD_LIMITS or name in COUNTS or name in TRACE_LIMITS:
             try:
                 return int(raw)
             except ValueError:
@@ -174,6 +183,7 @@ class Settings:
             "mlflow_idle_seconds",
             "mlflow_poll_seconds",
             "prometheus_scrape_interval",
+            "metrics_scrape_seconds",
         ):
             try:
                 return float(raw)
@@ -192,7 +202,7 @@ class Settings:
             raise ConfigError("WONDERLAND_MAX_PODS must be at least 1")
         if self.tracing not in TRACING_MODES:
             raise ConfigError(f'WONDERLAND_TRACING="{self.tracing}" must be on, propagate or off')
-        for name in PAYLOAD_LIMITS + TRACE_LIMITS:
+        for name in (*PAYLOAD_LIMITS, *COUNTS, *TRACE_LIMITS):
             if getattr(self, name) < 1:
                 raise ConfigError(f"WONDERLAND_{name.upper()} must be at least 1")
         if self.backoff_seconds < 0:
@@ -209,6 +219,10 @@ class Settings:
         if not 0.1 <= self.prometheus_scrape_interval <= 3600:
             raise ConfigError(
                 "WONDERLAND_PROMETHEUS_SCRAPE_INTERVAL must be between 0.1 and 3600 seconds"
+            )
+        if not 0.1 <= self.metrics_scrape_seconds <= 3600:
+            raise ConfigError(
+                "WONDERLAND_METRICS_SCRAPE_SECONDS must be between 0.1 and 3600 seconds"
             )
         if not _DURATION.fullmatch(self.prometheus_retention):
             raise ConfigError(

@@ -1,5 +1,6 @@
 """The monitoring plugin: the daemon's metrics hub and its HTTP endpoint, the scrape
-targets as a Prometheus file service discovery file, and (``WONDERLAND_PROMETHEUS=on``,
+targets as a Prometheus file service discovery file, the scrape loop that keeps the
+metrics history (``/federate``, ``/wonderland/v1/history``, ``top``, ``targets``), and (``WONDERLAND_PROMETHEUS=on``,
 ``wonderland up --prometheus``) a real Prometheus that scrapes them."""
 
 from __future__ import annotations
@@ -7,9 +8,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wonderland.monitoring.filesd import TARGETS_FILE, FileSDWriter, daemon_targets
+from wonderland.monitoring.history import HistoryStore
+from wonderland.monitoring.history_api import HistoryApi
 from wonderland.monitoring.hub import MetricsHub
 from wonderland.monitoring.prometheus import INFO_KEY as PROMETHEUS_INFO_KEY
 from wonderland.monitoring.prometheus import PrometheusServer, PrometheusStatus
+from wonderland.monitoring.recorder import HISTORY_FILE, MetricsRecorder
+from wonderland.monitoring.scrape import MetricsScraper
 from wonderland.monitoring.server import MonitoringServer
 from wonderland.monitoring.traces import TraceEndpoint, install_routes
 from wonderland.tracing.runtime import TraceCollector
@@ -58,9 +63,23 @@ def install(platform: Platform) -> None:
     platform.add_service(_Publishing(platform, server, traces))
     targets = platform.state_dir / TARGETS_FILE
     # after the endpoint: the daemon's own targets are read from what it published
-    platform.add_service(
-        FileSDWriter(platform.store, targets, lambda: daemon_targets(platform.info))
+    writer = FileSDWriter(platform.store, targets, lambda: daemon_targets(platform.info))
+    platform.add_service(writer)
+
+    def own_instance() -> str:
+        own = daemon_targets(platform.info)
+        return next((t.address for t in own if ("component", "daemon") in t.labels), "daemon")
+
+    interval = settings.metrics_scrape_seconds
+    scraper = MetricsScraper(
+        writer.targets, hub.registry, own_instance, timeout=max(1.0, min(10.0, interval))
     )
+    history = HistoryStore(step=interval, max_series=settings.metrics_history_series)
+    recorder = MetricsRecorder(
+        scraper, history, platform.state_dir / HISTORY_FILE, interval=interval
+    )
+    HistoryApi(recorder).install(hub)
+    platform.add_service(recorder)
     if settings.prometheus != "on":
         platform.publish(PROMETHEUS_INFO_KEY, PrometheusStatus(url="", state="off").as_info())
         return
