@@ -56,3 +56,18 @@ def test_the_sidecar_reads_sampling_and_the_exporter_from_its_configuration() ->
         from_configuration("a", {"tracing": {"samplingRate": "lots"}}, env)
     with pytest.raises(ValueError, match="between 0 and 1"):
         from_configuration("a", {"tracing": {"samplingRate": "2"}}, env)
+
+
+def test_a_missing_otel_extra_is_named_and_leaves_propagation_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from wonderland.tracing.runtime import process_sink
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+    with caplog.at_level("WARNING", logger="wonderland.tracing"):
+        assert process_sink("svc", "on", env) is None
+    assert "pip install 'wonderland[otel]'" in caplog.text
+    assert process_sink("svc", "propagate", env) is None  # no export asked: no warning either
