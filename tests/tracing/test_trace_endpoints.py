@@ -149,3 +149,17 @@ async def test_bad_bodies_get_4xx_that_say_what_is_wrong(client: httpx.AsyncClie
     assert missing.status_code == 404 and "GET /wonderland/v1/traces" in missing.json()["error"]
     assert (await client.get("/wonderland/v1/traces?limit=x")).status_code == 400
     assert (await client.get("/v1/traces")).status_code == 405
+
+
+async def test_a_sidecars_zipkin_exporter_reaches_the_daemon(client: httpx.AsyncClient) -> None:
+    """What a sidecar with ``spec.tracing.zipkin.endpointAddress`` sends."""
+    import asyncio
+
+    from wonderland.tracing.runtime import ZipkinSink
+
+    sink = ZipkinSink("orders", str(client.base_url.join("/api/v2/spans")))
+    sink((TRACE, "4444444444444444", "", "publish orders", "PRODUCER", "", 5_000, 9_000, {}, False))
+    await asyncio.to_thread(sink.flush)
+    trace = (await client.get(f"/wonderland/v1/traces/{TRACE}")).json()
+    (span,) = trace["spans"]
+    assert (span["name"], span["service"], span["kind"]) == ("publish orders", "orders", "PRODUCER")

@@ -8,9 +8,9 @@
   delivery hands the event's ``traceparent`` to the app.
 - ``spec.tracing`` of the Dapr Configuration: ``samplingRate`` (``"0"``: never sample new
   traces; headers still flow) and ``otel.endpointAddress`` (OTLP/HTTP) or
-  ``zipkin.endpointAddress`` (read as "export spans", sent over OTLP to the same host's
-  ``/v1/traces`` when it is the daemon's monitoring endpoint). Without either, the
-  process's ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the kubelet sets it) is used.
+  ``zipkin.endpointAddress`` (Zipkin v2 JSON, e.g. to the daemon's ``/api/v2/spans``).
+  Without either, the process's ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the kubelet sets it) is
+  used.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from wonderland.tracing.runtime import (
     OTLP_ENDPOINT_ENV,
     OTLP_TRACES_ENDPOINT_ENV,
     SpanSink,
+    ZipkinSink,
     mode_from_env,
     process_sink,
 )
@@ -131,23 +132,26 @@ class SidecarTracing:
         )
 
 
-def _endpoint(spec: Mapping[str, Any]) -> str:
-    tracing = spec.get("tracing") if isinstance(spec.get("tracing"), dict) else {}
-    assert isinstance(tracing, dict)
-    otel = tracing.get("otel") if isinstance(tracing.get("otel"), dict) else {}
-    assert isinstance(otel, dict)
+def _section(spec: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
+    node: Any = spec
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else {}
+
+
+def _otel_endpoint(spec: Mapping[str, Any]) -> str:
+    otel = _section(spec, "tracing", "otel")
     address = str(otel.get("endpointAddress") or "")
-    if address:
-        if "://" not in address:
-            address = ("https://" if otel.get("isSecure") else "http://") + address
-        return address.rstrip("/")
-    zipkin = tracing.get("zipkin") if isinstance(tracing.get("zipkin"), dict) else {}
-    assert isinstance(zipkin, dict)
-    address = str(zipkin.get("endpointAddress") or "")
-    if address:
-        # the daemon takes OTLP and Zipkin on the same port: send OTLP to its root
-        return address.split("/api/v2/spans", 1)[0].rstrip("/")
-    return ""
+    if address and "://" not in address:
+        address = ("https://" if otel.get("isSecure") else "http://") + address
+    return address.rstrip("/")
+
+
+def _zipkin_url(spec: Mapping[str, Any]) -> str:
+    address = str(_section(spec, "tracing", "zipkin").get("endpointAddress") or "")
+    if address and "://" not in address:
+        address = "http://" + address
+    return address
 
 
 def from_configuration(
@@ -158,8 +162,7 @@ def from_configuration(
     env = dict(os.environ if environ is None else environ)
     mode = mode_from_env(env)
     spec = spec or {}
-    tracing = spec.get("tracing") if isinstance(spec.get("tracing"), dict) else {}
-    assert isinstance(tracing, dict)
+    tracing = _section(spec, "tracing")
     rate = 1.0
     raw = tracing.get("samplingRate")
     if raw not in (None, ""):
@@ -173,9 +176,15 @@ def from_configuration(
             raise ValueError(
                 f"Configuration spec.tracing.samplingRate {raw} must be between 0 and 1"
             )
-    endpoint = _endpoint(spec)
-    if endpoint:
-        env[OTLP_ENDPOINT_ENV] = endpoint
-        env.pop(OTLP_TRACES_ENDPOINT_ENV, None)
-    sink = process_sink(app_id or "daprd", mode, env) if rate > 0 else None
+    sink: SpanSink | None = None
+    if rate > 0 and mode == "on":
+        otel, zipkin = _otel_endpoint(spec), _zipkin_url(spec)
+        if otel:
+            env[OTLP_ENDPOINT_ENV] = otel
+            env.pop(OTLP_TRACES_ENDPOINT_ENV, None)
+            sink = process_sink(app_id or "daprd", mode, env)
+        elif zipkin:
+            sink = ZipkinSink(app_id or "daprd", zipkin)
+        else:
+            sink = process_sink(app_id or "daprd", mode, env)
     return SidecarTracing(app_id, mode, rate, sink)

@@ -27,6 +27,7 @@ __all__ = [
     "SpanSink",
     "TraceCollector",
     "TracesPodEnv",
+    "ZipkinSink",
     "check_mode",
     "mode_from_env",
     "process_sink",
@@ -145,6 +146,83 @@ def process_sink(
         return None
     result: SpanSink = sink
     return result
+
+
+class ZipkinSink:
+    """Spans as Zipkin v2 JSON, POSTed in batches to ``url`` (Dapr's
+    ``zipkin.endpointAddress``, e.g. ``http://localhost:9411/api/v2/spans``) from a
+    background thread about once a second; at most ``max_queued`` wait, the oldest are
+    dropped. A failing endpoint is logged once until it answers again."""
+
+    def __init__(self, service: str, url: str, max_queued: int = 2048) -> None:
+        import collections
+        import threading
+
+        self.service = service
+        self.url = url
+        self.queue: collections.deque[RawSpan] = collections.deque(maxlen=max_queued)
+        self._failing = False
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zipkin-export", daemon=True)
+        self._thread.start()
+
+    def __call__(self, span: RawSpan, /) -> None:
+        self.queue.append(span)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        import orjson
+
+        batch = []
+        while self.queue:
+            batch.append(self._zipkin(self.queue.popleft()))
+        if not batch:
+            return
+        request = urllib.request.Request(
+            self.url,
+            data=orjson.dumps(batch),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+        except (OSError, urllib.error.URLError) as exc:
+            if not self._failing:
+                log.warning("spans not sent to Zipkin at %s: %s", self.url, exc)
+            self._failing = True
+        else:
+            self._failing = False
+
+    def _zipkin(self, span: RawSpan) -> dict[str, Any]:
+        trace_id, span_id, parent_id, name, kind, _, start, end, attrs, error = span
+        if isinstance(attrs, tuple):
+            name, attrs = describe(attrs, name)
+        tags = {k: str(v) for k, v in (attrs or {}).items()}
+        if error:
+            tags["error"] = "true"
+        out: dict[str, Any] = {
+            "traceId": trace_id.decode() if isinstance(trace_id, bytes) else trace_id,
+            "id": span_id.decode() if isinstance(span_id, bytes) else span_id,
+            "name": name,
+            "timestamp": start // 1000,
+            "duration": max(1, (end - start) // 1000),
+            "localEndpoint": {"serviceName": self.service},
+            "tags": tags,
+        }
+        if parent_id:
+            out["parentId"] = parent_id.decode() if isinstance(parent_id, bytes) else parent_id
+        if kind in ("SERVER", "CLIENT", "PRODUCER", "CONSUMER"):
+            out["kind"] = kind
+        return out
 
 
 TRACES_ANNOTATION = "monitoring.wonderland.dev/traces"
