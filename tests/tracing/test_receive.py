@@ -163,3 +163,11 @@ def test_the_store_evicts_by_bytes() -> None:
         store.add([Span(f"{i:032x}", "a" * 16, "", big)])
     assert store.bytes <= 10_000 and 1 <= len(store) <= 3
     assert store.summaries(limit=1)[0]["traceId"] == f"{9:032x}"
+
+
+def test_one_endless_trace_does_not_take_the_store() -> None:
+    store = TraceStore()
+    store.max_spans_per_trace = 5
+    store.add([Span(TRACE, f"{i:016x}", "", "again") for i in range(1, 9)])
+    found = store.trace(TRACE)
+    assert found is not None and len(found["spans"]) == 5 and store.dropped == 3

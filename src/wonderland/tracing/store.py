@@ -13,7 +13,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "RawSpan", "Span", "TraceStore", "describe", "register_describer"]
+__all__ = [
+    "KINDS",
+    "MAX_SPANS_PER_TRACE",
+    "RawSpan",
+    "Span",
+    "TraceStore",
+    "describe",
+    "register_describer",
+]
 
 KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 
@@ -46,7 +54,11 @@ def register_describer(key: str, describe: Describer) -> None:
     _DESCRIBERS[key] = describe
 
 
-_SPAN_OVERHEAD = 256  # bytes a span costs beyond its strings, roughly
+# bytes a span costs beyond its strings, and per attribute (dict entry, str headers):
+# measured with tracemalloc, a gateway span takes about 1150 bytes; this counts ~1250
+MAX_SPANS_PER_TRACE = 10_000
+_SPAN_OVERHEAD = 600
+_ATTRIBUTE_OVERHEAD = 80
 
 
 @dataclass(slots=True)
@@ -66,7 +78,7 @@ class Span:
     def size(self) -> int:
         n = _SPAN_OVERHEAD + len(self.name) + len(self.service) + len(self.status_message)
         for key, value in self.attributes.items():
-            n += len(key) + (len(value) if isinstance(value, str) else 16)
+            n += _ATTRIBUTE_OVERHEAD + len(key) + (len(value) if isinstance(value, str) else 16)
         return n
 
     def as_json(self, trace_start: int, depth: int) -> dict[str, Any]:
@@ -107,6 +119,8 @@ class TraceStore:
     def __init__(self, max_traces: int = 1000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_traces = max_traces
         self.max_bytes = max_bytes
+        self.max_spans_per_trace = MAX_SPANS_PER_TRACE
+        self.dropped = 0  # spans not kept because their trace was full
         # raw records waiting to be grouped; bounded so a store nobody reads stays small
         # (older ones would be evicted at the next read anyway: dropping them here is free)
         self.pending: deque[RawSpan] = deque(maxlen=max(256, max_traces * 2))
@@ -126,6 +140,9 @@ class TraceStore:
             trace = traces.get(span.trace_id)
             if trace is None:
                 trace = traces[span.trace_id] = _Trace()
+            elif len(trace.spans) >= self.max_spans_per_trace:
+                self.dropped += 1  # e.g. a client sending the same traceparent forever
+                continue
             size = span.size()
             trace.spans.append(span)
             trace.bytes += size
