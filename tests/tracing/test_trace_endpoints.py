@@ -163,3 +163,10 @@ async def test_a_sidecars_zipkin_exporter_reaches_the_daemon(client: httpx.Async
     trace = (await client.get(f"/wonderland/v1/traces/{TRACE}")).json()
     (span,) = trace["spans"]
     assert (span["name"], span["service"], span["kind"]) == ("publish orders", "orders", "PRODUCER")
+
+
+async def test_otlp_metrics_and_logs_are_accepted_and_dropped(client: httpx.AsyncClient) -> None:
+    for path in ("/v1/metrics", "/v1/logs"):
+        reply = await client.post(path, json={"resourceMetrics": []})
+        assert reply.status_code == 200
+        assert "traces only" in reply.json()["partialSuccess"]["errorMessage"]

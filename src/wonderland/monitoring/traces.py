@@ -3,6 +3,8 @@
 - ``POST /v1/traces``: OTLP/HTTP, JSON (``application/json``) or protobuf
   (``application/x-protobuf``), gzip allowed; what ``OTEL_EXPORTER_OTLP_ENDPOINT`` points
   OpenTelemetry SDKs at.
+- ``POST /v1/metrics``, ``POST /v1/logs``: accepted and dropped (the kubelet's generic
+  OTLP endpoint must not make an SDK's other exporters fail).
 - ``POST /api/v2/spans``: Zipkin v2 JSON (Dapr's ``zipkin.endpointAddress``).
 - ``GET /wonderland/v1/traces[?limit=&service=]``: the newest traces, summarised.
 - ``GET /wonderland/v1/traces/{traceId}``: one trace's spans in waterfall order.
@@ -130,7 +132,21 @@ def install_routes(hub: MetricsHub, store: TraceStore) -> None:
             )
         return _json(200, found)
 
+    async def other_signal(request: HttpRequest) -> HttpResponse:
+        # Pods get the generic OTEL_EXPORTER_OTLP_ENDPOINT, so an SDK that also exports
+        # metrics or logs sends them here: accept and drop them (saying so) rather than
+        # have every export fail; metrics come from scraping /metrics instead.
+        if request.method != "POST":
+            return _fail(405, f"POST OTLP exports to {request.path}")
+        note = "wonderland keeps traces only; metrics are scraped, logs are in 'wonderland logs'"
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind == "application/x-protobuf":
+            return HttpResponse(200, b"", "application/x-protobuf")
+        return _json(200, {"partialSuccess": {"errorMessage": note}})
+
     hub.add_route("/v1/traces", otlp)
+    hub.add_route("/v1/metrics", other_signal)
+    hub.add_route("/v1/logs", other_signal)
     hub.add_route("/api/v2/spans", zipkin)
     hub.add_route(TRACES_PATH, traces)
     hub.add_route(TRACES_PATH + "/", traces, prefix=True)
