@@ -30,8 +30,7 @@ KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 # -- to keep the recorder's work to building one tuple -- a tuple ``(key, *args)`` of
 # str/bytes/int only, whose describer (``register_describer(key, fn)``) gives ``(name,
 # attributes)`` when the store is read. Such tuples hold no containers, so the garbage
-# collector untracks them at once instead of promoting thousands of them to its oldest
-# generation (which cost the gateway 10% in mode on).
+# collector untracks them instead of carrying thousands of them into older generations.
 RawSpan = tuple[
     "str | bytes",
     "str | bytes",
