@@ -13,12 +13,15 @@ import os
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from time import time_ns
+from typing import Any
 
 import orjson
 
 from wonderland.dapr.app_channel import AppChannel
 from wonderland.dapr.errors import APIError
 from wonderland.dapr.resiliency import ResiliencyEngine
+from wonderland.dapr.tracing import SidecarTracing
 
 __all__ = ["FileNameResolver", "Invoker", "NameResolver"]
 
@@ -100,8 +103,10 @@ class Invoker:
         resiliency: ResiliencyEngine,
         api_token: str = "",
         namespace: str = "",
+        tracing: SidecarTracing | None = None,
     ) -> None:
         self.app_id = app_id
+        self.tracing = tracing or SidecarTracing(app_id)
         self.namespace = namespace
         self.channel = channel
         self.resolver = resolver
@@ -138,6 +143,9 @@ class Invoker:
         ):
             app_id = self.app_id
         fwd = [(k, v) for k, v in headers if k.lower() not in _HOP]
+        # continue the caller's trace: this sidecar's span is the callee's parent
+        fwd, span, parent_id = self.tracing.forward(fwd)
+        started = time_ns()
         if app_id == self.app_id:
             if self.channel is None:
                 raise APIError(
@@ -163,11 +171,16 @@ class Invoker:
             if self.api_token:
                 fwd.append(("dapr-api-token", self.api_token))
         policy = self.resiliency.app(app_id)
+        local = app_id == self.app_id
+        name = f"CallLocal/{app_id}/{method}" if local else f"/invoke/{app_id}/method/{method}"
+        kind = "SERVER" if local else "CLIENT"
+        attrs: dict[str, Any] = {"rpc.service": "ServiceInvocation", "dapr.target_app_id": app_id}
         try:
-            return await policy.run(
+            result = await policy.run(
                 lambda: channel.request(verb, path, query=query, headers=fwd, body=body)
             )
         except (OSError, TimeoutError) as exc:
+            self.tracing.record(span, parent_id, name, kind, started, attrs, True)
             raise APIError(
                 500,
                 "ERR_DIRECT_INVOKE",
@@ -175,12 +188,16 @@ class Invoker:
                 grpc_code="INTERNAL",
             ) from None
         except Exception as exc:
+            self.tracing.record(span, parent_id, name, kind, started, attrs, True)
             raise APIError(
                 500,
                 "ERR_DIRECT_INVOKE",
                 f"failed to invoke, id: {target}, err: {exc}",
                 grpc_code="INTERNAL",
             ) from None
+        attrs["http.response.status_code"] = result[0]
+        self.tracing.record(span, parent_id, name, kind, started, attrs, result[0] >= 500)
+        return result
 
     async def _channel_for(self, app_id: str, target: str) -> AppChannel:
         base = await self.resolver(app_id) if self.resolver is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import time_ns
 from typing import TYPE_CHECKING, cast
 
 import h2.config
@@ -20,6 +21,8 @@ import h2.events
 import h2.exceptions
 
 from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
+from wonderland.gateway.tracing import GatewayTracing
+from wonderland.tracing.context import child_bytes
 
 if TYPE_CHECKING:
     from wonderland.gateway.bridges import H1ForH2
@@ -43,6 +46,7 @@ class _Stream:
         "pending",
         "responded",
         "sent",
+        "span",
         "status",
         "t0",
         "target",
@@ -68,6 +72,7 @@ class _Stream:
         self.t0 = 0.0  # metrics: arrival, send to a replica (-1: none), status
         self.sent = -1.0
         self.status = 0
+        self.span: tuple[str, str, str, int] | None = None
 
 
 class _Sender:
@@ -130,8 +135,9 @@ class H2ClientConnection(asyncio.Protocol):
 
     default_authority = ""  # the CONNECT target, on a connection inside a tunnel
 
-    def __init__(self, table: RoutingTable) -> None:
+    def __init__(self, table: RoutingTable, tracing: GatewayTracing | None = None) -> None:
         self.table = table
+        self.tracing = tracing or GatewayTracing()
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         )
@@ -195,11 +201,14 @@ class H2ClientConnection(asyncio.Protocol):
         self.streams[stream_id] = stream
         authority = ""
         tag = ""
+        traceparent = ""
         for name, value in headers:
             if name == ":authority" or (name == "host" and not authority):
                 authority = value
             elif name == "knative-serving-tag":
                 tag = value
+            elif name == "traceparent":
+                traceparent = value
         route = self.table.lookup(authority)
         if route is None and not authority and self.default_authority:
             authority = self.default_authority
@@ -217,6 +226,8 @@ class H2ClientConnection(asyncio.Protocol):
         stream.target = target
         target.begin()
         stream.t0 = self.loop.time()
+        if self.tracing.mode != "off":
+            self._trace(stream, traceparent)
         stream.timer = self.loop.call_later(target.timeout, self._timeout, stream)
         ep = target.acquire()
         if ep is not None:
@@ -232,6 +243,16 @@ class H2ClientConnection(asyncio.Protocol):
                 f"revision {target.key} has {len(target.waiters)} requests queued already; "
                 "retry later, or raise containerConcurrency or max-scale",
             )
+
+    def _trace(self, stream: _Stream, incoming: str) -> None:
+        """Continue the client's trace (or start one) with a new span id for the replica
+        (``traceparent`` on HTTP/2 and gRPC alike)."""
+        header, trace_id, span_id, parent_id = child_bytes(incoming.encode("latin-1"))
+        if incoming:
+            stream.headers = [(n, v) for n, v in stream.headers if n != "traceparent"]
+        stream.headers.append(("traceparent", header.decode("ascii")))
+        if self.tracing.sink is not None:
+            stream.span = (trace_id.decode(), span_id.decode(), parent_id.decode(), time_ns())
 
     def _send(self, stream: _Stream, ep: Endpoint) -> None:
         now = self.loop.time()
@@ -327,6 +348,9 @@ class H2ClientConnection(asyncio.Protocol):
         self._finish(stream, reset_upstream=False)
 
     def _finish(self, stream: _Stream, reset_upstream: bool) -> None:
+        if stream.span is not None:
+            self.tracing.record_h2(stream.span, stream.headers, stream.target, reset_upstream)
+            stream.span = None
         if stream.timer is not None:
             stream.timer.cancel()
             stream.timer = None

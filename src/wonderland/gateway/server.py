@@ -9,6 +9,7 @@ import socket
 from wonderland.gateway.metrics import GatewayMetrics
 from wonderland.gateway.proxy import ClientConnection
 from wonderland.gateway.table import RevisionTarget, RoutingTable
+from wonderland.gateway.tracing import GatewayTracing
 
 __all__ = ["GatewayServer"]
 
@@ -17,18 +18,22 @@ log = logging.getLogger("wonderland.gateway")
 
 class GatewayServer:
     """Serves a ``RoutingTable`` on ``host:port``; ``start()``/``stop()`` as a platform
-    service. ``port=0`` picks a free port (read it back from ``.port``). ``legacy_metrics``
-    adds Knative's legacy metric names to ``/metrics`` (``WONDERLAND_METRICS_LEGACY``)."""
+    service. ``port=0`` picks a free port (read it back from ``.port``). ``tracing``: the
+    mode and the sink of the gateway's spans (default: propagate ``traceparent``, record
+    nothing). ``legacy_metrics`` adds Knative's legacy metric names to ``/metrics``
+    (``WONDERLAND_METRICS_LEGACY``)."""
 
     def __init__(
         self,
         table: RoutingTable,
         host: str = "127.0.0.1",
         port: int = 8080,
+        tracing: GatewayTracing | None = None,
         *,
         legacy_metrics: bool = True,
     ) -> None:
         self.table = table
+        self.tracing = tracing or GatewayTracing()
         self.host = host
         self.port = port
         self.metrics = GatewayMetrics(table, legacy=legacy_metrics)
@@ -72,16 +77,16 @@ class GatewayServer:
         from wonderland.gateway.h2 import H2ClientConnection
 
         loop = asyncio.get_running_loop()
-        table, metrics = self.table, self.metrics
+        table, metrics, tracing = self.table, self.metrics, self.tracing
 
         def h2_factory() -> H2ClientConnection:
-            return H2ClientConnection(table)
+            return H2ClientConnection(table, tracing)
 
         self.bind()
         sock, self._sock = self._sock, None
         assert sock is not None  # bind() claimed it
         self._server = await loop.create_server(
-            lambda: ClientConnection(table, metrics, h2_factory), sock=sock
+            lambda: ClientConnection(table, metrics, h2_factory, tracing), sock=sock
         )
         log.info("gateway listening on http://%s:%d", self.host, self.port)
 

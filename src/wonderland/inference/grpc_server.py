@@ -85,7 +85,13 @@ class InferenceServicer:
             req = decode_grpc_request(request)
             if metrics is not None:
                 metrics.pre.observe(time.perf_counter() - started)
-            response = await self.dp.infer(req)
+            # the trace context reaches the hooks (and a transformer's predictor call)
+            trace = {
+                k: v
+                for k, v in (context.invocation_metadata() or ())
+                if k in ("traceparent", "tracestate") and isinstance(v, str)
+            }
+            response = await self.dp.infer(req, trace if entry.batcher is None else None)
             started = time.perf_counter()
             out = encode_grpc_response(response, req)
             if metrics is not None:

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 from wonderland.autoscaler import Decision, RevisionScaler
 from wonderland.autoscaler.exporter import AutoscalerMetrics, ScalerSnapshot
 from wonderland.gateway import GatewayServer, RevisionTarget, RoutingTable
+from wonderland.gateway.tracing import GatewayTracing
 from wonderland.runtime.env import proxy_env
 from wonderland.runtime.images import BuiltImage
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.runtime.supervisor import ReplicaTemplate, Supervisor
 from wonderland.serving.config import ServingConfig
+from wonderland.tracing.store import TraceStore
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
@@ -79,10 +81,13 @@ class ServingSystem:
         self.config = ServingConfig(domain=settings.domain)
         self.table = RoutingTable()
         self.table.on_new_revision = self._new_target
+        store = platform.get(TraceStore)
+        sink = store.record if store is not None and settings.tracing == "on" else None
         self.gateway = GatewayServer(
             self.table,
             settings.bind,
             settings.gateway_port,
+            GatewayTracing(settings.tracing, sink),
             legacy_metrics=settings.metrics_legacy == "on",
         )
         # the autoscaler's metrics are served with the gateway's (one scrape target)
