@@ -21,6 +21,8 @@ _DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
 PAYLOAD_LIMITS = ("payload_records", "payload_max_bytes", "payload_max_total_bytes")
 # whole numbers of at least 1 beside the payload limits
 COUNTS = ("metrics_history_series",)
+TRACE_LIMITS = ("traces_max", "traces_max_bytes")
+TRACING_MODES = ("on", "propagate", "off")
 PORTS = (
     "api_port",
     "gateway_port",
@@ -79,6 +81,10 @@ class Settings:
     stores; a larger one is kept as its size only.
     ``payload_max_total_bytes`` (WONDERLAND_PAYLOAD_MAX_TOTAL_BYTES): the payloads the sink
     keeps in all; past it the oldest calls go first.
+    ``metrics_legacy`` (WONDERLAND_METRICS_LEGACY): ``on`` (the default) also exports
+    Knative's legacy (<= 1.18, OpenCensus) serving metric names at the gateway's
+    ``/metrics`` (``revision_request_count``, ``activator_*``, ``autoscaler_*``); ``off``
+    exports only the OpenTelemetry names.
     ``prometheus`` (WONDERLAND_PROMETHEUS): ``on`` runs a real Prometheus (Debian's
     ``prometheus``) as a platform component that scrapes the daemon and every Pod
     (``wonderland up --prometheus``); ``off`` (the default) does not.
@@ -88,6 +94,12 @@ class Settings:
     its scrapes (10).
     ``prometheus_retention`` (WONDERLAND_PROMETHEUS_RETENTION): how long it keeps samples,
     as Prometheus writes durations (``15d``, ``12h``).
+    ``tracing`` (WONDERLAND_TRACING): ``propagate`` (the default) continues or starts a
+    W3C trace (``traceparent``) for every request at the gateway and the sidecars; ``on``
+    also records their spans in the daemon; ``off`` leaves the headers alone.
+    ``traces_max`` (WONDERLAND_TRACES_MAX): how many traces the daemon keeps (the newest).
+    ``traces_max_bytes`` (WONDERLAND_TRACES_MAX_BYTES): the spans it keeps in all; past
+    it the oldest traces go first.
     ``jobset_feature_gates`` (WONDERLAND_JOBSET_FEATURE_GATES): the JobSet controller's
     ``--feature-gates``, e.g. ``RestartJob=true`` (the one alpha gate that works here).
     """
@@ -113,6 +125,7 @@ class Settings:
     metrics_port: int = 9090
     metrics_scrape_seconds: float = 10.0
     metrics_history_series: int = 500
+    metrics_legacy: str = "on"
     payload_records: int = 1000
     payload_max_bytes: int = 256 * 1024
     payload_max_total_bytes: int = 256 * 1024 * 1024
@@ -120,6 +133,9 @@ class Settings:
     prometheus_port: int = 9091
     prometheus_scrape_interval: float = 10.0
     prometheus_retention: str = "15d"
+    tracing: str = "propagate"
+    traces_max: int = 1000
+    traces_max_bytes: int = 64 * 1024 * 1024
 
     @property
     def state_dir(self) -> Path:
@@ -155,7 +171,7 @@ class Settings:
                 return int(raw)
             except ValueError:
                 raise ConfigError(f'{var}="{raw}" is not a number of pods') from None
-        if name in PAYLOAD_LIMITS or name in COUNTS:
+        if name in PAYLOAD_LIMITS or name in COUNTS or name in TRACE_LIMITS:
             try:
                 return int(raw)
             except ValueError:
@@ -189,7 +205,9 @@ class Settings:
             raise ConfigError(f'WONDERLAND_CGROUPS="{self.cgroups}" must be auto or off')
         if self.max_pods < 1:
             raise ConfigError("WONDERLAND_MAX_PODS must be at least 1")
-        for name in (*PAYLOAD_LIMITS, *COUNTS):
+        if self.tracing not in TRACING_MODES:
+            raise ConfigError(f'WONDERLAND_TRACING="{self.tracing}" must be on, propagate or off')
+        for name in (*PAYLOAD_LIMITS, *COUNTS, *TRACE_LIMITS):
             if getattr(self, name) < 1:
                 raise ConfigError(f"WONDERLAND_{name.upper()} must be at least 1")
         if self.backoff_seconds < 0:
@@ -200,6 +218,10 @@ class Settings:
             raise ConfigError(
                 "WONDERLAND_MLFLOW_IDLE_SECONDS and WONDERLAND_MLFLOW_POLL_SECONDS must be "
                 "more than 0 seconds"
+            )
+        if self.metrics_legacy not in ("off", "on"):
+            raise ConfigError(
+                f'WONDERLAND_METRICS_LEGACY="{self.metrics_legacy}" must be on or off'
             )
         if self.prometheus not in ("off", "on"):
             raise ConfigError(f'WONDERLAND_PROMETHEUS="{self.prometheus}" must be off or on')

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -81,10 +82,14 @@ async def wait_until(
     interval: float = 0.02,
 ) -> Any:
     """``wait_for`` for tests that run the platform in their own event loop: poll ``check``
-    (without blocking the loop) until it returns something truthy and return that."""
+    (without blocking the loop) until it returns something truthy and return that.
+    ``check`` may be a coroutine function (e.g. one that scrapes an endpoint the loop
+    serves)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

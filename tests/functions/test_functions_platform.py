@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from _support.manifests import SHORT_AUTOSCALER
+from prometheus_client.parser import text_string_to_metric_families
 
 from wonderland.functions.create import create_function
 from wonderland.functions.kube import KubeClient
@@ -71,6 +72,18 @@ def test_http_function_deploy_invoke_redeploy_and_scale_from_zero(
     woken = platform.cli("func", "invoke", "-p", str(root))
     assert woken.returncode == 0, woken.stderr
     assert woken.stdout.strip() == "OK v2"
+    # the gateway's Knative metrics cover functions: the requests and the cold start
+    counts: dict[tuple[str, str], float] = {}
+    text = httpx.get(platform.gateway + "/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("kn_service_name") == "hello":
+                key = (sample.name, labels["kn_revision_name"])
+                counts[key] = counts.get(key, 0.0) + sample.value
+    assert counts[("faas_coldstarts_total", "hello-00002")] == 1, counts
+    # (a replica's series go with it: the replica that woke answered one request)
+    assert counts[("kn_serving_invocation_duration_seconds_count", "hello-00002")] >= 1
 
 
 def test_cloudevents_function_deploy_and_invoke(platform: Platform, tmp_path: Path) -> None:

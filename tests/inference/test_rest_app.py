@@ -499,3 +499,21 @@ async def test_load_cannot_reach_outside_the_repository(client: httpx.AsyncClien
     for name in ("..", ".hidden", "a%2F..%2F..%2Fetc"):
         r = await client.post(f"/v2/repository/models/{name}/load")
         assert r.status_code == 404, name
+
+
+def test_rest_server_metrics_label_routes_not_paths() -> None:
+    from wonderland.inference.rest import route_template
+
+    assert route_template("/v2/models/iris/infer") == "/v2/models/{model_name}/infer"
+    assert (
+        route_template("/v2/models/iris/versions/2/infer")
+        == "/v2/models/{model_name}/versions/{model_version}/infer"
+    )
+    assert route_template("/v2/models/iris") == "/v2/models/{model_name}"
+    assert route_template("/v1/models/iris:predict") == "/v1/models/{model_name}:predict"
+    assert route_template("/v2/repository/models/iris/load") == (
+        "/v2/repository/models/{model_name}/load"
+    )
+    assert route_template("/v2/health/ready") == "/v2/health/ready"
+    # a scanner's paths are one series, not one each
+    assert route_template("/wp-login.php") == route_template("/v2/models/x/y/z") == "<unmatched>"

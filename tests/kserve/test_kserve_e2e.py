@@ -387,11 +387,7 @@ def test_scale_from_zero_loads_the_model(daemon: KServeDaemon) -> None:
     # The cold start (model load included) is reported by the gateway.
     metrics = httpx.get(daemon.gateway + "/metrics", timeout=30).text
     line = next(
-        (
-            m
-            for m in metrics.splitlines()
-            if m.startswith("wonderland_revision_cold_start_seconds_count") and rev in m
-        ),
+        (m for m in metrics.splitlines() if m.startswith("faas_coldstarts_total") and rev in m),
         "",
     )
     assert line and float(line.rsplit(" ", 1)[1]) >= 1, metrics[:2000]

@@ -113,7 +113,10 @@ def test_top_federate_targets_and_history_follow_a_revision_across_a_restart(
     lines = [line for line in fed.text.splitlines() if not line.startswith("#")]
     assert lines, fed.text
     assert all(line.startswith("kn_serving_invocation_duration_seconds_count{") for line in lines)
-    assert all('job="pods"' in line and 'instance="127.0.0.1:' in line for line in lines)
+    # the replica's own series (job pods) and the gateway's, as Knative's queue-proxy
+    assert all('instance="127.0.0.1:' in line for line in lines)
+    assert any('job="pods"' in line for line in lines)
+    assert any('job="wonderland"' in line and 'component="gateway"' in line for line in lines)
     assert any('http_response_status_code="200"' in line for line in lines)
     bad = httpx.get(f"{monitoring}/federate", params={"match[]": "up{job="}, timeout=10)
     assert bad.status_code == 400 and "bad selector" in bad.json()["error"]

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from _support.daemon import READY_TIMEOUT, WonderlandDaemon, daemon_env, free_port
 from _support.manifests import SHORT_AUTOSCALER
+from prometheus_client.parser import text_string_to_metric_families
 from serving_env import APP, DOMAIN
 
 pytestmark = pytest.mark.e2e
@@ -117,10 +118,19 @@ async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> N
         cold = await client.get("/", headers=host)  # held by the activator, then served
         assert cold.status_code == 200 and cold.json()["pid"] != old_pid
         metrics = (await client.get("/metrics")).text
-        assert (
-            'wonderland_revision_cold_start_seconds_count{namespace="default",revision="hello-00001"}'
-            in metrics
-        )
+        colds = [
+            (dict(s.labels), s.value)
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples
+            if s.name == "faas_coldstarts_total"
+        ]
+        labels = {
+            "k8s_namespace_name": "default",
+            "kn_service_name": "hello",
+            "kn_configuration_name": "hello",
+            "kn_revision_name": "hello-00001",
+        }
+        assert (labels, 1.0) in colds, colds
 
 
 async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -> None:

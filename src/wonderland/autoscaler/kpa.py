@@ -267,6 +267,8 @@ class KPADecider:
         self.panic_time: float | None = None
         self.max_panic_pods = 0
         self._delay: deque[tuple[float, int]] = deque()
+        # the stable and panic averages of the last scale() (the exported observations)
+        self.observed: tuple[float, float] | None = None
 
     def update_spec(self, spec: ScalingSpec) -> None:
         if spec.stable_window > self.spec.stable_window:
@@ -288,6 +290,7 @@ class KPADecider:
         panic = self.window.average(now, spec.panic_window)
         if stable is None or panic is None:
             return None
+        self.observed = (stable, panic)
         ready = max(1.0, float(ready_pods))
         max_up = math.ceil(spec.max_scale_up_rate * ready)
         max_down = math.floor(ready / spec.max_scale_down_rate) if reachable else 0

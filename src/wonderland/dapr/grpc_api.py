@@ -15,6 +15,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from time import time_ns
 from typing import Any
 
 import orjson
@@ -213,13 +214,23 @@ class DaprGrpcServicer:
 
     @_api
     async def PublishEvent(self, request: Any, context: Any) -> Any:
+        tracing = self.invoker.tracing
+        meta, span, parent_id = tracing.publish_metadata(
+            list(context.invocation_metadata() or ()), dict(request.metadata)
+        )
+        started = time_ns()
         await self.rt.publish(
             request.pubsub_name,
             request.topic,
             request.data,
             request.data_content_type or "text/plain",
-            dict(request.metadata),
+            meta,
         )
+        attrs = {
+            "messaging.system": request.pubsub_name,
+            "messaging.destination.name": request.topic,
+        }
+        tracing.record(span, parent_id, f"publish {request.topic}", "PRODUCER", started, attrs)
         return empty_pb2.Empty()
 
     @_api
@@ -464,7 +475,9 @@ class DaprGrpcServicer:
         ext = msg.http_extension
         verb = _VERBS.get(ext.verb, "POST")
         headers = [
-            (k, v) for k, v in context.invocation_metadata() if not k.startswith((":", "grpc-"))
+            (k, v)
+            for k, v in context.invocation_metadata()
+            if not k.startswith((":", "grpc-")) or k == "grpc-trace-bin"
         ]
         if msg.content_type:
             headers.append(("content-type", msg.content_type))

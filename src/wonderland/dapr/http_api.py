@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from time import time_ns
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -264,7 +265,12 @@ class HTTPAPI:
         pubsub = unquote(rest[0])
         topic = unquote("/".join(rest[1:]))
         ct = req.header("content-type") or "text/plain"
-        await self.rt.publish(pubsub, topic, req.body, ct, req.metadata())
+        tracing = self.invoker.tracing
+        meta, span, parent_id = tracing.publish_metadata(req.headers, req.metadata())
+        started = time_ns()
+        await self.rt.publish(pubsub, topic, req.body, ct, meta)
+        attrs = {"messaging.system": pubsub, "messaging.destination.name": topic}
+        tracing.record(span, parent_id, f"publish {topic}", "PRODUCER", started, attrs)
         return _empty()
 
     async def bulk_publish(self, req: _Request, pubsub: str, topic: str) -> _Response:

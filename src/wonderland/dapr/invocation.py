@@ -14,6 +14,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from time import time_ns
+from typing import Any
 
 import orjson
 
@@ -21,6 +23,7 @@ from wonderland.dapr.app_channel import AppChannel
 from wonderland.dapr.errors import APIError
 from wonderland.dapr.metrics import SidecarMetrics
 from wonderland.dapr.resiliency import ResiliencyEngine
+from wonderland.dapr.tracing import SidecarTracing
 
 __all__ = ["FileNameResolver", "Invoker", "NameResolver"]
 
@@ -102,9 +105,11 @@ class Invoker:
         resiliency: ResiliencyEngine,
         api_token: str = "",
         namespace: str = "",
+        tracing: SidecarTracing | None = None,
         metrics: SidecarMetrics | None = None,
     ) -> None:
         self.app_id = app_id
+        self.tracing = tracing or SidecarTracing(app_id)
         self.metrics = metrics if metrics is not None and metrics.enabled else None
         self.namespace = namespace
         self.channel = channel
@@ -142,6 +147,9 @@ class Invoker:
         ):
             app_id = self.app_id
         fwd = [(k, v) for k, v in headers if k.lower() not in _HOP]
+        # continue the caller's trace: this sidecar's span is the callee's parent
+        fwd, span, parent_id = self.tracing.forward(fwd)
+        started = time_ns()
         if app_id == self.app_id:
             if self.channel is None:
                 raise APIError(
@@ -167,15 +175,19 @@ class Invoker:
             if self.api_token:
                 fwd.append(("dapr-api-token", self.api_token))
         policy = self.resiliency.app(app_id)
+        local = app_id == self.app_id
+        name = f"CallLocal/{app_id}/{method}" if local else f"/invoke/{app_id}/method/{method}"
+        kind = "SERVER" if local else "CLIENT"
+        attrs: dict[str, Any] = {"rpc.service": "ServiceInvocation", "dapr.target_app_id": app_id}
         start = time.perf_counter()
         status = 0
         try:
-            answer = await policy.run(
+            result = await policy.run(
                 lambda: channel.request(verb, path, query=query, headers=fwd, body=body)
             )
-            status = answer[0]
-            return answer
+            status = result[0]
         except (OSError, TimeoutError) as exc:
+            self.tracing.record(span, parent_id, name, kind, started, attrs, True)
             raise APIError(
                 500,
                 "ERR_DIRECT_INVOKE",
@@ -183,6 +195,7 @@ class Invoker:
                 grpc_code="INTERNAL",
             ) from None
         except Exception as exc:
+            self.tracing.record(span, parent_id, name, kind, started, attrs, True)
             raise APIError(
                 500,
                 "ERR_DIRECT_INVOKE",
@@ -191,10 +204,13 @@ class Invoker:
             ) from None
         finally:
             if self.metrics is not None:
-                if channel is self.channel:
+                if local:
                     self.metrics.invocation_received(caller or self.app_id, status)
                 else:
                     self.metrics.invocation_sent(app_id, status, time.perf_counter() - start)
+        attrs["http.response.status_code"] = result[0]
+        self.tracing.record(span, parent_id, name, kind, started, attrs, result[0] >= 500)
+        return result
 
     async def _channel_for(self, app_id: str, target: str) -> AppChannel:
         base = await self.resolver(app_id) if self.resolver is not None else None

@@ -137,10 +137,10 @@ class DaprRuntime(StateBlock, PubSubBlock, SecretsBlock, ConfigurationBlock):
         if cfg is not None:
             for scope in (cfg.spec.get("secrets") or {}).get("scopes") or []:
                 self._secret_scopes[str(scope.get("storeName"))] = scope
-            ignored = sorted(set(cfg.spec) - {"secrets", "features", "metrics"})
+            ignored = sorted(set(cfg.spec) - {"secrets", "features", "metrics", "tracing"})
             if ignored:
                 log.warning(
-                    "%s: Configuration %r: spec.%s not enforced by this sidecar (only secrets.scopes and metrics are)",
+                    "%s: Configuration %r: spec.%s not enforced by this sidecar (only secrets.scopes, metrics and tracing are)",
                     cfg.source,
                     cfg.name,
                     ", spec.".join(ignored),

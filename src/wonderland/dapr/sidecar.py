@@ -108,6 +108,7 @@ class Sidecar:
         from wonderland.dapr.http_server import serve
         from wonderland.dapr.invocation import FileNameResolver, Invoker
         from wonderland.dapr.subscriptions import SubscriptionManager
+        from wonderland.dapr.tracing import from_configuration
 
         opts = self.options
         await self.runtime.start()
@@ -124,6 +125,11 @@ class Sidecar:
                 opts.name_resolution_dir or opts.state_dir / "apps", opts.namespace
             )
             self._resolver = self._file_resolver
+        cfg = opts.resources.configuration
+        try:
+            tracing = from_configuration(opts.app_id, cfg.spec if cfg is not None else None)
+        except ValueError as exc:
+            raise DaprError(str(exc)) from None
         self.invoker = Invoker(
             opts.app_id,
             self.channel,
@@ -131,6 +137,7 @@ class Sidecar:
             self.runtime.resiliency,
             opts.api_token,
             opts.namespace,
+            tracing,
             metrics=self.runtime.metrics,
         )
         self.subs = SubscriptionManager(self.runtime, self.channel)

@@ -176,6 +176,7 @@ class H1Bridge:
             self.req.started = True
             self.client.deadlines.items.pop(self.req, None)
             status = next((v for n, v in headers if n == ":status"), "502")
+            self.req.status = int(status) if status.isdigit() else 502
             lines = [f"HTTP/1.1 {status} \r\n"]
             has_length = False
             for name, value in headers:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import time_ns
 from typing import TYPE_CHECKING, cast
 
 import h2.config
@@ -20,6 +21,8 @@ import h2.events
 import h2.exceptions
 
 from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
+from wonderland.gateway.tracing import GatewayTracing
+from wonderland.tracing.context import child_bytes
 
 if TYPE_CHECKING:
     from wonderland.gateway.bridges import H1ForH2
@@ -42,6 +45,10 @@ class _Stream:
         "headers",
         "pending",
         "responded",
+        "sent",
+        "span",
+        "status",
+        "t0",
         "target",
         "timer",
         "up_id",
@@ -62,6 +69,10 @@ class _Stream:
         self.responded = False
         self.waiting = False
         self.timer: asyncio.TimerHandle | None = None
+        self.t0 = 0.0  # metrics: arrival, send to a replica (-1: none), status
+        self.sent = -1.0
+        self.status = 0
+        self.span: tuple[str, str, str, int] | None = None
 
 
 class _Sender:
@@ -124,8 +135,9 @@ class H2ClientConnection(asyncio.Protocol):
 
     default_authority = ""  # the CONNECT target, on a connection inside a tunnel
 
-    def __init__(self, table: RoutingTable) -> None:
+    def __init__(self, table: RoutingTable, tracing: GatewayTracing | None = None) -> None:
         self.table = table
+        self.tracing = tracing or GatewayTracing()
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         )
@@ -189,11 +201,14 @@ class H2ClientConnection(asyncio.Protocol):
         self.streams[stream_id] = stream
         authority = ""
         tag = ""
+        traceparent = ""
         for name, value in headers:
             if name == ":authority" or (name == "host" and not authority):
                 authority = value
             elif name == "knative-serving-tag":
                 tag = value
+            elif name == "traceparent":
+                traceparent = value
         route = self.table.lookup(authority)
         if route is None and not authority and self.default_authority:
             authority = self.default_authority
@@ -210,6 +225,9 @@ class H2ClientConnection(asyncio.Protocol):
             return
         stream.target = target
         target.begin()
+        stream.t0 = self.loop.time()
+        if self.tracing.mode != "off":
+            self._trace(stream, traceparent)
         stream.timer = self.loop.call_later(target.timeout, self._timeout, stream)
         ep = target.acquire()
         if ep is not None:
@@ -226,9 +244,25 @@ class H2ClientConnection(asyncio.Protocol):
                 "retry later, or raise containerConcurrency or max-scale",
             )
 
+    def _trace(self, stream: _Stream, incoming: str) -> None:
+        """Continue the client's trace (or start one) with a new span id for the replica
+        (``traceparent`` on HTTP/2 and gRPC alike)."""
+        header, trace_id, span_id, parent_id = child_bytes(incoming.encode("latin-1"))
+        if incoming:
+            stream.headers = [(n, v) for n, v in stream.headers if n != "traceparent"]
+        stream.headers.append(("traceparent", header.decode("ascii")))
+        if self.tracing.sink is not None:
+            stream.span = (trace_id.decode(), span_id.decode(), parent_id.decode(), time_ns())
+
     def _send(self, stream: _Stream, ep: Endpoint) -> None:
-        stream.waiting = False
+        now = self.loop.time()
+        if stream.waiting:
+            stream.waiting = False
+            rec = stream.target.recorder if stream.target is not None else None
+            if rec is not None:
+                rec.held(now - stream.t0)
         stream.endpoint = ep
+        stream.sent = now
         if stream.target is not None and not stream.target.h2c:
             from wonderland.gateway.bridges import H1ForH2
 
@@ -275,6 +309,9 @@ class H2ClientConnection(asyncio.Protocol):
             self.conn.send_headers(stream.client_id, headers, end_stream=end)
         except h2.exceptions.ProtocolError:
             return
+        if not stream.responded:
+            code = next((v for n, v in headers if n == ":status"), "")
+            stream.status = int(code) if code.isdigit() else 502
         stream.responded = True
         if end:
             self._done(stream)
@@ -311,6 +348,9 @@ class H2ClientConnection(asyncio.Protocol):
         self._finish(stream, reset_upstream=False)
 
     def _finish(self, stream: _Stream, reset_upstream: bool) -> None:
+        if stream.span is not None:
+            self.tracing.record_h2(stream.span, stream.headers, stream.target, reset_upstream)
+            stream.span = None
         if stream.timer is not None:
             stream.timer.cancel()
             stream.timer = None
@@ -326,10 +366,21 @@ class H2ClientConnection(asyncio.Protocol):
         if stream.h1 is not None:
             stream.h1.detach(abort=reset_upstream)
             stream.h1 = None
-        if stream.endpoint is not None and target is not None:
-            target.release(stream.endpoint)
+        ep = stream.endpoint
+        if ep is not None and target is not None:
+            target.release(ep)
             stream.endpoint = None
         if target is not None:
+            rec = target.recorder
+            if rec is not None and stream.responded:
+                now = self.loop.time()
+                sent = stream.sent
+                rec.request(
+                    ep if sent >= 0 else None,
+                    stream.status or 502,
+                    now - stream.t0,
+                    now - sent if sent >= 0 else -1.0,
+                )
             target.end()
             stream.target = None
         self.sender.forget(stream.client_id)
@@ -359,6 +410,8 @@ class H2ClientConnection(asyncio.Protocol):
         except h2.exceptions.ProtocolError:
             pass
         stream.responded = True
+        stream.status = status
+        stream.sent = -1.0
         self.streams.pop(stream.client_id, None)
         self._finish(stream, reset_upstream=True)
         self.flush()

@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from time import time_ns
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
 from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
+from wonderland.gateway.tracing import GatewayTracing
 from wonderland.gateway.upstream import UpstreamConnection
+from wonderland.tracing.context import child_bytes
 
 if TYPE_CHECKING:
     from wonderland.gateway.metrics import GatewayMetrics
@@ -48,6 +51,7 @@ _SPECIAL = _HOP | {
     b"x-forwarded-for",
     b"forwarded",
     b"x-forwarded-proto",
+    b"traceparent",
 }
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _MAX_ATTEMPTS = 4
@@ -102,6 +106,14 @@ class _Request:
     fwd = b""
     xfp = b""
     chunked = False
+    # metrics: arrival, send to the replica that answers (-1: none), status, that replica
+    t0 = 0.0
+    sent = -1.0
+    status = 0
+    pod: Endpoint | None = None
+    traceparent = b""  # as the client sent it
+    span: tuple[bytes, bytes, bytes, int] | None = None  # trace, span, parent ids, start ns
+    failed = False
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -123,9 +135,13 @@ class ClientConnection(asyncio.Protocol):
         table: RoutingTable,
         metrics: GatewayMetrics | None = None,
         h2_factory: Any = None,
+        tracing: GatewayTracing | None = None,
     ) -> None:
         self.table = table
         self.metrics = metrics
+        self.tracing = tracing or GatewayTracing()
+        self.propagate = self.tracing.mode != "off"
+        self.sink = self.tracing.sink
         self.loop = asyncio.get_event_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -228,6 +244,8 @@ class ClientConnection(asyncio.Protocol):
         if lname == b"host":
             req.host = value
             req.headers.append((name, value))
+        elif lname == b"traceparent":  # rewritten in _start (or put back as is)
+            req.traceparent = value
         elif lname == TAG_HEADER:
             req.tag = value
         elif lname == b"x-forwarded-for":
@@ -310,6 +328,15 @@ class ClientConnection(asyncio.Protocol):
             return
         req.target = target
         target.begin()
+        req.t0 = self.loop.time()
+        if self.propagate:
+            # continue the client's trace (or start one): a new span id for the replica
+            header, trace_id, span_id, parent_id = child_bytes(req.traceparent)
+            req.headers.append((b"traceparent", header))
+            if self.sink is not None:
+                req.span = (trace_id, span_id, parent_id, time_ns())
+        elif req.traceparent:
+            req.headers.append((b"traceparent", req.traceparent))
         req.head = self._head(req)
         self.deadlines.add(req, self, target.timeout)
         ep = target.acquire()
@@ -354,8 +381,15 @@ class ClientConnection(asyncio.Protocol):
         return b"".join(parts)
 
     def _send(self, req: _Request, ep: Endpoint) -> None:
-        req.waiting = False
+        now = self.loop.time()
+        if req.waiting:
+            req.waiting = False
+            rec = req.target.recorder if req.target is not None else None
+            if rec is not None:
+                rec.held(now - req.t0)
         req.endpoint = ep
+        req.pod = ep
+        req.sent = now
         req.attempts += 1
         if self.closed:
             self._abandon(req)
@@ -460,7 +494,7 @@ class ClientConnection(asyncio.Protocol):
         if transport is None or self.closed:
             return
         transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        inner = ClientConnection(self.table, self.metrics, self.h2_factory)
+        inner = ClientConnection(self.table, self.metrics, self.h2_factory, self.tracing)
         inner.default_host = authority
         self.closed = True
         self.transport = None
@@ -551,6 +585,11 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def _respond(self, req: _Request, data: bytes) -> None:
+        """Answer ``req`` with the gateway's own response ``data`` (an error_response)."""
+        req.status = int(data[9:12])
+        req.pod = None
+        req.sent = -1.0
+        req.failed = data.startswith(b"HTTP/1.1 5")
         if self.transport is not None and not self.closed:
             self.transport.write(data)
         self._complete(req, close=False)
@@ -572,8 +611,19 @@ class ClientConnection(asyncio.Protocol):
 
     def _complete(self, req: _Request, close: bool) -> None:
         self.deadlines.items.pop(req, None)
-        if req.target is not None:
-            req.target.end()
+        if req.span is not None and self.sink is not None:
+            self.tracing.record_h1(req.span, req.method, req.url, req.host, req.target, req.failed)
+            req.span = None
+        target = req.target
+        if target is not None:
+            rec = target.recorder
+            if rec is not None:
+                now = self.loop.time()
+                sent = req.sent
+                rec.request(
+                    req.pod, req.status or 502, now - req.t0, now - sent if sent >= 0 else -1.0
+                )
+            target.end()
             req.target = None
         self.current = None
         if close or not req.keep_alive or req.upgrade:

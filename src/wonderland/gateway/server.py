@@ -9,6 +9,7 @@ import socket
 from wonderland.gateway.metrics import GatewayMetrics
 from wonderland.gateway.proxy import ClientConnection
 from wonderland.gateway.table import RevisionTarget, RoutingTable
+from wonderland.gateway.tracing import GatewayTracing
 
 __all__ = ["GatewayServer"]
 
@@ -17,25 +18,37 @@ log = logging.getLogger("wonderland.gateway")
 
 class GatewayServer:
     """Serves a ``RoutingTable`` on ``host:port``; ``start()``/``stop()`` as a platform
-    service. ``port=0`` picks a free port (read it back from ``.port``)."""
+    service. ``port=0`` picks a free port (read it back from ``.port``). ``tracing``: the
+    mode and the sink of the gateway's spans (default: propagate ``traceparent``, record
+    nothing). ``legacy_metrics`` adds Knative's legacy metric names to ``/metrics``
+    (``WONDERLAND_METRICS_LEGACY``)."""
 
-    def __init__(self, table: RoutingTable, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        tracing: GatewayTracing | None = None,
+        *,
+        legacy_metrics: bool = True,
+    ) -> None:
         self.table = table
+        self.tracing = tracing or GatewayTracing()
         self.host = host
         self.port = port
-        self.metrics = GatewayMetrics(table)
+        self.metrics = GatewayMetrics(table, legacy=legacy_metrics)
         self._server: asyncio.base_events.Server | None = None
         self._sock: socket.socket | None = None
         previous = table.on_new_revision
 
         def hook(target: RevisionTarget) -> None:
-            target.on_cold_start = self.metrics.observe_cold_start
+            self.metrics.bind(target)
             if previous is not None:
                 previous(target)
 
         table.on_new_revision = hook
         for target in table.revisions.values():
-            target.on_cold_start = self.metrics.observe_cold_start
+            self.metrics.bind(target)
 
     def bind(self) -> None:
         """Claim ``host:port`` now (listening, not yet serving), so that no process the
@@ -64,16 +77,16 @@ class GatewayServer:
         from wonderland.gateway.h2 import H2ClientConnection
 
         loop = asyncio.get_running_loop()
-        table, metrics = self.table, self.metrics
+        table, metrics, tracing = self.table, self.metrics, self.tracing
 
         def h2_factory() -> H2ClientConnection:
-            return H2ClientConnection(table)
+            return H2ClientConnection(table, tracing)
 
         self.bind()
         sock, self._sock = self._sock, None
         assert sock is not None  # bind() claimed it
         self._server = await loop.create_server(
-            lambda: ClientConnection(table, metrics, h2_factory), sock=sock
+            lambda: ClientConnection(table, metrics, h2_factory, tracing), sock=sock
         )
         log.info("gateway listening on http://%s:%d", self.host, self.port)
 

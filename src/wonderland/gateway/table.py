@@ -21,6 +21,7 @@ __all__ = [
     "ACTIVATOR_QUEUE_DEPTH",
     "Endpoint",
     "HostRoute",
+    "RequestRecorder",
     "RevisionStats",
     "RevisionTarget",
     "RoutingTable",
@@ -40,10 +41,27 @@ class Waiter(Protocol):
     def fail(self, status: int, message: str) -> None: ...
 
 
+class RequestRecorder(Protocol):
+    """Where a revision's request metrics go (``wonderland.gateway.metrics``): one object
+    per revision, bound once, so the hot path builds no labels."""
+
+    def request(
+        self, endpoint: Endpoint | None, status: int, seconds: float, app_seconds: float
+    ) -> None:
+        """A request finished: ``status`` answered after ``seconds`` at the gateway, of
+        which ``app_seconds`` at ``endpoint`` (-1 and None when no replica answered)."""
+
+    def held(self, seconds: float) -> None:
+        """A request waited ``seconds`` in the activator or containerConcurrency queue."""
+
+    def cold_start(self, seconds: float) -> None:
+        """A held request woke the revision from zero; a replica was ready after ``seconds``."""
+
+
 class Endpoint:
     """One ready replica: address, in-flight count and a pool of idle upstream connections."""
 
-    __slots__ = ("alive", "h2", "host", "idle", "in_flight", "name", "port")
+    __slots__ = ("alive", "h2", "host", "idle", "in_flight", "name", "port", "series")
 
     def __init__(self, host: str, port: int, name: str = "") -> None:
         self.host = host
@@ -53,6 +71,7 @@ class Endpoint:
         self.idle: list[Any] = []
         self.h2: Any = None  # the shared HTTP/2 connection to an h2c replica
         self.alive = True
+        self.series: dict[int, Any] = {}  # status code -> the recorder's series for this replica
 
     def close_idle(self) -> None:
         idle, self.idle = self.idle, []
@@ -90,6 +109,9 @@ class RevisionTarget:
         self.namespace = namespace
         self.name = name
         self.key = f"{namespace}/{name}"
+        # the Knative Service and Configuration the revision belongs to (metric labels)
+        self.service = ""
+        self.configuration = ""
         self.container_concurrency = container_concurrency
         self.timeout = timeout
         self.idle_timeout = 0.0  # idleTimeoutSeconds; 0 = none
@@ -106,7 +128,11 @@ class RevisionTarget:
         # Activator hook: called when a request arrives and there is no endpoint.
         self.on_demand: Callable[[RevisionTarget], None] | None = None
         self.cold_since: float | None = None
+        # whether no replica is asked for (the autoscaler keeps it): a request held then is
+        # a cold start; one held while the first replicas start anyway is not
+        self.scaled_to_zero = True
         self.on_cold_start: Callable[[RevisionTarget, float], None] | None = None
+        self.recorder: RequestRecorder | None = None
 
     # -- statistics (Knative's queue-proxy reports average concurrency and RPS) --
     def begin(self) -> None:
@@ -172,7 +198,7 @@ class RevisionTarget:
             return False
         self.waiters.append(waiter)
         if not self.endpoints:
-            if self.cold_since is None:
+            if self.cold_since is None and self.scaled_to_zero:
                 self.cold_since = time.monotonic()
             if self.on_demand is not None:
                 self.on_demand(self)
@@ -214,6 +240,8 @@ class RevisionTarget:
         if new and self.cold_since is not None:
             took = time.monotonic() - self.cold_since
             self.cold_since = None
+            if self.recorder is not None:
+                self.recorder.cold_start(took)
             if self.on_cold_start is not None:
                 self.on_cold_start(self, took)
         if new and self.waiters:

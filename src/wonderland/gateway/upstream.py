@@ -123,6 +123,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._forward(self.client, b"")
 
     def on_headers_complete(self) -> None:
+        req = self.req
+        if req is not None:
+            req.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
         if self.head_only:
             # A HEAD response may carry no framing; llhttp then calls it EOF-delimited.

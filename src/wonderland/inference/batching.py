@@ -94,6 +94,7 @@ class AdaptiveBatcher:
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._queue.append(_Item(inputs, future))
         self._metrics.queue.inc()
+        self._metrics.batch_queue.observe(len(self._queue))
         assert self._wakeup is not None
         self._wakeup.set()
         return await future

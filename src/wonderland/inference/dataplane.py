@@ -1,6 +1,8 @@
 """The protocol-agnostic data plane: health, metadata, inference, repository.
 
 REST (V1 and V2) and gRPC adapters only decode, call one method here and encode.
+MLServer's per-model metrics (``model_infer_request_success``/``_failure``/``_duration``)
+and ``parallel_request_queue`` are recorded here, once for every protocol.
 Built-in runtimes go through their model's adaptive batcher; custom models run their
 KServe-style hooks, sync hooks on a thread pool.
 """
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +24,7 @@ from wonderland.inference.errors import (
     ModelFailedError,
     NotImplementedByModelError,
 )
+from wonderland.inference.metrics import PARALLEL_QUEUE, ModelMetrics
 from wonderland.inference.model import ArrayModel, CustomModel, _Hook
 from wonderland.inference.repository import ModelEntry, ModelRepository
 from wonderland.inference.types import InferOutput, InferRequest, InferResponse
@@ -30,6 +34,8 @@ __all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane"]
 SERVER_NAME = "wonderland"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "model_repository_extension"]
 
+_T = TypeVar("_T")
+
 
 class DataPlane:
     """Everything a protocol adapter can ask of the model server."""
@@ -37,6 +43,7 @@ class DataPlane:
     def __init__(self, repository: ModelRepository) -> None:
         self.repository = repository
         self.live = True
+        self._in_flight = 0
 
     # -- health and metadata ----------------------------------------------------------------
 
@@ -82,10 +89,40 @@ class DataPlane:
 
     # -- inference ---------------------------------------------------------------------------
 
+    async def _measured(self, name: str, version: str | None, call: Awaitable[_T]) -> _T:
+        """Await one inference, counting it as MLServer does: success or failure and the
+        duration per model version, and the requests in flight when it started. Requests
+        for models the repository does not hold are not counted (no series per typo)."""
+        try:
+            m: ModelMetrics | None = self.repository.get(name, version).metrics
+        except InferenceServerError:
+            m = None
+        self._in_flight += 1
+        PARALLEL_QUEUE.observe(self._in_flight)
+        started = time.perf_counter()
+        try:
+            result = await call
+        except BaseException:
+            if m is not None:
+                m.infer_failure.inc()
+            raise
+        finally:
+            self._in_flight -= 1
+            if m is not None:
+                m.infer_duration.observe(time.perf_counter() - started)
+        if m is not None:
+            m.infer_success.inc()
+        return result
+
     async def infer(
         self, request: InferRequest, headers: dict[str, str] | None = None
     ) -> InferResponse:
         """Run one V2 inference request (any protocol)."""
+        return await self._measured(
+            request.model_name, request.model_version, self._infer(request, headers)
+        )
+
+    async def _infer(self, request: InferRequest, headers: dict[str, str] | None) -> InferResponse:
         entry = self.repository.ready_entry(request.model_name, request.model_version)
         if entry.batcher is not None:
             outputs = await entry.batcher.submit({t.name: t.data for t in request.inputs})
@@ -100,6 +137,9 @@ class DataPlane:
 
     async def predict_v1(self, name: str, doc: Any, headers: dict[str, str] | None = None) -> Any:
         """V1 ``:predict``: ``{"instances": [...]}`` (or ``inputs``) -> ``{"predictions"}``."""
+        return await self._measured(name, None, self._predict_v1(name, doc, headers))
+
+    async def _predict_v1(self, name: str, doc: Any, headers: dict[str, str] | None) -> Any:
         entry = self.repository.ready_entry(name)
         model = entry.model
         if isinstance(model, ArrayModel):

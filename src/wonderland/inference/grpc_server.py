@@ -6,10 +6,13 @@ RESOURCE_EXHAUSTED (message size, enforced by the server), UNIMPLEMENTED, INTERN
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from typing import Any
 
-from wonderland.h2grpc import GrpcServer, StatusCode, service_methods
+from wonderland.h2grpc import GrpcServer, Method, RpcAbort, StatusCode, service_methods
+from wonderland.inference import metrics as server_metrics
 from wonderland.inference._generated import grpc_predict_v2_pb2 as pb
 from wonderland.inference.codec_grpc import decode_grpc_request, encode_grpc_response
 from wonderland.inference.dataplane import DataPlane
@@ -78,9 +81,21 @@ class InferenceServicer:
                 request.model_name, request.model_version or None
             )
             metrics = entry.metrics
+            started = time.perf_counter()
             req = decode_grpc_request(request)
-            response = await self.dp.infer(req)
+            if metrics is not None:
+                metrics.pre.observe(time.perf_counter() - started)
+            # the trace context reaches the hooks (and a transformer's predictor call)
+            trace = {
+                k: v
+                for k, v in (context.invocation_metadata() or ())
+                if k in ("traceparent", "tracestate") and isinstance(v, str)
+            }
+            response = await self.dp.infer(req, trace if entry.batcher is None else None)
+            started = time.perf_counter()
             out = encode_grpc_response(response, req)
+            if metrics is not None:
+                metrics.post.observe(time.perf_counter() - started)
         except Exception as exc:
             if metrics is not None:
                 code = exc.grpc_code if isinstance(exc, InferenceServerError) else "INTERNAL"
@@ -125,16 +140,48 @@ class InferenceServicer:
         return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
 
+def _counted(service: str, method: Method) -> Method:
+    """``method`` with py-grpc-prometheus' ``grpc_server_started``/``_handled`` counts."""
+    kind = "UNARY"
+    if method.client_streaming or method.server_streaming:
+        kind = (
+            "BIDI_STREAMING"
+            if method.client_streaming and method.server_streaming
+            else ("CLIENT_STREAMING" if method.client_streaming else "SERVER_STREAMING")
+        )
+    started = server_metrics.GRPC_STARTED.labels(kind, service, method.name)
+
+    def handled(code: str) -> Any:
+        return server_metrics.GRPC_HANDLED.labels(kind, service, method.name, code)
+
+    inner = method.handler
+
+    async def handler(request: Any, context: Any) -> Any:
+        started.inc()
+        try:
+            result = await inner(request, context)
+        except RpcAbort as exc:
+            handled(exc.code.name).inc()
+            raise
+        except Exception:
+            handled("UNKNOWN").inc()
+            raise
+        handled("OK").inc()
+        return result
+
+    return dataclasses.replace(method, handler=handler)
+
+
 def create_grpc_server(
     dataplane: DataPlane,
     max_send_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
     max_receive_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
 ) -> GrpcServer:
     """The gRPC server (not listening yet: ``await server.start(host, port)``)."""
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    table = service_methods(service, InferenceServicer(dataplane))
     return GrpcServer(
-        service_methods(
-            pb.DESCRIPTOR.services_by_name["GRPCInferenceService"], InferenceServicer(dataplane)
-        ),
+        {path: _counted(service.full_name, m) for path, m in table.items()},
         max_receive_message_length=max_receive_message_length,
         max_send_message_length=max_send_message_length,
     )

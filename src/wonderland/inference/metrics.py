@@ -1,4 +1,14 @@
-"""Prometheus metrics with KServe's stage histograms plus request, queue and batch metrics.
+"""Prometheus metrics with KServe's and MLServer's names, plus request, queue and batch metrics.
+
+KServe (``kserve/metrics.py``): the stage histograms ``request_*_seconds{model_name}``.
+MLServer: ``model_infer_request_success``/``_failure`` (counters) and
+``model_infer_request_duration`` (summary, seconds) labelled ``model``, ``version``
+(``mlserver/handlers/dataplane.py``); ``batch_request_queue{model_name, model_version}`` and
+``parallel_request_queue`` (histograms of queue sizes); the REST server's
+``rest_server_requests``, ``rest_server_request_duration_seconds`` and
+``rest_server_requests_in_progress`` (starlette_exporter's names, ``app_name="wonderland"``)
+and the gRPC server's ``grpc_server_started`` and ``grpc_server_handled``
+(py-grpc-prometheus' names and labels).
 
 With ``--workers N`` the server runs prometheus_client's multiprocess mode (a private
 ``PROMETHEUS_MULTIPROC_DIR``), so a scrape of any worker reports all of them.
@@ -15,10 +25,25 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Summary,
     generate_latest,
 )
 
-__all__ = ["CONTENT_TYPE", "ModelMetrics", "render"]
+__all__ = [
+    "APP_NAME",
+    "CONTENT_TYPE",
+    "GRPC_HANDLED",
+    "GRPC_STARTED",
+    "PARALLEL_QUEUE",
+    "REST_DURATION",
+    "REST_IN_PROGRESS",
+    "REST_REQUESTS",
+    "ModelMetrics",
+    "RestMetrics",
+    "render",
+]
+
+APP_NAME = "wonderland"  # MLServer's REST metrics say app_name="mlserver"
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -69,14 +94,116 @@ BATCH = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
 
+# -- MLServer's names ----------------------------------------------------------------------
+
+INFER_SUCCESS = Counter(
+    "model_infer_request_success", "Model infer request success count", ["model", "version"]
+)
+INFER_FAILURE = Counter(
+    "model_infer_request_failure", "Model infer request failure count", ["model", "version"]
+)
+INFER_DURATION = Summary(
+    "model_infer_request_duration", "Model infer request duration", ["model", "version"]
+)
+BATCH_QUEUE = Histogram(
+    "batch_request_queue",
+    "counter of request queue batch size",
+    ["model_name", "model_version"],
+)
+PARALLEL_QUEUE = Histogram("parallel_request_queue", "counter of request queue size for workers")
+REST_REQUESTS = Counter(
+    "rest_server_requests", "Total HTTP requests", ["method", "path", "status_code", "app_name"]
+)
+REST_DURATION = Histogram(
+    "rest_server_request_duration_seconds",
+    "HTTP request duration, in seconds",
+    ["method", "path", "status_code", "app_name"],
+)
+REST_IN_PROGRESS = Gauge(
+    "rest_server_requests_in_progress",
+    "Total HTTP requests currently in progress",
+    ["method", "app_name"],
+    multiprocess_mode="livesum",
+)
+GRPC_STARTED = Counter(
+    "grpc_server_started",
+    "Total number of RPCs started on the server.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+)
+GRPC_HANDLED = Counter(
+    "grpc_server_handled",
+    "Total number of RPCs completed on the server, regardless of success or failure.",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+)
+
+
+# Methods a client may send are unbounded; any other is counted as "_OTHER" (OpenTelemetry's
+# HTTP semantic conventions) so that made-up methods cannot add series.
+KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+)
+
+
+def _method(method: str) -> str:
+    return method if method in KNOWN_METHODS else "_OTHER"
+
+
+class RestMetrics:
+    """The REST server's children, resolved once per method, route and status."""
+
+    __slots__ = ("_done", "_in_progress")
+
+    def __init__(self) -> None:
+        self._in_progress: dict[str, Any] = {}
+        self._done: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def in_progress(self, method: str) -> Any:
+        method = _method(method)
+        child = self._in_progress.get(method)
+        if child is None:
+            child = self._in_progress[method] = REST_IN_PROGRESS.labels(method, APP_NAME)
+        return child
+
+    def done(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = _method(method)
+        key = (method, route, status)
+        children = self._done.get(key)
+        if children is None:
+            labels = (method, route, str(status), APP_NAME)
+            children = self._done[key] = (
+                REST_REQUESTS.labels(*labels),
+                REST_DURATION.labels(*labels),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
 
 class ModelMetrics:
     """The metric children of one model, resolved once (labels cost on the hot path)."""
 
-    __slots__ = ("_requests", "batch", "explain", "name", "post", "pre", "predict", "queue")
+    __slots__ = (
+        "_requests",
+        "batch",
+        "batch_queue",
+        "explain",
+        "infer_duration",
+        "infer_failure",
+        "infer_success",
+        "name",
+        "post",
+        "pre",
+        "predict",
+        "queue",
+        "version",
+    )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, version: str | None = None) -> None:
         self.name = name
+        self.version = version or ""
+        self.infer_success = INFER_SUCCESS.labels(name, self.version)
+        self.infer_failure = INFER_FAILURE.labels(name, self.version)
+        self.infer_duration = INFER_DURATION.labels(name, self.version)
+        self.batch_queue = BATCH_QUEUE.labels(name, self.version)
         self.pre = PRE.labels(name)
         self.predict = PREDICT.labels(name)
         self.post = POST.labels(name)

@@ -15,6 +15,8 @@ import orjson
 
 from wonderland.inference.errors import InferenceServerError, InvalidInputError
 from wonderland.inference.types import InferOutput, InferRequest, InferResponse
+from wonderland.tracing.context import child
+from wonderland.tracing.runtime import mode_from_env
 
 __all__ = ["PREDICTOR_PROTOCOLS", "PredictorClient", "PredictorError"]
 
@@ -30,6 +32,7 @@ class PredictorError(InferenceServerError):
         self.grpc_code = grpc_code
 
 
+_TRACE_HEADERS = ("traceparent", "tracestate")
 _HTTP_TO_GRPC = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED"}
 
 
@@ -72,13 +75,16 @@ class PredictorClient:
         self.protocol = protocol
         self.use_ssl = use_ssl
         self.timeout = timeout
+        self.tracing = mode_from_env()
         self._http: Any = None
         self._channel: Any = None
         self._stub: Any = None
 
     async def predict(self, model_name: str, payload: Any, headers: dict[str, str]) -> Any:
+        # the transformer's call is a child of the request it serves (W3C Trace Context)
+        trace = self._trace_headers(headers)
         if self.protocol == "grpc-v2":
-            return await self._grpc(model_name, payload)
+            return await self._grpc(model_name, payload, tuple(trace.items()))
         import httpx
 
         if self._http is None:
@@ -94,7 +100,7 @@ class PredictorClient:
             reply = await self._http.post(
                 path,
                 content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json", **trace},
             )
         except httpx.HTTPError as exc:
             raise PredictorError(
@@ -114,7 +120,21 @@ class PredictorClient:
             )
         return reply.json()
 
-    async def _grpc(self, model_name: str, payload: Any) -> InferResponse:
+    def _trace_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        if self.tracing == "off":
+            passed = {k: v for k, v in headers.items() if k.lower() in _TRACE_HEADERS}
+            return passed
+        incoming = next((v for k, v in headers.items() if k.lower() == "traceparent"), None)
+        span, _ = child(incoming)
+        out = {"traceparent": span.header()}
+        state = next((v for k, v in headers.items() if k.lower() == "tracestate"), "")
+        if state:
+            out["tracestate"] = state
+        return out
+
+    async def _grpc(
+        self, model_name: str, payload: Any, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> InferResponse:
         import grpc
 
         from wonderland.inference._generated import grpc_predict_v2_pb2 as pb
@@ -143,7 +163,7 @@ class PredictorClient:
         for o in payload.outputs or []:
             req.outputs.add(name=o.name)
         try:
-            reply = await self._stub.ModelInfer(req, timeout=self.timeout)
+            reply = await self._stub.ModelInfer(req, timeout=self.timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             code = exc.code().name
             status = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404}.get(code, 503)

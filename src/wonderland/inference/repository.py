@@ -238,7 +238,7 @@ class ModelRepository:
         return entry
 
     def _entry(self, name: str, version: str | None, model: ArrayModel | CustomModel) -> ModelEntry:
-        metrics = ModelMetrics(name)
+        metrics = ModelMetrics(name, version)
         batcher = None
         if isinstance(model, ArrayModel):
             b = self.batching

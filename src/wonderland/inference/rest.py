@@ -57,6 +57,7 @@ class RestApp:
     ) -> None:
         self.dataplane = dataplane
         self.max_request_size = max_request_size
+        self._rest_metrics = metrics.RestMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -65,22 +66,33 @@ class RestApp:
             return
         if kind != "http":
             return
+        method: str = scope["method"]
+        in_progress = self._rest_metrics.in_progress(method)
+        in_progress.inc()
+        started = time.perf_counter()
+        status = 500
         try:
-            reply = await self._route(scope, receive)
-        except InferenceServerError as exc:
-            reply = _json({"error": str(exc)}, exc.status)
-        except Exception as exc:  # a bug of ours: answer, log, keep serving
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            reply = _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
-        headers = reply.headers
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [*headers, (b"content-length", str(len(reply.body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": reply.body})
+            try:
+                reply = await self._route(scope, receive)
+            except InferenceServerError as exc:
+                reply = _json({"error": str(exc)}, exc.status)
+            except Exception as exc:  # a bug of ours: answer, log, keep serving
+                log.exception("unhandled error on %s %s", method, scope["path"])
+                reply = _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
+            status = reply.status
+            headers = reply.headers
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*headers, (b"content-length", str(len(reply.body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": reply.body})
+        finally:
+            in_progress.dec()
+            route = route_template(scope["path"])
+            self._rest_metrics.done(method, route, status, time.perf_counter() - started)
 
     async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, dict[bytes, bytes]]:
         headers = dict(scope["headers"])
@@ -198,7 +210,7 @@ class RestApp:
         entry = self.dataplane.repository.ready_entry(name, version)
         m = entry.metrics
         assert m is not None
-        code = "200"
+        code = "500"  # unless an error says otherwise or the response is encoded
         try:
             started = time.perf_counter()
             hlen = headers.get(b"inference-header-content-length")
@@ -216,6 +228,7 @@ class RestApp:
             started = time.perf_counter()
             out, json_len = encode_v2_response(response, request)
             m.post.observe(time.perf_counter() - started)
+            code = "200"
         except InferenceServerError as exc:
             code = str(exc.status)
             raise
@@ -238,6 +251,9 @@ class RestApp:
         except InferenceServerError as exc:
             self._count(name, str(exc.status))
             raise
+        except Exception:
+            self._count(name, "500")
+            raise
         self._count(name, "200")
         return _json(result)
 
@@ -248,6 +264,45 @@ class RestApp:
             return
         if entry.metrics is not None:
             entry.metrics.request("rest-v1", code)
+
+
+_FIXED_ROUTES = frozenset(
+    {"/", "/metrics", "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models", "/v1/models"}
+)
+
+
+def route_template(path: str) -> str:
+    """The route a path matched, with parameters named (``/v2/models/{model_name}/infer``),
+    as starlette_exporter's ``group_paths`` reports it; paths of no route are one
+    ``<unmatched>`` series, so scanners cannot mint series."""
+    if path in _FIXED_ROUTES:
+        return path
+    if path.startswith("/v2/models/"):
+        parts = path[11:].split("/")
+        out = "/v2/models/{model_name}"
+        tail = parts[1:]
+        if len(tail) >= 2 and tail[0] == "versions":
+            out += "/versions/{model_version}"
+            tail = tail[2:]
+        action = "/".join(tail)
+        if action in ("", "infer", "ready", "config"):
+            return f"{out}/{action}" if action else out
+        return "<unmatched>"
+    if path.startswith("/v1/models/"):
+        rest = path[11:]
+        if ":" in rest:
+            verb = rest.rsplit(":", 1)[1]
+            if verb in ("predict", "explain"):
+                return "/v1/models/{model_name}:" + verb
+            return "<unmatched>"
+        return "/v1/models/{model_name}"
+    if path.startswith("/v2/repository/"):
+        if path == "/v2/repository/index":
+            return path
+        op = path.rsplit("/", 1)[-1]
+        if path.startswith("/v2/repository/models/") and op in ("load", "unload"):
+            return "/v2/repository/models/{model_name}/" + op
+    return "<unmatched>"
 
 
 class _MethodNotAllowed(InferenceServerError):

@@ -124,9 +124,6 @@ def _rules() -> dict[str, list[_Rule]]:
         "wonderland_revision_requests_queued": [
             _Rule(_revision, "queue_depth", "gauge", fallback=True)
         ],
-        "wonderland_revision_cold_start_seconds_count": [
-            _Rule(_revision, "cold_starts", "increase", fallback=True)
-        ],
         "inference_requests_total": [
             _Rule(_model, "request_rate", "rate"),
             _Rule(_model, "error_rate", "errors", error_label="code"),

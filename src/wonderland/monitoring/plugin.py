@@ -16,6 +16,9 @@ from wonderland.monitoring.prometheus import PrometheusServer, PrometheusStatus
 from wonderland.monitoring.recorder import HISTORY_FILE, MetricsRecorder
 from wonderland.monitoring.scrape import MetricsScraper
 from wonderland.monitoring.server import MonitoringServer
+from wonderland.monitoring.traces import TraceEndpoint, install_routes
+from wonderland.tracing.runtime import TraceCollector
+from wonderland.tracing.store import TraceStore
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
@@ -28,12 +31,15 @@ INFO_KEY = "monitoring"
 class _Publishing:
     """Starts the server, then publishes its URL and state."""
 
-    def __init__(self, platform: Platform, server: MonitoringServer) -> None:
+    def __init__(self, platform: Platform, server: MonitoringServer, traces: TraceEndpoint) -> None:
         self.platform = platform
         self.server = server
+        self.traces = traces
 
     async def start(self) -> None:
         await self.server.start()
+        if self.server.status.state == "running":
+            self.traces.base_url = self.server.url
         self.platform.publish(INFO_KEY, self.server.status.as_info())
 
     async def stop(self) -> None:
@@ -41,13 +47,20 @@ class _Publishing:
 
 
 def install(platform: Platform) -> None:
-    """Provide the :class:`MetricsHub` and serve it on ``bind:metrics_port``; keep
+    """Provide the :class:`MetricsHub` and serve it on ``bind:metrics_port`` (with the
+    trace endpoints and the :class:`TraceStore` behind them); keep
     ``<home>/monitoring/targets.json`` current; run Prometheus when it is on."""
     hub = MetricsHub()
     platform.provide(MetricsHub, hub)
     settings = platform.settings
     server = MonitoringServer(hub, settings.bind, settings.metrics_port)
-    platform.add_service(_Publishing(platform, server))
+    # the last traces: spans from the gateway (in process) and from Pods (OTLP, Zipkin)
+    store = TraceStore(settings.traces_max, settings.traces_max_bytes)
+    traces = TraceEndpoint(store, settings.tracing)
+    install_routes(hub, store)
+    platform.provide(TraceStore, store)
+    platform.provide(TraceCollector, traces)  # type: ignore[type-abstract]
+    platform.add_service(_Publishing(platform, server, traces))
     targets = platform.state_dir / TARGETS_FILE
     # after the endpoint: the daemon's own targets are read from what it published
     writer = FileSDWriter(platform.store, targets, lambda: daemon_targets(platform.info))

@@ -37,6 +37,7 @@ from wonderland.monitoring.promconfig import (
     prometheus_command,
     prometheus_config,
 )
+from wonderland.probes import http_ok
 from wonderland.runtime.containers import SETPRIV, die_with_parent
 from wonderland.settings import Settings
 
@@ -90,20 +91,7 @@ def _free_port(host: str) -> int:
 async def _ready(url: str) -> bool:
     """Whether Prometheus at ``url`` answers ``GET /-/ready`` with 200."""
     parts = urlsplit(url)
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port), 2.0
-        )
-    except (OSError, TimeoutError):
-        return False
-    try:
-        writer.write(b"GET /-/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        head = await asyncio.wait_for(reader.read(32), 2.0)
-        return head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
+    return await http_ok(parts.hostname or "127.0.0.1", parts.port or 80, "/-/ready", 2.0)
 
 
 class PrometheusServer:

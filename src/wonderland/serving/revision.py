@@ -63,6 +63,9 @@ class RevisionReconciler:
         cc = int(spec.get("containerConcurrency") or 0)
         target = system.table.revision(namespace, name)
         target.container_concurrency = cc
+        labels = meta.get("labels") or {}
+        target.service = str(labels.get("serving.knative.dev/service", ""))
+        target.configuration = str(labels.get("serving.knative.dev/configuration", ""))
         timeout = spec.get("responseStartTimeoutSeconds") or spec.get("timeoutSeconds")
         target.timeout = float(timeout or system.config.revision_timeout_seconds)
         target.idle_timeout = float(spec.get("idleTimeoutSeconds") or 0)

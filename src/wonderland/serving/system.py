@@ -14,13 +14,16 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wonderland.autoscaler import RevisionScaler
+from wonderland.autoscaler import Decision, RevisionScaler
+from wonderland.autoscaler.exporter import AutoscalerMetrics, ScalerSnapshot
 from wonderland.gateway import GatewayServer, RevisionTarget, RoutingTable
+from wonderland.gateway.tracing import GatewayTracing
 from wonderland.runtime.env import proxy_env
 from wonderland.runtime.images import BuiltImage
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.runtime.supervisor import ReplicaTemplate, Supervisor
 from wonderland.serving.config import ServingConfig
+from wonderland.tracing.store import TraceStore
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
@@ -63,6 +66,7 @@ class RevisionRuntime:
     template: ReplicaTemplate | None = None
     failed: tuple[str, str] | None = None
     scaled_to: int = -1
+    decision: Decision | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,7 +81,19 @@ class ServingSystem:
         self.config = ServingConfig(domain=settings.domain)
         self.table = RoutingTable()
         self.table.on_new_revision = self._new_target
-        self.gateway = GatewayServer(self.table, settings.bind, settings.gateway_port)
+        store = platform.get(TraceStore)
+        sink = store.record if store is not None and settings.tracing == "on" else None
+        self.gateway = GatewayServer(
+            self.table,
+            settings.bind,
+            settings.gateway_port,
+            GatewayTracing(settings.tracing, sink),
+            legacy_metrics=settings.metrics_legacy == "on",
+        )
+        # the autoscaler's metrics are served with the gateway's (one scrape target)
+        self.autoscaler_metrics = AutoscalerMetrics(self)
+        self.gateway.metrics.registry.register(self.autoscaler_metrics)  # type: ignore[arg-type]
+        self.gateway.metrics.add_legacy(self.autoscaler_metrics.legacy)
         # the port is claimed now, before any replica asks the kernel for a free one
         self.gateway.bind()
         port = self.gateway.port
@@ -126,6 +142,9 @@ class ServingSystem:
             return
         if rt.failed is not None:
             desired = 0
+        target = self.table.revisions.get(key)
+        if target is not None:
+            target.scaled_to_zero = desired == 0
         if desired != rt.scaled_to or len(self.supervisor.replicas(key)) != desired:
             rt.scaled_to = desired
             self.supervisor.scale(rt.template, desired)
@@ -138,8 +157,43 @@ class ServingSystem:
             state.task.cancel()
         ns, _, name = key.partition("/")
         self.table.remove_revision(ns, name)
+        self.autoscaler_metrics.forget(ns, name)
         task = asyncio.get_running_loop().create_task(self.supervisor.stop_revision(key))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def scaler_snapshots(self) -> list[ScalerSnapshot]:
+        """The autoscaler's view of every revision (``ScalerSource``, for its metrics)."""
+        out: list[ScalerSnapshot] = []
+        for key, rt in list(self.runtimes.items()):
+            target = self.table.revisions.get(key)
+            if target is None:
+                continue
+            replicas = self.supervisor.replicas(key)
+            ready = sum(1 for r in replicas if r.ready)
+            observed = rt.scaler.decider.observed
+            decision = rt.decision
+            spec = rt.scaler.spec
+            out.append(
+                ScalerSnapshot(
+                    namespace=target.namespace,
+                    service=target.service,
+                    configuration=target.configuration,
+                    revision=target.name,
+                    metric=spec.metric,
+                    desired=rt.scaler.desired,
+                    requested=max(0, rt.scaled_to),
+                    ready=ready,
+                    not_ready=len(replicas) - ready,
+                    pending=sum(1 for r in replicas if not r.ready and not r.ever_ready),
+                    terminating=sum(1 for e in target.draining if e.in_flight > 0),
+                    stable=observed[0] if observed else None,
+                    panic=observed[1] if observed else None,
+                    target=spec.target_value,
+                    excess_burst_capacity=decision.excess_burst_capacity if decision else 0,
+                    panicking=decision.panicking if decision else False,
+                )
+            )
+        return out
 
     # -- callbacks --
     def _new_target(self, target: RevisionTarget) -> None:
@@ -184,7 +238,11 @@ class ServingSystem:
                     target = self.table.revisions.get(key)
                     if target is None:
                         continue
+                    began = time.perf_counter()
                     concurrency, rps = target.take_stats()
+                    self.autoscaler_metrics.observe_scrape(
+                        target.namespace, target.name, time.perf_counter() - began
+                    )
                     rt.scaler.record(now, concurrency if rt.scaler.spec.metric != "rps" else rps)
                 if now - last_tick >= self.config.autoscaler.tick_interval - 0.01:
                     last_tick = now
@@ -193,6 +251,7 @@ class ServingSystem:
                             continue
                         ready = len(self.supervisor.ready_endpoints(key))
                         decision = rt.scaler.decide(now, ready, self.is_reachable(key))
+                        rt.decision = decision
                         self.scale(key, decision.desired)
             except Exception:
                 log.exception("autoscaler tick failed")

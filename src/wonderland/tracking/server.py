@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from wonderland.probes import http_ok
 from wonderland.runtime.containers import SETPRIV, die_with_parent
 from wonderland.settings import Settings
 from wonderland.tracking.client import TrackingUnavailable
@@ -170,21 +171,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def _health(port: int) -> bool:
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    try:
-        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        head = await asyncio.wait_for(reader.read(32), 5.0)
-        return head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
 
 
 class TrackingServer:
@@ -416,7 +402,7 @@ class TrackingServer:
                 if proc.poll() is not None:
                     reason = f"the process exited with status {proc.returncode}"
                     break
-                if await _health(port):
+                if await http_ok("127.0.0.1", port, "/health", 5.0):
                     break
                 if time.monotonic() > deadline:
                     reason = f"no answer on /health after {self.start_timeout:.0f}s"

@@ -4,7 +4,9 @@ ClusterTrainingRuntime (``trainer.kubeflow.org/v1alpha1``) on JobSets, Jobs and 
 ``install(platform)`` registers the admission checks (also those of the OptimizationJob API,
 whose controller comes with tuning), the TrainJob controller, the images
 the runtimes name (:mod:`.images`), the trainer status endpoint on the control API
-(:mod:`.status_endpoint`) and the runtimes Trainer ships (:mod:`.catalog`). It needs the
+(:mod:`.status_endpoint`), the runtimes Trainer ships (:mod:`.catalog`) and, with the
+monitoring plugin's :class:`~wonderland.monitoring.hub.MetricsHub`, the TrainJob gauges
+(:mod:`.metrics`). It needs the
 workloads plugin (the kubelet, the token issuer) installed first; with a
 :class:`~wonderland.tracking.access.TrackingAccess` provided, TrainJobs get MLflow runs.
 """
@@ -15,11 +17,13 @@ from typing import TYPE_CHECKING
 
 from wonderland.control.sources import ActionRegistry, ControlEndpoint
 from wonderland.controllers import events
+from wonderland.monitoring.hub import MetricsHub
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.tokens import TokenIssuer
 from wonderland.tracking.access import TrackingAccess
 from wonderland.training import admission, catalog, optimization_admission
 from wonderland.training.images import TrainingImageProvider
+from wonderland.training.metrics import TrainJobCollector
 from wonderland.training.status_endpoint import TrainerStatusEndpoint
 from wonderland.training.status_env import StatusEnvironment
 from wonderland.training.trainjobs import TRAINJOBS, TrainJobReconciler
@@ -50,3 +54,6 @@ def install(platform: Platform) -> None:
         workers=2,
     )
     catalog.ensure_defaults(platform.store)
+    hub = platform.get(MetricsHub)
+    if hub is not None:  # progress, remaining time and metrics the training code reports
+        hub.registry.register(TrainJobCollector(platform.store))  # type: ignore[arg-type]

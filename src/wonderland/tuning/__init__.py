@@ -9,7 +9,8 @@ the observation log (:class:`~wonderland.tuning.observations.ObservationLogStore
 ``<state_dir>/katib-observations.db``), which it provides to later plugins, and Katib's DB
 manager for the ``Push`` collector (:mod:`.push`) over that log, whose trial injection the
 Trial controller applies to Push trials' runs; with a
-:class:`~wonderland.tracking.access.TrackingAccess` provided, trials get MLflow runs. It
+:class:`~wonderland.tracking.access.TrackingAccess` provided, trials get MLflow runs; with
+the monitoring plugin's MetricsHub, Katib's controller metrics (:mod:`.metrics`). It
 needs the workloads plugin (the kubelet) installed first. Optuna comes with the
 ``tuning`` extra; without it the platform runs and Experiments are refused with a message
 naming the extra.
@@ -20,12 +21,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wonderland.controllers import events
+from wonderland.monitoring.hub import MetricsHub
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.tracking.access import TrackingAccess
 from wonderland.tuning import admission
 from wonderland.tuning.collector_logs import StdOutCollectorLogs
 from wonderland.tuning.collectors import PodFiles
 from wonderland.tuning.experiments import ExperimentReconciler
+from wonderland.tuning.metrics import KatibMetrics
 from wonderland.tuning.observation_store import SqliteObservationLogStore
 from wonderland.tuning.observations import ObservationLogStore
 from wonderland.tuning.optimizationjobs import OptimizationJobReconciler
@@ -74,5 +77,8 @@ def install(platform: Platform) -> None:
         workers=4,
     )
     platform.controllers.register(OptimizationJobReconciler(store, events.record), workers=2)
+    hub = platform.get(MetricsHub)
+    if hub is not None:  # Katib's controller metrics and the trials' latest observations
+        platform.add_service(KatibMetrics(store, hub.registry))
     # the StdOut collector's sidecar log, which the Kubeflow SDK reads, is the primary's here
     kubelet.add_log_alias(StdOutCollectorLogs(store))

@@ -18,6 +18,7 @@ from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet, NodeReconciler
 from wonderland.runtime.metrics import KubeletAPI
 from wonderland.tokens import ServiceAccountTokenIssuer, TokenIssuer
+from wonderland.tracing.runtime import TraceCollector, TracesPodEnv
 from wonderland.tracking.access import TrackingAccess, TrackingPodEnv
 from wonderland.workloads import admission, jobset_admission, storage
 from wonderland.workloads.cronjobs import CronJobReconciler
@@ -44,6 +45,10 @@ def install(platform: Platform) -> Kubelet:
     if tracking is not None:
         # every container reaches MLflow's tracking server with no configuration
         kubelet.add_env_source(TrackingPodEnv(tracking))
+    collector = platform.get(TraceCollector)  # type: ignore[type-abstract]
+    if collector is not None:
+        # an OpenTelemetry SDK in any container exports to the daemon's trace store
+        kubelet.add_env_source(TracesPodEnv(collector))
     api = KubeletAPI(kubelet)
     platform.provide(Kubelet, kubelet)
     platform.provide(PodLogSource, api)  # type: ignore[type-abstract]
