@@ -23,10 +23,6 @@ from prometheus_testing import DOMAIN, PromClient, info, prometheus_daemon, requ
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
-    # The dashboards query Knative's, Dapr's and Katib's metric names; the gateway, the
-    # sidecars and the training controllers do not export them yet (issue 16 stays open
-    # until they do, and this test then runs unskipped).
-    pytest.mark.skip(reason="the platform does not export the dashboards' metric names yet"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,12 +45,14 @@ TRAINJOB = {
                 textwrap.dedent(
                     """
                     import json, os, ssl, time, urllib.request
+                    from datetime import datetime, timezone
                     url = os.environ["KUBEFLOW_TRAINER_SERVER_URL"]
                     token = open(os.environ["KUBEFLOW_TRAINER_SERVER_TOKEN"]).read().strip()
                     tls = ssl.create_default_context(cafile=os.environ["KUBEFLOW_TRAINER_SERVER_CA_CERT"])
                     for step in range(1, 121):
                         body = {"trainerStatus": {"progressPercentage": min(step, 99),
-                                "metrics": [{"name": "loss", "value": str(1 / step)}]}}
+                                "metrics": [{"name": "loss", "value": str(1 / step)}],
+                                "lastUpdatedTime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}}
                         request = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
                             headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
                         urllib.request.urlopen(request, context=tls).read()
@@ -221,6 +219,10 @@ def test_every_dashboard_query_is_accepted_and_returns_data_after_traffic(
         if not empty or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert not empty, "queries with no data after traffic:\n" + "\n".join(
-        f"  {name} / {title}: {expr}" for name, title, expr in empty
+    assert not empty, (
+        "queries with no data after traffic:\n"
+        + "\n".join(f"  {name} / {title}: {expr}" for name, title, expr in empty)
+        + "\n\n"
+        + platform.run("describe", "trainjob", "reporter").stdout
+        + platform.run("logs", "trainjob/reporter").stdout[-2000:]
     )
