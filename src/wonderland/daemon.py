@@ -123,6 +123,11 @@ def run(settings: Settings, manifests: Sequence[Manifest] = ()) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # the daemon's own clients (scrapes every few seconds, MLflow's front) log each request
+    # at INFO; keep them to warnings unless the log level is debug
+    if logging.root.level > logging.DEBUG:
+        for noisy in ("httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     state_dir = settings.state_dir
     if not state_dir.exists():
         state_dir.mkdir(parents=True, mode=0o700)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 import time
 from typing import Any
 
@@ -81,8 +83,8 @@ def render_top(data: dict[str, Any]) -> Any:
         else "no scrape yet"
     )
     table = Table(box=None, header_style="bold", caption=caption, title=kind)
-    table.add_column("NAMESPACE")
-    table.add_column("NAME")
+    table.add_column("NAMESPACE", overflow="fold")
+    table.add_column("NAME", overflow="fold")
     for c in columns:
         header = _UNITS.get(c, (c.removeprefix("metric:").upper(), ""))[0]
         table.add_column(header, justify="right")
@@ -98,6 +100,13 @@ def render_top(data: dict[str, Any]) -> Any:
     return table
 
 
+def _piped_width() -> int:
+    try:
+        return max(80, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 200
+
+
 def _top(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -109,7 +118,8 @@ def _top(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise ConfigError(f"--interval {args.interval:g} must be more than 0 seconds")
     state_dir = Settings.from_env().state_dir
-    console = Console()
+    # piped or redirected: rich would cut rows at 80 columns; names must stay whole
+    console = Console() if sys.stdout.isatty() else Console(width=_piped_width())
     if args.once:
         console.print(render_top(read_top(state_dir, args.kind, args.namespace)))
         return 0
