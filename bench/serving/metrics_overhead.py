@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import signal
 import socket
@@ -29,6 +28,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _wrk import run_wrk
 
 HERE = Path(__file__).resolve().parent
 HOST = "bench.default.127.0.0.1.sslip.io"
@@ -78,27 +80,13 @@ def serve_gateway(port: int, replica: int, record: bool) -> None:
 
 
 def wrk(port: int, connections: int, duration: int) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
-    cmd += ["-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.MULTILINE)
-        if not m:
-            return float("nan")
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(rps.group(1)) if rps else 0.0,
-        "p50": ms("50"),
-        "p90": ms("90"),
-        "p99": ms("99"),
-        "requests": float(total.group(1)) if total else 0.0,
-        "errors": float(non2xx.group(1)) if non2xx else 0.0,
-    }
+    return run_wrk(
+        f"http://127.0.0.1:{port}/",
+        [f"Host: {HOST}"],
+        threads=1,
+        connections=connections,
+        duration=duration,
+    )
 
 
 def counted(port: int) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,6 +25,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _wrk import run_wrk
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -51,29 +53,14 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 def wrk(port: int, connections: int, duration: int, incoming: bool) -> dict[str, float]:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"Host: {HOST}"]
-    if incoming:
-        cmd += ["-H", f"traceparent: {INCOMING}"]
-    out = subprocess.run(
-        [*cmd, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True
-    ).stdout
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.MULTILINE)
-        if not m:
-            return float("nan")
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(rps.group(1)) if rps else 0.0,
-        "p50": ms("50"),
-        "p99": ms("99"),
-        "errors": float(non2xx.group(1)) if non2xx else 0.0,
-        "requests": float(total.group(1)) if total else 0.0,
-    }
+    headers = [f"Host: {HOST}"] + ([f"traceparent: {INCOMING}"] if incoming else [])
+    return run_wrk(
+        f"http://127.0.0.1:{port}/",
+        headers,
+        threads=2,
+        connections=connections,
+        duration=duration,
+    )
 
 
 def cpu_seconds(pid: int) -> float:
