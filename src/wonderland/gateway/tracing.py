@@ -43,23 +43,8 @@ class GatewayTracing:
         store is read."""
         sink = self.sink
         if sink is not None:
-            trace_id, span_id, parent_id, start = span
             where = (target.namespace, target.name) if target is not None else ("", "")
-            details = (_H1, method, url, host, *where)
-            sink(
-                (
-                    trace_id,
-                    span_id,
-                    parent_id,
-                    "",
-                    "SERVER",
-                    SERVICE_NAME,
-                    start,
-                    time_ns(),
-                    details,
-                    failed,
-                )
-            )
+            _emit(sink, span, (_H1, method, url, host, *where), failed)
 
     def record_h2(
         self,
@@ -70,7 +55,6 @@ class GatewayTracing:
     ) -> None:
         sink = self.sink
         if sink is not None:
-            trace_id, span_id, parent_id, start = span
             method = path = authority = ""
             for name, value in headers:
                 if name == ":method":
@@ -80,21 +64,28 @@ class GatewayTracing:
                 elif name == ":authority":
                     authority = value
             where = (target.namespace, target.name) if target is not None else ("", "")
-            details = (_H2, method, path, authority, *where)
-            sink(
-                (
-                    trace_id,
-                    span_id,
-                    parent_id,
-                    "",
-                    "SERVER",
-                    SERVICE_NAME,
-                    start,
-                    time_ns(),
-                    details,
-                    failed,
-                )
-            )
+            _emit(sink, span, (_H2, method, path, authority, *where), failed)
+
+
+def _emit(
+    sink: SpanSink, span: tuple[Any, Any, Any, int], details: tuple[Any, ...], failed: bool
+) -> None:
+    """The gateway's SERVER span as the store keeps it (ids as the protocol had them)."""
+    trace_id, span_id, parent_id, start = span
+    sink(
+        (
+            trace_id,
+            span_id,
+            parent_id,
+            "",
+            "SERVER",
+            SERVICE_NAME,
+            start,
+            time_ns(),
+            details,
+            failed,
+        )
+    )
 
 
 _H1 = "wonderland.gateway.h1"
