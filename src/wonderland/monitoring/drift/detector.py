@@ -4,8 +4,13 @@ Request events (``org.kubeflow.serving.inference.request``) of each InferenceSer
 their rows to that service's window; every ``batch_size`` rows the window is tested
 (:func:`~wonderland.monitoring.drift.stats.compare`) and emptied (tumbling windows). The
 statistics go to the metrics, and a window that drifts becomes a CloudEvent
-(:func:`drift_event`) handed to every :class:`EventPublisher`. No web framework here: the
+(:func:`drift_event`) handed to every :class:`EventPublisher`. A drifted window is gone once
+tested, so each event is about rows no earlier event covered. No web framework here: the
 server (``server.py``) only parses and calls :meth:`DriftDetector.receive`.
+
+:meth:`DriftDetector.rebaseline` switches to another reference (the new champion's
+sample, ``refresh.py``): its columns must be the current ones (the model's inputs), else
+the current reference stays; a switch empties the pending windows.
 """
 
 from __future__ import annotations
@@ -50,13 +55,15 @@ class EventPublisher(Protocol):
 @dataclass(frozen=True)
 class DetectorConfig:
     """The knobs: window size (rows), alpha (before Bonferroni), the minimum sample per
-    feature, and the event's type and source (``{namespace}``/``{name}`` filled in)."""
+    feature, the event's type and source (``{namespace}``/``{name}`` filled in), and the
+    InferenceService watched (``--model_name``: the label of the reference's metrics)."""
 
     batch_size: int = 100
     alpha: float = 0.05
     min_samples: int = 30
     event_type: str = DRIFT_EVENT_TYPE
     event_source: str = "/wonderland/drift-detector/{namespace}/{name}"
+    model_name: str = ""
 
 
 @dataclass
@@ -73,9 +80,16 @@ def _now() -> str:
 
 
 def drift_event(
-    report: DriftReport, namespace: str, name: str, reference: str, config: DetectorConfig
+    report: DriftReport,
+    namespace: str,
+    name: str,
+    reference: str,
+    config: DetectorConfig,
+    reference_version: str = "",
 ) -> dict[str, Any]:
-    """The CloudEvent (structured, JSON) of a window that drifted (see docs/monitoring.md)."""
+    """The CloudEvent (structured, JSON) of a window that drifted (see docs/monitoring.md);
+    ``referenceVersion`` is the registered model version whose sample it was tested against
+    ("" when the reference is not from the registry)."""
     now = _now()
     return {
         "specversion": "1.0",
@@ -92,6 +106,7 @@ def drift_event(
             "windowSize": report.window_size,
             "threshold": report.threshold,
             "reference": reference,
+            "referenceVersion": reference_version,
             "time": now,
         },
     }
@@ -105,6 +120,8 @@ class _Metrics:
     detected: Gauge = field(init=False)
     windows: Counter = field(init=False)
     errors: Counter = field(init=False)
+    reference_version: Gauge = field(init=False)
+    reference_errors: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         labels = ["inferenceservice", "feature", "method"]
@@ -136,6 +153,18 @@ class _Metrics:
             ["inferenceservice", "reason"],
             registry=r,
         )
+        self.reference_version = Gauge(
+            "wonderland_drift_reference_version",
+            "the registered model version whose training sample is the reference",
+            ["inferenceservice"],
+            registry=r,
+        )
+        self.reference_errors = Counter(
+            "wonderland_drift_reference_errors_total",
+            "new references not switched to (columns: not the model's inputs; unreadable)",
+            ["inferenceservice", "reason"],
+            registry=r,
+        )
 
 
 class DriftDetector:
@@ -155,7 +184,54 @@ class DriftDetector:
         self.windows: dict[tuple[str, str], _Window] = {}
         self.last_error = ""
         self.events_sent = 0
+        self.switches = 0
+        self.reference_error = ""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._show_version(reference)
+
+    def _show_version(self, reference: Reference) -> None:
+        if reference.version.isdigit():
+            gauge = self.metrics.reference_version.labels(self.config.model_name)
+            gauge.set(int(reference.version))
+
+    def rebaseline(self, reference: Reference) -> bool:
+        """Compare with ``reference`` from now on; False (the current one stays, the error
+        logged, counted and on the status) when its columns are not the current ones."""
+        old = self.reference
+        if reference.columns != old.columns:
+            self.refuse_reference(
+                reference.version,
+                "columns",
+                f"reference {reference.uri} has the columns [{', '.join(reference.columns)}] "
+                f"but the model's inputs, the current reference's ({old.uri}), are "
+                f"[{', '.join(old.columns)}]; still comparing with "
+                f"{_version_text(old)}: register a sample whose header names the model's "
+                "inputs in the same order",
+            )
+            return False
+        self.reference = reference
+        self.reference_error = ""
+        self.switches += 1
+        for (_, name), window in self.windows.items():
+            window.rows = {c: [] for c in reference.columns}
+            window.size = 0
+            self.metrics.detected.labels(name).set(0)
+        self._show_version(reference)
+        log.info(
+            "re-baselined: comparing with %s (%s, %d rows) instead of %s; pending windows emptied",
+            _version_text(reference),
+            reference.uri,
+            reference.rows,
+            _version_text(old),
+        )
+        return True
+
+    def refuse_reference(self, version: str, reason: str, message: str) -> None:
+        """A new reference that is not switched to: logged, counted (``reason``: columns,
+        unreadable) and shown on the status."""
+        self.metrics.reference_errors.labels(self.config.model_name, reason).inc()
+        self.reference_error = f"version {version or '?'}: {message}"
+        log.error("drift detector: not re-baselined to %s", self.reference_error)
 
     def _window(self, key: tuple[str, str]) -> _Window:
         window = self.windows.get(key)
@@ -196,14 +272,17 @@ class DriftDetector:
         return full
 
     async def receive(self, event: LoggedEvent) -> None:
-        """Observe ``event``; test the windows it filled in the background."""
+        """Observe ``event``; test the windows it filled in the background (against the
+        reference of the moment they filled)."""
+        ref = self.reference
         for namespace, name, batch in self.observe(event):
-            task = asyncio.get_running_loop().create_task(self._test(namespace, name, batch))
+            task = asyncio.get_running_loop().create_task(self._test(ref, namespace, name, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _test(self, namespace: str, name: str, batch: dict[str, list[Any]]) -> None:
-        ref = self.reference
+    async def _test(
+        self, ref: Reference, namespace: str, name: str, batch: dict[str, list[Any]]
+    ) -> None:
         cfg = self.config
         try:
             report = await asyncio.to_thread(
@@ -214,7 +293,7 @@ class DriftDetector:
             return
         self.record(namespace, name, report)
         if report.detected:
-            event = drift_event(report, namespace, name, ref.uri, cfg)
+            event = drift_event(report, namespace, name, ref.uri, cfg, ref.version)
             log.warning(
                 "drift detected in %s/%s: %s",
                 namespace,
@@ -255,6 +334,8 @@ class DriftDetector:
                 "uri": ref.uri,
                 "rows": ref.rows,
                 "columns": [{"name": c, "kind": ref.kinds[c]} for c in ref.columns],
+                "version": ref.version,
+                "switches": self.switches,
             },
             "batchSize": self.config.batch_size,
             "alpha": self.config.alpha,
@@ -264,6 +345,8 @@ class DriftDetector:
         }
         if self.last_error:
             out["lastError"] = self.last_error
+        if self.reference_error:
+            out["reference"]["error"] = self.reference_error
         for (namespace, name), window in sorted(self.windows.items()):
             item: dict[str, Any] = {
                 "namespace": namespace,
@@ -281,3 +364,7 @@ class DriftDetector:
                 }
             out["inferenceServices"].append(item)
         return out
+
+
+def _version_text(reference: Reference) -> str:
+    return f"version {reference.version}" if reference.version else reference.uri
