@@ -73,6 +73,7 @@ class _Window:
     last: DriftReport | None = None
     tested: int = 0
     drifted: int = 0
+    shown: int = 0  # the fill number of the window on the gauges and ``last``
 
 
 def _now() -> str:
@@ -185,6 +186,7 @@ class DriftDetector:
         self.last_error = ""
         self.events_sent = 0
         self.switches = 0
+        self._filled = 0  # windows filled so far, numbered in order
         self.reference_error = ""
         self._tasks: set[asyncio.Task[None]] = set()
         self._show_version(reference)
@@ -215,6 +217,7 @@ class DriftDetector:
         for (_, name), window in self.windows.items():
             window.rows = {c: [] for c in reference.columns}
             window.size = 0
+            window.shown = self._filled  # results of the old reference still in flight
             self.metrics.detected.labels(name).set(0)
         self._show_version(reference)
         log.info(
@@ -276,12 +279,14 @@ class DriftDetector:
         reference of the moment they filled)."""
         ref = self.reference
         for namespace, name, batch in self.observe(event):
-            task = asyncio.get_running_loop().create_task(self._test(ref, namespace, name, batch))
+            self._filled += 1
+            test = self._test(ref, namespace, name, batch, self._filled)
+            task = asyncio.get_running_loop().create_task(test)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _test(
-        self, ref: Reference, namespace: str, name: str, batch: dict[str, list[Any]]
+        self, ref: Reference, namespace: str, name: str, batch: dict[str, list[Any]], seq: int
     ) -> None:
         cfg = self.config
         try:
@@ -291,7 +296,7 @@ class DriftDetector:
         except Exception:
             log.exception("drift detector: testing a window of %s/%s failed", namespace, name)
             return
-        self.record(namespace, name, report)
+        self.record(namespace, name, report, seq)
         if report.detected:
             event = drift_event(report, namespace, name, ref.uri, cfg, ref.version)
             log.warning(
@@ -307,19 +312,24 @@ class DriftDetector:
             await asyncio.gather(*(p.publish(event) for p in self.publishers))
             self.events_sent += 1
 
-    def record(self, namespace: str, name: str, report: DriftReport) -> None:
-        """Put a tested window's statistics on the metrics and the status."""
+    def record(self, namespace: str, name: str, report: DriftReport, seq: int = 0) -> None:
+        """Put a tested window's statistics on the metrics and the status. Windows are
+        tested concurrently: a result older (``seq``, the window's fill number) than the
+        one shown, or than a re-baselining, is counted but does not replace it."""
         m = self.metrics
+        m.windows.labels(name, "true" if report.detected else "false").inc()
+        window = self._window((namespace, name))
+        window.tested += 1
+        window.drifted += int(report.detected)
+        if seq and seq <= window.shown:
+            return
+        window.shown = max(window.shown, seq)
+        window.last = report
         for f in report.features:
             m.score.labels(name, f.name, f.method).set(f.score)
             if f.p_value is not None:
                 m.p_value.labels(name, f.name, f.method).set(f.p_value)
         m.detected.labels(name).set(1 if report.detected else 0)
-        m.windows.labels(name, "true" if report.detected else "false").inc()
-        window = self._window((namespace, name))
-        window.last = report
-        window.tested += 1
-        window.drifted += int(report.detected)
 
     async def drain(self) -> None:
         """Wait for the tests in flight (shutdown, tests)."""
