@@ -8,9 +8,12 @@ traffic, drifted traffic, one retrain, one verdict). The drift event comes from 
 detector of detector.yaml, fed by the InferenceService's payload logger (windows of 50
 requests), so "drift detected" includes filling the window. With ``--publish`` the detector
 is left out and loop.py publishes the event right after the first drifted request (pub/sub
-delivery only). Each round ends with part of a window of drifted requests in the detector;
-the next round's normal traffic completes it, which can raise a (reported) false alarm:
-rounds after the first measure less cleanly than separate runs.
+delivery only). After a promotion the detector re-baselines on the new champion's sample
+(detector.yaml: ``--reference_refresh=5``), which drops the drifted rows left in its
+window; the next round starts once the detector's ``GET /`` shows that version, so its
+normal traffic does not complete a window of the previous round's drifted rows (a false
+alarm). After a refused promotion the champion, and so the reference, stays: the leftover
+rows can still raise a (reported) false alarm in the next round.
 
     python bench/monitoring/loop.py [--rounds 3] [--rate 25] [--publish]
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -26,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 HERE = Path(__file__).resolve().parent
@@ -61,6 +66,20 @@ def manifests(detector: bool) -> str:
                 if e["name"] == "ROLLOUT_ARGS":
                     e["value"] += " --interval 0.5"
     return yaml.safe_dump_all(docs)
+
+
+def detector_version(gateway: str) -> str:
+    """The model version whose sample the detector compares with ("" when it does not say)."""
+    try:
+        r = httpx.get(
+            gateway + "/",
+            headers={"Host": "drift-detector.default.127.0.0.1.sslip.io"},
+            timeout=5,
+            trust_env=False,
+        )
+        return str(r.json()["reference"]["version"]) if r.status_code == 200 else ""
+    except (httpx.HTTPError, ValueError, KeyError):
+        return ""
 
 
 def main() -> int:
@@ -113,6 +132,15 @@ def main() -> int:
                     return 1
                 rounds.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"round {i + 1}: {rounds[-1]}", file=sys.stderr)
+                if not args.publish and "Promoted" in rounds[-1]:
+                    described = d.ok("models", "describe", "iris-mdlc@champion")
+                    found = re.search(r"iris-mdlc version (\d+)", described)
+                    champion = found.group(1) if found else ""
+                    wait_for(
+                        lambda v=champion: detector_version(d.gateway) == v,
+                        60,
+                        f"the detector re-baselined on version {champion}",
+                    )
     print(f"| step (seconds after the first drifted request) | p50 of {len(rounds)} | max |")
     print("|---|---|---|")
     for key, label in STEPS:

@@ -198,6 +198,39 @@ async def test_in_distribution_then_drift_over_http(tmp_path: Path) -> None:
     assert "sepal_length, sepal_width, petal_length, petal_width" in bad.json()["error"]
 
 
+async def test_each_drifted_window_is_reported_once(tmp_path: Path) -> None:
+    ref = load_reference(str(write_reference(tmp_path / "ref")))
+    publisher = RecordingPublisher()
+    registry = CollectorRegistry()
+    detector = DriftDetector(ref, DetectorConfig(batch_size=50), registry, [publisher])
+    app = DriftDetectorApp(detector, registry)
+    data = iris()
+    rng = np.random.default_rng(1)
+    same = data[rng.choice(len(data), 50, replace=False)]
+    drifted = same + np.array([0.0, 0.0, 3.0, 1.5])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://detector") as client:
+        # one drifted window, then in-distribution traffic: one event, not one per request
+        # (both windows are tested at once: the later one is "last" whichever ends first)
+        for i, rows in enumerate([*np.split(drifted, 5), *np.split(same, 5)]):
+            assert (await _post(client, f"r{i}", {"instances": rows.tolist()})).status_code == 202
+        await detector.drain()
+        assert len(publisher.events) == 1
+        status = (await client.get("/")).json()
+        [item] = status["inferenceServices"]
+        assert (item["windowsTested"], item["windowsDrifted"], item["pending"]) == (2, 1, 0)
+        assert item["last"]["detected"] is False
+        metrics = (await client.get("/metrics")).text
+        assert 'wonderland_drift_detected{inferenceservice="iris"} 0.0' in metrics
+        # drift that persists is reported once per new window of rows
+        for i, rows in enumerate(np.split(drifted, 5)):
+            await _post(client, f"again{i}", {"instances": rows.tolist()})
+        await detector.drain()
+    assert len(publisher.events) == 2
+    assert publisher.events[0]["id"] != publisher.events[1]["id"]
+    assert publisher.events[1]["data"]["referenceVersion"] == ""  # a file, not a version
+
+
 def test_not_a_cloudevent_is_a_400(tmp_path: Path) -> None:
     ref = load_reference(str(write_reference(tmp_path / "ref")))
     registry = CollectorRegistry()

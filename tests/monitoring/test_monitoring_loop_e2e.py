@@ -4,7 +4,8 @@ champion and serves; its payload logger sends every request to the drift detecto
 sample; normal traffic raises nothing, drifted traffic makes it publish a drift CloudEvent
 through the real Dapr pub/sub to the retrain subscriber, which starts a TrainJob (once per
 event id) and a rollout Job; the challenger it registers serves a canary, the policy reads
-both revisions' live metrics and promotes it; examples/mdlc/loop.py prints each step."""
+both revisions' live metrics and promotes it; the detector then re-baselines on version 2's
+training sample; examples/mdlc/loop.py prints each step."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from _support.daemon import WonderlandDaemon, running_daemon, wait_for
@@ -135,6 +137,24 @@ def test_drift_event_retrains_canaries_and_promotes_the_challenger(tmp_path: Pat
         # the champion moved; the InferenceService serves it alone, without a canary
         described = d.ok("models", "describe", "iris-mdlc@champion")
         assert "iris-mdlc version 2" in described, described
+
+        # the detector followed the alias: version 2's training sample is its reference now
+        def detector() -> dict[str, Any] | None:
+            try:
+                r = httpx.get(
+                    d.gateway + "/",
+                    headers={"Host": "drift-detector.default.127.0.0.1.sslip.io"},
+                    timeout=5,
+                    trust_env=False,
+                )
+                status: dict[str, Any] = r.json()
+            except (httpx.HTTPError, ValueError):
+                return None
+            return status if status.get("reference", {}).get("version") == "2" else None
+
+        status = wait_for(detector, 60, "the drift detector re-baselined on version 2", log=d.log)
+        assert status["reference"]["uri"] == "models:/iris-mdlc/2/reference.csv", status
+        assert "error" not in status["reference"], status
 
         def all_on_v2() -> dict[str, Any] | None:
             isvc = _get(d, "isvc", "iris-mdlc")

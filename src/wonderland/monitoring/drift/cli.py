@@ -5,13 +5,16 @@ KServe's drift detector sample passes ``--model_name``, ``--http_port``, ``--pro
 ``DriftDetector --drift_batch_size N``; the same args work here. The port is ``$PORT``
 when set (Knative's runtime contract), else ``--http_port``. Drift events go to the Dapr
 pub/sub topic ``--pubsub``/``--topic`` when a Dapr sidecar is next to it
-(``DAPR_HTTP_PORT``), and to ``--reply_url`` when given.
+(``DAPR_HTTP_PORT``), and to ``--reply_url`` when given. A ``models:/NAME@ALIAS/...``
+reference is re-resolved every ``--reference_refresh`` seconds: when the alias moves, the
+new version's sample becomes the reference (``refresh.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -38,6 +41,13 @@ def parser() -> argparse.ArgumentParser:
         default=0.0,
         help="seconds to keep retrying a reference that cannot be read yet (a models:/ alias "
         "the first training has not set), before giving up; 0: give up at once",
+    )
+    p.add_argument(
+        "--reference_refresh",
+        type=float,
+        default=30.0,
+        help="seconds between looks at the registry for a models:/NAME@ALIAS reference: when "
+        "the alias moves, the new version's sample becomes the reference; 0: never",
     )
     p.add_argument(
         "--model_name",
@@ -110,20 +120,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.drift_batch_size < 2 or not 0 < args.p_val < 1:
         print("--drift_batch_size must be at least 2 and --p_val between 0 and 1", file=sys.stderr)
         return 2
+    if args.reference_refresh < 0:
+        print("--reference_refresh is seconds (0 to never re-resolve)", file=sys.stderr)
+        return 2
     from wonderland.errors import WonderlandError
-    from wonderland.monitoring.drift.reference import load_reference
+    from wonderland.monitoring.drift.reference import ReferenceSource
 
     log = logging.getLogger("wonderland.monitoring.drift")
+    try:
+        source = ReferenceSource(
+            args.storage_uri,
+            args.namespace or "default",
+            _names(args.feature_names),
+            _names(args.categorical_features),
+        )
+    except WonderlandError as exc:
+        print(f"drift detector: {exc}", file=sys.stderr)
+        return 2
     deadline = time.monotonic() + max(0.0, args.reference_wait)
     waited = False
     while True:
         try:
-            reference = load_reference(
-                args.storage_uri,
-                args.namespace or "default",
-                _names(args.feature_names),
-                _names(args.categorical_features),
-            )
+            reference = source.load()
             break
         except WonderlandError as exc:
             if time.monotonic() >= deadline:
@@ -134,19 +152,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 waited = True
             time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
     log.info(
-        "reference %s: %d rows, columns %s",
+        "reference %s%s: %d rows, columns %s",
         reference.uri,
+        f" (version {reference.version})" if reference.version else "",
         reference.rows,
         ", ".join(f"{c} ({reference.kinds[c]})" for c in reference.columns),
     )
     try:
-        asyncio.run(_serve(args, reference))
+        asyncio.run(_serve(args, source, reference))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def _serve(args: argparse.Namespace, reference: object) -> None:
+async def _serve(args: argparse.Namespace, source: object, reference: object) -> None:
     import uvicorn
     from prometheus_client import CollectorRegistry
 
@@ -157,10 +176,11 @@ async def _serve(args: argparse.Namespace, reference: object) -> None:
         ReplyPublisher,
         events_counter,
     )
-    from wonderland.monitoring.drift.reference import Reference
+    from wonderland.monitoring.drift.reference import Reference, ReferenceSource
+    from wonderland.monitoring.drift.refresh import ReferenceRefresher
     from wonderland.monitoring.drift.server import DriftDetectorApp
 
-    assert isinstance(reference, Reference)
+    assert isinstance(reference, Reference) and isinstance(source, ReferenceSource)
     log = logging.getLogger("wonderland.monitoring.drift")
     registry = CollectorRegistry()
     counter = events_counter(registry)
@@ -180,6 +200,7 @@ async def _serve(args: argparse.Namespace, reference: object) -> None:
         min_samples=args.min_samples,
         event_type=args.event_type,
         event_source=args.event_source,
+        model_name=args.model_name,
     )
     detector = DriftDetector(reference, config, registry, publishers)
     forwarder = PayloadForwarder(args.sink_url, registry) if args.sink_url else None
@@ -196,9 +217,18 @@ async def _serve(args: argparse.Namespace, reference: object) -> None:
         port,
         ", ".join(p.name for p in publishers) or "metrics only",
     )
+    watch: asyncio.Task[None] | None = None
+    if source.follows_alias and args.reference_refresh > 0:
+        refresher = ReferenceRefresher(source, detector, args.reference_refresh)
+        watch = asyncio.get_running_loop().create_task(refresher.run())
+        log.info("following %s: re-resolved every %gs", args.storage_uri, args.reference_refresh)
     try:
         await server.serve()
     finally:
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         await detector.drain()
         if forwarder is not None:
             await forwarder.close()

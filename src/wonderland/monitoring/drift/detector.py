@@ -4,8 +4,13 @@ Request events (``org.kubeflow.serving.inference.request``) of each InferenceSer
 their rows to that service's window; every ``batch_size`` rows the window is tested
 (:func:`~wonderland.monitoring.drift.stats.compare`) and emptied (tumbling windows). The
 statistics go to the metrics, and a window that drifts becomes a CloudEvent
-(:func:`drift_event`) handed to every :class:`EventPublisher`. No web framework here: the
+(:func:`drift_event`) handed to every :class:`EventPublisher`. A drifted window is gone once
+tested, so each event is about rows no earlier event covered. No web framework here: the
 server (``server.py``) only parses and calls :meth:`DriftDetector.receive`.
+
+:meth:`DriftDetector.rebaseline` switches to another reference (the new champion's
+sample, ``refresh.py``): its columns must be the current ones (the model's inputs), else
+the current reference stays; a switch empties the pending windows.
 """
 
 from __future__ import annotations
@@ -50,13 +55,15 @@ class EventPublisher(Protocol):
 @dataclass(frozen=True)
 class DetectorConfig:
     """The knobs: window size (rows), alpha (before Bonferroni), the minimum sample per
-    feature, and the event's type and source (``{namespace}``/``{name}`` filled in)."""
+    feature, the event's type and source (``{namespace}``/``{name}`` filled in), and the
+    InferenceService watched (``--model_name``: the label of the reference's metrics)."""
 
     batch_size: int = 100
     alpha: float = 0.05
     min_samples: int = 30
     event_type: str = DRIFT_EVENT_TYPE
     event_source: str = "/wonderland/drift-detector/{namespace}/{name}"
+    model_name: str = ""
 
 
 @dataclass
@@ -66,6 +73,7 @@ class _Window:
     last: DriftReport | None = None
     tested: int = 0
     drifted: int = 0
+    shown: int = 0  # the fill number of the window on the gauges and ``last``
 
 
 def _now() -> str:
@@ -73,9 +81,16 @@ def _now() -> str:
 
 
 def drift_event(
-    report: DriftReport, namespace: str, name: str, reference: str, config: DetectorConfig
+    report: DriftReport,
+    namespace: str,
+    name: str,
+    reference: str,
+    config: DetectorConfig,
+    reference_version: str = "",
 ) -> dict[str, Any]:
-    """The CloudEvent (structured, JSON) of a window that drifted (see docs/monitoring.md)."""
+    """The CloudEvent (structured, JSON) of a window that drifted (see docs/monitoring.md);
+    ``referenceVersion`` is the registered model version whose sample it was tested against
+    ("" when the reference is not from the registry)."""
     now = _now()
     return {
         "specversion": "1.0",
@@ -92,6 +107,7 @@ def drift_event(
             "windowSize": report.window_size,
             "threshold": report.threshold,
             "reference": reference,
+            "referenceVersion": reference_version,
             "time": now,
         },
     }
@@ -105,6 +121,8 @@ class _Metrics:
     detected: Gauge = field(init=False)
     windows: Counter = field(init=False)
     errors: Counter = field(init=False)
+    reference_version: Gauge = field(init=False)
+    reference_errors: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         labels = ["inferenceservice", "feature", "method"]
@@ -136,6 +154,18 @@ class _Metrics:
             ["inferenceservice", "reason"],
             registry=r,
         )
+        self.reference_version = Gauge(
+            "wonderland_drift_reference_version",
+            "the registered model version whose training sample is the reference",
+            ["inferenceservice"],
+            registry=r,
+        )
+        self.reference_errors = Counter(
+            "wonderland_drift_reference_errors_total",
+            "new references not switched to (columns: not the model's inputs; unreadable)",
+            ["inferenceservice", "reason"],
+            registry=r,
+        )
 
 
 class DriftDetector:
@@ -155,7 +185,56 @@ class DriftDetector:
         self.windows: dict[tuple[str, str], _Window] = {}
         self.last_error = ""
         self.events_sent = 0
+        self.switches = 0
+        self._filled = 0  # windows filled so far, numbered in order
+        self.reference_error = ""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._show_version(reference)
+
+    def _show_version(self, reference: Reference) -> None:
+        if reference.version.isdigit():
+            gauge = self.metrics.reference_version.labels(self.config.model_name)
+            gauge.set(int(reference.version))
+
+    def rebaseline(self, reference: Reference) -> bool:
+        """Compare with ``reference`` from now on; False (the current one stays, the error
+        logged, counted and on the status) when its columns are not the current ones."""
+        old = self.reference
+        if reference.columns != old.columns:
+            self.refuse_reference(
+                reference.version,
+                "columns",
+                f"reference {reference.uri} has the columns [{', '.join(reference.columns)}] "
+                f"but the model's inputs, the current reference's ({old.uri}), are "
+                f"[{', '.join(old.columns)}]; still comparing with "
+                f"{_version_text(old)}: register a sample whose header names the model's "
+                "inputs in the same order",
+            )
+            return False
+        self.reference = reference
+        self.reference_error = ""
+        self.switches += 1
+        for (_, name), window in self.windows.items():
+            window.rows = {c: [] for c in reference.columns}
+            window.size = 0
+            window.shown = self._filled  # results of the old reference still in flight
+            self.metrics.detected.labels(name).set(0)
+        self._show_version(reference)
+        log.info(
+            "re-baselined: comparing with %s (%s, %d rows) instead of %s; pending windows emptied",
+            _version_text(reference),
+            reference.uri,
+            reference.rows,
+            _version_text(old),
+        )
+        return True
+
+    def refuse_reference(self, version: str, reason: str, message: str) -> None:
+        """A new reference that is not switched to: logged, counted (``reason``: columns,
+        unreadable) and shown on the status."""
+        self.metrics.reference_errors.labels(self.config.model_name, reason).inc()
+        self.reference_error = f"version {version or '?'}: {message}"
+        log.error("drift detector: not re-baselined to %s", self.reference_error)
 
     def _window(self, key: tuple[str, str]) -> _Window:
         window = self.windows.get(key)
@@ -196,14 +275,19 @@ class DriftDetector:
         return full
 
     async def receive(self, event: LoggedEvent) -> None:
-        """Observe ``event``; test the windows it filled in the background."""
+        """Observe ``event``; test the windows it filled in the background (against the
+        reference of the moment they filled)."""
+        ref = self.reference
         for namespace, name, batch in self.observe(event):
-            task = asyncio.get_running_loop().create_task(self._test(namespace, name, batch))
+            self._filled += 1
+            test = self._test(ref, namespace, name, batch, self._filled)
+            task = asyncio.get_running_loop().create_task(test)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _test(self, namespace: str, name: str, batch: dict[str, list[Any]]) -> None:
-        ref = self.reference
+    async def _test(
+        self, ref: Reference, namespace: str, name: str, batch: dict[str, list[Any]], seq: int
+    ) -> None:
         cfg = self.config
         try:
             report = await asyncio.to_thread(
@@ -212,9 +296,9 @@ class DriftDetector:
         except Exception:
             log.exception("drift detector: testing a window of %s/%s failed", namespace, name)
             return
-        self.record(namespace, name, report)
+        self.record(namespace, name, report, seq)
         if report.detected:
-            event = drift_event(report, namespace, name, ref.uri, cfg)
+            event = drift_event(report, namespace, name, ref.uri, cfg, ref.version)
             log.warning(
                 "drift detected in %s/%s: %s",
                 namespace,
@@ -228,19 +312,24 @@ class DriftDetector:
             await asyncio.gather(*(p.publish(event) for p in self.publishers))
             self.events_sent += 1
 
-    def record(self, namespace: str, name: str, report: DriftReport) -> None:
-        """Put a tested window's statistics on the metrics and the status."""
+    def record(self, namespace: str, name: str, report: DriftReport, seq: int = 0) -> None:
+        """Put a tested window's statistics on the metrics and the status. Windows are
+        tested concurrently: a result older (``seq``, the window's fill number) than the
+        one shown, or than a re-baselining, is counted but does not replace it."""
         m = self.metrics
+        m.windows.labels(name, "true" if report.detected else "false").inc()
+        window = self._window((namespace, name))
+        window.tested += 1
+        window.drifted += int(report.detected)
+        if seq and seq <= window.shown:
+            return
+        window.shown = max(window.shown, seq)
+        window.last = report
         for f in report.features:
             m.score.labels(name, f.name, f.method).set(f.score)
             if f.p_value is not None:
                 m.p_value.labels(name, f.name, f.method).set(f.p_value)
         m.detected.labels(name).set(1 if report.detected else 0)
-        m.windows.labels(name, "true" if report.detected else "false").inc()
-        window = self._window((namespace, name))
-        window.last = report
-        window.tested += 1
-        window.drifted += int(report.detected)
 
     async def drain(self) -> None:
         """Wait for the tests in flight (shutdown, tests)."""
@@ -255,6 +344,8 @@ class DriftDetector:
                 "uri": ref.uri,
                 "rows": ref.rows,
                 "columns": [{"name": c, "kind": ref.kinds[c]} for c in ref.columns],
+                "version": ref.version,
+                "switches": self.switches,
             },
             "batchSize": self.config.batch_size,
             "alpha": self.config.alpha,
@@ -264,6 +355,8 @@ class DriftDetector:
         }
         if self.last_error:
             out["lastError"] = self.last_error
+        if self.reference_error:
+            out["reference"]["error"] = self.reference_error
         for (namespace, name), window in sorted(self.windows.items()):
             item: dict[str, Any] = {
                 "namespace": namespace,
@@ -281,3 +374,7 @@ class DriftDetector:
                 }
             out["inferenceServices"].append(item)
         return out
+
+
+def _version_text(reference: Reference) -> str:
+    return f"version {reference.version}" if reference.version else reference.uri

@@ -7,6 +7,10 @@ folder. A folder holds one ``reference.csv``, ``reference.npy`` or ``reference.p
 declare its type as ``name:numeric`` or ``name:categorical`` (otherwise inferred,
 :func:`~wonderland.monitoring.drift.stats.infer_kind`). NPY (a 2-D array) has no names: the
 columns are named by ``--feature_names`` or ``0``, ``1``, ... Parquet needs ``pyarrow``.
+
+A ``models:/NAME@ALIAS/...`` URI is pinned to the version the alias names
+(:class:`ReferenceSource`), so the detector knows which version's sample it compares with
+and can re-resolve the alias later (``--reference_refresh``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import csv
 import io
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,11 @@ import numpy as np
 
 from wonderland.errors import WonderlandError
 from wonderland.monitoring.drift.stats import FeatureKind, infer_kind
+from wonderland.tracking.access import TRACKING_URI_ENV
+from wonderland.tracking.resolve import resolve_version
+from wonderland.tracking.uris import ModelUri, is_tracking_uri, parse
 
-__all__ = ["Reference", "ReferenceError", "load_reference", "read_reference"]
+__all__ = ["Reference", "ReferenceError", "ReferenceSource", "load_reference", "read_reference"]
 
 SUFFIXES = (".csv", ".npy", ".parquet")
 
@@ -35,12 +42,14 @@ class ReferenceError(WonderlandError):
 
 @dataclass(frozen=True)
 class Reference:
-    """Columns in order, their values and types, and where they came from."""
+    """Columns in order, their values and types, and where they came from (``version``:
+    the registered model version whose sample it is, "" when not from the registry)."""
 
     uri: str
     columns: tuple[str, ...]
     values: Mapping[str, Sequence[Any]]
     kinds: Mapping[str, FeatureKind]
+    version: str = ""
 
     @property
     def rows(self) -> int:
@@ -172,16 +181,85 @@ def load_reference(
     namespace: str = "default",
     feature_names: Sequence[str] = (),
     categorical: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Reference:
     """Fetch ``uri`` through the storage layer and read it (see the module docstring)."""
     from wonderland.inference.storage import StorageContext, StorageError, fetch
 
-    home = Path(os.environ.get("WONDERLAND_HOME") or "~/.wonderland").expanduser()
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("WONDERLAND_HOME") or "~/.wonderland").expanduser()
     try:
         # a sample is data, never unpickled: remote pickles need no refusal here
         path = fetch(
-            uri, StorageContext(state_dir=home, namespace=namespace), refuse_remote_pickles=False
+            uri,
+            StorageContext(state_dir=home, namespace=namespace, env=env),
+            refuse_remote_pickles=False,
         )
     except StorageError as exc:
         raise ReferenceError(f"reference sample: {exc}") from None
     return read_reference(path, uri, feature_names, categorical)
+
+
+class ReferenceSource:
+    """The ``--storage_uri`` of a detector: :meth:`load` reads it; a ``models:/NAME@ALIAS``
+    URI is first pinned to the version the alias names (:meth:`resolve`, through the
+    registry at ``MLFLOW_TRACKING_URI``), so a moved alias can be noticed and loaded."""
+
+    def __init__(
+        self,
+        uri: str,
+        namespace: str = "default",
+        feature_names: Sequence[str] = (),
+        categorical: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.uri = uri
+        self.namespace = namespace
+        self.feature_names = tuple(feature_names)
+        self.categorical = tuple(categorical)
+        self.env = dict(os.environ if env is None else env)
+        self.model: ModelUri | None = None
+        if is_tracking_uri(uri):
+            try:
+                parsed = parse(uri, "--storage_uri")
+            except WonderlandError as exc:
+                raise ReferenceError(f"reference sample: {exc}") from None
+            if isinstance(parsed, ModelUri):
+                self.model = parsed
+
+    @property
+    def follows_alias(self) -> bool:
+        """Whether the URI names an alias, which the registry may move."""
+        return self.model is not None and self.model.follows_alias
+
+    def resolve(self) -> str:
+        """The version the alias names now (a pinned ``models:/NAME/N`` URI: ``N``; other
+        URIs: ""); :class:`ReferenceError` when the registry cannot say."""
+        if self.model is None:
+            return ""
+        if not self.follows_alias:
+            return self.model.version
+        server = (self.env.get(TRACKING_URI_ENV) or "").strip()
+        if not server:
+            raise ReferenceError(
+                f"reference {self.uri}: {TRACKING_URI_ENV} is not set, so there is no MLflow "
+                f"registry to resolve the alias through; set {TRACKING_URI_ENV}"
+            )
+        try:
+            return resolve_version(self.uri, server, timeout=10.0).version
+        except WonderlandError as exc:
+            raise ReferenceError(f"reference {self.uri}: {exc}") from None
+
+    def load(self, version: str = "") -> Reference:
+        """The sample of ``version`` (a following URI: the version the alias names now when
+        not given), or the URI's own for any other URI."""
+        uri = self.uri
+        if self.model is not None and self.follows_alias:
+            version = version or self.resolve()
+            uri = str(self.model.pinned(version))
+        elif self.model is not None:
+            version = self.model.version
+        reference = load_reference(
+            uri, self.namespace, self.feature_names, self.categorical, env=self.env
+        )
+        return replace(reference, version=version)
