@@ -108,3 +108,9 @@ def test_one_trainjob_per_event_and_none_while_one_runs() -> None:
 def test_events_that_are_not_drift_reports_are_refused(event: dict[str, Any], message: str) -> None:
     with pytest.raises(DriftEventError, match=message):
         DriftEvent.from_cloudevent(event)
+
+
+def test_the_event_names_the_reference_version_it_was_tested_against() -> None:
+    assert DriftEvent.from_cloudevent(_event(referenceVersion="2")).reference_version == "2"
+    # a detector whose reference is a file (not a registered version) sends ""
+    assert DriftEvent.from_cloudevent(_event()).reference_version == ""

@@ -21,6 +21,7 @@ import yaml
 from kubernetes import client, config
 
 from wonderland.monitoring.retrain import DriftEvent, DriftEventError, Retrainer
+from wonderland.tracking.resolve import resolve_version
 
 log = logging.getLogger("mdlc-retrain")
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -144,10 +145,30 @@ def deciding_rollout() -> str:
     return ""
 
 
+def stale(event: DriftEvent) -> str:
+    """Why the event describes a former champion (its window was tested against another
+    version's reference, before the detector re-baselined), or "" when it is news."""
+    tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not event.reference_version or not tracking:
+        return ""
+    try:
+        champion = resolve_version(f"models:/{MODEL}@champion", tracking, timeout=10).version
+    except Exception as exc:  # the registry is down: act on the event
+        log.warning("could not read %s@champion: %s", MODEL, exc)
+        return ""
+    if champion and champion != event.reference_version:
+        return f"tested against version {event.reference_version}; the champion is {champion}"
+    return ""
+
+
 def on_drift(event: DriftEvent) -> str:
     rollout = deciding_rollout()
     if rollout:
         log.info("dropped drift event %s: rollout %s is still deciding", event.id, rollout)
+        return "DROP"
+    why = stale(event)
+    if why:
+        log.info("dropped drift event %s: %s", event.id, why)
         return "DROP"
     outcome = retrainer.on_event(event)
     log.info("%s: %s", outcome.action, outcome.message)

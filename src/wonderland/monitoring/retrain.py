@@ -59,6 +59,9 @@ class DriftEvent:
     namespace: str
     detected: bool
     features: tuple[Mapping[str, Any], ...]
+    # the registered model version whose reference sample the window was tested against
+    # ("" when the reference is not from the registry)
+    reference_version: str = ""
 
     @property
     def drifted(self) -> list[str]:
@@ -108,6 +111,7 @@ class DriftEvent:
             str(data.get("namespace") or "default"),
             bool(data.get("detected", True)),
             tuple(features),
+            str(data.get("referenceVersion") or ""),
         )
 
 
