@@ -29,8 +29,13 @@ spec:
     spec:
       containers:
         - name: user-container
-          command: ["python3", "-m", "http.server", "--bind", "127.0.0.1"]
-          args: ["8080"]
+          command: ["python3", "-c"]
+          args:
+            - |
+              import http.server, os
+              port = int(os.environ.get("PORT", "8080"))
+              handler = http.server.SimpleHTTPRequestHandler
+              http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
           ports:
             - containerPort: 8080
 """

@@ -60,3 +60,27 @@ def test_no_daemon_or_no_console_is_a_clear_error(tmp_path: Path) -> None:
     _daemon_json(home, {"url": "", "direct": "", "state": "failed", "reason": reason})
     result = _run(home, "--no-open")
     assert result.returncode == 1 and "WONDERLAND_CONSOLE_PORT" in result.stderr
+
+
+def test_get_and_describe_cs_show_the_console(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    direct = "http://127.0.0.1:41000"
+    _daemon_json(home, {"url": URL, "direct": direct, "state": "running"})
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
+    env = {**base, "WONDERLAND_HOME": str(home)}
+
+    def wonderland(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "wonderland", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    table = wonderland("get", "cs")
+    assert any(line.split()[:3] == ["console", URL, "running"] for line in table.splitlines())
+    assert f"Direct URL:  {direct}" in wonderland("describe", "cs", "console")

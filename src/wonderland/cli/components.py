@@ -63,7 +63,7 @@ def components(state_dir: Path) -> list[Component]:
         raise ConfigError(
             f"no wonderland daemon is running on {state_dir}; start it with `wonderland up`"
         )
-    names = ("gateway", "katib-db-manager", "mlflow", "monitoring", "prometheus")
+    names = ("gateway", "katib-db-manager", "mlflow", "monitoring", "prometheus", "console")
     found = (_entry(name, info.get(name)) for name in names)
     return [c for c in found if c is not None]
 

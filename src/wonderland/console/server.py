@@ -292,7 +292,11 @@ class ConsoleServer:
 
     async def _overview(self, request: Request) -> Response:
         data = views.overview(self.store)
-        return self._view(request, "overview.html", {"page": data, "nav": "overview"})
+        links = {
+            r: "/apps" for r in ("services.serving.knative.dev", "revisions.serving.knative.dev")
+        }
+        context = {"page": data, "nav": "overview", "page_links": links}
+        return self._view(request, "overview.html", context)
 
     async def _apps(self, request: Request) -> Response:
         top = await self.metrics.top("revisions")
