@@ -4,6 +4,7 @@ answering on its own loopback port, streaming a change made with the CLI."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,9 +48,11 @@ def test_gateway_route_sign_in_and_a_streamed_change(daemon: WonderlandDaemon) -
             lines = stream.iter_lines()
             assert any(line.startswith("event: hello") for line in lines)
             daemon.ok("apply", "-f", "-", stdin=CONFIGMAP)
+            deadline = time.monotonic() + 60  # the stream pings every 15 s meanwhile
             for line in lines:
                 if line.startswith("data: ") and '"name":"console-e2e"' in line:
                     break
+                assert time.monotonic() < deadline, "the ConfigMap's change never came"
         page = client.get("/", headers={"cookie": cookie})
         assert page.status_code == 200 and "<h1>Overview</h1>" in page.text
     # its own port answers its own names only
