@@ -138,6 +138,7 @@ async def test_overview_apps_and_yaml_pages(console: Console) -> None:
         r = await client.get("/apps")
         assert "hello-00002 90%, hello-00001 10% (tag old)" in r.text
         assert 'data-revision="hello-00001"' in r.text and "No request metrics yet" in r.text
+        assert 'data-poll="10"' in r.text  # the metrics refresh once per scrape
         fragment = (await client.get("/apps?fragment=main")).text
         assert "<h1>Apps</h1>" in fragment and "<html" not in fragment
         r = await client.get("/yaml/services.serving.knative.dev/default/hello")

@@ -78,6 +78,7 @@ def install(platform: Platform) -> None:
         lambda: ensure_token(state_dir),
         metrics,
         port=platform.settings.console_port,
+        poll_seconds=platform.settings.metrics_scrape_seconds,
     )
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

@@ -128,6 +128,7 @@ class ConsoleServer:
         port: int = 0,
         host: str = "127.0.0.1",
         feed: LiveFeed | None = None,
+        poll_seconds: float = 10.0,
     ) -> None:
         self.store = store
         self._token = token
@@ -136,6 +137,7 @@ class ConsoleServer:
         self.port = port
         self.guard = HostGuard()
         self.feed = feed or LiveFeed(store)
+        self.poll_seconds = poll_seconds  # how often pages with metrics refresh them
         self.signer: SessionSigner | None = None
         self.gateway_url = ""
         self.status = ConsoleStatus("", "", "stopped")
@@ -302,7 +304,8 @@ class ConsoleServer:
         top = await self.metrics.top("revisions")
         namespace = request.arg("namespace") or None
         data = views.apps(self.store, top, namespace)
-        return self._view(request, "apps.html", {"page": data, "nav": "apps"})
+        context = {"page": data, "nav": "apps", "poll": max(1, round(self.poll_seconds))}
+        return self._view(request, "apps.html", context)
 
     def _yaml(self, request: Request, rest: str) -> Response:
         parts = rest.split("/")

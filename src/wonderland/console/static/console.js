@@ -1,5 +1,6 @@
 // wonderland console: live updates. One EventSource per page (/live); on each change the
 // page fetches its own <main> again (?fragment=main) and swaps it in, at most every 300 ms.
+// Pages with metrics (data-poll) also refresh once per metrics scrape.
 // The browser sends Last-Event-ID when it reconnects, so no change is missed; a "resync"
 // event (history too old, or a slow reader) refreshes the content whole the same way.
 "use strict";
@@ -49,6 +50,11 @@
   }
 
   layoutSplits(document);
+  // metrics are not objects: a page that shows them (Apps) also refreshes once per scrape
+  const poll = Number(main.dataset.poll || 0);
+  if (poll > 0) {
+    window.setInterval(function () { if (!document.hidden) schedule(); }, poll * 1000);
+  }
   // from the page's own resourceVersion: a change between the render and the connection
   // is not missed
   const rv = main.dataset.rv;
