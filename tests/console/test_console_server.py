@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,11 +37,14 @@ class Console:
     def client(self, **kw: object) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30, **kw)  # type: ignore[arg-type]
 
-    async def signed_in(self) -> httpx.AsyncClient:
-        client = self.client()
-        r = await client.post("/signin", data={"token": TOKEN, "next": "/"}, headers=self.origin)
-        assert r.status_code == 303, r.text
-        return client
+    @contextlib.asynccontextmanager
+    async def signed_in(self) -> AsyncIterator[httpx.AsyncClient]:
+        async with self.client() as client:
+            r = await client.post(
+                "/signin", data={"token": TOKEN, "next": "/"}, headers=self.origin
+            )
+            assert r.status_code == 303, r.text
+            yield client
 
 
 @pytest.fixture
@@ -85,8 +89,8 @@ async def test_without_a_session_pages_redirect_and_data_is_401(console: Console
         csp = r.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "script-src 'self'" in csp
         assert r.headers["x-content-type-options"] == "nosniff"
-        bad = await client.get("/", cookies={COOKIE_NAME: "1.2.3"})
-        assert bad.status_code == 303
+    async with console.client(cookies={COOKIE_NAME: "1.2.3"}) as forged:
+        assert (await forged.get("/")).status_code == 303
 
 
 async def test_wrong_token_is_a_401_page_right_token_a_strict_cookie(console: Console) -> None:
@@ -111,9 +115,9 @@ async def test_wrong_token_is_a_401_page_right_token_a_strict_cookie(console: Co
         assert (await client.get("/")).status_code == 200
         r = await client.post("/signout", headers=console.origin)
         assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
-        old = cookie.split(";")[0].split("=", 1)[1]
-        r = await client.get("/", cookies={COOKIE_NAME: old})
-        assert r.status_code == 303  # the signed-out session is gone
+    old = cookie.split(";")[0].split("=", 1)[1]
+    async with console.client(cookies={COOKIE_NAME: old}) as stale:
+        assert (await stale.get("/")).status_code == 303  # the signed-out session is gone
 
 
 async def test_overview_apps_and_yaml_pages(console: Console) -> None:
@@ -127,8 +131,7 @@ async def test_overview_apps_and_yaml_pages(console: Console) -> None:
             "stringData": {"password": "hunter2"},
         }
     )
-    client = await console.signed_in()
-    async with client:
+    async with console.signed_in() as client:
         r = await client.get("/")
         assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
         html = r.text
@@ -152,11 +155,11 @@ async def test_overview_apps_and_yaml_pages(console: Console) -> None:
         assert (await client.get("/static/../server.py")).status_code == 404
 
 
-async def _events(response: httpx.Response, count: int) -> list[dict[str, str]]:
+async def _events(lines: AsyncIterator[str], count: int) -> list[dict[str, str]]:
     """The next ``count`` SSE messages (comments skipped) as {id, event, data}."""
     out: list[dict[str, str]] = []
     current: dict[str, str] = {}
-    async for line in response.aiter_lines():
+    async for line in lines:
         if line.startswith(":"):
             continue
         if not line:
@@ -181,25 +184,27 @@ def _configmap(name: str) -> dict[str, object]:
 
 
 async def test_live_stream_ids_are_resource_versions_and_resume(console: Console) -> None:
-    client = await console.signed_in()
-    async with client:
+    async with console.signed_in() as client:
         async with client.stream("GET", "/live") as r:
+            lines = r.aiter_lines()
             assert r.headers["content-type"].startswith("text/event-stream")
-            (hello,) = await _events(r, 1)
+            (hello,) = await _events(lines, 1)
             assert hello["event"] == "hello"
             created = console.store.create(_configmap("one"))
-            (change,) = await asyncio.wait_for(_events(r, 1), 10)
+            (change,) = await asyncio.wait_for(_events(lines, 1), 10)
             assert change["event"] == "change"
             assert change["id"] == created["metadata"]["resourceVersion"]
             assert '"name":"one"' in change["data"] and '"type":"ADDED"' in change["data"]
         last = change["id"]
         missed = console.store.create(_configmap("two"))  # while disconnected
         async with client.stream("GET", "/live", headers={"last-event-id": last}) as r:
-            hello, change = await asyncio.wait_for(_events(r, 2), 10)
+            lines = r.aiter_lines()
+            hello, change = await asyncio.wait_for(_events(lines, 2), 10)
             assert change["id"] == missed["metadata"]["resourceVersion"]
             assert '"name":"two"' in change["data"]
         async with client.stream("GET", "/live", headers={"last-event-id": "999999"}) as r:
-            (resync,) = await _events(r, 1)
+            lines = r.aiter_lines()
+            (resync,) = await _events(lines, 1)
             assert resync["event"] == "resync" and "future" in resync["data"]
 
 
@@ -210,13 +215,16 @@ async def test_too_old_last_event_id_resyncs(console: Console) -> None:
         for i in range(25_000):
             obj["data"] = {"k": str(i)}
             obj = store.update(obj)
-    client = await console.signed_in()
-    async with client, client.stream("GET", "/live", headers={"last-event-id": "1"}) as r:
-        (resync,) = await _events(r, 1)
+    async with (
+        console.signed_in() as client,
+        client.stream("GET", "/live", headers={"last-event-id": "1"}) as r,
+    ):
+        lines = r.aiter_lines()
+        hello, resync = await asyncio.wait_for(_events(lines, 2), 10)
         assert resync["event"] == "resync" and "too old" in resync["data"]
         assert resync["id"] == store.resource_version
         store.create(_configmap("after"))
-        (change,) = await asyncio.wait_for(_events(r, 1), 10)
+        (change,) = await asyncio.wait_for(_events(lines, 1), 10)
         assert '"name":"after"' in change["data"]
 
 
