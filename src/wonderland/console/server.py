@@ -54,7 +54,7 @@ CSP = (
 SECURITY_HEADERS = (
     ("content-security-policy", CSP),
     ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "no-referrer"),
+    ("referrer-policy", "same-origin"),  # no-referrer makes Chrome send "Origin: null"
     ("x-frame-options", "DENY"),
 )
 NO_VALUE = "\N{EN DASH}"  # a metric with no value yet
