@@ -220,7 +220,7 @@ async def test_too_old_last_event_id_resyncs(console: Console) -> None:
         client.stream("GET", "/live", headers={"last-event-id": "1"}) as r,
     ):
         lines = r.aiter_lines()
-        hello, resync = await asyncio.wait_for(_events(lines, 2), 10)
+        _hello, resync = await asyncio.wait_for(_events(lines, 2), 10)
         assert resync["event"] == "resync" and "too old" in resync["data"]
         assert resync["id"] == store.resource_version
         store.create(_configmap("after"))
