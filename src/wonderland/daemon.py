@@ -173,6 +173,13 @@ def _banner(
     ]
     if gateway:
         lines.append(f"gateway: {gateway}")
+    console = info.get("console")
+    if isinstance(console, dict) and console.get("state") == "running":
+        lines.append(
+            f"console: {console['url']} (sign in with the kubeconfig's token; `wonderland console`)"
+        )
+    elif isinstance(console, dict) and console.get("reason"):
+        lines.append(f"console: not served: {console['reason']}")
     db_manager = info.get("katib-db-manager")
     if db_manager:
         lines.append(f"Katib DB manager (get_trial_metrics db_manager_address): {db_manager}")

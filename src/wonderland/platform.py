@@ -40,6 +40,8 @@ PLUGINS: tuple[str, ...] = (
     "wonderland.kserve",
     # the payload sink and the drift detector's image need the kubelet and the gateway
     "wonderland.monitoring.model_plugin",
+    # last: the console shows what every other plugin runs, through the gateway
+    "wonderland.console",
 )
 
 T = TypeVar("T")

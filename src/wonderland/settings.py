@@ -30,6 +30,7 @@ PORTS = (
     "mlflow_port",
     "metrics_port",
     "prometheus_port",
+    "console_port",
 )
 
 
@@ -70,6 +71,8 @@ class Settings:
     ``metrics_port`` (WONDERLAND_METRICS_PORT): the daemon's monitoring endpoint (its own
     ``/metrics``, ``/federate`` over every Pod's metrics, the metrics history); 9090, where
     Prometheus clients look first; 0 picks a free port.
+    ``console_port`` (WONDERLAND_CONSOLE_PORT): the developer console's own loopback port
+    (0, the default, picks a free one); the gateway also routes ``console.<domain>`` to it.
     ``metrics_scrape_seconds`` (WONDERLAND_METRICS_SCRAPE_SECONDS): how often the daemon
     scrapes itself and every Pod's metrics into its history (``wonderland top``); 10. The
     history keeps 8640 steps (24 h at 10 s).
@@ -123,6 +126,7 @@ class Settings:
     mlflow_tracking_uri: str = ""
     mlflow_poll_seconds: float = 2.0
     metrics_port: int = 9090
+    console_port: int = 0
     metrics_scrape_seconds: float = 10.0
     metrics_history_series: int = 500
     metrics_legacy: str = "on"

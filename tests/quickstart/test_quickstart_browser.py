@@ -7,44 +7,24 @@ The screenshot is kept in ``test-artifacts/quickstart-frontend.png``.
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from quickstart_platform import DOMAIN, REPO, Quickstart, skip_or_fail
+from _support.browser import chromium_page
+from quickstart_platform import DOMAIN, REPO, Quickstart
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def page(quickstart: Quickstart) -> Any:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        skip_or_fail("Playwright's Python client is not installed; run `make browser`")
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        skip_or_fail("Debian's chromium is not installed; run `make browser`")
-    executable = str(CHROMIUM) if CHROMIUM.exists() else str(shutil.which("chromium"))
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=executable,
-            headless=True,
-            # *.sslip.io names resolve to 127.0.0.1 without asking a DNS server.
-            args=["--host-resolver-rules=MAP *.sslip.io 127.0.0.1", "--no-proxy-server"],
-        )
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            tab = context.new_page()
-            tab.set_default_timeout(TIMEOUT_MS)
-            yield tab
-        finally:
-            browser.close()
+def page(quickstart: Quickstart) -> Iterator[Any]:
+    with chromium_page(TIMEOUT_MS) as tab:
+        yield tab
 
 
 def test_frontend_page_submit_approve_agenda_and_notification(

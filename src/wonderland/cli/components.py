@@ -1,7 +1,7 @@
 """``wonderland get componentstatuses`` (``cs``) and ``wonderland describe componentstatus
 NAME``, as kubectl names the control plane's component statuses: the platform's
 own components (gateway, Katib's DB manager, MLflow's tracking server, the monitoring
-endpoint, Prometheus), their URLs and
+endpoint, Prometheus, the console), their URLs and
 states, as the running daemon publishes them in ``<home>/daemon.json``.
 
 They are not API objects (no kind in the control API): the daemon rewrites daemon.json when
@@ -25,6 +25,7 @@ COMPONENT_KINDS = frozenset({"componentstatuses", "componentstatus", "cs"})
 # fields of a component's entry, as `describe` titles them
 _DETAILS = (
     ("gateway_url", "Gateway URL"),
+    ("direct", "Direct URL"),
     ("cluster_url", "In-cluster URL"),
     ("backend", "Backend store"),
     ("reason", "Reason"),
@@ -62,7 +63,7 @@ def components(state_dir: Path) -> list[Component]:
         raise ConfigError(
             f"no wonderland daemon is running on {state_dir}; start it with `wonderland up`"
         )
-    names = ("gateway", "katib-db-manager", "mlflow", "monitoring", "prometheus")
+    names = ("gateway", "katib-db-manager", "mlflow", "monitoring", "prometheus", "console")
     found = (_entry(name, info.get(name)) for name in names)
     return [c for c in found if c is not None]
 

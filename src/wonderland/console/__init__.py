@@ -1,0 +1,84 @@
+"""The developer console: one web page for what the platform runs (docs/console.md).
+
+``install(platform)`` adds the :class:`~wonderland.console.server.ConsoleServer` as a
+service. It listens on loopback only (``WONDERLAND_CONSOLE_PORT``, 0 picks a free port)
+and, when the platform has a gateway, the gateway routes ``console.<domain>`` to it, as it
+does ``mlflow.<domain>`` for the tracking UI. The URL users open is published as
+``info["console"]`` (daemon.json, the ``wonderland up`` banner, ``wonderland console``).
+Sign-in takes the platform's API token, the one in the kubeconfig.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wonderland.console.server import ConsoleServer, ConsoleStatus
+from wonderland.console.views import HubMetrics, MetricsSource, TopRow
+from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
+from wonderland.kubeconfig import ensure_token
+from wonderland.monitoring.hub import MetricsHub
+
+if TYPE_CHECKING:
+    from wonderland.platform import Platform
+
+__all__ = ["HOST_PREFIX", "INFO_KEY", "ROUTE_KEY", "ConsoleServer", "console_host", "install"]
+
+INFO_KEY = "console"
+HOST_PREFIX = "console"
+ROUTE_KEY = "wonderland-system/console"
+
+
+def console_host(domain: str) -> str:
+    """The console's host name under the gateway's domain."""
+    return f"{HOST_PREFIX}.{domain}"
+
+
+class _NoMetrics:
+    """A :class:`MetricsSource` for a platform without the monitoring plugin."""
+
+    async def top(self, kind: str) -> dict[tuple[str, str], TopRow]:
+        return {}
+
+
+class _ConsoleService:
+    """Routes the console's host name through the gateway, starts the server, publishes."""
+
+    def __init__(self, platform: Platform, server: ConsoleServer) -> None:
+        self.platform = platform
+        self.server = server
+
+    async def start(self) -> None:
+        table = self.platform.get(RoutingTable)
+        gateway = self.platform.info.get("gateway")
+        host = console_host(self.platform.settings.domain)
+        if table is not None and isinstance(gateway, str):
+            self.server.allow_gateway(host, int(gateway.rsplit(":", 1)[1]))
+        await self.server.start()
+        status = self.server.status
+        if table is not None and status.state == "running" and self.server.gateway_url:
+            target = RevisionTarget("wonderland-system", HOST_PREFIX)
+            target.set_endpoints([(self.server.host, self.server.port, HOST_PREFIX)])
+            table.set_route(ROUTE_KEY, {host: HostRoute(ROUTE_KEY, [(target, 100)])})
+        self.platform.publish(INFO_KEY, status.as_info())
+
+    async def stop(self) -> None:
+        table = self.platform.get(RoutingTable)
+        if table is not None:
+            table.remove_route(ROUTE_KEY)
+        await self.server.stop()
+
+
+def install(platform: Platform) -> None:
+    """Add the console (see the module docstring)."""
+    hub = platform.get(MetricsHub)
+    metrics: MetricsSource = HubMetrics(hub) if hub is not None else _NoMetrics()
+    state_dir = platform.state_dir
+    server = ConsoleServer(
+        platform.store,
+        lambda: ensure_token(state_dir),
+        metrics,
+        port=platform.settings.console_port,
+        poll_seconds=platform.settings.metrics_scrape_seconds,
+    )
+    platform.add_service(_ConsoleService(platform, server))
+    platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

@@ -1,0 +1,124 @@
+"""The console's security rules: which Host and Origin it answers, and its sessions.
+
+- :class:`HostGuard` knows the console's own names (``console.<domain>:<gateway port>``
+  through the gateway, ``127.0.0.1``/``localhost``/``[::1]`` on its own port). A request
+  for any other Host is refused (DNS rebinding), and so is one whose ``Origin`` is not one
+  of them (CSRF); a state-changing method must carry an ``Origin``.
+- :class:`SessionSigner` turns a correct platform token into a session cookie: an opaque
+  ``<expiry>.<nonce>.<mac>`` value, HMAC-SHA256 under a key derived from the token, so a
+  session survives a daemon restart and ends when the token changes. Sign-out revokes the
+  nonce. The token itself never goes into a cookie, a URL or a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "COOKIE_NAME",
+    "SESSION_SECONDS",
+    "UNSAFE_METHODS",
+    "HostGuard",
+    "SessionSigner",
+    "cookie_header",
+    "read_cookie",
+]
+
+COOKIE_NAME = "wonderland_console"
+SESSION_SECONDS = 12 * 3600
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _authority(host: str) -> str:
+    return host.strip().lower().rstrip(".")
+
+
+@dataclass
+class HostGuard:
+    """The Host names (``name:port``) and Origins the console answers."""
+
+    hosts: set[str] = field(default_factory=set)
+
+    def allow(self, names: Iterable[str], port: int) -> None:
+        """Answer ``name:port`` for each of ``names`` (``[::1]`` for IPv6)."""
+        for name in names:
+            self.hosts.add(_authority(f"{name}:{port}"))
+
+    def host_ok(self, host: str) -> bool:
+        return _authority(host) in self.hosts
+
+    def origin_ok(self, origin: str) -> bool:
+        scheme, sep, rest = origin.strip().partition("://")
+        return bool(sep) and scheme.lower() == "http" and _authority(rest) in self.hosts
+
+    def refusal(self, method: str, headers: Mapping[str, str]) -> str | None:
+        """Why a request with these (lower-case) headers is refused, or None."""
+        if not self.host_ok(headers.get("host", "")):
+            return "the console answers its own host names only (DNS rebinding guard)"
+        origin = headers.get("origin")
+        if origin is not None and not self.origin_ok(origin):
+            return "requests from other sites are refused (cross-site request guard)"
+        if method in UNSAFE_METHODS and origin is None:
+            return f"a {method} must come from the console's own pages (no Origin header)"
+        return None
+
+
+class SessionSigner:
+    """Makes and checks session cookie values for one platform token."""
+
+    def __init__(self, token: str, lifetime: float = SESSION_SECONDS) -> None:
+        self._token = token.encode()
+        self._key = hashlib.sha256(b"wonderland-console-session\0" + self._token).digest()
+        self.lifetime = lifetime
+        self._revoked: dict[str, float] = {}  # nonce -> expiry
+
+    def token_ok(self, given: str) -> bool:
+        """Whether ``given`` is the platform's token (constant time)."""
+        return hmac.compare_digest(given.strip().encode(), self._token)
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, now: float | None = None) -> str:
+        expiry = int((time.time() if now is None else now) + self.lifetime)
+        payload = f"{expiry}.{secrets.token_urlsafe(16)}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def valid(self, value: str, now: float | None = None) -> bool:
+        parts = value.split(".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            return False
+        payload = f"{parts[0]}.{parts[1]}"
+        if not hmac.compare_digest(parts[2], self._mac(payload)):
+            return False
+        if int(parts[0]) <= (time.time() if now is None else now):
+            return False
+        return parts[1] not in self._revoked
+
+    def revoke(self, value: str) -> None:
+        if not self.valid(value):
+            return
+        expiry, nonce, _ = value.split(".")
+        now = time.time()
+        self._revoked = {n: e for n, e in self._revoked.items() if e > now}
+        self._revoked[nonce] = float(expiry)
+
+
+def cookie_header(value: str, max_age: int) -> str:
+    """The ``Set-Cookie`` value: HttpOnly, SameSite=Strict, the whole site, ``max_age``
+    seconds (0 deletes it)."""
+    return f"{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
+
+
+def read_cookie(header: str) -> str:
+    """The session cookie's value from a ``Cookie`` header ("" when absent)."""
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == COOKIE_NAME:
+            return value
+    return ""

@@ -1,0 +1,439 @@
+"""The console's HTTP server: server-rendered pages, the live stream and static files.
+
+A plain ASGI app served by uvicorn inside the daemon, on a loopback port of its own
+(``WONDERLAND_CONSOLE_PORT``, 0 picks one); the gateway routes ``console.<domain>`` to it.
+Every request passes the :class:`~wonderland.console.security.HostGuard` first (403),
+then pages need a session cookie (a redirect to the sign-in form), the stream and the
+YAML view answer 401 without one. Answers carry a strict Content-Security-Policy (no
+inline script or style), ``nosniff`` and ``no-referrer``.
+
+Routes: ``GET /`` (Overview), ``GET /apps`` (Apps), ``GET /yaml/<resource>/<ns>/<name>``,
+``GET /live`` (server-sent events), ``GET|POST /signin``, ``POST /signout``,
+``GET /static/<file>``, ``GET /healthz``. ``?fragment=main`` answers a page's ``<main>``
+content only, which the page's script swaps in when the stream reports a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mimetypes
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import yaml
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from wonderland.asgi import QuietServer, Receive, Scope, Send
+from wonderland.console import views
+from wonderland.console.live import LiveFeed
+from wonderland.console.security import (
+    SESSION_SECONDS,
+    HostGuard,
+    SessionSigner,
+    cookie_header,
+    read_cookie,
+)
+from wonderland.errors import NotFoundError
+from wonderland.store import Store
+
+__all__ = ["ConsoleServer", "ConsoleStatus", "Response"]
+
+log = logging.getLogger("wonderland.console")
+
+MAX_FORM = 16 * 1024
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+SECURITY_HEADERS = (
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),  # no-referrer makes Chrome send "Origin: null"
+    ("x-frame-options", "DENY"),
+)
+NO_VALUE = "\N{EN DASH}"  # a metric with no value yet
+# Secrets show their keys, never their values.
+MASK = "(hidden)"
+
+
+@dataclass(frozen=True)
+class ConsoleStatus:
+    url: str  # what users open: through the gateway when there is one
+    direct: str  # the console's own loopback port
+    state: str  # running | failed | stopped
+    reason: str = ""
+
+    def as_info(self) -> dict[str, str]:
+        out = {"url": self.url, "direct": self.direct, "state": self.state}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+
+    def arg(self, name: str, default: str = "") -> str:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+def _seconds_ms(value: float | None) -> str:
+    return NO_VALUE if value is None else f"{value * 1000:.1f} ms"
+
+
+def _rate(value: float | None) -> str:
+    return NO_VALUE if value is None else f"{value:.2f}/s"
+
+
+def _mask_secret(obj: dict[str, Any]) -> dict[str, Any]:
+    out = dict(obj)
+    for key in ("data", "stringData"):
+        if isinstance(out.get(key), dict):
+            out[key] = dict.fromkeys(out[key], MASK)
+    annotations = dict((out.get("metadata") or {}).get("annotations") or {})
+    if "kubectl.kubernetes.io/last-applied-configuration" in annotations:
+        annotations["kubectl.kubernetes.io/last-applied-configuration"] = MASK
+        out["metadata"] = {**out["metadata"], "annotations": annotations}
+    return out
+
+
+class ConsoleServer:
+    """The console's ASGI app and its uvicorn server (a PlatformService)."""
+
+    def __init__(
+        self,
+        store: Store,
+        token: Callable[[], str],
+        metrics: views.MetricsSource,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        feed: LiveFeed | None = None,
+        poll_seconds: float = 10.0,
+    ) -> None:
+        self.store = store
+        self._token = token
+        self.metrics = metrics
+        self.host = host  # loopback only, whatever WONDERLAND_BIND says
+        self.port = port
+        self.guard = HostGuard()
+        self.feed = feed or LiveFeed(store)
+        self.poll_seconds = poll_seconds  # how often pages with metrics refresh them
+        self.signer: SessionSigner | None = None
+        self.gateway_url = ""
+        self.status = ConsoleStatus("", "", "stopped")
+        self.env = Environment(
+            loader=PackageLoader("wonderland.console", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["ms"] = _seconds_ms
+        self.env.filters["rate"] = _rate
+        self.env.filters["summarize_traffic"] = views.summarize_traffic
+        self._server: QuietServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def direct_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- ASGI --------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request = Request(
+            scope["method"],
+            scope["path"],
+            parse_qs(scope.get("query_string", b"").decode("latin-1")),
+            headers,
+        )
+        if request.method == "GET" and request.path == "/live":
+            refusal = self.guard.refusal(request.method, headers)
+            if refusal is not None:
+                await self._send(send, self._refused(refusal))
+            elif not self._signed_in(request):
+                await self._send(send, self._text(401, "sign in first: open the console page"))
+            else:
+                await self._stream(request, receive, send)
+            return
+        body = b""
+        if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            body = await self._read_body(receive)
+        try:
+            response = await self.answer(request, body)
+        except Exception:  # a bug must not leak a traceback to the page
+            log.exception("console page %s failed", request.path)
+            response = self._page(
+                500, "error.html", {"message": "the page failed; see the daemon's log"}
+            )
+        await self._send(send, response)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_FORM:
+                return b""
+            chunks.append(chunk)
+            more = bool(message.get("more_body"))
+        return b"".join(chunks)
+
+    async def _send(self, send: Send, response: Response) -> None:
+        headers = [
+            (b"content-type", response.content_type.encode()),
+            (b"content-length", str(len(response.body)).encode()),
+            *((k.encode(), v.encode("latin-1")) for k, v in SECURITY_HEADERS),
+            *((k.encode(), v.encode("latin-1")) for k, v in response.headers),
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _stream(self, request: Request, receive: Receive, send: Send) -> None:
+        last = request.headers.get("last-event-id") or request.arg("since")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-store"),
+                    (b"x-accel-buffering", b"no"),
+                    *((k.encode(), v.encode("latin-1")) for k, v in SECURITY_HEADERS),
+                ],
+            }
+        )
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        async def pump() -> None:
+            async for chunk in self.feed.stream(last):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        gone = asyncio.create_task(disconnected())
+        writer = asyncio.create_task(pump())
+        try:
+            await asyncio.wait({gone, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (gone, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- routing -----------------------------------------------------------------------
+
+    async def answer(self, request: Request, body: bytes = b"") -> Response:
+        """The response to one request (everything but the stream)."""
+        refusal = self.guard.refusal(request.method, request.headers)
+        if refusal is not None:
+            return self._refused(refusal)
+        path = request.path
+        if path == "/healthz":
+            return self._text(200, "ok")
+        if path.startswith("/static/") and request.method == "GET":
+            return self._static(path.removeprefix("/static/"))
+        if path == "/signin":
+            if request.method == "POST":
+                return self._sign_in(request, body)
+            if request.method == "GET":
+                return self._page(200, "signin.html", {"next": _safe_next(request.arg("next"))})
+        if path == "/signout" and request.method == "POST":
+            if self.signer is not None:
+                self.signer.revoke(read_cookie(request.headers.get("cookie", "")))
+            return Response(
+                303, headers=[("location", "/signin"), ("set-cookie", cookie_header("", 0))]
+            )
+        if not self._signed_in(request):
+            if request.method == "GET" and not path.startswith("/yaml/"):
+                target = f"/signin?next={quote(path, safe='/')}"
+                return Response(303, headers=[("location", target)])
+            return self._text(401, "sign in first: open the console page")
+        handler = self._routes().get(path)
+        if handler is not None and request.method == "GET":
+            return await handler(request)
+        if path.startswith("/yaml/") and request.method == "GET":
+            return self._yaml(request, path.removeprefix("/yaml/"))
+        return self._page(404, "error.html", {"message": f"no page {path}"})
+
+    def _routes(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
+        return {"/": self._overview, "/apps": self._apps}
+
+    # -- pages -------------------------------------------------------------------------
+
+    async def _overview(self, request: Request) -> Response:
+        data = views.overview(self.store)
+        links = {
+            r: "/apps" for r in ("services.serving.knative.dev", "revisions.serving.knative.dev")
+        }
+        context = {"page": data, "nav": "overview", "page_links": links}
+        return self._view(request, "overview.html", context)
+
+    async def _apps(self, request: Request) -> Response:
+        top = await self.metrics.top("revisions")
+        namespace = request.arg("namespace") or None
+        data = views.apps(self.store, top, namespace)
+        context = {"page": data, "nav": "apps", "poll": max(1, round(self.poll_seconds))}
+        return self._view(request, "apps.html", context)
+
+    def _yaml(self, request: Request, rest: str) -> Response:
+        parts = rest.split("/")
+        if len(parts) != 3 or not all(parts[0::2]):
+            return self._page(
+                404, "error.html", {"message": "use /yaml/<resource>/<namespace>/<name>"}
+            )
+        resource, namespace, name = parts
+        try:
+            obj = self.store.get(resource, namespace or None, name)
+        except NotFoundError as exc:
+            return self._page(404, "error.html", {"message": str(exc)})
+        if obj.get("kind") == "Secret":
+            obj = _mask_secret(obj)
+        text = yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
+        context = {"obj": obj, "text": text, "resource": resource, "nav": ""}
+        return self._view(request, "yaml.html", context)
+
+    def _view(self, request: Request, template: str, context: dict[str, Any]) -> Response:
+        if request.arg("fragment") == "main":
+            tmpl = self.env.get_template(template)
+            html = "".join(tmpl.blocks["main"](tmpl.new_context(context)))
+            return Response(200, html.encode(), headers=[("cache-control", "no-store")])
+        return self._page(200, template, context)
+
+    def _page(self, status: int, template: str, context: dict[str, Any]) -> Response:
+        html = self.env.get_template(template).render(**context)
+        return Response(status, html.encode(), headers=[("cache-control", "no-store")])
+
+    def _refused(self, why: str) -> Response:
+        return self._text(403, f"forbidden: {why}")
+
+    @staticmethod
+    def _text(status: int, text: str) -> Response:
+        return Response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
+
+    def _static(self, name: str) -> Response:
+        if not name or "/" in name.replace("vendor/", "", 1) or name.startswith("."):
+            return self._text(404, "no such file")
+        node = resources.files("wonderland.console").joinpath("static", *name.split("/"))
+        if not node.is_file():
+            return self._text(404, "no such file")
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if kind.startswith("text/") or kind.endswith("javascript"):
+            kind += "; charset=utf-8"
+        return Response(200, node.read_bytes(), kind, [("cache-control", "max-age=300")])
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def _signed_in(self, request: Request) -> bool:
+        value = read_cookie(request.headers.get("cookie", ""))
+        return bool(value) and self.signer is not None and self.signer.valid(value)
+
+    def _sign_in(self, request: Request, body: bytes) -> Response:
+        form = parse_qs(body.decode("utf-8", "replace"))
+        given = (form.get("token") or [""])[0]
+        target = _safe_next((form.get("next") or ["/"])[0])
+        if self.signer is None:
+            self.signer = SessionSigner(self._token())
+        if not given or not self.signer.token_ok(given):
+            log.info("console sign-in refused (wrong token)")
+            return self._page(
+                401,
+                "signin.html",
+                {"next": target, "error": "That is not the platform's token."},
+            )
+        cookie = self.signer.issue()
+        return Response(
+            303,
+            headers=[("location", target), ("set-cookie", cookie_header(cookie, SESSION_SECONDS))],
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def allow_gateway(self, host: str, port: int) -> None:
+        """Also answer ``host:port`` (the gateway's name for the console)."""
+        self.guard.allow([host], port)
+        self.gateway_url = f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        import uvicorn
+
+        self.signer = SessionSigner(self._token())
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: without it a keep-alive connection's answer
+        # (headers, then body) waits 40 ms for the client's delayed ACK
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            reason = (
+                f"port {self.port} is taken ({exc.strerror}); set WONDERLAND_CONSOLE_PORT "
+                "to a free port (0 picks one)"
+            )
+            log.warning("console not started: %s", reason)
+            self.status = ConsoleStatus("", self.direct_url, "failed", reason)
+            return
+        sock.listen(128)
+        self._sock = sock
+        self.port = int(sock.getsockname()[1])
+        self.guard.allow(["127.0.0.1", "localhost"], self.port)
+        config = uvicorn.Config(
+            self, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=1
+        )
+        self._server = QuietServer(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            self._task.result()
+        self.status = ConsoleStatus(self.gateway_url or self.direct_url, self.direct_url, "running")
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._task = self._sock = None
+        self.status = ConsoleStatus("", "", "stopped")
+
+
+def _safe_next(target: str) -> str:
+    """A same-site path to go to after signing in ("/" for anything else)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target

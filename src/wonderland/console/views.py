@@ -1,0 +1,375 @@
+"""What each console page shows, as typed data built from the store and the metrics history.
+
+The pages render these objects and nothing else, so the tests check the data a page shows
+without a browser. :func:`overview` counts and checks the kinds the platform runs;
+:func:`apps` lists Knative Services with their revisions, traffic split, readiness and
+the request rate and latency percentiles of ``/wonderland/v1/top`` (the monitoring
+endpoint's route, asked in process through the :class:`MetricsSource` seam).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from wonderland.errors import NotFoundError
+from wonderland.monitoring.hub import HttpRequest, MetricsHub
+from wonderland.store import Store
+
+__all__ = [
+    "COUNTED",
+    "AppRow",
+    "AppsPage",
+    "Condition",
+    "CountRow",
+    "EventRow",
+    "HubMetrics",
+    "MetricsSource",
+    "OverviewPage",
+    "RevisionRow",
+    "TopRow",
+    "TrafficRow",
+    "UnhealthyRow",
+    "apps",
+    "overview",
+    "ready_condition",
+]
+
+# (resource, label) of each kind the Overview counts, in order.
+COUNTED: tuple[tuple[str, str], ...] = (
+    ("services.serving.knative.dev", "Services"),
+    ("revisions.serving.knative.dev", "Revisions"),
+    ("inferenceservices.serving.kserve.io", "InferenceServices"),
+    ("trainjobs.trainer.kubeflow.org", "TrainJobs"),
+    ("experiments.kubeflow.org", "Experiments"),
+    ("components.dapr.io", "Components"),
+)
+# Kinds whose outcome is a Succeeded/Failed condition rather than Ready.
+_JOB_KINDS = frozenset({"trainjobs.trainer.kubeflow.org", "experiments.kubeflow.org"})
+RECENT_EVENTS = 20
+TOP_PATH = "/wonderland/v1/top"
+
+
+@dataclass(frozen=True)
+class Condition:
+    status: str  # True | False | Unknown
+    reason: str = ""
+    message: str = ""
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, Condition]:
+    out: dict[str, Condition] = {}
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type"):
+            out[str(cond["type"])] = Condition(
+                str(cond.get("status", "Unknown")),
+                str(cond.get("reason") or ""),
+                str(cond.get("message") or ""),
+            )
+    return out
+
+
+def ready_condition(obj: Mapping[str, Any]) -> Condition:
+    """The object's Ready condition; Unknown when it has none yet."""
+    return _conditions(obj).get("Ready", Condition("Unknown", "", "not reconciled yet"))
+
+
+def _problem(resource: str, obj: Mapping[str, Any]) -> Condition | None:
+    """What is wrong with ``obj``, or None when nothing is (or nothing is known yet)."""
+    conds = _conditions(obj)
+    if resource in _JOB_KINDS:
+        failed = conds.get("Failed")
+        return failed if failed is not None and failed.status == "True" else None
+    ready = conds.get("Ready") or conds.get("Succeeded")
+    if ready is not None and ready.status == "False":
+        return ready
+    return None
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+@dataclass(frozen=True)
+class CountRow:
+    resource: str
+    label: str
+    total: int
+    unhealthy: int
+
+
+@dataclass(frozen=True)
+class UnhealthyRow:
+    resource: str
+    kind: str
+    namespace: str
+    name: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class EventRow:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+    object: str  # Kind/name
+    namespace: str
+    count: int
+    last: str  # timestamp
+
+
+@dataclass(frozen=True)
+class OverviewPage:
+    counts: list[CountRow]
+    unhealthy: list[UnhealthyRow]
+    events: list[EventRow]
+    resource_version: str
+
+
+def _list(store: Store, resource: str) -> list[dict[str, Any]]:
+    try:
+        items, _ = store.list(resource, None)
+    except NotFoundError:  # the kind's plugin is not installed
+        return []
+    return items
+
+
+def overview(store: Store) -> OverviewPage:
+    """Counts per kind, what is unhealthy and the newest events."""
+    rv = store.resource_version
+    counts: list[CountRow] = []
+    unhealthy: list[UnhealthyRow] = []
+    for resource, label in COUNTED:
+        items = _list(store, resource)
+        bad = 0
+        for obj in items:
+            problem = _problem(resource, obj)
+            if problem is None:
+                continue
+            bad += 1
+            meta = _meta(obj)
+            unhealthy.append(
+                UnhealthyRow(
+                    resource,
+                    str(obj.get("kind", "")),
+                    str(meta.get("namespace", "")),
+                    str(meta.get("name", "")),
+                    problem.reason,
+                    problem.message,
+                )
+            )
+        counts.append(CountRow(resource, label, len(items), bad))
+    events: list[EventRow] = []
+    for ev in _list(store, "events"):
+        involved = ev.get("involvedObject") or {}
+        last = str(
+            ev.get("lastTimestamp")
+            or ev.get("eventTime")
+            or _meta(ev).get("creationTimestamp")
+            or ""
+        )
+        events.append(
+            EventRow(
+                str(ev.get("type") or "Normal"),
+                str(ev.get("reason") or ""),
+                str(ev.get("message") or ""),
+                f"{involved.get('kind', '')}/{involved.get('name', '')}",
+                str(_meta(ev).get("namespace", "")),
+                int(ev.get("count") or 1),
+                last,
+            )
+        )
+    events.sort(key=lambda e: e.last, reverse=True)
+    return OverviewPage(counts, unhealthy, events[:RECENT_EVENTS], str(rv))
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopRow:
+    """The newest values of one object's derived series (``/wonderland/v1/top``)."""
+
+    namespace: str
+    name: str
+    values: Mapping[str, float | None]
+
+    def value(self, series: str) -> float | None:
+        return self.values.get(series)
+
+
+class MetricsSource(Protocol):
+    """Where the console reads the metrics history's newest row per object."""
+
+    async def top(self, kind: str) -> dict[tuple[str, str], TopRow]: ...
+
+
+class HubMetrics:
+    """:class:`MetricsSource` over the monitoring endpoint's ``/wonderland/v1/top`` route,
+    called in process through the :class:`MetricsHub` (no HTTP round trip)."""
+
+    def __init__(self, hub: MetricsHub) -> None:
+        self.hub = hub
+
+    async def top(self, kind: str) -> dict[tuple[str, str], TopRow]:
+        handler = self.hub.route(TOP_PATH)
+        if handler is None:  # no metrics history in this daemon
+            return {}
+        response = await handler(HttpRequest("GET", TOP_PATH, f"kind={kind}"))
+        if response.status != 200:
+            return {}
+        body = orjson.loads(response.body)
+        out: dict[tuple[str, str], TopRow] = {}
+        for item in body.get("items") or []:
+            row = TopRow(str(item["namespace"]), str(item["name"]), dict(item.get("values") or {}))
+            out[(row.namespace, row.name)] = row
+        return out
+
+
+# -- apps --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrafficRow:
+    revision: str
+    percent: int
+    tag: str
+    latest: bool
+    url: str
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    name: str
+    created: str
+    ready: Condition
+    traffic: int  # percent of the Service's traffic
+    image: str
+    request_rate: float | None
+    latency_p50: float | None  # seconds
+    latency_p95: float | None
+    latency_p99: float | None
+    replicas: float | None
+
+
+@dataclass(frozen=True)
+class AppRow:
+    namespace: str
+    name: str
+    url: str
+    ready: Condition
+    latest_created: str
+    latest_ready: str
+    traffic: list[TrafficRow]
+    revisions: list[RevisionRow] = field(default_factory=list)
+
+    @property
+    def request_rate(self) -> float | None:
+        rates = [r.request_rate for r in self.revisions if r.request_rate is not None]
+        return sum(rates) if rates else None
+
+
+@dataclass(frozen=True)
+class AppsPage:
+    apps: list[AppRow]
+    metrics_available: bool
+    resource_version: str
+
+
+def _image(revision: Mapping[str, Any]) -> str:
+    containers = (revision.get("spec") or {}).get("containers") or []
+    if containers and isinstance(containers[0], dict):
+        first = containers[0]
+        return str(first.get("image") or " ".join(map(str, first.get("command") or [])))
+    return ""
+
+
+def _traffic(service: Mapping[str, Any]) -> list[TrafficRow]:
+    out: list[TrafficRow] = []
+    for entry in (service.get("status") or {}).get("traffic") or []:
+        if not isinstance(entry, dict):
+            continue
+        out.append(
+            TrafficRow(
+                str(entry.get("revisionName") or ""),
+                int(entry.get("percent") or 0),
+                str(entry.get("tag") or ""),
+                bool(entry.get("latestRevision")),
+                str(entry.get("url") or ""),
+            )
+        )
+    return out
+
+
+def apps(
+    store: Store, top: Mapping[tuple[str, str], TopRow], namespace: str | None = None
+) -> AppsPage:
+    """Every Knative Service (of ``namespace``, or all) with its revisions, newest first."""
+    rv = store.resource_version
+    services = [
+        s
+        for s in _list(store, "services.serving.knative.dev")
+        if namespace is None or _meta(s).get("namespace") == namespace
+    ]
+    revisions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rev in _list(store, "revisions.serving.knative.dev"):
+        meta = _meta(rev)
+        owner = (meta.get("labels") or {}).get("serving.knative.dev/service")
+        if owner:
+            revisions.setdefault((str(meta.get("namespace", "")), str(owner)), []).append(rev)
+    rows: list[AppRow] = []
+    for svc in sorted(services, key=lambda s: (_meta(s).get("namespace"), _meta(s).get("name"))):
+        meta = _meta(svc)
+        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        status = svc.get("status") or {}
+        traffic = _traffic(svc)
+        percent: dict[str, int] = {}
+        for t in traffic:
+            percent[t.revision] = percent.get(t.revision, 0) + t.percent
+        revs: list[RevisionRow] = []
+        for rev in revisions.get((ns, name), []):
+            rmeta = _meta(rev)
+            rname = str(rmeta.get("name", ""))
+            m = top.get((ns, rname))
+            revs.append(
+                RevisionRow(
+                    rname,
+                    str(rmeta.get("creationTimestamp") or ""),
+                    ready_condition(rev),
+                    percent.get(rname, 0),
+                    _image(rev),
+                    m.value("request_rate") if m else None,
+                    m.value("latency_p50") if m else None,
+                    m.value("latency_p95") if m else None,
+                    m.value("latency_p99") if m else None,
+                    m.value("replicas") if m else None,
+                )
+            )
+        revs.sort(key=lambda r: (r.created, r.name), reverse=True)
+        rows.append(
+            AppRow(
+                ns,
+                name,
+                str(status.get("url") or ""),
+                ready_condition(svc),
+                str(status.get("latestCreatedRevisionName") or ""),
+                str(status.get("latestReadyRevisionName") or ""),
+                traffic,
+                revs,
+            )
+        )
+    return AppsPage(rows, bool(top), str(rv))
+
+
+def summarize_traffic(traffic: Sequence[TrafficRow]) -> str:
+    """``"rev-00002 90%, rev-00001 10% (tag canary)"``: the split in one line."""
+    parts = []
+    for t in traffic:
+        tag = f" (tag {t.tag})" if t.tag else ""
+        parts.append(f"{t.revision or 'latest'} {t.percent}%{tag}")
+    return ", ".join(parts)
