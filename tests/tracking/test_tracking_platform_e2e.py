@@ -116,7 +116,8 @@ def test_lazy_start_idle_stop_gateway_and_pods(tmp_path: Path) -> None:
         assert _info(up.home)["state"] == "running"
         assert len(_mlflow_processes(up.proc.pid)) == 1
         table = up.ok("get", "cs")
-        assert "mlflow" in table and "running" in table and info["url"] in table
+        (row,) = [line for line in table.splitlines() if line.split()[:1] == ["mlflow"]]
+        assert "running" in row.split() and info["url"] in row
         described = up.ok("describe", "componentstatus", "mlflow")
         assert "http://mlflow.kubeflow.svc.cluster.local" in described
 
