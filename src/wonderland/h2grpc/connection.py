@@ -48,6 +48,7 @@ ENHANCE_YOUR_CALM = 11
 
 MAX_FRAME = 16384  # what we accept (the protocol's default; we do not raise it)
 MAX_WINDOW = (1 << 31) - 1
+LINGER = 1.0  # seconds a connection ended for an error reads and drops before closing
 DEFAULT_LIMITS = H2Limits()
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _RESERVED = frozenset(
@@ -213,6 +214,7 @@ class GrpcConnection(asyncio.Protocol):
         self.recv_unacked = 0
         self.continuation: tuple[int, int, bytearray] | None = None
         self.going_away = False
+        self.closing = False  # GOAWAY sent for an error: what still comes is dropped
         self.paused = False
         self.drained: asyncio.Future[None] | None = None
         self.idle: asyncio.Event = asyncio.Event()
@@ -283,6 +285,8 @@ class GrpcConnection(asyncio.Protocol):
         self.drained = None
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
         buf = self.buf + data if self.buf else data
         self.out = []
         try:
@@ -939,13 +943,23 @@ class GrpcConnection(asyncio.Protocol):
                 self.last_stream.to_bytes(4, "big") + code.to_bytes(4, "big") + why.encode()[:200],
             )
         )
+        self.closing = True
+        self._cancel_timers()
         for st in list(self.streams.values()):
             self._drop(st, cancel=True)
-        if self.transport is not None:
+        transport = self.transport
+        if transport is not None:
             if self.out:
-                self.transport.write(b"".join(self.out))
+                transport.write(b"".join(self.out))
                 self.out = []
-            self.transport.close()
+            if transport.is_closing() or not transport.can_write_eof():
+                transport.close()
+                return
+            # A lingering close: closing with the client's frames unread would send a TCP
+            # reset that can discard the GOAWAY before the client reads it. Send our end,
+            # read and drop what still comes, close when the client does or after LINGER s.
+            transport.write_eof()
+            self.loop.call_later(LINGER, transport.close)
 
     # -- server shutdown --------------------------------------------------------------------
 
