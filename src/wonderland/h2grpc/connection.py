@@ -184,6 +184,7 @@ class GrpcConnection(asyncio.Protocol):
     ) -> None:
         self.limits = limits
         self.stream_window = limits.stream_window
+        self.max_streams = limits.max_concurrent_streams
         self.connection_window = limits.connection_window
         self.resets = TokenBucket(limits.reset_burst, limits.reset_rate)
         self.pings = TokenBucket(limits.ping_burst, limits.ping_rate)
@@ -349,7 +350,7 @@ class GrpcConnection(asyncio.Protocol):
                 block = block[5:]
             if not block and not flags & END_STREAM:
                 self._empty_frame()
-            else:
+            elif self.empty_frames:
                 self.empty_frames = 0
             if flags & END_HEADERS:
                 self._headers(sid, flags & END_STREAM, bytes(block))
@@ -507,7 +508,7 @@ class GrpcConnection(asyncio.Protocol):
                 return  # a stream we already closed; RFC 9113 lets us ignore it
             raise _ConnectionError(PROTOCOL_ERROR, f"stream id {sid}")
         self.last_stream = sid
-        if self.going_away or len(self.streams) >= self.limits.max_concurrent_streams:
+        if self.going_away or len(self.streams) >= self.max_streams:
             if not self.resets.spend():
                 raise _ConnectionError(ENHANCE_YOUR_CALM, "too many refused streams")
             self._write(frame(RST_STREAM, 0, sid, REFUSED_STREAM.to_bytes(4, "big")))
@@ -583,6 +584,41 @@ class GrpcConnection(asyncio.Protocol):
             self._end_remote(st)
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
+        st = self.streams.get(sid)
+        if st is None or st.inbox is not None or st.ended_remote or flags & PADDED or not payload:
+            self._data_checked(flags, sid, payload)
+            return
+        # A unary call's DATA: its one message is bounded by max_receive, so the window is
+        # given back on arrival (as grpc-go does for a message larger than the window).
+        size = len(payload)
+        self.recv_unacked += size
+        st.unacked += size
+        if self.recv_held + self.recv_unacked > self.connection_window:
+            raise _ConnectionError(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        if st.unacked > self.stream_window:
+            self._reset(st, FLOW_CONTROL_ERROR)
+            return
+        if self.empty_frames:
+            self.empty_frames = 0
+        if st.unacked >= self.stream_window // 2 and not flags & END_STREAM:
+            self._write(frame(WINDOW_UPDATE, 0, sid, st.unacked.to_bytes(4, "big")))
+            st.unacked = 0
+        buf = st.buffer
+        buf += payload
+        if len(buf) >= 5:
+            declared = int.from_bytes(buf[1:5], "big")
+            if declared > self.max_receive or len(buf) > self.max_receive + 5:
+                self._fail(
+                    st,
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"Received message larger than max ({declared} vs. {self.max_receive})",
+                )
+                return
+        if flags & END_STREAM:
+            self._end_remote(st)
+
+    def _data_checked(self, flags: int, sid: int, payload: bytes) -> None:
+        """DATA off the unary fast path: client streams, padding, empty frames, errors."""
         if sid == 0:
             raise _ConnectionError(PROTOCOL_ERROR, "DATA on stream 0")
         size = len(payload)
@@ -599,10 +635,10 @@ class GrpcConnection(asyncio.Protocol):
             self._reset(st, STREAM_CLOSED)
             return
         body = self._unpad(payload) if flags & PADDED else payload
-        if body or flags & END_STREAM:
-            self.empty_frames = 0
-        else:
+        if not body and not flags & END_STREAM:
             self._empty_frame()
+        elif self.empty_frames:
+            self.empty_frames = 0
         if st.held + st.unacked + size > self.stream_window:
             self.recv_unacked += size
             self._reset(st, FLOW_CONTROL_ERROR)
