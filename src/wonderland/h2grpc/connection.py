@@ -8,6 +8,7 @@ trailers, ``grpc-timeout`` deadlines, gzip/deflate request compression.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -18,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 import hpack
 
 from wonderland.h2grpc.headers import (
-    MAX_HEADER_LIST,
     OK_HEADERS,
     OK_TRAILERS,
     HeaderDecoder,
+    HeaderListFlood,
     literal,
     response_headers,
     status_fields,
 )
+from wonderland.h2grpc.limits import H2Limits, TokenBucket
 from wonderland.h2grpc.status import RpcAbort, ServicerContext, StatusCode, decode_bin
 
 if TYPE_CHECKING:
@@ -42,22 +44,12 @@ END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0, 1, 2, 3
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 5, 6, 7, 8, 9
+ENHANCE_YOUR_CALM = 11
 
 MAX_FRAME = 16384  # what we accept (the protocol's default; we do not raise it)
-STREAM_WINDOW = 1 << 20  # per-stream receive window we advertise
-CONNECTION_WINDOW = 1 << 24  # connection receive window after our first WINDOW_UPDATE
-MAX_STREAMS = 1000
-MAX_HEADER_BLOCK = 4 * MAX_HEADER_LIST  # encoded bytes across HEADERS + CONTINUATION
 MAX_WINDOW = (1 << 31) - 1
-
-_SETTINGS = (
-    (0x3).to_bytes(2, "big")
-    + MAX_STREAMS.to_bytes(4, "big")
-    + (0x4).to_bytes(2, "big")
-    + STREAM_WINDOW.to_bytes(4, "big")
-    + (0x6).to_bytes(2, "big")
-    + (64 * 1024).to_bytes(4, "big")
-)
+LINGER = 1.0  # seconds a connection ended for an error reads and drops before closing
+DEFAULT_LIMITS = H2Limits()
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _RESERVED = frozenset(
     {"content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"}
@@ -71,6 +63,25 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
         + stream_id.to_bytes(4, "big")
         + payload
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _greeting(limits: H2Limits) -> bytes:
+    """Our SETTINGS and the connection window raised to what the limits give."""
+    settings = b"".join(
+        ident.to_bytes(2, "big") + value.to_bytes(4, "big")
+        for ident, value in (
+            (0x1, limits.header_table_size),
+            (0x3, limits.max_concurrent_streams),
+            (0x4, limits.stream_window),
+            (0x6, limits.max_header_list_size),
+        )
+        if ident != 0x1 or value != 4096
+    )
+    out = frame(SETTINGS, 0, 0, settings)
+    if limits.connection_window > 65535:
+        out += frame(WINDOW_UPDATE, 0, 0, (limits.connection_window - 65535).to_bytes(4, "big"))
+    return out
 
 
 def _message(payload: bytes) -> bytes:
@@ -90,10 +101,14 @@ class _Stream:
         "encoding",
         "ended_local",
         "ended_remote",
+        "eof",
+        "held",
         "id",
         "inbox",
         "method",
         "pending",
+        "queued",
+        "queued_bytes",
         "send_window",
         "sent_headers",
         "task",
@@ -125,17 +140,23 @@ class _Stream:
         self.sent_headers = False
         self.ended_remote = False
         self.ended_local = False
-        self.unacked = 0
+        self.unacked = 0  # bytes given back to the client's window, not yet announced
+        self.held = 0  # received bytes not given back (waiting for the handler)
+        self.queued = 0  # parsed messages in the inbox
+        self.queued_bytes = 0  # their framed size
+        self.eof = False  # the end of the requests is in the inbox
         self.writable: asyncio.Future[None] | None = None
 
 
 class _RequestStream:
-    """The request iterator a client-streaming handler reads."""
+    """The request iterator a client-streaming handler reads; reading gives the client back
+    window for what was read."""
 
-    __slots__ = ("_inbox",)
+    __slots__ = ("_consumed", "_inbox")
 
-    def __init__(self, inbox: asyncio.Queue[Any]) -> None:
+    def __init__(self, inbox: asyncio.Queue[Any], consumed: Callable[[int], None]) -> None:
         self._inbox = inbox
+        self._consumed = consumed
 
     def __aiter__(self) -> _RequestStream:
         return self
@@ -144,7 +165,9 @@ class _RequestStream:
         item = await self._inbox.get()
         if item is None:
             raise StopAsyncIteration
-        return item
+        request, size = item
+        self._consumed(size)
+        return request
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -157,7 +180,21 @@ class GrpcConnection(asyncio.Protocol):
         authenticate: Callable[[tuple[tuple[str, str | bytes], ...]], bool] | None,
         on_close: Callable[[GrpcConnection], None],
         max_send: int | None = None,
+        limits: H2Limits = DEFAULT_LIMITS,
     ) -> None:
+        self.limits = limits
+        self.stream_window = limits.stream_window
+        self.max_streams = limits.max_concurrent_streams
+        self.connection_window = limits.connection_window
+        self.resets = TokenBucket(limits.reset_burst, limits.reset_rate)
+        self.pings = TokenBucket(limits.ping_burst, limits.ping_rate)
+        self.settings_frames = TokenBucket(limits.settings_burst, limits.settings_rate)
+        self.empty_frames = 0
+        self.continuations = 0
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
+        self.recv_held = 0  # sum of the streams' held bytes
         self.methods = methods
         self.max_receive = max_receive
         self.max_send = max_send
@@ -166,7 +203,9 @@ class GrpcConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.streams: dict[int, _Stream] = {}
-        self.decoder = HeaderDecoder()
+        self.decoder = HeaderDecoder(
+            max(4096, limits.header_table_size), limits.max_header_list_size
+        )  # the table size we advertise applies once the client acknowledges it
         self.buf = b""
         self.preface = False
         self.last_stream = 0
@@ -176,6 +215,7 @@ class GrpcConnection(asyncio.Protocol):
         self.recv_unacked = 0
         self.continuation: tuple[int, int, bytearray] | None = None
         self.going_away = False
+        self.closing = False  # GOAWAY sent for an error: what still comes is dropped
         self.paused = False
         self.drained: asyncio.Future[None] | None = None
         self.idle: asyncio.Event = asyncio.Event()
@@ -194,12 +234,40 @@ class GrpcConnection(asyncio.Protocol):
                 else f"ipv6:[{addr[0]}]:{addr[1]}"
             )
         self.idle.set()
-        self._write(
-            frame(SETTINGS, 0, 0, _SETTINGS)
-            + frame(WINDOW_UPDATE, 0, 0, (CONNECTION_WINDOW - 65535).to_bytes(4, "big"))
+        self._write(_greeting(self.limits))
+        self.header_timer = self.loop.call_later(
+            self.limits.header_timeout, self._too_slow, "no client preface"
         )
+        if self.limits.idle_timeout is not None:
+            self.idle_since = self.loop.time()
+            self.idle_timer = self.loop.call_later(self.limits.idle_timeout, self._check_idle)
+
+    def _too_slow(self, why: str) -> None:
+        self.header_timer = None
+        self._goaway(PROTOCOL_ERROR, f"{why} within {self.limits.header_timeout} s")
+
+    def _check_idle(self) -> None:
+        self.idle_timer = None
+        timeout = self.limits.idle_timeout
+        if timeout is None or self.transport is None or self.transport.is_closing():
+            return
+        if self.streams:
+            self.idle_timer = self.loop.call_later(timeout, self._check_idle)
+            return
+        left = self.idle_since + timeout - self.loop.time()
+        if left > 0:
+            self.idle_timer = self.loop.call_later(left, self._check_idle)
+            return
+        self.shutdown()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self.header_timer, self.idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self.header_timer = self.idle_timer = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
         for st in list(self.streams.values()):
             self._drop(st, cancel=True)
         self.streams.clear()
@@ -218,6 +286,8 @@ class GrpcConnection(asyncio.Protocol):
         self.drained = None
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
         buf = self.buf + data if self.buf else data
         self.out = []
         try:
@@ -231,6 +301,9 @@ class GrpcConnection(asyncio.Protocol):
                     raise _ConnectionError(PROTOCOL_ERROR, "not an HTTP/2 client preface")
                 buf = buf[len(PREFACE) :]
                 self.preface = True
+                if self.header_timer is not None and self.continuation is None:
+                    self.header_timer.cancel()
+                    self.header_timer = None
             pos, n = 0, len(buf)
             while n - pos >= 9:
                 length = int.from_bytes(buf[pos : pos + 3], "big")
@@ -244,7 +317,7 @@ class GrpcConnection(asyncio.Protocol):
                 self._frame(kind, flags, sid, buf[pos + 9 : end])
                 pos = end
             self.buf = buf[pos:]
-            if self.recv_unacked >= CONNECTION_WINDOW // 2:
+            if self.recv_unacked >= self.connection_window // 2:
                 self.out.append(frame(WINDOW_UPDATE, 0, 0, self.recv_unacked.to_bytes(4, "big")))
                 self.recv_unacked = 0
         except _ConnectionError as exc:
@@ -275,19 +348,41 @@ class GrpcConnection(asyncio.Protocol):
                 block = self._unpad(payload)
             if flags & PRIORITY_FLAG:
                 block = block[5:]
+            if not block and not flags & END_STREAM:
+                self._empty_frame()
+            elif self.empty_frames:
+                self.empty_frames = 0
             if flags & END_HEADERS:
                 self._headers(sid, flags & END_STREAM, bytes(block))
             else:
                 self.continuation = (sid, flags & END_STREAM, bytearray(block))
+                self.continuations = 0
+                if self.header_timer is None:
+                    self.header_timer = self.loop.call_later(
+                        self.limits.header_timeout, self._too_slow, "no end of a header block"
+                    )
         elif kind == CONTINUATION:
             if self.continuation is None or self.continuation[0] != sid:
                 raise _ConnectionError(PROTOCOL_ERROR, "unexpected CONTINUATION")
+            if payload:
+                self.empty_frames = 0
+            else:
+                self._empty_frame()
+            self.continuations += 1
+            if self.continuations > self.limits.max_continuation_frames:
+                raise _ConnectionError(
+                    ENHANCE_YOUR_CALM,
+                    f"more than {self.limits.max_continuation_frames} CONTINUATION frames",
+                )
             self.continuation[2].extend(payload)
-            if len(self.continuation[2]) > MAX_HEADER_BLOCK:
-                raise _ConnectionError(PROTOCOL_ERROR, "header block too large")
+            if len(self.continuation[2]) > 4 * self.limits.max_header_list_size:
+                raise _ConnectionError(ENHANCE_YOUR_CALM, "header block too large")
             if flags & END_HEADERS:
                 csid, ended, block_buf = self.continuation
                 self.continuation = None
+                if self.header_timer is not None:
+                    self.header_timer.cancel()
+                    self.header_timer = None
                 self._headers(csid, ended, bytes(block_buf))
         elif kind == SETTINGS:
             self._settings(flags, sid, payload)
@@ -297,10 +392,16 @@ class GrpcConnection(asyncio.Protocol):
             if len(payload) != 8 or sid != 0:
                 raise _ConnectionError(FRAME_SIZE_ERROR, "bad PING")
             if not flags & ACK:
+                if not self.pings.spend():
+                    raise _ConnectionError(ENHANCE_YOUR_CALM, "too many PINGs")
                 self._write(frame(PING, ACK, 0, payload))
         elif kind == RST_STREAM:
             if sid == 0 or len(payload) != 4:
                 raise _ConnectionError(PROTOCOL_ERROR, "bad RST_STREAM")
+            if sid > self.last_stream:
+                raise _ConnectionError(PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
+            if not self.resets.spend():
+                raise _ConnectionError(ENHANCE_YOUR_CALM, "too many stream resets")
             st = self.streams.get(sid)
             if st is not None:
                 self._drop(st, cancel=True)
@@ -313,6 +414,11 @@ class GrpcConnection(asyncio.Protocol):
         elif kind == PRIORITY and sid == 0:
             raise _ConnectionError(PROTOCOL_ERROR, "PRIORITY on stream 0")
         # unknown frame types are ignored (RFC 9113 section 4.1)
+
+    def _empty_frame(self) -> None:
+        self.empty_frames += 1
+        if self.empty_frames > self.limits.max_consecutive_empty_frames:
+            raise _ConnectionError(ENHANCE_YOUR_CALM, "too many frames without a payload")
 
     @staticmethod
     def _unpad(payload: bytes) -> bytes:
@@ -327,7 +433,11 @@ class GrpcConnection(asyncio.Protocol):
         if sid != 0:
             raise _ConnectionError(PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & ACK:
+            if self.limits.header_table_size < 4096:
+                self.decoder.set_max_table_size(self.limits.header_table_size)
             return
+        if not self.settings_frames.spend():
+            raise _ConnectionError(ENHANCE_YOUR_CALM, "too many SETTINGS frames")
         if len(payload) % 6:
             raise _ConnectionError(FRAME_SIZE_ERROR, "SETTINGS length")
         for i in range(0, len(payload), 6):
@@ -377,6 +487,8 @@ class GrpcConnection(asyncio.Protocol):
     def _headers(self, sid: int, ended: int, block: bytes) -> None:
         try:
             fields = self.decoder.decode(block)
+        except HeaderListFlood as exc:
+            raise _ConnectionError(ENHANCE_YOUR_CALM, f"header block: {exc}") from None
         except hpack.OversizedHeaderListError as exc:
             # The block was decoded to its end, so the table is intact: refuse the call only.
             if sid % 2 == 1 and sid > self.last_stream and sid not in self.streams:
@@ -396,7 +508,9 @@ class GrpcConnection(asyncio.Protocol):
                 return  # a stream we already closed; RFC 9113 lets us ignore it
             raise _ConnectionError(PROTOCOL_ERROR, f"stream id {sid}")
         self.last_stream = sid
-        if self.going_away or len(self.streams) >= MAX_STREAMS:
+        if self.going_away or len(self.streams) >= self.max_streams:
+            if not self.resets.spend():
+                raise _ConnectionError(ENHANCE_YOUR_CALM, "too many refused streams")
             self._write(frame(RST_STREAM, 0, sid, REFUSED_STREAM.to_bytes(4, "big")))
             return
         path = method_name = content_type = timeout = encoding = ""
@@ -464,28 +578,90 @@ class GrpcConnection(asyncio.Protocol):
         self.idle.clear()
         if method.client_streaming:
             st.inbox = asyncio.Queue()
-            st.task = self.loop.create_task(self._run(st, _RequestStream(st.inbox)))
+            requests = _RequestStream(st.inbox, functools.partial(self._consumed, st))
+            st.task = self.loop.create_task(self._run(st, requests))
         if ended:
             self._end_remote(st)
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
+        st = self.streams.get(sid)
+        if st is None or st.inbox is not None or st.ended_remote or flags & PADDED or not payload:
+            self._data_checked(flags, sid, payload)
+            return
+        # A unary call's DATA: its one message is bounded by max_receive, so the window is
+        # given back on arrival (as grpc-go does for a message larger than the window).
+        size = len(payload)
+        self.recv_unacked += size
+        st.unacked += size
+        if self.recv_held + self.recv_unacked > self.connection_window:
+            raise _ConnectionError(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        if st.unacked > self.stream_window:
+            self._reset(st, FLOW_CONTROL_ERROR)
+            return
+        if self.empty_frames:
+            self.empty_frames = 0
+        if st.unacked >= self.stream_window // 2 and not flags & END_STREAM:
+            self._write(frame(WINDOW_UPDATE, 0, sid, st.unacked.to_bytes(4, "big")))
+            st.unacked = 0
+        buf = st.buffer
+        buf += payload
+        if len(buf) >= 5:
+            declared = int.from_bytes(buf[1:5], "big")
+            if declared > self.max_receive or len(buf) > self.max_receive + 5:
+                self._fail(
+                    st,
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"Received message larger than max ({declared} vs. {self.max_receive})",
+                )
+                return
+        if flags & END_STREAM:
+            self._end_remote(st)
+
+    def _data_checked(self, flags: int, sid: int, payload: bytes) -> None:
+        """DATA off the unary fast path: client streams, padding, empty frames, errors."""
         if sid == 0:
             raise _ConnectionError(PROTOCOL_ERROR, "DATA on stream 0")
-        self.recv_unacked += len(payload)
+        size = len(payload)
+        if self.recv_held + self.recv_unacked + size > self.connection_window:
+            raise _ConnectionError(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
         st = self.streams.get(sid)
         if st is None:
+            self.recv_unacked += size  # nobody will read it: give it back
             if sid > self.last_stream:
                 raise _ConnectionError(PROTOCOL_ERROR, f"DATA on idle stream {sid}")
             return
         if st.ended_remote:
+            self.recv_unacked += size
             self._reset(st, STREAM_CLOSED)
             return
         body = self._unpad(payload) if flags & PADDED else payload
-        st.unacked += len(payload)
-        if st.unacked >= STREAM_WINDOW // 2 and not flags & END_STREAM:
-            self._write(frame(WINDOW_UPDATE, 0, sid, st.unacked.to_bytes(4, "big")))
-            st.unacked = 0
+        if not body and not flags & END_STREAM:
+            self._empty_frame()
+        elif self.empty_frames:
+            self.empty_frames = 0
+        if st.held + st.unacked + size > self.stream_window:
+            self.recv_unacked += size
+            self._reset(st, FLOW_CONTROL_ERROR)
+            return
         st.buffer += body
+        if st.inbox is None:
+            # A unary call: its one message is bounded by max_receive, so the window is
+            # given back on arrival (as grpc-go does for a message larger than the window).
+            self.recv_unacked += size
+            st.unacked += size
+            if st.unacked >= self.stream_window // 2 and not flags & END_STREAM:
+                self._write(frame(WINDOW_UPDATE, 0, sid, st.unacked.to_bytes(4, "big")))
+                st.unacked = 0
+            if len(st.buffer) > self.max_receive + 5:
+                self._fail(
+                    st,
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"Received message larger than max (more than {self.max_receive})",
+                )
+                return
+        else:
+            st.held += size
+            self.recv_held += size
         if len(st.buffer) >= 5:
             declared = int.from_bytes(st.buffer[1:5], "big")
             if declared > self.max_receive:
@@ -495,18 +671,21 @@ class GrpcConnection(asyncio.Protocol):
                     f"Received message larger than max ({declared} vs. {self.max_receive})",
                 )
                 return
+        if flags & END_STREAM:
+            st.ended_remote = True
         if st.inbox is not None:
             self._deliver(st)
-        if flags & END_STREAM:
+        elif flags & END_STREAM:
             self._end_remote(st)
 
     # -- calls ------------------------------------------------------------------------------
 
-    def _take_messages(self, st: _Stream) -> list[bytes] | None:
-        """Complete messages at the head of the stream's buffer (None after failing it)."""
-        out: list[bytes] = []
+    def _take_messages(self, st: _Stream, limit: int) -> list[tuple[bytes, int]] | None:
+        """Up to ``limit`` complete messages at the head of the stream's buffer, with their
+        framed sizes (None after failing the stream)."""
+        out: list[tuple[bytes, int]] = []
         buf = st.buffer
-        while len(buf) >= 5:
+        while len(buf) >= 5 and len(out) < limit:
             length = int.from_bytes(buf[1:5], "big")
             if length > self.max_receive:
                 self._fail(
@@ -525,7 +704,7 @@ class GrpcConnection(asyncio.Protocol):
                 except ValueError as exc:
                     self._fail(st, StatusCode.INTERNAL, str(exc))
                     return None
-            out.append(payload)
+            out.append((payload, 5 + length))
         return out
 
     def _decompress(self, st: _Stream, payload: bytes) -> bytes:
@@ -550,40 +729,76 @@ class GrpcConnection(asyncio.Protocol):
         return request
 
     def _deliver(self, st: _Stream) -> None:
-        messages = self._take_messages(st)
-        if messages is None or st.inbox is None:
+        """Move a client stream's messages into its inbox, up to ``max_queued_messages``,
+        and give the client back window for every byte not waiting there or behind it."""
+        inbox = st.inbox
+        if inbox is None or st.ended_local:
             return
-        for payload in messages:
+        messages = self._take_messages(st, self.limits.max_queued_messages - st.queued)
+        if messages is None:
+            return
+        for payload, size in messages:
             request = self._parse(st, payload)
             if request is None:
                 return
-            st.inbox.put_nowait(request)
+            st.queued += 1
+            st.queued_bytes += size
+            inbox.put_nowait((request, size))
+        full = st.queued >= self.limits.max_queued_messages
+        # Held: the queue, and when it is full what waits behind it; a partial message
+        # (the queue has room) is given back so that messages larger than the window pass.
+        hold = st.queued_bytes + (len(st.buffer) if full else 0)
+        if st.held > hold:
+            self._release(st, st.held - hold)
+        if st.ended_remote and not st.eof and not full:
+            if st.buffer:
+                self._fail(st, StatusCode.INTERNAL, "the request ended inside a message")
+                return
+            st.eof = True
+            inbox.put_nowait(None)
+
+    def _consumed(self, st: _Stream, size: int) -> None:
+        """The handler read a message of ``size`` framed bytes."""
+        st.queued -= 1
+        st.queued_bytes -= size
+        if st.id in self.streams:
+            self._deliver(st)
+
+    def _release(self, st: _Stream, amount: int) -> None:
+        st.held -= amount
+        self.recv_held -= amount
+        self.recv_unacked += amount
+        st.unacked += amount
+        if st.unacked >= self.stream_window // 2 and not st.ended_remote:
+            self._write(frame(WINDOW_UPDATE, 0, st.id, st.unacked.to_bytes(4, "big")))
+            st.unacked = 0
+        if self.out is None and self.recv_unacked >= self.connection_window // 2:
+            self._write(frame(WINDOW_UPDATE, 0, 0, self.recv_unacked.to_bytes(4, "big")))
+            self.recv_unacked = 0
 
     def _end_remote(self, st: _Stream) -> None:
         st.ended_remote = True
         if st.inbox is not None:
-            st.inbox.put_nowait(None)
-            if st.buffer and not st.ended_local:
-                self._fail(st, StatusCode.INTERNAL, "the request ended inside a message")
+            self._deliver(st)
             return
         if st.ended_local:
             return
-        messages = self._take_messages(st)
+        messages = self._take_messages(st, 2)
         if messages is None:
             return
         if st.buffer or len(messages) != 1:
             why = (
-                "the request ended inside a message"
-                if st.buffer
+                "more than one request message for a unary call"
+                if len(messages) > 1
                 else (
-                    "no request message for a unary call"
-                    if not messages
-                    else "more than one request message for a unary call"
+                    "the request ended inside a message"
+                    if st.buffer
+                    else "no request message for a unary call"
                 )
             )
             self._fail(st, StatusCode.INTERNAL, why)
             return
-        request = self._parse(st, messages[0])
+        request = self._parse(st, messages[0][0])
         if request is not None:
             st.task = self.loop.create_task(self._run(st, request))
 
@@ -738,13 +953,18 @@ class GrpcConnection(asyncio.Protocol):
             st.timer = None
         if cancel and st.task is not None and not st.task.done():
             st.task.cancel()
-        if st.inbox is not None and not st.ended_remote:
+        if st.inbox is not None and not st.eof:
             st.inbox.put_nowait(None)
-            st.ended_remote = True
+            st.eof = True
+        st.ended_remote = True
+        if st.held:  # nobody will read it now: give the connection window back
+            self.recv_held -= st.held
+            self.recv_unacked += st.held
+            st.held = 0
         if st.writable is not None and not st.writable.done():
             st.writable.set_result(None)
-        self.streams.pop(st.id, None)
-        if not self.streams:
+        if self.streams.pop(st.id, None) is not None and not self.streams:
+            self.idle_since = self.loop.time()
             self.idle.set()
             if self.going_away and self.transport is not None:
                 self.transport.close()
@@ -759,13 +979,23 @@ class GrpcConnection(asyncio.Protocol):
                 self.last_stream.to_bytes(4, "big") + code.to_bytes(4, "big") + why.encode()[:200],
             )
         )
+        self.closing = True
+        self._cancel_timers()
         for st in list(self.streams.values()):
             self._drop(st, cancel=True)
-        if self.transport is not None:
+        transport = self.transport
+        if transport is not None:
             if self.out:
-                self.transport.write(b"".join(self.out))
+                transport.write(b"".join(self.out))
                 self.out = []
-            self.transport.close()
+            if transport.is_closing() or not transport.can_write_eof():
+                transport.close()
+                return
+            # A lingering close: closing with the client's frames unread would send a TCP
+            # reset that can discard the GOAWAY before the client reads it. Send our end,
+            # read and drop what still comes, close when the client does or after LINGER s.
+            transport.write_eof()
+            self.loop.call_later(LINGER, transport.close)
 
     # -- server shutdown --------------------------------------------------------------------
 

@@ -17,10 +17,15 @@ from collections.abc import Sequence
 import hpack
 from hpack.huffman_table import decode_huffman
 
-__all__ = ["HeaderDecoder", "response_headers", "status_fields"]
+__all__ = ["HeaderDecoder", "HeaderListFlood", "response_headers", "status_fields"]
 
 MAX_HEADER_LIST = 64 * 1024
 _CACHE_LIMIT = 512
+_MAX_INT_BYTES = 4  # continuation bytes of an HPACK integer: values up to 2**28 + prefix
+
+
+class HeaderListFlood(hpack.HPACKDecodingError):
+    """A header list so far over the limit that decoding stopped: the table is lost."""
 
 
 def _int(value: int, prefix_bits: int, flags: int = 0) -> bytes:
@@ -48,13 +53,14 @@ def _read_int(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
     if value < limit:
         return value, i
     shift = 0
-    while True:
+    for _ in range(_MAX_INT_BYTES):
         byte = block[i]
         i += 1
         value += (byte & 0x7F) << shift
         shift += 7
         if not byte & 0x80:
             return value, i
+    raise hpack.HPACKDecodingError(f"HPACK integer longer than {_MAX_INT_BYTES + 1} bytes")
 
 
 _STATIC: tuple[tuple[str, str], ...] = tuple(
@@ -70,16 +76,29 @@ class HeaderDecoder:
     block with one new literal (a ``grpc-timeout`` that changes per call, as grpc-go
     sends it); this one decodes the same block in a few microseconds. Huffman strings use
     the ``hpack`` package's table.
+
+    Bounded before any work: integers have at most five bytes, a string longer than the
+    header list limit is skipped without being decoded (it can only fail the request),
+    and decoding stops once the list is twice over the limit (``HeaderListFlood``).
     """
 
-    __slots__ = ("_cache", "_dynamic", "_limit", "_max", "_size")
+    __slots__ = ("_cache", "_dynamic", "_limit", "_list_limit", "_max", "_size")
 
-    def __init__(self, max_table_size: int = 4096) -> None:
+    def __init__(self, max_table_size: int = 4096, max_header_list: int = MAX_HEADER_LIST) -> None:
         self._dynamic: deque[tuple[str, str, int]] = deque()  # newest first
         self._size = 0
         self._max = max_table_size  # what our SETTINGS allow (the default)
         self._limit = max_table_size  # what the encoder chose, at most _max
+        self._list_limit = max_header_list
         self._cache: dict[bytes, list[tuple[str, str]]] = {}
+
+    def set_max_table_size(self, size: int) -> None:
+        """Our SETTINGS_HEADER_TABLE_SIZE took effect (the client acknowledged it)."""
+        self._max = size
+        if self._limit > size:
+            self._limit = size
+            self._evict(0)
+            self._cache.clear()
 
     def _entry(self, index: int) -> tuple[str, str]:
         if 0 < index <= len(_STATIC):
@@ -103,14 +122,17 @@ class HeaderDecoder:
         self._dynamic.appendleft((name, value, size))
         self._size += size
 
-    @staticmethod
-    def _string(block: bytes, i: int) -> tuple[bytes, int]:
+    def _string(self, block: bytes, i: int) -> tuple[bytes | None, int]:
+        """The string at ``i``, or None for one longer than the list limit (not decoded)."""
         huffman = block[i] & 0x80
         length, i = _read_int(block, i, 7)
-        raw = block[i : i + length]
-        if len(raw) != length:
+        end = i + length
+        if end > len(block):
             raise hpack.HPACKDecodingError("header string runs past the block")
-        return (decode_huffman(raw) if huffman else raw), i + length
+        if length > self._list_limit:
+            return None, end
+        raw = block[i:end]
+        return (decode_huffman(raw) if huffman else raw), end
 
     def decode(self, block: bytes) -> list[tuple[str, str]]:
         """The block's fields; raises ``hpack.HPACKError`` on a malformed block."""
@@ -119,6 +141,8 @@ class HeaderDecoder:
             return cached
         try:
             fields, changed = self._decode(block)
+        except HeaderListFlood:
+            raise
         except (IndexError, UnicodeDecodeError) as exc:
             raise hpack.HPACKDecodingError(f"malformed header block: {exc}") from None
         if changed:
@@ -133,14 +157,18 @@ class HeaderDecoder:
         fields: list[tuple[str, str]] = []
         changed = False
         total = 0
+        cap = self._list_limit
         i, n = 0, len(block)
         while i < n:
+            if total > 2 * cap:
+                raise HeaderListFlood(f"header list over twice the {cap} bytes allowed")
             byte = block[i]
             if byte & 0x80:  # indexed field
                 index, i = _read_int(block, i, 7)
                 field = self._entry(index)
                 total += len(field[0]) + len(field[1]) + 32
-                fields.append(field)
+                if total <= cap:
+                    fields.append(field)
                 continue
             if byte & 0xE0 == 0x20:  # dynamic table size update
                 size, i = _read_int(block, i, 5)
@@ -157,20 +185,34 @@ class HeaderDecoder:
                 name_len = len(name.encode())
             else:
                 raw_name, i = self._string(block, i)
+                if raw_name is None:  # longer than the list may be: skip its value too
+                    _, i = self._string(block, i)
+                    total += cap + 1
+                    if indexing:  # an entry larger than any table empties it (RFC 7541 4.4)
+                        self._add("", "", cap + 1)
+                        changed = True
+                    continue
                 name, name_len = raw_name.decode(), len(raw_name)
             raw_value, i = self._string(block, i)
+            if raw_value is None:
+                total += cap + 1
+                if indexing:
+                    self._add("", "", cap + 1)
+                    changed = True
+                continue
             value = raw_value.decode()
             size = name_len + len(raw_value) + 32
             total += size
             if indexing:
                 self._add(name, value, size)
                 changed = True
-            fields.append((name, value))
-        if total > MAX_HEADER_LIST:
+            if total <= cap:
+                fields.append((name, value))
+        if total > cap:
             if changed:  # the table did change: cached blocks no longer decode the same
                 self._cache.clear()
             raise hpack.OversizedHeaderListError(
-                f"header list of {total} bytes is over the {MAX_HEADER_LIST} allowed"
+                f"header list of {total} bytes is over the {cap} allowed"
             )
         return fields, changed
 

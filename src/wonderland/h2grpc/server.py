@@ -21,6 +21,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
 from wonderland.h2grpc.connection import GrpcConnection
+from wonderland.h2grpc.limits import H2Limits
 
 __all__ = ["GrpcServer", "Method", "service_methods"]
 
@@ -68,8 +69,12 @@ class GrpcServer:
         max_receive_message_length: int = 4 * 1024 * 1024,
         max_send_message_length: int | None = None,
         authenticate: Authenticate | None = None,
+        limits: H2Limits | None = None,
     ) -> None:
+        """``limits`` bounds what one connection may cost (streams, windows, header sizes,
+        flood budgets, timeouts); ``H2Limits()`` has the documented defaults."""
         self.methods = methods
+        self.limits = limits or H2Limits()
         self.max_receive = max_receive_message_length
         self.max_send = max_send_message_length
         self.authenticate = authenticate
@@ -83,6 +88,7 @@ class GrpcServer:
             self.authenticate,
             self.connections.discard,
             max_send=self.max_send,
+            limits=self.limits,
         )
         self.connections.add(conn)
         return conn
