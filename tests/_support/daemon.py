@@ -120,10 +120,16 @@ def daemon_env(
     tmp: Path, *, home: Path | None = None, gateway_port: int | None = None, **extra: str
 ) -> dict[str, str]:
     """The environment of a daemon (and of the CLI run against it) confined to ``tmp``:
-    no inherited ``WONDERLAND_*`` settings, its own home, the control API, MLflow's
+    no inherited ``WONDERLAND_*`` settings or ``MLFLOW_TRACKING_URI``, its own home, the control API, MLflow's
     tracking front and the monitoring endpoint on ports the kernel picks and the gateway on ``gateway_port`` (0: the
     kernel picks)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WONDERLAND_")}
+    # nor the tracking URI another test's mlflow.set_tracking_uri() left in os.environ:
+    # the daemon's own MLflow is the one its CLI must reach
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("WONDERLAND_") and k != "MLFLOW_TRACKING_URI"
+    }
     env.update(
         WONDERLAND_HOME=str(home if home is not None else tmp / "home"),
         WONDERLAND_API_PORT="0",

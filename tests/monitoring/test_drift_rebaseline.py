@@ -75,7 +75,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                     )
             client.set_registered_model_alias(name, "champion", "1")
 
-        yield {"url": server.url, "client": client, "register": register}
+        try:
+            yield {"url": server.url, "client": client, "register": register}
+        finally:
+            # set_tracking_uri() also set MLFLOW_TRACKING_URI in os.environ for later tests
+            mlflow.set_tracking_uri(None)
 
 
 def _event(ce_id: str, rows: np.ndarray) -> tuple[dict[str, str], bytes]:
