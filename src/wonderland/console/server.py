@@ -7,7 +7,8 @@ then pages need a session cookie (a redirect to the sign-in form), the stream an
 YAML view answer 401 without one. Answers carry a strict Content-Security-Policy (no
 inline script or style), ``nosniff`` and ``no-referrer``.
 
-Routes: ``GET /`` (Overview), ``GET /apps`` (Apps), ``GET /yaml/<resource>/<ns>/<name>``,
+Routes: ``GET /`` (Overview), ``GET /apps`` (Apps), ``POST /apps`` (a Service's traffic
+form), ``GET /models`` (Models), ``GET /yaml/<resource>/<ns>/<name>``,
 ``GET /live`` (server-sent events), ``GET|POST /signin``, ``POST /signout``,
 ``GET /static/<file>``, ``GET /healthz``. ``?fragment=main`` answers a page's ``<main>``
 content only, which the page's script swaps in when the stream reports a change.
@@ -19,8 +20,9 @@ import asyncio
 import contextlib
 import logging
 import mimetypes
+import re
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -39,7 +41,7 @@ from wonderland.console.security import (
     cookie_header,
     read_cookie,
 )
-from wonderland.errors import NotFoundError
+from wonderland.errors import ConflictError, InvalidError, NotFoundError
 from wonderland.store import Store
 
 __all__ = ["ConsoleServer", "ConsoleStatus", "Response"]
@@ -280,6 +282,8 @@ class ConsoleServer:
                 target = f"/signin?next={quote(path, safe='/')}"
                 return Response(303, headers=[("location", target)])
             return self._text(401, "sign in first: open the console page")
+        if path == "/apps" and request.method == "POST":
+            return await self._set_traffic(request, body)
         handler = self._routes().get(path)
         if handler is not None and request.method == "GET":
             return await handler(request)
@@ -288,7 +292,7 @@ class ConsoleServer:
         return self._page(404, "error.html", {"message": f"no page {path}"})
 
     def _routes(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
-        return {"/": self._overview, "/apps": self._apps}
+        return {"/": self._overview, "/apps": self._apps, "/models": self._models}
 
     # -- pages -------------------------------------------------------------------------
 
@@ -300,12 +304,64 @@ class ConsoleServer:
         context = {"page": data, "nav": "overview", "page_links": links}
         return self._view(request, "overview.html", context)
 
-    async def _apps(self, request: Request) -> Response:
+    async def _apps(
+        self, request: Request, error: TrafficError | None = None, status: int = 200
+    ) -> Response:
         top = await self.metrics.top("revisions")
         namespace = request.arg("namespace") or None
         data = views.apps(self.store, top, namespace)
-        context = {"page": data, "nav": "apps", "poll": max(1, round(self.poll_seconds))}
+        context = {
+            "page": data,
+            "nav": "apps",
+            "poll": max(1, round(self.poll_seconds)),
+            "traffic_error": error,
+        }
+        if error is not None:
+            return self._page(status, "apps.html", context)
         return self._view(request, "apps.html", context)
+
+    async def _set_traffic(self, request: Request, body: bytes) -> Response:
+        """``POST /apps``: a Service's traffic form. The new split is an ordinary update of
+        the Service (the store's update runs the Service's own validation, as for
+        ``wonderland apply``); the page answers 303 back to the Service, or 4xx with the
+        error next to the form."""
+        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        namespace = (form.get("namespace") or [""])[0]
+        name = (form.get("name") or [""])[0]
+        targets, percents, tags = (form.get(k) or [] for k in ("target", "percent", "tag"))
+        rows = [
+            views.SplitRow(t, _int_or_zero(p), g)
+            for t, p, g in zip(targets, percents, tags, strict=False)
+        ]
+
+        def refused(status: int, where: str, message: str) -> Awaitable[Response]:
+            orphan = status in (400, 404)
+            error = TrafficError(namespace, name, where, message, rows, orphan)
+            return self._apps(request, error, status)
+
+        if not namespace or not name:
+            return await refused(400, "form", "name the Service (namespace and name fields)")
+        labels: list[str] = []
+        try:
+            traffic, labels = views.traffic_from_form(targets, percents, tags)
+            service = self.store.get("services.serving.knative.dev", namespace, name)
+            service.setdefault("spec", {})["traffic"] = traffic
+            self.store.update(service)
+        except InvalidError as exc:
+            return await refused(422, _form_place(exc.field, labels), exc.reason_text)
+        except NotFoundError as exc:
+            return await refused(404, f"Service {namespace}/{name}", str(exc))
+        except ConflictError as exc:
+            return await refused(409, f"Service {namespace}/{name}", str(exc))
+        log.info("console: traffic of %s/%s set to %s", namespace, name, traffic)
+        return Response(303, headers=[("location", f"/apps#app-{namespace}-{name}")])
+
+    async def _models(self, request: Request) -> Response:
+        top = await self.metrics.top("models")
+        namespace = request.arg("namespace") or None
+        data = views.models(self.store, top, namespace)
+        context = {"page": data, "nav": "models", "poll": max(1, round(self.poll_seconds))}
+        return self._view(request, "models.html", context)
 
     def _yaml(self, request: Request, rest: str) -> Response:
         parts = rest.split("/")
@@ -429,6 +485,47 @@ class ConsoleServer:
             self._sock.close()
         self._server = self._task = self._sock = None
         self.status = ConsoleStatus("", "", "stopped")
+
+
+@dataclass(frozen=True)
+class TrafficError:
+    """A refused traffic form: which Service, where in the form, what is wrong, and the
+    rows as they were submitted (the form shows them again)."""
+
+    namespace: str
+    name: str
+    where: str
+    message: str
+    rows: list[views.SplitRow]
+    orphan: bool = False  # no such Service on the page: the error shows at the top
+
+    def for_app(self, namespace: str, name: str) -> bool:
+        return (self.namespace, self.name) == (namespace, name)
+
+
+_TRAFFIC_FIELD = re.compile(r"^spec\.traffic\[(\d+)\](?:\.(\w+))?")
+
+
+def _form_place(field: str | None, labels: Sequence[str]) -> str:
+    """Where in the form an error of ``field`` is: ``spec.traffic[1].tag`` becomes
+    ``tag of hello-00001``, ``spec.traffic`` the whole split."""
+    if not field:
+        return "the split"
+    match = _TRAFFIC_FIELD.match(field)
+    if match is not None:
+        index = int(match.group(1))
+        row = labels[index] if index < len(labels) else f"row {index + 1}"
+        return f"{match.group(2) or 'row'} of {row}"
+    if field == "spec.traffic":
+        return "the split"
+    return field
+
+
+def _int_or_zero(text: str) -> int:
+    try:
+        return int(text.strip() or 0)
+    except ValueError:
+        return 0
 
 
 def _safe_next(target: str) -> str:

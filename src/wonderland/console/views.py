@@ -4,7 +4,10 @@ The pages render these objects and nothing else, so the tests check the data a p
 without a browser. :func:`overview` counts and checks the kinds the platform runs;
 :func:`apps` lists Knative Services with their revisions, traffic split, readiness and
 the request rate and latency percentiles of ``/wonderland/v1/top`` (the monitoring
-endpoint's route, asked in process through the :class:`MetricsSource` seam).
+endpoint's route, asked in process through the :class:`MetricsSource` seam) and the rows
+of each Service's traffic form (:func:`split_rows`, read back by
+:func:`traffic_from_form`); :func:`models` lists InferenceServices with their component
+readiness, canary split and ``top?kind=models`` figures.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from typing import Any, Protocol
 
 import orjson
 
-from wonderland.errors import NotFoundError
+from wonderland.errors import InvalidError, NotFoundError
 from wonderland.monitoring.hub import HttpRequest, MetricsHub
 from wonderland.store import Store
 
 __all__ = [
     "COUNTED",
+    "LATEST",
     "AppRow",
     "AppsPage",
     "Condition",
@@ -28,14 +32,20 @@ __all__ = [
     "EventRow",
     "HubMetrics",
     "MetricsSource",
+    "ModelRow",
+    "ModelsPage",
     "OverviewPage",
     "RevisionRow",
+    "SplitRow",
     "TopRow",
     "TrafficRow",
     "UnhealthyRow",
     "apps",
+    "models",
     "overview",
     "ready_condition",
+    "split_rows",
+    "traffic_from_form",
 ]
 
 # (resource, label) of each kind the Overview counts, in order.
@@ -258,6 +268,23 @@ class RevisionRow:
 
 
 @dataclass(frozen=True)
+class SplitRow:
+    """One row of a Service's traffic form: a revision (or the latest one), its percent
+    of the Service's traffic and its tag, as ``spec.traffic`` asks for them now."""
+
+    target: str  # a revision's name, or LATEST for latestRevision: true
+    percent: int
+    tag: str
+
+    @property
+    def label(self) -> str:
+        return "latest revision" if self.target == LATEST else self.target
+
+
+LATEST = "@latest"
+
+
+@dataclass(frozen=True)
 class AppRow:
     namespace: str
     name: str
@@ -267,6 +294,7 @@ class AppRow:
     latest_ready: str
     traffic: list[TrafficRow]
     revisions: list[RevisionRow] = field(default_factory=list)
+    split: list[SplitRow] = field(default_factory=list)  # the traffic form's rows
 
     @property
     def request_rate(self) -> float | None:
@@ -304,6 +332,66 @@ def _traffic(service: Mapping[str, Any]) -> list[TrafficRow]:
             )
         )
     return out
+
+
+def split_rows(service: Mapping[str, Any], revisions: Sequence[str]) -> list[SplitRow]:
+    """The traffic form's rows: what ``spec.traffic`` asks for (or, when it asks for
+    nothing, the split in effect), then 0 % rows for the latest revision and every
+    revision not named yet, so that any of them can be given traffic."""
+    spec = (service.get("spec") or {}).get("traffic") or []
+    entries = spec or (service.get("status") or {}).get("traffic") or []
+    rows: list[SplitRow] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        latest = bool(entry.get("latestRevision")) or not entry.get("revisionName")
+        target = LATEST if latest else str(entry.get("revisionName"))
+        rows.append(SplitRow(target, int(entry.get("percent") or 0), str(entry.get("tag") or "")))
+    if not entries:
+        rows.append(SplitRow(LATEST, 100, ""))
+    named = {r.target for r in rows}
+    for target in (LATEST, *revisions):
+        if target not in named:
+            rows.append(SplitRow(target, 0, ""))
+            named.add(target)
+    return rows
+
+
+def traffic_from_form(
+    targets: Sequence[str], percents: Sequence[str], tags: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``spec.traffic`` from the traffic form's rows, and each entry's row label (to say
+    where an error is). Rows with 0 % and no tag are left out; the rest of the checks
+    (sum 100, 0-100, unique DNS-label tags, known revisions) are the Service's own
+    validation, run by the store's update."""
+    if not (len(targets) == len(percents) == len(tags)):
+        raise InvalidError("form", "every row needs a target, a percent and a tag field")
+    traffic: list[dict[str, Any]] = []
+    where: list[str] = []
+    for target, raw, tag in zip(targets, percents, tags, strict=True):
+        label = "latest revision" if target == LATEST else target
+        text, tag = raw.strip(), tag.strip()
+        try:
+            percent = int(text) if text else 0
+        except ValueError:
+            raise InvalidError(
+                f"percent of {label}", f'"{raw}" is not a whole number; give 0 to 100'
+            ) from None
+        if percent == 0 and not tag:
+            continue
+        entry: dict[str, Any] = (
+            {"latestRevision": True} if target == LATEST else {"revisionName": target}
+        )
+        entry["percent"] = percent
+        if tag:
+            entry["tag"] = tag
+        traffic.append(entry)
+        where.append(label)
+    if not traffic:
+        raise InvalidError(
+            "traffic", "every row is 0 %; give the revisions percentages that sum to 100"
+        )
+    return traffic, where
 
 
 def apps(
@@ -361,6 +449,7 @@ def apps(
                 str(status.get("latestReadyRevisionName") or ""),
                 traffic,
                 revs,
+                split_rows(svc, [r.name for r in revs]),
             )
         )
     return AppsPage(rows, bool(top), str(rv))
@@ -373,3 +462,110 @@ def summarize_traffic(traffic: Sequence[TrafficRow]) -> str:
         tag = f" (tag {t.tag})" if t.tag else ""
         parts.append(f"{t.revision or 'latest'} {t.percent}%{tag}")
     return ", ".join(parts)
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    namespace: str
+    name: str
+    url: str
+    ready: Condition
+    predictor: Condition
+    transformer: Condition | None  # None when the InferenceService has no transformer
+    model_format: str
+    storage_uri: str
+    latest_revision: str  # the predictor's newest ready revision
+    latest_percent: int | None  # its share of the traffic; None before any split is known
+    previous_revision: str  # the previous rolled-out revision (a canary's stable side)
+    previous_percent: int
+    request_rate: float | None
+    latency_p50: float | None  # seconds
+    latency_p95: float | None
+
+    @property
+    def canary(self) -> bool:
+        """Traffic is split between the latest and the previous rolled-out revision."""
+        return self.previous_percent > 0
+
+
+@dataclass(frozen=True)
+class ModelsPage:
+    models: list[ModelRow]
+    metrics_available: bool
+    resource_version: str
+
+
+def _split(
+    component: Mapping[str, Any],
+) -> tuple[str, int | None, str, int]:
+    """(latest revision, its percent, previous rolled-out revision, its percent) of a
+    component's status (``status.components.predictor``)."""
+    latest = str(
+        component.get("latestReadyRevision")
+        or component.get("latestRolledoutRevision")
+        or component.get("latestCreatedRevision")
+        or ""
+    )
+    previous = str(component.get("previousRolledoutRevision") or "")
+    traffic = [t for t in component.get("traffic") or [] if isinstance(t, dict)]
+    if not traffic:
+        return latest, None, previous, 0
+    latest_pct = previous_pct = 0
+    for t in traffic:
+        percent = int(t.get("percent") or 0)
+        name = str(t.get("revisionName") or "")
+        if t.get("latestRevision") or (name and name == latest):
+            latest_pct += percent
+        elif name and name == previous:
+            previous_pct += percent
+    return latest, latest_pct, previous, previous_pct
+
+
+def models(
+    store: Store, top: Mapping[tuple[str, str], TopRow], namespace: str | None = None
+) -> ModelsPage:
+    """Every InferenceService (of ``namespace``, or all): readiness of the predictor and
+    the transformer, URL, the canary split and the request rate and latency percentiles
+    of ``/wonderland/v1/top?kind=models``."""
+    rv = store.resource_version
+    rows: list[ModelRow] = []
+    items = [
+        i
+        for i in _list(store, "inferenceservices.serving.kserve.io")
+        if namespace is None or _meta(i).get("namespace") == namespace
+    ]
+    for isvc in sorted(items, key=lambda i: (_meta(i).get("namespace"), _meta(i).get("name"))):
+        meta = _meta(isvc)
+        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        spec = isvc.get("spec") or {}
+        status = isvc.get("status") or {}
+        conds = _conditions(isvc)
+        unknown = Condition("Unknown", "", "not reconciled yet")
+        predictor = spec.get("predictor") or {}
+        model = predictor.get("model") or {}
+        components = status.get("components") or {}
+        latest, latest_pct, previous, previous_pct = _split(components.get("predictor") or {})
+        m = top.get((ns, name))
+        rows.append(
+            ModelRow(
+                ns,
+                name,
+                str(status.get("url") or ""),
+                ready_condition(isvc),
+                conds.get("PredictorReady", unknown),
+                conds.get("TransformerReady", unknown) if spec.get("transformer") else None,
+                str((model.get("modelFormat") or {}).get("name") or ""),
+                str(model.get("storageUri") or predictor.get("storageUri") or ""),
+                latest,
+                latest_pct,
+                previous,
+                previous_pct,
+                m.value("request_rate") if m else None,
+                m.value("latency_p50") if m else None,
+                m.value("latency_p95") if m else None,
+            )
+        )
+    return ModelsPage(rows, bool(top), str(rv))

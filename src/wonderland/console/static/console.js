@@ -3,6 +3,8 @@
 // Pages with metrics (data-poll) also refresh once per metrics scrape.
 // The browser sends Last-Event-ID when it reconnects, so no change is missed; a "resync"
 // event (history too old, or a slow reader) refreshes the content whole the same way.
+// While a form on the page is being edited (or shows a refused submission) the content
+// is not swapped, so an edit is never lost; the refresh waits until it is saved.
 "use strict";
 (function () {
   const main = document.getElementById("main");
@@ -22,7 +24,20 @@
     });
   }
 
+  function editing() {
+    return main.querySelector("form[data-editing]") !== null;
+  }
+
+  main.addEventListener("input", function (event) {
+    const form = event.target && event.target.form;
+    if (form && form.classList.contains("traffic-form")) {
+      form.dataset.editing = "1";
+      setStatus("live (paused while you edit)");
+    }
+  });
+
   async function refresh() {
+    if (editing()) return;
     if (busy) { again = true; return; }
     busy = true;
     main.setAttribute("aria-busy", "true");
