@@ -73,13 +73,15 @@ class Traffic(threading.Thread):
         from sklearn.datasets import load_iris
 
         self.normal: list[list[float]] = load_iris().data.tolist()
+        # the same rows every run: normal traffic is a fixed sample of the training data
+        self.random = random.Random(0)
         self.drifted = False
         self.first_drifted: float | None = None
         self.sent = self.failed = 0
         self.stop = threading.Event()
 
     def row(self) -> list[float]:
-        row = list(random.choice(self.normal))
+        row = list(self.random.choice(self.normal))
         if self.drifted:
             row[2] *= 2.5  # petal length and width far outside the training data
             row[3] *= 2.5
