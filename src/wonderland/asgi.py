@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-__all__ = ["QuietServer", "Receive", "Scope", "Send", "accept_lifespan"]
+__all__ = [
+    "QuietServer",
+    "Receive",
+    "Scope",
+    "Send",
+    "SocketServer",
+    "accept_lifespan",
+    "listening_socket",
+]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -57,3 +66,52 @@ class QuietServer:
 
     async def serve(self, sockets: list[socket.socket]) -> None:
         await self._server.serve(sockets=sockets)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: the kernel picks) and listening;
+    OSError when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit it: without it a keep-alive connection's answer
+    # (headers, then body) waits 40 ms for the client's delayed ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    return sock
+
+
+class SocketServer:
+    """A plain-ASGI ``app`` served by uvicorn on a listening socket inside the running
+    loop (the daemon's in-process HTTP endpoints). ``start()`` returns once it accepts;
+    ``stop()`` ends it and closes the socket."""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        import uvicorn
+
+        self.sock = sock
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=1
+        )
+        self._server = QuietServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]))
+        while not self._server.started and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            self._task.result()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
+            self._task = None
+        self.sock.close()

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import mimetypes
 import re
-import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,7 +30,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from wonderland.asgi import QuietServer, Receive, Scope, Send
+from wonderland.asgi import Receive, Scope, Send, SocketServer, listening_socket
 from wonderland.console import views
 from wonderland.console.live import LiveFeed
 from wonderland.console.security import (
@@ -152,9 +151,7 @@ class ConsoleServer:
         self.env.filters["ms"] = _seconds_ms
         self.env.filters["rate"] = _rate
         self.env.filters["summarize_traffic"] = views.summarize_traffic
-        self._server: QuietServer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
+        self._server: SocketServer | None = None
 
     @property
     def direct_url(self) -> str:
@@ -442,18 +439,10 @@ class ConsoleServer:
         self.gateway_url = f"http://{host}:{port}"
 
     async def start(self) -> None:
-        import uvicorn
-
         self.signer = SessionSigner(self._token())
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # accepted connections inherit it: without it a keep-alive connection's answer
-        # (headers, then body) waits 40 ms for the client's delayed ACK
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            sock.bind((self.host, self.port))
+            sock = listening_socket(self.host, self.port)
         except OSError as exc:
-            sock.close()
             reason = (
                 f"port {self.port} is taken ({exc.strerror}); set WONDERLAND_CONSOLE_PORT "
                 "to a free port (0 picks one)"
@@ -461,29 +450,16 @@ class ConsoleServer:
             log.warning("console not started: %s", reason)
             self.status = ConsoleStatus("", self.direct_url, "failed", reason)
             return
-        sock.listen(128)
-        self._sock = sock
         self.port = int(sock.getsockname()[1])
         self.guard.allow(["127.0.0.1", "localhost"], self.port)
-        config = uvicorn.Config(
-            self, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=1
-        )
-        self._server = QuietServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started and not self._task.done():
-            await asyncio.sleep(0.01)
-        if self._task.done():
-            self._task.result()
+        self._server = SocketServer(self, sock)
+        await self._server.start()
         self.status = ConsoleStatus(self.gateway_url or self.direct_url, self.direct_url, "running")
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._task = self._sock = None
+        if self._server is not None:
+            await self._server.stop()
+        self._server = None
         self.status = ConsoleStatus("", "", "stopped")
 
 

@@ -3,6 +3,7 @@ payloads``, the console) and the metrics history (``wonderland top``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,7 @@ def read_top(state_dir: Path, kind: str, namespace: str = "") -> dict[str, Any]:
 
     url = f"{monitoring_url(state_dir)}{TOP_PATH}"
     params = {"kind": kind, **({"namespace": namespace} if namespace else {})}
-    try:
-        resp = httpx.get(url, params=params, timeout=10, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise WonderlandError(
-            f"cannot read {url}: {exc}; is the daemon still running ('wonderland status')?"
-        ) from None
-    if resp.status_code != 200:
-        raise WonderlandError(f"{url} answered {resp.status_code}: {resp.text[:300]}")
-    data: dict[str, Any] = resp.json()
+    data: dict[str, Any] = _get_json(url, params)
     return data
 
 
@@ -57,29 +50,26 @@ def read_payloads(
     state_dir: Path, inference_service: str, namespace: str = "default", limit: int = 20
 ) -> list[dict[str, Any]]:
     """The newest logged calls of an InferenceService, request and response joined."""
-    from wonderland.daemon import daemon_info
-    from wonderland.monitoring.plugin import INFO_KEY
     from wonderland.monitoring.sink import READ_PATH
 
-    info = daemon_info(state_dir) or {}
-    monitoring = info.get(INFO_KEY) or {}
-    if monitoring.get("state") != "running":
-        raise ConfigError(
-            "the platform's monitoring endpoint is not running"
-            + (f" ({monitoring['reason']})" if monitoring.get("reason") else "")
-            + f"; start it with 'wonderland up' (state directory {state_dir})"
-        )
-    url = f"{monitoring['url']}{READ_PATH}"
+    url = f"{monitoring_url(state_dir)}{READ_PATH}"
     params: dict[str, str | int] = {
         "namespace": namespace,
         "inferenceservice": inference_service,
         "limit": limit,
     }
+    items: list[dict[str, Any]] = _get_json(url, params).get("items") or []
+    return items
+
+
+def _get_json(url: str, params: Mapping[str, str | int]) -> Any:
+    """GET a JSON answer of the daemon's monitoring endpoint (loopback: no proxy)."""
     try:
-        resp = httpx.get(url, params=params, timeout=10)
+        resp = httpx.get(url, params=dict(params), timeout=10, trust_env=False)
     except httpx.HTTPError as exc:
-        raise WonderlandError(f"cannot read {url}: {exc}") from None
+        raise WonderlandError(
+            f"cannot read {url}: {exc}; is the daemon still running ('wonderland status')?"
+        ) from None
     if resp.status_code != 200:
         raise WonderlandError(f"{url} answered {resp.status_code}: {resp.text[:300]}")
-    items: list[dict[str, Any]] = resp.json().get("items") or []
-    return items
+    return resp.json()

@@ -9,16 +9,13 @@ platform running: the state (``info["monitoring"]``) says why.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import logging
-import socket
 from dataclasses import dataclass
 
 import orjson
 
-from wonderland.asgi import QuietServer, Receive, Scope, Send
+from wonderland.asgi import Receive, Scope, Send, SocketServer, listening_socket
 from wonderland.monitoring.hub import HttpRequest, HttpResponse, MetricsHub
 
 __all__ = ["MAX_BODY", "MonitoringServer", "MonitoringStatus"]
@@ -69,9 +66,7 @@ class MonitoringServer:
         self.host = host
         self.port = port
         self.status = MonitoringStatus(url="", state="stopped")
-        self._server: QuietServer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
+        self._server: SocketServer | None = None
 
     @property
     def url(self) -> str:
@@ -134,15 +129,9 @@ class MonitoringServer:
             return _error(400, str(exc))
 
     async def start(self) -> None:
-        import uvicorn
-
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.host, self.port))
+            sock = listening_socket(self.host, self.port)
         except OSError as exc:
-            sock.close()
             reason = (
                 f"port {self.port} is taken ({exc.strerror}); set WONDERLAND_METRICS_PORT "
                 "to a free port (0 picks one)"
@@ -150,25 +139,12 @@ class MonitoringServer:
             log.warning("monitoring endpoint not started: %s", reason)
             self.status = MonitoringStatus(url=self.url, state="failed", reason=reason)
             return
-        sock.listen(128)
-        self._sock = sock
         self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            self, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=1
-        )
-        self._server = QuietServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started and not self._task.done():
-            await asyncio.sleep(0.01)
-        if self._task.done():
-            self._task.result()
+        self._server = SocketServer(self, sock)
+        await self._server.start()
         self.status = MonitoringStatus(url=self.url, state="running")
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._task = self._sock = None
+        if self._server is not None:
+            await self._server.stop()
+        self._server = None
