@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.console.mlops_pages import MlopsPages
+from wonderland.console.registry_views import TrackingRegistry
 from wonderland.console.server import ConsoleServer, ConsoleStatus
 from wonderland.console.views import HubMetrics, MetricsSource, TopRow
+from wonderland.control.sources import PodLogSource
 from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
 from wonderland.kubeconfig import ensure_token
 from wonderland.monitoring.hub import MetricsHub
+from wonderland.tracking.access import TrackingAccess
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
@@ -73,12 +77,18 @@ def install(platform: Platform) -> None:
     hub = platform.get(MetricsHub)
     metrics: MetricsSource = HubMetrics(hub) if hub is not None else _NoMetrics()
     state_dir = platform.state_dir
+    mlops = MlopsPages(
+        platform.store,
+        logs=platform.get(PodLogSource),  # type: ignore[type-abstract]
+        registry=TrackingRegistry(platform.get(TrackingAccess)),  # type: ignore[type-abstract]
+    )
     server = ConsoleServer(
         platform.store,
         lambda: ensure_token(state_dir),
         metrics,
         port=platform.settings.console_port,
         poll_seconds=platform.settings.metrics_scrape_seconds,
+        mlops=mlops,
     )
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

@@ -10,7 +10,8 @@ inline script or style), ``nosniff`` and ``no-referrer``.
 Routes: ``GET /`` (Overview), ``GET /apps`` (Apps), ``POST /apps`` (a Service's traffic
 form), ``GET /models`` (Models), ``GET /yaml/<resource>/<ns>/<name>``,
 ``GET /live`` (server-sent events), ``GET|POST /signin``, ``POST /signout``,
-``GET /static/<file>``, ``GET /healthz``. ``?fragment=main`` answers a page's ``<main>``
+``GET /static/<file>``, ``GET /healthz``; the Training, Experiments and Registry pages
+and ``GET /logs/<ns>/<pod>`` come from :class:`~wonderland.console.mlops_pages.MlopsPages`. ``?fragment=main`` answers a page's ``<main>``
 content only, which the page's script swaps in when the stream reports a change.
 """
 
@@ -33,6 +34,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from wonderland.asgi import Receive, Scope, Send, SocketServer, listening_socket
 from wonderland.console import views
 from wonderland.console.live import LiveFeed
+from wonderland.console.mlops_pages import LogStream, MlopsPages, Redirect, Refused, Rendered
 from wonderland.console.security import (
     SESSION_SECONDS,
     HostGuard,
@@ -130,6 +132,7 @@ class ConsoleServer:
         host: str = "127.0.0.1",
         feed: LiveFeed | None = None,
         poll_seconds: float = 10.0,
+        mlops: MlopsPages | None = None,
     ) -> None:
         self.store = store
         self._token = token
@@ -139,6 +142,7 @@ class ConsoleServer:
         self.guard = HostGuard()
         self.feed = feed or LiveFeed(store)
         self.poll_seconds = poll_seconds  # how often pages with metrics refresh them
+        self.mlops = mlops or MlopsPages(store)  # Training, Experiments, Registry, logs
         self.signer: SessionSigner | None = None
         self.gateway_url = ""
         self.status = ConsoleStatus("", "", "stopped")
@@ -177,6 +181,16 @@ class ConsoleServer:
                 await self._send(send, self._text(401, "sign in first: open the console page"))
             else:
                 await self._stream(request, receive, send)
+            return
+        if request.method == "GET" and request.path.startswith("/logs/"):
+            refusal = self.guard.refusal(request.method, headers)
+            if refusal is not None:
+                await self._send(send, self._refused(refusal))
+            elif not self._signed_in(request):
+                await self._send(send, self._text(401, "sign in first: open the console page"))
+            else:
+                logs = self.mlops.log_stream(request.path.removeprefix("/logs/"), request.query)
+                await self._stream_log(logs, receive, send)
             return
         body = b""
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -251,6 +265,45 @@ class ConsoleServer:
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def _stream_log(self, logs: LogStream, receive: Receive, send: Send) -> None:
+        """A followed log as a plain-text body, until it ends or the client goes."""
+        if logs.chunks is None:
+            await self._send(send, self._text(logs.status, logs.message))
+            return
+        chunks = logs.chunks
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"cache-control", b"no-store"),
+                    (b"x-accel-buffering", b"no"),
+                    *((k.encode(), v.encode("latin-1")) for k, v in SECURITY_HEADERS),
+                ],
+            }
+        )
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        async def pump() -> None:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        gone = asyncio.create_task(disconnected())
+        writer = asyncio.create_task(pump())
+        try:
+            await asyncio.wait({gone, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (gone, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     # -- routing -----------------------------------------------------------------------
 
     async def answer(self, request: Request, body: bytes = b"") -> Response:
@@ -286,7 +339,25 @@ class ConsoleServer:
             return await handler(request)
         if path.startswith("/yaml/") and request.method == "GET":
             return self._yaml(request, path.removeprefix("/yaml/"))
+        if request.method == "GET":
+            found = await self.mlops.get(path, request.query)
+        elif request.method == "POST":
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            found = await self.mlops.post(path, form)
+        else:
+            found = None
+        if found is not None:
+            return self._mlops_answer(request, found)
         return self._page(404, "error.html", {"message": f"no page {path}"})
+
+    def _mlops_answer(self, request: Request, found: Rendered | Redirect | Refused) -> Response:
+        if isinstance(found, Redirect):
+            return Response(303, headers=[("location", found.location)])
+        if isinstance(found, Refused):
+            return self._page(found.status, "error.html", {"message": found.message})
+        if found.status != 200:
+            return self._page(found.status, found.template, found.context)
+        return self._view(request, found.template, found.context)
 
     def _routes(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
         return {"/": self._overview, "/apps": self._apps, "/models": self._models}
@@ -452,6 +523,7 @@ class ConsoleServer:
             return
         self.port = int(sock.getsockname()[1])
         self.guard.allow(["127.0.0.1", "localhost"], self.port)
+        await self.mlops.start()
         self._server = SocketServer(self, sock)
         await self._server.start()
         self.status = ConsoleStatus(self.gateway_url or self.direct_url, self.direct_url, "running")
@@ -460,6 +532,7 @@ class ConsoleServer:
         if self._server is not None:
             await self._server.stop()
         self._server = None
+        await self.mlops.stop()
         self.status = ConsoleStatus("", "", "stopped")
 
 

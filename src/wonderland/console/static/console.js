@@ -5,6 +5,7 @@
 // event (history too old, or a slow reader) refreshes the content whole the same way.
 // While a form on the page is being edited (or shows a refused submission) the content
 // is not swapped, so an edit is never lost; the refresh waits until it is saved.
+// After a swap, "console:swapped" is dispatched on the document for page scripts.
 "use strict";
 (function () {
   const main = document.getElementById("main");
@@ -30,7 +31,7 @@
 
   main.addEventListener("input", function (event) {
     const form = event.target && event.target.form;
-    if (form && form.classList.contains("traffic-form")) {
+    if (form && (form.classList.contains("traffic-form") || form.dataset.keepEdits)) {
       form.dataset.editing = "1";
       setStatus("live (paused while you edit)");
     }
@@ -50,6 +51,8 @@
         const focused = document.activeElement && document.activeElement.id;
         main.innerHTML = await response.text();
         layoutSplits(main);
+        // page scripts (charts, logs) put their live parts back into the new content
+        document.dispatchEvent(new CustomEvent("console:swapped"));
         if (focused) { const el = document.getElementById(focused); if (el) el.focus(); }
       }
     } finally {
