@@ -1,0 +1,243 @@
+"""The Training, Experiments and Registry pages on a real socket: rendering, the chart
+data blocks, the promote form (Origin, errors, the alias moving in a real MLflow) and a
+real pod's log followed through ``/logs``."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import re
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from _support.mlflow import MlflowServer, mlflow_server, needs_mlflow
+from mlops_objects import add_experiment, add_node_pods, add_trainjob, report
+
+import wonderland.platform
+from wonderland.console.mlops_pages import MlopsPages
+from wonderland.console.registry_views import TrackingRegistry
+from wonderland.console.server import ConsoleServer
+from wonderland.console.views import HubMetrics
+from wonderland.control.sources import PodLogSource
+from wonderland.monitoring.hub import MetricsHub
+from wonderland.platform import Platform
+from wonderland.settings import Settings
+from wonderland.store import Store
+from wonderland.tracking.access import ExternalTracking
+
+TOKEN = "s3cret-platform-token"
+
+
+@contextlib.asynccontextmanager
+async def console(store: Store, mlops: MlopsPages) -> AsyncIterator[httpx.AsyncClient]:
+    """A running console, and a client signed in to it (with the console's Origin)."""
+    server = ConsoleServer(store, lambda: TOKEN, HubMetrics(MetricsHub()), mlops=mlops)
+    await server.start()
+    try:
+        url = server.status.url
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            r = await client.post("/signin", data={"token": TOKEN}, headers={"origin": url})
+            assert r.status_code == 303, r.text
+            client.headers["origin"] = url
+            yield client
+    finally:
+        await server.stop()
+
+
+def _store(tmp_path: Path) -> Store:
+    for name in wonderland.platform.PLUGINS:
+        importlib.import_module(name)
+    return Store.open(tmp_path)
+
+
+def _chart(html: str) -> dict[str, object]:
+    found = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', html, re.S)
+    assert found is not None, html[:2000]
+    data: dict[str, object] = json.loads(found.group(1))
+    return data
+
+
+async def test_training_pages_and_the_live_chart_data(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    add_trainjob(store)
+    add_node_pods(store)
+    report(store, "iris", "2026-12-03T07:00:10Z", {"loss": "0.9", "</script><b>x": "1"}, 20, 60)
+    async with console(store, MlopsPages(store)) as client:
+        r = await client.get("/training")
+        assert r.status_code == 200
+        assert 'href="/training/default/iris"' in r.text and "loss=0.9" in r.text
+        assert 'aria-current="page">Training' in r.text
+        report(store, "iris", "2026-12-03T07:00:20Z", {"loss": "0.5", "</script><b>x": "2"}, 40, 30)
+        r = await client.get("/training/default/iris")
+        assert r.status_code == 200
+        assert "</script><b>" not in r.text  # a metric name cannot end the data block
+        data = _chart(r.text)
+        series = {m["name"]: m["v"] for m in data["metrics"]}  # type: ignore[attr-defined]
+        assert series["loss"][-1] == 0.5
+        assert series["</script><b>x"][-1] == 2.0
+        assert "40%" in r.text and 'data-pod="iris-node-0-1-abcde"' in r.text
+        assert "hf_secret_value" not in r.text and "(hidden)" in r.text
+        assert "This console cannot read pod logs" in r.text  # no kubelet here
+        r = await client.get("/training/default/iris", params={"fragment": "main"})
+        assert r.text.lstrip().startswith('<p class="crumbs">') and "<html" not in r.text
+        r = await client.get("/training/default/nope")
+        assert r.status_code == 404 and "no TrainJob" in r.text
+        r = await client.get("/training/default")
+        assert r.status_code == 404
+        r = await client.get("/logs/default/iris-node-0-0-abcde")
+        assert r.status_code == 503 and "no access to pod logs" in r.text
+
+
+async def test_experiment_pages(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    add_experiment(store)
+    async with console(store, MlopsPages(store)) as client:
+        r = await client.get("/experiments")
+        assert r.status_code == 200 and 'href="/experiments/default/tune"' in r.text
+        assert "tune-b" in r.text and "0.9" in r.text
+        r = await client.get("/experiments/default/tune")
+        assert r.status_code == 200
+        assert 'id="best-trial"' in r.text and "<strong>tune-b</strong>" in r.text
+        assert "⏹ early-stopped" in r.text and "✗ Failed" in r.text
+        data = _chart(r.text)
+        assert data["history"]["best"] == [0.8, 0.9, 0.9, 0.9]  # type: ignore[index]
+        assert "/static/parcoords.js" in r.text and 'id="parcoords"' in r.text
+        r = await client.get("/static/parcoords.js")
+        assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+        r = await client.get("/experiments/default/missing")
+        assert r.status_code == 404
+
+
+async def test_registry_without_tracking_says_why(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    async with console(store, MlopsPages(store)) as client:
+        r = await client.get("/registry")
+        assert r.status_code == 200
+        assert "install the mlflow extra" in r.text and 'id="registry-unavailable"' in r.text
+        r = await client.post("/registry", data={"name": "iris", "version": "1", "alias": "x"})
+        assert r.status_code == 503 and "install the mlflow extra" in r.text
+
+
+@pytest.fixture(scope="module")
+def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    from mlflow import MlflowClient
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as srv:
+        c = MlflowClient(srv.url)
+        exp = c.create_experiment("clf")
+        c.create_registered_model("clf")
+        for accuracy in (0.8, 0.9):
+            run = c.create_run(exp)
+            c.log_metric(run.info.run_id, "accuracy", accuracy)
+            c.create_model_version("clf", f"runs:/{run.info.run_id}/model", run.info.run_id)
+        c.set_registered_model_alias("clf", "champion", "1")
+        yield srv
+
+
+@needs_mlflow
+async def test_promote_moves_the_alias_and_says_which_services_roll(
+    tmp_path: Path, mlflow: MlflowServer
+) -> None:
+    from mlflow import MlflowClient
+
+    store = _store(tmp_path)
+    store.create(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "clf", "namespace": "default"},
+            "spec": {
+                "predictor": {
+                    "model": {
+                        "modelFormat": {"name": "sklearn"},
+                        "storageUri": "models:/clf@champion",
+                    }
+                }
+            },
+        }
+    )
+    mlops = MlopsPages(store, registry=TrackingRegistry(ExternalTracking(mlflow.url)))
+    async with console(store, mlops) as client:
+        r = await client.get("/registry")
+        assert r.status_code == 200
+        assert 'id="model-clf"' in r.text and "@champion → version 1" in r.text
+        assert "accuracy=0.8" in r.text and "accuracy=0.9" in r.text
+        rolls = re.search(r'<span class="rolls-list">(.*?)</span>', r.text)
+        assert rolls is not None and rolls.group(1) == "default/clf"
+        assert "wonderland models promote clf 2 --alias champion" in r.text
+
+        form = {"name": "clf", "version": "2", "alias": "champion"}
+        r = await client.post("/registry", data=form, headers={"origin": ""})
+        assert r.status_code == 403  # no Origin: refused before anything moves
+        r = await client.post("/registry", data={**form, "version": "7"})
+        assert r.status_code == 404 and "Not promoted" in r.text
+        r = await client.post("/registry", data={**form, "alias": "no spaces"})
+        assert r.status_code == 422 and "letters, digits" in r.text
+        assert MlflowClient(mlflow.url).get_model_version_by_alias("clf", "champion").version == "1"
+
+        r = await client.post("/registry", data=form)
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/registry?moved=clf&alias=champion&version=2")
+        assert MlflowClient(mlflow.url).get_model_version_by_alias("clf", "champion").version == "2"
+        r = await client.get(r.headers["location"])
+        assert "now points at version 2 (was version 1)" in r.text
+        assert "@champion → version 2" in r.text  # not the cached page from before
+        r = await client.post("/registry", data=form)
+        assert r.status_code == 409 and "already is version 2" in r.text
+
+
+async def test_a_real_pods_log_is_followed_to_its_end(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", gateway_port=0, api_port=0, backoff_seconds=0.2)
+    platform = Platform.open(settings)
+    platform.install_plugins(("wonderland.workloads",))
+    await platform.start()
+    try:
+        store = platform.store
+        logs = platform.get(PodLogSource)  # type: ignore[type-abstract]
+        assert logs is not None
+        mlops = MlopsPages(store, logs=logs)
+        script = "import time\nfor i in range(5):\n    print(f'step {i}', flush=True)\n    time.sleep(0.3)\n"
+        async with console(store, mlops) as client:
+            r = await client.get("/logs/default/nope")
+            assert r.status_code == 404
+            store.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": "trainer", "namespace": "default"},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": "python:3.12",
+                                "command": [sys.executable, "-c", script],
+                            }
+                        ],
+                    },
+                }
+            )
+            import asyncio
+
+            for _ in range(300):  # until the container has started
+                r = await client.get("/logs/default/trainer", params={"container": "main"})
+                if r.status_code != 409:
+                    break
+                await asyncio.sleep(0.1)
+            chunks: list[str] = []
+            async with client.stream(
+                "GET", "/logs/default/trainer", params={"container": "main"}
+            ) as stream:
+                assert stream.status_code == 200
+                assert stream.headers["content-type"].startswith("text/plain")
+                async for text in stream.aiter_text():
+                    chunks.append(text)
+            lines = "".join(chunks).splitlines()
+            assert lines == [f"step {i}" for i in range(5)]  # the whole log, then it ended
+    finally:
+        await platform.stop()
+        platform.store.close()
