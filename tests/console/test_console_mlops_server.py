@@ -102,7 +102,7 @@ async def test_experiment_pages(tmp_path: Path) -> None:
         r = await client.get("/experiments/default/tune")
         assert r.status_code == 200
         assert 'id="best-trial"' in r.text and "<strong>tune-b</strong>" in r.text
-        assert "⏹ early-stopped" in r.text and "✗ Failed" in r.text
+        assert "■ early-stopped" in r.text and "✗ Failed" in r.text
         data = _chart(r.text)
         assert data["history"]["best"] == [0.8, 0.9, 0.9, 0.9]  # type: ignore[index]
         assert "/static/parcoords.js" in r.text and 'id="parcoords"' in r.text

@@ -182,8 +182,9 @@ class MlopsPages:
             page = await asyncio.to_thread(registry_views.registry, url, isvcs)
         except TrackingError as exc:
             page = RegistryPage([], 0, str(exc), "")
+        shown = self.registry_access.client_url or page.tracking_url
         page = RegistryPage(
-            page.models, page.total_models, page.unavailable, page.tracking_url, str(rv), page.notes
+            page.models, page.total_models, page.unavailable, shown, str(rv), page.notes
         )
         if not page.unavailable:
             self._registry_cache = (now, page)

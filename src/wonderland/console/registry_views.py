@@ -48,6 +48,11 @@ class RegistryAccess(Protocol):
         what to do when there is none."""
         ...
 
+    @property
+    def client_url(self) -> str:
+        """What MLflow clients on this machine use (``MLFLOW_TRACKING_URI``), "" if none."""
+        ...
+
 
 class TrackingRegistry:
     """:class:`RegistryAccess` over the platform's tracking server (``TrackingAccess``)."""
@@ -63,6 +68,10 @@ class TrackingRegistry:
                 "`wonderland up`, or set WONDERLAND_MLFLOW_TRACKING_URI"
             )
         return await self.access.wake()
+
+    @property
+    def client_url(self) -> str:
+        return self.access.client_uri if self.access is not None else ""
 
 
 class _Model(View):

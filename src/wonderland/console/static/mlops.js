@@ -18,7 +18,10 @@
     try { return JSON.parse(block.textContent); } catch (e) { return null; }
   }
 
-  function width(box) { return Math.max(280, Math.min(box.clientWidth || 560, 900)); }
+  function width(box) {
+    const room = box.clientWidth || (box.parentNode && box.parentNode.clientWidth) || 560;
+    return Math.max(300, Math.min(room - 8, 900));
+  }
 
   function timeChart(name, series) {
     return {
@@ -39,7 +42,7 @@
         { label: label, stroke: "#7a4d00", width: 0, points: { show: true, size: 7, fill: "#f2cc60" } },
         { label: "best so far", stroke: "#146c2e", width: 2, points: { show: false } },
       ],
-      axes: [{ label: "trial" }, { size: 60 }],
+      axes: [{ label: "trial", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { size: 60 }],
     };
   }
 

@@ -1,0 +1,145 @@
+"""The Training and Registry pages in headless Chromium against a real `wonderland up`:
+follow a real TrainJob's metric chart and its node's log to completion without a reload,
+then promote a registered model version in the form and see the alias move in MLflow.
+Screenshots are kept in the test's tmp directory (``console-trainjob.png``,
+``console-registry.png``, ``console-experiments.png``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _support.browser import chromium_page
+from _support.daemon import WonderlandDaemon, running_daemon
+from _support.mlflow import needs_mlflow
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, needs_mlflow]
+
+TIMEOUT_MS = 120_000
+REPORTS = 8
+# What a training program does: report progress and a falling loss to the trainer status
+# endpoint (as kubeflow.trainer.update_trainjob_status does) and print each epoch.
+TRAIN = f"""
+import json, os, ssl, time, urllib.request
+from datetime import UTC, datetime
+url = os.environ["KUBEFLOW_TRAINER_SERVER_URL"]
+token = open(os.environ["KUBEFLOW_TRAINER_SERVER_TOKEN"]).read().strip()
+ctx = ssl.create_default_context(cafile=os.environ["KUBEFLOW_TRAINER_SERVER_CA_CERT"])
+for epoch in range({REPORTS}):
+    loss = 1.0 / (epoch + 1)
+    print(f"epoch {{epoch}} loss {{loss:.4f}}", flush=True)
+    body = {{"trainerStatus": {{
+        "progressPercentage": int((epoch + 1) * 100 / {REPORTS}),
+        "estimatedRemainingSeconds": {REPORTS} - epoch,
+        "metrics": [{{"name": "loss", "value": f"{{loss:.4f}}"}}],
+        "lastUpdatedTime": datetime.now(UTC).isoformat(),
+    }}}}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+        headers={{"Authorization": "Bearer " + token, "Content-Type": "application/json"}})
+    urllib.request.urlopen(request, timeout=10, context=ctx).close()
+    time.sleep(1.2)
+print("training done", flush=True)
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[WonderlandDaemon]:
+    wd = WonderlandDaemon.in_tmp(tmp_path)
+    with running_daemon(wd):
+        yield wd
+
+
+def _trainjob() -> str:
+    return json.dumps(
+        {
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "metadata": {"name": "curve"},
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "trainer": {"command": [sys.executable, "-c", TRAIN]},
+            },
+        }
+    )
+
+
+def test_follow_a_trainjob_to_completion_and_promote_a_version(
+    daemon: WonderlandDaemon, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+    from playwright.sync_api import expect
+
+    info = json.loads((daemon.home / "daemon.json").read_text())
+    console_url = info["console"]["url"]
+    token = (daemon.home / "token").read_text().strip()
+    page: Any
+    with chromium_page(TIMEOUT_MS) as page:
+        page.goto(console_url + "/training")
+        page.get_by_label("Platform token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(re.compile(r"/training$"))
+        expect(page.locator("#training-empty")).to_be_visible()
+        expect(page.locator("#live-status")).to_have_text("live")
+
+        daemon.ok("apply", "-f", "-", stdin=_trainjob())
+        job = page.locator('tr[data-trainjob="default/curve"]')
+        expect(job).to_be_visible(timeout=TIMEOUT_MS)  # arrived over the stream
+        job.get_by_role("link", name="curve").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("TrainJob curve")
+        page.evaluate("window.__notReloaded = true")
+        nav = page.get_by_role("navigation", name="Pages")
+
+        # the chart grows point by point while the job runs, the log follows
+        loss = page.locator('figure[data-chart="loss"]')
+        expect(loss.locator("canvas")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(loss.locator("figcaption")).to_contain_text(
+            f"over {REPORTS} reports", timeout=TIMEOUT_MS
+        )
+        log = page.locator("pre.log")
+        expect(log).to_contain_text("epoch 0 loss 1.0000", timeout=TIMEOUT_MS)
+        expect(log).to_contain_text("training done", timeout=TIMEOUT_MS)
+        expect(page.locator("#job-phase")).to_contain_text("Complete", timeout=TIMEOUT_MS)
+        expect(page.locator("#progress")).to_contain_text("100%")
+        expect(loss.locator("figcaption")).to_contain_text("last 0.125, min 0.125, max 1")
+        assert page.evaluate("window.__notReloaded === true")
+        # the log is one element kept across the page's live refreshes: still whole
+        text = log.inner_text()
+        assert [f"epoch {i} loss" in text for i in range(REPORTS)] == [True] * REPORTS
+        page.screenshot(path=str(tmp_path / "console-trainjob.png"), full_page=True)
+
+        nav.get_by_role("link", name="Training").click()
+        row = page.locator('tr[data-trainjob="default/curve"]')
+        expect(row).to_contain_text("Complete")
+        expect(row.locator(".key-metric")).to_have_text("loss=0.1250")
+
+        nav.get_by_role("link", name="Experiments").click()
+        expect(page.locator("#experiments-empty")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "console-experiments.png"), full_page=True)
+
+        # the registry: two versions of a model, champion on 1; promote 2 in the form
+        client = MlflowClient(info["mlflow"]["url"])
+        exp = client.create_experiment("clf")
+        client.create_registered_model("clf")
+        for accuracy in (0.8, 0.9):
+            run = client.create_run(exp)
+            client.log_metric(run.info.run_id, "accuracy", accuracy)
+            client.create_model_version("clf", f"runs:/{run.info.run_id}/model", run.info.run_id)
+        client.set_registered_model_alias("clf", "champion", "1")
+        nav.get_by_role("link", name="Registry").click()
+        model = page.locator("#model-clf")
+        expect(model.locator(".aliases")).to_contain_text("@champion → version 1")
+        form = model.locator("form.promote-form")
+        form.get_by_label("Version").select_option("2")
+        form.get_by_label("Alias").fill("champion")
+        form.get_by_role("button", name="Promote").click()
+        expect(page.locator("#promoted")).to_contain_text("now points at version 2 (was version 1)")
+        expect(page.locator("#model-clf .aliases")).to_contain_text("@champion → version 2")
+        assert client.get_model_version_by_alias("clf", "champion").version == "2"
+        page.screenshot(path=str(tmp_path / "console-registry.png"), full_page=True)
+    for name in ("console-trainjob.png", "console-registry.png", "console-experiments.png"):
+        assert (tmp_path / name).stat().st_size > 0
