@@ -71,7 +71,7 @@ def _seed(store: Store) -> None:
                     }
                 )
         for i in range(50):
-            store.create(
+            job = store.create(
                 {
                     "apiVersion": "trainer.kubeflow.org/v1alpha1",
                     "kind": "TrainJob",
@@ -79,6 +79,19 @@ def _seed(store: Store) -> None:
                     "spec": {"runtimeRef": {"name": "torch-distributed"}},
                 }
             )
+            job["status"] = {
+                "trainerStatus": {
+                    "progressPercentage": i * 2,
+                    "estimatedRemainingSeconds": 600 - i,
+                    "metrics": [
+                        {"name": "loss", "value": "0.25"},
+                        {"name": "accuracy", "value": "0.9"},
+                    ],
+                    "lastUpdatedTime": "2026-12-03T07:00:00Z",
+                }
+            }
+            store.update_status(job)
+        _seed_experiment(store)
         for i in range(200):
             store.create(
                 {
@@ -92,6 +105,73 @@ def _seed(store: Store) -> None:
                     "lastTimestamp": f"2026-12-03T07:{i // 60:02d}:{i % 60:02d}Z",
                 }
             )
+
+
+def _seed_experiment(store: Store, trials: int = 30) -> None:
+    """One Katib Experiment with ``trials`` finished trials over two parameters."""
+    template = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "training-container", "image": "x", "command": ["x"]}],
+                }
+            }
+        },
+    }
+    objective = {"type": "minimize", "objectiveMetricName": "loss"}
+    params = [
+        {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+        {"name": "opt", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}},
+    ]
+    store.create(
+        {
+            "apiVersion": "kubeflow.org/v1beta1",
+            "kind": "Experiment",
+            "metadata": {"name": "tune", "namespace": "default"},
+            "spec": {
+                "objective": objective,
+                "algorithm": {"algorithmName": "random"},
+                "parameters": params,
+                "trialTemplate": {
+                    "primaryContainerName": "training-container",
+                    "trialParameters": [{"name": "lr", "reference": "lr"}],
+                    "trialSpec": template,
+                },
+            },
+        }
+    )
+    for i in range(trials):
+        trial = store.create(
+            {
+                "apiVersion": "kubeflow.org/v1beta1",
+                "kind": "Trial",
+                "metadata": {
+                    "name": f"tune-{i:02d}",
+                    "namespace": "default",
+                    "labels": {"katib.kubeflow.org/experiment": "tune"},
+                },
+                "spec": {
+                    "objective": objective,
+                    "parameterAssignments": [
+                        {"name": "lr", "value": f"{i / trials:.3f}"},
+                        {"name": "opt", "value": "sgd" if i % 2 else "adam"},
+                    ],
+                    "primaryContainerName": "training-container",
+                    "runSpec": template,
+                },
+            }
+        )
+        loss = f"{abs(i / trials - 0.3):.4f}"
+        trial["status"] = {
+            "conditions": [{"type": "Succeeded", "status": "True", "reason": "TrialSucceeded"}],
+            "observation": {
+                "metrics": [{"name": "loss", "min": loss, "max": loss, "latest": loss}]
+            },
+        }
+        store.update_status(trial)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -123,7 +203,29 @@ async def _run(requests: int, changes: int) -> None:
                 for path in ("/", "/static/console.css", "/static/console.js"):
                     first += len((await client.get(path)).content)
                 print(f"first load of the Overview (page + css + js): {first / 1024:.1f} KB")
-                for path in ("/", "/apps"):
+                first = 0
+                for path in (
+                    "/training/default/job-00",
+                    "/static/console.css",
+                    "/static/console.js",
+                    "/static/mlops.css",
+                    "/static/mlops.js",
+                    "/static/vendor/uplot.min.css",
+                    "/static/vendor/uplot.iife.min.js",
+                ):
+                    first += len((await client.get(path)).content)
+                print(
+                    f"first load of a TrainJob page (page + css + js + uPlot): {first / 1024:.1f} KB"
+                )
+                pages = (
+                    "/",
+                    "/apps",
+                    "/training",
+                    "/training/default/job-00",
+                    "/experiments",
+                    "/experiments/default/tune",
+                )
+                for path in pages:
                     await client.get(path)  # templates compiled
                     times: list[float] = []
                     size = 0
