@@ -18,6 +18,7 @@ from _support.mlflow import MlflowServer, mlflow_server, needs_mlflow
 from mlops_objects import add_experiment, add_node_pods, add_trainjob, report
 
 import wonderland.platform
+from wonderland.console import mlops_pages
 from wonderland.console.mlops_pages import MlopsPages
 from wonderland.console.registry_views import TrackingRegistry
 from wonderland.console.server import ConsoleServer
@@ -190,7 +191,9 @@ async def test_promote_moves_the_alias_and_says_which_services_roll(
         assert r.status_code == 409 and "already is version 2" in r.text
 
 
-async def test_a_real_pods_log_is_followed_to_its_end(tmp_path: Path) -> None:
+async def test_a_real_pods_log_is_followed_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = Settings(home=tmp_path / "home", gateway_port=0, api_port=0, backoff_seconds=0.2)
     platform = Platform.open(settings)
     platform.install_plugins(("wonderland.workloads",))
@@ -238,6 +241,10 @@ async def test_a_real_pods_log_is_followed_to_its_end(tmp_path: Path) -> None:
                     chunks.append(text)
             lines = "".join(chunks).splitlines()
             assert lines == [f"step {i}" for i in range(5)]  # the whole log, then it ended
+            assert mlops.open_logs == 0
+            monkeypatch.setattr(mlops_pages, "MAX_LOG_STREAMS", 0)
+            r = await client.get("/logs/default/trainer", params={"container": "main"})
+            assert r.status_code == 429 and "logs are followed already" in r.text
     finally:
         await platform.stop()
         platform.store.close()

@@ -44,6 +44,7 @@ log = logging.getLogger("wonderland.console")
 
 ISVCS = "inferenceservices.serving.kserve.io"
 LOG_TAIL_LINES = 500
+MAX_LOG_STREAMS = 16  # followed logs open at once, all clients together
 REGISTRY_CACHE_SECONDS = 2.0
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
@@ -113,6 +114,7 @@ class MlopsPages:
         self.registry_access: RegistryAccess = registry or TrackingRegistry(None)
         self.history = history or MetricHistory(store)
         self._registry_cache: tuple[float, RegistryPage] | None = None
+        self.open_logs = 0
 
     async def start(self) -> None:
         await self.history.start()
@@ -286,8 +288,20 @@ class MlopsPages:
             return LogStream(404, str(exc))
         except WonderlandError as exc:
             return LogStream(409, str(exc))
+        if self.open_logs >= MAX_LOG_STREAMS:
+            return LogStream(
+                429, f"{MAX_LOG_STREAMS} logs are followed already; close a console tab and retry"
+            )
         query = LogQuery(container=container, follow=True, tail_lines=LOG_TAIL_LINES)
-        return LogStream(200, chunks=self.logs.follow(namespace, pod, query))
+        return LogStream(200, chunks=self._counted(self.logs.follow(namespace, pod, query)))
+
+    async def _counted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        self.open_logs += 1
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            self.open_logs -= 1
 
 
 @dataclass(frozen=True)
