@@ -27,12 +27,15 @@ REPORTS = 8
 TRAIN = f"""
 import json, os, ssl, time, urllib.request
 from datetime import UTC, datetime
+import mlflow  # MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: the TrainJob's run
+mlflow.start_run()
 url = os.environ["KUBEFLOW_TRAINER_SERVER_URL"]
 token = open(os.environ["KUBEFLOW_TRAINER_SERVER_TOKEN"]).read().strip()
 ctx = ssl.create_default_context(cafile=os.environ["KUBEFLOW_TRAINER_SERVER_CA_CERT"])
 for epoch in range({REPORTS}):
     loss = 1.0 / (epoch + 1)
     print(f"epoch {{epoch}} loss {{loss:.4f}}", flush=True)
+    mlflow.log_metric("val_loss", loss * 2, step=epoch * 100)
     body = {{"trainerStatus": {{
         "progressPercentage": int((epoch + 1) * 100 / {REPORTS}),
         "estimatedRemainingSeconds": {REPORTS} - epoch,
@@ -43,6 +46,7 @@ for epoch in range({REPORTS}):
         headers={{"Authorization": "Bearer " + token, "Content-Type": "application/json"}})
     urllib.request.urlopen(request, timeout=10, context=ctx).close()
     time.sleep(1.2)
+mlflow.end_run()
 print("training done", flush=True)
 """
 
@@ -106,6 +110,11 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         expect(page.locator("#job-phase")).to_contain_text("Complete", timeout=TIMEOUT_MS)
         expect(page.locator("#progress")).to_contain_text("100%")
         expect(loss.locator("figcaption")).to_contain_text("last 0.125, min 0.125, max 1")
+        run_loss = page.locator('figure[data-chart="run:val_loss"]')
+        expect(run_loss.locator("canvas")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(run_loss.locator("figcaption")).to_contain_text(
+            f"last 0.25 at step {(REPORTS - 1) * 100}, {REPORTS} points", timeout=TIMEOUT_MS
+        )
         assert page.evaluate("window.__notReloaded === true")
         # the log is one element kept across the page's live refreshes: still whole
         text = log.inner_text()

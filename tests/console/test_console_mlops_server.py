@@ -248,3 +248,36 @@ async def test_a_real_pods_log_is_followed_to_its_end(
     finally:
         await platform.stop()
         platform.store.close()
+
+
+@needs_mlflow
+async def test_the_runs_metric_history_charts_by_step_while_mlflow_runs(
+    tmp_path: Path, mlflow: MlflowServer
+) -> None:
+    from mlflow import MlflowClient
+
+    from wonderland.tracking.server import TrackingServer
+
+    c = MlflowClient(mlflow.url)
+    run = c.create_run(c.create_experiment("curve"))
+    for step in range(5):
+        c.log_metric(run.info.run_id, "val_loss", 1.0 / (step + 1), step=step * 10)
+    store = _store(tmp_path)
+    job = add_trainjob(store)
+    job["metadata"]["annotations"] = {"tracking.wonderland.dev/run-id": run.info.run_id}
+    store.update(job)
+    mlops = MlopsPages(store, registry=TrackingRegistry(ExternalTracking(mlflow.url)))
+    async with console(store, mlops) as client:
+        r = await client.get("/training/default/iris")
+        assert r.status_code == 200
+        assert 'data-chart="run:val_loss"' in r.text and "last 0.2 at step 40, 5 points" in r.text
+        data = _chart(r.text)
+        (series,) = data["run"]  # type: ignore[misc]
+        assert series["step"] == [0, 10, 20, 30, 40] and series["v"][0] == 1.0
+    # a tracking server that sleeps is not woken by the page: it says so instead
+    asleep = TrackingServer(Settings(home=tmp_path / "home", mlflow_port=0))
+    mlops = MlopsPages(store, registry=TrackingRegistry(asleep))
+    async with console(store, mlops) as client:
+        r = await client.get("/training/default/iris")
+        assert r.status_code == 200 and 'id="run-note"' in r.text and "asleep" in r.text
+        assert asleep.running_uri() is None

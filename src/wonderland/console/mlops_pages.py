@@ -22,7 +22,12 @@ from urllib.parse import quote
 import orjson
 
 from wonderland.console import registry_views, training_views, tuning_views
-from wonderland.console.registry_views import RegistryAccess, RegistryPage, TrackingRegistry
+from wonderland.console.registry_views import (
+    RegistryAccess,
+    RegistryPage,
+    RunSeries,
+    TrackingRegistry,
+)
 from wonderland.console.training_views import MetricHistory
 from wonderland.control.sources import LogQuery, PodLogSource
 from wonderland.errors import InvalidError, NotFoundError, WonderlandError
@@ -115,6 +120,7 @@ class MlopsPages:
         self.history = history or MetricHistory(store)
         self._registry_cache: tuple[float, RegistryPage] | None = None
         self.open_logs = 0
+        self._run_cache: dict[str, tuple[float, str, list[RunSeries]]] = {}
 
     async def start(self) -> None:
         await self.history.start()
@@ -131,7 +137,7 @@ class MlopsPages:
             page = training_views.training(self.store, namespace)
             return Rendered("training.html", {"page": page, "nav": "training"})
         if path.startswith("/training/"):
-            return self._trainjob(path.removeprefix("/training/"))
+            return await self._trainjob(path.removeprefix("/training/"))
         if path == "/experiments":
             exps = tuning_views.experiments(self.store, namespace)
             return Rendered("experiments.html", {"page": exps, "nav": "experiments"})
@@ -141,7 +147,7 @@ class MlopsPages:
             return await self._registry(args)
         return None
 
-    def _trainjob(self, rest: str) -> Answer:
+    async def _trainjob(self, rest: str) -> Answer:
         found = _two(rest)
         if found is None:
             return Refused(404, "use /training/<namespace>/<name>")
@@ -150,11 +156,16 @@ class MlopsPages:
             page = training_views.trainjob(self.store, self.history, namespace, name)
         except NotFoundError:
             return Refused(404, f'no TrainJob "{name}" in namespace "{namespace}"')
+        run_series, run_note = await self._run_history(page.run_id, page.job_version)
+        chart = dict(page.chart_data)
+        chart["run"] = [{"name": r.name, "step": r.step, "v": r.v} for r in run_series]
         context = {
             "page": page,
             "nav": "training",
-            "chart": chart_json(page.chart_data),
+            "chart": chart_json(chart),
             "logs_available": self.logs is not None,
+            "run_series": run_series,
+            "run_note": run_note,
         }
         return Rendered("trainjob.html", context)
 
@@ -169,6 +180,33 @@ class MlopsPages:
             return Refused(404, f'no Experiment "{name}" in namespace "{namespace}"')
         context = {"page": page, "nav": "experiments", "chart": chart_json(page.chart_data)}
         return Rendered("experiment.html", context)
+
+    async def _run_history(self, run_id: str, version: str) -> tuple[list[RunSeries], str]:
+        """The metric history of the job's MLflow run, when the tracking server runs (the
+        page never wakes it), read again when the job changed (``version``, its
+        resourceVersion: a report, its end) or after ``REGISTRY_CACHE_SECONDS``; else why
+        not."""
+        if not run_id:
+            return [], ""
+        url = self.registry_access.running_url()
+        if url is None:
+            return [], (
+                "The metric history of its MLflow run shows here while the tracking server "
+                "runs; it is asleep now (the Registry page, MLflow's UI or a training run "
+                "wakes it)."
+            )
+        cached = self._run_cache.get(run_id)
+        now = time.monotonic()
+        if cached is not None and cached[1] == version and now - cached[0] < REGISTRY_CACHE_SECONDS:
+            return cached[2], ""
+        try:
+            series = await asyncio.to_thread(registry_views.run_history, url, run_id)
+        except TrackingError as exc:
+            return [], f"The MLflow run's metric history could not be read: {exc}."
+        if len(self._run_cache) >= 64:
+            self._run_cache.clear()
+        self._run_cache[run_id] = (now, version, series)
+        return series, ""
 
     async def registry_page(self) -> RegistryPage:
         """The registry's data, at most ``REGISTRY_CACHE_SECONDS`` old (a page refreshes on

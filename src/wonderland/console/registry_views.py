@@ -25,18 +25,23 @@ from wonderland.workloads.views import ObjectMetaView, View
 
 __all__ = [
     "MAX_MODELS",
+    "MAX_RUN_METRICS",
     "MAX_VERSIONS",
     "ModelRow",
     "RegistryAccess",
     "RegistryPage",
+    "RunSeries",
     "TrackingRegistry",
     "VersionRow",
     "promote_commands",
     "registry",
+    "run_history",
 ]
 
 MAX_MODELS = 50
 MAX_VERSIONS = 20  # newest versions shown per model
+MAX_RUN_METRICS = 8  # metrics of a run charted on a TrainJob's page
+MAX_RUN_POINTS = 1000  # points per metric
 EXTRA_HINT = "pip install 'wonderland[mlflow]'"
 
 
@@ -51,6 +56,10 @@ class RegistryAccess(Protocol):
     @property
     def client_url(self) -> str:
         """What MLflow clients on this machine use (``MLFLOW_TRACKING_URI``), "" if none."""
+        ...
+
+    def running_url(self) -> str | None:
+        """The server's URL if it runs now (never starts it), else None."""
         ...
 
 
@@ -72,6 +81,11 @@ class TrackingRegistry:
     @property
     def client_url(self) -> str:
         return self.access.client_uri if self.access is not None else ""
+
+    def running_url(self) -> str | None:
+        if self.access is None or not self.access.enabled:
+            return None
+        return self.access.running_uri()
 
 
 class _Model(View):
@@ -251,3 +265,36 @@ def promote_commands(name: str, version: str, alias: str) -> tuple[str, str]:
         f"MlflowClient().set_registered_model_alias('{name}', '{alias}', '{version}')\""
     )
     return cli, py
+
+
+@dataclass(frozen=True)
+class RunSeries:
+    """One metric of an MLflow run by step (``metrics/get-history``)."""
+
+    name: str
+    step: list[int]
+    v: list[float]
+
+
+def run_history(base_url: str, run_id: str, *, timeout: float = 3.0) -> list[RunSeries]:
+    """The history of each metric the run ``run_id`` logged (the first
+    ``MAX_RUN_METRICS`` by name, the last ``MAX_RUN_POINTS`` points of each); blocking."""
+    out: list[RunSeries] = []
+    with RestClient(base_url, timeout=timeout) as client:
+        run = client.get_run(run_id)
+        keys = sorted(
+            {str(m["key"]) for m in (run.get("data") or {}).get("metrics") or [] if "key" in m}
+        )
+        for key in keys[:MAX_RUN_METRICS]:
+            found = client.call(
+                "GET",
+                "/metrics/get-history",
+                params={"run_id": run_id, "metric_key": key, "max_results": 25000},
+            )
+            points = sorted(
+                (int(m.get("step") or 0), int(m.get("timestamp") or 0), float(m["value"]))
+                for m in found.get("metrics") or []
+                if isinstance(m, dict) and "value" in m
+            )[-MAX_RUN_POINTS:]
+            out.append(RunSeries(key, [p[0] for p in points], [p[2] for p in points]))
+    return out

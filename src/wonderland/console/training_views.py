@@ -361,6 +361,7 @@ class TrainJobPage:
     events: list[EventLine]
     resource_version: str
     chart_data: dict[str, Any] = field(default_factory=dict)
+    job_version: str = ""  # the TrainJob's own resourceVersion
 
 
 def _phase(status: _Status) -> tuple[str, str]:
@@ -546,4 +547,5 @@ def trainjob(
         events_of(store, namespace, objects),
         str(rv),
         chart,
+        job.metadata.resourceVersion,
     )

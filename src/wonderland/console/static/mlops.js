@@ -33,6 +33,15 @@
     };
   }
 
+  function stepChart(name) {
+    return {
+      width: 560, height: 220,
+      scales: { x: { time: false } },
+      series: [{ label: "step" }, { label: name, stroke: "#0b5cad", width: 2, points: { show: false } }],
+      axes: [{ label: "step" }, { size: 60 }],
+    };
+  }
+
   function objectiveChart(label) {
     return {
       width: 560, height: 240,
@@ -71,6 +80,15 @@
         if (!figure) return;
         seen.add(s.name);
         mount(s.name, figure, timeChart(s.name, s), [s.t, s.v]);
+      });
+    }
+    if (data.run) {
+      data.run.forEach(function (s) {
+        const key = "run:" + s.name;
+        const figure = document.querySelector('figure[data-chart="' + CSS.escape(key) + '"]');
+        if (!figure) return;
+        seen.add(key);
+        mount(key, figure, stepChart(s.name), [s.step, s.v]);
       });
     }
     if (data.history) {
