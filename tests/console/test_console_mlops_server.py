@@ -68,6 +68,9 @@ async def test_training_pages_and_the_live_chart_data(tmp_path: Path) -> None:
     add_node_pods(store)
     report(store, "iris", "2026-12-03T07:00:10Z", {"loss": "0.9", "</script><b>x": "1"}, 20, 60)
     async with console(store, MlopsPages(store)) as client:
+        r = await client.get("/")
+        assert '<a href="/training">TrainJobs</a>' in r.text  # the Overview's tile links
+        assert '<a href="/experiments">Experiments</a>' in r.text
         r = await client.get("/training")
         assert r.status_code == 200
         assert 'href="/training/default/iris"' in r.text and "loss=0.9" in r.text

@@ -369,6 +369,8 @@ class ConsoleServer:
         links = {
             r: "/apps" for r in ("services.serving.knative.dev", "revisions.serving.knative.dev")
         }
+        links["trainjobs.trainer.kubeflow.org"] = "/training"
+        links["experiments.kubeflow.org"] = "/experiments"
         context = {"page": data, "nav": "overview", "page_links": links}
         return self._view(request, "overview.html", context)
 
