@@ -1,8 +1,9 @@
 """The Training and Registry pages in headless Chromium against a real `wonderland up`:
 follow a real TrainJob's metric chart and its node's log to completion without a reload,
-then promote a registered model version in the form and see the alias move in MLflow.
-Screenshots are kept in the test's tmp directory (``console-trainjob.png``,
-``console-registry.png``, ``console-experiments.png``)."""
+then promote a registered model version in the form and see the alias move in MLflow;
+watch a real Katib Experiment fill its best trial, charts and trials table. Screenshots are
+kept in the test's tmp directory (``console-trainjob.png``, ``console-registry.png``,
+``console-experiments.png``, ``console-experiment.png``)."""
 
 from __future__ import annotations
 
@@ -152,3 +153,85 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         page.screenshot(path=str(tmp_path / "console-registry.png"), full_page=True)
     for name in ("console-trainjob.png", "console-registry.png", "console-experiments.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def _experiment() -> str:
+    """A random search over x in [0, 1] minimizing (x - 0.3)^2, four trials, two at once;
+    each trial is a batch Job printing ``loss=...`` for Katib's StdOut collector."""
+    objective = "import sys; x = float(sys.argv[1]); print(f'loss={(x - 0.3) ** 2:.6f}')"
+    template = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "training-container",
+                            "image": "python:3.12",
+                            "command": [sys.executable, "-c", objective, "${trialParameters.x}"],
+                        }
+                    ],
+                }
+            }
+        },
+    }
+    return json.dumps(
+        {
+            "apiVersion": "kubeflow.org/v1beta1",
+            "kind": "Experiment",
+            "metadata": {"name": "quad"},
+            "spec": {
+                "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+                "algorithm": {"algorithmName": "random"},
+                "parameters": [
+                    {
+                        "name": "x",
+                        "parameterType": "double",
+                        "feasibleSpace": {"min": "0", "max": "1"},
+                    }
+                ],
+                "parallelTrialCount": 2,
+                "maxTrialCount": 4,
+                "trialTemplate": {
+                    "primaryContainerName": "training-container",
+                    "trialParameters": [{"name": "x", "reference": "x"}],
+                    "trialSpec": template,
+                },
+            },
+        }
+    )
+
+
+def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    info = json.loads((daemon.home / "daemon.json").read_text())
+    token = (daemon.home / "token").read_text().strip()
+    daemon.ok("apply", "-f", "-", stdin=_experiment())
+    page: Any
+    with chromium_page(TIMEOUT_MS) as page:
+        page.goto(info["console"]["url"] + "/experiments/default/quad")
+        page.get_by_label("Platform token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Experiment quad")
+        page.evaluate("window.__notReloaded = true")
+        expect(page.locator("#exp-phase")).to_contain_text("Succeeded", timeout=TIMEOUT_MS)
+        expect(page.locator("#trials tbody tr")).to_have_count(4)
+        best = page.locator("#best-trial")
+        expect(best).to_contain_text("loss =")
+        expect(page.locator('figure[data-chart="objective"] canvas')).to_be_visible()
+        lines = page.locator("#parcoords svg polyline")
+        expect(lines).to_have_count(4)
+        expect(page.locator("#parcoords svg .pc-axis")).to_have_count(2)  # x and the objective
+        page.get_by_label("x", exact=True).uncheck()
+        expect(page.locator("#parcoords svg .pc-axis")).to_have_count(1)
+        page.get_by_label("x", exact=True).check()
+        # sorting by the objective puts the best trial first
+        page.locator("#trials thead").get_by_role("button", name="loss").click()
+        first = page.locator("#trials tbody tr").first
+        expect(first).to_contain_text("★ best")
+        assert page.evaluate("window.__notReloaded === true")
+        page.screenshot(path=str(tmp_path / "console-experiment.png"), full_page=True)
+    assert (tmp_path / "console-experiment.png").stat().st_size > 0
