@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.autoscaler.exporter import ScalerSource
+from wonderland.console.app_pages import AppPages
+from wonderland.console.model_pages import ModelPages
 from wonderland.console.server import ConsoleServer, ConsoleStatus
+from wonderland.console.sources import GatewayModelClient, HistorySource, HubSources, NoSources
 from wonderland.console.views import HubMetrics, MetricsSource, TopRow
+from wonderland.control.sources import PodLogSource
 from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
 from wonderland.kubeconfig import ensure_token
 from wonderland.monitoring.hub import MetricsHub
@@ -68,6 +73,10 @@ class _ConsoleService:
         await self.server.stop()
 
 
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def install(platform: Platform) -> None:
     """Add the console (see the module docstring)."""
     hub = platform.get(MetricsHub)
@@ -80,5 +89,18 @@ def install(platform: Platform) -> None:
         port=platform.settings.console_port,
         poll_seconds=platform.settings.metrics_scrape_seconds,
     )
+    sources: HistorySource = HubSources(hub) if hub is not None else NoSources()
+    step = platform.settings.metrics_scrape_seconds
+    AppPages(
+        server,
+        sources,
+        scaler=platform.get(ScalerSource),  # type: ignore[type-abstract]
+        table=platform.get(RoutingTable),
+        logs=platform.get(PodLogSource),  # type: ignore[type-abstract]
+        history_step=step,
+    ).install()
+    gateway = platform.info
+    client = GatewayModelClient(lambda: _str_or_none(gateway.get("gateway")))
+    ModelPages(server, sources, client, history_step=step).install()
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

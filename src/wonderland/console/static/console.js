@@ -50,6 +50,7 @@
         const focused = document.activeElement && document.activeElement.id;
         main.innerHTML = await response.text();
         layoutSplits(main);
+        main.dispatchEvent(new CustomEvent("console:swapped"));
         if (focused) { const el = document.getElementById(focused); if (el) el.focus(); }
       }
     } finally {
