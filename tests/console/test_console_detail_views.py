@@ -70,6 +70,7 @@ async def test_service_charts_come_from_the_history_per_revision(store: Store, m
     assert page.range == "5m"
     # the JSON the page embeds for its chart script: every chart, the same data
     doc = json.loads(page.charts_data)
+    assert doc["end"] - doc["start"] == pytest.approx(300)  # every axis spans the range
     assert [c["id"] for c in doc["charts"]] == [c.id for c in page.charts]
     series = doc["charts"][1]["series"]
     assert series[1]["label"] == "hello-00002" and 9.0 in series[1]["values"]

@@ -420,7 +420,7 @@ async def service_page(
         function=function_info(service),
         metrics_available=sources.available,
         resource_version=str(rv),
-        charts_data=charts_json(charts),
+        charts_data=charts_json(charts, since, now),
     )
 
 

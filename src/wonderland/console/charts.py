@@ -162,7 +162,9 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
-def charts_json(charts: Sequence[Chart]) -> str:
-    """The page's chart data as JSON that is safe inside a ``<script>`` element."""
-    text = orjson.dumps({"charts": [c.as_json() for c in charts]}).decode()
+def charts_json(charts: Sequence[Chart], start: float = 0.0, end: float = 0.0) -> str:
+    """The page's chart data as JSON that is safe inside a ``<script>`` element; ``start``
+    and ``end`` (unix seconds) are the time range every chart's axis spans."""
+    doc = {"start": start, "end": end, "charts": [c.as_json() for c in charts]}
+    text = orjson.dumps(doc).decode()
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -363,7 +363,7 @@ async def model_page(
         events=event_rows(store, namespace, names),
         metrics_available=sources.available,
         resource_version=str(rv),
-        charts_data=charts_json(charts),
+        charts_data=charts_json(charts, now - seconds, now),
     )
 
 

@@ -212,8 +212,12 @@ class GatewayModelClient:
         _, host, target = self._target(url, path)
         parts = ["curl", "-sS", "-H", _shell_quote(f"Host: {host}")]
         if body is not None:
+            try:  # one line in the terminal: the same request, without the editor's spaces
+                text = orjson.dumps(orjson.loads(body)).decode()
+            except orjson.JSONDecodeError:
+                text = body.decode("utf-8", "replace")
             parts += ["-H", _shell_quote("Content-Type: application/json")]
-            parts += ["-d", _shell_quote(body.decode("utf-8", "replace"))]
+            parts += ["-d", _shell_quote(text)]
         parts.append(target or path)
         return " ".join(parts)
 

@@ -37,10 +37,10 @@
       const opts = {
         width: Math.max(280, box.clientWidth || 520),
         height: 200,
-        scales: { x: { time: true } },
+        scales: { x: { time: true, range: data.end > data.start ? [data.start, data.end] : undefined } },
         series: [{}].concat(c.series.map(function (s, i) {
           return { label: s.label, stroke: COLORS[i % COLORS.length], width: 2,
-                   points: { show: c.x.length < 60 }, value: function (u, v) { return fmt(v, c.unit); } };
+                   points: { show: s.values.filter(function (v) { return v !== null; }).length < 60 }, value: function (u, v) { return fmt(v, c.unit); } };
         })),
         axes: [axis, Object.assign({ size: 70, values: function (u, vals) { return vals.map(function (v) { return fmt(v, c.unit); }); } }, axis)],
       };
