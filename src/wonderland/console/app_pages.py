@@ -58,6 +58,15 @@ __all__ = [
 L_REVISION = "serving.knative.dev/revision"
 L_SERVICE = "serving.knative.dev/service"
 RECENT_COLD_STARTS = 20
+REVISION_SERIES = (
+    "request_rate",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "replicas",
+    "desired_replicas",
+    "cold_starts",
+)
 RECENT_EVENTS = 30
 LOG_TAIL = 200
 MAX_LOG_LINE = 16 * 1024
@@ -340,15 +349,17 @@ async def service_page(
     """The data of one Service's page; NotFoundError when there is no such Service."""
     service = store.get("services.serving.knative.dev", namespace, name)
     rv = store.resource_version
-    page = views.apps(store, {}, namespace)
-    app = next(a for a in page.apps if a.name == name)
+    (app,) = views.apps(store, {}, namespace, name).apps
     revisions = [r.name for r in app.revisions]  # newest first
     chosen, seconds = range_seconds(range_name)
     now = time.time() if now is None else now
     step = step_for(seconds, history_step)
     since = now - seconds
     histories = await asyncio.gather(
-        *(sources.history("revisions", namespace, r, since, step) for r in revisions)
+        *(
+            sources.history("revisions", namespace, r, since, step, REVISION_SERIES)
+            for r in revisions
+        )
     )
     by_rev = dict(zip(revisions, histories, strict=True))
     oldest_first = list(reversed(revisions))

@@ -138,8 +138,12 @@ def make_chart(
     times = sorted({t for _, points in lines for t, _ in points})
     out: list[Line] = []
     for label, points in lines:
-        by_time: Mapping[float, float | None] = dict(points)
-        out.append(Line(label, [_finite(by_time.get(t)) for t in times]))
+        if len(points) == len(times) and all(p[0] == t for p, t in zip(points, times, strict=True)):
+            values = [_finite(v) for _, v in points]  # the usual case: the same times
+        else:
+            by_time: Mapping[float, float | None] = dict(points)
+            values = [_finite(by_time.get(t)) for t in times]
+        out.append(Line(label, values))
     return Chart(id, title, unit, times, out, empty)
 
 
@@ -157,9 +161,7 @@ def format_value(value: float | None, unit: str) -> str:
 
 
 def _finite(value: float | None) -> float | None:
-    if value is None or math.isnan(value) or math.isinf(value):
-        return None
-    return value
+    return value if value is None or math.isfinite(value) else None
 
 
 def charts_json(charts: Sequence[Chart], start: float = 0.0, end: float = 0.0) -> str:

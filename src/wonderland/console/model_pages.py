@@ -54,6 +54,7 @@ __all__ = [
 
 ISVC = "inferenceservices.serving.kserve.io"
 PAYLOAD_SAMPLES = 10
+MODEL_SERIES = ("request_rate", "error_rate", "latency_p50", "latency_p95", "latency_p99")
 MAX_SHOWN = 2000  # characters of a logged payload the page shows
 METADATA_CACHE = 256
 _NUMERIC = {
@@ -285,7 +286,7 @@ async def model_page(
     chosen, seconds = range_seconds(range_name)
     now = time.time() if now is None else now
     history = await sources.history(
-        "models", namespace, name, now - seconds, step_for(seconds, history_step)
+        "models", namespace, name, now - seconds, step_for(seconds, history_step), MODEL_SERIES
     )
     charts = [
         make_chart(

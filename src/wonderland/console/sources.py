@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -73,9 +73,15 @@ class HistorySource(Protocol):
         ...
 
     async def history(
-        self, kind: str, namespace: str, name: str, since: float, step: float
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        since: float,
+        step: float,
+        series: Sequence[str] = (),
     ) -> dict[str, Points]:
-        """Every series of one object from ``since`` (unix seconds), one point per ``step``
+        """The ``series`` (every one when empty) of one object from ``since`` (unix seconds), one point per ``step``
         seconds; empty when the object has no history."""
         ...
 
@@ -95,7 +101,13 @@ class NoSources:
     available = False
 
     async def history(
-        self, kind: str, namespace: str, name: str, since: float, step: float
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        since: float,
+        step: float,
+        series: Sequence[str] = (),
     ) -> dict[str, Points]:
         return {}
 
@@ -128,7 +140,13 @@ class HubSources:
         return response.status, response.body
 
     async def history(
-        self, kind: str, namespace: str, name: str, since: float, step: float
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        since: float,
+        step: float,
+        series: Sequence[str] = (),
     ) -> dict[str, Points]:
         params = {
             "kind": kind,
@@ -137,14 +155,15 @@ class HubSources:
             "since": f"{since:.3f}",
             "step": f"{step:g}",
         }
+        if series:
+            params["series"] = ",".join(series)
         status, body = await self._get(HISTORY_PATH, params)
         if status != 200:
             return {}
         doc = orjson.loads(body)
-        out: dict[str, Points] = {}
-        for series, points in (doc.get("series") or {}).items():
-            out[str(series)] = [(float(t), None if v is None else float(v)) for t, v in points]
-        return out
+        # [time, value] pairs as the route writes them (numbers or null): used as they are
+        found = doc.get("series") or {}
+        return {str(k): cast(Points, v) for k, v in found.items() if isinstance(v, list)}
 
     async def samples(self, selector: str) -> list[RawSample]:
         status, body = await self._get(FEDERATE_PATH, {"match[]": selector})
