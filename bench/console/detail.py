@@ -2,8 +2,8 @@
 
 A :class:`~wonderland.console.server.ConsoleServer` on a loopback socket over a real store
 holding 100 Knative Services (two revisions each) and 20 InferenceServices, with a real
-metrics history (the monitoring endpoint's routes over a HistoryStore, 1 s step) that has
-every revision's seven series written for the last hour. Measures, from an HTTP client on
+metrics history (the monitoring endpoint's routes over a HistoryStore with the daemon's
+defaults: 10 s step, 24 h) that has every revision's seven series written for 24 hours. Measures, from an HTTP client on
 the same machine, ``GET /apps/default/svc-050`` for the 5 m, 1 h and 24 h ranges, and
 ``GET /models/default/model-10``: p50/p95/p99 over N requests (issue 17's aim: p95 <= 50 ms
 with 100 services) and the process's CPU time per request (server and client together:
@@ -38,6 +38,8 @@ from wonderland.monitoring.scrape import MetricsScraper
 from wonderland.store import Store
 
 TOKEN = "bench-token"
+STEP = 10.0
+HOURS = 24
 SERIES = (
     "request_rate",
     "latency_p50",
@@ -132,21 +134,20 @@ async def _run(requests: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp))
         revisions = _seed(store)
-        history = HistoryStore(step=1.0, slots=86400, max_series=2000)
+        # the daemon's defaults (10 s step, 24 h), room for every revision's series
+        history = HistoryStore(step=STEP, max_series=len(revisions) * len(SERIES))
         now = time.time()
-        for back in range(3600, 0, -1):
-            history.write(
-                now - back,
-                [(SeriesKey("revisions", "default", r, s), 1.0) for r in revisions for s in SERIES],
-            )
+        keys = [SeriesKey("revisions", "default", r, s) for r in revisions for s in SERIES]
+        for back in range(HOURS * 3600, 0, -int(STEP)):
+            history.write(now - back, [(k, 1.0) for k in keys])
         scraper = MetricsScraper(lambda: [], None, lambda: "daemon")
-        recorder = MetricsRecorder(scraper, history, None, interval=1.0)
+        recorder = MetricsRecorder(scraper, history, None, interval=STEP)
         hub = MetricsHub()
         HistoryApi(recorder).install(hub)
         server = ConsoleServer(store, lambda: TOKEN, HubMetrics(hub))
         sources = HubSources(hub)
-        AppPages(server, sources, history_step=1.0).install()
-        ModelPages(server, sources, GatewayModelClient(lambda: None), history_step=1.0).install()
+        AppPages(server, sources, history_step=STEP).install()
+        ModelPages(server, sources, GatewayModelClient(lambda: None), history_step=STEP).install()
         await server.start()
         url = server.status.url
         try:

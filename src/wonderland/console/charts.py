@@ -138,11 +138,13 @@ def make_chart(
     times = sorted({t for _, points in lines for t, _ in points})
     out: list[Line] = []
     for label, points in lines:
-        if len(points) == len(times) and all(p[0] == t for p, t in zip(points, times, strict=True)):
-            values = [_finite(v) for _, v in points]  # the usual case: the same times
+        if len(points) == len(times) and [p[0] for p in points] == times:
+            values = [p[1] for p in points]  # the usual case: every line has the same times
         else:
             by_time: Mapping[float, float | None] = dict(points)
-            values = [_finite(by_time.get(t)) for t in times]
+            values = [by_time.get(t) for t in times]
+        if any(v is not None and not math.isfinite(v) for v in values):
+            values = [_finite(v) for v in values]
         out.append(Line(label, values))
     return Chart(id, title, unit, times, out, empty)
 

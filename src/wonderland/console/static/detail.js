@@ -83,6 +83,8 @@
     state.lines = [];
     showLog();
     source = new EventSource("/logs/" + encodeURIComponent(ns) + "/" + encodeURIComponent(pod) + "?container=" + encodeURIComponent(container));
+    // every (re)connection starts with the last lines again: start the panel over
+    source.addEventListener("open", function () { state.lines = []; showLog(); });
     source.addEventListener("log", function (e) { addLine(e.data); });
     source.addEventListener("failed", function (e) { addLine("! " + e.data); stopLog("stopped"); });
     source.addEventListener("end", function () { stopLog("ended"); });
