@@ -177,6 +177,9 @@ async def test_service_page_renders_charts_autoscaler_and_links(console: Console
         assert 'href="/apps/default/hello"' in apps.text
         missing = await client.get("/apps/default/nope")
         assert missing.status_code == 404 and "no Service default/nope" in missing.text
+        functions = await client.get("/apps/functions")
+        assert functions.status_code == 200 and 'id="functions-empty"' in functions.text
+        assert 'href="/apps/functions"' in apps.text
         r = await client.get("/static/detail.js")
         assert r.status_code == 200 and "uPlot" in r.text
 

@@ -18,7 +18,7 @@ from detail_support import (
     write_history,
 )
 
-from wonderland.console.app_pages import service_page
+from wonderland.console.app_pages import functions_page, service_page
 from wonderland.console.charts import step_for
 from wonderland.console.model_pages import example_request, model_page, parse_metadata
 from wonderland.console.sources import HubSources, NoSources
@@ -172,6 +172,13 @@ async def test_autoscaler_cold_starts_pods_events_and_dapr_of_a_service(
     assert (sub.pubsub, sub.topic, sub.dead_letter) == ("orders", "new", "poison")
     assert sub.routes == 'event.type == "big" → /big, default → /orders'
     assert page.function is not None and page.function.runtime == "python"
+    (listed,) = functions_page(store).functions  # hello is the only function
+    assert (listed.namespace, listed.name, listed.function.runtime) == (
+        "default",
+        "hello",
+        "python",
+    )
+    assert listed.ready.status == "True"
 
 
 async def test_a_plain_service_has_no_dapr_or_function_and_a_missing_one_is_not_found(
@@ -179,6 +186,7 @@ async def test_a_plain_service_has_no_dapr_or_function_and_a_missing_one_is_not_
 ) -> None:
     page = await service_page(store, "default", "hello", sources=NoSources())
     assert page.dapr is None and page.function is None and not page.metrics_available
+    assert functions_page(store).functions == []
     assert page.scaler == [] and not page.scaler_available and page.pods == []
     with pytest.raises(NotFoundError):
         await service_page(store, "default", "nope", sources=NoSources())

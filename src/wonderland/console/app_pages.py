@@ -8,7 +8,8 @@ starts the gateway saw, the Pods with their containers, the events of the Servic
 everything it owns, the Dapr components and subscriptions its app id gets, and its
 function facts when ``wonderland func deploy`` made it.
 
-:class:`AppPages` serves the page, and ``/logs/<namespace>/<pod>?container=`` as
+:class:`AppPages` serves the page, ``/apps/functions`` (the deployed functions with
+their runtime, :func:`functions_page`), and ``/logs/<namespace>/<pod>?container=`` as
 server-sent events (``event: log`` per line), the console's form of
 ``wonderland logs -f``, read from the kubelet's
 :class:`~wonderland.control.sources.PodLogSource`.
@@ -48,10 +49,13 @@ __all__ = [
     "ComponentRow",
     "DaprApp",
     "FunctionInfo",
+    "FunctionRow",
+    "FunctionsPage",
     "PodRow",
     "ScalerRow",
     "ServicePage",
     "SubscriptionRow",
+    "functions_page",
     "service_page",
 ]
 
@@ -324,6 +328,49 @@ def function_info(service: Mapping[str, Any]) -> FunctionInfo | None:
     return FunctionInfo(str(name), str(runtime or "unknown"))
 
 
+@dataclass(frozen=True)
+class FunctionRow:
+    """A deployed function on the Functions list."""
+
+    namespace: str
+    name: str  # the Service's name
+    function: FunctionInfo
+    url: str
+    ready: views.Condition
+
+
+@dataclass(frozen=True)
+class FunctionsPage:
+    functions: list[FunctionRow]
+    resource_version: str
+
+
+def functions_page(store: Store) -> FunctionsPage:
+    """Every Service made by ``wonderland func deploy``, with its function's runtime."""
+    rv = store.resource_version
+    rows: list[FunctionRow] = []
+    try:
+        services, _ = store.list("services.serving.knative.dev", None)
+    except NotFoundError:
+        services = []
+    for svc in services:
+        info = function_info(svc)
+        if info is None:
+            continue
+        meta = _meta(svc)
+        rows.append(
+            FunctionRow(
+                str(meta.get("namespace", "")),
+                str(meta.get("name", "")),
+                info,
+                str((svc.get("status") or {}).get("url") or ""),
+                views.ready_condition(svc),
+            )
+        )
+    rows.sort(key=lambda r: (r.namespace, r.name))
+    return FunctionsPage(rows, str(rv))
+
+
 def _sum_points(points: Points) -> int:
     return int(sum(v for _, v in points if v is not None))
 
@@ -464,6 +511,9 @@ class AppPages:
 
     async def page(self, request: Request, body: bytes) -> Response:
         parts = request.path.removeprefix("/apps/").split("/")
+        if request.method == "GET" and parts == ["functions"]:
+            context = {"page": functions_page(self.server.store), "nav": "apps"}
+            return self.server.view(request, "functions.html", context)
         if request.method != "GET" or len(parts) != 2 or not all(parts):
             return self.server.page(404, "error.html", {"message": "use /apps/<namespace>/<name>"})
         namespace, name = parts
