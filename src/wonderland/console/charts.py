@@ -134,7 +134,8 @@ def make_chart(
     lines: Sequence[tuple[str, Points]],
     empty: str,
 ) -> Chart:
-    """A chart of several point lists, aligned on the union of their times."""
+    """A chart of several point lists, aligned on the union of their times. The values
+    are the history's (numbers or None: its JSON has no NaN or infinity)."""
     times = sorted({t for _, points in lines for t, _ in points})
     out: list[Line] = []
     for label, points in lines:
@@ -143,8 +144,6 @@ def make_chart(
         else:
             by_time: Mapping[float, float | None] = dict(points)
             values = [by_time.get(t) for t in times]
-        if any(v is not None and not math.isfinite(v) for v in values):
-            values = [_finite(v) for v in values]
         out.append(Line(label, values))
     return Chart(id, title, unit, times, out, empty)
 
@@ -160,10 +159,6 @@ def format_value(value: float | None, unit: str) -> str:
     if float(value).is_integer():
         return str(int(value))
     return f"{value:.2f}"
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is None or math.isfinite(value) else None
 
 
 def charts_json(charts: Sequence[Chart], start: float = 0.0, end: float = 0.0) -> str:
