@@ -104,6 +104,9 @@ def test_service_charts_and_logs_then_try_a_model(daemon: WonderlandDaemon, tmp_
 
             wait_for(requests_drawn, 90, "request-rate points on the chart", log=daemon.log)
         expect(page.locator("#chart-requests canvas")).to_have_count(1)
+        # the autoscaler's view of the revision (the serving system's ScalerSource)
+        scaler = page.locator('#scaler tr[data-revision="hello-00001"]')
+        expect(scaler).to_contain_text("concurrency")
         expect(page.locator("#chart-requests-figure .chart-summary")).to_contain_text("hello-00001")
         assert page.evaluate("window.__notReloaded === true")
 

@@ -42,7 +42,6 @@ __all__ = [
     "NoSources",
     "Points",
     "RawSample",
-    "newest_first",
 ]
 
 log = logging.getLogger("wonderland.console")
@@ -265,8 +264,3 @@ class GatewayModelClient:
 
     async def post(self, url: str, path: str, body: bytes) -> ModelAnswer:
         return await self._send("POST", url, path, body)
-
-
-def newest_first(items: Sequence[Any], limit: int) -> list[Any]:
-    """The last ``limit`` items of an oldest-first sequence, newest first."""
-    return list(reversed(list(items)[-limit:])) if limit > 0 else []
