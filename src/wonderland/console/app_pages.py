@@ -420,7 +420,7 @@ async def service_page(
             for t, v in by_rev[r].get(series, []):
                 if v is not None:
                     sums[t] = sums.get(t, 0.0) + v
-        return sorted(sums.items())  # type: ignore[arg-type]
+        return [(t, v) for t, v in sorted(sums.items())]
 
     charts = [
         make_chart(
@@ -455,10 +455,11 @@ async def service_page(
             "starts one.",
         )
     )
+    mine = set(revisions)
     recent = [
         ColdStartRow(c.revision, _iso(c.at), c.seconds)
         for c in reversed(list(table.cold_starts) if table is not None else [])
-        if c.namespace == namespace and c.revision in set(revisions)
+        if c.namespace == namespace and c.revision in mine
     ][:RECENT_COLD_STARTS]
     names = {name, *revisions}
     pods = pod_rows(store, namespace, revisions)
