@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.autoscaler.exporter import ScalerSource
+from wonderland.console.app_pages import AppPages
 from wonderland.console.mlops_pages import MlopsPages
+from wonderland.console.model_pages import ModelPages
 from wonderland.console.registry_views import TrackingRegistry
 from wonderland.console.server import ConsoleServer, ConsoleStatus
+from wonderland.console.sources import GatewayModelClient, HistorySource, HubSources, NoSources
 from wonderland.console.views import HubMetrics, MetricsSource, TopRow
 from wonderland.control.sources import PodLogSource
 from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
@@ -72,6 +76,10 @@ class _ConsoleService:
         await self.server.stop()
 
 
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def install(platform: Platform) -> None:
     """Add the console (see the module docstring)."""
     hub = platform.get(MetricsHub)
@@ -90,5 +98,18 @@ def install(platform: Platform) -> None:
         poll_seconds=platform.settings.metrics_scrape_seconds,
         mlops=mlops,
     )
+    sources: HistorySource = HubSources(hub) if hub is not None else NoSources()
+    step = platform.settings.metrics_scrape_seconds
+    AppPages(
+        server,
+        sources,
+        scaler=platform.get(ScalerSource),  # type: ignore[type-abstract]
+        table=platform.get(RoutingTable),
+        logs=platform.get(PodLogSource),  # type: ignore[type-abstract]
+        history_step=step,
+    ).install()
+    gateway = platform.info
+    client = GatewayModelClient(lambda: _str_or_none(gateway.get("gateway")))
+    ModelPages(server, sources, client, history_step=step).install()
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

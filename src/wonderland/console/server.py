@@ -22,7 +22,7 @@ import contextlib
 import logging
 import mimetypes
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -45,7 +45,7 @@ from wonderland.console.security import (
 from wonderland.errors import ConflictError, InvalidError, NotFoundError
 from wonderland.store import Store
 
-__all__ = ["ConsoleServer", "ConsoleStatus", "Response"]
+__all__ = ["ConsoleServer", "ConsoleStatus", "PageHandler", "Request", "Response", "StreamHandler"]
 
 log = logging.getLogger("wonderland.console")
 
@@ -85,6 +85,10 @@ class Response:
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+PageHandler = Callable[["Request", bytes], Awaitable[Response]]
+StreamHandler = Callable[["Request", Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,9 @@ class ConsoleServer:
         self.env.filters["rate"] = _rate
         self.env.filters["summarize_traffic"] = views.summarize_traffic
         self._server: SocketServer | None = None
+        self._pages: list[tuple[str, PageHandler]] = []
+        self._streams: list[tuple[str, StreamHandler]] = []
+        self.add_stream("/logs/", self._follow_log)
 
     @property
     def direct_url(self) -> str:
@@ -173,24 +180,15 @@ class ConsoleServer:
             parse_qs(scope.get("query_string", b"").decode("latin-1")),
             headers,
         )
-        if request.method == "GET" and request.path == "/live":
+        stream = self._stream_handler(request)
+        if stream is not None:
             refusal = self.guard.refusal(request.method, headers)
             if refusal is not None:
                 await self._send(send, self._refused(refusal))
             elif not self._signed_in(request):
                 await self._send(send, self._text(401, "sign in first: open the console page"))
             else:
-                await self._stream(request, receive, send)
-            return
-        if request.method == "GET" and request.path.startswith("/logs/"):
-            refusal = self.guard.refusal(request.method, headers)
-            if refusal is not None:
-                await self._send(send, self._refused(refusal))
-            elif not self._signed_in(request):
-                await self._send(send, self._text(401, "sign in first: open the console page"))
-            else:
-                logs = self.mlops.log_stream(request.path.removeprefix("/logs/"), request.query)
-                await self._stream_log(logs, receive, send)
+                await stream(request, receive, send)
             return
         body = b""
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -230,8 +228,25 @@ class ConsoleServer:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
+    def _stream_handler(self, request: Request) -> StreamHandler | None:
+        if request.method != "GET":
+            return None
+        if request.path == "/live":
+            return self._stream
+        for prefix, handler in self._streams:
+            if request.path.startswith(prefix):
+                return handler
+        return None
+
     async def _stream(self, request: Request, receive: Receive, send: Send) -> None:
         last = request.headers.get("last-event-id") or request.arg("since")
+        await self.stream_events(receive, send, self.feed.stream(last))
+
+    async def stream_events(
+        self, receive: Receive, send: Send, chunks: AsyncIterator[bytes]
+    ) -> None:
+        """Answer with a ``text/event-stream`` of ``chunks`` until they end or the client
+        goes away."""
         await send(
             {
                 "type": "http.response.start",
@@ -250,7 +265,7 @@ class ConsoleServer:
                 pass
 
         async def pump() -> None:
-            async for chunk in self.feed.stream(last):
+            async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
         gone = asyncio.create_task(disconnected())
@@ -264,6 +279,11 @@ class ConsoleServer:
                     await task
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _follow_log(self, request: Request, receive: Receive, send: Send) -> None:
+        """``GET /logs/<ns>/<pod>?container=C``: a Pod's followed log (Training, Apps)."""
+        logs = self.mlops.log_stream(request.path.removeprefix("/logs/"), request.query)
+        await self._stream_log(logs, receive, send)
 
     async def _stream_log(self, logs: LogStream, receive: Receive, send: Send) -> None:
         """A followed log as a plain-text body, until it ends or the client goes."""
@@ -334,6 +354,9 @@ class ConsoleServer:
             return self._text(401, "sign in first: open the console page")
         if path == "/apps" and request.method == "POST":
             return await self._set_traffic(request, body)
+        for prefix, pages in self._pages:
+            if path.startswith(prefix):
+                return await pages(request, body)
         handler = self._routes().get(path)
         if handler is not None and request.method == "GET":
             return await handler(request)
@@ -449,6 +472,24 @@ class ConsoleServer:
         text = yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
         context = {"obj": obj, "text": text, "resource": resource, "nav": ""}
         return self._view(request, "yaml.html", context)
+
+    def add_pages(self, prefix: str, handler: PageHandler) -> None:
+        """Serve every path under ``prefix`` (``"/apps/"``) with ``handler``, after the
+        host, origin and session checks."""
+        self._pages.append((prefix, handler))
+
+    def add_stream(self, prefix: str, handler: StreamHandler) -> None:
+        """Serve GETs under ``prefix`` as a stream (the handler writes the ASGI messages,
+        e.g. through :meth:`stream_events`), after the host, origin and session checks."""
+        self._streams.append((prefix, handler))
+
+    def view(self, request: Request, template: str, context: dict[str, Any]) -> Response:
+        """A page, or its ``main`` block for ``?fragment=main`` (the live refresh)."""
+        return self._view(request, template, context)
+
+    def page(self, status: int, template: str, context: dict[str, Any]) -> Response:
+        """A whole page with ``status``."""
+        return self._page(status, template, context)
 
     def _view(self, request: Request, template: str, context: dict[str, Any]) -> Response:
         if request.arg("fragment") == "main":

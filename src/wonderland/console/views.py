@@ -395,17 +395,28 @@ def traffic_from_form(
 
 
 def apps(
-    store: Store, top: Mapping[tuple[str, str], TopRow], namespace: str | None = None
+    store: Store,
+    top: Mapping[tuple[str, str], TopRow],
+    namespace: str | None = None,
+    name: str | None = None,
 ) -> AppsPage:
-    """Every Knative Service (of ``namespace``, or all) with its revisions, newest first."""
+    """Every Knative Service (of ``namespace``, or all; or the one named ``name`` in
+    ``namespace``) with its revisions, newest first."""
     rv = store.resource_version
-    services = [
-        s
-        for s in _list(store, "services.serving.knative.dev")
-        if namespace is None or _meta(s).get("namespace") == namespace
-    ]
+    if name is not None and namespace is not None:
+        services = [store.get("services.serving.knative.dev", namespace, name)]
+        listed = store.list(
+            "revisions.serving.knative.dev", namespace, {"serving.knative.dev/service": name}
+        )[0]
+    else:
+        services = [
+            s
+            for s in _list(store, "services.serving.knative.dev")
+            if namespace is None or _meta(s).get("namespace") == namespace
+        ]
+        listed = _list(store, "revisions.serving.knative.dev")
     revisions: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for rev in _list(store, "revisions.serving.knative.dev"):
+    for rev in listed:
         meta = _meta(rev)
         owner = (meta.get("labels") or {}).get("serving.knative.dev/service")
         if owner:

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 __all__ = [
     "ACTIVATOR_QUEUE_DEPTH",
+    "COLD_START_LOG",
+    "ColdStart",
     "Endpoint",
     "HostRoute",
     "RequestRecorder",
@@ -31,6 +33,19 @@ __all__ = [
 # The activator's per-revision breaker holds at most this many requests
 # (Knative pkg/activator/net/throttler.go).
 ACTIVATOR_QUEUE_DEPTH = 10000
+# The routing table remembers this many recent cold starts (the console lists them).
+COLD_START_LOG = 200
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """One scale-from-zero caused by a request: when it ended (unix seconds) and how long
+    the first held request waited for a ready replica."""
+
+    namespace: str
+    revision: str
+    at: float
+    seconds: float
 
 
 class Waiter(Protocol):
@@ -133,6 +148,7 @@ class RevisionTarget:
         self.scaled_to_zero = True
         self.on_cold_start: Callable[[RevisionTarget, float], None] | None = None
         self.recorder: RequestRecorder | None = None
+        self.cold_log: collections.deque[ColdStart] | None = None  # the table's, when bound
 
     # -- statistics (Knative's queue-proxy reports average concurrency and RPS) --
     def begin(self) -> None:
@@ -242,6 +258,8 @@ class RevisionTarget:
             self.cold_since = None
             if self.recorder is not None:
                 self.recorder.cold_start(took)
+            if self.cold_log is not None:
+                self.cold_log.append(ColdStart(self.namespace, self.name, time.time(), took))
             if self.on_cold_start is not None:
                 self.on_cold_start(self, took)
         if new and self.waiters:
@@ -311,12 +329,15 @@ class RoutingTable:
         self._route_hosts: dict[str, list[str]] = {}
         self.tag_header_routing = True
         self.on_new_revision: Callable[[RevisionTarget], None] | None = None
+        # the newest cold starts of every revision, oldest first (bounded)
+        self.cold_starts: collections.deque[ColdStart] = collections.deque(maxlen=COLD_START_LOG)
 
     def revision(self, namespace: str, name: str) -> RevisionTarget:
         key = f"{namespace}/{name}"
         target = self.revisions.get(key)
         if target is None:
             target = RevisionTarget(namespace, name)
+            target.cold_log = self.cold_starts
             self.revisions[key] = target
             if self.on_new_revision is not None:
                 self.on_new_revision(target)

@@ -46,6 +46,11 @@ class SeriesKey:
         return [self.kind, self.namespace, self.name, self.series]
 
 
+def _points(times: list[float], values: list[float]) -> list[tuple[float, float | None]]:
+    # on Python floats (tolist), not numpy scalars: several times faster per point
+    return [(t, None if v != v else v) for t, v in zip(times, values, strict=True)]
+
+
 class HistoryStore:
     def __init__(
         self, step: float = 10.0, slots: int = DEFAULT_SLOTS, max_series: int = 1000
@@ -213,14 +218,8 @@ class HistoryStore:
             with np.errstate(invalid="ignore", divide="ignore"):
                 means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
             times = (start + np.arange(len(means)) * factor) * self.step
-            return [
-                (float(t), None if math.isnan(v) else float(v))
-                for t, v in zip(times, means, strict=True)
-            ]
-        return [
-            (float(t * self.step), None if math.isnan(v) else float(v))
-            for t, v in zip(ticks, values, strict=True)
-        ]
+            return _points(times.tolist(), means.tolist())
+        return _points((ticks * self.step).tolist(), values.tolist())
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ __all__ = ["install"]
 
 def install(platform: Platform) -> ServingSystem:
     """Add Knative Serving to ``platform``; returns the serving system (gateway etc.)."""
+    from wonderland.autoscaler.exporter import ScalerSource
     from wonderland.gateway import RoutingTable
     from wonderland.serving import validation
     from wonderland.serving.reconcilers import (
@@ -63,6 +64,8 @@ def install(platform: Platform) -> ServingSystem:
     platform.add_service(system)
     # platform components with a host name (mlflow.<domain>) add their routes to it
     platform.provide(RoutingTable, system.table)
+    # the autoscaler's view of each revision (its metrics, the console's autoscaler panel)
+    platform.provide(ScalerSource, system)  # type: ignore[type-abstract]
     info = getattr(platform, "info", None)
     if isinstance(info, dict):
         info["gateway"] = system.gateway_url

@@ -5,7 +5,7 @@
 // event (history too old, or a slow reader) refreshes the content whole the same way.
 // While a form on the page is being edited (or shows a refused submission) the content
 // is not swapped, so an edit is never lost; the refresh waits until it is saved.
-// After a swap, "console:swapped" is dispatched on the document for page scripts.
+// After a swap, "console:swapped" is dispatched on <main> (it bubbles to the document) for page scripts.
 "use strict";
 (function () {
   const main = document.getElementById("main");
@@ -52,7 +52,7 @@
         main.innerHTML = await response.text();
         layoutSplits(main);
         // page scripts (charts, logs) put their live parts back into the new content
-        document.dispatchEvent(new CustomEvent("console:swapped"));
+        main.dispatchEvent(new CustomEvent("console:swapped", { bubbles: true }));
         if (focused) { const el = document.getElementById(focused); if (el) el.focus(); }
       }
     } finally {

@@ -1,0 +1,539 @@
+"""The Service page (``/apps/<namespace>/<name>``).
+
+:func:`service_page` builds the page's typed data: the Service and its revisions (as on
+Apps), charts over a time range from the metrics history (replicas actual and desired,
+request rate per revision, latency percentiles, cold starts), the autoscaler's view of
+each revision (:class:`~wonderland.autoscaler.exporter.ScalerSource`), the recent cold
+starts the gateway saw, the Pods with their containers, the events of the Service and
+everything it owns, the Dapr components and subscriptions its app id gets, and its
+function facts when ``wonderland func deploy`` made it.
+
+:class:`AppPages` serves the page and ``/apps/functions`` (the deployed functions with
+their runtime, :func:`functions_page`). A Pod's log follows the server's
+``/logs/<namespace>/<pod>?container=`` (plain text, the console's form of
+``wonderland logs -f``), offered when a :class:`~wonderland.control.sources.PodLogSource`
+is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from wonderland.autoscaler.exporter import ScalerSnapshot, ScalerSource
+from wonderland.console import views
+from wonderland.console.charts import (
+    RANGES,
+    Chart,
+    charts_json,
+    make_chart,
+    range_seconds,
+    step_for,
+)
+from wonderland.console.server import ConsoleServer, Request, Response
+from wonderland.console.sources import HistorySource, Points
+from wonderland.control.sources import PodLogSource
+from wonderland.errors import NotFoundError
+from wonderland.gateway import RoutingTable
+from wonderland.store import Store
+
+__all__ = [
+    "AppPages",
+    "ColdStartRow",
+    "ComponentRow",
+    "DaprApp",
+    "FunctionInfo",
+    "FunctionRow",
+    "FunctionsPage",
+    "PodRow",
+    "ScalerRow",
+    "ServicePage",
+    "SubscriptionRow",
+    "functions_page",
+    "service_page",
+]
+
+L_REVISION = "serving.knative.dev/revision"
+L_SERVICE = "serving.knative.dev/service"
+RECENT_COLD_STARTS = 20
+REVISION_SERIES = (
+    "request_rate",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "replicas",
+    "desired_replicas",
+    "cold_starts",
+)
+RECENT_EVENTS = 30
+LOG_TAIL = 200
+MAX_LOG_LINE = 16 * 1024
+
+
+@dataclass(frozen=True)
+class ScalerRow:
+    """The autoscaler's view of one revision now (Knative's "Scaling Debugging")."""
+
+    revision: str
+    metric: str  # concurrency | rps
+    desired: int
+    requested: int
+    ready: int
+    not_ready: int
+    pending: int
+    stable: float | None
+    panic: float | None
+    target: float
+    panicking: bool
+
+
+@dataclass(frozen=True)
+class ColdStartRow:
+    revision: str
+    at: str  # ISO time, UTC
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PodRow:
+    name: str
+    revision: str
+    phase: str
+    ready: bool
+    containers: list[str]
+    started: str
+
+
+@dataclass(frozen=True)
+class ComponentRow:
+    name: str
+    type: str
+    version: str
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    name: str
+    pubsub: str
+    topic: str
+    routes: str  # "/orders" or "rules → /a, default → /b"
+    dead_letter: str
+
+
+@dataclass(frozen=True)
+class DaprApp:
+    """What a Service with ``dapr.io/enabled: "true"`` gets from Dapr: its app id, the
+    components and subscriptions of its namespace scoped to that id (or to every app)."""
+
+    app_id: str
+    components: list[ComponentRow]
+    subscriptions: list[SubscriptionRow]
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """A Service made by ``wonderland func deploy`` (labels ``function.knative.dev/*``)."""
+
+    name: str
+    runtime: str
+
+
+@dataclass(frozen=True)
+class ServicePage:
+    app: views.AppRow
+    range: str
+    ranges: list[str]
+    charts: list[Chart]
+    scaler: list[ScalerRow]
+    scaler_available: bool
+    cold_starts: list[ColdStartRow]
+    cold_start_count: int  # over the range, from the history
+    pods: list[PodRow]
+    events: list[views.EventRow]
+    dapr: DaprApp | None
+    function: FunctionInfo | None
+    metrics_available: bool
+    resource_version: str
+    charts_data: str = field(default="", repr=False)
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _list(store: Store, resource: str, namespace: str) -> list[dict[str, Any]]:
+    try:
+        items, _ = store.list(resource, namespace)
+    except NotFoundError:  # the kind's plugin is not installed
+        return []
+    return items
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def scaler_rows(
+    snapshots: Iterable[ScalerSnapshot], namespace: str, revisions: Sequence[str]
+) -> list[ScalerRow]:
+    wanted = set(revisions)
+    rows = [
+        ScalerRow(
+            s.revision,
+            s.metric,
+            s.desired,
+            s.requested,
+            s.ready,
+            s.not_ready,
+            s.pending,
+            s.stable,
+            s.panic,
+            s.target,
+            s.panicking,
+        )
+        for s in snapshots
+        if s.namespace == namespace and s.revision in wanted
+    ]
+    order = {name: i for i, name in enumerate(revisions)}
+    return sorted(rows, key=lambda r: order.get(r.revision, 0))
+
+
+def pod_rows(store: Store, namespace: str, revisions: Sequence[str]) -> list[PodRow]:
+    wanted = set(revisions)
+    rows: list[PodRow] = []
+    for pod in _list(store, "pods", namespace):
+        meta = _meta(pod)
+        revision = str((meta.get("labels") or {}).get(L_REVISION) or "")
+        if revision not in wanted:
+            continue
+        status = pod.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+            if isinstance(c, dict)
+        )
+        containers = [
+            str(c.get("name"))
+            for c in (pod.get("spec") or {}).get("containers") or []
+            if isinstance(c, dict) and c.get("name")
+        ]
+        rows.append(
+            PodRow(
+                str(meta.get("name", "")),
+                revision,
+                str(status.get("phase") or "Pending"),
+                ready,
+                containers,
+                str(status.get("startTime") or meta.get("creationTimestamp") or ""),
+            )
+        )
+    rows.sort(key=lambda p: (p.revision, p.name), reverse=True)
+    return rows
+
+
+def event_rows(store: Store, namespace: str, names: set[str]) -> list[views.EventRow]:
+    """The newest events of the objects named ``names`` in ``namespace``."""
+    rows: list[views.EventRow] = []
+    for ev in _list(store, "events", namespace):
+        involved = ev.get("involvedObject") or {}
+        if str(involved.get("name", "")) not in names:
+            continue
+        meta = _meta(ev)
+        rows.append(
+            views.EventRow(
+                str(ev.get("type") or "Normal"),
+                str(ev.get("reason") or ""),
+                str(ev.get("message") or ""),
+                f"{involved.get('kind', '')}/{involved.get('name', '')}",
+                str(meta.get("namespace", "")),
+                int(ev.get("count") or 1),
+                str(
+                    ev.get("lastTimestamp")
+                    or ev.get("eventTime")
+                    or meta.get("creationTimestamp")
+                    or ""
+                ),
+            )
+        )
+    rows.sort(key=lambda e: e.last, reverse=True)
+    return rows[:RECENT_EVENTS]
+
+
+def _in_scope(obj: Mapping[str, Any], app_id: str) -> bool:
+    scopes = obj.get("scopes") or []
+    return not scopes or app_id in scopes
+
+
+def _routes(spec: Mapping[str, Any]) -> str:
+    if spec.get("route"):
+        return str(spec["route"])
+    routes = spec.get("routes") or {}
+    parts = [
+        f"{r.get('match', '')} → {r.get('path', '')}"
+        for r in routes.get("rules") or []
+        if isinstance(r, dict)
+    ]
+    if routes.get("default"):
+        parts.append(f"default → {routes['default']}")
+    return ", ".join(parts)
+
+
+def dapr_app(store: Store, namespace: str, service: Mapping[str, Any]) -> DaprApp | None:
+    """The Dapr side of a Service whose template asks for a sidecar, else None."""
+    template = (service.get("spec") or {}).get("template") or {}
+    annotations = _meta(template).get("annotations") or {}
+    if str(annotations.get("dapr.io/enabled", "")).lower() != "true":
+        return None
+    app_id = str(annotations.get("dapr.io/app-id") or _meta(service).get("name", ""))
+    components = [
+        ComponentRow(
+            str(_meta(c).get("name", "")),
+            str((c.get("spec") or {}).get("type") or ""),
+            str((c.get("spec") or {}).get("version") or ""),
+        )
+        for c in _list(store, "components.dapr.io", namespace)
+        if _in_scope(c, app_id)
+    ]
+    subscriptions = [
+        SubscriptionRow(
+            str(_meta(s).get("name", "")),
+            str((s.get("spec") or {}).get("pubsubname") or ""),
+            str((s.get("spec") or {}).get("topic") or ""),
+            _routes(s.get("spec") or {}),
+            str((s.get("spec") or {}).get("deadLetterTopic") or ""),
+        )
+        for s in _list(store, "subscriptions.dapr.io", namespace)
+        if _in_scope(s, app_id)
+    ]
+    return DaprApp(
+        app_id,
+        sorted(components, key=lambda c: c.name),
+        sorted(subscriptions, key=lambda s: s.name),
+    )
+
+
+def function_info(service: Mapping[str, Any]) -> FunctionInfo | None:
+    labels = _meta(service).get("labels") or {}
+    name = labels.get("function.knative.dev/name") or labels.get("boson.dev/function")
+    if not name:
+        return None
+    runtime = labels.get("function.knative.dev/runtime") or labels.get("boson.dev/runtime")
+    return FunctionInfo(str(name), str(runtime or "unknown"))
+
+
+@dataclass(frozen=True)
+class FunctionRow:
+    """A deployed function on the Functions list."""
+
+    namespace: str
+    name: str  # the Service's name
+    function: FunctionInfo
+    url: str
+    ready: views.Condition
+
+
+@dataclass(frozen=True)
+class FunctionsPage:
+    functions: list[FunctionRow]
+    resource_version: str
+
+
+def functions_page(store: Store) -> FunctionsPage:
+    """Every Service made by ``wonderland func deploy``, with its function's runtime."""
+    rv = store.resource_version
+    rows: list[FunctionRow] = []
+    try:
+        services, _ = store.list("services.serving.knative.dev", None)
+    except NotFoundError:
+        services = []
+    for svc in services:
+        info = function_info(svc)
+        if info is None:
+            continue
+        meta = _meta(svc)
+        rows.append(
+            FunctionRow(
+                str(meta.get("namespace", "")),
+                str(meta.get("name", "")),
+                info,
+                str((svc.get("status") or {}).get("url") or ""),
+                views.ready_condition(svc),
+            )
+        )
+    rows.sort(key=lambda r: (r.namespace, r.name))
+    return FunctionsPage(rows, str(rv))
+
+
+def _sum_points(points: Points) -> int:
+    return int(sum(v for _, v in points if v is not None))
+
+
+NO_HISTORY = (
+    "No points in this range: the history fills in once per scrape "
+    "(WONDERLAND_METRICS_SCRAPE_SECONDS) after the revision served requests."
+)
+
+
+async def service_page(
+    store: Store,
+    namespace: str,
+    name: str,
+    *,
+    sources: HistorySource,
+    scaler: ScalerSource | None = None,
+    table: RoutingTable | None = None,
+    range_name: str = "",
+    history_step: float = 10.0,
+    now: float | None = None,
+) -> ServicePage:
+    """The data of one Service's page; NotFoundError when there is no such Service."""
+    service = store.get("services.serving.knative.dev", namespace, name)
+    rv = store.resource_version
+    (app,) = views.apps(store, {}, namespace, name).apps
+    revisions = [r.name for r in app.revisions]  # newest first
+    chosen, seconds = range_seconds(range_name)
+    now = time.time() if now is None else now
+    step = step_for(seconds, history_step)
+    since = now - seconds
+    histories = await asyncio.gather(
+        *(
+            sources.history("revisions", namespace, r, since, step, REVISION_SERIES)
+            for r in revisions
+        )
+    )
+    by_rev = dict(zip(revisions, histories, strict=True))
+    oldest_first = list(reversed(revisions))
+
+    def lines(series: str) -> list[tuple[str, Points]]:
+        return [(r, by_rev[r].get(series, [])) for r in oldest_first if by_rev[r]]
+
+    def total(series: str) -> Points:
+        sums: dict[float, float] = {}
+        for r in revisions:
+            for t, v in by_rev[r].get(series, []):
+                if v is not None:
+                    sums[t] = sums.get(t, 0.0) + v
+        return [(t, v) for t, v in sorted(sums.items())]
+
+    charts = [
+        make_chart(
+            "chart-replicas",
+            "Replicas (all revisions)",
+            "replicas",
+            [("actual", total("replicas")), ("desired", total("desired_replicas"))],
+            NO_HISTORY,
+        ),
+        make_chart(
+            "chart-requests",
+            "Request rate by revision",
+            "req/s",
+            lines("request_rate"),
+            NO_HISTORY,
+        ),
+    ]
+    latency: list[tuple[str, Points]] = []
+    for q in ("p50", "p95", "p99"):
+        for r, points in lines(f"latency_{q}"):
+            label = q if len(revisions) == 1 else f"{r} {q}"
+            latency.append((label, points))
+    charts.append(make_chart("chart-latency", "Latency", "s", latency, NO_HISTORY))
+    colds = total("cold_starts")
+    charts.append(
+        make_chart(
+            "chart-cold",
+            "Cold starts",
+            "count",
+            [("cold starts", colds)],
+            "No cold start in this range: a revision at zero replicas that gets a request "
+            "starts one.",
+        )
+    )
+    mine = set(revisions)
+    recent = [
+        ColdStartRow(c.revision, _iso(c.at), c.seconds)
+        for c in reversed(list(table.cold_starts) if table is not None else [])
+        if c.namespace == namespace and c.revision in mine
+    ][:RECENT_COLD_STARTS]
+    names = {name, *revisions}
+    pods = pod_rows(store, namespace, revisions)
+    names.update(p.name for p in pods)
+    return ServicePage(
+        app=app,
+        range=chosen,
+        ranges=list(RANGES),
+        charts=charts,
+        scaler=scaler_rows(scaler.scaler_snapshots(), namespace, revisions) if scaler else [],
+        scaler_available=scaler is not None,
+        cold_starts=recent,
+        cold_start_count=_sum_points(colds),
+        pods=pods,
+        events=event_rows(store, namespace, names),
+        dapr=dapr_app(store, namespace, service),
+        function=function_info(service),
+        metrics_available=sources.available,
+        resource_version=str(rv),
+        charts_data=charts_json(charts, since, now),
+    )
+
+
+# -- the handlers ----------------------------------------------------------------------------
+
+
+class AppPages:
+    """``GET /apps/<namespace>/<name>`` and ``GET /apps/functions``; a Pod's log is followed
+    over the server's ``/logs/<namespace>/<pod>``."""
+
+    def __init__(
+        self,
+        server: ConsoleServer,
+        sources: HistorySource,
+        *,
+        scaler: ScalerSource | None = None,
+        table: RoutingTable | None = None,
+        logs: PodLogSource | None = None,
+        history_step: float = 10.0,
+    ) -> None:
+        self.server = server
+        self.sources = sources
+        self.scaler = scaler
+        self.table = table
+        self.logs = logs
+        self.history_step = history_step
+
+    def install(self) -> None:
+        self.server.add_pages("/apps/", self.page)
+
+    async def page(self, request: Request, body: bytes) -> Response:
+        parts = request.path.removeprefix("/apps/").split("/")
+        if request.method == "GET" and parts == ["functions"]:
+            context = {"page": functions_page(self.server.store), "nav": "apps"}
+            return self.server.view(request, "functions.html", context)
+        if request.method != "GET" or len(parts) != 2 or not all(parts):
+            return self.server.page(404, "error.html", {"message": "use /apps/<namespace>/<name>"})
+        namespace, name = parts
+        try:
+            data = await service_page(
+                self.server.store,
+                namespace,
+                name,
+                sources=self.sources,
+                scaler=self.scaler,
+                table=self.table,
+                range_name=request.arg("range"),
+                history_step=self.history_step,
+            )
+        except NotFoundError:
+            message = f"no Service {namespace}/{name}; see the list on Apps"
+            return self.server.page(404, "error.html", {"message": message})
+        context = {
+            "page": data,
+            "nav": "apps",
+            "poll": max(1, round(self.history_step)),
+            "logs_available": self.logs is not None,
+        }
+        return self.server.view(request, "service.html", context)
