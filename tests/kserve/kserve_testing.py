@@ -100,6 +100,10 @@ class KServeDaemon(WonderlandDaemon):
     def host(self, name: str) -> str:
         return f"{name}.default.{DOMAIN}"
 
+    def url(self, name: str) -> str:
+        """The status URL of ``name``: its host and the gateway's port."""
+        return f"http://{self.host(name)}:{self.gateway.rpartition(':')[2]}"
+
 
 def isvc(name: str, predictor: dict[str, Any], **spec: Any) -> dict[str, Any]:
     annotations = spec.pop("annotations", None)

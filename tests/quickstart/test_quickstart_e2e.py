@@ -30,7 +30,7 @@ def test_make_up_prints_urls_and_get_ksvc_shows_five_ready_services(quickstart: 
     assert sorted(table) == sorted([*SERVICES, PREDICTOR])
     for name, row in table.items():
         assert row[1:5] == [
-            f"http://{name}.default.{DOMAIN}",
+            f"http://{name}.default.{DOMAIN}:{qs.gateway.rpartition(':')[2]}",
             f"{name}-00001",
             f"{name}-00001",
             "True",

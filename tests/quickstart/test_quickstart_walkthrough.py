@@ -53,7 +53,10 @@ def test_tag_url_then_canary_50_50_then_10_90_then_promotion(quickstart: Quickst
     wait_for("the route to carry both tags", lambda: qs.ready("ksvc", "frontend"), 60, qs.log)
     status = qs.get("ksvc", "frontend")["status"]
     tags = {t.get("tag"): t for t in status["traffic"]}
-    assert tags["version2"]["url"] == f"http://version2-frontend.default.{DOMAIN}"
+    assert (
+        tags["version2"]["url"]
+        == f"http://version2-frontend.default.{DOMAIN}:{qs.gateway.rpartition(':')[2]}"
+    )
     assert tags["version2"]["revisionName"] == "frontend-00002"
     # The main URL stays on the current revision; the tag URL and the tag header reach the new one.
     assert _split(qs, 20) == Counter({"frontend-00001": 20})

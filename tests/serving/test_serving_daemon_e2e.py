@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _support.daemon import READY_TIMEOUT, WonderlandDaemon, daemon_env, free_port
+from _support.daemon import READY_TIMEOUT, WonderlandDaemon, daemon_env, free_port, wait_for
 from _support.manifests import SHORT_AUTOSCALER
 from prometheus_client.parser import text_string_to_metric_families
 from serving_env import APP, DOMAIN
@@ -131,6 +132,29 @@ async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> N
             "kn_revision_name": "hello-00001",
         }
         assert (labels, 1.0) in colds, colds
+
+
+def test_the_url_that_get_ksvc_prints_answers_in_curl(daemon: Daemon) -> None:
+    """The URL column of `wonderland get ksvc` carries the gateway's port (not 80 here), so
+    pasted into curl it reaches the service; only the name is resolved by hand (no DNS)."""
+    port = int(daemon.gateway.rpartition(":")[2])
+    wait_for(lambda: _status(daemon, "ksvc", "hello").get("url"), READY_TIMEOUT, "hello's URL")
+    table = daemon.cli("get", "ksvc", "hello")
+    url = next(w for w in table.split() if w.startswith("http://"))
+    host = f"hello.default.{DOMAIN}"
+    assert url == f"http://{host}:{port}"
+    assert _status(daemon, "route", "hello")["url"] == url
+
+    def curl() -> str | None:
+        out = subprocess.run(
+            ["curl", "-sS", "--noproxy", "*", "--resolve", f"{host}:{port}:127.0.0.1", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return out.stdout if out.returncode == 0 and '"TARGET": "world"' in out.stdout else None
+
+    assert wait_for(curl, READY_TIMEOUT, f"curl {url}", log=daemon.log)
 
 
 async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -> None:
