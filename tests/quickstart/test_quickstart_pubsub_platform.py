@@ -10,14 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from wonderland.dapr.broker import BACKLOG, BROKER_FILE, PlatformBroker
+from wonderland.dapr.broker.wire import frame, read_frame
 from wonderland.dapr.components.base import ComponentContext, Message
-from wonderland.dapr.components.pubsub_platform import (
-    BACKLOG,
-    BROKER_FILE,
-    BrokerUnavailableError,
-    PlatformBroker,
-    PlatformPubSub,
-)
+from wonderland.dapr.components.pubsub_platform import BrokerUnavailableError, PlatformPubSub
 
 WAIT = 10.0
 
@@ -161,10 +157,8 @@ async def test_a_wrong_token_is_refused(tmp_path: Path) -> None:
     await broker.start()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
-        from wonderland.dapr.components.pubsub_platform import _frame, _read_frame
-
-        writer.write(_frame({"op": "hello", "token": "guess"}))
-        answer, _ = await asyncio.wait_for(_read_frame(reader), WAIT)
+        writer.write(frame({"op": "hello", "token": "guess"}))
+        answer, _ = await asyncio.wait_for(read_frame(reader), WAIT)
         assert answer["op"] == "error" and "token" in answer["error"]
         assert await reader.read() == b""
         writer.close()
@@ -182,7 +176,7 @@ def test_only_the_platforms_sidecar_entry_swaps_pubsub_in_memory() -> None:
         "from wonderland.dapr.components import component_class\n"
         "before = component_class('pubsub.in-memory').__name__\n"
         "if sys.argv[1] == 'platform':\n"
-        "    from wonderland.dapr.components.pubsub_platform import use_platform_broker\n"
+        "    from wonderland.dapr.platform_sidecar import use_platform_broker\n"
         "    use_platform_broker()\n"
         "print(before, component_class('pubsub.in-memory').__name__)\n"
     )
@@ -202,7 +196,7 @@ def test_the_platforms_sidecar_entry_runs_the_wonderland_cli() -> None:
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "wonderland.dapr.components.pubsub_platform", "sidecar", "--help"],
+        [sys.executable, "-m", "wonderland.dapr.platform_sidecar", "sidecar", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
