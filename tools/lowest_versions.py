@@ -11,10 +11,13 @@ with them in a throwaway virtual environment and runs ``tools/lowest_smoke.py`` 
   ``[all]``, such as mlflow or torch, are skipped by name), which runs the version checks of
   the generated protobuf and gRPC code;
 - ``wonderland sidecar`` answers the Dapr HTTP API and the Dapr SDK's gRPC client;
-- ``wonderland serve`` answers an Open Inference Protocol request over REST and gRPC.
+- ``wonderland serve`` answers an Open Inference Protocol request over REST and gRPC;
+- the component tests (state, pub/sub and configuration stores) run against the real Redis,
+  PostgreSQL, RabbitMQ, NATS and Mosquitto servers (a backend that is not running is
+  skipped, as in the suite), which checks the floors of the component extras.
 
 ``--keep DIR`` keeps (and reuses) the environment in DIR; ``--print`` only prints the
-constraints.
+constraints; ``--no-backends`` leaves out the component tests.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = ("all",)
+#: The tests run against real backends with the floors installed (pytest comes on top).
+COMPONENT_TESTS = (
+    "tests/dapr/test_dapr_state_stores.py",
+    "tests/dapr/test_dapr_pubsub_brokers.py",
+    "tests/dapr/test_dapr_configuration_stores.py",
+    "tests/dapr/test_dapr_component_extras.py",
+)
+TEST_TOOLS = ("pytest>=8.0", "pytest-asyncio>=0.23", "pytest-timeout>=2.3")
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)")
 
 
@@ -64,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR")
     parser.add_argument("--print", action="store_true", help="print the constraints and stop")
+    parser.add_argument("--no-backends", action="store_true", help="skip the component tests")
     args = parser.parse_args(argv)
     constraints = "".join(f"{name}=={version}\n" for name, version in sorted(floors().items()))
     if args.print:
@@ -84,12 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         installed = time.monotonic() - started
         subprocess.run([python, "-m", "pip", "check"], check=True)
         smoke = subprocess.run([python, str(ROOT / "tools" / "lowest_smoke.py")], cwd=tmp)
+        failed = smoke.returncode != 0
+        if not failed and not args.no_backends:
+            subprocess.run([python, "-m", "pip", "install", "-q", *TEST_TOOLS], check=True)
+            tests = subprocess.run(
+                [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *COMPONENT_TESTS],
+                cwd=ROOT,
+            )
+            failed = tests.returncode != 0
         print(
-            f"lowest versions: installed in {installed:.0f}s, smoke test "
-            f"{'passed' if smoke.returncode == 0 else 'FAILED'} "
-            f"({time.monotonic() - started:.0f}s in all)"
+            f"lowest versions: installed in {installed:.0f}s, smoke test and component tests "
+            f"{'FAILED' if failed else 'passed'} ({time.monotonic() - started:.0f}s in all)"
         )
-        return smoke.returncode
+        return 1 if failed else 0
 
 
 if __name__ == "__main__":
