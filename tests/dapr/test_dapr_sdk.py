@@ -10,12 +10,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from _support.daemon import wait_for
 from dapr.aio.clients import DaprClient as AioDaprClient
 from dapr.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 from dapr.clients.grpc._state import Concurrency, StateItem, StateOptions
-from dapr_testing import wait_until
 
 from wonderland.dapr.sidecar import SidecarProcess
 
@@ -103,7 +103,7 @@ def test_secrets_configuration_and_metadata(sc: SidecarProcess, client: DaprClie
     (sc.workdir / "config.yaml").write_text(  # type: ignore[attr-defined]
         "greeting: hi there\nlimit: {value: '10', version: '3'}\n"
     )
-    wait_until(lambda: ("greeting", "hi there") in got)
+    wait_for(lambda: ("greeting", "hi there") in got)
     assert client.unsubscribe_configuration("config", sub_id)
 
 

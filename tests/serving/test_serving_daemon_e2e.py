@@ -9,13 +9,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from _support.daemon import READY_TIMEOUT, WonderlandDaemon, daemon_env, free_port, wait_for
+from _support.daemon import (
+    READY_TIMEOUT,
+    WonderlandDaemon,
+    daemon_env,
+    free_port,
+    wait_for,
+    wait_until,
+)
 from _support.manifests import SHORT_AUTOSCALER
 from prometheus_client.parser import text_string_to_metric_families
 from serving_env import APP, DOMAIN
@@ -83,13 +89,6 @@ def _status(d: Daemon, kind: str, name: str) -> dict:  # type: ignore[type-arg]
     return dict(json.loads(d.cli("get", kind, name, "-o", "json")).get("status") or {})
 
 
-async def _wait(check, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.1)
-
-
 async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> None:
     host = {"Host": f"hello.default.{DOMAIN}"}
     async with httpx.AsyncClient(base_url=daemon.gateway, timeout=60) as client:
@@ -97,10 +96,7 @@ async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> N
         async def answers() -> bool:
             return (await client.get("/", headers=host)).status_code == 200
 
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not await answers():
-            assert time.monotonic() < deadline, daemon.log.read_text()
-            await asyncio.sleep(0.1)
+        await wait_until(answers, READY_TIMEOUT, "hello to answer", interval=0.1)
         r = await client.get("/", headers=host)
         assert r.json()["env"]["TARGET"] == "world"
         table = daemon.cli("get", "ksvc")
@@ -109,7 +105,7 @@ async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> N
         logs = daemon.cli("logs", "ksvc/hello")
         assert "listening on" in logs
         # idle: stable window (6 s) + grace period (1 s) -> zero replicas
-        await _wait(
+        await wait_until(
             lambda: _status(daemon, "rev", "hello-00001").get("actualReplicas") == 0,
             timeout=60,
             what="scale to zero",
@@ -159,7 +155,7 @@ def test_the_url_that_get_ksvc_prints_answers_in_curl(daemon: Daemon) -> None:
 
 async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -> None:
     host = {"Host": f"steady.default.{DOMAIN}"}
-    await _wait(
+    await wait_until(
         lambda: _status(daemon, "rev", "steady-00001").get("actualReplicas") == 2,
         what="two replicas",
     )
@@ -177,11 +173,13 @@ async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -
                     pids.add(r.json()["pid"])
 
         workers = [asyncio.create_task(load()) for _ in range(4)]
-        await _wait(lambda: len(pids) >= 2, what="both replicas answer")
+        await wait_until(lambda: len(pids) >= 2, what="both replicas answer")
         victim = next(iter(pids))
         os.kill(victim, signal.SIGKILL)
         seen_before = set(pids)
-        await _wait(lambda: len(pids - seen_before) >= 1, timeout=30, what="a replacement replica")
+        await wait_until(
+            lambda: len(pids - seen_before) >= 1, timeout=30, what="a replacement replica"
+        )
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*workers)
