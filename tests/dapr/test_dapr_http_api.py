@@ -253,9 +253,7 @@ def test_configuration_subscribe_posts_changes_to_the_app(
     r = httpx.get(base + "/configuration/config/subscribe", params=[("key", "greeting")])
     assert r.status_code == 200
     sub_id = r.json()["id"]
-    import time
-
-    time.sleep(0.3)
+    # the store read its baseline before the subscription was answered: no wait needed
     (tmp_path / "config.yaml").write_text("greeting: bonjour\nlimit: {value: '10', version: '3'}\n")
     (update,) = wait_for(
         lambda: [x for x in received(app) if x["path"] == "/configuration/config/greeting"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -98,8 +97,7 @@ def test_secrets_configuration_and_metadata(sc: SidecarProcess, client: DaprClie
         ["greeting"],
         lambda _id, resp: got.extend((k, v.value) for k, v in resp.items.items()),
     )
-    assert sub_id
-    time.sleep(0.3)  # let the first poll of the file happen before it changes
+    assert sub_id  # answered once the store has its baseline: the change below is seen
     (sc.workdir / "config.yaml").write_text(  # type: ignore[attr-defined]
         "greeting: hi there\nlimit: {value: '10', version: '3'}\n"
     )
