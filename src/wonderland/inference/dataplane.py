@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -49,15 +49,17 @@ class Wire:
 
     protocol: str  # the ``protocol`` label
     grpc: bool  # codes are gRPC status names (``OK``), else HTTP statuses (``200``)
+    ok: str = field(init=False)  # the code of a success
+    failure: str = field(init=False)  # the code of an error that is not the client's
 
-    @property
-    def ok(self) -> str:
-        return "OK" if self.grpc else "200"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", "OK" if self.grpc else "200")
+        object.__setattr__(self, "failure", "INTERNAL" if self.grpc else "500")
 
     def code(self, exc: BaseException) -> str:
         if isinstance(exc, InferenceServerError):
             return exc.grpc_code if self.grpc else str(exc.status)
-        return "INTERNAL" if self.grpc else "500"
+        return self.failure
 
 
 REST = Wire("rest", grpc=False)
@@ -158,7 +160,7 @@ class DataPlane:
         entry = self.repository.ready_entry(name, version)
         m = entry.metrics
         assert m is not None
-        code = wire.code(RuntimeError())
+        code = wire.failure
         try:
             started = time.perf_counter()
             request = decode()
@@ -209,7 +211,7 @@ class DataPlane:
             m: ModelMetrics | None = self.repository.get(name).metrics
         except InferenceServerError:
             m = None
-        code = REST_V1.code(RuntimeError())
+        code = REST_V1.failure
         try:
             result = await call
             code = REST_V1.ok
