@@ -15,7 +15,7 @@ KUBEFLOW_SDK := kubeflow==0.5.0
 KATIB_VENV := .venv-katib
 KATIB_SDK := kubeflow-katib==0.19.0 kubernetes<36
 
-.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus
+.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus lowest
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -74,8 +74,8 @@ $(KATIB_VENV)/.installed:
 katib-sdk: $(KATIB_VENV)/.installed
 
 lint: dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 typecheck: dev
 	$(BIN)/mypy
@@ -89,6 +89,12 @@ unit: dev kubeflow-sdk katib-sdk
 
 ## make test: lint, strict type check and the whole suite.
 test: lint typecheck unit
+
+## make lowest: every dependency (base and the component extras) at the floor pyproject.toml
+## gives, in a throwaway venv, then a smoke test: imports, a sidecar, a model server.
+## Not part of make test: it downloads the old releases (a few minutes).
+lowest: | $(BIN)/python
+	$(BIN)/python tools/lowest_versions.py
 
 clean:
 	rm -rf $(VENV) $(KUBEFLOW_VENV) $(KATIB_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,10 +102,10 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 
 async def ready(client: httpx.AsyncClient) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while (await client.get("/", headers=HOST)).status_code != 200:
-        assert time.monotonic() < deadline, "busy never answered"
-        await asyncio.sleep(0.2)
+    async def answers() -> bool:
+        return (await client.get("/", headers=HOST)).status_code == 200
+
+    await wait_until(answers, READY_TIMEOUT, "busy to answer", interval=0.2)
 
 
 async def test_pods_follow_load_up_and_down_to_zero_and_requests_are_counted(

@@ -7,9 +7,11 @@ import signal
 import stat
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from _support.daemon import wait_for
 from core_daemon import Daemon
 
 pytestmark = pytest.mark.e2e
@@ -232,21 +234,19 @@ def test_second_daemon_refuses_and_down_stops(daemon: Daemon) -> None:
 
 def _hello_answers(daemon: Daemon) -> str:
     """Wait until the quickstart's hello is Ready; return its answer through the gateway."""
-    import time
 
     import httpx
 
     info = json.loads((daemon.home / "daemon.json").read_text())
     if "gateway" not in info:
         pytest.skip("no gateway is installed in this build")
-    deadline = time.monotonic() + 60
-    while True:
-        svc = json.loads(daemon.ok("get", "ksvc", "hello", "-o", "json"))
+
+    def ready_service() -> dict[str, Any] | None:
+        svc: dict[str, Any] = json.loads(daemon.ok("get", "ksvc", "hello", "-o", "json"))
         ready = [c for c in svc.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
-        if ready and ready[0]["status"] == "True":
-            break
-        assert time.monotonic() < deadline, f"hello never became Ready: {svc.get('status')}"
-        time.sleep(0.2)
+        return svc if ready and ready[0]["status"] == "True" else None
+
+    svc = wait_for(ready_service, 60, "ksvc hello Ready", interval=0.2, log=daemon.log)
     host = svc["status"]["url"].split("://", 1)[1]
     answer = httpx.get(info["gateway"] + "/", headers={"Host": host}, timeout=30)
     assert answer.status_code == 200

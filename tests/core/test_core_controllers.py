@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.daemon import wait_until
 
 from wonderland.controllers import ControllerManager, Result
 from wonderland.errors import NotFoundError
@@ -74,14 +75,6 @@ class MirrorReconciler:
             self.changed.set()
 
 
-async def wait_for(predicate: Any, timeout: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def setup(tmp_path: Path) -> Any:
     store = Store.open(tmp_path)
@@ -100,14 +93,14 @@ async def test_existing_objects_are_reconciled_on_start(setup: Any) -> None:
     store.create(ksvc("a"))
     store.create(ksvc("b"))
     await manager.start()
-    await wait_for(lambda: len(store.list("configmaps")[0]) == 2)
+    await wait_until(lambda: len(store.list("configmaps")[0]) == 2)
 
 
 async def test_changes_are_reconciled_and_children_follow_spec(setup: Any) -> None:
     store, manager, _rec = setup
     await manager.start()
     store.create(ksvc("a"))
-    await wait_for(lambda: len(store.list("configmaps")[0]) == 1)
+    await wait_until(lambda: len(store.list("configmaps")[0]) == 1)
     changed = ksvc("a")
     changed["spec"]["template"]["spec"]["containers"][0]["image"] = "app:v2"
     store.update(changed)
@@ -115,19 +108,19 @@ async def test_changes_are_reconciled_and_children_follow_spec(setup: Any) -> No
     def mirrored_generation() -> str:
         return str(store.get("configmaps", "default", "a-mirror")["data"]["generation"])
 
-    await wait_for(lambda: mirrored_generation() == "2")
+    await wait_until(lambda: mirrored_generation() == "2")
 
 
 async def test_child_change_enqueues_owner(setup: Any) -> None:
     store, manager, _rec = setup
     await manager.start()
     store.create(ksvc("a"))
-    await wait_for(lambda: len(store.list("configmaps")[0]) == 1)
+    await wait_until(lambda: len(store.list("configmaps")[0]) == 1)
     # Someone edits the child: the owner is reconciled and puts it back.
     child = store.get("configmaps", "default", "a-mirror")
     child["data"] = {"generation": "tampered"}
     store.update(child)
-    await wait_for(
+    await wait_until(
         lambda: store.get("configmaps", "default", "a-mirror")["data"]["generation"] == "1"
     )
 
@@ -137,10 +130,10 @@ async def test_watched_resource_enqueues_all_in_namespace(setup: Any) -> None:
     store.create(ksvc("a"))
     store.create(ksvc("b"))
     await manager.start()
-    await wait_for(lambda: len(store.list("configmaps")[0]) == 2)
+    await wait_until(lambda: len(store.list("configmaps")[0]) == 2)
     rec.calls.clear()
     store.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}})
-    await wait_for(lambda: {c[1] for c in rec.calls} >= {"a", "b"})
+    await wait_until(lambda: {c[1] for c in rec.calls} >= {"a", "b"})
 
 
 async def test_failures_are_retried_with_backoff(setup: Any) -> None:
@@ -148,7 +141,7 @@ async def test_failures_are_retried_with_backoff(setup: Any) -> None:
     rec.fail_times = 3
     await manager.start()
     store.create(ksvc("a"))
-    await wait_for(lambda: len(store.list("configmaps")[0]) == 1)
+    await wait_until(lambda: len(store.list("configmaps")[0]) == 1)
     assert len([c for c in rec.calls if c[1] == "a"]) >= 4
 
 
@@ -170,7 +163,7 @@ async def test_requeue_after(tmp_path: Path) -> None:
     try:
         store.create(ksvc("a"))
         await manager.start()
-        await wait_for(lambda: Ticker.count >= 3)
+        await wait_until(lambda: Ticker.count >= 3)
     finally:
         await manager.stop()
         store.close()
@@ -183,7 +176,7 @@ async def test_one_reconcile_per_key_at_a_time(setup: Any) -> None:
     for _ in range(20):
         manager.enqueue(KSVC, "default", "a")
         await asyncio.sleep(0.002)
-    await wait_for(lambda: rec.running == 0 and len(store.list("configmaps")[0]) == 1)
+    await wait_until(lambda: rec.running == 0 and len(store.list("configmaps")[0]) == 1)
     assert rec.max_running == 1
 
 
@@ -191,8 +184,8 @@ async def test_deleted_object_is_reconciled_for_cleanup(setup: Any) -> None:
     store, manager, rec = setup
     await manager.start()
     store.create(ksvc("a"))
-    await wait_for(lambda: len(store.list("configmaps")[0]) == 1)
+    await wait_until(lambda: len(store.list("configmaps")[0]) == 1)
     rec.calls.clear()
     store.delete(KSVC, "default", "a")
-    await wait_for(lambda: ("default", "a") in rec.calls)
+    await wait_until(lambda: ("default", "a") in rec.calls)
     assert store.list("configmaps")[0] == []

@@ -5,14 +5,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _support.daemon import kill_group
+from _support.daemon import kill_group, wait_for
 
 from wonderland.dapr.sidecar import SidecarProcess, free_port
 
@@ -47,24 +46,7 @@ def require_backend(name: str) -> None:
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _reachable(port):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+    wait_for(lambda: _reachable(port), timeout, f"something to listen on 127.0.0.1:{port}")
 
 
 @pytest.fixture

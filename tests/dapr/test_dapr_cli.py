@@ -245,9 +245,9 @@ def test_sigterm_stops_the_sidecar_and_the_app(basic_resources: Path, tmp_path: 
         stderr=subprocess.DEVNULL,
     )
     try:
-        from dapr_testing import wait_until
+        from _support.daemon import wait_for
 
-        wait_until(lambda: pidfile.exists() and pidfile.read_text())
+        wait_for(lambda: pidfile.exists() and pidfile.read_text())
         app_pid = int(pidfile.read_text())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -259,7 +259,7 @@ def test_sigterm_stops_the_sidecar_and_the_app(basic_resources: Path, tmp_path: 
                 return True
             return False
 
-        wait_until(gone)
+        wait_for(gone)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

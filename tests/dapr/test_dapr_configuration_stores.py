@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.daemon import wait_until
 from dapr_testing import require_backend
 
 from wonderland.dapr.components.base import ConfigItem
@@ -150,15 +151,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await fn()
 
 
-async def _wait(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, (
-            "timed out waiting for configuration updates"
-        )
-        await asyncio.sleep(0.05)
-
-
 async def test_get_with_keys_all_and_missing(store: _Store) -> None:
     p = store.prefix
     got = await store.rt.get_configuration("cfg", [f"{p}a"], {})
@@ -186,14 +178,14 @@ async def test_subscribers_get_updates_and_deletes_until_unsubscribed(store: _St
         "all": await store.rt.subscribe_configuration("cfg", [], store.sub_meta, sink("all")),
     }
     await store.put(f"{p}b", "20", "v2")
-    await _wait(
+    await wait_until(
         lambda: (f"{p}b", "20", "v2") in seen["ab"] and (f"{p}b", "20", "v2") in seen["all"]
     )
     await store.put(f"{p}a", "10", "v2")
-    await _wait(lambda: all((f"{p}a", "10", "v2") in seen[n] for n in seen))
+    await wait_until(lambda: all((f"{p}a", "10", "v2") in seen[n] for n in seen))
     assert not any(k == f"{p}b" for k, _v, _ver in seen["a"])
     await store.delete(f"{p}a")
-    await _wait(lambda: all((f"{p}a", "", "") in seen[n] for n in seen))
+    await wait_until(lambda: all((f"{p}a", "", "") in seen[n] for n in seen))
     for name, sub_id in ids.items():
         await store.rt.unsubscribe_configuration("cfg", sub_id)
         del name

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dapr_testing import received, require_backend, wait_until
+from _support.daemon import wait_for
+from dapr_testing import received, require_backend
 
 from wonderland.dapr.sidecar import SidecarProcess
 
@@ -53,13 +54,13 @@ def test_undelivered_messages_survive_kill_9(
     # 1. The app fails every delivery: the messages stay pending in the consumer group.
     failing = app_factory([{"pubsubname": "pubsub", "topic": topic, "route": "/error/x"}])
     sc = sidecar_factory(app_id, resources_path=[folder], app_port=failing)
-    wait_until(lambda: httpx.get(sc.http_url + "/v1.0/metadata").json()["subscriptions"])
+    wait_for(lambda: httpx.get(sc.http_url + "/v1.0/metadata").json()["subscriptions"])
     for i in range(3):
         assert (
             httpx.post(f"{sc.http_url}/v1.0/publish/pubsub/{topic}", json={"n": i}).status_code
             == 204
         )
-    wait_until(lambda: len(received(failing)) >= 3)
+    wait_for(lambda: len(received(failing)) >= 3)
     sc.kill()
     # 2. Published while no sidecar runs (through another app id's sidecar).
     other = sidecar_factory("publisher-" + app_id, resources_path=[folder])
@@ -70,7 +71,7 @@ def test_undelivered_messages_survive_kill_9(
     # 3. The same app id comes back with a healthy app: everything arrives once acknowledged.
     healthy = app_factory([{"pubsubname": "pubsub", "topic": topic, "route": "/orders"}])
     sidecar_factory(app_id, resources_path=[folder], app_port=healthy)
-    got = wait_until(
+    got = wait_for(
         lambda: (
             {r["body"]["data"]["n"] for r in received(healthy)} >= {0, 1, 2, 3}
             and received(healthy)

@@ -243,20 +243,19 @@ def test_configuration_subscribe_posts_changes_to_the_app(
     app_factory: Callable[..., int],
     tmp_path: Path,
 ) -> None:
-    from dapr_testing import received, wait_until
+    from _support.daemon import wait_for
+    from dapr_testing import received
 
     app = app_factory()
     sc = sidecar_factory("cfgsub", resources_path=[basic_resources], app_port=app)
     base = sc.http_url + "/v1.0"
-    wait_until(lambda: httpx.get(base + "/healthz").status_code == 204)
+    wait_for(lambda: httpx.get(base + "/healthz").status_code == 204)
     r = httpx.get(base + "/configuration/config/subscribe", params=[("key", "greeting")])
     assert r.status_code == 200
     sub_id = r.json()["id"]
-    import time
-
-    time.sleep(0.3)
+    # the store read its baseline before the subscription was answered: no wait needed
     (tmp_path / "config.yaml").write_text("greeting: bonjour\nlimit: {value: '10', version: '3'}\n")
-    (update,) = wait_until(
+    (update,) = wait_for(
         lambda: [x for x in received(app) if x["path"] == "/configuration/config/greeting"]
     )
     assert update["body"] == {

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dapr_testing import require_backend, wait_until
+from _support.daemon import wait_for
+from dapr_testing import require_backend
 from prometheus_client.parser import text_string_to_metric_families
 
 from wonderland.dapr.metrics import DEFAULT_LATENCY_BUCKETS, SidecarMetrics, metrics_settings
@@ -117,7 +118,7 @@ def test_sidecar_metrics_after_real_traffic(
         sub_id = client.subscribe_configuration("config", ["greeting"], lambda _i, _r: None)
         assert client.unsubscribe_configuration("config", sub_id)
         subscribe = "/dapr.proto.runtime.v1.Dapr/SubscribeConfigurationAlpha1"
-        wait_until(
+        wait_for(
             lambda: (
                 value(
                     scrape(sc.metrics_port),
@@ -147,7 +148,7 @@ def test_sidecar_metrics_after_real_traffic(
         drops = value(s, "dapr_component_pubsub_ingress_count", topic="dropme")
         return s if done == 2 and flaky == 1 and drops == 1 else None
 
-    s = wait_until(delivered)
+    s = wait_for(delivered)
     app_id = {"app_id": "meteredapp"}
     # HTTP server: paths keep the store, drop the key (low cardinality)
     assert (

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _support.daemon import WonderlandDaemon, daemon_env, free_port
-from dapr_testing import wait_until
+from _support.daemon import WonderlandDaemon, daemon_env, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
 APP = str(Path(__file__).parent / "dapr_app.py")
 
 
-def ksvc(name: str) -> str:
+def ksvc(name: str, extra: str = "") -> str:
     return f"""
 apiVersion: serving.knative.dev/v1
 kind: Service
@@ -32,7 +31,7 @@ spec:
         dapr.io/enabled: "true"
         dapr.io/app-id: {name}
         dapr.io/app-port: "8080"
-        autoscaling.knative.dev/min-scale: "1"
+        autoscaling.knative.dev/min-scale: "1"{extra}
     spec:
       containers:
       - image: dapr-app
@@ -68,8 +67,14 @@ scopes: [front]
 ---
 {ksvc("front")}
 ---
-{ksvc("back")}
+{ksvc("back", EXTRA_ANNOTATIONS)}
 """
+
+
+# The sidecar of "back" logs its API calls and has a memory limit it cannot have here.
+EXTRA_ANNOTATIONS = """
+        dapr.io/enable-api-logging: "true"
+        dapr.io/sidecar-memory-limit: 1000Mi"""
 
 
 class Daemon(WonderlandDaemon):
@@ -122,14 +127,21 @@ def test_dapr_enabled_services_get_sidecars_fed_from_applied_resources(
         except httpx.HTTPError:
             return False
 
-    wait_until(up, timeout=60, interval=0.5)
+    wait_for(up, timeout=60, interval=0.5)
     assert _call(daemon, "front", "/state/greeting", "POST", b"hello").status_code == 204
     assert _call(daemon, "front", "/state/greeting").json() == "hello"
     assert _call(daemon, "front", "/secret/db").json() == {"password": "s3cret"}
     assert _call(daemon, "front", "/call/back/hello").text == "back"
     assert _call(daemon, "front", "/publish/orders", "POST", b'{"n": 1}').status_code == 204
-    got = wait_until(lambda: _call(daemon, "front", "/received").json(), timeout=30)
+    got = wait_for(lambda: _call(daemon, "front", "/received").json(), timeout=30)
     assert got[0]["data"] == {"n": 1} and got[0]["source"] == "front"
+    # dapr.io/ annotations: a supported one changes the sidecar; one that cannot apply on one
+    # machine is a Warning Event on the revision, which describe shows
+    events = daemon.cli("describe", "revision", "back-00001").stdout
+    assert "DaprAnnotationIgnored" in events and "dapr.io/sidecar-memory-limit" in events
+    assert "DaprAnnotationIgnored" not in daemon.cli("describe", "revision", "front-00001").stdout
+    sidecar_logs = daemon.cli("logs", "ksvc/back", "-c", "daprd", check=False)
+    assert "HTTP API Called: app_id=back" in sidecar_logs.stdout + sidecar_logs.stderr, sidecar_logs
 
     # Each daprd container declares its metrics port as dapr-metrics: a scrape target
     targets = tmp_path / "home" / "monitoring" / "targets.json"
@@ -143,7 +155,7 @@ def test_dapr_enabled_services_get_sidecars_fed_from_applied_resources(
                 return f"http://{group['targets'][0]}{labels['__metrics_path__']}"
         return None
 
-    url = wait_until(dapr_target, timeout=30)
+    url = wait_for(dapr_target, timeout=30)
     text = httpx.get(url, timeout=10).text
     assert 'dapr_component_state_count{app_id="front",component="statestore"' in text
     assert 'dapr_http_server_request_count{app_id="front",method="POST"' in text
@@ -221,9 +233,9 @@ spec:
                 _call(daemon, "front", f"/state/k{i}", "POST", b"v")
             return any(v > 0 for v in query(expr))
 
-        wait_until(dapr_target_up, timeout=90, interval=0.5)
+        wait_for(dapr_target_up, timeout=90, interval=0.5)
         # two of the dashboard's panels (deploy/grafana/dapr.json), with its variables set
-        wait_until(
+        wait_for(
             lambda: traffic_then(
                 'sum by (app_id) (rate(dapr_http_server_request_count{app_id=~"front"}[1m]))'
             ),

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from dapr_testing import received, wait_until
+from _support.daemon import wait_for
+from dapr_testing import received
 
 from wonderland.dapr.sidecar import SidecarProcess
 
@@ -69,7 +70,7 @@ def setup(
     resources(DECLARATIVE)
     app_port = app_factory(SUBSCRIPTIONS)
     sc = sidecar_factory("subapp", resources_path=[basic_resources], app_port=app_port)
-    wait_until(
+    wait_for(
         lambda: (
             len(httpx.get(sc.http_url + "/v1.0/metadata").json()["subscriptions"])
             == len(SUBSCRIPTIONS) + 1
@@ -86,7 +87,7 @@ def test_delivery_envelope_and_headers(setup: tuple[SidecarProcess, int]) -> Non
     sc, app = setup
     r = httpx.post(sc.http_url + "/v1.0/publish/pubsub/orders", json={"id": 1, "amount": 2.50})
     assert r.status_code == 204
-    (got,) = wait_until(lambda: _on(app, "/orders"))
+    (got,) = wait_for(lambda: _on(app, "/orders"))
     assert got["headers"]["content-type"] == "application/cloudevents+json"
     ev = got["body"]
     assert ev["data"] == {"id": 1, "amount": 2.50}
@@ -105,7 +106,7 @@ def test_text_payload_and_cloudevent_overrides(setup: tuple[SidecarProcess, int]
         content=b"plain words",
         headers={"content-type": "text/plain"},
     )
-    (got,) = wait_until(lambda: _on(app, "/orders"))
+    (got,) = wait_for(lambda: _on(app, "/orders"))
     assert got["body"]["data"] == "plain words"
     assert got["body"]["type"] == "custom.type" and got["body"]["id"] == "my-id"
 
@@ -113,14 +114,14 @@ def test_text_payload_and_cloudevent_overrides(setup: tuple[SidecarProcess, int]
 def test_failures_are_retried_under_resiliency(setup: tuple[SidecarProcess, int]) -> None:
     sc, app = setup
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/flaky", json={"n": 1})
-    wait_until(lambda: len(_on(app, "/fail-twice")) == 3)
+    wait_for(lambda: len(_on(app, "/fail-twice")) == 3)
     assert not _on(app, "/dead")
 
 
 def test_404_drops_to_dead_letter_topic(setup: tuple[SidecarProcess, int]) -> None:
     sc, app = setup
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/gone", json={"n": 2})
-    (dead,) = wait_until(lambda: _on(app, "/dead"))
+    (dead,) = wait_for(lambda: _on(app, "/dead"))
     assert dead["body"]["data"] == {"n": 2}
     assert len(_on(app, "/gone")) == 1  # a drop is never retried
 
@@ -128,16 +129,16 @@ def test_404_drops_to_dead_letter_topic(setup: tuple[SidecarProcess, int]) -> No
 def test_drop_status_goes_to_dead_letter_topic(setup: tuple[SidecarProcess, int]) -> None:
     sc, app = setup
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/dropme", json={"n": 3})
-    wait_until(lambda: _on(app, "/dead"))
+    wait_for(lambda: _on(app, "/dead"))
     assert len(_on(app, "/drop")) == 1
 
 
 def test_retries_stop_after_max_retries(setup: tuple[SidecarProcess, int]) -> None:
     sc, app = setup
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/hopeless", json={"n": 4})
-    wait_until(lambda: len(_on(app, "/error")) == 5)  # 1 try + maxRetries 4
+    wait_for(lambda: len(_on(app, "/error")) == 5)  # 1 try + maxRetries 4
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/orders", json={"after": True})
-    wait_until(lambda: _on(app, "/orders"))
+    wait_for(lambda: _on(app, "/orders"))
     assert len(_on(app, "/error")) == 5
 
 
@@ -151,15 +152,15 @@ def test_routing_rules_on_event_fields(setup: tuple[SidecarProcess, int]) -> Non
     )
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/widgets", json={"amount": "25"})
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/widgets", json={"amount": "5"})
-    (w,) = wait_until(lambda: _on(app, "/widgets"))
+    (w,) = wait_for(lambda: _on(app, "/widgets"))
     assert (
         w["body"]["id"] == "w1"
         and w["body"]["source"] == "test"
         and w["body"]["topic"] == "widgets"
     )
-    (big,) = wait_until(lambda: _on(app, "/big"))
+    (big,) = wait_for(lambda: _on(app, "/big"))
     assert big["body"]["data"] == {"amount": "25"}
-    (other,) = wait_until(lambda: _on(app, "/other"))
+    (other,) = wait_for(lambda: _on(app, "/other"))
     assert other["body"]["data"] == {"amount": "5"}
 
 
@@ -168,7 +169,7 @@ def test_raw_payload(setup: tuple[SidecarProcess, int]) -> None:
     httpx.post(
         sc.http_url + "/v1.0/publish/pubsub/raw?metadata.rawPayload=true", content=b"\x00raw bytes"
     )
-    (got,) = wait_until(lambda: _on(app, "/raw"))
+    (got,) = wait_for(lambda: _on(app, "/raw"))
     assert got["body"]["datacontenttype"] == "application/octet-stream"
     assert base64.b64decode(got["body"]["data_base64"]) == b"\x00raw bytes"
 
@@ -196,7 +197,7 @@ def test_app_health_check_pauses_and_resumes_deliveries(
         "1",
     ]
     sc = sidecar_factory("probed", resources_path=[basic_resources], app_port=app, extra_args=probe)
-    md = wait_until(
+    md = wait_for(
         lambda: (
             httpx.get(sc.http_url + "/v1.0/metadata").json()["subscriptions"]
             and httpx.get(sc.http_url + "/v1.0/metadata").json()
@@ -207,12 +208,12 @@ def test_app_health_check_pauses_and_resumes_deliveries(
     httpx.post(f"http://127.0.0.1:{app}/set-health", content=b"503")
     # One failed probe pauses deliveries: a message published after that is not taken for
     # the app (the in-memory broker drops it, as Dapr's does).
-    wait_until(lambda: "deliveries paused" in log.read_text())
+    wait_for(lambda: "deliveries paused" in log.read_text())
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/orders", json={"while": "unhealthy"})
     time.sleep(1.0)  # give a wrongly delivered message time to show up
     assert not [r for r in received(app) if r["path"] == "/orders"]
     httpx.post(f"http://127.0.0.1:{app}/set-health", content=b"200")
-    wait_until(lambda: "deliveries resumed" in log.read_text())
+    wait_for(lambda: "deliveries resumed" in log.read_text())
     httpx.post(sc.http_url + "/v1.0/publish/pubsub/orders", json={"while": "healthy"})
-    (got,) = wait_until(lambda: [r for r in received(app) if r["path"] == "/orders"])
+    (got,) = wait_for(lambda: [r for r in received(app) if r["path"] == "/orders"])
     assert got["body"]["data"] == {"while": "healthy"}

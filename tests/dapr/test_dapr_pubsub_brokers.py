@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
+from _support.daemon import wait_until
 from dapr_testing import require_backend
 
 from wonderland.dapr.components import create_component
@@ -72,13 +73,6 @@ async def cleanup() -> AsyncIterator[list[PubSubComponent]]:
             await c.close()
 
 
-async def _wait(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out waiting for messages"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("kind", list(BROKERS))
 async def test_every_published_message_is_delivered(
     kind: str, topic: str, cleanup: list[PubSubComponent]
@@ -96,7 +90,7 @@ async def test_every_published_message_is_delivered(
     sent = [f"message-{i}".encode() for i in range(10)]
     for data in sent:
         await comp.publish(topic, data, {})
-    await _wait(lambda: len(got) >= len(sent))
+    await wait_until(lambda: len(got) >= len(sent))
     assert sorted(got) == sorted(sent)
     await close()
     await comp.publish(topic, b"after-close", {})
@@ -127,7 +121,7 @@ async def test_failed_deliveries_are_redelivered(
     sent = [f"m{i}".encode() for i in range(10)]
     for data in sent:
         await comp.publish(topic, data, {})
-    await _wait(lambda: done == set(sent))
+    await wait_until(lambda: done == set(sent))
     assert any(n > 1 for n in attempts.values())
     await close()
 
@@ -155,7 +149,7 @@ async def test_messages_wait_for_a_consumer_group_that_is_away(
         got.append(msg.data)
 
     close2 = await second.subscribe(topic, group, handler)
-    await _wait(lambda: len(got) >= 3)
+    await wait_until(lambda: len(got) >= 3)
     assert sorted(got) == [f"while-away-{i}".encode() for i in range(3)]
     await close2()
 
@@ -185,7 +179,7 @@ async def test_in_memory_does_not_let_one_slow_message_hold_up_the_rest(
     close = await comp.subscribe(topic, "g", handler)
     await comp.publish(topic, b"slow", {})
     await comp.publish(topic, b"fast", {})
-    await _wait(lambda: done == [b"fast"])
+    await wait_until(lambda: done == [b"fast"])
     release.set()
-    await _wait(lambda: done == [b"fast", b"slow"])
+    await wait_until(lambda: done == [b"fast", b"slow"])
     await close()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dapr_testing import HERE, wait_until
+from _support.daemon import wait_for
+from dapr_testing import HERE
 
 from wonderland.cli import main
 from wonderland.dapr.sidecar import free_port
@@ -53,13 +54,11 @@ apps:
         stderr=subprocess.DEVNULL,
     )
     try:
-        got = json.loads(wait_until(lambda: report.exists() and report.read_text()))
+        got = json.loads(wait_for(lambda: report.exists() and report.read_text()))
         assert got["APP_ID"] == "caller" and got["GREETING"] == "hello" and got["WHERE"] == "caller"
         assert got["cwd"] == str(tmp_path / "caller") and got["APP_PORT"] is None
         caller = f"http://127.0.0.1:{got['DAPR_HTTP_PORT']}/v1.0"
-        wait_until(
-            lambda: httpx.get(f"http://127.0.0.1:{back_http}/v1.0/healthz").status_code == 204
-        )
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{back_http}/v1.0/healthz").status_code == 204)
         r = httpx.get(f"{caller}/invoke/backend/method/echo/hi")
         assert r.status_code == 200 and r.json()["headers"]["dapr-caller-app-id"] == "caller"
         httpx.post(f"{caller}/state/statestore", json=[{"key": "k", "value": 1}])

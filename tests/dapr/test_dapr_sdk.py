@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from _support.daemon import wait_for
 from dapr.aio.clients import DaprClient as AioDaprClient
 from dapr.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 from dapr.clients.grpc._state import Concurrency, StateItem, StateOptions
-from dapr_testing import wait_until
 
 from wonderland.dapr.sidecar import SidecarProcess
 
@@ -98,12 +97,11 @@ def test_secrets_configuration_and_metadata(sc: SidecarProcess, client: DaprClie
         ["greeting"],
         lambda _id, resp: got.extend((k, v.value) for k, v in resp.items.items()),
     )
-    assert sub_id
-    time.sleep(0.3)  # let the first poll of the file happen before it changes
+    assert sub_id  # answered once the store has its baseline: the change below is seen
     (sc.workdir / "config.yaml").write_text(  # type: ignore[attr-defined]
         "greeting: hi there\nlimit: {value: '10', version: '3'}\n"
     )
-    wait_until(lambda: ("greeting", "hi there") in got)
+    wait_for(lambda: ("greeting", "hi there") in got)
     assert client.unsubscribe_configuration("config", sub_id)
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from _support.daemon import READY_TIMEOUT, WONDERLAND, WonderlandDaemon, daemon_env, free_port
+from _support.daemon import (
+    READY_TIMEOUT,
+    WONDERLAND,
+    WonderlandDaemon,
+    daemon_env,
+    free_port,
+    wait_for,
+)
 
 __all__ = [
     "READY_TIMEOUT",
@@ -26,18 +32,18 @@ __all__ = [
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait until ``url`` answers below 500; fail at once, with its output, if ``proc`` exits."""
+
+    def answers() -> bool:
         if proc.poll() is not None:
             out = proc.stdout.read().decode() if proc.stdout else ""
             raise AssertionError(f"process exited with {proc.returncode}:\n{out}")
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
+            return httpx.get(url, timeout=1.0).status_code < 500
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{url} not ready after {timeout}s")
+            return False
+
+    wait_for(answers, timeout, f"{url} to answer")
 
 
 def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> str:

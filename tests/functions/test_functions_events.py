@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from _support.daemon import wait_for
 
 from wonderland.functions.create import create_function
 from wonderland.functions.funcyaml import load_config
@@ -96,27 +96,29 @@ def test_events_published_through_the_sidecar_reach_the_function(tmp_path: Path)
     env = {"PORT": str(app_port), "EVENTS_FILE": str(events), "HOME": str(tmp_path)}
     health = f"http://127.0.0.1:{http_port}/v1.0/healthz"
     with running(argv, health, env=env) as proc:
-        deadline = time.monotonic() + 30
-        while True:  # the app is up once its readiness answers
+
+        def started() -> bool:  # the app is up once its readiness answers
             try:
-                if httpx.get(f"http://127.0.0.1:{app_port}/health/readiness").status_code == 200:
-                    break
+                url = f"http://127.0.0.1:{app_port}/health/readiness"
+                return httpx.get(url).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "function did not start"
-            time.sleep(0.05)
+                return False
+
+        wait_for(started, 30, "the function to start")
         for n in (1, 2):
             published = httpx.post(
                 f"http://127.0.0.1:{http_port}/v1.0/publish/orders-pubsub/orders",
                 json={"order": n},
             )
             assert published.status_code == 204, published.text
-        deadline = time.monotonic() + 30
-        received: list[dict[str, object]] = []
-        while len(received) < 2 and time.monotonic() < deadline:
-            if events.exists():
-                received = [json.loads(line) for line in events.read_text().splitlines()]
-            time.sleep(0.05)
-        stop_group(proc)
+
+        def both() -> list[dict[str, object]] | None:
+            lines = events.read_text().splitlines() if events.exists() else []
+            return [json.loads(line) for line in lines] if len(lines) >= 2 else None
+
+        try:
+            received = wait_for(both, 30, "both events at the function")
+        finally:
+            stop_group(proc)
     assert [r["data"] for r in received] == [{"order": 1}, {"order": 2}]
     assert all(r["topic"] == "orders" for r in received)

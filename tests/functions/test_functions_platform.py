@@ -3,12 +3,12 @@ new revision, scale to zero and back, for both templates."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from _support.daemon import wait_for
 from _support.manifests import SHORT_AUTOSCALER
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -64,10 +64,12 @@ def test_http_function_deploy_invoke_redeploy_and_scale_from_zero(
     assert platform.cli("func", "invoke", "-p", str(root)).stdout.strip() == "OK v2"
 
     client = KubeClient.from_kubeconfig(platform.home / "kubeconfig")
-    deadline = time.monotonic() + 120
-    while _replicas(client, "hello-00002") != 0:
-        assert time.monotonic() < deadline, "hello-00002 did not scale to zero"
-        time.sleep(0.5)
+    wait_for(
+        lambda: _replicas(client, "hello-00002") == 0,
+        120,
+        "hello-00002 to scale to zero",
+        interval=0.5,
+    )
     # from zero: the request waits in the activator while a replica starts
     woken = platform.cli("func", "invoke", "-p", str(root))
     assert woken.returncode == 0, woken.stderr

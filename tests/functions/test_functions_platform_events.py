@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from _support.daemon import wait_for
 
 from wonderland.functions.create import create_function
 
@@ -91,13 +91,10 @@ def test_deployed_function_receives_pubsub_events_through_its_sidecar(
             f"http://127.0.0.1:{http_port}/v1.0/publish/orders/{topic}", json={"order": 42}
         )
         assert published.status_code == 204, published.text
-        deadline = time.monotonic() + 60
-        while not events.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        stop_group(proc)
-    assert events.exists(), (
-        "the function never received the event:\n" + platform.log.read_text()[-3000:]
-    )
+        try:
+            wait_for(events.exists, 60, "the function to receive the event", log=platform.log)
+        finally:
+            stop_group(proc)
     received = [json.loads(line) for line in events.read_text().splitlines()]
     assert received[0]["data"] == {"order": 42}
     assert received[0]["topic"] == topic

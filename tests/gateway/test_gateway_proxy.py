@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from _support.daemon import free_port
+from _support.daemon import free_port, wait_until
 from _support.servers import asgi_replica
 
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
@@ -333,14 +333,6 @@ async def test_websocket_upgrade_is_tunnelled() -> None:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
-
-
-async def wait_until(cond: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, "condition not met"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_replica_dying_between_head_and_body_is_retried() -> None:

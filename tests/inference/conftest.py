@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _support.daemon import free_port, kill_group
+from _support.daemon import free_port, kill_group, wait_for
 
 __all__ = ["IRIS_ROWS", "ServerProcess", "free_port", "run_server"]
 
@@ -97,13 +96,13 @@ def run_server(
     server = ServerProcess(proc, http_port, grpc_port, log)
     try:
         if wait_ready:
-            deadline = time.monotonic() + 30
-            while not _ready(server.url):
+
+            def ready() -> bool:
                 if proc.poll() is not None:
                     raise AssertionError(f"server exited: {log.read_text()}")
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"server not ready in 30 s: {log.read_text()}")
-                time.sleep(0.05)
+                return _ready(server.url)
+
+            wait_for(ready, 30, "the model server to be ready", log=log)
         yield server
     finally:
         kill_group(proc, signal.SIGTERM, timeout=10)

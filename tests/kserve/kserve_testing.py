@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,8 @@ from _support.daemon import (
     daemon_env,
     free_port,
     kill_group,
+    wait_for,
 )
-from _support.daemon import wait_for as shared_wait_for
 
 __all__ = [
     "APPS",
@@ -37,10 +36,6 @@ DOMAIN = "127.0.0.1.sslip.io"
 HERE = Path(__file__).resolve().parent
 APPS = str(HERE / "kserve_apps.py")
 IRIS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    return shared_wait_for(check, timeout, what, interval=0.1)
 
 
 class KServeDaemon(WonderlandDaemon):
@@ -99,6 +94,10 @@ class KServeDaemon(WonderlandDaemon):
 
     def host(self, name: str) -> str:
         return f"{name}.default.{DOMAIN}"
+
+    def url(self, name: str) -> str:
+        """The status URL of ``name``: its host and the gateway's port."""
+        return f"http://{self.host(name)}:{self.gateway.rpartition(':')[2]}"
 
 
 def isvc(name: str, predictor: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from _support.manifests import SHORT_AUTOSCALER
 from _support.servers import moto_endpoint, s3_bucket
 from kserve_testing import (
     APPS,
-    DOMAIN,
     IRIS,
     KServeDaemon,
     isvc,
@@ -205,9 +204,9 @@ V2_BODY = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "
 def test_the_talks_sklearn_iris(daemon: KServeDaemon) -> None:
     got = daemon.wait_ready("sklearn-iris")
     st = got["status"]
-    assert st["url"] == f"http://sklearn-iris.default.{DOMAIN}"
+    assert st["url"] == daemon.url("sklearn-iris")
     pred = st["components"]["predictor"]
-    assert pred["url"] == f"http://sklearn-iris-predictor.default.{DOMAIN}"
+    assert pred["url"] == daemon.url("sklearn-iris-predictor")
     assert pred["latestReadyRevision"] == "sklearn-iris-predictor-00001"
     assert pred["traffic"][0]["percent"] == 100
     types = {c["type"]: c["status"] for c in st["conditions"]}
@@ -233,7 +232,7 @@ def test_the_talks_sklearn_iris(daemon: KServeDaemon) -> None:
     table = daemon.cli("get", "isvc", "sklearn-iris")
     header, row = table.splitlines()[:2]
     assert header.split()[:5] == ["NAME", "URL", "READY", "PREV", "LATEST"]
-    assert row.split()[:3] == ["sklearn-iris", f"http://sklearn-iris.default.{DOMAIN}", "True"]
+    assert row.split()[:3] == ["sklearn-iris", daemon.url("sklearn-iris"), "True"]
     assert row.split()[4] == "100"
 
 
@@ -280,7 +279,7 @@ def test_custom_predictor_container(daemon: KServeDaemon) -> None:
     # STORAGE_URI was resolved and /mnt/models in its args points at the local copy.
     assert r.json() == {"predictions": [15.8, 15.5], "served_by": "custom", "label": "custom-v1"}
     st = daemon.get("isvc", "custom")["status"]
-    assert st["components"]["explainer"]["url"] == f"http://custom-explainer.default.{DOMAIN}"
+    assert st["components"]["explainer"]["url"] == daemon.url("custom-explainer")
     assert daemon.condition("custom", "ExplainerReady")["status"] == "True"
 
 
@@ -288,7 +287,7 @@ def test_transformer_calls_the_predictor(daemon: KServeDaemon) -> None:
     got = daemon.wait_ready("chain")
     st = got["status"]
     assert {c["type"] for c in st["conditions"]} >= {"PredictorReady", "TransformerReady"}
-    assert st["components"]["transformer"]["url"] == f"http://chain-transformer.default.{DOMAIN}"
+    assert st["components"]["transformer"]["url"] == daemon.url("chain-transformer")
     args = daemon.get("ksvc", "chain-transformer")["spec"]["template"]["spec"]["containers"][0][
         "args"
     ]

@@ -15,8 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _support.daemon import free_port, kill_group
-from _support.daemon import wait_for as shared_wait_for
+from _support.daemon import free_port, kill_group, wait_for
 from _support.manifests import SHORT_AUTOSCALER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,11 +82,6 @@ class Quickstart:
         )
 
 
-def wait_for(what: str, check: Any, timeout: float, log: Path | None = None) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    return shared_wait_for(check, timeout, what, interval=0.2, log=log)
-
-
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -152,9 +146,15 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quickstart]
                 return True
             return False
 
-        wait_for("make up to start the daemon", started, READY_TIMEOUT, log)
+        wait_for(started, READY_TIMEOUT, "make up to start the daemon", interval=0.2, log=log)
         for name in [*SERVICES, PREDICTOR]:
-            wait_for(f"ksvc {name} Ready", lambda n=name: qs.ready("ksvc", n), READY_TIMEOUT, log)
+            wait_for(
+                lambda n=name: qs.ready("ksvc", n),
+                READY_TIMEOUT,
+                f"ksvc {name} Ready",
+                interval=0.2,
+                log=log,
+            )
         yield qs
     finally:
         replicas = _descendants(proc.pid)

@@ -8,7 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
-from quickstart_platform import DOMAIN, PREDICTOR, REPO, SERVICES, Quickstart, wait_for
+from _support.daemon import wait_for
+from quickstart_platform import DOMAIN, PREDICTOR, REPO, SERVICES, Quickstart
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ def test_make_up_prints_urls_and_get_ksvc_shows_five_ready_services(quickstart: 
     assert sorted(table) == sorted([*SERVICES, PREDICTOR])
     for name, row in table.items():
         assert row[1:5] == [
-            f"http://{name}.default.{DOMAIN}",
+            f"http://{name}.default.{DOMAIN}:{qs.gateway.rpartition(':')[2]}",
             f"{name}-00001",
             f"{name}-00001",
             "True",
@@ -44,10 +45,11 @@ def test_make_up_prints_urls_and_get_ksvc_shows_five_ready_services(quickstart: 
 def test_c4p_scales_to_zero_and_the_proposal_flow_wakes_it(quickstart: Quickstart) -> None:
     qs = quickstart
     wait_for(
-        "c4p-service to scale to zero",
         lambda: _replicas(qs, "c4p-service-00001") == 0,
         90,
-        qs.log,
+        "c4p-service to scale to zero",
+        interval=0.2,
+        log=qs.log,
     )
     assert _replicas(qs, "frontend-00001") == 1  # min-scale "1" keeps the others up
     title = f"Wonderland {uuid.uuid4().hex[:8]}"
@@ -76,7 +78,7 @@ def test_c4p_scales_to_zero_and_the_proposal_flow_wakes_it(quickstart: Quickstar
         notes = qs.request("GET", "frontend", "/api/notifications").json()
         return [n for n in notes if n["proposalId"] == created["id"]]
 
-    notes = wait_for("the author's notification", notified, 30, qs.log)
+    notes = wait_for(notified, 30, "the author's notification", interval=0.2, log=qs.log)
     assert notes[0]["to"] == "alice@example.com"
     assert notes[0]["title"] == "Your proposal was approved"
 
@@ -85,7 +87,7 @@ def test_c4p_scales_to_zero_and_the_proposal_flow_wakes_it(quickstart: Quickstar
         kinds = {e["type"] for e in seen if (e.get("payload") or {}).get("title") == title}
         return kinds if len(kinds) == 3 else set()
 
-    assert wait_for("three events at the frontend", events, 30, qs.log) == {
+    assert wait_for(events, 30, "three events at the frontend", interval=0.2, log=qs.log) == {
         "new-proposal",
         "new-agenda-item",
         "proposal-decision",
@@ -116,12 +118,13 @@ def test_feature_flags_come_through_the_configuration_api(
     qs.ok("apply", "-f", str(closed))
     try:
         wait_for(
-            "the frontend to see the flag",
             lambda: (
                 qs.request("GET", "frontend", "/api/features").json()["callForProposalsEnabled"]
                 == "false"
             ),
             30,
+            "the frontend to see the flag",
+            interval=0.2,
         )
         refused = qs.request(
             "POST", "frontend", "/api/proposals", json={"title": "late", "author": "Bob"}

@@ -9,15 +9,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from _support.daemon import wait_until
 
+from wonderland.dapr.broker import BACKLOG, BROKER_FILE, PlatformBroker
+from wonderland.dapr.broker.wire import frame, read_frame
 from wonderland.dapr.components.base import ComponentContext, Message
-from wonderland.dapr.components.pubsub_platform import (
-    BACKLOG,
-    BROKER_FILE,
-    BrokerUnavailableError,
-    PlatformBroker,
-    PlatformPubSub,
-)
+from wonderland.dapr.components.pubsub_platform import BrokerUnavailableError, PlatformPubSub
 
 WAIT = 10.0
 
@@ -42,7 +39,7 @@ class Inbox:
         self.items.append(msg)
         self.changed.set()
 
-    async def wait_for(self, count: int) -> list[Message]:
+    async def arrived(self, count: int) -> list[Message]:
         async with asyncio.timeout(WAIT):
             while len(self.items) < count:
                 self.changed.clear()
@@ -65,13 +62,11 @@ async def test_publish_in_one_client_reaches_every_group_of_another(tmp_path: Pa
         await notifications.subscribe("events-topic", "notifications-service", inbox_b.handler)
         # Subscriptions travel on the same ordered connection as a later publish would;
         # wait until the broker knows both groups before publishing.
-        async with asyncio.timeout(WAIT):
-            while len(broker.topics.get("events-topic", {})) < 2:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: len(broker.topics.get("events-topic", {})) >= 2, WAIT)
         for i in range(3):
             await publisher.publish("events-topic", f"event-{i}".encode(), {"traceid": str(i)})
         for inbox in (inbox_a, inbox_b):
-            got = await inbox.wait_for(3)
+            got = await inbox.arrived(3)
             assert [m.data for m in got] == [b"event-0", b"event-1", b"event-2"]
             assert got[2].metadata == {"traceid": "2"} and got[0].topic == "events-topic"
         for comp in (publisher, frontend, notifications):
@@ -91,13 +86,11 @@ async def test_one_group_shares_messages_and_keeps_them_while_away(tmp_path: Pat
         close_one = await one.subscribe("events-topic", "notifications", inbox_one.handler)
         two = await _client(tmp_path, "notifications-service")
         await two.subscribe("events-topic", "notifications", inbox_two.handler)
-        async with asyncio.timeout(WAIT):
-            while members(broker, "events-topic", "notifications") < 2:
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: members(broker, "events-topic", "notifications") >= 2, WAIT)
         for i in range(4):
             await publisher.publish("events-topic", str(i).encode(), {})
-        await inbox_one.wait_for(2)
-        await inbox_two.wait_for(2)
+        await inbox_one.arrived(2)
+        await inbox_two.arrived(2)
         # Two replicas of one app take turns: each message is handled once in the group.
         assert sorted(m.data for m in inbox_one.items + inbox_two.items) == [
             b"0",
@@ -107,15 +100,13 @@ async def test_one_group_shares_messages_and_keeps_them_while_away(tmp_path: Pat
         ]
         await close_one()
         await two.close()
-        async with asyncio.timeout(WAIT):
-            while members(broker, "events-topic", "notifications"):
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: not (members(broker, "events-topic", "notifications")), WAIT)
         # Nobody in the group now: the broker keeps the messages for the next subscriber.
         await publisher.publish("events-topic", b"while-away", {})
         later = Inbox()
         third = await _client(tmp_path, "notifications-service")
         await third.subscribe("events-topic", "notifications", later.handler)
-        assert [m.data for m in await later.wait_for(1)] == [b"while-away"]
+        assert [m.data for m in await later.arrived(1)] == [b"while-away"]
         for comp in (publisher, one, third):
             await comp.close()
     finally:
@@ -133,12 +124,10 @@ async def test_a_client_reconnects_to_a_restarted_broker(tmp_path: Path) -> None
     broker = PlatformBroker(tmp_path)
     await broker.start()
     try:
-        async with asyncio.timeout(WAIT):
-            while not members(broker, "t", "frontend"):
-                await asyncio.sleep(0.02)
+        await wait_until(lambda: bool(members(broker, "t", "frontend")), WAIT)
         pub = await _client(tmp_path, "agenda-service")
         await pub.publish("t", b"after-restart", {})
-        assert [m.data for m in await inbox.wait_for(1)] == [b"after-restart"]
+        assert [m.data for m in await inbox.arrived(1)] == [b"after-restart"]
         await pub.close()
         await sub.close()
     finally:
@@ -161,10 +150,8 @@ async def test_a_wrong_token_is_refused(tmp_path: Path) -> None:
     await broker.start()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
-        from wonderland.dapr.components.pubsub_platform import _frame, _read_frame
-
-        writer.write(_frame({"op": "hello", "token": "guess"}))
-        answer, _ = await asyncio.wait_for(_read_frame(reader), WAIT)
+        writer.write(frame({"op": "hello", "token": "guess"}))
+        answer, _ = await asyncio.wait_for(read_frame(reader), WAIT)
         assert answer["op"] == "error" and "token" in answer["error"]
         assert await reader.read() == b""
         writer.close()
@@ -182,7 +169,7 @@ def test_only_the_platforms_sidecar_entry_swaps_pubsub_in_memory() -> None:
         "from wonderland.dapr.components import component_class\n"
         "before = component_class('pubsub.in-memory').__name__\n"
         "if sys.argv[1] == 'platform':\n"
-        "    from wonderland.dapr.components.pubsub_platform import use_platform_broker\n"
+        "    from wonderland.dapr.platform_sidecar import use_platform_broker\n"
         "    use_platform_broker()\n"
         "print(before, component_class('pubsub.in-memory').__name__)\n"
     )
@@ -202,7 +189,7 @@ def test_the_platforms_sidecar_entry_runs_the_wonderland_cli() -> None:
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "wonderland.dapr.components.pubsub_platform", "sidecar", "--help"],
+        [sys.executable, "-m", "wonderland.dapr.platform_sidecar", "sidecar", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from quickstart_platform import DOMAIN, REPO, Quickstart, wait_for
+from _support.daemon import wait_for
+from quickstart_platform import DOMAIN, REPO, Quickstart
 
 pytestmark = pytest.mark.e2e
 
@@ -49,11 +50,26 @@ def test_steps_share_one_template_that_differs_from_frontend_yaml_by_one_env_var
 def test_tag_url_then_canary_50_50_then_10_90_then_promotion(quickstart: Quickstart) -> None:
     qs = quickstart
     qs.ok("apply", "-f", str(STEPS / "1-frontend-tag.yaml"))
-    wait_for("frontend-00002 Ready", lambda: qs.ready("revision", "frontend-00002"), 120, qs.log)
-    wait_for("the route to carry both tags", lambda: qs.ready("ksvc", "frontend"), 60, qs.log)
+    wait_for(
+        lambda: qs.ready("revision", "frontend-00002"),
+        120,
+        "frontend-00002 Ready",
+        interval=0.2,
+        log=qs.log,
+    )
+    wait_for(
+        lambda: qs.ready("ksvc", "frontend"),
+        60,
+        "the route to carry both tags",
+        interval=0.2,
+        log=qs.log,
+    )
     status = qs.get("ksvc", "frontend")["status"]
     tags = {t.get("tag"): t for t in status["traffic"]}
-    assert tags["version2"]["url"] == f"http://version2-frontend.default.{DOMAIN}"
+    assert (
+        tags["version2"]["url"]
+        == f"http://version2-frontend.default.{DOMAIN}:{qs.gateway.rpartition(':')[2]}"
+    )
     assert tags["version2"]["revisionName"] == "frontend-00002"
     # The main URL stays on the current revision; the tag URL and the tag header reach the new one.
     assert _split(qs, 20) == Counter({"frontend-00001": 20})
@@ -68,9 +84,10 @@ def test_tag_url_then_canary_50_50_then_10_90_then_promotion(quickstart: Quickst
 
     qs.ok("apply", "-f", str(STEPS / "2-frontend-canary-50.yaml"))
     wait_for(
-        "a 50/50 split",
         lambda: [t["percent"] for t in qs.get("ksvc", "frontend")["status"]["traffic"]] == [50, 50],
         60,
+        "a 50/50 split",
+        interval=0.2,
     )
     half = _split(qs, 200)
     assert set(half) == {"frontend-00001", "frontend-00002"}
@@ -78,18 +95,20 @@ def test_tag_url_then_canary_50_50_then_10_90_then_promotion(quickstart: Quickst
 
     qs.ok("apply", "-f", str(STEPS / "3-frontend-canary-90.yaml"))
     wait_for(
-        "a 10/90 split",
         lambda: [t["percent"] for t in qs.get("ksvc", "frontend")["status"]["traffic"]] == [10, 90],
         60,
+        "a 10/90 split",
+        interval=0.2,
     )
     most = _split(qs, 200)
     assert 150 <= most["frontend-00002"] <= 195, most
 
     qs.ok("apply", "-f", str(STEPS / "4-frontend-promote.yaml"))
     wait_for(
-        "all traffic on the latest revision",
         lambda: _split(qs, 10) == Counter({"frontend-00002": 10}),
         60,
+        "all traffic on the latest revision",
+        interval=0.2,
     )
     # Applying the same template again made no third revision.
     assert qs.get("ksvc", "frontend")["status"]["latestCreatedRevisionName"] == "frontend-00002"

@@ -7,14 +7,21 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from _support.daemon import READY_TIMEOUT, WonderlandDaemon, daemon_env, free_port
+from _support.daemon import (
+    READY_TIMEOUT,
+    WonderlandDaemon,
+    daemon_env,
+    free_port,
+    wait_for,
+    wait_until,
+)
 from _support.manifests import SHORT_AUTOSCALER
 from prometheus_client.parser import text_string_to_metric_families
 from serving_env import APP, DOMAIN
@@ -82,13 +89,6 @@ def _status(d: Daemon, kind: str, name: str) -> dict:  # type: ignore[type-arg]
     return dict(json.loads(d.cli("get", kind, name, "-o", "json")).get("status") or {})
 
 
-async def _wait(check, timeout: float = 30.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.1)
-
-
 async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> None:
     host = {"Host": f"hello.default.{DOMAIN}"}
     async with httpx.AsyncClient(base_url=daemon.gateway, timeout=60) as client:
@@ -96,10 +96,7 @@ async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> N
         async def answers() -> bool:
             return (await client.get("/", headers=host)).status_code == 200
 
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not await answers():
-            assert time.monotonic() < deadline, daemon.log.read_text()
-            await asyncio.sleep(0.1)
+        await wait_until(answers, READY_TIMEOUT, "hello to answer", interval=0.1)
         r = await client.get("/", headers=host)
         assert r.json()["env"]["TARGET"] == "world"
         table = daemon.cli("get", "ksvc")
@@ -108,7 +105,7 @@ async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> N
         logs = daemon.cli("logs", "ksvc/hello")
         assert "listening on" in logs
         # idle: stable window (6 s) + grace period (1 s) -> zero replicas
-        await _wait(
+        await wait_until(
             lambda: _status(daemon, "rev", "hello-00001").get("actualReplicas") == 0,
             timeout=60,
             what="scale to zero",
@@ -133,9 +130,32 @@ async def test_daemon_serves_scales_to_zero_and_cold_starts(daemon: Daemon) -> N
         assert (labels, 1.0) in colds, colds
 
 
+def test_the_url_that_get_ksvc_prints_answers_in_curl(daemon: Daemon) -> None:
+    """The URL column of `wonderland get ksvc` carries the gateway's port (not 80 here), so
+    pasted into curl it reaches the service; only the name is resolved by hand (no DNS)."""
+    port = int(daemon.gateway.rpartition(":")[2])
+    wait_for(lambda: _status(daemon, "ksvc", "hello").get("url"), READY_TIMEOUT, "hello's URL")
+    table = daemon.cli("get", "ksvc", "hello")
+    url = next(w for w in table.split() if w.startswith("http://"))
+    host = f"hello.default.{DOMAIN}"
+    assert url == f"http://{host}:{port}"
+    assert _status(daemon, "route", "hello")["url"] == url
+
+    def curl() -> str | None:
+        out = subprocess.run(
+            ["curl", "-sS", "--noproxy", "*", "--resolve", f"{host}:{port}:127.0.0.1", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return out.stdout if out.returncode == 0 and '"TARGET": "world"' in out.stdout else None
+
+    assert wait_for(curl, READY_TIMEOUT, f"curl {url}", log=daemon.log)
+
+
 async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -> None:
     host = {"Host": f"steady.default.{DOMAIN}"}
-    await _wait(
+    await wait_until(
         lambda: _status(daemon, "rev", "steady-00001").get("actualReplicas") == 2,
         what="two replicas",
     )
@@ -153,11 +173,13 @@ async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -
                     pids.add(r.json()["pid"])
 
         workers = [asyncio.create_task(load()) for _ in range(4)]
-        await _wait(lambda: len(pids) >= 2, what="both replicas answer")
+        await wait_until(lambda: len(pids) >= 2, what="both replicas answer")
         victim = next(iter(pids))
         os.kill(victim, signal.SIGKILL)
         seen_before = set(pids)
-        await _wait(lambda: len(pids - seen_before) >= 1, timeout=30, what="a replacement replica")
+        await wait_until(
+            lambda: len(pids - seen_before) >= 1, timeout=30, what="a replacement replica"
+        )
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*workers)

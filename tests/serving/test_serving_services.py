@@ -22,7 +22,7 @@ async def test_create_service_revision_route_and_url(platform_env: Env) -> None:
     env.apply(ksvc("hello", env={"GREETING": "hi"}))
     svc = await env.ready("hello")
     st = svc["status"]
-    assert st["url"] == f"http://{HOST}"
+    assert st["url"] == f"http://{HOST}:{env.system.gateway.port}"  # the gateway's port
     assert st["address"]["url"] == "http://hello.default.svc.cluster.local"
     assert st["latestCreatedRevisionName"] == st["latestReadyRevisionName"] == "hello-00001"
     assert st["traffic"] == [
@@ -124,7 +124,7 @@ async def test_traffic_split_tags_and_tag_header(platform_env: Env) -> None:
     )
     svc = await env.ready("hello")
     traffic = {t["tag"]: t for t in svc["status"]["traffic"]}
-    assert traffic["blue"]["url"] == f"http://blue-hello.default.{DOMAIN}"
+    assert traffic["blue"]["url"] == f"http://blue-hello.default.{DOMAIN}:{env.system.gateway.port}"
     assert traffic["green"]["revisionName"] == "hello-00002"
     assert traffic["green"]["latestRevision"] is True and traffic["blue"]["latestRevision"] is False
     assert (await env.request(f"blue-hello.default.{DOMAIN}")).json()["env"]["COLOR"] == "blue"
@@ -149,7 +149,7 @@ async def test_route_with_configuration_name_targets(platform_env: Env) -> None:
     )
     await env.wait(lambda: env.cond(ROUTE, "front").get("status") == "True", what="route ready")
     route = env.get(ROUTE, "front")
-    assert route["status"]["url"] == f"http://front.default.{DOMAIN}"
+    assert route["status"]["url"] == f"http://front.default.{DOMAIN}:{env.system.gateway.port}"
     assert route["status"]["traffic"][0]["revisionName"] == "hello-00001"
     r = await env.request(f"front.default.{DOMAIN}")
     assert r.json()["env"]["K_REVISION"] == "hello-00001"

@@ -103,6 +103,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=3,
         help="failed probes before the app counts as unhealthy (default 3)",
     )
+    p.add_argument(
+        "--app-max-concurrency",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="requests sent to the app at once, pub/sub deliveries and invocations "
+        "together (default -1: no limit)",
+    )
+    p.add_argument(
+        "--max-body-size",
+        default=None,
+        metavar="SIZE",
+        help="largest request body the APIs accept, a quantity such as 4Mi (default 4Mi)",
+    )
+    p.add_argument(
+        "--dapr-http-max-request-size",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="the same in megabytes (daprd's older flag; --max-body-size wins)",
+    )
+    p.add_argument(
+        "--enable-api-logging",
+        type=_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="true|false",
+        help="log every call of the HTTP API at info level (default false)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...: the app to run")
     p.set_defaults(handler=_run)
@@ -115,6 +145,27 @@ def _flag(text: str) -> bool:
     if value in {"false", "0", "no", "off"}:
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _body_limit(args: argparse.Namespace) -> int:
+    """``--max-body-size`` (a quantity) or ``--dapr-http-max-request-size`` (MB), in bytes."""
+    from wonderland.api import quantity
+    from wonderland.errors import ConfigError, InvalidError
+
+    if args.max_body_size is not None:
+        try:
+            size = int(quantity.parse(args.max_body_size, "--max-body-size"))
+        except InvalidError as exc:
+            raise ConfigError(f"{exc}; give a size such as 4Mi or 16M") from None
+    elif args.dapr_http_max_request_size is not None:
+        size = args.dapr_http_max_request_size * 1024 * 1024
+    else:
+        return 4 * 1024 * 1024
+    if size <= 0:
+        raise ConfigError(
+            "the request body limit must be positive (for example --max-body-size 4Mi)"
+        )
+    return size
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -179,6 +230,9 @@ def _run(args: argparse.Namespace) -> int:
         app_health_threshold=max(1, args.app_health_threshold),
         metrics_port=args.metrics_port,
         enable_metrics=args.enable_metrics,
+        max_body_bytes=_body_limit(args),
+        app_max_concurrency=max(0, args.app_max_concurrency),
+        api_logging=args.enable_api_logging,
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return int(runner.run(launcher.run(opts, command)))

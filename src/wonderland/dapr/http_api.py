@@ -7,6 +7,7 @@ differs from its docs in places (bulk get ``data``, configuration get 200, ETag 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from time import time_ns
 from typing import Any
@@ -136,6 +137,21 @@ class HTTPAPI:
         req = _Request(raw)
         if self.token and req.path not in _HEALTH and req.header("dapr-api-token") != self.token:
             return _Response(401, b"invalid api token", [(b"content-type", b"text/plain")])
+        if self.rt.opts.api_logging:
+            started = time.perf_counter()
+            response = await self._answer(req)
+            log.info(
+                "HTTP API Called: app_id=%s method=%s %s code=%d duration=%.3fms",
+                self.rt.app_id,
+                req.method,
+                req.path,
+                response.status,
+                (time.perf_counter() - started) * 1000,
+            )
+            return response
+        return await self._answer(req)
+
+    async def _answer(self, req: _Request) -> _Response:
         try:
             return await self.dispatch(req)
         except APIError as exc:

@@ -10,10 +10,11 @@ the ``kubernetes`` secret store reading the platform's Secret resources, and sta
 services. Resources applied later reach a sidecar when its replica next starts, as with
 Dapr on Kubernetes without hot reload.
 
-Annotations honoured: ``dapr.io/enabled``, ``dapr.io/app-id`` (default: the Knative
-Service name), ``dapr.io/app-port`` (the replica's local port is used: ports are
-remapped on one machine), ``dapr.io/app-protocol`` (``http``), ``dapr.io/config``,
-``dapr.io/log-level``.
+Annotations: those in :data:`HONOURED` change the sidecar as they change daprd (ports,
+``dapr.io/app-port`` and ``dapr.io/metrics-port``, are remapped to free local ports, as every
+pod has its own network on a cluster); any other ``dapr.io/`` annotation, and a value that
+does not parse, has no effect and is reported as a Warning Event on the revision
+(``DaprAnnotationIgnored``) and in the daemon's log. ``docs/dapr.md`` lists both.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 import wonderland
+from wonderland.api import quantity
+from wonderland.controllers import events
+from wonderland.dapr.broker import PlatformBroker
+from wonderland.dapr.platform_sidecar import SIDECAR_MODULE
 from wonderland.errors import InvalidError
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
     from wonderland.runtime.companions import Companion, ReplicaInfo
 
-__all__ = ["DaprPlatform", "install"]
+__all__ = ["HONOURED", "DaprPlatform", "install", "sidecar_flags"]
 
 log = logging.getLogger("wonderland.dapr.platform")
 
@@ -43,15 +48,41 @@ KINDS = {
     "resiliencies.dapr.io": "resiliencies",
     "configurations.dapr.io": "configurations",
 }
-HONOURED = {
-    "dapr.io/enabled",
-    "dapr.io/app-id",
-    "dapr.io/app-port",
-    "dapr.io/app-protocol",
-    "dapr.io/config",
-    "dapr.io/enable-metrics",
-    "dapr.io/log-level",
+#: ``dapr.io/`` annotations that change the sidecar, and the daprd flag each one sets
+#: ("" for those handled here rather than by a flag).
+FLAGS = {
+    "dapr.io/enabled": "",
+    "dapr.io/app-id": "",
+    "dapr.io/app-port": "",  # remapped: the replica's own local port
+    "dapr.io/metrics-port": "",  # remapped: a free port, named dapr-metrics on the pod
+    "dapr.io/app-protocol": "",  # http only
+    "dapr.io/config": "",
+    "dapr.io/enable-metrics": "",
+    "dapr.io/log-level": "",
+    "dapr.io/env": "",
+    "dapr.io/enable-api-logging": "--enable-api-logging",
+    "dapr.io/app-max-concurrency": "--app-max-concurrency",
+    "dapr.io/http-max-request-size": "--dapr-http-max-request-size",
+    "dapr.io/max-body-size": "--max-body-size",
+    "dapr.io/enable-app-health-check": "--enable-app-health-check",
+    "dapr.io/app-health-check-path": "--app-health-check-path",
+    "dapr.io/app-health-probe-interval": "--app-health-probe-interval",
+    "dapr.io/app-health-probe-timeout": "--app-health-probe-timeout",
+    "dapr.io/app-health-threshold": "--app-health-threshold",
 }
+HONOURED = frozenset(FLAGS)
+#: Annotations whose value is a whole number.
+_INTEGERS = {
+    "dapr.io/app-port",
+    "dapr.io/metrics-port",
+    "dapr.io/app-max-concurrency",
+    "dapr.io/http-max-request-size",
+    "dapr.io/app-health-probe-interval",
+    "dapr.io/app-health-probe-timeout",
+    "dapr.io/app-health-threshold",
+}
+_BOOLEANS = {"dapr.io/enable-api-logging", "dapr.io/enable-app-health-check"}
+_LOG_LEVELS = {"debug", "info", "warn", "error"}
 _KEEP = ("apiVersion", "kind", "metadata", "spec", "scopes", "auth")
 _PACKAGE_ROOT = str(Path(wonderland.__file__).resolve().parent.parent)
 # The image the sidecar container stands for, as Dapr's injector names it (never pulled).
@@ -92,6 +123,67 @@ def check_resource(new: dict[str, Any], old: dict[str, Any] | None) -> None:
         raise InvalidError(str(exc).removeprefix("document 0: ").removeprefix(": ")) from None
 
 
+def _is_size(value: str) -> bool:
+    try:
+        return quantity.parse(value, "dapr.io/max-body-size") > 0
+    except InvalidError:
+        return False
+
+
+def sidecar_flags(ann: dict[str, Any]) -> tuple[list[str], dict[str, str], list[str]]:
+    """The daprd flags and environment the ``dapr.io/`` annotations ``ann`` ask for, and a
+    line for each annotation that has no effect here (unsupported, or a value that does
+    not parse), naming what to do instead."""
+    flags: list[str] = ["--log-level", "info"]
+    env: dict[str, str] = {}
+    problems: list[str] = []
+    unsupported = sorted(k for k in ann if k.startswith("dapr.io/") and k not in HONOURED)
+    if unsupported:
+        problems.append(
+            f"annotations {', '.join(unsupported)} are not supported on one machine and have "
+            "no effect (see the Dapr page of the docs for the supported ones)"
+        )
+    for key in sorted(k for k in ann if k in HONOURED):
+        value = str(ann[key]).strip()
+        if key in _INTEGERS and not (
+            value.isdigit() or (value.startswith("-") and value[1:].isdigit())
+        ):
+            problems.append(f"{key}: {value!r} is not a whole number; the annotation is ignored")
+            continue
+        if key in _BOOLEANS and value.lower() not in {"true", "false"}:
+            problems.append(f"{key}: {value!r} is not true or false; the annotation is ignored")
+            continue
+        flag = FLAGS[key]
+        if key == "dapr.io/log-level":
+            if value.lower() not in _LOG_LEVELS:
+                problems.append(
+                    f"{key}: {value!r} is not one of {', '.join(sorted(_LOG_LEVELS))}; using info"
+                )
+            else:
+                flags[1] = value.lower()
+        elif key == "dapr.io/app-protocol" and value != "http":
+            problems.append(f"{key}: {value!r} is not supported; the sidecar talks HTTP to the app")
+        elif key == "dapr.io/max-body-size" and not _is_size(value):
+            problems.append(
+                f"{key}: {value!r} is not a size such as 4Mi; the annotation is ignored"
+            )
+        elif key == "dapr.io/env":
+            for item in (i.strip() for i in value.split(",")):
+                name, eq, val = item.partition("=")
+                if not eq or not name.strip():
+                    problems.append(f"{key}: {item!r} is not NAME=VALUE; it is ignored")
+                    continue
+                env[name.strip()] = val.strip()
+        elif key == "dapr.io/enable-app-health-check":
+            if value.lower() == "true":
+                flags.append(flag)
+        elif key == "dapr.io/enable-api-logging":
+            flags += [f"{flag}={value.lower()}"]
+        elif flag:
+            flags += [flag, value]
+    return flags, env, problems
+
+
 class DaprPlatform:
     """Writes the Dapr resources for sidecars and builds the companion for each replica."""
 
@@ -100,7 +192,7 @@ class DaprPlatform:
         self.root = platform.state_dir / "dapr"
         self.apps_dir = self.root / "apps"
         # The module sidecars run with (``python -m <module> sidecar ...``); the platform's
-        # in-memory broker swaps in its own (see ``components/pubsub_platform.py``).
+        # in-memory broker swaps in its own (see ``wonderland.dapr.broker``).
         self.sidecar_module = "wonderland"
 
     def _list(self, resource: str, namespace: str) -> list[dict[str, Any]]:
@@ -162,19 +254,17 @@ class DaprPlatform:
         ann = (revision.get("metadata") or {}).get("annotations") or {}
         if str(ann.get("dapr.io/enabled", "")).lower() != "true":
             return None
-        ignored = sorted(k for k in ann if k.startswith("dapr.io/") and k not in HONOURED)
-        if ignored:
-            log.warning(
-                "revision %s: annotations %s are not supported and have no effect; supported: %s",
-                replica.revision,
-                ", ".join(ignored),
-                ", ".join(sorted(HONOURED)),
-            )
-        if str(ann.get("dapr.io/app-protocol", "http")) != "http":
-            log.warning(
-                "revision %s: dapr.io/app-protocol %s is not supported; the sidecar talks HTTP to the app",
-                replica.revision,
-                ann.get("dapr.io/app-protocol"),
+        flags, sidecar_env, problems = sidecar_flags(ann)
+        if problems:
+            message = "; ".join(problems)
+            log.warning("revision %s: %s", replica.revision, message)
+            events.record(
+                self.platform.store,
+                revision,
+                "Warning",
+                "DaprAnnotationIgnored",
+                message,
+                component="dapr-sidecar-injector",
             )
         namespace = replica.namespace or "default"
         app_id = str(ann.get("dapr.io/app-id") or replica.service or replica.revision)
@@ -199,12 +289,11 @@ class DaprPlatform:
             str(folder),
             "--name-resolution-dir",
             str(self.apps_dir),
-            "--log-level",
-            str(ann.get("dapr.io/log-level", "info")),
             "--metrics-port",
             str(metrics_port),
             "--enable-metrics",
             "true" if metrics_on else "false",
+            *flags,
         ]
         config_name = ann.get("dapr.io/config")
         if config_name:
@@ -212,6 +301,7 @@ class DaprPlatform:
             if cfg is not None:
                 argv += ["--config", str(cfg)]
         env = {
+            **sidecar_env,
             "NAMESPACE": namespace,
             "WONDERLAND_HOME": str(self.platform.state_dir),
             # daprd is the daemon's own program: it imports the daemon's copy of wonderland
@@ -258,8 +348,8 @@ def install(platform: Platform) -> DaprPlatform:
     plugin = DaprPlatform(platform)
     companions.register("dapr", plugin.companion)
     platform.add_service(plugin)
-    # pubsub.in-memory means "in the platform's memory": one broker for every sidecar.
-    from wonderland.dapr.components import pubsub_platform
-
-    pubsub_platform.install(platform, plugin)
+    # pubsub.in-memory means "in the platform's memory": one broker for every sidecar, which
+    # the sidecars reach through their own entry point (see wonderland.dapr.broker).
+    platform.add_service(PlatformBroker(plugin.root))
+    plugin.sidecar_module = SIDECAR_MODULE
     return plugin

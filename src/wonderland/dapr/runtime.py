@@ -83,6 +83,10 @@ class RuntimeOptions:
     state_dir: Path = field(default_factory=default_state_dir)
     resources: ResourceSet = field(default_factory=ResourceSet)
     max_body_bytes: int = 4 * 1024 * 1024
+    #: Requests the sidecar sends the app at once (``--app-max-concurrency``); 0: no limit.
+    app_max_concurrency: int = 0
+    #: Log every call of the HTTP API at info level (``--enable-api-logging``).
+    api_logging: bool = False
     #: App health checks (``--enable-app-health-check``), with daprd's defaults.
     app_health_check: bool = False
     app_health_path: str = "/healthz"

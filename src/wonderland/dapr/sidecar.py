@@ -117,6 +117,7 @@ class Sidecar:
                 opts.app_channel_address,
                 opts.app_port,
                 opts.app_api_token,
+                max_concurrency=opts.app_max_concurrency,
                 metrics=self.runtime.metrics,
             )
             await self.channel.start()

@@ -25,6 +25,7 @@ from wonderland.inference.types import (
     bytes_array,
     new_id,
     numpy_dtype,
+    tensor_from_data,
 )
 
 __all__ = [
@@ -52,52 +53,6 @@ def _shape(value: Any, where: str) -> list[int]:
     ):
         raise InvalidInputError(f"{where}: 'shape' must be a list of non-negative integers")
     return value
-
-
-def _flatten(data: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            out.append(item)
-        else:
-            stack.pop()
-    return out
-
-
-def tensor_from_data(
-    data: Any, shape: list[int], datatype: str, where: str
-) -> np.ndarray[Any, Any]:
-    """A numpy array from JSON ``data`` (flat or nested), checked against ``shape``."""
-    dtype = numpy_dtype(datatype, f" in {where}")
-    count = math.prod(shape)
-    if not isinstance(data, list):
-        data = [data]
-    if datatype == "BYTES":
-        flat = _flatten(data)
-        if len(flat) != count:
-            raise InvalidInputError(
-                f"{where}: shape {shape} needs {count} elements but 'data' has {len(flat)}"
-            )
-        return bytes_array(flat, shape)
-    try:
-        if datatype == "BF16":
-            wide = np.asarray(data, dtype=np.float32)
-            arr = (wide.view(np.uint32) >> 16).astype(np.uint16)
-        else:
-            arr = np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInputError(
-            f"{where}: 'data' does not fit datatype {datatype} ({exc})"
-        ) from None
-    if arr.size != count:
-        raise InvalidInputError(
-            f"{where}: shape {shape} needs {count} elements but 'data' has {arr.size}"
-        )
-    return arr.reshape(shape)
 
 
 def decode_bytes_tensor(buf: bytes | memoryview, count: int, where: str) -> list[bytes]:

@@ -1,8 +1,13 @@
 """The protocol-agnostic data plane: health, metadata, inference, repository.
 
-REST (V1 and V2) and gRPC adapters only decode, call one method here and encode.
-MLServer's per-model metrics (``model_infer_request_success``/``_failure``/``_duration``)
-and ``parallel_request_queue`` are recorded here, once for every protocol.
+REST (V1 and V2) and gRPC adapters only read the transport, call one method here and
+answer. A request is counted and timed here, in one place, as MLServer's ``DataPlane``
+does, whichever protocol brought it: MLServer's per-model metrics
+(``model_infer_request_success``/``_failure``/``_duration``), ``parallel_request_queue``,
+KServe's stage histograms (the adapter's codec is timed as pre- and post-processing) and
+``inference_requests{protocol, code}``, whose ``code`` is the answer in the protocol's own
+terms (an HTTP status, a gRPC status name). The adapter hands over its codec as two
+callables; the data plane knows no wire format.
 Built-in runtimes go through their model's adaptive batcher; custom models run their
 KServe-style hooks, sync hooks on a thread pool.
 """
@@ -11,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
 from wonderland import __version__
-from wonderland.inference.codec_rest import tensor_from_data
 from wonderland.inference.errors import (
     InferenceServerError,
     InvalidInputError,
@@ -27,14 +32,39 @@ from wonderland.inference.errors import (
 from wonderland.inference.metrics import PARALLEL_QUEUE, ModelMetrics
 from wonderland.inference.model import ArrayModel, CustomModel, _Hook
 from wonderland.inference.repository import ModelEntry, ModelRepository
-from wonderland.inference.types import InferOutput, InferRequest, InferResponse
+from wonderland.inference.types import InferOutput, InferRequest, InferResponse, tensor_from_data
 
-__all__ = ["EXTENSIONS", "SERVER_NAME", "DataPlane"]
+__all__ = ["EXTENSIONS", "GRPC", "REST", "REST_V1", "SERVER_NAME", "DataPlane", "Wire"]
 
 SERVER_NAME = "wonderland"
 EXTENSIONS = ["binary_tensor_data", "model_repository", "model_repository_extension"]
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """How one protocol names a request's outcome in ``inference_requests``."""
+
+    protocol: str  # the ``protocol`` label
+    grpc: bool  # codes are gRPC status names (``OK``), else HTTP statuses (``200``)
+    ok: str = field(init=False)  # the code of a success
+    failure: str = field(init=False)  # the code of an error that is not the client's
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ok", "OK" if self.grpc else "200")
+        object.__setattr__(self, "failure", "INTERNAL" if self.grpc else "500")
+
+    def code(self, exc: BaseException) -> str:
+        if isinstance(exc, InferenceServerError):
+            return exc.grpc_code if self.grpc else str(exc.status)
+        return self.failure
+
+
+REST = Wire("rest", grpc=False)
+REST_V1 = Wire("rest-v1", grpc=False)
+GRPC = Wire("grpc", grpc=True)
 
 
 class DataPlane:
@@ -114,6 +144,40 @@ class DataPlane:
             m.infer_success.inc()
         return result
 
+    async def serve_infer(
+        self,
+        wire: Wire,
+        name: str,
+        version: str | None,
+        decode: Callable[[], InferRequest],
+        encode: Callable[[InferResponse, InferRequest], _R],
+        headers: Callable[[], dict[str, str]] | None = None,
+    ) -> _R:
+        """One V2 inference as a protocol adapter receives it: ``decode`` the wire request,
+        infer, ``encode`` the answer, counted and timed here. ``headers`` gives what a custom
+        model's hooks see (asked only for models that have hooks). A request for a model
+        that is not ready is refused before it is counted (no series per typo)."""
+        entry = self.repository.ready_entry(name, version)
+        m = entry.metrics
+        assert m is not None
+        code = wire.failure
+        try:
+            started = time.perf_counter()
+            request = decode()
+            m.pre.observe(time.perf_counter() - started)
+            hook_headers = headers() if headers is not None and entry.batcher is None else None
+            response = await self.infer(request, hook_headers)
+            started = time.perf_counter()
+            out = encode(response, request)
+            m.post.observe(time.perf_counter() - started)
+            code = wire.ok
+        except BaseException as exc:
+            code = wire.code(exc)
+            raise
+        finally:
+            m.request(wire.protocol, code)
+        return out
+
     async def infer(
         self, request: InferRequest, headers: dict[str, str] | None = None
     ) -> InferResponse:
@@ -137,7 +201,27 @@ class DataPlane:
 
     async def predict_v1(self, name: str, doc: Any, headers: dict[str, str] | None = None) -> Any:
         """V1 ``:predict``: ``{"instances": [...]}`` (or ``inputs``) -> ``{"predictions"}``."""
-        return await self._measured(name, None, self._predict_v1(name, doc, headers))
+        return await self._counted_v1(
+            name, self._measured(name, None, self._predict_v1(name, doc, headers))
+        )
+
+    async def _counted_v1(self, name: str, call: Awaitable[_T]) -> _T:
+        """Count one V1 request (``protocol="rest-v1"``; V1 exists only over REST)."""
+        try:
+            m: ModelMetrics | None = self.repository.get(name).metrics
+        except InferenceServerError:
+            m = None
+        code = REST_V1.failure
+        try:
+            result = await call
+            code = REST_V1.ok
+            return result
+        except BaseException as exc:
+            code = REST_V1.code(exc)
+            raise
+        finally:
+            if m is not None:
+                m.request(REST_V1.protocol, code)
 
     async def _predict_v1(self, name: str, doc: Any, headers: dict[str, str] | None) -> Any:
         entry = self.repository.ready_entry(name)
@@ -165,6 +249,10 @@ class DataPlane:
         return {"predictions": result}
 
     async def explain_v1(self, name: str, doc: Any, headers: dict[str, str] | None = None) -> Any:
+        """V1 ``:explain``: a custom model's ``explain`` hook."""
+        return await self._counted_v1(name, self._explain_v1(name, doc, headers))
+
+    async def _explain_v1(self, name: str, doc: Any, headers: dict[str, str] | None) -> Any:
         entry = self.repository.ready_entry(name)
         model = entry.model
         if not isinstance(model, CustomModel) or "explain" not in model.hooks:

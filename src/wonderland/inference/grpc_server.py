@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from typing import Any
 
 from wonderland.h2grpc import GrpcServer, Method, RpcAbort, StatusCode, service_methods
 from wonderland.inference import metrics as server_metrics
 from wonderland.inference._generated import grpc_predict_v2_pb2 as pb
 from wonderland.inference.codec_grpc import decode_grpc_request, encode_grpc_response
-from wonderland.inference.dataplane import DataPlane
+from wonderland.inference.dataplane import GRPC, DataPlane
 from wonderland.inference.errors import InferenceServerError
 
 __all__ = ["DEFAULT_MAX_MESSAGE_LENGTH", "InferenceServicer", "create_grpc_server"]
@@ -75,36 +74,26 @@ class InferenceServicer:
         )
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        metrics = None
-        try:
-            entry = self.dp.repository.ready_entry(
-                request.model_name, request.model_version or None
-            )
-            metrics = entry.metrics
-            started = time.perf_counter()
-            req = decode_grpc_request(request)
-            if metrics is not None:
-                metrics.pre.observe(time.perf_counter() - started)
+        def trace() -> dict[str, str]:
             # the trace context reaches the hooks (and a transformer's predictor call)
-            trace = {
+            return {
                 k: v
                 for k, v in (context.invocation_metadata() or ())
                 if k in ("traceparent", "tracestate") and isinstance(v, str)
             }
-            response = await self.dp.infer(req, trace if entry.batcher is None else None)
-            started = time.perf_counter()
-            out = encode_grpc_response(response, req)
-            if metrics is not None:
-                metrics.post.observe(time.perf_counter() - started)
+
+        try:
+            return await self.dp.serve_infer(
+                GRPC,
+                request.model_name,
+                request.model_version or None,
+                lambda: decode_grpc_request(request),
+                encode_grpc_response,
+                trace,
+            )
         except Exception as exc:
-            if metrics is not None:
-                code = exc.grpc_code if isinstance(exc, InferenceServerError) else "INTERNAL"
-                metrics.request("grpc", code)
             await _abort(context, exc)
             raise
-        if metrics is not None:
-            metrics.request("grpc", "OK")
-        return out
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         models = self.dp.repository_index(request.ready)

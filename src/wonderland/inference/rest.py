@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -17,7 +16,7 @@ import orjson
 from wonderland.asgi import Receive, Scope, Send, accept_lifespan
 from wonderland.inference import metrics
 from wonderland.inference.codec_rest import decode_v2_request, encode_v2_response, parse_json
-from wonderland.inference.dataplane import DataPlane
+from wonderland.inference.dataplane import REST, DataPlane
 from wonderland.inference.errors import (
     InferenceServerError,
     InvalidInputError,
@@ -25,6 +24,7 @@ from wonderland.inference.errors import (
     ModelNotReadyError,
     PayloadTooLargeError,
 )
+from wonderland.inference.types import InferRequest
 
 __all__ = ["RestApp"]
 
@@ -159,9 +159,9 @@ class RestApp:
                 doc = parse_json(body, f"{verb} request")
                 hdrs = _str_headers(headers)
                 if verb == "predict":
-                    return await self._v1(name, "predict", dp.predict_v1(name, doc, hdrs))
+                    return _json(await dp.predict_v1(name, doc, hdrs))
                 if verb == "explain":
-                    return await self._v1(name, "explain", dp.explain_v1(name, doc, hdrs))
+                    return _json(await dp.explain_v1(name, doc, hdrs))
                 raise ModelNotFoundError(f"no route {method} {path}; use :predict or :explain")
             self._need(method, "GET", path)
             if not dp.model_ready(rest):
@@ -207,12 +207,8 @@ class RestApp:
         self, scope: Scope, receive: Receive, name: str, version: str | None
     ) -> _Reply:
         body, headers = await self._body(scope, receive)
-        entry = self.dataplane.repository.ready_entry(name, version)
-        m = entry.metrics
-        assert m is not None
-        code = "500"  # unless an error says otherwise or the response is encoded
-        try:
-            started = time.perf_counter()
+
+        def decode() -> InferRequest:
             hlen = headers.get(b"inference-header-content-length")
             try:
                 header_length = int(hlen) if hlen is not None else None
@@ -220,20 +216,11 @@ class RestApp:
                 raise InvalidInputError(
                     f"Inference-Header-Content-Length {hlen!r} is not an integer"
                 ) from None
-            request = decode_v2_request(body, header_length, name, version)
-            m.pre.observe(time.perf_counter() - started)
-            response = await self.dataplane.infer(
-                request, _str_headers(headers) if entry.batcher is None else None
-            )
-            started = time.perf_counter()
-            out, json_len = encode_v2_response(response, request)
-            m.post.observe(time.perf_counter() - started)
-            code = "200"
-        except InferenceServerError as exc:
-            code = str(exc.status)
-            raise
-        finally:
-            m.request("rest", code)
+            return decode_v2_request(body, header_length, name, version)
+
+        out, json_len = await self.dataplane.serve_infer(
+            REST, name, version, decode, encode_v2_response, lambda: _str_headers(headers)
+        )
         if json_len is None:
             return _Reply(200, out, _JSON)
         return _Reply(
@@ -244,26 +231,6 @@ class RestApp:
                 (b"inference-header-content-length", str(json_len).encode()),
             ],
         )
-
-    async def _v1(self, name: str, kind: str, call: Awaitable[Any]) -> _Reply:
-        try:
-            result = await call
-        except InferenceServerError as exc:
-            self._count(name, str(exc.status))
-            raise
-        except Exception:
-            self._count(name, "500")
-            raise
-        self._count(name, "200")
-        return _json(result)
-
-    def _count(self, name: str, code: str) -> None:
-        try:
-            entry = self.dataplane.repository.get(name)
-        except InferenceServerError:
-            return
-        if entry.metrics is not None:
-            entry.metrics.request("rest-v1", code)
 
 
 _FIXED_ROUTES = frozenset(

@@ -8,6 +8,7 @@ reads the same objects here.
 from __future__ import annotations
 
 import itertools
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ __all__ = [
     "datatype_of",
     "new_id",
     "numpy_dtype",
+    "tensor_from_data",
 ]
 
 Parameters = dict[str, Any]
@@ -233,3 +235,49 @@ def bytes_array(values: Sequence[Any], shape: Sequence[int]) -> np.ndarray[Any, 
                 f"BYTES element {i} is {type(x).__name__}; send strings (or binary data)"
             )
     return out.reshape(tuple(shape))
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+def tensor_from_data(
+    data: Any, shape: list[int], datatype: str, where: str
+) -> np.ndarray[Any, Any]:
+    """A numpy array from JSON ``data`` (flat or nested), checked against ``shape``."""
+    dtype = numpy_dtype(datatype, f" in {where}")
+    count = math.prod(shape)
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if len(flat) != count:
+            raise InvalidInputError(
+                f"{where}: shape {shape} needs {count} elements but 'data' has {len(flat)}"
+            )
+        return bytes_array(flat, shape)
+    try:
+        if datatype == "BF16":
+            wide = np.asarray(data, dtype=np.float32)
+            arr = (wide.view(np.uint32) >> 16).astype(np.uint16)
+        else:
+            arr = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInputError(
+            f"{where}: 'data' does not fit datatype {datatype} ({exc})"
+        ) from None
+    if arr.size != count:
+        raise InvalidInputError(
+            f"{where}: shape {shape} needs {count} elements but 'data' has {arr.size}"
+        )
+    return arr.reshape(shape)

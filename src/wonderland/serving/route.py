@@ -56,6 +56,12 @@ class RouteReconciler:
         status = dict(route.get("status") or {})
         conditions = status.get("conditions")
         config = system.config
+        # Public URLs name the gateway's port unless it is HTTP's own, so that a URL from
+        # `wonderland get ksvc` answers when pasted into curl or a browser. Cluster-local
+        # URLs keep port 80, as on a cluster: replicas reach them through the gateway as
+        # their HTTP proxy, and host routing ignores the port.
+        port = system.gateway.port
+        port_suffix = "" if port == 80 else f":{port}"
         domain = config.domain_for(labels)
         cluster_local = labels.get(VISIBILITY) == "cluster-local" or domain == "svc.cluster.local"
         requeue: float | None = None
@@ -161,18 +167,37 @@ class RouteReconciler:
                             domain,
                             cluster_local,
                             with_tag=False,
+                            port_suffix=port_suffix,
                         )
                     )
                     entries.append(
                         self._entry(
-                            rev_name, new_pct, tag, True, name, namespace, domain, cluster_local
+                            rev_name,
+                            new_pct,
+                            tag,
+                            True,
+                            name,
+                            namespace,
+                            domain,
+                            cluster_local,
+                            port_suffix=port_suffix,
                         )
                     )
                     step = max(0.2, rollout.duration / max(percent, 1))
                     requeue = min(requeue or step, step)
                     continue
             entries.append(
-                self._entry(rev_name, percent, tag, latest, name, namespace, domain, cluster_local)
+                self._entry(
+                    rev_name,
+                    percent,
+                    tag,
+                    latest,
+                    name,
+                    namespace,
+                    domain,
+                    cluster_local,
+                    port_suffix=port_suffix,
+                )
             )
 
         # Program the gateway.
@@ -218,7 +243,7 @@ class RouteReconciler:
         new_status = {
             "observedGeneration": meta.get("generation", 1),
             "conditions": conditions,
-            "url": f"http://{host}",
+            "url": f"http://{host}" if cluster_local else f"http://{host}{port_suffix}",
             "address": {"url": f"http://{name}.{namespace}.svc.cluster.local"},
             "traffic": entries,
         }
@@ -236,10 +261,13 @@ class RouteReconciler:
         domain: str,
         cluster_local: bool,
         with_tag: bool = True,
+        port_suffix: str = "",
     ) -> Obj:
         entry: Obj = {"revisionName": rev, "latestRevision": latest, "percent": percent}
         if tag and with_tag:
             entry["tag"] = tag
-            suffix = "svc.cluster.local" if cluster_local else domain
-            entry["url"] = f"http://{tag}-{name}.{namespace}.{suffix}"
+            if cluster_local:
+                entry["url"] = f"http://{tag}-{name}.{namespace}.svc.cluster.local"
+            else:
+                entry["url"] = f"http://{tag}-{name}.{namespace}.{domain}{port_suffix}"
         return entry

@@ -2,8 +2,10 @@
 
 As in Dapr (an asynchronous event bus), messages of one subscription are handled
 concurrently, up to ``concurrency`` at a time, so one message stuck in retries does not
-hold up the others. A message whose handler fails is not redelivered by this broker:
-retries come from a resiliency policy on the component's inbound target.
+hold up the others. A message whose handler fails is not redelivered by this broker, as in
+Dapr 1.17 and later (components-contrib #4191 removed the built-in 10 attempts 100 ms apart
+of 1.16 and earlier): retries come from a resiliency policy on the component's inbound
+target.
 """
 
 from __future__ import annotations
