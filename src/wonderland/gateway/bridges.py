@@ -94,7 +94,7 @@ class H1ForH2(asyncio.Protocol):
         for name, value in self.client.request_headers(stream):
             if name == "content-length":
                 length = value
-            elif not name.startswith(":") and name not in ("host", "te"):
+            elif not name.startswith(":") and name != "host":
                 lines.append(f"{name}: {value}\r\n")
         if stream.ended:
             length = str(sum(len(data) for data, _ in pending))

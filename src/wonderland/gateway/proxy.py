@@ -56,6 +56,7 @@ _SPECIAL = (
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _MAX_ATTEMPTS = 4
 POOL_IDLE_MAX = 2.0  # seconds a pooled upstream connection may sit idle and still be reused
+_LINGER = 2.0  # seconds a refused client's further bytes are read and dropped
 
 
 class H2Factory(Protocol):
@@ -684,12 +685,22 @@ class ClientConnection(asyncio.Protocol):
 
     def _fail_client(self, status: int, message: str) -> None:
         """End the connection, with ``status`` unless a response is under way on it (a
-        pipelined request's error must not land in the middle of it)."""
+        pipelined request's error must not land in the middle of it).
+
+        The close lingers (as nginx's does): the gateway stops writing and reads what the
+        client still sends, for at most ``_LINGER`` seconds, so that the error is not lost
+        to a reset while the client is still sending its body."""
         self.reads.forget(self)
-        if self.transport is not None and not self.closed:
+        transport = self.transport
+        if transport is not None and not self.closed:
+            self.closed = True
             if self.current is None:
-                self.transport.write(error_response(status, message, keep_alive=False))
-            self.transport.close()
+                transport.write(error_response(status, message, keep_alive=False))
+            if transport.can_write_eof():
+                transport.write_eof()
+                self.loop.call_later(_LINGER, transport.close)
+            else:
+                transport.close()
         self.closed = True
 
 
