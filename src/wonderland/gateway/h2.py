@@ -341,6 +341,11 @@ class H2ClientConnection(asyncio.Protocol):
         if stream.timer is not None:
             stream.timer.cancel()
             stream.timer = None
+        if stream.responded and end:
+            self.sender.send_trailers(stream.client_id, headers)  # after the data
+            self._done(stream)
+            self.flush()
+            return
         try:
             self.conn.send_headers(stream.client_id, headers, end_stream=end)
         except h2.exceptions.ProtocolError:

@@ -31,7 +31,8 @@ class FlowSender:
     ) -> None:
         self.conn = conn
         self.on_sent = on_sent
-        self.buffers: dict[int, list[tuple[bytes, bool]]] = {}
+        # per stream: (data, end) pieces, or (b"", trailers) to end it with trailers
+        self.buffers: dict[int, list[tuple[bytes, bool | list[tuple[str, str]]]]] = {}
         self.paused = False  # the transport's write buffer is full
 
     def send(self, stream_id: int, data: bytes, end: bool) -> None:
@@ -44,10 +45,23 @@ class FlowSender:
             return
         self._push(stream_id, [(data, end)])
 
+    def send_trailers(self, stream_id: int, trailers: list[tuple[str, str]]) -> None:
+        """End the stream with ``trailers``, after the data that waits for it."""
+        buf = self.buffers.get(stream_id)
+        if buf or self.paused:
+            if buf is None:
+                self.buffers[stream_id] = [(b"", trailers)]
+            else:
+                buf.append((b"", trailers))
+            return
+        self._push(stream_id, [(b"", trailers)])
+
     def has_buffered(self, stream_id: int) -> bool:
         return bool(self.buffers.get(stream_id))
 
-    def _push(self, stream_id: int, queue: list[tuple[bytes, bool]]) -> None:
+    def _push(
+        self, stream_id: int, queue: list[tuple[bytes, bool | list[tuple[str, str]]]]
+    ) -> None:
         conn = self.conn
         on_sent = self.on_sent
         while queue and not self.paused:
@@ -62,8 +76,11 @@ class FlowSender:
             if not data:
                 if end:
                     try:
-                        conn.end_stream(stream_id)
-                    except h2.exceptions.StreamClosedError:
+                        if end is True:
+                            conn.end_stream(stream_id)
+                        else:
+                            conn.send_headers(stream_id, end, end_stream=True)
+                    except h2.exceptions.ProtocolError:
                         pass
                 queue.pop(0)
                 if end and on_sent is not None:
@@ -72,7 +89,7 @@ class FlowSender:
             if window <= 0:
                 break
             chunk, rest = data[:window], data[window:]
-            last = end and not rest
+            last = end is True and not rest
             conn.send_data(stream_id, chunk, end_stream=last)
             if rest:
                 queue[0] = (rest, end)
