@@ -70,8 +70,8 @@ class FlowSender:
                 window = min(
                     conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size
                 )
-            except h2.exceptions.StreamClosedError:
-                queue.clear()
+            except h2.exceptions.ProtocolError:
+                queue.clear()  # the stream, or the whole connection, is closed
                 break
             if not data:
                 if end:
@@ -90,7 +90,11 @@ class FlowSender:
                 break
             chunk, rest = data[:window], data[window:]
             last = end is True and not rest
-            conn.send_data(stream_id, chunk, end_stream=last)
+            try:
+                conn.send_data(stream_id, chunk, end_stream=last)
+            except h2.exceptions.ProtocolError:
+                queue.clear()
+                break
             if rest:
                 queue[0] = (rest, end)
             else:
