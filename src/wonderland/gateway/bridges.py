@@ -240,11 +240,11 @@ class H1Bridge:
     def request_consumed(self, stream: H2Stream, size: int) -> None:
         pass  # the whole body is already read from the client
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, size: int) -> None:
+        """Write response bytes (``size`` of them the replica's data) to the client."""
         transport = self.client.transport
         if transport is not None and not self.client.closed:
             transport.write(data)
-            size = len(data)
             if self.paused:
                 self.owed += size
             else:
@@ -291,12 +291,7 @@ class H1Bridge:
         if self.done:
             return
         if data:
-            if self.chunked:
-                self._write_head(b"%x\r\n" % len(data))
-                self._write(data)
-                self._write_head(b"\r\n")
-            else:
-                self._write(data)
+            self._write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data, len(data))
         if end:
             if self.chunked:
                 self._write_head(b"0\r\n\r\n")

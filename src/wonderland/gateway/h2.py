@@ -83,6 +83,7 @@ class H2ClientConnection(asyncio.Protocol):
         self.pings = TokenBucket(limits.h2_ping_burst, limits.h2_ping_rate)
         self.settings = TokenBucket(limits.h2_settings_burst, limits.h2_settings_rate)
         self.empty = 0
+        self.receiving = False  # inside data_received (which flushes at its end)
         self.preface_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol --
@@ -128,6 +129,14 @@ class H2ClientConnection(asyncio.Protocol):
             self.flush()  # the GOAWAY h2 prepared
             self._close()
             return
+        self.receiving = True
+        try:
+            self._events(events)
+        finally:
+            self.receiving = False
+        self.flush()
+
+    def _events(self, events: list[h2.events.Event]) -> None:
         limits = self.limits
         for event in events:
             if isinstance(event, h2.events.DataReceived):
@@ -165,7 +174,6 @@ class H2ClientConnection(asyncio.Protocol):
                 return self._close()
             if self.empty > limits.h2_max_empty_frames:
                 return self._calm("empty DATA frames")
-        self.flush()
 
     def _data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id
@@ -333,7 +341,8 @@ class H2ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         self.conn.acknowledge_received_data(size, stream.client_id)
-        self.flush()
+        if not self.receiving:  # else data_received flushes once at its end
+            self.flush()
 
     def response_headers(self, stream: H2Stream, headers: list[tuple[str, str]], end: bool) -> None:
         if self.closed or stream.client_id not in self.streams:

@@ -42,6 +42,7 @@ class UpstreamH2(asyncio.Protocol):
         self.queue: collections.deque[tuple[H2Peer, H2Stream]] = collections.deque()
         self.streams: dict[int, tuple[H2Peer, H2Stream]] = {}
         self.unacked: dict[int, int] = {}  # response bytes not yet written on, per stream
+        self.receiving = False  # inside data_received (which flushes at its end)
 
     @classmethod
     def for_endpoint(cls, ep: Endpoint) -> UpstreamH2:
@@ -118,7 +119,8 @@ class UpstreamH2(asyncio.Protocol):
         else:
             self.unacked.pop(up_id, None)
         self.conn.acknowledge_received_data(size, up_id)
-        self.flush()
+        if not self.receiving:  # else data_received flushes once at its end
+            self.flush()
 
     def detach(self, stream: H2Stream, reset: bool) -> None:
         up_id = stream.up_id
@@ -179,6 +181,17 @@ class UpstreamH2(asyncio.Protocol):
             self.flush()
             self.close()
             return
+        self.receiving = True
+        try:
+            self._events(events)
+        finally:
+            self.receiving = False
+        self._start_queued()
+        self.flush()
+        if self.goaway and not self.streams:
+            self.close()
+
+    def _events(self, events: list[h2.events.Event]) -> None:
         for event in events:
             if isinstance(event, h2.events.DataReceived):
                 sid = event.stream_id
@@ -229,10 +242,6 @@ class UpstreamH2(asyncio.Protocol):
                 self.sender.window_opened(0)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._goaway(event.last_stream_id)
-        self._start_queued()
-        self.flush()
-        if self.goaway and not self.streams:
-            self.close()
 
     def _goaway(self, last_stream_id: int | None) -> None:
         """The replica stops taking streams: those it never saw are failed, the waiting
