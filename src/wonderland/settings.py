@@ -20,7 +20,7 @@ _DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")
 
 PAYLOAD_LIMITS = ("payload_records", "payload_max_bytes", "payload_max_total_bytes")
 # whole numbers of at least 1 beside the payload limits
-COUNTS = ("metrics_history_series",)
+COUNTS = ("metrics_history_series", "gateway_max_body_bytes", "gateway_queue_max_bytes")
 TRACE_LIMITS = ("traces_max", "traces_max_bytes")
 TRACING_MODES = ("on", "propagate", "off")
 PORTS = (
@@ -41,6 +41,12 @@ class Settings:
     ``home`` (WONDERLAND_HOME): the state directory (store, token, kubeconfig, logs).
     ``api_port`` (WONDERLAND_API_PORT): the HTTPS control API; 0 picks a free port.
     ``gateway_port`` (WONDERLAND_GATEWAY_PORT): where the gateway listens for requests.
+    ``gateway_max_body_bytes`` (WONDERLAND_GATEWAY_MAX_BODY_BYTES): the largest request
+    body the gateway takes (64 MiB); a larger one is answered 413.
+    ``gateway_header_timeout`` (WONDERLAND_GATEWAY_HEADER_TIMEOUT): seconds a client has to
+    send a request head, and the longest pause inside a request body (30); past it, 408.
+    ``gateway_queue_max_bytes`` (WONDERLAND_GATEWAY_QUEUE_MAX_BYTES): request bytes a
+    revision's activator queue holds at most (256 MiB; and 10000 requests); past it, 503.
     ``bind`` (WONDERLAND_BIND): the address servers listen on.
     ``domain`` (WONDERLAND_DOMAIN): the domain of service URLs.
     ``log_level`` (WONDERLAND_LOG_LEVEL): debug, info, warning or error.
@@ -110,6 +116,9 @@ class Settings:
     home: Path = dataclasses.field(default_factory=lambda: Path("~/.wonderland").expanduser())
     api_port: int = 7443
     gateway_port: int = 8080
+    gateway_max_body_bytes: int = 64 * 1024 * 1024
+    gateway_header_timeout: float = 30.0
+    gateway_queue_max_bytes: int = 256 * 1024 * 1024
     bind: str = "127.0.0.1"
     domain: str = "127.0.0.1.sslip.io"
     log_level: str = "info"
@@ -193,6 +202,7 @@ class Settings:
             "mlflow_poll_seconds",
             "prometheus_scrape_interval",
             "metrics_scrape_seconds",
+            "gateway_header_timeout",
         ):
             try:
                 return float(raw)
@@ -214,6 +224,10 @@ class Settings:
         for name in (*PAYLOAD_LIMITS, *COUNTS, *TRACE_LIMITS):
             if getattr(self, name) < 1:
                 raise ConfigError(f"WONDERLAND_{name.upper()} must be at least 1")
+        if not 0 < self.gateway_header_timeout <= 3600:
+            raise ConfigError(
+                "WONDERLAND_GATEWAY_HEADER_TIMEOUT must be more than 0 and at most 3600 seconds"
+            )
         if self.backoff_seconds < 0:
             raise ConfigError("WONDERLAND_BACKOFF_SECONDS must not be negative")
         if self.mlflow not in ("auto", "off"):

@@ -2,39 +2,56 @@
 
 ``H1Bridge``: an HTTP/1.1 request to an h2c revision, as a stream on the replica's shared
 HTTP/2 connection. ``H1ForH2``: an HTTP/2 stream to an HTTP/1.1 revision, as one
-HTTP/1.1 request on its own connection.
+HTTP/1.1 request on its own connection. Both take their headers from the one header
+layer (``wonderland.gateway.headers``) and pass flow control through: bytes are
+acknowledged to the sending side once the receiving side has them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
-from wonderland.gateway.h2 import _HOP, H2ClientConnection, _Stream, _UpstreamH2
+from wonderland.gateway.exchange import H1Client, H1Request, H2Peer, H2Stream
+from wonderland.gateway.h2upstream import UpstreamH2
+from wonderland.gateway.headers import (
+    HOP_BY_HOP,
+    HOP_BY_HOP_STR,
+    error_response,
+    forwarding_str,
+    keeps_te,
+)
 from wonderland.gateway.table import Endpoint
-
-if TYPE_CHECKING:
-    from wonderland.gateway.proxy import ClientConnection, _Request
 
 __all__ = ["H1Bridge", "H1ForH2"]
 
+# Response bytes an HTTP/1.1 replica may have ahead of a slow HTTP/2 client before the
+# gateway stops reading from it.
+_H1_AHEAD = 256 * 1024
+
 
 class H1ForH2(asyncio.Protocol):
-    """One HTTP/2 stream sent to an HTTP/1.1 replica on its own connection: the request
-    body is collected, sent with a content-length, and the response is passed back as
-    HTTP/2 headers and data."""
+    """One HTTP/2 stream sent to an HTTP/1.1 replica on its own connection (an
+    ``H2Source``): the body is streamed (with the client's content-length, or chunked),
+    and the response is passed back as HTTP/2 headers, data and end of stream."""
 
-    def __init__(self, client: H2ClientConnection, stream: _Stream, ep: Endpoint) -> None:
+    def __init__(self, client: H2Peer, stream: H2Stream, ep: Endpoint) -> None:
         self.client = client
         self.stream = stream
+        stream.source = self
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[str, str]] = []
-        self.sent = False
+        self.sent = False  # the request head is written
+        self.chunked = False
         self.complete = False
         self.detached = False
+        self.write_paused = False
+        self.read_paused = False
+        self.owed = 0  # request bytes written while the socket was backed up: acked later
+        self.ahead = 0  # response bytes the client side has not written on yet
         loop = asyncio.get_event_loop()
         task = loop.create_task(self._connect(ep))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
@@ -47,29 +64,85 @@ class H1ForH2(asyncio.Protocol):
             if not self.detached:
                 self.client.upstream_reset(self.stream)
 
+    # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         if self.detached:
             self.transport.close()
             return
-        self.maybe_send()
+        self._send_head()
 
-    def maybe_send(self) -> None:
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        owed, self.owed = self.owed, 0
+        if owed and not self.detached:
+            self.client.request_consumed(self.stream, owed)
+
+    def _send_head(self) -> None:
         stream = self.stream
-        if self.sent or self.transport is None or not stream.ended:
-            return
+        transport = self.transport
+        assert transport is not None
         self.sent = True
-        body = b"".join(data for data, _ in stream.pending)
-        stream.pending = []
-        pseudo = dict((n, v) for n, v in stream.headers if n.startswith(":"))
+        pending, stream.pending = stream.pending, []
+        pseudo = {n: v for n, v in stream.headers if n.startswith(":")}
         lines = [f"{pseudo.get(':method', 'GET')} {pseudo.get(':path', '/')} HTTP/1.1\r\n"]
         lines.append(f"host: {pseudo.get(':authority', '')}\r\n")
+        length = ""
         for name, value in self.client.request_headers(stream):
-            if not name.startswith(":") and name not in ("host", "content-length", "te"):
+            if name == "content-length":
+                length = value
+            elif not name.startswith(":") and name != "host":
                 lines.append(f"{name}: {value}\r\n")
-        lines.append(f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
-        self.transport.write("".join(lines).encode("latin-1") + body)
+        if stream.ended:
+            length = str(sum(len(data) for data, _ in pending))
+        if length:
+            lines.append(f"content-length: {length}\r\n")
+        else:
+            self.chunked = True
+            lines.append("transfer-encoding: chunked\r\n")
+        lines.append("connection: close\r\n\r\n")
+        transport.write("".join(lines).encode("latin-1"))
+        for data, end in pending:
+            self.send_data(stream, data, end)
 
+    # -- H2Source --
+    def send_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        transport = self.transport
+        if not self.sent or transport is None:
+            stream.pending.append((data, end))
+            return
+        if self.chunked:
+            if data:
+                transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+            if end:
+                transport.write(b"0\r\n\r\n")
+        elif data:
+            transport.write(data)
+        if data:
+            if self.write_paused:
+                self.owed += len(data)
+            else:
+                self.client.request_consumed(stream, len(data))
+
+    def consumed(self, stream: H2Stream, size: int) -> None:
+        self.ahead -= size
+        if self.read_paused and self.ahead <= _H1_AHEAD // 2 and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def detach(self, stream: H2Stream, reset: bool) -> None:
+        self.detached = True
+        stream.source = None
+        if self.transport is not None and not self.complete:
+            if reset:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    # -- the replica's response --
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
@@ -78,9 +151,9 @@ class H1ForH2(asyncio.Protocol):
                 self.transport.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.decode("latin-1").lower()
-        if lname not in _HOP:
-            self.headers.append((lname, value.decode("latin-1")))
+        lname = name.lower()
+        if lname not in HOP_BY_HOP:
+            self.headers.append((lname.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         if not self.detached:
@@ -89,7 +162,11 @@ class H1ForH2(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if not self.detached:
+            self.ahead += len(body)
             self.client.response_data(self.stream, body, False)
+            if self.ahead > _H1_AHEAD and not self.read_paused and self.transport is not None:
+                self.read_paused = True
+                self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -102,36 +179,32 @@ class H1ForH2(asyncio.Protocol):
         if not self.complete and not self.detached:
             self.client.upstream_reset(self.stream)
 
-    def detach(self, abort: bool) -> None:
-        self.detached = True
-        if abort and self.transport is not None and not self.complete:
-            self.transport.abort()
-
 
 class H1Bridge:
     """An HTTP/1.1 request to an h2c revision, sent as one stream on the replica's shared
-    HTTP/2 connection; the response comes back as HTTP/1.1 (chunked unless it has a
-    content-length, HTTP/2 trailers as chunked trailers)."""
+    HTTP/2 connection (an ``H2Peer`` there, an ``H1Upstream`` for the client): the
+    response comes back as HTTP/1.1 (chunked unless it has a content-length, HTTP/2
+    trailers as chunked trailers)."""
 
-    transport = None  # the proxy pauses an upstream's transport; a bridge has none
-
-    def __init__(self, client: ClientConnection, req: _Request, ep: Endpoint) -> None:
+    def __init__(self, client: H1Client, req: H1Request, ep: Endpoint) -> None:
         self.client = client
         self.req = req
         self.ep = ep
         self.chunked = False
         self.started = False
         self.done = False
+        self.paused = False
+        self.owed = 0  # response bytes written while the client was backed up
         body = b"".join(req.body)
-        self.stream = _Stream(0, self._headers(body))
+        self.stream = H2Stream(0, self._headers(body))
         self.stream.pending = [(body, True)]
         self.stream.ended = True
-        self.upstream = _UpstreamH2.for_endpoint(ep)
+        self.upstream = UpstreamH2.for_endpoint(ep)
         req.upstream = self
-        self.upstream.open(cast(H2ClientConnection, self), self.stream)
+        self.upstream.open(self, self.stream)
 
     def _headers(self, body: bytes) -> list[tuple[str, str]]:
-        req, client = self.req, self.client
+        req = self.req
         host = req.host.decode("latin-1")
         out = [
             (":method", req.method.decode("latin-1")),
@@ -139,42 +212,50 @@ class H1Bridge:
             (":authority", host),
             (":path", req.url.decode("latin-1")),
         ]
+        grpc = False
         for name, value in req.headers:
             lname = name.decode("latin-1").lower()
-            if lname not in _HOP and lname != "host":
-                out.append((lname, value.decode("latin-1")))
-        ip = client.client_ip.decode("latin-1")
-        xff = req.xff.decode("latin-1")
-        out.append(("x-forwarded-for", f"{xff}, {ip}" if xff else ip))
-        node = f'"[{ip}]"' if ":" in ip else ip
-        quoted = f'"{host}"' if ":" in host else host
-        fwd = f"for={node};proto=http;host={quoted}"
-        prior = req.fwd.decode("latin-1")
-        out.append(("forwarded", f"{prior}, {fwd}" if prior else fwd))
+            if lname not in HOP_BY_HOP_STR and lname != "host":
+                text = value.decode("latin-1")
+                out.append((lname, text))
+                grpc = grpc or (lname == "content-type" and text.startswith("application/grpc"))
+        out += forwarding_str(
+            self.client.client_ip.decode("latin-1"),
+            host,
+            req.xff.decode("latin-1"),
+            req.fwd.decode("latin-1"),
+        )
         if not req.xfp:
             out.append(("x-forwarded-proto", "http"))
-        if any(n == "content-type" and v.startswith("application/grpc") for n, v in out):
+        if grpc or (req.te and keeps_te(req.te)):
             out.append(("te", "trailers"))  # gRPC over HTTP/1.1 (e.g. grpc-web proxies)
         if body or req.method in (b"POST", b"PUT", b"PATCH"):
             out.append(("content-length", str(len(body))))
         return out
 
-    # -- the interface _UpstreamH2 calls back --
-    def request_headers(self, stream: _Stream) -> list[tuple[str, str]]:
+    # -- H2Peer: what the replica's connection calls back --
+    def request_headers(self, stream: H2Stream) -> list[tuple[str, str]]:
         return stream.headers
 
-    def _write(self, data: bytes) -> None:
+    def request_consumed(self, stream: H2Stream, size: int) -> None:
+        pass  # the whole body is already read from the client
+
+    def _write(self, data: bytes, size: int) -> None:
+        """Write response bytes (``size`` of them the replica's data) to the client."""
         transport = self.client.transport
         if transport is not None and not self.client.closed:
             transport.write(data)
+            if self.paused:
+                self.owed += size
+            else:
+                self.upstream.consumed(self.stream, size)
 
-    def response_headers(self, stream: _Stream, headers: list[tuple[str, str]], end: bool) -> None:
+    def response_headers(self, stream: H2Stream, headers: list[tuple[str, str]], end: bool) -> None:
         if self.done:
             return
         if not self.started:
             self.started = True
-            self.req.started = True
-            self.client.deadlines.items.pop(self.req, None)
+            self.client.first_byte(self.req)
             status = next((v for n, v in headers if n == ":status"), "502")
             self.req.status = int(status) if status.isdigit() else 502
             lines = [f"HTTP/1.1 {status} \r\n"]
@@ -190,56 +271,64 @@ class H1Bridge:
             elif end and not has_length:
                 lines.append("content-length: 0\r\n")
             lines.append("\r\n")
-            self._write("".join(lines).encode("latin-1"))
+            self._write_head("".join(lines).encode("latin-1"))
             if end:
                 self._finish()
             return
         # trailers (e.g. grpc-status)
         if self.chunked:
             trailer = "".join(f"{n}: {v}\r\n" for n, v in headers if not n.startswith(":"))
-            self._write(b"0\r\n" + trailer.encode("latin-1") + b"\r\n")
+            self._write_head(b"0\r\n" + trailer.encode("latin-1") + b"\r\n")
             self.chunked = False
         self._finish()
 
-    def response_data(self, stream: _Stream, data: bytes, end: bool) -> None:
+    def _write_head(self, data: bytes) -> None:
+        transport = self.client.transport
+        if transport is not None and not self.client.closed:
+            transport.write(data)
+
+    def response_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
         if self.done:
             return
         if data:
-            self._write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+            self._write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data, len(data))
         if end:
             if self.chunked:
-                self._write(b"0\r\n\r\n")
+                self._write_head(b"0\r\n\r\n")
             self._finish()
 
-    def upstream_reset(self, stream: _Stream) -> None:
+    def upstream_reset(self, stream: H2Stream) -> None:
         if self.done:
             return
+        self.done = True
+        self._release()
         if not self.started:
-            self.done = True
-            self._release()
-            from wonderland.gateway.proxy import error_response
-
             target = self.req.target
             name = target.name if target is not None else "the revision"
-            self.client._respond(
+            self.client.respond(
                 self.req,
                 error_response(
                     502, f"a replica of {name} reset the stream; see 'wonderland logs rev/{name}'"
                 ),
             )
             return
-        self.done = True
-        self._release()
-        self.client._complete(self.req, close=True)
+        self.client.complete(self.req, close=True)
 
-    # -- what the proxy calls --
+    # -- H1Upstream: what the client connection calls --
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        owed, self.owed = self.owed, 0
+        if owed and not self.done:
+            self.upstream.consumed(self.stream, owed)
+
     def abort(self) -> None:
         if self.done:
             return
         self.done = True
-        up_id = self.stream.up_id
-        if up_id is not None:
-            self.upstream.detach(up_id, reset=True)
+        self.upstream.detach(self.stream, reset=True)
 
     def _release(self) -> None:
         req = self.req
@@ -250,5 +339,6 @@ class H1Bridge:
 
     def _finish(self) -> None:
         self.done = True
+        self.upstream.detach(self.stream, reset=False)
         self._release()
-        self.client._complete(self.req, close=False)
+        self.client.complete(self.req, close=False)

@@ -14,118 +14,73 @@ import asyncio
 import logging
 from collections import deque
 from time import time_ns
-from typing import TYPE_CHECKING, Any, cast
+from typing import Protocol, cast
 
 import httptools
 
+from wonderland.gateway.bridges import H1Bridge
+from wonderland.gateway.exchange import H1Link, H1Request
+from wonderland.gateway.headers import (
+    FRAMING,
+    HOP_BY_HOP,
+    TAG_HEADER,
+    connection_named,
+    error_response,
+    forwarding,
+    keeps_te,
+)
+from wonderland.gateway.limits import GatewayLimits
+from wonderland.gateway.metrics import GatewayMetrics
 from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
 from wonderland.gateway.tracing import GatewayTracing
 from wonderland.gateway.upstream import UpstreamConnection
 from wonderland.tracing.context import child_bytes
 
-if TYPE_CHECKING:
-    from wonderland.gateway.metrics import GatewayMetrics
-
-__all__ = ["ClientConnection", "UpstreamConnection", "error_response"]
+__all__ = ["ClientConnection", "H2Factory"]
 
 log = logging.getLogger("wonderland.gateway")
 
-TAG_HEADER = b"knative-serving-tag"
-_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"te",
-        b"upgrade",
-        b"proxy-authorization",
-        b"content-length",
-        b"expect",
+# Headers the gateway looks at (or drops); every other header passes straight through.
+_SPECIAL = (
+    HOP_BY_HOP
+    | FRAMING
+    | {
+        b"host",
+        TAG_HEADER,
+        b"x-forwarded-for",
+        b"forwarded",
+        b"x-forwarded-proto",
+        b"traceparent",
     }
 )
-# Headers the gateway looks at (or drops); every other header passes straight through.
-_SPECIAL = _HOP | {
-    b"host",
-    TAG_HEADER,
-    b"x-forwarded-for",
-    b"forwarded",
-    b"x-forwarded-proto",
-    b"traceparent",
-}
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _MAX_ATTEMPTS = 4
 POOL_IDLE_MAX = 2.0  # seconds a pooled upstream connection may sit idle and still be reused
-_REASONS = {
-    400: b"Bad Request",
-    403: b"Forbidden",
-    404: b"Not Found",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}
+_LINGER = 2.0  # seconds a refused client's further bytes are read and dropped
 
 
-def error_response(status: int, message: str, keep_alive: bool = True) -> bytes:
-    """A complete plain-text HTTP/1.1 error response."""
-    body = message.encode() + b"\n"
-    return b"".join(
-        (
-            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Error")),
-            b"Content-Type: text/plain; charset=utf-8\r\n",
-            b"Content-Length: %d\r\n" % len(body),
-            b"" if keep_alive else b"Connection: close\r\n",
-            b"\r\n",
-            body,
-        )
-    )
+class H2Factory(Protocol):
+    """Makes the HTTP/2 protocol a connection switches to when it opens with the HTTP/2
+    preface (``h2.H2ClientConnection``; passed in, so this module does not import it)."""
+
+    def __call__(self, default_authority: str) -> asyncio.Protocol: ...
 
 
-class _Request:
-    """One parsed client request (the body is buffered so it can be retried).
-
-    Defaults live on the class: a request sets only what it has, which keeps the
-    per-request cost down.
-    """
-
-    url = b""
-    host = b""
-    tag = b""
-    method = b"GET"
-    keep_alive = True
-    target: RevisionTarget | None = None
-    endpoint: Endpoint | None = None
-    upstream: Any = None  # an UpstreamConnection, or an H1Bridge to an h2c replica
-    deadline = 0.0
-    upgrade = b""
-    head = b""
-    started = False
-    waiting = False
-    attempts = 0
-    xff = b""
-    fwd = b""
-    xfp = b""
-    chunked = False
-    # metrics: arrival, send to the replica that answers (-1: none), status, that replica
-    t0 = 0.0
-    sent = -1.0
-    status = 0
-    pod: Endpoint | None = None
-    traceparent = b""  # as the client sent it
-    span: tuple[bytes, bytes, bytes, int] | None = None  # trace, span, parent ids, start ns
-    failed = False
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request the gateway refuses."""
 
 
 class ClientConnection(asyncio.Protocol):
-    """One client connection to the gateway (HTTP/1.1, keep-alive, pipelining).
+    """One client connection to the gateway (HTTP/1.1, keep-alive, pipelining); the
+    ``H1Client`` its replica side calls back.
 
     ``CONNECT host:port`` (what gRPC clients send to the replicas' ``http_proxy``) opens a
     tunnel to a host the gateway routes: its bytes are then served as a new connection to
     the gateway, with the CONNECT target as the Host of requests that carry none.
+
+    The limits of ``GatewayLimits`` hold here: the request head must arrive within
+    ``header_timeout`` (408) and fit ``max_header_bytes`` (431), the body ``max_body_bytes``
+    (413), and at most ``max_pipelined`` requests are read ahead.
     """
 
     default_host = b""  # the CONNECT target, on a connection that is a tunnel
@@ -134,29 +89,38 @@ class ClientConnection(asyncio.Protocol):
         self,
         table: RoutingTable,
         metrics: GatewayMetrics | None = None,
-        h2_factory: Any = None,
+        h2_factory: H2Factory | None = None,
         tracing: GatewayTracing | None = None,
+        limits: GatewayLimits | None = None,
     ) -> None:
         self.table = table
         self.metrics = metrics
         self.tracing = tracing or GatewayTracing()
+        self.limits = limits = limits or GatewayLimits()
+        self.max_body = limits.max_body_bytes
         self.propagate = self.tracing.mode != "off"
         self.sink = self.tracing.sink
         self.loop = asyncio.get_event_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = b"127.0.0.1"
-        self.req: _Request | None = None  # being parsed
-        self.current: _Request | None = None  # being served
-        self.pending: deque[_Request] = deque()
+        self.req: H1Request | None = None  # being parsed
+        self.current: H1Request | None = None  # being served
+        self.pending: deque[H1Request] = deque()
         self.closed = False
         self.paused = False
+        self.reading_paused = False  # max_pipelined requests wait already
         self.h2_factory = h2_factory
         self._first = True
         self.deadlines = _deadlines_for(self.loop)
+        self.reads = _reads_for(self.loop)
+        self.read_deadline = 0.0  # when the request being read must be in (0: none)
+        self.in_head = True  # between a request's first byte and the end of its head
+        self.head_bytes = 0
+        self.refusal: tuple[int, str] | None = None
         self.tunnel: UpstreamConnection | None = None  # after a 101: raw bytes both ways
         self.tunnel_early: list[bytes] = []  # client bytes sent before the 101 arrived
-        self.connect_req: _Request | None = None  # a CONNECT, opened once the parser stops
+        self.connect_req: H1Request | None = None  # a CONNECT, opened once the parser stops
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -164,6 +128,8 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0]).encode()
+        self.read_deadline = self.loop.time() + self.limits.header_timeout
+        self.reads.add(self, self.limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self._first:
@@ -173,12 +139,15 @@ class ClientConnection(asyncio.Protocol):
                 return
         tunnel = self.tunnel
         if tunnel is not None:
-            if tunnel.transport is not None:
-                tunnel.transport.write(data)
+            tunnel.write(data)
             return
         if self.current is not None and self.current.upgrade:
             self.tunnel_early.append(data)
             return
+        if self.closed:
+            return
+        if self.in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -190,19 +159,31 @@ class ClientConnection(asyncio.Protocol):
             if rest:
                 self.tunnel_early.append(rest)
         except httptools.HttpParserError as exc:
-            self._fail_client(400, f"malformed HTTP request: {exc}")
+            refusal = self.refusal
+            if refusal is not None:
+                self._fail_client(*refusal)
+            else:
+                self._fail_client(400, f"malformed HTTP request: {exc}")
+            return
+        if self.in_head and self.head_bytes > self.limits.max_header_bytes:
+            self._fail_client(
+                431,
+                f"the request line and headers are larger than the gateway's limit of "
+                f"{self.limits.max_header_bytes} bytes",
+            )
 
     def _switch_to_h2(self, data: bytes) -> None:
-        assert self.transport is not None
-        proto = self.h2_factory()
-        if self.default_host:
-            proto.default_authority = self.default_host.decode("latin-1")
+        assert self.transport is not None and self.h2_factory is not None
+        self.reads.forget(self)
+        self.closed = True  # this protocol object is done; the HTTP/2 one takes over
+        proto = self.h2_factory(self.default_host.decode("latin-1"))
         self.transport.set_protocol(proto)
         proto.connection_made(self.transport)
         proto.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.reads.forget(self)
         if self.tunnel is not None:
             self.end_tunnel()
             return
@@ -217,18 +198,22 @@ class ClientConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.paused = True
         req = self.current
-        if req is not None and req.upstream is not None and req.upstream.transport is not None:
-            req.upstream.transport.pause_reading()
+        if req is not None and req.upstream is not None:
+            req.upstream.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
         req = self.current
-        if req is not None and req.upstream is not None and req.upstream.transport is not None:
-            req.upstream.transport.resume_reading()
+        if req is not None and req.upstream is not None:
+            req.upstream.resume_reading()
 
     # -- httptools callbacks --
     def on_message_begin(self) -> None:
-        self.req = _Request()
+        self.req = H1Request()
+        if not self.in_head:
+            self.in_head = True
+            self.head_bytes = 0
+            self.read_deadline = self.loop.time() + self.limits.header_timeout
 
     def on_url(self, url: bytes) -> None:
         assert self.req is not None
@@ -249,12 +234,15 @@ class ClientConnection(asyncio.Protocol):
         elif lname == TAG_HEADER:
             req.tag = value
         elif lname == b"x-forwarded-for":
-            req.xff = value
+            req.xff = req.xff + b", " + value if req.xff else value
         elif lname == b"forwarded":
-            req.fwd = value
+            req.fwd = req.fwd + b", " + value if req.fwd else value
         elif lname == b"x-forwarded-proto":
             req.xfp = value
             req.headers.append((name, value))
+        elif lname == b"content-length":
+            if value.isdigit() and int(value) > self.max_body:
+                self._refuse_body()
         elif lname == b"expect":
             if value.lower() == b"100-continue" and self.transport is not None:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -262,16 +250,39 @@ class ClientConnection(asyncio.Protocol):
             req.chunked = True
         elif lname == b"upgrade":
             req.upgrade = value
+        elif lname == b"connection":
+            req.connection = req.connection + b"," + value if req.connection else value
+        elif lname == b"te":
+            req.te = value
         # the other hop-by-hop headers are dropped
 
+    def on_headers_complete(self) -> None:
+        # the head's deadline stands until the first piece of a body moves it on
+        self.in_head = False
+        self.head_bytes = 0
+
     def on_body(self, body: bytes) -> None:
-        assert self.req is not None
-        self.req.body.append(body)
+        req = self.req
+        assert req is not None
+        req.size += len(body)
+        if req.size > self.max_body:
+            self._refuse_body()
+        req.body.append(body)
+        self.read_deadline = self.loop.time() + self.limits.header_timeout
+
+    def _refuse_body(self) -> None:
+        self.refusal = (
+            413,
+            f"the request body is larger than the gateway's limit of {self.max_body} bytes "
+            "(WONDERLAND_GATEWAY_MAX_BODY_BYTES)",
+        )
+        raise _Refused
 
     def on_message_complete(self) -> None:
         req = self.req
         assert req is not None
         self.req = None
+        self.read_deadline = 0.0
         req.method = self.parser.get_method()
         if req.method == b"CONNECT":
             self.connect_req = req  # the parser stops next (HttpParserUpgrade)
@@ -281,9 +292,30 @@ class ClientConnection(asyncio.Protocol):
             self._start(req)
         else:
             self.pending.append(req)
+            if len(self.pending) >= self.limits.max_pipelined and not self.reading_paused:
+                # the client is far ahead: stop reading until it catches up
+                self.reading_paused = True
+                if self.transport is not None:
+                    self.transport.pause_reading()
+
+    def read_timeout(self) -> None:
+        """The client took longer than ``header_timeout`` to send a request head (or a
+        piece of a body): 408 when a request had begun, then the connection ends."""
+        if self.closed:
+            return
+        if self.req is not None and self.current is None and not self.pending:
+            self._fail_client(
+                408,
+                f"the request did not arrive within {self.limits.header_timeout:g}s; "
+                "send the whole head at once",
+            )
+            return
+        if self.transport is not None:
+            self.transport.close()
+        self.closed = True
 
     # -- request handling --
-    def _start(self, req: _Request) -> None:
+    def _start(self, req: H1Request) -> None:
         self.current = req
         url = req.url
         if url[:1] != b"/" and url[:7].lower() == b"http://":
@@ -312,6 +344,10 @@ class ClientConnection(asyncio.Protocol):
                 f"no route for Host {host!r}; check the URL with 'wonderland get ksvc'".encode(),
             )
             return
+        if req.connection:
+            # headers the client's Connection header names are hop-by-hop as well
+            named = connection_named(req.connection)
+            req.headers = [(n, v) for n, v in req.headers if n.lower() not in named]
         target = None
         if req.tag and self.table.tag_header_routing:
             target = route.tags.get(req.tag.decode("latin-1"))
@@ -345,42 +381,31 @@ class ClientConnection(asyncio.Protocol):
         elif target.wait(_Grant(self, req, target)):
             req.waiting = True
         elif target.removed:
-            self._respond(req, error_response(503, f"revision {target.key} was deleted"))
+            self.respond(req, error_response(503, f"revision {target.key} was deleted"))
         else:
-            self._respond(
-                req,
-                error_response(
-                    503,
-                    f"revision {target.key} has {len(target.waiters)} requests queued already; "
-                    "retry later, or raise containerConcurrency or max-scale",
-                ),
-            )
+            self.respond(req, error_response(503, target.queue_full_message()))
 
-    def _head(self, req: _Request) -> bytes:
+    def _head(self, req: H1Request) -> bytes:
         ip = self.client_ip
         parts = [req.method, b" ", req.url, b" HTTP/1.1\r\n"]
         for name, value in req.headers:
             parts += (name, b": ", value, b"\r\n")
-        parts += (b"X-Forwarded-For: ", req.xff + b", " + ip if req.xff else ip, b"\r\n")
-        node = b'"[' + ip + b']"' if b":" in ip else ip
-        fwd = b"for=" + node + b";proto=http"
-        if req.host:
-            # RFC 7239: a value with ":" (a port) is not a token and must be quoted
-            host = req.host
-            fwd += b';host="' + host + b'"' if b":" in host else b";host=" + host
-        parts += (b"Forwarded: ", req.fwd + b", " + fwd if req.fwd else fwd, b"\r\n")
+        xff, fwd = forwarding(ip, req.host, req.xff, req.fwd)
+        parts += (b"X-Forwarded-For: ", xff, b"\r\nForwarded: ", fwd, b"\r\n")
         if not req.xfp:
             parts.append(b"X-Forwarded-Proto: http\r\n")
+        if req.te and keeps_te(req.te):
+            parts.append(b"TE: trailers\r\n")
         if req.upgrade:
             parts += (b"Connection: Upgrade\r\nUpgrade: ", req.upgrade, b"\r\n")
-        body_len = sum(len(b) for b in req.body)
+        body_len = req.size
         if body_len or req.method in (b"POST", b"PUT", b"PATCH") or req.chunked:
             parts.append(b"Content-Length: %d\r\n" % body_len)
         parts.append(b"\r\n")
         parts += req.body
         return b"".join(parts)
 
-    def _send(self, req: _Request, ep: Endpoint) -> None:
+    def _send(self, req: H1Request, ep: Endpoint) -> None:
         now = self.loop.time()
         if req.waiting:
             req.waiting = False
@@ -395,8 +420,6 @@ class ClientConnection(asyncio.Protocol):
             self._abandon(req)
             return
         if req.target is not None and req.target.h2c:
-            from wonderland.gateway.bridges import H1Bridge
-
             H1Bridge(self, req, ep)  # the revision speaks HTTP/2 (port named h2c)
             return
         idle = ep.idle
@@ -413,7 +436,7 @@ class ClientConnection(asyncio.Protocol):
         task = self.loop.create_task(self._connect(req, ep))
         task.add_done_callback(_quiet)
 
-    async def _connect(self, req: _Request, ep: Endpoint) -> None:
+    async def _connect(self, req: H1Request, ep: Endpoint) -> None:
         try:
             _, conn = await self.loop.create_connection(
                 lambda: UpstreamConnection(ep), ep.host, ep.port
@@ -426,7 +449,7 @@ class ClientConnection(asyncio.Protocol):
             return
         conn.start(self, req)
 
-    def upstream_failed(self, req: _Request, sent: bool) -> None:
+    def upstream_failed(self, req: H1Request, sent: bool) -> None:
         """The replica went away before answering; retry when safe, else 502."""
         target, ep = req.target, req.endpoint
         req.upstream = None
@@ -450,7 +473,7 @@ class ClientConnection(asyncio.Protocol):
                 req.waiting = True
                 return
         name = target.name if target is not None else "the revision"
-        self._respond(
+        self.respond(
             req,
             error_response(
                 502,
@@ -459,7 +482,7 @@ class ClientConnection(asyncio.Protocol):
             ),
         )
 
-    def _open_tunnel(self, req: _Request, rest: bytes) -> None:
+    def _open_tunnel(self, req: H1Request, rest: bytes) -> None:
         """Answer a CONNECT: 200 and a fresh gateway connection over the same socket for a
         host the gateway routes, 403 for any other host (it is not an open proxy)."""
         self.connect_req = None
@@ -494,7 +517,10 @@ class ClientConnection(asyncio.Protocol):
         if transport is None or self.closed:
             return
         transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        inner = ClientConnection(self.table, self.metrics, self.h2_factory, self.tracing)
+        inner = ClientConnection(
+            self.table, self.metrics, self.h2_factory, self.tracing, self.limits
+        )
+        self.reads.forget(self)
         inner.default_host = authority
         self.closed = True
         self.transport = None
@@ -503,15 +529,14 @@ class ClientConnection(asyncio.Protocol):
         if rest:
             inner.data_received(rest)
 
-    def start_tunnel(self, req: _Request, conn: UpstreamConnection) -> None:
+    def start_tunnel(self, req: H1Request, conn: H1Link) -> None:
         """The replica switched protocols (101): pipe bytes both ways until one side closes.
         The request stays in flight (and counts for concurrency) while the tunnel lives."""
-        self.tunnel = conn
+        self.tunnel = cast(UpstreamConnection, conn)
         self.deadlines.items.pop(req, None)
         early, self.tunnel_early = self.tunnel_early, []
-        if conn.transport is not None:
-            for chunk in early:
-                conn.transport.write(chunk)
+        for chunk in early:
+            conn.write(chunk)
 
     def end_tunnel(self) -> None:
         conn, req = self.tunnel, self.current
@@ -523,9 +548,9 @@ class ClientConnection(asyncio.Protocol):
                 req.target.release(req.endpoint)
                 req.endpoint = None
             req.upstream = None
-            self._complete(req, close=True)
+            self.complete(req, close=True)
 
-    def first_byte(self, req: _Request) -> None:
+    def first_byte(self, req: H1Request) -> None:
         req.started = True
         target = req.target
         if target is not None and target.idle_timeout > 0:
@@ -534,7 +559,11 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.deadlines.items.pop(req, None)
 
-    def response_done(self, req: _Request, conn: UpstreamConnection, reusable: bool) -> None:
+    def rearm(self, req: H1Request) -> None:
+        if req.target is not None:
+            self.deadlines.add(req, self, req.target.timeout)
+
+    def response_done(self, req: H1Request, conn: H1Link, reusable: bool) -> None:
         ep = req.endpoint
         req.upstream = None
         if ep is not None:
@@ -546,9 +575,9 @@ class ClientConnection(asyncio.Protocol):
             if req.target is not None:
                 req.target.release(ep)
             req.endpoint = None
-        self._complete(req, close=not conn.keep_alive)
+        self.complete(req, close=not reusable)
 
-    def _on_timeout(self, req: _Request) -> None:
+    def _on_timeout(self, req: H1Request) -> None:
         if self.current is not req:
             return
         target = req.target
@@ -561,12 +590,10 @@ class ClientConnection(asyncio.Protocol):
             if req.endpoint is not None and target is not None:
                 target.release(req.endpoint)
                 req.endpoint = None
-            self._complete(req, close=True)
+            self.complete(req, close=True)
             return
         if req.waiting and target is not None:
-            for w in list(target.waiters):
-                if isinstance(w, _Grant) and w.req is req:
-                    target.cancel(w)
+            target.cancel_where(lambda w: isinstance(w, _Grant) and w.req is req)
             req.waiting = False
         conn = req.upstream
         if conn is not None:
@@ -576,7 +603,7 @@ class ClientConnection(asyncio.Protocol):
             target.release(req.endpoint)
             req.endpoint = None
         timeout = target.timeout if target else 0
-        self._respond(
+        self.respond(
             req,
             error_response(
                 504,
@@ -584,7 +611,7 @@ class ClientConnection(asyncio.Protocol):
             ),
         )
 
-    def _respond(self, req: _Request, data: bytes) -> None:
+    def respond(self, req: H1Request, data: bytes) -> None:
         """Answer ``req`` with the gateway's own response ``data`` (an error_response)."""
         req.status = int(data[9:12])
         req.pod = None
@@ -592,7 +619,7 @@ class ClientConnection(asyncio.Protocol):
         req.failed = data.startswith(b"HTTP/1.1 5")
         if self.transport is not None and not self.closed:
             self.transport.write(data)
-        self._complete(req, close=False)
+        self.complete(req, close=False)
 
     def _finish_local(self, status: int, body: bytes, ctype: bytes = b"text/plain") -> None:
         req = self.current
@@ -607,9 +634,9 @@ class ClientConnection(asyncio.Protocol):
             data = error_response(status, body.decode())
         if self.transport is not None:
             self.transport.write(data)
-        self._complete(req, close=False)
+        self.complete(req, close=False)
 
-    def _complete(self, req: _Request, close: bool) -> None:
+    def complete(self, req: H1Request, close: bool) -> None:
         self.deadlines.items.pop(req, None)
         if req.span is not None and self.sink is not None:
             self.tracing.record_h1(req.span, req.method, req.url, req.host, req.target, req.failed)
@@ -632,15 +659,18 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             return
         if self.pending and not self.closed:
-            self._start(self.pending.popleft())
+            nxt = self.pending.popleft()
+            if self.reading_paused and len(self.pending) < self.limits.max_pipelined:
+                self.reading_paused = False
+                if self.transport is not None:
+                    self.transport.resume_reading()
+            self._start(nxt)
 
-    def _abandon(self, req: _Request) -> None:
+    def _abandon(self, req: H1Request) -> None:
         """The client went away: free everything the request held."""
         target = req.target
         if req.waiting and target is not None:
-            for w in list(target.waiters):
-                if isinstance(w, _Grant) and w.req is req:
-                    target.cancel(w)
+            target.cancel_where(lambda w: isinstance(w, _Grant) and w.req is req)
             req.waiting = False
         conn = req.upstream
         if conn is not None:
@@ -656,9 +686,23 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
 
     def _fail_client(self, status: int, message: str) -> None:
-        if self.transport is not None:
-            self.transport.write(error_response(status, message, keep_alive=False))
-            self.transport.close()
+        """End the connection, with ``status`` unless a response is under way on it (a
+        pipelined request's error must not land in the middle of it).
+
+        The close lingers (as nginx's does): the gateway stops writing and reads what the
+        client still sends, for at most ``_LINGER`` seconds, so that the error is not lost
+        to a reset while the client is still sending its body."""
+        self.reads.forget(self)
+        transport = self.transport
+        if transport is not None and not self.closed:
+            self.closed = True
+            if self.current is None:
+                transport.write(error_response(status, message, keep_alive=False))
+            if transport.can_write_eof():
+                transport.write_eof()
+                self.loop.call_later(_LINGER, transport.close)
+            else:
+                transport.close()
         self.closed = True
 
 
@@ -668,10 +712,10 @@ class _Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.items: dict[_Request, ClientConnection] = {}
+        self.items: dict[H1Request, ClientConnection] = {}
         self.armed = False
 
-    def add(self, req: _Request, client: ClientConnection, timeout: float) -> None:
+    def add(self, req: H1Request, client: ClientConnection, timeout: float) -> None:
         req.deadline = self.loop.time() + timeout
         self.items[req] = client
         if not self.armed:
@@ -693,6 +737,52 @@ class _Deadlines:
 _DEADLINES: dict[int, _Deadlines] = {}
 
 
+class _Reads:
+    """The live client connections of a loop, swept for a request that is late: one whose
+    ``read_deadline`` (set while a request head or body is being read) has passed is told
+    408 and closed (slowloris). A request pays one clock read, not a timer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: set[ClientConnection] = set()
+        self.interval = 1.0
+        self.armed = False
+
+    def add(self, client: ClientConnection, timeout: float) -> None:
+        self.items.add(client)
+        # a quarter of the shortest timeout: a late client is closed within 125 % of it
+        self.interval = min(self.interval, max(0.01, timeout / 4))
+        if not self.armed:
+            self.armed = True
+            self.loop.call_later(self.interval, self._tick)
+
+    def forget(self, client: ClientConnection) -> None:
+        client.read_deadline = 0.0
+        self.items.discard(client)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        late = [c for c in self.items if 0.0 < c.read_deadline <= now]
+        for client in late:
+            client.read_deadline = 0.0
+            client.read_timeout()
+        if self.items:
+            self.loop.call_later(self.interval, self._tick)
+        else:
+            self.armed = False
+
+
+_READS: dict[int, _Reads] = {}
+
+
+def _reads_for(loop: asyncio.AbstractEventLoop) -> _Reads:
+    found = _READS.get(id(loop))
+    if found is None or found.loop is not loop:
+        found = _Reads(loop)
+        _READS[id(loop)] = found
+    return found
+
+
 def _deadlines_for(loop: asyncio.AbstractEventLoop) -> _Deadlines:
     found = _DEADLINES.get(id(loop))
     if found is None or found.loop is not loop:
@@ -704,12 +794,13 @@ def _deadlines_for(loop: asyncio.AbstractEventLoop) -> _Deadlines:
 class _Grant:
     """A held request waiting for an endpoint (the activator / concurrency queue)."""
 
-    __slots__ = ("client", "req", "target")
+    __slots__ = ("client", "req", "size", "target")
 
-    def __init__(self, client: ClientConnection, req: _Request, target: RevisionTarget) -> None:
+    def __init__(self, client: ClientConnection, req: H1Request, target: RevisionTarget) -> None:
         self.client = client
         self.req = req
         self.target = target
+        self.size = len(req.head)
 
     def grant(self, endpoint: Endpoint) -> None:
         client, req = self.client, self.req
@@ -723,7 +814,7 @@ class _Grant:
         if client.closed or client.current is not req or not req.waiting:
             return
         req.waiting = False
-        client._respond(req, error_response(status, message))
+        client.respond(req, error_response(status, message))
 
 
 def _quiet(task: asyncio.Task[None]) -> None:

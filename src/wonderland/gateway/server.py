@@ -6,6 +6,8 @@ import asyncio
 import logging
 import socket
 
+from wonderland.gateway.h2 import H2ClientConnection
+from wonderland.gateway.limits import GatewayLimits
 from wonderland.gateway.metrics import GatewayMetrics
 from wonderland.gateway.proxy import ClientConnection
 from wonderland.gateway.table import RevisionTarget, RoutingTable
@@ -21,7 +23,8 @@ class GatewayServer:
     service. ``port=0`` picks a free port (read it back from ``.port``). ``tracing``: the
     mode and the sink of the gateway's spans (default: propagate ``traceparent``, record
     nothing). ``legacy_metrics`` adds Knative's legacy metric names to ``/metrics``
-    (``WONDERLAND_METRICS_LEGACY``)."""
+    (``WONDERLAND_METRICS_LEGACY``). ``limits``: what one client may make the gateway
+    hold (``GatewayLimits``; docs/security.md lists them)."""
 
     def __init__(
         self,
@@ -31,8 +34,10 @@ class GatewayServer:
         tracing: GatewayTracing | None = None,
         *,
         legacy_metrics: bool = True,
+        limits: GatewayLimits | None = None,
     ) -> None:
         self.table = table
+        self.limits = limits = limits or GatewayLimits()
         self.tracing = tracing or GatewayTracing()
         self.host = host
         self.port = port
@@ -42,12 +47,14 @@ class GatewayServer:
         previous = table.on_new_revision
 
         def hook(target: RevisionTarget) -> None:
+            target.max_queue_bytes = limits.queue_max_bytes
             self.metrics.bind(target)
             if previous is not None:
                 previous(target)
 
         table.on_new_revision = hook
         for target in table.revisions.values():
+            target.max_queue_bytes = limits.queue_max_bytes
             self.metrics.bind(target)
 
     def bind(self) -> None:
@@ -74,19 +81,19 @@ class GatewayServer:
         self.port = sock.getsockname()[1]
 
     async def start(self) -> None:
-        from wonderland.gateway.h2 import H2ClientConnection
-
         loop = asyncio.get_running_loop()
-        table, metrics, tracing = self.table, self.metrics, self.tracing
+        table, metrics, tracing, limits = self.table, self.metrics, self.tracing, self.limits
 
-        def h2_factory() -> H2ClientConnection:
-            return H2ClientConnection(table, tracing)
+        def h2_factory(default_authority: str) -> H2ClientConnection:
+            proto = H2ClientConnection(table, tracing, limits)
+            proto.default_authority = default_authority
+            return proto
 
         self.bind()
         sock, self._sock = self._sock, None
         assert sock is not None  # bind() claimed it
         self._server = await loop.create_server(
-            lambda: ClientConnection(table, metrics, h2_factory, tracing), sock=sock
+            lambda: ClientConnection(table, metrics, h2_factory, tracing, limits), sock=sock
         )
         log.info("gateway listening on http://%s:%d", self.host, self.port)
 

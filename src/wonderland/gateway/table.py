@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "ACTIVATOR_QUEUE_BYTES",
     "ACTIVATOR_QUEUE_DEPTH",
     "COLD_START_LOG",
     "ColdStart",
@@ -33,6 +34,8 @@ __all__ = [
 # The activator's per-revision breaker holds at most this many requests
 # (Knative pkg/activator/net/throttler.go).
 ACTIVATOR_QUEUE_DEPTH = 10000
+# ... and at most this many request bytes (GatewayLimits.queue_max_bytes sets it).
+ACTIVATOR_QUEUE_BYTES = 256 * 1024 * 1024
 # The routing table remembers this many recent cold starts (the console lists them).
 COLD_START_LOG = 200
 
@@ -49,7 +52,10 @@ class ColdStart:
 
 
 class Waiter(Protocol):
-    """Something waiting for an endpoint of a revision (a held request)."""
+    """Something waiting for an endpoint of a revision (a held request) and the request
+    bytes it holds (``size``: what the queue's byte budget counts)."""
+
+    size: int
 
     def grant(self, endpoint: Endpoint) -> None: ...
 
@@ -136,6 +142,8 @@ class RevisionTarget:
         self.removed = False  # the revision was deleted
         self.waiters: collections.deque[Waiter] = collections.deque()
         self.max_queue = ACTIVATOR_QUEUE_DEPTH
+        self.max_queue_bytes = ACTIVATOR_QUEUE_BYTES
+        self.queued_bytes = 0
         self.in_flight = 0
         self._rr = 0
         self._stats = RevisionStats()
@@ -208,11 +216,16 @@ class RevisionTarget:
         return None
 
     def wait(self, waiter: Waiter) -> bool:
-        """Queue a request until an endpoint frees up; False when the queue is full or
-        the revision is gone (``removed``)."""
-        if len(self.waiters) >= self.max_queue or self.removed:
+        """Queue a request until an endpoint frees up; False when the queue is full (in
+        requests or in bytes) or the revision is gone (``removed``)."""
+        if (
+            len(self.waiters) >= self.max_queue
+            or self.queued_bytes + waiter.size > self.max_queue_bytes
+            or self.removed
+        ):
             return False
         self.waiters.append(waiter)
+        self.queued_bytes += waiter.size
         if not self.endpoints:
             if self.cold_since is None and self.scaled_to_zero:
                 self.cold_since = time.monotonic()
@@ -220,11 +233,26 @@ class RevisionTarget:
                 self.on_demand(self)
         return True
 
+    def queue_full_message(self) -> str:
+        """What a request that finds the queue full is told (a 503, as Knative's
+        activator answers ``pending request queue full``)."""
+        return (
+            f"pending request queue full: revision {self.key} holds {len(self.waiters)} "
+            f"requests ({self.queued_bytes} bytes) already; retry later, or raise "
+            "containerConcurrency or max-scale"
+        )
+
     def cancel(self, waiter: Waiter) -> None:
         try:
             self.waiters.remove(waiter)
         except ValueError:
-            pass
+            return
+        self.queued_bytes -= waiter.size
+
+    def cancel_where(self, match: Callable[[Waiter], bool]) -> None:
+        """Take the held requests ``match`` picks out of the queue (their client left)."""
+        for waiter in [w for w in self.waiters if match(w)]:
+            self.cancel(waiter)
 
     def release(self, ep: Endpoint) -> None:
         """A request on ``ep`` is done: hand the slot to the next waiter if any."""
@@ -237,7 +265,9 @@ class RevisionTarget:
             ep = self.acquire()
             if ep is None:
                 return
-            self.waiters.popleft().grant(ep)
+            waiter = self.waiters.popleft()
+            self.queued_bytes -= waiter.size
+            waiter.grant(ep)
 
     def set_endpoints(self, addresses: Iterable[tuple[str, int, str]]) -> None:
         """Replace the ready endpoints (host, port, replica name); keeps existing ones."""
@@ -272,6 +302,7 @@ class RevisionTarget:
     def fail_waiters(self, status: int, message: str) -> None:
         """Answer every held request with ``status`` (e.g. the revision cannot start)."""
         waiters, self.waiters = self.waiters, collections.deque()
+        self.queued_bytes = 0
         for waiter in waiters:
             waiter.fail(status, message)
 

@@ -8,14 +8,12 @@ switch (101) that turns the pair into a tunnel.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
 
+from wonderland.gateway.exchange import H1Client, H1Request
 from wonderland.gateway.table import Endpoint
-
-if TYPE_CHECKING:
-    from wonderland.gateway.proxy import ClientConnection, _Request
 
 __all__ = ["HOLD_BACK", "UpstreamConnection"]
 
@@ -24,15 +22,15 @@ HOLD_BACK = 0.05
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """A kept-alive HTTP/1.1 connection to one replica; response bytes go straight to the
-    client, parsed only to find the end of each response."""
+    """A kept-alive HTTP/1.1 connection to one replica (an ``H1Upstream``); response bytes
+    go straight to the client, parsed only to find the end of each response."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.client: ClientConnection | None = None
-        self.req: _Request | None = None
+        self.client: H1Client | None = None
+        self.req: H1Request | None = None
         self.keep_alive = True
         self.done = False
         self.lost = False
@@ -47,7 +45,7 @@ class UpstreamConnection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.lost and self.transport is not None and not self.transport.is_closing()
 
-    def start(self, client: ClientConnection, req: _Request) -> None:
+    def start(self, client: H1Client, req: H1Request) -> None:
         self.client = client
         self.req = req
         self.done = False
@@ -104,7 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.req = None
             client.response_done(req, self, self.keep_alive and not self.lost)
 
-    def _forward(self, client: ClientConnection, data: bytes) -> None:
+    def _forward(self, client: H1Client, data: bytes) -> None:
         transport = client.transport
         held = self.held
         if held is not None:
@@ -164,8 +162,20 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             if req.started and req.target is not None:
                 req.started = False  # nothing reached the client: a retry starts afresh
-                client.deadlines.add(req, client, req.target.timeout)
+                client.rearm(req)
             client.upstream_failed(req, sent=True)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def close(self) -> None:
         self.lost = True

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from wonderland.autoscaler import Decision, RevisionScaler
 from wonderland.autoscaler.exporter import AutoscalerMetrics, ScalerSnapshot
 from wonderland.gateway import GatewayServer, RevisionTarget, RoutingTable
+from wonderland.gateway.limits import GatewayLimits
 from wonderland.gateway.tracing import GatewayTracing
 from wonderland.runtime.env import proxy_env
 from wonderland.runtime.images import BuiltImage
@@ -89,6 +90,11 @@ class ServingSystem:
             settings.gateway_port,
             GatewayTracing(settings.tracing, sink),
             legacy_metrics=settings.metrics_legacy == "on",
+            limits=GatewayLimits(
+                max_body_bytes=settings.gateway_max_body_bytes,
+                header_timeout=settings.gateway_header_timeout,
+                queue_max_bytes=settings.gateway_queue_max_bytes,
+            ),
         )
         # the autoscaler's metrics are served with the gateway's (one scrape target)
         self.autoscaler_metrics = AutoscalerMetrics(self)

@@ -1,0 +1,255 @@
+"""What a client may make the gateway hold, and the one header layer of its four pairings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from _support.daemon import wait_until
+from _support.servers import asgi_replica
+
+from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
+from wonderland.gateway.limits import GatewayLimits
+
+HOST = "echo.default.127.0.0.1.sslip.io"
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the request headers (as a list, repeats kept) and the body's length."""
+    if scope["type"] != "http":
+        return
+    size = 0
+    while True:
+        msg = await receive()
+        size += len(msg.get("body", b""))
+        if not msg.get("more_body"):
+            break
+    if scope["path"].startswith("/sleep/"):
+        await asyncio.sleep(float(scope["path"].split("/")[2]))
+    headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+    body = json.dumps({"headers": headers, "size": size}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.asynccontextmanager
+async def gateway_to(
+    port: int | None, limits: GatewayLimits | None = None, *, h2c: bool = False
+) -> AsyncIterator[tuple[GatewayServer, Any]]:
+    table = RoutingTable()
+    target = table.revision("default", "echo-00001")
+    target.h2c = h2c
+    if port is not None:
+        target.set_endpoints([("127.0.0.1", port, "r1")])
+    table.set_route("default/echo", {HOST: HostRoute("default/echo", [(target, 100)])})
+    gw = GatewayServer(table, port=0, **({"limits": limits} if limits else {}))
+    await gw.start()
+    try:
+        yield gw, target
+    finally:
+        await gw.stop()
+
+
+@pytest.fixture
+async def replica() -> AsyncIterator[int]:
+    async with asgi_replica(echo) as port:
+        yield port
+
+
+SECRET_HEADERS = {
+    "Proxy-Authorization": "Basic c2VjcmV0",
+    "Connection": "keep-alive, X-Hop",
+    "X-Hop": "for this connection only",
+    "X-Forwarded-For": "203.0.113.7",
+    "Forwarded": "for=203.0.113.7",
+    "TE": "trailers",
+    "X-Kept": "yes",
+}
+
+
+def _seen(body: bytes) -> dict[str, list[str]]:
+    seen: dict[str, list[str]] = {}
+    for name, value in json.loads(body)["headers"]:
+        seen.setdefault(name, []).append(value)
+    return seen
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "h2"])
+async def test_hop_by_hop_and_forwarding_headers_are_the_same_on_every_path(
+    replica: int, http2: bool
+) -> None:
+    async with (
+        gateway_to(replica) as (gw, _),
+        httpx.AsyncClient(http1=not http2, http2=http2, timeout=30) as client,
+    ):
+        r = await client.get(
+            f"http://127.0.0.1:{gw.port}/", headers={"Host": HOST, **SECRET_HEADERS}
+        )
+        assert r.status_code == 200 and r.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+        seen = _seen(r.content)
+    # the client's proxy credentials, and the headers its Connection header names (HTTP/2
+    # has no Connection header: the client drops it), stay here
+    assert "proxy-authorization" not in seen
+    assert ("x-hop" in seen) is http2
+    assert seen["x-kept"] == ["yes"]
+    # one X-Forwarded-For and one Forwarded, each the client's value with this hop added
+    assert seen["x-forwarded-for"] == ["203.0.113.7, 127.0.0.1"]
+    assert seen["forwarded"] == [f"for=203.0.113.7, for=127.0.0.1;proto=http;host={HOST}"]
+    assert seen["x-forwarded-proto"] == ["http"]
+    assert seen["te"] == ["trailers"]
+
+
+async def test_a_body_over_the_limit_is_answered_413_on_http1_and_http2(replica: int) -> None:
+    limits = GatewayLimits(max_body_bytes=10_000)
+    async with gateway_to(replica, limits) as (gw, target):
+        url = f"http://127.0.0.1:{gw.port}/"
+        async with httpx.AsyncClient(timeout=30) as h1:
+            ok = await h1.post(url, headers={"Host": HOST}, content=b"x" * 10_000)
+            assert ok.status_code == 200 and json.loads(ok.content)["size"] == 10_000
+            big = await h1.post(url, headers={"Host": HOST}, content=b"x" * 10_001)
+            assert big.status_code == 413
+            assert "WONDERLAND_GATEWAY_MAX_BODY_BYTES" in big.text
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for _ in range(20):
+                    yield b"y" * 1000
+
+            chunked = await h1.post(url, headers={"Host": HOST}, content=chunks())
+            assert chunked.status_code == 413
+        async with httpx.AsyncClient(http1=False, http2=True, timeout=30) as h2:
+            ok = await h2.post(url, headers={"Host": HOST}, content=b"x" * 5000)
+            assert ok.status_code == 200
+            big = await h2.post(url, headers={"Host": HOST}, content=b"x" * 20_000)
+            assert big.status_code == 413
+            # the connection serves the next stream
+            again = await h2.post(url, headers={"Host": HOST}, content=b"z")
+            assert again.status_code == 200
+        await wait_until(lambda: target.in_flight == 0, 10, "no request left in flight")
+
+
+def _read_all(sock: socket.socket, timeout: float) -> bytes:
+    sock.settimeout(timeout)
+    out = b""
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+async def test_a_client_trickling_its_head_gets_408_and_is_closed(replica: int) -> None:
+    limits = GatewayLimits(header_timeout=0.6)
+    async with gateway_to(replica, limits) as (gw, _):
+
+        def slowloris() -> tuple[bytes, float]:
+            with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+                t0 = time.monotonic()
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n")
+                with contextlib.suppress(OSError):
+                    for _ in range(30):  # one header byte every 0.1 s: never a whole head
+                        sock.sendall(b"X")
+                        time.sleep(0.1)
+                return _read_all(sock, 5), time.monotonic() - t0
+
+        answer, took = await asyncio.to_thread(slowloris)
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert b"Connection: close" in answer
+        assert took < 3.0
+
+        def silent() -> bytes:
+            with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+                return _read_all(sock, 5)
+
+        assert await asyncio.to_thread(silent) == b""  # closed, nothing said
+
+        def slow_body() -> bytes:
+            with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+                sock.sendall(
+                    b"POST / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nContent-Length: 100\r\n"
+                    b"\r\n" + b"x" * 10
+                )
+                return _read_all(sock, 5)
+
+        assert (await asyncio.to_thread(slow_body)).startswith(b"HTTP/1.1 408 ")
+        # a client that keeps to the pace is served
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.get(f"http://127.0.0.1:{gw.port}/", headers={"Host": HOST})
+            assert r.status_code == 200
+
+
+async def test_a_head_over_the_limit_is_answered_431(replica: int) -> None:
+    async with gateway_to(replica, GatewayLimits(max_header_bytes=8192)) as (gw, _):
+
+        def huge() -> bytes:
+            with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nX-Big: ")
+                with contextlib.suppress(OSError):
+                    for _ in range(40):
+                        sock.sendall(b"a" * 1024)
+                return _read_all(sock, 5)
+
+        assert (await asyncio.to_thread(huge)).startswith(b"HTTP/1.1 431 ")
+
+
+async def test_pipelining_is_bounded_the_gateway_stops_reading(replica: int) -> None:
+    async with gateway_to(replica, GatewayLimits(max_pipelined=4)) as (gw, target):
+        request = (
+            b"GET /x HTTP/1.1\r\nHost: "
+            + HOST.encode()
+            + b"\r\nX-Pad: "
+            + b"p" * 8000
+            + b"\r\n\r\n"
+        )
+        first = b"GET /sleep/3 HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n"
+        attempt = 40 * 1024 * 1024
+
+        def pipeline() -> int:
+            with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+                sock.sendall(first)
+                sock.setblocking(False)
+                sent = 0
+                deadline = time.monotonic() + 2.0
+                data = request * 64
+                while sent < attempt and time.monotonic() < deadline:
+                    try:
+                        sent += sock.send(data)
+                    except BlockingIOError:
+                        time.sleep(0.01)
+                return sent
+
+        accepted = await asyncio.to_thread(pipeline)
+        # what the kernel's socket buffers hold, not what the client sent: the gateway
+        # holds a few requests and leaves the rest with the client
+        assert accepted < attempt // 2, accepted
+        await wait_until(lambda: target.in_flight == 0, 15, "the abandoned requests freed")
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.get(f"http://127.0.0.1:{gw.port}/", headers={"Host": HOST})
+            assert r.status_code == 200
+
+
+async def test_the_activator_queue_is_bounded_in_bytes_as_well(replica: int) -> None:
+    limits = GatewayLimits(queue_max_bytes=10_000)
+    async with (
+        gateway_to(None, limits) as (gw, target),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=30) as client,
+    ):
+
+        async def post() -> httpx.Response:
+            return await client.post("/", headers={"Host": HOST}, content=b"b" * 4000)
+
+        held = [asyncio.create_task(post()) for _ in range(2)]
+        await wait_until(lambda: len(target.waiters) == 2, 10, "two held requests")
+        third = await post()
+        assert third.status_code == 503
+        assert "pending request queue full" in third.text
+        assert len(target.waiters) == 2
+        target.set_endpoints([("127.0.0.1", replica, "r1")])
+        answers = await asyncio.gather(*held)
+        assert [r.status_code for r in answers] == [200, 200]
+        assert target.queued_bytes == 0
