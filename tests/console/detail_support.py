@@ -85,6 +85,8 @@ def cold_started_table() -> RoutingTable:
     target = table.revision("default", "hello-00002")
 
     class Held:
+        size = 0  # request bytes the activator's byte budget counts
+
         def grant(self, endpoint: Endpoint) -> None:
             endpoint.in_flight -= 1
 
