@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from wonderland.console.server import ConsoleServer, ConsoleStatus
 from wonderland.console.views import HubMetrics, MetricsSource, TopRow
+from wonderland.control.sources import ResourceMetricsSource
 from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
 from wonderland.kubeconfig import ensure_token
 from wonderland.monitoring.hub import MetricsHub
@@ -79,6 +80,7 @@ def install(platform: Platform) -> None:
         metrics,
         port=platform.settings.console_port,
         poll_seconds=platform.settings.metrics_scrape_seconds,
+        resources=platform.get(ResourceMetricsSource),  # type: ignore[type-abstract]
     )
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

@@ -33,6 +33,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from wonderland.asgi import Receive, Scope, Send, SocketServer, listening_socket
 from wonderland.console import views
 from wonderland.console.live import LiveFeed
+from wonderland.console.node import NodeSampler
+from wonderland.console.object_pages import MAX_YAML, ObjectPages, Page, human_age, human_bytes
 from wonderland.console.security import (
     SESSION_SECONDS,
     HostGuard,
@@ -40,6 +42,7 @@ from wonderland.console.security import (
     cookie_header,
     read_cookie,
 )
+from wonderland.control.sources import ResourceMetricsSource
 from wonderland.errors import ConflictError, InvalidError, NotFoundError
 from wonderland.store import Store
 
@@ -58,6 +61,7 @@ SECURITY_HEADERS = (
     ("referrer-policy", "same-origin"),  # no-referrer makes Chrome send "Origin: null"
     ("x-frame-options", "DENY"),
 )
+NODE_POLL_SECONDS = 5  # how often the Overview refreshes the node's figures
 NO_VALUE = "\N{EN DASH}"  # a metric with no value yet
 # Secrets show their keys, never their values.
 MASK = "(hidden)"
@@ -130,6 +134,7 @@ class ConsoleServer:
         host: str = "127.0.0.1",
         feed: LiveFeed | None = None,
         poll_seconds: float = 10.0,
+        resources: ResourceMetricsSource | None = None,
     ) -> None:
         self.store = store
         self._token = token
@@ -151,7 +156,11 @@ class ConsoleServer:
         self.env.filters["ms"] = _seconds_ms
         self.env.filters["rate"] = _rate
         self.env.filters["summarize_traffic"] = views.summarize_traffic
+        self.env.filters["bytes"] = human_bytes
+        self.env.filters["age"] = human_age
         self._server: SocketServer | None = None
+        # any object, Apply, Events and the node panel (object_pages.py)
+        self.objects = ObjectPages(store, NodeSampler(store, resources))
 
     @property
     def direct_url(self) -> str:
@@ -178,9 +187,14 @@ class ConsoleServer:
             else:
                 await self._stream(request, receive, send)
             return
-        body = b""
+        body: bytes | None = b""
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            body = await self._read_body(receive)
+            yaml_form = request.path == "/apply" or request.path.startswith("/object/")
+            body = await self._read_body(receive, MAX_YAML if yaml_form else MAX_FORM)
+        if body is None:
+            limit = MAX_YAML if request.path == "/apply" else MAX_FORM
+            await self._send(send, self._text(413, f"the form is larger than {limit} bytes"))
+            return
         try:
             response = await self.answer(request, body)
         except Exception:  # a bug must not leak a traceback to the page
@@ -190,7 +204,8 @@ class ConsoleServer:
             )
         await self._send(send, response)
 
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def _read_body(self, receive: Receive, limit: int = MAX_FORM) -> bytes | None:
+        """The request body, or None when it is larger than ``limit``."""
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -200,8 +215,8 @@ class ConsoleServer:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > MAX_FORM:
-                return b""
+            if size > limit:
+                return None
             chunks.append(chunk)
             more = bool(message.get("more_body"))
         return b"".join(chunks)
@@ -281,6 +296,10 @@ class ConsoleServer:
             return self._text(401, "sign in first: open the console page")
         if path == "/apps" and request.method == "POST":
             return await self._set_traffic(request, body)
+        form = parse_qs(body.decode("utf-8", "replace")) if request.method == "POST" else {}
+        shown = await self.objects.route(request.method, path, request.query, form)
+        if shown is not None:
+            return self._show(request, shown)
         handler = self._routes().get(path)
         if handler is not None and request.method == "GET":
             return await handler(request)
@@ -298,7 +317,14 @@ class ConsoleServer:
         links = {
             r: "/apps" for r in ("services.serving.knative.dev", "revisions.serving.knative.dev")
         }
-        context = {"page": data, "nav": "overview", "page_links": links}
+        node = await self.objects.node.panel()
+        context = {
+            "page": data,
+            "nav": "overview",
+            "page_links": links,
+            "node": node,
+            "poll": NODE_POLL_SECONDS,
+        }
         return self._view(request, "overview.html", context)
 
     async def _apps(
@@ -376,6 +402,13 @@ class ConsoleServer:
         text = yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
         context = {"obj": obj, "text": text, "resource": resource, "nav": ""}
         return self._view(request, "yaml.html", context)
+
+    def _show(self, request: Request, page: Page) -> Response:
+        if page.location:
+            return Response(303, headers=[("location", page.location)])
+        if page.status == 200 and request.method == "GET":
+            return self._view(request, page.template, page.context)
+        return self._page(page.status, page.template, page.context)
 
     def _view(self, request: Request, template: str, context: dict[str, Any]) -> Response:
         if request.arg("fragment") == "main":

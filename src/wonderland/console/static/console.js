@@ -30,7 +30,7 @@
 
   main.addEventListener("input", function (event) {
     const form = event.target && event.target.form;
-    if (form && form.classList.contains("traffic-form")) {
+    if (form && (form.classList.contains("traffic-form") || form.hasAttribute("data-pause-live"))) {
       form.dataset.editing = "1";
       setStatus("live (paused while you edit)");
     }
