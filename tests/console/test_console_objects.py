@@ -157,6 +157,7 @@ async def test_a_bad_field_is_shown_at_its_line_and_nothing_is_applied(console: 
         assert '<li id="line-15" class="bad">' in r.text  # the text, marked at that line
         assert 'href="#line-15"' in r.text and 'aria-invalid="true"' in r.text
         assert "containerConcurrency: lots" in r.text  # the submission comes back to fix
+        assert "passes the check (would be created); not applied" in r.text
         # the valid first document was not applied either: the dry run refused the set
         assert not _exists(console.store, "configmaps", "kept-out")
         assert console.store.resource_version == rv
@@ -191,6 +192,7 @@ async def test_edit_an_object_refused_edits_change_nothing(console: Console) -> 
         r = await client.get(url)
         assert r.status_code == 200
         assert "kubectl edit services.serving.knative.dev hello -n default" in r.text
+        assert "kubectl get services.serving.knative.dev hello -n default -o yaml" in r.text
         assert "kubectl delete services.serving.knative.dev hello -n default" in r.text
         text = re.search(r'<textarea id="yaml-edit"[^>]*>(.*?)</textarea>', r.text, re.S)
         assert text is not None

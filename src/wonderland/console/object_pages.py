@@ -182,7 +182,7 @@ class ObjectPages:
             "secret": kind.kind == "Secret",
             "events": page.events,
             "commands": {
-                "get": f"kubectl get {target} -o yaml",
+                "view": f"kubectl get {target} -o yaml",
                 "edit": f"kubectl edit {target}",
                 "apply": "kubectl apply -f FILE.yaml",
                 "delete": f"kubectl delete {target}",
