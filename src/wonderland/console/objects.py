@@ -442,9 +442,14 @@ def events(
     namespaces: set[str] = set()
     types: set[str] = set()
     reasons: set[str] = set()
+    resources: dict[tuple[str, str], str] = {}
     for ev in items:
         involved = ev.get("involvedObject") or {}
         meta = ev.get("metadata") or {}
+        ref = (str(involved.get("apiVersion") or ""), str(involved.get("kind") or ""))
+        resource = resources.get(ref)
+        if resource is None:
+            resource = resources[ref] = _resource_for_kind(*ref)
         row = EventRow(
             str(ev.get("type") or "Normal"),
             str(ev.get("reason") or ""),
@@ -459,7 +464,7 @@ def events(
                 or meta.get("creationTimestamp")
                 or ""
             ),
-            _resource_for_kind(str(involved.get("apiVersion") or ""), str(involved.get("kind"))),
+            resource,
         )
         kinds.add(row.kind)
         namespaces.add(row.namespace)
