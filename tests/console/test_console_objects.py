@@ -5,8 +5,10 @@ Overview's node panel."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
+import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -328,3 +330,29 @@ async def test_kinds_lists_and_the_node_panel(console: Console) -> None:
         assert "no kubelet runs in this daemon" in r.text
         r = await client.get("/node")
         assert r.status_code == 200 and 'id="node"' in r.text and "<html" not in r.text
+
+
+async def test_gpu_use_from_nvidia_smi(
+    console: Console, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no GPU on the test machine: a stand-in nvidia-smi prints what the real one prints
+    # for --query-gpu=index,name,utilization.gpu,memory.used,memory.total --format=csv,...
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    monkeypatch.setenv("PATH", str(smi.parent))  # no nvidia-smi at all
+    async with console.signed_in() as client:
+        r = await client.get("/node")
+        assert "no GPU use to show: nvidia-smi is not installed on this machine" in r.text
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA H200, 37, 1024, 143771'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}:{os.environ['PATH']}")
+    await asyncio.sleep(2.1)  # past the panel's shared measurement
+    async with console.signed_in() as client:
+        r = await client.get("/node")
+        gpu = r.text.split('id="node-gpu">', 1)[1].split("</dd>", 1)[0]
+        assert gpu == "0: NVIDIA H200, 37% busy, 1.0 GiB of 140.4 GiB"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    await asyncio.sleep(2.1)  # past the panel's shared measurement
+    async with console.signed_in() as client:
+        r = await client.get("/node")
+        assert "nvidia-smi failed: NVIDIA-SMI has failed" in r.text
