@@ -46,6 +46,7 @@ up: install
 browser: dev
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 	@$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/pip install -q 'playwright>=1.40'
+	@$(BIN)/python -c 'import axe_playwright_python' 2>/dev/null || $(BIN)/pip install -q 'axe-playwright-python>=0.1.8'
 
 ## make mpi: Debian's Open MPI (the MPI TrainJob test runs mpirun).
 mpi:

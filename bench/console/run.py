@@ -4,14 +4,18 @@ A :class:`~wonderland.console.server.ConsoleServer` on a loopback socket over a 
 holding 100 Knative Services (two revisions each, traffic split 90/10), 50 TrainJobs and
 200 events, as issue 17 sizes it. Measures, from an HTTP client on the same machine:
 
-- the time of ``GET /`` (Overview) and ``GET /apps`` (Apps), p50/p95/p99 over N requests
-  (the issue's aim: p95 <= 50 ms);
-- the bytes of a first load: the page, its stylesheet and its script (aim <= 300 KB);
-- the time from a store write to its ``change`` event on an open ``/live`` stream, p50/p95
-  (aim: the browser shows it <= 250 ms; the page's own fetch and 300 ms coalescing come on
-  top and are measured by the browser test, not here).
+- the server time of every page (Overview, Apps, Models, Objects, a kind's list, one
+  object, Events, Apply, and a dry-run ``POST /apply``), p50/p95/p99 over N requests (the
+  issue's aim: p95 <= 50 ms);
+- the bytes of each page's first load: the page and the stylesheets and scripts it links
+  (aim <= 300 KB);
+- the time from a store write to its ``change`` event on an open ``/live`` stream, p50/p95;
+- with ``--browser`` (Debian's Chromium through Playwright): the time from a store write
+  to the browser showing the new object on an open page (aim <= 250 ms), and the CPU the
+  console's process spends while 5 consoles stay open and idle, against the same time with
+  none open.
 
-Run: ``python bench/console/run.py [--requests N] [--changes N]``.
+Run: ``python bench/console/run.py [--requests N] [--changes N] [--browser]``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -186,7 +192,33 @@ def _row(name: str, ms: list[float]) -> str:
     )
 
 
-async def _run(requests: int, changes: int) -> None:
+PAGES = (
+    "/",
+    "/apps",
+    "/models",
+    "/objects",
+    "/objects/services.serving.knative.dev",
+    "/object/services.serving.knative.dev/default/svc-000",
+    "/events",
+    "/apply",
+    "/training",
+    "/training/default/job-00",
+    "/experiments",
+    "/experiments/default/tune",
+)
+ONE_DOC = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-dry\ndata:\n  k: v\n"
+_ASSET = re.compile(r'(?:href|src)="(/static/[^"]+)"')
+
+
+async def _first_load(client: httpx.AsyncClient, path: str) -> int:
+    page = (await client.get(path)).content
+    total = len(page)
+    for asset in sorted(set(_ASSET.findall(page.decode()))):
+        total += len((await client.get(asset)).content)
+    return total
+
+
+async def _run(requests: int, changes: int, browser: bool) -> None:
     for name in wonderland.platform.PLUGINS:
         importlib.import_module(name)
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,33 +231,10 @@ async def _run(requests: int, changes: int) -> None:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 r = await client.post("/signin", data={"token": TOKEN}, headers={"origin": url})
                 assert r.status_code == 303, r.text
-                first = 0
-                for path in ("/", "/static/console.css", "/static/console.js"):
-                    first += len((await client.get(path)).content)
-                print(f"first load of the Overview (page + css + js): {first / 1024:.1f} KB")
-                first = 0
-                for path in (
-                    "/training/default/job-00",
-                    "/static/console.css",
-                    "/static/console.js",
-                    "/static/mlops.css",
-                    "/static/mlops.js",
-                    "/static/vendor/uplot.min.css",
-                    "/static/vendor/uplot.iife.min.js",
-                ):
-                    first += len((await client.get(path)).content)
-                print(
-                    f"first load of a TrainJob page (page + css + js + uPlot): {first / 1024:.1f} KB"
-                )
-                pages = (
-                    "/",
-                    "/apps",
-                    "/training",
-                    "/training/default/job-00",
-                    "/experiments",
-                    "/experiments/default/tune",
-                )
-                for path in pages:
+                for path in PAGES:
+                    first = await _first_load(client, path)
+                    print(f"first load of {path} (page + linked css/js): {first / 1024:.1f} KB")
+                for path in PAGES:
                     await client.get(path)  # templates compiled
                     times: list[float] = []
                     size = 0
@@ -235,8 +244,18 @@ async def _run(requests: int, changes: int) -> None:
                         times.append((time.perf_counter() - start) * 1000)
                         size = len(resp.content)
                     print(_row(f"GET {path} ({size / 1024:.0f} KB)", times))
+                times = []
+                form = {"yaml": ONE_DOC, "mode": "check"}
+                for _ in range(requests):
+                    start = time.perf_counter()
+                    resp = await client.post("/apply", data=form, headers={"origin": url})
+                    times.append((time.perf_counter() - start) * 1000)
+                    assert resp.status_code == 200, resp.text
+                print(_row("POST /apply (dry run)", times))
                 latencies = await _changes(client, store, changes)
                 print(_row("store write -> SSE change", latencies))
+            if browser:
+                await _browser(url, store, changes)
         finally:
             await server.stop()
             store.close()
@@ -265,12 +284,85 @@ async def _changes(client: httpx.AsyncClient, store: Store, count: int) -> list[
     return out
 
 
+async def _browser(url: str, store: Store, changes: int, idle_seconds: float = 20.0) -> None:
+    from playwright.async_api import async_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(url + "/signin?next=/objects/configmaps")
+            await page.fill("#token", TOKEN)
+            await page.click("button[type=submit]")
+            await page.wait_for_selector("#live-status:text('live')")
+            out: list[float] = []
+            for i in range(min(changes, 50)):
+                name = f"shown-{i}"
+                # the moment the name appears in the page, on the browser's clock (epoch ms,
+                # the same clock as time.time() on this machine)
+                await page.evaluate(
+                    """name => { window.__seen = 0; const main = document.getElementById('main');
+                    new MutationObserver((_, obs) => { if (main.textContent.includes(name)) {
+                      window.__seen = Date.now(); obs.disconnect(); } })
+                      .observe(main, {childList: true, subtree: true}); }""",
+                    name,
+                )
+                start = time.time() * 1000
+                store.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": name, "namespace": "default"},
+                        "data": {"k": "v"},
+                    }
+                )
+                for _ in range(500):
+                    seen = await page.evaluate("window.__seen")
+                    if seen:
+                        out.append(seen - start)
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.4)  # a quiet spell, as between a user's changes
+            print(_row("store write -> shown in Chromium", out))
+            await context.close()
+
+            # CPU of this process (the console's server) with no console open, then 5 idle
+            base = await _cpu_over(idle_seconds)
+            contexts = []
+            for _ in range(5):
+                ctx = await browser.new_context()
+                p = await ctx.new_page()
+                await p.goto(url + "/signin?next=/")
+                await p.fill("#token", TOKEN)
+                await p.click("button[type=submit]")
+                await p.wait_for_selector("#live-status:text('live')")
+                contexts.append(ctx)
+            busy = await _cpu_over(idle_seconds)
+            print(
+                f"console process CPU over {idle_seconds:.0f} s: none open {base:.2f}%, "
+                f"5 Overviews open and idle {busy:.2f}% of one core"
+            )
+            for ctx in contexts:
+                await ctx.close()
+        finally:
+            await browser.close()
+
+
+async def _cpu_over(seconds: float) -> float:
+    cpu, wall = time.process_time(), time.monotonic()
+    await asyncio.sleep(seconds)
+    return 100.0 * (time.process_time() - cpu) / (time.monotonic() - wall)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--browser", action="store_true", help="also measure in Chromium")
     args = parser.parse_args()
-    asyncio.run(_run(args.requests, args.changes))
+    asyncio.run(_run(args.requests, args.changes, args.browser))
 
 
 if __name__ == "__main__":

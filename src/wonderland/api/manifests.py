@@ -39,6 +39,16 @@ class Manifest:
     source: str
     line: int
     lines: dict[str, int] = field(default_factory=dict)
+    columns: dict[str, int] = field(default_factory=dict)  # 1-based, where lines has one
+
+    def column_of(self, path: str | None) -> int:
+        """The column of ``path`` (or of its nearest parent the file has); 1 for none."""
+        while path:
+            if path in self.columns:
+                return self.columns[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return 1
 
     def line_of(self, path: str | None) -> int:
         """The line of ``path``, or of its nearest parent that the file has."""
@@ -61,18 +71,24 @@ class Manifest:
         return f"{self.obj.get('kind')}/{meta.get('name') or meta.get('generateName', '')}"
 
 
-def _index(node: yaml.Node, path: str, out: dict[str, int]) -> None:
+def _index(
+    node: yaml.Node, path: str, out: dict[str, int], cols: dict[str, int] | None = None
+) -> None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             name = str(key.value)
             child = f"{path}.{name}" if path else name
             out[child] = key.start_mark.line + 1
-            _index(value, child, out)
+            if cols is not None:
+                cols[child] = key.start_mark.column + 1
+            _index(value, child, out, cols)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             child = f"{path}[{i}]"
             out[child] = item.start_mark.line + 1
-            _index(item, child, out)
+            if cols is not None:
+                cols[child] = item.start_mark.column + 1
+            _index(item, child, out, cols)
 
 
 def load_text(text: str, source: str) -> list[Manifest]:
@@ -94,7 +110,8 @@ def load_text(text: str, source: str) -> list[Manifest]:
                     ]
                 )
             lines: dict[str, int] = {}
-            _index(node, "", lines)
+            columns: dict[str, int] = {}
+            _index(node, "", lines, columns)
             if obj.get("kind") == "List" and isinstance(obj.get("items"), list):
                 for i, item in enumerate(obj["items"]):
                     prefix = f"items[{i}]"
@@ -103,9 +120,14 @@ def load_text(text: str, source: str) -> list[Manifest]:
                         for k, v in lines.items()
                         if k.startswith(prefix + ".")
                     }
-                    out.append(Manifest(item, source, lines.get(prefix, line), sub))
+                    sub_cols = {
+                        k[len(prefix) + 1 :]: v
+                        for k, v in columns.items()
+                        if k.startswith(prefix + ".")
+                    }
+                    out.append(Manifest(item, source, lines.get(prefix, line), sub, sub_cols))
                 continue
-            out.append(Manifest(obj, source, line, lines))
+            out.append(Manifest(obj, source, line, lines, columns))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source

@@ -20,7 +20,7 @@ from wonderland.console.registry_views import TrackingRegistry
 from wonderland.console.server import ConsoleServer, ConsoleStatus
 from wonderland.console.sources import GatewayModelClient, HistorySource, HubSources, NoSources
 from wonderland.console.views import HubMetrics, MetricsSource, TopRow
-from wonderland.control.sources import PodLogSource
+from wonderland.control.sources import PodLogSource, ResourceMetricsSource
 from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
 from wonderland.kubeconfig import ensure_token
 from wonderland.monitoring.hub import MetricsHub
@@ -97,6 +97,7 @@ def install(platform: Platform) -> None:
         port=platform.settings.console_port,
         poll_seconds=platform.settings.metrics_scrape_seconds,
         mlops=mlops,
+        resources=platform.get(ResourceMetricsSource),  # type: ignore[type-abstract]
     )
     sources: HistorySource = HubSources(hub) if hub is not None else NoSources()
     step = platform.settings.metrics_scrape_seconds

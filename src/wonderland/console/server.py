@@ -35,6 +35,8 @@ from wonderland.asgi import Receive, Scope, Send, SocketServer, listening_socket
 from wonderland.console import views
 from wonderland.console.live import LiveFeed
 from wonderland.console.mlops_pages import LogStream, MlopsPages, Redirect, Refused, Rendered
+from wonderland.console.node import NodeSampler
+from wonderland.console.object_pages import MAX_YAML, ObjectPages, Page, human_age, human_bytes
 from wonderland.console.security import (
     SESSION_SECONDS,
     HostGuard,
@@ -42,6 +44,7 @@ from wonderland.console.security import (
     cookie_header,
     read_cookie,
 )
+from wonderland.control.sources import ResourceMetricsSource
 from wonderland.errors import ConflictError, InvalidError, NotFoundError
 from wonderland.store import Store
 
@@ -60,6 +63,7 @@ SECURITY_HEADERS = (
     ("referrer-policy", "same-origin"),  # no-referrer makes Chrome send "Origin: null"
     ("x-frame-options", "DENY"),
 )
+NODE_POLL_SECONDS = 5  # how often the Overview refreshes the node's figures
 NO_VALUE = "\N{EN DASH}"  # a metric with no value yet
 # Secrets show their keys, never their values.
 MASK = "(hidden)"
@@ -137,6 +141,7 @@ class ConsoleServer:
         feed: LiveFeed | None = None,
         poll_seconds: float = 10.0,
         mlops: MlopsPages | None = None,
+        resources: ResourceMetricsSource | None = None,
     ) -> None:
         self.store = store
         self._token = token
@@ -159,10 +164,14 @@ class ConsoleServer:
         self.env.filters["ms"] = _seconds_ms
         self.env.filters["rate"] = _rate
         self.env.filters["summarize_traffic"] = views.summarize_traffic
+        self.env.filters["bytes"] = human_bytes
+        self.env.filters["age"] = human_age
         self._server: SocketServer | None = None
         self._pages: list[tuple[str, PageHandler]] = []
         self._streams: list[tuple[str, StreamHandler]] = []
         self.add_stream("/logs/", self._follow_log)
+        # any object, Apply, Events and the node panel (object_pages.py)
+        self.objects = ObjectPages(store, NodeSampler(store, resources))
 
     @property
     def direct_url(self) -> str:
@@ -190,9 +199,14 @@ class ConsoleServer:
             else:
                 await stream(request, receive, send)
             return
-        body = b""
+        body: bytes | None = b""
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            body = await self._read_body(receive)
+            yaml_form = request.path == "/apply" or request.path.startswith("/object/")
+            body = await self._read_body(receive, MAX_YAML if yaml_form else MAX_FORM)
+        if body is None:
+            limit = MAX_YAML if request.path == "/apply" else MAX_FORM
+            await self._send(send, self._text(413, f"the form is larger than {limit} bytes"))
+            return
         try:
             response = await self.answer(request, body)
         except Exception:  # a bug must not leak a traceback to the page
@@ -202,7 +216,8 @@ class ConsoleServer:
             )
         await self._send(send, response)
 
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def _read_body(self, receive: Receive, limit: int = MAX_FORM) -> bytes | None:
+        """The request body, or None when it is larger than ``limit``."""
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -212,8 +227,8 @@ class ConsoleServer:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > MAX_FORM:
-                return b""
+            if size > limit:
+                return None
             chunks.append(chunk)
             more = bool(message.get("more_body"))
         return b"".join(chunks)
@@ -357,6 +372,10 @@ class ConsoleServer:
         for prefix, pages in self._pages:
             if path.startswith(prefix):
                 return await pages(request, body)
+        form = parse_qs(body.decode("utf-8", "replace")) if request.method == "POST" else {}
+        shown = await self.objects.route(request.method, path, request.query, form)
+        if shown is not None:
+            return self._show(request, shown)
         handler = self._routes().get(path)
         if handler is not None and request.method == "GET":
             return await handler(request)
@@ -394,7 +413,14 @@ class ConsoleServer:
         }
         links["trainjobs.trainer.kubeflow.org"] = "/training"
         links["experiments.kubeflow.org"] = "/experiments"
-        context = {"page": data, "nav": "overview", "page_links": links}
+        node = await self.objects.node.panel()
+        context = {
+            "page": data,
+            "nav": "overview",
+            "page_links": links,
+            "node": node,
+            "poll": NODE_POLL_SECONDS,
+        }
         return self._view(request, "overview.html", context)
 
     async def _apps(
@@ -490,6 +516,13 @@ class ConsoleServer:
     def page(self, status: int, template: str, context: dict[str, Any]) -> Response:
         """A whole page with ``status``."""
         return self._page(status, template, context)
+
+    def _show(self, request: Request, page: Page) -> Response:
+        if page.location:
+            return Response(303, headers=[("location", page.location)])
+        if page.status == 200 and request.method == "GET":
+            return self._view(request, page.template, page.context)
+        return self._page(page.status, page.template, page.context)
 
     def _view(self, request: Request, template: str, context: dict[str, Any]) -> Response:
         if request.arg("fragment") == "main":

@@ -1,5 +1,6 @@
 // wonderland console: live updates. One EventSource per page (/live); on each change the
-// page fetches its own <main> again (?fragment=main) and swaps it in, at most every 300 ms.
+// page fetches its own <main> again (?fragment=main) and swaps it in: at once after a quiet
+// spell, then at most every 300 ms.
 // Pages with metrics (data-poll) also refresh once per metrics scrape.
 // The browser sends Last-Event-ID when it reconnects, so no change is missed; a "resync"
 // event (history too old, or a slow reader) refreshes the content whole the same way.
@@ -31,7 +32,7 @@
 
   main.addEventListener("input", function (event) {
     const form = event.target && event.target.form;
-    if (form && (form.classList.contains("traffic-form") || form.dataset.keepEdits)) {
+    if (form && (form.classList.contains("traffic-form") || form.dataset.keepEdits || form.hasAttribute("data-pause-live"))) {
       form.dataset.editing = "1";
       setStatus("live (paused while you edit)");
     }
@@ -62,9 +63,13 @@
     }
   }
 
+  // the first change after a quiet spell refreshes at once; more within 300 ms wait for
+  // the next refresh, so a burst of changes costs one fetch per 300 ms
+  let last = 0;
   function schedule() {
     if (timer !== null) return;
-    timer = window.setTimeout(function () { timer = null; refresh(); }, 300);
+    const wait = Math.max(0, last + 300 - Date.now());
+    timer = window.setTimeout(function () { timer = null; last = Date.now(); refresh(); }, wait);
   }
 
   layoutSplits(document);

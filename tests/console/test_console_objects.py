@@ -1,0 +1,358 @@
+"""Any object in the console, on a real socket: the Apply page (dry run, created/configured/
+unchanged, errors at their line, nothing kept from a refused submission), editing one
+object, deleting it with a confirmation, its events, the Events page with filters and the
+Overview's node panel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from console_objects import add_broken, add_service
+
+import wonderland.platform
+from wonderland.console.live import LiveFeed
+from wonderland.console.server import ConsoleServer
+from wonderland.console.views import HubMetrics
+from wonderland.errors import NotFoundError
+from wonderland.monitoring.hub import MetricsHub
+from wonderland.store import Store
+
+TOKEN = "objects-platform-token"
+
+TWO = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  greeting: hello
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: web
+spec:
+  template:
+    spec:
+      containers:
+        - image: example/web:1
+"""
+
+# the second document's containerConcurrency is not a number: line 15, column 7
+BAD_FIELD = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kept-out
+data:
+  a: b
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: broken
+spec:
+  template:
+    spec:
+      containerConcurrency: lots
+      containers:
+        - image: example/web:1
+"""
+
+
+@dataclass
+class Console:
+    store: Store
+    url: str
+
+    @property
+    def origin(self) -> dict[str, str]:
+        return {"origin": self.url}
+
+    @contextlib.asynccontextmanager
+    async def signed_in(self) -> AsyncIterator[httpx.AsyncClient]:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            r = await client.post(
+                "/signin", data={"token": TOKEN, "next": "/"}, headers=self.origin
+            )
+            assert r.status_code == 303, r.text
+            yield client
+
+
+@pytest.fixture
+async def console(tmp_path: Path) -> AsyncIterator[Console]:
+    for name in wonderland.platform.PLUGINS:
+        importlib.import_module(name)  # every kind the platform registers
+    store = Store.open(tmp_path)
+    server = ConsoleServer(store, lambda: TOKEN, HubMetrics(MetricsHub()))
+    server.feed = LiveFeed(store, heartbeat=0.5)
+    await server.start()
+    try:
+        yield Console(store, server.status.url)
+    finally:
+        await server.stop()
+        store.close()
+
+
+def _exists(store: Store, resource: str, name: str) -> bool:
+    try:
+        store.get(resource, "default", name)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _table(html: str, table_id: str) -> str:
+    start = html.index(f'<table id="{table_id}">')
+    return html[start : html.index("</table>", start)]
+
+
+async def test_apply_checks_first_then_creates_configures_and_leaves_unchanged(
+    console: Console,
+) -> None:
+    async with console.signed_in() as client:
+        r = await client.get("/apply")
+        assert r.status_code == 200 and '<label for="yaml-apply">' in r.text
+        r = await client.post("/apply", data={"yaml": TWO, "mode": "check"}, headers=console.origin)
+        assert r.status_code == 200, r.text
+        assert r.text.count("✓ created (dry run)") == 2
+        assert "kubectl apply --dry-run=server" in r.text
+        assert not _exists(console.store, "configmaps", "settings")  # a dry run keeps nothing
+        assert not _exists(console.store, "services.serving.knative.dev", "web")
+
+        r = await client.post("/apply", data={"yaml": TWO, "mode": "apply"}, headers=console.origin)
+        assert r.status_code == 200 and r.text.count("✓ created") == 2
+        assert 'href="/object/configmaps/default/settings"' in r.text
+        assert console.store.get("configmaps", "default", "settings")["data"] == {
+            "greeting": "hello"
+        }
+        r = await client.post("/apply", data={"yaml": TWO, "mode": "apply"}, headers=console.origin)
+        assert r.text.count("✓ unchanged") == 2
+        changed = TWO.replace("greeting: hello", "greeting: hola")
+        r = await client.post(
+            "/apply", data={"yaml": changed, "mode": "check"}, headers=console.origin
+        )
+        assert "✓ configured (dry run)" in r.text and "✓ unchanged (dry run)" in r.text
+        assert "-  greeting: hello" in r.text and "+  greeting: hola" in r.text  # the diff
+        stored = console.store.get("configmaps", "default", "settings")
+        assert stored["data"] == {"greeting": "hello"}
+
+
+async def test_a_bad_field_is_shown_at_its_line_and_nothing_is_applied(console: Console) -> None:
+    async with console.signed_in() as client:
+        rv = console.store.resource_version
+        r = await client.post(
+            "/apply", data={"yaml": BAD_FIELD, "mode": "apply"}, headers=console.origin
+        )
+        assert r.status_code == 422, r.text
+        assert "line 15, column 7" in r.text
+        assert "spec.template.spec.containerConcurrency" in r.text
+        assert '<li id="line-15" class="bad">' in r.text  # the text, marked at that line
+        assert 'href="#line-15"' in r.text and 'aria-invalid="true"' in r.text
+        assert "containerConcurrency: lots" in r.text  # the submission comes back to fix
+        assert "passes the check (would be created); not applied" in r.text
+        # the valid first document was not applied either: the dry run refused the set
+        assert not _exists(console.store, "configmaps", "kept-out")
+        assert console.store.resource_version == rv
+
+        r = await client.post(
+            "/apply",
+            data={"yaml": "kind: ConfigMap\nmetadata: [unclosed\n", "mode": "apply"},
+            headers=console.origin,
+        )
+        assert r.status_code == 400 and "malformed YAML" in r.text and "line 3" in r.text
+        unknown = "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n"
+        r = await client.post(
+            "/apply", data={"yaml": unknown, "mode": "apply"}, headers=console.origin
+        )
+        assert r.status_code == 422 and "line 2, column 1" in r.text and "Gadget" in r.text
+        r = await client.post(
+            "/apply", data={"yaml": "  \n", "mode": "apply"}, headers=console.origin
+        )
+        assert r.status_code == 400 and "empty" in r.text
+        # the cross-site guard still holds for the new forms
+        r = await client.post("/apply", data={"yaml": TWO, "mode": "apply"})
+        assert r.status_code == 403
+        r = await client.post("/apply", data={"yaml": "x" * (600 * 1024)}, headers=console.origin)
+        assert r.status_code == 413
+        assert console.store.resource_version == rv
+
+
+async def test_edit_an_object_refused_edits_change_nothing(console: Console) -> None:
+    add_service(console.store)
+    url = "/object/services.serving.knative.dev/default/hello"
+    async with console.signed_in() as client:
+        r = await client.get(url)
+        assert r.status_code == 200
+        assert "kubectl edit services.serving.knative.dev hello -n default" in r.text
+        assert "kubectl get services.serving.knative.dev hello -n default -o yaml" in r.text
+        assert "kubectl delete services.serving.knative.dev hello -n default" in r.text
+        text = re.search(r'<textarea id="yaml-edit"[^>]*>(.*?)</textarea>', r.text, re.S)
+        assert text is not None
+        edited = text.group(1).replace("&#34;", '"').replace("&#39;", "'")
+        assert "resourceVersion:" in edited and "status:" not in edited
+        before = console.store.get("services.serving.knative.dev", "default", "hello")
+
+        bad = edited.replace("image: example/hello:2", "image: example/hello:2\n        bogus: 1")
+        r = await client.post(url, data={"action": "apply", "yaml": bad}, headers=console.origin)
+        assert r.status_code == 422, r.text
+        line = bad.splitlines().index("        bogus: 1") + 1
+        assert f"line {line}, column 9" in r.text and "bogus" in r.text
+        other = edited.replace("name: hello", "name: other", 1)
+        r = await client.post(url, data={"action": "apply", "yaml": other}, headers=console.origin)
+        assert r.status_code == 400 and "names another object" in r.text
+        after = console.store.get("services.serving.knative.dev", "default", "hello")
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+        good = edited.replace("image: example/hello:2", "image: example/hello:3")
+        r = await client.post(url, data={"action": "apply", "yaml": good}, headers=console.origin)
+        assert r.status_code == 303 and r.headers["location"] == url + "?saved=configured"
+        saved = console.store.get("services.serving.knative.dev", "default", "hello")
+        containers = saved["spec"]["template"]["spec"]["containers"]
+        assert containers[0]["image"] == "example/hello:3"
+        assert saved["status"] == before["status"]  # the status is the controllers'
+        # the same text again carries a resourceVersion that is no longer current
+        r = await client.post(url, data={"action": "apply", "yaml": good}, headers=console.origin)
+        assert r.status_code == 409 and "modified" in r.text
+
+
+async def test_delete_asks_for_the_name_first(console: Console) -> None:
+    add_service(console.store)
+    url = "/object/services.serving.knative.dev/default/hello"
+    async with console.signed_in() as client:
+        r = await client.get(url + "?delete=1")
+        assert r.status_code == 200 and '<label for="confirm">' in r.text
+        r = await client.post(url, data={"action": "delete"}, headers=console.origin)
+        assert r.status_code == 400 and "type the name &#34;hello&#34;" in r.text
+        r = await client.post(
+            url, data={"action": "delete", "confirm": "hallo"}, headers=console.origin
+        )
+        assert r.status_code == 400
+        assert _exists(console.store, "services.serving.knative.dev", "hello")
+        r = await client.post(url, data={"action": "delete", "confirm": "hello"})  # no Origin
+        assert r.status_code == 403
+        r = await client.post(
+            url, data={"action": "delete", "confirm": "hello"}, headers=console.origin
+        )
+        assert r.status_code == 200 and "Service hello deleted" in r.text
+        assert not _exists(console.store, "services.serving.knative.dev", "hello")
+        # its revisions were owned by nothing here, so they stay; the Service is gone
+        assert (await client.get(url)).status_code == 404
+        r = await client.post(
+            url, data={"action": "delete", "confirm": "hello"}, headers=console.origin
+        )
+        assert r.status_code == 404
+
+
+async def test_secrets_never_show_their_values(console: Console) -> None:
+    console.store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": "default"},
+            "stringData": {"password": "hunter2"},
+        }
+    )
+    async with console.signed_in() as client:
+        r = await client.get("/object/secrets/default/creds")
+        assert r.status_code == 200
+        assert "hunter2" not in r.text and "aHVudGVyMg" not in r.text
+        assert "(hidden)" in r.text and 'id="secret-note"' in r.text
+        assert "<textarea" not in r.text
+        masked = (
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n  namespace: default\n"
+            "data:\n  password: (hidden)\n"
+        )
+        r = await client.post(
+            "/object/secrets/default/creds",
+            data={"action": "apply", "yaml": masked},
+            headers=console.origin,
+        )
+        assert r.status_code == 400 and "values are hidden" in r.text
+        changed = masked.replace("(hidden)", "bmV3")  # "new"
+        r = await client.post(
+            "/apply", data={"yaml": changed, "mode": "check"}, headers=console.origin
+        )
+        assert r.status_code == 200 and "bmV3" not in r.text.split("<form")[0]
+        assert "(hidden, " in r.text  # the diff says a key changed, not how
+    stored = console.store.get("secrets", "default", "creds")
+    assert stored["data"]["password"] == "aHVudGVyMg=="
+
+
+async def test_events_page_filters_and_object_events(console: Console) -> None:
+    add_service(console.store)
+    add_broken(console.store)
+    async with console.signed_in() as client:
+        r = await client.get("/events")
+        assert r.status_code == 200 and "2 events" in r.text
+        assert "kubectl get events -A" in r.text
+        r = await client.get("/events?type=Warning")
+        rows = _table(r.text, "events")
+        assert "1 event." in r.text and "ModelLoadFailed" in rows and "Created" not in rows
+        assert "--field-selector type=Warning" in r.text
+        r = await client.get("/events?kind=Service&reason=Created")
+        rows = _table(r.text, "events")
+        assert "1 event." in r.text and "Created Configuration hello" in rows
+        assert "ModelLoadFailed" not in rows
+        assert "<option selected>Created</option>" in r.text  # the filter stays chosen
+        r = await client.get("/events?namespace=elsewhere")
+        assert "0 events" in r.text
+        r = await client.get("/object/inferenceservices.serving.kserve.io/default/iris")
+        rows = _table(r.text, "object-events")
+        assert "ModelLoadFailed" in rows and "Created Configuration" not in rows
+        assert "kubectl events --for inferenceservice/iris -n default" in r.text
+
+
+async def test_kinds_lists_and_the_node_panel(console: Console) -> None:
+    add_service(console.store)
+    async with console.signed_in() as client:
+        r = await client.get("/objects")
+        assert r.status_code == 200
+        assert 'data-resource="services.serving.knative.dev"' in r.text
+        assert "nodes.metrics.k8s.io" not in r.text  # served, not stored
+        r = await client.get("/objects/revisions.serving.knative.dev")
+        assert 'href="/object/revisions.serving.knative.dev/default/hello-00001"' in r.text
+        assert (await client.get("/objects/gadgets.example.com")).status_code == 404
+        r = await client.get("/yaml/services.serving.knative.dev/default/hello")
+        assert 'href="/object/services.serving.knative.dev/default/hello"' in r.text
+        r = await client.get("/")
+        assert '<h2 id="node-h">Node</h2>' in r.text
+        # no kubelet in this console's daemon, and no nvidia-smi on the test machine
+        assert "no kubelet runs in this daemon" in r.text
+        r = await client.get("/node")
+        assert r.status_code == 200 and 'id="node"' in r.text and "<html" not in r.text
+
+
+async def test_gpu_use_from_nvidia_smi(
+    console: Console, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no GPU on the test machine: a stand-in nvidia-smi prints what the real one prints
+    # for --query-gpu=index,name,utilization.gpu,memory.used,memory.total --format=csv,...
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    monkeypatch.setenv("PATH", str(smi.parent))  # no nvidia-smi at all
+    async with console.signed_in() as client:
+        r = await client.get("/node")
+        assert "no GPU use to show: nvidia-smi is not installed on this machine" in r.text
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA H200, 37, 1024, 143771'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}:{os.environ['PATH']}")
+    await asyncio.sleep(2.1)  # past the panel's shared measurement
+    async with console.signed_in() as client:
+        r = await client.get("/node")
+        gpu = r.text.split('id="node-gpu">', 1)[1].split("</dd>", 1)[0]
+        assert gpu == "0: NVIDIA H200, 37% busy, 1.0 GiB of 140.4 GiB"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    await asyncio.sleep(2.1)  # past the panel's shared measurement
+    async with console.signed_in() as client:
+        r = await client.get("/node")
+        assert "nvidia-smi failed: NVIDIA-SMI has failed" in r.text
