@@ -110,10 +110,19 @@ async def test_experiment_pages(tmp_path: Path) -> None:
         data = _chart(r.text)
         assert data["history"]["best"] == [0.8, 0.9, 0.9, 0.9]  # type: ignore[index]
         assert "/static/parcoords.js" in r.text and 'id="parcoords"' in r.text
+        assert 'href="/trials/default/tune-a"' in r.text
+        assert r.text.count('<svg class="scatter-svg"') == 2  # lr and optimizer
         r = await client.get("/static/parcoords.js")
         assert r.status_code == 200 and "javascript" in r.headers["content-type"]
         r = await client.get("/experiments/default/missing")
         assert r.status_code == 404
+        r = await client.get("/trials/default/tune-b")
+        assert r.status_code == 200 and "Trial tune-b" in r.text and "★ best" in r.text
+        assert 'href="/experiments/default/tune"' in r.text
+        assert 'href="/yaml/trials.kubeflow.org/default/tune-b"' in r.text
+        assert 'id="no-curve"' in r.text and "cannot read the observation log" in r.text
+        r = await client.get("/trials/default/nope")
+        assert r.status_code == 404 and "no Trial" in r.text
 
 
 async def test_registry_without_tracking_says_why(tmp_path: Path) -> None:

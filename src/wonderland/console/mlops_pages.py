@@ -1,7 +1,7 @@
 """The Training, Experiments and Registry pages: routing and actions, over the typed views.
 
 :class:`MlopsPages` answers ``GET /training``, ``/training/<ns>/<name>``, ``/experiments``,
-``/experiments/<ns>/<name>``, ``/registry`` and ``POST /registry`` (promote: move an alias
+``/experiments/<ns>/<name>``, ``/trials/<ns>/<name>``, ``/registry`` and ``POST /registry`` (promote: move an alias
 to a version) with an :data:`Answer` (a template and its context, a redirect, or a
 refusal) that the console server renders, and ``GET /logs/<ns>/<pod>`` (one container's
 log, followed) with a :class:`LogStream`. The server has already checked the Host, the
@@ -29,6 +29,7 @@ from wonderland.console.registry_views import (
     TrackingRegistry,
 )
 from wonderland.console.training_views import MetricHistory
+from wonderland.console.tuning_views import ObservationReader
 from wonderland.control.sources import LogQuery, PodLogSource
 from wonderland.errors import InvalidError, NotFoundError, WonderlandError
 from wonderland.store import Store
@@ -113,9 +114,11 @@ class MlopsPages:
         logs: PodLogSource | None = None,
         registry: RegistryAccess | None = None,
         history: MetricHistory | None = None,
+        observations: ObservationReader | None = None,
     ) -> None:
         self.store = store
         self.logs = logs
+        self.observations = observations
         self.registry_access: RegistryAccess = registry or TrackingRegistry(None)
         self.history = history or MetricHistory(store)
         self._registry_cache: tuple[float, RegistryPage] | None = None
@@ -143,6 +146,8 @@ class MlopsPages:
             return Rendered("experiments.html", {"page": exps, "nav": "experiments"})
         if path.startswith("/experiments/"):
             return self._experiment(path.removeprefix("/experiments/"))
+        if path.startswith("/trials/"):
+            return self._trial(path.removeprefix("/trials/"))
         if path == "/registry":
             return await self._registry(args)
         return None
@@ -180,6 +185,23 @@ class MlopsPages:
             return Refused(404, f'no Experiment "{name}" in namespace "{namespace}"')
         context = {"page": page, "nav": "experiments", "chart": chart_json(page.chart_data)}
         return Rendered("experiment.html", context)
+
+    def _trial(self, rest: str) -> Answer:
+        found = _two(rest)
+        if found is None:
+            return Refused(404, "use /trials/<namespace>/<name>")
+        namespace, name = found
+        try:
+            page = tuning_views.trial(self.store, self.observations, namespace, name)
+        except NotFoundError:
+            return Refused(404, f'no Trial "{name}" in namespace "{namespace}"')
+        context = {
+            "page": page,
+            "nav": "experiments",
+            "chart": chart_json(page.curves),
+            "logs_available": self.logs is not None,
+        }
+        return Rendered("trial.html", context)
 
     async def _run_history(self, run_id: str, version: str) -> tuple[list[RunSeries], str]:
         """The metric history of the job's MLflow run, when the tracking server runs (the
