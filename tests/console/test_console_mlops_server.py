@@ -10,6 +10,7 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from wonderland.console import mlops_pages
 from wonderland.console.mlops_pages import MlopsPages
 from wonderland.console.registry_views import TrackingRegistry
 from wonderland.console.server import ConsoleServer
+from wonderland.console.training_views import MetricHistory
 from wonderland.console.views import HubMetrics
 from wonderland.control.sources import PodLogSource
 from wonderland.monitoring.hub import MetricsHub
@@ -94,6 +96,12 @@ async def test_training_pages_and_the_live_chart_data(tmp_path: Path) -> None:
         assert r.status_code == 404
         r = await client.get("/logs/default/iris-node-0-0-abcde")
         assert r.status_code == 503 and "no access to pod logs" in r.text
+        assert 'id="history-since"' not in (await client.get("/training/default/iris")).text
+    restarted = MetricHistory(store)  # as after a daemon restart: the job is older
+    restarted.since = datetime.now(UTC) + timedelta(seconds=5)
+    async with console(store, MlopsPages(store, history=restarted)) as client:
+        r = await client.get("/training/default/iris")
+        assert 'id="history-since"' in r.text and "when the daemon started" in r.text
 
 
 async def test_experiment_pages(tmp_path: Path) -> None:
@@ -405,7 +413,6 @@ async def test_register_a_jobs_model_then_deploy_compare_archive_and_trace_it(
             "components": {"predictor": {"latestReadyRevision": "clf-predictor-00002"}},
         }
         store.update_status(isvc)
-        mlops._registry_cache = None
         r = await client.post("/registry/archive", data={"name": "iris-clf", "version": "2"})
         assert r.status_code == 409 and "served by default/clf" in r.text
         r = await client.post("/registry/archive", data={"name": "iris-clf", "version": "1"})

@@ -100,6 +100,17 @@ async def test_history_follows_the_store_watch(tmp_path: Path) -> None:
         await history.stop()
 
 
+def test_a_job_older_than_the_history_says_where_its_charts_start(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    add_trainjob(store)
+    fresh = MetricHistory(store)
+    assert trainjob(store, fresh, "default", "iris").history_since == ""
+    restarted = MetricHistory(store)  # a daemon that started after the job
+    restarted.since = datetime.now(UTC) + timedelta(seconds=5)
+    page = trainjob(store, restarted, "default", "iris")
+    assert page.history_since == restarted.since.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_finished_job_has_a_duration_and_no_eta(tmp_path: Path) -> None:
     store = _store(tmp_path)
     job = add_trainjob(store)

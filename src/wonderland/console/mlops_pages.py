@@ -423,6 +423,7 @@ class MlopsPages:
                 return Redirect(
                     f"/registry?restored={quote(name)}&version={quote(version)}#model-{quote(name)}"
                 )
+            self._registry_cache = None  # who serves it now, not two seconds ago
             page = await self.registry_page()
             model = next((m for m in page.models if m.name == name), None)
             row = next((v for v in model.versions if v.version == version), None) if model else None

@@ -18,7 +18,7 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import Field
@@ -537,7 +537,8 @@ def trainjob(
             resources = ", ".join(f"{k}={v}" for k, v in requests.items() if k != "limits")
     history_since = ""
     created = parse_time(job.metadata.creationTimestamp)
-    if created is not None and created < history.since.replace(microsecond=0):
+    # creationTimestamp has whole seconds: a job made in the second before is not older
+    if created is not None and created < history.since - timedelta(seconds=1):
         history_since = history.since.strftime("%Y-%m-%dT%H:%M:%SZ")
     return TrainJobPage(
         row,
