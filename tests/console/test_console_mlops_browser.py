@@ -195,6 +195,7 @@ def _experiment() -> str:
                 "parallelTrialCount": 2,
                 "maxTrialCount": 4,
                 "trialTemplate": {
+                    "retain": True,  # the trials' pods stay, so their logs can be read
                     "primaryContainerName": "training-container",
                     "trialParameters": [{"name": "x", "reference": "x"}],
                     "trialSpec": template,
@@ -228,10 +229,33 @@ def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path:
         page.get_by_label("x", exact=True).uncheck()
         expect(page.locator("#parcoords svg .pc-axis")).to_have_count(1)
         page.get_by_label("x", exact=True).check()
+        # reorder from the keyboard: x moves right of the objective, and stays there
+        axes = page.locator("#parcoords svg .pc-axis")
+        expect(axes.first).to_have_attribute("data-axis", "x")
+        page.get_by_role("button", name="Move x right").focus()
+        page.keyboard.press("Enter")
+        expect(axes.first).to_have_attribute("data-axis", "objective")
+        expect(page.get_by_role("button", name="Move x left")).to_be_focused()
+        expect(page.get_by_role("button", name="Move x right")).to_be_disabled()
+        # a scatter of x against the objective, a point per trial, the best one larger
+        expect(page.locator('#scatters figure[data-parameter="x"] circle')).to_have_count(4)
+        expect(page.locator('#scatters circle[r="6"]')).to_have_count(1)
         # sorting by the objective puts the best trial first
         page.locator("#trials thead").get_by_role("button", name="loss").click()
         first = page.locator("#trials tbody tr").first
         expect(first).to_contain_text("★ best")
         assert page.evaluate("window.__notReloaded === true")
         page.screenshot(path=str(tmp_path / "console-experiment.png"), full_page=True)
+        # the best trial's page: its loss charted from the observation log, its pod's log
+        best.get_by_role("link", name="Trial page").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Trial quad-")
+        expect(page.locator("#trial-phase")).to_contain_text("★ best")
+        expect(page.locator('figure[data-chart="loss"] canvas')).to_be_visible()
+        expect(page.locator('figure[data-chart="loss"] figcaption')).to_contain_text(
+            "over 1 report"
+        )
+        expect(page.locator("pre.log")).to_contain_text("loss=", timeout=TIMEOUT_MS)
+        page.get_by_role("link", name="quad", exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Experiment quad")
+        page.screenshot(path=str(tmp_path / "console-trial.png"), full_page=True)
     assert (tmp_path / "console-experiment.png").stat().st_size > 0

@@ -253,6 +253,18 @@ def test_a_trial_page_has_its_curve_pods_and_conditions(tmp_path: Path) -> None:
             },
         }
     )
+    store.create(  # a TrainJob trial's pod: named after the trial's JobSet
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "tune-b-node-0-0-abc",
+                "namespace": "default",
+                "labels": {"jobset.sigs.k8s.io/jobset-name": "tune-b"},
+            },
+            "spec": {"containers": [{"name": "node", "image": "x"}]},
+        }
+    )
     logs = SqliteObservationLogStore(tmp_path / "obs.db", lambda name: True)
     start = datetime(2026, 12, 3, 7, 0, 0, tzinfo=UTC)
     logs.report(
@@ -269,7 +281,10 @@ def test_a_trial_page_has_its_curve_pods_and_conditions(tmp_path: Path) -> None:
     assert curve["name"] == "accuracy" and curve["v"] == [0.5, 0.7, 0.9]
     assert curve["t"][2] - curve["t"][0] == 3.0
     assert page.curve_note == ""
-    assert [(p.name, p.container) for p in page.pods] == [("tune-b-job-xyz", "training-container")]
+    assert [(p.name, p.container) for p in page.pods] == [
+        ("tune-b-job-xyz", "training-container"),
+        ("tune-b-node-0-0-abc", "node"),
+    ]
     assert ("Succeeded", "True", "TrialSucceeded", "") in page.conditions
     empty = trial_page(store, logs.get, "default", "tune-d")
     assert empty.curves["metrics"] == [] and empty.curve_note.startswith("No value reported")

@@ -53,6 +53,7 @@ TRIALS = "trials.kubeflow.org"
 SUGGESTIONS = "suggestions.kubeflow.org"
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"
 TRIAL_LABEL = "katib.kubeflow.org/trial"
+JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 MAX_CURVE_POINTS = 1000  # points per metric on a trial's page
 # Reads a trial's observation log (the tuning plugin's ObservationLogStore.get)
 ObservationReader = Callable[[str], Sequence[MetricLog]]
@@ -112,6 +113,7 @@ class _Experiment(View):
 class _TrialSpec(View):
     objective: ObjectiveSpec | None = None
     primaryContainerName: str = ""
+    retainRun: bool = False
     parameterAssignments: list[ParameterAssignment] = Field(default_factory=list)
 
 
@@ -535,6 +537,7 @@ class TrialPage:
     curves: dict[str, Any]  # {"metrics": [{"name", "t", "v"}]} for the charts
     curve_note: str  # why there is no curve, "" when there is one
     resource_version: str
+    retained: bool = False  # the run (and its pods) outlive the trial
 
 
 def trial(
@@ -558,7 +561,9 @@ def trial(
     pods = []
     for pod_raw in _items(store, "pods", namespace):
         pod = _Pod.model_validate(pod_raw)
-        if pod.metadata.labels.get(TRIAL_LABEL) != name:
+        labels = pod.metadata.labels
+        # a Job trial labels its pods; a TrainJob trial's pods are named after its JobSet
+        if labels.get(TRIAL_LABEL) != name and labels.get(JOBSET_LABEL) != name:
             continue
         names = [c.name for c in pod.spec.containers]
         primary = raw.spec.primaryContainerName
@@ -599,4 +604,5 @@ def trial(
         curves,
         note,
         str(rv),
+        raw.spec.retainRun,
     )
