@@ -28,7 +28,7 @@ REPORTS = 8
 TRAIN = f"""
 import json, os, ssl, time, urllib.request
 from datetime import UTC, datetime
-import mlflow  # MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: the TrainJob's run
+import mlflow, mlflow.sklearn  # MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: the TrainJob's run
 mlflow.start_run()
 url = os.environ["KUBEFLOW_TRAINER_SERVER_URL"]
 token = open(os.environ["KUBEFLOW_TRAINER_SERVER_TOKEN"]).read().strip()
@@ -47,6 +47,9 @@ for epoch in range({REPORTS}):
         headers={{"Authorization": "Bearer " + token, "Content-Type": "application/json"}})
     urllib.request.urlopen(request, timeout=10, context=ctx).close()
     time.sleep(1.2)
+from sklearn.linear_model import LogisticRegression
+model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+mlflow.sklearn.log_model(model, name="model")
 mlflow.end_run()
 print("training done", flush=True)
 """
@@ -121,6 +124,20 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         text = log.inner_text()
         assert [f"epoch {i} loss" in text for i in range(REPORTS)] == [True] * REPORTS
         page.screenshot(path=str(tmp_path / "console-trainjob.png"), full_page=True)
+
+        # the model the job logged: register it from the job's page, then deploy it
+        produced = page.locator('#run-models li[data-model="model"]')
+        expect(produced).to_be_visible(timeout=TIMEOUT_MS)
+        produced.get_by_label("Registered model").fill("curve-model")
+        produced.get_by_role("button", name="Register model").click()
+        expect(page.locator("#registry-notice")).to_contain_text("Registered curve-model version 1")
+        deploy = page.locator("#model-curve-model form.deploy-form")
+        deploy.get_by_label("Version or alias").select_option("1")
+        deploy.get_by_label("InferenceService").fill("curve")
+        deploy.get_by_role("button", name="Deploy").click()
+        expect(page.locator("#registry-notice")).to_contain_text(
+            "InferenceService default/curve created models:/curve-model/1"
+        )
 
         nav.get_by_role("link", name="Training").click()
         row = page.locator('tr[data-trainjob="default/curve"]')
