@@ -14,9 +14,9 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -36,7 +36,6 @@ from wonderland.errors import ConflictError, InvalidError, NotFoundError, Wonder
 from wonderland.store import Store
 from wonderland.tracking.client import MlflowApiError, RestClient, TrackingError
 from wonderland.tracking.registry import (
-    Archived,
     Promotion,
     archive,
     promote,
@@ -55,6 +54,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("wonderland.console")
+_T = TypeVar("_T")
 
 ISVCS = "inferenceservices.serving.kserve.io"
 LOG_TAIL_LINES = 500
@@ -438,7 +438,7 @@ class MlopsPages:
                         f"{', '.join(sorted(set(users)))}; deploy another version there or "
                         "move the alias first",
                     )
-            done: Archived = await asyncio.to_thread(self._with_client, url, archive, name, version)
+            done = await asyncio.to_thread(self._with_client, url, archive, name, version)
         except InvalidError as exc:
             return await self._refused_action(422, f"not archived: {exc.reason_text}")
         except MlflowApiError as exc:
@@ -454,7 +454,8 @@ class MlopsPages:
         )
 
     @staticmethod
-    def _with_client(url: str, call: Any, *args: str) -> Any:
+    def _with_client(url: str, call: Callable[..., _T], *args: str) -> _T:
+        """``call(client, *args)`` with a client of the registry at ``url`` (blocking)."""
         with RestClient(url) as client:
             return call(client, *args)
 
