@@ -254,6 +254,11 @@ def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path:
         expect(axes.first).to_have_attribute("data-axis", "objective")
         expect(page.get_by_role("button", name="Move x left")).to_be_focused()
         expect(page.get_by_role("button", name="Move x right")).to_be_disabled()
+        # or with the mouse: drag x's name back onto the first axis
+        page.locator('.pc-axis[data-axis="x"] .pc-name').drag_to(
+            page.locator('.pc-axis[data-axis="objective"] .pc-name')
+        )
+        expect(axes.first).to_have_attribute("data-axis", "x")
         # a scatter of x against the objective, a point per trial, the best one larger
         expect(page.locator('#scatters figure[data-parameter="x"] circle')).to_have_count(4)
         expect(page.locator('#scatters circle[r="6"]')).to_have_count(1)
