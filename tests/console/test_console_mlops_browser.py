@@ -28,7 +28,7 @@ REPORTS = 8
 TRAIN = f"""
 import json, os, ssl, time, urllib.request
 from datetime import UTC, datetime
-import mlflow  # MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: the TrainJob's run
+import mlflow, mlflow.sklearn  # MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: the TrainJob's run
 mlflow.start_run()
 url = os.environ["KUBEFLOW_TRAINER_SERVER_URL"]
 token = open(os.environ["KUBEFLOW_TRAINER_SERVER_TOKEN"]).read().strip()
@@ -47,6 +47,9 @@ for epoch in range({REPORTS}):
         headers={{"Authorization": "Bearer " + token, "Content-Type": "application/json"}})
     urllib.request.urlopen(request, timeout=10, context=ctx).close()
     time.sleep(1.2)
+from sklearn.linear_model import LogisticRegression
+model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+mlflow.sklearn.log_model(model, name="model")
 mlflow.end_run()
 print("training done", flush=True)
 """
@@ -122,6 +125,20 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         assert [f"epoch {i} loss" in text for i in range(REPORTS)] == [True] * REPORTS
         page.screenshot(path=str(tmp_path / "console-trainjob.png"), full_page=True)
 
+        # the model the job logged: register it from the job's page, then deploy it
+        produced = page.locator('#run-models li[data-model="model"]')
+        expect(produced).to_be_visible(timeout=TIMEOUT_MS)
+        produced.get_by_label("Registered model").fill("curve-model")
+        produced.get_by_role("button", name="Register model").click()
+        expect(page.locator("#registry-notice")).to_contain_text("Registered curve-model version 1")
+        deploy = page.locator("#model-curve-model form.deploy-form")
+        deploy.get_by_label("Version or alias").select_option("1")
+        deploy.get_by_label("InferenceService").fill("curve")
+        deploy.get_by_role("button", name="Deploy").click()
+        expect(page.locator("#registry-notice")).to_contain_text(
+            "InferenceService default/curve created models:/curve-model/1"
+        )
+
         nav.get_by_role("link", name="Training").click()
         row = page.locator('tr[data-trainjob="default/curve"]')
         expect(row).to_contain_text("Complete")
@@ -195,6 +212,7 @@ def _experiment() -> str:
                 "parallelTrialCount": 2,
                 "maxTrialCount": 4,
                 "trialTemplate": {
+                    "retain": True,  # the trials' pods stay, so their logs can be read
                     "primaryContainerName": "training-container",
                     "trialParameters": [{"name": "x", "reference": "x"}],
                     "trialSpec": template,
@@ -228,10 +246,38 @@ def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path:
         page.get_by_label("x", exact=True).uncheck()
         expect(page.locator("#parcoords svg .pc-axis")).to_have_count(1)
         page.get_by_label("x", exact=True).check()
+        # reorder from the keyboard: x moves right of the objective, and stays there
+        axes = page.locator("#parcoords svg .pc-axis")
+        expect(axes.first).to_have_attribute("data-axis", "x")
+        page.get_by_role("button", name="Move x right").focus()
+        page.keyboard.press("Enter")
+        expect(axes.first).to_have_attribute("data-axis", "objective")
+        expect(page.get_by_role("button", name="Move x left")).to_be_focused()
+        expect(page.get_by_role("button", name="Move x right")).to_be_disabled()
+        # or with the mouse: drag x's name back onto the first axis
+        page.locator('.pc-axis[data-axis="x"] .pc-name').drag_to(
+            page.locator('.pc-axis[data-axis="objective"] .pc-name')
+        )
+        expect(axes.first).to_have_attribute("data-axis", "x")
+        # a scatter of x against the objective, a point per trial, the best one larger
+        expect(page.locator('#scatters figure[data-parameter="x"] circle')).to_have_count(4)
+        expect(page.locator('#scatters circle[r="6"]')).to_have_count(1)
         # sorting by the objective puts the best trial first
         page.locator("#trials thead").get_by_role("button", name="loss").click()
         first = page.locator("#trials tbody tr").first
         expect(first).to_contain_text("★ best")
         assert page.evaluate("window.__notReloaded === true")
         page.screenshot(path=str(tmp_path / "console-experiment.png"), full_page=True)
+        # the best trial's page: its loss charted from the observation log, its pod's log
+        best.get_by_role("link", name="Trial page").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Trial quad-")
+        expect(page.locator("#trial-phase")).to_contain_text("★ best")
+        expect(page.locator('figure[data-chart="loss"] canvas')).to_be_visible()
+        expect(page.locator('figure[data-chart="loss"] figcaption')).to_contain_text(
+            "over 1 report"
+        )
+        expect(page.locator("pre.log")).to_contain_text("loss=", timeout=TIMEOUT_MS)
+        page.get_by_role("link", name="quad", exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Experiment quad")
+        page.screenshot(path=str(tmp_path / "console-trial.png"), full_page=True)
     assert (tmp_path / "console-experiment.png").stat().st_size > 0

@@ -10,6 +10,7 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from wonderland.console import mlops_pages
 from wonderland.console.mlops_pages import MlopsPages
 from wonderland.console.registry_views import TrackingRegistry
 from wonderland.console.server import ConsoleServer
+from wonderland.console.training_views import MetricHistory
 from wonderland.console.views import HubMetrics
 from wonderland.control.sources import PodLogSource
 from wonderland.monitoring.hub import MetricsHub
@@ -94,6 +96,12 @@ async def test_training_pages_and_the_live_chart_data(tmp_path: Path) -> None:
         assert r.status_code == 404
         r = await client.get("/logs/default/iris-node-0-0-abcde")
         assert r.status_code == 503 and "no access to pod logs" in r.text
+        assert 'id="history-since"' not in (await client.get("/training/default/iris")).text
+    restarted = MetricHistory(store)  # as after a daemon restart: the job is older
+    restarted.since = datetime.now(UTC) + timedelta(seconds=5)
+    async with console(store, MlopsPages(store, history=restarted)) as client:
+        r = await client.get("/training/default/iris")
+        assert 'id="history-since"' in r.text and "when the daemon started" in r.text
 
 
 async def test_experiment_pages(tmp_path: Path) -> None:
@@ -110,10 +118,19 @@ async def test_experiment_pages(tmp_path: Path) -> None:
         data = _chart(r.text)
         assert data["history"]["best"] == [0.8, 0.9, 0.9, 0.9]  # type: ignore[index]
         assert "/static/parcoords.js" in r.text and 'id="parcoords"' in r.text
+        assert 'href="/trials/default/tune-a"' in r.text
+        assert r.text.count('<svg class="scatter-svg"') == 2  # lr and optimizer
         r = await client.get("/static/parcoords.js")
         assert r.status_code == 200 and "javascript" in r.headers["content-type"]
         r = await client.get("/experiments/default/missing")
         assert r.status_code == 404
+        r = await client.get("/trials/default/tune-b")
+        assert r.status_code == 200 and "Trial tune-b" in r.text and "★ best" in r.text
+        assert 'href="/experiments/default/tune"' in r.text
+        assert 'href="/yaml/trials.kubeflow.org/default/tune-b"' in r.text
+        assert 'id="no-curve"' in r.text and "cannot read the observation log" in r.text
+        r = await client.get("/trials/default/nope")
+        assert r.status_code == 404 and "no Trial" in r.text
 
 
 async def test_registry_without_tracking_says_why(tmp_path: Path) -> None:
@@ -284,3 +301,140 @@ async def test_the_runs_metric_history_charts_by_step_while_mlflow_runs(
         r = await client.get("/training/default/iris")
         assert r.status_code == 200 and 'id="run-note"' in r.text and "asleep" in r.text
         assert asleep.running_uri() is None
+
+
+def _logged_model_run(url: str, accuracy: float, tags: dict[str, str] | None = None) -> str:
+    """A run that logged a real sklearn model (an MLflow 3 logged model named "model"),
+    one metric, one parameter and one more artifact; its id."""
+    import mlflow
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(url)
+    mlflow.set_experiment("outputs")
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    model = LogisticRegression().fit(x, [0, 0, 1, 1])
+    with mlflow.start_run(tags=tags) as run:
+        mlflow.log_metric("accuracy", accuracy)
+        mlflow.log_param("C", str(accuracy))
+        mlflow.log_text("hello", "notes/readme.txt")
+        mlflow.sklearn.log_model(model, name="model")
+    return str(run.info.run_id)
+
+
+@needs_mlflow
+async def test_register_a_jobs_model_then_deploy_compare_archive_and_trace_it(
+    tmp_path: Path, mlflow: MlflowServer
+) -> None:
+    from mlflow import MlflowClient
+
+    store = _store(tmp_path)
+    job = add_trainjob(store)
+    first = _logged_model_run(
+        mlflow.url,
+        0.7,
+        {
+            "wonderland.kind": "TrainJob",
+            "wonderland.namespace": "default",
+            "wonderland.name": "iris",
+        },
+    )
+    second = _logged_model_run(mlflow.url, 0.95)
+    job["metadata"]["annotations"] = {"tracking.wonderland.dev/run-id": first}
+    store.update(job)
+    mlops = MlopsPages(store, registry=TrackingRegistry(ExternalTracking(mlflow.url)))
+    c = MlflowClient(mlflow.url)
+    async with console(store, mlops) as client:
+        r = await client.get("/training/default/iris")
+        assert r.status_code == 200 and 'id="outputs-h"' in r.text
+        assert '<th scope="row">notes/</th>' in r.text  # the run's artifacts
+        assert 'data-model="model"' in r.text and "Register model" in r.text
+        assert f"mlflow.register_model(&#39;runs:/{first}/model&#39;, &#39;iris&#39;)" in r.text
+
+        form = {"run_id": first, "path": "model", "name": "iris-clf"}
+        r = await client.post("/registry/register", data=form, headers={"origin": ""})
+        assert r.status_code == 403
+        r = await client.post("/registry/register", data={**form, "path": "nope"})
+        assert r.status_code == 422 and "logged no model named" in r.text
+        r = await client.post("/registry/register", data={**form, "name": "bad name"})
+        assert r.status_code == 422
+        r = await client.post("/registry/register", data=form)
+        assert r.status_code == 303 and "registered=iris-clf&version=1" in r.headers["location"]
+        mv = c.get_model_version("iris-clf", "1")
+        assert mv.run_id == first and mv.source.startswith("models:/m-")
+        r = await client.post("/registry/register", data={**form, "run_id": second})
+        assert r.status_code == 303 and "version=2" in r.headers["location"]
+        r = await client.get(r.headers["location"])
+        assert "Registered iris-clf version 2" in r.text
+
+        # compare: the two runs' metrics and parameters side by side
+        r = await client.get("/registry/compare", params={"name": "iris-clf", "a": "1", "b": "2"})
+        assert r.status_code == 200
+        row = re.search(r'<tr data-metric="accuracy">(.*?)</tr>', r.text, re.S)
+        assert row is not None and "0.7" in row.group(1) and "0.95" in row.group(1)
+        assert "▲ +0.25" in row.group(1)
+        assert 'data-param="C" class="differs"' in r.text
+        r = await client.get("/registry/compare", params={"name": "iris-clf", "a": "1", "b": "9"})
+        assert r.status_code == 404
+        r = await client.get("/registry/compare", params={"name": "iris-clf", "a": "x", "b": "2"})
+        assert r.status_code == 422
+
+        # deploy: a new InferenceService that follows an alias, then a pinned version
+        c.set_registered_model_alias("iris-clf", "champion", "1")
+        deploy = {"name": "iris-clf", "ref": "@champion", "namespace": "default", "isvc": "clf"}
+        r = await client.post("/registry/deploy", data=deploy, headers={"origin": ""})
+        assert r.status_code == 403
+        r = await client.post("/registry/deploy", data={**deploy, "ref": "champion!"})
+        assert r.status_code == 422 and "neither a version" in r.text
+        r = await client.post("/registry/deploy", data={**deploy, "isvc": "Bad_Name"})
+        assert r.status_code == 422 and "not deployed" in r.text
+        r = await client.post("/registry/deploy", data=deploy)
+        assert r.status_code == 303 and "created=1" in r.headers["location"]
+        isvc = store.get("inferenceservices.serving.kserve.io", "default", "clf")
+        model = isvc["spec"]["predictor"]["model"]
+        assert model == {
+            "modelFormat": {"name": "mlflow"},
+            "storageUri": "models:/iris-clf@champion",
+        }
+        r = await client.get(r.headers["location"])
+        assert "InferenceService default/clf created models:/iris-clf@champion" in r.text
+        assert "kubectl apply -f -" in r.text
+        r = await client.post("/registry/deploy", data={**deploy, "ref": "2"})
+        assert r.status_code == 303 and "created" not in r.headers["location"]
+        isvc = store.get("inferenceservices.serving.kserve.io", "default", "clf")
+        assert isvc["spec"]["predictor"]["model"]["storageUri"] == "models:/iris-clf/2"
+        assert isvc["metadata"]["generation"] == 2  # patched, not made again
+        r = await client.get(r.headers["location"])
+        assert "kubectl patch inferenceservice clf -n default --type merge" in r.text
+
+        # archive: refused while served, then aliases removed and the tag set; restore
+        isvc["status"] = {
+            "modelRegistry": {"name": "iris-clf", "version": "2"},
+            "components": {"predictor": {"latestReadyRevision": "clf-predictor-00002"}},
+        }
+        store.update_status(isvc)
+        r = await client.post("/registry/archive", data={"name": "iris-clf", "version": "2"})
+        assert r.status_code == 409 and "served by default/clf" in r.text
+        r = await client.post("/registry/archive", data={"name": "iris-clf", "version": "1"})
+        assert r.status_code == 303 and "removed=champion" in r.headers["location"]
+        archived = c.get_model_version("iris-clf", "1")
+        assert archived.tags == {"archived": "true"} and archived.aliases == []
+        r = await client.get(r.headers["location"])
+        assert "version 1 is archived (aliases removed: champion)" in r.text
+        assert '<tr data-version="1" class="archived">' in r.text
+        r = await client.post(
+            "/registry/archive", data={"name": "iris-clf", "version": "1", "action": "restore"}
+        )
+        assert r.status_code == 303
+        assert c.get_model_version("iris-clf", "1").tags == {}
+
+        # lineage: the TrainJob and run → version 1; version 2 → the InferenceService revision
+        r = await client.get("/registry/lineage", params={"name": "iris-clf", "version": "1"})
+        assert r.status_code == 200
+        assert '<a href="/training/default/iris">TrainJob default/iris</a>' in r.text
+        assert 'id="not-served"' in r.text
+        r = await client.get("/registry/lineage", params={"name": "iris-clf", "version": "2"})
+        assert "InferenceService default/clf, revision clf-predictor-00002" in r.text
+        assert 'id="no-workload"' in r.text
+        r = await client.get("/registry/lineage", params={"name": "iris-clf", "version": "7"})
+        assert r.status_code == 404

@@ -16,6 +16,7 @@ import wonderland.platform
 from wonderland.console.registry_views import promote_commands, registry
 from wonderland.console.training_views import MAX_SERIES, MetricHistory, training, trainjob
 from wonderland.console.tuning_views import experiment, experiments
+from wonderland.console.tuning_views import trial as trial_page
 from wonderland.store import Store
 
 NOW = datetime(2026, 12, 3, 7, 0, 30, tzinfo=UTC)
@@ -99,6 +100,17 @@ async def test_history_follows_the_store_watch(tmp_path: Path) -> None:
         await history.stop()
 
 
+def test_a_job_older_than_the_history_says_where_its_charts_start(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    add_trainjob(store)
+    fresh = MetricHistory(store)
+    assert trainjob(store, fresh, "default", "iris").history_since == ""
+    restarted = MetricHistory(store)  # a daemon that started after the job
+    restarted.since = datetime.now(UTC) + timedelta(seconds=5)
+    page = trainjob(store, restarted, "default", "iris")
+    assert page.history_since == restarted.since.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_finished_job_has_a_duration_and_no_eta(tmp_path: Path) -> None:
     store = _store(tmp_path)
     job = add_trainjob(store)
@@ -170,6 +182,113 @@ def test_an_experiment_without_values_says_why(tmp_path: Path) -> None:
         obj["status"].pop("observation", None)
         store.update_status(obj)
     assert "the metrics collector found no value" in experiment(store, "default", "tune").missing
+
+
+def test_trials_in_the_order_the_suggestion_handed_them_out(tmp_path: Path) -> None:
+    from mlops_objects import KATIB
+
+    store = _store(tmp_path)
+    add_experiment(store)
+    # all four trials were created within one second: the names decide, wrongly
+    assert [t.name for t in experiment(store, "default", "tune").trials] == [
+        "tune-a",
+        "tune-b",
+        "tune-c",
+        "tune-d",
+    ]
+    handed = ["tune-d", "tune-b", "tune-a", "tune-c"]
+    suggestion = store.create(
+        {
+            "apiVersion": KATIB,
+            "kind": "Suggestion",
+            "metadata": {"name": "tune", "namespace": "default"},
+            "spec": {"algorithm": {"algorithmName": "random"}, "requests": 4},
+        }
+    )
+    suggestion["status"] = {"suggestions": [{"name": n} for n in handed], "suggestionCount": 4}
+    store.update_status(suggestion)
+    page = experiment(store, "default", "tune")
+    assert [t.name for t in page.trials] == handed
+    assert page.chart_data["history"]["names"] == handed
+    assert page.chart_data["history"]["best"] == [None, 0.9, 0.9, 0.9]
+
+
+def test_a_scatter_per_parameter_against_the_objective(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    add_experiment(store)
+    page = experiment(store, "default", "tune")
+    lr, optimizer = page.scatters
+    assert (lr.parameter, optimizer.parameter) == ("lr", "optimizer")
+    assert lr.svg.count("<circle") == 3  # the failed trial has no objective
+    assert 'data-trial="tune-b"' in lr.svg and 'r="6"' in lr.svg  # the best is larger
+    assert lr.summary == "3 trials; the best accuracy (0.9) at lr=0.1"
+    assert ">sgd</text>" in optimizer.svg and ">adam</text>" in optimizer.svg
+    trial_obj = store.get("trials.kubeflow.org", "default", "tune-a")
+    trial_obj["spec"]["parameterAssignments"][1]["value"] = "<b>"
+    store.update(trial_obj)
+    hostile = experiment(store, "default", "tune").scatters[1].svg
+    assert "<b>" not in hostile and "&lt;b&gt;" in hostile
+
+
+def test_a_trial_page_has_its_curve_pods_and_conditions(tmp_path: Path) -> None:
+    from wonderland.tuning.observation_store import SqliteObservationLogStore
+    from wonderland.tuning.observations import MetricLog
+
+    store = _store(tmp_path)
+    add_experiment(store)
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "tune-b-job-xyz",
+                "namespace": "default",
+                "labels": {"katib.kubeflow.org/trial": "tune-b"},
+            },
+            "spec": {
+                "containers": [
+                    {"name": "metrics-logger", "image": "x"},
+                    {"name": "training-container", "image": "python:3.12"},
+                ]
+            },
+        }
+    )
+    store.create(  # a TrainJob trial's pod: named after the trial's JobSet
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "tune-b-node-0-0-abc",
+                "namespace": "default",
+                "labels": {"jobset.sigs.k8s.io/jobset-name": "tune-b"},
+            },
+            "spec": {"containers": [{"name": "node", "image": "x"}]},
+        }
+    )
+    logs = SqliteObservationLogStore(tmp_path / "obs.db", lambda name: True)
+    start = datetime(2026, 12, 3, 7, 0, 0, tzinfo=UTC)
+    logs.report(
+        "tune-b",
+        [
+            MetricLog(start + timedelta(seconds=i), "accuracy", v)
+            for i, v in enumerate(("0.5", "unavailable", "0.7", "0.9"))
+        ],
+    )
+    page = trial_page(store, logs.get, "default", "tune-b")
+    assert (page.experiment, page.objective_metric, page.row.best) == ("tune", "accuracy", True)
+    assert page.row.objective == 0.9 and page.row.params == {"lr": "0.1", "optimizer": "adam"}
+    (curve,) = page.curves["metrics"]
+    assert curve["name"] == "accuracy" and curve["v"] == [0.5, 0.7, 0.9]
+    assert curve["t"][2] - curve["t"][0] == 3.0
+    assert page.curve_note == ""
+    assert [(p.name, p.container) for p in page.pods] == [
+        ("tune-b-job-xyz", "training-container"),
+        ("tune-b-node-0-0-abc", "node"),
+    ]
+    assert ("Succeeded", "True", "TrialSucceeded", "") in page.conditions
+    empty = trial_page(store, logs.get, "default", "tune-d")
+    assert empty.curves["metrics"] == [] and empty.curve_note.startswith("No value reported")
+    assert trial_page(store, None, "default", "tune-a").curve_note.startswith("This console cannot")
 
 
 @pytest.fixture(scope="module")

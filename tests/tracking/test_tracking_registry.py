@@ -14,7 +14,7 @@ from wonderland.errors import InvalidError
 from wonderland.kserve.model_pins import ModelPins, PinError
 from wonderland.tracking.access import ExternalTracking
 from wonderland.tracking.client import MlflowApiError, RestClient
-from wonderland.tracking.registry import lineage, promote
+from wonderland.tracking.registry import archive, lineage, promote, register_run_model, restore
 
 pytestmark = needs_mlflow
 
@@ -143,3 +143,35 @@ def test_promote_and_describe_from_the_cli(server: MlflowServer, tmp_path: Path)
     assert "accuracy: 0.8" in shown.stdout and "Served by: (no InferenceService)" in shown.stdout
     unknown = cli("describe", "nope@cli")
     assert unknown.returncode == 1 and "error:" in unknown.stderr and "nope" in unknown.stderr
+
+
+def test_register_a_runs_artifact_folder_and_archive_then_restore(
+    server: MlflowServer, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    c = MlflowClient(server.url)
+    run = c.create_run(c.create_experiment("folder"))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("flavors: {}\n")
+    c.log_artifacts(run.info.run_id, str(model_dir), "model")
+    with RestClient(server.url) as client:
+        with pytest.raises(InvalidError, match="logged no model named 'weights'"):
+            register_run_model(client, run.info.run_id, "folder-model", "weights")
+        mv = register_run_model(client, run.info.run_id, "folder-model", "model")
+        assert mv["version"] == "1" and mv["run_id"] == run.info.run_id
+        assert mv["source"].endswith(f"{run.info.run_id}/artifacts/model")
+        again = register_run_model(client, run.info.run_id, "folder-model")  # the model exists
+        assert again["version"] == "2"
+        client.set_alias("folder-model", "champion", "2")
+        client.set_alias("folder-model", "shadow", "2")
+        done = archive(client, "folder-model", "2")
+        assert sorted(done.removed_aliases) == ["champion", "shadow"]
+        archived = client.model_version("folder-model", "2")
+        assert archived.get("aliases", []) == []
+        assert {t["key"]: t["value"] for t in archived["tags"]} == {"archived": "true"}
+        restore(client, "folder-model", "2")
+        assert not client.model_version("folder-model", "2").get("tags")
+        with pytest.raises(InvalidError):
+            archive(client, "folder-model", "two")

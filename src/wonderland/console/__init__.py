@@ -19,12 +19,14 @@ from wonderland.console.model_pages import ModelPages
 from wonderland.console.registry_views import TrackingRegistry
 from wonderland.console.server import ConsoleServer, ConsoleStatus
 from wonderland.console.sources import GatewayModelClient, HistorySource, HubSources, NoSources
+from wonderland.console.tuning_views import ObservationReader
 from wonderland.console.views import HubMetrics, MetricsSource, TopRow
 from wonderland.control.sources import PodLogSource, ResourceMetricsSource
 from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
 from wonderland.kubeconfig import ensure_token
 from wonderland.monitoring.hub import MetricsHub
 from wonderland.tracking.access import TrackingAccess
+from wonderland.tuning.observations import ObservationLogStore
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
@@ -80,6 +82,13 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _observation_reader(platform: Platform) -> ObservationReader | None:
+    store = platform.get(ObservationLogStore)  # type: ignore[type-abstract]
+    if store is None:
+        return None
+    return lambda trial: store.get(trial)
+
+
 def install(platform: Platform) -> None:
     """Add the console (see the module docstring)."""
     hub = platform.get(MetricsHub)
@@ -89,6 +98,7 @@ def install(platform: Platform) -> None:
         platform.store,
         logs=platform.get(PodLogSource),  # type: ignore[type-abstract]
         registry=TrackingRegistry(platform.get(TrackingAccess)),  # type: ignore[type-abstract]
+        observations=_observation_reader(platform),
     )
     server = ConsoleServer(
         platform.store,

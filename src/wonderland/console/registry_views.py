@@ -10,6 +10,7 @@ server, woken on demand (:class:`TrackingRegistry`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from pydantic import Field
 from wonderland.errors import InvalidError
 from wonderland.tracking.access import TrackingAccess
 from wonderland.tracking.client import RestClient, TrackingError, TrackingUnavailable
+from wonderland.tracking.registry import ARCHIVED_TAG, Lineage, lineage, proxied_path
 from wonderland.tracking.uris import ModelUri, is_tracking_uri, parse
 from wonderland.workloads.views import ObjectMetaView, View
 
@@ -27,15 +29,27 @@ __all__ = [
     "MAX_MODELS",
     "MAX_RUN_METRICS",
     "MAX_VERSIONS",
+    "CompareRow",
+    "Comparison",
+    "LineagePage",
+    "LineageStep",
+    "LoggedModelRow",
     "ModelRow",
     "RegistryAccess",
     "RegistryPage",
+    "RunOutputs",
     "RunSeries",
     "TrackingRegistry",
     "VersionRow",
+    "compare_versions",
+    "deploy_commands",
+    "deploy_uri",
+    "lineage_page",
     "promote_commands",
+    "register_commands",
     "registry",
     "run_history",
+    "run_outputs",
 ]
 
 MAX_MODELS = 50
@@ -95,6 +109,7 @@ class _Model(View):
 class _IsvcStatus(View):
     modelRegistry: dict[str, str] | None = None
     url: str = ""
+    components: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class _Isvc(View):
@@ -124,6 +139,10 @@ class VersionRow:
     run_name: str
     metrics: dict[str, float]
     served_by: list[str]  # InferenceServices serving this version now (ns/name)
+
+    @property
+    def archived(self) -> bool:
+        return self.tags.get(ARCHIVED_TAG, "").lower() == "true"
 
 
 @dataclass(frozen=True)
@@ -298,3 +317,242 @@ def run_history(base_url: str, run_id: str, *, timeout: float = 3.0) -> list[Run
             )[-MAX_RUN_POINTS:]
             out.append(RunSeries(key, [p[0] for p in points], [p[2] for p in points]))
     return out
+
+
+# -- what a run produced -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoggedModelRow:
+    """A model the run logged: an artifact folder with an ``MLmodel`` file, or an MLflow 3
+    logged model (``model_id`` set). ``path`` is what ``runs:/RUN_ID/PATH`` names."""
+
+    path: str
+    model_id: str
+    location: str
+    flavors: str = ""
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    artifacts: list[tuple[str, bool, int | None]]  # top-level (path, is a folder, size)
+    models: list[LoggedModelRow]
+    artifact_uri: str
+
+
+MAX_ARTIFACTS = 50
+
+
+def run_outputs(base_url: str, run_id: str, *, timeout: float = 3.0) -> RunOutputs:
+    """The run's top-level artifacts and the models it logged (blocking)."""
+    with RestClient(base_url, timeout=timeout) as client:
+        run = client.get_run(run_id)
+        info = run.get("info") or {}
+        root = str(info.get("artifact_uri") or "").rstrip("/")
+        artifacts: list[tuple[str, bool, int | None]] = []
+        models: list[LoggedModelRow] = []
+        listed = proxied_path(root)
+        if listed is not None:
+            for entry in client.list_artifacts(listed)[:MAX_ARTIFACTS]:
+                rel = str(entry.get("path", "")).rstrip("/").rsplit("/", 1)[-1]
+                is_dir = bool(entry.get("is_dir"))
+                size = entry.get("file_size")
+                artifacts.append((rel, is_dir, int(size) if size is not None else None))
+                if is_dir:
+                    inner = client.list_artifacts(f"{listed}/{rel}")
+                    names = {str(e.get("path", "")).rstrip("/").rsplit("/", 1)[-1] for e in inner}
+                    if "MLmodel" in names:
+                        models.append(LoggedModelRow(rel, "", f"{root}/{rel}"))
+        found = client.search_logged_models(
+            [str(info.get("experiment_id") or "0")], f"source_run_id = '{run_id}'"
+        )
+        for model in found:
+            minfo = model.get("info") or {}
+            name = str(minfo.get("name") or "")
+            if name and all(m.path != name for m in models):
+                models.append(
+                    LoggedModelRow(
+                        name,
+                        str(minfo.get("model_id") or ""),
+                        str(minfo.get("artifact_uri") or ""),
+                        ", ".join(
+                            str(t.get("value"))
+                            for t in minfo.get("tags") or []
+                            if t.get("key") == "mlflow.loggedModel.flavors"
+                        ),
+                    )
+                )
+    return RunOutputs(artifacts, models, root)
+
+
+def register_commands(run_id: str, path: str, name: str) -> str:
+    """The MLflow call that does what the "register model" form does."""
+    return f"python -c \"import mlflow; mlflow.register_model('runs:/{run_id}/{path}', '{name}')\""
+
+
+# -- deploy --------------------------------------------------------------------------------
+
+_ALIAS_REF = re.compile(r"^@[A-Za-z0-9_-]{1,255}$")
+
+
+def deploy_uri(name: str, ref: str) -> str:
+    """``models:/NAME/VERSION`` for a version number, ``models:/NAME@ALIAS`` for ``@ALIAS``
+    (the InferenceService then follows the alias); :class:`InvalidError` otherwise."""
+    ref = ref.strip()
+    if ref.isdigit():
+        return f"models:/{name}/{ref}"
+    if _ALIAS_REF.match(ref):
+        return f"models:/{name}{ref}"
+    raise InvalidError("ref", f"{ref!r} is neither a version (1, 2, ...) nor an alias (@champion)")
+
+
+def deploy_commands(namespace: str, isvc: str, uri: str, exists: bool) -> str:
+    """The ``kubectl`` command that does what the deploy form does."""
+    if exists:
+        patch = '{"spec":{"predictor":{"model":{"storageUri":"' + uri + '"}}}}'
+        return f"kubectl patch inferenceservice {isvc} -n {namespace} --type merge -p '{patch}'"
+    return (
+        "kubectl apply -f - <<EOF\n"
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+        f"metadata:\n  name: {isvc}\n  namespace: {namespace}\n"
+        "spec:\n  predictor:\n    model:\n      modelFormat:\n        name: mlflow\n"
+        f"      storageUri: {uri}\nEOF"
+    )
+
+
+# -- compare two versions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    key: str
+    a: str
+    b: str
+    delta: float | None  # b - a, for metrics with both values
+
+    @property
+    def differs(self) -> bool:
+        return self.a != self.b
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    a: str
+    b: str
+    a_run: str
+    b_run: str
+    metrics: list[CompareRow]
+    params: list[CompareRow]
+
+
+def _run_of(client: RestClient, name: str, version: str) -> tuple[str, dict[str, Any]]:
+    mv = client.model_version(name, version)
+    run_id = str(mv.get("run_id") or "")
+    if not run_id:
+        return "", {}
+    try:
+        return run_id, client.get_run(run_id).get("data") or {}
+    except TrackingError:
+        return run_id, {}
+
+
+def compare_versions(
+    base_url: str, name: str, a: str, b: str, *, timeout: float = 10.0
+) -> Comparison:
+    """The metrics and parameters of the runs that made versions ``a`` and ``b``."""
+    for v in (a, b):
+        if not v.isdigit():
+            raise InvalidError("version", f"{v!r} is not a model version (1, 2, ...)")
+    with RestClient(base_url, timeout=timeout) as client:
+        a_run, a_data = _run_of(client, name, a)
+        b_run, b_data = _run_of(client, name, b)
+
+    def pairs(data: dict[str, Any], part: str) -> dict[str, str]:
+        return {
+            str(m["key"]): str(m.get("value", ""))
+            for m in data.get(part) or []
+            if isinstance(m, dict) and "key" in m
+        }
+
+    metrics: list[CompareRow] = []
+    am, bm = pairs(a_data, "metrics"), pairs(b_data, "metrics")
+    for key in sorted(am.keys() | bm.keys()):
+        x, y = am.get(key, ""), bm.get(key, "")
+        delta = float(y) - float(x) if x and y else None
+        metrics.append(
+            CompareRow(key, f"{float(x):.6g}" if x else "", f"{float(y):.6g}" if y else "", delta)
+        )
+    ap, bp = pairs(a_data, "params"), pairs(b_data, "params")
+    params = [
+        CompareRow(k, ap.get(k, ""), bp.get(k, ""), None) for k in sorted(ap.keys() | bp.keys())
+    ]
+    return Comparison(name, a, b, a_run, b_run, metrics, params)
+
+
+# -- lineage -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineageStep:
+    kind: str  # Dataset | TrainJob | Trial | Job | Run | ModelVersion | InferenceService
+    label: str
+    href: str = ""
+
+
+@dataclass(frozen=True)
+class LineagePage:
+    lineage: Lineage
+    steps: list[LineageStep]
+
+
+_PAGES = {"TrainJob": "/training", "Trial": "/trials", "Experiment": "/experiments"}
+
+
+def lineage_page(
+    base_url: str,
+    name: str,
+    version: str,
+    isvcs: Iterable[Mapping[str, Any]],
+    *,
+    timeout: float = 10.0,
+) -> LineagePage:
+    """Dataset → the workload and its run → the model version → the InferenceServices (and
+    the revision) serving it, from what the run and the store recorded (blocking)."""
+    if not version.isdigit():
+        raise InvalidError("version", f"{version!r} is not a model version (1, 2, ...)")
+    raw = [dict(i) for i in isvcs]
+    with RestClient(base_url, timeout=timeout) as client:
+        found = lineage(client, f"{name}/{version}", raw)
+    steps = [LineageStep("Dataset", d) for d in found.datasets]
+    if found.workload:
+        kind, _, where = found.workload.partition(" ")
+        page = _PAGES.get(kind)
+        steps.append(LineageStep(kind, f"{kind} {where}", f"{page}/{where}" if page else ""))
+    if found.run_id:
+        label = f"MLflow run {found.run_name or found.run_id}"
+        if found.experiment:
+            label += f" (experiment {found.experiment})"
+        steps.append(LineageStep("Run", label))
+    aliases = "".join(f" @{a}" for a in found.aliases)
+    steps.append(LineageStep("ModelVersion", f"{name} version {found.version}{aliases}"))
+    views = {
+        (v.metadata.namespace, v.metadata.name): v for v in (_Isvc.model_validate(i) for i in raw)
+    }
+    for served in found.served:
+        view = views.get((served.namespace, served.name))
+        revision = ""
+        if view is not None:
+            predictor = view.status.components.get("predictor") or {}
+            revision = str(predictor.get("latestReadyRevision") or "")
+        label = f"InferenceService {served.namespace}/{served.name}"
+        if revision:
+            label += f", revision {revision}"
+        steps.append(
+            LineageStep(
+                "InferenceService",
+                label,
+                f"/yaml/inferenceservices.serving.kserve.io/{served.namespace}/{served.name}",
+            )
+        )
+    return LineagePage(found, steps)

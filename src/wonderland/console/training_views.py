@@ -18,7 +18,7 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import Field
@@ -207,6 +207,9 @@ class MetricHistory:
         self.max_points = max_points
         self._jobs: OrderedDict[tuple[str, str], _JobHistory] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
+        # reports are kept in memory: the history of a job that ran before this moment
+        # (a daemon restart) starts here, and its page says so
+        self.since = datetime.now(UTC)
 
     def observe(self, obj: Mapping[str, Any]) -> None:
         """Record the report ``obj`` (a TrainJob) carries, if it is new."""
@@ -362,6 +365,7 @@ class TrainJobPage:
     resource_version: str
     chart_data: dict[str, Any] = field(default_factory=dict)
     job_version: str = ""  # the TrainJob's own resourceVersion
+    history_since: str = ""  # when the charts' history starts, "" when at the job's start
 
 
 def _phase(status: _Status) -> tuple[str, str]:
@@ -531,6 +535,11 @@ def trainjob(
         requests = trainer.resourcesPerNode.get("requests") or trainer.resourcesPerNode
         if isinstance(requests, dict):
             resources = ", ".join(f"{k}={v}" for k, v in requests.items() if k != "limits")
+    history_since = ""
+    created = parse_time(job.metadata.creationTimestamp)
+    # creationTimestamp has whole seconds: a job made in the second before is not older
+    if created is not None and created < history.since - timedelta(seconds=1):
+        history_since = history.since.strftime("%Y-%m-%dT%H:%M:%SZ")
     return TrainJobPage(
         row,
         conditions,
@@ -548,4 +557,5 @@ def trainjob(
         str(rv),
         chart,
         job.metadata.resourceVersion,
+        history_since,
     )

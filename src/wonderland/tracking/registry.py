@@ -1,5 +1,8 @@
-"""The registry's two platform operations: promotion by alias behind an evaluation gate,
-and lineage (version → run → the workload that made it → where it is served).
+"""The registry's platform operations: promotion by alias behind an evaluation gate,
+lineage (version → run → the workload that made it → where it is served), registering
+a run's model as a new version (:func:`register_run_model`, as ``mlflow.register_model``
+does) and archiving a version (:func:`archive`: its aliases removed, the tag
+:data:`ARCHIVED_TAG` set, as MLflow's guidance after stages were deprecated says).
 
 Both work on MLflow's REST API through :class:`RestClient`; the CLI (``wonderland
 models``) renders what they return.
@@ -10,17 +13,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from wonderland.errors import InvalidError
 from wonderland.tracking.client import MlflowApiError, RestClient, TrackingError
 
 __all__ = [
+    "ARCHIVED_TAG",
+    "Archived",
     "Lineage",
     "Promotion",
     "Served",
+    "archive",
     "lineage",
     "promote",
+    "proxied_path",
+    "register_run_model",
+    "restore",
 ]
+
+ARCHIVED_TAG = "archived"
 
 Direction = Literal["maximize", "minimize"]
 
@@ -249,3 +261,104 @@ def _dataset_source(source: str) -> str:
             if parsed.get(key):
                 return str(parsed[key])
     return source
+
+
+# -- register a run's model ----------------------------------------------------------------
+
+
+def proxied_path(location: str) -> str | None:
+    """The path on the artifact proxy of a ``mlflow-artifacts:`` location, else None."""
+    if not location.startswith("mlflow-artifacts:"):
+        return None
+    return unquote(urlsplit(location).path).strip("/")
+
+
+def register_run_model(
+    client: RestClient, run_id: str, name: str, path: str = "model"
+) -> dict[str, Any]:
+    """Register the model the run ``run_id`` logged under ``path`` as a new version of
+    ``name`` (the registered model is made when missing), as
+    ``mlflow.register_model("runs:/RUN_ID/PATH", NAME)`` does: the run's artifact folder
+    when it holds an ``MLmodel`` file, else the MLflow 3 logged model of that name made
+    by the run. The new model version."""
+    name, path = name.strip(), path.strip().strip("/")
+    if not name:
+        raise InvalidError("name", "name the registered model (e.g. iris)")
+    if not path:
+        raise InvalidError("path", "name the run's model (the artifact path, e.g. model)")
+    run = client.get_run(run_id)
+    info = run.get("info") or {}
+    root = str(info.get("artifact_uri") or "").rstrip("/")
+    source, model_id = "", ""
+    listed = proxied_path(root)
+    if listed is not None:
+        entries = client.list_artifacts(f"{listed}/{path}")
+        if any(str(e.get("path", "")).rstrip("/").endswith("MLmodel") for e in entries):
+            source = f"{root}/{path}"
+    if not source:
+        found = client.search_logged_models(
+            [str(info.get("experiment_id") or "0")],
+            f"source_run_id = '{run_id}' AND name = '{path}'",
+        )
+        if not found:
+            raise InvalidError(
+                "path",
+                f"run {run_id} logged no model named {path!r} (no MLmodel under its "
+                f"artifacts/{path} and no logged model of that name); log one with "
+                f"mlflow.<flavour>.log_model(..., name={path!r})",
+            )
+        model_id = str(found[0]["info"]["model_id"])
+        source = f"models:/{model_id}"
+    try:
+        client.call("POST", "/registered-models/create", body={"name": name})
+    except MlflowApiError as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    body: dict[str, Any] = {"name": name, "source": source, "run_id": run_id}
+    if model_id:
+        body["model_id"] = model_id
+    mv: dict[str, Any] = client.call("POST", "/model-versions/create", body=body)["model_version"]
+    return mv
+
+
+# -- archive -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Archived:
+    """What :func:`archive` did: the aliases it removed from the version."""
+
+    name: str
+    version: str
+    removed_aliases: list[str]
+
+
+def archive(client: RestClient, name: str, version: str) -> Archived:
+    """Archive a version: remove every alias that points at it (nothing reaches it by
+    alias any more) and set the version tag ``archived=true``. MLflow deprecated stages
+    (``Archived`` among them) in 2.9 for aliases and tags; this is that migration's
+    reading of "archived". The version and its files stay: ``models:/NAME/VERSION`` still
+    resolves, and :func:`restore` undoes the tag."""
+    if not version.isdigit():
+        raise InvalidError("version", f"{version!r} is not a model version (1, 2, ...)")
+    mv = client.model_version(name, version)
+    aliases = [str(a) for a in mv.get("aliases") or []]
+    for alias in aliases:
+        client.call("DELETE", "/registered-models/alias", body={"name": name, "alias": alias})
+    client.call(
+        "POST",
+        "/model-versions/set-tag",
+        body={"name": name, "version": version, "key": ARCHIVED_TAG, "value": "true"},
+    )
+    return Archived(name, version, aliases)
+
+
+def restore(client: RestClient, name: str, version: str) -> None:
+    """Undo :func:`archive`'s tag (aliases it removed are not put back)."""
+    if not version.isdigit():
+        raise InvalidError("version", f"{version!r} is not a model version (1, 2, ...)")
+    client.call(
+        "DELETE",
+        "/model-versions/delete-tag",
+        body={"name": name, "version": version, "key": ARCHIVED_TAG},
+    )

@@ -3,11 +3,27 @@
 // (one per parameter: numeric, or categories in order) and one line per trial with a
 // value of the objective, which is always the last axis. Lines are coloured by the
 // objective (dark = better, by the experiment's direction). Each axis can be hidden with
-// its checkbox; the choice survives the page's live refreshes.
+// its checkbox and moved left or right with its buttons (keyboard: Tab to a button, Enter
+// or Space) or by dragging its name in the chart; both survive the page's live refreshes.
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const hidden = new Set();
+  let order = []; // axis names, in the order chosen; new axes go at the end
+
+  function ordered(all) {
+    const names = all.map(function (a) { return a.name; });
+    order = order.filter(function (n) { return names.indexOf(n) >= 0; });
+    names.forEach(function (n) { if (order.indexOf(n) < 0) order.push(n); });
+    return order.map(function (n) { return names.indexOf(n); });
+  }
+
+  function move(name, by) {
+    const i = order.indexOf(name), j = i + by;
+    if (i < 0 || j < 0 || j >= order.length) return false;
+    order[i] = order[j]; order[j] = name;
+    return true;
+  }
 
   function el(name, attrs, text) {
     const node = document.createElementNS(SVG, name);
@@ -49,13 +65,15 @@
     const columns = all.map(function (axis, i) {
       return p.lines.map(function (l) { return i < p.axes.length ? l.values[i] : l.objective; });
     });
-    const shown = all.map(function (a, i) { return i; }).filter(function (i) { return !hidden.has(all[i].name); });
+    const sequence = ordered(all);
+    const shown = sequence.filter(function (i) { return !hidden.has(all[i].name); });
     const controls = document.createElement("fieldset");
     controls.className = "parcoords-axes";
     const legend = document.createElement("legend");
     legend.textContent = "Axes";
     controls.appendChild(legend);
-    all.forEach(function (axis) {
+    sequence.forEach(function (index, place) {
+      const axis = all[index];
       const id = "pc-axis-" + axis.name.replace(/[^A-Za-z0-9_-]/g, "_");
       const box = document.createElement("input");
       box.type = "checkbox"; box.id = id; box.checked = !hidden.has(axis.name);
@@ -66,7 +84,28 @@
       });
       const label = document.createElement("label");
       label.htmlFor = id; label.textContent = axis.name;
-      controls.append(box, label);
+      const group = document.createElement("span");
+      group.className = "pc-axis-control";
+      group.dataset.axis = axis.name;
+      group.append(box, label);
+      [[-1, "◀", "left"], [1, "▶", "right"]].forEach(function (spec) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "pc-move";
+        button.textContent = spec[1];
+        button.setAttribute("aria-label", "Move " + axis.name + " " + spec[2]);
+        const edge = spec[0] < 0 ? place === 0 : place === sequence.length - 1;
+        if (edge) button.disabled = true;
+        button.addEventListener("click", function () {
+          if (!move(axis.name, spec[0])) return;
+          draw(root, data);
+          const again = root.querySelector('.pc-axis-control[data-axis="' + CSS.escape(axis.name) + '"] button[aria-label="' + button.getAttribute("aria-label") + '"]');
+          if (again && !again.disabled) again.focus();
+          else if (again) { const other = again.parentNode.querySelector("button.pc-move:not([disabled])"); if (other) other.focus(); }
+        });
+        group.appendChild(button);
+      });
+      controls.appendChild(group);
     });
     const W = 760, H = 300, top = 30, bottom = 30, left = 50, right = 50;
     const svg = el("svg", { viewBox: "0 0 " + W + " " + H, role: "img", class: "parcoords-svg",
@@ -88,15 +127,39 @@
     });
     svg.appendChild(lines);
     shown.forEach(function (i, k) {
-      const g = el("g", { class: "pc-axis" });
+      const g = el("g", { class: "pc-axis", "data-axis": all[i].name });
       g.appendChild(el("line", { x1: x(k), x2: x(k), y1: top, y2: H - bottom, stroke: "currentColor" }));
-      g.appendChild(el("text", { x: x(k), y: top - 10, "text-anchor": "middle", fill: "currentColor" }, all[i].name));
+      const title = el("text", { x: x(k), y: top - 10, "text-anchor": "middle", fill: "currentColor", class: "pc-name" }, all[i].name);
+      title.addEventListener("pointerdown", function (ev) { dragStart(ev, all[i].name, svg, x, shown.length, step, root, data); });
+      g.appendChild(title);
       ticks(all[i], columns[i]).forEach(function (v) {
         g.appendChild(el("text", { x: x(k) + 5, y: y(i, v) + 4, fill: "currentColor", class: "pc-tick" }, fmt(v)));
       });
       svg.appendChild(g);
     });
     root.replaceChildren(controls, svg);
+  }
+
+  // dragging an axis name along the chart moves the axis to where it is dropped
+  function dragStart(ev, name, svg, x, count, step, root, data) {
+    if (count < 2) return;
+    ev.preventDefault();
+    const box = svg.getBoundingClientRect();
+    const scale = 760 / box.width;
+    function up(e) {
+      window.removeEventListener("pointerup", up);
+      const at = (e.clientX - box.left) * scale;
+      const target = Math.max(0, Math.min(count - 1, Math.round((at - x(0)) / step)));
+      const visible = order.filter(function (n) { return !hidden.has(n); });
+      const from = visible.indexOf(name);
+      if (from < 0 || target === from) return;
+      const over = visible[target];
+      order.splice(order.indexOf(name), 1);
+      const place = order.indexOf(over);
+      order.splice(target > from ? place + 1 : place, 0, name);
+      draw(root, data);
+    }
+    window.addEventListener("pointerup", up);
   }
 
   function mount() {
