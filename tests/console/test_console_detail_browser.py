@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _support.axe import assert_accessible
 from _support.browser import chromium_page
 from _support.daemon import WonderlandDaemon, daemon_env, free_port, running_daemon, wait_for
 
@@ -118,6 +119,7 @@ def test_service_charts_and_logs_then_try_a_model(daemon: WonderlandDaemon, tmp_
         with httpx.Client(base_url=daemon.gateway, timeout=60) as client:
             client.get("/", headers={"host": "hello.default.127.0.0.1.sslip.io"})
         page.screenshot(path=str(tmp_path / "console-service.png"), full_page=True)
+        assert_accessible(page, "Service")
 
         # the model: a form from its V2 metadata, the answer, the latency, curl
         wait_for(
@@ -144,5 +146,6 @@ def test_service_charts_and_logs_then_try_a_model(daemon: WonderlandDaemon, tmp_
             "Host: sklearn-iris.default.127.0.0.1.sslip.io"
         )
         page.screenshot(path=str(tmp_path / "console-model.png"), full_page=True)
+        assert_accessible(page, "InferenceService")
     assert (tmp_path / "console-service.png").stat().st_size > 0
     assert (tmp_path / "console-model.png").stat().st_size > 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.axe import assert_accessible
 from _support.browser import chromium_page
 from _support.daemon import WonderlandDaemon, running_daemon
 from _support.mlflow import needs_mlflow
@@ -124,6 +125,7 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         text = log.inner_text()
         assert [f"epoch {i} loss" in text for i in range(REPORTS)] == [True] * REPORTS
         page.screenshot(path=str(tmp_path / "console-trainjob.png"), full_page=True)
+        assert_accessible(page, "TrainJob")
 
         # the model the job logged: register it from the job's page, then deploy it
         produced = page.locator('#run-models li[data-model="model"]')
@@ -147,6 +149,7 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         nav.get_by_role("link", name="Experiments").click()
         expect(page.locator("#experiments-empty")).to_be_visible()
         page.screenshot(path=str(tmp_path / "console-experiments.png"), full_page=True)
+        assert_accessible(page, "Experiments")
 
         # the registry: two versions of a model, champion on 1; promote 2 in the form
         client = MlflowClient(info["mlflow"]["url"])
@@ -168,6 +171,7 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         expect(page.locator("#model-clf .aliases")).to_contain_text("@champion → version 2")
         assert client.get_model_version_by_alias("clf", "champion").version == "2"
         page.screenshot(path=str(tmp_path / "console-registry.png"), full_page=True)
+        assert_accessible(page, "Registry")
     for name in ("console-trainjob.png", "console-registry.png", "console-experiments.png"):
         assert (tmp_path / name).stat().st_size > 0
 
@@ -268,6 +272,7 @@ def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path:
         expect(first).to_contain_text("★ best")
         assert page.evaluate("window.__notReloaded === true")
         page.screenshot(path=str(tmp_path / "console-experiment.png"), full_page=True)
+        assert_accessible(page, "Experiment")
         # the best trial's page: its loss charted from the observation log, its pod's log
         best.get_by_role("link", name="Trial page").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("Trial quad-")
@@ -280,4 +285,5 @@ def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path:
         page.get_by_role("link", name="quad", exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("Experiment quad")
         page.screenshot(path=str(tmp_path / "console-trial.png"), full_page=True)
+        assert_accessible(page, "Trial")
     assert (tmp_path / "console-experiment.png").stat().st_size > 0
