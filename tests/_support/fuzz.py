@@ -31,6 +31,7 @@ __all__ = [
     "grpc_call",
     "json_values",
     "loop_thread",
+    "mutate_message",
     "mutated",
     "parses",
     "raw_http",
@@ -199,3 +200,77 @@ def raw_http(port: int, request: bytes, timeout: float = 10.0) -> bytes:
             if not chunk:
                 return out
             out += chunk
+
+
+def _random_scalar(data: st.DataObject, field: Any) -> Any:
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    t = field.type
+    if t == F.TYPE_STRING:
+        return data.draw(st.text(max_size=12))
+    if t == F.TYPE_BYTES:
+        return data.draw(st.binary(max_size=24))
+    if t == F.TYPE_BOOL:
+        return data.draw(st.booleans())
+    if t in (F.TYPE_FLOAT, F.TYPE_DOUBLE):
+        return data.draw(st.floats(width=32 if t == F.TYPE_FLOAT else 64))
+    if t == F.TYPE_ENUM:
+        return data.draw(st.sampled_from([v.number for v in field.enum_type.values]))
+    unsigned = t in (F.TYPE_UINT32, F.TYPE_UINT64, F.TYPE_FIXED32, F.TYPE_FIXED64)
+    bits = (
+        32
+        if t in (F.TYPE_INT32, F.TYPE_UINT32, F.TYPE_SINT32, F.TYPE_FIXED32, F.TYPE_SFIXED32)
+        else 64
+    )
+    lo = 0 if unsigned else -(2 ** (bits - 1))
+    hi = 2**bits - 1 if unsigned else 2 ** (bits - 1) - 1
+    return data.draw(st.integers(lo, hi))
+
+
+def _repeated(field: Any) -> bool:
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    is_repeated = getattr(field, "is_repeated", None)
+    if isinstance(is_repeated, bool):
+        return is_repeated
+    return bool(field.label == F.LABEL_REPEATED)
+
+
+def mutate_message(data: st.DataObject, msg: Any, depth: int = 0) -> None:
+    """Change one field of protobuf ``msg`` (recursing into messages): a random value, an
+    extra repeated or map entry, or the field cleared."""
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    fields = list(msg.DESCRIPTOR.fields)
+    if not fields:
+        return
+    field = data.draw(st.sampled_from(fields))
+    if data.draw(st.integers(0, 5)) == 0:
+        msg.ClearField(field.name)
+        return
+    target = getattr(msg, field.name)
+    is_map = field.message_type is not None and field.message_type.GetOptions().map_entry
+    if is_map:
+        key_field, value_field = field.message_type.fields
+        key = _random_scalar(data, key_field)
+        if value_field.type == F.TYPE_MESSAGE:
+            if depth < 3:
+                mutate_message(data, target[key], depth + 1)
+        else:
+            target[key] = _random_scalar(data, value_field)
+    elif _repeated(field):
+        if field.type == F.TYPE_MESSAGE:
+            item = (
+                target[data.draw(st.integers(0, len(target) - 1))]
+                if target and data.draw(st.booleans())
+                else target.add()
+            )
+            if depth < 3:
+                mutate_message(data, item, depth + 1)
+        else:
+            target.append(_random_scalar(data, field))
+    elif field.type == F.TYPE_MESSAGE:
+        if depth < 3:
+            mutate_message(data, target, depth + 1)
+    else:
+        setattr(msg, field.name, _random_scalar(data, field))
