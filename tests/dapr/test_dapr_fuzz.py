@@ -190,7 +190,14 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarUnderFu
             lt.run(sc.stop())
 
 
+#: The 5xx answers daprd gives on purpose (docs/dapr.md lists them): any failure inside a
+#: state transaction, an ETag mismatch included, and invoking an app that is not there.
+DAPRD_5XX = {(500, "ERR_STATE_TRANSACTION"), (500, "ERR_DIRECT_INVOKE")}
+
+
 def _check(r: httpx.Response) -> None:
+    if r.status_code >= 500 and (r.status_code, r.json().get("errorCode")) in DAPRD_5XX:
+        return
     assert r.status_code < 500, (r.request.method, r.request.url, r.status_code, r.text)
     if r.status_code >= 400 and r.content:
         body = r.json()
@@ -249,8 +256,6 @@ def test_any_http_path_is_answered_without_a_5xx(
 ) -> None:
     headers = {"dapr-app-id": app_id} if app_id is not None else {}
     r = sidecar.http.request(method, "/" + "/".join(path), content=body, headers=headers)
-    if r.status_code in (500, 502) and r.json().get("errorCode") == "ERR_DIRECT_INVOKE":
-        return  # invoking an app that is not there: daprd's 500, with its message
     _check(r)
 
 
