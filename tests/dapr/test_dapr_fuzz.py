@@ -217,6 +217,23 @@ def test_http_api_answers_every_mutated_sdk_request_with_a_4xx_or_2xx(
     _check(r)
 
 
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        # found by fuzzing: a non-list "operations" was a 500 ERR_INTERNAL (TypeError)
+        ({"operations": True}, '"operations" must be a list'),
+        ({"operations": {"operation": "upsert"}}, '"operations" must be a list'),
+    ],
+)
+def test_a_transaction_whose_operations_are_not_a_list_is_a_400(
+    sidecar: SidecarUnderFuzz, body: Any, fragment: str
+) -> None:
+    r = sidecar.http.post("/v1.0/state/statestore/transaction", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["errorCode"] == "ERR_MALFORMED_REQUEST"
+    assert fragment in r.json()["message"]
+
+
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
     path=st.lists(
@@ -255,7 +272,8 @@ def test_any_http_path_is_answered_without_a_5xx(
     sidecar: SidecarUnderFuzz, method: str, path: list[str], body: bytes, app_id: str | None
 ) -> None:
     headers = {"dapr-app-id": app_id} if app_id is not None else {}
-    r = sidecar.http.request(method, "/" + "/".join(path), content=body, headers=headers)
+    url = "/" + "/".join(path).lstrip("/")
+    r = sidecar.http.request(method, url, content=body, headers=headers)
     _check(r)
 
 
