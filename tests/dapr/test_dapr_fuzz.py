@@ -217,6 +217,19 @@ def test_http_api_answers_every_mutated_sdk_request_with_a_4xx_or_2xx(
     _check(r)
 
 
+def test_bulk_publish_with_a_malformed_request_ttl_is_a_400_and_publishes_nothing(
+    sidecar: SidecarUnderFuzz,
+) -> None:
+    # found by fuzzing: the request's ttlInSeconds failed every entry with a 500
+    r = sidecar.http.post(
+        "/v1.0-alpha1/publish/bulk/pubsub/orders?metadata.ttlInSeconds=x",
+        json=[{"entryId": "1", "event": {"a": 1}, "contentType": "application/json"}],
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["errorCode"] == "ERR_PUBSUB_REQUEST_METADATA"
+    assert "ttlInSeconds" in r.json()["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
