@@ -4,7 +4,8 @@
 
 Runs the chaos tests of the suite (``tests/dapr/test_dapr_chaos_e2e.py``: a sidecar killed
 while state writes and publishes run against Redis; ``tests/serving/test_serving_chaos_e2e.py``:
-a replica and then the daemon killed under a Service) ``--rounds`` times and prints the
+a replica and then the daemon killed under a Service; ``tests/kserve/test_kserve_restart.py``:
+an InferenceService's predictor killed while requests run) ``--rounds`` times and prints the
 recovery times each round measured, and what was lost (it must be nothing acknowledged: a
 round that loses an acknowledged write or message fails). Needs Redis on 127.0.0.1:6379.
 """
@@ -20,7 +21,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = ["tests/dapr/test_dapr_chaos_e2e.py", "tests/serving/test_serving_chaos_e2e.py"]
+TESTS = [
+    "tests/dapr/test_dapr_chaos_e2e.py",
+    "tests/serving/test_serving_chaos_e2e.py",
+    "tests/kserve/test_kserve_restart.py::test_kill_9_of_the_predictor_under_traffic_recovers",
+]
 SECONDS = re.compile(r"([a-z0-9 \-]+?) (?:in|after) (\d+\.\d+)s")
 
 
