@@ -26,7 +26,7 @@ TESTS = [
     "tests/serving/test_serving_chaos_e2e.py",
     "tests/kserve/test_kserve_restart.py::test_kill_9_of_the_predictor_under_traffic_recovers",
 ]
-SECONDS = re.compile(r"([a-z0-9 \-]+?) (?:in|after) (\d+\.\d+)s")
+SECONDS = re.compile(r"([A-Za-z0-9 \-]+?) (?:in|after) (\d+\.\d+)s")
 
 
 def main() -> int:

@@ -85,8 +85,8 @@ def test_kill_9_under_load_loses_no_acknowledged_write_or_message(
     writer.start()
     try:
         wait_until(lambda: len(writer.saved) >= 50, 60)
+        first.kill()  # returns once the process is gone: later answers are the new one's
         killed = time.monotonic()
-        first.kill()
         second = sidecar_factory(app_id, resources_path=[folder], app_port=app, **ports)
         wait_until(lambda: any(t > killed for t in writer.ack_times), 60)
         recovery = next(t for t in writer.ack_times if t > killed) - killed

@@ -231,6 +231,24 @@ def test_bulk_publish_with_a_malformed_request_ttl_is_a_400_and_publishes_nothin
 
 
 @pytest.mark.parametrize(
+    "query",
+    [
+        # found by fuzzing: each of these was a 500 ERR_INTERNAL (AttributeError, TypeError)
+        {"filter": {"EQ": {"state": "CA"}}, "page": True},
+        {"sort": [True]},
+        {"sort": {"key": "state"}},
+        {"page": {"limit": [1]}},
+        {"filter": [1]},
+    ],
+)
+def test_a_malformed_state_query_is_a_400(sidecar: SidecarUnderFuzz, query: Any) -> None:
+    sidecar.http.post("/v1.0/state/statestore", json=[{"key": "q", "value": {"state": "CA"}}])
+    r = sidecar.http.post("/v1.0-alpha1/state/statestore/query", json=query)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"]
+
+
+@pytest.mark.parametrize(
     ("body", "fragment"),
     [
         # found by fuzzing: a non-list "operations" was a 500 ERR_INTERNAL (TypeError)
