@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 __all__ = [
+    "FUZZ",
     "GRPC_BAD_CODES",
     "NOT_A_MESSAGE",
     "LoopThread",
@@ -54,7 +55,9 @@ settings.register_profile(
     suppress_health_check=list(HealthCheck),
     database=None,
 )
-settings.load_profile(os.environ.get("WONDERLAND_FUZZ_PROFILE", "short"))
+#: The settings every fuzz test is decorated with (``@FUZZ``); applied per test rather than
+#: loaded globally, so other hypothesis tests in the same process keep their own.
+FUZZ = settings.get_profile(os.environ.get("WONDERLAND_FUZZ_PROFILE", "short"))
 
 #: gRPC codes that mean "the server broke", never an answer to a malformed request.
 GRPC_BAD_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE}

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _support.fuzz import LoopThread, loop_thread, mutated
+from _support.fuzz import FUZZ, LoopThread, loop_thread, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes import client as k8s
@@ -156,6 +156,7 @@ def _check(r: httpx.Response) -> None:
         assert status["code"] == r.status_code
 
 
+@FUZZ
 @given(seed=st.sampled_from(range(len(SEEDS))), data=st.data())
 def test_every_mutated_kubernetes_client_body_is_answered_with_a_4xx_or_2xx(
     api: ControlUnderFuzz, seed: int, data: st.DataObject
@@ -171,6 +172,7 @@ def test_every_mutated_kubernetes_client_body_is_answered_with_a_4xx_or_2xx(
     _check(api.request(method, target, json.dumps(doc).encode(), content_type))
 
 
+@FUZZ
 @given(
     method=st.sampled_from(["GET", "DELETE"]),
     path=st.sampled_from([s[0] for s in SEEDS]),

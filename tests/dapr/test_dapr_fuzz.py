@@ -20,6 +20,7 @@ import grpc
 import httpx
 import pytest
 from _support.fuzz import (
+    FUZZ,
     GRPC_BAD_CODES,
     NOT_A_MESSAGE,
     LoopThread,
@@ -204,6 +205,7 @@ def _check(r: httpx.Response) -> None:
         assert body["errorCode"] and body["message"], r.text
 
 
+@FUZZ
 @given(seed=st.sampled_from(range(len(HTTP_SEEDS))), data=st.data())
 def test_http_api_answers_every_mutated_sdk_request_with_a_4xx_or_2xx(
     sidecar: SidecarUnderFuzz, seed: int, data: st.DataObject
@@ -265,6 +267,7 @@ def test_a_transaction_whose_operations_are_not_a_list_is_a_400(
     assert fragment in r.json()["message"]
 
 
+@FUZZ
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
     path=st.lists(
@@ -308,6 +311,7 @@ def test_any_http_path_is_answered_without_a_5xx(
     _check(r)
 
 
+@FUZZ
 @given(seed=st.sampled_from(range(len(GRPC_SEEDS))), data=st.data())
 def test_grpc_api_answers_every_mutated_sdk_message(
     sidecar: SidecarUnderFuzz, seed: int, data: st.DataObject
@@ -325,6 +329,7 @@ def test_grpc_api_answers_every_mutated_sdk_message(
         assert details
 
 
+@FUZZ
 @given(method=st.sampled_from(sorted(UNARY)), payload=st.binary(max_size=48))
 def test_grpc_methods_answer_arbitrary_bytes(
     sidecar: SidecarUnderFuzz, method: str, payload: bytes

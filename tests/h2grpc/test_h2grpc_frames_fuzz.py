@@ -29,7 +29,7 @@ import h2.events
 import h2.exceptions
 import hpack
 import pytest
-from _support.fuzz import LoopThread, grpc_call, loop_thread
+from _support.fuzz import FUZZ, LoopThread, grpc_call, loop_thread
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -309,6 +309,7 @@ def test_hand_written_broken_sequences_end_cleanly(target: Target, sequence: lis
     _drive(target.port, sequence)
 
 
+@FUZZ
 @given(data=st.data())
 @example(data=None)
 def test_generated_frame_sequences_end_cleanly(target: Target, data: st.DataObject | None) -> None:

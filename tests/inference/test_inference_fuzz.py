@@ -28,6 +28,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from _support.fuzz import (
+    FUZZ,
     GRPC_BAD_CODES,
     NOT_A_MESSAGE,
     LoopThread,
@@ -184,6 +185,7 @@ def _binary_header(body: bytes) -> dict[str, str]:
     return {"Inference-Header-Content-Length": str(end + 1)} if b"\x00" in body else {}
 
 
+@FUZZ
 @given(
     seed=st.sampled_from(HTTP_SEEDS),
     doc_changes=st.data(),
@@ -214,6 +216,7 @@ def test_v2_infer_answers_every_mutated_tritonclient_request_with_a_4xx_or_2xx(
     _check_http(server.post("/v2/models/iris/infer", body, headers))
 
 
+@FUZZ
 @given(doc=mutated(V1_SEEDS), verb=st.sampled_from(["predict", "explain"]))
 def test_v1_predict_answers_every_mutated_request_with_a_4xx_or_2xx(
     server: ModelServer, doc: Any, verb: str
@@ -224,6 +227,7 @@ def test_v1_predict_answers_every_mutated_request_with_a_4xx_or_2xx(
     _check_http(r)
 
 
+@FUZZ
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
     path=st.lists(
@@ -297,6 +301,7 @@ def _mutate_infer(data: st.DataObject, seed: bytes) -> bytes:
     return bytes(msg.SerializeToString())
 
 
+@FUZZ
 @given(seed=st.sampled_from(GRPC_SEEDS), data=st.data())
 def test_grpc_model_infer_answers_every_mutated_tritonclient_request(
     server: ModelServer, seed: bytes, data: st.DataObject
@@ -307,6 +312,7 @@ def test_grpc_model_infer_answers_every_mutated_tritonclient_request(
         assert details
 
 
+@FUZZ
 @given(method=st.sampled_from(sorted(GRPC_REQUESTS)), payload=st.binary(max_size=64))
 def test_grpc_methods_answer_arbitrary_bytes_with_a_client_error(
     server: ModelServer, method: str, payload: bytes
