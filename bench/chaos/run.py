@@ -57,8 +57,13 @@ def main() -> int:
         lines = [ln for ln in result.stdout.splitlines() if ln.startswith("chaos:")]
         for line in lines:
             print(f"round {n}: {line}", flush=True)
-            for what, secs in SECONDS.findall(line):
-                figures.setdefault(what.strip(), []).append(float(secs))
+            subject = ""
+            for part in line.removeprefix("chaos:").split(";"):
+                if " -> " in part:
+                    subject, _, part = part.partition(" -> ")
+                for what, secs in SECONDS.findall(part):
+                    label = f"{subject.strip()}: {what.strip()}"
+                    figures.setdefault(label, []).append(float(secs))
         if result.returncode != 0:
             print(result.stdout[-10000:], result.stderr[-3000:], sep="\n")
             return 1
