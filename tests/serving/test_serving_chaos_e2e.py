@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -43,9 +44,26 @@ APP = textwrap.dedent(
 )
 
 
-def _manifest(app: Path, pid_dir: Path) -> str:
+def _manifest(app: Path, pid_dir: Path, steady_dir: Path) -> str:
     return textwrap.dedent(
         f"""
+        apiVersion: serving.knative.dev/v1
+        kind: Service
+        metadata:
+          name: steady
+        spec:
+          template:
+            metadata:
+              annotations:
+                autoscaling.knative.dev/min-scale: "1"
+            spec:
+              containers:
+                - name: user-container
+                  command: ["python3", "{app}"]
+                  env:
+                    - name: PID_DIR
+                      value: "{steady_dir}"
+        ---
         apiVersion: serving.knative.dev/v1
         kind: Service
         metadata:
@@ -82,9 +100,9 @@ def _answer(daemon: WonderlandDaemon, host: str) -> str | None:
     return r.text if r.status_code == 200 else None
 
 
-def _host(daemon: WonderlandDaemon) -> str:
+def _host(daemon: WonderlandDaemon, name: str = "chaos") -> str:
     def ready() -> str | None:
-        svc = json.loads(daemon.ok("get", "ksvc", "chaos", "-o", "json"))
+        svc = json.loads(daemon.ok("get", "ksvc", name, "-o", "json"))
         url = (svc.get("status") or {}).get("url")
         conds = {c["type"]: c["status"] for c in (svc.get("status") or {}).get("conditions", [])}
         return (
@@ -102,15 +120,29 @@ def test_kill_9_of_the_daemon_leaves_no_app_behind_and_the_service_recovers(
     app.write_text(APP)
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
+    steady_dir = tmp_path / "steady-pids"
+    steady_dir.mkdir()
     manifest = tmp_path / "chaos.yaml"
-    manifest.write_text(_manifest(app, pid_dir))
+    manifest.write_text(_manifest(app, pid_dir, steady_dir))
     daemon = WonderlandDaemon.in_tmp(tmp_path)
     with running_daemon(daemon, "-f", str(manifest)):
         host = _host(daemon)
         first = wait_for(lambda: _answer(daemon, host), 30, "an answer through the gateway")
         old_pid = int(first.split()[1])
+        steady = _host(daemon, "steady")
+        steady_results: list[bool] = []
+        stop = threading.Event()
 
-        # A replica killed with SIGKILL: the Service answers again, from a new process.
+        def steady_traffic() -> None:
+            while not stop.is_set():
+                steady_results.append(_answer(daemon, steady) is not None)
+
+        sender = threading.Thread(target=steady_traffic, daemon=True)
+        sender.start()
+        wait_for(lambda: len(steady_results) >= 10, 30, "traffic to the healthy Service")
+
+        # A replica killed with SIGKILL: the Service answers again, from a new process, and
+        # the healthy Service beside it keeps answering every request.
         started = time.monotonic()
         os.kill(old_pid, signal.SIGKILL)
         second = wait_for(
@@ -121,6 +153,11 @@ def test_kill_9_of_the_daemon_leaves_no_app_behind_and_the_service_recovers(
         )
         replica_recovery = time.monotonic() - started
         app_pid = int(second.split()[1])
+        seen = len(steady_results)  # and a window of traffic after the recovery
+        wait_for(lambda: len(steady_results) >= seen + 10, 30, "traffic after the recovery")
+        stop.set()
+        sender.join(10)
+        assert all(steady_results), f"{steady_results.count(False)} of {len(steady_results)} failed"
 
         # kill -9 of the daemon: the app (a grandchild) outlives it only until the daemon
         # starts again, which kills what the old one left before it runs a pod.
@@ -138,7 +175,8 @@ def test_kill_9_of_the_daemon_leaves_no_app_behind_and_the_service_recovers(
         live = [int(p.name) for p in pid_dir.iterdir() if _alive(int(p.name))]
         assert live == [int(third.split()[1])], live
         print(
-            f"\nchaos: replica kill -9 -> answering again in {replica_recovery:.2f}s; "
+            f"\nchaos: replica kill -9 -> answering again in {replica_recovery:.2f}s "
+            f"({len(steady_results)} requests to a healthy Service beside it, none failed); "
             f"daemon kill -9 -> restarted, old app gone in {app_gone:.2f}s, "
             f"Service answering after restart in {daemon_recovery:.2f}s"
         )
