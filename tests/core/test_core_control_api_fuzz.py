@@ -156,6 +156,28 @@ def _check(r: httpx.Response) -> None:
         assert status["code"] == r.status_code
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # found by fuzzing: a lone surrogate (a JSON "\ud800" escape read as YAML) reached the
+        # store, whose JSON encoder refused it: a 500
+        b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"k": "\\ud800"}}',
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: !!binary aGk=}\n",
+    ],
+)
+def test_an_apply_patch_with_a_value_json_cannot_hold_is_a_400(
+    api: ControlUnderFuzz, body: bytes
+) -> None:
+    r = api.request(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/cfg?fieldManager=fuzz",
+        body,
+        "application/apply-patch+yaml",
+    )
+    assert r.status_code == 400, r.text
+    assert "JSON cannot hold" in r.json()["message"]
+
+
 @FUZZ
 @given(seed=st.sampled_from(range(len(SEEDS))), data=st.data())
 def test_every_mutated_kubernetes_client_body_is_answered_with_a_4xx_or_2xx(
