@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,4 +89,79 @@ def test_restart_keeps_the_inference_service(
         assert seen.count("200") == 1  # revalidated (304), not downloaded again
         assert "304" in seen
     finally:
+        d.kill()
+
+
+def _predictor_pid(d: KServeDaemon) -> int | None:
+    out = d.cli("get", "pods", "-o", "json", check=False)
+    try:
+        pods = json.loads(out)["items"]
+    except (ValueError, KeyError):
+        return None
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            if status["name"] == "kserve-container" and status.get("ready"):
+                return int(status["containerID"].rsplit("/", 1)[1])
+    return None
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_predictor_under_traffic_recovers(
+    tmp_path: Path, model_server: tuple[str, list[str]]
+) -> None:
+    """Chaos: the predictor process killed with SIGKILL while requests run; the replica is
+    restarted and the InferenceService answers again (the recovery time is printed)."""
+    url, _ = model_server
+    manifests = tmp_path / "empty.yaml"
+    manifests.write_text("")
+    d = KServeDaemon(tmp_path)
+    trusted = {"serving.wonderland.dev/allow-remote-pickle": "true"}
+    results: list[tuple[float, bool]] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    r = client.post(
+                        d.gateway + "/v1/models/iris:predict",
+                        json={"instances": IRIS},
+                        headers={"Host": d.host("iris")},
+                    )
+                    ok = r.status_code == 200 and r.json() == {"predictions": [1, 1]}
+                except httpx.HTTPError:
+                    ok = False
+                results.append((time.monotonic(), ok))
+
+    try:
+        d.start(manifests)
+        d.apply(isvc("iris", model("sklearn", url), annotations=trusted))
+        d.wait_ready("iris")
+        pid = wait_for(lambda: _predictor_pid(d), 60, "the predictor's pid")
+        sender = threading.Thread(target=traffic, daemon=True)
+        sender.start()
+        wait_for(lambda: sum(ok for _, ok in results) >= 20, 60, "traffic to flow")
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            lambda: (
+                any(t > killed + 0.05 and ok for t, ok in results[-5:])
+                and _predictor_pid(d) not in (None, pid)
+            ),
+            90,
+            "the predictor to answer again",
+        )
+        back = next(t for t, ok in results if t > killed + 0.05 and ok and t > killed)
+        stop.set()
+        sender.join(30)
+        failed = sum(1 for t, ok in results if not ok)
+        print(
+            f"\nchaos: predictor kill -9 -> answering again in {back - killed:.2f}s "
+            f"({failed} of {len(results)} requests failed)"
+        )
+        assert results[-1][1]
+    finally:
+        stop.set()
         d.kill()

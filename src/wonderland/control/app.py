@@ -101,7 +101,16 @@ class _Request:
             )
         try:
             if "yaml" in content_type:
-                return yaml.safe_load(self.body or b"{}")
+                doc = yaml.safe_load(self.body or b"{}")
+                try:
+                    # YAML can hold what JSON cannot (a lone surrogate from a "\ud800" escape,
+                    # bytes, sets); the store keeps JSON, so refuse it here, not with a 500.
+                    orjson.dumps(doc)
+                except TypeError as exc:
+                    raise HTTPError(
+                        400, "BadRequest", f"the request body has a value JSON cannot hold: {exc}"
+                    ) from None
+                return doc
             return orjson.loads(self.body or b"{}")
         except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
             raise HTTPError(

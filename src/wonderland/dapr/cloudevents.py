@@ -104,7 +104,10 @@ def new_envelope(
             event[field] = metadata[key]
     ttl = metadata.get("ttlInSeconds")
     if ttl:
-        expires = datetime.fromtimestamp(time.time() + int(ttl), UTC)
+        try:
+            expires = datetime.fromtimestamp(time.time() + int(ttl), UTC)
+        except (OverflowError, OSError) as exc:  # past what a date can hold
+            raise ValueError(f"ttlInSeconds {ttl} puts the expiration out of range") from exc
         event["expiration"] = expires.isoformat(timespec="seconds").replace("+00:00", "Z")
     return event
 

@@ -236,8 +236,11 @@ class HTTPAPI:
             if not isinstance(body, dict):
                 raise malformed('the body must be {"operations": [...]}')
             qmeta = {**req.metadata(), **_str_map(body.get("metadata"), "metadata")}
+            operations = body.get("operations") or []
+            if not isinstance(operations, list):
+                raise malformed('"operations" must be a list of {"operation", "request"} objects')
             ops: list[tuple[str, StateWrite]] = []
-            for op in body.get("operations") or []:
+            for op in operations:
                 if not isinstance(op, dict):
                     raise malformed("each operation must be an object")
                 kind = str(op.get("operation") or "")

@@ -1,9 +1,18 @@
-"""``wonderland sidecar ... -- CMD``: run the sidecar and the app together, stop them together."""
+"""``wonderland sidecar ... -- CMD``: run the sidecar and the app together, stop them together.
+
+The app dies with the sidecar even when the sidecar is killed with SIGKILL, so a restarted
+sidecar never finds the old app still holding its port: on Linux the app's first process
+gets ``PR_SET_PDEATHSIG`` (the kernel sends it SIGKILL when the sidecar dies), and on every
+platform a watchdog process holds the read end of a pipe whose write end only the sidecar
+has; when the pipe closes (the sidecar ended, however it ended) the watchdog sends SIGTERM to
+the app's whole process group, then SIGKILL to what is left after a grace period.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -18,6 +27,75 @@ from wonderland.dapr.sidecar import Sidecar
 __all__ = ["AppRun", "run", "run_apps"]
 
 log = logging.getLogger("wonderland.dapr")
+
+
+#: What the watchdog runs (``python -c``): wait for EOF on stdin, then end the app's group.
+_WATCHDOG = """
+import os, signal, sys, time
+pgid, grace = int(sys.argv[1]), float(sys.argv[2])
+while os.read(0, 512):
+    pass
+def alive():
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+if alive():
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if alive():
+        os.killpg(pgid, signal.SIGKILL)
+"""
+
+#: How long the app's group has after SIGTERM when the sidecar died under it.
+WATCHDOG_GRACE_SECONDS = 2.0
+
+
+def _die_with_sidecar() -> None:
+    """In the app's process before exec: SIGKILL when the sidecar dies (Linux only)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class _Watchdog:
+    """A process that ends the app's process group when this sidecar's end of a pipe closes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, write_fd: int) -> None:
+        self.proc = proc
+        self._write_fd: int | None = write_fd
+
+    @classmethod
+    async def start(cls, pgid: int) -> _Watchdog:
+        read_fd, write_fd = os.pipe()  # not inherited: only this process holds write_fd
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _WATCHDOG,
+                str(pgid),
+                str(WATCHDOG_GRACE_SECONDS),
+                stdin=read_fd,
+                start_new_session=True,  # a Ctrl-C at the terminal is for the sidecar
+            )
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        return cls(proc, write_fd)
+
+    async def release(self) -> None:
+        """The app is stopped: close the pipe and let the watchdog exit."""
+        if self._write_fd is not None:
+            os.close(self._write_fd)
+            self._write_fd = None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), WATCHDOG_GRACE_SECONDS + 3)
 
 
 async def _stop_process(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
@@ -73,6 +151,7 @@ async def run_apps(apps: Sequence[AppRun], *, stop_when_an_app_exits: bool = Fal
     """
     sidecars: list[Sidecar] = []
     procs: list[asyncio.subprocess.Process] = []
+    watchdogs: list[_Watchdog] = []
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -101,7 +180,11 @@ async def run_apps(apps: Sequence[AppRun], *, stop_when_an_app_exits: bool = Fal
                 continue
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *app.command, env=_app_env(app, sidecar), cwd=app.cwd, start_new_session=True
+                    *app.command,
+                    env=_app_env(app, sidecar),
+                    cwd=app.cwd,
+                    start_new_session=True,
+                    preexec_fn=_die_with_sidecar,
                 )
             except OSError as exc:
                 from wonderland.errors import ConfigError
@@ -110,6 +193,7 @@ async def run_apps(apps: Sequence[AppRun], *, stop_when_an_app_exits: bool = Fal
                     f"app {app.options.app_id!r}: cannot start {app.command[0]!r}: {exc.strerror}"
                 ) from None
             procs.append(proc)
+            watchdogs.append(await _Watchdog.start(proc.pid))
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
         waiters += [asyncio.ensure_future(s.wait_for_shutdown()) for s in sidecars]
         if procs:
@@ -126,6 +210,7 @@ async def run_apps(apps: Sequence[AppRun], *, stop_when_an_app_exits: bool = Fal
             log.info("app exited with code %d; stopping", code)
     finally:
         await asyncio.gather(*(_stop_process(p) for p in procs), return_exceptions=True)
+        await asyncio.gather(*(w.release() for w in watchdogs), return_exceptions=True)
         for sidecar in reversed(sidecars):
             await sidecar.stop()
     return code

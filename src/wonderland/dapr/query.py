@@ -83,8 +83,15 @@ def run_query(
         docs.append((key, doc, item))
     flt = query.get("filter")
     if flt:
-        docs = [d for d in docs if _match(d[1], flt)]
+        if not isinstance(flt, dict):
+            raise ValueError('filter must be an object such as {"EQ": {"field": value}}')
+        try:
+            docs = [d for d in docs if _match(d[1], flt)]
+        except (TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed filter {flt!r}: {exc}") from None
     sorts = query.get("sort") or []
+    if not isinstance(sorts, list) or not all(isinstance(spec, dict) for spec in sorts):
+        raise ValueError('sort must be a list of {"key": ..., "order": "ASC"|"DESC"} objects')
     for spec in reversed(sorts):
         key = spec.get("key")
         if not key:
@@ -106,8 +113,13 @@ def run_query(
     if not sorts:
         docs.sort(key=lambda d: d[0])
     page = query.get("page") or {}
-    start = int(page.get("token") or 0)
-    limit = int(page.get("limit") or 0)
+    if not isinstance(page, dict):
+        raise ValueError('page must be an object such as {"limit": 10, "token": "..."}')
+    try:
+        start = int(page.get("token") or 0)
+        limit = int(page.get("limit") or 0)
+    except (TypeError, ValueError):
+        raise ValueError(f"page.limit and page.token must be whole numbers, not {page!r}") from None
     chosen = docs[start : start + limit] if limit else docs[start:]
     token = str(start + len(chosen)) if limit and start + len(chosen) < len(docs) else ""
     return [{"key": k, "data": item.data, "etag": item.etag} for k, _d, item in chosen], token

@@ -173,6 +173,7 @@ class ContainerRunner:
             self._drop_cgroup()
             return 128
         self.proc = proc
+        group_file = containers.record_group(host.log_path(self.name, 0).parent, proc.pid)
         self.enter_pid = proc.pid if launch.mounts is not None else None
         self.started_mono = time.monotonic()
         self.liveness_failed = ""
@@ -216,6 +217,7 @@ class ContainerRunner:
         containers.signal_group(proc.pid, signal.SIGKILL)
         if self.cgroup is not None:
             self.cgroup.kill_all()
+        containers.forget_group(group_file)
         await self.log.close()
         oom = self.killed_for_memory or bool(self.cgroup and self.cgroup.oom_killed())
         exit_code = 128 - code if code < 0 else code

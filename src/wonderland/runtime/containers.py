@@ -40,7 +40,10 @@ __all__ = [
     "Launch",
     "StartError",
     "die_with_parent",
+    "forget_group",
+    "kill_leftover_groups",
     "launch",
+    "record_group",
     "signal_group",
     "terminate_group",
 ]
@@ -334,6 +337,66 @@ def _spawn_in_child(spec: Launch, pipes: _Pipes) -> subprocess.Popen[bytes]:
         if write_fd >= 0:
             os.close(write_fd)
         os.close(read_fd)
+
+
+# -- process groups left behind by a daemon that was killed ---------------------------------
+#
+# A container's first process dies with the daemon (PR_SET_PDEATHSIG), but what it started
+# (a shell's child, a server's workers) would live on, holding the replica's port. Each
+# running container's process group is written to a ``group`` file in its pod's folder (its
+# leader's pid and start time); the file goes when the container ends. A daemon starting on
+# the same state directory kills the groups those files still name, before it runs a pod.
+
+GROUP_FILE = "group"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def record_group(folder: Path, pid: int) -> Path:
+    """Write the container's process group (led by ``pid``) into ``folder``; the file."""
+    path = folder / GROUP_FILE
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{pid} {_start_time(pid) or ''}")
+    return path
+
+
+def forget_group(path: Path) -> None:
+    """The container ended and its group was killed: nothing to clean after a restart."""
+    path.unlink(missing_ok=True)
+
+
+def kill_leftover_groups(pods_dir: Path) -> list[int]:
+    """SIGKILL the process groups of containers from a daemon that died; their leaders' pids.
+
+    A group is killed only when its leader is gone (a pid is not reused while a group still
+    carries it) or is the very process that was recorded (same start time), never a process
+    that merely reuses the pid.
+    """
+    killed = []
+    for path in pods_dir.glob(f"*/*/{GROUP_FILE}"):
+        try:
+            pid_text, _, started = path.read_text().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        now_started = _start_time(pid)
+        if now_started is None or (started and now_started == started.strip()):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        path.unlink(missing_ok=True)
+    return killed
 
 
 def signal_group(pid: int, signum: int) -> None:

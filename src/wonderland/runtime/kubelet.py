@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from wonderland.controllers.events import EventRecorder
 from wonderland.errors import ConflictError, InvalidError, NotFoundError, WonderlandError
 from wonderland.runtime import cgroups
+from wonderland.runtime.containers import kill_leftover_groups
 from wonderland.runtime.images import ImageResolver
 from wonderland.runtime.logs import ContainerLog, LogOptions, read_lines
 from wonderland.runtime.node import NodeInfo, discover
@@ -140,6 +141,11 @@ class Kubelet:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # What a daemon killed with SIGKILL left running (a container's children) goes
+        # before any pod starts again and wants its port.
+        leftover = kill_leftover_groups(self.state_dir / "pods")
+        if leftover:
+            log.info("killed %d process groups left by the previous daemon", len(leftover))
         self.sandbox = await loop.run_in_executor(None, support)
         if not self.sandbox.available:
             log.warning("containers with volumes cannot start here: %s", self.sandbox.reason)

@@ -17,6 +17,21 @@ from wonderland.dapr.resources import ComponentResource
 __all__ = ["PubSubBlock"]
 
 
+def _check_ttl(metadata: dict[str, str]) -> None:
+    """``ttlInSeconds`` is a 64-bit integer, as daprd parses it (strconv.ParseInt)."""
+    if "ttlInSeconds" in metadata:
+        try:
+            if not -(2**63) <= int(metadata["ttlInSeconds"]) < 2**63:
+                raise ValueError("out of the 64-bit range")
+        except ValueError:
+            raise APIError(
+                400,
+                "ERR_PUBSUB_REQUEST_METADATA",
+                f"failed parsing metadata ttlInSeconds: {metadata['ttlInSeconds']!r} is not an integer",
+                grpc_code="INVALID_ARGUMENT",
+            ) from None
+
+
 class PubSubBlock:
     """Publishing (envelopes, topic scopes, bulk) through the configured brokers."""
 
@@ -114,16 +129,7 @@ class PubSubBlock:
         comp = self.pubsub(pubsub)
         self._check_topic(pubsub, topic, True)
         raw = metadata.get("rawPayload", "").lower() == "true"
-        if "ttlInSeconds" in metadata:
-            try:
-                int(metadata["ttlInSeconds"])
-            except ValueError:
-                raise APIError(
-                    400,
-                    "ERR_PUBSUB_REQUEST_METADATA",
-                    f"failed parsing metadata ttlInSeconds: {metadata['ttlInSeconds']!r} is not an integer",
-                    grpc_code="INVALID_ARGUMENT",
-                ) from None
+        _check_ttl(metadata)
         body = data if raw else self.envelope(pubsub, topic, data, content_type, metadata)
         comp_meta = {k: v for k, v in metadata.items() if not k.startswith("cloudevent.")}
         res = self.resources[pubsub]
@@ -150,6 +156,7 @@ class PubSubBlock:
         """Publish entries ``{entryId, event: bytes, contentType, metadata}``; returns failures."""
         self.pubsub(pubsub)
         self._check_topic(pubsub, topic, True)
+        _check_ttl(metadata)  # the request's own metadata: a client mistake for every entry
         seen: set[str] = set()
         for e in entries:
             eid = e.get("entryId") or ""
