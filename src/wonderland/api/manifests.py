@@ -50,6 +50,9 @@ class Manifest:
             path = path[:cut] if cut > 0 else ""
         return 1
 
+    # The 1-based position of the YAML document in its file (items of a List share it).
+    document: int = 1
+
     def line_of(self, path: str | None) -> int:
         """The line of ``path``, or of its nearest parent that the file has."""
         while path:
@@ -95,7 +98,7 @@ def load_text(text: str, source: str) -> list[Manifest]:
     """Every object in a (multi-document) YAML or JSON text; raises ManifestError."""
     out: list[Manifest] = []
     try:
-        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        for document, node in enumerate(yaml.compose_all(text, Loader=yaml.SafeLoader), 1):
             if node is None:
                 continue
             constructor = yaml.SafeLoader("")
@@ -125,9 +128,13 @@ def load_text(text: str, source: str) -> list[Manifest]:
                         for k, v in columns.items()
                         if k.startswith(prefix + ".")
                     }
-                    out.append(Manifest(item, source, lines.get(prefix, line), sub, sub_cols))
+                    out.append(
+                        Manifest(
+                            item, source, lines.get(prefix, line), sub, sub_cols, document=document
+                        )
+                    )
                 continue
-            out.append(Manifest(obj, source, line, lines, columns))
+            out.append(Manifest(obj, source, line, lines, columns, document=document))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitoring",
     "top",
     "console",
+    "export",
 )
 
 
