@@ -145,7 +145,7 @@ async def _run(requests: int) -> None:
         hub = MetricsHub()
         HistoryApi(recorder).install(hub)
         server = ConsoleServer(store, lambda: TOKEN, HubMetrics(hub))
-        sources = HubSources(hub)
+        sources = HubSources(hub, history)
         AppPages(server, sources, history_step=STEP).install()
         ModelPages(server, sources, GatewayModelClient(lambda: None), history_step=STEP).install()
         await server.start()

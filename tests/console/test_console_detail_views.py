@@ -4,6 +4,7 @@ history (the monitoring endpoint's routes, called in process)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,11 +19,13 @@ from detail_support import (
     write_history,
 )
 
+from wonderland.console.app_charts import cold_start_histogram
 from wonderland.console.app_pages import functions_page, service_page
 from wonderland.console.charts import step_for
 from wonderland.console.model_pages import example_request, model_page, parse_metadata
 from wonderland.console.sources import HubSources, NoSources
 from wonderland.errors import NotFoundError
+from wonderland.monitoring.hub import MetricsHub
 from wonderland.store import Store
 
 
@@ -55,7 +58,12 @@ async def test_service_charts_come_from_the_history_per_revision(store: Store, m
         ago=(30, 20, 10),
     )
     page = await service_page(
-        store, "default", "hello", sources=HubSources(m.hub), history_step=1.0, range_name="5m"
+        store,
+        "default",
+        "hello",
+        sources=HubSources(m.hub, m.recorder.store),
+        history_step=1.0,
+        range_name="5m",
     )
     charts = {c.id: c for c in page.charts}
     requests = charts["chart-requests"]
@@ -75,6 +83,82 @@ async def test_service_charts_come_from_the_history_per_revision(store: Store, m
     series = doc["charts"][1]["series"]
     assert series[1]["label"] == "hello-00002" and 9.0 in series[1]["values"]
     assert requests.summaries[1] == ("hello-00002", "9.00/s", "9.00/s", "9.00/s")
+
+
+async def test_the_history_is_read_in_process_and_draws_what_the_route_would(
+    store: Store, m: Metrics
+) -> None:
+    write_history(
+        m.recorder,
+        [
+            ("revisions", "hello-00002", "request_rate", 4.0),
+            ("revisions", "hello-00001", "latency_p95", 0.25),
+        ],
+        ago=(40, 30, 10),  # a gap at 20 s: no value there
+    )
+    now = time.time()
+    routed = await service_page(
+        store, "default", "hello", sources=HubSources(m.hub), range_name="5m", now=now
+    )
+    # no /wonderland/v1/history route at all: the page reads the HistoryStore itself
+    direct = await service_page(
+        store,
+        "default",
+        "hello",
+        sources=HubSources(MetricsHub(), m.recorder.store),
+        range_name="5m",
+        now=now,
+    )
+    assert direct.charts_data == routed.charts_data
+    requests = next(c for c in direct.charts if c.id == "chart-requests")
+    assert requests.points == 3 and direct.metrics_available
+
+
+async def test_request_rate_by_status_class_and_the_autoscaler_windows_over_time(
+    store: Store, m: Metrics
+) -> None:
+    write_history(
+        m.recorder,
+        [
+            ("revisions", "hello-00002", "request_rate", 10.0),
+            ("revisions", "hello-00002", "error_rate", 1.0),
+            ("revisions", "hello-00002", "rate_4xx", 2.0),
+            ("revisions", "hello-00001", "request_rate", 3.0),
+            ("revisions", "hello-00001", "error_rate", 0.0),
+            ("revisions", "hello-00002", "concurrency_stable", 1.5),
+            ("revisions", "hello-00002", "concurrency_panic", 6.0),
+        ],
+        ago=(3, 2),
+    )
+    page = await service_page(
+        store,
+        "default",
+        "hello",
+        sources=HubSources(m.hub, m.recorder.store),
+        range_name="5m",
+        history_step=1.0,
+    )
+    charts = {c.id: c for c in page.charts}
+    status = {line.label: line.known for line in charts["chart-status"].lines}
+    # both revisions: 13 requests/s, of which 2 answered 4xx and 1 answered 5xx
+    assert status == {"2xx": [10.0, 10.0], "4xx": [2.0, 2.0], "5xx": [1.0, 1.0]}
+    windows = {line.label: line.last for line in charts["chart-scaler"].lines}
+    assert windows == {"hello-00002 stable": 1.5, "hello-00002 panic": 6.0}
+    assert "(concurrency)" in charts["chart-scaler"].title
+
+
+def test_cold_starts_are_binned_by_how_long_they_took() -> None:
+    bins = cold_start_histogram([0.05, 0.15, 0.18, 1.5, 0.12])
+    assert [(b.label, b.count) for b in bins] == [
+        ("0 to 0.1 s", 1),
+        ("0.1 to 0.2 s", 3),
+        ("0.2 to 0.4 s", 0),
+        ("0.4 to 0.6 s", 0),
+        ("0.6 to 1 s", 0),
+        ("1 to 2 s", 1),
+    ]
+    assert cold_start_histogram([]) == []
+    assert [b.label for b in cold_start_histogram([90.0])] == ["over 60 s"]
 
 
 async def test_a_range_outside_the_picker_is_the_default_and_steps_stay_bounded(
@@ -158,6 +242,7 @@ async def test_autoscaler_cold_starts_pods_events_and_dapr_of_a_service(
         for s in page.scaler
     ] == [("hello-00002", 3, 2, 4.5, 9.25, 1.4, True)]
     assert [c.revision for c in page.cold_starts] == ["hello-00002"]
+    assert [(b.label, b.count) for b in page.cold_start_bins] == [("0 to 0.1 s", 1)]
     assert 0.015 < page.cold_starts[0].seconds < 5
     assert [(p.name, p.containers) for p in page.pods] == [
         ("hello-00002-deployment-1", ["user-container", "daprd"])

@@ -46,6 +46,32 @@ def test_request_rate_comes_from_counter_deltas_and_survives_a_reset() -> None:
     assert got["error_rate"] == 0.0
 
 
+def test_status_classes_and_autoscaler_windows_are_kept_for_revisions() -> None:
+    d = SeriesDeriver()
+    count = "kn_serving_invocation_duration_seconds_count"
+
+    def code(c: str) -> dict[str, str]:
+        return {**REV, "http_response_status_code": c}
+
+    def scrape(at: float, ok: float, missing: float, failed: float) -> TargetScrape:
+        return _scrape(
+            at,
+            (count, code("200"), ok),
+            (count, code("404"), missing),
+            (count, code("503"), failed),
+            ("kn_revision_concurrency_stable", REV, 1.5),
+            ("kn_revision_concurrency_panic", REV, 4.0),
+        )
+
+    d.derive([scrape(T0, 0, 0, 0)])
+    got = _derived(d, scrape(T0 + 10, 70, 20, 10))
+    assert got["request_rate"] == pytest.approx(10.0)
+    assert got["rate_4xx"] == pytest.approx(2.0) and got["error_rate"] == pytest.approx(1.0)
+    # 2xx is the rest (request_rate less every class kept), so it takes no row of its own
+    assert "rate_2xx" not in got and "rate_5xx" not in got and "rate_3xx" not in got
+    assert (got["concurrency_stable"], got["concurrency_panic"]) == (1.5, 4.0)
+
+
 def test_a_counter_born_in_a_known_target_counts_its_first_requests() -> None:
     d = SeriesDeriver()
     count = "kn_serving_invocation_duration_seconds_count"

@@ -23,6 +23,7 @@ from wonderland.console.views import HubMetrics, MetricsSource, TopRow
 from wonderland.control.sources import PodLogSource
 from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
 from wonderland.kubeconfig import ensure_token
+from wonderland.monitoring.history import HistoryStore
 from wonderland.monitoring.hub import MetricsHub
 from wonderland.tracking.access import TrackingAccess
 
@@ -98,7 +99,9 @@ def install(platform: Platform) -> None:
         poll_seconds=platform.settings.metrics_scrape_seconds,
         mlops=mlops,
     )
-    sources: HistorySource = HubSources(hub) if hub is not None else NoSources()
+    sources: HistorySource = (
+        HubSources(hub, platform.get(HistoryStore)) if hub is not None else NoSources()
+    )
     step = platform.settings.metrics_scrape_seconds
     AppPages(
         server,

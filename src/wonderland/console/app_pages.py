@@ -17,7 +17,6 @@ is there.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,16 +25,15 @@ from typing import Any
 
 from wonderland.autoscaler.exporter import ScalerSnapshot, ScalerSource
 from wonderland.console import views
+from wonderland.console.app_charts import ColdStartBin, cold_start_histogram, service_charts
 from wonderland.console.charts import (
     RANGES,
     Chart,
-    charts_json,
-    make_chart,
     range_seconds,
     step_for,
 )
 from wonderland.console.server import ConsoleServer, Request, Response
-from wonderland.console.sources import HistorySource, Points
+from wonderland.console.sources import HistorySource
 from wonderland.control.sources import PodLogSource
 from wonderland.errors import NotFoundError
 from wonderland.gateway import RoutingTable
@@ -60,15 +58,6 @@ __all__ = [
 L_REVISION = "serving.knative.dev/revision"
 L_SERVICE = "serving.knative.dev/service"
 RECENT_COLD_STARTS = 20
-REVISION_SERIES = (
-    "request_rate",
-    "latency_p50",
-    "latency_p95",
-    "latency_p99",
-    "replicas",
-    "desired_replicas",
-    "cold_starts",
-)
 RECENT_EVENTS = 30
 LOG_TAIL = 200
 MAX_LOG_LINE = 16 * 1024
@@ -152,6 +141,7 @@ class ServicePage:
     scaler_available: bool
     cold_starts: list[ColdStartRow]
     cold_start_count: int  # over the range, from the history
+    cold_start_bins: list[ColdStartBin]  # durations of those the gateway saw
     pods: list[PodRow]
     events: list[views.EventRow]
     dapr: DaprApp | None
@@ -369,16 +359,6 @@ def functions_page(store: Store) -> FunctionsPage:
     return FunctionsPage(rows, str(rv))
 
 
-def _sum_points(points: Points) -> int:
-    return int(sum(v for _, v in points if v is not None))
-
-
-NO_HISTORY = (
-    "No points in this range: the history fills in once per scrape "
-    "(WONDERLAND_METRICS_SCRAPE_SECONDS) after the revision served requests."
-)
-
-
 async def service_page(
     store: Store,
     namespace: str,
@@ -400,65 +380,13 @@ async def service_page(
     now = time.time() if now is None else now
     step = step_for(seconds, history_step)
     since = now - seconds
-    histories = await asyncio.gather(
-        *(
-            sources.history("revisions", namespace, r, since, step, REVISION_SERIES)
-            for r in revisions
-        )
-    )
-    by_rev = dict(zip(revisions, histories, strict=True))
-    oldest_first = list(reversed(revisions))
-
-    def lines(series: str) -> list[tuple[str, Points]]:
-        return [(r, by_rev[r].get(series, [])) for r in oldest_first if by_rev[r]]
-
-    def total(series: str) -> Points:
-        sums: dict[float, float] = {}
-        for r in revisions:
-            for t, v in by_rev[r].get(series, []):
-                if v is not None:
-                    sums[t] = sums.get(t, 0.0) + v
-        return [(t, v) for t, v in sorted(sums.items())]
-
-    charts = [
-        make_chart(
-            "chart-replicas",
-            "Replicas (all revisions)",
-            "replicas",
-            [("actual", total("replicas")), ("desired", total("desired_replicas"))],
-            NO_HISTORY,
-        ),
-        make_chart(
-            "chart-requests",
-            "Request rate by revision",
-            "req/s",
-            lines("request_rate"),
-            NO_HISTORY,
-        ),
-    ]
-    latency: list[tuple[str, Points]] = []
-    for q in ("p50", "p95", "p99"):
-        for r, points in lines(f"latency_{q}"):
-            label = q if len(revisions) == 1 else f"{r} {q}"
-            latency.append((label, points))
-    charts.append(make_chart("chart-latency", "Latency", "s", latency, NO_HISTORY))
-    colds = total("cold_starts")
-    charts.append(
-        make_chart(
-            "chart-cold",
-            "Cold starts",
-            "count",
-            [("cold starts", colds)],
-            "No cold start in this range: a revision at zero replicas that gets a request "
-            "starts one.",
-        )
-    )
+    drawn = await service_charts(sources, namespace, revisions, since, step, now)
     mine = set(revisions)
-    recent = [
+    seen = [
         ColdStartRow(c.revision, _iso(c.at), c.seconds)
         for c in reversed(list(table.cold_starts) if table is not None else [])
         if c.namespace == namespace and c.revision in mine
-    ][:RECENT_COLD_STARTS]
+    ]
     names = {name, *revisions}
     pods = pod_rows(store, namespace, revisions)
     names.update(p.name for p in pods)
@@ -466,18 +394,19 @@ async def service_page(
         app=app,
         range=chosen,
         ranges=list(RANGES),
-        charts=charts,
+        charts=drawn.charts,
         scaler=scaler_rows(scaler.scaler_snapshots(), namespace, revisions) if scaler else [],
         scaler_available=scaler is not None,
-        cold_starts=recent,
-        cold_start_count=_sum_points(colds),
+        cold_starts=seen[:RECENT_COLD_STARTS],
+        cold_start_bins=cold_start_histogram([c.seconds for c in seen]),
+        cold_start_count=drawn.cold_start_count,
         pods=pods,
         events=event_rows(store, namespace, names),
         dapr=dapr_app(store, namespace, service),
         function=function_info(service),
         metrics_available=sources.available,
         resource_version=str(rv),
-        charts_data=charts_json(charts, since, now),
+        charts_data=drawn.data,
     )
 
 

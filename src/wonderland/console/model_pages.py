@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from wonderland.console import views
@@ -35,7 +36,7 @@ from wonderland.console.charts import (
     step_for,
 )
 from wonderland.console.server import ConsoleServer, Request, Response
-from wonderland.console.sources import HistorySource, ModelAnswer, ModelClient
+from wonderland.console.sources import HistorySource, ModelAnswer, ModelClient, Series
 from wonderland.errors import NotFoundError
 from wonderland.store import Store
 
@@ -263,6 +264,7 @@ NO_HISTORY = (
     "No points in this range: the history fills in once per scrape "
     "(WONDERLAND_METRICS_SCRAPE_SECONDS) after the model served requests."
 )
+NO_SERIES = Series(np.empty(0), np.empty(0))
 
 
 async def model_page(
@@ -294,8 +296,8 @@ async def model_page(
             "Requests",
             "req/s",
             [
-                ("requests", history.get("request_rate", [])),
-                ("errors", history.get("error_rate", [])),
+                ("requests", history.get("request_rate", NO_SERIES)),
+                ("errors", history.get("error_rate", NO_SERIES)),
             ],
             NO_HISTORY,
         ),
@@ -303,7 +305,7 @@ async def model_page(
             "chart-model-latency",
             "Predict latency",
             "s",
-            [(q, history.get(f"latency_{q}", [])) for q in ("p50", "p95", "p99")],
+            [(q, history.get(f"latency_{q}", NO_SERIES)) for q in ("p50", "p95", "p99")],
             NO_HISTORY,
         ),
     ]
