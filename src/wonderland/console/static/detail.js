@@ -11,7 +11,7 @@
   const COLORS = ["#0b5cad", "#c0392b", "#146c2e", "#9a6700", "#6f42c1", "#b35900", "#00838f", "#5a5a5a"];
   const MAX_LOG_LINES = 1000;
   const plots = [];
-  const state = { fields: {}, result: null, log: null, lines: [] };
+  const state = { fields: {}, result: null, log: null, lines: [], logLevel: "", logJson: false };
   let source = null;
 
   function fmt(v, unit) {
@@ -50,25 +50,108 @@
   }
 
   // -- logs ------------------------------------------------------------------------------
+  // Each line keeps its level: a JSON line's "level" (or severity, lvl, levelname), a
+  // logfmt "level=", or a level word in capitals near the start; a line without one (a
+  // traceback's) has the level of the line before it. The level filter shows the lines
+  // at or above a level; "JSON fields" writes a JSON line as time, level and message
+  // with each other field on a line of its own.
+  const RANK = { trace: 0, debug: 1, info: 2, notice: 2, warn: 3, warning: 3, error: 4, err: 4,
+                 critical: 5, fatal: 5, panic: 5 };
+  const LEVEL_KEYS = ["level", "severity", "lvl", "levelname", "log.level", "severity_text"];
+  const TIME_KEYS = ["time", "timestamp", "ts", "@timestamp", "asctime"];
+  const MESSAGE_KEYS = ["msg", "message", "event"];
+  const WORD = /(?:^|[\s[|:])(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|CRITICAL|FATAL)(?=[\s\]|:]|$)/;
+  const LOGFMT = /(?:^|\s)level=["']?(\w+)/i;
+
+  function levelOf(doc, text) {
+    if (doc) {
+      for (const k of LEVEL_KEYS) {
+        const v = doc[k];
+        if (typeof v === "string" && RANK[v.toLowerCase()] !== undefined) return v.toLowerCase();
+      }
+      return null;
+    }
+    const head = text.slice(0, 120);
+    const m = LOGFMT.exec(head) || WORD.exec(head);
+    return m && RANK[m[1].toLowerCase()] !== undefined ? m[1].toLowerCase() : null;
+  }
+
+  function parseLine(text, previous) {
+    let doc = null;
+    const t = text.trim();
+    if (t.charAt(0) === "{" && t.charAt(t.length - 1) === "}") {
+      try {
+        const d = JSON.parse(t);
+        if (d && typeof d === "object" && !Array.isArray(d)) doc = d;
+      } catch (e) { /* not JSON after all */ }
+    }
+    const own = levelOf(doc, text);
+    return { text: text, doc: doc, level: own || previous, own: own !== null };
+  }
+
+  function shown(v) { return typeof v === "string" ? v : JSON.stringify(v); }
+
+  function asFields(line) {
+    const doc = line.doc;
+    const pick = function (keys) {
+      for (const k of keys) if (doc[k] !== undefined) return k;
+      return null;
+    };
+    const used = {};
+    const head = [];
+    const levelKey = pick(LEVEL_KEYS);
+    [pick(TIME_KEYS), levelKey, pick(MESSAGE_KEYS)].forEach(function (k) {
+      if (!k) return;
+      used[k] = true;
+      head.push(k === levelKey ? shown(doc[k]).toUpperCase() : shown(doc[k]));
+    });
+    const out = [head.join("  ") || "{}"];
+    Object.keys(doc).forEach(function (k) { if (!used[k]) out.push("    " + k + ": " + shown(doc[k])); });
+    return out.join("\n");
+  }
+
+  function visible() {
+    const min = state.logLevel ? RANK[state.logLevel] : -1;
+    const out = [];
+    state.lines.forEach(function (line) {
+      if (min >= 0 && (line.level === null || RANK[line.level] < min)) return;
+      out.push(state.logJson && line.doc ? asFields(line) : line.text);
+    });
+    return out;
+  }
+
+  function renderLog(keepEnd) {
+    const pre = document.getElementById("log-lines");
+    if (!pre) return;
+    const atEnd = keepEnd || pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    const lines = visible();
+    pre.textContent = lines.join("\n");
+    if (atEnd) pre.scrollTop = pre.scrollHeight;
+    const count = document.getElementById("log-count");
+    if (count) {
+      count.textContent = state.logLevel
+        ? lines.length + " of " + state.lines.length + " lines at " + state.logLevel + " or above"
+        : state.lines.length + " lines";
+    }
+  }
+
   function showLog() {
     const panel = document.getElementById("log-panel");
     if (!panel || !state.log) return;
     panel.hidden = false;
     document.getElementById("log-title").textContent = state.log.title;
-    const pre = document.getElementById("log-lines");
-    pre.textContent = state.lines.join("\n");
-    pre.scrollTop = pre.scrollHeight;
+    const level = document.getElementById("log-level");
+    if (level) level.value = state.logLevel;
+    const json = document.getElementById("log-json");
+    if (json) json.checked = state.logJson;
+    renderLog(true);
   }
 
   function addLine(text) {
-    state.lines.push(text);
+    const previous = state.lines.length ? state.lines[state.lines.length - 1].level : null;
+    state.lines.push(parseLine(text, previous));
     if (state.lines.length > MAX_LOG_LINES) state.lines.splice(0, state.lines.length - MAX_LOG_LINES);
-    const pre = document.getElementById("log-lines");
-    if (pre) {
-      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-      pre.textContent = state.lines.join("\n");
-      if (atEnd) pre.scrollTop = pre.scrollHeight;
-    }
+    renderLog(false);
   }
 
   function stopLog(why) {
@@ -184,6 +267,12 @@
     showResult();
   }
 
+  main.addEventListener("change", function (e) {
+    const el = e.target;
+    if (!el) return;
+    if (el.id === "log-level") { state.logLevel = el.value; renderLog(true); }
+    else if (el.id === "log-json") { state.logJson = el.checked; renderLog(true); }
+  });
   main.addEventListener("input", function (e) {
     const el = e.target;
     if (el && el.id && el.closest && el.closest("#try-it")) state.fields[el.id] = el.value;
