@@ -103,16 +103,17 @@ def install(platform: Platform) -> None:
         HubSources(hub, platform.get(HistoryStore)) if hub is not None else NoSources()
     )
     step = platform.settings.metrics_scrape_seconds
+    gateway = platform.info
+    client = GatewayModelClient(lambda: _str_or_none(gateway.get("gateway")))
     AppPages(
         server,
         sources,
         scaler=platform.get(ScalerSource),  # type: ignore[type-abstract]
         table=platform.get(RoutingTable),
         logs=platform.get(PodLogSource),  # type: ignore[type-abstract]
+        client=client,
         history_step=step,
     ).install()
-    gateway = platform.info
-    client = GatewayModelClient(lambda: _str_or_none(gateway.get("gateway")))
     ModelPages(server, sources, client, history_step=step).install()
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from wonderland.autoscaler.exporter import ScalerSnapshot, ScalerSource
 from wonderland.console import views
 from wonderland.console.app_charts import ColdStartBin, cold_start_histogram, service_charts
@@ -32,8 +34,15 @@ from wonderland.console.charts import (
     range_seconds,
     step_for,
 )
-from wonderland.console.server import ConsoleServer, Request, Response
-from wonderland.console.sources import HistorySource
+from wonderland.console.function_invoke import (
+    DEFAULT_DATA,
+    InvokeRefused,
+    func_invoke_command,
+    invoke_function,
+    parse_invoke,
+)
+from wonderland.console.server import MAX_FORM, ConsoleServer, Request, Response
+from wonderland.console.sources import GatewayClient, HistorySource
 from wonderland.control.sources import PodLogSource
 from wonderland.errors import NotFoundError
 from wonderland.gateway import RoutingTable
@@ -125,10 +134,14 @@ class DaprApp:
 
 @dataclass(frozen=True)
 class FunctionInfo:
-    """A Service made by ``wonderland func deploy`` (labels ``function.knative.dev/*``)."""
+    """A Service made by ``wonderland func deploy`` (labels ``function.knative.dev/*``):
+    its name, runtime, how it is invoked (``http`` or ``cloudevent``, func.yaml's
+    ``invoke``) and its folder, both from the function host's arguments."""
 
     name: str
     runtime: str
+    invoke: str = "http"
+    folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -307,13 +320,28 @@ def dapr_app(store: Store, namespace: str, service: Mapping[str, Any]) -> DaprAp
     )
 
 
+def _host_args(service: Mapping[str, Any]) -> list[str]:
+    """The arguments of the Service's first container (the function host's
+    ``--invoke MODE FOLDER`` for a deployed function)."""
+    template = (service.get("spec") or {}).get("template") or {}
+    containers = (template.get("spec") or {}).get("containers") or []
+    first = containers[0] if containers and isinstance(containers[0], dict) else {}
+    return [str(a) for a in first.get("args") or []]
+
+
 def function_info(service: Mapping[str, Any]) -> FunctionInfo | None:
     labels = _meta(service).get("labels") or {}
     name = labels.get("function.knative.dev/name") or labels.get("boson.dev/function")
     if not name:
         return None
     runtime = labels.get("function.knative.dev/runtime") or labels.get("boson.dev/runtime")
-    return FunctionInfo(str(name), str(runtime or "unknown"))
+    args = _host_args(service)
+    invoke, folder = "http", ""
+    if "--invoke" in args[:-1]:
+        at = args.index("--invoke")
+        invoke = "cloudevent" if args[at + 1] == "cloudevent" else "http"
+        folder = args[-1] if len(args) > at + 2 else ""
+    return FunctionInfo(str(name), str(runtime or "unknown"), invoke, folder)
 
 
 @dataclass(frozen=True)
@@ -414,8 +442,9 @@ async def service_page(
 
 
 class AppPages:
-    """``GET /apps/<namespace>/<name>`` and ``GET /apps/functions``; a Pod's log is followed
-    over the server's ``/logs/<namespace>/<pod>``."""
+    """``GET /apps/<namespace>/<name>``, ``GET /apps/functions`` and a function's invoke box
+    (``POST /apps/<namespace>/<name>/invoke``, :mod:`~wonderland.console.function_invoke`);
+    a Pod's log is followed over the server's ``/logs/<namespace>/<pod>``."""
 
     def __init__(
         self,
@@ -425,6 +454,7 @@ class AppPages:
         scaler: ScalerSource | None = None,
         table: RoutingTable | None = None,
         logs: PodLogSource | None = None,
+        client: GatewayClient | None = None,
         history_step: float = 10.0,
     ) -> None:
         self.server = server
@@ -432,6 +462,7 @@ class AppPages:
         self.scaler = scaler
         self.table = table
         self.logs = logs
+        self.client = client
         self.history_step = history_step
 
     def install(self) -> None:
@@ -442,6 +473,10 @@ class AppPages:
         if request.method == "GET" and parts == ["functions"]:
             context = {"page": functions_page(self.server.store), "nav": "apps"}
             return self.server.view(request, "functions.html", context)
+        if len(parts) == 3 and parts[2] == "invoke" and all(parts[:2]):
+            if request.method != "POST":
+                return _json(405, {"error": "POST the invoke box's form (JSON) here"})
+            return await self.invoke(parts[0], parts[1], body)
         if request.method != "GET" or len(parts) != 2 or not all(parts):
             return self.server.page(404, "error.html", {"message": "use /apps/<namespace>/<name>"})
         namespace, name = parts
@@ -464,5 +499,48 @@ class AppPages:
             "nav": "apps",
             "poll": max(1, round(self.history_step)),
             "logs_available": self.logs is not None,
+            "invoke_available": self.client is not None,
+            "default_data": DEFAULT_DATA,
         }
         return self.server.view(request, "service.html", context)
+
+    async def invoke(self, namespace: str, name: str, body: bytes) -> Response:
+        """Send the invoke box's request to the function through the gateway."""
+        if self.client is None:
+            return _json(503, {"error": "this console has no gateway to send requests through"})
+        try:
+            form = parse_invoke(body, MAX_FORM)
+        except InvokeRefused as refused:
+            return _json(refused.status, {"error": refused.message + "; fix it and send again"})
+        try:
+            service = self.server.store.get("services.serving.knative.dev", namespace, name)
+        except NotFoundError:
+            return _json(404, {"error": f"no Service {namespace}/{name}"})
+        info = function_info(service)
+        if info is None:
+            return _json(
+                409,
+                {
+                    "error": f"Service {namespace}/{name} is not a function (no "
+                    "function.knative.dev/name label); send it requests with curl"
+                },
+            )
+        url = str((service.get("status") or {}).get("url") or "")
+        answer, event_id = await invoke_function(self.client, url, form)
+        return _json(
+            200,
+            {
+                "status": answer.status,
+                "body": answer.body,
+                "milliseconds": round(answer.seconds * 1000, 2),
+                "headers": dict(answer.headers),
+                "eventId": event_id,
+                "curl": answer.curl,
+                "func": func_invoke_command(form, namespace, info.folder),
+                "error": answer.error,
+            },
+        )
+
+
+def _json(status: int, doc: Any) -> Response:
+    return Response(status, orjson.dumps(doc), "application/json", [("cache-control", "no-store")])

@@ -10,7 +10,8 @@ in process:
   (no JSON in between: a Service page reads 14 series of up to 360 points); the rest
   are routes of the monitoring endpoint's :class:`~wonderland.monitoring.hub.MetricsHub`;
 - :class:`ModelClient`: V2 requests to a model through the gateway, as a user's client
-  would send them (:class:`GatewayModelClient`).
+  would send them, and :class:`GatewayClient`: any request to a Service through the
+  gateway (a function's "invoke" box), both :class:`GatewayModelClient`.
 
 The autoscaler's state is :class:`~wonderland.autoscaler.exporter.ScalerSource` (the
 serving system), the recent cold starts the gateway's
@@ -39,6 +40,7 @@ from wonderland.monitoring.hub import HttpRequest, MetricsHub
 __all__ = [
     "HISTORY_PATH",
     "PAYLOADS_PATH",
+    "GatewayClient",
     "GatewayModelClient",
     "HistoryReader",
     "HistorySource",
@@ -266,6 +268,7 @@ class ModelAnswer:
     seconds: float
     curl: str
     error: str = ""  # the request did not get an answer (gateway down, timeout)
+    headers: tuple[tuple[str, str], ...] = ()  # the answer's content type and ce-* headers
 
 
 class ModelClient(Protocol):
@@ -274,6 +277,15 @@ class ModelClient(Protocol):
     async def get(self, url: str, path: str) -> ModelAnswer: ...
 
     async def post(self, url: str, path: str, body: bytes) -> ModelAnswer: ...
+
+
+class GatewayClient(Protocol):
+    """Sends one POST to a Service the platform routes (its ``status.url``) through the
+    gateway, with the given headers, as ``wonderland func invoke`` does."""
+
+    async def send(
+        self, url: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> ModelAnswer: ...
 
 
 MAX_ANSWER = 256 * 1024  # bytes of a model's answer the page shows
@@ -297,41 +309,61 @@ class GatewayModelClient:
         host = urlsplit(url).netloc
         return gateway, host, (gateway.rstrip("/") + path)
 
-    def _curl(self, url: str, path: str, body: bytes | None) -> str:
+    def _curl(self, url: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> str:
         _, host, target = self._target(url, path)
         parts = ["curl", "-sS", "-H", _shell_quote(f"Host: {host}")]
+        for name, value in headers.items():
+            parts += ["-H", _shell_quote(f"{name}: {value}")]
         if body is not None:
-            try:  # one line in the terminal: the same request, without the editor's spaces
-                text = orjson.dumps(orjson.loads(body)).decode()
-            except orjson.JSONDecodeError:
-                text = body.decode("utf-8", "replace")
-            parts += ["-H", _shell_quote("Content-Type: application/json")]
+            text = body.decode("utf-8", "replace")
+            if "json" in headers.get("Content-Type", "").lower():
+                try:  # one line in the terminal: the same request, without the editor's spaces
+                    text = orjson.dumps(orjson.loads(body)).decode()
+                except orjson.JSONDecodeError:
+                    pass
             parts += ["-d", _shell_quote(text)]
         parts.append(target or path)
         return " ".join(parts)
 
-    async def _send(self, method: str, url: str, path: str, body: bytes | None) -> ModelAnswer:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        what: str = "model",
+    ) -> ModelAnswer:
         gateway, host, target = self._target(url, path)
-        curl = self._curl(url, path, body)
+        curl = self._curl(url, path, body, headers)
         if not gateway or not host:
-            why = "the gateway is not running" if not gateway else "the model has no URL yet"
+            why = "the gateway is not running" if not gateway else f"the {what} has no URL yet"
             return ModelAnswer(0, "", 0.0, curl, why)
-        headers = {"host": host}
-        if body is not None:
-            headers["content-type"] = "application/json"
+        sent = {"host": host, **{k.lower(): v for k, v in headers.items()}}
         started = time.perf_counter()
         try:
             async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
-                response = await client.request(method, target, content=body, headers=headers)
+                response = await client.request(method, target, content=body, headers=sent)
                 data = response.content[:MAX_ANSWER]
         except httpx.HTTPError as exc:
             took = time.perf_counter() - started
             return ModelAnswer(0, "", took, curl, f"no answer from {target}: {exc!r}")
         took = time.perf_counter() - started
-        return ModelAnswer(response.status_code, data.decode("utf-8", "replace"), took, curl)
+        kept = tuple(
+            (k, v)
+            for k, v in response.headers.items()
+            if k.lower() == "content-type" or k.lower().startswith("ce-")
+        )
+        text = data.decode("utf-8", "replace")
+        return ModelAnswer(response.status_code, text, took, curl, headers=kept)
 
     async def get(self, url: str, path: str) -> ModelAnswer:
-        return await self._send("GET", url, path, None)
+        return await self._send("GET", url, path, None, {})
 
     async def post(self, url: str, path: str, body: bytes) -> ModelAnswer:
-        return await self._send("POST", url, path, body)
+        return await self._send("POST", url, path, body, {"Content-Type": "application/json"})
+
+    async def send(
+        self, url: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> ModelAnswer:
+        return await self._send("POST", url, path, body, headers, "Service")

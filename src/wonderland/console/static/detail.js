@@ -11,7 +11,8 @@
   const COLORS = ["#0b5cad", "#c0392b", "#146c2e", "#9a6700", "#6f42c1", "#b35900", "#00838f", "#5a5a5a"];
   const MAX_LOG_LINES = 1000;
   const plots = [];
-  const state = { fields: {}, result: null, log: null, lines: [], logLevel: "", logJson: false };
+  const state = { fields: {}, checked: {}, result: null, invoked: null, log: null, lines: [],
+                  logLevel: "", logJson: false };
   let source = null;
 
   function fmt(v, unit) {
@@ -207,6 +208,65 @@
       const el = document.getElementById(id);
       if (el && el.value !== state.fields[id]) el.value = state.fields[id];
     });
+    Object.keys(state.checked).forEach(function (id) {
+      const el = document.getElementById(id);
+      if (el) el.checked = state.checked[id];
+    });
+  }
+
+  // -- a function's invoke box -------------------------------------------------------------
+  function showInvoked() {
+    const box = document.getElementById("invoke-result");
+    const r = state.invoked;
+    if (!box || !r) return;
+    box.hidden = false;
+    document.getElementById("invoke-summary").textContent = r.summary;
+    document.getElementById("invoke-answer").textContent = r.body;
+    document.getElementById("invoke-curl").textContent = r.curl || "";
+    document.getElementById("invoke-func").textContent = r.func || "";
+  }
+
+  async function invoke() {
+    const section = document.getElementById("invoke");
+    const form = document.getElementById("invoke-form");
+    if (!section || !form) return;
+    const value = function (id) { const el = document.getElementById(id); return el ? el.value : ""; };
+    const cloud = document.getElementById("invoke-cloudevent");
+    const doc = {
+      format: cloud && cloud.checked ? "cloudevent" : "http",
+      path: value("invoke-path"), contentType: value("invoke-type"), data: value("invoke-data"),
+      type: value("invoke-ce-type"), source: value("invoke-ce-source"),
+    };
+    const button = document.getElementById("invoke-send");
+    if (button) button.disabled = true;
+    state.invoked = { summary: "Sending…", body: "", curl: "", func: "" };
+    showInvoked();
+    try {
+      const response = await fetch(section.dataset.invoke, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: JSON.stringify(doc),
+      });
+      const r = await response.json();
+      if (!response.ok) {
+        state.invoked = { summary: "Not sent: " + r.error, body: "", curl: "", func: "" };
+      } else if (r.error) {
+        state.invoked = { summary: "No answer: " + r.error, body: "", curl: r.curl, func: r.func };
+      } else {
+        let body = r.body;
+        try { body = JSON.stringify(JSON.parse(r.body), null, 2); } catch (e) { /* not JSON */ }
+        const attrs = Object.keys(r.headers || {}).filter(function (k) { return k.toLowerCase().indexOf("ce-") === 0; });
+        if (attrs.length) body = attrs.map(function (k) { return k.slice(3) + ": " + r.headers[k]; }).join("\n") + "\n\n" + body;
+        state.invoked = { summary: "HTTP " + r.status + " in " + r.milliseconds + " ms" + (r.eventId ? " (CloudEvent id " + r.eventId + ")" : ""),
+                          body: body, curl: r.curl, func: r.func };
+      }
+    } catch (e) {
+      state.invoked = { summary: "The console did not answer: " + e, body: "", curl: "", func: "" };
+    } finally {
+      const b = document.getElementById("invoke-send");
+      if (b) b.disabled = false;
+    }
+    showInvoked();
   }
 
   function buildJson() {
@@ -273,12 +333,19 @@
     if (el.id === "log-level") { state.logLevel = el.value; renderLog(true); }
     else if (el.id === "log-json") { state.logJson = el.checked; renderLog(true); }
   });
+  function kept(el) { return el && el.id && el.closest && (el.closest("#try-it") || el.closest("#invoke")); }
   main.addEventListener("input", function (e) {
     const el = e.target;
-    if (el && el.id && el.closest && el.closest("#try-it")) state.fields[el.id] = el.value;
+    if (!kept(el)) return;
+    if (el.type === "radio" || el.type === "checkbox") {
+      main.querySelectorAll('input[name="' + el.name + '"]').forEach(function (r) { if (r.id) state.checked[r.id] = r.checked; });
+    } else {
+      state.fields[el.id] = el.value;
+    }
   });
   main.addEventListener("submit", function (e) {
     if (e.target && e.target.id === "try-raw") { e.preventDefault(); send(); }
+    else if (e.target && e.target.id === "invoke-form") { e.preventDefault(); invoke(); }
   });
   main.addEventListener("click", function (e) {
     const el = e.target && e.target.closest ? e.target.closest("button") : null;
@@ -288,7 +355,7 @@
     else if (el.id === "try-build") buildJson();
   });
   main.addEventListener("console:swapped", function () {
-    draw(); showLog(); restoreFields(); showResult();
+    draw(); showLog(); restoreFields(); showResult(); showInvoked();
   });
   window.addEventListener("pagehide", function () { stopLog(); });
   draw();
