@@ -250,4 +250,13 @@ async def test_a_model_that_is_not_ready_says_why_there_is_no_form(console: Cons
         assert "The model is not ready yet" in r.text and 'id="try-json"' in r.text
         assert "logs no payloads" in r.text
         assert (await client.get("/models/default/nope")).status_code == 404
+        # the drift detector's reference sample, once its gauges are in a scrape
+        await console.metrics.recorder.round()
+        r = await client.get("/models/default/iris")
+        assert (
+            '<p id="reference-shape">150 rows, 2 features, the training sample of '
+            "registered version 7.</p>" in r.text
+        )
+        assert '<th scope="row">petal_length</th><td>numeric</td><td>3.758</td>' in r.text
+        assert 'id="chart-model-stages"' in r.text
     assert console.gateway.seen == []

@@ -290,25 +290,51 @@ async def test_model_page_conditions_components_canary_and_why_empty(
     assert page.address == "http://flowers.default.svc.cluster.local"
     assert page.payloads == [] and "logs no payloads" in page.payloads_why
     assert page.drift == [] and "no drift detector" in page.drift_why
+    assert page.reference is None
     assert page.metadata is None
 
 
 async def test_model_page_drift_statistics_and_charts(store: Store, m: Metrics) -> None:
     write_history(
         m.recorder,
-        [("models", "iris", "request_rate", 2.5), ("models", "iris", "latency_p50", 0.003)],
+        [
+            ("models", "iris", "request_rate", 2.5),
+            ("models", "iris", "latency_p50", 0.003),
+            ("models", "iris", "preprocess_p50", 0.0004),
+            ("models", "iris", "postprocess_p95", 0.002),
+        ],
         ago=(3, 2),
     )
     await m.recorder.round()  # the drift detector's gauges into the last scrape
-    page = await model_page(store, "default", "iris", sources=HubSources(m.hub), range_name="5m")
+    page = await model_page(
+        store, "default", "iris", sources=HubSources(m.hub, m.recorder.store), range_name="5m"
+    )
     assert page.drift_detected is True and page.drift_why == ""
     assert [(d.feature, d.method, d.score, d.p_value) for d in page.drift] == [
         ("petal_length", "ks", 0.61, 0.0004),
         ("sepal_width", "ks", 0.12, 0.41),
     ]
+    reference = page.reference
+    assert reference is not None and (reference.rows, reference.columns) == (150, 2)
+    assert reference.version == "7"
+    petal, species = reference.features
+    assert (petal.feature, petal.kind, petal.mean, petal.min, petal.max) == (
+        "petal_length",
+        "numeric",
+        3.758,
+        1.0,
+        6.9,
+    )
+    assert (species.kind, species.categories, species.mean) == ("categorical", 3, None)
     charts = {c.id: c for c in page.charts}
     assert charts["chart-model-requests"].lines[0].last == 2.5
     assert charts["chart-model-latency"].lines[0].last == pytest.approx(0.003)
+    stages = {line.label: line.last for line in charts["chart-model-stages"].lines}
+    assert stages == {
+        "preprocess p50": pytest.approx(0.0004),
+        "predict p50": pytest.approx(0.003),
+        "postprocess p95": pytest.approx(0.002),
+    }
     # iris has no logger: the page says how to get payloads instead of an empty table
     assert page.payloads == [] and "logs no payloads" in page.payloads_why
 

@@ -108,6 +108,29 @@ def test_latency_quantiles_come_from_bucket_deltas() -> None:
     assert "latency_p50" not in _derived(d, buckets(T0 + 20, (100, 100, 200, 200)))
 
 
+def test_a_models_pre_and_postprocess_latency_are_kept_per_stage() -> None:
+    d = SeriesDeriver()
+    model = {"model_name": "iris"}
+
+    def stages(at: float, n: float) -> TargetScrape:
+        samples = []
+        for stage, le_fast in (
+            ("preprocess", "0.001"),
+            ("predict", "0.01"),
+            ("postprocess", "0.1"),
+        ):
+            for le in (le_fast, "+Inf"):
+                samples.append((f"request_{stage}_seconds_bucket", {**model, "le": le}, n))
+        return _scrape(at, *samples)
+
+    d.derive([stages(T0, 0)])
+    got = _derived(d, stages(T0 + 10, 100))
+    assert got["preprocess_p50"] == pytest.approx(0.0005)
+    assert got["latency_p50"] == pytest.approx(0.005)  # the predict step, as before
+    assert got["postprocess_p95"] == pytest.approx(0.095)
+    assert "preprocess_p99" not in got  # stages keep p50 and p95 only
+
+
 def test_histogram_quantile_follows_prometheus() -> None:
     b = [(0.1, 10.0), (0.5, 20.0), (1.0, 20.0), (math.inf, 30.0)]
     assert histogram_quantile(0.5, b) == pytest.approx(0.1 + 0.4 * 5 / 10)

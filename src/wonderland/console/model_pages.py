@@ -48,6 +48,8 @@ __all__ = [
     "ModelPage",
     "ModelPages",
     "PayloadRow",
+    "ReferenceFeature",
+    "ReferenceSummary",
     "example_request",
     "model_page",
     "parse_metadata",
@@ -55,7 +57,18 @@ __all__ = [
 
 ISVC = "inferenceservices.serving.kserve.io"
 PAYLOAD_SAMPLES = 10
-MODEL_SERIES = ("request_rate", "error_rate", "latency_p50", "latency_p95", "latency_p99")
+MODEL_SERIES = (
+    "request_rate",
+    "error_rate",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "preprocess_p50",
+    "preprocess_p95",
+    "postprocess_p50",
+    "postprocess_p95",
+)
+STAGES = (("preprocess", "preprocess"), ("predict", "latency"), ("postprocess", "postprocess"))
 MAX_SHOWN = 2000  # characters of a logged payload the page shows
 METADATA_CACHE = 256
 _NUMERIC = {
@@ -136,6 +149,31 @@ class DriftRow:
 
 
 @dataclass(frozen=True)
+class ReferenceFeature:
+    """One feature of the drift detector's reference sample."""
+
+    feature: str
+    kind: str  # numeric | categorical
+    mean: float | None = None
+    stddev: float | None = None
+    min: float | None = None
+    max: float | None = None
+    categories: int | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceSummary:
+    """The sample the drift detector compares live inputs with (its
+    ``wonderland_drift_reference_*`` gauges): rows, columns, the registered model version
+    it belongs to ("" when not from the registry) and its first features' statistics."""
+
+    rows: int
+    columns: int
+    version: str
+    features: list[ReferenceFeature]
+
+
+@dataclass(frozen=True)
 class ModelPage:
     model: views.ModelRow
     conditions: list[tuple[str, views.Condition]]
@@ -153,6 +191,7 @@ class ModelPage:
     drift: list[DriftRow]
     drift_detected: bool | None
     drift_why: str
+    reference: ReferenceSummary | None
     events: list[views.EventRow]
     metrics_available: bool
     resource_version: str
@@ -308,6 +347,19 @@ async def model_page(
             [(q, history.get(f"latency_{q}", NO_SERIES)) for q in ("p50", "p95", "p99")],
             NO_HISTORY,
         ),
+        make_chart(
+            "chart-model-stages",
+            "Latency per stage",
+            "s",
+            [
+                (f"{stage} {q}", history[f"{series}_{q}"])
+                for stage, series in STAGES
+                for q in ("p50", "p95")
+                if f"{series}_{q}" in history
+            ],
+            "No latency per stage in this range: the model server reports its preprocess, "
+            "predict and postprocess times (request_*_seconds) once it serves requests.",
+        ),
     ]
     items = await sources.payloads(namespace, name, PAYLOAD_SAMPLES)
     payloads = payload_rows(items or [])
@@ -322,9 +374,14 @@ async def model_page(
         payloads_why = "No calls logged yet: send a request (try it below)."
     else:
         payloads_why = ""
-    drift, detected = await _drift(sources, namespace, name)
+    drift, detected, reference = await _drift(sources, namespace, name)
     drift_why = ""
-    if not drift and detected is None:
+    if not drift and detected is None and reference is not None:
+        drift_why = (
+            "The drift detector has its reference sample (below); its statistics show "
+            "here after its first full window of logged requests."
+        )
+    elif not drift and detected is None:
         drift_why = (
             "No drift statistics: no drift detector reports on this model. Point the "
             "logger at a detector (docs/monitoring.md, payload logging and drift); its "
@@ -363,6 +420,7 @@ async def model_page(
         drift=drift,
         drift_detected=detected,
         drift_why=drift_why,
+        reference=reference,
         events=event_rows(store, namespace, names),
         metrics_available=sources.available,
         resource_version=str(rv),
@@ -372,26 +430,56 @@ async def model_page(
 
 async def _drift(
     sources: HistorySource, namespace: str, name: str
-) -> tuple[list[DriftRow], bool | None]:
-    selector = '{__name__=~"wonderland_drift_(score|p_value|detected)",inferenceservice="%s"}'
+) -> tuple[list[DriftRow], bool | None, ReferenceSummary | None]:
+    selector = (
+        '{__name__=~"wonderland_drift_(score|p_value|detected|reference_rows|'
+        'reference_summary|reference_version)",inferenceservice="%s"}'
+    )
     samples = await sources.samples(selector % name)
     rows: dict[tuple[str, str], dict[str, float]] = {}
     detected: bool | None = None
+    shape: dict[str, float] = {}
+    stats: dict[tuple[str, str], dict[str, float]] = {}
+    version = ""
     for s in samples:
         if s.labels.get("namespace", namespace) != namespace:
             continue
         if s.name == "wonderland_drift_detected":
             detected = bool(s.value) or bool(detected)
-            continue
-        key = (s.labels.get("feature", ""), s.labels.get("method", ""))
-        rows.setdefault(key, {})[s.name] = s.value
+        elif s.name == "wonderland_drift_reference_rows":
+            shape[s.labels.get("what", "")] = s.value
+        elif s.name == "wonderland_drift_reference_summary":
+            key = (s.labels.get("feature", ""), s.labels.get("kind", "numeric"))
+            stats.setdefault(key, {})[s.labels.get("stat", "")] = s.value
+        elif s.name == "wonderland_drift_reference_version":
+            version = str(int(s.value))
+        else:
+            key = (s.labels.get("feature", ""), s.labels.get("method", ""))
+            rows.setdefault(key, {})[s.name] = s.value
     out = [
         DriftRow(
             feature, method, v.get("wonderland_drift_score"), v.get("wonderland_drift_p_value")
         )
         for (feature, method), v in sorted(rows.items())
     ]
-    return out, detected
+    reference = None
+    if "rows" in shape:
+        features = [
+            ReferenceFeature(
+                feature,
+                kind,
+                v.get("mean"),
+                v.get("stddev"),
+                v.get("min"),
+                v.get("max"),
+                int(v["categories"]) if "categories" in v else None,
+            )
+            for (feature, kind), v in stats.items()  # the detector's column order
+        ]
+        reference = ReferenceSummary(
+            int(shape["rows"]), int(shape.get("columns", len(features))), version, features
+        )
+    return out, detected, reference
 
 
 # -- the handlers ----------------------------------------------------------------------------

@@ -17,7 +17,10 @@ Per object (a revision, a model, a Dapr sidecar, a training job or trial) a
   class, written once the class was answered: the rest are ``error_rate``, 5xx, and
   ``request_rate`` less all of them, 2xx), and the autoscaler's window averages
   ``concurrency_stable``/``concurrency_panic`` (or ``rps_stable``/``rps_panic`` for a
-  revision scaled on requests per second), written while it reports them.
+  revision scaled on requests per second), written while it reports them;
+- for models, ``preprocess_p50``/``_p95`` and ``postprocess_p50``/``_p95`` (seconds, the
+  model server's ``request_preprocess_seconds`` and ``request_postprocess_seconds``; the
+  predict step is ``latency_*``).
 
 The sources are the upstream names (Knative's ``kn_*``, KServe's, Dapr's ``dapr_http_*``)
 and, where a peer has none, wonderland's gateway gauges, used only when the upstream name
@@ -43,6 +46,7 @@ __all__ = [
 ]
 
 QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
+STAGE_QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95}  # a model's pre/postprocess
 _TRAFFIC = ("request_rate", "error_rate", *QUANTILES)
 KIND_SERIES: dict[str, tuple[str, ...]] = {
     "revisions": (
@@ -69,6 +73,7 @@ CHART_SERIES: dict[str, tuple[str, ...]] = {
         "rps_stable",
         "rps_panic",
     ),
+    "models": ("preprocess_p50", "preprocess_p95", "postprocess_p50", "postprocess_p95"),
 }
 
 _GRPC_SERVER_ERRORS = frozenset(
@@ -153,6 +158,8 @@ def _rules() -> dict[str, list[_Rule]]:
         ],
         "request_predict_seconds_count": [_Rule(_model, "request_rate", "rate", fallback=True)],
         "request_predict_seconds_bucket": [_Rule(_model, "latency", "bucket")],
+        "request_preprocess_seconds_bucket": [_Rule(_model, "preprocess", "bucket")],
+        "request_postprocess_seconds_bucket": [_Rule(_model, "postprocess", "bucket")],
         "dapr_http_server_request_count": dapr_requests,
         "dapr_http_server_request_count_total": dapr_requests,
         "dapr_http_server_response_count": dapr_errors,
@@ -211,7 +218,7 @@ class SeriesDeriver:
     def derive(self, scrapes: Iterable[TargetScrape]) -> list[tuple[SeriesKey, float]]:
         primary: dict[tuple[Identity, str], float] = {}
         fallback: dict[tuple[Identity, str], float] = {}
-        buckets: dict[Identity, dict[float, float]] = {}
+        buckets: dict[tuple[Identity, str], dict[float, float]] = {}
         seen: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
         targets: dict[str, float] = {}
         for scrape in scrapes:
@@ -228,11 +235,12 @@ class SeriesDeriver:
         self._targets = targets
         out: dict[tuple[Identity, str], float] = dict(fallback)
         out.update(primary)
-        for identity, by_le in buckets.items():
-            for series, q in QUANTILES.items():
+        for (identity, prefix), by_le in buckets.items():
+            quantiles = QUANTILES if prefix == "latency" else STAGE_QUANTILES
+            for series, q in quantiles.items():
                 value = histogram_quantile(q, by_le.items())
                 if not math.isnan(value):
-                    out[(identity, series)] = value
+                    out[(identity, series.replace("latency", prefix, 1))] = value
         return [
             (SeriesKey(identity[0], identity[1], identity[2], series), value)
             for (identity, series), value in out.items()
@@ -266,7 +274,7 @@ class SeriesDeriver:
         at: float,
         primary: dict[tuple[Identity, str], float],
         fallback: dict[tuple[Identity, str], float],
-        buckets: dict[Identity, dict[float, float]],
+        buckets: dict[tuple[Identity, str], dict[float, float]],
         seen: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]],
     ) -> None:
         identity = rule.identity(sample.labels)
@@ -302,7 +310,7 @@ class SeriesDeriver:
                 le = float(sample.labels.get("le", "")) * rule.scale
             except ValueError:
                 return
-            by_le = buckets.setdefault(identity, {})
+            by_le = buckets.setdefault((identity, rule.series), {})
             by_le[le] = by_le.get(le, 0.0) + increase
             return
         if how == "errors":
