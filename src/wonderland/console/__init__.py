@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from wonderland.autoscaler.exporter import ScalerSource
 from wonderland.console.app_pages import AppPages
+from wonderland.console.examples import EXAMPLES_DIR, FileExamples
 from wonderland.console.mlops_pages import MlopsPages
 from wonderland.console.model_pages import ModelPages
 from wonderland.console.registry_views import TrackingRegistry
@@ -114,6 +115,7 @@ def install(platform: Platform) -> None:
         client=client,
         history_step=step,
     ).install()
-    ModelPages(server, sources, client, history_step=step).install()
+    examples = FileExamples(state_dir / EXAMPLES_DIR)  # the try-it box's saved requests
+    ModelPages(server, sources, client, examples=examples, history_step=step).install()
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

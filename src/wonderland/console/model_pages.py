@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,9 +35,18 @@ from wonderland.console.charts import (
     range_seconds,
     step_for,
 )
+from wonderland.console.examples import Example, ExampleStore, check_name, now_iso
+from wonderland.console.model_monitoring import (
+    DriftRow,
+    PayloadRow,
+    ReferenceFeature,
+    ReferenceSummary,
+    drift_statistics,
+    payload_rows,
+)
 from wonderland.console.server import ConsoleServer, Request, Response
 from wonderland.console.sources import HistorySource, ModelAnswer, ModelClient, Series
-from wonderland.errors import NotFoundError
+from wonderland.errors import ConflictError, InvalidError, NotFoundError
 from wonderland.store import Store
 
 __all__ = [
@@ -69,7 +78,6 @@ MODEL_SERIES = (
     "postprocess_p95",
 )
 STAGES = (("preprocess", "preprocess"), ("predict", "latency"), ("postprocess", "postprocess"))
-MAX_SHOWN = 2000  # characters of a logged payload the page shows
 METADATA_CACHE = 256
 _NUMERIC = {
     "BOOL",
@@ -132,48 +140,6 @@ class ComponentStatus:
 
 
 @dataclass(frozen=True)
-class PayloadRow:
-    received: str
-    component: str
-    id: str
-    request: str
-    response: str
-
-
-@dataclass(frozen=True)
-class DriftRow:
-    feature: str
-    method: str
-    score: float | None
-    p_value: float | None
-
-
-@dataclass(frozen=True)
-class ReferenceFeature:
-    """One feature of the drift detector's reference sample."""
-
-    feature: str
-    kind: str  # numeric | categorical
-    mean: float | None = None
-    stddev: float | None = None
-    min: float | None = None
-    max: float | None = None
-    categories: int | None = None
-
-
-@dataclass(frozen=True)
-class ReferenceSummary:
-    """The sample the drift detector compares live inputs with (its
-    ``wonderland_drift_reference_*`` gauges): rows, columns, the registered model version
-    it belongs to ("" when not from the registry) and its first features' statistics."""
-
-    rows: int
-    columns: int
-    version: str
-    features: list[ReferenceFeature]
-
-
-@dataclass(frozen=True)
 class ModelPage:
     model: views.ModelRow
     conditions: list[tuple[str, views.Condition]]
@@ -192,6 +158,7 @@ class ModelPage:
     drift_detected: bool | None
     drift_why: str
     reference: ReferenceSummary | None
+    examples: list[Example] | None  # None: no place to keep them
     events: list[views.EventRow]
     metrics_available: bool
     resource_version: str
@@ -270,28 +237,6 @@ def _components(status: Mapping[str, Any]) -> list[ComponentStatus]:
     return out
 
 
-def _shown(part: Any) -> str:
-    if not isinstance(part, dict):
-        return "(not logged yet)"
-    if part.get("omitted"):
-        return f"({part.get('size', 0)} bytes, over the sink's size limit: not kept)"
-    text = str(part.get("body") if "body" in part else f"base64: {part.get('bodyBase64', '')}")
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + " …"
-
-
-def payload_rows(items: Sequence[Mapping[str, Any]]) -> list[PayloadRow]:
-    return [
-        PayloadRow(
-            str(i.get("received") or ""),
-            str(i.get("component") or ""),
-            str(i.get("id") or ""),
-            _shown(i.get("request")),
-            _shown(i.get("response")),
-        )
-        for i in items
-    ]
-
-
 def _logger(spec: Mapping[str, Any]) -> bool:
     return any(
         isinstance(spec.get(c), dict) and spec[c].get("logger")
@@ -317,6 +262,7 @@ async def model_page(
     range_name: str = "",
     history_step: float = 10.0,
     now: float | None = None,
+    examples: Sequence[Example] | None = None,
 ) -> ModelPage:
     """One InferenceService's page; NotFoundError when there is none."""
     isvc = store.get(ISVC, namespace, name)
@@ -374,7 +320,7 @@ async def model_page(
         payloads_why = "No calls logged yet: send a request (try it below)."
     else:
         payloads_why = ""
-    drift, detected, reference = await _drift(sources, namespace, name)
+    drift, detected, reference = await drift_statistics(sources, namespace, name)
     drift_why = ""
     if not drift and detected is None and reference is not None:
         drift_why = (
@@ -421,6 +367,7 @@ async def model_page(
         drift_detected=detected,
         drift_why=drift_why,
         reference=reference,
+        examples=list(examples) if examples is not None else None,
         events=event_rows(store, namespace, names),
         metrics_available=sources.available,
         resource_version=str(rv),
@@ -428,68 +375,12 @@ async def model_page(
     )
 
 
-async def _drift(
-    sources: HistorySource, namespace: str, name: str
-) -> tuple[list[DriftRow], bool | None, ReferenceSummary | None]:
-    selector = (
-        '{__name__=~"wonderland_drift_(score|p_value|detected|reference_rows|'
-        'reference_summary|reference_version)",inferenceservice="%s"}'
-    )
-    samples = await sources.samples(selector % name)
-    rows: dict[tuple[str, str], dict[str, float]] = {}
-    detected: bool | None = None
-    shape: dict[str, float] = {}
-    stats: dict[tuple[str, str], dict[str, float]] = {}
-    version = ""
-    for s in samples:
-        if s.labels.get("namespace", namespace) != namespace:
-            continue
-        if s.name == "wonderland_drift_detected":
-            detected = bool(s.value) or bool(detected)
-        elif s.name == "wonderland_drift_reference_rows":
-            shape[s.labels.get("what", "")] = s.value
-        elif s.name == "wonderland_drift_reference_summary":
-            key = (s.labels.get("feature", ""), s.labels.get("kind", "numeric"))
-            stats.setdefault(key, {})[s.labels.get("stat", "")] = s.value
-        elif s.name == "wonderland_drift_reference_version":
-            version = str(int(s.value))
-        else:
-            key = (s.labels.get("feature", ""), s.labels.get("method", ""))
-            rows.setdefault(key, {})[s.name] = s.value
-    out = [
-        DriftRow(
-            feature, method, v.get("wonderland_drift_score"), v.get("wonderland_drift_p_value")
-        )
-        for (feature, method), v in sorted(rows.items())
-    ]
-    reference = None
-    if "rows" in shape:
-        features = [
-            ReferenceFeature(
-                feature,
-                kind,
-                v.get("mean"),
-                v.get("stddev"),
-                v.get("min"),
-                v.get("max"),
-                int(v["categories"]) if "categories" in v else None,
-            )
-            for (feature, kind), v in stats.items()  # the detector's column order
-        ]
-        reference = ReferenceSummary(
-            int(shape["rows"]), int(shape.get("columns", len(features))), version, features
-        )
-    return out, detected, reference
-
-
-# -- the handlers ----------------------------------------------------------------------------
-
-
 MAX_REQUEST = 16 * 1024  # the console's form limit (server.MAX_FORM)
 
 
 class ModelPages:
-    """``GET /models/<namespace>/<name>`` and ``POST /models/<namespace>/<name>/infer``."""
+    """``GET /models/<namespace>/<name>``, ``POST /models/<namespace>/<name>/infer`` and the
+    saved examples: ``POST .../examples`` (save), ``DELETE .../examples/<name>``."""
 
     def __init__(
         self,
@@ -497,11 +388,13 @@ class ModelPages:
         sources: HistorySource,
         client: ModelClient,
         *,
+        examples: ExampleStore | None = None,
         history_step: float = 10.0,
     ) -> None:
         self.server = server
         self.sources = sources
         self.client = client
+        self.examples = examples
         self.history_step = history_step
         # (namespace, name, latest ready revision) -> metadata; read once per revision
         self._metadata: dict[tuple[str, str, str], ModelMetadata] = {}
@@ -515,6 +408,15 @@ class ModelPages:
             if request.method != "POST":
                 return _json(405, {"error": "POST a V2 inference request (JSON) here"})
             return await self.infer(parts[0], parts[1], body)
+        if len(parts) in (3, 4) and parts[2] == "examples" and all(parts[:2]):
+            if len(parts) == 3 and request.method == "POST":
+                return await self.save_example(parts[0], parts[1], body)
+            if len(parts) == 4 and parts[3] and request.method == "DELETE":
+                return await self.delete_example(parts[0], parts[1], parts[3])
+            return _json(
+                405,
+                {"error": "POST an example to .../examples, DELETE .../examples/<name>"},
+            )
         if request.method != "GET" or len(parts) != 2 or not all(parts):
             return self.server.page(
                 404, "error.html", {"message": "use /models/<namespace>/<name>"}
@@ -570,6 +472,7 @@ class ModelPages:
                 metadata_why=why,
                 range_name=request.arg("range"),
                 history_step=self.history_step,
+                examples=self.examples.examples(namespace, name) if self.examples else None,
             )
         except NotFoundError:
             message = f"no InferenceService {namespace}/{name}; see the list on Models"
@@ -578,24 +481,9 @@ class ModelPages:
         return self.server.view(request, "model.html", context)
 
     async def infer(self, namespace: str, name: str, body: bytes) -> Response:
-        if not body.strip():
-            return _json(
-                400,
-                {
-                    "error": f"the request is empty (or over {MAX_REQUEST // 1024} KiB): send a V2 inference request"
-                },
-            )
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _json(422, {"error": f"the request is not JSON: {exc}; fix it and send again"})
-        if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
-            return _json(
-                422,
-                {
-                    "error": 'a V2 request is a JSON object with an "inputs" list; fix it and send again'
-                },
-            )
+        refused = v2_request_error(body)
+        if refused is not None:
+            return _json(refused[0], {"error": refused[1] + "; fix it and send again"})
         try:
             isvc = self.server.store.get(ISVC, namespace, name)
         except NotFoundError:
@@ -603,6 +491,69 @@ class ModelPages:
         url = str((isvc.get("status") or {}).get("url") or "")
         answer = await self.client.post(url, f"/v2/models/{name}/infer", body)
         return _json(200, _answer_json(answer))
+
+    def _examples_answer(self, examples: Sequence[Example]) -> Response:
+        return _json(200, {"examples": [asdict(e) for e in examples]})
+
+    async def save_example(self, namespace: str, name: str, body: bytes) -> Response:
+        """``POST .../examples``: ``{"name", "body"}``, the body a V2 request."""
+        if self.examples is None:
+            return _json(503, {"error": "this console keeps no examples (no state directory)"})
+        if not body.strip():
+            return _json(
+                400,
+                {
+                    "error": f"the form is empty (or over {MAX_REQUEST // 1024} KiB): send "
+                    '{"name": ..., "body": ...}'
+                },
+            )
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _json(422, {"error": f"the form is not JSON: {exc}"})
+        if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+            return _json(422, {"error": 'send {"name": "...", "body": "<a V2 request>"}'})
+        request = str(doc.get("body") or "")
+        refused = v2_request_error(request.encode())
+        if refused is not None:
+            return _json(refused[0], {"error": refused[1] + "; fix it and save again"})
+        try:
+            self.server.store.get(ISVC, namespace, name)
+        except NotFoundError:
+            return _json(404, {"error": f"no InferenceService {namespace}/{name}"})
+        try:
+            check_name(doc["name"])
+            saved = self.examples.save(namespace, name, Example(doc["name"], request, now_iso()))
+        except InvalidError as exc:
+            return _json(422, {"error": f"{exc}; pick another name"})
+        except ConflictError as exc:
+            return _json(409, {"error": str(exc)})
+        return self._examples_answer(saved)
+
+    async def delete_example(self, namespace: str, name: str, example: str) -> Response:
+        if self.examples is None:
+            return _json(503, {"error": "this console keeps no examples (no state directory)"})
+        try:
+            self.server.store.get(ISVC, namespace, name)
+            kept = self.examples.delete(namespace, name, example)
+        except NotFoundError as exc:
+            return _json(404, {"error": str(exc)})
+        return self._examples_answer(kept)
+
+
+def v2_request_error(body: bytes) -> tuple[int, str] | None:
+    """Why ``body`` is not a V2 inference request (status, message), or None."""
+    if not body.strip():
+        return 400, (
+            f"the request is empty (or over {MAX_REQUEST // 1024} KiB): send a V2 inference request"
+        )
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return 422, f"the request is not JSON: {exc}"
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
+        return 422, 'a V2 request is a JSON object with an "inputs" list'
+    return None
 
 
 def _answer_json(answer: ModelAnswer) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 // wonderland console: the Service and InferenceService pages' island. It draws the
 // page's charts with the vendored uPlot from the JSON in <script id="chart-data">, follows
-// a Pod's log over /logs/<namespace>/<pod> (a plain-text fetch stream), and sends the "try it"
-// request. console.js swaps <main> when the page refreshes (live), then fires
+// a Pod's log over /logs/<namespace>/<pod> (a plain-text fetch stream) with a level filter
+// and a JSON field view, sends a function's invoke box and the "try it" request, and saves,
+// loads and deletes a model's example requests. console.js swaps <main> when the page refreshes (live), then fires
 // "console:swapped": the charts are drawn again from the new data, and the log lines,
 // the try-it fields and the last answer are put back, so a refresh loses nothing.
 "use strict";
@@ -12,7 +13,7 @@
   const MAX_LOG_LINES = 1000;
   const plots = [];
   const state = { fields: {}, checked: {}, result: null, invoked: null, log: null, lines: [],
-                  logLevel: "", logJson: false };
+                  logLevel: "", logJson: false, exampleStatus: "" };
   let source = null;
 
   function fmt(v, unit) {
@@ -333,7 +334,84 @@
     if (el.id === "log-level") { state.logLevel = el.value; renderLog(true); }
     else if (el.id === "log-json") { state.logJson = el.checked; renderLog(true); }
   });
-  function kept(el) { return el && el.id && el.closest && (el.closest("#try-it") || el.closest("#invoke")); }
+  // -- a model's saved examples ------------------------------------------------------------
+  function button(cls, name, text, hidden) {
+    const b = document.createElement("button");
+    b.type = "button"; b.className = cls; b.dataset.name = name; b.textContent = text;
+    const span = document.createElement("span");
+    span.className = "visually-hidden"; span.textContent = hidden;
+    b.appendChild(span);
+    return b;
+  }
+
+  function renderExamples(examples) {
+    const list = document.getElementById("examples-list");
+    if (!list) return;
+    list.textContent = "";
+    examples.forEach(function (e) {
+      const li = document.createElement("li");
+      li.dataset.name = e.name;
+      const name = document.createElement("span");
+      name.className = "example-name"; name.textContent = e.name;
+      const saved = document.createElement("span");
+      saved.className = "ns"; saved.textContent = "saved " + e.saved;
+      const body = document.createElement("pre");
+      body.className = "example-body"; body.hidden = true; body.textContent = e.body;
+      li.append(name, " ", saved, " ", button("example-load", e.name, "Put into the editor", ": " + e.name),
+                " ", button("example-delete", e.name, "Delete", " " + e.name), body);
+      list.appendChild(li);
+    });
+    const empty = document.getElementById("examples-empty");
+    if (empty) empty.hidden = examples.length > 0;
+  }
+
+  function exampleStatus(text) {
+    state.exampleStatus = text;
+    const el = document.getElementById("example-status");
+    if (el) el.textContent = text;
+  }
+
+  async function examplesCall(method, url, body, done) {
+    try {
+      const response = await fetch(url, {
+        method: method, credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json" },
+        body: body,
+      });
+      const doc = await response.json();
+      if (!response.ok) { exampleStatus("Refused: " + doc.error); return; }
+      renderExamples(doc.examples);
+      exampleStatus(done);
+    } catch (e) {
+      exampleStatus("The console did not answer: " + e);
+    }
+  }
+
+  function loadExample(name) {
+    const li = Array.prototype.find.call(main.querySelectorAll("#examples-list li"), function (l) { return l.dataset.name === name; });
+    const area = document.getElementById("try-json");
+    if (!li || !area) return;
+    area.value = li.querySelector(".example-body").textContent;
+    state.fields["try-json"] = area.value;
+    exampleStatus("Example " + name + " is in the editor.");
+  }
+
+  function saveExample() {
+    const box = document.getElementById("examples");
+    const name = document.getElementById("example-name");
+    const area = document.getElementById("try-json");
+    if (!box || !name || !area) return;
+    const title = name.value.trim();
+    examplesCall("POST", box.dataset.examples, JSON.stringify({ name: title, body: area.value }), "Saved " + title + ".");
+  }
+
+  function deleteExample(name) {
+    const box = document.getElementById("examples");
+    if (!box) return;
+    examplesCall("DELETE", box.dataset.examples + "/" + encodeURIComponent(name), null, "Deleted " + name + ".");
+  }
+
+  function kept(el) { return el && el.id && el.closest && (el.closest("#try-it") || el.closest("#invoke")); }  // #examples is inside #try-it
   main.addEventListener("input", function (e) {
     const el = e.target;
     if (!kept(el)) return;
@@ -346,6 +424,7 @@
   main.addEventListener("submit", function (e) {
     if (e.target && e.target.id === "try-raw") { e.preventDefault(); send(); }
     else if (e.target && e.target.id === "invoke-form") { e.preventDefault(); invoke(); }
+    else if (e.target && e.target.id === "example-save") { e.preventDefault(); saveExample(); }
   });
   main.addEventListener("click", function (e) {
     const el = e.target && e.target.closest ? e.target.closest("button") : null;
@@ -353,9 +432,12 @@
     if (el.classList.contains("log-follow")) follow(el.dataset.namespace, el.dataset.pod, el.dataset.container);
     else if (el.id === "log-stop") stopLog("stopped");
     else if (el.id === "try-build") buildJson();
+    else if (el.classList.contains("example-load")) loadExample(el.dataset.name);
+    else if (el.classList.contains("example-delete")) deleteExample(el.dataset.name);
   });
   main.addEventListener("console:swapped", function () {
     draw(); showLog(); restoreFields(); showResult(); showInvoked();
+    if (state.exampleStatus) exampleStatus(state.exampleStatus);
   });
   window.addEventListener("pagehide", function () { stopLog(); });
   draw();
