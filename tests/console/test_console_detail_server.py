@@ -330,3 +330,28 @@ def test_examples_are_kept_for_a_bounded_number_of_models(tmp_path: Path) -> Non
     store.delete("default", "a", "one")  # the last example of a model frees its place
     store.save("default", "c", Example("one", '{"inputs": []}', "t"))
     assert not (tmp_path / "default" / "a.json").exists()
+
+
+async def test_a_dapr_apps_page_shows_the_resiliency_policies_it_gets(console: Console) -> None:
+    svc = console.store.get("services.serving.knative.dev", "default", "hello")
+    svc["spec"]["template"]["metadata"] = {"annotations": {"dapr.io/enabled": "true"}}
+    console.store.update(svc)
+    async with console.signed_in() as client:
+        page = (await client.get("/apps/default/hello")).text
+        assert 'id="resiliency-none"' in page
+        console.store.create(
+            {
+                "apiVersion": "dapr.io/v1alpha1",
+                "kind": "Resiliency",
+                "metadata": {"name": "calls", "namespace": "default"},
+                "spec": {
+                    "policies": {"timeouts": {"DefaultAppTimeoutPolicy": "3s"}},
+                    "targets": {},
+                },
+                "scopes": ["hello"],
+            }
+        )
+        page = (await client.get("/apps/default/hello")).text
+        assert "<caption>The policies this app's sidecar applies (from calls)</caption>" in page
+        assert '<th scope="row">calls to any other app</th><td>3s</td>' in page
+        assert 'href="/yaml/resiliencies.dapr.io/default/calls"' in page

@@ -212,6 +212,48 @@ async def test_autoscaler_cold_starts_pods_events_and_dapr_of_a_service(
             "scopes": ["greeter"],
         }
     )
+    for name, scopes in (("greeter-resiliency", ["greeter"]), ("others", ["someone-else"])):
+        store.create(
+            {
+                "apiVersion": "dapr.io/v1alpha1",
+                "kind": "Resiliency",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {
+                    "policies": {
+                        "timeouts": {"general": "5s"},
+                        "retries": {
+                            "forever": {"policy": "constant", "duration": "2s", "maxRetries": -1},
+                            "important": {
+                                "policy": "exponential",
+                                "maxInterval": "15s",
+                                "maxRetries": 3,
+                            },
+                        },
+                        "circuitBreakers": {
+                            "simpleCB": {
+                                "maxRequests": 1,
+                                "timeout": "30s",
+                                "trip": "consecutiveFailures >= 5",
+                            }
+                        },
+                    },
+                    "targets": {
+                        "apps": {
+                            "checkout": {
+                                "timeout": "general",
+                                "retry": "important",
+                                "circuitBreaker": "simpleCB",
+                            }
+                        },
+                        "components": {
+                            "statestore": {"outbound": {"retry": "forever"}},
+                            "orders": {"inbound": {"retry": "important"}},
+                        },
+                    },
+                },
+                "scopes": scopes,
+            }
+        )
     store.create(
         {
             "apiVersion": "v1",
@@ -256,6 +298,17 @@ async def test_autoscaler_cold_starts_pods_events_and_dapr_of_a_service(
     (sub,) = page.dapr.subscriptions
     assert (sub.pubsub, sub.topic, sub.dead_letter) == ("orders", "new", "poison")
     assert sub.routes == 'event.type == "big" → /big, default → /orders'
+    # the policies its sidecar applies, from the one Resiliency scoped to it
+    assert page.dapr.resiliencies == ["greeter-resiliency"] and page.dapr.resiliency_error == ""
+    rows = {p.target: p for p in page.dapr.policies}
+    assert set(rows) == {"calls to app checkout", "statestore (outbound)", "orders (inbound)"}
+    checkout = rows["calls to app checkout"]
+    assert (checkout.timeout, checkout.resiliency) == ("5s", "greeter-resiliency")
+    assert checkout.retry == "exponential back-off up to 15s, at most 3"
+    assert checkout.circuit_breaker == (
+        "opens when consecutiveFailures >= 5; half-open after 30s (1 trial request)"
+    )
+    assert rows["statestore (outbound)"].retry == "every 2s, no limit"
     assert page.function is not None and page.function.runtime == "python"
     (listed,) = functions_page(store).functions  # hello is the only function
     assert (listed.namespace, listed.name, listed.function.runtime) == (
@@ -397,3 +450,22 @@ def test_the_try_it_example_is_built_from_the_v2_metadata() -> None:
     assert doc == {
         "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [0, 0, 0, 0]}]
     }
+
+
+async def test_a_resiliency_the_sidecar_would_refuse_is_shown_as_an_error(store: Store) -> None:
+    svc = store.get("services.serving.knative.dev", "default", "hello")
+    svc["spec"]["template"]["metadata"] = {"annotations": {"dapr.io/enabled": "true"}}
+    store.update(svc)
+    store.create(
+        {
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Resiliency",
+            "metadata": {"name": "typo", "namespace": "default"},
+            "spec": {"policies": {"timeouts": {"general": "five seconds"}}},
+        }
+    )
+    page = await service_page(store, "default", "hello", sources=NoSources())
+    assert page.dapr is not None and page.dapr.app_id == "hello"
+    assert page.dapr.policies == []
+    assert "not valid" in page.dapr.resiliency_error
+    assert "five seconds" in page.dapr.resiliency_error

@@ -28,6 +28,13 @@ import orjson
 from wonderland.autoscaler.exporter import ScalerSnapshot, ScalerSource
 from wonderland.console import views
 from wonderland.console.app_charts import ColdStartBin, cold_start_histogram, service_charts
+from wonderland.console.app_dapr import (
+    ComponentRow,
+    DaprApp,
+    PolicyRow,
+    SubscriptionRow,
+    dapr_app,
+)
 from wonderland.console.charts import (
     RANGES,
     Chart,
@@ -57,6 +64,7 @@ __all__ = [
     "FunctionRow",
     "FunctionsPage",
     "PodRow",
+    "PolicyRow",
     "ScalerRow",
     "ServicePage",
     "SubscriptionRow",
@@ -104,32 +112,6 @@ class PodRow:
     ready: bool
     containers: list[str]
     started: str
-
-
-@dataclass(frozen=True)
-class ComponentRow:
-    name: str
-    type: str
-    version: str
-
-
-@dataclass(frozen=True)
-class SubscriptionRow:
-    name: str
-    pubsub: str
-    topic: str
-    routes: str  # "/orders" or "rules → /a, default → /b"
-    dead_letter: str
-
-
-@dataclass(frozen=True)
-class DaprApp:
-    """What a Service with ``dapr.io/enabled: "true"`` gets from Dapr: its app id, the
-    components and subscriptions of its namespace scoped to that id (or to every app)."""
-
-    app_id: str
-    components: list[ComponentRow]
-    subscriptions: list[SubscriptionRow]
 
 
 @dataclass(frozen=True)
@@ -265,59 +247,6 @@ def event_rows(store: Store, namespace: str, names: set[str]) -> list[views.Even
         )
     rows.sort(key=lambda e: e.last, reverse=True)
     return rows[:RECENT_EVENTS]
-
-
-def _in_scope(obj: Mapping[str, Any], app_id: str) -> bool:
-    scopes = obj.get("scopes") or []
-    return not scopes or app_id in scopes
-
-
-def _routes(spec: Mapping[str, Any]) -> str:
-    if spec.get("route"):
-        return str(spec["route"])
-    routes = spec.get("routes") or {}
-    parts = [
-        f"{r.get('match', '')} → {r.get('path', '')}"
-        for r in routes.get("rules") or []
-        if isinstance(r, dict)
-    ]
-    if routes.get("default"):
-        parts.append(f"default → {routes['default']}")
-    return ", ".join(parts)
-
-
-def dapr_app(store: Store, namespace: str, service: Mapping[str, Any]) -> DaprApp | None:
-    """The Dapr side of a Service whose template asks for a sidecar, else None."""
-    template = (service.get("spec") or {}).get("template") or {}
-    annotations = _meta(template).get("annotations") or {}
-    if str(annotations.get("dapr.io/enabled", "")).lower() != "true":
-        return None
-    app_id = str(annotations.get("dapr.io/app-id") or _meta(service).get("name", ""))
-    components = [
-        ComponentRow(
-            str(_meta(c).get("name", "")),
-            str((c.get("spec") or {}).get("type") or ""),
-            str((c.get("spec") or {}).get("version") or ""),
-        )
-        for c in _list(store, "components.dapr.io", namespace)
-        if _in_scope(c, app_id)
-    ]
-    subscriptions = [
-        SubscriptionRow(
-            str(_meta(s).get("name", "")),
-            str((s.get("spec") or {}).get("pubsubname") or ""),
-            str((s.get("spec") or {}).get("topic") or ""),
-            _routes(s.get("spec") or {}),
-            str((s.get("spec") or {}).get("deadLetterTopic") or ""),
-        )
-        for s in _list(store, "subscriptions.dapr.io", namespace)
-        if _in_scope(s, app_id)
-    ]
-    return DaprApp(
-        app_id,
-        sorted(components, key=lambda c: c.name),
-        sorted(subscriptions, key=lambda s: s.name),
-    )
 
 
 def _host_args(service: Mapping[str, Any]) -> list[str]:
