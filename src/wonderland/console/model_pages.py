@@ -525,7 +525,7 @@ class ModelPages:
             check_name(doc["name"])
             saved = self.examples.save(namespace, name, Example(doc["name"], request, now_iso()))
         except InvalidError as exc:
-            return _json(422, {"error": f"{exc}; pick another name"})
+            return _json(422, {"error": f"{exc.reason_text}; pick another name"})
         except ConflictError as exc:
             return _json(409, {"error": str(exc)})
         return self._examples_answer(saved)
