@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -64,7 +65,7 @@ class Line:
     def known(self) -> list[float]:
         return [float(v) for v in self.values[~np.isnan(self.values)]]
 
-    @property
+    @cached_property
     def last(self) -> float | None:
         found = np.flatnonzero(~np.isnan(self.values))
         return float(self.values[found[-1]]) if len(found) else None
@@ -87,11 +88,12 @@ class Chart:
     lines: list[Line]
     empty: str = ""
 
-    @property
+    # computed once per chart: the template asks for each more than once
+    @cached_property
     def has_data(self) -> bool:
-        return any(bool(np.any(~np.isnan(line.values))) for line in self.lines)
+        return any(line.last is not None for line in self.lines)
 
-    @property
+    @cached_property
     def summaries(self) -> list[tuple[str, str, str, str]]:
         """(line, newest, lowest, highest) as text, for lines with values."""
         out: list[tuple[str, str, str, str]] = []
@@ -116,7 +118,7 @@ class Chart:
             rows.append((stamp, cells))
         return rows
 
-    @property
+    @cached_property
     def points(self) -> int:
         """How many values the chart shows (all lines)."""
         return sum(int(np.count_nonzero(~np.isnan(line.values))) for line in self.lines)
