@@ -1,15 +1,18 @@
 """The Service page (``/apps/<namespace>/<name>``).
 
 :func:`service_page` builds the page's typed data: the Service and its revisions (as on
-Apps), charts over a time range from the metrics history (replicas actual and desired,
-request rate per revision, latency percentiles, cold starts), the autoscaler's view of
-each revision (:class:`~wonderland.autoscaler.exporter.ScalerSource`), the recent cold
-starts the gateway saw, the Pods with their containers, the events of the Service and
-everything it owns, the Dapr components and subscriptions its app id gets, and its
-function facts when ``wonderland func deploy`` made it.
+Apps), charts over a time range from the metrics history
+(:func:`~wonderland.console.app_charts.service_charts`), the autoscaler's view of each
+revision (:class:`~wonderland.autoscaler.exporter.ScalerSource`), the recent cold starts
+the gateway saw and how long they took, the Pods with their containers, the events of
+the Service and everything it owns, its Dapr side
+(:func:`~wonderland.console.app_dapr.dapr_app`), and its function facts when
+``wonderland func deploy`` made it.
 
-:class:`AppPages` serves the page and ``/apps/functions`` (the deployed functions with
-their runtime, :func:`functions_page`). A Pod's log follows the server's
+:class:`AppPages` serves the page, ``/apps/functions`` (the deployed functions with their
+runtime, :func:`functions_page`) and a function's invoke box
+(``POST /apps/<namespace>/<name>/invoke``,
+:mod:`~wonderland.console.function_invoke`). A Pod's log follows the server's
 ``/logs/<namespace>/<pod>?container=`` (plain text, the console's form of
 ``wonderland logs -f``), offered when a :class:`~wonderland.control.sources.PodLogSource`
 is there.

@@ -1,18 +1,21 @@
-"""The InferenceService page (``/models/<namespace>/<name>``) and its "try it" request.
+"""The InferenceService page (``/models/<namespace>/<name>``), its "try it" request and its
+saved examples.
 
 :func:`model_page` builds the page's typed data: conditions, URLs, the predictor and
 transformer components with their revisions and split (canary), the V2 model metadata
 (``GET /v2/models/<name>`` through the gateway: input names, datatypes, shapes) from
-which the page builds its "try it" form and an example request, request and latency
-charts from the metrics history (``kind=models``), the newest logged payloads (the
-payload sink) and the drift detector's last statistics per feature (its
-``wonderland_drift_*`` gauges in the last scrape). Each part that has nothing to show
-says why.
+which the page builds its "try it" form and an example request, the saved example
+requests (:mod:`~wonderland.console.examples`), request, latency and per-stage latency
+charts from the metrics history (``kind=models``), the newest logged payloads and the
+drift detector's statistics and reference sample
+(:mod:`~wonderland.console.model_monitoring`). Each part that has nothing to show says
+why.
 
-:class:`ModelPages` serves the page and ``POST /models/<namespace>/<name>/infer``: the
-body, a V2 inference request, is sent through the gateway as any client would send it,
-and the answer comes back as JSON with the model's status and body, the latency and the
-``curl`` command that sends the same request.
+:class:`ModelPages` serves the page, ``POST /models/<namespace>/<name>/infer`` (the body,
+a V2 inference request, is sent through the gateway as any client would send it, and the
+answer comes back as JSON with the model's status and body, the latency and the ``curl``
+command that sends the same request), ``POST .../examples`` and
+``DELETE .../examples/<name>``.
 """
 
 from __future__ import annotations
