@@ -56,6 +56,24 @@ def metrics() -> Metrics:
         score.labels("iris", feature, "ks").set(s)
         p_value.labels("iris", feature, "ks").set(p)
     detected.labels("iris").set(1)
+    # the reference sample, as the detector summarizes it
+    shape = Gauge(
+        "wonderland_drift_reference_rows", "", ["inferenceservice", "what"], registry=registry
+    )
+    shape.labels("iris", "rows").set(150)
+    shape.labels("iris", "columns").set(2)
+    Gauge("wonderland_drift_reference_version", "", ["inferenceservice"], registry=registry).labels(
+        "iris"
+    ).set(7)
+    summary = Gauge(
+        "wonderland_drift_reference_summary",
+        "",
+        ["inferenceservice", "feature", "kind", "stat"],
+        registry=registry,
+    )
+    for stat, value in (("mean", 3.758), ("stddev", 1.76), ("min", 1.0), ("max", 6.9)):
+        summary.labels("iris", "petal_length", "numeric", stat).set(value)
+    summary.labels("iris", "species", "categorical", "categories").set(3)
     scraper = MetricsScraper(lambda: [], registry, lambda: "daemon")
     recorder = MetricsRecorder(scraper, HistoryStore(step=STEP, slots=600), None, interval=STEP)
     hub = MetricsHub()

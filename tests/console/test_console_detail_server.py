@@ -17,6 +17,7 @@ from _support.servers import asgi_replica
 from detail_support import Metrics, Scaler, add_ready_model, metrics, open_store, write_history
 
 from wonderland.console.app_pages import AppPages
+from wonderland.console.examples import FileExamples
 from wonderland.console.live import LiveFeed
 from wonderland.console.model_pages import ModelPages
 from wonderland.console.server import ConsoleServer
@@ -106,6 +107,7 @@ class Console:
     url: str
     metrics: Metrics
     gateway: Gateway
+    examples: Path
 
     @contextlib.asynccontextmanager
     async def signed_in(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -129,10 +131,11 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
     AppPages(server, sources, scaler=Scaler(), logs=Logs(), history_step=1).install()
     async with asgi_replica(gateway) as port:
         client = GatewayModelClient(lambda: f"http://127.0.0.1:{port}")
-        ModelPages(server, sources, client, history_step=1).install()
+        examples = FileExamples(tmp_path / "examples", max_examples=3)
+        ModelPages(server, sources, client, examples=examples, history_step=1).install()
         await server.start()
         try:
-            yield Console(store, server.status.url, m, gateway)
+            yield Console(store, server.status.url, m, gateway, tmp_path / "examples")
         finally:
             await server.stop()
             await m.scraper.close()
@@ -250,4 +253,105 @@ async def test_a_model_that_is_not_ready_says_why_there_is_no_form(console: Cons
         assert "The model is not ready yet" in r.text and 'id="try-json"' in r.text
         assert "logs no payloads" in r.text
         assert (await client.get("/models/default/nope")).status_code == 404
+        # the drift detector's reference sample, once its gauges are in a scrape
+        await console.metrics.recorder.round()
+        r = await client.get("/models/default/iris")
+        assert (
+            '<p id="reference-shape">150 rows, 2 features, the training sample of '
+            "registered version 7.</p>" in r.text
+        )
+        assert '<th scope="row">petal_length</th><td>numeric</td><td>3.758</td>' in r.text
+        assert 'id="chart-model-stages"' in r.text
     assert console.gateway.seen == []
+
+
+async def test_a_models_examples_are_saved_bounded_and_deleted(console: Console) -> None:
+    request = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1]}]}
+    origin = {"origin": console.url, "content-type": "application/json"}
+    url = "/models/default/flowers/examples"
+
+    def form(name: str, body: object = request) -> str:
+        return json.dumps({"name": name, "body": json.dumps(body)})
+
+    async with console.signed_in() as client:
+        page = (await client.get("/models/default/flowers")).text
+        assert 'id="examples-list"' in page and "No saved example yet" in page
+        r = await client.post(url, content=form("two rows"), headers=origin)
+        assert r.status_code == 200, r.text
+        assert [e["name"] for e in r.json()["examples"]] == ["two rows"]
+        # the same name again replaces it
+        changed = {**request, "parameters": {"x": 1}}
+        r = await client.post(url, content=form("two rows", changed), headers=origin)
+        (saved,) = r.json()["examples"]
+        assert json.loads(saved["body"]) == changed and saved["saved"].endswith("Z")
+        page = (await client.get("/models/default/flowers?fragment=main")).text
+        assert '<li data-name="two rows">' in page and "&#34;parameters&#34;" in page
+
+        # mistakes: 4xx with what to fix, nothing saved
+        for body, status, says in (
+            (form("../etc"), 422, "must be 1 to 64 letters"),
+            (form("x", {"instances": [1]}), 422, '"inputs" list'),
+            (json.dumps({"name": "x", "body": "{not json"}), 422, "not JSON"),
+            (b"[1]", 422, '{"name"'),
+            (b"", 400, "empty"),
+        ):
+            r = await client.post(url, content=body, headers=origin)
+            assert r.status_code == status, r.text
+            assert says in r.json()["error"]
+        r = await client.post("/models/default/nope/examples", content=form("a"), headers=origin)
+        assert r.status_code == 404
+        r = await client.post(url, content=form("a"), headers={"content-type": "application/json"})
+        assert r.status_code == 403  # no Origin
+
+        # bounded: this console keeps 3 per model and refuses a 4th
+        for name in ("b", "c"):
+            assert (await client.post(url, content=form(name), headers=origin)).status_code == 200
+        r = await client.post(url, content=form("d"), headers=origin)
+        assert r.status_code == 409 and "delete one first" in r.json()["error"]
+
+        r = await client.delete(f"{url}/two%20rows", headers={"origin": console.url})
+        assert r.status_code == 200 and [e["name"] for e in r.json()["examples"]] == ["b", "c"]
+        r = await client.delete(f"{url}/two%20rows", headers={"origin": console.url})
+        assert r.status_code == 404 and "no saved example" in r.json()["error"]
+    # kept in the state directory: a restarted console finds them
+    again = FileExamples(console.examples)
+    assert [e.name for e in again.examples("default", "flowers")] == ["b", "c"]
+
+
+def test_examples_are_kept_for_a_bounded_number_of_models(tmp_path: Path) -> None:
+    from wonderland.console.examples import Example
+    from wonderland.errors import ConflictError
+
+    store = FileExamples(tmp_path, max_models=2)
+    for model in ("a", "b"):
+        store.save("default", model, Example("one", '{"inputs": []}', "t"))
+    with pytest.raises(ConflictError, match="at most 2 models"):
+        store.save("default", "c", Example("one", '{"inputs": []}', "t"))
+    store.delete("default", "a", "one")  # the last example of a model frees its place
+    store.save("default", "c", Example("one", '{"inputs": []}', "t"))
+    assert not (tmp_path / "default" / "a.json").exists()
+
+
+async def test_a_dapr_apps_page_shows_the_resiliency_policies_it_gets(console: Console) -> None:
+    svc = console.store.get("services.serving.knative.dev", "default", "hello")
+    svc["spec"]["template"]["metadata"] = {"annotations": {"dapr.io/enabled": "true"}}
+    console.store.update(svc)
+    async with console.signed_in() as client:
+        page = (await client.get("/apps/default/hello")).text
+        assert 'id="resiliency-none"' in page
+        console.store.create(
+            {
+                "apiVersion": "dapr.io/v1alpha1",
+                "kind": "Resiliency",
+                "metadata": {"name": "calls", "namespace": "default"},
+                "spec": {
+                    "policies": {"timeouts": {"DefaultAppTimeoutPolicy": "3s"}},
+                    "targets": {},
+                },
+                "scopes": ["hello"],
+            }
+        )
+        page = (await client.get("/apps/default/hello")).text
+        assert "<caption>The policies this app's sidecar applies (from calls)</caption>" in page
+        assert '<th scope="row">calls to any other app</th><td>3s</td>' in page
+        assert 'href="/yaml/resiliencies.dapr.io/default/calls"' in page

@@ -256,3 +256,34 @@ def test_a_missing_reference_is_waited_for_then_a_clear_error(
     assert code == 1
     assert time.monotonic() - start >= 0.5  # it kept trying for the time it was given
     assert "drift detector: " in capsys.readouterr().err
+
+
+def test_the_reference_sample_is_summarized_in_the_metrics(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    ref = load_reference(str(write_reference(tmp_path / "ref")))
+    registry = CollectorRegistry()
+    detector = DriftDetector(ref, DetectorConfig(model_name="iris"), registry)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"inferenceservice": "iris", **labels})
+
+    assert value("wonderland_drift_reference_rows", what="rows") == 150
+    assert value("wonderland_drift_reference_rows", what="columns") == 4
+    petal = {"feature": "petal_length", "kind": "numeric"}
+    assert value("wonderland_drift_reference_summary", stat="mean", **petal) == pytest.approx(
+        3.758, abs=1e-3
+    )
+    assert value("wonderland_drift_reference_summary", stat="min", **petal) == 1.0
+    assert value("wonderland_drift_reference_summary", stat="max", **petal) == 6.9
+    # a re-baseline to a smaller sample of the same columns replaces the summary
+    smaller = tmp_path / "small"
+    smaller.mkdir()
+    sample = iris()[:60]
+    rows = [",".join(COLUMNS)] + [",".join(f"{v:g}" for v in row) for row in sample]
+    (smaller / "reference.csv").write_text("\n".join(rows) + "\n")
+    assert detector.rebaseline(load_reference(str(smaller)))
+    assert value("wonderland_drift_reference_rows", what="rows") == 60
+    top = value("wonderland_drift_reference_summary", stat="max", **petal)
+    assert top == pytest.approx(sample[:, 2].max()) and top != 6.9
+    assert b"wonderland_drift_reference_summary{" in generate_latest(registry)

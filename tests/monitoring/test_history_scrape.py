@@ -50,7 +50,9 @@ class Replica:
             f'kn_serving_invocation_duration_seconds_bucket{{{REV},http_response_status_code="200",le="0.1"}} {n}',
             f'kn_serving_invocation_duration_seconds_bucket{{{REV},http_response_status_code="200",le="+Inf"}} {n}',
             f'kn_serving_invocation_duration_seconds_count{{{REV},http_response_status_code="200"}} {n}',
+            f'kn_serving_invocation_duration_seconds_count{{{REV},http_response_status_code="404"}} {n // 10}',
             f"kn_revision_pods_count{{{REV}}} 2",
+            f"kn_revision_concurrency_stable{{{REV}}} 1.5",
         ]
         return ("\n".join(lines) + "\n").encode()
 
@@ -115,8 +117,10 @@ async def test_failing_targets_are_down_with_their_error_and_the_rest_is_recorde
         top = (await client.get("/wonderland/v1/top", params={"kind": "revisions"})).json()
         (row,) = top["items"]
         assert (row["namespace"], row["name"]) == ("default", "hello-00001")
-        # 10 requests per round over the round's length (a sleep of 1 s plus the timeouts)
-        assert 0 < row["values"]["request_rate"] <= 10
+        # 11 requests per round over the round's length (a sleep of 1 s plus the timeouts)
+        assert 0 < row["values"]["request_rate"] <= 11
+        # the status classes and autoscaler windows are history for charts, not columns
+        assert "rate_4xx" not in top["columns"] and "concurrency_stable" not in row["values"]
         assert row["values"]["replicas"] == 2
         assert row["values"]["latency_p99"] == pytest.approx(0.099)
         jobs = (await client.get("/wonderland/v1/top", params={"kind": "jobs"})).json()
@@ -128,7 +132,8 @@ async def test_failing_targets_are_down_with_their_error_and_the_rest_is_recorde
         )
         assert history.status_code == 200
         series = history.json()["series"]
-        assert {"request_rate", "replicas", "latency_p50"} <= set(series)
+        assert {"request_rate", "replicas", "latency_p50", "rate_4xx"} <= set(series)
+        assert [v for _, v in series["concurrency_stable"] if v is not None] == [1.5] * 3
         assert [v for _, v in series["replicas"] if v is not None] == [2, 2, 2]
 
 

@@ -46,6 +46,32 @@ def test_request_rate_comes_from_counter_deltas_and_survives_a_reset() -> None:
     assert got["error_rate"] == 0.0
 
 
+def test_status_classes_and_autoscaler_windows_are_kept_for_revisions() -> None:
+    d = SeriesDeriver()
+    count = "kn_serving_invocation_duration_seconds_count"
+
+    def code(c: str) -> dict[str, str]:
+        return {**REV, "http_response_status_code": c}
+
+    def scrape(at: float, ok: float, missing: float, failed: float) -> TargetScrape:
+        return _scrape(
+            at,
+            (count, code("200"), ok),
+            (count, code("404"), missing),
+            (count, code("503"), failed),
+            ("kn_revision_concurrency_stable", REV, 1.5),
+            ("kn_revision_concurrency_panic", REV, 4.0),
+        )
+
+    d.derive([scrape(T0, 0, 0, 0)])
+    got = _derived(d, scrape(T0 + 10, 70, 20, 10))
+    assert got["request_rate"] == pytest.approx(10.0)
+    assert got["rate_4xx"] == pytest.approx(2.0) and got["error_rate"] == pytest.approx(1.0)
+    # 2xx is the rest (request_rate less every class kept), so it takes no row of its own
+    assert "rate_2xx" not in got and "rate_5xx" not in got and "rate_3xx" not in got
+    assert (got["concurrency_stable"], got["concurrency_panic"]) == (1.5, 4.0)
+
+
 def test_a_counter_born_in_a_known_target_counts_its_first_requests() -> None:
     d = SeriesDeriver()
     count = "kn_serving_invocation_duration_seconds_count"
@@ -80,6 +106,29 @@ def test_latency_quantiles_come_from_bucket_deltas() -> None:
     assert got["latency_p99"] == pytest.approx(0.099)
     # no request in the next window: no latency
     assert "latency_p50" not in _derived(d, buckets(T0 + 20, (100, 100, 200, 200)))
+
+
+def test_a_models_pre_and_postprocess_latency_are_kept_per_stage() -> None:
+    d = SeriesDeriver()
+    model = {"model_name": "iris"}
+
+    def stages(at: float, n: float) -> TargetScrape:
+        samples = []
+        for stage, le_fast in (
+            ("preprocess", "0.001"),
+            ("predict", "0.01"),
+            ("postprocess", "0.1"),
+        ):
+            for le in (le_fast, "+Inf"):
+                samples.append((f"request_{stage}_seconds_bucket", {**model, "le": le}, n))
+        return _scrape(at, *samples)
+
+    d.derive([stages(T0, 0)])
+    got = _derived(d, stages(T0 + 10, 100))
+    assert got["preprocess_p50"] == pytest.approx(0.0005)
+    assert got["latency_p50"] == pytest.approx(0.005)  # the predict step, as before
+    assert got["postprocess_p95"] == pytest.approx(0.095)
+    assert "preprocess_p99" not in got  # stages keep p50 and p95 only
 
 
 def test_histogram_quantile_follows_prometheus() -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from wonderland.autoscaler.exporter import ScalerSource
 from wonderland.console.app_pages import AppPages
+from wonderland.console.examples import EXAMPLES_DIR, FileExamples
 from wonderland.console.mlops_pages import MlopsPages
 from wonderland.console.model_pages import ModelPages
 from wonderland.console.registry_views import TrackingRegistry
@@ -24,6 +25,7 @@ from wonderland.console.views import HubMetrics, MetricsSource, TopRow
 from wonderland.control.sources import PodLogSource, ResourceMetricsSource
 from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
 from wonderland.kubeconfig import ensure_token
+from wonderland.monitoring.history import HistoryStore
 from wonderland.monitoring.hub import MetricsHub
 from wonderland.tracking.access import TrackingAccess
 from wonderland.tuning.observations import ObservationLogStore
@@ -109,18 +111,22 @@ def install(platform: Platform) -> None:
         mlops=mlops,
         resources=platform.get(ResourceMetricsSource),  # type: ignore[type-abstract]
     )
-    sources: HistorySource = HubSources(hub) if hub is not None else NoSources()
+    sources: HistorySource = (
+        HubSources(hub, platform.get(HistoryStore)) if hub is not None else NoSources()
+    )
     step = platform.settings.metrics_scrape_seconds
+    gateway = platform.info
+    client = GatewayModelClient(lambda: _str_or_none(gateway.get("gateway")))
     AppPages(
         server,
         sources,
         scaler=platform.get(ScalerSource),  # type: ignore[type-abstract]
         table=platform.get(RoutingTable),
         logs=platform.get(PodLogSource),  # type: ignore[type-abstract]
+        client=client,
         history_step=step,
     ).install()
-    gateway = platform.info
-    client = GatewayModelClient(lambda: _str_or_none(gateway.get("gateway")))
-    ModelPages(server, sources, client, history_step=step).install()
+    examples = FileExamples(state_dir / EXAMPLES_DIR)  # the try-it box's saved requests
+    ModelPages(server, sources, client, examples=examples, history_step=step).install()
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

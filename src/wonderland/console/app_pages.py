@@ -1,15 +1,18 @@
 """The Service page (``/apps/<namespace>/<name>``).
 
 :func:`service_page` builds the page's typed data: the Service and its revisions (as on
-Apps), charts over a time range from the metrics history (replicas actual and desired,
-request rate per revision, latency percentiles, cold starts), the autoscaler's view of
-each revision (:class:`~wonderland.autoscaler.exporter.ScalerSource`), the recent cold
-starts the gateway saw, the Pods with their containers, the events of the Service and
-everything it owns, the Dapr components and subscriptions its app id gets, and its
-function facts when ``wonderland func deploy`` made it.
+Apps), charts over a time range from the metrics history
+(:func:`~wonderland.console.app_charts.service_charts`), the autoscaler's view of each
+revision (:class:`~wonderland.autoscaler.exporter.ScalerSource`), the recent cold starts
+the gateway saw and how long they took, the Pods with their containers, the events of
+the Service and everything it owns, its Dapr side
+(:func:`~wonderland.console.app_dapr.dapr_app`), and its function facts when
+``wonderland func deploy`` made it.
 
-:class:`AppPages` serves the page and ``/apps/functions`` (the deployed functions with
-their runtime, :func:`functions_page`). A Pod's log follows the server's
+:class:`AppPages` serves the page, ``/apps/functions`` (the deployed functions with their
+runtime, :func:`functions_page`) and a function's invoke box
+(``POST /apps/<namespace>/<name>/invoke``,
+:mod:`~wonderland.console.function_invoke`). A Pod's log follows the server's
 ``/logs/<namespace>/<pod>?container=`` (plain text, the console's form of
 ``wonderland logs -f``), offered when a :class:`~wonderland.control.sources.PodLogSource`
 is there.
@@ -17,25 +20,39 @@ is there.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from wonderland.autoscaler.exporter import ScalerSnapshot, ScalerSource
 from wonderland.console import views
+from wonderland.console.app_charts import ColdStartBin, cold_start_histogram, service_charts
+from wonderland.console.app_dapr import (
+    ComponentRow,
+    DaprApp,
+    PolicyRow,
+    SubscriptionRow,
+    dapr_app,
+)
 from wonderland.console.charts import (
     RANGES,
     Chart,
-    charts_json,
-    make_chart,
     range_seconds,
     step_for,
 )
-from wonderland.console.server import ConsoleServer, Request, Response
-from wonderland.console.sources import HistorySource, Points
+from wonderland.console.function_invoke import (
+    DEFAULT_DATA,
+    InvokeRefused,
+    func_invoke_command,
+    invoke_function,
+    parse_invoke,
+)
+from wonderland.console.server import MAX_FORM, ConsoleServer, Request, Response
+from wonderland.console.sources import GatewayClient, HistorySource
 from wonderland.control.sources import PodLogSource
 from wonderland.errors import NotFoundError
 from wonderland.gateway import RoutingTable
@@ -50,6 +67,7 @@ __all__ = [
     "FunctionRow",
     "FunctionsPage",
     "PodRow",
+    "PolicyRow",
     "ScalerRow",
     "ServicePage",
     "SubscriptionRow",
@@ -60,15 +78,6 @@ __all__ = [
 L_REVISION = "serving.knative.dev/revision"
 L_SERVICE = "serving.knative.dev/service"
 RECENT_COLD_STARTS = 20
-REVISION_SERIES = (
-    "request_rate",
-    "latency_p50",
-    "latency_p95",
-    "latency_p99",
-    "replicas",
-    "desired_replicas",
-    "cold_starts",
-)
 RECENT_EVENTS = 30
 LOG_TAIL = 200
 MAX_LOG_LINE = 16 * 1024
@@ -109,37 +118,15 @@ class PodRow:
 
 
 @dataclass(frozen=True)
-class ComponentRow:
-    name: str
-    type: str
-    version: str
-
-
-@dataclass(frozen=True)
-class SubscriptionRow:
-    name: str
-    pubsub: str
-    topic: str
-    routes: str  # "/orders" or "rules → /a, default → /b"
-    dead_letter: str
-
-
-@dataclass(frozen=True)
-class DaprApp:
-    """What a Service with ``dapr.io/enabled: "true"`` gets from Dapr: its app id, the
-    components and subscriptions of its namespace scoped to that id (or to every app)."""
-
-    app_id: str
-    components: list[ComponentRow]
-    subscriptions: list[SubscriptionRow]
-
-
-@dataclass(frozen=True)
 class FunctionInfo:
-    """A Service made by ``wonderland func deploy`` (labels ``function.knative.dev/*``)."""
+    """A Service made by ``wonderland func deploy`` (labels ``function.knative.dev/*``):
+    its name, runtime, how it is invoked (``http`` or ``cloudevent``, func.yaml's
+    ``invoke``) and its folder, both from the function host's arguments."""
 
     name: str
     runtime: str
+    invoke: str = "http"
+    folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,6 +139,7 @@ class ServicePage:
     scaler_available: bool
     cold_starts: list[ColdStartRow]
     cold_start_count: int  # over the range, from the history
+    cold_start_bins: list[ColdStartBin]  # durations of those the gateway saw
     pods: list[PodRow]
     events: list[views.EventRow]
     dapr: DaprApp | None
@@ -264,57 +252,13 @@ def event_rows(store: Store, namespace: str, names: set[str]) -> list[views.Even
     return rows[:RECENT_EVENTS]
 
 
-def _in_scope(obj: Mapping[str, Any], app_id: str) -> bool:
-    scopes = obj.get("scopes") or []
-    return not scopes or app_id in scopes
-
-
-def _routes(spec: Mapping[str, Any]) -> str:
-    if spec.get("route"):
-        return str(spec["route"])
-    routes = spec.get("routes") or {}
-    parts = [
-        f"{r.get('match', '')} → {r.get('path', '')}"
-        for r in routes.get("rules") or []
-        if isinstance(r, dict)
-    ]
-    if routes.get("default"):
-        parts.append(f"default → {routes['default']}")
-    return ", ".join(parts)
-
-
-def dapr_app(store: Store, namespace: str, service: Mapping[str, Any]) -> DaprApp | None:
-    """The Dapr side of a Service whose template asks for a sidecar, else None."""
+def _host_args(service: Mapping[str, Any]) -> list[str]:
+    """The arguments of the Service's first container (the function host's
+    ``--invoke MODE FOLDER`` for a deployed function)."""
     template = (service.get("spec") or {}).get("template") or {}
-    annotations = _meta(template).get("annotations") or {}
-    if str(annotations.get("dapr.io/enabled", "")).lower() != "true":
-        return None
-    app_id = str(annotations.get("dapr.io/app-id") or _meta(service).get("name", ""))
-    components = [
-        ComponentRow(
-            str(_meta(c).get("name", "")),
-            str((c.get("spec") or {}).get("type") or ""),
-            str((c.get("spec") or {}).get("version") or ""),
-        )
-        for c in _list(store, "components.dapr.io", namespace)
-        if _in_scope(c, app_id)
-    ]
-    subscriptions = [
-        SubscriptionRow(
-            str(_meta(s).get("name", "")),
-            str((s.get("spec") or {}).get("pubsubname") or ""),
-            str((s.get("spec") or {}).get("topic") or ""),
-            _routes(s.get("spec") or {}),
-            str((s.get("spec") or {}).get("deadLetterTopic") or ""),
-        )
-        for s in _list(store, "subscriptions.dapr.io", namespace)
-        if _in_scope(s, app_id)
-    ]
-    return DaprApp(
-        app_id,
-        sorted(components, key=lambda c: c.name),
-        sorted(subscriptions, key=lambda s: s.name),
-    )
+    containers = (template.get("spec") or {}).get("containers") or []
+    first = containers[0] if containers and isinstance(containers[0], dict) else {}
+    return [str(a) for a in first.get("args") or []]
 
 
 def function_info(service: Mapping[str, Any]) -> FunctionInfo | None:
@@ -323,7 +267,13 @@ def function_info(service: Mapping[str, Any]) -> FunctionInfo | None:
     if not name:
         return None
     runtime = labels.get("function.knative.dev/runtime") or labels.get("boson.dev/runtime")
-    return FunctionInfo(str(name), str(runtime or "unknown"))
+    args = _host_args(service)
+    invoke, folder = "http", ""
+    if "--invoke" in args[:-1]:
+        at = args.index("--invoke")
+        invoke = "cloudevent" if args[at + 1] == "cloudevent" else "http"
+        folder = args[-1] if len(args) > at + 2 else ""
+    return FunctionInfo(str(name), str(runtime or "unknown"), invoke, folder)
 
 
 @dataclass(frozen=True)
@@ -369,16 +319,6 @@ def functions_page(store: Store) -> FunctionsPage:
     return FunctionsPage(rows, str(rv))
 
 
-def _sum_points(points: Points) -> int:
-    return int(sum(v for _, v in points if v is not None))
-
-
-NO_HISTORY = (
-    "No points in this range: the history fills in once per scrape "
-    "(WONDERLAND_METRICS_SCRAPE_SECONDS) after the revision served requests."
-)
-
-
 async def service_page(
     store: Store,
     namespace: str,
@@ -400,65 +340,13 @@ async def service_page(
     now = time.time() if now is None else now
     step = step_for(seconds, history_step)
     since = now - seconds
-    histories = await asyncio.gather(
-        *(
-            sources.history("revisions", namespace, r, since, step, REVISION_SERIES)
-            for r in revisions
-        )
-    )
-    by_rev = dict(zip(revisions, histories, strict=True))
-    oldest_first = list(reversed(revisions))
-
-    def lines(series: str) -> list[tuple[str, Points]]:
-        return [(r, by_rev[r].get(series, [])) for r in oldest_first if by_rev[r]]
-
-    def total(series: str) -> Points:
-        sums: dict[float, float] = {}
-        for r in revisions:
-            for t, v in by_rev[r].get(series, []):
-                if v is not None:
-                    sums[t] = sums.get(t, 0.0) + v
-        return [(t, v) for t, v in sorted(sums.items())]
-
-    charts = [
-        make_chart(
-            "chart-replicas",
-            "Replicas (all revisions)",
-            "replicas",
-            [("actual", total("replicas")), ("desired", total("desired_replicas"))],
-            NO_HISTORY,
-        ),
-        make_chart(
-            "chart-requests",
-            "Request rate by revision",
-            "req/s",
-            lines("request_rate"),
-            NO_HISTORY,
-        ),
-    ]
-    latency: list[tuple[str, Points]] = []
-    for q in ("p50", "p95", "p99"):
-        for r, points in lines(f"latency_{q}"):
-            label = q if len(revisions) == 1 else f"{r} {q}"
-            latency.append((label, points))
-    charts.append(make_chart("chart-latency", "Latency", "s", latency, NO_HISTORY))
-    colds = total("cold_starts")
-    charts.append(
-        make_chart(
-            "chart-cold",
-            "Cold starts",
-            "count",
-            [("cold starts", colds)],
-            "No cold start in this range: a revision at zero replicas that gets a request "
-            "starts one.",
-        )
-    )
+    drawn = await service_charts(sources, namespace, revisions, since, step, now)
     mine = set(revisions)
-    recent = [
+    seen = [
         ColdStartRow(c.revision, _iso(c.at), c.seconds)
         for c in reversed(list(table.cold_starts) if table is not None else [])
         if c.namespace == namespace and c.revision in mine
-    ][:RECENT_COLD_STARTS]
+    ]
     names = {name, *revisions}
     pods = pod_rows(store, namespace, revisions)
     names.update(p.name for p in pods)
@@ -466,18 +354,19 @@ async def service_page(
         app=app,
         range=chosen,
         ranges=list(RANGES),
-        charts=charts,
+        charts=drawn.charts,
         scaler=scaler_rows(scaler.scaler_snapshots(), namespace, revisions) if scaler else [],
         scaler_available=scaler is not None,
-        cold_starts=recent,
-        cold_start_count=_sum_points(colds),
+        cold_starts=seen[:RECENT_COLD_STARTS],
+        cold_start_bins=cold_start_histogram([c.seconds for c in seen]),
+        cold_start_count=drawn.cold_start_count,
         pods=pods,
         events=event_rows(store, namespace, names),
         dapr=dapr_app(store, namespace, service),
         function=function_info(service),
         metrics_available=sources.available,
         resource_version=str(rv),
-        charts_data=charts_json(charts, since, now),
+        charts_data=drawn.data,
     )
 
 
@@ -485,8 +374,9 @@ async def service_page(
 
 
 class AppPages:
-    """``GET /apps/<namespace>/<name>`` and ``GET /apps/functions``; a Pod's log is followed
-    over the server's ``/logs/<namespace>/<pod>``."""
+    """``GET /apps/<namespace>/<name>``, ``GET /apps/functions`` and a function's invoke box
+    (``POST /apps/<namespace>/<name>/invoke``, :mod:`~wonderland.console.function_invoke`);
+    a Pod's log is followed over the server's ``/logs/<namespace>/<pod>``."""
 
     def __init__(
         self,
@@ -496,6 +386,7 @@ class AppPages:
         scaler: ScalerSource | None = None,
         table: RoutingTable | None = None,
         logs: PodLogSource | None = None,
+        client: GatewayClient | None = None,
         history_step: float = 10.0,
     ) -> None:
         self.server = server
@@ -503,6 +394,7 @@ class AppPages:
         self.scaler = scaler
         self.table = table
         self.logs = logs
+        self.client = client
         self.history_step = history_step
 
     def install(self) -> None:
@@ -513,6 +405,10 @@ class AppPages:
         if request.method == "GET" and parts == ["functions"]:
             context = {"page": functions_page(self.server.store), "nav": "apps"}
             return self.server.view(request, "functions.html", context)
+        if len(parts) == 3 and parts[2] == "invoke" and all(parts[:2]):
+            if request.method != "POST":
+                return _json(405, {"error": "POST the invoke box's form (JSON) here"})
+            return await self.invoke(parts[0], parts[1], body)
         if request.method != "GET" or len(parts) != 2 or not all(parts):
             return self.server.page(404, "error.html", {"message": "use /apps/<namespace>/<name>"})
         namespace, name = parts
@@ -535,5 +431,48 @@ class AppPages:
             "nav": "apps",
             "poll": max(1, round(self.history_step)),
             "logs_available": self.logs is not None,
+            "invoke_available": self.client is not None,
+            "default_data": DEFAULT_DATA,
         }
         return self.server.view(request, "service.html", context)
+
+    async def invoke(self, namespace: str, name: str, body: bytes) -> Response:
+        """Send the invoke box's request to the function through the gateway."""
+        if self.client is None:
+            return _json(503, {"error": "this console has no gateway to send requests through"})
+        try:
+            form = parse_invoke(body, MAX_FORM)
+        except InvokeRefused as refused:
+            return _json(refused.status, {"error": refused.message + "; fix it and send again"})
+        try:
+            service = self.server.store.get("services.serving.knative.dev", namespace, name)
+        except NotFoundError:
+            return _json(404, {"error": f"no Service {namespace}/{name}"})
+        info = function_info(service)
+        if info is None:
+            return _json(
+                409,
+                {
+                    "error": f"Service {namespace}/{name} is not a function (no "
+                    "function.knative.dev/name label); send it requests with curl"
+                },
+            )
+        url = str((service.get("status") or {}).get("url") or "")
+        answer, event_id = await invoke_function(self.client, url, form)
+        return _json(
+            200,
+            {
+                "status": answer.status,
+                "body": answer.body,
+                "milliseconds": round(answer.seconds * 1000, 2),
+                "headers": dict(answer.headers),
+                "eventId": event_id,
+                "curl": answer.curl,
+                "func": func_invoke_command(form, namespace, info.folder),
+                "error": answer.error,
+            },
+        )
+
+
+def _json(status: int, doc: Any) -> Response:
+    return Response(status, orjson.dumps(doc), "application/json", [("cache-control", "no-store")])

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
-from wonderland.console.sources import Points
+from wonderland.console.sources import Series
 
 __all__ = [
     "DEFAULT_RANGE",
@@ -30,6 +33,7 @@ __all__ = [
     "make_chart",
     "range_seconds",
     "step_for",
+    "sum_series",
 ]
 
 RANGES: dict[str, float] = {"5m": 300.0, "1h": 3600.0, "6h": 21600.0, "24h": 86400.0}
@@ -52,19 +56,23 @@ def step_for(seconds: float, history_step: float) -> float:
 
 @dataclass(frozen=True)
 class Line:
+    """One line of a chart: its label and one value per time of the chart (NaN: none)."""
+
     label: str
-    values: list[float | None]
+    values: npt.NDArray[np.float64]
 
     @property
     def known(self) -> list[float]:
-        return [v for v in self.values if v is not None]
+        return [float(v) for v in self.values[~np.isnan(self.values)]]
 
-    @property
+    @cached_property
     def last(self) -> float | None:
-        for v in reversed(self.values):
-            if v is not None:
-                return v
-        return None
+        found = np.flatnonzero(~np.isnan(self.values))
+        return float(self.values[found[-1]]) if len(found) else None
+
+    def value(self, i: int) -> float | None:
+        v = float(self.values[i])
+        return None if math.isnan(v) else v
 
 
 @dataclass(frozen=True)
@@ -76,30 +84,28 @@ class Chart:
     id: str
     title: str
     unit: str
-    times: list[float]
+    times: npt.NDArray[np.float64]
     lines: list[Line]
     empty: str = ""
 
-    @property
+    # computed once per chart: the template asks for each more than once
+    @cached_property
     def has_data(self) -> bool:
-        return any(line.known for line in self.lines)
+        return any(line.last is not None for line in self.lines)
 
-    @property
+    @cached_property
     def summaries(self) -> list[tuple[str, str, str, str]]:
         """(line, newest, lowest, highest) as text, for lines with values."""
         out: list[tuple[str, str, str, str]] = []
         for line in self.lines:
-            known = line.known
-            if known:
-                fmt = format_value
-                out.append(
-                    (
-                        line.label,
-                        fmt(line.last, self.unit),
-                        fmt(min(known), self.unit),
-                        fmt(max(known), self.unit),
-                    )
-                )
+            last = line.last
+            if last is None:
+                continue
+            fmt = format_value
+            low, high = float(np.nanmin(line.values)), float(np.nanmax(line.values))
+            out.append(
+                (line.label, fmt(last, self.unit), fmt(low, self.unit), fmt(high, self.unit))
+            )
         return out
 
     def recent(self, n: int = 12) -> list[tuple[str, list[str]]]:
@@ -107,17 +113,18 @@ class Chart:
         rows: list[tuple[str, list[str]]] = []
         start = max(0, len(self.times) - n)
         for i in range(len(self.times) - 1, start - 1, -1):
-            cells = [format_value(line.values[i], self.unit) for line in self.lines]
-            stamp = time.strftime("%H:%M:%S", time.gmtime(self.times[i]))
+            cells = [format_value(line.value(i), self.unit) for line in self.lines]
+            stamp = time.strftime("%H:%M:%S", time.gmtime(float(self.times[i])))
             rows.append((stamp, cells))
         return rows
 
-    @property
+    @cached_property
     def points(self) -> int:
         """How many values the chart shows (all lines)."""
-        return sum(len(line.known) for line in self.lines)
+        return sum(int(np.count_nonzero(~np.isnan(line.values))) for line in self.lines)
 
     def as_json(self) -> dict[str, object]:
+        """The chart for the page's script; NaN becomes ``null`` (orjson, numpy arrays)."""
         return {
             "id": self.id,
             "title": self.title,
@@ -131,21 +138,43 @@ def make_chart(
     id: str,
     title: str,
     unit: str,
-    lines: Sequence[tuple[str, Points]],
+    lines: Sequence[tuple[str, Series]],
     empty: str,
 ) -> Chart:
-    """A chart of several point lists, aligned on the union of their times. The values
-    are the history's (numbers or None: its JSON has no NaN or infinity)."""
-    times = sorted({t for _, points in lines for t, _ in points})
+    """A chart of several series, aligned on the union of their times."""
+    shown = [(label, s) for label, s in lines]
+    if not shown:
+        return Chart(id, title, unit, np.empty(0), [], empty)
+    first = shown[0][1].times
+    if all(np.array_equal(s.times, first) for _, s in shown):
+        # the usual case: every series was read over the same range and step
+        return Chart(id, title, unit, first, [Line(label, s.values) for label, s in shown], empty)
+    times = np.unique(np.concatenate([s.times for _, s in shown]))
     out: list[Line] = []
-    for label, points in lines:
-        if len(points) == len(times) and [p[0] for p in points] == times:
-            values = [p[1] for p in points]  # the usual case: every line has the same times
-        else:
-            by_time: Mapping[float, float | None] = dict(points)
-            values = [by_time.get(t) for t in times]
+    for label, s in shown:
+        values = np.full(len(times), np.nan)
+        values[np.searchsorted(times, s.times)] = s.values
         out.append(Line(label, values))
     return Chart(id, title, unit, times, out, empty)
+
+
+def sum_series(series: Sequence[Series]) -> Series:
+    """The sum of several series at each time (times where none has a value: NaN)."""
+    present = [s for s in series if len(s)]
+    if not present:
+        return Series(np.empty(0), np.empty(0))
+    first = present[0].times
+    if all(np.array_equal(s.times, first) for s in present):
+        times = first
+        stacked = np.vstack([s.values for s in present])
+    else:
+        times = np.unique(np.concatenate([s.times for s in present]))
+        stacked = np.full((len(present), len(times)), np.nan)
+        for row, s in zip(stacked, present, strict=True):
+            row[np.searchsorted(times, s.times)] = s.values
+    known = ~np.isnan(stacked)
+    sums = np.where(known.any(axis=0), np.nansum(stacked, axis=0), np.nan)
+    return Series(times, sums)
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -165,5 +194,5 @@ def charts_json(charts: Sequence[Chart], start: float = 0.0, end: float = 0.0) -
     """The page's chart data as JSON that is safe inside a ``<script>`` element; ``start``
     and ``end`` (unix seconds) are the time range every chart's axis spans."""
     doc = {"start": start, "end": end, "charts": [c.as_json() for c in charts]}
-    text = orjson.dumps(doc).decode()
+    text = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

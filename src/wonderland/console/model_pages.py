@@ -1,27 +1,31 @@
-"""The InferenceService page (``/models/<namespace>/<name>``) and its "try it" request.
+"""The InferenceService page (``/models/<namespace>/<name>``), its "try it" request and its
+saved examples.
 
 :func:`model_page` builds the page's typed data: conditions, URLs, the predictor and
 transformer components with their revisions and split (canary), the V2 model metadata
 (``GET /v2/models/<name>`` through the gateway: input names, datatypes, shapes) from
-which the page builds its "try it" form and an example request, request and latency
-charts from the metrics history (``kind=models``), the newest logged payloads (the
-payload sink) and the drift detector's last statistics per feature (its
-``wonderland_drift_*`` gauges in the last scrape). Each part that has nothing to show
-says why.
+which the page builds its "try it" form and an example request, the saved example
+requests (:mod:`~wonderland.console.examples`), request, latency and per-stage latency
+charts from the metrics history (``kind=models``), the newest logged payloads and the
+drift detector's statistics and reference sample
+(:mod:`~wonderland.console.model_monitoring`). Each part that has nothing to show says
+why.
 
-:class:`ModelPages` serves the page and ``POST /models/<namespace>/<name>/infer``: the
-body, a V2 inference request, is sent through the gateway as any client would send it,
-and the answer comes back as JSON with the model's status and body, the latency and the
-``curl`` command that sends the same request.
+:class:`ModelPages` serves the page, ``POST /models/<namespace>/<name>/infer`` (the body,
+a V2 inference request, is sent through the gateway as any client would send it, and the
+answer comes back as JSON with the model's status and body, the latency and the ``curl``
+command that sends the same request), ``POST .../examples`` and
+``DELETE .../examples/<name>``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from wonderland.console import views
@@ -34,9 +38,18 @@ from wonderland.console.charts import (
     range_seconds,
     step_for,
 )
+from wonderland.console.examples import Example, ExampleStore, check_name, now_iso
+from wonderland.console.model_monitoring import (
+    DriftRow,
+    PayloadRow,
+    ReferenceFeature,
+    ReferenceSummary,
+    drift_statistics,
+    payload_rows,
+)
 from wonderland.console.server import ConsoleServer, Request, Response
-from wonderland.console.sources import HistorySource, ModelAnswer, ModelClient
-from wonderland.errors import NotFoundError
+from wonderland.console.sources import HistorySource, ModelAnswer, ModelClient, Series
+from wonderland.errors import ConflictError, InvalidError, NotFoundError
 from wonderland.store import Store
 
 __all__ = [
@@ -47,6 +60,8 @@ __all__ = [
     "ModelPage",
     "ModelPages",
     "PayloadRow",
+    "ReferenceFeature",
+    "ReferenceSummary",
     "example_request",
     "model_page",
     "parse_metadata",
@@ -54,8 +69,18 @@ __all__ = [
 
 ISVC = "inferenceservices.serving.kserve.io"
 PAYLOAD_SAMPLES = 10
-MODEL_SERIES = ("request_rate", "error_rate", "latency_p50", "latency_p95", "latency_p99")
-MAX_SHOWN = 2000  # characters of a logged payload the page shows
+MODEL_SERIES = (
+    "request_rate",
+    "error_rate",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "preprocess_p50",
+    "preprocess_p95",
+    "postprocess_p50",
+    "postprocess_p95",
+)
+STAGES = (("preprocess", "preprocess"), ("predict", "latency"), ("postprocess", "postprocess"))
 METADATA_CACHE = 256
 _NUMERIC = {
     "BOOL",
@@ -118,23 +143,6 @@ class ComponentStatus:
 
 
 @dataclass(frozen=True)
-class PayloadRow:
-    received: str
-    component: str
-    id: str
-    request: str
-    response: str
-
-
-@dataclass(frozen=True)
-class DriftRow:
-    feature: str
-    method: str
-    score: float | None
-    p_value: float | None
-
-
-@dataclass(frozen=True)
 class ModelPage:
     model: views.ModelRow
     conditions: list[tuple[str, views.Condition]]
@@ -152,6 +160,8 @@ class ModelPage:
     drift: list[DriftRow]
     drift_detected: bool | None
     drift_why: str
+    reference: ReferenceSummary | None
+    examples: list[Example] | None  # None: no place to keep them
     events: list[views.EventRow]
     metrics_available: bool
     resource_version: str
@@ -230,28 +240,6 @@ def _components(status: Mapping[str, Any]) -> list[ComponentStatus]:
     return out
 
 
-def _shown(part: Any) -> str:
-    if not isinstance(part, dict):
-        return "(not logged yet)"
-    if part.get("omitted"):
-        return f"({part.get('size', 0)} bytes, over the sink's size limit: not kept)"
-    text = str(part.get("body") if "body" in part else f"base64: {part.get('bodyBase64', '')}")
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + " …"
-
-
-def payload_rows(items: Sequence[Mapping[str, Any]]) -> list[PayloadRow]:
-    return [
-        PayloadRow(
-            str(i.get("received") or ""),
-            str(i.get("component") or ""),
-            str(i.get("id") or ""),
-            _shown(i.get("request")),
-            _shown(i.get("response")),
-        )
-        for i in items
-    ]
-
-
 def _logger(spec: Mapping[str, Any]) -> bool:
     return any(
         isinstance(spec.get(c), dict) and spec[c].get("logger")
@@ -263,6 +251,7 @@ NO_HISTORY = (
     "No points in this range: the history fills in once per scrape "
     "(WONDERLAND_METRICS_SCRAPE_SECONDS) after the model served requests."
 )
+NO_SERIES = Series(np.empty(0), np.empty(0))
 
 
 async def model_page(
@@ -276,6 +265,7 @@ async def model_page(
     range_name: str = "",
     history_step: float = 10.0,
     now: float | None = None,
+    examples: Sequence[Example] | None = None,
 ) -> ModelPage:
     """One InferenceService's page; NotFoundError when there is none."""
     isvc = store.get(ISVC, namespace, name)
@@ -294,8 +284,8 @@ async def model_page(
             "Requests",
             "req/s",
             [
-                ("requests", history.get("request_rate", [])),
-                ("errors", history.get("error_rate", [])),
+                ("requests", history.get("request_rate", NO_SERIES)),
+                ("errors", history.get("error_rate", NO_SERIES)),
             ],
             NO_HISTORY,
         ),
@@ -303,8 +293,21 @@ async def model_page(
             "chart-model-latency",
             "Predict latency",
             "s",
-            [(q, history.get(f"latency_{q}", [])) for q in ("p50", "p95", "p99")],
+            [(q, history.get(f"latency_{q}", NO_SERIES)) for q in ("p50", "p95", "p99")],
             NO_HISTORY,
+        ),
+        make_chart(
+            "chart-model-stages",
+            "Latency per stage",
+            "s",
+            [
+                (f"{stage} {q}", history[f"{series}_{q}"])
+                for stage, series in STAGES
+                for q in ("p50", "p95")
+                if f"{series}_{q}" in history
+            ],
+            "No latency per stage in this range: the model server reports its preprocess, "
+            "predict and postprocess times (request_*_seconds) once it serves requests.",
         ),
     ]
     items = await sources.payloads(namespace, name, PAYLOAD_SAMPLES)
@@ -320,9 +323,14 @@ async def model_page(
         payloads_why = "No calls logged yet: send a request (try it below)."
     else:
         payloads_why = ""
-    drift, detected = await _drift(sources, namespace, name)
+    drift, detected, reference = await drift_statistics(sources, namespace, name)
     drift_why = ""
-    if not drift and detected is None:
+    if not drift and detected is None and reference is not None:
+        drift_why = (
+            "The drift detector has its reference sample (below); its statistics show "
+            "here after its first full window of logged requests."
+        )
+    elif not drift and detected is None:
         drift_why = (
             "No drift statistics: no drift detector reports on this model. Point the "
             "logger at a detector (docs/monitoring.md, payload logging and drift); its "
@@ -361,6 +369,8 @@ async def model_page(
         drift=drift,
         drift_detected=detected,
         drift_why=drift_why,
+        reference=reference,
+        examples=list(examples) if examples is not None else None,
         events=event_rows(store, namespace, names),
         metrics_available=sources.available,
         resource_version=str(rv),
@@ -368,38 +378,12 @@ async def model_page(
     )
 
 
-async def _drift(
-    sources: HistorySource, namespace: str, name: str
-) -> tuple[list[DriftRow], bool | None]:
-    selector = '{__name__=~"wonderland_drift_(score|p_value|detected)",inferenceservice="%s"}'
-    samples = await sources.samples(selector % name)
-    rows: dict[tuple[str, str], dict[str, float]] = {}
-    detected: bool | None = None
-    for s in samples:
-        if s.labels.get("namespace", namespace) != namespace:
-            continue
-        if s.name == "wonderland_drift_detected":
-            detected = bool(s.value) or bool(detected)
-            continue
-        key = (s.labels.get("feature", ""), s.labels.get("method", ""))
-        rows.setdefault(key, {})[s.name] = s.value
-    out = [
-        DriftRow(
-            feature, method, v.get("wonderland_drift_score"), v.get("wonderland_drift_p_value")
-        )
-        for (feature, method), v in sorted(rows.items())
-    ]
-    return out, detected
-
-
-# -- the handlers ----------------------------------------------------------------------------
-
-
 MAX_REQUEST = 16 * 1024  # the console's form limit (server.MAX_FORM)
 
 
 class ModelPages:
-    """``GET /models/<namespace>/<name>`` and ``POST /models/<namespace>/<name>/infer``."""
+    """``GET /models/<namespace>/<name>``, ``POST /models/<namespace>/<name>/infer`` and the
+    saved examples: ``POST .../examples`` (save), ``DELETE .../examples/<name>``."""
 
     def __init__(
         self,
@@ -407,11 +391,13 @@ class ModelPages:
         sources: HistorySource,
         client: ModelClient,
         *,
+        examples: ExampleStore | None = None,
         history_step: float = 10.0,
     ) -> None:
         self.server = server
         self.sources = sources
         self.client = client
+        self.examples = examples
         self.history_step = history_step
         # (namespace, name, latest ready revision) -> metadata; read once per revision
         self._metadata: dict[tuple[str, str, str], ModelMetadata] = {}
@@ -425,6 +411,15 @@ class ModelPages:
             if request.method != "POST":
                 return _json(405, {"error": "POST a V2 inference request (JSON) here"})
             return await self.infer(parts[0], parts[1], body)
+        if len(parts) in (3, 4) and parts[2] == "examples" and all(parts[:2]):
+            if len(parts) == 3 and request.method == "POST":
+                return await self.save_example(parts[0], parts[1], body)
+            if len(parts) == 4 and parts[3] and request.method == "DELETE":
+                return await self.delete_example(parts[0], parts[1], parts[3])
+            return _json(
+                405,
+                {"error": "POST an example to .../examples, DELETE .../examples/<name>"},
+            )
         if request.method != "GET" or len(parts) != 2 or not all(parts):
             return self.server.page(
                 404, "error.html", {"message": "use /models/<namespace>/<name>"}
@@ -480,6 +475,7 @@ class ModelPages:
                 metadata_why=why,
                 range_name=request.arg("range"),
                 history_step=self.history_step,
+                examples=self.examples.examples(namespace, name) if self.examples else None,
             )
         except NotFoundError:
             message = f"no InferenceService {namespace}/{name}; see the list on Models"
@@ -488,24 +484,9 @@ class ModelPages:
         return self.server.view(request, "model.html", context)
 
     async def infer(self, namespace: str, name: str, body: bytes) -> Response:
-        if not body.strip():
-            return _json(
-                400,
-                {
-                    "error": f"the request is empty (or over {MAX_REQUEST // 1024} KiB): send a V2 inference request"
-                },
-            )
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _json(422, {"error": f"the request is not JSON: {exc}; fix it and send again"})
-        if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
-            return _json(
-                422,
-                {
-                    "error": 'a V2 request is a JSON object with an "inputs" list; fix it and send again'
-                },
-            )
+        refused = v2_request_error(body)
+        if refused is not None:
+            return _json(refused[0], {"error": refused[1] + "; fix it and send again"})
         try:
             isvc = self.server.store.get(ISVC, namespace, name)
         except NotFoundError:
@@ -513,6 +494,69 @@ class ModelPages:
         url = str((isvc.get("status") or {}).get("url") or "")
         answer = await self.client.post(url, f"/v2/models/{name}/infer", body)
         return _json(200, _answer_json(answer))
+
+    def _examples_answer(self, examples: Sequence[Example]) -> Response:
+        return _json(200, {"examples": [asdict(e) for e in examples]})
+
+    async def save_example(self, namespace: str, name: str, body: bytes) -> Response:
+        """``POST .../examples``: ``{"name", "body"}``, the body a V2 request."""
+        if self.examples is None:
+            return _json(503, {"error": "this console keeps no examples (no state directory)"})
+        if not body.strip():
+            return _json(
+                400,
+                {
+                    "error": f"the form is empty (or over {MAX_REQUEST // 1024} KiB): send "
+                    '{"name": ..., "body": ...}'
+                },
+            )
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _json(422, {"error": f"the form is not JSON: {exc}"})
+        if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+            return _json(422, {"error": 'send {"name": "...", "body": "<a V2 request>"}'})
+        request = str(doc.get("body") or "")
+        refused = v2_request_error(request.encode())
+        if refused is not None:
+            return _json(refused[0], {"error": refused[1] + "; fix it and save again"})
+        try:
+            self.server.store.get(ISVC, namespace, name)
+        except NotFoundError:
+            return _json(404, {"error": f"no InferenceService {namespace}/{name}"})
+        try:
+            check_name(doc["name"])
+            saved = self.examples.save(namespace, name, Example(doc["name"], request, now_iso()))
+        except InvalidError as exc:
+            return _json(422, {"error": f"{exc.reason_text}; pick another name"})
+        except ConflictError as exc:
+            return _json(409, {"error": str(exc)})
+        return self._examples_answer(saved)
+
+    async def delete_example(self, namespace: str, name: str, example: str) -> Response:
+        if self.examples is None:
+            return _json(503, {"error": "this console keeps no examples (no state directory)"})
+        try:
+            self.server.store.get(ISVC, namespace, name)
+            kept = self.examples.delete(namespace, name, example)
+        except NotFoundError as exc:
+            return _json(404, {"error": str(exc)})
+        return self._examples_answer(kept)
+
+
+def v2_request_error(body: bytes) -> tuple[int, str] | None:
+    """Why ``body`` is not a V2 inference request (status, message), or None."""
+    if not body.strip():
+        return 400, (
+            f"the request is empty (or over {MAX_REQUEST // 1024} KiB): send a V2 inference request"
+        )
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return 422, f"the request is not JSON: {exc}"
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
+        return 422, 'a V2 request is a JSON object with an "inputs" list'
+    return None
 
 
 def _answer_json(answer: ModelAnswer) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 Each seam is a small Protocol with one implementation over the daemon's own parts, called
 in process:
 
-- :class:`HistorySource`: the metrics history (``/wonderland/v1/history``), the last
-  scrape's raw samples (``/federate``) and the logged payloads
-  (``/wonderland/v1/payloads``), all routes of the monitoring endpoint's
-  :class:`~wonderland.monitoring.hub.MetricsHub` (:class:`HubSources`);
+- :class:`HistorySource`: the metrics history, the last scrape's raw samples
+  (``/federate``) and the logged payloads (``/wonderland/v1/payloads``)
+  (:class:`HubSources`). The history is read straight from the daemon's
+  :class:`~wonderland.monitoring.history.HistoryStore` through :class:`HistoryReader`
+  (no JSON in between: a Service page reads 14 series of up to 360 points); the rest
+  are routes of the monitoring endpoint's :class:`~wonderland.monitoring.hub.MetricsHub`;
 - :class:`ModelClient`: V2 requests to a model through the gateway, as a user's client
-  would send them (:class:`GatewayModelClient`).
+  would send them, and :class:`GatewayClient`: any request to a Service through the
+  gateway (a function's "invoke" box), both :class:`GatewayModelClient`.
 
 The autoscaler's state is :class:`~wonderland.autoscaler.exporter.ScalerSource` (the
 serving system), the recent cold starts the gateway's
@@ -26,22 +29,27 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from wonderland.monitoring.history import SeriesKey
 from wonderland.monitoring.hub import HttpRequest, MetricsHub
 
 __all__ = [
     "HISTORY_PATH",
     "PAYLOADS_PATH",
+    "GatewayClient",
     "GatewayModelClient",
+    "HistoryReader",
     "HistorySource",
     "HubSources",
     "ModelAnswer",
     "ModelClient",
     "NoSources",
-    "Points",
     "RawSample",
+    "Series",
 ]
 
 log = logging.getLogger("wonderland.console")
@@ -50,8 +58,30 @@ HISTORY_PATH = "/wonderland/v1/history"
 FEDERATE_PATH = "/federate"
 PAYLOADS_PATH = "/wonderland/v1/payloads"
 
-# (unix time, value or None) of one series
-Points = list[tuple[float, float | None]]
+
+@dataclass(frozen=True)
+class Series:
+    """One series of the history over a range: its times (unix seconds) and values, NaN
+    where nothing was recorded. Charts compute on the arrays (sums, minimum, maximum)
+    and write them as JSON without a Python float per point."""
+
+    times: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, points: Sequence[tuple[float, float | None]]) -> Series:
+        """From ``(time, value or None)`` pairs."""
+        times = np.array([t for t, _ in points], np.float64)
+        values = np.array([np.nan if v is None else v for _, v in points], np.float64)
+        return cls(times, values)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def total(self) -> float:
+        """The sum of the recorded values (0 without any)."""
+        return float(np.nansum(self.values)) if len(self.values) else 0.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +91,24 @@ class RawSample:
     name: str
     labels: Mapping[str, str]
     value: float
+
+
+class HistoryReader(Protocol):
+    """The read side of the metrics history
+    (:class:`~wonderland.monitoring.history.HistoryStore`): one series' points."""
+
+    @property
+    def step(self) -> float:
+        """The history's step (seconds between two recorded points)."""
+        ...
+
+    def read_arrays(
+        self, key: SeriesKey, since: float, until: float | None = None, step: float | None = None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Times and values (NaN where nothing was recorded) from ``since`` to ``until``
+        every ``step`` seconds (a multiple of the history's); empty when the series is not
+        kept."""
+        ...
 
 
 class HistorySource(Protocol):
@@ -79,7 +127,7 @@ class HistorySource(Protocol):
         since: float,
         step: float,
         series: Sequence[str] = (),
-    ) -> dict[str, Points]:
+    ) -> dict[str, Series]:
         """The ``series`` (every one when empty) of one object from ``since`` (unix seconds), one point per ``step``
         seconds; empty when the object has no history."""
         ...
@@ -107,7 +155,7 @@ class NoSources:
         since: float,
         step: float,
         series: Sequence[str] = (),
-    ) -> dict[str, Points]:
+    ) -> dict[str, Series]:
         return {}
 
     async def samples(self, selector: str) -> list[RawSample]:
@@ -118,14 +166,17 @@ class NoSources:
 
 
 class HubSources:
-    """:class:`HistorySource` over the :class:`MetricsHub`'s routes, called in process."""
+    """:class:`HistorySource` over the :class:`MetricsHub`'s routes, called in process; the
+    history from ``reader`` directly when there is one (the daemon's), else through the
+    ``/wonderland/v1/history`` route."""
 
-    def __init__(self, hub: MetricsHub) -> None:
+    def __init__(self, hub: MetricsHub, reader: HistoryReader | None = None) -> None:
         self.hub = hub
+        self.reader = reader
 
     @property
     def available(self) -> bool:
-        return self.hub.route(HISTORY_PATH) is not None
+        return self.reader is not None or self.hub.route(HISTORY_PATH) is not None
 
     async def _get(self, path: str, params: Mapping[str, str]) -> tuple[int, bytes]:
         handler = self.hub.route(path)
@@ -146,7 +197,9 @@ class HubSources:
         since: float,
         step: float,
         series: Sequence[str] = (),
-    ) -> dict[str, Points]:
+    ) -> dict[str, Series]:
+        if self.reader is not None and series:
+            return self._read(kind, namespace, name, since, step, series)
         params = {
             "kind": kind,
             "namespace": namespace,
@@ -162,7 +215,27 @@ class HubSources:
         doc = orjson.loads(body)
         # [time, value] pairs as the route writes them (numbers or null): used as they are
         found = doc.get("series") or {}
-        return {str(k): cast(Points, v) for k, v in found.items() if isinstance(v, list)}
+        return {
+            str(k): Series.of(cast(list[tuple[float, float | None]], v))
+            for k, v in found.items()
+            if isinstance(v, list)
+        }
+
+    def _read(
+        self, kind: str, namespace: str, name: str, since: float, step: float, series: Sequence[str]
+    ) -> dict[str, Series]:
+        assert self.reader is not None
+        # the route's rounding: a step below the history's is the history's
+        step = max(step, self.reader.step)
+        until = time.time()
+        out: dict[str, Series] = {}
+        for s in series:
+            times, values = self.reader.read_arrays(
+                SeriesKey(kind, namespace, name, s), since, until, step
+            )
+            if len(times):
+                out[s] = Series(times, values)
+        return out
 
     async def samples(self, selector: str) -> list[RawSample]:
         status, body = await self._get(FEDERATE_PATH, {"match[]": selector})
@@ -195,6 +268,7 @@ class ModelAnswer:
     seconds: float
     curl: str
     error: str = ""  # the request did not get an answer (gateway down, timeout)
+    headers: tuple[tuple[str, str], ...] = ()  # the answer's content type and ce-* headers
 
 
 class ModelClient(Protocol):
@@ -203,6 +277,15 @@ class ModelClient(Protocol):
     async def get(self, url: str, path: str) -> ModelAnswer: ...
 
     async def post(self, url: str, path: str, body: bytes) -> ModelAnswer: ...
+
+
+class GatewayClient(Protocol):
+    """Sends one POST to a Service the platform routes (its ``status.url``) through the
+    gateway, with the given headers, as ``wonderland func invoke`` does."""
+
+    async def send(
+        self, url: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> ModelAnswer: ...
 
 
 MAX_ANSWER = 256 * 1024  # bytes of a model's answer the page shows
@@ -226,41 +309,61 @@ class GatewayModelClient:
         host = urlsplit(url).netloc
         return gateway, host, (gateway.rstrip("/") + path)
 
-    def _curl(self, url: str, path: str, body: bytes | None) -> str:
+    def _curl(self, url: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> str:
         _, host, target = self._target(url, path)
         parts = ["curl", "-sS", "-H", _shell_quote(f"Host: {host}")]
+        for name, value in headers.items():
+            parts += ["-H", _shell_quote(f"{name}: {value}")]
         if body is not None:
-            try:  # one line in the terminal: the same request, without the editor's spaces
-                text = orjson.dumps(orjson.loads(body)).decode()
-            except orjson.JSONDecodeError:
-                text = body.decode("utf-8", "replace")
-            parts += ["-H", _shell_quote("Content-Type: application/json")]
+            text = body.decode("utf-8", "replace")
+            if "json" in headers.get("Content-Type", "").lower():
+                try:  # one line in the terminal: the same request, without the editor's spaces
+                    text = orjson.dumps(orjson.loads(body)).decode()
+                except orjson.JSONDecodeError:
+                    pass
             parts += ["-d", _shell_quote(text)]
         parts.append(target or path)
         return " ".join(parts)
 
-    async def _send(self, method: str, url: str, path: str, body: bytes | None) -> ModelAnswer:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        what: str = "model",
+    ) -> ModelAnswer:
         gateway, host, target = self._target(url, path)
-        curl = self._curl(url, path, body)
+        curl = self._curl(url, path, body, headers)
         if not gateway or not host:
-            why = "the gateway is not running" if not gateway else "the model has no URL yet"
+            why = "the gateway is not running" if not gateway else f"the {what} has no URL yet"
             return ModelAnswer(0, "", 0.0, curl, why)
-        headers = {"host": host}
-        if body is not None:
-            headers["content-type"] = "application/json"
+        sent = {"host": host, **{k.lower(): v for k, v in headers.items()}}
         started = time.perf_counter()
         try:
             async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
-                response = await client.request(method, target, content=body, headers=headers)
+                response = await client.request(method, target, content=body, headers=sent)
                 data = response.content[:MAX_ANSWER]
         except httpx.HTTPError as exc:
             took = time.perf_counter() - started
             return ModelAnswer(0, "", took, curl, f"no answer from {target}: {exc!r}")
         took = time.perf_counter() - started
-        return ModelAnswer(response.status_code, data.decode("utf-8", "replace"), took, curl)
+        kept = tuple(
+            (k, v)
+            for k, v in response.headers.items()
+            if k.lower() == "content-type" or k.lower().startswith("ce-")
+        )
+        text = data.decode("utf-8", "replace")
+        return ModelAnswer(response.status_code, text, took, curl, headers=kept)
 
     async def get(self, url: str, path: str) -> ModelAnswer:
-        return await self._send("GET", url, path, None)
+        return await self._send("GET", url, path, None, {})
 
     async def post(self, url: str, path: str, body: bytes) -> ModelAnswer:
-        return await self._send("POST", url, path, body)
+        return await self._send("POST", url, path, body, {"Content-Type": "application/json"})
+
+    async def send(
+        self, url: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> ModelAnswer:
+        return await self._send("POST", url, path, body, headers, "Service")

@@ -12,7 +12,15 @@ Per object (a revision, a model, a Dapr sidecar, a training job or trial) a
   histogram's buckets since the last scrape (no request in between: no value);
 - gauges as they are: ``replicas``, ``desired_replicas``, ``queue_depth``, ``in_flight``,
   ``progress`` and ``metric:<name>`` (training and trial metrics);
-- ``cold_starts``: how many happened since the last scrape.
+- ``cold_starts``: how many happened since the last scrape;
+- for revisions, ``rate_1xx``, ``rate_3xx`` and ``rate_4xx`` (requests/s of that status
+  class, written once the class was answered: the rest are ``error_rate``, 5xx, and
+  ``request_rate`` less all of them, 2xx), and the autoscaler's window averages
+  ``concurrency_stable``/``concurrency_panic`` (or ``rps_stable``/``rps_panic`` for a
+  revision scaled on requests per second), written while it reports them;
+- for models, ``preprocess_p50``/``_p95`` and ``postprocess_p50``/``_p95`` (seconds, the
+  model server's ``request_preprocess_seconds`` and ``request_postprocess_seconds``; the
+  predict step is ``latency_*``).
 
 The sources are the upstream names (Knative's ``kn_*``, KServe's, Dapr's ``dapr_http_*``)
 and, where a peer has none, wonderland's gateway gauges, used only when the upstream name
@@ -29,6 +37,7 @@ from wonderland.monitoring.history import SeriesKey
 from wonderland.monitoring.scrape import Sample, TargetScrape
 
 __all__ = [
+    "CHART_SERIES",
     "KINDS",
     "KIND_SERIES",
     "QUANTILES",
@@ -37,6 +46,7 @@ __all__ = [
 ]
 
 QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
+STAGE_QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95}  # a model's pre/postprocess
 _TRAFFIC = ("request_rate", "error_rate", *QUANTILES)
 KIND_SERIES: dict[str, tuple[str, ...]] = {
     "revisions": (
@@ -46,12 +56,25 @@ KIND_SERIES: dict[str, tuple[str, ...]] = {
         "in_flight",
         "queue_depth",
         "cold_starts",
-    ),
+    ),  # plus the status classes and autoscaler windows they had (CHART_SERIES)
     "models": _TRAFFIC,
     "sidecars": _TRAFFIC,
     "jobs": ("progress",),  # plus metric:<name>
 }
 KINDS = tuple(KIND_SERIES)
+# series written only when their source is there, kept for charts (not ``top`` columns)
+CHART_SERIES: dict[str, tuple[str, ...]] = {
+    "revisions": (
+        "rate_1xx",
+        "rate_3xx",
+        "rate_4xx",
+        "concurrency_stable",
+        "concurrency_panic",
+        "rps_stable",
+        "rps_panic",
+    ),
+    "models": ("preprocess_p50", "preprocess_p95", "postprocess_p50", "postprocess_p95"),
+}
 
 _GRPC_SERVER_ERRORS = frozenset(
     {"UNKNOWN", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "DATA_LOSS", "UNIMPLEMENTED"}
@@ -97,7 +120,7 @@ class _Rule:
 
     identity: Callable[[Mapping[str, str]], Identity | None]
     series: str
-    how: str  # rate | errors | increase | bucket | gauge | metric
+    how: str  # rate | errors | classes | increase | bucket | gauge | metric
     fallback: bool = False  # used only when no primary source fed the series
     scale: float = 1.0  # for bucket bounds (Dapr's are milliseconds)
     error_label: str = ""
@@ -111,12 +134,17 @@ def _rules() -> dict[str, list[_Rule]]:
         f"{kn}_count": [
             _Rule(_revision, "request_rate", "rate"),
             _Rule(_revision, "error_rate", "errors", error_label="http_response_status_code"),
+            _Rule(_revision, "rate", "classes", error_label="http_response_status_code"),
         ],
         f"{kn}_bucket": [_Rule(_revision, "latency", "bucket")],
         "kn_serving_queue_depth": [_Rule(_revision, "queue_depth", "gauge")],
         "kn_revision_pods_count": [_Rule(_revision, "replicas", "gauge")],
         "kn_revision_pods_desired": [_Rule(_revision, "desired_replicas", "gauge")],
         "faas_coldstarts_total": [_Rule(_revision, "cold_starts", "increase")],
+        "kn_revision_concurrency_stable": [_Rule(_revision, "concurrency_stable", "gauge")],
+        "kn_revision_concurrency_panic": [_Rule(_revision, "concurrency_panic", "gauge")],
+        "kn_revision_rps_stable": [_Rule(_revision, "rps_stable", "gauge")],
+        "kn_revision_rps_panic": [_Rule(_revision, "rps_panic", "gauge")],
         "wonderland_revision_requests_in_flight": [_Rule(_revision, "in_flight", "gauge")],
         "wonderland_revision_ready_endpoints": [
             _Rule(_revision, "replicas", "gauge", fallback=True)
@@ -130,6 +158,8 @@ def _rules() -> dict[str, list[_Rule]]:
         ],
         "request_predict_seconds_count": [_Rule(_model, "request_rate", "rate", fallback=True)],
         "request_predict_seconds_bucket": [_Rule(_model, "latency", "bucket")],
+        "request_preprocess_seconds_bucket": [_Rule(_model, "preprocess", "bucket")],
+        "request_postprocess_seconds_bucket": [_Rule(_model, "postprocess", "bucket")],
         "dapr_http_server_request_count": dapr_requests,
         "dapr_http_server_request_count_total": dapr_requests,
         "dapr_http_server_response_count": dapr_errors,
@@ -188,7 +218,7 @@ class SeriesDeriver:
     def derive(self, scrapes: Iterable[TargetScrape]) -> list[tuple[SeriesKey, float]]:
         primary: dict[tuple[Identity, str], float] = {}
         fallback: dict[tuple[Identity, str], float] = {}
-        buckets: dict[Identity, dict[float, float]] = {}
+        buckets: dict[tuple[Identity, str], dict[float, float]] = {}
         seen: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
         targets: dict[str, float] = {}
         for scrape in scrapes:
@@ -205,11 +235,12 @@ class SeriesDeriver:
         self._targets = targets
         out: dict[tuple[Identity, str], float] = dict(fallback)
         out.update(primary)
-        for identity, by_le in buckets.items():
-            for series, q in QUANTILES.items():
+        for (identity, prefix), by_le in buckets.items():
+            quantiles = QUANTILES if prefix == "latency" else STAGE_QUANTILES
+            for series, q in quantiles.items():
                 value = histogram_quantile(q, by_le.items())
                 if not math.isnan(value):
-                    out[(identity, series)] = value
+                    out[(identity, series.replace("latency", prefix, 1))] = value
         return [
             (SeriesKey(identity[0], identity[1], identity[2], series), value)
             for (identity, series), value in out.items()
@@ -243,7 +274,7 @@ class SeriesDeriver:
         at: float,
         primary: dict[tuple[Identity, str], float],
         fallback: dict[tuple[Identity, str], float],
-        buckets: dict[Identity, dict[float, float]],
+        buckets: dict[tuple[Identity, str], dict[float, float]],
         seen: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]],
     ) -> None:
         identity = rule.identity(sample.labels)
@@ -262,6 +293,14 @@ class SeriesDeriver:
             if metric and not math.isnan(sample.value):
                 into[(identity, f"metric:{metric}")] = sample.value
             return
+        if how == "classes":  # 1xx, 3xx, 4xx apart; 2xx is the rest, 5xx the errors
+            code = sample.labels.get(rule.error_label, "")
+            if len(code) != 3 or code[0] not in "134" or not code.isdigit():
+                return
+            series = f"{rule.series}_{code[0]}xx"
+            how = "rate"
+        else:
+            series = rule.series
         delta = self._delta(sample, at, seen)
         if delta is None:
             return
@@ -271,7 +310,7 @@ class SeriesDeriver:
                 le = float(sample.labels.get("le", "")) * rule.scale
             except ValueError:
                 return
-            by_le = buckets.setdefault(identity, {})
+            by_le = buckets.setdefault((identity, rule.series), {})
             by_le[le] = by_le.get(le, 0.0) + increase
             return
         if how == "errors":
@@ -282,4 +321,4 @@ class SeriesDeriver:
             value = increase / seconds
         else:  # increase
             value = increase
-        into[(identity, rule.series)] = into.get((identity, rule.series), 0.0) + value
+        into[(identity, series)] = into.get((identity, series), 0.0) + value

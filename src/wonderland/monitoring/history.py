@@ -196,30 +196,43 @@ class HistoryStore:
         """``(time, value)`` from ``since`` to ``until`` (now), every ``step`` seconds (a
         multiple of the store's; each point the mean of the slots it covers); None where
         nothing was recorded."""
+        times, values = self.read_arrays(key, since, until, step)
+        return _points(times.tolist(), values.tolist())
+
+    def read_arrays(
+        self, key: SeriesKey, since: float, until: float | None = None, step: float | None = None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """What :meth:`read` returns as two arrays, times and values (NaN where nothing
+        was recorded), for readers that compute on them (the console's charts); both
+        empty when the series is not kept."""
         row = self._rows.get(key)
         if row is None or self._head is None:
-            return []
+            return np.empty(0), np.empty(0)
         until_tick = min(self.tick(until if until is not None else time.time()), self._head)
         first = max(self.tick(since), self._head - self.slots + 1)
         if first > until_tick:
-            return []
-        ticks = np.arange(first, until_tick + 1)
-        values = self._values[row, ticks % self.slots].astype(np.float64)
+            return np.empty(0), np.empty(0)
+        n = until_tick - first + 1
+        lo = first % self.slots
+        ring = self._values[row]
+        if lo + n <= self.slots:  # slices, not an index array: a 24 h read is 8640 slots
+            values = ring[lo : lo + n].astype(np.float64)
+        else:
+            values = np.concatenate((ring[lo:], ring[: lo + n - self.slots])).astype(np.float64)
         factor = max(1, round((step or self.step) / self.step))
         if factor > 1:
             start = (first // factor) * factor
             pad = first - start
-            padded = np.concatenate([np.full(pad, np.nan), values])
-            extra = (-len(padded)) % factor
-            padded = np.concatenate([padded, np.full(extra, np.nan)])
+            padded = np.full(-(-(pad + n) // factor) * factor, np.nan)
+            padded[pad : pad + n] = values
             groups = padded.reshape(-1, factor)
-            counts = np.sum(~np.isnan(groups), axis=1)
-            sums = np.nansum(groups, axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+            known = ~np.isnan(groups)
+            counts = known.sum(axis=1)
+            sums = np.where(known, groups, 0.0).sum(axis=1)
+            means = np.divide(sums, counts, out=np.full(len(sums), np.nan), where=counts > 0)
             times = (start + np.arange(len(means)) * factor) * self.step
-            return _points(times.tolist(), means.tolist())
-        return _points((ticks * self.step).tolist(), values.tolist())
+            return times.astype(np.float64), means
+        return ((first + np.arange(n)) * self.step).astype(np.float64), values
 
     # -- persistence -----------------------------------------------------------------------
 

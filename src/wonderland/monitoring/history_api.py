@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from wonderland.monitoring.derive import KIND_SERIES, KINDS
+from wonderland.monitoring.derive import CHART_SERIES, KIND_SERIES, KINDS
 from wonderland.monitoring.history import SeriesKey
 from wonderland.monitoring.hub import HttpRequest, HttpResponse, MetricsHub
 from wonderland.monitoring.recorder import MetricsRecorder
@@ -159,7 +159,9 @@ class HistoryApi:
             raise ValueError(
                 f"{kind} {name!r} is in namespaces {', '.join(namespaces)}; pass namespace="
             )
-        known = sorted({k.series for k in keys} | set(KIND_SERIES[kind]))
+        known = sorted(
+            {k.series for k in keys} | set(KIND_SERIES[kind]) | set(CHART_SERIES.get(kind, ()))
+        )
         wanted_raw = _one(params, "series")
         wanted = [s for s in wanted_raw.split(",") if s] if wanted_raw else []
         for s in wanted:
@@ -214,6 +216,7 @@ class HistoryApi:
             if key.kind == kind and (not namespace or key.namespace == namespace):
                 objects.setdefault((key.namespace, key.name), []).append(key)
         columns = list(KIND_SERIES[kind])
+        charted = set(CHART_SERIES.get(kind, ()))  # history only: no column of their own
         items: list[dict[str, Any]] = []
         # an object nobody reported for Prometheus's lookback (a deleted revision) drops out
         fresh_after = time.time() - max(LOOKBACK_SECONDS, 3 * store.step)
@@ -224,6 +227,8 @@ class HistoryApi:
                 continue
             values: dict[str, float | None] = dict.fromkeys(columns)
             for key in keys:
+                if key.series in charted:
+                    continue
                 latest = store.latest(key) if written[key] == updated else None
                 values[key.series] = latest[1] if latest is not None else None
                 if key.series not in columns:

@@ -75,6 +75,7 @@ def install(platform: Platform) -> None:
         writer.targets, hub.registry, own_instance, timeout=max(1.0, min(10.0, interval))
     )
     history = HistoryStore(step=interval, max_series=settings.metrics_history_series)
+    platform.provide(HistoryStore, history)  # read in process by the console's charts
     recorder = MetricsRecorder(
         scraper, history, platform.state_dir / HISTORY_FILE, interval=interval
     )

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from wonderland.monitoring.cloudevents import REQUEST_TYPE, LoggedEvent
@@ -41,6 +42,7 @@ __all__ = [
 log = logging.getLogger("wonderland.monitoring.drift")
 
 DRIFT_EVENT_TYPE = "org.kubeflow.serving.inference.drift"
+SUMMARY_FEATURES = 64  # features summarized in the metrics (an image has thousands)
 
 
 class EventPublisher(Protocol):
@@ -123,6 +125,8 @@ class _Metrics:
     errors: Counter = field(init=False)
     reference_version: Gauge = field(init=False)
     reference_errors: Counter = field(init=False)
+    reference_rows: Gauge = field(init=False)
+    reference_summary: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
         labels = ["inferenceservice", "feature", "method"]
@@ -160,6 +164,19 @@ class _Metrics:
             ["inferenceservice"],
             registry=r,
         )
+        self.reference_rows = Gauge(
+            "wonderland_drift_reference_rows",
+            "rows and columns of the reference sample",
+            ["inferenceservice", "what"],
+            registry=r,
+        )
+        self.reference_summary = Gauge(
+            "wonderland_drift_reference_summary",
+            "the reference sample per feature: mean, stddev, min, max (numeric) or "
+            f"categories (categorical), for its first {SUMMARY_FEATURES} features",
+            ["inferenceservice", "feature", "kind", "stat"],
+            registry=r,
+        )
         self.reference_errors = Counter(
             "wonderland_drift_reference_errors_total",
             "new references not switched to (columns: not the model's inputs; unreadable)",
@@ -195,6 +212,36 @@ class DriftDetector:
         if reference.version.isdigit():
             gauge = self.metrics.reference_version.labels(self.config.model_name)
             gauge.set(int(reference.version))
+        self._show_summary(reference)
+
+    def _show_summary(self, reference: Reference) -> None:
+        """The reference sample's shape and per-feature statistics as gauges (what the
+        console's model page shows next to the drift statistics)."""
+        name = self.config.model_name
+        rows, summary = self.metrics.reference_rows, self.metrics.reference_summary
+        summary.clear()  # a re-baseline: the old sample's features go
+        rows.labels(name, "rows").set(reference.rows)
+        rows.labels(name, "columns").set(len(reference.columns))
+        for column in reference.columns[:SUMMARY_FEATURES]:
+            kind = reference.kinds.get(column, "numeric")
+            values = reference.values[column]
+            if kind == "categorical":
+                summary.labels(name, column, kind, "categories").set(len({str(v) for v in values}))
+                continue
+            numbers = np.asarray(
+                [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)],
+                np.float64,
+            )
+            numbers = numbers[np.isfinite(numbers)]
+            if not len(numbers):
+                continue
+            for stat, value in (
+                ("mean", numbers.mean()),
+                ("stddev", numbers.std()),
+                ("min", numbers.min()),
+                ("max", numbers.max()),
+            ):
+                summary.labels(name, column, kind, stat).set(float(value))
 
     def rebaseline(self, reference: Reference) -> bool:
         """Compare with ``reference`` from now on; False (the current one stays, the error
