@@ -76,7 +76,11 @@ def _ready(url: str) -> bool:
 
 @contextlib.contextmanager
 def run_server(
-    args: list[str], tmp_path: Path, env: dict[str, str] | None = None, wait_ready: bool = True
+    args: list[str],
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    ready_timeout: float = 30,
 ) -> Iterator[ServerProcess]:
     """Start ``wonderland serve`` in its own process group; always kill the group."""
     http_port, grpc_port = free_port(), free_port()
@@ -97,12 +101,14 @@ def run_server(
     server = ServerProcess(proc, http_port, grpc_port, log)
     try:
         if wait_ready:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + ready_timeout
             while not _ready(server.url):
                 if proc.poll() is not None:
                     raise AssertionError(f"server exited: {log.read_text()}")
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"server not ready in 30 s: {log.read_text()}")
+                    raise AssertionError(
+                        f"server not ready in {ready_timeout} s: {log.read_text()}"
+                    )
                 time.sleep(0.05)
         yield server
     finally:
