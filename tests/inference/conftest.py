@@ -75,7 +75,11 @@ def _ready(url: str) -> bool:
 
 @contextlib.contextmanager
 def run_server(
-    args: list[str], tmp_path: Path, env: dict[str, str] | None = None, wait_ready: bool = True
+    args: list[str],
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    ready_timeout: float = 30,
 ) -> Iterator[ServerProcess]:
     """Start ``wonderland serve`` in its own process group; always kill the group."""
     http_port, grpc_port = free_port(), free_port()
@@ -102,7 +106,7 @@ def run_server(
                     raise AssertionError(f"server exited: {log.read_text()}")
                 return _ready(server.url)
 
-            wait_for(ready, 30, "the model server to be ready", log=log)
+            wait_for(ready, ready_timeout, "the model server to be ready", log=log)
         yield server
     finally:
         kill_group(proc, signal.SIGTERM, timeout=10)

@@ -29,6 +29,7 @@ from wonderland.inference.errors import (
     ModelFailedError,
     NotImplementedByModelError,
 )
+from wonderland.inference.generation import TextGenerationModel
 from wonderland.inference.metrics import PARALLEL_QUEUE, ModelMetrics
 from wonderland.inference.model import ArrayModel, CustomModel, _Hook
 from wonderland.inference.repository import ModelEntry, ModelRepository
@@ -188,6 +189,7 @@ class DataPlane:
 
     async def _infer(self, request: InferRequest, headers: dict[str, str] | None) -> InferResponse:
         entry = self.repository.ready_entry(request.model_name, request.model_version)
+        _not_generative(entry)
         if entry.batcher is not None:
             outputs = await entry.batcher.submit({t.name: t.data for t in request.inputs})
             return InferResponse(
@@ -225,6 +227,7 @@ class DataPlane:
 
     async def _predict_v1(self, name: str, doc: Any, headers: dict[str, str] | None) -> Any:
         entry = self.repository.ready_entry(name)
+        _not_generative(entry)
         model = entry.model
         if isinstance(model, ArrayModel):
             if not isinstance(doc, dict):
@@ -355,3 +358,11 @@ class DataPlane:
 
     async def unload(self, name: str) -> None:
         await self.repository.unload(name)
+
+
+def _not_generative(entry: ModelEntry) -> None:
+    if isinstance(entry.model, TextGenerationModel):
+        raise NotImplementedByModelError(
+            f"model {entry.name!r} generates text: use POST /v2/models/{entry.name}/generate "
+            "(or generate_stream, infer_stream) or the OpenAI routes under /openai/v1"
+        )

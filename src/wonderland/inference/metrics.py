@@ -38,6 +38,7 @@ __all__ = [
     "REST_DURATION",
     "REST_IN_PROGRESS",
     "REST_REQUESTS",
+    "GenerationMetrics",
     "ModelMetrics",
     "RestMetrics",
     "render",
@@ -135,6 +136,87 @@ GRPC_HANDLED = Counter(
     "Total number of RPCs completed on the server, regardless of success or failure.",
     ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
 )
+
+
+# -- vLLM's names, for generative models (KServe's Hugging Face runtime exports these) ----
+
+_TOKEN_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0)
+TTFT = Histogram(
+    "vllm:time_to_first_token_seconds",
+    "Histogram of time to first token in seconds.",
+    ["model_name"],
+    buckets=_TOKEN_BUCKETS,
+)
+TPOT = Histogram(
+    "vllm:time_per_output_token_seconds",
+    "Histogram of time per output token in seconds (inter-token latency).",
+    ["model_name"],
+    buckets=_TOKEN_BUCKETS,
+)
+E2E = Histogram(
+    "vllm:e2e_request_latency_seconds",
+    "Histogram of end to end request latency in seconds.",
+    ["model_name"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+PROMPT_TOKENS = Counter("vllm:prompt_tokens", "Number of prefill tokens processed.", ["model_name"])
+GENERATION_TOKENS = Counter(
+    "vllm:generation_tokens", "Number of generation tokens processed.", ["model_name"]
+)
+REQUEST_SUCCESS = Counter(
+    "vllm:request_success",
+    "Count of finished requests, by why they finished.",
+    ["model_name", "finished_reason"],
+)
+RUNNING = Gauge(
+    "vllm:num_requests_running",
+    "Number of requests being generated now.",
+    ["model_name"],
+    multiprocess_mode="livesum",
+)
+WAITING = Gauge(
+    "vllm:num_requests_waiting",
+    "Number of requests waiting for the generation thread.",
+    ["model_name"],
+    multiprocess_mode="livesum",
+)
+THROUGHPUT = Gauge(
+    "vllm:avg_generation_throughput_toks_per_s",
+    "Generation tokens per second of the last finished request.",
+    ["model_name"],
+    multiprocess_mode="mostrecent",
+)
+
+
+class GenerationMetrics:
+    """The vLLM-named children of one generative model."""
+
+    __slots__ = (
+        "_name",
+        "e2e",
+        "generation_tokens",
+        "prompt_tokens",
+        "running",
+        "throughput",
+        "tpot",
+        "ttft",
+        "waiting",
+    )
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.ttft = TTFT.labels(name)
+        self.tpot = TPOT.labels(name)
+        self.e2e = E2E.labels(name)
+        self.prompt_tokens = PROMPT_TOKENS.labels(name)
+        self.generation_tokens = GENERATION_TOKENS.labels(name)
+        self.running = RUNNING.labels(name)
+        self.waiting = WAITING.labels(name)
+        self.throughput = THROUGHPUT.labels(name)
+
+    def finished(self, reason: str, seconds: float) -> None:
+        REQUEST_SUCCESS.labels(self._name, reason).inc()
+        self.e2e.observe(seconds)
 
 
 # Methods a client may send are unbounded; any other is counted as "_OTHER" (OpenTelemetry's

@@ -21,6 +21,7 @@ from wonderland.inference.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
 )
+from wonderland.inference.generation import TextGenerationModel
 from wonderland.inference.metrics import ModelMetrics
 from wonderland.inference.model import ArrayModel, CustomModel
 
@@ -56,7 +57,7 @@ class ModelEntry:
     version: str | None
     state: str  # READY, LOADING, UNAVAILABLE
     reason: str = ""
-    model: ArrayModel | CustomModel | None = None
+    model: ArrayModel | CustomModel | TextGenerationModel | None = None
     batcher: AdaptiveBatcher | None = None
     metrics: ModelMetrics | None = None
 
@@ -231,13 +232,15 @@ class ModelRepository:
                 raise ModelConfigError(f"model {name!r} failed to load: {'; '.join(errors)}")
             return list(new.values())
 
-    def add_model(self, model: ArrayModel | CustomModel) -> ModelEntry:
+    def add_model(self, model: ArrayModel | CustomModel | TextGenerationModel) -> ModelEntry:
         """Serve an already loaded model object (library use and tests)."""
         entry = self._entry(model.name, model.version, model)
         self._models.setdefault(model.name, {})[model.version] = entry
         return entry
 
-    def _entry(self, name: str, version: str | None, model: ArrayModel | CustomModel) -> ModelEntry:
+    def _entry(
+        self, name: str, version: str | None, model: ArrayModel | CustomModel | TextGenerationModel
+    ) -> ModelEntry:
         metrics = ModelMetrics(name, version)
         batcher = None
         if isinstance(model, ArrayModel):
@@ -253,13 +256,15 @@ class ModelRepository:
             )
         return ModelEntry(name, version, "READY", "", model, batcher, metrics)
 
-    def _build(self, src: ModelSource, path: Path, version: str | None) -> ArrayModel | CustomModel:
+    def _build(
+        self, src: ModelSource, path: Path, version: str | None
+    ) -> ArrayModel | CustomModel | TextGenerationModel:
         from wonderland.inference.runtimes import create_model, detect_format
 
         fmt = src.model_format or detect_format(path)
         model = create_model(fmt, src.name, path, version, **src.options)
         model.load()
-        if not isinstance(model, (ArrayModel, CustomModel)):
+        if not isinstance(model, (ArrayModel, CustomModel, TextGenerationModel)):
             raise ModelConfigError(f"runtime {fmt!r} built {type(model).__name__}, not a model")
         return model
 
@@ -283,6 +288,8 @@ async def _close(entry: ModelEntry) -> None:
         await entry.batcher.close(shutdown_executor=True)  # each entry owns its thread
     if isinstance(entry.model, CustomModel):
         await entry.model.close()
+    if isinstance(entry.model, TextGenerationModel):
+        entry.model.close()  # a generation in flight stops at its next token
 
 
 def _plain_name(name: str) -> bool:

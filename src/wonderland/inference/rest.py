@@ -7,6 +7,8 @@ answers ``{"error": "..."}`` with the status its exception carries.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -24,6 +26,9 @@ from wonderland.inference.errors import (
     ModelNotReadyError,
     PayloadTooLargeError,
 )
+from wonderland.inference.generate_rest import GENERATE_ACTIONS, GenerateRoutes
+from wonderland.inference.openai_rest import OPENAI_PREFIX, OpenAIRoutes, openai_error
+from wonderland.inference.sse import EventStream, JsonAnswer
 from wonderland.inference.types import InferRequest
 
 __all__ = ["RestApp"]
@@ -58,6 +63,8 @@ class RestApp:
         self.dataplane = dataplane
         self.max_request_size = max_request_size
         self._rest_metrics = metrics.RestMetrics()
+        self._openai = OpenAIRoutes(dataplane.repository)
+        self._generate = GenerateRoutes(dataplane.repository)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -79,6 +86,10 @@ class RestApp:
             except Exception as exc:  # a bug of ours: answer, log, keep serving
                 log.exception("unhandled error on %s %s", method, scope["path"])
                 reply = _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
+            if isinstance(reply, EventStream):
+                status = 200
+                await _send_stream(reply, receive, send)
+                return
             status = reply.status
             headers = reply.headers
             await send(
@@ -120,10 +131,12 @@ class RestApp:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return body, headers
 
-    async def _route(self, scope: Scope, receive: Receive) -> _Reply:
+    async def _route(self, scope: Scope, receive: Receive) -> _Reply | EventStream:
         path: str = scope["path"]
         method: str = scope["method"]
         dp = self.dataplane
+        if path.startswith(OPENAI_PREFIX + "/"):
+            return await self._openai_route(scope, receive)
         if path.startswith("/v2/models/"):
             rest = path[11:]
             parts = rest.split("/")
@@ -137,6 +150,10 @@ class RestApp:
             if action == "infer":
                 self._need(method, "POST", path)
                 return await self._infer(scope, receive, name, version)
+            if action in GENERATE_ACTIONS:
+                self._need(method, "POST", path)
+                body, _ = await self._body(scope, receive)
+                return _answer(await self._generate.handle(action, name, version, body))
             if action == "":
                 self._need(method, "GET", path)
                 return _json(dp.model_metadata(name, version))
@@ -198,6 +215,17 @@ class RestApp:
             return _Reply(200, metrics.render(), [(b"content-type", metrics.CONTENT_TYPE.encode())])
         raise ModelNotFoundError(f"no route {method} {path}")
 
+    async def _openai_route(self, scope: Scope, receive: Receive) -> _Reply | EventStream:
+        """The OpenAI routes answer every error in OpenAI's shape."""
+        doc: Any = None
+        try:
+            if scope["method"] == "POST":
+                body, _ = await self._body(scope, receive)
+                doc = parse_json(body, "request")
+        except InferenceServerError as exc:
+            return _answer(openai_error(str(exc), exc.status))
+        return _answer(await self._openai.handle(scope["method"], scope["path"], doc))
+
     @staticmethod
     def _need(method: str, want: str, path: str) -> None:
         if method != want:
@@ -252,7 +280,7 @@ def route_template(path: str) -> str:
             out += "/versions/{model_version}"
             tail = tail[2:]
         action = "/".join(tail)
-        if action in ("", "infer", "ready", "config"):
+        if action in ("", "infer", "ready", "config", *GENERATE_ACTIONS):
             return f"{out}/{action}" if action else out
         return "<unmatched>"
     if path.startswith("/v1/models/"):
@@ -263,6 +291,10 @@ def route_template(path: str) -> str:
                 return "/v1/models/{model_name}:" + verb
             return "<unmatched>"
         return "/v1/models/{model_name}"
+    if path.startswith(OPENAI_PREFIX + "/"):
+        if path[len(OPENAI_PREFIX) :] in _OPENAI_ROUTES:
+            return path
+        return "<unmatched>"
     if path.startswith("/v2/repository/"):
         if path == "/v2/repository/index":
             return path
@@ -270,6 +302,42 @@ def route_template(path: str) -> str:
         if path.startswith("/v2/repository/models/") and op in ("load", "unload"):
             return "/v2/repository/models/{model_name}/" + op
     return "<unmatched>"
+
+
+_OPENAI_ROUTES = frozenset({"/models", "/completions", "/chat/completions", "/embeddings"})
+
+
+def _answer(answer: JsonAnswer | EventStream) -> _Reply | EventStream:
+    if isinstance(answer, JsonAnswer):
+        return _json(answer.doc, answer.status)
+    return answer
+
+
+async def _send_stream(stream: EventStream, receive: Receive, send: Send) -> None:
+    """Send each chunk as it comes; a client that goes away closes the stream, which stops
+    the generation behind it."""
+    await send({"type": "http.response.start", "status": 200, "headers": stream.headers})
+
+    async def pump() -> None:
+        async with contextlib.aclosing(stream.chunks) as chunks:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pumping = asyncio.ensure_future(pump())
+    watching = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (watching, pumping):
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class _MethodNotAllowed(InferenceServerError):

@@ -21,7 +21,7 @@ RUNTIMES: dict[str, str] = {
     "lightgbm": "wonderland.inference.runtimes.lightgbm:LightGBMRuntime",
     "onnx": "wonderland.inference.runtimes.onnx:ONNXRuntime",
     "pytorch": "wonderland.inference.runtimes.pytorch:TorchScriptRuntime",
-    "huggingface": "wonderland.inference.runtimes.huggingface:HuggingFaceRuntime",
+    "huggingface": "wonderland.inference.runtimes.huggingface:create",
     "custom": "wonderland.inference.runtimes.custom:load_custom_model",
     "mlflow": "wonderland.inference.runtimes.mlflow:MLflowRuntime",
 }

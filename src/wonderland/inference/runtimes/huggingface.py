@@ -1,6 +1,10 @@
 """Hugging Face runtime: a local model folder with ``config.json``, served offline.
 
-A sentence-transformers folder (``modules.json``) is served as text embeddings; any other
+The folder's task picks the model (KServe's ``--task``, read from ``config.json``'s
+``architectures`` when not given): a causal language model (``...ForCausalLM``,
+``...LMHeadModel``) is served for text generation (:mod:`wonderland.inference.generation`:
+the OpenAI completions and chat routes, Triton's generate); anything else as text
+embeddings. A sentence-transformers folder (``modules.json``) is served as text embeddings; any other
 folder through ``transformers.AutoModel`` with mean pooling. Input: a BYTES tensor of
 texts (V2) or a list of strings (V1 ``instances``); output ``output-0``: FP32 ``[n, dim]``.
 """
@@ -13,11 +17,29 @@ from typing import Any
 
 import numpy as np
 
-from wonderland.inference.errors import InvalidInputError
+from wonderland.inference.errors import InvalidInputError, ModelConfigError
+from wonderland.inference.generation import TextGenerationModel, is_causal_lm
 from wonderland.inference.model import ArrayModel
 from wonderland.inference.types import TensorMetadata
 
-__all__ = ["HuggingFaceRuntime"]
+__all__ = ["TASKS", "HuggingFaceRuntime", "create"]
+
+TASKS = ("text_generation", "text_embedding")
+
+
+def create(
+    name: str, model_dir: Path, version: str | None = None, task: str | None = None, **options: Any
+) -> HuggingFaceRuntime | TextGenerationModel:
+    """The model for a Hugging Face folder, by its task (given, or read from its config)."""
+    if task is None:
+        task = "text_generation" if is_causal_lm(model_dir) else "text_embedding"
+    if task == "text_generation":
+        return TextGenerationModel(name, model_dir, version, **options)
+    if task == "text_embedding":
+        return HuggingFaceRuntime(name, model_dir, version, **options)
+    raise ModelConfigError(
+        f"task {task!r} is not served for Hugging Face models; tasks: {', '.join(TASKS)}"
+    )
 
 
 class HuggingFaceRuntime(ArrayModel):
@@ -31,7 +53,18 @@ class HuggingFaceRuntime(ArrayModel):
         super().__init__(name, model_dir, version)
         self.nthread = nthread
         self._encode: Any = None
+        self._tokenizer: Any = None
         self._dim = -1
+
+    @property
+    def dimension(self) -> int:
+        """The length of one embedding."""
+        return self._dim
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """The tokens the model reads for ``texts`` (the usage of an embeddings request)."""
+        ids = self._tokenizer(texts, truncation=True)["input_ids"]
+        return sum(len(x) for x in ids)
 
     def load(self) -> None:
         # A served model never reaches out to the Hub.
@@ -44,6 +77,7 @@ class HuggingFaceRuntime(ArrayModel):
             from sentence_transformers import SentenceTransformer
 
             st = SentenceTransformer(str(self.model_dir), device="cpu")
+            self._tokenizer = st.tokenizer
 
             def encode(texts: list[str]) -> Any:
                 return st.encode(texts, convert_to_numpy=True)
@@ -58,6 +92,7 @@ class HuggingFaceRuntime(ArrayModel):
             tok = AutoTokenizer.from_pretrained(str(self.model_dir))
             model = AutoModel.from_pretrained(str(self.model_dir))
             model.eval()
+            self._tokenizer = tok
 
             def encode(texts: list[str]) -> Any:
                 batch = tok(texts, padding=True, truncation=True, return_tensors="pt")

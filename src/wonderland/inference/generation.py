@@ -1,0 +1,471 @@
+"""Text generation for causal language models (a Hugging Face folder), streamed per token.
+
+One decoding loop per request runs on the model's own generation thread, never on the
+event loop: a forward pass with the key/value cache, temperature and top-p sampling from a
+seeded generator, one log-probability per token. Each token is handed to the event loop as
+soon as it is produced (:meth:`TextGenerationModel.stream`), and the loop stops at the next
+token once the consumer is gone (the client disconnected): no work continues for a gone
+client. ``n`` choices of one request decode together as one batch of ``n`` rows; separate
+requests queue for the generation thread in arrival order (no cross-request batching), the
+queue bounded by ``max_queue_size``.
+
+Metrics carry vLLM's names (``vllm:time_to_first_token_seconds``,
+``vllm:time_per_output_token_seconds``, ``vllm:prompt_tokens_total``,
+``vllm:generation_tokens_total``, ...), labelled ``model_name`` as vLLM does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wonderland.inference.errors import InvalidInputError, ServerBusyError
+from wonderland.inference.metrics import GenerationMetrics
+from wonderland.inference.types import TensorMetadata
+
+__all__ = [
+    "MAX_CHOICES",
+    "MAX_TOP_LOGPROBS",
+    "ContextLengthError",
+    "Done",
+    "Finished",
+    "SamplingParams",
+    "TextGenerationModel",
+    "TokenEvent",
+    "is_causal_lm",
+]
+
+MAX_CHOICES = 16
+MAX_TOP_LOGPROBS = 20
+
+
+class ContextLengthError(InvalidInputError):
+    """The prompt plus the tokens asked for do not fit in the model's context."""
+
+
+@dataclass(slots=True)
+class SamplingParams:
+    """How to decode: OpenAI's parameter names and defaults."""
+
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    n: int = 1
+    seed: int | None = None
+    logprobs: int | None = None  # None: no log-probabilities; k: the k most likely too
+    ignore_eos: bool = False
+
+    def check(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise InvalidInputError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise InvalidInputError(f"temperature must be in [0, 2], got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.n <= MAX_CHOICES:
+            raise InvalidInputError(f"n must be in [1, {MAX_CHOICES}], got {self.n}")
+        if len(self.stop) > 4 or any(not s for s in self.stop):
+            raise InvalidInputError("stop takes up to 4 non-empty strings")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidInputError(
+                f"logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {self.logprobs}"
+            )
+
+
+@dataclass(slots=True)
+class TokenEvent:
+    """New text of one choice: ``text`` may be empty while a stop string is undecided."""
+
+    index: int
+    text: str
+    token: str
+    token_id: int
+    logprob: float | None
+    top_logprobs: list[tuple[str, float]]
+    text_offset: int
+
+
+@dataclass(slots=True)
+class Finished:
+    """One choice is done: ``reason`` is ``stop`` (end of text or a stop string) or
+    ``length`` (``max_tokens`` or the context is full)."""
+
+    index: int
+    reason: str
+    text: str  # the rest of the text held back for stop strings
+
+
+@dataclass(slots=True)
+class Done:
+    """The last event: the token counts, and the error if the generation failed."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    error: BaseException | None = None
+
+
+Event = TokenEvent | Finished
+
+
+def is_causal_lm(model_dir: Path) -> bool:
+    """Whether a Hugging Face folder holds a text-generation model (its ``architectures``)."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    archs = config.get("architectures") or []
+    return (
+        any(
+            isinstance(a, str)
+            and a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration"))
+            for a in archs
+        )
+        and not (model_dir / "modules.json").is_file()
+    )
+
+
+class _Choice:
+    """Text state of one choice: the ids so far, the text sent, stop-string hold-back."""
+
+    __slots__ = ("finished", "ids", "sent", "stops", "text")
+
+    def __init__(self, stops: list[str]) -> None:
+        self.ids: list[int] = []
+        self.text = ""
+        self.sent = 0
+        self.stops = stops
+        self.finished = False
+
+    def add(self, tokenizer: Any, token_id: int) -> tuple[str, bool]:
+        """Add a token; returns (text to send now, whether a stop string ended the choice)."""
+        self.ids.append(token_id)
+        text = tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the rest
+            return "", False
+        self.text = text
+        for s in self.stops:
+            at = text.find(s, max(0, self.sent - len(s)))
+            if at >= 0:
+                out = text[self.sent : at] if at > self.sent else ""
+                self.sent = max(self.sent, at)
+                return out, True
+        hold = max((len(s) - 1 for s in self.stops), default=0)
+        # never send a tail that may be the start of a stop string
+        end = len(text)
+        for k in range(min(hold, len(text)), 0, -1):
+            if any(s.startswith(text[-k:]) for s in self.stops):
+                end = len(text) - k
+                break
+        out = text[self.sent : end] if end > self.sent else ""
+        self.sent = max(self.sent, end)
+        return out, False
+
+    def rest(self) -> str:
+        out = self.text[self.sent :]
+        self.sent = len(self.text)
+        return out
+
+
+class TextGenerationModel:
+    """A causal language model served for text generation (completions, chat, generate)."""
+
+    platform = "huggingface"
+    batchable = False
+    task = "text_generation"
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: Path,
+        version: str | None = None,
+        nthread: int = 1,
+        max_queue_size: int = 1024,
+        **_: Any,
+    ) -> None:
+        self.name = name
+        self.model_dir = model_dir
+        self.version = version
+        self.nthread = nthread
+        self.max_queue_size = max_queue_size
+        self.tokenizer: Any = None
+        self.model: Any = None
+        self.context_length = 0
+        self.eos_ids: set[int] = set()
+        self.created = int(time.time())
+        self.metrics = GenerationMetrics(name)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"generate-{name}")
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self._cache_kw = "past_key_values"
+        self._last_logits_only = False
+
+    # -- loading and metadata ---------------------------------------------------------------
+
+    def load(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.set_num_threads(self.nthread)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.model = AutoModelForCausalLM.from_pretrained(str(self.model_dir))
+        self.model.eval()
+        # transformers 5 names the key/value cache ``cache``; 4.x ``past_key_values``
+        import inspect
+
+        accepted = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in accepted else "past_key_values"
+        self._last_logits_only = "logits_to_keep" in accepted
+        cfg = self.model.config
+        length = None
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                length = value
+                break
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if length is None and isinstance(tok_max, int) and 0 < tok_max < 10**9:
+            length = tok_max
+        self.context_length = length or 2048
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if eos is None:
+            eos = cfg.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+
+    def inputs_metadata(self) -> list[TensorMetadata]:
+        return [TensorMetadata("text_input", "BYTES", [1])]
+
+    def outputs_metadata(self) -> list[TensorMetadata]:
+        return [TensorMetadata("text_output", "BYTES", [1])]
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def encode(self, prompt: str | Sequence[int]) -> list[int]:
+        if isinstance(prompt, str):
+            ids: list[int] = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        else:
+            vocab = int(self.model.config.vocab_size)
+            if any(not isinstance(t, int) or not 0 <= t < vocab for t in prompt):
+                raise InvalidInputError(f"prompt token ids must be integers in [0, {vocab})")
+            ids = list(prompt)
+        if not ids:
+            raise InvalidInputError("the prompt is empty")
+        return ids
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        if not self.has_chat_template:
+            raise InvalidInputError(
+                f"model {self.name!r} has no chat template in its tokenizer; use "
+                "/openai/v1/completions with a prompt instead"
+            )
+        try:
+            text = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+        except Exception as exc:  # the template raises for conversations it rejects
+            raise InvalidInputError(f"the chat template rejected the messages: {exc}") from None
+        return str(text)
+
+    def budget(self, prompt_ids: list[int], params: SamplingParams, default: int | None) -> int:
+        """The number of tokens to generate, or a 400 when the prompt does not fit."""
+        room = self.context_length - len(prompt_ids)
+        want = params.max_tokens if params.max_tokens is not None else default
+        if want is None:
+            want = room
+        if room < 1 or want > room:
+            raise ContextLengthError(
+                f"This model's maximum context length is {self.context_length} tokens. "
+                f"However, you requested {len(prompt_ids) + max(want, 1)} tokens "
+                f"({len(prompt_ids)} in the prompt, {max(want, 1)} for the completion). "
+                "Please reduce the length of the prompt or of max_tokens."
+            )
+        return want
+
+    # -- generation ---------------------------------------------------------------------------
+
+    async def stream(
+        self, prompt_ids: list[int], params: SamplingParams, max_new: int
+    ) -> AsyncGenerator[Event | Done, None]:
+        """Generate on the generation thread, yielding each event as it is produced.
+
+        Closing the iterator (the client went away) stops the decoding loop at its next
+        token; the last item is always a ``Done`` with the token counts."""
+        if self._waiting >= self.max_queue_size:
+            raise ServerBusyError(
+                f"model {self.name!r} has {self._waiting} generations queued (the limit, "
+                "--max_queue_size); retry later"
+            )
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event | Done] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: Event | Done) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        with self._lock:
+            self._waiting += 1
+        self.metrics.waiting.inc()
+        started = time.perf_counter()
+        loop.run_in_executor(
+            self._executor, self._run, prompt_ids, params, max_new, cancel, emit, started
+        )
+        try:
+            while True:
+                item = await queue.get()
+                yield item
+                if isinstance(item, Done):
+                    break
+        finally:
+            # a gone client: the decoding loop sees this before its next token and ends
+            cancel.set()
+
+    def _run(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        max_new: int,
+        cancel: threading.Event,
+        emit: Any,
+        queued_at: float,
+    ) -> None:
+        with self._lock:
+            self._waiting -= 1
+        self.metrics.waiting.dec()
+        if cancel.is_set():  # the client left while queued
+            return
+        self.metrics.running.inc()
+        m = self.metrics
+        generated = 0
+        reason = "abort"
+        try:
+            generated, reason = self._decode(prompt_ids, params, max_new, cancel, emit, queued_at)
+            emit(Done(len(prompt_ids), generated))
+        except BaseException as exc:
+            emit(Done(len(prompt_ids), generated, exc))
+            reason = "error"
+        finally:
+            m.running.dec()
+            m.prompt_tokens.inc(len(prompt_ids))
+            m.finished(reason, time.perf_counter() - queued_at)
+
+    def _decode(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        max_new: int,
+        cancel: threading.Event,
+        emit: Any,
+        queued_at: float,
+    ) -> tuple[int, str]:
+        import torch
+
+        m = self.metrics
+        n = params.n
+        tok = self.tokenizer
+        gen = torch.Generator()
+        if params.seed is not None:
+            gen.manual_seed(params.seed)
+        else:
+            gen.seed()
+        choices = [_Choice(params.stop) for _ in range(n)]
+        ids = torch.tensor([prompt_ids] * n, dtype=torch.long)
+        past: Any = None
+        produced = 0
+        first_at = 0.0
+        last_at = 0.0
+        greedy = params.temperature == 0.0
+        want_lp = params.logprobs is not None
+        top_k = params.logprobs or 0
+        with torch.inference_mode():
+            for step in range(max_new):
+                if cancel.is_set():
+                    return produced, "abort"
+                kwargs: dict[str, Any] = {self._cache_kw: past, "use_cache": True}
+                if self._last_logits_only:
+                    kwargs["logits_to_keep"] = 1
+                out = self.model(input_ids=ids, **kwargs)
+                past = getattr(out, "cache", None) or out.past_key_values
+                logits = out.logits[:, -1, :].float()
+                if greedy:
+                    next_ids = logits.argmax(-1)
+                else:
+                    probs = torch.softmax(logits / params.temperature, dim=-1)
+                    if params.top_p < 1.0:
+                        sorted_p, order = probs.sort(-1, descending=True)
+                        keep = sorted_p.cumsum(-1) - sorted_p < params.top_p
+                        sorted_p = sorted_p * keep
+                        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+                    next_ids = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+                logp = torch.log_softmax(logits, dim=-1) if want_lp else None
+                now = time.perf_counter()
+                if step == 0:
+                    first_at = now
+                    m.ttft.observe(now - queued_at)
+                else:
+                    m.tpot.observe(now - last_at)
+                last_at = now
+                for i, choice in enumerate(choices):
+                    if choice.finished:
+                        continue
+                    tid = int(next_ids[i])
+                    produced += 1
+                    m.generation_tokens.inc()
+                    if tid in self.eos_ids and not params.ignore_eos:
+                        choice.finished = True
+                        emit(Finished(i, "stop", choice.rest()))
+                        continue
+                    offset = choice.sent
+                    text, stopped = choice.add(tok, tid)
+                    lp: float | None = None
+                    tops: list[tuple[str, float]] = []
+                    if logp is not None:
+                        lp = float(logp[i, tid])
+                        if top_k:
+                            values, indices = logp[i].topk(top_k)
+                            tops = [
+                                (tok.decode([int(j)]), float(v))
+                                for v, j in zip(values, indices, strict=True)
+                            ]
+                    emit(TokenEvent(i, text, tok.decode([tid]), tid, lp, tops, offset))
+                    if stopped:
+                        choice.finished = True
+                        emit(Finished(i, "stop", ""))
+                if all(c.finished for c in choices):
+                    break
+                ids = next_ids.unsqueeze(-1)
+        reason = "stop"
+        for i, choice in enumerate(choices):
+            if not choice.finished:
+                choice.finished = True
+                reason = "length"
+                emit(Finished(i, "length", choice.rest()))
+        if produced > n and last_at > first_at:
+            m.throughput.set((produced - n) / (last_at - first_at))
+        return produced, reason
+
+
+def safe_logprob(value: float | None) -> float | None:
+    """JSON has no -inf: a zero-probability token reports a very small number instead."""
+    if value is None:
+        return None
+    return value if math.isfinite(value) else -9999.0
