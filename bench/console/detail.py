@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+from seed_objects import seed_services
 
 import wonderland.platform
 from wonderland.console.app_pages import AppPages
@@ -57,41 +58,8 @@ SERIES = (  # what the daemon keeps of a serving revision that answered some 4xx
 
 
 def _seed(store: Store) -> list[str]:
-    revisions: list[str] = []
     with store.transaction():
-        for i in range(100):
-            name = f"svc-{i:03d}"
-            svc = store.create(
-                {
-                    "apiVersion": "serving.knative.dev/v1",
-                    "kind": "Service",
-                    "metadata": {"name": name, "namespace": "default"},
-                    "spec": {"template": {"spec": {"containers": [{"image": "x"}]}}},
-                }
-            )
-            svc["status"] = {
-                "conditions": [{"type": "Ready", "status": "True"}],
-                "url": f"http://{name}.default.127.0.0.1.sslip.io",
-                "traffic": [
-                    {"revisionName": f"{name}-00002", "percent": 90, "latestRevision": True},
-                    {"revisionName": f"{name}-00001", "percent": 10},
-                ],
-            }
-            store.update_status(svc)
-            for n in (1, 2):
-                revisions.append(f"{name}-0000{n}")
-                store.create(
-                    {
-                        "apiVersion": "serving.knative.dev/v1",
-                        "kind": "Revision",
-                        "metadata": {
-                            "name": f"{name}-0000{n}",
-                            "namespace": "default",
-                            "labels": {"serving.knative.dev/service": name},
-                        },
-                        "spec": {"containers": [{"image": "x"}]},
-                    }
-                )
+        revisions = seed_services(store)
         for i in range(20):
             store.create(
                 {

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from seed_objects import seed_services
 
 import wonderland.platform
 from wonderland.console.server import ConsoleServer
@@ -44,38 +45,7 @@ TOKEN = "bench-token"
 
 def _seed(store: Store) -> None:
     with store.transaction():
-        for i in range(100):
-            name = f"svc-{i:03d}"
-            svc = store.create(
-                {
-                    "apiVersion": "serving.knative.dev/v1",
-                    "kind": "Service",
-                    "metadata": {"name": name, "namespace": "default"},
-                    "spec": {"template": {"spec": {"containers": [{"image": "x"}]}}},
-                }
-            )
-            svc["status"] = {
-                "conditions": [{"type": "Ready", "status": "True"}],
-                "url": f"http://{name}.default.127.0.0.1.sslip.io",
-                "traffic": [
-                    {"revisionName": f"{name}-00002", "percent": 90, "latestRevision": True},
-                    {"revisionName": f"{name}-00001", "percent": 10},
-                ],
-            }
-            store.update_status(svc)
-            for n in (1, 2):
-                store.create(
-                    {
-                        "apiVersion": "serving.knative.dev/v1",
-                        "kind": "Revision",
-                        "metadata": {
-                            "name": f"{name}-0000{n}",
-                            "namespace": "default",
-                            "labels": {"serving.knative.dev/service": name},
-                        },
-                        "spec": {"containers": [{"image": "x"}]},
-                    }
-                )
+        seed_services(store)
         for i in range(50):
             job = store.create(
                 {

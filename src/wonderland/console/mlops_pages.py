@@ -113,6 +113,20 @@ def _arg(args: Mapping[str, list[str]], name: str) -> str:
     return values[0] if values else ""
 
 
+# What a call to the registry can fail with, and the answer each gets.
+_REGISTRY_ERRORS = (InvalidError, MlflowApiError, TrackingError)
+
+
+def _registry_refusal(exc: Exception) -> tuple[int, str]:
+    """The status and reason for a failed registry call (one of ``_REGISTRY_ERRORS``): a
+    bad value 422, an MLflow refusal 404 (not found) or 422, no tracking server 503."""
+    if isinstance(exc, InvalidError):
+        return 422, exc.reason_text
+    if isinstance(exc, MlflowApiError):
+        return (404 if exc.not_found else 422), exc.message
+    return 503, str(exc)
+
+
 class MlopsPages:
     """The pages of the model life cycle (see the module docstring)."""
 
@@ -439,12 +453,11 @@ class MlopsPages:
                         "move the alias first",
                     )
             done = await asyncio.to_thread(self._with_client, url, archive, name, version)
-        except InvalidError as exc:
-            return await self._refused_action(422, f"not archived: {exc.reason_text}")
-        except MlflowApiError as exc:
-            return await self._refused_action(404 if exc.not_found else 422, exc.message)
-        except TrackingError as exc:
-            return await self._refused_action(503, str(exc))
+        except _REGISTRY_ERRORS as exc:
+            status, why = _registry_refusal(exc)
+            if isinstance(exc, InvalidError):
+                why = f"not archived: {why}"
+            return await self._refused_action(status, why)
         self._registry_cache = None
         log.info("console: %s version %s archived", name, version)
         removed = ",".join(done.removed_aliases)
@@ -475,12 +488,9 @@ class MlopsPages:
             mv = await asyncio.to_thread(
                 self._with_client, url, register_run_model, run_id, name, path or "model"
             )
-        except InvalidError as exc:
-            return Refused(422, f"Not registered: {exc.reason_text}")
-        except MlflowApiError as exc:
-            return Refused(404 if exc.not_found else 422, f"Not registered: {exc.message}")
-        except TrackingError as exc:
-            return Refused(503, f"Not registered: {exc}")
+        except _REGISTRY_ERRORS as exc:
+            status, why = _registry_refusal(exc)
+            return Refused(status, f"Not registered: {why}")
         self._registry_cache = None
         version = str(mv.get("version") or "")
         log.info("console: run %s registered as %s version %s", run_id, name, version)
@@ -498,12 +508,8 @@ class MlopsPages:
         try:
             url = await self.registry_access.base_url()
             found = await asyncio.to_thread(registry_views.compare_versions, url, name, a, b)
-        except InvalidError as exc:
-            return Refused(422, exc.reason_text)
-        except MlflowApiError as exc:
-            return Refused(404 if exc.not_found else 422, exc.message)
-        except TrackingError as exc:
-            return Refused(503, str(exc))
+        except _REGISTRY_ERRORS as exc:
+            return Refused(*_registry_refusal(exc))
         return Rendered("compare.html", {"page": found, "nav": "registry"})
 
     async def _lineage(self, args: Mapping[str, list[str]]) -> Answer:
@@ -515,12 +521,8 @@ class MlopsPages:
             found = await asyncio.to_thread(
                 registry_views.lineage_page, url, name, version, self._isvcs()
             )
-        except InvalidError as exc:
-            return Refused(422, exc.reason_text)
-        except MlflowApiError as exc:
-            return Refused(404 if exc.not_found else 422, exc.message)
-        except TrackingError as exc:
-            return Refused(503, str(exc))
+        except _REGISTRY_ERRORS as exc:
+            return Refused(*_registry_refusal(exc))
         return Rendered("lineage.html", {"page": found, "nav": "registry"})
 
     async def _promote(self, form: Mapping[str, list[str]]) -> Answer:
@@ -540,18 +542,11 @@ class MlopsPages:
             )
         try:
             url = await self.registry_access.base_url()
-
-            def move() -> Promotion:
-                with RestClient(url) as client:
-                    return promote(client, name, version, alias)
-
-            done = await asyncio.to_thread(move)
-        except InvalidError as exc:
-            return await refused(422, exc.reason_text)
-        except MlflowApiError as exc:
-            return await refused(404 if exc.not_found else 422, exc.message)
-        except TrackingError as exc:
-            return await refused(503, str(exc))
+            done: Promotion = await asyncio.to_thread(
+                self._with_client, url, promote, name, version, alias
+            )
+        except _REGISTRY_ERRORS as exc:
+            return await refused(*_registry_refusal(exc))
         self._registry_cache = None
         if not done.moved:
             return await refused(409, done.reason)

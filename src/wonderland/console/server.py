@@ -262,12 +262,18 @@ class ConsoleServer:
     ) -> None:
         """Answer with a ``text/event-stream`` of ``chunks`` until they end or the client
         goes away."""
+        await self._stream_body(receive, send, chunks, b"text/event-stream; charset=utf-8")
+
+    async def _stream_body(
+        self, receive: Receive, send: Send, chunks: AsyncIterator[bytes], content_type: bytes
+    ) -> None:
+        """A 200 whose body is ``chunks`` as they come, until they end or the client goes."""
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"content-type", content_type),
                     (b"cache-control", b"no-store"),
                     (b"x-accel-buffering", b"no"),
                     *((k.encode(), v.encode("latin-1")) for k, v in SECURITY_HEADERS),
@@ -305,41 +311,7 @@ class ConsoleServer:
         if logs.chunks is None:
             await self._send(send, self._text(logs.status, logs.message))
             return
-        chunks = logs.chunks
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"cache-control", b"no-store"),
-                    (b"x-accel-buffering", b"no"),
-                    *((k.encode(), v.encode("latin-1")) for k, v in SECURITY_HEADERS),
-                ],
-            }
-        )
-
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        async def pump() -> None:
-            async for chunk in chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-        gone = asyncio.create_task(disconnected())
-        writer = asyncio.create_task(pump())
-        try:
-            await asyncio.wait({gone, writer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (gone, writer):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        with contextlib.suppress(Exception):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    # -- routing -----------------------------------------------------------------------
+        await self._stream_body(receive, send, logs.chunks, b"text/plain; charset=utf-8")
 
     async def answer(self, request: Request, body: bytes = b"") -> Response:
         """The response to one request (everything but the stream)."""
