@@ -167,7 +167,10 @@ def add_ready_model(store: Store, name: str = "flowers", logger: bool = True) ->
         "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "file:///m"}
     }
     if logger:
-        predictor["logger"] = {"mode": "all"}
+        predictor["logger"] = {
+            "mode": "all",
+            "url": "http://message-dumper.default.svc.cluster.local",
+        }
     _with_status(
         store,
         {

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dapr_testing import received, require_backend, wait_until
+from _support.daemon import wait_for
+from dapr_testing import received, require_backend
 
 from wonderland.dapr.sidecar import SidecarProcess, free_port
 
@@ -80,17 +81,17 @@ def test_kill_9_under_load_loses_no_acknowledged_write_or_message(
     app_id = f"chaos{run}"
     ports = {"http_port": free_port(), "grpc_port": free_port()}
     first = sidecar_factory(app_id, resources_path=[folder], app_port=app, **ports)
-    wait_until(lambda: httpx.get(first.http_url + "/v1.0/metadata").json()["subscriptions"])
+    wait_for(lambda: httpx.get(first.http_url + "/v1.0/metadata").json()["subscriptions"])
     writer = Writer(first.http_url, run, topic)
     writer.start()
     try:
-        wait_until(lambda: len(writer.saved) >= 50, 60)
+        wait_for(lambda: len(writer.saved) >= 50, 60)
         first.kill()  # returns once the process is gone: later answers are the new one's
         killed = time.monotonic()
         second = sidecar_factory(app_id, resources_path=[folder], app_port=app, **ports)
-        wait_until(lambda: any(t > killed for t in writer.ack_times), 60)
+        wait_for(lambda: any(t > killed for t in writer.ack_times), 60)
         recovery = next(t for t in writer.ack_times if t > killed) - killed
-        wait_until(lambda: len(writer.saved) >= 100, 60)
+        wait_for(lambda: len(writer.saved) >= 100, 60)
     finally:
         writer.stop.set()
         writer.join(10)
@@ -100,7 +101,7 @@ def test_kill_9_under_load_loses_no_acknowledged_write_or_message(
     stored = {row["key"]: row.get("data") for row in rows}
     lost_writes = [k for k, v in writer.saved.items() if stored.get(k) != v]
     assert not lost_writes, f"{len(lost_writes)} acknowledged writes lost: {lost_writes[:5]}"
-    got = wait_until(
+    got = wait_for(
         lambda: writer.published <= (ns := {r["body"]["data"]["n"] for r in received(app)}) and ns,
         60,
     )

@@ -295,6 +295,7 @@ def test_every_example_manifest_passes_with_only_local_only_warnings() -> None:
         "state.sqlite",
         "configuration.wonderland.configmap",
         "file://./examples/inference/model",
+        "file://./examples/inference/tiny-lm",
         "models:/iris-mdlc@champion",
     }
 

@@ -71,7 +71,10 @@ async def test_config_domain_and_features_configmaps(platform_env: Env) -> None:
         }
     )
     await env.wait(
-        lambda: env.get(KSVC, "hello")["status"].get("url") == "http://hello.default.example.test",
+        lambda: (
+            env.get(KSVC, "hello")["status"].get("url")
+            == f"http://hello.default.example.test:{env.system.gateway.port}"
+        ),
         what="new domain in the URL",
     )
     assert (await env.request("hello.default.example.test")).status_code == 200
