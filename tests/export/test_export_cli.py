@@ -29,9 +29,10 @@ spec:
 def test_check_of_the_conference_cluster_folder_exits_zero(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["export", "--check", "-f", str(ROOT / "examples" / "conference" / "cluster")]) == 0
+    cluster = str(ROOT / "examples" / "conference" / "cluster")
+    assert main(["export", "--check", "-R", "-f", cluster]) == 0
     out = capsys.readouterr().out
-    assert out.strip() == "6 object(s) in 5 file(s): 0 error(s), 0 warning(s)"
+    assert out.strip() == "15 object(s) in 15 file(s): 0 error(s), 0 warning(s)"
 
 
 def test_check_lists_each_error_and_exits_one(

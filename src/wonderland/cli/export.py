@@ -51,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--profile", default="cluster", help="what replaces the local-only features (cluster)"
     )
     export.add_argument(
+        "--domain",
+        help="the Knative domain on the cluster (config-domain; default: the profile's, "
+        "example.com)",
+    )
+    export.add_argument(
         "-R", "--recursive", action="store_true", help="read directories recursively"
     )
     export.add_argument(
@@ -100,6 +105,8 @@ def _write(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--profile {args.profile}: no such profile; the profiles are: " + ", ".join(PROFILES)
         )
+    if args.domain:
+        profile = profile.model_copy(update={"domain": args.domain})
     if args.all:
         from wonderland.control.client import ControlClient
         from wonderland.export.platform import platform_objects

@@ -28,6 +28,7 @@ Severity = Literal["error", "warning"]
 
 _SUFFIXES = (".yaml", ".yml", ".json")
 # kustomize's own file in a folder is no cluster object (an export tree has one).
+_KUSTOMIZE_GROUP = "kustomize.config.k8s.io/"
 _KUSTOMIZE_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -128,6 +129,8 @@ class _ObjectCheck:
         if not isinstance(kind, str) or not kind:
             self.add("error", "kind", "required field is missing")
             return self.findings
+        if api_version.startswith(_KUSTOMIZE_GROUP):
+            return self.findings  # kustomize's own file, read by kubectl, not applied
         schema = self.catalog.get(api_version, kind)
         if schema is None:
             self.add("error", "apiVersion", self._not_served(api_version, kind))

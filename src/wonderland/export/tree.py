@@ -55,6 +55,7 @@ Obj = dict[str, Any]
 
 MODEL_SERVER_RUNTIME = "wonderland-model-server"
 _KNATIVE_NS = "knative-serving"
+_LOCAL_DOMAIN = "127.0.0.1.sslip.io"  # the platform's default domain
 _MANAGED_BY = "app.kubernetes.io/managed-by"
 _WONDERLAND_DOMAIN = "wonderland.dev"
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -531,13 +532,19 @@ class _Exporter:
                 "data": {self.profile.domain: ""},
             }
             self.out.append(domain)
-            self.todo(
-                domain,
-                "data",
-                f"URLs end in .{self.profile.domain} instead of this machine's "
-                "127.0.0.1.sslip.io: put your domain here (or apply Knative's "
-                "serving-default-domain.yaml for sslip.io and delete this file)",
-            )
+            if self.profile.domain == _LOCAL_DOMAIN:
+                text = (
+                    f"the same URLs as on this machine: *.{_LOCAL_DOMAIN} resolves to "
+                    "127.0.0.1, so forward a local port to the ingress (`kubectl port-forward "
+                    "-n kourier-system svc/kourier 8080:80`) or export with --domain"
+                )
+            else:
+                text = (
+                    f"URLs end in .{self.profile.domain} instead of this machine's "
+                    f"{_LOCAL_DOMAIN}: put your domain here (or apply Knative's "
+                    "serving-default-domain.yaml for sslip.io and delete this file)"
+                )
+            self.todo(domain, "data", text)
 
     def _local_registry(self) -> None:
         """Knative resolves image tags to digests from its controller's pod, which cannot
@@ -810,8 +817,10 @@ def _notes_text(tree_notes: Sequence[Note], profile: Profile, registry: str | No
         "## Mapped for the cluster",
         "",
     ]
-    mapped = [n for n in tree_notes if n.kind == "mapped"]
-    todo = [n for n in tree_notes if n.kind == "todo"]
+    # By object (then in the order the mapping made them), so each object's notes sit together.
+    ordered = sorted(tree_notes, key=lambda n: n.object)
+    mapped = [n for n in ordered if n.kind == "mapped"]
+    todo = [n for n in ordered if n.kind == "todo"]
     lines += [f"- {n}" for n in mapped] or ["- nothing: every object is written as it was"]
     lines += ["", "## Left to do", ""]
     lines += [f"- {n}" for n in todo] or ["- nothing"]
