@@ -1,0 +1,60 @@
+"""``wonderland build``: OCI images of app folders, without a container daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    build = subparsers.add_parser(
+        "build",
+        help="build OCI images of app folders without a container daemon",
+        description="Build the image of each app folder (or image name that wonderland.yaml "
+        "maps to a folder) into the OCI image layout -o DIR: the base image's layers from "
+        "--base, one layer with the folder's source, the config from its Dockerfile (FROM, "
+        "WORKDIR, COPY . DEST, ENV, LABEL, EXPOSE, CMD, ENTRYPOINT, USER) or Procfile. The "
+        "image is named [REG/]<name>:<source digest>, as `wonderland export --registry REG` "
+        "names it; an unchanged folder is not built again. Copy it to a registry with "
+        "`skopeo copy oci:DIR:REF docker://REF`. See docs/cluster.md.",
+    )
+    build.add_argument("targets", nargs="+", metavar="PATH|IMAGE", help="app folder or image")
+    build.add_argument("-o", "--output", required=True, metavar="DIR", help="OCI image layout")
+    build.add_argument(
+        "--base",
+        metavar="DIR",
+        help="an OCI image layout holding the base image (`skopeo copy docker://python:3.12-slim "
+        "oci:DIR:3.12-slim`)",
+    )
+    build.add_argument("--registry", metavar="REG", help="name the images REG/<name>:<digest>")
+    build.add_argument("--platform", default="linux/amd64", help="OS/ARCH (default linux/amd64)")
+    build.add_argument("-q", "--quiet", action="store_true", help="print only the image names")
+    build.set_defaults(handler=_build)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wonderland.export.oci import build_image
+    from wonderland.runtime.images import ImageResolver, image_base_name
+
+    resolver = ImageResolver(Path("."), [Path.cwd()])
+    out = Path(args.output)
+    base = Path(args.base) if args.base else None
+    say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    for target in args.targets:
+        folder = Path(target)
+        if folder.is_dir():
+            name = folder.resolve().name
+        else:
+            folder = resolver.resolve(target)
+            name = image_base_name(target).rsplit("/", 1)[-1]
+        result = build_image(folder, name, out, base, args.registry, args.platform, say)
+        state = "unchanged" if result.cached else "built"
+        print(
+            f"{result.ref} {result.manifest_digest} ({state}, {result.layers} layer(s), "
+            f"{result.size / 1e6:.1f} MB)"
+        )
+    return 0
