@@ -212,3 +212,19 @@ def test_an_image_name_builds_under_the_name_export_gives_it(
     ref = capsys.readouterr().out.split()[0]
     exported = ROOT / "examples" / "conference" / "cluster" / "serving" / "service-frontend.yaml"
     assert f"image: {ref}\n" in exported.read_text()
+
+
+def test_a_tar_output_is_an_oci_archive_built_onto_again(
+    tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "images.tar"
+    args = ["build", str(FRONTEND), "-o", str(archive), "--base", str(base), "-q"]
+    assert main(args) == 0
+    first = archive.read_bytes()
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+    assert "oci-layout" in names and len(index["manifests"]) == 1
+    assert main(args) == 0
+    assert "(unchanged," in capsys.readouterr().out.splitlines()[-1]
+    assert archive.read_bytes() == first

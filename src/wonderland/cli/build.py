@@ -21,7 +21,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "`skopeo copy oci:DIR:REF docker://REF`. See docs/cluster.md.",
     )
     build.add_argument("targets", nargs="+", metavar="PATH|IMAGE", help="app folder or image")
-    build.add_argument("-o", "--output", required=True, metavar="DIR", help="OCI image layout")
+    build.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR|FILE.tar",
+        help="the OCI image layout to add the images to (a folder, or a .tar of one)",
+    )
     build.add_argument(
         "--base",
         metavar="DIR",
@@ -35,26 +41,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _build(args: argparse.Namespace) -> int:
+    import tempfile
     from pathlib import Path
 
-    from wonderland.export.oci import build_image
+    from wonderland.export.oci import build_image, read_archive, write_archive
     from wonderland.runtime.images import ImageResolver, image_base_name
 
     resolver = ImageResolver(Path("."), [Path.cwd()])
-    out = Path(args.output)
     base = Path(args.base) if args.base else None
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    targets: list[tuple[Path, str]] = []
     for target in args.targets:
         folder = Path(target)
         if folder.is_dir():
-            name = folder.resolve().name
+            targets.append((folder, folder.resolve().name))
         else:
-            folder = resolver.resolve(target)
-            name = image_base_name(target).rsplit("/", 1)[-1]
-        result = build_image(folder, name, out, base, args.registry, args.platform, say)
-        state = "unchanged" if result.cached else "built"
-        print(
-            f"{result.ref} {result.manifest_digest} ({state}, {result.layers} layer(s), "
-            f"{result.size / 1e6:.1f} MB)"
-        )
+            targets.append((resolver.resolve(target), image_base_name(target).rsplit("/", 1)[-1]))
+    archive = Path(args.output) if args.output.endswith(".tar") else None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "layout" if archive else Path(args.output)
+        if archive and archive.is_file():
+            read_archive(archive, out)
+        for folder, name in targets:
+            result = build_image(folder, name, out, base, args.registry, args.platform, say)
+            state = "unchanged" if result.cached else "built"
+            print(
+                f"{result.ref} {result.manifest_digest} ({state}, {result.layers} layer(s), "
+                f"{result.size / 1e6:.1f} MB)"
+            )
+        if archive:
+            write_archive(out, archive)
     return 0

@@ -8,7 +8,7 @@ container runtime and is refused with what to do instead.
 
 The base comes from an OCI image layout on disk (``skopeo copy docker://python:3.12-slim
 oci:DIR:3.12-slim`` writes one), since no registry is reached here. The result goes into
-an OCI image layout (``index.json``, ``blobs/sha256``) under the name
+an OCI image layout (``index.json``, ``blobs/sha256``; or its tar) under the name
 ``[REG/]<name>:<first 16 hex of the source digest>``, the name ``wonderland export``
 gives the image. Everything is deterministic: the layer's files carry no times or owners
 and the config no creation date, so the same source on the same base gives the same
@@ -38,6 +38,8 @@ __all__ = [
     "ImageRecipe",
     "build_image",
     "parse_dockerfile",
+    "read_archive",
+    "write_archive",
 ]
 
 Obj = dict[str, Any]
@@ -457,3 +459,33 @@ def _config(
             {"created_by": "wonderland build (the app folder)", "comment": f"sha256:{digest}"},
         ],
     }
+
+
+def read_archive(archive: Path, layout: Path) -> None:
+    """Unpack an OCI image layout tar (``oci-archive:``) into the folder ``layout``."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(layout, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise ImageBuildError(f"-o {archive}: not an OCI image layout tar ({exc})") from None
+    if not (layout / "index.json").is_file():
+        raise ImageBuildError(f"-o {archive}: not an OCI image layout tar (no index.json)")
+
+
+def write_archive(layout: Path, archive: Path) -> None:
+    """Pack the folder ``layout`` as a tar (``oci-archive:``, ``podman load``): sorted, no
+    times or owners, so the same images give the same tar."""
+    tmp = archive.with_name(archive.name + ".tmp")
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(layout.rglob("*")):
+            rel = path.relative_to(layout).as_posix()
+            info = tarfile.TarInfo(rel)
+            info.mtime = 0
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                data = path.read_bytes()
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    tmp.replace(archive)
