@@ -253,3 +253,32 @@ def test_an_environment_image_is_listed_not_renamed() -> None:
     job = written(tree)["Job/trial"]
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "team/katib-trial"
     assert "runs in the Python environment .venv-katib here" in tree.files["EXPORT-NOTES.md"]
+
+
+def test_every_image_field_of_a_local_folder_is_renamed() -> None:
+    local = LocalImage("team/app:dev", "app", "apps/app", "ab" * 32)
+    tree = export_objects(
+        objects("""
+        apiVersion: serving.knative.dev/v1
+        kind: Service
+        metadata: {name: hello}
+        spec:
+          template:
+            spec:
+              containers: [{image: "team/app:dev"}]
+        ---
+        apiVersion: trainer.kubeflow.org/v1alpha1
+        kind: TrainJob
+        metadata: {name: train}
+        spec:
+          runtimeRef: {name: torch-distributed}
+          trainer: {image: "team/app:dev", numNodes: 1}
+        """),
+        PROFILE,
+        {"team/app:dev": local},
+        "registry.example",
+    )
+    objs = written(tree)
+    new = "registry.example/app:" + "ab" * 8
+    assert objs["Service/hello"]["spec"]["template"]["spec"]["containers"][0]["image"] == new
+    assert objs["TrainJob/train"]["spec"]["trainer"]["image"] == new

@@ -243,10 +243,11 @@ def _display(obj: Obj) -> str:
 
 
 def image_fields(node: Any, path: str = "spec") -> Iterator[tuple[str, Obj]]:
-    """Every container-like mapping with a string ``image`` under ``node``: its field path
-    and the mapping (changing ``mapping["image"]`` changes the object)."""
+    """Every mapping with a string ``image`` under ``node`` (containers, a TrainJob's
+    ``trainer``): its field path and the mapping (setting ``mapping["image"]`` changes the
+    object)."""
     if isinstance(node, dict):
-        if isinstance(node.get("image"), str) and ("name" in node or "command" in node):
+        if isinstance(node.get("image"), str):
             yield path, node
         for key, value in node.items():
             if isinstance(value, dict | list):
