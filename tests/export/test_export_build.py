@@ -7,14 +7,17 @@ import hashlib
 import io
 import json
 import shutil
+import socket
 import tarfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from wonderland.cli import main
 from wonderland.export.oci import ImageBuildError, build_image, parse_dockerfile
+from wonderland.export.push import push_image
 from wonderland.export.sources import source_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,3 +231,80 @@ def test_a_tar_output_is_an_oci_archive_built_onto_again(
     assert main(args) == 0
     assert "(unchanged," in capsys.readouterr().out.splitlines()[-1]
     assert archive.read_bytes() == first
+
+
+class _Registry:
+    """An OCI Distribution registry in memory (no registry runs here): blobs by digest,
+    manifests by tag and digest, the upload flow of ``POST`` then ``PUT ?digest=``."""
+
+    def __init__(self, challenge: str | None = None) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, bytes] = {}
+        self.puts = 0
+        self.challenge = challenge
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.challenge:
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": self.challenge},
+                json={"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+            )
+        path, method = request.url.path, request.method
+        if "/blobs/uploads/" in path and method == "POST":
+            return httpx.Response(202, headers={"Location": "/upload/1"})
+        if path.startswith("/upload/") and method == "PUT":
+            data = request.read()
+            digest = request.url.params["digest"]
+            assert digest == "sha256:" + hashlib.sha256(data).hexdigest()
+            self.blobs[digest] = data
+            self.puts += 1
+            return httpx.Response(201)
+        if "/blobs/" in path and method == "HEAD":
+            return httpx.Response(200 if path.rsplit("/", 1)[-1] in self.blobs else 404)
+        if "/manifests/" in path and method == "PUT":
+            data = request.read()
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            self.manifests[path.rsplit("/", 1)[-1]] = self.manifests[digest] = data
+            return httpx.Response(201, headers={"Docker-Content-Digest": digest})
+        return httpx.Response(404)
+
+
+def test_a_pushed_image_reads_back_by_digest(tmp_path: Path, base: Path) -> None:
+    built = build_image(FRONTEND, "frontend", tmp_path / "images", base, "localhost:5001")
+    registry = _Registry()
+    pushed = push_image(tmp_path / "images", built.ref, httpx.MockTransport(registry))
+    assert pushed.digest == built.manifest_digest
+    assert (pushed.uploaded, pushed.skipped) == (3, 0)  # two layers and the config
+    manifest = json.loads(registry.manifests[built.manifest_digest])
+    assert registry.manifests[built.ref.rsplit(":", 1)[1]] == registry.manifests[pushed.digest]
+    config = json.loads(registry.blobs[manifest["config"]["digest"]])
+    assert config["config"]["Cmd"] == ["python", "app.py"]
+    again = push_image(tmp_path / "images", built.ref, httpx.MockTransport(registry))
+    assert (again.uploaded, again.skipped, registry.puts) == (0, 3, 3)
+
+
+def test_a_registry_that_wants_credentials_is_a_clear_error(tmp_path: Path, base: Path) -> None:
+    built = build_image(FRONTEND, "frontend", tmp_path / "images", base, "registry.example")
+    registry = _Registry(challenge='Basic realm="registry"')
+    with pytest.raises(ImageBuildError) as err:
+        push_image(tmp_path / "images", built.ref, httpx.MockTransport(registry))
+    assert str(err.value).startswith("the registry registry.example refused the push of frontend:")
+    assert "(HTTP 401: authentication required); it wants credentials: push with `skopeo copy" in (
+        str(err.value)
+    )
+
+
+def test_push_needs_a_registry_that_answers(
+    tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["build", str(FRONTEND), "-o", str(tmp_path / "o"), "--base", str(base), "--push"]
+    assert main(args) == 1
+    assert "--push needs --registry REG" in capsys.readouterr().err
+    assert main([*args, "--registry", f"localhost:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert f"push to http://localhost:{port} failed" in err
+    assert "is the registry running there?" in err

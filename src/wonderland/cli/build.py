@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "oci:DIR:3.12-slim`)",
     )
     build.add_argument("--registry", metavar="REG", help="name the images REG/<name>:<digest>")
+    build.add_argument(
+        "--push",
+        action="store_true",
+        help="push each image to its registry (the OCI Distribution API; needs --registry)",
+    )
     build.add_argument("--platform", default="linux/amd64", help="OS/ARCH (default linux/amd64)")
     build.add_argument("-q", "--quiet", action="store_true", help="print only the image names")
     build.set_defaults(handler=_build)
@@ -44,9 +49,13 @@ def _build(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
+    from wonderland.errors import ConfigError
     from wonderland.export.oci import build_image, read_archive, write_archive
+    from wonderland.export.push import push_image
     from wonderland.runtime.images import ImageResolver, image_base_name
 
+    if args.push and not args.registry:
+        raise ConfigError("--push needs --registry REG (where to push the images)")
     resolver = ImageResolver(Path("."), [Path.cwd()])
     base = Path(args.base) if args.base else None
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
@@ -69,6 +78,12 @@ def _build(args: argparse.Namespace) -> int:
                 f"{result.ref} {result.manifest_digest} ({state}, {result.layers} layer(s), "
                 f"{result.size / 1e6:.1f} MB)"
             )
+            if args.push:
+                pushed = push_image(out, result.ref)
+                print(
+                    f"pushed {pushed.ref} {pushed.digest} ({pushed.uploaded} blob(s) sent, "
+                    f"{pushed.skipped} there already)"
+                )
         if archive:
             write_archive(out, archive)
     return 0
