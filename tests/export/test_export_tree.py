@@ -282,3 +282,34 @@ def test_every_image_field_of_a_local_folder_is_renamed() -> None:
     new = "registry.example/app:" + "ab" * 8
     assert objs["Service/hello"]["spec"]["template"]["spec"]["containers"][0]["image"] == new
     assert objs["TrainJob/train"]["spec"]["trainer"]["image"] == new
+
+
+def test_a_model_claim_sits_in_its_inference_services_namespace() -> None:
+    tree = export_objects(
+        objects("""
+        apiVersion: serving.kserve.io/v1beta1
+        kind: InferenceService
+        metadata: {name: iris, namespace: team}
+        spec:
+          predictor:
+            model: {modelFormat: {name: sklearn}, storageUri: ./model}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: config-features, namespace: knative-serving}
+        data: {multi-container: Enabled}
+        """),
+        PROFILE,
+    )
+    objs = written(tree)
+    assert objs["PersistentVolumeClaim/models"]["metadata"] == {
+        "name": "models",
+        "namespace": "team",
+    }
+    assert objs["InferenceService/iris"]["spec"]["predictor"]["model"]["storageUri"] == (
+        "pvc://models/iris"
+    )
+    assert objs["ConfigMap/config-features"]["data"] == {
+        "multi-container": "Enabled",
+        "tag-header-based-routing": "Enabled",
+    }

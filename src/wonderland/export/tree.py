@@ -270,7 +270,9 @@ class _Exporter:
         self.out: list[Obj] = []
         self.model_formats: dict[tuple[str, str], None] = {}
         self.features: dict[str, str] = {}
-        self.claims: dict[str, None] = {}
+        self.features_given = False  # the objects hold a config-features of their own
+        # (namespace or None, claim name) of the claims the models moved to
+        self.claims: dict[tuple[str | None, str], None] = {}
 
     # -- notes --
 
@@ -319,6 +321,7 @@ class _Exporter:
             ):
                 data = obj.get("data") or {}
                 self.features.update({str(k): str(v) for k, v in data.items()})
+                self.features_given = True
                 continue
             self._images(obj)
             self._platform_keys(obj)
@@ -498,7 +501,9 @@ class _Exporter:
 
     def _knative_config(self) -> None:
         apps = {("serving.knative.dev", "Service"), ("serving.kserve.io", "InferenceService")}
-        if not any((_group(o), o.get("kind")) in apps for o in self.out):
+        if not self.features_given and not any(
+            (_group(o), o.get("kind")) in apps for o in self.out
+        ):
             return
         # The platform routes the Knative-Serving-Tag header unless told not to; Knative
         # does only when the flag is on.
@@ -592,7 +597,7 @@ class _Exporter:
             claim = self.profile.models_claim
             new = f"pvc://{claim}/{_name(obj)}"
             model["storageUri"] = new
-            self.claims[claim] = None
+            self.claims[(_meta(obj).get("namespace"), claim)] = None
             local = uri.removeprefix("file://")
             if uri.startswith("models:/"):
                 copy_from = f"the files of the registered model {uri} (`wonderland models get`)"
@@ -681,12 +686,12 @@ class _Exporter:
         )
 
     def _claims(self) -> None:
-        for claim in self.claims:
+        for namespace, claim in self.claims:
             self.out.append(
                 {
                     "apiVersion": "v1",
                     "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": claim},
+                    "metadata": {"name": claim, **({"namespace": namespace} if namespace else {})},
                     "spec": {
                         "accessModes": ["ReadWriteOnce"],
                         "resources": {"requests": {"storage": self.profile.models_claim_size}},
