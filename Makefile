@@ -15,7 +15,7 @@ KUBEFLOW_SDK := kubeflow==0.5.0
 KATIB_VENV := .venv-katib
 KATIB_SDK := kubeflow-katib==0.19.0 kubernetes<36
 
-.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus lowest
+.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus lowest cluster-example
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -73,6 +73,10 @@ $(KATIB_VENV)/.installed:
 	@touch $@
 
 katib-sdk: $(KATIB_VENV)/.installed
+
+# Regenerate examples/conference/cluster/ with `wonderland export` (docs/cluster.md).
+cluster-example: install
+	$(BIN)/python tools/export_conference.py
 
 lint: dev
 	$(BIN)/ruff check src tests bench tools
