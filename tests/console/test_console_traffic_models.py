@@ -243,8 +243,14 @@ async def test_traffic_post_validates_like_knative_and_updates_the_service(
         assert r.status_code == 401
     async with console.signed_in() as client:
         page = (await client.get("/apps")).text
+        assert 'class="traffic-form"' not in page  # forms come on demand, one at a time
+        assert 'href="/apps?edit=default%2Fhello#traffic-default-hello"' in page
+        page = (await client.get("/apps?edit=default/hello")).text
         assert 'class="traffic-form"' in page and "Save traffic split" in page
         assert 'for="traffic-default-hello-1-percent"' in page
+        assert page.count('class="traffic-form"') == 1
+        r = await client.get("/apps?edit=default/nope")
+        assert r.status_code == 200 and "No Service default/nope to edit" in r.text
         good = _form([(LATEST, "70", "current"), ("hello-00001", "30", "old")])
         r = await _post(client, good, {})
         assert r.status_code == 403  # no Origin: a cross-site form could have sent it
@@ -262,12 +268,12 @@ async def test_traffic_post_validates_like_knative_and_updates_the_service(
             assert _traffic(console.store) == before  # nothing changed
         r = await _post(client, good, console.origin)
         assert r.status_code == 303, r.text
-        assert r.headers["location"] == "/apps#app-default-hello"
+        assert r.headers["location"] == "/apps?namespace=default&q=hello#app-default-hello"
         assert _traffic(console.store) == [
             {"latestRevision": True, "percent": 70, "tag": "current"},
             {"revisionName": "hello-00001", "percent": 30, "tag": "old"},
         ]
-        page = (await client.get("/apps")).text
+        page = (await client.get("/apps?edit=default/hello")).text
         assert 'value="current"' in page and 'value="30"' in page
         missing = [("namespace", "default"), ("name", "nope"), *good[2:]]
         r = await _post(client, missing, console.origin)

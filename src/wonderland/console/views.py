@@ -141,9 +141,9 @@ class OverviewPage:
     resource_version: str
 
 
-def _list(store: Store, resource: str) -> list[dict[str, Any]]:
+def _list(store: Store, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
     try:
-        items, _ = store.list(resource, None)
+        items, _ = store.list(resource, namespace)
     except NotFoundError:  # the kind's plugin is not installed
         return []
     return items
@@ -301,12 +301,36 @@ class AppRow:
         rates = [r.request_rate for r in self.revisions if r.request_rate is not None]
         return sum(rates) if rates else None
 
+    @property
+    def replicas(self) -> float | None:
+        counts = [r.replicas for r in self.revisions if r.replicas is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def latency_p95(self) -> float | None:
+        """The slowest p95 of its revisions that take traffic (what a caller may see)."""
+        values = [r.latency_p95 for r in self.revisions if r.latency_p95 is not None]
+        return max(values) if values else None
+
 
 @dataclass(frozen=True)
 class AppsPage:
+    """One page of the Apps list: the Services whose name holds ``query`` (of
+    ``namespace``, or all), ``per_page`` at a time; ``total`` of them match."""
+
     apps: list[AppRow]
     metrics_available: bool
     resource_version: str
+    total: int = 0
+    page: int = 1
+    per_page: int = 0  # 0: every match on one page
+    query: str = ""
+
+    @property
+    def pages(self) -> int:
+        if self.per_page <= 0:
+            return 1
+        return max(1, -(-self.total // self.per_page))
 
 
 def _image(revision: Mapping[str, Any]) -> str:
@@ -399,71 +423,90 @@ def apps(
     top: Mapping[tuple[str, str], TopRow],
     namespace: str | None = None,
     name: str | None = None,
+    *,
+    query: str = "",
+    page: int = 1,
+    per_page: int = 0,
 ) -> AppsPage:
-    """Every Knative Service (of ``namespace``, or all; or the one named ``name`` in
-    ``namespace``) with its revisions, newest first."""
+    """Knative Services (of ``namespace``, or all; or the one named ``name`` in
+    ``namespace``) whose name holds ``query``, by namespace and name, with their revisions
+    newest first. With ``per_page`` only page ``page`` of them (clamped to the last) is
+    built: the others are counted, not read further."""
     rv = store.resource_version
     if name is not None and namespace is not None:
         services = [store.get("services.serving.knative.dev", namespace, name)]
-        listed = store.list(
-            "revisions.serving.knative.dev", namespace, {"serving.knative.dev/service": name}
-        )[0]
     else:
+        needle = query.strip().lower()
         services = [
             s
-            for s in _list(store, "services.serving.knative.dev")
-            if namespace is None or _meta(s).get("namespace") == namespace
+            for s in _list(store, "services.serving.knative.dev", namespace)
+            if needle in str(_meta(s).get("name", "")).lower()
         ]
-        listed = _list(store, "revisions.serving.knative.dev")
+    services.sort(key=lambda s: (_meta(s).get("namespace"), _meta(s).get("name")))
+    total = len(services)
+    pages = max(1, -(-total // per_page)) if per_page > 0 else 1
+    page = min(max(1, page), pages)
+    if per_page > 0:
+        services = services[(page - 1) * per_page : page * per_page]
+    wanted = {(str(_meta(s).get("namespace", "")), str(_meta(s).get("name", ""))) for s in services}
     revisions: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for rev in listed:
-        meta = _meta(rev)
-        owner = (meta.get("labels") or {}).get("serving.knative.dev/service")
-        if owner:
-            revisions.setdefault((str(meta.get("namespace", "")), str(owner)), []).append(rev)
-    rows: list[AppRow] = []
-    for svc in sorted(services, key=lambda s: (_meta(s).get("namespace"), _meta(s).get("name"))):
-        meta = _meta(svc)
-        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        status = svc.get("status") or {}
-        traffic = _traffic(svc)
-        percent: dict[str, int] = {}
-        for t in traffic:
-            percent[t.revision] = percent.get(t.revision, 0) + t.percent
-        revs: list[RevisionRow] = []
-        for rev in revisions.get((ns, name), []):
-            rmeta = _meta(rev)
-            rname = str(rmeta.get("name", ""))
-            m = top.get((ns, rname))
-            revs.append(
-                RevisionRow(
-                    rname,
-                    str(rmeta.get("creationTimestamp") or ""),
-                    ready_condition(rev),
-                    percent.get(rname, 0),
-                    _image(rev),
-                    m.value("request_rate") if m else None,
-                    m.value("latency_p50") if m else None,
-                    m.value("latency_p95") if m else None,
-                    m.value("latency_p99") if m else None,
-                    m.value("replicas") if m else None,
-                )
-            )
-        revs.sort(key=lambda r: (r.created, r.name), reverse=True)
-        rows.append(
-            AppRow(
-                ns,
-                name,
-                str(status.get("url") or ""),
-                ready_condition(svc),
-                str(status.get("latestCreatedRevisionName") or ""),
-                str(status.get("latestReadyRevisionName") or ""),
-                traffic,
-                revs,
-                split_rows(svc, [r.name for r in revs]),
+    if services:
+        only = namespace if namespace is not None else None
+        if len({ns for ns, _ in wanted}) == 1:
+            only = next(iter(wanted))[0]
+        for rev in _list(store, "revisions.serving.knative.dev", only):
+            meta = _meta(rev)
+            owner = (meta.get("labels") or {}).get("serving.knative.dev/service")
+            key = (str(meta.get("namespace", "")), str(owner))
+            if owner and key in wanted:
+                revisions.setdefault(key, []).append(rev)
+    rows = [_app_row(svc, revisions, top) for svc in services]
+    return AppsPage(rows, bool(top), str(rv), total, page, per_page, query.strip())
+
+
+def _app_row(
+    svc: Mapping[str, Any],
+    revisions: Mapping[tuple[str, str], list[dict[str, Any]]],
+    top: Mapping[tuple[str, str], TopRow],
+) -> AppRow:
+    meta = _meta(svc)
+    ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    status = svc.get("status") or {}
+    traffic = _traffic(svc)
+    percent: dict[str, int] = {}
+    for t in traffic:
+        percent[t.revision] = percent.get(t.revision, 0) + t.percent
+    revs: list[RevisionRow] = []
+    for rev in revisions.get((ns, name), []):
+        rmeta = _meta(rev)
+        rname = str(rmeta.get("name", ""))
+        m = top.get((ns, rname))
+        revs.append(
+            RevisionRow(
+                rname,
+                str(rmeta.get("creationTimestamp") or ""),
+                ready_condition(rev),
+                percent.get(rname, 0),
+                _image(rev),
+                m.value("request_rate") if m else None,
+                m.value("latency_p50") if m else None,
+                m.value("latency_p95") if m else None,
+                m.value("latency_p99") if m else None,
+                m.value("replicas") if m else None,
             )
         )
-    return AppsPage(rows, bool(top), str(rv))
+    revs.sort(key=lambda r: (r.created, r.name), reverse=True)
+    return AppRow(
+        ns,
+        name,
+        str(status.get("url") or ""),
+        ready_condition(svc),
+        str(status.get("latestCreatedRevisionName") or ""),
+        str(status.get("latestReadyRevisionName") or ""),
+        traffic,
+        revs,
+        split_rows(svc, [r.name for r in revs]),
+    )
 
 
 def summarize_traffic(traffic: Sequence[TrafficRow]) -> str:
