@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import orjson
 import pytest
-from console_objects import KSVC, ready
+from console_objects import KSVC, add_service, ready
 from markupsafe import escape
 from test_console_server import Console, console  # noqa: F401  (the server fixture)
 
@@ -297,3 +297,39 @@ async def test_models_page(console: Console) -> None:  # noqa: F811
         assert "<h1>Models</h1>" in fragment and "<html" not in fragment
         r = await client.get("/")
         assert 'href="/models"' in r.text
+
+
+async def test_the_namespace_selector_narrows_every_page_and_stays_in_the_links(
+    console: Console,  # noqa: F811
+) -> None:
+    for ns in ("default", "team"):
+        try:
+            console.store.create(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+            )
+        except Exception:  # made already when the store opened
+            pass
+    add_service(console.store, "hello", "default")
+    add_service(console.store, "other", "team")
+    async with console.signed_in() as client:
+        html = (await client.get("/apps?namespace=team")).text
+        assert 'data-app="team/other"' in html and 'data-app="default/hello"' not in html
+        assert "<option selected>team</option>" in html and "<option>default</option>" in html
+        assert 'href="/models?namespace=team"' in html and 'href="/training?namespace=team"' in html
+        assert 'action="/apps"' in html
+        fragment = (await client.get("/apps?namespace=team&fragment=main")).text
+        assert 'data-app="default/hello"' not in fragment
+        overview = (await client.get("/?namespace=team")).text
+        assert 'href="/apps?namespace=team">Services</a>' in overview
+        tiles = overview.split('data-resource="services.serving.knative.dev"')[1]
+        assert '<span class="tile-n">1</span>' in tiles.split("</li>")[0]
+        objects = (await client.get("/objects?namespace=team")).text
+        assert 'id="kinds-namespace">team' in objects
+        assert 'href="/objects/services.serving.knative.dev?namespace=team"' in objects
+        listing = (await client.get("/objects/revisions.serving.knative.dev?namespace=team")).text
+        assert "other-00001" in listing and "hello-00001" not in listing
+        # a page of one object: the selector goes to its list
+        detail = (await client.get("/object/services.serving.knative.dev/default/hello")).text
+        assert '<form method="get" action="/objects" class="ns-select"' in detail
+        plain = (await client.get("/apps")).text
+        assert 'href="/models"' in plain and 'data-app="default/hello"' in plain

@@ -55,7 +55,7 @@ class CorePages:
         if method != "GET":
             return None
         if path == "/":
-            return await self.overview()
+            return await self.overview(request)
         if path == "/apps":
             return await self.apps(request)
         if path == "/models":
@@ -64,8 +64,8 @@ class CorePages:
             return self.yaml_view(path.removeprefix("/yaml/"))
         return None
 
-    async def overview(self) -> Answer:
-        data = views.overview(self.store)
+    async def overview(self, request: Request) -> Answer:
+        data = views.overview(self.store, request.arg("namespace") or None)
         links = {
             r: "/apps" for r in ("services.serving.knative.dev", "revisions.serving.knative.dev")
         }

@@ -84,7 +84,7 @@ class ObjectPages:
     ) -> Answer | None:
         """The page for ``path``, or None when the path is not one of these pages."""
         if path == "/objects" and method == "GET":
-            return self.kinds()
+            return self.kinds(_form_value(query, "namespace"))
         if path.startswith("/objects/") and method == "GET":
             return self.listing(path.removeprefix("/objects/"), _form_value(query, "namespace"))
         if path.startswith("/object/"):
@@ -109,19 +109,22 @@ class ObjectPages:
 
     # -- kinds and lists ---------------------------------------------------------------
 
-    def kinds(self) -> Answer:
+    def kinds(self, namespace: str = "") -> Answer:
+        """Every stored kind with how many objects it has (in ``namespace``, or all;
+        cluster-scoped kinds count every object)."""
         rows: list[KindRow] = []
         for kind in sorted(registry.all_kinds(), key=lambda k: (k.group, k.kind)):
             if "list" not in kind.verbs or "create" not in kind.verbs:
                 continue  # served, not stored (metrics.k8s.io)
             try:
-                items, _ = self.store.list(kind.resource, None)
+                items, _ = self.store.list(kind.resource, namespace or None)
             except NotFoundError:
                 continue
             rows.append(KindRow(kind.resource, kind.kind, kind.group, kind.namespaced, len(items)))
         context = {
             "nav": "objects",
             "kinds": rows,
+            "namespace": namespace,
             "page": {"resource_version": self.store.resource_version},
         }
         return Rendered("objects.html", context)

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import mimetypes
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -55,6 +56,7 @@ from wonderland.console.security import (
     read_cookie,
 )
 from wonderland.control.sources import ResourceMetricsSource
+from wonderland.errors import NotFoundError
 from wonderland.store import Store
 
 __all__ = ["ConsoleServer", "ConsoleStatus", "Request", "Response", "StreamHandler"]
@@ -90,6 +92,10 @@ class ConsoleStatus:
 
 
 StreamHandler = Callable[[Request, Receive, Send], Awaitable[None]]
+# the request being answered, for what every page's header shows (the namespace selector)
+_REQUEST: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "console_request", default=None
+)
 
 
 def _seconds_ms(value: float | None) -> str:
@@ -316,6 +322,7 @@ class ConsoleServer:
                 return Response(303, headers=[("location", target)])
             return self._text(401, "sign in first: open the console page")
         request = replace(request, body=body)
+        _REQUEST.set(request)
         for pages in self._pages:
             found = await pages.answer(request)
             if found is not None:
@@ -349,13 +356,36 @@ class ConsoleServer:
     def _view(self, request: Request, template: str, context: dict[str, Any]) -> Response:
         if request.arg("fragment") == "main":
             tmpl = self.env.get_template(template)
-            html = "".join(tmpl.blocks["main"](tmpl.new_context(context)))
+            html = "".join(tmpl.blocks["main"](tmpl.new_context(self._header(context))))
             return Response(200, html.encode(), headers=[("cache-control", "no-store")])
         return self._page(200, template, context)
 
     def _page(self, status: int, template: str, context: dict[str, Any]) -> Response:
-        html = self.env.get_template(template).render(**context)
+        html = self.env.get_template(template).render(**self._header(context))
         return Response(status, html.encode(), headers=[("cache-control", "no-store")])
+
+    def _header(self, context: dict[str, Any]) -> dict[str, Any]:
+        """``context`` with what the header needs: the namespace selector's choices and
+        the chosen one (``?namespace=``), which the navigation links keep."""
+        if "nav" not in context:
+            return context
+        request = _REQUEST.get()
+        chosen = request.arg("namespace") if request is not None else ""
+        try:
+            listed, _ = self.store.list("namespaces")
+        except NotFoundError:
+            listed = []
+        names = {str((n.get("metadata") or {}).get("name") or "") for n in listed}
+        names.discard("")
+        if chosen:
+            names.add(chosen)
+        return {
+            **context,
+            "ns_chosen": chosen,
+            "ns_choices": sorted(names),
+            "ns_path": _list_path(request.path if request is not None else "/"),
+            "ns_query": "?" + urlencode({"namespace": chosen}) if chosen else "",
+        }
 
     def _refused(self, why: str) -> Response:
         return self._text(403, f"forbidden: {why}")
@@ -432,6 +462,19 @@ class ConsoleServer:
         self._server = None
         await self.mlops.stop()
         self.status = ConsoleStatus("", "", "stopped")
+
+
+# a page of one object -> the list its namespace selector goes to
+_LIST_OF = {"object": "/objects", "yaml": "/objects", "trials": "/experiments"}
+
+
+def _list_path(path: str) -> str:
+    """Where the namespace selector of the page at ``path`` goes: the page itself for a
+    list (``/apps``, ``/objects/<resource>``), the list for a page of one object."""
+    parts = path.strip("/").split("/")
+    if len(parts) <= 1 or parts[0] == "objects":
+        return path
+    return _LIST_OF.get(parts[0], "/" + parts[0])
 
 
 def _safe_next(target: str) -> str:

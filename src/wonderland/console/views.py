@@ -149,13 +149,14 @@ def _list(store: Store, resource: str, namespace: str | None = None) -> list[dic
     return items
 
 
-def overview(store: Store) -> OverviewPage:
-    """Counts per kind, what is unhealthy and the newest events."""
+def overview(store: Store, namespace: str | None = None) -> OverviewPage:
+    """Counts per kind, what is unhealthy and the newest events (of ``namespace``, or
+    all)."""
     rv = store.resource_version
     counts: list[CountRow] = []
     unhealthy: list[UnhealthyRow] = []
     for resource, label in COUNTED:
-        items = _list(store, resource)
+        items = _list(store, resource, namespace)
         bad = 0
         for obj in items:
             problem = _problem(resource, obj)
@@ -175,7 +176,7 @@ def overview(store: Store) -> OverviewPage:
             )
         counts.append(CountRow(resource, label, len(items), bad))
     events: list[EventRow] = []
-    for ev in _list(store, "events"):
+    for ev in _list(store, "events", namespace):
         involved = ev.get("involvedObject") or {}
         last = str(
             ev.get("lastTimestamp")
