@@ -187,6 +187,44 @@ async def test_a_bad_field_is_shown_at_its_line_and_nothing_is_applied(console: 
         assert console.store.resource_version == rv
 
 
+async def test_a_refused_field_links_to_its_docs(console: Console) -> None:
+    async with console.signed_in() as client:
+        r = await client.post(
+            "/apply", data={"yaml": BAD_FIELD, "mode": "check"}, headers=console.origin
+        )
+        assert r.status_code == 422
+        link = re.search(r'class="field-doc" href="([^"]+)"', r.text)
+        assert link is not None, r.text
+        docs = await client.get(link.group(1).replace("&amp;", "&"))
+        assert docs.status_code == 200
+        assert (
+            "<h1>Service" in docs.text and ".spec.template.spec.containerConcurrency" in docs.text
+        )
+        assert "<code>integer</code>" in docs.text and "kubectl explain service.spec" in docs.text
+        # a list's page shows its items' fields, each linked one level down
+        traffic = await client.get(
+            "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.traffic"
+        )
+        assert "<code>[]object</code>" in traffic.text
+        assert 'field=spec.traffic%5B0%5D.percent">percent</a>' in traffic.text
+        typo = await client.get(
+            "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.trafic"
+        )
+        assert typo.status_code == 200 and "has no field <code>trafic</code>" in typo.text
+        assert 'field=spec.traffic">traffic</a>' in typo.text
+        upstream = await client.get(
+            "/fields?apiVersion=apps/v1&kind=Deployment&field=spec.replicas"
+        )
+        assert "kubernetes/kubernetes" in upstream.text and "<code>integer</code>" in upstream.text
+        r = await client.get("/fields?apiVersion=example.com/v1&kind=Gadget")
+        assert r.status_code == 404 and "wonderland api-resources" in r.text
+        assert (await client.get("/fields")).status_code == 400
+        # an object's page links its fields' docs
+        add_service(console.store)
+        page = (await client.get("/object/services.serving.knative.dev/default/hello")).text
+        assert 'id="field-docs"' in page and 'field=spec.template">spec.template</a>' in page
+
+
 async def test_edit_an_object_refused_edits_change_nothing(console: Console) -> None:
     add_service(console.store)
     url = "/object/services.serving.knative.dev/default/hello"

@@ -70,6 +70,8 @@ class Problem:
     column: int = 1
     field: str = ""
     status: int = 422  # the HTTP status the page answers with
+    api_version: str = ""  # the document's, for the field's docs
+    kind: str = ""
 
     @property
     def where(self) -> str:
@@ -197,6 +199,8 @@ def _problem(manifest: Manifest, exc: WonderlandError) -> Problem:
             manifest.line_of(path),
             manifest.column_of(path) if path else 1,
             path,
+            api_version=str(manifest.obj.get("apiVersion") or ""),
+            kind=str(manifest.obj.get("kind") or ""),
         )
     # a stale resourceVersion or a taken name is a conflict; the rest (a kind or an
     # object the document refers to that does not exist) is a refused document

@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from wonderland.asgi import Receive, Scope, Send, SocketServer, listening_socket
 from wonderland.console import views
 from wonderland.console.core_pages import CorePages
+from wonderland.console.field_docs import FieldDocPages, field_url
 from wonderland.console.live import LiveFeed
 from wonderland.console.mlops_pages import LogStream, MlopsPages
 from wonderland.console.node import NodeSampler
@@ -145,6 +146,7 @@ class ConsoleServer:
         self.env.filters["summarize_traffic"] = views.summarize_traffic
         self.env.filters["bytes"] = human_bytes
         self.env.filters["age"] = human_age
+        self.env.globals["field_url"] = field_url
         self._server: SocketServer | None = None
         self._pages: list[PageSet] = []
         self._streams: list[tuple[str, StreamHandler]] = []
@@ -152,7 +154,7 @@ class ConsoleServer:
         # any object, Apply, Events and the node panel (object_pages.py)
         self.objects = ObjectPages(store, NodeSampler(store, resources))
         self.core = CorePages(store, metrics, self.objects.node, poll_seconds)
-        for pages in (self.core, self.objects, self.mlops):
+        for pages in (self.core, self.objects, self.mlops, FieldDocPages()):
             self.add_pages(pages)
 
     @property
