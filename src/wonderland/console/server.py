@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from wonderland.asgi import Receive, Scope, Send, SocketServer, listening_socket
 from wonderland.console import views
 from wonderland.console.core_pages import CorePages
+from wonderland.console.experiment_form import ExperimentFormPages
 from wonderland.console.field_docs import FieldDocPages, field_url
 from wonderland.console.live import LiveFeed
 from wonderland.console.mlops_pages import LogStream, MlopsPages
@@ -154,7 +155,14 @@ class ConsoleServer:
         # any object, Apply, Events and the node panel (object_pages.py)
         self.objects = ObjectPages(store, NodeSampler(store, resources))
         self.core = CorePages(store, metrics, self.objects.node, poll_seconds)
-        for pages in (self.core, self.objects, self.mlops, FieldDocPages()):
+        pages_in_order: tuple[PageSet, ...] = (
+            self.core,
+            self.objects,
+            FieldDocPages(),
+            ExperimentFormPages(store),  # before MlopsPages' /experiments/<ns>/<name>
+            self.mlops,
+        )
+        for pages in pages_in_order:
             self.add_pages(pages)
 
     @property
