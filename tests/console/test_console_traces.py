@@ -73,6 +73,7 @@ def test_traces_and_one_trace_as_a_waterfall() -> None:
     assert ("http.status_code", "200") in root.attributes
     assert trace_page(store, "f" * 32) is None
     assert not traces(None).enabled
+    assert not traces(store, recording=False).recording
 
 
 async def test_traces_pages_on_the_server(console: Console) -> None:  # noqa: F811
@@ -81,7 +82,7 @@ async def test_traces_pages_on_the_server(console: Console) -> None:  # noqa: F8
         html = (await client.get("/traces")).text
         assert '<a href="/traces" aria-current="page">Traces</a>' in html
         assert f'href="/traces/{TRACE}">GET /</a>' in html and "⚠ 1" in html
-        assert "2 shown of the 2 traces kept" in html
+        assert "2 shown of the 2 traces kept" in html and "traces-propagate" not in html
         only = (await client.get("/traces?service=iris")).text
         assert "POST /v1/infer" in only and f'data-trace="{TRACE}"' not in only
         one = (await client.get(f"/traces/{TRACE}")).text

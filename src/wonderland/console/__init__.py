@@ -130,6 +130,7 @@ def install(platform: Platform) -> None:
     ).install()
     examples = FileExamples(state_dir / EXAMPLES_DIR)  # the try-it box's saved requests
     ModelPages(server, sources, client, examples=examples, history_step=step).install()
-    server.add_pages(TracePages(platform.get(TraceStore), poll_seconds=step))
+    recording = platform.settings.tracing == "on"
+    server.add_pages(TracePages(platform.get(TraceStore), step, recording=recording))
     platform.add_service(_ConsoleService(platform, server))
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

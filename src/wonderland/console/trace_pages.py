@@ -48,6 +48,7 @@ class TracesPage:
     errors_only: bool
     kept: int  # traces the daemon keeps now
     enabled: bool  # False: this daemon keeps no traces
+    recording: bool = True  # False: the gateway and sidecars only propagate trace context
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,16 @@ def _iso(nanos: str | int) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
-def traces(store: TraceStore | None, service: str = "", errors_only: bool = False) -> TracesPage:
+def traces(
+    store: TraceStore | None,
+    service: str = "",
+    errors_only: bool = False,
+    *,
+    recording: bool = True,
+) -> TracesPage:
     """The newest traces, newest first (of ``service``, or with errors only)."""
     if store is None:
-        return TracesPage([], [], service, errors_only, 0, False)
+        return TracesPage([], [], service, errors_only, 0, False, recording)
     every = store.summaries(limit=max(1, store.max_traces))
     services = sorted({s for t in every for s in t.get("services") or []})
     rows: list[TraceRow] = []
@@ -110,7 +117,7 @@ def traces(store: TraceStore | None, service: str = "", errors_only: bool = Fals
         )
         if len(rows) >= LIMIT:
             break
-    return TracesPage(rows, services, service, errors_only, len(every), True)
+    return TracesPage(rows, services, service, errors_only, len(every), True, recording)
 
 
 def _text(value: Any) -> str:
@@ -159,9 +166,12 @@ def trace_page(store: TraceStore | None, trace_id: str) -> TracePage | None:
 class TracePages:
     """``GET /traces`` and ``GET /traces/<traceId>`` (see the module docstring)."""
 
-    def __init__(self, store: TraceStore | None, poll_seconds: float = 10.0) -> None:
+    def __init__(
+        self, store: TraceStore | None, poll_seconds: float = 10.0, *, recording: bool = True
+    ) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
+        self.recording = recording  # WONDERLAND_TRACING=on
 
     async def answer(self, request: Request) -> Answer | None:
         path = request.path
@@ -169,7 +179,12 @@ class TracePages:
             return None
         poll = max(1, round(self.poll_seconds))  # spans are not objects: refresh per scrape
         if path == "/traces":
-            page = traces(self.store, request.arg("service"), request.arg("errors") == "1")
+            page = traces(
+                self.store,
+                request.arg("service"),
+                request.arg("errors") == "1",
+                recording=self.recording,
+            )
             return Rendered("traces.html", {"nav": "traces", "page": page, "poll": poll})
         trace_id = path.removeprefix("/traces/")
         found = trace_page(self.store, trace_id)
