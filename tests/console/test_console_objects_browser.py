@@ -151,7 +151,7 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
         page.screenshot(path=str(shots / "console-apps.png"), full_page=True)
 
         # the namespace selector: kept in the URL and by the navigation
-        page.get_by_label("Show namespace").select_option("default")
+        page.get_by_label("Show namespace").fill("default")
         page.get_by_role("button", name="Show", exact=True).click()
         expect(page).to_have_url(re.compile(r"/apps\?namespace=default$"))
         page.get_by_role("link", name="Models", exact=True).click()
@@ -167,11 +167,11 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
         page.get_by_role("link", name="Experiments", exact=True).click()
         page.get_by_role("link", name="New Experiment from a template").click()
         page.get_by_label("Name", exact=True).fill("from-form")
-        page.get_by_label("Trials at most").fill("many")
+        page.get_by_label("Trials at most", exact=True).fill("many")
         page.get_by_role("button", name="Preview").click()
         expect(page.get_by_role("alert")).to_contain_text("is not a whole number")
         assert_accessible(page, "New Experiment with an error")
-        page.get_by_label("Trials at most").fill("4")
+        page.get_by_label("Trials at most", exact=True).fill("4")
         page.get_by_role("button", name="Preview").click()
         expect(page.locator("#experiment-checked")).to_contain_text("accepts")
         expect(page.locator("#experiment-yaml")).to_contain_text("kind: Experiment")

@@ -385,8 +385,10 @@ class ConsoleServer:
             listed, _ = self.store.list("namespaces")
         except NotFoundError:
             listed = []
+        # the Namespace objects, and "default", which exists without one
         names = {str((n.get("metadata") or {}).get("name") or "") for n in listed}
         names.discard("")
+        names.add("default")
         if chosen:
             names.add(chosen)
         return {
