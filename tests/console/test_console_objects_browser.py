@@ -151,7 +151,7 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
         page.screenshot(path=str(shots / "console-apps.png"), full_page=True)
 
         # the namespace selector: kept in the URL and by the navigation
-        page.get_by_label("Show namespace").fill("default")
+        page.get_by_label("Namespace filter").fill("default")
         page.get_by_role("button", name="Show", exact=True).click()
         expect(page).to_have_url(re.compile(r"/apps\?namespace=default$"))
         page.get_by_role("link", name="Models", exact=True).click()
