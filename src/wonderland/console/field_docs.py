@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -76,8 +77,10 @@ def field_url(api_version: str, kind: str, path: str = "") -> str:
     return "/fields?" + urlencode(args)
 
 
+@lru_cache(maxsize=64)  # keyed by what a URL names: bounded
 def _schema(api_version: str, kind: str) -> tuple[dict[str, Any], dict[str, Any], str] | None:
-    """(root schema, its definitions, whose it is) of a kind, or None."""
+    """(root schema, its definitions, whose it is) of a kind, or None; built once per kind
+    (a pydantic model's JSON schema takes tens of milliseconds)."""
     model = SCHEMAS.get((api_version, kind))
     if model is not None:
         doc = model.model_json_schema(by_alias=True)
