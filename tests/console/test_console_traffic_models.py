@@ -14,11 +14,11 @@ from markupsafe import escape
 from test_console_server import Console, console  # noqa: F401  (the server fixture)
 
 import wonderland.platform
+from wonderland.console.model_views import models
 from wonderland.console.views import (
     LATEST,
     HubMetrics,
     SplitRow,
-    models,
     split_rows,
     traffic_from_form,
 )

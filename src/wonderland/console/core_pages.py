@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import yaml
 
-from wonderland.console import views
+from wonderland.console import model_views, views
 from wonderland.console.node import NodeSampler
 from wonderland.console.pages import Answer, Redirect, Refused, Rendered, Request
 from wonderland.errors import ConflictError, InvalidError, NotFoundError
@@ -164,7 +164,7 @@ class CorePages:
     async def models(self, request: Request) -> Answer:
         top = await self.metrics.top("models")
         namespace = request.arg("namespace") or None
-        data = views.models(self.store, top, namespace)
+        data = model_views.models(self.store, top, namespace)
         context = {"page": data, "nav": "models", "poll": max(1, round(self.poll_seconds))}
         return Rendered("models.html", context)
 

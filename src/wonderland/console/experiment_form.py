@@ -249,8 +249,9 @@ class ExperimentFormPages:
             return Rendered("experiment_new.html", self._context(blank, rows))
         if request.method != "POST":
             return None
-        form = parse_form(request.form())
-        create = _one(request.form(), "action") == "create"
+        sent = request.form()
+        form = parse_form(sent)
+        create = _one(sent, "action") == "create"
         manifest, errors = experiment_manifest(form)
         text = yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
         rows = max(PARAMETER_ROWS, len(form.parameters) + 1)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from wonderland.console import views
+from wonderland.console import model_views, views
 from wonderland.console.app_pages import event_rows
 from wonderland.console.charts import (
     RANGES,
@@ -145,7 +145,7 @@ class ComponentStatus:
 
 @dataclass(frozen=True)
 class ModelPage:
-    model: views.ModelRow
+    model: model_views.ModelRow
     conditions: list[tuple[str, views.Condition]]
     address: str
     components: list[ComponentStatus]
@@ -271,7 +271,7 @@ async def model_page(
     """One InferenceService's page; NotFoundError when there is none."""
     isvc = store.get(ISVC, namespace, name)
     rv = store.resource_version
-    row = next(m for m in views.models(store, {}, namespace).models if m.name == name)
+    row = next(m for m in model_views.models(store, {}, namespace).models if m.name == name)
     status = isvc.get("status") or {}
     spec = isvc.get("spec") or {}
     chosen, seconds = range_seconds(range_name)

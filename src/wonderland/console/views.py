@@ -6,8 +6,7 @@ without a browser. :func:`overview` counts and checks the kinds the platform run
 the request rate and latency percentiles of ``/wonderland/v1/top`` (the monitoring
 endpoint's route, asked in process through the :class:`MetricsSource` seam) and the rows
 of each Service's traffic form (:func:`split_rows`, read back by
-:func:`traffic_from_form`); :func:`models` lists InferenceServices with their component
-readiness, canary split and ``top?kind=models`` figures.
+:func:`traffic_from_form`). The Models list is :mod:`~wonderland.console.model_views`'.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ __all__ = [
     "EventRow",
     "HubMetrics",
     "MetricsSource",
-    "ModelRow",
-    "ModelsPage",
     "OverviewPage",
     "RevisionRow",
     "SplitRow",
@@ -41,7 +38,9 @@ __all__ = [
     "TrafficRow",
     "UnhealthyRow",
     "apps",
-    "models",
+    "conditions_of",
+    "list_objects",
+    "meta_of",
     "overview",
     "ready_condition",
     "split_rows",
@@ -70,7 +69,7 @@ class Condition:
     message: str = ""
 
 
-def _conditions(obj: Mapping[str, Any]) -> dict[str, Condition]:
+def conditions_of(obj: Mapping[str, Any]) -> dict[str, Condition]:
     out: dict[str, Condition] = {}
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if isinstance(cond, dict) and cond.get("type"):
@@ -84,12 +83,12 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, Condition]:
 
 def ready_condition(obj: Mapping[str, Any]) -> Condition:
     """The object's Ready condition; Unknown when it has none yet."""
-    return _conditions(obj).get("Ready", Condition("Unknown", "", "not reconciled yet"))
+    return conditions_of(obj).get("Ready", Condition("Unknown", "", "not reconciled yet"))
 
 
 def _problem(resource: str, obj: Mapping[str, Any]) -> Condition | None:
     """What is wrong with ``obj``, or None when nothing is (or nothing is known yet)."""
-    conds = _conditions(obj)
+    conds = conditions_of(obj)
     if resource in _JOB_KINDS:
         failed = conds.get("Failed")
         return failed if failed is not None and failed.status == "True" else None
@@ -99,7 +98,7 @@ def _problem(resource: str, obj: Mapping[str, Any]) -> Condition | None:
     return None
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def meta_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, dict) else {}
 
@@ -141,7 +140,7 @@ class OverviewPage:
     resource_version: str
 
 
-def _list(store: Store, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+def list_objects(store: Store, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
     try:
         items, _ = store.list(resource, namespace)
     except NotFoundError:  # the kind's plugin is not installed
@@ -156,14 +155,14 @@ def overview(store: Store, namespace: str | None = None) -> OverviewPage:
     counts: list[CountRow] = []
     unhealthy: list[UnhealthyRow] = []
     for resource, label in COUNTED:
-        items = _list(store, resource, namespace)
+        items = list_objects(store, resource, namespace)
         bad = 0
         for obj in items:
             problem = _problem(resource, obj)
             if problem is None:
                 continue
             bad += 1
-            meta = _meta(obj)
+            meta = meta_of(obj)
             unhealthy.append(
                 UnhealthyRow(
                     resource,
@@ -176,12 +175,12 @@ def overview(store: Store, namespace: str | None = None) -> OverviewPage:
             )
         counts.append(CountRow(resource, label, len(items), bad))
     events: list[EventRow] = []
-    for ev in _list(store, "events", namespace):
+    for ev in list_objects(store, "events", namespace):
         involved = ev.get("involvedObject") or {}
         last = str(
             ev.get("lastTimestamp")
             or ev.get("eventTime")
-            or _meta(ev).get("creationTimestamp")
+            or meta_of(ev).get("creationTimestamp")
             or ""
         )
         events.append(
@@ -190,7 +189,7 @@ def overview(store: Store, namespace: str | None = None) -> OverviewPage:
                 str(ev.get("reason") or ""),
                 str(ev.get("message") or ""),
                 f"{involved.get('kind', '')}/{involved.get('name', '')}",
-                str(_meta(ev).get("namespace", "")),
+                str(meta_of(ev).get("namespace", "")),
                 int(ev.get("count") or 1),
                 last,
             )
@@ -440,23 +439,25 @@ def apps(
         needle = query.strip().lower()
         services = [
             s
-            for s in _list(store, "services.serving.knative.dev", namespace)
-            if needle in str(_meta(s).get("name", "")).lower()
+            for s in list_objects(store, "services.serving.knative.dev", namespace)
+            if needle in str(meta_of(s).get("name", "")).lower()
         ]
-    services.sort(key=lambda s: (_meta(s).get("namespace"), _meta(s).get("name")))
+    services.sort(key=lambda s: (meta_of(s).get("namespace"), meta_of(s).get("name")))
     total = len(services)
     pages = max(1, -(-total // per_page)) if per_page > 0 else 1
     page = min(max(1, page), pages)
     if per_page > 0:
         services = services[(page - 1) * per_page : page * per_page]
-    wanted = {(str(_meta(s).get("namespace", "")), str(_meta(s).get("name", ""))) for s in services}
+    wanted = {
+        (str(meta_of(s).get("namespace", "")), str(meta_of(s).get("name", ""))) for s in services
+    }
     revisions: dict[tuple[str, str], list[dict[str, Any]]] = {}
     if services:
         only = namespace if namespace is not None else None
         if len({ns for ns, _ in wanted}) == 1:
             only = next(iter(wanted))[0]
-        for rev in _list(store, "revisions.serving.knative.dev", only):
-            meta = _meta(rev)
+        for rev in list_objects(store, "revisions.serving.knative.dev", only):
+            meta = meta_of(rev)
             owner = (meta.get("labels") or {}).get("serving.knative.dev/service")
             key = (str(meta.get("namespace", "")), str(owner))
             if owner and key in wanted:
@@ -470,7 +471,7 @@ def _app_row(
     revisions: Mapping[tuple[str, str], list[dict[str, Any]]],
     top: Mapping[tuple[str, str], TopRow],
 ) -> AppRow:
-    meta = _meta(svc)
+    meta = meta_of(svc)
     ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     status = svc.get("status") or {}
     traffic = _traffic(svc)
@@ -479,7 +480,7 @@ def _app_row(
         percent[t.revision] = percent.get(t.revision, 0) + t.percent
     revs: list[RevisionRow] = []
     for rev in revisions.get((ns, name), []):
-        rmeta = _meta(rev)
+        rmeta = meta_of(rev)
         rname = str(rmeta.get("name", ""))
         m = top.get((ns, rname))
         revs.append(
@@ -517,110 +518,3 @@ def summarize_traffic(traffic: Sequence[TrafficRow]) -> str:
         tag = f" (tag {t.tag})" if t.tag else ""
         parts.append(f"{t.revision or 'latest'} {t.percent}%{tag}")
     return ", ".join(parts)
-
-
-# -- models ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    namespace: str
-    name: str
-    url: str
-    ready: Condition
-    predictor: Condition
-    transformer: Condition | None  # None when the InferenceService has no transformer
-    model_format: str
-    storage_uri: str
-    latest_revision: str  # the predictor's newest ready revision
-    latest_percent: int | None  # its share of the traffic; None before any split is known
-    previous_revision: str  # the previous rolled-out revision (a canary's stable side)
-    previous_percent: int
-    request_rate: float | None
-    latency_p50: float | None  # seconds
-    latency_p95: float | None
-
-    @property
-    def canary(self) -> bool:
-        """Traffic is split between the latest and the previous rolled-out revision."""
-        return self.previous_percent > 0
-
-
-@dataclass(frozen=True)
-class ModelsPage:
-    models: list[ModelRow]
-    metrics_available: bool
-    resource_version: str
-
-
-def _split(
-    component: Mapping[str, Any],
-) -> tuple[str, int | None, str, int]:
-    """(latest revision, its percent, previous rolled-out revision, its percent) of a
-    component's status (``status.components.predictor``)."""
-    latest = str(
-        component.get("latestReadyRevision")
-        or component.get("latestRolledoutRevision")
-        or component.get("latestCreatedRevision")
-        or ""
-    )
-    previous = str(component.get("previousRolledoutRevision") or "")
-    traffic = [t for t in component.get("traffic") or [] if isinstance(t, dict)]
-    if not traffic:
-        return latest, None, previous, 0
-    latest_pct = previous_pct = 0
-    for t in traffic:
-        percent = int(t.get("percent") or 0)
-        name = str(t.get("revisionName") or "")
-        if t.get("latestRevision") or (name and name == latest):
-            latest_pct += percent
-        elif name and name == previous:
-            previous_pct += percent
-    return latest, latest_pct, previous, previous_pct
-
-
-def models(
-    store: Store, top: Mapping[tuple[str, str], TopRow], namespace: str | None = None
-) -> ModelsPage:
-    """Every InferenceService (of ``namespace``, or all): readiness of the predictor and
-    the transformer, URL, the canary split and the request rate and latency percentiles
-    of ``/wonderland/v1/top?kind=models``."""
-    rv = store.resource_version
-    rows: list[ModelRow] = []
-    items = [
-        i
-        for i in _list(store, "inferenceservices.serving.kserve.io")
-        if namespace is None or _meta(i).get("namespace") == namespace
-    ]
-    for isvc in sorted(items, key=lambda i: (_meta(i).get("namespace"), _meta(i).get("name"))):
-        meta = _meta(isvc)
-        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        spec = isvc.get("spec") or {}
-        status = isvc.get("status") or {}
-        conds = _conditions(isvc)
-        unknown = Condition("Unknown", "", "not reconciled yet")
-        predictor = spec.get("predictor") or {}
-        model = predictor.get("model") or {}
-        components = status.get("components") or {}
-        latest, latest_pct, previous, previous_pct = _split(components.get("predictor") or {})
-        m = top.get((ns, name))
-        rows.append(
-            ModelRow(
-                ns,
-                name,
-                str(status.get("url") or ""),
-                ready_condition(isvc),
-                conds.get("PredictorReady", unknown),
-                conds.get("TransformerReady", unknown) if spec.get("transformer") else None,
-                str((model.get("modelFormat") or {}).get("name") or ""),
-                str(model.get("storageUri") or predictor.get("storageUri") or ""),
-                latest,
-                latest_pct,
-                previous,
-                previous_pct,
-                m.value("request_rate") if m else None,
-                m.value("latency_p50") if m else None,
-                m.value("latency_p95") if m else None,
-            )
-        )
-    return ModelsPage(rows, bool(top), str(rv))
