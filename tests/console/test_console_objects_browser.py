@@ -176,10 +176,12 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
         expect(page.locator("#experiment-checked")).to_contain_text("accepts")
         expect(page.locator("#experiment-yaml")).to_contain_text("kind: Experiment")
         page.screenshot(path=str(shots / "console-experiment-new.png"), full_page=True)
-        with httpx.Client(base_url=daemon.gateway, timeout=30) as client:
-            client.get("/", headers={"host": "hello.default.127.0.0.1.sslip.io"})
+        with httpx.Client(base_url=daemon.gateway, timeout=READY_TIMEOUT) as client:
+            r = client.get("/", headers={"host": "hello.default.127.0.0.1.sslip.io"})
+            assert r.status_code == 200, r.text
         page.get_by_role("link", name="Traces", exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Traces")
+        expect(page.locator("#traces tbody a").first).to_be_visible()
         page.locator("#traces tbody a").first.click()
         expect(page.locator("#spans")).to_contain_text("gateway")
         assert_accessible(page, "Trace")

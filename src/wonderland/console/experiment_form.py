@@ -268,7 +268,6 @@ class ExperimentFormPages:
         if create:
             return Redirect(f"/experiments/{quote(form.namespace)}/{quote(form.name)}")
         context["checked"] = True
-        context["lines"] = _numbered(text, [])
         return Rendered("experiment_new.html", context)
 
     def _context(self, form: ExperimentForm, rows: int) -> dict[str, Any]:
