@@ -85,9 +85,10 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-## TEST_WORKERS: how many pytest-xdist workers run the suite (most tests wait on processes
-## and sockets, so two workers fit two cores); TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
+## TEST_WORKERS: how many pytest-xdist workers run the suite. Most tests wait on processes
+## and sockets (the whole suite keeps about one core busy), so four workers fit two cores;
+## TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
 
 unit: dev kubeflow-sdk katib-sdk
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
