@@ -2,12 +2,14 @@
 
 An exported image is named ``REG/<name>:<digest>``, so an unchanged folder keeps its image
 name and a changed one gets a new one. Only what would go into the image counts: caches,
-virtualenvs and version-control folders do not.
+virtualenvs, version-control folders and what ``.dockerignore`` lists do not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from wonderland.errors import NotFoundError
 from wonderland.export.tree import LocalImage
 from wonderland.runtime.images import ImageResolver, image_base_name
 
-__all__ = ["SKIPPED_NAMES", "local_images", "source_digest", "source_files"]
+__all__ = ["SKIPPED_NAMES", "dockerignore", "local_images", "source_digest", "source_files"]
 
 # Folders and files that never go into an image (and that change without the source).
 SKIPPED_NAMES = frozenset(
@@ -24,15 +26,81 @@ SKIPPED_NAMES = frozenset(
 _SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
+def _pattern(text: str) -> re.Pattern[str]:
+    """A ``.dockerignore`` pattern as Docker reads it (Go's filepath.Match plus ``**``)."""
+    text = posixpath.normpath(text.strip().lstrip("/")) if text.strip("/ ") else ""
+    out, i = "", 0
+    while i < len(text):
+        c = text[i]
+        if text.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif text.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif c == "*":
+            out, i = out + "[^/]*", i + 1
+        elif c == "?":
+            out, i = out + "[^/]", i + 1
+        elif c == "[":
+            end = text.find("]", i + 1)
+            if end == -1:
+                out, i = out + re.escape(c), i + 1
+            else:
+                body = text[i + 1 : end].replace("\\", "\\\\")
+                if body.startswith("^"):
+                    body = "!" + body[1:]
+                out, i = (
+                    out + "[" + ("^" + body[1:] if body.startswith("!") else body) + "]",
+                    end + 1,
+                )
+        elif c == "\\" and i + 1 < len(text):
+            out, i = out + re.escape(text[i + 1]), i + 2
+        else:
+            out, i = out + re.escape(c), i + 1
+    return re.compile(out)
+
+
+def dockerignore(folder: Path) -> list[tuple[re.Pattern[str], bool]]:
+    """The folder's ``.dockerignore`` rules: (pattern, is an exception ``!``), in order."""
+    path = folder / ".dockerignore"
+    if not path.is_file():
+        return []
+    rules: list[tuple[re.Pattern[str], bool]] = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        body = line[1:].strip() if negated else line
+        if body:
+            rules.append((_pattern(body), negated))
+    return rules
+
+
+def _ignored(rel: str, rules: list[tuple[re.Pattern[str], bool]]) -> bool:
+    """Whether ``rel`` (or a folder above it) is ignored; the last rule that matches wins."""
+    parts = rel.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    ignored = False
+    for pattern, negated in rules:
+        if any(pattern.fullmatch(c) for c in candidates):
+            ignored = not negated
+    return ignored
+
+
 def source_files(folder: Path) -> list[Path]:
-    """The files of ``folder`` that make up its source, sorted by relative path."""
+    """The files of ``folder`` that make up its source, sorted by relative path: caches and
+    virtualenvs are left out, and what the folder's ``.dockerignore`` lists."""
+    rules = dockerignore(folder)
     out: list[Path] = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
         if any(part in SKIPPED_NAMES for part in rel.parts):
             continue
-        if path.is_file() and not path.name.endswith(_SKIPPED_SUFFIXES):
-            out.append(path)
+        if not path.is_file() or path.name.endswith(_SKIPPED_SUFFIXES):
+            continue
+        if rules and _ignored(rel.as_posix(), rules):
+            continue
+        out.append(path)
     return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
 
 

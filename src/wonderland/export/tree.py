@@ -37,8 +37,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from wonderland import __version__
 from wonderland.export.local_only import LOCAL_ONLY_RULES
+from wonderland.export.model_server import extras_for, model_server_ref
 
 __all__ = [
     "PROFILES",
@@ -88,7 +88,6 @@ class Profile(BaseModel):
     redis_secret_key: str = "redis-password"
     models_claim: str = "models"
     models_claim_size: str = "5Gi"
-    model_server_image: str = "wonderland/model-server"
     domain: str = "example.com"
 
 
@@ -630,9 +629,8 @@ class _Exporter:
     def _model_server(self) -> None:
         if not self.model_formats:
             return
-        image = f"{self.profile.model_server_image}:{__version__}"
-        if self.registry:
-            image = f"{self.registry}/{self.profile.model_server_image.rsplit('/', 1)[-1]}:{__version__}"
+        image = model_server_ref(self.registry)
+        extras = extras_for(name for name, _ in self.model_formats)
         runtime: Obj = {
             "apiVersion": "serving.kserve.io/v1alpha1",
             "kind": "ClusterServingRuntime",
@@ -680,9 +678,11 @@ class _Exporter:
         self.todo(
             runtime,
             "spec.containers[0].image",
-            f"build and push the model server image {image} (wonderland with its "
-            "serving extras; entry point `wonderland serve`); REST on 8080 and gRPC on 8081 "
-            "(Knative exposes one port: REST)",
+            f"build and push the model server image {image}: `wonderland build "
+            f"--model-server{' --extras ' + ','.join(extras) if extras else ''}"
+            f"{' --registry ' + self.registry if self.registry else ''} --base BASE -o images/ "
+            "--push` (the package and its dependencies on python:3.12-slim, entry point "
+            "`wonderland serve`); REST on 8080 and gRPC on 8081 (Knative exposes one port: REST)",
         )
 
     def _claims(self) -> None:
