@@ -514,7 +514,7 @@ def build_image(
     tar = _app_layer(folder, dest)
     layers.append(
         Layer(
-            gzip.compress(tar, mtime=0),
+            gzip.compress(tar, compresslevel=6, mtime=0),
             "sha256:" + hashlib.sha256(tar).hexdigest(),
             "wonderland build (the app folder)",
         )

@@ -54,6 +54,9 @@ __all__ = [
 Obj = dict[str, Any]
 
 MODEL_SERVER_RUNTIME = "wonderland-model-server"
+_MLFLOW = "mlflow"
+_MLFLOW_PORT = 5000
+_MLFLOW_VERSION = "3.17.2"  # the mlflow extra's pin (pyproject.toml)
 _KNATIVE_NS = "knative-serving"
 _LOCAL_DOMAIN = "127.0.0.1.sslip.io"  # the platform's default domain
 _MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -289,6 +292,8 @@ class _Exporter:
         objs = [(copy.deepcopy(o.obj), o.source) for o in objects]
         all_objs = [o for o, _ in objs]
         subscribers = self._subscribers(all_objs)
+        # Before the mapping rewrites models:/ URIs: who reads the model registry.
+        tracking_users = [o for o in all_objs if _uses_registry(o)]
         for obj, source in objs:
             if not self._keep(obj):
                 continue
@@ -328,6 +333,7 @@ class _Exporter:
         self._knative_config()
         self._local_registry()
         self._model_server()
+        self._tracking([o for o in tracking_users if any(o is kept for kept in self.out)])
         self._claims()
         self._leftovers()
 
@@ -685,6 +691,130 @@ class _Exporter:
             "`wonderland serve`); REST on 8080 and gRPC on 8081 (Knative exposes one port: REST)",
         )
 
+    # -- MLflow --
+
+    def _tracking(self, users: list[Obj]) -> None:
+        """The registry's server, as the platform runs it here: MLflow's tracking server
+        with its runs and models on a claim, and ``MLFLOW_TRACKING_URI`` in the containers
+        of the objects that use it (the platform sets it in every container here)."""
+        if not users:
+            return
+        taken = {
+            (str(o.get("kind")), _name(o))
+            for o in self.out
+            if o.get("kind") in ("Deployment", "Service") and _name(o) == _MLFLOW
+        }
+        if taken:
+            return  # the objects bring their own
+        namespace = _meta(users[0]).get("namespace")
+        ns = str(namespace or "default")
+        url = f"http://{_MLFLOW}.{ns}.svc.cluster.local:{_MLFLOW_PORT}"
+        for obj in users:
+            for path, container in image_fields(obj.get("spec")):
+                env = container.setdefault("env", [])
+                if not isinstance(env, list) or any(
+                    isinstance(e, dict) and e.get("name") == "MLFLOW_TRACKING_URI" for e in env
+                ):
+                    continue
+                env.append({"name": "MLFLOW_TRACKING_URI", "value": url})
+                self.notes.append(
+                    Note(
+                        "mapped",
+                        _display(obj),
+                        f"{path}.env",
+                        f"MLFLOW_TRACKING_URI={url} (the platform sets it here)",
+                    )
+                )
+        meta = {"name": _MLFLOW, **({"namespace": namespace} if namespace else {})}
+        labels = {"app.kubernetes.io/name": _MLFLOW}
+        hosts = [
+            f"{host}{port}"
+            for host in (
+                _MLFLOW,
+                f"{_MLFLOW}.{ns}",
+                f"{_MLFLOW}.{ns}.svc",
+                f"{url[7:].split(':')[0]}",
+            )
+            for port in ("", f":{_MLFLOW_PORT}")
+        ]
+        claim: Obj = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {**meta, "labels": labels},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": self.profile.models_claim_size}},
+            },
+        }
+        deployment: Obj = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {**meta, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},  # one writer of the SQLite store
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": _MLFLOW,
+                                "image": f"ghcr.io/mlflow/mlflow:v{_MLFLOW_VERSION}",
+                                "command": [
+                                    "mlflow",
+                                    "server",
+                                    "--host=0.0.0.0",
+                                    f"--port={_MLFLOW_PORT}",
+                                    "--backend-store-uri=sqlite:////mlflow/mlflow.db",
+                                    "--artifacts-destination=/mlflow/artifacts",
+                                    "--serve-artifacts",
+                                    "--allowed-hosts=" + ",".join(hosts),
+                                ],
+                                "ports": [{"name": "http", "containerPort": _MLFLOW_PORT}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/health", "port": _MLFLOW_PORT}
+                                },
+                                "volumeMounts": [{"name": "data", "mountPath": "/mlflow"}],
+                                "resources": {
+                                    "requests": {"cpu": "250m", "memory": "512Mi"},
+                                    "limits": {"memory": "1Gi"},
+                                },
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "data", "persistentVolumeClaim": {"claimName": _MLFLOW}}
+                        ],
+                    },
+                },
+            },
+        }
+        service: Obj = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {**meta, "labels": labels},
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "http", "port": _MLFLOW_PORT, "targetPort": _MLFLOW_PORT}],
+            },
+        }
+        self.out += [claim, deployment, service]
+        users_text = ", ".join(_display(o) for o in users)
+        self.mapped(
+            deployment,
+            "",
+            f"the model registry ({users_text} use it): MLflow {_MLFLOW_VERSION}'s tracking "
+            f"server at {url}, runs and models on the claim {_MLFLOW}",
+        )
+        self.todo(
+            deployment,
+            "",
+            "the runs and registered models of this machine do not move: train and register "
+            "again on the cluster (or copy them with MLflow's export tools), so that models:/ "
+            f"names resolve there; `kubectl port-forward svc/{_MLFLOW} {_MLFLOW_PORT}` opens "
+            "its UI",
+        )
+
     def _claims(self) -> None:
         for namespace, claim in self.claims:
             self.out.append(
@@ -776,6 +906,24 @@ def _metadata_maps(obj: Obj) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield f"spec.template.metadata.{name}", template["metadata"][name]
 
 
+def _uses_registry(obj: Obj) -> bool:
+    """Whether ``obj`` reads the model registry: a ``models:/`` URI anywhere in it, or a
+    TrainJob (the platform gives each an MLflow run here)."""
+    if obj.get("kind") == "TrainJob":
+        return True
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, str):
+            return "models:/" in node
+        if isinstance(node, dict):
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+
+    return walk(obj.get("spec"))
+
+
 def _local_uri(uri: str) -> bool:
     return uri.startswith(("file://", "models:/")) or "://" not in uri
 
@@ -791,6 +939,8 @@ def _place(obj: Obj) -> tuple[str, int]:
         return "knative-serving", 2
     if group == "dapr.io" and kind == "Subscription":
         return "dapr", 9
+    if ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/name") == _MLFLOW:
+        return "tracking", 4
     if group == "serving.kserve.io":
         return "kserve", 4 if kind.endswith("ServingRuntime") else 8
     return _FOLDERS.get(group, ("other", 7))
