@@ -118,7 +118,9 @@ def tar_files(entries: Iterable[tuple[str, bytes, int]]) -> bytes:
 
 def _compress(tar: bytes, created_by: str) -> Layer:
     return Layer(
-        gzip.compress(tar, compresslevel=6, mtime=0), "sha256:" + hashlib.sha256(tar).hexdigest(), created_by
+        gzip.compress(tar, compresslevel=6, mtime=0),
+        "sha256:" + hashlib.sha256(tar).hexdigest(),
+        created_by,
     )
 
 
