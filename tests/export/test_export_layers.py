@@ -271,6 +271,9 @@ def test_ksvc_and_all_build_what_the_manifests_name(
     cluster = "\n".join(p.read_text() for p in (CONFERENCE / "cluster").rglob("*.yaml"))
     named = {line.split("image: ")[1] for line in cluster.splitlines() if "image: " in line}
     assert set(refs) == named and len(refs) == 5
+    # isvc/NAME: the model server that serves it, unchanged now.
+    assert main(["build", "isvc/sklearn-iris", "-f", str(CONFERENCE), *common, *pip, *wheel]) == 0
+    assert capsys.readouterr().out.startswith(f"localhost:5001/model-server:{__version__} ")
     _, config = _image(out, f"localhost:5001/model-server:{__version__}")
     assert config["config"]["Labels"]["dev.wonderland.extras"] == "sklearn"
 

@@ -494,6 +494,13 @@ def build_image(
     if cached is not None:
         return cached
     recipe = recipe_for(folder)
+    requirements = folder / "requirements.txt"
+    dockerfile = (folder / "Dockerfile").is_file()
+    if dockerfile and requirements.is_file() and requirement_lines(requirements.read_text()):
+        say(
+            f"{ref}: {requirements} is not installed: the Dockerfile's base image must "
+            "hold what it names (or drop the Dockerfile for a dependency layer)"
+        )
     base_image = _load_base(layout, base, recipe.base, plat, str(folder), say)
     layers: list[Layer] = []
     if recipe.requirements:
