@@ -297,3 +297,75 @@ def test_dockerignore_leaves_files_out_of_the_image_and_its_digest(tmp_path: Pat
     assert source_digest(app) == digest
     (app / "app.py").write_text("changed")
     assert source_digest(app) != digest
+
+
+def test_func_name_builds_the_function_under_the_name_export_gives_it(
+    tmp_path: Path,
+    base: Path,
+    wheels: Path,
+    cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from wonderland.export import PROFILES, SourceObject, export_objects
+    from wonderland.export.sources import function_images
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["func", "create", "hello"]) == 0
+    folder = tmp_path / "hello"
+    (folder / "pyproject.toml").write_text('[project]\nname = "f"\ndependencies = ["tinypkg"]\n')
+    (folder / ".func" / "wonderland").mkdir(parents=True)  # the local build: not the source
+    (folder / ".func" / "wonderland" / "x").write_text("local")
+    capsys.readouterr()
+    pip = ["--find-links", str(wheels), "--no-index", "--cache", str(cache)]
+    wheel = ["--wheel", str(_server_wheel(wheels))]
+    args = ["build", "func", "hello", "-o", str(tmp_path / "images"), "--base", str(base)]
+    assert main([*args, "--registry", "localhost:5001", *pip, *wheel]) == 0
+    ref = capsys.readouterr().out.split()[0]
+    manifest, config = _image(tmp_path / "images", ref)
+    # base, the package's dependencies, the package, the function's requirements, its folder
+    assert len(manifest["layers"]) == 5
+    assert "opt/python/site-packages/tinypkg/__init__.py" in _members(
+        tmp_path / "images", manifest["layers"][3]
+    )
+    files = _members(tmp_path / "images", manifest["layers"][4])
+    assert "function/func.yaml" in files and not any(".func" in name for name in files)
+    image = config["config"]
+    assert image["Entrypoint"] == ["python", "-m", "wonderland.functions.host", "/function"]
+    assert "LISTEN_ADDRESS=0.0.0.0:8080" in image["Env"] and image["User"] == "1000"
+    # The Service `func deploy` makes here runs the host from this machine's environment;
+    # the export names the image this build made and drops the local command.
+    service = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "hello",
+            "annotations": {"function.knative.dev/source": str(folder)},
+        },
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "image": "dev.local/hello:latest",
+                            "command": ["/home/u/.func/bin/python", "-m", "x"],
+                            "args": ["--invoke", "http", str(folder)],
+                            "workingDir": str(folder),
+                        }
+                    ]
+                }
+            }
+        },
+    }
+    tree = export_objects(
+        [SourceObject(service, "the platform")],
+        PROFILES["cluster"],
+        function_images([service]),
+        "localhost:5001",
+    )
+    (path,) = [p for p in tree.manifests if "service-hello" in p]
+    (container,) = yaml.safe_load(tree.files[path])["spec"]["template"]["spec"]["containers"]
+    assert container == {"image": ref}
+    assert "`wonderland build func hello` from" in tree.files["EXPORT-NOTES.md"]
+    assert main(["build", "func", "nosuch", "-o", str(tmp_path / "images")]) == 1
+    assert "func nosuch: no func.yaml named nosuch under" in capsys.readouterr().err

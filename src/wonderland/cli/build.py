@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the folder's source (.dockerignore honoured), the config from its Dockerfile (FROM, "
         "WORKDIR, COPY . DEST, ENV, LABEL, EXPOSE, CMD, ENTRYPOINT, USER) or Procfile. A "
         "target is an app folder, an image name that wonderland.yaml maps to a folder, "
-        "ksvc/NAME or isvc/NAME (from -f PATH, else the running platform); --all builds "
+        "ksvc/NAME or isvc/NAME (from -f PATH, else the running platform), func NAME (the "
+        "function's folder, run by the function host); --all builds "
         "every local image of the manifests and the model server if they need it; "
         "--model-server builds the model server's KServe runtime image. Images are named "
         "[REG/]<name>:<source digest>, as `wonderland export --registry REG` names them; an "
@@ -35,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument(
         "targets",
         nargs="*",
-        metavar="PATH|IMAGE|ksvc/NAME|isvc/NAME",
-        help="app folder, image name, or a Knative Service / InferenceService of the manifests",
+        metavar="PATH|IMAGE|ksvc/NAME|isvc/NAME|func NAME",
+        help="app folder, image name, a Knative Service / InferenceService of the manifests, "
+        "or a function (func NAME: the folder whose func.yaml names it)",
     )
     build.add_argument(
         "-o",
@@ -114,22 +116,35 @@ def _build(args: argparse.Namespace) -> int:
     from wonderland.export.layers import PipOptions
     from wonderland.export.oci import (
         BuildResult,
+        build_function,
         build_image,
         build_model_server,
         read_archive,
         write_archive,
     )
+    from wonderland.export.sources import find_function
     from wonderland.export.targets import BuildPlan, is_selector, plan_builds
     from wonderland.runtime.images import ImageResolver, image_base_name
 
     if args.push and not args.registry:
         raise ConfigError("--push needs --registry REG (where to push the images)")
-    selectors = [t for t in args.targets if is_selector(t)]
-    plain = [t for t in args.targets if not is_selector(t)]
+    functions: list[str] = []
+    rest: list[str] = []
+    tokens = iter(args.targets)
+    for token in tokens:
+        if token == "func":
+            name = next(tokens, None)
+            if name is None:
+                raise ConfigError("func NAME: give the function's name (its func.yaml name)")
+            functions.append(name)
+        else:
+            rest.append(token)
+    selectors = [t for t in rest if is_selector(t)]
+    plain = [t for t in rest if not is_selector(t)]
     if not (args.targets or args.all or args.model_server):
         raise ConfigError(
-            "nothing to build: give app folders, image names, ksvc/NAME, isvc/NAME, --all or "
-            "--model-server"
+            "nothing to build: give app folders, image names, ksvc/NAME, isvc/NAME, func NAME, "
+            "--all or --model-server"
         )
     started = time.monotonic()
     quiet = args.quiet
@@ -169,6 +184,22 @@ def _build(args: argparse.Namespace) -> int:
         for folder, name in targets:
             results.append(
                 build_image(folder, name, out, base, args.registry, args.platform, say, pip)
+            )
+            _report(results[-1], out, args.push)
+        for name in functions:
+            folder = find_function(name, _search_dirs(args.filename))
+            results.append(
+                build_function(
+                    folder,
+                    name,
+                    out,
+                    base,
+                    args.registry,
+                    args.platform,
+                    say,
+                    pip,
+                    Path(args.wheel) if args.wheel else None,
+                )
             )
             _report(results[-1], out, args.push)
         if model_server:

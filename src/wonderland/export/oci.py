@@ -52,6 +52,7 @@ __all__ = [
     "BuildResult",
     "ImageBuildError",
     "ImageRecipe",
+    "build_function",
     "build_image",
     "build_model_server",
     "parse_dockerfile",
@@ -611,6 +612,74 @@ def _build_wheel(root: Path, into: Path, say: Progress) -> Path:
     return wheels[0]
 
 
+@dataclass(frozen=True)
+class _Package:
+    """This package as it goes into an image: its wheel (or the source tree to build one
+    from) and the extras; ``ident`` changes when either does."""
+
+    root: Path | None
+    wheel: Path | None
+    extras: tuple[str, ...]
+    ident: str
+
+    @classmethod
+    def find(cls, wheel: Path | None, extras: Sequence[str], what: str) -> _Package:
+        unknown = [e for e in extras if e not in FORMAT_EXTRAS.values() and e != "all"]
+        if unknown:
+            raise ImageBuildError(
+                f"--extras {','.join(extras)}: no extra {unknown[0]}; the extras are: "
+                + ", ".join(sorted({*FORMAT_EXTRAS.values(), "all"}))
+            )
+        root = _package_root() if wheel is None else None
+        if wheel is None and root is None:
+            raise ImageBuildError(
+                f"{what}: this wonderland runs from an installed package, not its source "
+                f"tree: give --wheel FILE (`pip download --no-deps wonderland=={__version__}`)"
+            )
+        if wheel is not None and not wheel.is_file():
+            raise ImageBuildError(f"--wheel {wheel}: no such file")
+        ident = hashlib.sha256()
+        if wheel is not None:
+            ident.update(hashlib.sha256(wheel.read_bytes()).digest())
+        else:
+            assert root is not None
+            ident.update(source_digest(root / "src" / "wonderland").encode())
+            ident.update((root / "pyproject.toml").read_bytes())
+        ident.update(",".join(sorted(extras)).encode())
+        return cls(root, wheel, tuple(extras), ident.hexdigest())
+
+    def layers(
+        self, python: str, plat: tuple[str, str], pip: PipOptions, what: str, say: Progress
+    ) -> list[Layer]:
+        """A layer of the package's dependencies, then one of the package."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="wonderland-wheel-") as tmp:
+            wheel = self.wheel
+            if wheel is None:
+                assert self.root is not None
+                wheel = _build_wheel(self.root, Path(tmp), say)
+            deps = packages_layer(
+                _wheel_requirements(wheel, self.extras, python),
+                python_version=python,
+                platform=plat,
+                pip=pip,
+                what=f"{what} dependencies",
+                progress=say,
+            )
+            package = packages_layer(
+                [str(wheel)],
+                python_version=python,
+                platform=plat,
+                pip=pip,
+                what=f"{what} package",
+                no_deps=True,
+                key_extra=self.ident,
+                progress=say,
+            )
+        return [deps, package]
+
+
 def build_model_server(
     out: Path,
     base: Path | None,
@@ -625,34 +694,10 @@ def build_model_server(
     """The model server as a KServe runtime image: the base, a layer of the package's
     dependencies (with ``extras``), a layer of the package's wheel; entry point
     ``wonderland serve`` with KServe's flags, REST on 8080 and gRPC on 8081, non-root."""
-    import tempfile
-
     say = progress or (lambda _line: None)
     plat = _platform(platform)
-    unknown = [e for e in extras if e not in FORMAT_EXTRAS.values() and e != "all"]
-    if unknown:
-        raise ImageBuildError(
-            f"--extras {','.join(extras)}: no extra {unknown[0]}; the extras are: "
-            + ", ".join(sorted({*FORMAT_EXTRAS.values(), "all"}))
-        )
-    root = _package_root() if wheel is None else None
-    if wheel is None and root is None:
-        raise ImageBuildError(
-            "--model-server: this wonderland runs from an installed package, not its source "
-            f"tree: give --wheel FILE (`pip download --no-deps wonderland=={__version__}`)"
-        )
-    if wheel is not None and not wheel.is_file():
-        raise ImageBuildError(f"--wheel {wheel}: no such file")
-    # The image's identity: the package's source (or wheel) and the extras.
-    ident = hashlib.sha256()
-    if wheel is not None:
-        ident.update(hashlib.sha256(wheel.read_bytes()).digest())
-    else:
-        assert root is not None
-        ident.update(source_digest(root / "src" / "wonderland").encode())
-        ident.update((root / "pyproject.toml").read_bytes())
-    ident.update(",".join(sorted(extras)).encode())
-    digest = ident.hexdigest()
+    package = _Package.find(wheel, extras, "--model-server")
+    digest = package.ident
     ref = model_server_ref(registry)
     layout = _Layout(out)
     cached = _cached(layout, ref, digest, say)
@@ -660,30 +705,7 @@ def build_model_server(
         return cached
     base_image = _load_base(layout, base, base_name, plat, MODEL_SERVER_NAME, say)
     python = base_image.python_version(base_name)
-    options = pip or PipOptions()
-    with tempfile.TemporaryDirectory(prefix="wonderland-wheel-") as tmp:
-        if wheel is None:
-            assert root is not None
-            wheel = _build_wheel(root, Path(tmp), say)
-        requirements = _wheel_requirements(wheel, extras, python)
-        deps = packages_layer(
-            requirements,
-            python_version=python,
-            platform=plat,
-            pip=options,
-            what=f"{MODEL_SERVER_NAME} dependencies",
-            progress=say,
-        )
-        package = packages_layer(
-            [str(wheel)],
-            python_version=python,
-            platform=plat,
-            pip=options,
-            what=f"{MODEL_SERVER_NAME} package",
-            no_deps=True,
-            key_extra=digest,
-            progress=say,
-        )
+    layers = package.layers(python, plat, pip or PipOptions(), MODEL_SERVER_NAME, say)
     recipe = ImageRecipe(
         base=base_name,
         workdir="/tmp",
@@ -707,7 +729,83 @@ def build_model_server(
             "dev.wonderland.extras": ",".join(extras),
         },
     )
-    layers = [deps, package]
+    config = _config(
+        base_image.config, recipe, plat, base_image.diff_ids, layers, digest, prefix_path=True
+    )
+    return _write_image(layout, ref, base_image, layers, config, plat, digest, say)
+
+
+FUNCTION_DIR = "/function"
+
+
+def build_function(
+    folder: Path,
+    name: str,
+    out: Path,
+    base: Path | None,
+    registry: str | None = None,
+    platform: str = "linux/amd64",
+    progress: Progress | None = None,
+    pip: PipOptions | None = None,
+    wheel: Path | None = None,
+    base_name: str = _DEFAULT_BASE,
+) -> BuildResult:
+    """A function's image: the base, the package's dependencies and the package (the
+    function host), a layer of the function's own requirements, the function's folder at
+    ``/function``; it starts ``python -m wonderland.functions.host /function`` on 8080."""
+    from wonderland.functions.build import function_requirements
+
+    say = progress or (lambda _line: None)
+    plat = _platform(platform)
+    package = _Package.find(wheel, (), f"func {name}")
+    source = source_digest(folder)
+    digest = hashlib.sha256(f"{source}:{package.ident}".encode()).hexdigest()
+    repo = f"{registry.rstrip('/')}/{name}" if registry else name
+    ref = f"{repo}:{source[:16]}"
+    layout = _Layout(out)
+    cached = _cached(layout, ref, digest, say)
+    if cached is not None:
+        return cached
+    base_image = _load_base(layout, base, base_name, plat, f"func {name}", say)
+    python = base_image.python_version(base_name)
+    options = pip or PipOptions()
+    layers = package.layers(python, plat, options, f"func {name}", say)
+    own = [str(r) for r in function_requirements(folder)]
+    if own:
+        layers.append(
+            packages_layer(
+                own,
+                python_version=python,
+                platform=plat,
+                pip=options,
+                what=f"func {name} requirements",
+                progress=say,
+            )
+        )
+    say(f"{ref}: layer of {folder} at {FUNCTION_DIR}")
+    tar = _app_layer(folder, FUNCTION_DIR)
+    layers.append(
+        Layer(
+            gzip.compress(tar, compresslevel=6, mtime=0),
+            "sha256:" + hashlib.sha256(tar).hexdigest(),
+            "wonderland build (the function folder)",
+        )
+    )
+    recipe = ImageRecipe(
+        base=base_name,
+        workdir=FUNCTION_DIR,
+        env={
+            "PYTHONPATH": f"{PYTHON_PREFIX}/site-packages",
+            "PYTHONUNBUFFERED": "1",
+            "LISTEN_ADDRESS": "0.0.0.0:8080",
+            "HOME": "/tmp",
+        },
+        ports=["8080/tcp"],
+        entrypoint=["python", "-m", "wonderland.functions.host", FUNCTION_DIR],
+        cmd=[],
+        user="1000",
+        labels={"function.knative.dev/name": name},
+    )
     config = _config(
         base_image.config, recipe, plat, base_image.diff_ids, layers, digest, prefix_path=True
     )

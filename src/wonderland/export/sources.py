@@ -10,18 +10,37 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from wonderland.errors import NotFoundError
 from wonderland.export.tree import LocalImage
 from wonderland.runtime.images import ImageResolver, image_base_name
 
-__all__ = ["SKIPPED_NAMES", "dockerignore", "local_images", "source_digest", "source_files"]
+__all__ = [
+    "SKIPPED_NAMES",
+    "dockerignore",
+    "find_function",
+    "function_images",
+    "local_images",
+    "source_digest",
+    "source_files",
+]
 
 # Folders and files that never go into an image (and that change without the source).
 SKIPPED_NAMES = frozenset(
-    {".git", ".hg", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+    {
+        ".git",
+        ".hg",
+        ".venv",
+        "venv",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".func",  # a function's local build
+    }
 )
 _SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
@@ -140,3 +159,50 @@ def local_images(
             digest=None if environment else source_digest(folder),
         )
     return out
+
+
+FUNCTION_SOURCE = "function.knative.dev/source"  # the folder ``func deploy`` deployed from
+
+
+def function_images(objects: Iterable[Mapping[str, Any]]) -> dict[str, LocalImage]:
+    """The images of the Knative Services ``func deploy`` made here: the function's folder
+    (its ``function.knative.dev/source`` annotation), named as the function."""
+    out: dict[str, LocalImage] = {}
+    for obj in objects:
+        if obj.get("kind") != "Service" or not str(obj.get("apiVersion", "")).startswith(
+            "serving.knative.dev/"
+        ):
+            continue
+        meta = obj.get("metadata") or {}
+        folder = Path(str((meta.get("annotations") or {}).get(FUNCTION_SOURCE) or ""))
+        if not folder.parts or not (folder / "func.yaml").is_file():
+            continue
+        containers = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in containers.get("containers") or []:
+            if isinstance(container, dict) and isinstance(container.get("image"), str):
+                out[container["image"]] = LocalImage(
+                    image=container["image"],
+                    name=str(meta.get("name")),
+                    context=str(folder),
+                    digest=source_digest(folder),
+                    function=True,
+                )
+    return out
+
+
+def find_function(name: str, search_dirs: Sequence[Path]) -> Path:
+    """The folder of the function ``name`` (its ``func.yaml``) under ``search_dirs``."""
+    from wonderland.functions.funcyaml import load_config
+
+    seen: list[str] = []
+    for top in search_dirs:
+        for path in sorted(top.rglob("func.yaml")):
+            if any(part in SKIPPED_NAMES for part in path.relative_to(top).parts):
+                continue
+            config = load_config(path.parent)
+            seen.append(config.name)
+            if config.name == name:
+                return path.parent
+    where = ", ".join(str(d) for d in search_dirs)
+    known = f" (found: {', '.join(sorted(set(seen)))})" if seen else ""
+    raise NotFoundError(f"func {name}: no func.yaml named {name} under {where}{known}")

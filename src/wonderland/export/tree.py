@@ -119,6 +119,7 @@ class LocalImage:
     name: str  # the repository name under the registry: the image name's last part
     context: str  # the folder, as shown to the user
     digest: str | None  # the source digest; None for an existing Python environment
+    function: bool = False  # a function's folder: the image runs the function host
 
 
 NoteKind = Literal["mapped", "todo"]
@@ -862,11 +863,30 @@ class _Exporter:
             elif self.registry:
                 new = f"{self.registry}/{local.name}:{local.digest[:16]}"
                 container["image"] = new
+                if local.function:
+                    # Here the host runs from this machine's environment; there, the image's.
+                    dropped = [k for k in ("command", "args", "workingDir") if k in container]
+                    for key in dropped:
+                        container.pop(key)
+                    if dropped:
+                        self.notes.append(
+                            Note(
+                                "mapped",
+                                _display(obj),
+                                path,
+                                f"{', '.join(dropped)} dropped: the function's image starts "
+                                "its host (`wonderland build func NAME`)",
+                            )
+                        )
                 self.notes.append(Note("mapped", _display(obj), where, f"{image} -> {new}"))
+                how = f"`wonderland build func {local.name}`" if local.function else "build"
                 self.todo(
                     obj,
                     where,
-                    f"build {local.context} and push it as {new} (tag = its source digest)",
+                    f"{how} {local.context} and push it as {new} (tag = its source digest)"
+                    if not local.function
+                    else f"{how} from {local.context} and push it as {new} (tag = its source "
+                    "digest)",
                 )
             else:
                 self.todo(
