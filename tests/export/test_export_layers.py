@@ -309,6 +309,7 @@ def test_func_name_builds_the_function_under_the_name_export_gives_it(
 ) -> None:
     from wonderland.export import PROFILES, SourceObject, export_objects
     from wonderland.export.sources import function_images
+    from wonderland.export.targets import plan_builds
 
     monkeypatch.chdir(tmp_path)
     assert main(["func", "create", "hello"]) == 0
@@ -367,5 +368,8 @@ def test_func_name_builds_the_function_under_the_name_export_gives_it(
     (container,) = yaml.safe_load(tree.files[path])["spec"]["template"]["spec"]["containers"]
     assert container == {"image": ref}
     assert "`wonderland build func hello` from" in tree.files["EXPORT-NOTES.md"]
+    # --all on the platform's objects builds it as a function, not as an app folder.
+    plan = plan_builds([SourceObject(service, "the platform")], [], [tmp_path], everything=True)
+    assert (plan.functions, plan.apps) == ([(folder, "hello")], [])
     assert main(["build", "func", "nosuch", "-o", str(tmp_path / "images")]) == 1
     assert "func nosuch: no func.yaml named nosuch under" in capsys.readouterr().err

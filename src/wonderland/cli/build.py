@@ -186,8 +186,8 @@ def _build(args: argparse.Namespace) -> int:
                 build_image(folder, name, out, base, args.registry, args.platform, say, pip)
             )
             _report(results[-1], out, args.push)
-        for name in functions:
-            folder = find_function(name, _search_dirs(args.filename))
+        named = [(find_function(n, _search_dirs(args.filename)), n) for n in functions]
+        for folder, name in [*named, *(f for f in plan.functions if f not in named)]:
             results.append(
                 build_function(
                     folder,

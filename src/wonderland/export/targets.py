@@ -12,7 +12,7 @@ from pathlib import Path
 
 from wonderland.errors import NotFoundError
 from wonderland.export.model_server import extras_for
-from wonderland.export.sources import local_images
+from wonderland.export.sources import function_images, local_images
 from wonderland.export.tree import MODEL_SERVER_RUNTIME, SourceObject, image_fields
 
 __all__ = ["BuildPlan", "is_selector", "plan_builds"]
@@ -29,6 +29,8 @@ class BuildPlan:
     server is needed, with which extras."""
 
     apps: list[tuple[Path, str]] = field(default_factory=list)
+    # the folders of the Services ``func deploy`` made (function name)
+    functions: list[tuple[Path, str]] = field(default_factory=list)
     model_server: bool = False
     extras: list[str] = field(default_factory=list)
     # images that name no local folder (a registry's, built elsewhere)
@@ -86,6 +88,7 @@ def plan_builds(
     chosen = list(objects) if everything else [_select(objects, s) for s in selectors]
     images = [str(c["image"]) for o in chosen for _, c in image_fields(o.obj.get("spec"))]
     local = local_images(images, search_dirs)
+    local.update(function_images(o.obj for o in chosen))
     plan = BuildPlan()
     for image in dict.fromkeys(images):
         found = local.get(image)
@@ -95,8 +98,9 @@ def plan_builds(
         folder = Path(found.context)
         if not folder.is_absolute():
             folder = Path.cwd() / folder
-        if found.digest is not None and (folder, found.name) not in plan.apps:
-            plan.apps.append((folder, found.name))
+        into = plan.functions if found.function else plan.apps
+        if found.digest is not None and (folder, found.name) not in into:
+            into.append((folder, found.name))
     formats = [f for f in (_model_format(o) for o in chosen) if f]
     if formats:
         plan.model_server = True
