@@ -218,6 +218,8 @@ def _build(args: argparse.Namespace) -> int:
             _report(results[-1], out, args.push)
         if archive:
             write_archive(out, archive)
+    if not results:
+        say("nothing to build: no local folder, function or model server is named there")
     if len(results) > 1:
         built = sum(1 for r in results if not r.cached)
         say(f"{len(results)} image(s), {built} built, {len(results) - built} unchanged")
