@@ -313,3 +313,70 @@ def test_a_model_claim_sits_in_its_inference_services_namespace() -> None:
         "multi-container": "Enabled",
         "tag-header-based-routing": "Enabled",
     }
+
+
+def test_the_registry_comes_along_as_mlflow_when_models_uris_are_used() -> None:
+    tree = export_objects(
+        objects("""
+        apiVersion: serving.kserve.io/v1beta1
+        kind: InferenceService
+        metadata: {name: iris, namespace: team}
+        spec:
+          predictor:
+            model: {modelFormat: {name: sklearn}, storageUri: "models:/iris@champion"}
+        ---
+        apiVersion: serving.knative.dev/v1
+        kind: Service
+        metadata: {name: drift, namespace: team}
+        spec:
+          template:
+            spec:
+              containers:
+                - image: registry.example/drift:1
+                  args: ["--storage_uri=models:/iris@champion/reference.csv"]
+        ---
+        apiVersion: serving.knative.dev/v1
+        kind: Service
+        metadata: {name: hello, namespace: team}
+        spec:
+          template:
+            spec:
+              containers: [{image: registry.example/hello:1}]
+        """),
+        PROFILE,
+    )
+    objs = written(tree)
+    url = "http://mlflow.team.svc.cluster.local:5000"
+    (container,) = objs["Deployment/mlflow"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/mlflow/mlflow:v3.17.2"
+    assert "--allowed-hosts=" in " ".join(container["command"])
+    assert "mlflow.team.svc.cluster.local:5000" in " ".join(container["command"])
+    assert objs["Service/mlflow"]["spec"]["ports"][0]["port"] == 5000
+    assert objs["PersistentVolumeClaim/mlflow"]["metadata"]["namespace"] == "team"
+    (drift,) = objs["Service/drift"]["spec"]["template"]["spec"]["containers"]
+    assert drift["env"] == [{"name": "MLFLOW_TRACKING_URI", "value": url}]
+    (hello,) = objs["Service/hello"]["spec"]["template"]["spec"]["containers"]
+    assert "env" not in hello
+    assert any(p.startswith("tracking/") for p in tree.manifests)
+    assert "MLflow 3.17.2's tracking server at " + url in tree.files["EXPORT-NOTES.md"]
+    assert (
+        "the runs and registered models of this machine do not move"
+        in (tree.files["EXPORT-NOTES.md"])
+    )
+    manifests = [m for p in tree.manifests for m in load_text(tree.files[p], p)]
+    report = check_manifests(manifests)
+    assert report.ok, [str(f) for f in report.findings]
+    # Without a models:/ URI or a TrainJob, no MLflow.
+    plain = export_objects(
+        objects("""
+        apiVersion: serving.knative.dev/v1
+        kind: Service
+        metadata: {name: hello}
+        spec:
+          template:
+            spec:
+              containers: [{image: registry.example/hello:1}]
+        """),
+        PROFILE,
+    )
+    assert "Deployment/mlflow" not in written(plain)

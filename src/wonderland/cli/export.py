@@ -91,7 +91,7 @@ def _write(args: argparse.Namespace) -> int:
     from wonderland.errors import ConfigError
     from wonderland.export import PROFILES, SourceObject, check_paths, export_objects
     from wonderland.export.output import write_tree
-    from wonderland.export.sources import local_images
+    from wonderland.export.sources import function_images, local_images
     from wonderland.export.tree import image_fields
 
     if not args.output:
@@ -126,6 +126,7 @@ def _write(args: argparse.Namespace) -> int:
     images = local_images(
         (str(c["image"]) for o in objects for _, c in image_fields(o.obj.get("spec"))), search
     )
+    images.update(function_images(o.obj for o in objects))
     tree = export_objects(objects, profile, images, args.registry)
     out = Path(args.output)
     write_tree(tree, out)

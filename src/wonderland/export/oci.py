@@ -24,19 +24,37 @@ import json
 import re
 import shlex
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from wonderland import __version__
 from wonderland.errors import WonderlandError
+from wonderland.export.layers import (
+    PYTHON_PREFIX,
+    Layer,
+    PipOptions,
+    packages_layer,
+    requirement_lines,
+    tar_files,
+)
+from wonderland.export.model_server import (
+    FORMAT_EXTRAS,
+    MODEL_SERVER_GRPC_PORT,
+    MODEL_SERVER_HTTP_PORT,
+    MODEL_SERVER_NAME,
+    model_server_ref,
+)
 from wonderland.export.sources import source_digest, source_files
 
 __all__ = [
     "BuildResult",
     "ImageBuildError",
     "ImageRecipe",
+    "build_function",
     "build_image",
+    "build_model_server",
     "parse_dockerfile",
     "read_archive",
     "write_archive",
@@ -46,6 +64,7 @@ Obj = dict[str, Any]
 Progress = Callable[[str], None]
 
 _REF_NAME = "org.opencontainers.image.ref.name"
+_REVISION = "org.opencontainers.image.revision"
 _MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _INDEX = "application/vnd.oci.image.index.v1+json"
 _CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -76,6 +95,8 @@ class ImageRecipe:
     entrypoint: list[str] | None = None
     user: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # requirements.txt of a folder with no Dockerfile: installed into a layer of their own
+    requirements: list[str] = field(default_factory=list)
 
 
 def _command(text: str) -> list[str]:
@@ -188,15 +209,20 @@ def recipe_for(folder: Path) -> ImageRecipe:
     dockerfile = folder / "Dockerfile"
     if dockerfile.is_file():
         return parse_dockerfile(dockerfile.read_text(), str(dockerfile))
+    recipe = _procfile_recipe(folder)
     requirements = folder / "requirements.txt"
-    if requirements.is_file() and any(
-        ln.split("#", 1)[0].strip() for ln in requirements.read_text().splitlines()
-    ):
-        raise ImageBuildError(
-            f"{requirements}: installing dependencies into an image is not built yet; give "
-            "the folder a Dockerfile whose base image holds them"
-        )
-    return _procfile_recipe(folder)
+    if requirements.is_file():
+        recipe.requirements = requirement_lines(requirements.read_text())
+        local = [r for r in recipe.requirements if r.startswith(("-e", "."))]
+        if local:
+            raise ImageBuildError(
+                f"{requirements}: {local[0]}: a local path is not built into a dependency "
+                "layer; build a wheel of it (`pip wheel PATH -w wheels/`) and pass "
+                "--find-links wheels/"
+            )
+    if recipe.requirements:
+        recipe.env.setdefault("PYTHONPATH", f"{PYTHON_PREFIX}/site-packages")
+    return recipe
 
 
 # -- the OCI image layout ---------------------------------------------------------------
@@ -282,28 +308,29 @@ def _base_manifest(base: _Layout, name: str, platform: tuple[str, str]) -> Obj:
 
 
 def _app_layer(folder: Path, dest: str) -> bytes:
-    """A gzipped tar of the folder's source under ``dest``: sorted, no times, no owners."""
+    """A tar of the folder's source under ``dest``: sorted, no times, no owners."""
+    dest_path = PurePosixPath(dest.lstrip("/"))
+    entries = [
+        (
+            str(dest_path / path.relative_to(folder).as_posix()),
+            path.read_bytes(),
+            0o755 if path.stat().st_mode & 0o111 else 0o644,
+        )
+        for path in source_files(folder)
+    ]
+    tar = tar_files(entries)
+    if entries:
+        return tar
+    # An empty folder still gives its destination folder.
     raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dest_path = PurePosixPath(dest.lstrip("/"))
-        parents = [str(p) for p in reversed(dest_path.parents) if str(p) != "."]
-        dirs: dict[str, None] = dict.fromkeys([*parents, str(dest_path)])
-        files = source_files(folder)
-        for path in files:
-            rel = PurePosixPath(path.relative_to(folder).as_posix())
-            for parent in reversed(rel.parents):
-                if str(parent) != ".":
-                    dirs.setdefault(str(dest_path / parent), None)
-        for name in dirs:
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for name in [
+            *(str(p) for p in reversed(dest_path.parents) if str(p) != "."),
+            str(dest_path),
+        ]:
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-            tar.addfile(info)
-        for path in files:
-            info = tarfile.TarInfo(str(dest_path / path.relative_to(folder).as_posix()))
-            data = path.read_bytes()
-            info.size, info.mtime = len(data), 0
-            info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-            tar.addfile(info, io.BytesIO(data))
+            out.addfile(info)
     return raw.getvalue()
 
 
@@ -319,78 +346,108 @@ class BuildResult:
     cached: bool
 
 
-def build_image(
-    folder: Path,
-    name: str,
-    out: Path,
-    base: Path | None = None,
-    registry: str | None = None,
-    platform: str = "linux/amd64",
-    progress: Progress | None = None,
-) -> BuildResult:
-    """Build the image of ``folder`` into the OCI image layout ``out``."""
-    say = progress or (lambda _line: None)
-    if not folder.is_dir():
-        raise ImageBuildError(f"{folder}: not a folder (give an app folder or an image name)")
+def _platform(platform: str) -> tuple[str, str]:
     os_, _, arch = platform.partition("/")
     if not os_ or not arch:
         raise ImageBuildError(f"--platform {platform}: expected OS/ARCH, e.g. linux/amd64")
-    digest = source_digest(folder)
-    repo = f"{registry.rstrip('/')}/{name}" if registry else name
-    ref = f"{repo}:{digest[:16]}"
-    layout = _Layout(out)
+    return os_, arch
+
+
+def _cached(layout: _Layout, ref: str, digest: str, say: Progress) -> BuildResult | None:
+    """The image ``ref`` when the layout holds it already, built from the same source."""
     existing = layout.find(ref)
-    if existing is not None and layout.blob_path(existing["digest"]).is_file():
-        manifest = layout.read_json(existing["digest"])
-        say(f"{ref}: the source is unchanged ({existing['digest'][:19]})")
-        return BuildResult(
-            ref,
-            existing["digest"],
-            digest,
-            len(manifest["layers"]),
-            sum(int(layer["size"]) for layer in manifest["layers"]),
-            cached=True,
+    if existing is None or not layout.blob_path(existing["digest"]).is_file():
+        return None
+    manifest = layout.read_json(existing["digest"])
+    config = layout.read_json(manifest["config"]["digest"])
+    labels = (config.get("config") or {}).get("Labels") or {}
+    if labels.get(_REVISION) != f"sha256:{digest}":
+        return None
+    say(f"{ref}: the source is unchanged ({existing['digest'][:19]})")
+    return BuildResult(
+        ref,
+        existing["digest"],
+        digest,
+        len(manifest["layers"]),
+        sum(int(layer["size"]) for layer in manifest["layers"]),
+        cached=True,
+    )
+
+
+@dataclass
+class _Base:
+    layers: list[Obj]
+    config: Obj
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list((self.config.get("rootfs") or {}).get("diff_ids") or [])
+
+    def python_version(self, name: str) -> str:
+        """The image's ``MAJOR.MINOR`` Python: the official images' ``PYTHON_VERSION``,
+        else the tag of the base's name, else 3.12."""
+        for item in (self.config.get("config") or {}).get("Env") or []:
+            key, _, value = str(item).partition("=")
+            found = re.match(r"(\d+\.\d+)", value)
+            if key == "PYTHON_VERSION" and found:
+                return found.group(1)
+        found = re.search(r":(\d+\.\d+)", name)
+        return found.group(1) if found else "3.12"
+
+
+def _load_base(
+    layout: _Layout,
+    base: Path | None,
+    name: str,
+    platform: tuple[str, str],
+    what: str,
+    say: Progress,
+) -> _Base:
+    """The base image's layers (copied into ``layout``) and config."""
+    if name == "scratch":
+        return _Base([], {})
+    if base is None:
+        raise ImageBuildError(
+            f"{what}: the base image {name} is needed: give --base DIR, an OCI "
+            f"image layout holding it (`skopeo copy docker://{name} "
+            f"oci:DIR:{name.rsplit(':', 1)[-1]}`)"
         )
-    recipe = recipe_for(folder)
-    base_layers: list[Obj] = []
-    base_config: Obj = {}
-    diff_ids: list[str] = []
-    if recipe.base != "scratch":
-        if base is None:
-            raise ImageBuildError(
-                f"{folder}: the base image {recipe.base} is needed: give --base DIR, an OCI "
-                f"image layout holding it (`skopeo copy docker://{recipe.base} "
-                f"oci:DIR:{recipe.base.rsplit(':', 1)[-1]}`)"
-            )
-        source = _Layout(base)
-        if not (base / "index.json").is_file():
-            raise ImageBuildError(f"--base {base}: not an OCI image layout (no index.json)")
-        say(f"{ref}: base {recipe.base} from {base}")
-        manifest = _base_manifest(source, recipe.base, (os_, arch))
-        base_config = source.read_json(manifest["config"]["digest"])
-        for layer in manifest["layers"]:
-            blob = source.blob_path(layer["digest"]).read_bytes()
-            layout.put(blob)
-            media = _DOCKER_TO_OCI.get(layer["mediaType"], layer["mediaType"])
-            base_layers.append({"mediaType": media, "digest": layer["digest"], "size": len(blob)})
-        diff_ids = list((base_config.get("rootfs") or {}).get("diff_ids") or [])
-    dest = recipe.copy_to
-    if not dest.startswith("/"):
-        dest = str(PurePosixPath(recipe.workdir) / dest)
-    say(f"{ref}: layer of {folder} at {dest}")
-    tar = _app_layer(folder, dest)
-    compressed = gzip.compress(tar, mtime=0)
-    layer_digest = layout.put(compressed)
-    diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
-    config = _config(base_config, recipe, (os_, arch), diff_ids, digest)
+    if not (base / "index.json").is_file():
+        raise ImageBuildError(f"--base {base}: not an OCI image layout (no index.json)")
+    source = _Layout(base)
+    say(f"{what}: base {name} from {base}")
+    manifest = _base_manifest(source, name, platform)
+    layers: list[Obj] = []
+    for layer in manifest["layers"]:
+        blob = source.blob_path(layer["digest"]).read_bytes()
+        layout.put(blob)
+        media = _DOCKER_TO_OCI.get(layer["mediaType"], layer["mediaType"])
+        layers.append({"mediaType": media, "digest": layer["digest"], "size": len(blob)})
+    return _Base(layers, source.read_json(manifest["config"]["digest"]))
+
+
+def _write_image(
+    layout: _Layout,
+    ref: str,
+    base: _Base,
+    layers: Sequence[Layer],
+    config: Obj,
+    platform: tuple[str, str],
+    digest: str,
+    say: Progress,
+) -> BuildResult:
+    descriptors = list(base.layers)
+    for layer in layers:
+        descriptors.append(
+            {"mediaType": _LAYER, "digest": layout.put(layer.blob), "size": len(layer.blob)}
+        )
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     config_digest = layout.put(config_bytes)
-    layers = [*base_layers, {"mediaType": _LAYER, "digest": layer_digest, "size": len(compressed)}]
     manifest_doc = {
         "schemaVersion": 2,
         "mediaType": _MANIFEST,
         "config": {"mediaType": _CONFIG, "digest": config_digest, "size": len(config_bytes)},
-        "layers": layers,
+        "layers": descriptors,
     }
     manifest_bytes = json.dumps(manifest_doc, sort_keys=True, separators=(",", ":")).encode()
     manifest_digest = layout.put(manifest_bytes)
@@ -399,7 +456,7 @@ def build_image(
             "mediaType": _MANIFEST,
             "digest": manifest_digest,
             "size": len(manifest_bytes),
-            "platform": {"os": os_, "architecture": arch},
+            "platform": {"os": platform[0], "architecture": platform[1]},
         },
         ref,
     )
@@ -408,14 +465,361 @@ def build_image(
         ref,
         manifest_digest,
         digest,
-        len(layers),
-        sum(int(layer["size"]) for layer in layers),
+        len(descriptors),
+        sum(int(d["size"]) for d in descriptors),
         cached=False,
     )
 
 
+def build_image(
+    folder: Path,
+    name: str,
+    out: Path,
+    base: Path | None = None,
+    registry: str | None = None,
+    platform: str = "linux/amd64",
+    progress: Progress | None = None,
+    pip: PipOptions | None = None,
+) -> BuildResult:
+    """Build the image of ``folder`` into the OCI image layout ``out``: the base's layers,
+    a layer of the folder's ``requirements.txt`` (no Dockerfile), the source's layer."""
+    say = progress or (lambda _line: None)
+    if not folder.is_dir():
+        raise ImageBuildError(f"{folder}: not a folder (give an app folder or an image name)")
+    plat = _platform(platform)
+    digest = source_digest(folder)
+    repo = f"{registry.rstrip('/')}/{name}" if registry else name
+    ref = f"{repo}:{digest[:16]}"
+    layout = _Layout(out)
+    cached = _cached(layout, ref, digest, say)
+    if cached is not None:
+        return cached
+    recipe = recipe_for(folder)
+    requirements = folder / "requirements.txt"
+    dockerfile = (folder / "Dockerfile").is_file()
+    if dockerfile and requirements.is_file() and requirement_lines(requirements.read_text()):
+        say(
+            f"{ref}: {requirements} is not installed: the Dockerfile's base image must "
+            "hold what it names (or drop the Dockerfile for a dependency layer)"
+        )
+    base_image = _load_base(layout, base, recipe.base, plat, str(folder), say)
+    layers: list[Layer] = []
+    if recipe.requirements:
+        layers.append(
+            packages_layer(
+                recipe.requirements,
+                python_version=base_image.python_version(recipe.base),
+                platform=plat,
+                pip=pip or PipOptions(),
+                what=f"{ref} requirements.txt",
+                progress=say,
+            )
+        )
+    dest = recipe.copy_to
+    if not dest.startswith("/"):
+        dest = str(PurePosixPath(recipe.workdir) / dest)
+    say(f"{ref}: layer of {folder} at {dest}")
+    tar = _app_layer(folder, dest)
+    layers.append(
+        Layer(
+            gzip.compress(tar, compresslevel=6, mtime=0),
+            "sha256:" + hashlib.sha256(tar).hexdigest(),
+            "wonderland build (the app folder)",
+        )
+    )
+    config = _config(base_image.config, recipe, plat, base_image.diff_ids, layers, digest)
+    return _write_image(layout, ref, base_image, layers, config, plat, digest, say)
+
+
+# -- the model server ---------------------------------------------------------------------
+
+
+def _package_root() -> Path | None:
+    """The source tree of this package (where its pyproject.toml is), when it runs from one."""
+    here = Path(__file__).resolve().parents[1]
+    root = here.parent.parent
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and 'name = "wonderland"' in pyproject.read_text():
+        return root
+    return None
+
+
+def _wheel_requirements(wheel: Path, extras: Sequence[str], python: str) -> list[str]:
+    """The wheel's ``Requires-Dist`` for ``extras`` on Linux with Python ``python``."""
+    import zipfile
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as zf:
+        meta_name = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
+        if meta_name is None:
+            raise ImageBuildError(f"{wheel}: not a wheel (no .dist-info/METADATA)")
+        metadata = zf.read(meta_name).decode()
+    env: dict[str, str] = {str(k): str(v) for k, v in default_environment().items()}
+    env.update(
+        python_version=python,
+        python_full_version=f"{python}.0",
+        sys_platform="linux",
+        platform_system="Linux",
+        os_name="posix",
+    )
+    out: list[str] = []
+    for line in metadata.splitlines():
+        if not line.startswith("Requires-Dist:"):
+            continue
+        req = Requirement(line.partition(":")[2].strip())
+        wanted = req.marker is None or any(
+            req.marker.evaluate({**env, "extra": extra}) for extra in ["", *extras]
+        )
+        if wanted and not req.url:
+            req.marker = None
+            if req.name != "wonderland":
+                out.append(str(req))
+            else:  # an extra naming others (all = wonderland[redis,...])
+                out += _wheel_requirements(wheel, sorted(req.extras), python)
+    return list(dict.fromkeys(out))
+
+
+def _build_wheel(root: Path, into: Path, say: Progress) -> Path:
+    import subprocess
+    import sys
+
+    say(f"{MODEL_SERVER_NAME}: pip wheel {root}")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--disable-pip-version-check",
+            "-w",
+            str(into),
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    wheels = sorted(into.glob("wonderland-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise ImageBuildError(
+            f"{root}: the package's wheel could not be built (give --wheel FILE instead):\n"
+            f"{(proc.stderr or proc.stdout)[-1500:]}"
+        )
+    return wheels[0]
+
+
+@dataclass(frozen=True)
+class _Package:
+    """This package as it goes into an image: its wheel (or the source tree to build one
+    from) and the extras; ``ident`` changes when either does."""
+
+    root: Path | None
+    wheel: Path | None
+    extras: tuple[str, ...]
+    ident: str
+
+    @classmethod
+    def find(cls, wheel: Path | None, extras: Sequence[str], what: str) -> _Package:
+        unknown = [e for e in extras if e not in FORMAT_EXTRAS.values() and e != "all"]
+        if unknown:
+            raise ImageBuildError(
+                f"--extras {','.join(extras)}: no extra {unknown[0]}; the extras are: "
+                + ", ".join(sorted({*FORMAT_EXTRAS.values(), "all"}))
+            )
+        root = _package_root() if wheel is None else None
+        if wheel is None and root is None:
+            raise ImageBuildError(
+                f"{what}: this wonderland runs from an installed package, not its source "
+                f"tree: give --wheel FILE (`pip download --no-deps wonderland=={__version__}`)"
+            )
+        if wheel is not None and not wheel.is_file():
+            raise ImageBuildError(f"--wheel {wheel}: no such file")
+        ident = hashlib.sha256()
+        if wheel is not None:
+            ident.update(hashlib.sha256(wheel.read_bytes()).digest())
+        else:
+            assert root is not None
+            ident.update(source_digest(root / "src" / "wonderland").encode())
+            ident.update((root / "pyproject.toml").read_bytes())
+        ident.update(",".join(sorted(extras)).encode())
+        return cls(root, wheel, tuple(extras), ident.hexdigest())
+
+    def layers(
+        self, python: str, plat: tuple[str, str], pip: PipOptions, what: str, say: Progress
+    ) -> list[Layer]:
+        """A layer of the package's dependencies, then one of the package."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="wonderland-wheel-") as tmp:
+            wheel = self.wheel
+            if wheel is None:
+                assert self.root is not None
+                wheel = _build_wheel(self.root, Path(tmp), say)
+            deps = packages_layer(
+                _wheel_requirements(wheel, self.extras, python),
+                python_version=python,
+                platform=plat,
+                pip=pip,
+                what=f"{what} dependencies",
+                progress=say,
+            )
+            package = packages_layer(
+                [str(wheel)],
+                python_version=python,
+                platform=plat,
+                pip=pip,
+                what=f"{what} package",
+                no_deps=True,
+                key_extra=self.ident,
+                progress=say,
+            )
+        return [deps, package]
+
+
+def build_model_server(
+    out: Path,
+    base: Path | None,
+    registry: str | None = None,
+    platform: str = "linux/amd64",
+    progress: Progress | None = None,
+    pip: PipOptions | None = None,
+    extras: Sequence[str] = (),
+    wheel: Path | None = None,
+    base_name: str = _DEFAULT_BASE,
+) -> BuildResult:
+    """The model server as a KServe runtime image: the base, a layer of the package's
+    dependencies (with ``extras``), a layer of the package's wheel; entry point
+    ``wonderland serve`` with KServe's flags, REST on 8080 and gRPC on 8081, non-root."""
+    say = progress or (lambda _line: None)
+    plat = _platform(platform)
+    package = _Package.find(wheel, extras, "--model-server")
+    digest = package.ident
+    ref = model_server_ref(registry)
+    layout = _Layout(out)
+    cached = _cached(layout, ref, digest, say)
+    if cached is not None:
+        return cached
+    base_image = _load_base(layout, base, base_name, plat, MODEL_SERVER_NAME, say)
+    python = base_image.python_version(base_name)
+    layers = package.layers(python, plat, pip or PipOptions(), MODEL_SERVER_NAME, say)
+    recipe = ImageRecipe(
+        base=base_name,
+        workdir="/tmp",
+        env={
+            "PYTHONPATH": f"{PYTHON_PREFIX}/site-packages",
+            "PYTHONUNBUFFERED": "1",
+            "HOME": "/tmp",
+        },
+        ports=[f"{MODEL_SERVER_HTTP_PORT}/tcp", f"{MODEL_SERVER_GRPC_PORT}/tcp"],
+        entrypoint=["wonderland", "serve"],
+        cmd=[
+            "--model_dir=/mnt/models",
+            "--host=0.0.0.0",
+            f"--http_port={MODEL_SERVER_HTTP_PORT}",
+            f"--grpc_port={MODEL_SERVER_GRPC_PORT}",
+        ],
+        user="1000",
+        labels={
+            "org.opencontainers.image.title": "wonderland model server",
+            "org.opencontainers.image.version": __version__,
+            "dev.wonderland.extras": ",".join(extras),
+        },
+    )
+    config = _config(
+        base_image.config, recipe, plat, base_image.diff_ids, layers, digest, prefix_path=True
+    )
+    return _write_image(layout, ref, base_image, layers, config, plat, digest, say)
+
+
+FUNCTION_DIR = "/function"
+
+
+def build_function(
+    folder: Path,
+    name: str,
+    out: Path,
+    base: Path | None,
+    registry: str | None = None,
+    platform: str = "linux/amd64",
+    progress: Progress | None = None,
+    pip: PipOptions | None = None,
+    wheel: Path | None = None,
+    base_name: str = _DEFAULT_BASE,
+) -> BuildResult:
+    """A function's image: the base, the package's dependencies and the package (the
+    function host), a layer of the function's own requirements, the function's folder at
+    ``/function``; it starts ``python -m wonderland.functions.host /function`` on 8080."""
+    from wonderland.functions.build import function_requirements
+
+    say = progress or (lambda _line: None)
+    plat = _platform(platform)
+    package = _Package.find(wheel, (), f"func {name}")
+    source = source_digest(folder)
+    digest = hashlib.sha256(f"{source}:{package.ident}".encode()).hexdigest()
+    repo = f"{registry.rstrip('/')}/{name}" if registry else name
+    ref = f"{repo}:{source[:16]}"
+    layout = _Layout(out)
+    cached = _cached(layout, ref, digest, say)
+    if cached is not None:
+        return cached
+    base_image = _load_base(layout, base, base_name, plat, f"func {name}", say)
+    python = base_image.python_version(base_name)
+    options = pip or PipOptions()
+    layers = package.layers(python, plat, options, f"func {name}", say)
+    own = [str(r) for r in function_requirements(folder)]
+    if own:
+        layers.append(
+            packages_layer(
+                own,
+                python_version=python,
+                platform=plat,
+                pip=options,
+                what=f"func {name} requirements",
+                progress=say,
+            )
+        )
+    say(f"{ref}: layer of {folder} at {FUNCTION_DIR}")
+    tar = _app_layer(folder, FUNCTION_DIR)
+    layers.append(
+        Layer(
+            gzip.compress(tar, compresslevel=6, mtime=0),
+            "sha256:" + hashlib.sha256(tar).hexdigest(),
+            "wonderland build (the function folder)",
+        )
+    )
+    recipe = ImageRecipe(
+        base=base_name,
+        workdir=FUNCTION_DIR,
+        env={
+            "PYTHONPATH": f"{PYTHON_PREFIX}/site-packages",
+            "PYTHONUNBUFFERED": "1",
+            "LISTEN_ADDRESS": "0.0.0.0:8080",
+            "HOME": "/tmp",
+        },
+        ports=["8080/tcp"],
+        entrypoint=["python", "-m", "wonderland.functions.host", FUNCTION_DIR],
+        cmd=[],
+        user="1000",
+        labels={"function.knative.dev/name": name},
+    )
+    config = _config(
+        base_image.config, recipe, plat, base_image.diff_ids, layers, digest, prefix_path=True
+    )
+    return _write_image(layout, ref, base_image, layers, config, plat, digest, say)
+
+
 def _config(
-    base: Obj, recipe: ImageRecipe, platform: tuple[str, str], diff_ids: list[str], digest: str
+    base: Obj,
+    recipe: ImageRecipe,
+    platform: tuple[str, str],
+    diff_ids: list[str],
+    layers: Sequence[Layer],
+    digest: str,
+    prefix_path: bool = False,
 ) -> Obj:
     inherited = dict(base.get("config") or {})
     env: dict[str, str] = {}
@@ -423,13 +827,16 @@ def _config(
         key, _, value = str(item).partition("=")
         env[key] = value
     env.update(recipe.env)
+    if prefix_path or recipe.requirements:
+        path = env.get("PATH") or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        env["PATH"] = f"{PYTHON_PREFIX}/bin:{path}"
     config: Obj = {
         "Env": [f"{k}={v}" for k, v in env.items()],
         "WorkingDir": recipe.workdir,
         "Labels": {
             **(inherited.get("Labels") or {}),
             **recipe.labels,
-            "org.opencontainers.image.revision": f"sha256:{digest}",
+            _REVISION: f"sha256:{digest}",
         },
     }
     ports = {**(inherited.get("ExposedPorts") or {}), **{p: {} for p in recipe.ports}}
@@ -453,10 +860,10 @@ def _config(
         "architecture": platform[1],
         "os": platform[0],
         "config": config,
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "rootfs": {"type": "layers", "diff_ids": [*diff_ids, *(layer.diff_id for layer in layers)]},
         "history": [
             *(base.get("history") or []),
-            {"created_by": "wonderland build (the app folder)", "comment": f"sha256:{digest}"},
+            *({"created_by": layer.created_by, "comment": f"sha256:{digest}"} for layer in layers),
         ],
     }
 

@@ -37,8 +37,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from wonderland import __version__
 from wonderland.export.local_only import LOCAL_ONLY_RULES
+from wonderland.export.model_server import extras_for, model_server_ref
 
 __all__ = [
     "PROFILES",
@@ -54,6 +54,9 @@ __all__ = [
 Obj = dict[str, Any]
 
 MODEL_SERVER_RUNTIME = "wonderland-model-server"
+_MLFLOW = "mlflow"
+_MLFLOW_PORT = 5000
+_MLFLOW_VERSION = "3.17.2"  # the mlflow extra's pin (pyproject.toml)
 _KNATIVE_NS = "knative-serving"
 _LOCAL_DOMAIN = "127.0.0.1.sslip.io"  # the platform's default domain
 _MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -88,7 +91,6 @@ class Profile(BaseModel):
     redis_secret_key: str = "redis-password"
     models_claim: str = "models"
     models_claim_size: str = "5Gi"
-    model_server_image: str = "wonderland/model-server"
     domain: str = "example.com"
 
 
@@ -117,6 +119,7 @@ class LocalImage:
     name: str  # the repository name under the registry: the image name's last part
     context: str  # the folder, as shown to the user
     digest: str | None  # the source digest; None for an existing Python environment
+    function: bool = False  # a function's folder: the image runs the function host
 
 
 NoteKind = Literal["mapped", "todo"]
@@ -290,6 +293,8 @@ class _Exporter:
         objs = [(copy.deepcopy(o.obj), o.source) for o in objects]
         all_objs = [o for o, _ in objs]
         subscribers = self._subscribers(all_objs)
+        # Before the mapping rewrites models:/ URIs: who reads the model registry.
+        tracking_users = [o for o in all_objs if _uses_registry(o)]
         for obj, source in objs:
             if not self._keep(obj):
                 continue
@@ -329,6 +334,7 @@ class _Exporter:
         self._knative_config()
         self._local_registry()
         self._model_server()
+        self._tracking([o for o in tracking_users if any(o is kept for kept in self.out)])
         self._claims()
         self._leftovers()
 
@@ -630,9 +636,8 @@ class _Exporter:
     def _model_server(self) -> None:
         if not self.model_formats:
             return
-        image = f"{self.profile.model_server_image}:{__version__}"
-        if self.registry:
-            image = f"{self.registry}/{self.profile.model_server_image.rsplit('/', 1)[-1]}:{__version__}"
+        image = model_server_ref(self.registry)
+        extras = extras_for(name for name, _ in self.model_formats)
         runtime: Obj = {
             "apiVersion": "serving.kserve.io/v1alpha1",
             "kind": "ClusterServingRuntime",
@@ -680,9 +685,135 @@ class _Exporter:
         self.todo(
             runtime,
             "spec.containers[0].image",
-            f"build and push the model server image {image} (wonderland with its "
-            "serving extras; entry point `wonderland serve`); REST on 8080 and gRPC on 8081 "
-            "(Knative exposes one port: REST)",
+            f"build and push the model server image {image}: `wonderland build "
+            f"--model-server{' --extras ' + ','.join(extras) if extras else ''}"
+            f"{' --registry ' + self.registry if self.registry else ''} --base BASE -o images/ "
+            "--push` (the package and its dependencies on python:3.12-slim, entry point "
+            "`wonderland serve`); REST on 8080 and gRPC on 8081 (Knative exposes one port: REST)",
+        )
+
+    # -- MLflow --
+
+    def _tracking(self, users: list[Obj]) -> None:
+        """The registry's server, as the platform runs it here: MLflow's tracking server
+        with its runs and models on a claim, and ``MLFLOW_TRACKING_URI`` in the containers
+        of the objects that use it (the platform sets it in every container here)."""
+        if not users:
+            return
+        taken = {
+            (str(o.get("kind")), _name(o))
+            for o in self.out
+            if o.get("kind") in ("Deployment", "Service") and _name(o) == _MLFLOW
+        }
+        if taken:
+            return  # the objects bring their own
+        namespace = _meta(users[0]).get("namespace")
+        ns = str(namespace or "default")
+        url = f"http://{_MLFLOW}.{ns}.svc.cluster.local:{_MLFLOW_PORT}"
+        for obj in users:
+            for path, container in image_fields(obj.get("spec")):
+                env = container.setdefault("env", [])
+                if not isinstance(env, list) or any(
+                    isinstance(e, dict) and e.get("name") == "MLFLOW_TRACKING_URI" for e in env
+                ):
+                    continue
+                env.append({"name": "MLFLOW_TRACKING_URI", "value": url})
+                self.notes.append(
+                    Note(
+                        "mapped",
+                        _display(obj),
+                        f"{path}.env",
+                        f"MLFLOW_TRACKING_URI={url} (the platform sets it here)",
+                    )
+                )
+        meta = {"name": _MLFLOW, **({"namespace": namespace} if namespace else {})}
+        labels = {"app.kubernetes.io/name": _MLFLOW}
+        hosts = [
+            f"{host}{port}"
+            for host in (
+                _MLFLOW,
+                f"{_MLFLOW}.{ns}",
+                f"{_MLFLOW}.{ns}.svc",
+                f"{url[7:].split(':')[0]}",
+            )
+            for port in ("", f":{_MLFLOW_PORT}")
+        ]
+        claim: Obj = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {**meta, "labels": labels},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": self.profile.models_claim_size}},
+            },
+        }
+        deployment: Obj = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {**meta, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},  # one writer of the SQLite store
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": _MLFLOW,
+                                "image": f"ghcr.io/mlflow/mlflow:v{_MLFLOW_VERSION}",
+                                "command": [
+                                    "mlflow",
+                                    "server",
+                                    "--host=0.0.0.0",
+                                    f"--port={_MLFLOW_PORT}",
+                                    "--backend-store-uri=sqlite:////mlflow/mlflow.db",
+                                    "--artifacts-destination=/mlflow/artifacts",
+                                    "--serve-artifacts",
+                                    "--allowed-hosts=" + ",".join(hosts),
+                                ],
+                                "ports": [{"name": "http", "containerPort": _MLFLOW_PORT}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/health", "port": _MLFLOW_PORT}
+                                },
+                                "volumeMounts": [{"name": "data", "mountPath": "/mlflow"}],
+                                "resources": {
+                                    "requests": {"cpu": "250m", "memory": "512Mi"},
+                                    "limits": {"memory": "1Gi"},
+                                },
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "data", "persistentVolumeClaim": {"claimName": _MLFLOW}}
+                        ],
+                    },
+                },
+            },
+        }
+        service: Obj = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {**meta, "labels": labels},
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "http", "port": _MLFLOW_PORT, "targetPort": _MLFLOW_PORT}],
+            },
+        }
+        self.out += [claim, deployment, service]
+        users_text = ", ".join(_display(o) for o in users)
+        self.mapped(
+            deployment,
+            "",
+            f"the model registry ({users_text} use it): MLflow {_MLFLOW_VERSION}'s tracking "
+            f"server at {url}, runs and models on the claim {_MLFLOW}",
+        )
+        self.todo(
+            deployment,
+            "",
+            "the runs and registered models of this machine do not move: train and register "
+            "again on the cluster (or copy them with MLflow's export tools), so that models:/ "
+            f"names resolve there; `kubectl port-forward svc/{_MLFLOW} {_MLFLOW_PORT}` opens "
+            "its UI",
         )
 
     def _claims(self) -> None:
@@ -732,11 +863,30 @@ class _Exporter:
             elif self.registry:
                 new = f"{self.registry}/{local.name}:{local.digest[:16]}"
                 container["image"] = new
+                if local.function:
+                    # Here the host runs from this machine's environment; there, the image's.
+                    dropped = [k for k in ("command", "args", "workingDir") if k in container]
+                    for key in dropped:
+                        container.pop(key)
+                    if dropped:
+                        self.notes.append(
+                            Note(
+                                "mapped",
+                                _display(obj),
+                                path,
+                                f"{', '.join(dropped)} dropped: the function's image starts "
+                                "its host (`wonderland build func NAME`)",
+                            )
+                        )
                 self.notes.append(Note("mapped", _display(obj), where, f"{image} -> {new}"))
+                how = f"`wonderland build func {local.name}`" if local.function else "build"
                 self.todo(
                     obj,
                     where,
-                    f"build {local.context} and push it as {new} (tag = its source digest)",
+                    f"{how} {local.context} and push it as {new} (tag = its source digest)"
+                    if not local.function
+                    else f"{how} from {local.context} and push it as {new} (tag = its source "
+                    "digest)",
                 )
             else:
                 self.todo(
@@ -776,6 +926,24 @@ def _metadata_maps(obj: Obj) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield f"spec.template.metadata.{name}", template["metadata"][name]
 
 
+def _uses_registry(obj: Obj) -> bool:
+    """Whether ``obj`` reads the model registry: a ``models:/`` URI anywhere in it, or a
+    TrainJob (the platform gives each an MLflow run here)."""
+    if obj.get("kind") == "TrainJob":
+        return True
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, str):
+            return "models:/" in node
+        if isinstance(node, dict):
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+
+    return walk(obj.get("spec"))
+
+
 def _local_uri(uri: str) -> bool:
     return uri.startswith(("file://", "models:/")) or "://" not in uri
 
@@ -791,6 +959,8 @@ def _place(obj: Obj) -> tuple[str, int]:
         return "knative-serving", 2
     if group == "dapr.io" and kind == "Subscription":
         return "dapr", 9
+    if ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/name") == _MLFLOW:
+        return "tracking", 4
     if group == "serving.kserve.io":
         return "kserve", 4 if kind.endswith("ServingRuntime") else 8
     return _FOLDERS.get(group, ("other", 7))
