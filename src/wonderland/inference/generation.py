@@ -33,6 +33,8 @@ from wonderland.inference.metrics import GenerationMetrics
 from wonderland.inference.types import TensorMetadata
 
 __all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "GENERATE_PARAMS",
     "MAX_CHOICES",
     "MAX_TOP_LOGPROBS",
     "ContextLengthError",
@@ -42,10 +44,23 @@ __all__ = [
     "TextGenerationModel",
     "TokenEvent",
     "is_causal_lm",
+    "sampling_params",
 ]
 
 MAX_CHOICES = 16
 MAX_TOP_LOGPROBS = 20
+DEFAULT_MAX_TOKENS = 16  # Triton's generate and vLLM's SamplingParams
+
+# sampling parameter of the generate routes (Triton, MLServer) -> the types it takes
+GENERATE_PARAMS: dict[str, tuple[type, ...]] = {
+    "max_tokens": (int,),
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "stop": (str, list),
+    "seed": (int,),
+    "ignore_eos": (bool,),
+    "stream": (bool,),
+}
 
 
 class ContextLengthError(InvalidInputError):
@@ -174,6 +189,37 @@ class _Choice:
         out = self.text[self.sent :]
         self.sent = len(self.text)
         return out
+
+
+def sampling_params(
+    raw: dict[str, Any], where: str, known: dict[str, tuple[type, ...]] | None = None
+) -> SamplingParams:
+    """Sampling parameters from a generate request's keys (a 400 naming unknown ones);
+    ``known`` replaces :data:`GENERATE_PARAMS` (a protocol that takes ``n`` too)."""
+    known = GENERATE_PARAMS if known is None else known
+    for key, value in raw.items():
+        kinds = known.get(key)
+        if kinds is None:
+            raise InvalidInputError(
+                f"{where}: unknown parameter {key!r}; known: {', '.join(sorted(known))}"
+            )
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise InvalidInputError(f"{where}: {key} has the wrong type ({value!r})")
+    stop = raw.get("stop")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(not isinstance(s, str) for s in stops):
+        raise InvalidInputError(f"{where}: stop must be a string or a list of strings")
+    params = SamplingParams(
+        max_tokens=raw.get("max_tokens", DEFAULT_MAX_TOKENS),
+        temperature=float(raw.get("temperature", 1.0)),
+        top_p=float(raw.get("top_p", 1.0)),
+        stop=stops,
+        n=int(raw.get("n", 1)),
+        seed=raw.get("seed"),
+        ignore_eos=bool(raw.get("ignore_eos", False)),
+    )
+    params.check()
+    return params
 
 
 class TextGenerationModel:
