@@ -254,6 +254,8 @@ class ModelRepository:
                 b.max_queue_size,
                 metrics,
             )
+        elif isinstance(model, TextGenerationModel):
+            model.configure_batching(self.batching.max_batch_size, self.batching.max_queue_size)
         return ModelEntry(name, version, "READY", "", model, batcher, metrics)
 
     def _build(
