@@ -457,6 +457,57 @@ def test_grpc_stream_cancelled_stops_the_generation(
     assert done < 4000
 
 
+# -- a transformer streams through to its predictor -----------------------------------------
+
+PASS_THROUGH = """
+class Transformer:
+    def __init__(self, name):
+        self.name = name
+
+    def preprocess(self, payload, headers=None):  # V1/V2 only: generation passes through
+        return payload
+"""
+
+
+def test_transformer_streams_through_to_the_predictor(
+    server: ServerProcess, client: Any, tmp_path: Path
+) -> None:
+    d = tmp_path / "transformer"
+    d.mkdir()
+    (d / "model.py").write_text(PASS_THROUGH)
+    args = ["--model_name", "tiny", "--model_dir", str(d)]
+    args += ["--predictor_host", f"127.0.0.1:{server.http_port}", "--predictor_protocol", "v2"]
+    with run_server(args, tmp_path) as front:
+        via = openai.OpenAI(base_url=front.url + "/openai/v1", api_key="unused", max_retries=0)
+        ask = {"model": "tiny", "prompt": "one two", "max_tokens": 6, "temperature": 0}
+        want = client.completions.create(**ask, extra_body={"ignore_eos": True})
+        chunks = list(via.completions.create(**ask, stream=True, extra_body={"ignore_eos": True}))
+        assert "".join(c.choices[0].text for c in chunks) == want.choices[0].text
+        status, raw = _post(
+            front,
+            "/v2/models/tiny/generate_stream",
+            {"text_input": "one two", "max_tokens": 6, "temperature": 0, "ignore_eos": True},
+        )
+        assert status == 200 and len(_events(raw)) == 6
+        # the predictor's error comes back in its own shape
+        with pytest.raises(openai.BadRequestError, match="maximum context length"):
+            via.completions.create(model="tiny", prompt="a", max_tokens=10**6)
+        # a client gone from the transformer stops the predictor's generation
+        sock = socket.create_connection(("127.0.0.1", front.http_port), timeout=30)
+        body = json.dumps({**ask, "max_tokens": 4000, "stream": True, "ignore_eos": True})
+        sock.sendall(
+            b"POST /openai/v1/completions HTTP/1.1\r\nhost: x\r\n"
+            b"content-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        seen = b""
+        while seen.count(b"data: ") < 3:
+            seen += sock.recv(4096)
+        assert _metric(server, "vllm:num_requests_running") == 1
+        sock.close()
+        wait_for(lambda: _metric(server, "vllm:num_requests_running") == 0, 10, "predictor stop")
+
+
 def test_vllm_metrics(server: ServerProcess, client: Any) -> None:
     client.completions.create(model="tiny", prompt="a b", max_tokens=5, temperature=0)
     assert _metric(server, "vllm:time_to_first_token_seconds_count") >= 1
