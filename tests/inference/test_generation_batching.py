@@ -88,3 +88,20 @@ def test_a_request_leaving_the_batch_does_not_stop_the_others(model: TextGenerat
     assert len(left) == 2
     assert len(full) == 20 and done is not None and done.completion_tokens == 20
     assert full == asyncio.run(_tokens(model, "the moon", greedy))[0]
+
+
+def test_max_latency_lets_a_burst_start_as_one_batch(model: TextGenerationModel) -> None:
+    greedy = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
+    model.configure_batching(max_batch_size=8, max_queue_size=16, max_latency_ms=200)
+    try:
+        steps0, rows0 = _iterations(model)
+
+        async def burst() -> list[tuple[list[int], Done | None]]:
+            return await asyncio.gather(*(_tokens(model, w, greedy) for w in ("a", "b c", "d")))
+
+        results = asyncio.run(burst())
+        steps, rows = _iterations(model)
+    finally:
+        model.configure_batching(max_batch_size=8, max_queue_size=16)
+    assert all(len(tokens) == 6 for tokens, _ in results)
+    assert (steps - steps0, rows - rows0) == (6, 18)  # every step decoded all three

@@ -259,6 +259,7 @@ class TextGenerationModel:
         self.created = int(time.time())
         self.metrics = GenerationMetrics(name)
         self.max_batch_size = 1
+        self.max_latency = 0.0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"generate-{name}")
         self._pending: deque[_Job] = deque()
         self._serving = False
@@ -363,10 +364,14 @@ class TextGenerationModel:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def configure_batching(self, max_batch_size: int, max_queue_size: int) -> None:
-        """The server's batching settings: rows decoded together, requests allowed to wait."""
+    def configure_batching(
+        self, max_batch_size: int, max_queue_size: int, max_latency_ms: float = 0.0
+    ) -> None:
+        """The server's batching settings: rows decoded together, requests allowed to wait,
+        and how long the first waiting request may wait for others to join its batch."""
         self.max_batch_size = max(1, max_batch_size)
         self.max_queue_size = max_queue_size
+        self.max_latency = max(0.0, max_latency_ms) / 1000
 
     async def stream(
         self, prompt_ids: list[int], params: SamplingParams, max_new: int
@@ -407,6 +412,15 @@ class TextGenerationModel:
     def _serve(self) -> None:
         """The generation thread: decode the waiting requests, a batch at a time."""
         while True:
+            if self.max_latency > 0:
+                with self._lock:
+                    oldest = self._pending[0].queued_at if self._pending else None
+                    rows = sum(j.params.n for j in self._pending)
+                if oldest is not None and rows < self.max_batch_size:
+                    # --max_latency_ms: let a burst of requests start as one batch
+                    wait = oldest + self.max_latency - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
             batch: list[_Job] = []
             rows = 0
             with self._lock:

@@ -255,7 +255,8 @@ class ModelRepository:
                 metrics,
             )
         elif isinstance(model, TextGenerationModel):
-            model.configure_batching(self.batching.max_batch_size, self.batching.max_queue_size)
+            b = self.batching
+            model.configure_batching(b.max_batch_size, b.max_queue_size, b.max_latency_ms)
         return ModelEntry(name, version, "READY", "", model, batcher, metrics)
 
     def _build(
