@@ -56,6 +56,10 @@ FINAL = "triton_final_response"
 EMPTY_FINAL = "triton_enable_empty_final_response"
 _PROMPT_INPUTS = ("text_input", "prompt")
 _FLAG_INPUTS = ("stream", "exclude_input_in_output")
+# request controls tritonclient sends as parameters; they do not steer generation
+_CONTROLS = frozenset(
+    ("sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "binary_data_output")
+)
 # the stream takes ``n`` (several texts in one non-streamed response)
 _STREAM_PARAMS = {**GENERATE_PARAMS, "n": (int,)}
 
@@ -96,7 +100,7 @@ def read_generate_tensors(request: InferRequest) -> GenerateTensors:
             empty_final = bool(value)
         elif key in _FLAG_INPUTS:
             flags[key] = bool(value)
-        elif not key.startswith("triton_"):
+        elif not key.startswith("triton_") and key not in _CONTROLS:
             raw[key] = value
     prompt: str | None = None
     for i, t in enumerate(request.inputs):
