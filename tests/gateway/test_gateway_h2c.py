@@ -28,6 +28,14 @@ async def count(request: bytes, context: Any) -> AsyncIterator[bytes]:
         yield str(i).encode() * 1000
 
 
+async def drip(request: bytes, context: Any) -> AsyncIterator[bytes]:
+    """One message every 0.2 s for ``n`` messages, then silence."""
+    for i in range(int(request)):
+        yield str(i).encode()
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(30)
+
+
 @pytest.fixture
 async def grpc_replica() -> AsyncIterator[int]:
     port = free_port()
@@ -35,6 +43,7 @@ async def grpc_replica() -> AsyncIterator[int]:
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Count": grpc.unary_stream_rpc_method_handler(count),
+        "Drip": grpc.unary_stream_rpc_method_handler(drip),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -104,5 +113,33 @@ async def test_http1_client_reaches_an_h2c_revision(grpc_replica: int) -> None:
                 assert r.headers["content-type"] == "application/grpc"
                 assert r.content[5:] == b"hello|127.0.0.1"
         assert target.in_flight == 0 and target.endpoints[0].in_flight == 0
+    finally:
+        await gw.stop()
+
+
+async def test_idle_timeout_cuts_a_silent_grpc_stream_not_a_slow_one(grpc_replica: int) -> None:
+    table = RoutingTable()
+    target = table.revision("default", "grpc-00001")
+    target.h2c = True
+    target.idle_timeout = 0.8  # idleTimeoutSeconds
+    target.set_endpoints([("127.0.0.1", grpc_replica, "r1")])
+    table.set_route("default/grpc", {HOST: HostRoute("default/grpc", [(target, 100)])})
+    gw = GatewayServer(table, port=0)
+    await gw.start()
+    try:
+        options = [("grpc.default_authority", HOST)]
+        async with aio.insecure_channel(f"127.0.0.1:{gw.port}", options=options) as channel:
+            stream = channel.unary_stream("/test.Echo/Drip")
+            got: list[bytes] = []
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(aio.AioRpcError) as err:
+                async for chunk in stream(b"8", timeout=30):
+                    got.append(chunk)
+            # 8 messages over 1.6 s pass (longer than the idle timeout), then the silence
+            # is cut after about 0.8 s
+            assert got == [str(i).encode() for i in range(8)]
+            assert err.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL)
+            assert loop.time() - started < 10
     finally:
         await gw.stop()

@@ -362,6 +362,152 @@ def test_mlserver_infer_stream(server: ServerProcess) -> None:
     assert "".join(e["outputs"][0]["data"][0] for e in events) == whole["text_output"]
 
 
+# -- gRPC ModelStreamInfer, driven by tritonclient's stream ---------------------------------
+
+
+def _stream_inputs(prompt: str, stream: bool | None, params: dict[str, Any]) -> list[Any]:
+    import tritonclient.grpc as grpcclient
+
+    def tensor(name: str, datatype: str, value: Any) -> Any:
+        t = grpcclient.InferInput(name, [1], datatype)
+        t.set_data_from_numpy(np.array([value], dtype=object if datatype == "BYTES" else None))
+        return t
+
+    out = [tensor("text_input", "BYTES", prompt.encode())]
+    if stream is not None:
+        out.append(tensor("stream", "BOOL", stream))
+    out.append(tensor("sampling_parameters", "BYTES", json.dumps(params).encode()))
+    return out
+
+
+@pytest.fixture
+def triton_stream(server: ServerProcess) -> Iterator[tuple[Any, Any]]:
+    import queue
+
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    client = grpcclient.InferenceServerClient(server.grpc_address)
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    try:
+        yield client, results
+    finally:
+        client.stop_stream(cancel_requests=True)
+        client.close()
+
+
+def test_grpc_model_stream_infer(
+    triton_stream: tuple[Any, Any], server: ServerProcess, client: Any
+) -> None:
+    grpc, results = triton_stream
+    greedy = {"max_tokens": 8, "temperature": 0, "ignore_eos": True}
+    grpc.async_stream_infer("tiny", _stream_inputs("big sky", True, greedy), request_id="s")
+    grpc.async_stream_infer("tiny", _stream_inputs("big sky", False, greedy), request_id="w")
+    grpc.async_stream_infer("tiny", _stream_inputs("big sky", True, {"top_k": 2}), request_id="bad")
+    grpc.async_stream_infer("tiny", _stream_inputs("big sky", True, {"n": 2}), request_id="n2")
+    grpc.stop_stream()  # closes our side; the server answers everything first
+    got: dict[str, list[tuple[str, bool]]] = {}
+    errors = []
+    while not results.empty():
+        result, error = results.get()
+        if error is not None:
+            errors.append(error.message())
+            continue
+        reply = result.get_response()
+        text = result.as_numpy("text_output")
+        got.setdefault(reply.id, []).append(
+            (
+                "".join(x.decode() for x in text),
+                reply.parameters["triton_final_response"].bool_param,
+            )
+        )
+    streamed, whole = got["s"], got["w"]
+    assert len(streamed) >= 8 and [f for _, f in streamed] == [False] * (len(streamed) - 1) + [True]
+    assert len(whole) == 1 and whole[0][1]
+    want = client.completions.create(
+        model="tiny", prompt="big sky", max_tokens=8, temperature=0, extra_body={"ignore_eos": True}
+    )
+    completion = "".join(t for t, _ in streamed)
+    assert completion == want.choices[0].text
+    assert whole[0][0] == "big sky" + completion  # the prompt first, as Triton's vLLM backend
+    # a bad request answers its error and the stream goes on
+    assert sorted(errors) == [
+        "n > 1 is not supported with stream=true on ModelStreamInfer; "
+        "stream one choice per request, or set stream to false",
+        "sampling parameters: unknown parameter 'top_k'; known: "
+        "ignore_eos, max_tokens, n, seed, stop, stream, temperature, top_p",
+    ]
+
+
+def test_grpc_stream_cancelled_stops_the_generation(
+    triton_stream: tuple[Any, Any], server: ServerProcess
+) -> None:
+    grpc, results = triton_stream
+    before = _metric(server, "vllm:generation_tokens_total")
+    params = {"max_tokens": 4000, "ignore_eos": True}
+    grpc.async_stream_infer("tiny", _stream_inputs("the moon", True, params), request_id="long")
+    for _ in range(3):
+        _, error = results.get(timeout=30)
+        assert error is None
+    assert _metric(server, "vllm:num_requests_running") == 1
+    grpc.stop_stream(cancel_requests=True)
+    wait_for(lambda: _metric(server, "vllm:num_requests_running") == 0, 10, "generation stopped")
+    done = _metric(server, "vllm:generation_tokens_total") - before
+    time.sleep(0.3)
+    assert _metric(server, "vllm:generation_tokens_total") - before == done
+    assert done < 4000
+
+
+# -- a transformer streams through to its predictor -----------------------------------------
+
+PASS_THROUGH = """
+class Transformer:
+    def __init__(self, name):
+        self.name = name
+
+    def preprocess(self, payload, headers=None):  # V1/V2 only: generation passes through
+        return payload
+"""
+
+
+def test_transformer_streams_through_to_the_predictor(
+    server: ServerProcess, client: Any, tmp_path: Path
+) -> None:
+    d = tmp_path / "transformer"
+    d.mkdir()
+    (d / "model.py").write_text(PASS_THROUGH)
+    args = ["--model_name", "tiny", "--model_dir", str(d)]
+    args += ["--predictor_host", f"127.0.0.1:{server.http_port}", "--predictor_protocol", "v2"]
+    with run_server(args, tmp_path) as front:
+        via = openai.OpenAI(base_url=front.url + "/openai/v1", api_key="unused", max_retries=0)
+        ask = {"model": "tiny", "prompt": "one two", "max_tokens": 6, "temperature": 0}
+        want = client.completions.create(**ask, extra_body={"ignore_eos": True})
+        chunks = list(via.completions.create(**ask, stream=True, extra_body={"ignore_eos": True}))
+        assert "".join(c.choices[0].text for c in chunks) == want.choices[0].text
+        status, raw = _post(
+            front,
+            "/v2/models/tiny/generate_stream",
+            {"text_input": "one two", "max_tokens": 6, "temperature": 0, "ignore_eos": True},
+        )
+        assert status == 200 and len(_events(raw)) == 6
+        # the predictor's error comes back in its own shape
+        with pytest.raises(openai.BadRequestError, match="maximum context length"):
+            via.completions.create(model="tiny", prompt="a", max_tokens=10**6)
+        # a client gone from the transformer stops the predictor's generation
+        sock = socket.create_connection(("127.0.0.1", front.http_port), timeout=30)
+        body = json.dumps({**ask, "max_tokens": 4000, "stream": True, "ignore_eos": True})
+        sock.sendall(
+            b"POST /openai/v1/completions HTTP/1.1\r\nhost: x\r\n"
+            b"content-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        seen = b""
+        while seen.count(b"data: ") < 3:
+            seen += sock.recv(4096)
+        assert _metric(server, "vllm:num_requests_running") == 1
+        sock.close()
+        wait_for(lambda: _metric(server, "vllm:num_requests_running") == 0, 10, "predictor stop")
+
+
 def test_vllm_metrics(server: ServerProcess, client: Any) -> None:
     client.completions.create(model="tiny", prompt="a b", max_tokens=5, temperature=0)
     assert _metric(server, "vllm:time_to_first_token_seconds_count") >= 1

@@ -335,6 +335,17 @@ async def test_revision_timeout_and_single_threaded(platform_env: Env) -> None:
     assert all(r.status_code == 200 for r in results)
 
 
+async def test_idle_timeout_also_bounds_the_first_byte(platform_env: Env) -> None:
+    # Knative's queue-proxy: 504 when nothing came by the first of timeoutSeconds,
+    # responseStartTimeoutSeconds and idleTimeoutSeconds
+    env = platform_env
+    env.apply(ksvc("idle", timeoutSeconds=300, idleTimeoutSeconds=1))
+    await env.ready("idle")
+    host = f"idle.default.{DOMAIN}"
+    assert (await env.request(host, "/sleep/0.2")).status_code == 200
+    assert (await env.request(host, "/sleep/2")).status_code == 504
+
+
 async def test_delete_removes_children_route_and_processes(platform_env: Env) -> None:
     env = platform_env
     env.apply(ksvc("hello"))

@@ -145,6 +145,7 @@ class H2Stream:
         "ended",
         "endpoint",
         "headers",
+        "last_io",
         "pending",
         "received",
         "responded",
@@ -174,6 +175,7 @@ class H2Stream:
         self.received = 0  # request body bytes (the body limit)
         self.unacked = 0  # request bytes received and not yet acknowledged to the client
         self.timer: asyncio.TimerHandle | None = None
+        self.last_io = 0.0  # the last response bytes (idleTimeoutSeconds)
         self.t0 = 0.0  # metrics: arrival, send to a replica (-1: none), status
         self.sent = -1.0
         self.status = 0

@@ -363,6 +363,12 @@ class H2ClientConnection(asyncio.Protocol):
         if not stream.responded:
             code = next((v for n, v in headers if n == ":status"), "")
             stream.status = int(code) if code.isdigit() else 502
+            idle = stream.target.idle_timeout if stream.target is not None else 0.0
+            if idle > 0 and not end:
+                # idleTimeoutSeconds: a response (a gRPC or SSE stream) that stays silent
+                # that long is cut, as Knative's queue-proxy cuts it
+                stream.last_io = self.loop.time()
+                stream.timer = self.loop.call_later(idle, self._idle, stream)
         stream.responded = True
         if end:
             self._done(stream)
@@ -372,6 +378,7 @@ class H2ClientConnection(asyncio.Protocol):
         if self.closed or stream.client_id not in self.streams:
             return
         self.sender.send(stream.client_id, data, end)
+        stream.last_io = self.loop.time()
         if end:
             self._done(stream)
         self.flush()
@@ -456,6 +463,16 @@ class H2ClientConnection(asyncio.Protocol):
                 )
             target.end()
             stream.target = None
+
+    def _idle(self, stream: H2Stream) -> None:
+        stream.timer = None
+        if stream.client_id not in self.streams or stream.target is None:
+            return
+        left = stream.last_io + stream.target.idle_timeout - self.loop.time()
+        if left > 0:  # bytes came since: wait for the rest of the period
+            stream.timer = self.loop.call_later(left, self._idle, stream)
+            return
+        self._reset(stream, h2.errors.ErrorCodes.CANCEL)
 
     def _timeout(self, stream: H2Stream) -> None:
         stream.timer = None

@@ -23,10 +23,12 @@ from wonderland.inference.errors import (
     ModelFailedError,
 )
 from wonderland.inference.generation import (
+    DEFAULT_MAX_TOKENS,
     Finished,
     SamplingParams,
     TextGenerationModel,
     TokenEvent,
+    sampling_params,
 )
 from wonderland.inference.repository import ModelEntry, ModelRepository
 from wonderland.inference.sse import EventStream, JsonAnswer, sse
@@ -34,44 +36,6 @@ from wonderland.inference.sse import EventStream, JsonAnswer, sse
 __all__ = ["GENERATE_ACTIONS", "GenerateRoutes"]
 
 GENERATE_ACTIONS = ("generate", "generate_stream", "infer_stream")
-_DEFAULT_MAX_TOKENS = 16
-
-# sampling parameter -> the JSON types it takes
-_PARAMS: dict[str, tuple[type, ...]] = {
-    "max_tokens": (int,),
-    "temperature": (int, float),
-    "top_p": (int, float),
-    "stop": (str, list),
-    "seed": (int,),
-    "ignore_eos": (bool,),
-    "stream": (bool,),
-}
-
-
-def sampling_params(raw: dict[str, Any], where: str) -> SamplingParams:
-    """Sampling parameters from a generate request's keys (a 400 naming unknown ones)."""
-    for key, value in raw.items():
-        kinds = _PARAMS.get(key)
-        if kinds is None:
-            raise InvalidInputError(
-                f"{where}: unknown parameter {key!r}; known: {', '.join(sorted(_PARAMS))}"
-            )
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            raise InvalidInputError(f"{where}: {key} has the wrong type ({value!r})")
-    stop = raw.get("stop")
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(not isinstance(s, str) for s in stops):
-        raise InvalidInputError(f"{where}: stop must be a string or a list of strings")
-    params = SamplingParams(
-        max_tokens=raw.get("max_tokens", _DEFAULT_MAX_TOKENS),
-        temperature=float(raw.get("temperature", 1.0)),
-        top_p=float(raw.get("top_p", 1.0)),
-        stop=stops,
-        seed=raw.get("seed"),
-        ignore_eos=bool(raw.get("ignore_eos", False)),
-    )
-    params.check()
-    return params
 
 
 class GenerateRoutes:
@@ -100,7 +64,7 @@ class GenerateRoutes:
             prompt = first[0].decode("utf-8", errors="replace")
             params = sampling_params(dict(request.parameters), "parameters")
             ids = model.encode(prompt)
-            budget = model.budget(ids, params, _DEFAULT_MAX_TOKENS)
+            budget = model.budget(ids, params, DEFAULT_MAX_TOKENS)
             return EventStream(self._infer_chunks(entry, model, ids, params, budget, request.id))
         doc = parse_json(body, f"{action} request")
         if not isinstance(doc, dict):
@@ -114,7 +78,7 @@ class GenerateRoutes:
         top = {k: v for k, v in doc.items() if k not in ("text_input", "parameters", "id")}
         params = sampling_params({**top, **nested}, action)
         ids = model.encode(text)
-        budget = model.budget(ids, params, _DEFAULT_MAX_TOKENS)
+        budget = model.budget(ids, params, DEFAULT_MAX_TOKENS)
         head = {"model_name": name, "model_version": entry.version or "1"}
         if isinstance(doc.get("id"), str):
             head["id"] = doc["id"]

@@ -6,8 +6,10 @@ RESOURCE_EXHAUSTED (message size, enforced by the server), UNIMPLEMENTED, INTERN
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from wonderland.h2grpc import GrpcServer, Method, RpcAbort, StatusCode, service_methods
@@ -16,6 +18,7 @@ from wonderland.inference._generated import grpc_predict_v2_pb2 as pb
 from wonderland.inference.codec_grpc import decode_grpc_request, encode_grpc_response
 from wonderland.inference.dataplane import GRPC, DataPlane
 from wonderland.inference.errors import InferenceServerError
+from wonderland.inference.stream_grpc import StreamInferHandler
 
 __all__ = ["DEFAULT_MAX_MESSAGE_LENGTH", "InferenceServicer", "create_grpc_server"]
 
@@ -31,11 +34,21 @@ async def _abort(context: Any, exc: Exception) -> None:
     await context.abort(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
+def _trace(context: Any) -> dict[str, str]:
+    """The trace context, for the hooks (and a transformer's predictor call)."""
+    return {
+        k: v
+        for k, v in (context.invocation_metadata() or ())
+        if k in ("traceparent", "tracestate") and isinstance(v, str)
+    }
+
+
 class InferenceServicer:
     """Translates gRPC calls to :class:`DataPlane` calls."""
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dp = dataplane
+        self._streams = StreamInferHandler(dataplane)
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return pb.ServerLiveResponse(live=self.dp.live)
@@ -74,14 +87,6 @@ class InferenceServicer:
         )
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        def trace() -> dict[str, str]:
-            # the trace context reaches the hooks (and a transformer's predictor call)
-            return {
-                k: v
-                for k, v in (context.invocation_metadata() or ())
-                if k in ("traceparent", "tracestate") and isinstance(v, str)
-            }
-
         try:
             return await self.dp.serve_infer(
                 GRPC,
@@ -89,11 +94,14 @@ class InferenceServicer:
                 request.model_version or None,
                 lambda: decode_grpc_request(request),
                 encode_grpc_response,
-                trace,
+                lambda: _trace(context),
             )
         except Exception as exc:
             await _abort(context, exc)
             raise
+
+    def ModelStreamInfer(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+        return self._streams.serve(requests, lambda: _trace(context))
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         models = self.dp.repository_index(request.ready)
@@ -144,6 +152,25 @@ def _counted(service: str, method: Method) -> Method:
         return server_metrics.GRPC_HANDLED.labels(kind, service, method.name, code)
 
     inner = method.handler
+    if method.server_streaming:
+
+        async def streamed(request: Any, context: Any) -> AsyncIterator[Any]:
+            started.inc()
+            code = "UNKNOWN"
+            try:
+                async for response in inner(request, context):
+                    yield response
+                code = "OK"
+            except RpcAbort as exc:
+                code = exc.code.name
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                code = "CANCELLED"
+                raise
+            finally:
+                handled(code).inc()
+
+        return dataclasses.replace(method, handler=streamed)
 
     async def handler(request: Any, context: Any) -> Any:
         started.inc()

@@ -180,6 +180,12 @@ WAITING = Gauge(
     ["model_name"],
     multiprocess_mode="livesum",
 )
+ITERATION_TOKENS = Histogram(
+    "vllm:iteration_tokens_total",
+    "Histogram of number of tokens per engine_step (the rows of the batch decoded together).",
+    ["model_name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
 THROUGHPUT = Gauge(
     "vllm:avg_generation_throughput_toks_per_s",
     "Generation tokens per second of the last finished request.",
@@ -195,6 +201,7 @@ class GenerationMetrics:
         "_name",
         "e2e",
         "generation_tokens",
+        "iteration_tokens",
         "prompt_tokens",
         "running",
         "throughput",
@@ -213,6 +220,7 @@ class GenerationMetrics:
         self.running = RUNNING.labels(name)
         self.waiting = WAITING.labels(name)
         self.throughput = THROUGHPUT.labels(name)
+        self.iteration_tokens = ITERATION_TOKENS.labels(name)
 
     def finished(self, reason: str, seconds: float) -> None:
         REQUEST_SUCCESS.labels(self._name, reason).inc()

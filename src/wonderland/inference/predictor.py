@@ -4,10 +4,17 @@ As in KServe, ``--predictor_host host[:port]`` makes the default ``predict`` cal
 model server: REST V1 (``/v1/models/{m}:predict``), REST V2 (``/v2/models/{m}/infer``) or
 gRPC V2 (``ModelInfer``), chosen by ``--predictor_protocol`` (``v1``, ``v2``, ``grpc-v2``).
 Connections are pooled; the predictor's error status is passed through.
+
+The generative routes (OpenAI, ``generate``, ``generate_stream``, ``infer_stream``) are
+passed through to the predictor over REST as they are (:meth:`PredictorClient.forward`):
+a streamed answer comes back event by event, and a client that goes away closes the
+predictor's stream too, which stops its generation.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +25,7 @@ from wonderland.inference.types import InferOutput, InferRequest, InferResponse
 from wonderland.tracing.context import child
 from wonderland.tracing.runtime import mode_from_env
 
-__all__ = ["PREDICTOR_PROTOCOLS", "PredictorClient", "PredictorError"]
+__all__ = ["PREDICTOR_PROTOCOLS", "ForwardedReply", "PredictorClient", "PredictorError"]
 
 PREDICTOR_PROTOCOLS = ("v1", "v2", "grpc-v2")
 
@@ -30,6 +37,17 @@ class PredictorError(InferenceServerError):
         super().__init__(message)
         self.status = status
         self.grpc_code = grpc_code
+
+
+@dataclass(slots=True)
+class ForwardedReply:
+    """The predictor's answer to a passed-through request: a whole ``body``, or ``chunks``
+    of a ``text/event-stream`` as they arrive (closing them closes the predictor's stream)."""
+
+    status: int
+    content_type: str
+    body: bytes = b""
+    chunks: AsyncGenerator[bytes, None] | None = None
 
 
 _TRACE_HEADERS = ("traceparent", "tracestate")
@@ -87,9 +105,7 @@ class PredictorClient:
             return await self._grpc(model_name, payload, tuple(trace.items()))
         import httpx
 
-        if self._http is None:
-            scheme = "https" if self.use_ssl else "http"
-            self._http = httpx.AsyncClient(base_url=f"{scheme}://{self.host}", timeout=self.timeout)
+        self._client()
         if self.protocol == "v1":
             path = f"/v1/models/{model_name}:predict"
             body = payload
@@ -119,6 +135,56 @@ class PredictorClient:
                 _HTTP_TO_GRPC.get(reply.status_code, "UNAVAILABLE"),
             )
         return reply.json()
+
+    def _client(self) -> Any:
+        import httpx
+
+        if self._http is None:
+            scheme = "https" if self.use_ssl else "http"
+            self._http = httpx.AsyncClient(base_url=f"{scheme}://{self.host}", timeout=self.timeout)
+        return self._http
+
+    async def forward(self, path: str, body: bytes, headers: dict[str, str]) -> ForwardedReply:
+        """POST ``body`` to the predictor's ``path`` unchanged; a server-sent-event answer
+        streams back as it comes."""
+        import httpx
+
+        if self.protocol == "grpc-v2":
+            raise InvalidInputError(
+                f"{path} is passed through to the predictor over REST, but "
+                "--predictor_protocol is grpc-v2; use v1 or v2 with the predictor's HTTP port"
+            )
+        http = self._client()
+        request = http.build_request(
+            "POST",
+            path,
+            content=body,
+            headers={"content-type": "application/json", **self._trace_headers(headers)},
+        )
+        try:
+            reply = await http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise PredictorError(
+                f"predictor {self.host} is unreachable ({type(exc).__name__}: {exc})",
+                503,
+                "UNAVAILABLE",
+            ) from exc
+        content_type = reply.headers.get("content-type", "application/json")
+        if reply.status_code == 200 and content_type.startswith("text/event-stream"):
+
+            async def chunks() -> AsyncGenerator[bytes, None]:
+                try:
+                    async for chunk in reply.aiter_raw():
+                        yield chunk
+                finally:
+                    await reply.aclose()  # the predictor sees its client go: it stops
+
+            return ForwardedReply(200, content_type, chunks=chunks())
+        try:
+            data = await reply.aread()
+        finally:
+            await reply.aclose()
+        return ForwardedReply(reply.status_code, content_type, data)
 
     def _trace_headers(self, headers: dict[str, str]) -> dict[str, str]:
         if self.tracing == "off":

@@ -254,6 +254,9 @@ class ModelRepository:
                 b.max_queue_size,
                 metrics,
             )
+        elif isinstance(model, TextGenerationModel):
+            b = self.batching
+            model.configure_batching(b.max_batch_size, b.max_queue_size, b.max_latency_ms)
         return ModelEntry(name, version, "READY", "", model, batcher, metrics)
 
     def _build(

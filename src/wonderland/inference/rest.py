@@ -27,7 +27,9 @@ from wonderland.inference.errors import (
     PayloadTooLargeError,
 )
 from wonderland.inference.generate_rest import GENERATE_ACTIONS, GenerateRoutes
+from wonderland.inference.model import CustomModel
 from wonderland.inference.openai_rest import OPENAI_PREFIX, OpenAIRoutes, openai_error
+from wonderland.inference.predictor import ForwardedReply, PredictorClient
 from wonderland.inference.sse import EventStream, JsonAnswer
 from wonderland.inference.types import InferRequest
 
@@ -152,7 +154,10 @@ class RestApp:
                 return await self._infer(scope, receive, name, version)
             if action in GENERATE_ACTIONS:
                 self._need(method, "POST", path)
-                body, _ = await self._body(scope, receive)
+                body, headers = await self._body(scope, receive)
+                predictor = self._predictor_of(name)
+                if predictor is not None:  # a transformer: the predictor generates
+                    return _forwarded(await predictor.forward(path, body, _str_headers(headers)))
                 return _answer(await self._generate.handle(action, name, version, body))
             if action == "":
                 self._need(method, "GET", path)
@@ -220,11 +225,25 @@ class RestApp:
         doc: Any = None
         try:
             if scope["method"] == "POST":
-                body, _ = await self._body(scope, receive)
+                body, headers = await self._body(scope, receive)
                 doc = parse_json(body, "request")
+                name = doc.get("model") if isinstance(doc, dict) else None
+                predictor = self._predictor_of(name) if isinstance(name, str) else None
+                if predictor is not None:  # a transformer: the predictor answers
+                    reply = await predictor.forward(scope["path"], body, _str_headers(headers))
+                    return _forwarded(reply)
         except InferenceServerError as exc:
             return _answer(openai_error(str(exc), exc.status))
         return _answer(await self._openai.handle(scope["method"], scope["path"], doc))
+
+    def _predictor_of(self, name: str) -> PredictorClient | None:
+        """The predictor a transformer model forwards to (None for any other model)."""
+        try:
+            model = self.dataplane.repository.ready_entry(name).model
+        except InferenceServerError:
+            return None  # the route answers the missing model in its own shape
+        predictor = model.predictor if isinstance(model, CustomModel) else None
+        return predictor if isinstance(predictor, PredictorClient) else None
 
     @staticmethod
     def _need(method: str, want: str, path: str) -> None:
@@ -305,6 +324,12 @@ def route_template(path: str) -> str:
 
 
 _OPENAI_ROUTES = frozenset({"/models", "/completions", "/chat/completions", "/embeddings"})
+
+
+def _forwarded(reply: ForwardedReply) -> _Reply | EventStream:
+    if reply.chunks is not None:
+        return EventStream(reply.chunks)
+    return _Reply(reply.status, reply.body, [(b"content-type", reply.content_type.encode())])
 
 
 def _answer(answer: JsonAnswer | EventStream) -> _Reply | EventStream:

@@ -66,8 +66,15 @@ class RevisionReconciler:
         labels = meta.get("labels") or {}
         target.service = str(labels.get("serving.knative.dev/service", ""))
         target.configuration = str(labels.get("serving.knative.dev/configuration", ""))
-        timeout = spec.get("responseStartTimeoutSeconds") or spec.get("timeoutSeconds")
-        target.timeout = float(timeout or system.config.revision_timeout_seconds)
+        # Knative's queue-proxy answers 504 when nothing was written by the first of
+        # timeoutSeconds, responseStartTimeoutSeconds and idleTimeoutSeconds to expire
+        total = float(spec.get("timeoutSeconds") or system.config.revision_timeout_seconds)
+        starts = [
+            float(spec[k])
+            for k in ("responseStartTimeoutSeconds", "idleTimeoutSeconds")
+            if spec.get(k)
+        ]
+        target.timeout = min([total, *starts])
         target.idle_timeout = float(spec.get("idleTimeoutSeconds") or 0)
         target.h2c = bool(ports and ports[0].get("name") == "h2c")
         status = dict(rev.get("status") or {})
