@@ -32,6 +32,8 @@ log = logging.getLogger("wonderland.platform")
 PLUGINS: tuple[str, ...] = (
     "wonderland.monitoring",
     "wonderland.tracking",
+    # the PodDefault webhook mutates every pod the later plugins make
+    "wonderland.notebooks",
     "wonderland.workloads",
     "wonderland.training",
     "wonderland.tuning",
