@@ -32,9 +32,9 @@ log = logging.getLogger("wonderland.platform")
 PLUGINS: tuple[str, ...] = (
     "wonderland.monitoring",
     "wonderland.tracking",
-    # the PodDefault webhook mutates every pod the later plugins make
-    "wonderland.notebooks",
     "wonderland.workloads",
+    # the PodDefault webhook (every pod), Notebooks (the kubelet runs their images)
+    "wonderland.notebooks",
     "wonderland.training",
     "wonderland.tuning",
     "wonderland.serving",

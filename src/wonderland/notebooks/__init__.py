@@ -1,15 +1,22 @@
-"""Kubeflow's data-access kinds: PodDefaults now, Notebooks with their controller.
+"""Kubeflow's data-access kinds: PodDefaults and Notebooks (docs/notebooks.md).
 
-``install(platform)`` registers the PodDefault webhook as the pods' mutating admission step
-and creates the shipped PodDefaults (``access-mlflow``, ``access-kube-api``) in the
-``default`` namespace.
+``install(platform)`` registers the PodDefault webhook as the pods' mutating admission
+step, creates the shipped PodDefaults (``access-mlflow``, ``access-kube-api``) in the
+``default`` namespace, adds the notebook images to the kubelet's image resolver, and
+registers the notebook controller and, with ``WONDERLAND_ENABLE_CULLING=true``, the culler.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.api import admission
+from wonderland.controllers import events
 from wonderland.notebooks import defaults, poddefaults
+from wonderland.notebooks.controller import NOTEBOOKS, NotebookReconciler, check_notebook
+from wonderland.notebooks.culling import CullingReconciler, HTTPKernels
+from wonderland.notebooks.images import NotebookImageProvider
+from wonderland.runtime.kubelet import Kubelet
 from wonderland.tracking.access import TrackingAccess
 
 if TYPE_CHECKING:
@@ -19,8 +26,24 @@ __all__ = ["install"]
 
 
 def install(platform: Platform) -> None:
-    """Add the PodDefault webhook and the shipped PodDefaults to ``platform``."""
+    """Add PodDefaults and Notebooks to ``platform`` (see the module docstring)."""
     poddefaults.install()
+    admission.register(NOTEBOOKS, check_notebook)
     tracking = platform.get(TrackingAccess)  # type: ignore[type-abstract]
     uri = tracking.client_uri if tracking is not None and tracking.enabled else None
     defaults.ensure_shipped(platform.store, uri)
+    kubelet = platform.get(Kubelet)
+    if kubelet is not None:
+        kubelet.resolver.add_provider(NotebookImageProvider())
+    settings = platform.settings
+    platform.controllers.register(NotebookReconciler(platform.store, events.record))
+    if settings.enable_culling == "true":
+        platform.controllers.register(
+            CullingReconciler(
+                platform.store,
+                HTTPKernels(platform.store),
+                settings.cull_idle_time,
+                settings.idleness_check_period,
+            ),
+            workers=1,
+        )

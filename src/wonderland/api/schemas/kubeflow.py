@@ -10,7 +10,7 @@ from wonderland.api.schemas.core import (
     EnvVar,
     LabelSelector,
     LocalObjectReference,
-    PodTemplateSpec,
+    PodSpec,
     Toleration,
     TopLevel,
     Volume,
@@ -50,8 +50,14 @@ class PodDefaultObject(TopLevel):
     spec: PodDefaultSpec
 
 
+class NotebookTemplateSpec(Schema):
+    """The CRD's template: a pod spec only (the controller sets the pod's metadata)."""
+
+    spec: PodSpec
+
+
 class NotebookSpec(Schema):
-    template: PodTemplateSpec
+    template: NotebookTemplateSpec
 
 
 class NotebookObject(TopLevel):
