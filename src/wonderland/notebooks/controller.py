@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import secrets
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from wonderland.api.owners import controller_ref
@@ -164,9 +165,14 @@ class NotebookReconciler:
     owns: tuple[str, ...] = (PODS, SECRETS)
     watches: tuple[str, ...] = ()
 
-    def __init__(self, store: Store, record: Any) -> None:
+    def __init__(
+        self, store: Store, record: Any, on_change: Callable[[Obj, Obj | None], None] | None = None
+    ) -> None:
         self.store = store
         self.record = record
+        # told the Notebook and its pod (None when it has none) after each reconcile: the
+        # gateway's route to it follows
+        self.on_change = on_change
 
     async def reconcile(self, namespace: str, name: str) -> Result | None:
         try:
@@ -197,6 +203,8 @@ class NotebookReconciler:
             # a StatefulSet replaces a pod that ended; the notebook server should not end
             self.store.delete(PODS, namespace, pod["metadata"]["name"])
             return Result(requeue_after=0.5)
+        if self.on_change is not None:
+            self.on_change(nb, None if stopped else pod)
         status = notebook_status(nb, None if stopped and pod is None else pod)
         if nb.get("status") != status:
             nb["status"] = status

@@ -35,6 +35,7 @@ JUPYTER_ARGV = (
     "--port=$(PORT)",
     "--ServerApp.base_url=$(NB_PREFIX)",
     "--ServerApp.allow_origin=*",
+    "--ServerApp.allow_remote_access=True",
     "--ServerApp.authenticate_prometheus=False",
 )
 
