@@ -120,13 +120,21 @@ class Dataset:
             name=meta.get("name", ""),
             namespace=meta.get("namespace", "default"),
             digest=notes.get(A_DIGEST, ""),
-            size=int(notes.get(A_SIZE) or 0),
-            files=int(notes.get(A_FILES) or 0),
+            size=_count(notes.get(A_SIZE)),
+            files=_count(notes.get(A_FILES)),
             source=notes.get(A_SOURCE, ""),
             schemas=schemas,
             phase=str((pvc.get("status") or {}).get("phase") or "Pending"),
             created=meta.get("creationTimestamp", ""),
         )
+
+
+def _count(value: str | None) -> int:
+    """A number annotation; 0 when absent or edited into something else."""
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
 
 
 def _is_dataset(pvc: Obj) -> bool:
