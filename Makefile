@@ -15,7 +15,7 @@ KUBEFLOW_SDK := kubeflow==0.5.0
 KATIB_VENV := .venv-katib
 KATIB_SDK := kubeflow-katib==0.19.0 kubernetes<36
 
-.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus lowest
+.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus lowest cluster-example
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -74,6 +74,10 @@ $(KATIB_VENV)/.installed:
 
 katib-sdk: $(KATIB_VENV)/.installed
 
+# Regenerate examples/conference/cluster/ with `wonderland export` (docs/cluster.md).
+cluster-example: install
+	$(BIN)/python tools/export_conference.py
+
 lint: dev
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
@@ -81,9 +85,10 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-## TEST_WORKERS: how many pytest-xdist workers run the suite (most tests wait on processes
-## and sockets, so two workers fit two cores); TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
+## TEST_WORKERS: how many pytest-xdist workers run the suite. Most tests wait on processes
+## and sockets (the whole suite keeps about one core busy), so four workers fit two cores;
+## TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
 
 unit: dev kubeflow-sdk katib-sdk
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup

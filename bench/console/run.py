@@ -4,8 +4,10 @@ A :class:`~wonderland.console.server.ConsoleServer` on a loopback socket over a 
 holding 100 Knative Services (two revisions each, traffic split 90/10), 50 TrainJobs and
 200 events, as issue 17 sizes it. Measures, from an HTTP client on the same machine:
 
-- the server time of every page (Overview, Apps, Models, Objects, a kind's list, one
-  object, Events, Apply, and a dry-run ``POST /apply``), p50/p95/p99 over N requests (the
+- the server time of every page (Overview, Apps: its first and last page with a traffic
+  form open and a search, Models, Objects, a kind's list, one object, Events, Apply,
+  Training, Experiments, the New Experiment form, field docs, and a dry-run
+  ``POST /apply``), p50/p95/p99 over N requests (the
   issue's aim: p95 <= 50 ms);
 - the bytes of each page's first load: the page and the stylesheets and scripts it links
   (aim <= 300 KB);
@@ -165,6 +167,8 @@ def _row(name: str, ms: list[float]) -> str:
 PAGES = (
     "/",
     "/apps",
+    "/apps?page=5&edit=default/svc-099",
+    "/apps?q=svc-05",
     "/models",
     "/objects",
     "/objects/services.serving.knative.dev",
@@ -175,6 +179,8 @@ PAGES = (
     "/training/default/job-00",
     "/experiments",
     "/experiments/default/tune",
+    "/experiments/new",
+    "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.traffic",
 )
 ONE_DOC = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-dry\ndata:\n  k: v\n"
 _ASSET = re.compile(r'(?:href|src)="(/static/[^"]+)"')

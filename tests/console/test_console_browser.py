@@ -117,8 +117,10 @@ def test_sign_in_overview_apps_and_a_live_new_service(
         page.go_back()
         expect(page.locator("#app-default-hola")).to_be_visible()
 
-        # the traffic form: a refused split says why next to the form, a good one is an
-        # update of the Service that the page then shows (the route's status, live)
+        # the traffic form (one, opened from the Service): a refused split says why next
+        # to the form, a good one is an update of the Service that the page then shows
+        # (the route's status, live)
+        hello.get_by_role("link", name="Edit the traffic split of hello").click()
         form = page.locator("#traffic-default-hello")
         form.get_by_label("Percent for latest revision").fill("90")
         form.get_by_role("button", name="Save traffic split").click()
@@ -128,7 +130,7 @@ def test_sign_in_overview_apps_and_a_live_new_service(
         form.get_by_label("Percent for hello-00001").fill("100")
         form.get_by_label("Tag for hello-00001").fill("pinned")
         form.get_by_role("button", name="Save traffic split").click()
-        expect(page).to_have_url(re.compile(r"/apps#app-default-hello$"))
+        expect(page).to_have_url(re.compile(r"/apps\?namespace=default&q=hello#app-default-hello$"))
         expect(page.locator("#app-default-hello .traffic-summary")).to_have_text(
             "hello-00001 100% (tag pinned)", timeout=int(READY_TIMEOUT * 1000)
         )
@@ -146,6 +148,7 @@ def test_sign_in_overview_apps_and_a_live_new_service(
         daemon.ok("apply", "-f", "-", stdin=json.dumps({**second, "spec": spec}))
         hello2 = hello.locator('tr[data-revision="hello-00002"]')
         expect(hello2).to_contain_text("Ready", timeout=int(READY_TIMEOUT * 1000))
+        hello.get_by_role("link", name="Edit the traffic split of hello").click()
         form = page.locator("#traffic-default-hello")
         form.get_by_label("Percent for latest revision").fill("50")
         form.get_by_label("Percent for hello-00001").fill("50")

@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -187,6 +188,44 @@ async def test_a_bad_field_is_shown_at_its_line_and_nothing_is_applied(console: 
         assert console.store.resource_version == rv
 
 
+async def test_a_refused_field_links_to_its_docs(console: Console) -> None:
+    async with console.signed_in() as client:
+        r = await client.post(
+            "/apply", data={"yaml": BAD_FIELD, "mode": "check"}, headers=console.origin
+        )
+        assert r.status_code == 422
+        link = re.search(r'class="field-doc" href="([^"]+)"', r.text)
+        assert link is not None, r.text
+        docs = await client.get(link.group(1).replace("&amp;", "&"))
+        assert docs.status_code == 200
+        assert (
+            "<h1>Service" in docs.text and ".spec.template.spec.containerConcurrency" in docs.text
+        )
+        assert "<code>integer</code>" in docs.text and "kubectl explain service.spec" in docs.text
+        # a list's page shows its items' fields, each linked one level down
+        traffic = await client.get(
+            "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.traffic"
+        )
+        assert "<code>[]object</code>" in traffic.text
+        assert 'field=spec.traffic%5B0%5D.percent">percent</a>' in traffic.text
+        typo = await client.get(
+            "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.trafic"
+        )
+        assert typo.status_code == 200 and "has no field <code>trafic</code>" in typo.text
+        assert 'field=spec.traffic">traffic</a>' in typo.text
+        upstream = await client.get(
+            "/fields?apiVersion=apps/v1&kind=Deployment&field=spec.replicas"
+        )
+        assert "kubernetes/kubernetes" in upstream.text and "<code>integer</code>" in upstream.text
+        r = await client.get("/fields?apiVersion=example.com/v1&kind=Gadget")
+        assert r.status_code == 404 and "wonderland api-resources" in r.text
+        assert (await client.get("/fields")).status_code == 400
+        # an object's page links its fields' docs
+        add_service(console.store)
+        page = (await client.get("/object/services.serving.knative.dev/default/hello")).text
+        assert 'id="field-docs"' in page and 'field=spec.template">spec.template</a>' in page
+
+
 async def test_edit_an_object_refused_edits_change_nothing(console: Console) -> None:
     add_service(console.store)
     url = "/object/services.serving.knative.dev/default/hello"
@@ -356,3 +395,117 @@ async def test_gpu_use_from_nvidia_smi(
     async with console.signed_in() as client:
         r = await client.get("/node")
         assert "nvidia-smi failed: NVIDIA-SMI has failed" in r.text
+
+
+async def _send_form(
+    client: httpx.AsyncClient, pairs: list[tuple[str, str]], headers: dict[str, str]
+) -> httpx.Response:
+    kind = {"content-type": "application/x-www-form-urlencoded"}
+    return await client.post(
+        "/experiments/new", content=urlencode(pairs), headers={**kind, **headers}
+    )
+
+
+def _experiment_form(**changes: str) -> list[tuple[str, str]]:
+    fields = {
+        "name": "tune-form",
+        "namespace": "default",
+        "objective_type": "maximize",
+        "metric": "accuracy",
+        "goal": "0.99",
+        "other_metrics": "loss",
+        "algorithm": "random",
+        "parallelTrialCount": "2",
+        "maxTrialCount": "4",
+        "maxFailedTrialCount": "1",
+        "trial_kind": "Job",
+        "image": "python:3.11",
+        "runtime": "",
+        "command": "python3 train.py --lr=${trialParameters.lr} --opt=${trialParameters.opt}",
+        "action": "preview",
+    }
+    fields.update(changes)
+    rows = [("lr", "double", "0.01", "0.1", "", ""), ("opt", "categorical", "", "", "", "sgd,adam")]
+    rows.append(("", "double", "", "", "", ""))  # a blank row is left out
+    out = list(fields.items())
+    for row in rows:
+        for key, value in zip(("name", "type", "min", "max", "step", "values"), row, strict=True):
+            out.append((f"param_{key}", value))
+    return out
+
+
+async def test_an_experiment_from_the_template_form(console: Console) -> None:
+    from wonderland.tuning import admission
+
+    admission.install()  # what the daemon's tuning plugin installs
+    experiments = "experiments.kubeflow.org"
+    async with console.signed_in() as client:
+        listing = (await client.get("/experiments")).text
+        assert 'href="/experiments/new"' in listing
+        blank = await client.get("/experiments/new")
+        assert blank.status_code == 200 and '<label for="x-metric">' in blank.text
+        assert "<option>bayesianoptimization</option>" in blank.text
+        rv = console.store.resource_version
+        r = await _send_form(client, _experiment_form(), console.origin)
+        assert r.status_code == 200, r.text
+        assert 'id="experiment-checked"' in r.text and "parameterType: categorical" in r.text
+        assert "- adam" in r.text and "${trialParameters.opt}" in r.text
+        assert console.store.resource_version == rv  # a preview creates nothing
+        # the platform's own validation, at its field, with the field's docs
+        bad = _experiment_form(algorithm="annealing")
+        r = await _send_form(client, bad, console.origin)
+        assert r.status_code == 422, r.text
+        assert "spec.algorithm.algorithmName" in r.text and "annealing" in r.text
+        assert 'class="field-doc"' in r.text and 'class="bad"' in r.text
+        assert "<option selected>annealing</option>" not in r.text  # not a choice offered
+        count = _experiment_form(maxTrialCount="many")
+        r = await _send_form(client, count, console.origin)
+        assert r.status_code == 422 and "&#34;many&#34; is not a whole number" in r.text
+        assert (
+            'id="x-maxTrialCount" name="maxTrialCount" value="many" aria-invalid="true"' in r.text
+        )
+        assert console.store.resource_version == rv
+        # Create: an ordinary create, then the Experiment's page
+        r = await _send_form(client, _experiment_form(action="create"), console.origin)
+        assert r.status_code == 303 and r.headers["location"] == "/experiments/default/tune-form"
+        made = console.store.get(experiments, "default", "tune-form")
+        assert made["spec"]["objective"]["goal"] == 0.99
+        assert [p["name"] for p in made["spec"]["parameters"]] == ["lr", "opt"]
+        opt = made["spec"]["trialTemplate"]["trialParameters"][1]
+        assert (opt["name"], opt["reference"]) == ("opt", "opt")
+        r = await _send_form(client, _experiment_form(action="create"), console.origin)
+        assert r.status_code == 409 and "already exists" in r.text
+        r = await _send_form(client, _experiment_form(action="create"), {})
+        assert r.status_code == 403  # no Origin: a cross-site form could have sent it
+
+
+def test_the_experiment_form_builds_a_trainjob_trial_and_names_bad_fields() -> None:
+    from wonderland.console.experiment_form import experiment_manifest, parse_form
+
+    pairs = dict(_experiment_form(trial_kind="TrainJob", runtime="torch-distributed", image=""))
+    form = parse_form(
+        {k: [v] for k, v in pairs.items()}
+        | {
+            "param_name": ["lr", "", "layers"],
+            "param_type": ["double", "double", "int"],
+            "param_min": ["0.1", "", "1"],
+            "param_max": ["0.5", "", "4"],
+            "param_step": ["", "", "1"],
+            "param_values": ["", "", ""],
+        }
+    )
+    assert [p.name for p in form.parameters] == ["lr", "layers"]
+    manifest, errors = experiment_manifest(form)
+    assert errors == []
+    trial = manifest["spec"]["trialTemplate"]
+    assert trial["primaryContainerName"] == "node"
+    assert trial["trialSpec"]["kind"] == "TrainJob"
+    assert trial["trialSpec"]["spec"]["runtimeRef"] == {"name": "torch-distributed"}
+    assert trial["trialSpec"]["spec"]["trainer"]["command"][0] == "python3"
+    assert manifest["spec"]["parameters"][1]["feasibleSpace"] == {
+        "min": "1",
+        "max": "4",
+        "step": "1",
+    }
+    _, errors = experiment_manifest(parse_form({"command": ['python3 "unclosed']}))
+    assert [e.field for e in errors] == ["command"]

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from _support.axe import assert_accessible, violations
 from _support.browser import chromium_page
@@ -49,6 +50,7 @@ spec:
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[WonderlandDaemon]:
     wd = WonderlandDaemon.in_tmp(tmp_path)
+    wd.env["WONDERLAND_TRACING"] = "on"  # the gateway records spans (the Traces page)
     with running_daemon(wd, "-f", str(REPO / "examples" / "quickstart")):
         yield wd
 
@@ -147,6 +149,43 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
         page.goto(url + "/apps")
         expect(page.locator("#app-default-hello")).to_be_visible()
         page.screenshot(path=str(shots / "console-apps.png"), full_page=True)
+
+        # the namespace selector: kept in the URL and by the navigation
+        page.get_by_label("Namespace filter").fill("default")
+        page.get_by_role("button", name="Show", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/apps\?namespace=default$"))
+        page.get_by_role("link", name="Models", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/models\?namespace=default$"))
+
+        # field docs from a refused field; the Experiment form's preview; Traces
+        page.get_by_role("link", name="Apply", exact=True).click()
+        page.get_by_label("YAML documents").fill(BAD)
+        page.get_by_role("button", name="Apply", exact=True).click()
+        page.locator("a.field-doc").first.click()
+        expect(page.locator("#field-facts")).to_contain_text("integer")
+        assert_accessible(page, "Field docs")
+        page.get_by_role("link", name="Experiments", exact=True).click()
+        page.get_by_role("link", name="New Experiment from a template").click()
+        page.get_by_label("Name", exact=True).fill("from-form")
+        page.get_by_label("Trials at most", exact=True).fill("many")
+        page.get_by_role("button", name="Preview").click()
+        expect(page.get_by_role("alert")).to_contain_text("is not a whole number")
+        assert_accessible(page, "New Experiment with an error")
+        page.get_by_label("Trials at most", exact=True).fill("4")
+        page.get_by_role("button", name="Preview").click()
+        expect(page.locator("#experiment-checked")).to_contain_text("accepts")
+        expect(page.locator("#experiment-yaml")).to_contain_text("kind: Experiment")
+        page.screenshot(path=str(shots / "console-experiment-new.png"), full_page=True)
+        with httpx.Client(base_url=daemon.gateway, timeout=READY_TIMEOUT) as client:
+            r = client.get("/", headers={"host": "hello.default.127.0.0.1.sslip.io"})
+            assert r.status_code == 200, r.text
+        page.get_by_role("link", name="Traces", exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Traces")
+        expect(page.locator("#traces tbody a").first).to_be_visible()
+        page.locator("#traces tbody a").first.click()
+        expect(page.locator("#spans")).to_contain_text("gateway")
+        assert_accessible(page, "Trace")
+        page.goto(url + "/apps")
 
         # the scan does find what it should: an input without a label fails it
         page.evaluate("document.querySelector('main').insertAdjacentHTML('beforeend', '<input>')")

@@ -9,16 +9,16 @@ from urllib.parse import urlencode
 
 import orjson
 import pytest
-from console_objects import KSVC, ready
+from console_objects import KSVC, add_service, ready
 from markupsafe import escape
 from test_console_server import Console, console  # noqa: F401  (the server fixture)
 
 import wonderland.platform
+from wonderland.console.model_views import models
 from wonderland.console.views import (
     LATEST,
     HubMetrics,
     SplitRow,
-    models,
     split_rows,
     traffic_from_form,
 )
@@ -243,8 +243,14 @@ async def test_traffic_post_validates_like_knative_and_updates_the_service(
         assert r.status_code == 401
     async with console.signed_in() as client:
         page = (await client.get("/apps")).text
+        assert 'class="traffic-form"' not in page  # forms come on demand, one at a time
+        assert 'href="/apps?edit=default%2Fhello#traffic-default-hello"' in page
+        page = (await client.get("/apps?edit=default/hello")).text
         assert 'class="traffic-form"' in page and "Save traffic split" in page
         assert 'for="traffic-default-hello-1-percent"' in page
+        assert page.count('class="traffic-form"') == 1
+        r = await client.get("/apps?edit=default/nope")
+        assert r.status_code == 200 and "No Service default/nope to edit" in r.text
         good = _form([(LATEST, "70", "current"), ("hello-00001", "30", "old")])
         r = await _post(client, good, {})
         assert r.status_code == 403  # no Origin: a cross-site form could have sent it
@@ -262,12 +268,12 @@ async def test_traffic_post_validates_like_knative_and_updates_the_service(
             assert _traffic(console.store) == before  # nothing changed
         r = await _post(client, good, console.origin)
         assert r.status_code == 303, r.text
-        assert r.headers["location"] == "/apps#app-default-hello"
+        assert r.headers["location"] == "/apps?namespace=default&q=hello#app-default-hello"
         assert _traffic(console.store) == [
             {"latestRevision": True, "percent": 70, "tag": "current"},
             {"revisionName": "hello-00001", "percent": 30, "tag": "old"},
         ]
-        page = (await client.get("/apps")).text
+        page = (await client.get("/apps?edit=default/hello")).text
         assert 'value="current"' in page and 'value="30"' in page
         missing = [("namespace", "default"), ("name", "nope"), *good[2:]]
         r = await _post(client, missing, console.origin)
@@ -291,3 +297,40 @@ async def test_models_page(console: Console) -> None:  # noqa: F811
         assert "<h1>Models</h1>" in fragment and "<html" not in fragment
         r = await client.get("/")
         assert 'href="/models"' in r.text
+
+
+async def test_the_namespace_selector_narrows_every_page_and_stays_in_the_links(
+    console: Console,  # noqa: F811
+) -> None:
+    for ns in ("default", "team"):
+        try:
+            console.store.create(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+            )
+        except Exception:  # made already when the store opened
+            pass
+    add_service(console.store, "hello", "default")
+    add_service(console.store, "other", "team")
+    async with console.signed_in() as client:
+        html = (await client.get("/apps?namespace=team")).text
+        assert 'data-app="team/other"' in html and 'data-app="default/hello"' not in html
+        assert 'name="namespace" list="ns-choices" value="team"' in html
+        assert '<option value="default"></option><option value="team"></option>' in html
+        assert 'href="/models?namespace=team"' in html and 'href="/training?namespace=team"' in html
+        assert 'action="/apps"' in html
+        fragment = (await client.get("/apps?namespace=team&fragment=main")).text
+        assert 'data-app="default/hello"' not in fragment
+        overview = (await client.get("/?namespace=team")).text
+        assert 'href="/apps?namespace=team">Services</a>' in overview
+        tiles = overview.split('data-resource="services.serving.knative.dev"')[1]
+        assert '<span class="tile-n">1</span>' in tiles.split("</li>")[0]
+        objects = (await client.get("/objects?namespace=team")).text
+        assert 'id="kinds-namespace">team' in objects
+        assert 'href="/objects/services.serving.knative.dev?namespace=team"' in objects
+        listing = (await client.get("/objects/revisions.serving.knative.dev?namespace=team")).text
+        assert "other-00001" in listing and "hello-00001" not in listing
+        # a page of one object: the selector goes to its list
+        detail = (await client.get("/object/services.serving.knative.dev/default/hello")).text
+        assert '<form method="get" action="/objects" class="ns-select"' in detail
+        plain = (await client.get("/apps")).text
+        assert 'href="/models"' in plain and 'data-app="default/hello"' in plain

@@ -88,3 +88,22 @@ async def test_apps_without_metrics_history_and_by_namespace(tmp_path: Path) -> 
     assert not page.metrics_available
     assert [a.name for a in page.apps] == ["other"]
     assert [a.name for a in apps(store, {}).apps] == ["hello", "other"]
+
+
+def test_apps_pages_and_searches_building_only_the_page(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    with store.transaction():
+        for i in range(23):
+            add_service(store, f"svc-{i:02d}", "default" if i % 2 else "team")
+    page = apps(store, {}, per_page=10, page=3)
+    assert (page.total, page.pages, page.page) == (23, 3, 3)
+    # by namespace, then name: default holds the odd ones, team the even ones
+    assert [a.name for a in page.apps] == ["svc-18", "svc-20", "svc-22"]
+    assert [r.name for r in page.apps[0].revisions] == ["svc-18-00002", "svc-18-00001"]
+    assert apps(store, {}, per_page=10, page=99).page == 3  # past the end: the last page
+    found = apps(store, {}, query=" SVC-1", per_page=10)
+    assert found.query == "SVC-1" and found.total == 10
+    assert [a.name for a in apps(store, {}, "default", query="svc-1").apps] == [
+        f"svc-{i}" for i in (11, 13, 15, 17, 19)
+    ]
+    assert apps(store, {}, query="nothing").apps == []

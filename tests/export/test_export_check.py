@@ -278,8 +278,8 @@ def test_a_local_model_path_is_a_warning() -> None:
 
 
 def test_the_conference_cluster_folder_passes() -> None:
-    report = check_paths([str(EXAMPLES / "conference" / "cluster")])
-    assert report.objects == 6
+    report = check_paths([str(EXAMPLES / "conference" / "cluster")], recursive=True)
+    assert report.objects == 15
     assert report.findings == ()
     assert report.ok
 

@@ -304,8 +304,9 @@ async def test_websocket_upgrade_is_tunnelled() -> None:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: server.started or task.done(), what="the WebSocket replica")
+        if task.done():
+            task.result()  # the replica failed to start: say why
         target = table.revision("default", "hello-00001")
         target.set_endpoints([("127.0.0.1", port, "r1")])
         simple_route(table, [("hello-00001", 100)], {})

@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 from _support.servers import moto_endpoint, s3_bucket
 
+# Each test runs the initializer program as a process, as a TrainJob's initializer does.
+pytestmark = pytest.mark.e2e
+
 PROGRAM = [sys.executable, "-m", "wonderland.training.initializers"]
 # The variables upstream's initializers read, and what else steers where files come from:
 # none may leak in from the environment the tests run in.

@@ -21,6 +21,7 @@ from wonderland.console.registry_views import TrackingRegistry
 from wonderland.console.security import ConsoleSessions
 from wonderland.console.server import ConsoleServer, ConsoleStatus
 from wonderland.console.sources import GatewayModelClient, HistorySource, HubSources, NoSources
+from wonderland.console.trace_pages import TracePages
 from wonderland.console.tuning_views import ObservationReader
 from wonderland.console.views import HubMetrics, MetricsSource, TopRow
 from wonderland.control.sources import PodLogSource, ResourceMetricsSource
@@ -28,6 +29,7 @@ from wonderland.gateway import HostRoute, RevisionTarget, RoutingTable
 from wonderland.kubeconfig import ensure_token
 from wonderland.monitoring.history import HistoryStore
 from wonderland.monitoring.hub import MetricsHub
+from wonderland.tracing.store import TraceStore
 from wonderland.tracking.access import TrackingAccess
 from wonderland.tuning.observations import ObservationLogStore
 
@@ -137,6 +139,8 @@ def install(platform: Platform) -> None:
     ).install()
     examples = FileExamples(state_dir / EXAMPLES_DIR)  # the try-it box's saved requests
     ModelPages(server, sources, client, examples=examples, history_step=step).install()
+    recording = platform.settings.tracing == "on"
+    server.add_pages(TracePages(platform.get(TraceStore), step, recording=recording))
     platform.add_service(_ConsoleService(platform, server))
     platform.provide(ConsoleSessions, server)  # type: ignore[type-abstract]
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

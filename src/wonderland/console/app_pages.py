@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from wonderland.autoscaler.exporter import ScalerSnapshot, ScalerSource
 from wonderland.console import views
 from wonderland.console.app_charts import ColdStartBin, cold_start_histogram, service_charts
@@ -51,7 +49,8 @@ from wonderland.console.function_invoke import (
     invoke_function,
     parse_invoke,
 )
-from wonderland.console.server import MAX_FORM, ConsoleServer, Request, Response
+from wonderland.console.pages import Answer, Refused, Rendered, Request, Response, json_response
+from wonderland.console.server import MAX_FORM, ConsoleServer
 from wonderland.console.sources import GatewayClient, HistorySource
 from wonderland.control.sources import PodLogSource
 from wonderland.errors import NotFoundError
@@ -398,19 +397,23 @@ class AppPages:
         self.history_step = history_step
 
     def install(self) -> None:
-        self.server.add_pages("/apps/", self.page)
+        self.server.add_pages(self)
 
-    async def page(self, request: Request, body: bytes) -> Response:
+    async def answer(self, request: Request) -> Answer | None:
+        """The :class:`~wonderland.console.pages.PageSet` entry: paths under ``/apps/``."""
+        if not request.path.startswith("/apps/"):
+            return None
+        body = request.body
         parts = request.path.removeprefix("/apps/").split("/")
         if request.method == "GET" and parts == ["functions"]:
             context = {"page": functions_page(self.server.store), "nav": "apps"}
-            return self.server.view(request, "functions.html", context)
+            return Rendered("functions.html", context)
         if len(parts) == 3 and parts[2] == "invoke" and all(parts[:2]):
             if request.method != "POST":
-                return _json(405, {"error": "POST the invoke box's form (JSON) here"})
+                return json_response(405, {"error": "POST the invoke box's form (JSON) here"})
             return await self.invoke(parts[0], parts[1], body)
         if request.method != "GET" or len(parts) != 2 or not all(parts):
-            return self.server.page(404, "error.html", {"message": "use /apps/<namespace>/<name>"})
+            return Refused(404, "use /apps/<namespace>/<name>")
         namespace, name = parts
         try:
             data = await service_page(
@@ -425,7 +428,7 @@ class AppPages:
             )
         except NotFoundError:
             message = f"no Service {namespace}/{name}; see the list on Apps"
-            return self.server.page(404, "error.html", {"message": message})
+            return Refused(404, message)
         context = {
             "page": data,
             "nav": "apps",
@@ -434,23 +437,27 @@ class AppPages:
             "invoke_available": self.client is not None,
             "default_data": DEFAULT_DATA,
         }
-        return self.server.view(request, "service.html", context)
+        return Rendered("service.html", context)
 
     async def invoke(self, namespace: str, name: str, body: bytes) -> Response:
         """Send the invoke box's request to the function through the gateway."""
         if self.client is None:
-            return _json(503, {"error": "this console has no gateway to send requests through"})
+            return json_response(
+                503, {"error": "this console has no gateway to send requests through"}
+            )
         try:
             form = parse_invoke(body, MAX_FORM)
         except InvokeRefused as refused:
-            return _json(refused.status, {"error": refused.message + "; fix it and send again"})
+            return json_response(
+                refused.status, {"error": refused.message + "; fix it and send again"}
+            )
         try:
             service = self.server.store.get("services.serving.knative.dev", namespace, name)
         except NotFoundError:
-            return _json(404, {"error": f"no Service {namespace}/{name}"})
+            return json_response(404, {"error": f"no Service {namespace}/{name}"})
         info = function_info(service)
         if info is None:
-            return _json(
+            return json_response(
                 409,
                 {
                     "error": f"Service {namespace}/{name} is not a function (no "
@@ -459,7 +466,7 @@ class AppPages:
             )
         url = str((service.get("status") or {}).get("url") or "")
         answer, event_id = await invoke_function(self.client, url, form)
-        return _json(
+        return json_response(
             200,
             {
                 "status": answer.status,
@@ -472,7 +479,3 @@ class AppPages:
                 "error": answer.error,
             },
         )
-
-
-def _json(status: int, doc: Any) -> Response:
-    return Response(status, orjson.dumps(doc), "application/json", [("cache-control", "no-store")])

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import orjson
 
 from wonderland.console import registry_views, training_views, tuning_views
+from wonderland.console.pages import Answer, Redirect, Refused, Rendered, Request
 from wonderland.console.registry_views import (
     RegistryAccess,
     RegistryPage,
@@ -43,15 +44,7 @@ from wonderland.tracking.registry import (
     restore,
 )
 
-__all__ = [
-    "Answer",
-    "LogStream",
-    "MlopsPages",
-    "Redirect",
-    "Refused",
-    "Rendered",
-    "chart_json",
-]
+__all__ = ["LogStream", "MlopsPages", "chart_json"]
 
 log = logging.getLogger("wonderland.console")
 _T = TypeVar("_T")
@@ -62,27 +55,6 @@ MAX_LOG_STREAMS = 16  # followed logs open at once, all clients together
 REGISTRY_CACHE_SECONDS = 2.0
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
-
-
-@dataclass(frozen=True)
-class Rendered:
-    template: str
-    context: dict[str, Any]
-    status: int = 200
-
-
-@dataclass(frozen=True)
-class Redirect:
-    location: str
-
-
-@dataclass(frozen=True)
-class Refused:
-    status: int
-    message: str
-
-
-Answer = Rendered | Redirect | Refused
 
 
 @dataclass(frozen=True)
@@ -153,6 +125,14 @@ class MlopsPages:
 
     async def stop(self) -> None:
         await self.history.stop()
+
+    async def answer(self, request: Request) -> Answer | None:
+        """The :class:`~wonderland.console.pages.PageSet` entry: a GET or a form's POST."""
+        if request.method == "GET":
+            return await self.get(request.path, request.query)
+        if request.method == "POST":
+            return await self.post(request.path, request.form())
+        return None
 
     # -- GET -----------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from wonderland.console import views
+from wonderland.console import model_views, views
 from wonderland.console.app_pages import event_rows
 from wonderland.console.charts import (
     RANGES,
@@ -47,7 +47,8 @@ from wonderland.console.model_monitoring import (
     drift_statistics,
     payload_rows,
 )
-from wonderland.console.server import ConsoleServer, Request, Response
+from wonderland.console.pages import Answer, Refused, Rendered, Request, Response, json_response
+from wonderland.console.server import ConsoleServer
 from wonderland.console.sources import HistorySource, ModelAnswer, ModelClient, Series
 from wonderland.errors import ConflictError, InvalidError, NotFoundError
 from wonderland.store import Store
@@ -144,7 +145,7 @@ class ComponentStatus:
 
 @dataclass(frozen=True)
 class ModelPage:
-    model: views.ModelRow
+    model: model_views.ModelRow
     conditions: list[tuple[str, views.Condition]]
     address: str
     components: list[ComponentStatus]
@@ -270,7 +271,7 @@ async def model_page(
     """One InferenceService's page; NotFoundError when there is none."""
     isvc = store.get(ISVC, namespace, name)
     rv = store.resource_version
-    row = next(m for m in views.models(store, {}, namespace).models if m.name == name)
+    row = next(m for m in model_views.models(store, {}, namespace).models if m.name == name)
     status = isvc.get("status") or {}
     spec = isvc.get("spec") or {}
     chosen, seconds = range_seconds(range_name)
@@ -403,27 +404,29 @@ class ModelPages:
         self._metadata: dict[tuple[str, str, str], ModelMetadata] = {}
 
     def install(self) -> None:
-        self.server.add_pages("/models/", self.handle)
+        self.server.add_pages(self)
 
-    async def handle(self, request: Request, body: bytes) -> Response:
+    async def answer(self, request: Request) -> Answer | None:
+        """The :class:`~wonderland.console.pages.PageSet` entry: paths under ``/models/``."""
+        if not request.path.startswith("/models/"):
+            return None
+        body = request.body
         parts = request.path.removeprefix("/models/").split("/")
         if len(parts) == 3 and parts[2] == "infer" and all(parts[:2]):
             if request.method != "POST":
-                return _json(405, {"error": "POST a V2 inference request (JSON) here"})
+                return json_response(405, {"error": "POST a V2 inference request (JSON) here"})
             return await self.infer(parts[0], parts[1], body)
         if len(parts) in (3, 4) and parts[2] == "examples" and all(parts[:2]):
             if len(parts) == 3 and request.method == "POST":
                 return await self.save_example(parts[0], parts[1], body)
             if len(parts) == 4 and parts[3] and request.method == "DELETE":
                 return await self.delete_example(parts[0], parts[1], parts[3])
-            return _json(
+            return json_response(
                 405,
                 {"error": "POST an example to .../examples, DELETE .../examples/<name>"},
             )
         if request.method != "GET" or len(parts) != 2 or not all(parts):
-            return self.server.page(
-                404, "error.html", {"message": "use /models/<namespace>/<name>"}
-            )
+            return Refused(404, "use /models/<namespace>/<name>")
         return await self.page(request, parts[0], parts[1])
 
     async def _read_metadata(
@@ -458,12 +461,12 @@ class ModelPages:
         self._metadata[key] = metadata
         return metadata, ""
 
-    async def page(self, request: Request, namespace: str, name: str) -> Response:
+    async def page(self, request: Request, namespace: str, name: str) -> Answer:
         try:
             isvc = self.server.store.get(ISVC, namespace, name)
         except NotFoundError:
             message = f"no InferenceService {namespace}/{name}; see the list on Models"
-            return self.server.page(404, "error.html", {"message": message})
+            return Refused(404, message)
         metadata, why = await self._read_metadata(namespace, name, isvc)
         try:
             data = await model_page(
@@ -479,31 +482,33 @@ class ModelPages:
             )
         except NotFoundError:
             message = f"no InferenceService {namespace}/{name}; see the list on Models"
-            return self.server.page(404, "error.html", {"message": message})
+            return Refused(404, message)
         context = {"page": data, "nav": "models", "poll": max(1, round(self.history_step))}
-        return self.server.view(request, "model.html", context)
+        return Rendered("model.html", context)
 
     async def infer(self, namespace: str, name: str, body: bytes) -> Response:
         refused = v2_request_error(body)
         if refused is not None:
-            return _json(refused[0], {"error": refused[1] + "; fix it and send again"})
+            return json_response(refused[0], {"error": refused[1] + "; fix it and send again"})
         try:
             isvc = self.server.store.get(ISVC, namespace, name)
         except NotFoundError:
-            return _json(404, {"error": f"no InferenceService {namespace}/{name}"})
+            return json_response(404, {"error": f"no InferenceService {namespace}/{name}"})
         url = str((isvc.get("status") or {}).get("url") or "")
         answer = await self.client.post(url, f"/v2/models/{name}/infer", body)
-        return _json(200, _answer_json(answer))
+        return json_response(200, _answer_json(answer))
 
     def _examples_answer(self, examples: Sequence[Example]) -> Response:
-        return _json(200, {"examples": [asdict(e) for e in examples]})
+        return json_response(200, {"examples": [asdict(e) for e in examples]})
 
     async def save_example(self, namespace: str, name: str, body: bytes) -> Response:
         """``POST .../examples``: ``{"name", "body"}``, the body a V2 request."""
         if self.examples is None:
-            return _json(503, {"error": "this console keeps no examples (no state directory)"})
+            return json_response(
+                503, {"error": "this console keeps no examples (no state directory)"}
+            )
         if not body.strip():
-            return _json(
+            return json_response(
                 400,
                 {
                     "error": f"the form is empty (or over {MAX_REQUEST // 1024} KiB): send "
@@ -513,34 +518,36 @@ class ModelPages:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return _json(422, {"error": f"the form is not JSON: {exc}"})
+            return json_response(422, {"error": f"the form is not JSON: {exc}"})
         if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
-            return _json(422, {"error": 'send {"name": "...", "body": "<a V2 request>"}'})
+            return json_response(422, {"error": 'send {"name": "...", "body": "<a V2 request>"}'})
         request = str(doc.get("body") or "")
         refused = v2_request_error(request.encode())
         if refused is not None:
-            return _json(refused[0], {"error": refused[1] + "; fix it and save again"})
+            return json_response(refused[0], {"error": refused[1] + "; fix it and save again"})
         try:
             self.server.store.get(ISVC, namespace, name)
         except NotFoundError:
-            return _json(404, {"error": f"no InferenceService {namespace}/{name}"})
+            return json_response(404, {"error": f"no InferenceService {namespace}/{name}"})
         try:
             check_name(doc["name"])
             saved = self.examples.save(namespace, name, Example(doc["name"], request, now_iso()))
         except InvalidError as exc:
-            return _json(422, {"error": f"{exc.reason_text}; pick another name"})
+            return json_response(422, {"error": f"{exc.reason_text}; pick another name"})
         except ConflictError as exc:
-            return _json(409, {"error": str(exc)})
+            return json_response(409, {"error": str(exc)})
         return self._examples_answer(saved)
 
     async def delete_example(self, namespace: str, name: str, example: str) -> Response:
         if self.examples is None:
-            return _json(503, {"error": "this console keeps no examples (no state directory)"})
+            return json_response(
+                503, {"error": "this console keeps no examples (no state directory)"}
+            )
         try:
             self.server.store.get(ISVC, namespace, name)
             kept = self.examples.delete(namespace, name, example)
         except NotFoundError as exc:
-            return _json(404, {"error": str(exc)})
+            return json_response(404, {"error": str(exc)})
         return self._examples_answer(kept)
 
 
@@ -567,7 +574,3 @@ def _answer_json(answer: ModelAnswer) -> dict[str, Any]:
         "curl": answer.curl,
         "error": answer.error,
     }
-
-
-def _json(status: int, doc: Any) -> Response:
-    return Response(status, orjson.dumps(doc), "application/json", [("cache-control", "no-store")])

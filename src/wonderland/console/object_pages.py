@@ -1,8 +1,8 @@
 """The console's pages for any object: kinds, lists, one object (YAML, edit, delete,
 events), the Apply page, the Events page and the node panel.
 
-Each handler returns a :class:`Page` (a template, its context and a status, or a
-redirect); the server renders it, so these pages share its security rules, its headers
+Each handler returns an :data:`~wonderland.console.pages.Answer` (a template, its
+context and a status, or a redirect); the server renders it, so these pages share its security rules, its headers
 and its live updates. The work is :mod:`wonderland.console.objects`' (through the store,
 as ``wonderland apply`` and the control API write) and :mod:`wonderland.console.node`'s.
 
@@ -16,7 +16,7 @@ An empty namespace segment names a cluster-scoped object.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -26,22 +26,13 @@ from wonderland.api import registry
 from wonderland.api.kinds import ResourceKind
 from wonderland.console import objects
 from wonderland.console.node import NodeSampler
+from wonderland.console.pages import Answer, Redirect, Rendered, Request
 from wonderland.errors import NotFoundError, WonderlandError
 from wonderland.store import Store
 
-__all__ = ["MAX_YAML", "ObjectPages", "Page", "human_age", "human_bytes", "object_url"]
+__all__ = ["MAX_YAML", "ObjectPages", "human_age", "human_bytes", "object_url"]
 
 MAX_YAML = 512 * 1024  # bytes of a submitted form with YAML in it
-
-
-@dataclass
-class Page:
-    """What a handler answers: a template with its context, or a redirect."""
-
-    template: str = ""
-    context: dict[str, Any] = field(default_factory=dict)
-    status: int = 200
-    location: str = ""
 
 
 def object_url(resource: str, namespace: str, name: str) -> str:
@@ -82,12 +73,18 @@ class ObjectPages:
         self.store = store
         self.node = node
 
+    async def answer(self, request: Request) -> Answer | None:
+        """The :class:`~wonderland.console.pages.PageSet` entry."""
+        method, path, query = request.method, request.path, request.query
+        form = request.form() if method == "POST" else {}
+        return await self.route(method, path, query, form)
+
     async def route(
         self, method: str, path: str, query: Mapping[str, list[str]], form: Mapping[str, list[str]]
-    ) -> Page | None:
+    ) -> Answer | None:
         """The page for ``path``, or None when the path is not one of these pages."""
         if path == "/objects" and method == "GET":
-            return self.kinds()
+            return self.kinds(_form_value(query, "namespace"))
         if path.startswith("/objects/") and method == "GET":
             return self.listing(path.removeprefix("/objects/"), _form_value(query, "namespace"))
         if path.startswith("/object/"):
@@ -101,35 +98,38 @@ class ObjectPages:
                 return self.change(resource, namespace, name, form)
         if path == "/apply":
             if method == "GET":
-                return Page("apply.html", {"nav": "apply", "text": "", "outcome": None})
+                return Rendered("apply.html", {"nav": "apply", "text": "", "outcome": None})
             if method == "POST":
                 return self.apply(form)
         if path == "/events" and method == "GET":
             return self.events(query)
         if path == "/node" and method == "GET":
-            return Page("_node.html", {"node": await self.node.panel(), "fragment": True})
+            return Rendered("_node.html", {"node": await self.node.panel(), "fragment": True})
         return None
 
     # -- kinds and lists ---------------------------------------------------------------
 
-    def kinds(self) -> Page:
+    def kinds(self, namespace: str = "") -> Answer:
+        """Every stored kind with how many objects it has (in ``namespace``, or all;
+        cluster-scoped kinds count every object)."""
         rows: list[KindRow] = []
         for kind in sorted(registry.all_kinds(), key=lambda k: (k.group, k.kind)):
             if "list" not in kind.verbs or "create" not in kind.verbs:
                 continue  # served, not stored (metrics.k8s.io)
             try:
-                items, _ = self.store.list(kind.resource, None)
+                items, _ = self.store.list(kind.resource, namespace or None)
             except NotFoundError:
                 continue
             rows.append(KindRow(kind.resource, kind.kind, kind.group, kind.namespaced, len(items)))
         context = {
             "nav": "objects",
             "kinds": rows,
+            "namespace": namespace,
             "page": {"resource_version": self.store.resource_version},
         }
-        return Page("objects.html", context)
+        return Rendered("objects.html", context)
 
-    def listing(self, resource: str, namespace: str) -> Page:
+    def listing(self, resource: str, namespace: str) -> Answer:
         try:
             kind = objects.kind_of(resource)
             items, rv = self.store.list(resource, namespace or None)
@@ -160,7 +160,7 @@ class ObjectPages:
             "command": f"kubectl get {kind.resource}{scope}",
             "page": {"resource_version": rv},
         }
-        return Page("object_list.html", context)
+        return Rendered("object_list.html", context)
 
     # -- one object --------------------------------------------------------------------
 
@@ -197,7 +197,9 @@ class ObjectPages:
             "confirm_delete": False,
         }
 
-    def _load(self, resource: str, namespace: str, name: str) -> tuple[ResourceKind, Any] | Page:
+    def _load(
+        self, resource: str, namespace: str, name: str
+    ) -> tuple[ResourceKind, Any] | Rendered:
         try:
             kind = objects.kind_of(resource)
             obj = self.store.get(resource, namespace or None, name)
@@ -205,20 +207,20 @@ class ObjectPages:
             return _missing(str(exc))
         return kind, obj
 
-    def show(self, resource: str, namespace: str, name: str, confirm_delete: bool) -> Page:
+    def show(self, resource: str, namespace: str, name: str, confirm_delete: bool) -> Answer:
         loaded = self._load(resource, namespace, name)
-        if isinstance(loaded, Page):
+        if isinstance(loaded, Rendered):
             return loaded
         kind, obj = loaded
         context = self._context(kind, obj, namespace, name)
         context["confirm_delete"] = confirm_delete
-        return Page("object.html", context)
+        return Rendered("object.html", context)
 
     def change(
         self, resource: str, namespace: str, name: str, form: Mapping[str, list[str]]
-    ) -> Page:
+    ) -> Answer:
         loaded = self._load(resource, namespace, name)
-        if isinstance(loaded, Page):
+        if isinstance(loaded, Rendered):
             return loaded
         kind, obj = loaded
         action = _form_value(form, "action")
@@ -233,22 +235,22 @@ class ObjectPages:
             return _missing(f"{exc} (deleted meanwhile?)")
         if not problems:
             location = object_url(resource, namespace, name) + f"?saved={result}"
-            return Page(location=location)
+            return Redirect(location)
         current = self.store.get(resource, namespace or None, name)
         context = self._context(kind, current, namespace, name)
         context["edit"] = text  # the user's own text back, to fix it
         context["problems"] = problems
         context["lines"] = _numbered(text, problems)
-        return Page("object.html", context, max(p.status for p in problems))
+        return Rendered("object.html", context, max(p.status for p in problems))
 
     def _delete(
         self, kind: ResourceKind, obj: dict[str, Any], namespace: str, name: str, confirm: str
-    ) -> Page:
+    ) -> Answer:
         if confirm.strip() != name:
             context = self._context(kind, obj, namespace, name)
             context["confirm_delete"] = True
             context["confirm_error"] = f'type the name "{name}" to confirm the deletion'
-            return Page("object.html", context, 400)
+            return Rendered("object.html", context, 400)
         try:
             outcome = objects.delete_object(self.store, kind.resource, namespace, name)
         except NotFoundError as exc:
@@ -257,18 +259,18 @@ class ObjectPages:
             context = self._context(kind, obj, namespace, name)
             context["confirm_delete"] = True
             context["confirm_error"] = str(exc)
-            return Page("object.html", context, 409)
+            return Rendered("object.html", context, 409)
         context = {
             "nav": "objects",
             "outcome": outcome,
             "kind": kind,
             "command": f"kubectl delete {_kubectl_target(kind, namespace, name)}",
         }
-        return Page("deleted.html", context)
+        return Rendered("deleted.html", context)
 
     # -- apply -------------------------------------------------------------------------
 
-    def apply(self, form: Mapping[str, list[str]]) -> Page:
+    def apply(self, form: Mapping[str, list[str]]) -> Answer:
         text = _form_value(form, "yaml")
         dry_run = _form_value(form, "mode") != "apply"
         outcome = objects.apply_text(self.store, text, dry_run=dry_run)
@@ -279,11 +281,11 @@ class ObjectPages:
             "lines": _numbered(text, outcome.problems) if outcome.problems else [],
             "object_url": object_url,
         }
-        return Page("apply.html", context, outcome.status)
+        return Rendered("apply.html", context, outcome.status)
 
     # -- events ------------------------------------------------------------------------
 
-    def events(self, query: Mapping[str, list[str]]) -> Page:
+    def events(self, query: Mapping[str, list[str]]) -> Answer:
         page = objects.events(
             self.store,
             kind=_form_value(query, "kind"),
@@ -297,7 +299,7 @@ class ObjectPages:
             "command": objects.kubectl_events(page.filters),
             "object_url": object_url,
         }
-        return Page("events.html", context)
+        return Rendered("events.html", context)
 
 
 @dataclass(frozen=True)
@@ -320,8 +322,8 @@ def _yaml(obj: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(obj), sort_keys=False, default_flow_style=False)
 
 
-def _missing(message: str, status: int = 404) -> Page:
-    return Page("error.html", {"message": message, "nav": ""}, status)
+def _missing(message: str, status: int = 404) -> Rendered:
+    return Rendered("error.html", {"message": message, "nav": ""}, status)
 
 
 def human_bytes(value: int | None) -> str:

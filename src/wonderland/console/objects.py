@@ -38,6 +38,7 @@ __all__ = [
     "EventsPage",
     "Problem",
     "apply_text",
+    "create_text",
     "delete_object",
     "edit_text",
     "editable_yaml",
@@ -70,6 +71,8 @@ class Problem:
     column: int = 1
     field: str = ""
     status: int = 422  # the HTTP status the page answers with
+    api_version: str = ""  # the document's, for the field's docs
+    kind: str = ""
 
     @property
     def where(self) -> str:
@@ -197,6 +200,8 @@ def _problem(manifest: Manifest, exc: WonderlandError) -> Problem:
             manifest.line_of(path),
             manifest.column_of(path) if path else 1,
             path,
+            api_version=str(manifest.obj.get("apiVersion") or ""),
+            kind=str(manifest.obj.get("kind") or ""),
         )
     # a stale resourceVersion or a taken name is a conflict; the rest (a kind or an
     # object the document refers to that does not exist) is a refused document
@@ -313,6 +318,46 @@ def apply_text(store: Store, text: str, *, dry_run: bool) -> ApplyOutcome:
             outcome.problems.append(result.problem)
             outcome.failed = result
             break
+        outcome.applied.append(result)
+    return outcome
+
+
+def create_text(store: Store, text: str, *, dry_run: bool) -> ApplyOutcome:
+    """Create the one object of ``text`` as ``kubectl create`` does (an object of that name
+    already is a conflict, 409), or with ``dry_run`` only check that it would be created:
+    the same store write in a transaction that is rolled back."""
+    outcome = ApplyOutcome(dry_run=dry_run)
+    manifests, outcome.problems = _parse(text)
+    if outcome.problems:
+        return outcome
+    if len(manifests) != 1:
+        message = "this form creates one object; use Apply for several"
+        outcome.problems.append(Problem(message, manifests[-1].line, status=400))
+        return outcome
+    (manifest,) = manifests
+    result, kind = _document(0, manifest)
+    outcome.documents.append(result)
+    if kind is None:
+        assert result.problem is not None
+        outcome.problems.append(result.problem)
+        return outcome
+    obj: dict[str, Any] = yaml.safe_load(yaml.safe_dump(manifest.obj))  # a private copy
+    obj.pop("status", None)
+    if kind.namespaced and isinstance(obj.get("metadata"), dict):
+        obj["metadata"].setdefault("namespace", result.namespace)
+    try:
+        with store.transaction():
+            store.create(obj)
+            if dry_run:
+                raise _Rollback
+    except _Rollback:
+        pass
+    except WonderlandError as exc:
+        result.problem = _problem(manifest, exc)
+        outcome.problems.append(result.problem)
+        return outcome
+    result.action = "created"
+    if not dry_run:
         outcome.applied.append(result)
     return outcome
 

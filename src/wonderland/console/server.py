@@ -7,36 +7,49 @@ then pages need a session cookie (a redirect to the sign-in form), the stream an
 YAML view answer 401 without one. Answers carry a strict Content-Security-Policy (no
 inline script or style), ``nosniff`` and ``no-referrer``.
 
-Routes: ``GET /`` (Overview), ``GET /apps`` (Apps), ``POST /apps`` (a Service's traffic
-form), ``GET /models`` (Models), ``GET /yaml/<resource>/<ns>/<name>``,
-``GET /live`` (server-sent events), ``GET|POST /signin``, ``POST /signout``,
-``GET /static/<file>``, ``GET /healthz``; the Training, Experiments and Registry pages
-and ``GET /logs/<ns>/<pod>`` come from :class:`~wonderland.console.mlops_pages.MlopsPages`. ``?fragment=main`` answers a page's ``<main>``
-content only, which the page's script swaps in when the stream reports a change.
+The server's own routes are ``GET /live`` (server-sent events), ``GET|POST /signin``,
+``POST /signout``, ``GET /static/<file>``, ``GET /healthz`` and the followed log
+``GET /logs/<ns>/<pod>``. Every page comes from a
+:class:`~wonderland.console.pages.PageSet` registered with :meth:`ConsoleServer.add_pages`:
+:class:`~wonderland.console.core_pages.CorePages` (Overview, Apps, Models, YAML),
+:class:`~wonderland.console.object_pages.ObjectPages` (any object, Apply, Events),
+:class:`~wonderland.console.mlops_pages.MlopsPages` (Training, Experiments, Registry), and
+the Service and InferenceService pages the plugin adds. ``?fragment=main`` answers a
+page's ``<main>`` content only, which the page's script swaps in when the stream reports a change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import mimetypes
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from wonderland.asgi import Receive, Scope, Send, SocketServer, listening_socket
 from wonderland.console import views
+from wonderland.console.core_pages import CorePages
+from wonderland.console.experiment_form import ExperimentFormPages
+from wonderland.console.field_docs import FieldDocPages, field_url
 from wonderland.console.live import LiveFeed
-from wonderland.console.mlops_pages import LogStream, MlopsPages, Redirect, Refused, Rendered
+from wonderland.console.mlops_pages import LogStream, MlopsPages
 from wonderland.console.node import NodeSampler
-from wonderland.console.object_pages import MAX_YAML, ObjectPages, Page, human_age, human_bytes
+from wonderland.console.object_pages import MAX_YAML, ObjectPages, human_age, human_bytes
+from wonderland.console.pages import (
+    Answer,
+    PageSet,
+    Redirect,
+    Refused,
+    Request,
+    Response,
+)
 from wonderland.console.security import (
     SESSION_SECONDS,
     HostGuard,
@@ -45,10 +58,10 @@ from wonderland.console.security import (
     read_cookie,
 )
 from wonderland.control.sources import ResourceMetricsSource
-from wonderland.errors import ConflictError, InvalidError, NotFoundError
+from wonderland.errors import NotFoundError
 from wonderland.store import Store
 
-__all__ = ["ConsoleServer", "ConsoleStatus", "PageHandler", "Request", "Response", "StreamHandler"]
+__all__ = ["ConsoleServer", "ConsoleStatus", "Request", "Response", "StreamHandler"]
 
 log = logging.getLogger("wonderland.console")
 
@@ -63,10 +76,7 @@ SECURITY_HEADERS = (
     ("referrer-policy", "same-origin"),  # no-referrer makes Chrome send "Origin: null"
     ("x-frame-options", "DENY"),
 )
-NODE_POLL_SECONDS = 5  # how often the Overview refreshes the node's figures
 NO_VALUE = "\N{EN DASH}"  # a metric with no value yet
-# Secrets show their keys, never their values.
-MASK = "(hidden)"
 
 
 @dataclass(frozen=True)
@@ -83,28 +93,11 @@ class ConsoleStatus:
         return out
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "text/html; charset=utf-8"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-PageHandler = Callable[["Request", bytes], Awaitable[Response]]
-StreamHandler = Callable[["Request", Receive, Send], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    query: Mapping[str, list[str]]
-    headers: Mapping[str, str]
-
-    def arg(self, name: str, default: str = "") -> str:
-        values = self.query.get(name)
-        return values[0] if values else default
+StreamHandler = Callable[[Request, Receive, Send], Awaitable[None]]
+# the request being answered, for what every page's header shows (the namespace selector)
+_REQUEST: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "console_request", default=None
+)
 
 
 def _seconds_ms(value: float | None) -> str:
@@ -113,18 +106,6 @@ def _seconds_ms(value: float | None) -> str:
 
 def _rate(value: float | None) -> str:
     return NO_VALUE if value is None else f"{value:.2f}/s"
-
-
-def _mask_secret(obj: dict[str, Any]) -> dict[str, Any]:
-    out = dict(obj)
-    for key in ("data", "stringData"):
-        if isinstance(out.get(key), dict):
-            out[key] = dict.fromkeys(out[key], MASK)
-    annotations = dict((out.get("metadata") or {}).get("annotations") or {})
-    if "kubectl.kubernetes.io/last-applied-configuration" in annotations:
-        annotations["kubectl.kubernetes.io/last-applied-configuration"] = MASK
-        out["metadata"] = {**out["metadata"], "annotations": annotations}
-    return out
 
 
 class ConsoleServer:
@@ -166,12 +147,23 @@ class ConsoleServer:
         self.env.filters["summarize_traffic"] = views.summarize_traffic
         self.env.filters["bytes"] = human_bytes
         self.env.filters["age"] = human_age
+        self.env.globals["field_url"] = field_url
         self._server: SocketServer | None = None
-        self._pages: list[tuple[str, PageHandler]] = []
+        self._pages: list[PageSet] = []
         self._streams: list[tuple[str, StreamHandler]] = []
         self.add_stream("/logs/", self._follow_log)
         # any object, Apply, Events and the node panel (object_pages.py)
         self.objects = ObjectPages(store, NodeSampler(store, resources))
+        self.core = CorePages(store, metrics, self.objects.node, poll_seconds)
+        pages_in_order: tuple[PageSet, ...] = (
+            self.core,
+            self.objects,
+            FieldDocPages(),
+            ExperimentFormPages(store),  # before MlopsPages' /experiments/<ns>/<name>
+            self.mlops,
+        )
+        for pages in pages_in_order:
+            self.add_pages(pages)
 
     @property
     def direct_url(self) -> str:
@@ -339,173 +331,73 @@ class ConsoleServer:
                 target = f"/signin?next={quote(path, safe='/')}"
                 return Response(303, headers=[("location", target)])
             return self._text(401, "sign in first: open the console page")
-        if path == "/apps" and request.method == "POST":
-            return await self._set_traffic(request, body)
-        for prefix, pages in self._pages:
-            if path.startswith(prefix):
-                return await pages(request, body)
-        form = parse_qs(body.decode("utf-8", "replace")) if request.method == "POST" else {}
-        shown = await self.objects.route(request.method, path, request.query, form)
-        if shown is not None:
-            return self._show(request, shown)
-        handler = self._routes().get(path)
-        if handler is not None and request.method == "GET":
-            return await handler(request)
-        if path.startswith("/yaml/") and request.method == "GET":
-            return self._yaml(request, path.removeprefix("/yaml/"))
-        if request.method == "GET":
-            found = await self.mlops.get(path, request.query)
-        elif request.method == "POST":
-            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-            found = await self.mlops.post(path, form)
-        else:
-            found = None
-        if found is not None:
-            return self._mlops_answer(request, found)
+        request = replace(request, body=body)
+        _REQUEST.set(request)
+        for pages in self._pages:
+            found = await pages.answer(request)
+            if found is not None:
+                return self.render(request, found)
         return self._page(404, "error.html", {"message": f"no page {path}"})
 
-    def _mlops_answer(self, request: Request, found: Rendered | Redirect | Refused) -> Response:
+    def render(self, request: Request, found: Answer) -> Response:
+        """The HTTP answer for what a page set answered (see :mod:`~.pages`)."""
+        if isinstance(found, Response):
+            return found
         if isinstance(found, Redirect):
             return Response(303, headers=[("location", found.location)])
         if isinstance(found, Refused):
             return self._page(found.status, "error.html", {"message": found.message})
-        if found.status != 200:
-            return self._page(found.status, found.template, found.context)
-        return self._view(request, found.template, found.context)
-
-    def _routes(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
-        return {"/": self._overview, "/apps": self._apps, "/models": self._models}
+        if found.status == 200 and request.method == "GET":
+            return self._view(request, found.template, found.context)
+        return self._page(found.status, found.template, found.context)
 
     # -- pages -------------------------------------------------------------------------
 
-    async def _overview(self, request: Request) -> Response:
-        data = views.overview(self.store)
-        links = {
-            r: "/apps" for r in ("services.serving.knative.dev", "revisions.serving.knative.dev")
-        }
-        links["trainjobs.trainer.kubeflow.org"] = "/training"
-        links["experiments.kubeflow.org"] = "/experiments"
-        node = await self.objects.node.panel()
-        context = {
-            "page": data,
-            "nav": "overview",
-            "page_links": links,
-            "node": node,
-            "poll": NODE_POLL_SECONDS,
-        }
-        return self._view(request, "overview.html", context)
-
-    async def _apps(
-        self, request: Request, error: TrafficError | None = None, status: int = 200
-    ) -> Response:
-        top = await self.metrics.top("revisions")
-        namespace = request.arg("namespace") or None
-        data = views.apps(self.store, top, namespace)
-        context = {
-            "page": data,
-            "nav": "apps",
-            "poll": max(1, round(self.poll_seconds)),
-            "traffic_error": error,
-        }
-        if error is not None:
-            return self._page(status, "apps.html", context)
-        return self._view(request, "apps.html", context)
-
-    async def _set_traffic(self, request: Request, body: bytes) -> Response:
-        """``POST /apps``: a Service's traffic form. The new split is an ordinary update of
-        the Service (the store's update runs the Service's own validation, as for
-        ``wonderland apply``); the page answers 303 back to the Service, or 4xx with the
-        error next to the form."""
-        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        namespace = (form.get("namespace") or [""])[0]
-        name = (form.get("name") or [""])[0]
-        targets, percents, tags = (form.get(k) or [] for k in ("target", "percent", "tag"))
-        rows = [
-            views.SplitRow(t, _int_or_zero(p), g)
-            for t, p, g in zip(targets, percents, tags, strict=False)
-        ]
-
-        def refused(status: int, where: str, message: str) -> Awaitable[Response]:
-            orphan = status in (400, 404)
-            error = TrafficError(namespace, name, where, message, rows, orphan)
-            return self._apps(request, error, status)
-
-        if not namespace or not name:
-            return await refused(400, "form", "name the Service (namespace and name fields)")
-        labels: list[str] = []
-        try:
-            traffic, labels = views.traffic_from_form(targets, percents, tags)
-            service = self.store.get("services.serving.knative.dev", namespace, name)
-            service.setdefault("spec", {})["traffic"] = traffic
-            self.store.update(service)
-        except InvalidError as exc:
-            return await refused(422, _form_place(exc.field, labels), exc.reason_text)
-        except NotFoundError as exc:
-            return await refused(404, f"Service {namespace}/{name}", str(exc))
-        except ConflictError as exc:
-            return await refused(409, f"Service {namespace}/{name}", str(exc))
-        log.info("console: traffic of %s/%s set to %s", namespace, name, traffic)
-        return Response(303, headers=[("location", f"/apps#app-{namespace}-{name}")])
-
-    async def _models(self, request: Request) -> Response:
-        top = await self.metrics.top("models")
-        namespace = request.arg("namespace") or None
-        data = views.models(self.store, top, namespace)
-        context = {"page": data, "nav": "models", "poll": max(1, round(self.poll_seconds))}
-        return self._view(request, "models.html", context)
-
-    def _yaml(self, request: Request, rest: str) -> Response:
-        parts = rest.split("/")
-        if len(parts) != 3 or not all(parts[0::2]):
-            return self._page(
-                404, "error.html", {"message": "use /yaml/<resource>/<namespace>/<name>"}
-            )
-        resource, namespace, name = parts
-        try:
-            obj = self.store.get(resource, namespace or None, name)
-        except NotFoundError as exc:
-            return self._page(404, "error.html", {"message": str(exc)})
-        if obj.get("kind") == "Secret":
-            obj = _mask_secret(obj)
-        text = yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
-        context = {"obj": obj, "text": text, "resource": resource, "nav": ""}
-        return self._view(request, "yaml.html", context)
-
-    def add_pages(self, prefix: str, handler: PageHandler) -> None:
-        """Serve every path under ``prefix`` (``"/apps/"``) with ``handler``, after the
-        host, origin and session checks."""
-        self._pages.append((prefix, handler))
+    def add_pages(self, pages: PageSet) -> None:
+        """Ask ``pages`` for every request, after the host, origin and session checks and
+        after the page sets added before it."""
+        self._pages.append(pages)
 
     def add_stream(self, prefix: str, handler: StreamHandler) -> None:
         """Serve GETs under ``prefix`` as a stream (the handler writes the ASGI messages,
         e.g. through :meth:`stream_events`), after the host, origin and session checks."""
         self._streams.append((prefix, handler))
 
-    def view(self, request: Request, template: str, context: dict[str, Any]) -> Response:
-        """A page, or its ``main`` block for ``?fragment=main`` (the live refresh)."""
-        return self._view(request, template, context)
-
-    def page(self, status: int, template: str, context: dict[str, Any]) -> Response:
-        """A whole page with ``status``."""
-        return self._page(status, template, context)
-
-    def _show(self, request: Request, page: Page) -> Response:
-        if page.location:
-            return Response(303, headers=[("location", page.location)])
-        if page.status == 200 and request.method == "GET":
-            return self._view(request, page.template, page.context)
-        return self._page(page.status, page.template, page.context)
-
     def _view(self, request: Request, template: str, context: dict[str, Any]) -> Response:
         if request.arg("fragment") == "main":
             tmpl = self.env.get_template(template)
-            html = "".join(tmpl.blocks["main"](tmpl.new_context(context)))
+            html = "".join(tmpl.blocks["main"](tmpl.new_context(self._header(context))))
             return Response(200, html.encode(), headers=[("cache-control", "no-store")])
         return self._page(200, template, context)
 
     def _page(self, status: int, template: str, context: dict[str, Any]) -> Response:
-        html = self.env.get_template(template).render(**context)
+        html = self.env.get_template(template).render(**self._header(context))
         return Response(status, html.encode(), headers=[("cache-control", "no-store")])
+
+    def _header(self, context: dict[str, Any]) -> dict[str, Any]:
+        """``context`` with what the header needs: the namespace selector's choices and
+        the chosen one (``?namespace=``), which the navigation links keep."""
+        if "nav" not in context:
+            return context
+        request = _REQUEST.get()
+        chosen = request.arg("namespace") if request is not None else ""
+        try:
+            listed, _ = self.store.list("namespaces")
+        except NotFoundError:
+            listed = []
+        # the Namespace objects, and "default", which exists without one
+        names = {str((n.get("metadata") or {}).get("name") or "") for n in listed}
+        names.discard("")
+        names.add("default")
+        if chosen:
+            names.add(chosen)
+        return {
+            **context,
+            "ns_chosen": chosen,
+            "ns_choices": sorted(names),
+            "ns_path": _list_path(request.path if request is not None else "/"),
+            "ns_query": "?" + urlencode({"namespace": chosen}) if chosen else "",
+        }
 
     def _refused(self, why: str) -> Response:
         return self._text(403, f"forbidden: {why}")
@@ -589,45 +481,17 @@ class ConsoleServer:
         self.status = ConsoleStatus("", "", "stopped")
 
 
-@dataclass(frozen=True)
-class TrafficError:
-    """A refused traffic form: which Service, where in the form, what is wrong, and the
-    rows as they were submitted (the form shows them again)."""
-
-    namespace: str
-    name: str
-    where: str
-    message: str
-    rows: list[views.SplitRow]
-    orphan: bool = False  # no such Service on the page: the error shows at the top
-
-    def for_app(self, namespace: str, name: str) -> bool:
-        return (self.namespace, self.name) == (namespace, name)
+# a page of one object -> the list its namespace selector goes to
+_LIST_OF = {"object": "/objects", "yaml": "/objects", "trials": "/experiments"}
 
 
-_TRAFFIC_FIELD = re.compile(r"^spec\.traffic\[(\d+)\](?:\.(\w+))?")
-
-
-def _form_place(field: str | None, labels: Sequence[str]) -> str:
-    """Where in the form an error of ``field`` is: ``spec.traffic[1].tag`` becomes
-    ``tag of hello-00001``, ``spec.traffic`` the whole split."""
-    if not field:
-        return "the split"
-    match = _TRAFFIC_FIELD.match(field)
-    if match is not None:
-        index = int(match.group(1))
-        row = labels[index] if index < len(labels) else f"row {index + 1}"
-        return f"{match.group(2) or 'row'} of {row}"
-    if field == "spec.traffic":
-        return "the split"
-    return field
-
-
-def _int_or_zero(text: str) -> int:
-    try:
-        return int(text.strip() or 0)
-    except ValueError:
-        return 0
+def _list_path(path: str) -> str:
+    """Where the namespace selector of the page at ``path`` goes: the page itself for a
+    list (``/apps``, ``/objects/<resource>``), the list for a page of one object."""
+    parts = path.strip("/").split("/")
+    if len(parts) <= 1 or parts[0] == "objects":
+        return path
+    return _LIST_OF.get(parts[0], "/" + parts[0])
 
 
 def _safe_next(target: str) -> str:

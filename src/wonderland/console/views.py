@@ -6,8 +6,7 @@ without a browser. :func:`overview` counts and checks the kinds the platform run
 the request rate and latency percentiles of ``/wonderland/v1/top`` (the monitoring
 endpoint's route, asked in process through the :class:`MetricsSource` seam) and the rows
 of each Service's traffic form (:func:`split_rows`, read back by
-:func:`traffic_from_form`); :func:`models` lists InferenceServices with their component
-readiness, canary split and ``top?kind=models`` figures.
+:func:`traffic_from_form`). The Models list is :mod:`~wonderland.console.model_views`'.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ __all__ = [
     "EventRow",
     "HubMetrics",
     "MetricsSource",
-    "ModelRow",
-    "ModelsPage",
     "OverviewPage",
     "RevisionRow",
     "SplitRow",
@@ -41,7 +38,9 @@ __all__ = [
     "TrafficRow",
     "UnhealthyRow",
     "apps",
-    "models",
+    "conditions_of",
+    "list_objects",
+    "meta_of",
     "overview",
     "ready_condition",
     "split_rows",
@@ -70,7 +69,7 @@ class Condition:
     message: str = ""
 
 
-def _conditions(obj: Mapping[str, Any]) -> dict[str, Condition]:
+def conditions_of(obj: Mapping[str, Any]) -> dict[str, Condition]:
     out: dict[str, Condition] = {}
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if isinstance(cond, dict) and cond.get("type"):
@@ -84,12 +83,12 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, Condition]:
 
 def ready_condition(obj: Mapping[str, Any]) -> Condition:
     """The object's Ready condition; Unknown when it has none yet."""
-    return _conditions(obj).get("Ready", Condition("Unknown", "", "not reconciled yet"))
+    return conditions_of(obj).get("Ready", Condition("Unknown", "", "not reconciled yet"))
 
 
 def _problem(resource: str, obj: Mapping[str, Any]) -> Condition | None:
     """What is wrong with ``obj``, or None when nothing is (or nothing is known yet)."""
-    conds = _conditions(obj)
+    conds = conditions_of(obj)
     if resource in _JOB_KINDS:
         failed = conds.get("Failed")
         return failed if failed is not None and failed.status == "True" else None
@@ -99,7 +98,7 @@ def _problem(resource: str, obj: Mapping[str, Any]) -> Condition | None:
     return None
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def meta_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, dict) else {}
 
@@ -141,28 +140,29 @@ class OverviewPage:
     resource_version: str
 
 
-def _list(store: Store, resource: str) -> list[dict[str, Any]]:
+def list_objects(store: Store, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
     try:
-        items, _ = store.list(resource, None)
+        items, _ = store.list(resource, namespace)
     except NotFoundError:  # the kind's plugin is not installed
         return []
     return items
 
 
-def overview(store: Store) -> OverviewPage:
-    """Counts per kind, what is unhealthy and the newest events."""
+def overview(store: Store, namespace: str | None = None) -> OverviewPage:
+    """Counts per kind, what is unhealthy and the newest events (of ``namespace``, or
+    all)."""
     rv = store.resource_version
     counts: list[CountRow] = []
     unhealthy: list[UnhealthyRow] = []
     for resource, label in COUNTED:
-        items = _list(store, resource)
+        items = list_objects(store, resource, namespace)
         bad = 0
         for obj in items:
             problem = _problem(resource, obj)
             if problem is None:
                 continue
             bad += 1
-            meta = _meta(obj)
+            meta = meta_of(obj)
             unhealthy.append(
                 UnhealthyRow(
                     resource,
@@ -175,12 +175,12 @@ def overview(store: Store) -> OverviewPage:
             )
         counts.append(CountRow(resource, label, len(items), bad))
     events: list[EventRow] = []
-    for ev in _list(store, "events"):
+    for ev in list_objects(store, "events", namespace):
         involved = ev.get("involvedObject") or {}
         last = str(
             ev.get("lastTimestamp")
             or ev.get("eventTime")
-            or _meta(ev).get("creationTimestamp")
+            or meta_of(ev).get("creationTimestamp")
             or ""
         )
         events.append(
@@ -189,7 +189,7 @@ def overview(store: Store) -> OverviewPage:
                 str(ev.get("reason") or ""),
                 str(ev.get("message") or ""),
                 f"{involved.get('kind', '')}/{involved.get('name', '')}",
-                str(_meta(ev).get("namespace", "")),
+                str(meta_of(ev).get("namespace", "")),
                 int(ev.get("count") or 1),
                 last,
             )
@@ -301,12 +301,36 @@ class AppRow:
         rates = [r.request_rate for r in self.revisions if r.request_rate is not None]
         return sum(rates) if rates else None
 
+    @property
+    def replicas(self) -> float | None:
+        counts = [r.replicas for r in self.revisions if r.replicas is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def latency_p95(self) -> float | None:
+        """The slowest p95 of its revisions that take traffic (what a caller may see)."""
+        values = [r.latency_p95 for r in self.revisions if r.latency_p95 is not None]
+        return max(values) if values else None
+
 
 @dataclass(frozen=True)
 class AppsPage:
+    """One page of the Apps list: the Services whose name holds ``query`` (of
+    ``namespace``, or all), ``per_page`` at a time; ``total`` of them match."""
+
     apps: list[AppRow]
     metrics_available: bool
     resource_version: str
+    total: int = 0
+    page: int = 1
+    per_page: int = 0  # 0: every match on one page
+    query: str = ""
+
+    @property
+    def pages(self) -> int:
+        if self.per_page <= 0:
+            return 1
+        return max(1, -(-self.total // self.per_page))
 
 
 def _image(revision: Mapping[str, Any]) -> str:
@@ -399,71 +423,92 @@ def apps(
     top: Mapping[tuple[str, str], TopRow],
     namespace: str | None = None,
     name: str | None = None,
+    *,
+    query: str = "",
+    page: int = 1,
+    per_page: int = 0,
 ) -> AppsPage:
-    """Every Knative Service (of ``namespace``, or all; or the one named ``name`` in
-    ``namespace``) with its revisions, newest first."""
+    """Knative Services (of ``namespace``, or all; or the one named ``name`` in
+    ``namespace``) whose name holds ``query``, by namespace and name, with their revisions
+    newest first. With ``per_page`` only page ``page`` of them (clamped to the last) is
+    built: the others are counted, not read further."""
     rv = store.resource_version
     if name is not None and namespace is not None:
         services = [store.get("services.serving.knative.dev", namespace, name)]
-        listed = store.list(
-            "revisions.serving.knative.dev", namespace, {"serving.knative.dev/service": name}
-        )[0]
     else:
+        needle = query.strip().lower()
         services = [
             s
-            for s in _list(store, "services.serving.knative.dev")
-            if namespace is None or _meta(s).get("namespace") == namespace
+            for s in list_objects(store, "services.serving.knative.dev", namespace)
+            if needle in str(meta_of(s).get("name", "")).lower()
         ]
-        listed = _list(store, "revisions.serving.knative.dev")
+    services.sort(key=lambda s: (meta_of(s).get("namespace"), meta_of(s).get("name")))
+    total = len(services)
+    pages = max(1, -(-total // per_page)) if per_page > 0 else 1
+    page = min(max(1, page), pages)
+    if per_page > 0:
+        services = services[(page - 1) * per_page : page * per_page]
+    wanted = {
+        (str(meta_of(s).get("namespace", "")), str(meta_of(s).get("name", ""))) for s in services
+    }
     revisions: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for rev in listed:
-        meta = _meta(rev)
-        owner = (meta.get("labels") or {}).get("serving.knative.dev/service")
-        if owner:
-            revisions.setdefault((str(meta.get("namespace", "")), str(owner)), []).append(rev)
-    rows: list[AppRow] = []
-    for svc in sorted(services, key=lambda s: (_meta(s).get("namespace"), _meta(s).get("name"))):
-        meta = _meta(svc)
-        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        status = svc.get("status") or {}
-        traffic = _traffic(svc)
-        percent: dict[str, int] = {}
-        for t in traffic:
-            percent[t.revision] = percent.get(t.revision, 0) + t.percent
-        revs: list[RevisionRow] = []
-        for rev in revisions.get((ns, name), []):
-            rmeta = _meta(rev)
-            rname = str(rmeta.get("name", ""))
-            m = top.get((ns, rname))
-            revs.append(
-                RevisionRow(
-                    rname,
-                    str(rmeta.get("creationTimestamp") or ""),
-                    ready_condition(rev),
-                    percent.get(rname, 0),
-                    _image(rev),
-                    m.value("request_rate") if m else None,
-                    m.value("latency_p50") if m else None,
-                    m.value("latency_p95") if m else None,
-                    m.value("latency_p99") if m else None,
-                    m.value("replicas") if m else None,
-                )
-            )
-        revs.sort(key=lambda r: (r.created, r.name), reverse=True)
-        rows.append(
-            AppRow(
-                ns,
-                name,
-                str(status.get("url") or ""),
-                ready_condition(svc),
-                str(status.get("latestCreatedRevisionName") or ""),
-                str(status.get("latestReadyRevisionName") or ""),
-                traffic,
-                revs,
-                split_rows(svc, [r.name for r in revs]),
+    if services:
+        only = namespace if namespace is not None else None
+        if len({ns for ns, _ in wanted}) == 1:
+            only = next(iter(wanted))[0]
+        for rev in list_objects(store, "revisions.serving.knative.dev", only):
+            meta = meta_of(rev)
+            owner = (meta.get("labels") or {}).get("serving.knative.dev/service")
+            key = (str(meta.get("namespace", "")), str(owner))
+            if owner and key in wanted:
+                revisions.setdefault(key, []).append(rev)
+    rows = [_app_row(svc, revisions, top) for svc in services]
+    return AppsPage(rows, bool(top), str(rv), total, page, per_page, query.strip())
+
+
+def _app_row(
+    svc: Mapping[str, Any],
+    revisions: Mapping[tuple[str, str], list[dict[str, Any]]],
+    top: Mapping[tuple[str, str], TopRow],
+) -> AppRow:
+    meta = meta_of(svc)
+    ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    status = svc.get("status") or {}
+    traffic = _traffic(svc)
+    percent: dict[str, int] = {}
+    for t in traffic:
+        percent[t.revision] = percent.get(t.revision, 0) + t.percent
+    revs: list[RevisionRow] = []
+    for rev in revisions.get((ns, name), []):
+        rmeta = meta_of(rev)
+        rname = str(rmeta.get("name", ""))
+        m = top.get((ns, rname))
+        revs.append(
+            RevisionRow(
+                rname,
+                str(rmeta.get("creationTimestamp") or ""),
+                ready_condition(rev),
+                percent.get(rname, 0),
+                _image(rev),
+                m.value("request_rate") if m else None,
+                m.value("latency_p50") if m else None,
+                m.value("latency_p95") if m else None,
+                m.value("latency_p99") if m else None,
+                m.value("replicas") if m else None,
             )
         )
-    return AppsPage(rows, bool(top), str(rv))
+    revs.sort(key=lambda r: (r.created, r.name), reverse=True)
+    return AppRow(
+        ns,
+        name,
+        str(status.get("url") or ""),
+        ready_condition(svc),
+        str(status.get("latestCreatedRevisionName") or ""),
+        str(status.get("latestReadyRevisionName") or ""),
+        traffic,
+        revs,
+        split_rows(svc, [r.name for r in revs]),
+    )
 
 
 def summarize_traffic(traffic: Sequence[TrafficRow]) -> str:
@@ -473,110 +518,3 @@ def summarize_traffic(traffic: Sequence[TrafficRow]) -> str:
         tag = f" (tag {t.tag})" if t.tag else ""
         parts.append(f"{t.revision or 'latest'} {t.percent}%{tag}")
     return ", ".join(parts)
-
-
-# -- models ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    namespace: str
-    name: str
-    url: str
-    ready: Condition
-    predictor: Condition
-    transformer: Condition | None  # None when the InferenceService has no transformer
-    model_format: str
-    storage_uri: str
-    latest_revision: str  # the predictor's newest ready revision
-    latest_percent: int | None  # its share of the traffic; None before any split is known
-    previous_revision: str  # the previous rolled-out revision (a canary's stable side)
-    previous_percent: int
-    request_rate: float | None
-    latency_p50: float | None  # seconds
-    latency_p95: float | None
-
-    @property
-    def canary(self) -> bool:
-        """Traffic is split between the latest and the previous rolled-out revision."""
-        return self.previous_percent > 0
-
-
-@dataclass(frozen=True)
-class ModelsPage:
-    models: list[ModelRow]
-    metrics_available: bool
-    resource_version: str
-
-
-def _split(
-    component: Mapping[str, Any],
-) -> tuple[str, int | None, str, int]:
-    """(latest revision, its percent, previous rolled-out revision, its percent) of a
-    component's status (``status.components.predictor``)."""
-    latest = str(
-        component.get("latestReadyRevision")
-        or component.get("latestRolledoutRevision")
-        or component.get("latestCreatedRevision")
-        or ""
-    )
-    previous = str(component.get("previousRolledoutRevision") or "")
-    traffic = [t for t in component.get("traffic") or [] if isinstance(t, dict)]
-    if not traffic:
-        return latest, None, previous, 0
-    latest_pct = previous_pct = 0
-    for t in traffic:
-        percent = int(t.get("percent") or 0)
-        name = str(t.get("revisionName") or "")
-        if t.get("latestRevision") or (name and name == latest):
-            latest_pct += percent
-        elif name and name == previous:
-            previous_pct += percent
-    return latest, latest_pct, previous, previous_pct
-
-
-def models(
-    store: Store, top: Mapping[tuple[str, str], TopRow], namespace: str | None = None
-) -> ModelsPage:
-    """Every InferenceService (of ``namespace``, or all): readiness of the predictor and
-    the transformer, URL, the canary split and the request rate and latency percentiles
-    of ``/wonderland/v1/top?kind=models``."""
-    rv = store.resource_version
-    rows: list[ModelRow] = []
-    items = [
-        i
-        for i in _list(store, "inferenceservices.serving.kserve.io")
-        if namespace is None or _meta(i).get("namespace") == namespace
-    ]
-    for isvc in sorted(items, key=lambda i: (_meta(i).get("namespace"), _meta(i).get("name"))):
-        meta = _meta(isvc)
-        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        spec = isvc.get("spec") or {}
-        status = isvc.get("status") or {}
-        conds = _conditions(isvc)
-        unknown = Condition("Unknown", "", "not reconciled yet")
-        predictor = spec.get("predictor") or {}
-        model = predictor.get("model") or {}
-        components = status.get("components") or {}
-        latest, latest_pct, previous, previous_pct = _split(components.get("predictor") or {})
-        m = top.get((ns, name))
-        rows.append(
-            ModelRow(
-                ns,
-                name,
-                str(status.get("url") or ""),
-                ready_condition(isvc),
-                conds.get("PredictorReady", unknown),
-                conds.get("TransformerReady", unknown) if spec.get("transformer") else None,
-                str((model.get("modelFormat") or {}).get("name") or ""),
-                str(model.get("storageUri") or predictor.get("storageUri") or ""),
-                latest,
-                latest_pct,
-                previous,
-                previous_pct,
-                m.value("request_rate") if m else None,
-                m.value("latency_p50") if m else None,
-                m.value("latency_p95") if m else None,
-            )
-        )
-    return ModelsPage(rows, bool(top), str(rv))

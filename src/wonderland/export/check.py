@@ -27,6 +27,9 @@ __all__ = ["CheckReport", "Finding", "check_manifests", "check_paths", "manifest
 Severity = Literal["error", "warning"]
 
 _SUFFIXES = (".yaml", ".yml", ".json")
+# kustomize's own file in a folder is no cluster object (an export tree has one).
+_KUSTOMIZE_GROUP = "kustomize.config.k8s.io/"
+_KUSTOMIZE_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -126,6 +129,8 @@ class _ObjectCheck:
         if not isinstance(kind, str) or not kind:
             self.add("error", "kind", "required field is missing")
             return self.findings
+        if api_version.startswith(_KUSTOMIZE_GROUP):
+            return self.findings  # kustomize's own file, read by kubectl, not applied
         schema = self.catalog.get(api_version, kind)
         if schema is None:
             self.add("error", "apiVersion", self._not_served(api_version, kind))
@@ -235,7 +240,8 @@ def check_manifests(
 
 
 def manifest_files(paths: Sequence[str], recursive: bool = False) -> list[str]:
-    """The manifest files under ``paths`` (``.yaml``, ``.yml``, ``.json``; ``-`` as is)."""
+    """The manifest files under ``paths`` (``.yaml``, ``.yml``, ``.json``; ``-`` as is); in
+    a folder, kustomize's ``kustomization.yaml`` is not one."""
     out: list[str] = []
     for raw in paths:
         path = Path(raw)
@@ -244,7 +250,9 @@ def manifest_files(paths: Sequence[str], recursive: bool = False) -> list[str]:
         elif path.is_dir():
             pattern = "**/*" if recursive else "*"
             out.extend(
-                str(p) for p in sorted(path.glob(pattern)) if p.is_file() and p.suffix in _SUFFIXES
+                str(p)
+                for p in sorted(path.glob(pattern))
+                if p.is_file() and p.suffix in _SUFFIXES and p.name not in _KUSTOMIZE_FILES
             )
         elif path.exists():
             out.append(raw)

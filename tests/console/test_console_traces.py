@@ -1,0 +1,94 @@
+"""The Traces pages: the daemon's TraceStore (in process) on the console's real server."""
+
+from __future__ import annotations
+
+import time
+
+from test_console_server import Console, console  # noqa: F401  (the server fixture)
+
+from wonderland.console.trace_pages import TracePages, trace_page, traces
+from wonderland.tracing.store import Span, TraceStore
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def _store() -> TraceStore:
+    store = TraceStore()
+    now = time.time_ns()
+    ms = 1_000_000
+    store.add(
+        [
+            Span(
+                TRACE,
+                "a" * 16,
+                "",
+                "GET /",
+                "SERVER",
+                "gateway",
+                now,
+                now + 40 * ms,
+                {"http.status_code": 200, "http.host": "hello.default"},
+            ),
+            Span(
+                TRACE,
+                "b" * 16,
+                "a" * 16,
+                "invoke orders",
+                "CLIENT",
+                "hello",
+                now + 10 * ms,
+                now + 30 * ms,
+                {},
+                "ERROR",
+                "connection refused",
+            ),
+            Span(
+                "1" * 32,
+                "c" * 16,
+                "",
+                "POST /v1/infer",
+                "SERVER",
+                "iris",
+                now + 50 * ms,
+                now + 52 * ms,
+            ),
+        ]
+    )
+    return store
+
+
+def test_traces_and_one_trace_as_a_waterfall() -> None:
+    store = _store()
+    page = traces(store)
+    assert [t.name for t in page.traces] == ["POST /v1/infer", "GET /"]
+    assert page.services == ["gateway", "hello", "iris"] and page.kept == 2
+    assert [t.name for t in traces(store, "hello").traces] == ["GET /"]
+    assert [t.errors for t in traces(store, errors_only=True).traces] == [1]
+    found = trace_page(store, TRACE)
+    assert found is not None and found.duration_ms == 40.0
+    root, child = found.spans
+    assert (root.depth, child.depth, child.offset_ms) == (0, 1, 10.0)
+    assert (child.bar_x, child.bar_width) == (250, 500)  # 10..30 ms of 40 ms on 0..1000
+    assert child.status == "ERROR" and child.status_message == "connection refused"
+    assert ("http.status_code", "200") in root.attributes
+    assert trace_page(store, "f" * 32) is None
+    assert not traces(None).enabled
+    assert not traces(store, recording=False).recording
+
+
+async def test_traces_pages_on_the_server(console: Console) -> None:  # noqa: F811
+    console.server.add_pages(TracePages(_store()))
+    async with console.signed_in() as client:
+        html = (await client.get("/traces")).text
+        assert '<a href="/traces" aria-current="page">Traces</a>' in html
+        assert f'href="/traces/{TRACE}">GET /</a>' in html and "⚠ 1" in html
+        assert "2 shown of the 2 traces kept" in html and "traces-propagate" not in html
+        only = (await client.get("/traces?service=iris")).text
+        assert "POST /v1/infer" in only and f'data-trace="{TRACE}"' not in only
+        one = (await client.get(f"/traces/{TRACE}")).text
+        assert "invoke orders" in one and "✗ error: connection refused" in one
+        assert '<rect x="250" y="0" width="500"' in one and "http.host" in one
+        missing = await client.get("/traces/" + "f" * 32)
+        assert missing.status_code == 404 and "pick one on the Traces page" in missing.text
+        fragment = (await client.get("/traces?fragment=main")).text
+        assert "<h1>Traces</h1>" in fragment and "<html" not in fragment
