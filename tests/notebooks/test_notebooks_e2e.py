@@ -103,7 +103,7 @@ async def test_jupyterlab_runs_behind_its_prefix_and_token_and_stops(platform: P
     async def status_ok() -> bool:
         return await answer({"Authorization": f"token {token}"}) == 200
 
-    await wait_until(status_ok, 60, "JupyterLab to answer")
+    await wait_until(status_ok, 150, "JupyterLab to answer")
     assert await status_ok()
     assert await answer({}) == 403  # no token: refused
 
