@@ -94,6 +94,17 @@ SOURCES = (
         "Apache-2.0",
         ("manifests/v1beta1/components/crd/experiment.yaml",),
     ),
+    # Kubeflow's platform components: the PodDefault webhook and the notebook controller.
+    Source(
+        "kubeflow",
+        "kubeflow/kubeflow",
+        "v1.10.0",
+        "Apache-2.0",
+        (
+            "components/admission-webhook/manifests/base/crd.yaml",
+            "components/notebook-controller/config/crd/bases/kubeflow.org_notebooks.yaml",
+        ),
+    ),
     # The JobSet release Kubeflow Trainer v2.3.0 builds on (its go.mod).
     Source(
         "jobset",

@@ -6,6 +6,7 @@ Each error says what was wrong, where (file:line, field path, URL) and what to d
 from __future__ import annotations
 
 __all__ = [
+    "AdmissionDeniedError",
     "AlreadyExistsError",
     "ConfigError",
     "ConflictError",
@@ -40,6 +41,16 @@ class InvalidError(WonderlandError):
             self.field = field_or_message
             self.reason_text = message
             super().__init__(f"{field_or_message}: {message}")
+
+
+class AdmissionDeniedError(WonderlandError):
+    """A mutating admission step (a webhook on a cluster) refused the object; the API
+    answers 400 with ``admission webhook "<name>" denied the request: <reason>``."""
+
+    def __init__(self, webhook: str, reason: str) -> None:
+        self.webhook = webhook
+        self.reason_text = reason
+        super().__init__(f'admission webhook "{webhook}" denied the request: {reason}')
 
 
 class NotFoundError(WonderlandError):

@@ -33,6 +33,8 @@ PLUGINS: tuple[str, ...] = (
     "wonderland.monitoring",
     "wonderland.tracking",
     "wonderland.workloads",
+    # the PodDefault webhook (every pod), Notebooks (the kubelet runs their images)
+    "wonderland.notebooks",
     "wonderland.training",
     "wonderland.tuning",
     "wonderland.serving",

@@ -111,6 +111,10 @@ class Settings:
     it the oldest traces go first.
     ``jobset_feature_gates`` (WONDERLAND_JOBSET_FEATURE_GATES): the JobSet controller's
     ``--feature-gates``, e.g. ``RestartJob=true`` (the one alpha gate that works here).
+    ``enable_culling`` (WONDERLAND_ENABLE_CULLING), ``cull_idle_time``
+    (WONDERLAND_CULL_IDLE_TIME, minutes, 1440) and ``idleness_check_period``
+    (WONDERLAND_IDLENESS_CHECK_PERIOD, minutes, 1): the notebook controller's culling
+    settings (its ``ENABLE_CULLING``, ``CULL_IDLE_TIME``, ``IDLENESS_CHECK_PERIOD``).
     """
 
     home: Path = dataclasses.field(default_factory=lambda: Path("~/.wonderland").expanduser())
@@ -128,6 +132,9 @@ class Settings:
     max_pods: int = 110
     jobset_feature_gates: str = ""
     katib_db_manager_port: int = 0
+    enable_culling: str = "false"
+    cull_idle_time: float = 1440.0
+    idleness_check_period: float = 1.0
     mlflow: str = "auto"
     mlflow_port: int = 5000
     mlflow_idle_seconds: float = 300.0
@@ -196,6 +203,11 @@ class Settings:
                 raise ConfigError(
                     f'{var}="{raw}" is not a port number; use 1-65535 (or 0)'
                 ) from None
+        if name in ("cull_idle_time", "idleness_check_period"):
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f'{var}="{raw}" is not a number of minutes') from None
         if name in (
             "backoff_seconds",
             "mlflow_idle_seconds",
@@ -217,6 +229,15 @@ class Settings:
                 raise ConfigError(f"WONDERLAND_{name.upper()}={port} is not a port; use 1-65535")
         if self.cgroups not in ("auto", "off"):
             raise ConfigError(f'WONDERLAND_CGROUPS="{self.cgroups}" must be auto or off')
+        if self.enable_culling not in ("true", "false"):
+            raise ConfigError(
+                f'WONDERLAND_ENABLE_CULLING="{self.enable_culling}" must be true or false'
+            )
+        if self.cull_idle_time <= 0 or self.idleness_check_period <= 0:
+            raise ConfigError(
+                "WONDERLAND_CULL_IDLE_TIME and WONDERLAND_IDLENESS_CHECK_PERIOD must be more "
+                "than 0 minutes"
+            )
         if self.max_pods < 1:
             raise ConfigError("WONDERLAND_MAX_PODS must be at least 1")
         if self.tracing not in TRACING_MODES:

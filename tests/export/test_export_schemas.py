@@ -24,6 +24,7 @@ PINNED = {
     "dapr": ("dapr/dapr", "v1.18.3"),
     "kubeflow-trainer": ("kubeflow/trainer", "v2.3.0"),
     "katib": ("kubeflow/katib", "v0.19.0"),
+    "kubeflow": ("kubeflow/kubeflow", "v1.10.0"),
     "jobset": ("kubernetes-sigs/jobset", "v0.12.0"),
     "kubernetes": ("kubernetes/kubernetes", "v1.33.0"),
 }

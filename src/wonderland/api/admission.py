@@ -12,6 +12,11 @@ Service must sum to 100)::
 
     admission.register("services.serving.knative.dev", check_traffic)
 
+Mutating steps (a cluster's mutating admission webhooks, such as Kubeflow's PodDefault
+webhook) register with :func:`register_mutation`: they run on create only, after the
+namespace is set and before the object is validated again and stored, and may read other
+objects; they raise :class:`wonderland.errors.AdmissionDeniedError` to refuse it.
+
 A check gets the new object and the stored one (``None`` on create) and raises
 :class:`wonderland.errors.InvalidError` (field path, message) to refuse it. Checks must
 not change the object and must be fast: they run on every write, in the event loop.
@@ -26,14 +31,19 @@ __all__ = [
     "AdmissionCheck",
     "Defaulter",
     "LookupCheck",
+    "Mutation",
     "Obj",
+    "ObjectLister",
     "ObjectReader",
     "admit",
     "apply_defaults",
     "checks_for",
+    "has_mutations",
+    "mutate",
     "register",
     "register_default",
     "register_lookup",
+    "register_mutation",
 ]
 
 Obj = dict[str, Any]
@@ -51,9 +61,36 @@ class ObjectReader(Protocol):
 
 LookupCheck = Callable[[Obj, "Obj | None", ObjectReader], None]
 
+
+class ObjectLister(ObjectReader, Protocol):
+    """What a mutating step may read: one object, or the objects of a namespace."""
+
+    def list(self, resource: str | None, namespace: str | None = None) -> tuple[list[Obj], str]: ...
+
+
+Mutation = Callable[[Obj, ObjectLister], None]
+
 _CHECKS: dict[str, list[AdmissionCheck]] = {}
 _LOOKUP_CHECKS: dict[str, list[LookupCheck]] = {}
 _DEFAULTS: dict[str, list[Defaulter]] = {}
+_MUTATIONS: dict[str, list[Mutation]] = {}
+
+
+def register_mutation(resource: str, fn: Mutation) -> None:
+    """Run ``fn(obj, lister)`` on every create of ``resource``; it changes ``obj`` in place."""
+    mutations = _MUTATIONS.setdefault(resource, [])
+    if fn not in mutations:
+        mutations.append(fn)
+
+
+def has_mutations(resource: str) -> bool:
+    return bool(_MUTATIONS.get(resource))
+
+
+def mutate(resource: str, obj: Obj, lister: ObjectLister) -> None:
+    """Apply every mutating step of ``resource`` to ``obj`` (a create's object)."""
+    for fn in _MUTATIONS.get(resource, ()):
+        fn(obj, lister)
 
 
 def register_default(resource: str, fn: Defaulter) -> None:

@@ -497,6 +497,29 @@ register(
         row=core_printers.suggestion_row,
     )
 )
+# Kubeflow's PodDefault (admission webhook) and Notebook (notebook controller) CRDs: their
+# names, no shortNames or printer columns upstream.
+register(
+    ResourceKind(
+        group="kubeflow.org",
+        version="v1alpha1",
+        kind="PodDefault",
+        plural="poddefaults",
+        singular="poddefault",
+        printer_columns=(_AGE,),
+        subresources=(),
+    )
+)
+register(
+    ResourceKind(
+        group="kubeflow.org",
+        version="v1",
+        kind="Notebook",
+        plural="notebooks",
+        singular="notebook",
+        printer_columns=(_AGE,),
+    )
+)
 # metrics.k8s.io: live usage from the kubelet (``kubectl top``), never stored.
 register(
     ResourceKind(

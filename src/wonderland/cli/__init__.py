@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "platform",
     "logs",
     "storage",
+    "data",
     "models",
     "monitoring",
     "top",

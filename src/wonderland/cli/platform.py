@@ -299,6 +299,10 @@ def _get(args: argparse.Namespace) -> int:
     kind_spec, names = _split_kind(args.kind, args.names)
     if kind_spec in COMPONENT_KINDS:
         return _get_components(names)
+    if kind_spec in ("datasets", "dataset") and not names and args.output not in ("json", "yaml"):
+        from wonderland.cli.data import get_datasets
+
+        return get_datasets(None if args.all_namespaces else (args.namespace or "default"))
     kinds = _kinds(kind_spec)
     if names and len(kinds) > 1:
         raise ConfigError("give NAME with one kind only, e.g. `wonderland get ksvc hello`")

@@ -18,6 +18,7 @@ from wonderland.console.examples import EXAMPLES_DIR, FileExamples
 from wonderland.console.mlops_pages import MlopsPages
 from wonderland.console.model_pages import ModelPages
 from wonderland.console.registry_views import TrackingRegistry
+from wonderland.console.security import ConsoleSessions
 from wonderland.console.server import ConsoleServer, ConsoleStatus
 from wonderland.console.sources import GatewayModelClient, HistorySource, HubSources, NoSources
 from wonderland.console.trace_pages import TracePages
@@ -35,7 +36,15 @@ from wonderland.tuning.observations import ObservationLogStore
 if TYPE_CHECKING:
     from wonderland.platform import Platform
 
-__all__ = ["HOST_PREFIX", "INFO_KEY", "ROUTE_KEY", "ConsoleServer", "console_host", "install"]
+__all__ = [
+    "HOST_PREFIX",
+    "INFO_KEY",
+    "ROUTE_KEY",
+    "ConsoleServer",
+    "ConsoleSessions",
+    "console_host",
+    "install",
+]
 
 INFO_KEY = "console"
 HOST_PREFIX = "console"
@@ -133,4 +142,5 @@ def install(platform: Platform) -> None:
     recording = platform.settings.tracing == "on"
     server.add_pages(TracePages(platform.get(TraceStore), step, recording=recording))
     platform.add_service(_ConsoleService(platform, server))
+    platform.provide(ConsoleSessions, server)  # type: ignore[type-abstract]
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

@@ -18,11 +18,13 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 __all__ = [
     "COOKIE_NAME",
     "SESSION_SECONDS",
     "UNSAFE_METHODS",
+    "ConsoleSessions",
     "HostGuard",
     "SessionSigner",
     "cookie_header",
@@ -66,6 +68,13 @@ class HostGuard:
         if method in UNSAFE_METHODS and origin is None:
             return f"a {method} must come from the console's own pages (no Origin header)"
         return None
+
+
+class ConsoleSessions(Protocol):
+    """The console's sign-in, for what the gateway serves on the console's host (the
+    notebooks at ``/notebook/<ns>/<name>/``)."""
+
+    def session_ok(self, cookie_header: str) -> bool: ...
 
 
 class SessionSigner:

@@ -420,7 +420,12 @@ class ConsoleServer:
     # -- sessions ----------------------------------------------------------------------
 
     def _signed_in(self, request: Request) -> bool:
-        value = read_cookie(request.headers.get("cookie", ""))
+        return self.session_ok(request.headers.get("cookie", ""))
+
+    def session_ok(self, cookie_header: str) -> bool:
+        """Whether a ``Cookie`` header carries a valid console session (what the gateway
+        asks before it lets a request through to a notebook on the console's host)."""
+        value = read_cookie(cookie_header)
         return bool(value) and self.signer is not None and self.signer.valid(value)
 
     def _sign_in(self, request: Request, body: bytes) -> Response:

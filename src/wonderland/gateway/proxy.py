@@ -15,6 +15,7 @@ import logging
 from collections import deque
 from time import time_ns
 from typing import Protocol, cast
+from urllib.parse import quote_from_bytes
 
 import httptools
 
@@ -31,7 +32,7 @@ from wonderland.gateway.headers import (
 )
 from wonderland.gateway.limits import GatewayLimits
 from wonderland.gateway.metrics import GatewayMetrics
-from wonderland.gateway.table import Endpoint, RevisionTarget, RoutingTable
+from wonderland.gateway.table import Endpoint, PathRoute, RevisionTarget, RoutingTable
 from wonderland.gateway.tracing import GatewayTracing
 from wonderland.gateway.upstream import UpstreamConnection
 from wonderland.tracing.context import child_bytes
@@ -349,7 +350,13 @@ class ClientConnection(asyncio.Protocol):
             named = connection_named(req.connection)
             req.headers = [(n, v) for n, v in req.headers if n.lower() not in named]
         target = None
-        if req.tag and self.table.tag_header_routing:
+        if self.table.paths:
+            path_route = self.table.path_route(req.host, req.url)
+            if path_route is not None:
+                if not self._path_allowed(req, path_route):
+                    return
+                target = path_route.target
+        if target is None and req.tag and self.table.tag_header_routing:
             target = route.tags.get(req.tag.decode("latin-1"))
             if target is None:
                 self._finish_local(
@@ -384,6 +391,30 @@ class ClientConnection(asyncio.Protocol):
             self.respond(req, error_response(503, f"revision {target.key} was deleted"))
         else:
             self.respond(req, error_response(503, target.queue_full_message()))
+
+    def _path_allowed(self, req: H1Request, route: PathRoute) -> bool:
+        """Check the session of a request for a path route; answer it when refused. An
+        allowed request carries the route's headers instead of its own Authorization."""
+        cookie = b"; ".join(v for n, v in req.headers if n.lower() == b"cookie")
+        if not route.allow(cookie.decode("latin-1")):
+            if req.method == b"GET" and not req.upgrade:
+                location = (
+                    route.signin.encode() + b"?next=" + quote_from_bytes(req.url, safe="/").encode()
+                )
+                data = (
+                    b"HTTP/1.1 303 See Other\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n"
+                    % location
+                )
+                if self.transport is not None:
+                    self.transport.write(data)
+                self.complete(req, close=False)
+            else:
+                self._finish_local(401, b"sign in first: open the console page")
+            return False
+        if route.headers:
+            req.headers = [(n, v) for n, v in req.headers if n.lower() != b"authorization"]
+            req.headers.extend(route.headers)
+        return True
 
     def _head(self, req: H1Request) -> bytes:
         ip = self.client_ip

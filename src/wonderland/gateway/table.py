@@ -24,6 +24,7 @@ __all__ = [
     "ColdStart",
     "Endpoint",
     "HostRoute",
+    "PathRoute",
     "RequestRecorder",
     "RevisionStats",
     "RevisionTarget",
@@ -345,6 +346,32 @@ class HostRoute:
         return list(self._targets)
 
 
+class PathRoute:
+    """A path prefix under one host that goes to its own target, for signed-in clients only
+    (a notebook at ``/notebook/<ns>/<name>/`` on the console's host).
+
+    ``allow(cookie_header)`` says whether the client's session may pass; a refused ``GET``
+    is redirected to ``signin`` (with ``?next=``), anything else answers 401. ``headers``
+    replace the client's ``Authorization`` on the way in (the notebook server's token).
+    """
+
+    __slots__ = ("allow", "headers", "prefix", "signin", "target")
+
+    def __init__(
+        self,
+        prefix: str,
+        target: RevisionTarget,
+        allow: Callable[[str], bool],
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        signin: str = "/signin",
+    ) -> None:
+        self.prefix = prefix.encode("latin-1")
+        self.target = target
+        self.allow = allow
+        self.headers = list(headers)
+        self.signin = signin
+
+
 class RoutingTable:
     """Host -> HostRoute, and the RevisionTarget of every known revision.
 
@@ -362,6 +389,8 @@ class RoutingTable:
         self.on_new_revision: Callable[[RevisionTarget], None] | None = None
         # the newest cold starts of every revision, oldest first (bounded)
         self.cold_starts: collections.deque[ColdStart] = collections.deque(maxlen=COLD_START_LOG)
+        # host (lower case, no port) -> path routes; empty unless something uses them
+        self.paths: dict[bytes, list[PathRoute]] = {}
 
     def revision(self, namespace: str, name: str) -> RevisionTarget:
         key = f"{namespace}/{name}"
@@ -398,6 +427,33 @@ class RoutingTable:
             if route is not None and route.route_key == route_key:
                 del self.hosts[host]
         self._hosts_b = {h.encode("latin-1"): r for h, r in self.hosts.items()}
+
+    def set_path_route(self, host: str, route: PathRoute) -> None:
+        """Add or replace the route of ``route.prefix`` under ``host``."""
+        key = host.lower().encode("latin-1")
+        kept = [r for r in self.paths.get(key, []) if r.prefix != route.prefix]
+        # longest prefix first, so /notebook/ns/ab/ never catches /notebook/ns/abc/
+        self.paths[key] = sorted([*kept, route], key=lambda r: -len(r.prefix))
+
+    def remove_path_route(self, host: str, prefix: str) -> None:
+        key = host.lower().encode("latin-1")
+        wanted = prefix.encode("latin-1")
+        kept = [r for r in self.paths.get(key, []) if r.prefix != wanted]
+        if kept:
+            self.paths[key] = kept
+        else:
+            self.paths.pop(key, None)
+
+    def path_route(self, host: bytes, url: bytes) -> PathRoute | None:
+        """The path route ``url`` falls under at ``host``, or None."""
+        name = host.lower()
+        colon = name.rfind(b":")
+        if colon > 0 and b"]" not in name[colon:]:
+            name = name[:colon]
+        for route in self.paths.get(name, ()):
+            if url.startswith(route.prefix):
+                return route
+        return None
 
     def lookup_bytes(self, host: bytes) -> HostRoute | None:
         """``lookup`` for the raw Host header (exact match first, no decoding)."""

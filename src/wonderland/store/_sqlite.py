@@ -369,6 +369,10 @@ class Store:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        if admission.has_mutations(kind.resource):
+            # mutating admission (PodDefaults), then validation of what it made
+            admission.mutate(kind.resource, new, self)
+            admission.admit(new, None, self)
         for server_field in (
             "uid",
             "resourceVersion",

@@ -351,7 +351,9 @@ class VolumeReconciler:
                 pv = self.store.update(pv)
             except (ConflictError, NotFoundError):
                 return Result(requeue_after=0.1)
-        if not claim:
+        if not claim or (bound_claim is None and not claim.get("uid")):
+            # a volume pre-bound to a claim not made yet (a claimRef without uid) waits for
+            # it, as the PV controller keeps it Available; only a bound claim's loss releases
             phase = "Available"
         elif bound_claim is not None:
             phase = (

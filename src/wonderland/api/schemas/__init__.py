@@ -10,6 +10,7 @@ from wonderland.api.schemas import (
     katib,
     knative,
     kserve,
+    kubeflow,
     optimization,
     storage,
     trainer,
@@ -50,4 +51,6 @@ SCHEMAS: dict[tuple[str, str], type[Schema]] = {
     ("kubeflow.org/v1beta1", "Trial"): katib.TrialObject,
     ("kubeflow.org/v1beta1", "Suggestion"): katib.SuggestionObject,
     ("trainer.kubeflow.org/v1alpha1", "OptimizationJob"): optimization.OptimizationJobObject,
+    ("kubeflow.org/v1alpha1", "PodDefault"): kubeflow.PodDefaultObject,
+    ("kubeflow.org/v1", "Notebook"): kubeflow.NotebookObject,
 }
