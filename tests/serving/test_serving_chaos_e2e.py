@@ -205,7 +205,7 @@ def _sidecar_chaos(daemon: WonderlandDaemon, tmp_path: Path) -> str:
 
         wait_for(delivered, 60, "every acknowledged message delivered", log=daemon.log)
     return (
-        f"; sidecar kill -9 under load -> acknowledged writes again after {recovery:.2f}s "
+        f"; daemon-run sidecar kill -9 under load -> acknowledged writes again after {recovery:.2f}s "
         f"({len(writer.saved)} writes and {len(writer.published)} messages acknowledged, "
         f"none lost; {writer.failures} requests failed unacknowledged)"
     )
