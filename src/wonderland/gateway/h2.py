@@ -66,15 +66,17 @@ class _ServerConnection(h2.connection.H2Connection):
         self, frame: HeadersFrame
     ) -> tuple[list[Frame], list[h2.events.Event]]:
         sid = frame.stream_id
-        if sid in self.streams or (
-            super().open_inbound_streams < self.local_settings.max_concurrent_streams
-        ):
+        if sid in self.streams:
             return super()._receive_headers_frame(frame)
+        # the open streams are counted once here (h2 would count them again)
+        over = super().open_inbound_streams >= self.local_settings.max_concurrent_streams
         self._admit = True
         try:
             frames, events = super()._receive_headers_frame(frame)
         finally:
             self._admit = False
+        if not over:
+            return frames, events
         self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
         self.refused += 1
         kept = [e for e in events if getattr(e, "stream_id", None) != sid]
