@@ -4,7 +4,8 @@
 
 Runs the chaos tests of the suite (``tests/dapr/test_dapr_chaos_e2e.py``: a sidecar killed
 while state writes and publishes run against Redis; ``tests/serving/test_serving_chaos_e2e.py``:
-a replica and then the daemon killed under a Service; ``tests/kserve/test_kserve_restart.py``:
+a replica, the Dapr sidecar of a daemon-run Service under state writes and publishes
+(Redis), and then the daemon killed; ``tests/kserve/test_kserve_restart.py``:
 an InferenceService's predictor killed while requests run) ``--rounds`` times and prints the
 recovery times each round measured, and what was lost (it must be nothing acknowledged: a
 round that loses an acknowledged write or message fails). Needs Redis on 127.0.0.1:6379.

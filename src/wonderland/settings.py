@@ -45,6 +45,9 @@ class Settings:
     body the gateway takes (64 MiB); a larger one is answered 413.
     ``gateway_header_timeout`` (WONDERLAND_GATEWAY_HEADER_TIMEOUT): seconds a client has to
     send a request head, and the longest pause inside a request body (30); past it, 408.
+    ``gateway_idle_timeout`` (WONDERLAND_GATEWAY_IDLE_TIMEOUT): seconds a client connection
+    may stay open with no request under way (3600, as Envoy's idle_timeout); then it is
+    closed (HTTP/2: GOAWAY NO_ERROR first).
     ``gateway_queue_max_bytes`` (WONDERLAND_GATEWAY_QUEUE_MAX_BYTES): request bytes a
     revision's activator queue holds at most (256 MiB; and 10000 requests); past it, 503.
     ``bind`` (WONDERLAND_BIND): the address servers listen on.
@@ -122,6 +125,7 @@ class Settings:
     gateway_port: int = 8080
     gateway_max_body_bytes: int = 64 * 1024 * 1024
     gateway_header_timeout: float = 30.0
+    gateway_idle_timeout: float = 3600.0
     gateway_queue_max_bytes: int = 256 * 1024 * 1024
     bind: str = "127.0.0.1"
     domain: str = "127.0.0.1.sslip.io"
@@ -215,6 +219,7 @@ class Settings:
             "prometheus_scrape_interval",
             "metrics_scrape_seconds",
             "gateway_header_timeout",
+            "gateway_idle_timeout",
         ):
             try:
                 return float(raw)
@@ -248,6 +253,10 @@ class Settings:
         if not 0 < self.gateway_header_timeout <= 3600:
             raise ConfigError(
                 "WONDERLAND_GATEWAY_HEADER_TIMEOUT must be more than 0 and at most 3600 seconds"
+            )
+        if not 0 < self.gateway_idle_timeout <= 86400:
+            raise ConfigError(
+                "WONDERLAND_GATEWAY_IDLE_TIMEOUT must be more than 0 and at most 86400 seconds"
             )
         if self.backoff_seconds < 0:
             raise ConfigError("WONDERLAND_BACKOFF_SECONDS must not be negative")

@@ -10,9 +10,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import h2.errors
+import h2.events
+import h2.settings
 import httpx
 import pytest
 from _support.daemon import wait_until
+from _support.h2_client import RawH2
 from _support.servers import asgi_replica
 
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
@@ -253,3 +257,75 @@ async def test_the_activator_queue_is_bounded_in_bytes_as_well(replica: int) -> 
         answers = await asyncio.gather(*held)
         assert [r.status_code for r in answers] == [200, 200]
         assert target.queued_bytes == 0
+
+
+async def test_idle_connections_are_closed_http2_with_goaway_no_error(replica: int) -> None:
+    limits = GatewayLimits(idle_timeout=0.5)
+    async with gateway_to(replica, limits) as (gw, _):
+        head = b"GET / HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n"
+
+        def keep_alive() -> tuple[bytes, bytes, float]:
+            with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+                sock.settimeout(5)
+                sock.sendall(head)
+                first = sock.recv(65536)
+                time.sleep(0.3)  # under the idle timeout: the connection still serves
+                sock.sendall(head)
+                second = sock.recv(65536)
+                t0 = time.monotonic()
+                rest = _read_all(sock, 5)  # then nothing: closed silently
+                return first + second, rest, time.monotonic() - t0
+
+        answers, rest, took = await asyncio.to_thread(keep_alive)
+        assert answers.count(b"HTTP/1.1 200 ") == 2
+        assert rest == b""
+        assert 0.4 < took < 2.0, took
+
+        client = RawH2()
+        await client.connect(gw.port)
+        try:
+            # a stream open longer than the idle timeout keeps the connection
+            sid = client.request(HOST, "/sleep/0.8")
+            await client.wait(lambda: sid in client.ended)
+            assert client.status(sid) == "200"
+            assert client.goaway() is None
+            t0 = time.monotonic()
+            await asyncio.wait_for(client.closed.wait(), 5)
+            took = time.monotonic() - t0
+            goaway = client.goaway()
+            assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+            assert goaway.last_stream_id == sid
+            assert 0.4 < took < 2.0, took
+        finally:
+            await client.close()
+
+
+async def test_streams_past_max_concurrent_streams_are_refused_alone(replica: int) -> None:
+    async with gateway_to(replica, GatewayLimits(h2_max_concurrent_streams=2)) as (gw, target):
+        client = RawH2()
+        await client.connect(gw.port)
+        try:
+            await client.wait(lambda: client.conn.remote_settings.max_concurrent_streams == 2)
+            # the client ignores the advertised limit (h2 itself would refuse to send)
+            client.conn.remote_settings = h2.settings.Settings(
+                client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 9}
+            )
+            sids = [client.request(HOST, "/sleep/0.5") for _ in range(4)]
+            await client.wait(lambda: all(s in client.ended for s in sids))
+            resets = {
+                e.stream_id: e.error_code
+                for e in client.events
+                if isinstance(e, h2.events.StreamReset)
+            }
+            assert resets == {
+                sids[2]: h2.errors.ErrorCodes.REFUSED_STREAM,
+                sids[3]: h2.errors.ErrorCodes.REFUSED_STREAM,
+            }
+            assert [client.status(s) for s in sids[:2]] == ["200", "200"]
+            assert client.goaway() is None  # the connection stays and serves the next one
+            sid = client.request(HOST, "/", b"again")
+            await client.wait(lambda: sid in client.ended)
+            assert client.status(sid) == "200"
+            await wait_until(lambda: target.in_flight == 0, 10, "no request left in flight")
+        finally:
+            await client.close()

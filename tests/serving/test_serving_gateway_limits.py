@@ -20,21 +20,26 @@ def test_gateway_limit_settings_are_read_and_checked() -> None:
         {
             "WONDERLAND_GATEWAY_MAX_BODY_BYTES": "1000",
             "WONDERLAND_GATEWAY_HEADER_TIMEOUT": "2.5",
+            "WONDERLAND_GATEWAY_IDLE_TIMEOUT": "90",
             "WONDERLAND_GATEWAY_QUEUE_MAX_BYTES": "5000",
         }
     )
     assert settings.gateway_max_body_bytes == 1000
     assert settings.gateway_header_timeout == 2.5
+    assert settings.gateway_idle_timeout == 90.0
     assert settings.gateway_queue_max_bytes == 5000
     defaults = Settings()
     assert defaults.gateway_max_body_bytes == 64 * 1024 * 1024
     assert defaults.gateway_header_timeout == 30.0
+    assert defaults.gateway_idle_timeout == 3600.0
     with pytest.raises(ConfigError, match="WONDERLAND_GATEWAY_MAX_BODY_BYTES"):
         Settings.from_env({"WONDERLAND_GATEWAY_MAX_BODY_BYTES": "lots"})
     with pytest.raises(ConfigError, match="WONDERLAND_GATEWAY_MAX_BODY_BYTES must be at least 1"):
         Settings.from_env({"WONDERLAND_GATEWAY_MAX_BODY_BYTES": "0"})
     with pytest.raises(ConfigError, match="WONDERLAND_GATEWAY_HEADER_TIMEOUT"):
         Settings.from_env({"WONDERLAND_GATEWAY_HEADER_TIMEOUT": "0"})
+    with pytest.raises(ConfigError, match="WONDERLAND_GATEWAY_IDLE_TIMEOUT"):
+        Settings.from_env({"WONDERLAND_GATEWAY_IDLE_TIMEOUT": "-1"})
 
 
 @pytest.fixture

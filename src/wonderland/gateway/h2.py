@@ -9,7 +9,10 @@ HTTP/1.1 revision (``bridges.H1ForH2``). Headers, data and trailers pass through
 control holds both ways: request bytes are acknowledged to the client once they are
 written to the replica, response bytes to the replica once they are written to the
 client. A client that floods RST_STREAM, PING, SETTINGS or empty DATA frames gets GOAWAY
-``ENHANCE_YOUR_CALM`` (limits in ``GatewayLimits``).
+``ENHANCE_YOUR_CALM`` (limits in ``GatewayLimits``). A stream past the advertised
+MAX_CONCURRENT_STREAMS is refused on its own (RST_STREAM ``REFUSED_STREAM``, which a client
+may retry), and a connection with no open stream for ``idle_timeout`` gets GOAWAY
+``NO_ERROR`` and is closed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import Frame, HeadersFrame
 
 from wonderland.gateway.bridges import H1ForH2
 from wonderland.gateway.exchange import H2Stream
@@ -44,6 +48,41 @@ log = logging.getLogger("wonderland.gateway")
 _DROP = HOP_BY_HOP_STR | {"knative-serving-tag", "x-forwarded-for", "forwarded"}
 
 
+class _ServerConnection(h2.connection.H2Connection):
+    """h2's server connection, except that a HEADERS frame opening a stream past the
+    advertised SETTINGS_MAX_CONCURRENT_STREAMS refuses that stream alone with RST_STREAM
+    ``REFUSED_STREAM`` (RFC 9113 section 5.1.2, as Envoy and grpc-go do) where h2 would end
+    the whole connection. The header block is still decoded, so the HPACK state the client
+    and the gateway share stays in step."""
+
+    refused = 0  # streams refused since the owner last looked
+    _admit = False
+
+    @property
+    def open_inbound_streams(self) -> int:
+        return 0 if self._admit else super().open_inbound_streams
+
+    def _receive_headers_frame(
+        self, frame: HeadersFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        sid = frame.stream_id
+        if sid in self.streams:
+            return super()._receive_headers_frame(frame)
+        # the open streams are counted once here (h2 would count them again)
+        over = super().open_inbound_streams >= self.local_settings.max_concurrent_streams
+        self._admit = True
+        try:
+            frames, events = super()._receive_headers_frame(frame)
+        finally:
+            self._admit = False
+        if not over:
+            return frames, events
+        self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+        self.refused += 1
+        kept = [e for e in events if getattr(e, "stream_id", None) != sid]
+        return frames, kept
+
+
 class H2ClientConnection(asyncio.Protocol):
     """A client's HTTP/2 connection to the gateway (the ``H2Peer`` of its streams)."""
 
@@ -58,7 +97,7 @@ class H2ClientConnection(asyncio.Protocol):
         self.table = table
         self.tracing = tracing or GatewayTracing()
         self.limits = limits = limits or GatewayLimits()
-        self.conn = h2.connection.H2Connection(
+        self.conn = _ServerConnection(
             h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
         )
         self.conn.local_settings = h2.settings.Settings(
@@ -85,6 +124,8 @@ class H2ClientConnection(asyncio.Protocol):
         self.empty = 0
         self.receiving = False  # inside data_received (which flushes at its end)
         self.preface_timer: asyncio.TimerHandle | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0  # when the last open stream ended
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -94,6 +135,8 @@ class H2ClientConnection(asyncio.Protocol):
             self.client_ip = str(peer[0])
         self.conn.initiate_connection()
         self.preface_timer = self.loop.call_later(self.limits.header_timeout, self._slow_preface)
+        self.idle_since = self.loop.time()
+        self.idle_timer = self.loop.call_later(self.limits.idle_timeout, self._check_idle)
         self.flush()
 
     def flush(self) -> None:
@@ -111,9 +154,10 @@ class H2ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.preface_timer is not None:
-            self.preface_timer.cancel()
-            self.preface_timer = None
+        for timer in (self.preface_timer, self.idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self.preface_timer = self.idle_timer = None
         streams = [*self.streams.values(), *self.flushing.values()]
         self.streams.clear()
         self.flushing.clear()
@@ -129,6 +173,13 @@ class H2ClientConnection(asyncio.Protocol):
             self.flush()  # the GOAWAY h2 prepared
             self._close()
             return
+        conn = self.conn
+        if conn.refused:
+            # a refused stream counts as a reset: refusing is cheap, but not free
+            refused, conn.refused = conn.refused, 0
+            for _ in range(refused):
+                if not self.resets.spend():
+                    return self._calm("streams past MAX_CONCURRENT_STREAMS")
         self.receiving = True
         try:
             self._events(events)
@@ -220,6 +271,27 @@ class H2ClientConnection(asyncio.Protocol):
         self.preface_timer = None
         if not self.closed:
             self._calm("time before its SETTINGS (header timeout)")
+
+    def _check_idle(self) -> None:
+        """``idle_timeout`` without an open stream: GOAWAY ``NO_ERROR``, and the
+        connection ends (Envoy's idle_timeout). One timer a connection, moved on lazily."""
+        self.idle_timer = None
+        if self.closed:
+            return
+        timeout = self.limits.idle_timeout
+        if self.streams or self.flushing:
+            self.idle_timer = self.loop.call_later(timeout, self._check_idle)
+            return
+        left = self.idle_since + timeout - self.loop.time()
+        if left > 0:
+            self.idle_timer = self.loop.call_later(left, self._check_idle)
+            return
+        try:
+            self.conn.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR)
+        except h2.exceptions.ProtocolError:
+            pass
+        self.flush()
+        self._close()
 
     def _close(self) -> None:
         if self.transport is not None:
@@ -426,6 +498,7 @@ class H2ClientConnection(asyncio.Protocol):
         self.flush()
 
     def _finish(self, stream: H2Stream, reset_upstream: bool) -> None:
+        self.idle_since = self.loop.time()
         if stream.span is not None:
             self.tracing.record_h2(stream.span, stream.headers, stream.target, reset_upstream)
             stream.span = None

@@ -1,9 +1,9 @@
 """What one client may make the gateway hold: the limits and their defaults.
 
 Every value here is listed with its default in docs/security.md. The request-body limit,
-the header timeout and the activator's byte budget are settings
+the header and idle timeouts and the activator's byte budget are settings
 (``WONDERLAND_GATEWAY_MAX_BODY_BYTES``, ``WONDERLAND_GATEWAY_HEADER_TIMEOUT``,
-``WONDERLAND_GATEWAY_QUEUE_MAX_BYTES``); the others are fixed here.
+``WONDERLAND_GATEWAY_IDLE_TIMEOUT``, ``WONDERLAND_GATEWAY_QUEUE_MAX_BYTES``); the others are fixed here.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ class GatewayLimits:
     byte, or the request's), and the most a request body may pause between two reads;
     past it, 408 and the connection is closed (slowloris). An HTTP/2 client must send its
     preface within this time too."""
+    idle_timeout: float = 3600.0
+    """Seconds a client connection may stay open with no request under way (an HTTP/1.1
+    keep-alive connection between requests, an HTTP/2 connection with no open stream);
+    then it is closed, an HTTP/2 one with GOAWAY ``NO_ERROR`` first (Envoy's
+    ``idle_timeout``, one hour by default)."""
     max_pipelined: int = 16
     """HTTP/1.1 requests read ahead on one connection while an earlier one is answered;
     past it, the gateway stops reading from that client until it catches up."""
@@ -36,7 +41,9 @@ class GatewayLimits:
     ``ACTIVATOR_QUEUE_DEPTH`` requests); past it, 503 as Knative's activator answers a full
     queue."""
     h2_max_concurrent_streams: int = 1000
-    """SETTINGS_MAX_CONCURRENT_STREAMS the gateway advertises to HTTP/2 clients."""
+    """SETTINGS_MAX_CONCURRENT_STREAMS the gateway advertises to HTTP/2 clients; a stream
+    past it is refused with RST_STREAM ``REFUSED_STREAM`` (the connection stays open), and
+    refusals count as resets against the flood limit below."""
     h2_max_header_list_size: int = 64 * 1024
     """SETTINGS_MAX_HEADER_LIST_SIZE (RFC 7541 sizes) for HTTP/2 clients."""
     h2_reset_burst: int = 1000
@@ -71,3 +78,5 @@ class GatewayLimits:
                 )
         if self.header_timeout <= 0:
             raise ValueError("GatewayLimits.header_timeout must be more than 0 seconds")
+        if self.idle_timeout <= 0:
+            raise ValueError("GatewayLimits.idle_timeout must be more than 0 seconds")

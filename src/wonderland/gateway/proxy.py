@@ -130,7 +130,7 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             self.client_ip = str(peer[0]).encode()
         self.read_deadline = self.loop.time() + self.limits.header_timeout
-        self.reads.add(self, self.limits.header_timeout)
+        self.reads.add(self, min(self.limits.header_timeout, self.limits.idle_timeout))
 
     def data_received(self, data: bytes) -> None:
         if self._first:
@@ -301,7 +301,8 @@ class ClientConnection(asyncio.Protocol):
 
     def read_timeout(self) -> None:
         """The client took longer than ``header_timeout`` to send a request head (or a
-        piece of a body): 408 when a request had begun, then the connection ends."""
+        piece of a body): 408 when a request had begun, then the connection ends. A
+        connection idle past ``idle_timeout`` between requests ends silently."""
         if self.closed:
             return
         if self.req is not None and self.current is None and not self.pending:
@@ -689,7 +690,13 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.close()
             self.closed = True
             return
-        if self.pending and not self.closed:
+        if not self.pending:
+            if self.req is None and not self.closed:
+                # a keep-alive connection with nothing under way: closed silently once
+                # idle_timeout passes without the next request's first byte
+                self.read_deadline = self.loop.time() + self.limits.idle_timeout
+            return
+        if not self.closed:
             nxt = self.pending.popleft()
             if self.reading_paused and len(self.pending) < self.limits.max_pipelined:
                 self.reading_paused = False

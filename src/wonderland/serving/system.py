@@ -93,6 +93,7 @@ class ServingSystem:
             limits=GatewayLimits(
                 max_body_bytes=settings.gateway_max_body_bytes,
                 header_timeout=settings.gateway_header_timeout,
+                idle_timeout=settings.gateway_idle_timeout,
                 queue_max_bytes=settings.gateway_queue_max_bytes,
             ),
         )
