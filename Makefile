@@ -91,7 +91,7 @@ typecheck: dev
 TEST_WORKERS ?= 4
 
 unit: dev kubeflow-sdk katib-sdk
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## make test: lint, strict type check and the whole suite.
 test: lint typecheck unit
