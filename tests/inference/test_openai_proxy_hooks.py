@@ -61,7 +61,7 @@ async def test_a_hook_failing_mid_stream_ends_it_with_an_error_event() -> None:
     events, closed = await _collect([_event("a"), _event("boom"), _event("c")])
     assert json.loads(events[0][6:])["choices"][0]["text"] == ">A"
     error = json.loads(events[1][6:])["error"]
-    assert "cannot shout boom" in error["message"] and error["code"] == 500
+    assert "cannot shout boom" in error["message"] and error["type"] == "server_error"
     assert len(events) == 2 and closed == [True]  # the predictor's stream is closed
 
 

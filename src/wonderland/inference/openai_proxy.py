@@ -20,7 +20,9 @@ from typing import Any
 import orjson
 
 from wonderland.inference.errors import InferenceServerError, InvalidInputError, ModelFailedError
+from wonderland.inference.openai_rest import openai_error
 from wonderland.inference.predictor import ForwardedReply
+from wonderland.inference.sse import sse
 
 __all__ = ["OpenAIProxyHooks"]
 
@@ -94,8 +96,7 @@ class OpenAIProxyHooks:
                 try:
                     out = [await self._event(event, request) for event in events]
                 except InferenceServerError as exc:  # after the first event: in the stream
-                    error = {"message": str(exc), "type": type(exc).__name__, "code": exc.status}
-                    yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+                    yield sse(openai_error(str(exc), exc.status).doc)
                     return
                 if out:
                     yield b"".join(out)
