@@ -466,6 +466,19 @@ class Transformer:
 
     def preprocess(self, payload, headers=None):  # V1/V2 only: generation passes through
         return payload
+
+    # KServe's OpenAIProxyModel hook names run on the passed-through OpenAI routes
+    def preprocess_completion_request(self, request, raw_request=None):
+        request["prompt"] = "one " + request["prompt"]
+
+    def postprocess_completion(self, completion, request, raw_request=None):
+        completion["choices"][0]["text"] = completion["choices"][0]["text"].upper()
+
+    def postprocess_completion_chunk(self, chunk, request, raw_request=None):
+        return {**chunk, "choices": [{**c, "text": c["text"].upper()} for c in chunk["choices"]]}
+
+    def preprocess_chat_completion_request(self, request, raw_request=None):
+        raise ValueError("chat is closed here")
 """
 
 
@@ -480,9 +493,14 @@ def test_transformer_streams_through_to_the_predictor(
     with run_server(args, tmp_path) as front:
         via = openai.OpenAI(base_url=front.url + "/openai/v1", api_key="unused", max_retries=0)
         ask = {"model": "tiny", "prompt": "one two", "max_tokens": 6, "temperature": 0}
-        want = client.completions.create(**ask, extra_body={"ignore_eos": True})
-        chunks = list(via.completions.create(**ask, stream=True, extra_body={"ignore_eos": True}))
-        assert "".join(c.choices[0].text for c in chunks) == want.choices[0].text
+        want = client.completions.create(**ask, extra_body={"ignore_eos": True}).choices[0].text
+        # the transformer's hooks: "one " before the prompt, the text upper-cased
+        hooked = {**ask, "prompt": "two", "extra_body": {"ignore_eos": True}}
+        chunks = list(via.completions.create(**hooked, stream=True))
+        assert "".join(c.choices[0].text for c in chunks) == want.upper() != want
+        assert via.completions.create(**hooked).choices[0].text == want.upper()
+        with pytest.raises(openai.InternalServerError, match="chat is closed here"):
+            via.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "a"}])
         status, raw = _post(
             front,
             "/v2/models/tiny/generate_stream",

@@ -4,12 +4,15 @@ streaming included. The model is built here: random weights, a word-level tokeni
 
 from __future__ import annotations
 
+import json
+import queue
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 from _support.tiny_lm import build_tiny_lm
@@ -32,11 +35,16 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeDaemon]:
     src = str(Path(wonderland.__file__).resolve().parent.parent)
     env = [{"name": "PYTHONPATH", "value": src}]
     predictor = model("huggingface", f"file://{lm}", env=env)
-    manifests.write_text(yaml.safe_dump(isvc("tiny-lm", predictor)))
+    # the same model again behind a predictor whose only port speaks gRPC
+    grpc_predictor = model("huggingface", f"file://{lm}", env=env, protocolVersion="grpc-v2")
+    manifests.write_text(
+        yaml.safe_dump_all([isvc("tiny-lm", predictor), isvc("tiny-lm-grpc", grpc_predictor)])
+    )
     d = KServeDaemon(tmp)
     try:
         d.start(manifests)
         d.wait_ready("tiny-lm", timeout=300)
+        d.wait_ready("tiny-lm-grpc", timeout=300)
         yield d
     finally:
         d.kill()
@@ -119,3 +127,77 @@ def test_v2_generate_through_the_gateway(daemon: KServeDaemon) -> None:
 def test_the_isvc_reads_as_huggingface(daemon: KServeDaemon, tmp_path: Path) -> None:
     ksvc = daemon.get("ksvc", "tiny-lm-predictor")
     assert ksvc["metadata"]["labels"]["serving.kserve.io/inferenceservice"] == "tiny-lm"
+
+
+def _stream_inputs(grpcclient: Any, prompt: str, params: dict[str, Any]) -> list[Any]:
+    def tensor(name: str, datatype: str, value: Any) -> Any:
+        t = grpcclient.InferInput(name, [1], datatype)
+        t.set_data_from_numpy(np.array([value], dtype=object if datatype == "BYTES" else None))
+        return t
+
+    return [
+        tensor("text_input", "BYTES", prompt.encode()),
+        tensor("stream", "BOOL", True),
+        tensor("sampling_parameters", "BYTES", json.dumps(params).encode()),
+    ]
+
+
+def test_grpc_model_stream_infer_through_the_gateway(daemon: KServeDaemon, client: Any) -> None:
+    """Triton's bidirectional stream at the InferenceService's host, through the gateway,
+    into a predictor whose only port speaks gRPC: one response per token as they come."""
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    spec = daemon.get("ksvc", "tiny-lm-grpc-predictor")["spec"]["template"]["spec"]
+    assert spec["containers"][0]["ports"][0]["name"] == "h2c"
+    grpc = grpcclient.InferenceServerClient(
+        daemon.gateway.removeprefix("http://"),
+        channel_args=[("grpc.default_authority", daemon.host("tiny-lm-grpc"))],
+    )
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    arrived: list[float] = []
+
+    def callback(result: Any, error: Any) -> None:
+        arrived.append(time.perf_counter())
+        results.put((result, error))
+
+    greedy = {"max_tokens": 8, "temperature": 0, "ignore_eos": True}
+    try:
+        grpc.start_stream(callback=callback)
+        grpc.async_stream_infer(
+            "tiny-lm-grpc", _stream_inputs(grpcclient, "red", greedy), request_id="s"
+        )
+        grpc.async_stream_infer(
+            "tiny-lm-grpc", _stream_inputs(grpcclient, "red", {"top_k": 2}), request_id="bad"
+        )
+        long = {"max_tokens": 600, "ignore_eos": True}
+        started = time.perf_counter()
+        grpc.async_stream_infer(
+            "tiny-lm-grpc", _stream_inputs(grpcclient, "a", long), request_id="l"
+        )
+        grpc.stop_stream()  # closes our side; the predictor answers everything first
+    finally:
+        grpc.close()
+    got: dict[str, list[tuple[str, bool, float]]] = {}
+    errors = []
+    for at in arrived:
+        result, error = results.get_nowait()
+        if error is not None:
+            errors.append(error.message())
+            continue
+        reply = result.get_response()
+        text = "".join(x.decode() for x in result.as_numpy("text_output"))
+        final = reply.parameters["triton_final_response"].bool_param
+        got.setdefault(reply.id, []).append((text, final, at))
+    streamed = got["s"]
+    assert [f for _, f, _ in streamed] == [False] * (len(streamed) - 1) + [True]
+    want = client.completions.create(
+        model="tiny-lm", prompt="red", max_tokens=8, temperature=0, extra_body={"ignore_eos": True}
+    )
+    assert "".join(t for t, _, _ in streamed) == want.choices[0].text
+    # a bad request answers its error through the gateway and the stream goes on
+    assert errors == [
+        "sampling parameters: unknown parameter 'top_k'; known: "
+        "ignore_eos, max_tokens, n, seed, stop, stream, temperature, top_p"
+    ]
+    # the gateway passes responses on as they come (it does not hold the stream whole)
+    first, last = (got["l"][i][2] - started for i in (0, -1))
+    assert len(got["l"]) > 300 and first < last / 2, (first, last)

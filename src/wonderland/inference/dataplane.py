@@ -31,7 +31,7 @@ from wonderland.inference.errors import (
 )
 from wonderland.inference.generation import TextGenerationModel
 from wonderland.inference.metrics import PARALLEL_QUEUE, ModelMetrics
-from wonderland.inference.model import ArrayModel, CustomModel, _Hook
+from wonderland.inference.model import ArrayModel, CustomModel, Hook
 from wonderland.inference.repository import ModelEntry, ModelRepository
 from wonderland.inference.types import InferOutput, InferRequest, InferResponse, tensor_from_data
 
@@ -289,7 +289,7 @@ class DataPlane:
             m.post.observe(time.perf_counter() - started)
         return result
 
-    async def _call(self, hook: _Hook, payload: Any, headers: dict[str, str] | None) -> Any:
+    async def _call(self, hook: Hook, payload: Any, headers: dict[str, str] | None) -> Any:
         args = (payload, headers or {}) if hook.takes_headers else (payload,)
         try:
             if hook.is_async:

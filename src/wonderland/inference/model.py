@@ -25,7 +25,7 @@ import numpy as np
 from wonderland.inference.errors import InvalidInputError, ModelConfigError, ModelFailedError
 from wonderland.inference.types import TensorMetadata
 
-__all__ = ["ArrayModel", "CustomModel", "Model"]
+__all__ = ["ArrayModel", "CustomModel", "Hook", "Model"]
 
 
 class Model:
@@ -115,7 +115,10 @@ def _arity(fn: Callable[..., Any]) -> int:
     )
 
 
-class _Hook:
+class Hook:
+    """A KServe hook (preprocess, predict, postprocess, explain) as the data plane calls it:
+    the function, whether it is a coroutine function, and whether it takes the headers."""
+
     __slots__ = ("fn", "is_async", "takes_headers")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
@@ -137,11 +140,11 @@ class CustomModel:
         self.obj = obj
         self.version = version
         self.predictor = predictor
-        self.hooks: dict[str, _Hook] = {}
+        self.hooks: dict[str, Hook] = {}
         for hook in ("preprocess", "predict", "postprocess", "explain"):
             fn = getattr(obj, hook, None)
             if callable(fn):
-                self.hooks[hook] = _Hook(fn)
+                self.hooks[hook] = Hook(fn)
         own_predict = getattr(type(obj), "predict", None)
         if own_predict is None or own_predict is Model.predict:
             if predictor is None:
@@ -153,7 +156,7 @@ class CustomModel:
             async def forward(payload: Any, headers: dict[str, str] | None = None) -> Any:
                 return await predictor.predict(name, payload, headers or {})
 
-            self.hooks["predict"] = _Hook(forward)
+            self.hooks["predict"] = Hook(forward)
 
     async def close(self) -> None:
         if self.predictor is not None:

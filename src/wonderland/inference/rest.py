@@ -28,6 +28,7 @@ from wonderland.inference.errors import (
 )
 from wonderland.inference.generate_rest import GENERATE_ACTIONS, GenerateRoutes
 from wonderland.inference.model import CustomModel
+from wonderland.inference.openai_proxy import OpenAIProxyHooks
 from wonderland.inference.openai_rest import OPENAI_PREFIX, OpenAIRoutes, openai_error
 from wonderland.inference.predictor import ForwardedReply, PredictorClient
 from wonderland.inference.sse import EventStream, JsonAnswer
@@ -230,7 +231,16 @@ class RestApp:
                 name = doc.get("model") if isinstance(doc, dict) else None
                 predictor = self._predictor_of(name) if isinstance(name, str) else None
                 if predictor is not None:  # a transformer: the predictor answers
+                    assert isinstance(doc, dict) and isinstance(name, str)
+                    model = self.dataplane.repository.ready_entry(name).model
+                    assert isinstance(model, CustomModel)
+                    route = scope["path"].removeprefix(OPENAI_PREFIX)
+                    hooks = OpenAIProxyHooks.of(model.obj, route)
+                    if hooks is not None:  # KServe's OpenAIProxyModel hook names
+                        doc, body = await hooks.request(doc)
                     reply = await predictor.forward(scope["path"], body, _str_headers(headers))
+                    if hooks is not None:
+                        reply = await hooks.reply(reply, doc)
                     return _forwarded(reply)
         except InferenceServerError as exc:
             return _answer(openai_error(str(exc), exc.status))
