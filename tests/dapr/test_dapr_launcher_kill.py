@@ -22,6 +22,9 @@ APP = textwrap.dedent(
     import os, socket, subprocess, sys, time
     out = sys.argv[1]
     sock = socket.socket()
+    # As servers do: the connections it accepted and closed first (the sidecar's probes)
+    # linger in TIME_WAIT, which blocks a new listener without SO_REUSEADDR for a minute.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", int(os.environ["APP_PORT"])))
     sock.listen()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
