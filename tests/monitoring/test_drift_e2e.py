@@ -280,7 +280,11 @@ def test_a_logger_url_that_does_not_answer_neither_fails_nor_slows_requests(
         d.predict("iris-silent", iris()[:1])
         took.append(time.perf_counter() - start)
     took.sort()
-    assert took[-1] < 1.0, took[-5:]  # the sink's timeouts are seconds: nobody waited
+    # The silent sink's answer is waited for up to 10 s (payload_logger's timeout) and a
+    # connection up to 2 s: a request that waited on it would take that long. (A bound far
+    # below those, not a tight latency aim: the suite shares two cores.)
+    assert took[-1] < 1.5, took[-5:]
+    assert took[len(took) // 2] < 0.25, took[len(took) // 2]
 
     def dropped() -> float:
         text = d.call("iris-silent", "/metrics").text
