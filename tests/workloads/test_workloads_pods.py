@@ -903,3 +903,16 @@ def _run_as_nobody(tmp_path: Path, subprocess: Any) -> None:
     assert lines[0] == "w1" and lines[1] == "65534"
     assert "Read-only file system" in lines[2] and lines[-1] == "EXIT 0"
     assert not Path("/workspace/model").exists()
+
+
+def test_numeric_quantities_are_stored_as_strings() -> None:
+    """As the API server serialises a Quantity: typed clients (kubernetes 36+) refuse numbers."""
+    from wonderland.workloads.admission import default_pod_spec
+
+    spec = {"containers": [{"name": "c", "resources": {"limits": {"cpu": 1.0, "memory": 0.5}}}]}
+    default_pod_spec(spec)
+    resources = spec["containers"][0]["resources"]  # type: ignore[index]
+    assert resources == {
+        "limits": {"cpu": "1", "memory": "500m"},
+        "requests": {"cpu": "1", "memory": "500m"},
+    }

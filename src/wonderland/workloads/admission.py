@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationError
 
 from wonderland.api import admission
+from wonderland.api.quantity import millis
 from wonderland.api.schemas.core import PodObject, PodSpec, VolumeProjection, qos_class
 from wonderland.api.selectors import from_label_selector, matches
 from wonderland.errors import InvalidError
@@ -40,6 +41,22 @@ LEGACY_CONTROLLER_UID = "controller-uid"
 
 
 # -- pods ----------------------------------------------------------------------------
+
+
+def _quantities_as_strings(resources: Obj) -> None:
+    """Numbers in ``limits``/``requests`` written back as quantity strings, as the API
+    server serialises a ``Quantity`` (``1`` -> ``"1"``, ``0.5`` -> ``"500m"``): clients that
+    type them as strings (the ``kubernetes`` client 36 and later) refuse a number."""
+    for field in ("limits", "requests"):
+        values = resources.get(field)
+        if not isinstance(values, dict):
+            continue
+        for name, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                thousandths = millis(value, f"resources.{field}.{name}")
+                values[name] = (
+                    str(thousandths // 1000) if thousandths % 1000 == 0 else f"{thousandths}m"
+                )
 
 
 def default_pod_spec(spec: Obj) -> None:
@@ -65,6 +82,8 @@ def default_pod_spec(spec: Obj) -> None:
                 latest = "@" not in image and (":" not in tag or tag.endswith(":latest"))
                 container["imagePullPolicy"] = "Always" if latest else "IfNotPresent"
             resources = container.get("resources")
+            if isinstance(resources, dict):
+                _quantities_as_strings(resources)
             if isinstance(resources, dict) and isinstance(resources.get("limits"), dict):
                 requests = resources.setdefault("requests", {})
                 if isinstance(requests, dict):
