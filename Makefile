@@ -86,9 +86,9 @@ typecheck: dev
 	$(BIN)/mypy
 
 ## TEST_WORKERS: how many pytest-xdist workers run the suite. Most tests wait on processes
-## and sockets (the whole suite keeps about one core busy), so four workers fit two cores;
+## and sockets (the whole suite keeps about one core busy), so three workers fit two cores;
 ## TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 
 unit: dev kubeflow-sdk katib-sdk
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

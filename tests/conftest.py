@@ -41,6 +41,29 @@ else:
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
+        def remove_node(self, node: Any) -> str | None:
+            """A worker ended (a test past its timeout ends its worker): the test it was
+            running is the crashed one and is reported failed; the rest of its file goes
+            back to the queue. (xdist's own version queues the crashed test again, so a
+            hanging test ran until the restart limit and then the run never finished.)"""
+            workload = self.assigned_work.pop(node)
+            pending = [
+                (unit, nodeid)
+                for unit, tests in workload.items()
+                for nodeid, completed in tests.items()
+                if not completed
+            ]
+            if not pending:
+                return None
+            unit, crashed = pending[0]
+            workload[unit][crashed] = True
+            self.workqueue.update(
+                {unit: tests for unit, tests in workload.items() if not all(tests.values())}
+            )
+            for other in self.assigned_work:
+                self._reschedule(other)
+            return crashed
+
     def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         if config.getvalue("dist") in ("loadfile", "loadgroup", "loadscope"):
             return WorkUnitScheduling(config, log)
