@@ -45,6 +45,20 @@ SCRIPT = textwrap.dedent(
         print(f"loss={loss:.8f}", flush=True)
 
     client = OptimizerClient()
+
+    def wait(job_name):
+        # The SDK lists a job's Trials, then reads each Trial's TrainJob: a Trial listed in
+        # the instant before its TrainJob exists makes that read 404 (Katib, on a cluster
+        # too, creates the Trial first). Poll again, as a user would.
+        for _ in range(3):
+            try:
+                return client.wait_for_job_status(job_name, timeout=240, polling_interval=1)
+            except RuntimeError as exc:
+                if "Failed to list Trials" not in str(exc):
+                    raise
+                last = exc
+        raise last
+
     name = client.optimize(
         trial_template=TrainJobTemplate(trainer=CustomTrainer(func=train)),
         search_space={
@@ -56,7 +70,7 @@ SCRIPT = textwrap.dedent(
         algorithm=RandomSearch(random_state=3),
     )
     print("NAME", name, flush=True)
-    job = client.wait_for_job_status(name, timeout=240, polling_interval=1)
+    job = wait(name)
     print("JOB", json.dumps({
         "status": job.status,
         "trials": sorted(t.name for t in job.trials),
@@ -80,7 +94,7 @@ SCRIPT = textwrap.dedent(
         trial_config=TrialConfig(num_trials=2, parallel_trials=2),
         algorithm=GridSearch(),
     )
-    done = client.wait_for_job_status(grid, timeout=240, polling_interval=1)
+    done = wait(grid)
     print("GRID", json.dumps({
         "status": done.status,
         "best": client.get_best_results(grid).parameters,
