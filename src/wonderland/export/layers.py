@@ -35,6 +35,7 @@ __all__ = [
     "DependencyError",
     "Layer",
     "PipOptions",
+    "compress_layer",
     "default_cache",
     "packages_layer",
     "requirement_lines",
@@ -116,7 +117,9 @@ def tar_files(entries: Iterable[tuple[str, bytes, int]]) -> bytes:
     return raw.getvalue()
 
 
-def _compress(tar: bytes, created_by: str) -> Layer:
+def compress_layer(tar: bytes, created_by: str) -> Layer:
+    """A layer of the uncompressed ``tar``: gzipped reproducibly (no mtime), its diff id the
+    digest of the tar itself."""
     return Layer(
         gzip.compress(tar, compresslevel=6, mtime=0),
         "sha256:" + hashlib.sha256(tar).hexdigest(),
@@ -243,7 +246,7 @@ def packages_layer(
             )
         tar = tar_files(_installed_files(target, sys.executable))
     created_by = f"pip install --target {PYTHON_PREFIX} ({what})"
-    layer = _compress(tar, created_by)
+    layer = compress_layer(tar, created_by)
     cache.mkdir(parents=True, exist_ok=True)
     tmp_blob = blob_path.with_suffix(".tmp")
     tmp_blob.write_bytes(layer.blob)

@@ -17,7 +17,6 @@ manifest digest, and a rebuild of an unchanged folder only reads it.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -35,6 +34,7 @@ from wonderland.export.layers import (
     PYTHON_PREFIX,
     Layer,
     PipOptions,
+    compress_layer,
     packages_layer,
     requirement_lines,
     tar_files,
@@ -520,13 +520,7 @@ def build_image(
         dest = str(PurePosixPath(recipe.workdir) / dest)
     say(f"{ref}: layer of {folder} at {dest}")
     tar = _app_layer(folder, dest)
-    layers.append(
-        Layer(
-            gzip.compress(tar, compresslevel=6, mtime=0),
-            "sha256:" + hashlib.sha256(tar).hexdigest(),
-            "wonderland build (the app folder)",
-        )
-    )
+    layers.append(compress_layer(tar, "wonderland build (the app folder)"))
     config = _config(base_image.config, recipe, plat, base_image.diff_ids, layers, digest)
     return _write_image(layout, ref, base_image, layers, config, plat, digest, say)
 
@@ -784,13 +778,7 @@ def build_function(
         )
     say(f"{ref}: layer of {folder} at {FUNCTION_DIR}")
     tar = _app_layer(folder, FUNCTION_DIR)
-    layers.append(
-        Layer(
-            gzip.compress(tar, compresslevel=6, mtime=0),
-            "sha256:" + hashlib.sha256(tar).hexdigest(),
-            "wonderland build (the function folder)",
-        )
-    )
+    layers.append(compress_layer(tar, "wonderland build (the function folder)"))
     recipe = ImageRecipe(
         base=base_name,
         workdir=FUNCTION_DIR,
