@@ -15,7 +15,7 @@ KUBEFLOW_SDK := kubeflow==0.5.0
 KATIB_VENV := .venv-katib
 KATIB_SDK := kubeflow-katib==0.19.0 kubernetes<36
 
-.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus lowest cluster-example
+.PHONY: up test install dev lint typecheck unit clean browser kubeflow-sdk katib-sdk mpi prometheus lowest cluster-example registry-tools
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else "wonderland needs Python 3.11 or newer; found %d.%d. Set PYTHON=python3.11 (or newer) and run make again." % v[:2])'
@@ -55,6 +55,15 @@ mpi:
 ## make prometheus: Debian's Prometheus (wonderland up --prometheus and its tests).
 prometheus:
 	@command -v prometheus >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }
+
+## make registry-tools: Debian's docker-registry, skopeo, mmdebstrap and htpasswd (the
+## registry tests push the demo's images and read them back), and the base image they
+## build onto, made from Debian packages with mmdebstrap into build/debian-base (about
+## 25 to 90 s, depending on the mirror; once).
+DEBIAN_BASE := build/debian-base
+registry-tools:
+	@command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v mmdebstrap >/dev/null && command -v htpasswd >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends docker-registry skopeo mmdebstrap apache2-utils; }
+	@test -f $(DEBIAN_BASE)/index.json || $(PYTHON) tools/debian_base.py -o $(DEBIAN_BASE)
 
 ## make kubeflow-sdk: the official Kubeflow SDK in .venv-kubeflow (the training tests use it).
 $(KUBEFLOW_VENV)/.installed:

@@ -221,13 +221,19 @@ def test_a_pushed_image_reads_back_by_digest(tmp_path: Path, base: Path) -> None
     assert (again.uploaded, again.skipped, registry.puts) == (0, 3, 3)
 
 
-def test_a_registry_that_wants_credentials_is_a_clear_error(tmp_path: Path, base: Path) -> None:
+def test_a_registry_that_wants_credentials_is_a_clear_error(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "no-auth.json"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "DOCKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
     built = build_image(FRONTEND, "frontend", tmp_path / "images", base, "registry.example")
     registry = _Registry(challenge='Basic realm="registry"')
     with pytest.raises(ImageBuildError) as err:
         push_image(tmp_path / "images", built.ref, httpx.MockTransport(registry))
     assert str(err.value).startswith("the registry registry.example refused the push of frontend:")
-    assert "(HTTP 401: authentication required); it wants credentials: push with `skopeo copy" in (
+    assert "(HTTP 401: authentication required); it wants credentials: log in first" in (
         str(err.value)
     )
 

@@ -3,19 +3,17 @@ targets, and .dockerignore. pip runs for real, offline, on wheels built here."""
 
 from __future__ import annotations
 
-import base64
 import gzip
-import hashlib
 import io
 import json
 import shutil
 import tarfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _support.wheels import make_wheel, server_wheel
 
 from wonderland import __version__
 from wonderland.cli import main
@@ -24,41 +22,6 @@ from wonderland.export.sources import source_digest, source_files
 ROOT = Path(__file__).resolve().parents[2]
 CONFERENCE = ROOT / "examples" / "conference"
 RUNTIME = CONFERENCE / "cluster" / "kserve" / "clusterservingruntime-wonderland-model-server.yaml"
-
-
-def make_wheel(
-    folder: Path,
-    name: str,
-    version: str,
-    requires: tuple[str, ...] = (),
-    extras: tuple[str, ...] = (),
-    script: str | None = None,
-) -> Path:
-    """A pure-Python wheel with one module (and a console script ``name``)."""
-    module = name.replace("-", "_")
-    dist = f"{module}-{version}.dist-info"
-    files = {
-        f"{module}/__init__.py": f"VERSION = {version!r}\n\ndef main():\n    print(VERSION)\n",
-        f"{dist}/METADATA": "Metadata-Version: 2.1\n"
-        f"Name: {name}\nVersion: {version}\n"
-        + "".join(f"Provides-Extra: {e}\n" for e in extras)
-        + "".join(f"Requires-Dist: {r}\n" for r in requires),
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-    }
-    if script:
-        files[f"{dist}/entry_points.txt"] = f"[console_scripts]\n{script} = {module}:main\n"
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    files[f"{dist}/RECORD"] = "\n".join([*record, f"{dist}/RECORD,,"]) + "\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"{module}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(zipfile.ZipInfo(path, (1980, 1, 1, 0, 0, 0)), text)
-    return wheel
 
 
 def _json(layout: Path, digest: str) -> Any:
@@ -164,30 +127,11 @@ def test_a_local_path_in_requirements_is_refused_with_what_to_do(
     assert "pip wheel PATH -w wheels/" in err
 
 
-def _server_wheel(wheels: Path) -> Path:
-    """A stand-in for the package's wheel: its name and version, a core dependency, an
-    extra and an extra that names another (as `all` does)."""
-    return make_wheel(
-        wheels.parent / "dist",
-        "wonderland",
-        __version__,
-        requires=(
-            "tinypkg>=1",
-            'otherpkg==2.0; extra == "sklearn"',
-            'absentpkg; extra == "xgboost"',
-            'wonderland[sklearn]; extra == "all"',
-            'tinypkg; python_version < "3.0"',
-        ),
-        extras=("sklearn", "xgboost", "all"),
-        script="wonderland",
-    )
-
-
 @pytest.mark.slow
 def test_the_model_server_image_is_the_one_the_export_names(
     tmp_path: Path, base: Path, wheels: Path, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    wheel = _server_wheel(wheels)
+    wheel = server_wheel(wheels)
     out = tmp_path / "images"
     args = [
         "build",
@@ -263,7 +207,7 @@ def test_ksvc_and_all_build_what_the_manifests_name(
     assert main(["build", "ksvc/nosuch", "-f", str(CONFERENCE), *common]) == 1
     assert "ksvc/nosuch: no Service named nosuch in the manifests read" in (capsys.readouterr().err)
     pip = ["--find-links", str(wheels), "--no-index", "--cache", str(cache)]
-    wheel = ["--wheel", str(_server_wheel(wheels))]
+    wheel = ["--wheel", str(server_wheel(wheels))]
     assert main(["build", "--all", "-f", str(CONFERENCE), *common, *pip, *wheel]) == 0
     refs = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     # Every image the export names: the four apps and the model server (sklearn-iris has
@@ -319,7 +263,7 @@ def test_func_name_builds_the_function_under_the_name_export_gives_it(
     (folder / ".func" / "wonderland" / "x").write_text("local")
     capsys.readouterr()
     pip = ["--find-links", str(wheels), "--no-index", "--cache", str(cache)]
-    wheel = ["--wheel", str(_server_wheel(wheels))]
+    wheel = ["--wheel", str(server_wheel(wheels))]
     args = ["build", "func", "hello", "-o", str(tmp_path / "images"), "--base", str(base)]
     assert main([*args, "--registry", "localhost:5001", *pip, *wheel]) == 0
     ref = capsys.readouterr().out.split()[0]

@@ -59,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="push each image to its registry (the OCI Distribution API; needs --registry)",
     )
+    build.add_argument(
+        "--creds",
+        metavar="USER:PASSWORD",
+        help="the registry's credentials for --push (default: those `podman login` or "
+        "`docker login` saved: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, "
+        "~/.config/containers/auth.json, ~/.docker/config.json)",
+    )
     build.add_argument("--platform", default="linux/amd64", help="OS/ARCH (default linux/amd64)")
     build.add_argument(
         "--all",
@@ -128,6 +135,8 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.push and not args.registry:
         raise ConfigError("--push needs --registry REG (where to push the images)")
+    if args.creds and not args.push:
+        raise ConfigError("--creds is for --push: add --push, or leave --creds out")
     functions: list[str] = []
     rest: list[str] = []
     tokens = iter(args.targets)
@@ -185,7 +194,7 @@ def _build(args: argparse.Namespace) -> int:
             results.append(
                 build_image(folder, name, out, base, args.registry, args.platform, say, pip)
             )
-            _report(results[-1], out, args.push)
+            _report(results[-1], out, args.push, args.creds)
         named = [(find_function(n, _search_dirs(args.filename)), n) for n in functions]
         for folder, name in [*named, *(f for f in plan.functions if f not in named)]:
             results.append(
@@ -201,7 +210,7 @@ def _build(args: argparse.Namespace) -> int:
                     Path(args.wheel) if args.wheel else None,
                 )
             )
-            _report(results[-1], out, args.push)
+            _report(results[-1], out, args.push, args.creds)
         if model_server:
             results.append(
                 build_model_server(
@@ -215,7 +224,7 @@ def _build(args: argparse.Namespace) -> int:
                     Path(args.wheel) if args.wheel else None,
                 )
             )
-            _report(results[-1], out, args.push)
+            _report(results[-1], out, args.push, args.creds)
         if archive:
             write_archive(out, archive)
     if not results:
@@ -226,7 +235,7 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(result: object, out: object, push: bool) -> None:
+def _report(result: object, out: object, push: bool, creds: str | None) -> None:
     from pathlib import Path
 
     from wonderland.export.oci import BuildResult
@@ -240,7 +249,7 @@ def _report(result: object, out: object, push: bool) -> None:
         flush=True,
     )
     if push:
-        pushed = push_image(out, result.ref)
+        pushed = push_image(out, result.ref, creds=creds)
         print(
             f"pushed {pushed.ref} {pushed.digest} ({pushed.uploaded} blob(s) sent, "
             f"{pushed.skipped} there already)",

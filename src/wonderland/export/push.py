@@ -2,24 +2,36 @@
 
 Blobs the registry has already are skipped (``HEAD``), the others uploaded in one ``PUT``
 each, then the manifest is put under its tag. A registry on this machine (``localhost``,
-``127.0.0.1``, ``*.local``) is spoken to over plain HTTP, any other over HTTPS. A
-registry that asks for a bearer token gets an anonymous one; one that wants credentials
-is refused with what to do (``skopeo copy`` with ``--dest-creds``).
+``127.0.0.1``, ``*.local``) is spoken to over plain HTTP, any other over HTTPS.
+
+A registry that answers 401 gets what its challenge asks for: Basic authentication with
+the credentials, or a Bearer token from its token server (asked with the credentials, or
+anonymously when there are none) for pulling and pushing the repository. The credentials
+are ``--creds USER:PASSWORD`` or those ``podman login``/``docker login`` saved
+(:mod:`wonderland.export.credentials`); a registry that refuses them, or wants some and
+finds none, is an error naming the image, the registry and what to do.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from wonderland.export.credentials import Credentials, find_credentials
 from wonderland.export.oci import ImageBuildError
 
 __all__ = ["ImageRef", "PushResult", "push_image"]
 
 _ACCEPT = "application/vnd.oci.image.manifest.v1+json"
+_LOGIN = (
+    "it wants credentials: log in first (`podman login {host}`, `skopeo login {host}` or "
+    "`docker login {host}`: wonderland reads the file they write, or REGISTRY_AUTH_FILE), "
+    "or give --creds USER:PASSWORD"
+)
 
 
 @dataclass(frozen=True)
@@ -58,10 +70,15 @@ class PushResult:
 
 
 class _Registry:
-    def __init__(self, ref: ImageRef, transport: httpx.BaseTransport | None) -> None:
+    def __init__(
+        self, ref: ImageRef, transport: httpx.BaseTransport | None, creds: str | None
+    ) -> None:
         self.ref = ref
         self.http = httpx.Client(base_url=ref.base_url, transport=transport, timeout=120.0)
-        self.token: str | None = None
+        self.creds = creds
+        self.credentials: Credentials | None = None
+        self.looked_up = False
+        self.authorization: str | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -73,53 +90,101 @@ class _Registry:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        """The response to the request, authenticated as the registry asks on a 401 (the
+        request is sent again once)."""
         sent = dict(headers or {})
         try:
-            for _ in range(2):
-                if self.token:
-                    sent["Authorization"] = f"Bearer {self.token}"
+            for attempt in range(2):
+                if self.authorization:
+                    sent["Authorization"] = self.authorization
                 response = self.http.request(method, url, content=content, headers=sent)
-                if response.status_code != 401 or self.token is not None:
-                    break
-                self.token = self._anonymous_token(response)
+                if response.status_code != 401:
+                    return response
+                if attempt == 1:
+                    raise self._refused(response, self._why_unauthorized())
+                self.authorization = self._authorize(response)
         except httpx.HTTPError as exc:
             raise ImageBuildError(
                 f"push to {self.ref.base_url} failed: {exc} (is the registry running there?)"
             ) from None
         return response
 
-    def _anonymous_token(self, response: httpx.Response) -> str:
-        challenge = response.headers.get("WWW-Authenticate", "")
-        if not challenge.lower().startswith("bearer "):
-            raise self._refused(response, "it wants credentials")
-        params = dict(
-            part.strip().split("=", 1) for part in challenge[7:].split(",") if "=" in part
+    def _credentials(self) -> Credentials | None:
+        if not self.looked_up:
+            self.credentials = find_credentials(self.ref.host, self.ref.repository, self.creds)
+            self.looked_up = True
+        return self.credentials
+
+    def _why_unauthorized(self) -> str:
+        found = self._credentials()
+        if found is None:
+            return _LOGIN.format(host=self.ref.host)
+        return (
+            f"the credentials of {found.source} (user {found.username}) were refused: check "
+            f"them, or log in again (`podman login {self.ref.host}`)"
         )
-        params = {k: v.strip('"') for k, v in params.items()}
+
+    def _authorize(self, response: httpx.Response) -> str:
+        """The ``Authorization`` header the challenge of a 401 asks for: Basic with the
+        credentials, or a Bearer token from the challenge's realm (with the credentials
+        when there are some, anonymous otherwise)."""
+        challenge = response.headers.get("WWW-Authenticate", "")
+        scheme, _, rest = challenge.partition(" ")
+        found = self._credentials()
+        if scheme.lower() == "basic":
+            if found is None:
+                raise self._refused(response, _LOGIN.format(host=self.ref.host))
+            return found.basic()
+        if scheme.lower() != "bearer":
+            raise self._refused(
+                response,
+                f"it asks for {scheme or 'an unknown'} authentication, not Basic or Bearer",
+            )
+        params = {
+            k.strip(): v.strip().strip('"')
+            for k, _, v in (p.partition("=") for p in re.findall(r'[^,]+="[^"]*"|[^,]+', rest))
+        }
         realm = params.pop("realm", "")
+        params.pop("error", None)
+        # One token for the whole push: pull and push on the repository.
+        params["scope"] = f"repository:{self.ref.repository}:pull,push"
+        auth = (found.username, found.password) if found is not None else None
+        try:
+            answer = self.http.get(realm, params=params, auth=auth)
+        except httpx.HTTPError as exc:
+            why = f"its token server {realm} did not answer ({exc})"
+            raise self._refused(response, why) from None
+        if answer.status_code in (401, 403):
+            raise self._refused(answer, f"its token server {realm}: {self._why_unauthorized()}")
         token = None
         try:
-            answer = self.http.get(realm, params=params)
-            if answer.status_code == 200:
-                body = answer.json()
-                token = body.get("token") or body.get("access_token")
-        except (httpx.HTTPError, ValueError):
+            body = answer.json() if answer.status_code == 200 else {}
+            token = body.get("token") or body.get("access_token")
+        except ValueError:
             token = None
         if not token:
-            raise self._refused(response, "it gives no anonymous token")
-        return str(token)
+            raise self._refused(
+                answer, f"its token server {realm} gave no token (HTTP {answer.status_code})"
+            )
+        return f"Bearer {token}"
 
     def _refused(self, response: httpx.Response, why: str) -> ImageBuildError:
         try:
             errors = response.json().get("errors") or []
             detail = "; ".join(str(e.get("message") or e.get("code")) for e in errors)
-        except ValueError:
-            detail = response.text[:200]
+        except (ValueError, AttributeError):
+            detail = response.text[:200].strip()
+        if response.status_code == 403:
+            found = self._credentials()
+            who = f"the user {found.username}" if found else "an anonymous user"
+            why = (
+                f"{why}; {who} may not push to {self.ref.repository}: ask for push rights "
+                "there, or push to a repository you may write (--registry)"
+            )
         return ImageBuildError(
             f"the registry {self.ref.host} refused the push of {self.ref.repository}:"
             f"{self.ref.tag} (HTTP {response.status_code}{': ' + detail if detail else ''}); "
-            f"{why}: push with `skopeo copy --dest-creds USER:PASSWORD oci:DIR:REF "
-            "docker://REF`"
+            f"{why}"
         )
 
     def push_blob(self, digest: str, data: bytes) -> bool:
@@ -149,9 +214,15 @@ class _Registry:
         return str(done.headers.get("Docker-Content-Digest", ""))
 
 
-def push_image(layout: Path, ref: str, transport: httpx.BaseTransport | None = None) -> PushResult:
+def push_image(
+    layout: Path,
+    ref: str,
+    transport: httpx.BaseTransport | None = None,
+    creds: str | None = None,
+) -> PushResult:
     """Push the image ``ref`` of the OCI image layout ``layout`` to the registry its name
-    starts with; ``transport`` replaces the network (tests)."""
+    starts with, as ``creds`` (``USER:PASSWORD``) or the user an auth file names for it
+    when the registry asks; ``transport`` replaces the network (tests)."""
     index = json.loads((layout / "index.json").read_text())
     entry = next(
         (
@@ -169,7 +240,7 @@ def push_image(layout: Path, ref: str, transport: httpx.BaseTransport | None = N
 
     manifest_bytes = blob(entry["digest"])
     manifest = json.loads(manifest_bytes)
-    registry = _Registry(ImageRef.parse(ref), transport)
+    registry = _Registry(ImageRef.parse(ref), transport, creds)
     try:
         uploaded = skipped = 0
         for desc in [*manifest["layers"], manifest["config"]]:
