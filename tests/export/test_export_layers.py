@@ -117,6 +117,52 @@ def test_requirements_become_a_layer_that_an_unchanged_file_takes_from_the_cache
     assert "nosuchpkg" in err and "--find-links DIR" in err
 
 
+def test_a_dockerfile_that_pip_installs_its_requirements_gets_their_layer(
+    tmp_path: Path, base: Path, wheels: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = _app(tmp_path, "tinypkg==1.0\n")
+    (app / "Dockerfile").write_text(
+        "FROM python:3.12-slim\nWORKDIR /srv\nCOPY requirements.txt /tmp/\n"
+        "RUN python -m pip install --upgrade pip && \\\n"
+        "    pip install --no-cache-dir -r /tmp/requirements.txt otherpkg\n"
+        'COPY . .\nCMD ["tinypkg"]\n'
+    )
+    out = tmp_path / "images"
+    args = ["build", str(app), "-o", str(out), "--base", str(base), "--cache", str(cache)]
+    pip = ["--find-links", str(wheels), "--no-index"]
+    assert main([*args, *pip]) == 0
+    captured = capsys.readouterr()
+    assert "not installed" not in captured.err
+    ref = captured.out.split()[0]
+    manifest, config = _image(out, ref)
+    assert len(manifest["layers"]) == 3
+    deps = _members(out, manifest["layers"][1])
+    assert "opt/python/site-packages/tinypkg/__init__.py" in deps
+    assert "opt/python/site-packages/otherpkg/__init__.py" in deps
+    files = _members(out, manifest["layers"][2])
+    assert files["tmp/requirements.txt"] == b"tinypkg==1.0\n" and "srv/app.py" in files
+    env = dict(item.split("=", 1) for item in config["config"]["Env"])
+    assert env["PYTHONPATH"] == "/opt/python/site-packages"
+    assert env["PATH"].startswith("/opt/python/bin:")
+    # Any other RUN, and a requirements file the Dockerfile did not copy: the line.
+    dockerfile = app / "Dockerfile"
+    dockerfile.write_text("FROM python:3.12-slim\nRUN apt-get install -y gcc\n")
+    assert main([*args, *pip]) == 1
+    err = capsys.readouterr().err
+    assert "Dockerfile:2: RUN apt-get install -y gcc: only `RUN pip install`" in err
+    dockerfile.write_text("FROM python:3.12-slim\nWORKDIR /x\nRUN pip install -r req.txt\n")
+    assert main([*args, *pip]) == 1
+    err = capsys.readouterr().err
+    assert "Dockerfile:3: RUN pip install -r req.txt: /x/req.txt is not a file the " in err
+    assert "COPY it first" in err
+    # With no RUN pip install, the requirements are not installed, and the build says so.
+    dockerfile.write_text("FROM python:3.12-slim\nCOPY . /app\nCMD python app.py\n")
+    assert main([*args, *pip]) == 0
+    assert "requirements.txt is not installed: the Dockerfile has no `RUN pip" in (
+        capsys.readouterr().err
+    )
+
+
 def test_a_local_path_in_requirements_is_refused_with_what_to_do(
     tmp_path: Path, base: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -156,7 +202,7 @@ def test_the_model_server_image_is_the_one_the_export_names(
     ref = capsys.readouterr().out.split()[0]
     runtime = yaml.safe_load(RUNTIME.read_text())
     (container,) = runtime["spec"]["containers"]
-    assert ref == container["image"] == f"localhost:5001/model-server:{__version__}"
+    assert ref == container["image"] == f"localhost:5001/model-server:{__version__}-sklearn"
     manifest, config = _image(out, ref)
     assert len(manifest["layers"]) == 3
     deps = _members(out, manifest["layers"][1])
@@ -217,8 +263,8 @@ def test_ksvc_and_all_build_what_the_manifests_name(
     assert set(refs) == named and len(refs) == 5
     # isvc/NAME: the model server that serves it, unchanged now.
     assert main(["build", "isvc/sklearn-iris", "-f", str(CONFERENCE), *common, *pip, *wheel]) == 0
-    assert capsys.readouterr().out.startswith(f"localhost:5001/model-server:{__version__} ")
-    _, config = _image(out, f"localhost:5001/model-server:{__version__}")
+    assert capsys.readouterr().out.startswith(f"localhost:5001/model-server:{__version__}-sklearn ")
+    _, config = _image(out, f"localhost:5001/model-server:{__version__}-sklearn")
     assert config["config"]["Labels"]["dev.wonderland.extras"] == "sklearn"
 
 

@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--model-server",
         action="store_true",
         help="build the model server's image (the ClusterServingRuntime of `wonderland export` "
-        "names it REG/model-server:<version>)",
+        "names it REG/model-server:<version>[-<extras>])",
     )
     build.add_argument(
         "--extras",

@@ -31,11 +31,13 @@ FORMAT_EXTRAS = {
 }
 
 
-def model_server_ref(registry: str | None) -> str:
-    """``REG/model-server:<version>`` (``wonderland/model-server:<version>`` with no
-    registry)."""
+def model_server_ref(registry: str | None, extras: Iterable[str] = ()) -> str:
+    """``REG/model-server:<version>[-<extra>...]`` (``wonderland/model-server:...`` with
+    no registry): the tag names the extras the image holds (sorted), so that images
+    built for other model formats do not take each other's name."""
     repo = registry.rstrip("/") if registry else "wonderland"
-    return f"{repo}/{MODEL_SERVER_NAME}:{__version__}"
+    tag = "-".join([__version__, *sorted(set(extras))])
+    return f"{repo}/{MODEL_SERVER_NAME}:{tag}"
 
 
 def extras_for(formats: Iterable[str]) -> list[str]:

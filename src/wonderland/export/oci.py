@@ -95,8 +95,14 @@ class ImageRecipe:
     entrypoint: list[str] | None = None
     user: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    # requirements.txt of a folder with no Dockerfile: installed into a layer of their own
+    # what pip installs into a layer of its own: requirements.txt of a folder with no
+    # Dockerfile, or what the Dockerfile's `RUN pip install` lines name
     requirements: list[str] = field(default_factory=list)
+    # single files the Dockerfile copies: (path in the folder, path in the image, line)
+    files: list[tuple[str, str, str]] = field(default_factory=list)
+    # `RUN pip install -r FILE`: (FILE's path in the image, line); read by recipe_for
+    requirement_files: list[tuple[str, str]] = field(default_factory=list)
+    pip_run: bool = False  # a `RUN pip install` line was seen
 
 
 def _command(text: str) -> list[str]:
@@ -146,12 +152,20 @@ def parse_dockerfile(text: str, where: str) -> ImageRecipe:
             recipe.workdir = str(PurePosixPath(recipe.workdir) / rest)
         elif word in ("COPY", "ADD"):
             args = [a for a in shlex.split(rest) if not a.startswith("--")]
-            if len(args) != 2 or args[0] not in (".", "./"):
+            if len(args) == 2 and args[0] in (".", "./"):
+                recipe.copy_to = args[1]
+                continue
+            if len(args) < 2 or any(a in (".", "./") or "*" in a for a in args[:-1]):
                 raise ImageBuildError(
-                    f"{at} {rest}: only `COPY . DEST` (the whole folder) is built without a "
-                    "container runtime; copy the folder as a whole"
+                    f"{at} {rest}: only `COPY . DEST` (the whole folder) and copies of single "
+                    "files are built without a container runtime; copy the folder as a whole"
                 )
-            recipe.copy_to = args[1]
+            *sources, dest = args
+            target = PurePosixPath(recipe.workdir) / dest
+            into_dir = dest.endswith("/") or dest in (".", "..") or len(sources) > 1
+            for src in sources:
+                path = target / PurePosixPath(src).name if into_dir else target
+                recipe.files.append((src, str(path), f"{at} {rest}"))
         elif word == "ENV":
             try:
                 recipe.env.update(_pairs(rest))
@@ -171,10 +185,7 @@ def parse_dockerfile(text: str, where: str) -> ImageRecipe:
         elif word == "USER":
             recipe.user = rest
         elif word == "RUN":
-            raise ImageBuildError(
-                f"{at}: RUN needs a container runtime (buildah or podman); put what it "
-                "installs in the base image, or dependencies in requirements.txt"
-            )
+            _pip_install(rest, recipe, at)
         else:
             raise ImageBuildError(
                 f"{at}: not supported without a container runtime (FROM, WORKDIR, COPY . DEST, "
@@ -182,7 +193,66 @@ def parse_dockerfile(text: str, where: str) -> ImageRecipe:
             )
     if not seen_from:
         raise ImageBuildError(f"{where}: no FROM line")
+    if recipe.pip_run:
+        recipe.env.setdefault("PYTHONPATH", f"{PYTHON_PREFIX}/site-packages")
     return recipe
+
+
+# pip's options that change nothing in what a layer holds
+_PIP_FLAGS = {
+    "--no-cache-dir",
+    "-q",
+    "--quiet",
+    "-U",
+    "--upgrade",
+    "--user",
+    "--disable-pip-version-check",
+    "--no-warn-script-location",
+    "--prefer-binary",
+    "--no-compile",
+    "--progress-bar=off",
+}
+
+
+def _pip_install(text: str, recipe: ImageRecipe, at: str) -> None:
+    """``RUN pip install ...`` (``pip3``, ``python -m pip``; several joined by ``&&``): what
+    it installs goes to the recipe's dependency layer; any other RUN is refused."""
+    refused = ImageBuildError(
+        f"{at} {text}: only `RUN pip install` (requirements, -r FILE) is built without a "
+        "container runtime (buildah or podman); put what else it does in the base image"
+    )
+    if text.startswith("["):
+        raise refused
+    for part in text.split("&&"):
+        try:
+            words = shlex.split(part)
+        except ValueError:
+            raise refused from None
+        if words[:3] in (["python", "-m", "pip"], ["python3", "-m", "pip"]):
+            words = ["pip", *words[3:]]
+        if len(words) < 2 or words[0] not in ("pip", "pip3") or words[1] != "install":
+            raise refused
+        recipe.pip_run = True
+        args = iter(words[2:])
+        for arg in args:
+            if arg in ("-r", "--requirement"):
+                name = next(args, "")
+                if not name:
+                    raise ImageBuildError(f"{at} {text}: -r names no file")
+                path = PurePosixPath(recipe.workdir) / name
+                recipe.requirement_files.append((str(path), f"{at} {text}"))
+            elif arg.startswith("--requirement="):
+                path = PurePosixPath(recipe.workdir) / arg.partition("=")[2]
+                recipe.requirement_files.append((str(path), f"{at} {text}"))
+            elif arg in _PIP_FLAGS or arg.startswith("--root-user-action"):
+                continue
+            elif arg.startswith("-"):
+                raise ImageBuildError(
+                    f"{at} {text}: pip's {arg} is not supported without a container runtime "
+                    f"(these are: -r FILE, {', '.join(sorted(_PIP_FLAGS))}); drop it"
+                )
+            elif arg != "pip":  # `pip install -U pip`: the image's pip is not used
+                recipe.requirements.append(arg)
 
 
 def _procfile_recipe(folder: Path) -> ImageRecipe:
@@ -208,21 +278,55 @@ def recipe_for(folder: Path) -> ImageRecipe:
     """The folder's Dockerfile recipe, else its Procfile's."""
     dockerfile = folder / "Dockerfile"
     if dockerfile.is_file():
-        return parse_dockerfile(dockerfile.read_text(), str(dockerfile))
+        recipe = parse_dockerfile(dockerfile.read_text(), str(dockerfile))
+        _dockerfile_files(folder, recipe)
+        return recipe
     recipe = _procfile_recipe(folder)
     requirements = folder / "requirements.txt"
     if requirements.is_file():
-        recipe.requirements = requirement_lines(requirements.read_text())
-        local = [r for r in recipe.requirements if r.startswith(("-e", "."))]
-        if local:
-            raise ImageBuildError(
-                f"{requirements}: {local[0]}: a local path is not built into a dependency "
-                "layer; build a wheel of it (`pip wheel PATH -w wheels/`) and pass "
-                "--find-links wheels/"
-            )
+        recipe.requirements = _requirements_of(requirements, str(requirements))
     if recipe.requirements:
         recipe.env.setdefault("PYTHONPATH", f"{PYTHON_PREFIX}/site-packages")
     return recipe
+
+
+def _requirements_of(path: Path, where: str) -> list[str]:
+    lines = requirement_lines(path.read_text())
+    local = [r for r in lines if r.startswith(("-e", "."))]
+    if local:
+        raise ImageBuildError(
+            f"{where}: {local[0]}: a local path is not built into a dependency "
+            "layer; build a wheel of it (`pip wheel PATH -w wheels/`) and pass "
+            "--find-links wheels/"
+        )
+    return lines
+
+
+def _dockerfile_files(folder: Path, recipe: ImageRecipe) -> None:
+    """Check the single files the Dockerfile copies, and read the requirements files its
+    ``RUN pip install -r`` lines name (a file copied there, or in the folder's copy)."""
+    root = folder.resolve()
+    copied: dict[str, Path] = {}
+    for src, dest, at in recipe.files:
+        path = (folder / src).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise ImageBuildError(
+                f"{at}: {src} is not a file of {folder}; copy files of the folder only"
+            )
+        copied[dest] = path
+    copy_to = PurePosixPath(recipe.workdir) / recipe.copy_to
+    for name, at in recipe.requirement_files:
+        found = copied.get(name)
+        inside = PurePosixPath(name)
+        if found is None and inside.is_relative_to(copy_to):
+            candidate = folder / inside.relative_to(copy_to)
+            found = candidate if candidate.is_file() else None
+        if found is None:
+            raise ImageBuildError(
+                f"{at}: {name} is not a file the Dockerfile copies from {folder}; COPY it "
+                "first (`COPY requirements.txt .`)"
+            )
+        recipe.requirements += _requirements_of(found, f"{at}: {name}")
 
 
 # -- the OCI image layout ---------------------------------------------------------------
@@ -307,16 +411,17 @@ def _base_manifest(base: _Layout, name: str, platform: tuple[str, str]) -> Obj:
     return doc
 
 
-def _app_layer(folder: Path, dest: str) -> bytes:
-    """A tar of the folder's source under ``dest``: sorted, no times, no owners."""
+def _app_layer(folder: Path, dest: str, files: Sequence[tuple[Path, str]] = ()) -> bytes:
+    """A tar of the folder's source under ``dest`` and of single ``files`` (path here,
+    path in the image): sorted, no times, no owners."""
     dest_path = PurePosixPath(dest.lstrip("/"))
+    found = {
+        str(dest_path / path.relative_to(folder).as_posix()): path for path in source_files(folder)
+    }
+    found.update({to.lstrip("/"): path for path, to in files})
     entries = [
-        (
-            str(dest_path / path.relative_to(folder).as_posix()),
-            path.read_bytes(),
-            0o755 if path.stat().st_mode & 0o111 else 0o644,
-        )
-        for path in source_files(folder)
+        (name, path.read_bytes(), 0o755 if path.stat().st_mode & 0o111 else 0o644)
+        for name, path in found.items()
     ]
     tar = tar_files(entries)
     if entries:
@@ -497,10 +602,15 @@ def build_image(
     recipe = recipe_for(folder)
     requirements = folder / "requirements.txt"
     dockerfile = (folder / "Dockerfile").is_file()
-    if dockerfile and requirements.is_file() and requirement_lines(requirements.read_text()):
+    if (
+        dockerfile
+        and not recipe.pip_run
+        and requirements.is_file()
+        and requirement_lines(requirements.read_text())
+    ):
         say(
-            f"{ref}: {requirements} is not installed: the Dockerfile's base image must "
-            "hold what it names (or drop the Dockerfile for a dependency layer)"
+            f"{ref}: {requirements} is not installed: the Dockerfile has no `RUN pip "
+            "install -r requirements.txt`, so its base image must hold what it names"
         )
     base_image = _load_base(layout, base, recipe.base, plat, str(folder), say)
     layers: list[Layer] = []
@@ -511,7 +621,7 @@ def build_image(
                 python_version=base_image.python_version(recipe.base),
                 platform=plat,
                 pip=pip or PipOptions(),
-                what=f"{ref} requirements.txt",
+                what=f"{ref} {'RUN pip install' if recipe.pip_run else 'requirements.txt'}",
                 progress=say,
             )
         )
@@ -519,7 +629,7 @@ def build_image(
     if not dest.startswith("/"):
         dest = str(PurePosixPath(recipe.workdir) / dest)
     say(f"{ref}: layer of {folder} at {dest}")
-    tar = _app_layer(folder, dest)
+    tar = _app_layer(folder, dest, [(folder / src, to) for src, to, _ in recipe.files])
     layers.append(compress_layer(tar, "wonderland build (the app folder)"))
     config = _config(base_image.config, recipe, plat, base_image.diff_ids, layers, digest)
     return _write_image(layout, ref, base_image, layers, config, plat, digest, say)
@@ -692,7 +802,7 @@ def build_model_server(
     plat = _platform(platform)
     package = _Package.find(wheel, extras, "--model-server")
     digest = package.ident
-    ref = model_server_ref(registry)
+    ref = model_server_ref(registry, extras)
     layout = _Layout(out)
     cached = _cached(layout, ref, digest, say)
     if cached is not None:

@@ -636,8 +636,8 @@ class _Exporter:
     def _model_server(self) -> None:
         if not self.model_formats:
             return
-        image = model_server_ref(self.registry)
         extras = extras_for(name for name, _ in self.model_formats)
+        image = model_server_ref(self.registry, extras)
         runtime: Obj = {
             "apiVersion": "serving.kserve.io/v1alpha1",
             "kind": "ClusterServingRuntime",
