@@ -57,12 +57,13 @@ prometheus:
 	@command -v prometheus >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; }
 
 ## make registry-tools: Debian's docker-registry, skopeo, mmdebstrap and htpasswd (the
-## registry tests push the demo's images and read them back), and the base image they
-## build onto, made from Debian packages with mmdebstrap into build/debian-base (about
-## 25 to 90 s, depending on the mirror; once).
+## registry tests push the demo's images and read them back), podman and runc (where the
+## machine can run containers, a test runs the model server image), and the base image
+## they build onto, made from Debian packages with mmdebstrap into build/debian-base
+## (about 25 to 90 s, depending on the mirror; once).
 DEBIAN_BASE := build/debian-base
 registry-tools:
-	@command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v mmdebstrap >/dev/null && command -v htpasswd >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends docker-registry skopeo mmdebstrap apache2-utils; }
+	@command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v mmdebstrap >/dev/null && command -v htpasswd >/dev/null && command -v podman >/dev/null && command -v runc >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends docker-registry skopeo mmdebstrap apache2-utils podman runc; }
 	@test -f $(DEBIAN_BASE)/index.json || $(PYTHON) tools/debian_base.py -o $(DEBIAN_BASE)
 
 ## make kubeflow-sdk: the official Kubeflow SDK in .venv-kubeflow (the training tests use it).

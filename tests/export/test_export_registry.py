@@ -2,7 +2,9 @@
 port, the images read back with skopeo, on a base image made from Debian packages
 (tools/debian_base.py, mmdebstrap). `make registry-tools` installs the tools and builds
 the base into build/debian-base; without it the base is built once per session here.
-Skipped where the tools are missing, except under CI=true, where that fails."""
+Skipped where the tools are missing, except under CI=true, where that fails. Where podman
+can run a container, the model server's image serves the iris model in one (skipped,
+with why, where it cannot)."""
 
 from __future__ import annotations
 
@@ -389,3 +391,98 @@ def test_a_registry_with_a_token_server_gives_a_bearer_token_for_the_credentials
         assert remote["Digest"] == digest
     finally:
         tokens.close()
+
+
+RUNTIME = CONFERENCE / "cluster" / "kserve" / "clusterservingruntime-wonderland-model-server.yaml"
+# podman's default limits (nofile 1048576) are above what a container here may set
+_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+@pytest.fixture(scope="module")
+def podman(debian_base: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """podman with its storage in tmp, and the OCI runtime that runs a container here
+    (crun, else runc: crun refuses a host with cgroup v1 and v2 controllers both); the
+    test skips, with why, where none does."""
+    binary = shutil.which("podman")
+    if binary is None:
+        pytest.skip("podman is not installed (`apt-get install podman runc`): no container runs")
+    root = tmp_path_factory.mktemp("podman")
+    storage = [binary, "--root", str(root / "storage"), "--runroot", str(root / "run")]
+    why: list[str] = []
+    for runtime in ([], ["--runtime", "runc"]):
+        command = [*storage, *runtime, "run", "--rm", "--network=none", *_LIMITS]
+        image = f"oci:{debian_base}:debian-python3:bookworm"
+        proc = subprocess.run(
+            [*command, image, "python", "-c", "print('ran')"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if proc.returncode == 0 and proc.stdout.strip() == "ran":
+            return [*storage, *runtime]
+        why.append((proc.stderr.strip().splitlines() or ["?"])[-1])
+    pytest.skip(f"podman cannot run a container on this machine: {'; '.join(why)}")
+
+
+def test_the_model_server_image_serves_the_iris_model_in_a_container(
+    tmp_path: Path, debian_base: Path, podman: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import joblib
+    import yaml
+
+    # The real package and its sklearn dependencies (pip reaches the package index; the
+    # default layer cache keeps them for the next run).
+    out = tmp_path / "images"
+    args = ["build", "--model-server", "--extras", "sklearn", "--base", str(debian_base)]
+    assert main([*args, "-o", str(out), "-q"]) == 0
+    ref = capsys.readouterr().out.split()[0]
+    models = tmp_path / "model"
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "inference" / "train.py"), str(models)],
+        check=True,
+        capture_output=True,
+    )
+    # What KServe runs: the exported runtime's command and arguments, on free ports of
+    # this machine's network.
+    (container,) = yaml.safe_load(RUNTIME.read_text())["spec"]["containers"]
+    http, grpc = free_port(), free_port()
+    ports = {"--http_port": str(http), "--grpc_port": str(grpc), "--host": "127.0.0.1"}
+    runtime_args = [
+        "=".join([key, ports.get(key, value.replace("{{.Name}}", "sklearn-iris"))])
+        for key, _, value in (arg.partition("=") for arg in container["args"])
+    ]
+    name = f"wonderland-test-{secrets.token_hex(4)}"
+    run = [*podman, "run", "-d", "--rm", "--name", name, "--network=host", *_LIMITS]
+    run += ["-v", f"{models}:/mnt/models:ro", f"oci:{out}:{ref}", *runtime_args]
+    started = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    try:
+        url = f"http://127.0.0.1:{http}/v2"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        logs = tmp_path / "container.log"
+
+        def still_running() -> bool:
+            if ready():
+                return True
+            state = subprocess.run([*podman, "logs", name], capture_output=True, text=True)
+            logs.write_text(state.stdout + state.stderr)
+            return False
+
+        wait_for(still_running, timeout=90, what="the model server in podman", log=logs)
+        body = json.loads((ROOT / "examples" / "inference" / "iris-input-v2.json").read_text())
+        answer = httpx.post(f"{url}/models/sklearn-iris/infer", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        (output,) = answer.json()["outputs"]
+        expected = joblib.load(models / "model.joblib").predict(body["inputs"][0]["data"])
+        assert output["data"] == expected.tolist()
+        # The contract of the image: a user that is not root.
+        who = subprocess.run([*podman, "exec", name, "id", "-u"], capture_output=True, text=True)
+        assert who.stdout.strip() == "1000"
+    finally:
+        subprocess.run([*podman, "rm", "-f", "-t", "2", name], capture_output=True, timeout=120)
