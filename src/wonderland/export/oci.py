@@ -2,9 +2,11 @@
 
 The image is the base image's layers plus one layer holding the folder's source files,
 with a config shaped by the folder's Dockerfile (the subset that needs no container to
-run: ``FROM``, ``WORKDIR``, ``COPY``, ``ENV``, ``EXPOSE``, ``CMD``, ``ENTRYPOINT``,
-``USER``, ``LABEL``) or, with no Dockerfile, by its ``Procfile``. ``RUN`` needs a
-container runtime and is refused with what to do instead.
+run: ``FROM``, ``WORKDIR``, ``COPY`` of the folder or of single files, ``ENV``,
+``EXPOSE``, ``CMD``, ``ENTRYPOINT``, ``USER``, ``LABEL``) or, with no Dockerfile, by its
+``Procfile``. ``RUN pip install`` becomes a dependency layer (pip runs here, for the
+image's platform); any other ``RUN`` needs a container runtime and is refused with what
+to do instead.
 
 The base comes from an OCI image layout on disk (``skopeo copy docker://python:3.12-slim
 oci:DIR:3.12-slim`` writes one), since no registry is reached here. The result goes into
