@@ -177,8 +177,11 @@ def test_the_demo_images_read_back_from_a_registry_with_skopeo(
         str(tmp_path / "cache"),
     ]
     assert main(args) == 0
-    images = _built_and_pushed(capsys.readouterr().out)
+    first = capsys.readouterr().out
+    images = _built_and_pushed(first)
     assert len(images) == 5  # the four apps and the model server
+    # The base's layer is sent once; the other repositories mount it.
+    assert first.count(", 1 mounted from another repository)") == 4, first
     for ref, (built, pushed) in images.items():
         assert built == pushed
         remote = _skopeo("inspect", "--tls-verify=false", f"docker://{ref}")

@@ -191,11 +191,12 @@ def _build(args: argparse.Namespace) -> int:
         if archive and archive.is_file():
             read_archive(archive, out)
         results: list[BuildResult] = []
+        pushed: dict[str, str] = {}  # blob -> the repository a push of this run put it in
         for folder, name in targets:
             results.append(
                 build_image(folder, name, out, base, args.registry, args.platform, say, pip)
             )
-            _report(results[-1], out, args.push, args.creds)
+            _report(results[-1], out, args.push, args.creds, pushed)
         named = [(find_function(n, _search_dirs(args.filename)), n) for n in functions]
         for folder, name in [*named, *(f for f in plan.functions if f not in named)]:
             results.append(
@@ -211,7 +212,7 @@ def _build(args: argparse.Namespace) -> int:
                     Path(args.wheel) if args.wheel else None,
                 )
             )
-            _report(results[-1], out, args.push, args.creds)
+            _report(results[-1], out, args.push, args.creds, pushed)
         if model_server:
             results.append(
                 build_model_server(
@@ -225,7 +226,7 @@ def _build(args: argparse.Namespace) -> int:
                     Path(args.wheel) if args.wheel else None,
                 )
             )
-            _report(results[-1], out, args.push, args.creds)
+            _report(results[-1], out, args.push, args.creds, pushed)
         if archive:
             write_archive(out, archive)
     if not results:
@@ -236,7 +237,9 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(result: object, out: object, push: bool, creds: str | None) -> None:
+def _report(
+    result: object, out: object, push: bool, creds: str | None, pushed: dict[str, str]
+) -> None:
     from pathlib import Path
 
     from wonderland.export.oci import BuildResult
@@ -250,10 +253,11 @@ def _report(result: object, out: object, push: bool, creds: str | None) -> None:
         flush=True,
     )
     if push:
-        pushed = push_image(out, result.ref, creds=creds)
+        done = push_image(out, result.ref, creds=creds, pushed=pushed)
         print(
-            f"pushed {pushed.ref} {pushed.digest} ({pushed.uploaded} blob(s) sent, "
-            f"{pushed.skipped} there already)",
+            f"pushed {done.ref} {done.digest} ({done.uploaded} blob(s) sent, "
+            f"{done.skipped} there already"
+            f"{f', {done.mounted} mounted from another repository' if done.mounted else ''})",
             flush=True,
         )
 

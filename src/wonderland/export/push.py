@@ -14,8 +14,10 @@ finds none, is an error naming the image, the registry and what to do.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,7 @@ class PushResult:
     digest: str
     uploaded: int  # blobs sent
     skipped: int  # blobs the registry had
+    mounted: int = 0  # blobs the registry linked from another repository it holds
 
 
 class _Registry:
@@ -187,11 +190,17 @@ class _Registry:
             f"{why}"
         )
 
-    def push_blob(self, digest: str, data: bytes) -> bool:
+    def push_blob(self, digest: str, data: Callable[[], bytes], mount_from: str | None) -> str:
+        """Put the blob unless the repository has it: ``"sent"``, ``"there"``, or
+        ``"mounted"`` when the registry links it from ``mount_from`` (another repository
+        of its own that took it earlier) instead of taking the bytes again."""
         base = f"/v2/{self.ref.repository}/blobs"
         if self.request("HEAD", f"{base}/{digest}").status_code == 200:
-            return False
-        started = self.request("POST", f"{base}/uploads/")
+            return "there"
+        query = f"?mount={digest}&from={mount_from}" if mount_from else ""
+        started = self.request("POST", f"{base}/uploads/{query}")
+        if mount_from and started.status_code == 201:
+            return "mounted"
         if started.status_code != 202 or "Location" not in started.headers:
             raise self._refused(started, "it did not start the upload")
         location = started.headers["Location"]
@@ -199,12 +208,12 @@ class _Registry:
         done = self.request(
             "PUT",
             f"{location}{sep}digest={digest}",
-            content=data,
+            content=data(),
             headers={"Content-Type": "application/octet-stream"},
         )
         if done.status_code != 201:
             raise self._refused(done, f"it did not take the blob {digest}")
-        return True
+        return "sent"
 
     def push_manifest(self, data: bytes, media_type: str) -> str:
         url = f"/v2/{self.ref.repository}/manifests/{self.ref.tag}"
@@ -219,10 +228,16 @@ def push_image(
     ref: str,
     transport: httpx.BaseTransport | None = None,
     creds: str | None = None,
+    pushed: dict[str, str] | None = None,
 ) -> PushResult:
     """Push the image ``ref`` of the OCI image layout ``layout`` to the registry its name
     starts with, as ``creds`` (``USER:PASSWORD``) or the user an auth file names for it
-    when the registry asks; ``transport`` replaces the network (tests)."""
+    when the registry asks; ``transport`` replaces the network (tests).
+
+    ``pushed`` (blob digest -> ``host/repository``) is where earlier pushes of a run put
+    their blobs, updated here: a blob another repository of the same registry took is
+    mounted from it (the OCI Distribution API's cross-repository mount), so the layers
+    that images share (the base's) are sent once."""
     index = json.loads((layout / "index.json").read_text())
     entry = next(
         (
@@ -240,15 +255,21 @@ def push_image(
 
     manifest_bytes = blob(entry["digest"])
     manifest = json.loads(manifest_bytes)
-    registry = _Registry(ImageRef.parse(ref), transport, creds)
+    target = ImageRef.parse(ref)
+    registry = _Registry(target, transport, creds)
+    known = pushed if pushed is not None else {}
+    counts = {"sent": 0, "there": 0, "mounted": 0}
     try:
-        uploaded = skipped = 0
         for desc in [*manifest["layers"], manifest["config"]]:
-            if registry.push_blob(desc["digest"], blob(desc["digest"])):
-                uploaded += 1
-            else:
-                skipped += 1
+            digest = str(desc["digest"])
+            host, _, repository = known.get(digest, "").partition("/")
+            source = repository if host == target.host and repository != target.repository else None
+            how = registry.push_blob(digest, functools.partial(blob, digest), source)
+            counts[how] += 1
+            known.setdefault(digest, f"{target.host}/{target.repository}")
         digest = registry.push_manifest(manifest_bytes, manifest.get("mediaType", _ACCEPT))
     finally:
         registry.close()
-    return PushResult(ref, digest or entry["digest"], uploaded, skipped)
+    return PushResult(
+        ref, digest or entry["digest"], counts["sent"], counts["there"], counts["mounted"]
+    )
