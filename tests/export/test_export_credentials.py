@@ -104,3 +104,43 @@ def test_a_broken_entry_or_file_says_which_and_what_to_do(
         find_credentials("reg.example", "app")
     with pytest.raises(ImageBuildError, match=r"^--creds alice\.\.\.: expected USER:PASSWORD$"):
         find_credentials("reg.example", "app", "alice")
+
+
+def test_dockers_credential_helpers_are_asked_first(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-vault"
+    # What docker's helpers do: the host on standard input, JSON out, "not found" else.
+    helper.write_text(
+        "#!/bin/sh\nread host\n"
+        'if [ "$1" = get ] && [ "$host" = reg.example ]; then\n'
+        '  echo \'{"ServerURL": "reg.example", "Username": "h", "Secret": "5"}\'\n'
+        "else echo 'credentials not found in native keychain'; exit 1; fi\n"
+    )
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path('/usr/bin')}:{Path('/bin')}")
+    docker = home / ".docker" / "config.json"
+    docker.parent.mkdir()
+    docker.write_text(
+        json.dumps(
+            {
+                "credHelpers": {"reg.example": "vault", "gone.example": "nosuch"},
+                "auths": {"other.example": _auth("a", "6")},
+                "credsStore": "vault",
+            }
+        )
+    )
+    found = find_credentials("reg.example", "app")
+    assert found is not None and (found.username, found.password) == ("h", "5")
+    assert found.source == f"{docker} (docker-credential-vault)"
+    # The store has nothing for this host: the auths entry.
+    found = find_credentials("other.example", "app")
+    assert found is not None and found.username == "a"
+    with pytest.raises(ImageBuildError) as err:
+        find_credentials("gone.example", "app")
+    assert str(err.value) == (
+        f"{docker}: the credential helper docker-credential-nosuch it names for gone.example "
+        "is not installed: install it, or give --creds USER:PASSWORD"
+    )

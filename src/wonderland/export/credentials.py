@@ -7,8 +7,9 @@ reads them: ``$REGISTRY_AUTH_FILE``, ``$XDG_RUNTIME_DIR/containers/auth.json``,
 ``$DOCKER_CONFIG/config.json`` (``~/.docker``). In a file, the entry for the longest
 match of ``host/repository`` wins (``host``, ``host/team``, ``host/team/app``); docker's
 keys may carry a scheme (``https://host/v1/``). An entry is ``{"auth": base64("user:pass")}``
-or ``{"username": ..., "password": ...}``. Credential helpers (``credHelpers``,
-``credsStore``) are not run: give ``--creds`` for such a registry.
+or ``{"username": ..., "password": ...}``. In docker's file, a credential helper that
+``credHelpers`` names for the host, else the ``credsStore`` one, is asked first
+(``docker-credential-NAME get``, as docker does); an identity token is not used.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import base64
 import binascii
 import json
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,39 @@ def _entry(path: Path, key: str, entry: Any) -> Credentials | None:
     return None  # e.g. an identitytoken only: not used
 
 
+def _from_helper(path: Path, name: str, host: str) -> Credentials | None:
+    """What ``docker-credential-NAME get`` gives for ``host``; None when it has nothing."""
+    binary = shutil.which(f"docker-credential-{name}")
+    if binary is None:
+        raise ImageBuildError(
+            f"{path}: the credential helper docker-credential-{name} it names for {host} is "
+            "not installed: install it, or give --creds USER:PASSWORD"
+        )
+    try:
+        proc = subprocess.run(
+            [binary, "get"], input=host, capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ImageBuildError(f"{path}: docker-credential-{name} get: {exc}") from None
+    if proc.returncode != 0:
+        if "not found" in (proc.stdout + proc.stderr).lower():
+            return None
+        raise ImageBuildError(
+            f"{path}: docker-credential-{name} get {host} failed: "
+            f"{(proc.stderr or proc.stdout).strip()[-300:]}"
+        )
+    try:
+        answer = json.loads(proc.stdout)
+        user, secret = str(answer["Username"]), str(answer["Secret"])
+    except (ValueError, KeyError, TypeError):
+        raise ImageBuildError(
+            f"{path}: docker-credential-{name} gave no Username and Secret for {host}"
+        ) from None
+    if user == "<token>":
+        return None  # an identity token (OAuth refresh token): not used
+    return Credentials(user, secret, f"{path} (docker-credential-{name})")
+
+
 def _from_file(path: Path, host: str, repository: str) -> Credentials | None:
     try:
         doc = json.loads(path.read_text())
@@ -96,7 +132,16 @@ def _from_file(path: Path, host: str, repository: str) -> Credentials | None:
             f"{path}: not a readable auth file ({exc}); fix it or point REGISTRY_AUTH_FILE "
             "elsewhere"
         ) from None
-    auths = doc.get("auths") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        return None
+    helpers = doc.get("credHelpers")
+    helper = helpers.get(host) if isinstance(helpers, dict) else None
+    helper = helper or doc.get("credsStore")
+    if helper:
+        found = _from_helper(path, str(helper), host)
+        if found is not None:
+            return found
+    auths = doc.get("auths")
     if not isinstance(auths, dict):
         return None
     wanted = f"{host}/{repository}"
