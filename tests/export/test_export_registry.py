@@ -177,7 +177,10 @@ def test_the_demo_images_read_back_from_a_registry_with_skopeo(
         str(tmp_path / "cache"),
     ]
     assert main(args) == 0
-    first = capsys.readouterr().out
+    first, progress = capsys.readouterr()
+    # The apps' FROM python:3.12-slim builds onto the layout's only image, and says so.
+    assert "base python:3.12-slim from " in progress
+    assert ": its only image, debian-python3:bookworm" in progress
     images = _built_and_pushed(first)
     assert len(images) == 5  # the four apps and the model server
     # The base's layer is sent once; the other repositories mount it.
@@ -402,7 +405,7 @@ _LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
 @pytest.fixture(scope="module")
-def podman(debian_base: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def podman(debian_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """podman with its storage in tmp, and the OCI runtime that runs a container here
     (crun, else runc: crun refuses a host with cgroup v1 and v2 controllers both); the
     test skips, with why, where none does."""
@@ -422,9 +425,18 @@ def podman(debian_base: Path, tmp_path_factory: pytest.TempPathFactory) -> list[
             timeout=300,
         )
         if proc.returncode == 0 and proc.stdout.strip() == "ran":
-            return [*storage, *runtime]
+            break
         why.append((proc.stderr.strip().splitlines() or ["?"])[-1])
-    pytest.skip(f"podman cannot run a container on this machine: {'; '.join(why)}")
+    else:
+        pytest.skip(f"podman cannot run a container on this machine: {'; '.join(why)}")
+    try:
+        yield [*storage, *runtime]
+    finally:
+        # Its images and containers go, and the mount its overlay storage may leave.
+        subprocess.run([*storage, "system", "reset", "--force"], capture_output=True, timeout=120)
+        overlay = root / "storage" / "overlay"
+        if os.path.ismount(overlay):
+            subprocess.run(["umount", str(overlay)], capture_output=True, timeout=60)
 
 
 def test_the_model_server_image_serves_the_iris_model_in_a_container(

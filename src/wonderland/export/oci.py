@@ -382,8 +382,9 @@ class _Layout:
         return None
 
 
-def _base_manifest(base: _Layout, name: str, platform: tuple[str, str]) -> Obj:
-    """The manifest of ``name`` (or of the layout's only image) for ``platform``."""
+def _base_manifest(base: _Layout, name: str, platform: tuple[str, str]) -> tuple[Obj, str]:
+    """The manifest of ``name`` (or of the layout's only image) for ``platform``, and the
+    name the layout gives the image."""
     entries = base.index().get("manifests") or []
     tag = name.rsplit("/", 1)[-1].partition("@")[0]
     tag = tag.split(":", 1)[1] if ":" in tag else "latest"
@@ -400,6 +401,7 @@ def _base_manifest(base: _Layout, name: str, platform: tuple[str, str]) -> Obj:
             f"--base {base.root}: no image named {name} or {tag} in its index.json (it has: "
             f"{', '.join(names) or 'none'})"
         )
+    chosen_name = str((chosen.get("annotations") or {}).get(_REF_NAME) or "")
     doc = base.read_json(chosen["digest"])
     if _DOCKER_TO_OCI.get(doc.get("mediaType", ""), doc.get("mediaType")) == _INDEX or (
         "manifests" in doc
@@ -408,9 +410,9 @@ def _base_manifest(base: _Layout, name: str, platform: tuple[str, str]) -> Obj:
         for m in doc.get("manifests") or []:
             p = m.get("platform") or {}
             if p.get("os") == os_ and p.get("architecture") == arch:
-                return base.read_json(m["digest"])
+                return base.read_json(m["digest"]), chosen_name
         raise ImageBuildError(f"--base {base.root}: {name} has no {os_}/{arch} image")
-    return doc
+    return doc, chosen_name
 
 
 def _app_layer(folder: Path, dest: str, files: Sequence[tuple[Path, str]] = ()) -> bytes:
@@ -522,8 +524,12 @@ def _load_base(
     if not (base / "index.json").is_file():
         raise ImageBuildError(f"--base {base}: not an OCI image layout (no index.json)")
     source = _Layout(base)
-    say(f"{what}: base {name} from {base}")
-    manifest = _base_manifest(source, name, platform)
+    manifest, found = _base_manifest(source, name, platform)
+    tag = name.rsplit(":", 1)[-1]
+    if found and found not in (name, tag) and not found.endswith(f":{tag}"):
+        say(f"{what}: base {name} from {base}: its only image, {found}")
+    else:
+        say(f"{what}: base {name} from {base}")
     layers: list[Obj] = []
     for layer in manifest["layers"]:
         blob = source.blob_path(layer["digest"]).read_bytes()
