@@ -109,6 +109,8 @@ def test_what_needs_a_container_runtime_is_refused_with_the_line() -> None:
     )
     with pytest.raises(ImageBuildError, match=r"pip's --index-url is not supported"):
         parse_dockerfile("FROM x\nRUN pip install --index-url U flask\n", "Dockerfile")
+    with pytest.raises(ImageBuildError, match=r"Dockerfile:2: RUN pip install \.: \.: a local"):
+        parse_dockerfile("FROM x\nRUN pip install .\n", "Dockerfile")
     with pytest.raises(
         ImageBuildError, match=r"Dockerfile:2: COPY src/ \*.py /app/: only `COPY \. DEST`"
     ):
