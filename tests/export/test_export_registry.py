@@ -405,18 +405,28 @@ _LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
 @pytest.fixture(scope="module")
-def podman(debian_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """podman with its storage in tmp, and the OCI runtime that runs a container here
-    (crun, else runc: crun refuses a host with cgroup v1 and v2 controllers both); the
-    test skips, with why, where none does."""
-    binary = shutil.which("podman")
-    if binary is None:
-        pytest.skip("podman is not installed (`apt-get install podman runc`): no container runs")
+def podman_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """podman with its storage in tmp; reset (and its overlay unmounted) when done."""
+    binary = _tool("podman")
     root = tmp_path_factory.mktemp("podman")
     storage = [binary, "--root", str(root / "storage"), "--runroot", str(root / "run")]
+    try:
+        yield storage
+    finally:
+        subprocess.run([*storage, "system", "reset", "--force"], capture_output=True, timeout=120)
+        overlay = root / "storage" / "overlay"
+        if os.path.ismount(overlay):
+            subprocess.run(["umount", str(overlay)], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def podman(debian_base: Path, podman_storage: list[str]) -> list[str]:
+    """podman and the OCI runtime that runs a container here (crun, else runc: crun
+    refuses a host with cgroup v1 and v2 controllers both); the test skips, with why,
+    where none does."""
     why: list[str] = []
     for runtime in ([], ["--runtime", "runc"]):
-        command = [*storage, *runtime, "run", "--rm", "--network=none", *_LIMITS]
+        command = [*podman_storage, *runtime, "run", "--rm", "--network=none", *_LIMITS]
         image = f"oci:{debian_base}:debian-python3:bookworm"
         proc = subprocess.run(
             [*command, image, "python", "-c", "print('ran')"],
@@ -425,18 +435,89 @@ def podman(debian_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             timeout=300,
         )
         if proc.returncode == 0 and proc.stdout.strip() == "ran":
-            break
+            return [*podman_storage, *runtime]
         why.append((proc.stderr.strip().splitlines() or ["?"])[-1])
-    else:
-        pytest.skip(f"podman cannot run a container on this machine: {'; '.join(why)}")
-    try:
-        yield [*storage, *runtime]
-    finally:
-        # Its images and containers go, and the mount its overlay storage may leave.
-        subprocess.run([*storage, "system", "reset", "--force"], capture_output=True, timeout=120)
-        overlay = root / "storage" / "overlay"
-        if os.path.ismount(overlay):
-            subprocess.run(["umount", str(overlay)], capture_output=True, timeout=60)
+    pytest.skip(f"podman cannot run a container on this machine: {'; '.join(why)}")
+
+
+def _config_of(layout: Path, ref: str) -> dict[str, Any]:
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = [
+        m
+        for m in index["manifests"]
+        if m["annotations"]["org.opencontainers.image.ref.name"] == ref
+    ]
+
+    def blob(digest: str) -> Any:
+        return json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
+
+    config: dict[str, Any] = blob(blob(entry["digest"])["config"]["digest"])["config"]
+    return config
+
+
+def test_an_image_has_the_config_podman_build_gives_the_same_dockerfile(
+    tmp_path: Path, debian_base: Path, podman_storage: list[str]
+) -> None:
+    from wonderland.export.oci import build_image
+
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "src" / "main.py").write_text("print('hi')\n")
+    (app / "settings.toml").write_text("x = 1\n")
+    (app / "Dockerfile").write_text(
+        "FROM python:3.12-slim\n"
+        "WORKDIR /srv\n"
+        "COPY settings.toml /etc/app/\n"
+        "COPY . code\n"
+        "WORKDIR /srv/code\n"
+        'ENV MODE=prod GREETING="hello there"\n'
+        "ENV OLD form with spaces\n"
+        'LABEL team=conference "org.example.tier"=web\n'
+        "EXPOSE 9000 9001/udp\n"
+        "USER 1000:1000\n"
+        "ENTRYPOINT python -m src.main\n"
+    )
+    folders = [FRONTEND.parent / name for name in ("frontend", "agenda-service")] + [app]
+    for folder in folders:
+        built = build_image(folder, "cmp", tmp_path / "images", debian_base)
+        ours = _config_of(tmp_path / "images", built.ref)
+        tag = f"localhost/cmp-{folder.name}:peer"
+        peer_build = [
+            *podman_storage,
+            "build",
+            "-q",
+            "--from",
+            f"oci:{debian_base}:debian-python3:bookworm",
+        ]
+        proc = subprocess.run(
+            [*peer_build, "-t", tag, str(folder)], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr
+        inspect = subprocess.run(
+            [*podman_storage, "image", "inspect", tag], capture_output=True, text=True
+        )
+        peer = json.loads(inspect.stdout)[0]["Config"]
+        for key in ("Env", "Cmd", "Entrypoint", "WorkingDir", "ExposedPorts", "User"):
+            assert ours.get(key) == peer.get(key), (folder.name, key)
+        mine = {k: v for k, v in ours.get("Labels", {}).items() if "image.revision" not in k}
+        theirs = {k: v for k, v in (peer.get("Labels") or {}).items() if "buildah" not in k}
+        assert mine == theirs, folder.name
+        # The files: the same paths at the same places.
+        mounted = subprocess.run(
+            [*podman_storage, "image", "mount", tag], capture_output=True, text=True
+        )
+        if mounted.returncode == 0:
+            rootfs = Path(mounted.stdout.strip())
+            try:
+                if folder == app:
+                    assert (rootfs / "etc/app/settings.toml").read_text() == "x = 1\n"
+                    assert (rootfs / "srv/code/src/main.py").is_file()
+                else:
+                    assert (rootfs / "app" / "app.py").read_bytes() == (
+                        folder / "app.py"
+                    ).read_bytes()
+            finally:
+                subprocess.run([*podman_storage, "image", "unmount", tag], capture_output=True)
 
 
 def test_the_model_server_image_serves_the_iris_model_in_a_container(
