@@ -255,6 +255,9 @@ def test_push_needs_a_registry_that_answers(
     args = ["build", str(FRONTEND), "-o", str(tmp_path / "o"), "--base", str(base), "--push"]
     assert main(args) == 1
     assert "--push needs --registry REG" in capsys.readouterr().err
+    no_push = [a for a in args if a != "--push"]
+    assert main([*no_push, "--registry", "localhost:5001", "--creds", "u:p"]) == 1
+    assert "--creds is for --push: add --push, or leave --creds out" in capsys.readouterr().err
     assert main([*args, "--registry", f"localhost:{port}"]) == 1
     err = capsys.readouterr().err
     assert f"push to http://localhost:{port} failed" in err
