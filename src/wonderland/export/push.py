@@ -1,6 +1,7 @@
 """Pushing an image of an OCI image layout to a registry (the OCI Distribution API).
 
-Blobs the registry has already are skipped (``HEAD``), the others uploaded in one ``PUT``
+Blobs the registry has already are skipped (``HEAD``), those another repository of the
+registry took earlier in the run are mounted from it, the others uploaded in one ``PUT``
 each, then the manifest is put under its tag. A registry on this machine (``localhost``,
 ``127.0.0.1``, ``*.local``) is spoken to over plain HTTP, any other over HTTPS.
 
