@@ -257,8 +257,21 @@ def test_push_needs_a_registry_that_answers(
     assert "--push needs --registry REG" in capsys.readouterr().err
     no_push = [a for a in args if a != "--push"]
     assert main([*no_push, "--registry", "localhost:5001", "--creds", "u:p"]) == 1
-    assert "--creds is for --push: add --push, or leave --creds out" in capsys.readouterr().err
+    assert "--creds is for --push and a --base from a registry: add --push" in (
+        capsys.readouterr().err
+    )
     assert main([*args, "--registry", f"localhost:{port}"]) == 1
     err = capsys.readouterr().err
     assert f"push to http://localhost:{port} failed" in err
     assert "is the registry running there?" in err
+
+
+def test_a_base_in_a_registry_is_told_from_a_folder() -> None:
+    from wonderland.export.pull import looks_like_image
+
+    assert looks_like_image("registry.example/python:3.12-slim")
+    assert looks_like_image("127.0.0.1:5000/team/base@sha256:" + "0" * 64)
+    assert looks_like_image("localhost/base:1")
+    assert not looks_like_image("base")  # a folder
+    assert not looks_like_image("images/base")  # a folder: no registry host
+    assert not looks_like_image("registry.example/python")  # no tag: a folder name

@@ -279,6 +279,61 @@ def test_a_registry_with_htpasswd_takes_the_credentials_podman_saved(
     assert _push_frontend(tmp_path, debian_base, host) == 0
 
 
+def test_the_base_comes_from_the_users_registry(
+    tmp_path: Path,
+    debian_base: Path,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    htpasswd = _tool("htpasswd")
+    _clean_auth_env(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    users = tmp_path / "htpasswd"
+    users.write_bytes(
+        subprocess.run([htpasswd, "-Bbn", USER, PASSWORD], capture_output=True, check=True).stdout
+    )
+    host = registry(f"auth:\n  htpasswd:\n    realm: wonderland\n    path: {users}\n")
+    base_ref = f"{host}/mirror/debian-python3:bookworm"
+    _skopeo(
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        f"{USER}:{PASSWORD}",
+        f"oci:{debian_base}:debian-python3:bookworm",
+        f"docker://{base_ref}",
+    )
+    app = tmp_path / "app"
+    shutil.copytree(FRONTEND, app)
+    args = ["build", str(app), "-o", str(tmp_path / "images"), "--base", base_ref]
+    # The pull wants credentials too: the image, the registry and what to do.
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"the registry {host} refused the pull of mirror/debian-python3:bookworm" in err
+    assert f"log in first (`podman login {host}`" in err
+    auth = tmp_path / "auth.json"
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    auth.write_text(json.dumps({"auths": {host: {"auth": token}}}))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+    assert main([*args, "--registry", host, "--push"]) == 0
+    captured = capsys.readouterr()
+    assert "2 blob(s) pulled" in captured.err  # the config and the one layer
+    ref, digest = captured.out.split()[:2]
+    local = json.loads((debian_base / "index.json").read_text())["manifests"][0]
+    local_manifest = json.loads(
+        (debian_base / "blobs" / "sha256" / local["digest"].split(":")[1]).read_bytes()
+    )
+    remote = _skopeo(
+        "inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}", f"docker://{ref}"
+    )
+    assert remote["Digest"] == digest
+    assert remote["Layers"][0] == local_manifest["layers"][0]["digest"]
+    # A changed source: the cache holds the base, only its manifest is asked for.
+    (app / "app.py").write_text((app / "app.py").read_text() + "\n# changed\n")
+    assert main(args) == 0
+    assert "0 blob(s) pulled" in capsys.readouterr().err
+
+
 class _TokenServer:
     """A registry token server (the Docker token flow): Basic credentials in, a JWT
     signed with a key whose certificate docker-registry trusts out, granting what the

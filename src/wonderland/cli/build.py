@@ -50,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     build.add_argument(
         "--base",
-        metavar="DIR",
-        help="an OCI image layout holding the base image (`skopeo copy docker://python:3.12-slim "
-        "oci:DIR:3.12-slim`)",
+        metavar="DIR|REG/NAME:TAG",
+        help="the base image: an OCI image layout holding it (`skopeo copy "
+        "docker://python:3.12-slim oci:DIR:3.12-slim`), or an image in your registry, pulled "
+        "into the cache ($XDG_CACHE_HOME/wonderland/bases) with the credentials of --push",
     )
     build.add_argument("--registry", metavar="REG", help="name the images REG/<name>:<digest>")
     build.add_argument(
@@ -63,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument(
         "--creds",
         metavar="USER:PASSWORD",
-        help="the registry's credentials for --push (default: those `podman login` or "
+        help="the registry's credentials for --push and a --base from a registry (default: those `podman login` or "
         "`docker login` saved: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, "
         "~/.config/containers/auth.json, ~/.docker/config.json)",
     )
@@ -136,8 +137,14 @@ def _build(args: argparse.Namespace) -> int:
 
     if args.push and not args.registry:
         raise ConfigError("--push needs --registry REG (where to push the images)")
-    if args.creds and not args.push:
-        raise ConfigError("--creds is for --push: add --push, or leave --creds out")
+    from wonderland.export.pull import looks_like_image, pull_base
+
+    from_registry = bool(args.base) and not Path(args.base).is_dir()
+    from_registry = from_registry and looks_like_image(args.base)
+    if args.creds and not (args.push or from_registry):
+        raise ConfigError(
+            "--creds is for --push and a --base from a registry: add --push, or leave --creds out"
+        )
     functions: list[str] = []
     rest: list[str] = []
     tokens = iter(args.targets)
@@ -185,6 +192,9 @@ def _build(args: argparse.Namespace) -> int:
         tuple(args.find_links), args.no_index, Path(args.cache) if args.cache else None
     )
     base = Path(args.base) if args.base else None
+    if from_registry:
+        os_, _, arch = args.platform.partition("/")
+        base = pull_base(args.base, platform=(os_, arch), creds=args.creds, progress=say)
     archive = Path(args.output) if args.output.endswith(".tar") else None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "layout" if archive else Path(args.output)

@@ -275,7 +275,10 @@ def _load_base(
             f"oci:DIR:{name.rsplit(':', 1)[-1]}`)"
         )
     if not (base / "index.json").is_file():
-        raise ImageBuildError(f"--base {base}: not an OCI image layout (no index.json)")
+        raise ImageBuildError(
+            f"--base {base}: not an OCI image layout (no index.json); an image in a registry "
+            "is named with its registry and tag (REG/NAME:TAG)"
+        )
     source = _Layout(base)
     manifest, found = _base_manifest(source, name, platform)
     tag = name.rsplit(":", 1)[-1]
