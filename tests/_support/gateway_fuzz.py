@@ -34,6 +34,7 @@ import hyperframe.frame
 import uvloop
 from grpc import aio
 
+from _support.daemon import wait_for
 from _support.servers import asgi_replica
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
 from wonderland.gateway.limits import GatewayLimits
@@ -139,15 +140,17 @@ class LiveGateway:
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until the gateway holds nothing and no client connection is open."""
-        deadline = time.monotonic() + timeout
-        while True:
-            held = self.held()
-            conns = self.open_connections()
-            if not any(held.values()) and conns == 0:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the gateway still holds {held} and {conns} connections")
-            time.sleep(0.02)
+        try:
+            wait_for(
+                lambda: not any(self.held().values()) and self.open_connections() == 0,
+                timeout,
+                interval=0.02,
+            )
+        except AssertionError:
+            held, conns = self.held(), self.open_connections()
+            raise AssertionError(
+                f"the gateway still holds {held} and {conns} connections"
+            ) from None
 
     def healthy(self) -> None:
         """A well-formed request still gets its answer."""

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from _support.daemon import READY_TIMEOUT, free_port, kill_group, wait_for
+from _support.daemon import READY_TIMEOUT, free_port, kill_group, wait_for, wait_until
 
 __all__ = ["asgi_replica", "moto_endpoint", "s3_bucket", "start_moto"]
 
@@ -88,10 +88,7 @@ async def asgi_replica(app: Any) -> AsyncIterator[int]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        for _ in range(600):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: server.started or task.done(), what="the test replica")
         assert server.started, "test replica did not start"
         yield port
     finally:

@@ -112,7 +112,7 @@ def cold_started_table() -> RoutingTable:
             raise AssertionError(message)
 
     assert target.wait(Held())
-    time.sleep(0.02)
+    time.sleep(0.02)  # a cold start that takes a measurable while, as the page shows it
     target.set_endpoints([("127.0.0.1", 9, "hello-00002-deployment-1")])
     return table
 

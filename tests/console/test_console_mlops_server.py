@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _support.daemon import wait_until
 from _support.mlflow import MlflowServer, mlflow_server, needs_mlflow
 from mlops_objects import add_experiment, add_node_pods, add_trainjob, report
 
@@ -244,13 +245,12 @@ async def test_a_real_pods_log_is_followed_to_its_end(
                     },
                 }
             )
-            import asyncio
 
-            for _ in range(300):  # until the container has started
+            async def started() -> bool:  # 409 until the container has started
                 r = await client.get("/logs/default/trainer", params={"container": "main"})
-                if r.status_code != 409:
-                    break
-                await asyncio.sleep(0.1)
+                return r.status_code != 409
+
+            await wait_until(started, 30, "the trainer's container to start")
             chunks: list[str] = []
             async with client.stream(
                 "GET", "/logs/default/trainer", params={"container": "main"}

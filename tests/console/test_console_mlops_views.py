@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from _support.daemon import wait_until
 from _support.mlflow import MlflowServer, mlflow_server, needs_mlflow
 from mlops_objects import add_experiment, add_node_pods, add_trainjob, report
 
@@ -75,8 +76,6 @@ def test_history_keeps_every_report_once_and_is_bounded(tmp_path: Path) -> None:
 
 
 async def test_history_follows_the_store_watch(tmp_path: Path) -> None:
-    import asyncio
-
     store = _store(tmp_path)
     add_trainjob(store)
     report(store, "iris", "2026-12-03T07:00:10Z", {"loss": "0.9"})
@@ -84,18 +83,14 @@ async def test_history_follows_the_store_watch(tmp_path: Path) -> None:
     await history.start()
     try:
         report(store, "iris", "2026-12-03T07:00:20Z", {"loss": "0.5"})
-        for _ in range(200):
-            series = history.series("default", "iris")
-            if series and len(series[0].v) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(
+            lambda: (series := history.series("default", "iris")) and len(series[0].v) == 2,
+            10,
+            "the second report in the history",
+        )
         assert history.series("default", "iris")[0].v == [0.9, 0.5]
         store.delete("trainjobs.trainer.kubeflow.org", "default", "iris")
-        for _ in range(200):
-            if not history.series("default", "iris"):
-                break
-            await asyncio.sleep(0.01)
-        assert history.series("default", "iris") == []
+        await wait_until(lambda: history.series("default", "iris") == [], 10, "the series gone")
     finally:
         await history.stop()
 

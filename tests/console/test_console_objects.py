@@ -5,7 +5,6 @@ Overview's node panel."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import os
@@ -17,6 +16,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from _support.daemon import wait_until
 from console_objects import add_broken, add_service
 
 import wonderland.platform
@@ -385,16 +385,17 @@ async def test_gpu_use_from_nvidia_smi(
     smi.write_text("#!/bin/sh\necho '0, NVIDIA H200, 37, 1024, 143771'\n")
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{smi.parent}:{os.environ['PATH']}")
-    await asyncio.sleep(2.1)  # past the panel's shared measurement
     async with console.signed_in() as client:
-        r = await client.get("/node")
-        gpu = r.text.split('id="node-gpu">', 1)[1].split("</dd>", 1)[0]
-        assert gpu == "0: NVIDIA H200, 37% busy, 1.0 GiB of 140.4 GiB"
-    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
-    await asyncio.sleep(2.1)  # past the panel's shared measurement
-    async with console.signed_in() as client:
-        r = await client.get("/node")
-        assert "nvidia-smi failed: NVIDIA-SMI has failed" in r.text
+
+        async def node_shows(text: str) -> bool:
+            # measured afresh once the panel's shared measurement is old enough
+            return text in (await client.get("/node")).text
+
+        gpu = 'id="node-gpu">0: NVIDIA H200, 37% busy, 1.0 GiB of 140.4 GiB</dd>'
+        await wait_until(lambda: node_shows(gpu), 10, "the GPU's use on the panel")
+        smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+        failed = "nvidia-smi failed: NVIDIA-SMI has failed"
+        await wait_until(lambda: node_shows(failed), 10, "the failure on the panel")
 
 
 async def _send_form(

@@ -43,7 +43,7 @@ class MirrorReconciler:
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a reconcile that takes a while, so that calls overlap
             if self.fail_times:
                 self.fail_times -= 1
                 raise RuntimeError("boom")
@@ -175,7 +175,7 @@ async def test_one_reconcile_per_key_at_a_time(setup: Any) -> None:
     store.create(ksvc("a"))
     for _ in range(20):
         manager.enqueue(KSVC, "default", "a")
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(0.002)  # enqueues spread over the reconciles, not all before one
     await wait_until(lambda: rec.running == 0 and len(store.list("configmaps")[0]) == 1)
     assert rec.max_running == 1
 

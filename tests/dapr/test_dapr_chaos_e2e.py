@@ -56,7 +56,7 @@ class Writer(threading.Thread):
                         self.published.add(n)
                 except httpx.HTTPError:
                     self.failures += 1
-                    time.sleep(0.01)
+                    time.sleep(0.01)  # a client's back-off while the sidecar is down
 
 
 def test_kill_9_under_load_loses_no_acknowledged_write_or_message(

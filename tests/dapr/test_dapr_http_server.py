@@ -35,7 +35,7 @@ async def _exchange(port: int, data: bytes, until: int = 1) -> bytes:
             if not chunk:
                 break
             out += chunk
-        await asyncio.sleep(0.05)
+        # anything more (a stray response) comes within the read's timeout
         with_more = await asyncio.wait_for(reader.read(65536), 0.2) if not reader.at_eof() else b""
     except TimeoutError:
         with_more = b""

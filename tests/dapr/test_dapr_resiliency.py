@@ -124,7 +124,7 @@ async def test_timeout_then_circuit_breaker_opens_and_recovers() -> None:
     assert policy.breaker is not None and policy.breaker.state == "open"
     with pytest.raises(CircuitOpenError):
         await policy.run(slow)
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.25)  # past the breaker's 200ms timeout: it half-opens
 
     async def ok() -> str:
         return "fine"

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from _support.daemon import free_port
+from _support.daemon import free_port, wait_until
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from google.protobuf import any_pb2
@@ -128,14 +128,12 @@ async def test_invocation_and_pubsub_carry_the_trace(
             content=b'{"n": 1}',
         )
         assert reply.status_code == 204, reply.text
-        delivered: list[dict[str, Any]] = []
-        for _ in range(300):
+
+        async def deliveries() -> list[dict[str, Any]]:
             got = (await client.get(f"http://127.0.0.1:{app_port}/received")).json()
-            delivered = [r for r in got if r["path"] == "/orders"]
-            if delivered:
-                break
-            await asyncio.sleep(0.05)
-        assert delivered, "the event was not delivered"
+            return [r for r in got if r["path"] == "/orders"]
+
+        delivered = await wait_until(deliveries, 15, "the event's delivery")
         event = delivered[0]["body"]
         assert continues(event["traceparent"]).header() == delivered[0]["headers"]["traceparent"]
         assert event["data"] == {"n": 1}
@@ -143,13 +141,10 @@ async def test_invocation_and_pubsub_carry_the_trace(
     # both sidecars exported their spans of the invocation and the publish over OTLP (in
     # batches: the publish span may come in a later one)
     wanted = {"/invoke/callee/method/echo/http", "publish orders"}
-    names: set[str] = set()
-    for _ in range(300):
-        found = store.trace(TRACE)
-        services = {s["service"] for s in found["spans"]} if found else set()
-        names = {s["name"] for s in found["spans"]} if found else set()
-        if {"caller", "callee"} <= services and wanted <= names:
-            break
-        await asyncio.sleep(0.05)
-    assert found is not None and {"caller", "callee"} <= services, found
-    assert wanted <= names, names
+
+    def exported() -> bool:
+        spans = (store.trace(TRACE) or {}).get("spans") or []
+        services = {s["service"] for s in spans}
+        return {"caller", "callee"} <= services and wanted <= {s["name"] for s in spans}
+
+    await wait_until(exported, 15, f"caller's and callee's spans, {sorted(wanted)} among them")

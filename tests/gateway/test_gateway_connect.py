@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from _support.daemon import free_port
+from _support.daemon import free_port, wait_until
 from _support.servers import asgi_replica
 from grpc import aio
 
@@ -150,11 +150,7 @@ async def test_grpc_client_tunnels_h2c_through_the_gateway_and_the_activator() -
             unary = channel.unary_unary("/test.Echo/Echo")
             # the revision is at zero: calls wait in the activator until a replica is ready
             pending = asyncio.gather(*(unary(str(i).encode(), timeout=60) for i in range(5)))
-            for _ in range(3000):
-                if len(target.waiters) == 5:
-                    break
-                await asyncio.sleep(0.01)
-            assert len(target.waiters) == 5
+            await wait_until(lambda: len(target.waiters) == 5, 30, "5 calls held")
             target.set_endpoints([("127.0.0.1", grpc_port, "r1")])
             replies = await pending
             assert [r.split(b"|")[0] for r in replies] == [str(i).encode() for i in range(5)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import select
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -224,7 +225,8 @@ async def test_pipelining_is_bounded_the_gateway_stops_reading(replica: int) -> 
                     try:
                         sent += sock.send(data)
                     except BlockingIOError:
-                        time.sleep(0.01)
+                        # until the gateway reads more (or the deadline passes)
+                        select.select([], [sock], [], max(0.0, deadline - time.monotonic()))
                 return sent
 
         accepted = await asyncio.to_thread(pipeline)

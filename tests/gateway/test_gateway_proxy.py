@@ -197,11 +197,8 @@ async def test_activator_holds_requests_until_a_replica_is_ready() -> None:
     async with gateway(table) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         host = {"Host": "hello.default.127.0.0.1.sslip.io"}
         pending = asyncio.gather(*(client.get("/", headers=host) for _ in range(3)))
-        for _ in range(200):
-            if len(target.waiters) == 3:
-                break
-            await asyncio.sleep(0.01)
-        assert len(target.waiters) == 3 and poked
+        await wait_until(lambda: len(target.waiters) == 3, 30, "3 held requests")
+        assert poked
         async with asgi_replica(echo_app("woke")) as port:
             target.set_endpoints([("127.0.0.1", port, "r1")])
             results = await pending
@@ -341,7 +338,7 @@ async def test_a_replica_dying_between_head_and_body_is_retried() -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
         await writer.drain()
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # the head reaches the gateway before the reset
         writer.transport.abort()  # dies before the body, as under kill -9
 
     broken = await asyncio.start_server(half, "127.0.0.1", 0)

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import hpack
 import pytest
+from _support.daemon import wait_until
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import (
     configuration_pb2,
@@ -39,6 +40,7 @@ class Servicer:
 
     def __init__(self) -> None:
         self.cancelled: list[str] = []
+        self.sleeping: list[str] = []  # keys of the "sleep" calls that reached the handler
         self.saved: dict[str, str] = {}
 
     async def GetState(self, request: Any, context: ServicerContext) -> Any:
@@ -67,6 +69,7 @@ class Servicer:
         if how == "boom":
             raise RuntimeError("the handler broke")
         if how == "sleep":
+            self.sleeping.append(request.key)
             try:
                 await asyncio.sleep(float(request.key))
             except asyncio.CancelledError:
@@ -244,7 +247,7 @@ async def test_deadline_and_client_cancel_stop_the_handler(served: Any) -> None:
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert loop.time() - t0 < 5
         call = stub.GetState(state_pb2.GetStateRequest(store_name="sleep", key="31"))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: "31" in servicer.sleeping, 10, "the call to reach its handler")
         call.cancel()
         stream = stub.SubscribeConfiguration(
             configuration_pb2.SubscribeConfigurationRequest(
@@ -253,11 +256,9 @@ async def test_deadline_and_client_cancel_stop_the_handler(served: Any) -> None:
         )
         assert (await stream.read()).id == "0"
         stream.cancel()
-        for _ in range(100):
-            if {"30", "31", "stream"} <= set(servicer.cancelled):
-                break
-            await asyncio.sleep(0.05)
-        assert {"30", "31", "stream"} <= set(servicer.cancelled)
+        await wait_until(
+            lambda: {"30", "31", "stream"} <= set(servicer.cancelled), 10, "the handlers to stop"
+        )
 
 
 async def test_server_streaming_beyond_the_window_and_bidi(served: Any) -> None:
@@ -312,13 +313,13 @@ async def test_api_token() -> None:
 
 
 async def test_stop_lets_calls_in_progress_finish(served: Any) -> None:
-    _, port, server = served
+    servicer, port, server = served
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = dapr_pb2_grpc.DaprStub(ch)
         call = asyncio.ensure_future(
             stub.GetState(state_pb2.GetStateRequest(store_name="sleep", key="0.3"))
         )
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: "0.3" in servicer.sleeping, 10, "the call to reach its handler")
         await server.stop(grace=5)
         assert (await call).data == b"slept"
     with socket.socket() as s, pytest.raises(OSError):

@@ -11,7 +11,6 @@ runs many more examples.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import orjson
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from _support.daemon import wait_for
 from _support.fuzz import (
     FUZZ,
     GRPC_BAD_CODES,
@@ -154,8 +154,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, iris_dir: Path) -> Iterator
             code, _, _ = grpc_call(channel, INFER, GRPC_SEEDS[0])
             assert code == grpc.StatusCode.OK
             channel.close()
-            lt.run(_settle())
-            assert _connection_tasks(lt) == before
+            wait_for(
+                lambda: _connection_tasks(lt) == before, 10, "closed connections' tasks to end"
+            )
         finally:
             lt.run(client.aclose())
             lt.run(grpc_server.stop(0))
@@ -165,11 +166,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, iris_dir: Path) -> Iterator
 def _connection_tasks(lt: LoopThread) -> list[str]:
     # A model version's batcher is one task for the version's life, bounded by the models.
     return [t for t in lt.tasks() if "AdaptiveBatcher" not in t]
-
-
-async def _settle() -> None:
-    for _ in range(50):  # let closed connections' tasks finish
-        await asyncio.sleep(0.01)
 
 
 def _check_http(r: httpx.Response) -> None:

@@ -3,7 +3,6 @@ answer; it drops and counts the events instead."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import statistics
 import threading
@@ -13,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from _support.daemon import wait_until
 from prometheus_client import REGISTRY
 
 from wonderland.inference.payload_logger import QUEUE_SIZE, SENDERS, LoggerConfig, PayloadLogger
@@ -75,9 +75,7 @@ async def test_a_sink_that_does_not_answer_costs_requests_nothing(
         took = await _hammer(logger, 300)
         if kind == "refused":
             # every event is dropped: refused by the sink, or the queue was full meanwhile
-            deadline = time.monotonic() + 10
-            while logger.dropped < 600 and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: logger.dropped >= 600, 10, "600 dropped events")
             assert logger.dropped == 600
             assert _dropped(service, "unreachable") >= 1
         else:
@@ -149,9 +147,10 @@ async def test_a_hanging_sink_neither_slows_nor_fails_requests_and_drops_are_cou
                     took[name].append(time.perf_counter() - start)
                     assert r.status_code == 200 and r.json() == {"predictions": [1]}
         # SENDERS connections were opened and hang; the events on them time out
-        deadline = time.monotonic() + 10
-        while _dropped(service, "unreachable") < SENDERS and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # the senders run on this loop: let them time out
+        # the senders run on this loop: let them time out
+        await wait_until(
+            lambda: _dropped(service, "unreachable") >= SENDERS, 10, "the senders to time out"
+        )
         assert len(held) >= SENDERS, "the senders did not connect"
     finally:
         await logger.close()

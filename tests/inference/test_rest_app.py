@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from _support.daemon import wait_until
 
 from wonderland.inference.dataplane import DataPlane
 from wonderland.inference.model import ArrayModel
@@ -322,7 +323,7 @@ async def test_max_latency_waits_to_fill_a_batch() -> None:
     c, repo = await _slow_client(model, BatchingOptions(max_batch_size=4, max_latency_ms=300))
     async with c:
         first = asyncio.ensure_future(c.post("/v2/models/slow/infer", json=_row(1)))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the rest arrive later, within max_latency
         rest = [
             asyncio.ensure_future(c.post("/v2/models/slow/infer", json=_row(i))) for i in range(3)
         ]
@@ -431,10 +432,12 @@ BLOCKING = textwrap.dedent(
     import threading
 
     RELEASE = threading.Event()
+    ENTERED = threading.Event()
 
     class Waiter:
         def predict(self, payload, headers=None):
             # Sync model code that blocks until the test lets it go.
+            ENTERED.set()
             if not RELEASE.wait(30):
                 raise RuntimeError("never released")
             return payload["instances"]
@@ -450,13 +453,14 @@ async def test_sync_model_code_does_not_block_the_event_loop(tmp_path: Path) -> 
     (d / "model.py").write_text(BLOCKING)
     repo = ModelRepository([ModelSource("waiter", d)])
     [entry] = await repo.load("waiter")
-    release = sys.modules[type(entry.model.obj).__module__].RELEASE  # type: ignore[union-attr]
+    module = sys.modules[type(entry.model.obj).__module__]  # type: ignore[union-attr]
+    release, entered = module.RELEASE, module.ENTERED
     app = RestApp(DataPlane(repo))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         predict = asyncio.ensure_future(
             c.post("/v1/models/waiter:predict", json={"instances": [1]})
         )
-        await asyncio.sleep(0.05)
+        await wait_until(entered.is_set, 10, "the model to be in predict")
         # While the model is stuck in predict, the server still answers; if the model ran
         # on the event loop this request could never complete (the test would time out).
         live = await c.get("/v2/health/live")

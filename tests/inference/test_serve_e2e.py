@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support.daemon import wait_for
 
 from .conftest import IRIS_ROWS, ServerProcess, run_server
 
@@ -366,17 +366,15 @@ def test_load_before_listen_keeps_the_port_closed_until_the_model_is_loaded(
         args.append("--load_before_listen=true")
     with run_server(args, tmp_path, wait_ready=False) as server:
         # The first answer on the port tells whether it opened before the model was in memory.
-        deadline = time.monotonic() + 30
-        while True:
+        def first_answer() -> int | None:
             try:
                 with urllib.request.urlopen(server.url + "/v2/health/ready", timeout=5) as r:
-                    first = r.status
+                    return int(r.status)
             except urllib.error.HTTPError as e:
-                first = e.code
+                return e.code
             except (urllib.error.URLError, ConnectionError, OSError):
                 assert server.proc.poll() is None, server.log.read_text()
-                assert time.monotonic() < deadline, server.log.read_text()
-                time.sleep(0.02)
-                continue
-            break
+                return None
+
+        first = wait_for(first_answer, 30, "the port to open", interval=0.02, log=server.log)
     assert first == (200 if load_first else 503)

@@ -6,12 +6,12 @@ returns data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,13 +212,15 @@ def test_every_dashboard_query_is_accepted_and_returns_data_after_traffic(
         assert answer["status"] == "success", (name, title, expr, answer)
 
     empty: list[tuple[str, str, str]] = []
-    deadline = time.monotonic() + 60
-    while True:
+
+    def all_have_data() -> bool:
+        nonlocal empty
         _traffic(platform.gateway)
         empty = [q for q in queries if not prom.query(substitute(q[2]))["data"]["result"]]
-        if not empty or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+        return not empty
+
+    with contextlib.suppress(AssertionError):  # the assertion below names what is missing
+        wait_for(all_have_data, 60, "data for every query", interval=2)
     assert not empty, (
         "queries with no data after traffic:\n"
         + "\n".join(f"  {name} / {title}: {expr}" for name, title, expr in empty)

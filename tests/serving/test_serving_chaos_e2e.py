@@ -144,7 +144,7 @@ class _Writer(threading.Thread):
                         self.failures += 1
                 except httpx.HTTPError:
                     self.failures += 1
-                    time.sleep(0.01)
+                    time.sleep(0.01)  # a client's back-off while the target is down
 
 
 def _sidecar_pids(app_id: str) -> list[int]:

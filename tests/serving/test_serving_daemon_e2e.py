@@ -180,7 +180,7 @@ async def test_kill_9_of_a_replica_under_load_fails_no_request(daemon: Daemon) -
         await wait_until(
             lambda: len(pids - seen_before) >= 1, timeout=30, what="a replacement replica"
         )
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the load goes on against the replacement for a while
         stop.set()
         await asyncio.gather(*workers)
     assert failures == []

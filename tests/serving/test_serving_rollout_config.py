@@ -48,6 +48,8 @@ async def test_http_readiness_probe_gates_service_readiness(
         "periodSeconds": 0,
     }
     env.apply(svc)
+    # nothing to wait on for "not Ready": long enough for the replica to start listening,
+    # which is when a revision that ignored its readiness probe would turn Ready
     await asyncio.sleep(1.0)
     assert env.cond(KSVC, "probed").get("status") != "True"
     assert env.cond(REV, "probed-00001").get("reason") == "Deploying"
@@ -238,7 +240,7 @@ async def test_route_updates_under_a_prober_never_fail(platform_env: Env) -> Non
                 ),
                 what=f"split {split}",
             )
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # traffic runs at this split for a while before the next
     finally:
         stop.set()
         await task

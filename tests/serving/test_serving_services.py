@@ -87,7 +87,7 @@ async def test_update_creates_a_new_revision_without_failed_requests(platform_en
         del body["status"]
         env.store.update(body)
         await env.wait(lambda: env.get(CFG, "hello")["metadata"].get("labels", {}).get("team"))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # no event for "no revision is made": give one its chance
         await env.wait(lambda: "2" in seen)
     finally:
         stop.set()
@@ -462,15 +462,16 @@ async def test_multiple_containers_run_the_others_as_sidecars(platform_env: Env)
     names = [c["name"] for c in env.get(REV, "multi-00001")["spec"]["containers"]]
     assert names == ["user-container", "helper"]
     assert (await env.request(f"multi.default.{DOMAIN}")).status_code == 200
-    side = None
     async with httpx.AsyncClient(timeout=30) as client:
-        for _ in range(300):
+
+        async def answer() -> httpx.Response | None:
             try:
-                side = await client.get(f"http://127.0.0.1:{side_port}/")
-                break
+                return await client.get(f"http://127.0.0.1:{side_port}/")
             except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    assert side is not None and side.json()["env"]["ROLE"] == "helper"
+                return None
+
+        side = await env.wait(answer, 15, "the helper container to answer")
+    assert side.json()["env"]["ROLE"] == "helper"
 
 
 async def test_generate_name_for_configuration_and_route(platform_env: Env) -> None:

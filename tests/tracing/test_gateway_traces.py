@@ -4,14 +4,13 @@ the gateway's span with the client's span as its parent."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import httpx
 import pytest
-from _support.daemon import free_port
+from _support.daemon import free_port, wait_until
 from _support.servers import asgi_replica
 from grpc import aio
 
@@ -147,12 +146,8 @@ async def test_grpc_clients_reach_an_h2c_replica_with_the_trace(h2_replica: int)
         assert got.parent_id != "00f067aa0ba902b7"
         started = parse_traceparent(fresh)
         assert started is not None and started.trace_id != got.trace_id
-        for _ in range(100):  # the span is recorded when the stream closes
-            if store.trace(got.trace_id) is not None:
-                break
-            await asyncio.sleep(0.02)
-        found = store.trace(got.trace_id)
-        assert found is not None
+        # the span is recorded when the stream closes
+        found = await wait_until(lambda: store.trace(got.trace_id), 10, "the call's span")
         assert found["spans"][0]["name"] == "POST /test.Echo/Echo"
         assert found["spans"][0]["parentSpanId"] == "00f067aa0ba902b7"
     finally:

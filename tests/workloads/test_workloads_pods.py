@@ -726,6 +726,7 @@ async def test_a_claim_in_use_stays_until_its_pod_is_gone(node: Node) -> None:
     )
     await wait_until(lambda: node.phase("user") == "Running", what="running")
     node.store.delete("persistentvolumeclaims", "default", "busy")
+    # nothing to wait on for "the claim stays": give a wrong removal its chance, then look
     await asyncio.sleep(0.3)
     claim = node.store.get("persistentvolumeclaims", "default", "busy")
     assert (
@@ -814,7 +815,9 @@ async def test_the_node_is_registered_with_its_capacity(node: Node) -> None:
     # kubectl cordon: no new pod is scheduled
     obj["spec"]["unschedulable"] = True
     node.store.update(obj)
-    await asyncio.sleep(0.2)
+    await wait_until(
+        lambda: node.kubelet.scheduler.unschedulable, what="the kubelet sees the cordon"
+    )
     node.pod("cordoned", [sh("true")], restartPolicy="Never")
     await wait_until(
         lambda: node.condition("cordoned", "PodScheduled").get("reason") == "Unschedulable",

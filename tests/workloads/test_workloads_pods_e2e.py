@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -309,9 +308,16 @@ def test_nodes_and_top(daemon: WonderlandDaemon, kubectl: Kubectl) -> None:
     }
     ok(kubectl("apply", "-f", "-", stdin=json.dumps(burner)))
     wait_for(lambda: phase(kubectl, "burner") == "Running", 30, "burner running", log=daemon.log)
-    time.sleep(1.0)  # let the burner use CPU for a measurable window
-    pods = ok(kubectl("top", "pods", "burner")).splitlines()
-    cpu = int(pods[1].split()[1].rstrip("m"))
+
+    def measured() -> tuple[list[str], int] | None:
+        top = kubectl("top", "pods", "burner")
+        lines = top.stdout.splitlines()
+        if top.returncode != 0 or len(lines) < 2:  # no sample of the burner yet
+            return None
+        used = int(lines[1].split()[1].rstrip("m"))
+        return (lines, used) if used >= 10 else None
+
+    pods, cpu = wait_for(measured, 30, "kubectl top to measure the burner", log=daemon.log)
     # Held to its 300m quota; how much of it the burner gets depends on what else shares
     # the two cores, so below the quota only "measured, not zero" is certain.
     assert 10 <= cpu <= 400, pods
