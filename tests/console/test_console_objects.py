@@ -473,8 +473,71 @@ async def test_an_experiment_from_the_template_form(console: Console) -> None:
         assert [p["name"] for p in made["spec"]["parameters"]] == ["lr", "opt"]
         opt = made["spec"]["trialTemplate"]["trialParameters"][1]
         assert (opt["name"], opt["reference"]) == ("opt", "opt")
+        assert made["spec"]["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"
+        assert "earlyStopping" not in made["spec"]
         r = await _send_form(client, _experiment_form(action="create"), console.origin)
         assert r.status_code == 409 and "already exists" in r.text
+        # algorithm settings, early stopping and the metrics collector, as Katib's form
+        # offers them; each refused by the platform's admission at its own field
+        assert '<label for="x-algorithm_settings">' in blank.text
+        assert "<option>medianstop</option>" in blank.text
+        assert "<option>File</option>" in blank.text and "<option>Push</option>" in blank.text
+        for change, field, words in (
+            ({"algorithm_settings": "random_state=-1"}, "spec.algorithm", "random_state"),
+            ({"algorithm_settings": "n_trees=3"}, "spec.algorithm", "unknown setting n_trees"),
+            (
+                {"early_stopping": "medianstop", "start_step": "0"},
+                "spec.earlyStopping",
+                "start_step must be greater or equal than one",
+            ),
+            (
+                {"collector": "File", "collector_path": "metrics.log"},
+                "spec.metricsCollectorSpec.source.fileSystemPath.path",
+                "file path where metrics file exists is required",
+            ),
+            (
+                {"metrics_format": "loss=(.*)"},
+                "spec.metricsCollectorSpec.source.filter.metricsFormat",
+                "two top subexpressions are required",
+            ),
+        ):
+            r = await _send_form(client, _experiment_form(**change), console.origin)
+            assert r.status_code == 422, (change, r.text)
+            assert field in r.text and words in r.text, change
+            assert f'value="{list(change.values())[-1]}"' in r.text  # the form as sent
+        r = await _send_form(client, _experiment_form(algorithm_settings="seed"), console.origin)
+        assert r.status_code == 422 and "&#34;seed&#34; is not name=value" in r.text
+        tuned = _experiment_form(
+            name="tune-early",
+            action="create",
+            algorithm="tpe",
+            algorithm_settings="n_startup_trials=2, random_state=7",
+            early_stopping="medianstop",
+            min_trials_required="2",
+            start_step="3",
+            collector="File",
+            collector_path="/tmp/metrics.json",
+            collector_format="JSON",
+        )
+        r = await _send_form(client, tuned, console.origin)
+        assert r.status_code == 303, r.text
+        spec = console.store.get(experiments, "default", "tune-early")["spec"]
+        assert spec["algorithm"]["algorithmSettings"] == [
+            {"name": "n_startup_trials", "value": "2"},
+            {"name": "random_state", "value": "7"},
+        ]
+        assert spec["earlyStopping"] == {
+            "algorithmName": "medianstop",
+            "algorithmSettings": [
+                {"name": "min_trials_required", "value": "2"},
+                {"name": "start_step", "value": "3"},
+            ],
+        }
+        assert spec["metricsCollectorSpec"]["source"]["fileSystemPath"] == {
+            "kind": "File",
+            "path": "/tmp/metrics.json",
+            "format": "JSON",
+        }
         r = await _send_form(client, _experiment_form(action="create"), {})
         assert r.status_code == 403  # no Origin: a cross-site form could have sent it
 
