@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from test_console_server import Console, console  # noqa: F401  (the server fixture)
@@ -92,3 +93,58 @@ async def test_traces_pages_on_the_server(console: Console) -> None:  # noqa: F8
         assert missing.status_code == 404 and "pick one on the Traces page" in missing.text
         fragment = (await client.get("/traces?fragment=main")).text
         assert "<h1>Traces</h1>" in fragment and "<html" not in fragment
+
+
+async def test_the_traces_of_one_service_revision_or_model(console: Console) -> None:  # noqa: F811
+    from console_objects import _with_status, add_broken, add_service, ready
+
+    add_service(console.store)  # hello, revisions hello-00001 and hello-00002
+    add_broken(console.store)  # the InferenceService iris
+    for kind, name, labels in (
+        ("Service", "iris-predictor", {"serving.kserve.io/inferenceservice": "iris"}),
+        ("Revision", "iris-predictor-00001", {"serving.knative.dev/service": "iris-predictor"}),
+    ):
+        body = {"template": {"spec": {"containers": [{"image": "m"}]}}}
+        _with_status(
+            console.store,
+            {
+                "apiVersion": "serving.knative.dev/v1",
+                "kind": kind,
+                "metadata": {"name": name, "namespace": "default", "labels": labels},
+                "spec": body if kind == "Service" else body["template"]["spec"],
+            },
+            {"conditions": ready()},
+        )
+    store = TraceStore()
+    now = time.time_ns()
+
+    def gateway(trace: str, revision: str, namespace: str = "default") -> Span:
+        attrs = {"knative.revision": revision, "k8s.namespace.name": namespace}
+        return Span(trace, trace[:16], "", f"GET /{revision}", "SERVER", "wonderland-gateway",
+                    now, now + 1_000_000, attrs)  # fmt: skip
+
+    store.add(
+        [
+            gateway("1" * 32, "hello-00001"),
+            gateway("2" * 32, "hello-00001", "other"),  # a namesake in another namespace
+            gateway("3" * 32, "iris-predictor-00001"),
+            Span("4" * 32, "4" * 16, "", "predict", "SERVER", "iris-predictor", now, now + 5),
+        ]
+    )
+    console.server.add_pages(TracePages(store, objects=console.store))
+    async with console.signed_in() as client:
+
+        async def shown(query: str) -> set[str]:
+            r = await client.get("/traces?" + query)
+            assert r.status_code == 200, r.text
+            return set(re.findall(r'data-trace="([0-9a-f]{32})"', r.text))
+
+        assert await shown("namespace=default&ksvc=hello") == {"1" * 32}
+        assert await shown("namespace=default&revision=hello-00001") == {"1" * 32}
+        assert await shown("namespace=default&revision=hello-00002") == set()
+        assert await shown("namespace=default&isvc=iris") == {"3" * 32, "4" * 32}
+        page = (await client.get("/traces?namespace=default&isvc=iris")).text
+        assert "<h1>Traces of Model default/iris</h1>" in page
+        assert 'href="/models/default/iris"' in page and "iris-predictor-00001" in page
+        missing = await client.get("/traces?namespace=default&ksvc=nope")
+        assert missing.status_code == 404 and "no Service default/nope" in missing.text
