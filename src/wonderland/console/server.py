@@ -136,6 +136,7 @@ class ConsoleServer:
         self.signer: SessionSigner | None = None
         self.gateway_url = ""
         self.status = ConsoleStatus("", "", "stopped")
+        self._ns_cache: tuple[str, list[str]] = ("", [])  # (store version, namespaces)
         self.env = Environment(
             loader=PackageLoader("wonderland.console", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -381,14 +382,7 @@ class ConsoleServer:
             return context
         request = _REQUEST.get()
         chosen = request.arg("namespace") if request is not None else ""
-        try:
-            listed, _ = self.store.list("namespaces")
-        except NotFoundError:
-            listed = []
-        # the Namespace objects, and "default", which exists without one
-        names = {str((n.get("metadata") or {}).get("name") or "") for n in listed}
-        names.discard("")
-        names.add("default")
+        names = {*self._namespaces(), "default"}  # "default" exists without an object
         if chosen:
             names.add(chosen)
         return {
@@ -398,6 +392,21 @@ class ConsoleServer:
             "ns_path": _list_path(request.path if request is not None else "/"),
             "ns_query": "?" + urlencode({"namespace": chosen}) if chosen else "",
         }
+
+    def _namespaces(self) -> list[str]:
+        """Every namespace an object lives in and every Namespace object's name; read again
+        only when the store changed (a scan of the store's index, not of the objects)."""
+        rv = self.store.resource_version
+        if self._ns_cache[0] != rv:
+            try:
+                listed, _ = self.store.list("namespaces")
+            except NotFoundError:
+                listed = []
+            names = {str((n.get("metadata") or {}).get("name") or "") for n in listed}
+            names.update(self.store.namespaces())
+            names.discard("")
+            self._ns_cache = (rv, sorted(names))
+        return self._ns_cache[1]
 
     def _refused(self, why: str) -> Response:
         return self._text(403, f"forbidden: {why}")
