@@ -202,12 +202,16 @@ async def test_a_refused_field_links_to_its_docs(console: Console) -> None:
             "<h1>Service" in docs.text and ".spec.template.spec.containerConcurrency" in docs.text
         )
         assert "<code>integer</code>" in docs.text and "kubectl explain service.spec" in docs.text
+        # the upstream CRD's description of the field, and whose it is
+        assert 'id="field-description">ContainerConcurrency specifies the maximum' in docs.text
+        assert "knative/serving knative-v1.21.3 (upstream)" in docs.text
         # a list's page shows its items' fields, each linked one level down
         traffic = await client.get(
             "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.traffic"
         )
         assert "<code>[]object</code>" in traffic.text
         assert 'field=spec.traffic%5B0%5D.percent">percent</a>' in traffic.text
+        assert "<td>Tag is optionally used to expose a dedicated url" in traffic.text
         typo = await client.get(
             "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.trafic"
         )
@@ -217,6 +221,12 @@ async def test_a_refused_field_links_to_its_docs(console: Console) -> None:
             "/fields?apiVersion=apps/v1&kind=Deployment&field=spec.replicas"
         )
         assert "kubernetes/kubernetes" in upstream.text and "<code>integer</code>" in upstream.text
+        assert 'id="field-description">Number of desired pods.' in upstream.text
+        # a kind whose upstream schema has no descriptions says so
+        bare = await client.get(
+            "/fields?apiVersion=serving.kserve.io/v1beta1&kind=InferenceService&field=spec"
+        )
+        assert 'id="field-no-description"' in bare.text
         r = await client.get("/fields?apiVersion=example.com/v1&kind=Gadget")
         assert r.status_code == 404 and "wonderland api-resources" in r.text
         assert (await client.get("/fields")).status_code == 400
