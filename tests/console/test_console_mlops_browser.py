@@ -145,6 +145,7 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         row = page.locator('tr[data-trainjob="default/curve"]')
         expect(row).to_contain_text("Complete")
         expect(row.locator(".key-metric")).to_have_text("loss=0.1250")
+        assert_accessible(page, "Training")
 
         nav.get_by_role("link", name="Experiments").click()
         expect(page.locator("#experiments-empty")).to_be_visible()
@@ -172,6 +173,14 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         assert client.get_model_version_by_alias("clf", "champion").version == "2"
         page.screenshot(path=str(tmp_path / "console-registry.png"), full_page=True)
         assert_accessible(page, "Registry")
+        model.locator("form.compare-form").get_by_role("button", name="Compare").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("clf")
+        expect(page.locator("main")).to_contain_text("accuracy")
+        assert_accessible(page, "Compare versions")
+        nav.get_by_role("link", name="Registry").click()
+        page.locator("#model-clf").get_by_role("link", name="Lineage of version 2").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("clf")
+        assert_accessible(page, "Lineage")
     for name in ("console-trainjob.png", "console-registry.png", "console-experiments.png"):
         assert (tmp_path / name).stat().st_size > 0
 
