@@ -9,7 +9,6 @@ Screenshots go to the test's tmp directory, or to ``$CONSOLE_SCREENSHOTS`` when 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from _support.axe import assert_accessible, violations
-from _support.browser import chromium_page
+from _support.browser import chromium_page, screenshots
 from _support.daemon import WonderlandDaemon, running_daemon, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -68,8 +67,7 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
 ) -> None:
     from playwright.sync_api import expect
 
-    shots = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     wait_for(lambda: _ready(daemon, "hello"), READY_TIMEOUT, "ksvc hello Ready", log=daemon.log)
     url = json.loads((daemon.home / "daemon.json").read_text())["console"]["url"]
     token = (daemon.home / "token").read_text().strip()
