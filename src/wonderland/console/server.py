@@ -7,7 +7,8 @@ then pages need a session cookie (a redirect to the sign-in form), the stream an
 YAML view answer 401 without one. Answers carry a strict Content-Security-Policy (no
 inline script or style), ``nosniff`` and ``no-referrer``.
 
-The server's own routes are ``GET /live`` (server-sent events), ``GET|POST /signin``,
+The server's own routes are ``GET /live`` (server-sent events), ``GET|POST /signin``
+(``GET /signin?ticket=`` redeems the one-time link ``wonderland console`` opens),
 ``POST /signout``, ``GET /static/<file>``, ``GET /healthz`` and the followed log
 ``GET /logs/<ns>/<pod>``. Every page comes from a
 :class:`~wonderland.console.pages.PageSet` registered with :meth:`ConsoleServer.add_pages`:
@@ -319,6 +320,8 @@ class ConsoleServer:
         if path == "/signin":
             if request.method == "POST":
                 return self._sign_in(request, body)
+            if request.method == "GET" and request.arg("ticket"):
+                return self._redeem(request)
             if request.method == "GET":
                 return self._page(200, "signin.html", {"next": _safe_next(request.arg("next"))})
         if path == "/signout" and request.method == "POST":
@@ -449,6 +452,28 @@ class ConsoleServer:
                 401,
                 "signin.html",
                 {"next": target, "error": "That is not the platform's token."},
+            )
+        cookie = self.signer.issue()
+        return Response(
+            303,
+            headers=[("location", target), ("set-cookie", cookie_header(cookie, SESSION_SECONDS))],
+        )
+
+    def _redeem(self, request: Request) -> Response:
+        """``GET /signin?ticket=...``: the one-time link ``wonderland console`` opens."""
+        target = _safe_next(request.arg("next") or "/")
+        if self.signer is None:
+            self.signer = SessionSigner(self._token())
+        if not self.signer.redeem(request.arg("ticket")):
+            log.info("console sign-in link refused (used, expired or not this platform's)")
+            return self._page(
+                401,
+                "signin.html",
+                {
+                    "next": target,
+                    "error": "That sign-in link was used already or has expired: run "
+                    "`wonderland console` again, or sign in with the platform's token.",
+                },
             )
         cookie = self.signer.issue()
         return Response(
