@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import importlib
 import os
 import re
@@ -461,6 +462,18 @@ async def test_an_experiment_from_the_template_form(console: Console) -> None:
         assert 'id="experiment-checked"' in r.text and "parameterType: categorical" in r.text
         assert "- adam" in r.text and "${trialParameters.opt}" in r.text
         assert console.store.resource_version == rv  # a preview creates nothing
+        # its YAML can be edited on Apply, as Katib's form ends in an editable YAML
+        sent = re.search(
+            r'id="edit-on-apply">\s*<input type="hidden" name="yaml" value="([^"]*)"', r.text
+        )
+        assert sent is not None, r.text
+        text = html.unescape(sent.group(1))
+        assert text.startswith("apiVersion: kubeflow.org/v1beta1\nkind: Experiment\n")
+        on_apply = await client.post(
+            "/apply", data={"yaml": text, "mode": "check"}, headers=console.origin
+        )
+        assert on_apply.status_code == 200 and "kind: Experiment" in on_apply.text
+        assert console.store.resource_version == rv
         # the platform's own validation, at its field, with the field's docs
         bad = _experiment_form(algorithm="annealing")
         r = await _send_form(client, bad, console.origin)
