@@ -2,13 +2,14 @@
 
 ``GET /fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.traffic[0].tag``
 shows the field's description, type, default, allowed values and whether it is required,
-and its sub-fields with their descriptions, each linked to its own page. The schema is the one the platform validates
-with (:data:`wonderland.api.schemas.SCHEMAS`), or else the upstream CRD or OpenAPI schema
-vendored for ``wonderland export --check`` (:mod:`wonderland.export.catalog`); the
-descriptions are the upstream CRD's, vendored beside those schemas (none where the
-upstream schema has none, such as KServe's and Katib's). The Apply
-page and an object's edit form link every refused field here, and an object's page links
-its kind's top level.
+and its sub-fields with their descriptions, each linked to its own page. The schema is the
+one the platform validates with (:data:`wonderland.api.schemas.SCHEMAS`), or else the
+upstream CRD or OpenAPI schema vendored for ``wonderland export --check``
+(:mod:`wonderland.export.catalog`); the descriptions are the upstream CRD's (the core
+kinds' and ObjectMeta's from the Kubernetes client's models), vendored beside those
+schemas, none where the upstream schema has none (KServe's, Katib's). The Apply page and
+an object's edit form link every refused field here, and an object's page links its
+kind's top level.
 """
 
 from __future__ import annotations

@@ -12,9 +12,11 @@ with a failed span) lists the newest 100. ``?namespace=NS`` with ``ksvc=NAME``,
 InferenceService, as its page links them: those with a span of it, that is a gateway span
 whose ``knative.revision`` is one of its revisions (an InferenceService's are those of its
 components' Knative Services), or a span whose service is one of its names (the
-Service's, its Dapr app id, an InferenceService's components'). ``GET /traces/<traceId>`` shows every span in
-waterfall order (depth first, siblings by start) with its service, kind, offset, duration,
-status and attributes, and a bar drawn to the trace's scale.
+Service's, its Dapr app id, an InferenceService's components').
+
+``GET /traces/<traceId>`` shows every span in waterfall order (depth first, siblings by
+start) with its service, kind, offset, duration, status and attributes, and a bar drawn to
+the trace's scale.
 """
 
 from __future__ import annotations
