@@ -7,7 +7,7 @@ import time
 
 from test_console_server import Console, console  # noqa: F401  (the server fixture)
 
-from wonderland.console.trace_pages import TracePages, trace_page, traces
+from wonderland.console.trace_pages import AttributeFilter, TracePages, trace_page, traces
 from wonderland.tracing.store import Span, TraceStore
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -73,6 +73,11 @@ def test_traces_and_one_trace_as_a_waterfall() -> None:
     assert child.status == "ERROR" and child.status_message == "connection refused"
     assert ("http.status_code", "200") in root.attributes
     assert trace_page(store, "f" * 32) is None
+    # by a span's attribute: its value as text, or only that it has it
+    by = AttributeFilter.parse
+    assert [t.name for t in traces(store, attribute=by("http.status_code=200")).traces] == ["GET /"]
+    assert traces(store, attribute=by("http.status_code=500")).traces == []
+    assert [t.name for t in traces(store, attribute=by("http.host")).traces] == ["GET /"]
     assert not traces(None).enabled
     assert not traces(store, recording=False).recording
 
@@ -89,6 +94,11 @@ async def test_traces_pages_on_the_server(console: Console) -> None:  # noqa: F8
         one = (await client.get(f"/traces/{TRACE}")).text
         assert "invoke orders" in one and "✗ error: connection refused" in one
         assert '<rect x="250" y="0" width="500"' in one and "http.host" in one
+        found = (await client.get("/traces?attr=http.host%3Dhello.default")).text
+        assert f'data-trace="{TRACE}"' in found and 'data-trace="' + "1" * 32 not in found
+        assert 'value="http.host=hello.default"' in found  # the filter as it was sent
+        bad = await client.get("/traces?attr=%3Dx")
+        assert bad.status_code == 400 and "names no attribute" in bad.text
         missing = await client.get("/traces/" + "f" * 32)
         assert missing.status_code == 404 and "pick one on the Traces page" in missing.text
         fragment = (await client.get("/traces?fragment=main")).text
@@ -143,6 +153,8 @@ async def test_the_traces_of_one_service_revision_or_model(console: Console) -> 
         assert await shown("namespace=default&revision=hello-00001") == {"1" * 32}
         assert await shown("namespace=default&revision=hello-00002") == set()
         assert await shown("namespace=default&isvc=iris") == {"3" * 32, "4" * 32}
+        # with an attribute too: both must hold (here, in different spans of the trace)
+        assert await shown("namespace=default&isvc=iris&attr=knative.revision") == {"3" * 32}
         page = (await client.get("/traces?namespace=default&isvc=iris")).text
         assert "<h1>Traces of Model default/iris</h1>" in page
         assert 'href="/models/default/iris"' in page and "iris-predictor-00001" in page

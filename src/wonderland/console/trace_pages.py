@@ -7,7 +7,8 @@ monitoring endpoint's ``/v1/traces`` and ``/api/v2/spans``), read in process: th
 dashboard shows them, with no collector or Jaeger to run.
 
 ``GET /traces`` (``?service=`` keeps the traces a service took part in, ``?errors=1`` those
-with a failed span) lists the newest 100. ``?namespace=NS`` with ``ksvc=NAME``,
+with a failed span, ``?attr=KEY=VALUE`` those with a span whose attribute ``KEY`` is
+``VALUE``, ``?attr=KEY`` those with a span that has it) lists the newest 100. ``?namespace=NS`` with ``ksvc=NAME``,
 ``revision=NAME`` or ``isvc=NAME`` keeps the traces of one Knative Service, Revision or
 InferenceService, as its page links them: those with a span of it, that is a gateway span
 whose ``knative.revision`` is one of its revisions (an InferenceService's are those of its
@@ -32,6 +33,7 @@ from wonderland.store import Store
 from wonderland.tracing.store import Span, TraceStore
 
 __all__ = [
+    "AttributeFilter",
     "SpanRow",
     "TracePage",
     "TracePages",
@@ -87,6 +89,29 @@ class TraceScope:
         return span.service in self.services
 
 
+@dataclass(frozen=True)
+class AttributeFilter:
+    """``KEY=VALUE`` (the attribute as text equals VALUE) or ``KEY`` (a span has it)."""
+
+    key: str
+    value: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> AttributeFilter:
+        key, sep, value = text.partition("=")
+        if not key.strip():
+            raise ValueError(f"{text!r} names no attribute: write KEY=VALUE or KEY")
+        return cls(key.strip(), value.strip() if sep else None)
+
+    def matches(self, span: Span) -> bool:
+        if self.key not in span.attributes:
+            return False
+        return self.value is None or _text(span.attributes[self.key]) == self.value
+
+    def __str__(self) -> str:
+        return self.key if self.value is None else f"{self.key}={self.value}"
+
+
 def _names(items: list[dict[str, Any]]) -> set[str]:
     return {str(i["metadata"]["name"]) for i in items}
 
@@ -138,6 +163,7 @@ class TracesPage:
     enabled: bool  # False: this daemon keeps no traces
     recording: bool = True  # False: the gateway and sidecars only propagate trace context
     scope: TraceScope | None = None  # the one object whose traces these are
+    attribute: AttributeFilter | None = None
 
 
 @dataclass(frozen=True)
@@ -181,15 +207,21 @@ def traces(
     *,
     recording: bool = True,
     scope: TraceScope | None = None,
+    attribute: AttributeFilter | None = None,
 ) -> TracesPage:
-    """The newest traces, newest first (of ``service``, of ``scope``'s object, or with
-    errors only)."""
+    """The newest traces, newest first (of ``service``, of ``scope``'s object, with a span
+    ``attribute`` accepts, or with errors only)."""
     if store is None:
-        return TracesPage([], [], service, errors_only, 0, False, recording, scope)
+        return TracesPage([], [], service, errors_only, 0, False, recording, scope, attribute)
     every = store.summaries(limit=max(1, store.max_traces))
     services = sorted({s for t in every for s in t.get("services") or []})
-    if scope is not None:
-        every = store.summaries(limit=max(1, store.max_traces), where=scope.matches)
+    tests = [f.matches for f in (scope, attribute) if f is not None]
+    if tests:
+
+        def where(spans: list[Span]) -> bool:
+            return all(any(test(s) for s in spans) for test in tests)
+
+        every = store.summaries(limit=max(1, store.max_traces), where=where)
     rows: list[TraceRow] = []
     for t in every:
         if service and service not in (t.get("services") or []):
@@ -211,7 +243,7 @@ def traces(
         if len(rows) >= LIMIT:
             break
     kept = len(store)
-    return TracesPage(rows, services, service, errors_only, kept, True, recording, scope)
+    return TracesPage(rows, services, service, errors_only, kept, True, recording, scope, attribute)
 
 
 def _text(value: Any) -> str:
@@ -296,12 +328,19 @@ class TracePages:
                         "open the traces from the object's own page",
                     )
                 break
+            attribute = None
+            if request.arg("attr").strip():
+                try:
+                    attribute = AttributeFilter.parse(request.arg("attr"))
+                except ValueError as exc:
+                    return Refused(400, str(exc))
             page = traces(
                 self.store,
                 request.arg("service"),
                 request.arg("errors") == "1",
                 recording=self.recording,
                 scope=scope,
+                attribute=attribute,
             )
             return Rendered("traces.html", {"nav": "traces", "page": page, "poll": poll})
         trace_id = path.removeprefix("/traces/")

@@ -173,10 +173,10 @@ class TraceStore:
         self,
         limit: int = 100,
         service: str = "",
-        where: Callable[[Span], bool] | None = None,
+        where: Callable[[list[Span]], bool] | None = None,
     ) -> list[dict[str, Any]]:
         """The newest traces first: root span name, services, start, duration, counts.
-        ``service`` keeps the traces it took part in, ``where`` those with a span it
+        ``service`` keeps the traces it took part in, ``where`` those whose spans it
         accepts."""
         self._drain()
         out: list[dict[str, Any]] = []
@@ -185,7 +185,7 @@ class TraceStore:
             services = sorted({s.service for s in spans if s.service})
             if service and service not in services:
                 continue
-            if where is not None and not any(where(s) for s in spans):
+            if where is not None and not where(spans):
                 continue
             start = min(s.start_ns for s in spans)
             end = max(s.end_ns for s in spans)
