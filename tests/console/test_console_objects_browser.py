@@ -190,6 +190,7 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
         expect(page.locator("#experiment-yaml")).to_contain_text("kind: Experiment")
         expect(page.locator("#experiment-yaml")).to_contain_text("algorithmName: medianstop")
         assert_accessible(page, "New Experiment")
+        page.screenshot(path=str(shots / "console-experiment-new.png"), full_page=True)
         # its YAML, multi-line as it was, goes to Apply for what the form does not offer
         page.get_by_role("button", name="Edit this YAML on Apply").click()
         editor = page.get_by_label("YAML documents")
@@ -197,7 +198,6 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
             re.compile(r"^apiVersion: kubeflow.org/v1beta1\nkind: Experiment\n")
         )
         expect(page.locator("#results")).to_contain_text("Experiment")
-        page.screenshot(path=str(shots / "console-experiment-new.png"), full_page=True)
         with httpx.Client(base_url=daemon.gateway, timeout=READY_TIMEOUT) as client:
             r = client.get("/", headers={"host": "hello.default.127.0.0.1.sslip.io"})
             assert r.status_code == 200, r.text
