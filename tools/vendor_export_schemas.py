@@ -15,11 +15,18 @@ The CRDs are read from git checkouts of the upstream repositories at the pinned 
 The Kubernetes core kinds come from the JSON-schema rendering of the Kubernetes v1.33.0
 OpenAPI that the ``kubernetes-validate`` wheel bundles (its ``-local-strict`` variant); only
 the definitions the listed kinds reach are kept.
+
+The descriptions left out of the schemas go to ``descriptions.json.gz`` for the console's
+field docs: per kind, each field path (``spec.traffic[].tag``, ``*`` for a map's key) with
+its upstream description, every distinct text stored once. ``--descriptions-only`` writes
+that file alone. The core kinds' descriptions (and ObjectMeta's, which every CRD's
+``metadata`` gets) come from the installed ``kubernetes`` Python client's models.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import subprocess
@@ -190,6 +197,114 @@ def strip(node: Any) -> Any:
     if isinstance(node, list):
         return [strip(item) for item in node]
     return node
+
+
+def descriptions(node: Any, path: str = "", out: dict[str, str] | None = None) -> dict[str, str]:
+    """Every field path of an OpenAPI schema that has a description, with it (``$ref``s
+    are followed by :func:`core_descriptions`, CRD schemas have none)."""
+    out = {} if out is None else out
+    if not isinstance(node, dict):
+        return out
+    text = node.get("description")
+    if isinstance(text, str) and text.strip() and path not in out:
+        out[path] = " ".join(text.split())
+    for name, sub in (node.get("properties") or {}).items():
+        descriptions(sub, f"{path}.{name}" if path else name, out)
+    if isinstance(node.get("items"), dict):
+        descriptions(node["items"], path + "[]", out)
+    if isinstance(node.get("additionalProperties"), dict):
+        descriptions(node["additionalProperties"], f"{path}.*" if path else "*", out)
+    return out
+
+
+def core_descriptions(defs: dict[str, Any], name: str) -> dict[str, str]:
+    """A core kind's descriptions, its definitions' ``$ref``s followed (10 levels deep:
+    the core schemas are recursive only through JSON-schema props, which no kind here
+    uses)."""
+
+    def walk(node: Any, path: str, out: dict[str, str], depth: int) -> None:
+        if not isinstance(node, dict) or depth > 10:
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            target = defs.get(ref.rsplit("/", 1)[-1])
+            merged = {**(target or {}), **{k: v for k, v in node.items() if k != "$ref"}}
+            walk(merged, path, out, depth + 1)
+            return
+        text = node.get("description")
+        if isinstance(text, str) and text.strip() and path not in out:
+            out[path] = " ".join(text.split())
+        for branch in node.get("anyOf") or []:  # pydantic's optional: X or null
+            if isinstance(branch, dict) and branch.get("type") != "null":
+                walk(branch, path, out, depth + 1)
+        for key, sub in (node.get("properties") or {}).items():
+            walk(sub, f"{path}.{key}" if path else key, out, depth + 1)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], path + "[]", out, depth + 1)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}.*" if path else "*", out, depth + 1)
+
+    found: dict[str, str] = {}
+    walk({"$ref": f"#/$defs/{name}"}, "", found, 0)
+    return found
+
+
+def client_descriptions() -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    """The core kinds' descriptions (and ObjectMeta's, as ``meta/v1/ObjectMeta``) from the
+    installed ``kubernetes`` Python client, whose models are pydantic models generated from
+    the Kubernetes OpenAPI with its descriptions; and the source to cite."""
+    import kubernetes
+    from kubernetes.client import models
+
+    out: dict[str, dict[str, str]] = {}
+    wanted = {(a, k): f"V1{k}" for (a, k) in KUBERNETES_KINDS}
+    wanted[("meta/v1", "ObjectMeta")] = "V1ObjectMeta"
+    for (api_version, kind), name in wanted.items():
+        schema = getattr(models, name).model_json_schema(by_alias=True)
+        defs = {**schema.pop("$defs", {}), "__root__": schema}
+        out[f"{api_version}/{kind}"] = core_descriptions(defs, "__root__")
+    version = kubernetes.__version__
+    source = {"repo": "kubernetes-client/python", "tag": f"v{version}", "commit": None}
+    return out, source
+
+
+def crd_descriptions(source: Source, git_dir: str) -> dict[str, dict[str, str]]:
+    """Per served kind of ``source``'s CRDs, its field descriptions."""
+    kinds: dict[str, dict[str, str]] = {}
+    for path in source.paths:
+        for doc in yaml.safe_load_all(git_show(git_dir, source.tag, path)):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                if version.get("served", True):
+                    key = f"{spec['group']}/{version['name']}/{spec['names']['kind']}"
+                    kinds[key] = descriptions(version["schema"]["openAPIV3Schema"])
+    return kinds
+
+
+def write_descriptions(kinds: dict[str, dict[str, str]], sources: list[dict[str, Any]]) -> None:
+    """``descriptions.json.gz``: each distinct text once, kinds' paths pointing at them."""
+    texts: list[str] = []
+    index: dict[str, int] = {}
+    table: dict[str, dict[str, int]] = {}
+    for key in sorted(kinds):
+        table[key] = {}
+        for path, text in sorted(kinds[key].items()):
+            if text not in index:
+                index[text] = len(texts)
+                texts.append(text)
+            table[key][path] = index[text]
+    body = {
+        "note": "Generated by tools/vendor_export_schemas.py; do not edit by hand.",
+        "sources": sources,
+        "texts": texts,
+        "kinds": table,
+    }
+    text = json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    # gzip (mtime 0: the same input gives the same bytes): the field paths repeat a lot
+    packed = gzip.compress((text + "\n").encode("utf-8"), compresslevel=9, mtime=0)
+    (OUT / "descriptions.json.gz").write_bytes(packed)
 
 
 def git_show(git_dir: str, tag: str, path: str) -> bytes:
@@ -380,10 +495,31 @@ def write(name: str, body: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", action="append", default=[], help="owner/name=GIT_DIR")
-    parser.add_argument("--kubernetes", required=True, help="kubernetes-validate _definitions.json")
+    parser.add_argument("--kubernetes", help="kubernetes-validate _definitions.json")
+    parser.add_argument(
+        "--descriptions-only", action="store_true", help="write descriptions.json alone"
+    )
     args = parser.parse_args()
     git_dirs = dict(item.split("=", 1) for item in args.repo)
     OUT.mkdir(parents=True, exist_ok=True)
+    described: dict[str, dict[str, str]] = {}
+    cited: list[dict[str, Any]] = []
+    for source in SOURCES:
+        described.update(crd_descriptions(source, git_dirs[source.repo]))
+        commit = git_commit(git_dirs[source.repo], source.tag)
+        cited.append({"repo": source.repo, "tag": source.tag, "commit": commit})
+    core, client = client_descriptions()
+    cited.append(client)
+    meta = core["meta/v1/ObjectMeta"]
+    for paths in described.values():  # a CRD's metadata is ObjectMeta, left bare upstream
+        for path, text in meta.items():
+            paths.setdefault(f"metadata.{path}" if path else "metadata", text)
+    described.update(core)
+    write_descriptions(described, cited)
+    if args.descriptions_only:
+        return
+    if not args.kubernetes:
+        parser.error("--kubernetes is required unless --descriptions-only")
     entries = []
     for source in SOURCES:
         body, entry = vendor_crds(source, git_dirs[source.repo])

@@ -6,8 +6,9 @@ holding 100 Knative Services (two revisions each, traffic split 90/10), 50 Train
 
 - the server time of every page (Overview, Apps: its first and last page with a traffic
   form open and a search, Models, Objects, a kind's list, one object, Events, Apply,
-  Training, Experiments, the New Experiment form, field docs, and a dry-run
-  ``POST /apply``), p50/p95/p99 over N requests (the
+  Training, Experiments, a Trial, the New Experiment form, the Registry without MLflow,
+  Traces over a full store of 1000 traces and one Service's traces, field docs, and a
+  dry-run ``POST /apply``), p50/p95/p99 over N requests (the
   issue's aim: p95 <= 50 ms);
 - the bytes of each page's first load: the page and the stylesheets and scripts it links
   (aim <= 300 KB);
@@ -38,9 +39,11 @@ from seed_objects import seed_services
 
 import wonderland.platform
 from wonderland.console.server import ConsoleServer
+from wonderland.console.trace_pages import TracePages
 from wonderland.console.views import HubMetrics
 from wonderland.monitoring.hub import MetricsHub
 from wonderland.store import Store
+from wonderland.tracing.store import Span, TraceStore
 
 TOKEN = "bench-token"
 
@@ -83,6 +86,27 @@ def _seed(store: Store) -> None:
                     "lastTimestamp": f"2026-12-03T07:{i // 60:02d}:{i % 60:02d}Z",
                 }
             )
+
+
+def _traces(count: int = 1000) -> TraceStore:
+    """A full trace store (the daemon keeps 1000): per trace, the gateway's span to one of
+    the 200 revisions and the app's span under it."""
+    traces = TraceStore()
+    now = time.time_ns()
+    for i in range(count):
+        trace = f"{i:032x}"
+        revision = f"svc-{i % 100:03d}-0000{1 + i % 2}"
+        attrs = {"knative.revision": revision, "k8s.namespace.name": "default"}
+        start = now + i * 1_000_000
+        traces.add(
+            [
+                Span(trace, f"{i:016x}", "", "GET /", "SERVER", "wonderland-gateway",
+                     start, start + 900_000, attrs),
+                Span(trace, f"{i + 1:016x}", f"{i:016x}", "handle", "SERVER",
+                     f"svc-{i % 100:03d}", start + 100_000, start + 800_000),
+            ]
+        )  # fmt: skip
+    return traces
 
 
 def _seed_experiment(store: Store, trials: int = 30) -> None:
@@ -180,6 +204,10 @@ PAGES = (
     "/experiments",
     "/experiments/default/tune",
     "/experiments/new",
+    "/trials/default/tune-00",
+    "/registry",
+    "/traces",
+    "/traces?namespace=default&ksvc=svc-050",
     "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.traffic",
 )
 ONE_DOC = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-dry\ndata:\n  k: v\n"
@@ -201,6 +229,7 @@ async def _run(requests: int, changes: int, browser: bool) -> None:
         store = Store.open(Path(tmp))
         _seed(store)
         server = ConsoleServer(store, lambda: TOKEN, HubMetrics(MetricsHub()))
+        server.add_pages(TracePages(_traces(), objects=store))
         await server.start()
         url = server.status.url
         try:

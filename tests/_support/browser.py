@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["CHROMIUM", "TIMEOUT_MS", "chromium_page", "skip_or_fail"]
+__all__ = ["CHROMIUM", "TIMEOUT_MS", "chromium_page", "screenshots", "skip_or_fail"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 60_000
@@ -26,6 +26,15 @@ def skip_or_fail(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI=true: every browser test must run)")
     pytest.skip(reason)
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """Where a browser test saves its screenshots: the test's tmp directory, or
+    ``$CONSOLE_SCREENSHOTS`` when set (``CONSOLE_SCREENSHOTS=docs/images`` refreshes the
+    ones the docs show)."""
+    folder = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @contextlib.contextmanager

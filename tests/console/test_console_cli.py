@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from wonderland.console.security import SessionSigner
 
 URL = "http://console.127.0.0.1.sslip.io:8080"
 
@@ -47,8 +50,20 @@ def test_opens_the_url_in_the_users_browser(tmp_path: Path) -> None:
     browser = tmp_path / "browser.sh"
     browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
     browser.chmod(0o755)
+    (home / "token").write_text("platform-token\n")
     result = _run(home, BROWSER=str(browser))
     assert result.returncode == 0, result.stderr
+    # a one-time sign-in link: the browser opens signed in, the token stays out of the URL
+    link = urlsplit(opened.read_text().strip())
+    assert f"{link.scheme}://{link.netloc}{link.path}" == f"{URL}/signin"
+    query = parse_qs(link.query)
+    assert query["next"] == ["/"] and "platform-token" not in link.query
+    signer = SessionSigner("platform-token")
+    assert signer.redeem(query["ticket"][0]) and not signer.redeem(query["ticket"][0])
+    assert f"console: {URL}/\n" in result.stdout  # what is printed is the plain URL
+    # without a token to sign with, the plain URL
+    (home / "token").unlink()
+    assert _run(home, BROWSER=str(browser)).returncode == 0
     assert opened.read_text().strip() == f"{URL}/"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _support.daemon import WonderlandDaemon, running_daemon
+from _support.daemon import WonderlandDaemon, running_daemon, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,6 +35,14 @@ def test_gateway_route_sign_in_and_a_streamed_change(daemon: WonderlandDaemon) -
     host = f"console.127.0.0.1.sslip.io:{daemon.gateway_port}"
     assert info["url"] == f"http://{host}" and info["state"] == "running"
     assert info["direct"].startswith("http://127.0.0.1:")
+    # `wonderland up` prints where the console is
+    banner = wait_for(
+        lambda: f"console: http://{host} " in daemon.log.read_text(errors="replace"),
+        30,
+        "the console's line in the banner",
+        log=daemon.log,
+    )
+    assert banner
     token = (daemon.home / "token").read_text().strip()
     origin = {"origin": f"http://{host}"}
     # through the gateway: the request goes to 127.0.0.1 with the console's Host

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from _support.axe import assert_accessible
-from _support.browser import chromium_page
+from _support.browser import chromium_page, screenshots
 from _support.daemon import WonderlandDaemon, daemon_env, free_port, running_daemon, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -82,6 +82,7 @@ def test_service_charts_and_logs_then_try_a_model(daemon: WonderlandDaemon, tmp_
     timeout = int(READY_TIMEOUT * 1000)
 
     page: Any
+    shots = screenshots(tmp_path)
     with chromium_page() as page:
         page.goto(info["url"] + "/apps")
         page.get_by_label("Platform token").fill(token)
@@ -118,7 +119,7 @@ def test_service_charts_and_logs_then_try_a_model(daemon: WonderlandDaemon, tmp_
         expect(page.locator("#log-title")).to_contain_text("(following)")
         with httpx.Client(base_url=daemon.gateway, timeout=60) as client:
             client.get("/", headers={"host": "hello.default.127.0.0.1.sslip.io"})
-        page.screenshot(path=str(tmp_path / "console-service.png"), full_page=True)
+        page.screenshot(path=str(shots / "console-service.png"), full_page=True)
         assert_accessible(page, "Service")
 
         # the model: a form from its V2 metadata, the answer, the latency, curl
@@ -145,7 +146,7 @@ def test_service_charts_and_logs_then_try_a_model(daemon: WonderlandDaemon, tmp_
         expect(page.locator("#try-curl")).to_contain_text(
             "Host: sklearn-iris.default.127.0.0.1.sslip.io"
         )
-        page.screenshot(path=str(tmp_path / "console-model.png"), full_page=True)
+        page.screenshot(path=str(shots / "console-model.png"), full_page=True)
         assert_accessible(page, "InferenceService")
-    assert (tmp_path / "console-service.png").stat().st_size > 0
-    assert (tmp_path / "console-model.png").stat().st_size > 0
+    assert (shots / "console-service.png").stat().st_size > 0
+    assert (shots / "console-model.png").stat().st_size > 0

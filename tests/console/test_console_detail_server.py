@@ -169,6 +169,9 @@ async def test_service_page_renders_charts_autoscaler_and_links(console: Console
         assert "hello-00002: now 7.00/s" in html  # the chart's text summary
         assert '<script src="/static/detail.js" defer></script>' in html
         assert "⚠ panic" in html and "<td>9.25</td>" in html
+        # its traces, and each revision's
+        assert 'id="service-traces" href="/traces?namespace=default&amp;ksvc=hello"' in html
+        assert 'href="/traces?namespace=default&amp;revision=hello-00001"' in html
         # the live refresh answers the same content as a fragment
         fragment = await client.get("/apps/default/hello?range=5m&fragment=main")
         assert fragment.status_code == 200 and "<html" not in fragment.text
@@ -198,6 +201,7 @@ async def test_model_page_builds_the_form_from_metadata_and_try_it_answers(
         assert "shape [any, 4]" in html
         assert "&#34;datatype&#34;: &#34;FP64&#34;" in html  # the example request, escaped
         assert "canary: flowers-predictor-00002 10%, previous flowers-predictor-00001 90%" in html
+        assert 'id="model-traces" href="/traces?namespace=default&amp;isvc=flowers"' in html
         # the metadata is read once per revision, not on every refresh
         await client.get("/models/default/flowers?fragment=main")
         paths = [p for _, p, _ in console.gateway.seen]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from _support.axe import assert_accessible
-from _support.browser import chromium_page
+from _support.browser import chromium_page, screenshots
 from _support.daemon import WonderlandDaemon, running_daemon
 from _support.mlflow import needs_mlflow
 
@@ -87,6 +87,7 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
     console_url = info["console"]["url"]
     token = (daemon.home / "token").read_text().strip()
     page: Any
+    shots = screenshots(tmp_path)
     with chromium_page(TIMEOUT_MS) as page:
         page.goto(console_url + "/training")
         page.get_by_label("Platform token").fill(token)
@@ -124,7 +125,7 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         # the log is one element kept across the page's live refreshes: still whole
         text = log.inner_text()
         assert [f"epoch {i} loss" in text for i in range(REPORTS)] == [True] * REPORTS
-        page.screenshot(path=str(tmp_path / "console-trainjob.png"), full_page=True)
+        page.screenshot(path=str(shots / "console-trainjob.png"), full_page=True)
         assert_accessible(page, "TrainJob")
 
         # the model the job logged: register it from the job's page, then deploy it
@@ -145,10 +146,11 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         row = page.locator('tr[data-trainjob="default/curve"]')
         expect(row).to_contain_text("Complete")
         expect(row.locator(".key-metric")).to_have_text("loss=0.1250")
+        assert_accessible(page, "Training")
 
         nav.get_by_role("link", name="Experiments").click()
         expect(page.locator("#experiments-empty")).to_be_visible()
-        page.screenshot(path=str(tmp_path / "console-experiments.png"), full_page=True)
+        page.screenshot(path=str(shots / "console-experiments.png"), full_page=True)
         assert_accessible(page, "Experiments")
 
         # the registry: two versions of a model, champion on 1; promote 2 in the form
@@ -170,10 +172,18 @@ def test_follow_a_trainjob_to_completion_and_promote_a_version(
         expect(page.locator("#promoted")).to_contain_text("now points at version 2 (was version 1)")
         expect(page.locator("#model-clf .aliases")).to_contain_text("@champion → version 2")
         assert client.get_model_version_by_alias("clf", "champion").version == "2"
-        page.screenshot(path=str(tmp_path / "console-registry.png"), full_page=True)
+        page.screenshot(path=str(shots / "console-registry.png"), full_page=True)
         assert_accessible(page, "Registry")
+        model.locator("form.compare-form").get_by_role("button", name="Compare").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("clf")
+        expect(page.locator("main")).to_contain_text("accuracy")
+        assert_accessible(page, "Compare versions")
+        nav.get_by_role("link", name="Registry").click()
+        page.locator("#model-clf").get_by_role("link", name="Lineage of version 2").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("clf")
+        assert_accessible(page, "Lineage")
     for name in ("console-trainjob.png", "console-registry.png", "console-experiments.png"):
-        assert (tmp_path / name).stat().st_size > 0
+        assert (shots / name).stat().st_size > 0
 
 
 def _experiment() -> str:
@@ -233,6 +243,7 @@ def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path:
     token = (daemon.home / "token").read_text().strip()
     daemon.ok("apply", "-f", "-", stdin=_experiment())
     page: Any
+    shots = screenshots(tmp_path)
     with chromium_page(TIMEOUT_MS) as page:
         page.goto(info["console"]["url"] + "/experiments/default/quad")
         page.get_by_label("Platform token").fill(token)
@@ -271,7 +282,7 @@ def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path:
         first = page.locator("#trials tbody tr").first
         expect(first).to_contain_text("★ best")
         assert page.evaluate("window.__notReloaded === true")
-        page.screenshot(path=str(tmp_path / "console-experiment.png"), full_page=True)
+        page.screenshot(path=str(shots / "console-experiment.png"), full_page=True)
         assert_accessible(page, "Experiment")
         # the best trial's page: its loss charted from the observation log, its pod's log
         best.get_by_role("link", name="Trial page").click()
@@ -284,6 +295,6 @@ def test_an_experiment_fills_its_charts_live(daemon: WonderlandDaemon, tmp_path:
         expect(page.locator("pre.log")).to_contain_text("loss=", timeout=TIMEOUT_MS)
         page.get_by_role("link", name="quad", exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("Experiment quad")
-        page.screenshot(path=str(tmp_path / "console-trial.png"), full_page=True)
+        page.screenshot(path=str(shots / "console-trial.png"), full_page=True)
         assert_accessible(page, "Trial")
-    assert (tmp_path / "console-experiment.png").stat().st_size > 0
+    assert (shots / "console-experiment.png").stat().st_size > 0

@@ -6,6 +6,7 @@ Overview's node panel."""
 from __future__ import annotations
 
 import contextlib
+import html
 import importlib
 import os
 import re
@@ -202,12 +203,16 @@ async def test_a_refused_field_links_to_its_docs(console: Console) -> None:
             "<h1>Service" in docs.text and ".spec.template.spec.containerConcurrency" in docs.text
         )
         assert "<code>integer</code>" in docs.text and "kubectl explain service.spec" in docs.text
+        # the upstream CRD's description of the field, and whose it is
+        assert 'id="field-description">ContainerConcurrency specifies the maximum' in docs.text
+        assert "knative/serving knative-v1.21.3 (upstream)" in docs.text
         # a list's page shows its items' fields, each linked one level down
         traffic = await client.get(
             "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.traffic"
         )
         assert "<code>[]object</code>" in traffic.text
         assert 'field=spec.traffic%5B0%5D.percent">percent</a>' in traffic.text
+        assert "<td>Tag is optionally used to expose a dedicated url" in traffic.text
         typo = await client.get(
             "/fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.trafic"
         )
@@ -217,6 +222,12 @@ async def test_a_refused_field_links_to_its_docs(console: Console) -> None:
             "/fields?apiVersion=apps/v1&kind=Deployment&field=spec.replicas"
         )
         assert "kubernetes/kubernetes" in upstream.text and "<code>integer</code>" in upstream.text
+        assert 'id="field-description">Number of desired pods.' in upstream.text
+        # a kind whose upstream schema has no descriptions says so
+        bare = await client.get(
+            "/fields?apiVersion=serving.kserve.io/v1beta1&kind=InferenceService&field=spec"
+        )
+        assert 'id="field-no-description"' in bare.text
         r = await client.get("/fields?apiVersion=example.com/v1&kind=Gadget")
         assert r.status_code == 404 and "wonderland api-resources" in r.text
         assert (await client.get("/fields")).status_code == 400
@@ -452,6 +463,18 @@ async def test_an_experiment_from_the_template_form(console: Console) -> None:
         assert 'id="experiment-checked"' in r.text and "parameterType: categorical" in r.text
         assert "- adam" in r.text and "${trialParameters.opt}" in r.text
         assert console.store.resource_version == rv  # a preview creates nothing
+        # its YAML can be edited on Apply, as Katib's form ends in an editable YAML
+        sent = re.search(
+            r'id="edit-on-apply">\s*<input type="hidden" name="yaml" value="([^"]*)"', r.text
+        )
+        assert sent is not None, r.text
+        text = html.unescape(sent.group(1))
+        assert text.startswith("apiVersion: kubeflow.org/v1beta1\nkind: Experiment\n")
+        on_apply = await client.post(
+            "/apply", data={"yaml": text, "mode": "check"}, headers=console.origin
+        )
+        assert on_apply.status_code == 200 and "kind: Experiment" in on_apply.text
+        assert console.store.resource_version == rv
         # the platform's own validation, at its field, with the field's docs
         bad = _experiment_form(algorithm="annealing")
         r = await _send_form(client, bad, console.origin)
@@ -474,8 +497,71 @@ async def test_an_experiment_from_the_template_form(console: Console) -> None:
         assert [p["name"] for p in made["spec"]["parameters"]] == ["lr", "opt"]
         opt = made["spec"]["trialTemplate"]["trialParameters"][1]
         assert (opt["name"], opt["reference"]) == ("opt", "opt")
+        assert made["spec"]["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"
+        assert "earlyStopping" not in made["spec"]
         r = await _send_form(client, _experiment_form(action="create"), console.origin)
         assert r.status_code == 409 and "already exists" in r.text
+        # algorithm settings, early stopping and the metrics collector, as Katib's form
+        # offers them; each refused by the platform's admission at its own field
+        assert '<label for="x-algorithm_settings">' in blank.text
+        assert "<option>medianstop</option>" in blank.text
+        assert "<option>File</option>" in blank.text and "<option>Push</option>" in blank.text
+        for change, field, words in (
+            ({"algorithm_settings": "random_state=-1"}, "spec.algorithm", "random_state"),
+            ({"algorithm_settings": "n_trees=3"}, "spec.algorithm", "unknown setting n_trees"),
+            (
+                {"early_stopping": "medianstop", "start_step": "0"},
+                "spec.earlyStopping",
+                "start_step must be greater or equal than one",
+            ),
+            (
+                {"collector": "File", "collector_path": "metrics.log"},
+                "spec.metricsCollectorSpec.source.fileSystemPath.path",
+                "file path where metrics file exists is required",
+            ),
+            (
+                {"metrics_format": "loss=(.*)"},
+                "spec.metricsCollectorSpec.source.filter.metricsFormat",
+                "two top subexpressions are required",
+            ),
+        ):
+            r = await _send_form(client, _experiment_form(**change), console.origin)
+            assert r.status_code == 422, (change, r.text)
+            assert field in r.text and words in r.text, change
+            assert f'value="{list(change.values())[-1]}"' in r.text  # the form as sent
+        r = await _send_form(client, _experiment_form(algorithm_settings="seed"), console.origin)
+        assert r.status_code == 422 and "&#34;seed&#34; is not name=value" in r.text
+        tuned = _experiment_form(
+            name="tune-early",
+            action="create",
+            algorithm="tpe",
+            algorithm_settings="n_startup_trials=2, random_state=7",
+            early_stopping="medianstop",
+            min_trials_required="2",
+            start_step="3",
+            collector="File",
+            collector_path="/tmp/metrics.json",
+            collector_format="JSON",
+        )
+        r = await _send_form(client, tuned, console.origin)
+        assert r.status_code == 303, r.text
+        spec = console.store.get(experiments, "default", "tune-early")["spec"]
+        assert spec["algorithm"]["algorithmSettings"] == [
+            {"name": "n_startup_trials", "value": "2"},
+            {"name": "random_state", "value": "7"},
+        ]
+        assert spec["earlyStopping"] == {
+            "algorithmName": "medianstop",
+            "algorithmSettings": [
+                {"name": "min_trials_required", "value": "2"},
+                {"name": "start_step", "value": "3"},
+            ],
+        }
+        assert spec["metricsCollectorSpec"]["source"]["fileSystemPath"] == {
+            "kind": "File",
+            "path": "/tmp/metrics.json",
+            "format": "JSON",
+        }
         r = await _send_form(client, _experiment_form(action="create"), {})
         assert r.status_code == 403  # no Origin: a cross-site form could have sent it
 

@@ -9,7 +9,6 @@ Screenshots go to the test's tmp directory, or to ``$CONSOLE_SCREENSHOTS`` when 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from _support.axe import assert_accessible, violations
-from _support.browser import chromium_page
+from _support.browser import chromium_page, screenshots
 from _support.daemon import WonderlandDaemon, running_daemon, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -68,8 +67,7 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
 ) -> None:
     from playwright.sync_api import expect
 
-    shots = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     wait_for(lambda: _ready(daemon, "hello"), READY_TIMEOUT, "ksvc hello Ready", log=daemon.log)
     url = json.loads((daemon.home / "daemon.json").read_text())["console"]["url"]
     token = (daemon.home / "token").read_text().strip()
@@ -93,6 +91,18 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
             expect(page.get_by_role("heading", level=1)).to_have_text(heading)
             assert_accessible(page, name)
         page.screenshot(path=str(shots / "console-objects.png"), full_page=True)
+        # the pages no other browser test scans: one kind's list, functions, a 404, the
+        # node panel's fragment
+        page.goto(url + "/objects/services.serving.knative.dev")
+        expect(page.locator("main")).to_contain_text("hello")
+        assert_accessible(page, "Object list")
+        page.goto(url + "/apps/functions")
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Functions")
+        assert_accessible(page, "Functions")
+        page.goto(url + "/apps/default/no-such-service")
+        expect(page.locator("main")).to_contain_text("no Service default/no-such-service")
+        assert_accessible(page, "Not found")
+        page.goto(url + "/objects")  # the error page has no navigation
 
         # Apply: a bad field is shown at its line, and nothing is applied
         page.get_by_role("link", name="Apply", exact=True).click()
@@ -133,6 +143,7 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
         page.get_by_label("Type greeting to confirm").fill("greeting")
         page.get_by_role("button", name="Delete ConfigMap greeting").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("deleted")
+        assert_accessible(page, "Deleted")
         assert daemon.run("get", "configmap", "greeting").returncode != 0
 
         # events, filtered; the YAML view
@@ -172,16 +183,34 @@ def test_apply_edit_delete_events_and_axe_on_every_page(
         expect(page.get_by_role("alert")).to_contain_text("is not a whole number")
         assert_accessible(page, "New Experiment with an error")
         page.get_by_label("Trials at most", exact=True).fill("4")
+        page.get_by_label("Early stopping", exact=True).select_option("medianstop")
+        page.get_by_label("Start step (optional)").fill("2")
         page.get_by_role("button", name="Preview").click()
         expect(page.locator("#experiment-checked")).to_contain_text("accepts")
         expect(page.locator("#experiment-yaml")).to_contain_text("kind: Experiment")
+        expect(page.locator("#experiment-yaml")).to_contain_text("algorithmName: medianstop")
+        assert_accessible(page, "New Experiment")
         page.screenshot(path=str(shots / "console-experiment-new.png"), full_page=True)
+        # its YAML, multi-line as it was, goes to Apply for what the form does not offer
+        page.get_by_role("button", name="Edit this YAML on Apply").click()
+        editor = page.get_by_label("YAML documents")
+        expect(editor).to_have_value(
+            re.compile(r"^apiVersion: kubeflow.org/v1beta1\nkind: Experiment\n")
+        )
+        expect(page.locator("#results")).to_contain_text("Experiment")
         with httpx.Client(base_url=daemon.gateway, timeout=READY_TIMEOUT) as client:
             r = client.get("/", headers={"host": "hello.default.127.0.0.1.sslip.io"})
             assert r.status_code == 200, r.text
         page.get_by_role("link", name="Traces", exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Traces")
         expect(page.locator("#traces tbody a").first).to_be_visible()
+        assert_accessible(page, "Traces")
+        # the Service's own traces, linked from its page
+        page.goto(url + "/apps/default/hello")
+        page.get_by_role("link", name="Traces of hello", exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Traces of Service default/hello")
+        expect(page.locator("#traces tbody a").first).to_be_visible()
+        assert_accessible(page, "Traces of a Service")
         page.locator("#traces tbody a").first.click()
         expect(page.locator("#spans")).to_contain_text("gateway")
         assert_accessible(page, "Trace")

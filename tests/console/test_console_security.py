@@ -6,10 +6,12 @@ import time
 
 from wonderland.console.security import (
     COOKIE_NAME,
+    TICKET_SECONDS,
     HostGuard,
     SessionSigner,
     cookie_header,
     read_cookie,
+    sign_in_ticket,
 )
 
 
@@ -54,6 +56,21 @@ def test_sessions_are_signed_expire_and_can_be_revoked() -> None:
     signer.revoke(cookie)
     assert not signer.valid(cookie)
     assert signer.valid(signer.issue())
+
+
+def test_a_sign_in_ticket_works_once_briefly_and_for_its_token_only() -> None:
+    signer = SessionSigner("the-token")
+    ticket = sign_in_ticket("the-token")
+    assert "the-token" not in ticket
+    assert not SessionSigner("another-token").redeem(ticket)  # the token changed
+    assert not signer.valid(ticket)  # a ticket is no session cookie
+    assert signer.redeem(ticket)
+    assert not signer.redeem(ticket)  # once
+    late = sign_in_ticket("the-token", now=time.time() - TICKET_SECONDS - 1)
+    assert not signer.redeem(late)
+    expiry, nonce, mac = sign_in_ticket("the-token").split(".")
+    assert not signer.redeem(f"{int(expiry) + 3600}.{nonce}.{mac}")  # a forged expiry
+    assert not signer.redeem(signer.issue())  # nor is a session cookie a ticket
 
 
 def test_cookie_flags_and_parsing() -> None:

@@ -8,6 +8,7 @@ import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from console_objects import add_broken, add_service
 
 import wonderland.platform
 from wonderland.console.live import LiveFeed
-from wonderland.console.security import COOKIE_NAME
+from wonderland.console.security import COOKIE_NAME, sign_in_ticket
 from wonderland.console.server import ConsoleServer
 from wonderland.console.views import HubMetrics
 from wonderland.monitoring.hub import MetricsHub
@@ -118,6 +119,21 @@ async def test_wrong_token_is_a_401_page_right_token_a_strict_cookie(console: Co
     old = cookie.split(";")[0].split("=", 1)[1]
     async with console.client(cookies={COOKIE_NAME: old}) as stale:
         assert (await stale.get("/")).status_code == 303  # the signed-out session is gone
+    # the one-time link `wonderland console` opens: signed in at once, and only once
+    link = "/signin?" + urlencode({"ticket": sign_in_ticket(TOKEN), "next": "/apps"})
+    async with console.client() as client:
+        r = await client.get(link)
+        assert r.status_code == 303 and r.headers["location"] == "/apps"
+        assert (
+            "HttpOnly" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
+        )
+        assert (await client.get("/apps")).status_code == 200
+    async with console.client() as client:
+        r = await client.get(link)
+        assert r.status_code == 401 and "set-cookie" not in r.headers
+        assert "used already or has expired" in r.text
+        r = await client.get("/signin?ticket=" + sign_in_ticket("another-platform"))
+        assert r.status_code == 401
 
 
 async def test_overview_apps_and_yaml_pages(console: Console) -> None:

@@ -334,3 +334,7 @@ async def test_the_namespace_selector_narrows_every_page_and_stays_in_the_links(
         assert '<form method="get" action="/objects" class="ns-select"' in detail
         plain = (await client.get("/apps")).text
         assert 'href="/models"' in plain and 'data-app="default/hello"' in plain
+        # a namespace with objects but no Namespace object is suggested too, at once
+        add_service(console.store, "lab-app", "lab")
+        html = (await client.get("/apps")).text
+        assert '<option value="lab"></option><option value="team"></option>' in html

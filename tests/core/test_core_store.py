@@ -145,6 +145,13 @@ def test_cluster_scoped_kind_has_no_namespace(store: Store) -> None:
     created = store.create(runtime)
     assert "namespace" not in created["metadata"]
     assert store.get("clusterservingruntimes.serving.kserve.io", "anything", "sk") == created
+    # namespaces() names where namespaced objects live; a cluster-scoped one is in none
+    cm = configmap("x")
+    cm["metadata"]["namespace"] = "lab"
+    store.create(cm)
+    assert store.namespaces() == ["lab"]
+    store.delete(CM, "lab", "x")
+    assert store.namespaces() == []
 
 
 def test_transaction_is_all_or_nothing(store: Store) -> None:

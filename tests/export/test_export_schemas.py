@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -148,3 +149,22 @@ def test_docs_name_the_vendored_versions() -> None:
     page = (ROOT / "docs" / "cluster.md").read_text()
     for _repo, tag in PINNED.values():
         assert tag in page, tag
+
+
+def test_the_field_descriptions_come_from_the_pinned_sources() -> None:
+    # descriptions.json.gz: what the schemas leave out, for the console's field docs
+    packed = (SCHEMAS / "descriptions.json.gz").read_bytes()
+    assert len(packed) < 160 * 1024, len(packed)
+    body = json.loads(gzip.decompress(packed))
+    pinned = {(s["repo"], s["tag"], s["commit"]) for s in MANIFEST["sources"]}
+    for source in body["sources"]:
+        if source["repo"] != "kubernetes-client/python":
+            assert (source["repo"], source["tag"], source["commit"]) in pinned, source
+    vendored = {kind for s in MANIFEST["sources"] for kind in s["kinds"]}
+    assert set(body["kinds"]) - vendored == {"meta/v1/ObjectMeta"}
+    texts = body["texts"]
+    for paths in body["kinds"].values():
+        assert all(0 <= i < len(texts) for i in paths.values())
+    service = body["kinds"]["serving.knative.dev/v1/Service"]
+    assert texts[service["spec.traffic[].percent"]].startswith("Percent indicates")
+    assert "metadata.labels" in service  # a CRD's metadata is described as ObjectMeta

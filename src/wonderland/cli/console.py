@@ -2,12 +2,15 @@
 
 It reads the console's URL from ``daemon.json`` (what ``wonderland up`` published), prints
 it with where the sign-in token is, and opens it in the default browser unless
-``--no-open`` is given or there is no browser (a server, an SSH session).
+``--no-open`` is given or there is no browser (a server, an SSH session). The browser gets a
+one-time sign-in link (a ticket signed with the platform's token, good for a minute), so it
+opens signed in; the printed URL is the plain one.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 __all__ = ["register"]
 
@@ -61,6 +64,21 @@ def _console(args: argparse.Namespace) -> int:
     except webbrowser.Error:
         print("no browser found here: open the URL above in one")
         return 0
-    if not browser.open(url):
+    if not browser.open(_sign_in_link(url, settings.state_dir / "token")):
         print("the browser did not start: open the URL above in one")
     return 0
+
+
+def _sign_in_link(url: str, token_file: Path) -> str:
+    """``url`` as a one-time sign-in link, or as it is when the token cannot be read."""
+    from urllib.parse import urlencode
+
+    from wonderland.console.security import sign_in_ticket
+
+    try:
+        token = token_file.read_text().strip()
+    except OSError:
+        return url
+    if not token:
+        return url
+    return f"{url}signin?{urlencode({'ticket': sign_in_ticket(token), 'next': '/'})}"

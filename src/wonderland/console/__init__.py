@@ -140,7 +140,8 @@ def install(platform: Platform) -> None:
     examples = FileExamples(state_dir / EXAMPLES_DIR)  # the try-it box's saved requests
     ModelPages(server, sources, client, examples=examples, history_step=step).install()
     recording = platform.settings.tracing == "on"
-    server.add_pages(TracePages(platform.get(TraceStore), step, recording=recording))
+    traces = platform.get(TraceStore)
+    server.add_pages(TracePages(traces, step, recording=recording, objects=platform.store))
     platform.add_service(_ConsoleService(platform, server))
     platform.provide(ConsoleSessions, server)  # type: ignore[type-abstract]
     platform.publish(INFO_KEY, ConsoleStatus("", "", "stopped").as_info())

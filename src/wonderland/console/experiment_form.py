@@ -1,8 +1,11 @@
 """Create a Katib Experiment from a form, as the Katib UI's create form does.
 
 ``GET /experiments/new`` shows the form: name and namespace, the objective (direction,
-metric, goal, other metrics), the search algorithm, how many trials (in parallel, at most,
-failed at most), the search space (a row per parameter: name, type, min/max/step or a
+metric, goal, other metrics), the search algorithm and its settings (``name=value``
+pairs), how many trials (in parallel, at most, failed at most), early stopping (Katib's
+``medianstop`` with its two settings), the metrics collector (standard output, a metrics
+file with its path and format, or ``Push``, and the regular expression that finds a metric
+in a line), the search space (a row per parameter: name, type, min/max/step or a
 list) and the trial template (a Job with an image and a command, or a TrainJob on a
 training runtime), where ``${trialParameters.NAME}`` stands for a parameter's value.
 ``POST /experiments/new`` with ``action=preview`` builds the Experiment, shows its YAML
@@ -26,7 +29,9 @@ import yaml
 from wonderland.console import objects
 from wonderland.console.pages import Answer, Redirect, Rendered, Request
 from wonderland.store import Store
+from wonderland.tuning.admission import COLLECTORS
 from wonderland.tuning.algorithms import ALGORITHMS
+from wonderland.tuning.earlystopping import DEFAULT_MIN_TRIALS, DEFAULT_START_STEP
 
 __all__ = [
     "ExperimentForm",
@@ -43,6 +48,8 @@ MAX_ROWS = 16
 PARAMETER_TYPES = ("double", "int", "categorical", "discrete")
 TRIAL_KINDS = ("Job", "TrainJob")
 COUNTS = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
+EARLY_STOPPING = ("none", "medianstop")  # Katib's UI offers medianstop, its one algorithm
+FILE_FORMATS = ("TEXT", "JSON")
 
 
 @dataclass(frozen=True)
@@ -69,9 +76,17 @@ class ExperimentForm:
     goal: str = ""
     other_metrics: str = ""  # comma-separated
     algorithm: str = "random"
+    algorithm_settings: str = ""  # name=value, comma-separated
     parallelTrialCount: str = "2"
     maxTrialCount: str = "6"
     maxFailedTrialCount: str = "2"
+    early_stopping: str = "none"
+    min_trials_required: str = ""
+    start_step: str = ""
+    collector: str = "StdOut"
+    collector_path: str = ""  # the File collector's metrics file
+    collector_format: str = "TEXT"
+    metrics_format: str = ""  # a regular expression with two groups: name and value
     parameters: tuple[ParameterRow, ...] = (
         ParameterRow("lr", "double", "0.001", "0.1"),
         ParameterRow("hidden", "int", "4", "64"),
@@ -126,9 +141,17 @@ def parse_form(form: Mapping[str, list[str]]) -> ExperimentForm:
         goal=_one(form, "goal"),
         other_metrics=_one(form, "other_metrics"),
         algorithm=_one(form, "algorithm", blank.algorithm),
+        algorithm_settings=_one(form, "algorithm_settings"),
         parallelTrialCount=_one(form, "parallelTrialCount"),
         maxTrialCount=_one(form, "maxTrialCount"),
         maxFailedTrialCount=_one(form, "maxFailedTrialCount"),
+        early_stopping=_one(form, "early_stopping", blank.early_stopping),
+        min_trials_required=_one(form, "min_trials_required"),
+        start_step=_one(form, "start_step"),
+        collector=_one(form, "collector", blank.collector),
+        collector_path=_one(form, "collector_path"),
+        collector_format=_one(form, "collector_format", blank.collector_format),
+        metrics_format=_one(form, "metrics_format"),
         parameters=rows,
         trial_kind=_one(form, "trial_kind", blank.trial_kind),
         image=_one(form, "image"),
@@ -160,10 +183,11 @@ def experiment_manifest(
     others = [m.strip() for m in form.other_metrics.split(",") if m.strip()]
     if others:
         objective["additionalMetricNames"] = others
-    spec: dict[str, Any] = {
-        "objective": objective,
-        "algorithm": {"algorithmName": form.algorithm},
-    }
+    algorithm: dict[str, Any] = {"algorithmName": form.algorithm}
+    settings = _settings(form.algorithm_settings, "algorithm_settings", errors)
+    if settings:
+        algorithm["algorithmSettings"] = settings
+    spec: dict[str, Any] = {"objective": objective, "algorithm": algorithm}
     for key in COUNTS:
         text = getattr(form, key)
         if not text:
@@ -172,6 +196,20 @@ def experiment_manifest(
             spec[key] = int(text)
         except ValueError:
             errors.append(FormError(key, f'"{text}" is not a whole number'))
+    if form.early_stopping != "none":
+        early: dict[str, Any] = {"algorithmName": form.early_stopping}
+        pairs = [
+            {"name": name, "value": value}
+            for name, value in (
+                ("min_trials_required", form.min_trials_required),
+                ("start_step", form.start_step),
+            )
+            if value
+        ]
+        if pairs:
+            early["algorithmSettings"] = pairs
+        spec["earlyStopping"] = early
+    spec["metricsCollectorSpec"] = _collector(form)
     parameters: list[dict[str, Any]] = []
     for row in form.parameters:
         space: dict[str, Any] = {}
@@ -196,6 +234,40 @@ def experiment_manifest(
         "spec": spec,
     }
     return manifest, errors
+
+
+def _settings(text: str, name: str, errors: list[FormError]) -> list[dict[str, str]]:
+    """``a=1, b=2`` as Katib's ``[{name, value}]`` list; an item without ``=`` is an error
+    of the field ``name``. Values stay strings, as Katib sends them."""
+    out: list[dict[str, str]] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            errors.append(FormError(name, f'"{item.strip()}" is not name=value'))
+            continue
+        out.append({"name": key.strip(), "value": value.strip()})
+    return out
+
+
+def _collector(form: ExperimentForm) -> dict[str, Any]:
+    """The metrics collector: its kind, the File collector's file, and the metric filter
+    (the platform says what it refuses: a relative path, a filter on a JSON file, a regular
+    expression without two groups, a collector it does not run)."""
+    spec: dict[str, Any] = {"collector": {"kind": form.collector}}
+    source: dict[str, Any] = {}
+    if form.collector == "File":
+        source["fileSystemPath"] = {
+            "kind": "File",
+            "path": form.collector_path or "/var/log/katib/metrics.log",
+            "format": form.collector_format,
+        }
+    if form.metrics_format:
+        source["filter"] = {"metricsFormat": [form.metrics_format]}
+    if source:
+        spec["source"] = source
+    return spec
 
 
 def _trial_template(form: ExperimentForm, command: list[str]) -> dict[str, Any]:
@@ -277,6 +349,13 @@ class ExperimentFormPages:
             "rows": form.rows(rows),
             "more_rows": min(MAX_ROWS, rows + 4) if rows < MAX_ROWS else 0,
             "algorithms": list(ALGORITHMS),
+            "algorithm_settings": {
+                name: sorted(a.settings) for name, a in sorted(ALGORITHMS.items())
+            },
+            "early_stopping": EARLY_STOPPING,
+            "early_defaults": (DEFAULT_MIN_TRIALS, DEFAULT_START_STEP),
+            "collectors": COLLECTORS,
+            "file_formats": FILE_FORMATS,
             "parameter_types": PARAMETER_TYPES,
             "trial_kinds": TRIAL_KINDS,
             "form_errors": [],

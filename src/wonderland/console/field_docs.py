@@ -1,12 +1,15 @@
 """Field docs: what a field of a kind holds, as ``kubectl explain`` tells it.
 
 ``GET /fields?apiVersion=serving.knative.dev/v1&kind=Service&field=spec.traffic[0].tag``
-shows the field's type, default, allowed values and whether it is required, and its
-sub-fields, each linked to its own page. The schema is the one the platform validates
-with (:data:`wonderland.api.schemas.SCHEMAS`), or else the upstream CRD or OpenAPI schema
-vendored for ``wonderland export --check`` (:mod:`wonderland.export.catalog`). The Apply
-page and an object's edit form link every refused field here, and an object's page links
-its kind's top level.
+shows the field's description, type, default, allowed values and whether it is required,
+and its sub-fields with their descriptions, each linked to its own page. The schema is the
+one the platform validates with (:data:`wonderland.api.schemas.SCHEMAS`), or else the
+upstream CRD or OpenAPI schema vendored for ``wonderland export --check``
+(:mod:`wonderland.export.catalog`); the descriptions are the upstream CRD's (the core
+kinds' and ObjectMeta's from the Kubernetes client's models), vendored beside those
+schemas, none where the upstream schema has none (KServe's, Katib's). The Apply page and
+an object's edit form link every refused field here, and an object's page links its
+kind's top level.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from urllib.parse import urlencode
 
 from wonderland.api.schemas import SCHEMAS
 from wonderland.console.pages import Answer, Refused, Rendered, Request
-from wonderland.export.catalog import default_catalog
+from wonderland.export.catalog import (
+    default_catalog,
+    descriptions_source,
+    field_descriptions,
+)
 
 __all__ = ["FieldDoc", "FieldDocPages", "FieldRow", "field_doc", "field_url"]
 
@@ -36,6 +43,7 @@ class FieldRow:
     type: str
     required: bool
     path: str  # the sub-field's own path, for its link
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class FieldDoc:
     fields: list[FieldRow] = field(default_factory=list)
     source: str = ""  # whose schema this is
     open_map: bool = False  # any key is accepted (a map, or a field left unchecked)
+    description: str = ""  # upstream's, when its schema has one
+    described_by: str = ""  # whose descriptions these are
 
     @property
     def crumbs(self) -> list[tuple[str, str]]:
@@ -142,6 +152,14 @@ def _segments(path: str) -> list[str]:
     return out
 
 
+def _key(segments: list[str]) -> str:
+    """The descriptions' key of a walked path: ``spec.traffic[].tag``, ``*`` a map key."""
+    text = ""
+    for seg in segments:
+        text += "[]" if seg == "[]" else (f".{seg}" if text else seg)
+    return text
+
+
 def _join(segments: list[str]) -> str:
     text = ""
     for seg in segments:
@@ -158,6 +176,7 @@ def field_doc(api_version: str, kind: str, path: str = "") -> FieldDoc | None:
     node = _resolve(root, defs)
     required = False
     walked: list[str] = []
+    keyed: list[str] = []  # as walked, with "*" for a key of a map
     missing = ""
     for seg in _segments(path)[:MAX_PATH]:
         if seg == "[]":
@@ -166,27 +185,37 @@ def field_doc(api_version: str, kind: str, path: str = "") -> FieldDoc | None:
                 missing = "[]"
                 break
             node, required = _resolve(items, defs), False
+            keyed.append("[]")
         else:
             props = node.get("properties") or {}
             extra = node.get("additionalProperties")
             if isinstance(props, dict) and seg in props:
                 required = seg in (node.get("required") or [])
                 node = _resolve(props[seg], defs)
+                keyed.append(seg)
             elif isinstance(extra, dict):
                 node, required = _resolve(extra, defs), False
+                keyed.append("*")
             else:
                 missing = seg
                 break
         walked.append(seg)
     if node.get("type") == "array" and isinstance(node.get("items"), dict):
         shown = _resolve(node["items"], defs)  # a list's fields are its items'
-        prefix = [*walked, "[]"]
+        prefix, key_prefix = [*walked, "[]"], [*keyed, "[]"]
     else:
-        shown, prefix = node, walked
+        shown, prefix, key_prefix = node, walked, keyed
+    described = field_descriptions(api_version, kind)
     props = shown.get("properties") or {}
     needed = set(shown.get("required") or [])
     rows = [
-        FieldRow(name, _type(sub, defs), name in needed, _join([*prefix, name]))
+        FieldRow(
+            name,
+            _type(sub, defs),
+            name in needed,
+            _join([*prefix, name]),
+            described.get(_key([*key_prefix, name]), ""),
+        )
         for name, sub in sorted(props.items())
         if isinstance(sub, dict)
     ]
@@ -209,6 +238,8 @@ def field_doc(api_version: str, kind: str, path: str = "") -> FieldDoc | None:
             node.get("additionalProperties") not in (None, False)
             or bool(node.get("x-kubernetes-preserve-unknown-fields"))
         ),
+        description=described.get(_key(keyed), ""),
+        described_by=descriptions_source(api_version, kind) if described else "",
     )
 
 

@@ -8,6 +8,10 @@
   ``<expiry>.<nonce>.<mac>`` value, HMAC-SHA256 under a key derived from the token, so a
   session survives a daemon restart and ends when the token changes. Sign-out revokes the
   nonce. The token itself never goes into a cookie, a URL or a log line.
+- :func:`sign_in_ticket` makes what ``wonderland console`` puts in the URL it opens: a
+  ``<expiry>.<nonce>.<mac>`` ticket under another key derived from the token, good for
+  :data:`TICKET_SECONDS` and once (:meth:`SessionSigner.redeem`), so the browser it opens
+  is signed in without the token being typed or put in a URL.
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ from typing import Protocol
 __all__ = [
     "COOKIE_NAME",
     "SESSION_SECONDS",
+    "TICKET_SECONDS",
     "UNSAFE_METHODS",
     "ConsoleSessions",
     "HostGuard",
     "SessionSigner",
     "cookie_header",
     "read_cookie",
+    "sign_in_ticket",
 ]
 
 COOKIE_NAME = "wonderland_console"
 SESSION_SECONDS = 12 * 3600
+TICKET_SECONDS = 60  # a sign-in link is opened at once, or run `wonderland console` again
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -77,14 +84,51 @@ class ConsoleSessions(Protocol):
     def session_ok(self, cookie_header: str) -> bool: ...
 
 
+def _ticket_key(token: bytes) -> bytes:
+    return hashlib.sha256(b"wonderland-console-ticket\0" + token).digest()
+
+
+def _ticket_mac(key: bytes, payload: str) -> str:
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_in_ticket(token: str, now: float | None = None) -> str:
+    """A one-time sign-in ticket for the console of the platform whose token is ``token``
+    (``/signin?ticket=...``): good for :data:`TICKET_SECONDS`, once."""
+    expiry = int((time.time() if now is None else now) + TICKET_SECONDS)
+    payload = f"{expiry}.{secrets.token_urlsafe(16)}"
+    return f"{payload}.{_ticket_mac(_ticket_key(token.strip().encode()), payload)}"
+
+
 class SessionSigner:
     """Makes and checks session cookie values for one platform token."""
 
     def __init__(self, token: str, lifetime: float = SESSION_SECONDS) -> None:
         self._token = token.encode()
         self._key = hashlib.sha256(b"wonderland-console-session\0" + self._token).digest()
+        self._ticket_key = _ticket_key(self._token.strip())
         self.lifetime = lifetime
         self._revoked: dict[str, float] = {}  # nonce -> expiry
+        self._redeemed: dict[str, float] = {}  # ticket nonce -> expiry
+
+    def redeem(self, ticket: str, now: float | None = None) -> bool:
+        """Whether ``ticket`` is a sign-in ticket of this token that has not expired and
+        was not used before; it cannot be used again."""
+        parts = ticket.split(".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            return False
+        payload = f"{parts[0]}.{parts[1]}"
+        if not hmac.compare_digest(parts[2], _ticket_mac(self._ticket_key, payload)):
+            return False
+        at = time.time() if now is None else now
+        expiry = int(parts[0])
+        if not at < expiry <= at + TICKET_SECONDS + 5:  # (a clock step back: still short)
+            return False
+        self._redeemed = {n: e for n, e in self._redeemed.items() if e > at}
+        if parts[1] in self._redeemed:
+            return False
+        self._redeemed[parts[1]] = float(expiry)
+        return True
 
     def token_ok(self, given: str) -> bool:
         """Whether ``given`` is the platform's token (constant time)."""

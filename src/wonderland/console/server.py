@@ -7,7 +7,8 @@ then pages need a session cookie (a redirect to the sign-in form), the stream an
 YAML view answer 401 without one. Answers carry a strict Content-Security-Policy (no
 inline script or style), ``nosniff`` and ``no-referrer``.
 
-The server's own routes are ``GET /live`` (server-sent events), ``GET|POST /signin``,
+The server's own routes are ``GET /live`` (server-sent events), ``GET|POST /signin``
+(``GET /signin?ticket=`` redeems the one-time link ``wonderland console`` opens),
 ``POST /signout``, ``GET /static/<file>``, ``GET /healthz`` and the followed log
 ``GET /logs/<ns>/<pod>``. Every page comes from a
 :class:`~wonderland.console.pages.PageSet` registered with :meth:`ConsoleServer.add_pages`:
@@ -136,6 +137,7 @@ class ConsoleServer:
         self.signer: SessionSigner | None = None
         self.gateway_url = ""
         self.status = ConsoleStatus("", "", "stopped")
+        self._ns_cache: tuple[str, list[str]] = ("", [])  # (store version, namespaces)
         self.env = Environment(
             loader=PackageLoader("wonderland.console", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -318,6 +320,8 @@ class ConsoleServer:
         if path == "/signin":
             if request.method == "POST":
                 return self._sign_in(request, body)
+            if request.method == "GET" and request.arg("ticket"):
+                return self._redeem(request)
             if request.method == "GET":
                 return self._page(200, "signin.html", {"next": _safe_next(request.arg("next"))})
         if path == "/signout" and request.method == "POST":
@@ -381,14 +385,7 @@ class ConsoleServer:
             return context
         request = _REQUEST.get()
         chosen = request.arg("namespace") if request is not None else ""
-        try:
-            listed, _ = self.store.list("namespaces")
-        except NotFoundError:
-            listed = []
-        # the Namespace objects, and "default", which exists without one
-        names = {str((n.get("metadata") or {}).get("name") or "") for n in listed}
-        names.discard("")
-        names.add("default")
+        names = {*self._namespaces(), "default"}  # "default" exists without an object
         if chosen:
             names.add(chosen)
         return {
@@ -398,6 +395,21 @@ class ConsoleServer:
             "ns_path": _list_path(request.path if request is not None else "/"),
             "ns_query": "?" + urlencode({"namespace": chosen}) if chosen else "",
         }
+
+    def _namespaces(self) -> list[str]:
+        """Every namespace an object lives in and every Namespace object's name; read again
+        only when the store changed (a scan of the store's index, not of the objects)."""
+        rv = self.store.resource_version
+        if self._ns_cache[0] != rv:
+            try:
+                listed, _ = self.store.list("namespaces")
+            except NotFoundError:
+                listed = []
+            names = {str((n.get("metadata") or {}).get("name") or "") for n in listed}
+            names.update(self.store.namespaces())
+            names.discard("")
+            self._ns_cache = (rv, sorted(names))
+        return self._ns_cache[1]
 
     def _refused(self, why: str) -> Response:
         return self._text(403, f"forbidden: {why}")
@@ -440,6 +452,28 @@ class ConsoleServer:
                 401,
                 "signin.html",
                 {"next": target, "error": "That is not the platform's token."},
+            )
+        cookie = self.signer.issue()
+        return Response(
+            303,
+            headers=[("location", target), ("set-cookie", cookie_header(cookie, SESSION_SECONDS))],
+        )
+
+    def _redeem(self, request: Request) -> Response:
+        """``GET /signin?ticket=...``: the one-time link ``wonderland console`` opens."""
+        target = _safe_next(request.arg("next") or "/")
+        if self.signer is None:
+            self.signer = SessionSigner(self._token())
+        if not self.signer.redeem(request.arg("ticket")):
+            log.info("console sign-in link refused (used, expired or not this platform's)")
+            return self._page(
+                401,
+                "signin.html",
+                {
+                    "next": target,
+                    "error": "That sign-in link was used already or has expired: run "
+                    "`wonderland console` again, or sign in with the platform's token.",
+                },
             )
         cookie = self.signer.issue()
         return Response(

@@ -4,12 +4,16 @@
 read and their sha256) and the kinds each one gives; ``schemas/<source>.json`` holds, per
 ``<apiVersion>/<Kind>``, the CRD's ``openAPIV3Schema`` (the Kubernetes core kinds: their
 OpenAPI definitions), with shared sub-schemas under ``$defs``.
-``tools/vendor_export_schemas.py`` writes both.
+``schemas/descriptions.json.gz`` keeps the upstream descriptions the schemas leave out, per
+kind and field path, for the console's field docs. ``tools/vendor_export_schemas.py``
+writes them all.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -17,7 +21,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["KindSchema", "SchemaCatalog", "SchemaSource", "SourceFile", "default_catalog"]
+__all__ = [
+    "KindSchema",
+    "SchemaCatalog",
+    "SchemaSource",
+    "SourceFile",
+    "default_catalog",
+    "descriptions_source",
+    "field_descriptions",
+]
 
 _PACKAGE = "wonderland.export"
 
@@ -141,3 +153,31 @@ class SchemaCatalog:
 def default_catalog() -> SchemaCatalog:
     """The shipped catalog, read once per process."""
     return SchemaCatalog.load()
+
+
+@cache
+def _descriptions() -> tuple[list[str], dict[str, dict[str, int]], list[dict[str, Any]]]:
+    packed = resources.files(_PACKAGE).joinpath("schemas", "descriptions.json.gz").read_bytes()
+    body = json.loads(gzip.decompress(packed))
+    return body["texts"], body["kinds"], body["sources"]
+
+
+def descriptions_source(api_version: str, kind: str) -> str:
+    """Whose descriptions a kind's are: its CRD's repository and tag, or, for the core
+    kinds, the Kubernetes Python client whose models carry them."""
+    vendored = default_catalog().get(api_version, kind)
+    if vendored is not None and vendored.source.name != "kubernetes":
+        return f"{vendored.source.repo} {vendored.source.tag}"
+    *_, sources = _descriptions()
+    client = [s for s in sources if s.get("repo") == "kubernetes-client/python"]
+    return f"{client[0]['repo']} {client[0]['tag']}" if client else "upstream"
+
+
+@cache
+def field_descriptions(api_version: str, kind: str) -> Mapping[str, str]:
+    """The upstream description of each field of a kind that has one, by field path
+    (``""`` the kind, ``spec.traffic[].tag``, ``*`` for a map's key); empty when the
+    upstream schema carries none. Read once per process."""
+    texts, kinds, _ = _descriptions()
+    paths = kinds.get(f"{api_version}/{kind}") or {}
+    return {path: texts[i] for path, i in paths.items()}

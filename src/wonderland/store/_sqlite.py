@@ -313,6 +313,15 @@ class Store:
 
     # -- reads -----------------------------------------------------------------
 
+    def namespaces(self) -> list[str]:
+        """Every namespace an object lives in, sorted (whether or not a Namespace object
+        exists for it)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT namespace FROM objects WHERE namespace != '' ORDER BY namespace"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def get(self, resource: str, namespace: str | None, name: str) -> Obj:
         """The stored object; raises NotFoundError."""
         kind = _kind_of_resource(resource)

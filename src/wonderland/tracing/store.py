@@ -169,14 +169,23 @@ class TraceStore:
         self._drain()
         return self._bytes
 
-    def summaries(self, limit: int = 100, service: str = "") -> list[dict[str, Any]]:
-        """The newest traces first: root span name, services, start, duration, counts."""
+    def summaries(
+        self,
+        limit: int = 100,
+        service: str = "",
+        where: Callable[[list[Span]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest traces first: root span name, services, start, duration, counts.
+        ``service`` keeps the traces it took part in, ``where`` those whose spans it
+        accepts."""
         self._drain()
         out: list[dict[str, Any]] = []
         for trace_id in reversed(self._traces):
             spans = self._traces[trace_id].spans
             services = sorted({s.service for s in spans if s.service})
             if service and service not in services:
+                continue
+            if where is not None and not where(spans):
                 continue
             start = min(s.start_ns for s in spans)
             end = max(s.end_ns for s in spans)

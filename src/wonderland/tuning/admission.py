@@ -39,7 +39,7 @@ from wonderland.tuning.templates import (
     template_text,
 )
 
-__all__ = ["EXPERIMENTS", "SUGGESTIONS", "TRIALS", "defaults_for", "install"]
+__all__ = ["COLLECTORS", "EXPERIMENTS", "SUGGESTIONS", "TRIALS", "defaults_for", "install"]
 
 Obj = dict[str, Any]
 
@@ -55,7 +55,7 @@ TRAINJOB_PRIMARY_POD_LABELS = {
 }
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?")
 _TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
-COLLECTORS = ("StdOut", "File", "Push")
+COLLECTORS = ("StdOut", "File", "Push")  # the metrics collectors wonderland runs
 SIDECAR_COLLECTORS = ("TensorFlowEvent", "PrometheusMetric", "Custom")
 
 

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from wonderland.api.schemas.katib import EarlyStoppingRule, EarlyStoppingSpec, ObjectiveSpec
 from wonderland.tuning.observations import MetricLog
 
-__all__ = ["broken_rule", "median_rule", "validate_early_stopping"]
+__all__ = [
+    "DEFAULT_MIN_TRIALS",
+    "DEFAULT_START_STEP",
+    "broken_rule",
+    "median_rule",
+    "validate_early_stopping",
+]
 
 DEFAULT_MIN_TRIALS = 3
 DEFAULT_START_STEP = 4
