@@ -32,6 +32,7 @@ from wonderland.api.owners import controller_ref
 from wonderland.api.schemas.trainer import TrainingRuntimeObject, TrainJobObject
 from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
+from wonderland.datasets.lineage import DatasetInput, mlflow_input, mounted_datasets
 from wonderland.errors import AlreadyExistsError, ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
 from wonderland.tracking.access import TrackingAccess
@@ -99,11 +100,15 @@ def runtime_group_kind(job: TrainJobObject) -> str:
 class TrainJobStatusView(ConditionsView):
     jobsStatus: list[Obj] | None = None
     trainerStatus: Obj | None = None
+    # the dataset claims its pods mount (wonderland.datasets.lineage), recorded once
+    datasets: list[Obj] | None = None
 
     def to_dict(self) -> Obj:
         out: Obj = self.conditions_dict()
         if self.jobsStatus is not None:
             out["jobsStatus"] = self.jobsStatus
+        if self.datasets is not None:
+            out["datasets"] = self.datasets
         if self.trainerStatus is not None:
             out["trainerStatus"] = self.trainerStatus
         return out
@@ -157,7 +162,9 @@ class TrainJobReconciler:
             )
         elif not status.finished():
             try:
-                await self._reconcile_objects(raw, job)
+                read = await self._reconcile_objects(raw, job)
+                if read and status.datasets is None:
+                    status.datasets = [d.to_dict() for d in read]
             except WonderlandError as exc:
                 error = exc
                 text = f"{exc}"
@@ -281,7 +288,9 @@ class TrainJobReconciler:
         _, run_id = await runs.ensure(raw, request)
         return run_id
 
-    async def _reconcile_objects(self, raw: Obj, job: TrainJobObject) -> None:
+    async def _reconcile_objects(self, raw: Obj, job: TrainJobObject) -> list[DatasetInput] | None:
+        """Converge the JobSet and its companions; the datasets its pods mount when the
+        JobSet was made now (None otherwise)."""
         meta = raw["metadata"]
         try:
             existing = self.store.get(JOBSETS, meta["namespace"], meta["name"])
@@ -289,15 +298,16 @@ class TrainJobReconciler:
             existing = None
         suspended = bool(job.spec.suspend)
         if existing is not None and not suspended and not existing["spec"].get("suspend"):
-            return  # a running JobSet is never rebuilt
+            return None  # a running JobSet is never rebuilt
         if existing is None and self._runs() is not None and run_pending(raw):
-            return  # its Trial is making the run; the annotation change wakes it
+            return None  # its Trial is making the run; the annotation change wakes it
         # A JobSet rebuilt while suspended keeps its rendezvous port.
         info = self.runtime_info(raw, job, _rendezvous_port(existing))
         for extra in self._companions(raw, info):
             self._ensure(extra)
         jobset = build_jobset(info, job)
         carried = self._runs() is not None and WorkloadRuns.run_id(raw) is not None
+        run_id = None
         if existing is None or carried:
             run_id = await self._run(raw, jobset)
             if run_id is not None:
@@ -306,8 +316,12 @@ class TrainJobReconciler:
             try:
                 self.store.create(jobset)
             except AlreadyExistsError:
-                pass
-            return
+                return None
+            read = mounted_datasets(self.store, meta["namespace"], _pod_specs(jobset))
+            runs = self._runs()
+            if read and runs is not None and run_id is not None:
+                await runs.log_inputs(raw, run_id, [mlflow_input(d) for d in read])
+            return read
         owner = ObjectMetaView.model_validate(existing["metadata"]).controller()
         if owner is None or owner.uid != meta["uid"]:
             raise WonderlandError(
@@ -320,6 +334,7 @@ class TrainJobReconciler:
                 self.store.update(updated)
             except ConflictError as exc:
                 raise WonderlandError(f"updating JobSet: {exc}") from None
+        return None
 
     def _companions(self, raw: Obj, info: RuntimeInfo) -> list[Obj]:
         meta = raw["metadata"]
@@ -475,6 +490,16 @@ def _rendezvous_port(jobset: Obj | None) -> int | None:
                 if env.get("name") in frameworks.PORT_VARIABLES and value.isdigit():
                     return int(value)
     return None
+
+
+def _pod_specs(jobset: Obj) -> list[Obj]:
+    """The pod specs of the JobSet's replicated jobs."""
+    specs = []
+    for rjob in jobset.get("spec", {}).get("replicatedJobs") or []:
+        pod = (((rjob.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec")
+        if isinstance(pod, dict):
+            specs.append(pod)
+    return specs
 
 
 def _trainer_workdir(jobset: Obj) -> Path | None:
