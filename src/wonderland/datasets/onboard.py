@@ -223,9 +223,12 @@ def add(
     try:
         contents = copy_and_digest(source, staging)
         staging.rename(folder)
-    except OSError as exc:
+    except BaseException as exc:
+        # a read error, or Ctrl-C during a long copy: nothing half-copied stays
         shutil.rmtree(staging, ignore_errors=True)
-        raise DatasetError(f"dataset source {src}: copying failed: {exc}") from None
+        if isinstance(exc, OSError):
+            raise DatasetError(f"dataset source {src}: copying failed: {exc}") from None
+        raise
     try:
         writer.create(_volume(volume, folder, contents, namespace, name))
         try:
