@@ -32,7 +32,7 @@ from wonderland.api.owners import controller_ref
 from wonderland.api.schemas.trainer import TrainingRuntimeObject, TrainJobObject
 from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
-from wonderland.datasets.lineage import DatasetInput, mlflow_input, mounted_datasets
+from wonderland.datasets.lineage import mlflow_input, mounted_datasets
 from wonderland.errors import AlreadyExistsError, ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
 from wonderland.tracking.access import TrackingAccess
@@ -162,9 +162,9 @@ class TrainJobReconciler:
             )
         elif not status.finished():
             try:
-                read = await self._reconcile_objects(raw, job)
-                if read and status.datasets is None:
-                    status.datasets = [d.to_dict() for d in read]
+                await self._reconcile_objects(raw, job)
+                if status.datasets is None:
+                    await self._record_datasets(raw, status)
             except WonderlandError as exc:
                 error = exc
                 text = f"{exc}"
@@ -288,9 +288,7 @@ class TrainJobReconciler:
         _, run_id = await runs.ensure(raw, request)
         return run_id
 
-    async def _reconcile_objects(self, raw: Obj, job: TrainJobObject) -> list[DatasetInput] | None:
-        """Converge the JobSet and its companions; the datasets its pods mount when the
-        JobSet was made now (None otherwise)."""
+    async def _reconcile_objects(self, raw: Obj, job: TrainJobObject) -> None:
         meta = raw["metadata"]
         try:
             existing = self.store.get(JOBSETS, meta["namespace"], meta["name"])
@@ -298,16 +296,15 @@ class TrainJobReconciler:
             existing = None
         suspended = bool(job.spec.suspend)
         if existing is not None and not suspended and not existing["spec"].get("suspend"):
-            return None  # a running JobSet is never rebuilt
+            return  # a running JobSet is never rebuilt
         if existing is None and self._runs() is not None and run_pending(raw):
-            return None  # its Trial is making the run; the annotation change wakes it
+            return  # its Trial is making the run; the annotation change wakes it
         # A JobSet rebuilt while suspended keeps its rendezvous port.
         info = self.runtime_info(raw, job, _rendezvous_port(existing))
         for extra in self._companions(raw, info):
             self._ensure(extra)
         jobset = build_jobset(info, job)
         carried = self._runs() is not None and WorkloadRuns.run_id(raw) is not None
-        run_id = None
         if existing is None or carried:
             run_id = await self._run(raw, jobset)
             if run_id is not None:
@@ -316,12 +313,8 @@ class TrainJobReconciler:
             try:
                 self.store.create(jobset)
             except AlreadyExistsError:
-                return None
-            read = mounted_datasets(self.store, meta["namespace"], _pod_specs(jobset))
-            runs = self._runs()
-            if read and runs is not None and run_id is not None:
-                await runs.log_inputs(raw, run_id, [mlflow_input(d) for d in read])
-            return read
+                pass
+            return
         owner = ObjectMetaView.model_validate(existing["metadata"]).controller()
         if owner is None or owner.uid != meta["uid"]:
             raise WonderlandError(
@@ -334,7 +327,24 @@ class TrainJobReconciler:
                 self.store.update(updated)
             except ConflictError as exc:
                 raise WonderlandError(f"updating JobSet: {exc}") from None
-        return None
+
+    async def _record_datasets(self, raw: Obj, status: TrainJobStatusView) -> None:
+        """The datasets the JobSet's pods mount into ``status`` and, with tracking on, as
+        inputs of the run the JobSet carries. Level-triggered: a status without them (the
+        JobSet just made, or a restart in between) gets them; MLflow keeps an input once."""
+        meta = raw["metadata"]
+        try:
+            jobset = self.store.get(JOBSETS, meta["namespace"], meta["name"])
+        except NotFoundError:
+            return
+        read = mounted_datasets(self.store, meta["namespace"], _pod_specs(jobset))
+        if not read:
+            return
+        runs = self._runs()
+        run_id = (jobset["metadata"].get("annotations") or {}).get(RUN_ID_ANNOTATION)
+        if runs is not None and run_id:
+            await runs.log_inputs(raw, str(run_id), [mlflow_input(d) for d in read])
+        status.datasets = [d.to_dict() for d in read]
 
     def _companions(self, raw: Obj, info: RuntimeInfo) -> list[Obj]:
         meta = raw["metadata"]
