@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support.daemon import WonderlandDaemon, wait_for
+from _support.daemon import WonderlandDaemon, running_daemon, wait_for
 from _support.kubeflow_sdk import KUBEFLOW, kubeflow_python
 
 nbclient = pytest.importorskip(
@@ -35,11 +35,8 @@ KERNEL = "wonderland-kubeflow"
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WonderlandDaemon]:
     kubeflow_python()  # skips (or fails in CI) without the SDK's environment
-    started = WonderlandDaemon.in_tmp(tmp_path_factory.mktemp("nb-iris")).start()
-    try:
+    with running_daemon(WonderlandDaemon.in_tmp(tmp_path_factory.mktemp("nb-iris"))) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def kernelspec(folder: Path) -> Path:
