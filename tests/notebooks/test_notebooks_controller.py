@@ -100,6 +100,43 @@ async def test_a_notebook_gets_its_pod_token_and_poddefaults(store: Store) -> No
     assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "nb-home"
 
 
+class WakeCounter:
+    """A TrackingAccess that counts wakes (the real server is MLflow's process)."""
+
+    enabled = True
+    client_uri = "http://127.0.0.1:5999"
+
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    async def wake(self) -> str:
+        self.wakes += 1
+        return "http://127.0.0.1:6000"
+
+    def running_uri(self) -> str | None:
+        return None
+
+
+async def test_a_notebook_given_the_tracking_uri_wakes_the_tracking_server(store: Store) -> None:
+    """It starts while JupyterLab does, so the notebook's first run does not wait for it."""
+    import asyncio
+
+    from wonderland.notebooks.defaults import ensure_shipped
+
+    tracking = WakeCounter()
+    ensure_shipped(store, tracking.client_uri)
+    controller = NotebookReconciler(store, events.record, tracking=tracking)
+    store.create(notebook("plain"))
+    await controller.reconcile("default", "plain")
+    store.create(notebook("tracked", labels={"access-mlflow": "true"}))
+    await controller.reconcile("default", "tracked")
+    await controller.reconcile("default", "tracked")  # its pod exists: no second wake
+    await asyncio.sleep(0)
+    assert tracking.wakes == 1
+    env = store.get("pods", "default", "tracked-0")["spec"]["containers"][0]["env"]
+    assert {"name": "MLFLOW_TRACKING_URI", "value": tracking.client_uri} in env
+
+
 async def test_status_follows_the_pod_and_the_stop_annotation_removes_it(store: Store) -> None:
     store.create(notebook())
     controller = NotebookReconciler(store, events.record)

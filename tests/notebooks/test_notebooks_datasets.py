@@ -158,6 +158,16 @@ def test_bad_sources_are_refused_and_leave_nothing(
     assert leftovers(tmp_path, store) == []
 
 
+def test_a_file_that_fails_mid_copy_leaves_nothing(
+    store: Store, source: Path, tmp_path: Path
+) -> None:
+    # /proc/self/mem is a regular file whose read at offset 0 fails (EIO) for any user
+    (source / "zz-unreadable.bin").symlink_to("/proc/self/mem")
+    with pytest.raises(datasets.DatasetError, match=r"copying failed: .*Input/output error"):
+        datasets.add(store, tmp_path / "state", "iris", str(source))
+    assert leftovers(tmp_path, store) == []
+
+
 def test_a_taken_name_and_an_unknown_dataset(store: Store, source: Path, tmp_path: Path) -> None:
     datasets.add(store, tmp_path / "state", "iris", str(source))
     before = leftovers(tmp_path, store)

@@ -122,6 +122,8 @@ async def test_jupyterlab_runs_behind_its_prefix_and_token_and_stops(platform: P
 @pytest.mark.asyncio(loop_scope="module")
 async def test_an_unmapped_image_says_what_to_add(platform: Platform) -> None:
     store = platform.store
+    if not store.list("persistentvolumeclaims", "default")[0]:  # run alone, not after the first
+        store.create(claim("work"))
     store.create(notebook("custom", "registry.example/team/my-notebook:1"))
 
     def waiting() -> Obj | None:
@@ -130,4 +132,6 @@ async def test_an_unmapped_image_says_what_to_add(platform: Platform) -> None:
         return found if found and found.get("reason") == "ErrImagePull" else None
 
     found: Obj = await wait_until(waiting, 30, "the notebook's ErrImagePull")
-    assert "wonderland.yaml" in found["message"]
+    # the mapping to add, by name
+    assert "add '- image: registry.example/team/my-notebook" in found["message"]
+    assert "to wonderland.yaml" in found["message"]

@@ -142,13 +142,13 @@ def pod_env(store: Store, job_name: str) -> dict[str, str]:
     return {e["name"]: str(e.get("value")) for e in env}
 
 
-def log_of(platform: Platform, job_name: str) -> str:
+def log_of(platform: Platform, job_name: str, container: str = "main") -> str:
     items, _ = platform.store.list("pods", "default", {"batch.kubernetes.io/job-name": job_name})
     kubelet = platform.require(Kubelet)
     out = ""
     for pod in items:
         name = pod["metadata"]["name"]
-        out += kubelet.read_log("default", name, "main", False, LogOptions()).decode()
+        out += kubelet.read_log("default", name, container, False, LogOptions()).decode()
     return out
 
 
@@ -326,6 +326,188 @@ async def test_a_trainjob_has_one_run_that_its_jobs_continue(
     assert status == "FINISHED"
     assert (tags["wonderland.kind"], tags["wonderland.name"]) == ("TrainJob", "tj")
     assert tags["wonderland.uid"] == obj["metadata"]["uid"]
+
+
+@pytest.mark.slow
+async def test_a_trainjob_mounting_a_dataset_records_its_digest_and_logs_it_as_an_input(
+    platform: Platform, server: MlflowServer, tmp_path: Path
+) -> None:
+    from wonderland import datasets
+
+    source = tmp_path / "iris"
+    source.mkdir()
+    (source / "iris.csv").write_text("sepal_length,species\n5.1,setosa\n6.8,versicolor\n")
+    store = platform.store
+    added = datasets.add(store, platform.settings.home, "iris", str(source))
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "scratch"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Mi"}},
+            },
+        }
+    )
+    # the node reads the dataset where the claim is mounted
+    read = "print(open('/data/iris/iris.csv').read().splitlines()[2])"
+    store.create(
+        {
+            "apiVersion": "trainer.kubeflow.org/v1alpha1",
+            "kind": "TrainJob",
+            "metadata": {"name": "on-iris"},
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "trainer": {"command": ["python", "-c", read]},
+                "runtimePatches": [
+                    {
+                        "manager": "example.com/user",
+                        "trainingRuntimeSpec": {
+                            "template": {
+                                "spec": {
+                                    "replicatedJobs": [
+                                        {
+                                            "name": "node",
+                                            "template": {
+                                                "spec": {
+                                                    "template": {
+                                                        "spec": {
+                                                            "volumes": [
+                                                                {
+                                                                    "name": "iris",
+                                                                    "persistentVolumeClaim": {
+                                                                        "claimName": "iris",
+                                                                        "readOnly": True,
+                                                                    },
+                                                                },
+                                                                {
+                                                                    "name": "scratch",
+                                                                    "persistentVolumeClaim": {
+                                                                        "claimName": "scratch"
+                                                                    },
+                                                                },
+                                                            ],
+                                                            "containers": [
+                                                                {
+                                                                    "name": "node",
+                                                                    "volumeMounts": [
+                                                                        {
+                                                                            "name": "iris",
+                                                                            "mountPath": "/data/iris",
+                                                                        }
+                                                                    ],
+                                                                }
+                                                            ],
+                                                        }
+                                                    }
+                                                }
+                                            },
+                                        }
+                                    ]
+                                }
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    obj = await ended(store, TRAINJOBS, "on-iris")
+    assert condition(store, TRAINJOBS, "on-iris") == "Complete", obj.get("status")
+    assert "6.8,versicolor" in log_of(platform, "on-iris-node-0", "node")
+    # the dataset claim, not the plain one, with its digest as `data add` recorded it
+    assert obj["status"]["datasets"] == [
+        {"name": "iris", "digest": added.digest, "source": str(source)}
+    ]
+    run_id = obj["metadata"]["annotations"][RUN_ID_ANNOTATION]
+    with RestClient(server.url) as client:
+        run = client.get_run(run_id)
+    inputs = (run.get("inputs") or {}).get("dataset_inputs") or []
+    assert len(inputs) == 1, run.get("inputs")
+    dataset = inputs[0]["dataset"]
+    tags = {t["key"]: t["value"] for t in inputs[0].get("tags") or []}
+    assert dataset["name"] == "iris"
+    assert dataset["digest"] == added.digest.removeprefix("sha256:")[:12]
+    assert tags == {"mlflow.data.context": "training", "wonderland.dataset.digest": added.digest}
+
+
+@pytest.mark.slow
+async def test_a_trial_mounting_a_dataset_records_its_digest_and_logs_it_as_an_input(
+    platform: Platform, server: MlflowServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("optuna")
+    from wonderland import datasets
+
+    source = tmp_path / "iris.csv"
+    source.write_text("x\n0.3\n")
+    store = platform.store
+    added = datasets.add(store, platform.settings.home, "iris", str(source))
+    code = "import sys; x = float(open('/data/iris.csv').read().split()[1]); print(f'loss={x}')"
+    trial_job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "iris"}}],
+                    "containers": [
+                        {
+                            "name": "training-container",
+                            "image": "python:3.12",
+                            "command": [sys.executable, "-c", code, "${trialParameters.x}"],
+                            "volumeMounts": [{"name": "d", "mountPath": "/data"}],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    store.create(
+        {
+            "apiVersion": "kubeflow.org/v1beta1",
+            "kind": "Experiment",
+            "metadata": {"name": "on-data"},
+            "spec": {
+                "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+                "algorithm": {"algorithmName": "random"},
+                "parameters": [
+                    {
+                        "name": "x",
+                        "parameterType": "double",
+                        "feasibleSpace": {"min": "0", "max": "1"},
+                    }
+                ],
+                "maxTrialCount": 1,
+                "parallelTrialCount": 1,
+                "trialTemplate": {
+                    "primaryContainerName": "training-container",
+                    "trialParameters": [{"name": "x", "reference": "x"}],
+                    "trialSpec": trial_job,
+                },
+            },
+        }
+    )
+
+    def ended_trial() -> Obj | None:
+        items, _ = store.list(TRIALS, "default", {"katib.kubeflow.org/experiment": "on-data"})
+        done = [t for t in items if RUN_ENDED_ANNOTATION in t["metadata"].get("annotations", {})]
+        return done[0] if done else None
+
+    trial = await wait_until(ended_trial, 90, "the trial to end its run")
+    assert trial["status"]["datasets"] == [
+        {"name": "iris", "digest": added.digest, "source": str(source)}
+    ]
+    status, _, metrics = run_of(server, trial["metadata"]["annotations"][RUN_ID_ANNOTATION])
+    assert (status, metrics["loss"]) == ("FINISHED", 0.3)  # it read the mounted file
+    with RestClient(server.url) as client:
+        run = client.get_run(trial["metadata"]["annotations"][RUN_ID_ANNOTATION])
+    (dataset_input,) = run["inputs"]["dataset_inputs"]
+    tags = {t["key"]: t["value"] for t in dataset_input["tags"]}
+    assert dataset_input["dataset"]["name"] == "iris"
+    assert tags["wonderland.dataset.digest"] == added.digest
 
 
 @pytest.mark.slow

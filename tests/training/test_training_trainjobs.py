@@ -440,6 +440,27 @@ async def test_the_dataset_initializer_fills_the_workspace_before_the_node_start
     assert node_started["startedAt"] >= init_done["finishedAt"]
 
 
+async def test_a_dataset_read_through_a_pvc_initializer_source_is_in_the_status(
+    trainer: Trainer, tmp_path: Path
+) -> None:
+    from wonderland import datasets
+
+    source = tmp_path / "iris.csv"
+    source.write_text("x,y\n1,2\n")
+    added = datasets.add(trainer.store, trainer.platform.settings.home, "iris", str(source))
+    trainer.create(_runtime_with_initializer("with-data"))
+    body = trainjob("from-claim", runtime="with-data", command=["true"])
+    body["spec"]["runtimeRef"]["kind"] = "TrainingRuntime"
+    body["spec"]["initializer"] = {"dataset": {"storageUri": "pvc://iris/iris.csv"}}
+    trainer.create(body)
+
+    def recorded() -> list[dict[str, str]] | None:
+        return trainer.status("from-claim").get("datasets")
+
+    found = await wait_until(recorded, 30, "the TrainJob to record its dataset")
+    assert found == [{"name": "iris", "digest": added.digest, "source": str(source)}]
+
+
 async def test_an_http_dataset_is_cached_in_the_platforms_state_directory(
     trainer: Trainer, tmp_path: Path
 ) -> None:

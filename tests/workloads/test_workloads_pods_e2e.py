@@ -358,6 +358,46 @@ def test_the_kubernetes_client_lists_and_follows(
 
 
 @pytest.mark.e2e
+def test_the_kubernetes_client_reads_numeric_quantities_back_as_strings(
+    daemon: WonderlandDaemon, kubectl: Kubectl
+) -> None:
+    """kubernetes 36+ types quantities as strings: a Job or CronJob written with numbers
+    (as the Kubeflow SDK writes resources_per_node) reads back typed, as from a cluster."""
+    from kubernetes import client, config
+
+    config.load_kube_config(str(daemon.home / "kubeconfig"))
+    resources = {"requests": {"cpu": 0.25, "memory": 100000000}, "limits": {"cpu": 1}}
+    pod = {
+        "restartPolicy": "Never",
+        "containers": [{"name": "c", "command": ["true"], "resources": resources}],
+    }
+    # no MLflow run: its pod need not wait for the tracking server to start
+    off = {"tracking.wonderland.dev/mlflow": "off"}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "qty", "annotations": off}}
+    job["spec"] = {"template": {"spec": pod}}
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "qty-cron"}}
+    cron["spec"] = {"schedule": "0 0 1 1 *", "jobTemplate": {"spec": {"template": {"spec": pod}}}}
+    for obj in (job, cron):
+        ok(kubectl("apply", "-f", "-", stdin=json.dumps(obj)))
+    batch = client.BatchV1Api()
+    expected = {"requests": {"cpu": "250m", "memory": "100000000"}, "limits": {"cpu": "1"}}
+    read = batch.read_namespaced_job("qty", "default").spec.template.spec.containers[0]
+    assert {"requests": read.resources.requests, "limits": read.resources.limits} == expected
+    cron_job = batch.read_namespaced_cron_job("qty-cron", "default").spec.job_template.spec
+    read = cron_job.template.spec.containers[0]
+    assert {"requests": read.resources.requests, "limits": read.resources.limits} == expected
+    core = client.CoreV1Api()
+    pods = wait_for(
+        lambda: core.list_namespaced_pod("default", label_selector="job-name=qty").items,
+        30,
+        "the Job's pod",
+    )
+    assert [p.spec.containers[0].resources.limits for p in pods] == [{"cpu": "1"}]
+    ok(kubectl("delete", "job", "qty", "--wait=false"))
+    ok(kubectl("delete", "cronjob", "qty-cron", "--wait=false"))
+
+
+@pytest.mark.e2e
 def test_many_pods_come_and_go(daemon: WonderlandDaemon, kubectl: Kubectl) -> None:
     # The daemon's event loop watches every pod's pipes and pidfd: deleting finished pods
     # (and collecting their objects) must leave it running.

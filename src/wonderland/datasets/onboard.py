@@ -50,6 +50,7 @@ __all__ = [
     "ObjectWriter",
     "add",
     "get",
+    "is_dataset",
     "list_datasets",
     "resolve_source",
 ]
@@ -137,7 +138,8 @@ def _count(value: str | None) -> int:
         return 0
 
 
-def _is_dataset(pvc: Obj) -> bool:
+def is_dataset(pvc: Obj) -> bool:
+    """Whether the claim is a dataset (labelled by ``add``)."""
     return ((pvc.get("metadata") or {}).get("labels") or {}).get(DATASET_LABEL) == "true"
 
 
@@ -221,9 +223,12 @@ def add(
     try:
         contents = copy_and_digest(source, staging)
         staging.rename(folder)
-    except OSError as exc:
+    except BaseException as exc:
+        # a read error, or Ctrl-C during a long copy: nothing half-copied stays
         shutil.rmtree(staging, ignore_errors=True)
-        raise DatasetError(f"dataset source {src}: copying failed: {exc}") from None
+        if isinstance(exc, OSError):
+            raise DatasetError(f"dataset source {src}: copying failed: {exc}") from None
+        raise
     try:
         writer.create(_volume(volume, folder, contents, namespace, name))
         try:
@@ -310,7 +315,7 @@ def get(writer: ObjectWriter, namespace: str, name: str) -> Dataset:
         pvc = writer.get(PVCS, namespace, name)
     except NotFoundError:
         pvc = None
-    if pvc is None or not _is_dataset(pvc):
+    if pvc is None or not is_dataset(pvc):
         raise NotFoundError(
             f'dataset "{name}" not found in namespace "{namespace}"; '
             "`wonderland get datasets` lists them, `wonderland data add NAME SRC` adds one"
@@ -321,4 +326,4 @@ def get(writer: ObjectWriter, namespace: str, name: str) -> Dataset:
 def list_datasets(writer: ObjectWriter, namespace: str | None) -> list[Dataset]:
     """Every dataset of ``namespace`` (all namespaces when None), by name."""
     items, _ = writer.list(PVCS, namespace)
-    return [Dataset.from_claim(p) for p in items if _is_dataset(p)]
+    return [Dataset.from_claim(p) for p in items if is_dataset(p)]

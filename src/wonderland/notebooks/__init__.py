@@ -57,8 +57,11 @@ def install(platform: Platform) -> None:
         kubelet.resolver.add_provider(NotebookImageProvider())
     settings = platform.settings
     routes = NotebookRoutes(platform)
+    tracking = platform.get(TrackingAccess)  # type: ignore[type-abstract]
     platform.controllers.register(
-        NotebookReconciler(platform.store, events.record, on_change=routes.update)
+        NotebookReconciler(
+            platform.store, events.record, on_change=routes.update, tracking=tracking
+        )
     )
     platform.add_service(routes)
     if settings.enable_culling == "true":

@@ -17,7 +17,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
 import secrets
 import socket
 from collections.abc import Callable
@@ -28,6 +30,9 @@ from wonderland.api.schemas.kubeflow import NotebookObject
 from wonderland.controllers import Result
 from wonderland.errors import ConflictError, InvalidError, NotFoundError, WonderlandError
 from wonderland.store import Store
+from wonderland.tracking.access import TRACKING_URI_ENV, TrackingAccess
+
+log = logging.getLogger("wonderland.notebooks")
 
 __all__ = [
     "NOTEBOOKS",
@@ -166,13 +171,19 @@ class NotebookReconciler:
     watches: tuple[str, ...] = ()
 
     def __init__(
-        self, store: Store, record: Any, on_change: Callable[[Obj, Obj | None], None] | None = None
+        self,
+        store: Store,
+        record: Any,
+        on_change: Callable[[Obj, Obj | None], None] | None = None,
+        tracking: TrackingAccess | None = None,
     ) -> None:
         self.store = store
         self.record = record
         # told the Notebook and its pod (None when it has none) after each reconcile: the
         # gateway's route to it follows
         self.on_change = on_change
+        self.tracking = tracking
+        self._waking: set[asyncio.Task[Any]] = set()
 
     async def reconcile(self, namespace: str, name: str) -> Result | None:
         try:
@@ -199,6 +210,7 @@ class NotebookReconciler:
                 self.record(self.store, nb, "Warning", "FailedCreate", f"Error creating: {exc}")
                 raise
             self.record(self.store, nb, "Normal", "SuccessfulCreate", f"Created pod: {name}-0")
+            self._wake_tracking(pod)
         elif pod["metadata"].get("deletionTimestamp") is None and _finished(pod):
             # a StatefulSet replaces a pod that ended; the notebook server should not end
             self.store.delete(PODS, namespace, pod["metadata"]["name"])
@@ -221,6 +233,34 @@ class NotebookReconciler:
             return self.store.get(PODS, namespace, f"{name}-0")
         except NotFoundError:
             return None
+
+    def _wake_tracking(self, pod: Obj) -> None:
+        """Start MLflow's server, without waiting, for a pod given the platform's tracking
+        URI (the ``access-mlflow`` PodDefault): it starts while JupyterLab does, so the
+        notebook's first run (a TrainJob's, a trial's, ``mlflow.start_run()``) does not
+        wait for it. Starting is all; the idle timer stops it as ever."""
+        tracking = self.tracking
+        if tracking is None or not tracking.enabled:
+            return
+        uri = tracking.client_uri.rstrip("/")
+        env = [
+            e for c in (pod.get("spec") or {}).get("containers") or [] for e in c.get("env") or []
+        ]
+        if not any(
+            e.get("name") == TRACKING_URI_ENV and str(e.get("value", "")).rstrip("/") == uri
+            for e in env
+        ):
+            return
+
+        async def wake() -> None:
+            try:
+                await tracking.wake()
+            except Exception as exc:  # the notebook runs on; its first run says why
+                log.warning("starting MLflow's tracking server for a notebook failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(wake(), name="wake MLflow for a notebook")
+        self._waking.add(task)
+        task.add_done_callback(self._waking.discard)
 
     def _ensure_token(self, nb: Obj) -> None:
         meta = nb["metadata"]

@@ -244,6 +244,12 @@ class RestClient:
             m, p, t = m[MAX_BATCH_METRICS:], p[MAX_BATCH_PARAMS:], t[MAX_BATCH_TAGS:]
             self.call("POST", "/runs/log-batch", body=body)
 
+    def log_inputs(self, run_id: str, datasets: list[dict[str, Any]]) -> None:
+        """Dataset inputs of a run (``runs/log-inputs``: each ``{"dataset": {...}, "tags":
+        [...]}``); MLflow keeps one input per dataset and tags."""
+        if datasets:
+            self.call("POST", "/runs/log-inputs", body={"run_id": run_id, "datasets": datasets})
+
     def search_runs(
         self, experiment_ids: list[str], filter_string: str = "", max_results: int = 100
     ) -> list[dict[str, Any]]:

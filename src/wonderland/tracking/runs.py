@@ -54,6 +54,7 @@ __all__ = [
     "ensure_run",
     "experiment_name",
     "finish_run",
+    "log_inputs",
     "log_metrics",
     "opted_out",
     "run_pending",
@@ -211,6 +212,19 @@ async def log_metrics(access: TrackingAccess, run_id: str, metrics: Sequence[Met
     await asyncio.to_thread(_log_metrics, base, run_id, list(metrics))
 
 
+def _log_inputs(base: str, run_id: str, datasets: list[Obj]) -> None:
+    with RestClient(base, timeout=CALL_TIMEOUT) as client:
+        client.log_inputs(run_id, datasets)
+
+
+async def log_inputs(access: TrackingAccess, run_id: str, datasets: Sequence[Obj]) -> None:
+    """Log ``datasets`` (MLflow ``DatasetInput`` bodies) as inputs of the run."""
+    if not datasets:
+        return
+    base = await access.wake()
+    await asyncio.to_thread(_log_inputs, base, run_id, list(datasets))
+
+
 def run_pending(raw: Obj) -> bool:
     """Whether ``raw`` waits for its parent's run (:data:`RUN_PENDING_ANNOTATION`)."""
     annotations = (raw.get("metadata") or {}).get("annotations") or {}
@@ -336,6 +350,18 @@ class WorkloadRuns:
             "MLflow run %s for %s %s/%s", run_id, request.kind, meta.get("namespace"), meta["name"]
         )
         return updated, run_id
+
+    async def log_inputs(self, raw: Obj, run_id: str, datasets: Sequence[Obj]) -> bool:
+        """Log ``datasets`` as inputs of ``raw``'s run; whether they were (a failure is a
+        Warning event on ``raw``, the workload goes on)."""
+        try:
+            await log_inputs(self.access, run_id, datasets)
+        except Exception as exc:
+            if not isinstance(exc, TrackingError):
+                log.exception("logging the dataset inputs of the MLflow run %s failed", run_id)
+            self._warn(raw, f"the datasets could not be logged to the MLflow run {run_id}: {exc}")
+            return False
+        return True
 
     async def end(
         self,

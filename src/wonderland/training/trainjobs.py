@@ -32,6 +32,7 @@ from wonderland.api.owners import controller_ref
 from wonderland.api.schemas.trainer import TrainingRuntimeObject, TrainJobObject
 from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
+from wonderland.datasets.lineage import mlflow_input, mounted_datasets
 from wonderland.errors import AlreadyExistsError, ConflictError, NotFoundError, WonderlandError
 from wonderland.store import Store
 from wonderland.tracking.access import TrackingAccess
@@ -99,11 +100,15 @@ def runtime_group_kind(job: TrainJobObject) -> str:
 class TrainJobStatusView(ConditionsView):
     jobsStatus: list[Obj] | None = None
     trainerStatus: Obj | None = None
+    # the dataset claims its pods mount (wonderland.datasets.lineage), recorded once
+    datasets: list[Obj] | None = None
 
     def to_dict(self) -> Obj:
         out: Obj = self.conditions_dict()
         if self.jobsStatus is not None:
             out["jobsStatus"] = self.jobsStatus
+        if self.datasets is not None:
+            out["datasets"] = self.datasets
         if self.trainerStatus is not None:
             out["trainerStatus"] = self.trainerStatus
         return out
@@ -158,6 +163,8 @@ class TrainJobReconciler:
         elif not status.finished():
             try:
                 await self._reconcile_objects(raw, job)
+                if status.datasets is None:
+                    await self._record_datasets(raw, status)
             except WonderlandError as exc:
                 error = exc
                 text = f"{exc}"
@@ -321,6 +328,24 @@ class TrainJobReconciler:
             except ConflictError as exc:
                 raise WonderlandError(f"updating JobSet: {exc}") from None
 
+    async def _record_datasets(self, raw: Obj, status: TrainJobStatusView) -> None:
+        """The datasets the JobSet's pods mount into ``status`` and, with tracking on, as
+        inputs of the run the JobSet carries. Level-triggered: a status without them (the
+        JobSet just made, or a restart in between) gets them; MLflow keeps an input once."""
+        meta = raw["metadata"]
+        try:
+            jobset = self.store.get(JOBSETS, meta["namespace"], meta["name"])
+        except NotFoundError:
+            return
+        read = mounted_datasets(self.store, meta["namespace"], _pod_specs(jobset))
+        if not read:
+            return
+        runs = self._runs()
+        run_id = (jobset["metadata"].get("annotations") or {}).get(RUN_ID_ANNOTATION)
+        if runs is not None and run_id:
+            await runs.log_inputs(raw, str(run_id), [mlflow_input(d) for d in read])
+        status.datasets = [d.to_dict() for d in read]
+
     def _companions(self, raw: Obj, info: RuntimeInfo) -> list[Obj]:
         meta = raw["metadata"]
         owner = [controller_ref(raw)]
@@ -475,6 +500,16 @@ def _rendezvous_port(jobset: Obj | None) -> int | None:
                 if env.get("name") in frameworks.PORT_VARIABLES and value.isdigit():
                     return int(value)
     return None
+
+
+def _pod_specs(jobset: Obj) -> list[Obj]:
+    """The pod specs of the JobSet's replicated jobs."""
+    specs = []
+    for rjob in jobset.get("spec", {}).get("replicatedJobs") or []:
+        pod = (((rjob.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec")
+        if isinstance(pod, dict):
+            specs.append(pod)
+    return specs
 
 
 def _trainer_workdir(jobset: Obj) -> Path | None:

@@ -124,6 +124,8 @@ class TrialObservationView(View):
 class TrialStatusView(StatusView):
     lastReconcileTime: str | None = None
     observation: TrialObservationView | None = None
+    # the dataset claims its runSpec mounts (wonderland.datasets.lineage)
+    datasets: list[dict[str, str]] | None = None
 
     def completed(self) -> bool:
         return any(

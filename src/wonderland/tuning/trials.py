@@ -36,6 +36,7 @@ from wonderland.api.owners import controller_ref
 from wonderland.api.schemas.katib import Metric, TrialObject
 from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
+from wonderland.datasets.lineage import mlflow_input, mounted_datasets, run_spec_pod_specs
 from wonderland.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -178,6 +179,9 @@ class TrialReconciler:
                 now,
             )
         elif not status.completed():
+            if status.datasets is None:
+                read = mounted_datasets(self.store, namespace, run_spec_pod_specs(run_spec))
+                status.datasets = [d.to_dict() for d in read] or None
             pending = self._needs_run(raw, trial, resource)
             requeue = self._run(raw, trial, resource, status, now, pending)
             if pending:
@@ -254,6 +258,9 @@ class TrialReconciler:
         release: dict[str, str | None] = {RUN_PENDING_ANNOTATION: None}
         if run_id is not None:
             release[RUN_ID_ANNOTATION] = run_id
+            read = mounted_datasets(self.store, meta["namespace"], run_spec_pod_specs(run_spec))
+            if read:
+                await runs.log_inputs(raw, run_id, [mlflow_input(d) for d in read])
         annotate(self.store, resource, meta["namespace"], meta["name"], release)
         return raw
 
