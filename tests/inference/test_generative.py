@@ -195,6 +195,23 @@ def test_seed_n_and_stop(client: Any) -> None:
     assert cut.text == one.text[: one.text.find(stop)]
 
 
+def test_top_p_keeps_only_the_likeliest_tokens(client: Any) -> None:
+    args = {
+        "model": "tiny",
+        "prompt": "the bird",
+        "max_tokens": 12,
+        "extra_body": {"ignore_eos": True},
+    }
+    greedy = client.completions.create(**args, temperature=0).choices[0].text
+    # sampled at temperature 1, but top_p this small leaves only the most likely token
+    narrow = client.completions.create(**args, temperature=1.0, top_p=0.001, n=2)
+    assert [c.text for c in narrow.choices] == [greedy, greedy]
+    wide = client.completions.create(**args, temperature=1.0, top_p=1.0, n=4, seed=3)
+    assert any(c.text != greedy for c in wide.choices)
+    with pytest.raises(openai.BadRequestError, match=r"top_p must be in \(0, 1\]"):
+        client.completions.create(**args, top_p=0)
+
+
 def test_logprobs(client: Any) -> None:
     got = client.completions.create(
         model="tiny",
