@@ -14,6 +14,7 @@ from _support.daemon import free_port, wait_until
 from _support.servers import asgi_replica
 
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
+from wonderland.gateway.limits import GatewayLimits
 from wonderland.tracing.context import parse_traceparent
 
 Scope = dict[str, Any]
@@ -411,18 +412,31 @@ async def _echo_pieces(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
+async def _read_until(reader: asyncio.StreamReader, got: bytes, marker: bytes) -> bytes:
+    while marker not in got:
+        more = await asyncio.wait_for(reader.read(4096), 10)
+        assert more, f"the gateway closed the connection before {marker!r}; got {got!r}"
+        got += more
+    return got
+
+
 @pytest.mark.parametrize(("framing", "at_zero"), [("chunked", False), ("length", True)])
 async def test_a_request_body_streams_to_the_replica_piece_by_piece(
     framing: str, at_zero: bool
 ) -> None:
     """Each piece of the body reaches the replica, and its answer the client, before the
     client sends the next: neither body is held whole (a chunked upload, and a
-    content-length one that the activator holds first while the revision is at zero)."""
+    content-length one that the activator holds first while the revision is at zero).
+    Once the replica answers, the body may pause longer than a slow client's limit."""
     pieces = [b"one", b"two", b"three"]
     table = RoutingTable()
     target = table.revision("default", "hello-00001")
     simple_route(table, [("hello-00001", 100)], {})
-    async with asgi_replica(_echo_pieces) as port, gateway(table) as url:
+    gw = GatewayServer(table, port=0, limits=GatewayLimits(header_timeout=0.5))
+    await gw.start()
+    url = f"http://127.0.0.1:{gw.port}"
+    async with asgi_replica(_echo_pieces) as port, contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(gw.stop)
         if not at_zero:
             target.set_endpoints([("127.0.0.1", port, "r1")])
         reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
@@ -442,20 +456,17 @@ async def test_a_request_body_streams_to_the_replica_piece_by_piece(
             if i == 0 and at_zero:
                 await wait_until(lambda: len(target.waiters) == 1, 10)
                 target.set_endpoints([("127.0.0.1", port, "r1")])
-            while b"data: " + piece + b"\n\n" not in got:
-                got += await asyncio.wait_for(reader.read(4096), 10)
+            got = await _read_until(reader, got, b"data: " + piece + b"\n\n")
+            await asyncio.sleep(0.8 if i == 1 else 0)  # past header_timeout
         if framing == "chunked":
             writer.write(b"0\r\n\r\n")
-        while b"data: [DONE]" not in got:
-            got += await asyncio.wait_for(reader.read(4096), 10)
+        got = await _read_until(reader, got, b"data: [DONE]")
         # the connection goes on: a small request whose body comes with its head
         writer.write(
             b"POST /up HTTP/1.1\r\nHost: hello.default.127.0.0.1.sslip.io\r\n"
             b"Content-Length: 4\r\n\r\nfour"
         )
-        more = b""
-        while b"data: [DONE]" not in more:
-            more += await asyncio.wait_for(reader.read(4096), 10)
+        more = await _read_until(reader, b"", b"data: [DONE]")
         writer.close()
     assert got.startswith(b"HTTP/1.1 200") and b"text/event-stream" in got
     assert more.startswith(b"HTTP/1.1 200") and b"data: four\n\n" in more

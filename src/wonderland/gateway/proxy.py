@@ -291,7 +291,9 @@ class ClientConnection(asyncio.Protocol):
         if req.waiting and req.chunked and req.target is not None:
             req.queued_body += len(body)  # held in the activator's queue with its head
             req.target.queued_bytes += len(body)
-        self.read_deadline = self.loop.time() + self.limits.header_timeout
+        # a body streamed to a replica that answers already may pause as a response may
+        pause = self.limits.idle_timeout if req.started else self.limits.header_timeout
+        self.read_deadline = self.loop.time() + pause
         sink = req.body_sink
         if sink is not None:
             sink.write(req.take_body())
@@ -669,6 +671,10 @@ class ClientConnection(asyncio.Protocol):
 
     def first_byte(self, req: H1Request) -> None:
         req.started = True
+        if req.streaming and self.req is req:
+            # the replica answers while the client still sends: the body's pauses are
+            # no longer a slow client's
+            self.read_deadline = self.loop.time() + self.limits.idle_timeout
         target = req.target
         if target is not None and target.idle_timeout > 0:
             # idleTimeoutSeconds: from now on the deadline moves with every chunk
