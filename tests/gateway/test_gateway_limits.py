@@ -239,6 +239,61 @@ async def test_pipelining_is_bounded_the_gateway_stops_reading(replica: int) -> 
             assert r.status_code == 200
 
 
+async def test_a_streamed_body_waits_for_a_replica_that_reads_slowly() -> None:
+    """The gateway stops reading a streamed request body while the replica does not read
+    it (back-pressure), rather than holding what the client sends; then it all arrives."""
+    release = asyncio.Event()
+    received: list[int] = []
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await release.wait()  # reads nothing until then: its socket buffers fill
+        body = await reader.readexactly(length)
+        received.append(len(body))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    total = 48 * 1024 * 1024
+    try:
+        async with gateway_to(port) as (gw, _):
+
+            def upload() -> tuple[int, bytes]:
+                with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+                    sock.sendall(
+                        b"POST /up HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+                        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % total
+                    )
+                    sock.setblocking(False)
+                    piece = b"u" * 65536
+                    sent = 0
+                    deadline = time.monotonic() + 1.0
+                    while sent < total and time.monotonic() < deadline:
+                        try:
+                            sent += sock.send(piece[: total - sent])
+                        except BlockingIOError:
+                            time.sleep(0.01)
+                    accepted = sent
+                    loop.call_soon_threadsafe(release.set)
+                    sock.setblocking(True)
+                    rest = total - sent
+                    while rest > 0:
+                        rest -= sock.send(piece[:rest])
+                    return accepted, _read_all(sock, 10)
+
+            loop = asyncio.get_running_loop()
+            accepted, answer = await asyncio.to_thread(upload)
+    finally:
+        server.close()
+    # what the kernel's socket buffers and one write buffer hold, not what was offered
+    assert accepted < total // 3, accepted
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok")
+    assert received == [total]
+
+
 async def test_the_activator_queue_is_bounded_in_bytes_as_well(replica: int) -> None:
     limits = GatewayLimits(queue_max_bytes=10_000)
     async with (

@@ -14,6 +14,7 @@ from _support.daemon import free_port, wait_until
 from _support.servers import asgi_replica
 
 from wonderland.gateway import GatewayServer, HostRoute, RoutingTable
+from wonderland.gateway.limits import GatewayLimits
 from wonderland.tracing.context import parse_traceparent
 
 Scope = dict[str, Any]
@@ -387,3 +388,82 @@ async def test_forwarded_host_with_a_port_is_quoted() -> None:
             r = await client.get("/", headers={"Host": host, "Forwarded": "for=10.0.0.1"})
     forwarded = r.json()["headers"]["forwarded"]
     assert forwarded == f'for=10.0.0.1, for=127.0.0.1;proto=http;host="{host}"'
+
+
+async def _echo_pieces(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers each piece of the request body as it arrives, as an SSE event."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream")],
+        }
+    )
+    while True:
+        msg = await receive()
+        if msg.get("body"):
+            event = b"data: " + msg["body"] + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        if not msg.get("more_body"):
+            break
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+async def _read_until(reader: asyncio.StreamReader, got: bytes, marker: bytes) -> bytes:
+    while marker not in got:
+        more = await asyncio.wait_for(reader.read(4096), 10)
+        assert more, f"the gateway closed the connection before {marker!r}; got {got!r}"
+        got += more
+    return got
+
+
+@pytest.mark.parametrize(("framing", "at_zero"), [("chunked", False), ("length", True)])
+async def test_a_request_body_streams_to_the_replica_piece_by_piece(
+    framing: str, at_zero: bool
+) -> None:
+    """Each piece of the body reaches the replica, and its answer the client, before the
+    client sends the next: neither body is held whole (a chunked upload, and a
+    content-length one that the activator holds first while the revision is at zero).
+    Once the replica answers, the body may pause longer than a slow client's limit."""
+    pieces = [b"one", b"two", b"three"]
+    table = RoutingTable()
+    target = table.revision("default", "hello-00001")
+    simple_route(table, [("hello-00001", 100)], {})
+    gw = GatewayServer(table, port=0, limits=GatewayLimits(header_timeout=0.5))
+    await gw.start()
+    url = f"http://127.0.0.1:{gw.port}"
+    async with asgi_replica(_echo_pieces) as port, contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(gw.stop)
+        if not at_zero:
+            target.set_endpoints([("127.0.0.1", port, "r1")])
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        framing_header = (
+            b"Transfer-Encoding: chunked"
+            if framing == "chunked"
+            else b"Content-Length: %d" % sum(map(len, pieces))
+        )
+        writer.write(
+            b"POST /up HTTP/1.1\r\nHost: hello.default.127.0.0.1.sslip.io\r\n"
+            + framing_header
+            + b"\r\n\r\n"
+        )
+        got = b""
+        for i, piece in enumerate(pieces):
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece)
+            if i == 0 and at_zero:
+                await wait_until(lambda: len(target.waiters) == 1, 10)
+                target.set_endpoints([("127.0.0.1", port, "r1")])
+            got = await _read_until(reader, got, b"data: " + piece + b"\n\n")
+            await asyncio.sleep(0.8 if i == 1 else 0)  # past header_timeout
+        if framing == "chunked":
+            writer.write(b"0\r\n\r\n")
+        got = await _read_until(reader, got, b"data: [DONE]")
+        # the connection goes on: a small request whose body comes with its head
+        writer.write(
+            b"POST /up HTTP/1.1\r\nHost: hello.default.127.0.0.1.sslip.io\r\n"
+            b"Content-Length: 4\r\n\r\nfour"
+        )
+        more = await _read_until(reader, b"", b"data: [DONE]")
+        writer.close()
+    assert got.startswith(b"HTTP/1.1 200") and b"text/event-stream" in got
+    assert more.startswith(b"HTTP/1.1 200") and b"data: four\n\n" in more

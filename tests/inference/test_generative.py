@@ -195,6 +195,23 @@ def test_seed_n_and_stop(client: Any) -> None:
     assert cut.text == one.text[: one.text.find(stop)]
 
 
+def test_top_p_keeps_only_the_likeliest_tokens(client: Any) -> None:
+    args = {
+        "model": "tiny",
+        "prompt": "the bird",
+        "max_tokens": 12,
+        "extra_body": {"ignore_eos": True},
+    }
+    greedy = client.completions.create(**args, temperature=0).choices[0].text
+    # sampled at temperature 1, but top_p this small leaves only the most likely token
+    narrow = client.completions.create(**args, temperature=1.0, top_p=0.001, n=2)
+    assert [c.text for c in narrow.choices] == [greedy, greedy]
+    wide = client.completions.create(**args, temperature=1.0, top_p=1.0, n=4, seed=3)
+    assert any(c.text != greedy for c in wide.choices)
+    with pytest.raises(openai.BadRequestError, match=r"top_p must be in \(0, 1\]"):
+        client.completions.create(**args, top_p=0)
+
+
 def test_logprobs(client: Any) -> None:
     got = client.completions.create(
         model="tiny",
@@ -225,7 +242,7 @@ def test_logprobs(client: Any) -> None:
 def test_openai_errors(client: Any, server: ServerProcess) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(model="tiny", prompt="the " * 5000, max_tokens=4)
-    assert err.value.code == "context_length_exceeded"
+    assert err.value.code == "context_length_exceeded" and err.value.param == "prompt"
     assert "maximum context length is 4096 tokens" in err.value.message
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(model="tiny", prompt="hi", extra_body={"best_of": 3})
@@ -469,7 +486,7 @@ class Transformer:
 
     # KServe's OpenAIProxyModel hook names run on the passed-through OpenAI routes
     def preprocess_completion_request(self, request, raw_request=None):
-        request["prompt"] = "one " + request["prompt"]
+        request["prompt"] = raw_request.headers["x-prefix"] + " " + request["prompt"]
 
     def postprocess_completion(self, completion, request, raw_request=None):
         completion["choices"][0]["text"] = completion["choices"][0]["text"].upper()
@@ -491,10 +508,15 @@ def test_transformer_streams_through_to_the_predictor(
     args = ["--model_name", "tiny", "--model_dir", str(d)]
     args += ["--predictor_host", f"127.0.0.1:{server.http_port}", "--predictor_protocol", "v2"]
     with run_server(args, tmp_path) as front:
-        via = openai.OpenAI(base_url=front.url + "/openai/v1", api_key="unused", max_retries=0)
+        via = openai.OpenAI(
+            base_url=front.url + "/openai/v1",
+            api_key="unused",
+            max_retries=0,
+            default_headers={"X-Prefix": "one"},  # the hook reads it from raw_request
+        )
         ask = {"model": "tiny", "prompt": "one two", "max_tokens": 6, "temperature": 0}
         want = client.completions.create(**ask, extra_body={"ignore_eos": True}).choices[0].text
-        # the transformer's hooks: "one " before the prompt, the text upper-cased
+        # the transformer's hooks: the X-Prefix header before the prompt, the text upper-cased
         hooked = {**ask, "prompt": "two", "extra_body": {"ignore_eos": True}}
         chunks = list(via.completions.create(**hooked, stream=True))
         assert "".join(c.choices[0].text for c in chunks) == want.upper() != want
@@ -514,7 +536,7 @@ def test_transformer_streams_through_to_the_predictor(
         sock = socket.create_connection(("127.0.0.1", front.http_port), timeout=30)
         body = json.dumps({**ask, "max_tokens": 4000, "stream": True, "ignore_eos": True})
         sock.sendall(
-            b"POST /openai/v1/completions HTTP/1.1\r\nhost: x\r\n"
+            b"POST /openai/v1/completions HTTP/1.1\r\nhost: x\r\nx-prefix: one\r\n"
             b"content-type: application/json\r\n"
             + f"content-length: {len(body)}\r\n\r\n{body}".encode()
         )

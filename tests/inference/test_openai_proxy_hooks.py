@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from wonderland.inference.errors import InvalidInputError
-from wonderland.inference.openai_proxy import OpenAIProxyHooks
+from wonderland.inference.openai_proxy import OpenAIProxyHooks, RawRequest
 from wonderland.inference.predictor import ForwardedReply
 
 
@@ -80,3 +80,43 @@ async def test_no_hooks_passes_through_and_bad_preprocess_is_refused() -> None:
     assert hooks is not None
     with pytest.raises(InvalidInputError, match="prompt must not be empty"):
         await hooks.request({"prompt": ""})
+
+
+async def test_hooks_that_take_raw_request_get_the_clients_request() -> None:
+    seen: list[Any] = []
+
+    class Tagger:
+        def preprocess_completion_request(self, request: Any, raw_request: Any = None) -> None:
+            request["user"] = raw_request.headers["X-User"]  # any case, as Starlette's
+            seen.append((raw_request.method, raw_request.url, raw_request["path"]))
+
+        def postprocess_completion(self, completion: Any, request: Any, raw_request: Any) -> None:
+            completion["tag"] = raw_request.query_params["tag"]
+
+        def postprocess_completion_chunk(self, chunk: Any, request: Any) -> None:
+            seen.append("chunk hook without raw_request")  # KServe's older signature
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/openai/v1/completions",
+        "query_string": b"tag=blue",
+        "headers": [(b"x-user", b"ada"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+    }
+    raw = RawRequest(scope)
+    assert raw.client == ("127.0.0.1", 5000) and "X-USER" in raw.headers
+    hooks = OpenAIProxyHooks.of(Tagger(), "/completions")
+    assert hooks is not None
+    doc, body = await hooks.request({"prompt": "hi"}, raw)
+    assert json.loads(body) == {"prompt": "hi", "user": "ada"}
+    whole = ForwardedReply(200, "application/json", b'{"choices": []}')
+    assert json.loads((await hooks.reply(whole, doc)).body)["tag"] == "blue"
+    closed: list[bool] = []
+    streamed = ForwardedReply(200, "text/event-stream", chunks=_stream([_event("a")], closed))
+    out = await hooks.reply(streamed, doc)
+    assert out.chunks is not None and [c async for c in out.chunks]
+    assert seen == [
+        ("POST", "/openai/v1/completions?tag=blue", "/openai/v1/completions"),
+        "chunk hook without raw_request",
+    ]

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import queue
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +87,22 @@ def test_openai_client_streams_through_the_gateway(client: Any) -> None:
     )
     deltas = [c.choices[0].delta for c in chat]
     assert deltas[0].role == "assistant" and len(deltas) == 7  # role, 5 tokens, finish
+
+
+def test_the_openai_client_example_runs(daemon: KServeDaemon) -> None:
+    """examples/inference/openai_client.py against the same InferenceService name."""
+    example = Path(__file__).resolve().parents[2] / "examples/inference/openai_client.py"
+    out = subprocess.run(
+        [sys.executable, str(example), "--url", daemon.gateway, "--host", daemon.host("tiny-lm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "models: ['tiny-lm']"
+    assert re.fullmatch(r"\d+ tokens", lines[-1]), out.stdout  # the chat stream's usage
 
 
 def test_first_event_arrives_before_the_stream_ends(daemon: KServeDaemon) -> None:

@@ -335,13 +335,17 @@ async def test_revision_timeout_and_single_threaded(platform_env: Env) -> None:
     assert all(r.status_code == 200 for r in results)
 
 
-async def test_idle_timeout_also_bounds_the_first_byte(platform_env: Env) -> None:
+@pytest.mark.parametrize("field", ["idleTimeoutSeconds", "responseStartTimeoutSeconds"])
+async def test_idle_and_response_start_timeouts_bound_the_first_byte(
+    platform_env: Env, field: str
+) -> None:
     # Knative's queue-proxy: 504 when nothing came by the first of timeoutSeconds,
     # responseStartTimeoutSeconds and idleTimeoutSeconds
     env = platform_env
-    env.apply(ksvc("idle", timeoutSeconds=300, idleTimeoutSeconds=1))
-    await env.ready("idle")
-    host = f"idle.default.{DOMAIN}"
+    name = "idle" if field == "idleTimeoutSeconds" else "start"
+    env.apply(ksvc(name, timeoutSeconds=300, **{field: 1}))
+    await env.ready(name)
+    host = f"{name}.default.{DOMAIN}"
     assert (await env.request(host, "/sleep/0.2")).status_code == 200
     assert (await env.request(host, "/sleep/2")).status_code == 504
 

@@ -28,7 +28,12 @@ __all__ = ["H1Client", "H1Link", "H1Request", "H1Upstream", "H2Peer", "H2Source"
 
 
 class H1Request:
-    """One parsed HTTP/1.1 client request (the body is buffered so it can be retried).
+    """One parsed HTTP/1.1 client request.
+
+    A body that arrives with its head is buffered, so the request can be retried on
+    another replica. A body still arriving when the head is in (an upload, a chunked
+    request stream) is streamed: the request starts at once and ``body`` holds only the
+    pieces not yet written to the replica (``streaming``), framed as the client framed them.
 
     Defaults live on the class: a request sets only what it has, which keeps the
     per-request cost down.
@@ -63,10 +68,27 @@ class H1Request:
     traceparent = b""  # as the client sent it
     span: tuple[bytes, bytes, bytes, int] | None = None  # trace, span, parent ids, start ns
     failed = False
+    length = -1  # the client's content-length (-1: none)
+    streaming = False  # the request started before its body was in
+    body_done = False  # (streaming) the client's body is all in
+    parked: Endpoint | None = None  # (streaming) an endpoint waiting for the whole body
+    body_sink: H1Link | None = None  # (streaming) the replica connection the body goes to
+    queued_body = 0  # (streaming) body bytes counted against the activator's queue
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
+
+    def take_body(self) -> bytes:
+        """The body pieces not written yet, framed for the replica (chunked as the client
+        sent it, with the last chunk once the body is all in), and forget them."""
+        pieces, self.body = self.body, []
+        if not self.chunked:
+            return b"".join(pieces)
+        out = [b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p]
+        if self.body_done:
+            out.append(b"0\r\n\r\n")
+        return b"".join(out)
 
 
 class H1Upstream(Protocol):
@@ -135,6 +157,9 @@ class H1Client(Protocol):
 
     def complete(self, req: H1Request, close: bool) -> None:
         """``req`` is answered; ``close``: the client connection must end too."""
+
+    def hold_body(self, hold: bool) -> None:
+        """Stop (or go on) reading a streamed request body: the replica reads slower."""
 
 
 class H2Stream:

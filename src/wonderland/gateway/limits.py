@@ -18,15 +18,16 @@ class GatewayLimits:
     """Limits of the gateway's client connections; see docs/security.md."""
 
     max_body_bytes: int = 64 * 1024 * 1024
-    """The largest request body (HTTP/1.1 and HTTP/2 alike); past it, 413. The body of an
-    HTTP/1.1 request is held until it is complete, so that a request can be retried on
-    another replica."""
+    """The largest request body (HTTP/1.1 and HTTP/2 alike); past it, 413. An HTTP/1.1
+    body that comes with its head is held until it is complete, so that the request can be
+    retried on another replica; one still arriving after its head streams to the replica."""
     max_header_bytes: int = 64 * 1024
     """Request line and headers of an HTTP/1.1 request together; past it, 431."""
     header_timeout: float = 30.0
     """Seconds a client has to send a complete request head (from the connection's first
     byte, or the request's), and the most a request body may pause between two reads;
-    past it, 408 and the connection is closed (slowloris). An HTTP/2 client must send its
+    past it, 408 and the connection is closed (slowloris). A streamed body whose response
+    has begun may pause up to ``idle_timeout`` instead. An HTTP/2 client must send its
     preface within this time too."""
     idle_timeout: float = 3600.0
     """Seconds a client connection may stay open with no request under way (an HTTP/1.1

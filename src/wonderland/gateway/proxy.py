@@ -3,9 +3,11 @@
 The hot path allocates little: the request head is re-serialised once with the
 ``Forwarded``/``X-Forwarded-*`` headers added, response bytes from the replica are
 written to the client as they arrive (parsed only to find where the response ends),
-and upstream connections are kept alive per endpoint. Requests that find no free
-endpoint wait in the revision's queue (containerConcurrency, or a revision at zero: the
-activator). ``timeoutSeconds`` answers 504 when the first response byte is late.
+and upstream connections are kept alive per endpoint. A request body still arriving when
+its head is in (an upload, a chunked request stream) goes to the replica piece by piece as
+it comes, the request started at once. Requests that find no free endpoint wait in the
+revision's queue (containerConcurrency, or a revision at zero: the activator).
+``timeoutSeconds`` answers 504 when the first response byte is late.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.reading_paused = False  # max_pipelined requests wait already
+        self.body_held = False  # a streamed request body waits for a slow replica
         self.h2_factory = h2_factory
         self._first = True
         self.deadlines = _deadlines_for(self.loop)
@@ -160,12 +163,24 @@ class ClientConnection(asyncio.Protocol):
             if rest:
                 self.tunnel_early.append(rest)
         except httptools.HttpParserError as exc:
+            self._drop_unanswered()
             refusal = self.refusal
             if refusal is not None:
                 self._fail_client(*refusal)
             else:
                 self._fail_client(400, f"malformed HTTP request: {exc}")
             return
+        req = self.req
+        if (
+            req is not None
+            and not self.in_head
+            and not req.streaming
+            and self.current is None
+            and not self.pending
+            and not req.upgrade
+            and not self.closed
+        ):
+            self._start_streaming(req)
         if self.in_head and self.head_bytes > self.limits.max_header_bytes:
             self._fail_client(
                 431,
@@ -242,8 +257,10 @@ class ClientConnection(asyncio.Protocol):
             req.xfp = value
             req.headers.append((name, value))
         elif lname == b"content-length":
-            if value.isdigit() and int(value) > self.max_body:
-                self._refuse_body()
+            if value.isdigit():
+                req.length = int(value)
+                if req.length > self.max_body:
+                    self._refuse_body()
         elif lname == b"expect":
             if value.lower() == b"100-continue" and self.transport is not None:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -268,8 +285,18 @@ class ClientConnection(asyncio.Protocol):
         req.size += len(body)
         if req.size > self.max_body:
             self._refuse_body()
+        if req.streaming and self.current is not req:
+            return  # answered already: the rest of the body is read and dropped
         req.body.append(body)
-        self.read_deadline = self.loop.time() + self.limits.header_timeout
+        if req.waiting and req.chunked and req.target is not None:
+            req.queued_body += len(body)  # held in the activator's queue with its head
+            req.target.queued_bytes += len(body)
+        # a body streamed to a replica that answers already may pause as a response may
+        pause = self.limits.idle_timeout if req.started else self.limits.header_timeout
+        self.read_deadline = self.loop.time() + pause
+        sink = req.body_sink
+        if sink is not None:
+            sink.write(req.take_body())
 
     def _refuse_body(self) -> None:
         self.refusal = (
@@ -284,6 +311,9 @@ class ClientConnection(asyncio.Protocol):
         assert req is not None
         self.req = None
         self.read_deadline = 0.0
+        if req.streaming:
+            self._body_done(req)
+            return
         req.method = self.parser.get_method()
         if req.method == b"CONNECT":
             self.connect_req = req  # the parser stops next (HttpParserUpgrade)
@@ -305,6 +335,7 @@ class ClientConnection(asyncio.Protocol):
         connection idle past ``idle_timeout`` between requests ends silently."""
         if self.closed:
             return
+        self._drop_unanswered()
         if self.req is not None and self.current is None and not self.pending:
             self._fail_client(
                 408,
@@ -317,6 +348,49 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
 
     # -- request handling --
+    def _start_streaming(self, req: H1Request) -> None:
+        """Start a request whose body is still arriving: its pieces follow it."""
+        req.streaming = True
+        # what it holds while queued: its whole declared body, or what came so far
+        req.queued_body = req.length if req.length >= 0 else req.size
+        req.method = self.parser.get_method()
+        req.keep_alive = self.parser.should_keep_alive()
+        self._start(req)
+
+    def _drop_unanswered(self) -> None:
+        """A streamed request whose body the gateway refuses (too large, too slow, bad
+        framing) is dropped at the replica, so the client gets the error, as it would
+        had the body been read whole first; unless its response has begun."""
+        req = self.req
+        if req is not None and req.streaming and self.current is req and not req.started:
+            self._abandon(req)
+
+    def _body_done(self, req: H1Request) -> None:
+        """The last piece of a streamed request body is in."""
+        req.body_done = True
+        self.hold_body(False)
+        if self.current is not req:
+            return  # answered already (an early response, a 504, an error)
+        sink, ep = req.body_sink, req.parked
+        if sink is not None:
+            req.body_sink = None
+            sink.write(req.take_body())
+        elif ep is not None:
+            req.parked = None
+            self._send(req, ep)
+
+    def hold_body(self, hold: bool) -> None:
+        transport = self.transport
+        if transport is None or self.closed or hold == self.body_held:
+            return
+        self.body_held = hold
+        if self.reading_paused:
+            return  # paused for pipelining: complete() resumes it
+        if hold:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
     def _start(self, req: H1Request) -> None:
         self.current = req
         url = req.url
@@ -430,6 +504,13 @@ class ClientConnection(asyncio.Protocol):
             parts.append(b"TE: trailers\r\n")
         if req.upgrade:
             parts += (b"Connection: Upgrade\r\nUpgrade: ", req.upgrade, b"\r\n")
+        if req.streaming:
+            # the body follows as it arrives, framed as the client framed it
+            if req.chunked:
+                parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+            else:
+                parts.append(b"Content-Length: %d\r\n\r\n" % req.length)
+            return b"".join(parts)
         body_len = req.size
         if body_len or req.method in (b"POST", b"PUT", b"PATCH") or req.chunked:
             parts.append(b"Content-Length: %d\r\n" % body_len)
@@ -452,6 +533,9 @@ class ClientConnection(asyncio.Protocol):
             self._abandon(req)
             return
         if req.target is not None and req.target.h2c:
+            if req.streaming and not req.body_done:
+                req.parked = ep  # the bridge sends a whole body: it goes once all is in
+                return
             H1Bridge(self, req, ep)  # the revision speaks HTTP/2 (port named h2c)
             return
         idle = ep.idle
@@ -486,13 +570,16 @@ class ClientConnection(asyncio.Protocol):
         target, ep = req.target, req.endpoint
         req.upstream = None
         req.endpoint = None
+        req.body_sink = None
         if target is None or ep is None or self.current is not req:
             return
         target.release(ep)
         if self.closed:
             self._abandon(req)
             return
-        retry = (not sent or req.method in _IDEMPOTENT) and req.attempts < _MAX_ATTEMPTS
+        # a streamed body's pieces written to the replica are gone: it cannot go again
+        again = req.method in _IDEMPOTENT and not req.streaming
+        retry = (not sent or again) and req.attempts < _MAX_ATTEMPTS
         if retry:
             if not sent and ep in target.endpoints:
                 # A refused connection means the replica is gone; stop sending to it.
@@ -584,6 +671,10 @@ class ClientConnection(asyncio.Protocol):
 
     def first_byte(self, req: H1Request) -> None:
         req.started = True
+        if req.streaming and self.req is req:
+            # the replica answers while the client still sends: the body's pauses are
+            # no longer a slow client's
+            self.read_deadline = self.loop.time() + self.limits.idle_timeout
         target = req.target
         if target is not None and target.idle_timeout > 0:
             # idleTimeoutSeconds: from now on the deadline moves with every chunk
@@ -598,6 +689,10 @@ class ClientConnection(asyncio.Protocol):
     def response_done(self, req: H1Request, conn: H1Link, reusable: bool) -> None:
         ep = req.endpoint
         req.upstream = None
+        if req.streaming and not req.body_done:
+            # answered before the client's body was all in: the replica connection is
+            # left mid-request, and what the client still sends is read and dropped
+            reusable = False
         if ep is not None:
             if reusable and ep.alive:
                 conn.idle_since = self.loop.time()
@@ -670,6 +765,10 @@ class ClientConnection(asyncio.Protocol):
 
     def complete(self, req: H1Request, close: bool) -> None:
         self.deadlines.items.pop(req, None)
+        req.body_sink = None
+        req.parked = None
+        if self.body_held:
+            self.hold_body(False)
         if req.span is not None and self.sink is not None:
             self.tracing.record_h1(req.span, req.method, req.url, req.host, req.target, req.failed)
             req.span = None
@@ -714,6 +813,8 @@ class ClientConnection(asyncio.Protocol):
         if conn is not None:
             req.upstream = None
             conn.abort()
+        req.body_sink = None
+        req.parked = None
         if req.endpoint is not None and target is not None:
             target.release(req.endpoint)
             req.endpoint = None
@@ -832,13 +933,18 @@ def _deadlines_for(loop: asyncio.AbstractEventLoop) -> _Deadlines:
 class _Grant:
     """A held request waiting for an endpoint (the activator / concurrency queue)."""
 
-    __slots__ = ("client", "req", "size", "target")
+    __slots__ = ("client", "req", "target")
 
     def __init__(self, client: ClientConnection, req: H1Request, target: RevisionTarget) -> None:
         self.client = client
         self.req = req
         self.target = target
-        self.size = len(req.head)
+
+    @property
+    def size(self) -> int:
+        """The bytes the request holds in the queue (it changes only while queued, and
+        the revision's ``queued_bytes`` with it)."""
+        return len(self.req.head) + self.req.queued_body
 
     def grant(self, endpoint: Endpoint) -> None:
         client, req = self.client, self.req

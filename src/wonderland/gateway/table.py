@@ -54,9 +54,11 @@ class ColdStart:
 
 class Waiter(Protocol):
     """Something waiting for an endpoint of a revision (a held request) and the request
-    bytes it holds (``size``: what the queue's byte budget counts)."""
+    bytes it holds (``size``: what the queue's byte budget counts; it may grow while the
+    request is queued, the revision's ``queued_bytes`` with it)."""
 
-    size: int
+    @property
+    def size(self) -> int: ...
 
     def grant(self, endpoint: Endpoint) -> None: ...
 

@@ -55,6 +55,11 @@ class UpstreamConnection(asyncio.Protocol):
         req.upstream = self
         assert self.transport is not None
         self.transport.write(req.head)
+        if req.streaming:
+            # the body so far, and from now on each piece as the client sends it
+            self.transport.write(req.take_body())
+            if not req.body_done:
+                req.body_sink = self
         if client.paused:
             self.transport.pause_reading()
 
@@ -168,6 +173,17 @@ class UpstreamConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
+
+    def pause_writing(self) -> None:
+        # a replica slower to read a streamed request body than the client is to send it
+        client = self.client
+        if client is not None:
+            client.hold_body(True)
+
+    def resume_writing(self) -> None:
+        client = self.client
+        if client is not None:
+            client.hold_body(False)
 
     def pause_reading(self) -> None:
         if self.transport is not None:

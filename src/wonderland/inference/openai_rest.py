@@ -154,7 +154,8 @@ class OpenAIRoutes:
         try:
             return await self._handle(method, path, doc)
         except ContextLengthError as exc:
-            return openai_error(str(exc), 400, "messages", "context_length_exceeded")
+            param = "messages" if path.endswith("/chat/completions") else "prompt"
+            return openai_error(str(exc), 400, param, "context_length_exceeded")
         except ModelNotFoundError as exc:
             return openai_error(str(exc), 404, "model", "model_not_found")
         except InferenceServerError as exc:

@@ -28,7 +28,7 @@ from wonderland.inference.errors import (
 )
 from wonderland.inference.generate_rest import GENERATE_ACTIONS, GenerateRoutes
 from wonderland.inference.model import CustomModel
-from wonderland.inference.openai_proxy import OpenAIProxyHooks
+from wonderland.inference.openai_proxy import OpenAIProxyHooks, RawRequest
 from wonderland.inference.openai_rest import OPENAI_PREFIX, OpenAIRoutes, openai_error
 from wonderland.inference.predictor import ForwardedReply, PredictorClient
 from wonderland.inference.sse import EventStream, JsonAnswer
@@ -237,7 +237,7 @@ class RestApp:
                     route = scope["path"].removeprefix(OPENAI_PREFIX)
                     hooks = OpenAIProxyHooks.of(model.obj, route)
                     if hooks is not None:  # KServe's OpenAIProxyModel hook names
-                        doc, body = await hooks.request(doc)
+                        doc, body = await hooks.request(doc, RawRequest(scope))
                     reply = await predictor.forward(scope["path"], body, _str_headers(headers))
                     if hooks is not None:
                         reply = await hooks.reply(reply, doc)
