@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -464,11 +465,15 @@ def podman_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[st
     """podman with its storage in tmp; reset (and its overlay unmounted) when done."""
     binary = _tool("podman")
     root = tmp_path_factory.mktemp("podman")
-    storage = [binary, "--root", str(root / "storage"), "--runroot", str(root / "run")]
+    # podman refuses a runroot longer than 50 characters, which pytest's tmp paths under
+    # xdist are: the runroot gets a short folder of its own
+    runroot = tempfile.mkdtemp(prefix="wl-podman-", dir="/tmp")
+    storage = [binary, "--root", str(root / "storage"), "--runroot", runroot]
     try:
         yield storage
     finally:
         subprocess.run([*storage, "system", "reset", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(runroot, ignore_errors=True)
         overlay = root / "storage" / "overlay"
         if os.path.ismount(overlay):
             subprocess.run(["umount", str(overlay)], capture_output=True, timeout=60)

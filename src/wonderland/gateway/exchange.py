@@ -60,7 +60,9 @@ class H1Request:
     connection = b""
     chunked = False
     size = 0  # body bytes
-    # metrics: arrival, send to the replica that answers (-1: none), status, that replica
+    # metrics: arrival, send to the replica that answers (-1: none), status, that replica;
+    # times are time.monotonic(), not loop.time(), which uvloop keeps in whole milliseconds
+    # (a sub-millisecond request would be timed as 0)
     t0 = 0.0
     sent = -1.0
     status = 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from time import time_ns
+from time import monotonic, time_ns
 from typing import cast
 
 import h2.config
@@ -334,7 +334,7 @@ class H2ClientConnection(asyncio.Protocol):
             return
         stream.target = target
         target.begin()
-        stream.t0 = self.loop.time()
+        stream.t0 = monotonic()
         if self.tracing.mode != "off":
             self._trace(stream, traceparent)
         stream.timer = self.loop.call_later(target.timeout, self._timeout, stream)
@@ -361,7 +361,7 @@ class H2ClientConnection(asyncio.Protocol):
             stream.span = (trace_id.decode(), span_id.decode(), parent_id.decode(), time_ns())
 
     def _send(self, stream: H2Stream, ep: Endpoint) -> None:
-        now = self.loop.time()
+        now = monotonic()
         if stream.waiting:
             stream.waiting = False
             rec = stream.target.recorder if stream.target is not None else None
@@ -526,7 +526,7 @@ class H2ClientConnection(asyncio.Protocol):
         if target is not None:
             rec = target.recorder
             if rec is not None and stream.responded:
-                now = self.loop.time()
+                now = monotonic()
                 sent = stream.sent
                 rec.request(
                     ep if sent >= 0 else None,

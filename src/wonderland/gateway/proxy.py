@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from time import time_ns
+from time import monotonic, time_ns
 from typing import Protocol, cast
 from urllib.parse import quote_from_bytes
 
@@ -446,7 +446,7 @@ class ClientConnection(asyncio.Protocol):
             return
         req.target = target
         target.begin()
-        req.t0 = self.loop.time()
+        req.t0 = monotonic()
         if self.propagate:
             # continue the client's trace (or start one): a new span id for the replica
             header, trace_id, span_id, parent_id = child_bytes(req.traceparent)
@@ -519,7 +519,7 @@ class ClientConnection(asyncio.Protocol):
         return b"".join(parts)
 
     def _send(self, req: H1Request, ep: Endpoint) -> None:
-        now = self.loop.time()
+        now = monotonic()
         if req.waiting:
             req.waiting = False
             rec = req.target.recorder if req.target is not None else None
@@ -776,7 +776,7 @@ class ClientConnection(asyncio.Protocol):
         if target is not None:
             rec = target.recorder
             if rec is not None:
-                now = self.loop.time()
+                now = monotonic()
                 sent = req.sent
                 rec.request(
                     req.pod, req.status or 502, now - req.t0, now - sent if sent >= 0 else -1.0
