@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import h2.config
+import h2.connection
 import h2.errors
 import h2.events
 import h2.settings
@@ -292,6 +294,84 @@ async def test_a_streamed_body_waits_for_a_replica_that_reads_slowly() -> None:
     assert accepted < total // 3, accepted
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok")
     assert received == [total]
+
+
+async def _early_h2c_replica(
+    resets: list[int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """An h2c replica that takes one stream at a time, answers each at its first piece of
+    body and resets nothing (``resets``: the streams the gateway reset)."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    conn.local_settings = h2.settings.Settings(
+        client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1}
+    )
+    conn.initiate_connection()
+    answered: set[int] = set()
+    while True:
+        writer.write(conn.data_to_send())
+        data = await reader.read(65536)
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.StreamReset):
+                resets.append(event.stream_id)
+            elif isinstance(event, h2.events.DataReceived | h2.events.StreamEnded):
+                sid = event.stream_id
+                if sid not in answered:
+                    answered.add(sid)
+                    conn.send_headers(sid, [(":status", "200"), ("content-length", "5")])
+                    conn.send_data(sid, b"early", end_stream=True)
+    writer.close()
+
+
+@pytest.mark.parametrize("http2", [True], ids=["h2"])
+async def test_an_h2c_replica_that_answers_before_the_body_is_in_gets_its_stream_back(
+    http2: bool,
+) -> None:
+    """An h2c replica that answers a streamed body early, and resets nothing, has the
+    stream cancelled by the gateway: it is not left open there, where the replica's
+    one-stream limit would hold the next request back for good."""
+    resets: list[int] = []
+    server = await asyncio.start_server(
+        lambda r, w: _early_h2c_replica(resets, r, w), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with gateway_to(port, h2c=True) as (gw, target):
+            if http2:
+                client = RawH2()
+                await client.connect(gw.port)
+                sid = client.conn.get_next_available_stream_id()
+                head = [(":method", "POST"), (":scheme", "http"), (":authority", HOST)]
+                client.conn.send_headers(sid, [*head, (":path", "/up")])
+                client.conn.send_data(sid, b"a")
+                client.flush()
+                await client.wait(lambda: sid in client.ended)
+                client.conn.send_data(sid, b"b", end_stream=True)
+                second = client.request(HOST, "/up", b"c")
+                with contextlib.suppress(TimeoutError):
+                    await client.wait(lambda: second in client.ended)
+                got, more = bytes(client.data[sid]), bytes(client.data.get(second, b""))
+                await client.close()
+            else:
+                reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+                head_h1 = b"POST /up HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+                writer.write(head_h1 + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+                got = b""
+                while b"early" not in got:
+                    got += await asyncio.wait_for(reader.read(4096), 10)
+                # the rest of the first body, then a second request on the same connection
+                writer.write(b"1\r\nb\r\n0\r\n\r\n" + head_h1 + b"Content-Length: 1\r\n\r\nc")
+                more = b""
+                with contextlib.suppress(TimeoutError):
+                    while b"early" not in more:
+                        more += await asyncio.wait_for(reader.read(4096), 10)
+                writer.close()
+            await wait_until(lambda: target.in_flight == 0, 10, "both requests done")
+    finally:
+        server.close()
+    assert got.endswith(b"early") and more.endswith(b"early"), (got, more)
+    assert resets == [1]
 
 
 async def test_the_activator_queue_is_bounded_in_bytes_as_well(replica: int) -> None:

@@ -4,7 +4,9 @@ Streams start once the replica's SETTINGS have arrived and only while it has roo
 them (``SETTINGS_MAX_CONCURRENT_STREAMS``): a stream past its limit waits here, in
 order, instead of failing, and starts when another one closes or the limit rises. After
 a GOAWAY the waiting streams go to a fresh connection. Response bytes are acknowledged to
-the replica only once the client side has written them on (``consumed``).
+the replica only once the client side has written them on (``consumed``). A stream the
+replica answers before the request's body is all sent is cancelled (RST_STREAM) when the
+client side is done with it.
 """
 
 from __future__ import annotations
@@ -131,11 +133,17 @@ class UpstreamH2(asyncio.Protocol):
                     del self.queue[i]
                     break
             return
-        if self.streams.pop(up_id, None) is not None and reset and not self.lost:
-            try:
-                self.conn.reset_stream(up_id, h2.errors.ErrorCodes.CANCEL)
-            except h2.exceptions.ProtocolError:
-                pass
+        self.streams.pop(up_id, None)
+        if not self.lost:
+            # a reset, or a stream the replica has ended (answered) while the request's
+            # body was still going: only half closed, it would stay open at the replica
+            # and count against its stream limit
+            open_stream = self.conn.streams.get(up_id)
+            if open_stream is not None and not open_stream.closed:
+                try:
+                    self.conn.reset_stream(up_id, h2.errors.ErrorCodes.CANCEL)
+                except h2.exceptions.ProtocolError:
+                    pass
         self.sender.forget(up_id)
         left = self.unacked.pop(up_id, 0)
         if left and not self.lost:
