@@ -296,6 +296,84 @@ async def test_a_streamed_body_waits_for_a_replica_that_reads_slowly() -> None:
     assert received == [total]
 
 
+async def test_a_streamed_body_waits_for_an_h2c_replica_whose_window_is_spent() -> None:
+    """To an h2c replica, a streamed request body goes as its flow-control window allows:
+    while the replica acknowledges nothing, the gateway stops reading the client rather
+    than holding what it sends; its WINDOW_UPDATEs let the rest through, all of it."""
+    release = asyncio.Event()
+    received: list[int] = []
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        size = owed = 0
+        ended = 0
+        while not ended:
+            data = await reader.read(65536)
+            if not data:
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    size += len(event.data)
+                    owed += event.flow_controlled_length
+                    if release.is_set():
+                        conn.acknowledge_received_data(owed, event.stream_id)
+                        owed = 0
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = event.stream_id
+            if not release.is_set() and size >= 65535:
+                # the default windows (65,535 bytes) are spent: nothing more may come
+                await release.wait()
+                conn.acknowledge_received_data(owed, 1)
+                owed = 0
+            writer.write(conn.data_to_send())
+        received.append(size)
+        conn.send_headers(ended, [(":status", "200")])
+        conn.send_data(ended, b"ok", end_stream=True)
+        writer.write(conn.data_to_send())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    total = 48 * 1024 * 1024
+    try:
+        async with gateway_to(port, h2c=True) as (gw, _):
+
+            def upload() -> tuple[int, bytes]:
+                with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+                    sock.sendall(
+                        b"POST /up HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+                        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % total
+                    )
+                    sock.setblocking(False)
+                    piece = b"u" * 65536
+                    sent = 0
+                    deadline = time.monotonic() + 1.0
+                    while sent < total and time.monotonic() < deadline:
+                        try:
+                            sent += sock.send(piece[: total - sent])
+                        except BlockingIOError:
+                            time.sleep(0.01)
+                    accepted = sent
+                    loop.call_soon_threadsafe(release.set)
+                    sock.setblocking(True)
+                    rest = total - sent
+                    while rest > 0:
+                        rest -= sock.send(piece[:rest])
+                    return accepted, _read_all(sock, 10)
+
+            loop = asyncio.get_running_loop()
+            accepted, answer = await asyncio.to_thread(upload)
+    finally:
+        server.close()
+    # what the kernel's socket buffers and the replica's window hold, not what was offered
+    assert accepted < total // 3, accepted
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n2\r\nok\r\n0\r\n\r\n")
+    assert received == [total]
+
+
 async def _early_h2c_replica(
     resets: list[int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
@@ -324,7 +402,7 @@ async def _early_h2c_replica(
     writer.close()
 
 
-@pytest.mark.parametrize("http2", [True], ids=["h2"])
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "h2"])
 async def test_an_h2c_replica_that_answers_before_the_body_is_in_gets_its_stream_back(
     http2: bool,
 ) -> None:

@@ -184,7 +184,11 @@ class H1Bridge:
     """An HTTP/1.1 request to an h2c revision, sent as one stream on the replica's shared
     HTTP/2 connection (an ``H2Peer`` there, an ``H1Upstream`` for the client): the
     response comes back as HTTP/1.1 (chunked unless it has a content-length, HTTP/2
-    trailers as chunked trailers)."""
+    trailers as chunked trailers).
+
+    A body still arriving when the request starts (``req.streaming``) follows as DATA
+    frames piece by piece (an ``H1BodySink``); while the replica's flow-control window
+    leaves a piece waiting at the gateway, the client is not read."""
 
     def __init__(self, client: H1Client, req: H1Request, ep: Endpoint) -> None:
         self.client = client
@@ -195,15 +199,30 @@ class H1Bridge:
         self.done = False
         self.paused = False
         self.owed = 0  # response bytes written while the client was backed up
+        self.unsent = 0  # request body bytes handed on that wait for the replica's window
+        self.holding = False  # the client is not read until they have gone
         body = b"".join(req.body)
-        self.stream = H2Stream(0, self._headers(body))
-        self.stream.pending = [(body, True)]
-        self.stream.ended = True
+        if req.streaming:
+            # the pieces so far now, the others as they come (send_body)
+            req.body = []
+            ended = req.body_done
+            self.stream = H2Stream(0, self._headers(req.length))
+            self.stream.pending = [(body, ended)] if body or ended else []
+            self.stream.ended = ended
+            self.unsent = len(body)
+            if not ended:
+                req.body_sink = self
+        else:
+            self.stream = H2Stream(0, self._headers(len(body)))
+            self.stream.pending = [(body, True)]
+            self.stream.ended = True
         self.upstream = UpstreamH2.for_endpoint(ep)
         req.upstream = self
         self.upstream.open(self, self.stream)
 
-    def _headers(self, body: bytes) -> list[tuple[str, str]]:
+    def _headers(self, length: int) -> list[tuple[str, str]]:
+        """The stream's headers; ``length``: the body's (-1: not known, a chunked one
+        still arriving)."""
         req = self.req
         host = req.host.decode("latin-1")
         out = [
@@ -229,8 +248,8 @@ class H1Bridge:
             out.append(("x-forwarded-proto", "http"))
         if grpc or (req.te and keeps_te(req.te)):
             out.append(("te", "trailers"))  # gRPC over HTTP/1.1 (e.g. grpc-web proxies)
-        if body or req.method in (b"POST", b"PUT", b"PATCH"):
-            out.append(("content-length", str(len(body))))
+        if length > 0 or (length == 0 and req.method in (b"POST", b"PUT", b"PATCH")):
+            out.append(("content-length", str(length)))
         return out
 
     # -- H2Peer: what the replica's connection calls back --
@@ -238,7 +257,29 @@ class H1Bridge:
         return stream.headers
 
     def request_consumed(self, stream: H2Stream, size: int) -> None:
-        pass  # the whole body is already read from the client
+        self.unsent -= size
+        if self.holding and self.unsent <= 0:
+            # the replica's window took what waited (a WINDOW_UPDATE): read the client on
+            self.holding = False
+            self.client.hold_body(False)
+
+    # -- H1BodySink: a streamed body's pieces as the client sends them --
+    def send_body(self, req: H1Request) -> None:
+        pieces, req.body = req.body, []
+        if self.done:
+            return
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        end = req.body_done
+        if not data and not end:
+            return
+        self.unsent += len(data)
+        self.stream.ended = end
+        self.upstream.send_data(self.stream, data, end)
+        if self.unsent > 0 and not self.holding and not end:
+            # the replica's window is spent (or the stream waits to start): what the
+            # client sends next waits in the client's socket, not in the gateway
+            self.holding = True
+            self.client.hold_body(True)
 
     def _write(self, data: bytes, size: int) -> None:
         """Write response bytes (``size`` of them the replica's data) to the client."""
@@ -339,6 +380,8 @@ class H1Bridge:
 
     def _finish(self) -> None:
         self.done = True
+        # answered before a streamed body was all in: the stream is cancelled at the
+        # replica (detach) and the rest of the body is read and dropped
         self.upstream.detach(self.stream, reset=False)
         self._release()
         self.client.complete(self.req, close=False)

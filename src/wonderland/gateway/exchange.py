@@ -8,6 +8,8 @@ four pairings (H1 to H1, H1 to h2c, H2 to H1, H2 to h2c) are built from the same
 
 - ``H1Client``: the client's HTTP/1.1 connection, as the replica side of a request sees it;
 - ``H1Upstream``: what carries an HTTP/1.1 request to the replica, as the client sees it;
+- ``H1BodySink``: where the pieces of a streamed HTTP/1.1 request body go as they arrive
+  (the replica's HTTP/1.1 connection, or the bridge's stream to an h2c replica);
 - ``H2Peer``: the client side of one HTTP/2 stream to a replica (an HTTP/2 client, or
   the bridge that turns an HTTP/1.1 request into a stream);
 - ``H2Source``: what carries one client HTTP/2 stream to the replica (a shared HTTP/2
@@ -24,7 +26,16 @@ from typing import Protocol
 
 from wonderland.gateway.table import Endpoint, RevisionTarget
 
-__all__ = ["H1Client", "H1Link", "H1Request", "H1Upstream", "H2Peer", "H2Source", "H2Stream"]
+__all__ = [
+    "H1BodySink",
+    "H1Client",
+    "H1Link",
+    "H1Request",
+    "H1Upstream",
+    "H2Peer",
+    "H2Source",
+    "H2Stream",
+]
 
 
 class H1Request:
@@ -73,8 +84,7 @@ class H1Request:
     length = -1  # the client's content-length (-1: none)
     streaming = False  # the request started before its body was in
     body_done = False  # (streaming) the client's body is all in
-    parked: Endpoint | None = None  # (streaming) an endpoint waiting for the whole body
-    body_sink: H1Link | None = None  # (streaming) the replica connection the body goes to
+    body_sink: H1BodySink | None = None  # (streaming) where the body's pieces go
     queued_body = 0  # (streaming) body bytes counted against the activator's queue
 
     def __init__(self) -> None:
@@ -91,6 +101,17 @@ class H1Request:
         if self.body_done:
             out.append(b"0\r\n\r\n")
         return b"".join(out)
+
+
+class H1BodySink(Protocol):
+    """Where a streamed request body goes as it arrives: the replica's HTTP/1.1
+    connection (framed as the client framed it) or a bridge's HTTP/2 stream (as DATA
+    frames, within the replica's flow-control window). A sink that cannot keep up tells
+    the client side to stop reading (``H1Client.hold_body``)."""
+
+    def send_body(self, req: H1Request) -> None:
+        """Send the pieces of ``req.body`` (and forget them), with the body's end once
+        ``req.body_done``."""
 
 
 class H1Upstream(Protocol):

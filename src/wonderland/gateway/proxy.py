@@ -296,7 +296,7 @@ class ClientConnection(asyncio.Protocol):
         self.read_deadline = self.loop.time() + pause
         sink = req.body_sink
         if sink is not None:
-            sink.write(req.take_body())
+            sink.send_body(req)
 
     def _refuse_body(self) -> None:
         self.refusal = (
@@ -371,13 +371,10 @@ class ClientConnection(asyncio.Protocol):
         self.hold_body(False)
         if self.current is not req:
             return  # answered already (an early response, a 504, an error)
-        sink, ep = req.body_sink, req.parked
+        sink = req.body_sink
         if sink is not None:
             req.body_sink = None
-            sink.write(req.take_body())
-        elif ep is not None:
-            req.parked = None
-            self._send(req, ep)
+            sink.send_body(req)
 
     def hold_body(self, hold: bool) -> None:
         transport = self.transport
@@ -533,9 +530,6 @@ class ClientConnection(asyncio.Protocol):
             self._abandon(req)
             return
         if req.target is not None and req.target.h2c:
-            if req.streaming and not req.body_done:
-                req.parked = ep  # the bridge sends a whole body: it goes once all is in
-                return
             H1Bridge(self, req, ep)  # the revision speaks HTTP/2 (port named h2c)
             return
         idle = ep.idle
@@ -766,7 +760,6 @@ class ClientConnection(asyncio.Protocol):
     def complete(self, req: H1Request, close: bool) -> None:
         self.deadlines.items.pop(req, None)
         req.body_sink = None
-        req.parked = None
         if self.body_held:
             self.hold_body(False)
         if req.span is not None and self.sink is not None:
@@ -814,7 +807,6 @@ class ClientConnection(asyncio.Protocol):
             req.upstream = None
             conn.abort()
         req.body_sink = None
-        req.parked = None
         if req.endpoint is not None and target is not None:
             target.release(req.endpoint)
             req.endpoint = None

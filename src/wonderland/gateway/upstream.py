@@ -174,6 +174,10 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(data)
 
+    def send_body(self, req: H1Request) -> None:
+        if self.transport is not None:
+            self.transport.write(req.take_body())
+
     def pause_writing(self) -> None:
         # a replica slower to read a streamed request body than the client is to send it
         client = self.client
