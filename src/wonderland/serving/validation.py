@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from wonderland.api import admission
+from wonderland.api.admission import Admission
 from wonderland.autoscaler import AutoscalerConfig, ScalingSpec
 from wonderland.autoscaler.config import parse_duration
 from wonderland.errors import InvalidError
@@ -375,8 +375,8 @@ def check_revision(new: Obj, old: Obj | None) -> None:
         raise InvalidError((exc.field or "spec").replace("@.", ""), exc.reason_text) from None
 
 
-def register_checks() -> None:
-    """Register the serving admission checks with :mod:`wonderland.api.admission`."""
+def register_checks(admission: Admission) -> None:
+    """Register the serving admission checks into ``admission``."""
     admission.register("services.serving.knative.dev", check_service)
     admission.register("configurations.serving.knative.dev", check_configuration)
     admission.register("routes.serving.knative.dev", check_route)
