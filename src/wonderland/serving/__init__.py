@@ -52,14 +52,16 @@ def install(platform: Platform) -> ServingSystem:
             return True
         return True
 
-    validation.revision_exists = revision_exists
-    validation.current_limits = lambda: (
-        system.config.max_revision_timeout_seconds,
-        system.config.container_concurrency_max_limit,
-        system.config.autoscaler,
+    checks = validation.ServingChecks(
+        revision_exists,
+        limits=lambda: (
+            system.config.max_revision_timeout_seconds,
+            system.config.container_concurrency_max_limit,
+            system.config.autoscaler,
+        ),
+        features=lambda: system.config.features,
     )
-    validation.current_features = lambda: system.config.features
-    install_admission(platform.admission, platform.settings)
+    validation.register_checks(platform.admission, checks)
     for reconciler in (
         ConfigMapReconciler(system),
         ServiceReconciler(system),
