@@ -2,10 +2,12 @@
 
 The daemon opens the store, creates the controller manager, then imports each module
 named in :data:`PLUGINS` and calls its ``install(platform)``. A plugin registers
-reconcilers on ``platform.controllers``, admission checks through
-:mod:`wonderland.api.admission`, and long-running services (gateway, runtime) with
-:meth:`Platform.add_service`. Services start in order after the controllers and stop
-in reverse order on shutdown.
+reconcilers on ``platform.controllers``, admission checks into ``platform.admission``
+(the store's own, so a second platform in the same process does not run them), and
+long-running services (gateway, runtime) with :meth:`Platform.add_service`.
+Services start in order after the controllers and stop in reverse order on shutdown.
+A plugin whose kinds have checks also has ``install_admission(admission, settings)``:
+:func:`default_admission` collects them for validating manifests with no platform.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from wonderland.api.admission import Admission
+from wonderland.api.core_checks import core_admission
 from wonderland.controllers import ControllerManager
 from wonderland.errors import ConfigError
 from wonderland.settings import Settings
 from wonderland.store import Store
 
-__all__ = ["PLUGINS", "Platform", "PlatformService"]
+__all__ = ["PLUGINS", "Platform", "PlatformService", "default_admission"]
 
 log = logging.getLogger("wonderland.platform")
 
@@ -85,6 +89,11 @@ class Platform:
         store = Store.open(state_dir)
         return cls(store, ControllerManager(store), state_dir, settings)
 
+    @property
+    def admission(self) -> Admission:
+        """The checks, defaults and mutating steps of this platform's store."""
+        return self.store.admission
+
     def add_service(self, service: PlatformService) -> None:
         """Start ``service`` after the controllers; stop it in reverse order."""
         self.services.append(service)
@@ -139,3 +148,16 @@ class Platform:
             except Exception:
                 log.exception("stopping %s failed", type(service).__name__)
         await self.controllers.stop()
+
+
+def default_admission(settings: Settings, modules: tuple[str, ...] | None = None) -> Admission:
+    """The admission a platform with ``modules`` (every plugin) has, without a store: the
+    core checks and each plugin's ``install_admission``. ``wonderland apply`` checks
+    manifests with it before it sends them, so a mistake is reported with its file and
+    line. Checks that read other objects need a store and run on the daemon only."""
+    admission = core_admission()
+    for name in PLUGINS if modules is None else modules:
+        install = getattr(importlib.import_module(name), "install_admission", None)
+        if install is not None:
+            install(admission, settings)
+    return admission

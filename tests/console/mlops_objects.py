@@ -7,9 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from wonderland.errors import NotFoundError
 from wonderland.store import Store
-from wonderland.training.catalog import default_runtimes
 
 Obj = dict[str, Any]
 TRAINER = "trainer.kubeflow.org/v1alpha1"
@@ -45,20 +43,8 @@ def report(
     return store.update_status(job)
 
 
-def add_runtime(store: Store, name: str = "torch-distributed") -> None:
-    """The platform's ClusterTrainingRuntime ``name``, as `wonderland up` installs it (the
-    TrainJob webhook refuses a job whose runtime is missing once a platform in this process
-    has installed it)."""
-    try:
-        store.get("clustertrainingruntimes.trainer.kubeflow.org", None, name)
-    except NotFoundError:
-        (runtime,) = [r for r in default_runtimes() if r["metadata"]["name"] == name]
-        store.create(runtime)
-
-
 def add_trainjob(store: Store, name: str = "iris", namespace: str = "default") -> Obj:
     """A TrainJob on torch-distributed with 2 nodes, env (one value secret-like), running."""
-    add_runtime(store)
     return with_status(
         store,
         {

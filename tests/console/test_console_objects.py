@@ -449,7 +449,7 @@ def _experiment_form(**changes: str) -> list[tuple[str, str]]:
 async def test_an_experiment_from_the_template_form(console: Console) -> None:
     from wonderland.tuning import admission
 
-    admission.install()  # what the daemon's tuning plugin installs
+    admission.install(console.store.admission)  # what the daemon's tuning plugin installs
     experiments = "experiments.kubeflow.org"
     async with console.signed_in() as client:
         listing = (await client.get("/experiments")).text

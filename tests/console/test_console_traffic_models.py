@@ -234,7 +234,7 @@ def _traffic(store: Store) -> Any:
 async def test_traffic_post_validates_like_knative_and_updates_the_service(
     console: Console,  # noqa: F811
 ) -> None:
-    validation.register_checks()  # what the daemon's serving system installs
+    validation.register_checks(console.store.admission)  # what the serving plugin installs
     _add_service(console.store)
     before = _traffic(console.store)
     async with console.client() as anonymous:

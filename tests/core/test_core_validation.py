@@ -4,8 +4,12 @@ from typing import Any
 
 import pytest
 
-from wonderland.api import admission, registry
+from wonderland.api import registry
+from wonderland.api.admission import Admission
+from wonderland.api.core_checks import core_admission
 from wonderland.errors import InvalidError, NotFoundError
+
+admission = core_admission()  # what every store checks, with no platform installed
 
 
 def ksvc(**container: Any) -> dict[str, Any]:
@@ -157,14 +161,14 @@ def test_unknown_api_version_is_invalid() -> None:
         admission.admit(obj)
 
 
-def test_registered_checks_run_after_schema(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(admission, "_CHECKS", {})
+def test_registered_checks_run_after_schema() -> None:
+    checks = Admission()
 
     def no_latest(new: dict[str, Any], old: dict[str, Any] | None) -> None:
         if new["spec"]["containers"][0]["image"].endswith(":latest"):
             raise InvalidError("spec.containers[0].image", "pin a version")
 
-    admission.register("revisions.serving.knative.dev", no_latest)
+    checks.register("revisions.serving.knative.dev", no_latest)
     rev = {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Revision",
@@ -172,4 +176,8 @@ def test_registered_checks_run_after_schema(monkeypatch: pytest.MonkeyPatch) -> 
         "spec": {"containers": [{"image": "app:latest"}]},
     }
     with pytest.raises(InvalidError, match="pin a version"):
-        admission.admit(rev)
+        checks.admit(rev)
+    rev["spec"]["containers"][0]["image"] = "app:1.0"
+    checks.admit(rev)
+    with pytest.raises(InvalidError, match=r"spec\.containers\[0\]\.image: expected string"):
+        checks.admit({**rev, "spec": {"containers": [{"image": 1}]}})  # schema first

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from wonderland.api import admission
+from wonderland.api.core_checks import core_admission
 from wonderland.errors import InvalidError
 from wonderland.kserve.validation import register_checks
 
-register_checks()
+admission = core_admission()
+register_checks(admission)
 
 
 def isvc(predictor: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from wonderland.api import admission as api_admission
 from wonderland.controllers import events
 from wonderland.errors import InvalidError
 from wonderland.notebooks import poddefaults
@@ -38,10 +37,10 @@ IMAGE = "kubeflownotebookswg/jupyter-scipy:v1.10.0"
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    admission.install()
-    poddefaults.install()
-    api_admission.register(NOTEBOOKS, check_notebook)
     opened = Store.open(tmp_path / "state")
+    admission.install(opened.admission)
+    poddefaults.install(opened.admission)
+    opened.admission.register(NOTEBOOKS, check_notebook)
     try:
         yield opened
     finally:

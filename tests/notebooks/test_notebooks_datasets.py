@@ -25,8 +25,8 @@ IRIS = "sepal_length,sepal_width,species,wild\n5.1,3.5,setosa,true\n4.9,3,setosa
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    admission.install()
     opened = Store.open(tmp_path / "state")
+    admission.install(opened.admission)
     try:
         yield opened
     finally:

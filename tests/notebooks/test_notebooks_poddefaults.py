@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from _support.daemon import wait_until
 
-from wonderland.api import admission as api_admission
 from wonderland.errors import AdmissionDeniedError, InvalidError
 from wonderland.notebooks import defaults, poddefaults
 from wonderland.platform import Platform
@@ -25,9 +24,9 @@ Obj = dict[str, Any]
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    admission.install()
-    poddefaults.install()
     opened = Store.open(tmp_path / "state")
+    admission.install(opened.admission)
+    poddefaults.install(opened.admission)
     try:
         yield opened
     finally:
@@ -162,7 +161,7 @@ def test_shipped_defaults_give_mlflow_and_the_api_to_pods_that_opt_in(store: Sto
     defaults.ensure_shipped(store, "http://127.0.0.1:5000")
     kept = store.get(poddefaults.PODDEFAULTS, "default", "access-mlflow")
     assert kept["spec"]["env"][0]["value"] == "http://mlflow.example"
-    assert api_admission.has_mutations("pods")
+    assert store.admission.has_mutations("pods")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 from serving_env import APP, CFG, DOMAIN, KSVC, REV, ROUTE, Env, ksvc
 
-from wonderland.errors import InvalidError
+from wonderland.errors import InvalidError, NotFoundError
+from wonderland.serving.validation import ServingChecks, register_checks
+from wonderland.store import Store
 
 HOST = f"hello.default.{DOMAIN}"
 
@@ -620,3 +623,42 @@ async def test_a_revision_whose_pod_does_not_fit_says_why(platform_env: Env) -> 
     )
     message = env.cond(REV, "gpu-00001")["message"]
     assert message == "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+
+
+def test_each_platforms_route_check_looks_up_its_own_revisions(tmp_path: Path) -> None:
+    """The unknown-revision check of one platform reads that platform's store, not the
+    store of whichever platform was installed last in the process."""
+    stores = [Store.open(tmp_path / name) for name in ("a", "b")]
+    try:
+        for store in stores:
+            checks = ServingChecks(revision_exists=functools.partial(_has_revision, store))
+            register_checks(store.admission, checks)
+        a, b = stores
+        a.create(
+            {
+                "apiVersion": "serving.knative.dev/v1",
+                "kind": "Revision",
+                "metadata": {"name": "hello-00001"},
+                "spec": {"containers": [{"image": "app"}]},
+            }
+        )
+        route = {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Route",
+            "metadata": {"name": "hello"},
+            "spec": {"traffic": [{"revisionName": "hello-00001", "percent": 100}]},
+        }
+        assert a.create(copy.deepcopy(route))["spec"]["traffic"][0]["percent"] == 100
+        with pytest.raises(InvalidError, match='revision "hello-00001" does not exist'):
+            b.create(route)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def _has_revision(store: Store, namespace: str, name: str) -> bool:
+    try:
+        store.get(REV, namespace, name)
+    except NotFoundError:
+        return False
+    return True

@@ -5,6 +5,7 @@ manifest loader ``wonderland apply`` uses."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from training_support import Trainer
 
 from wonderland.api import manifests, registry
 from wonderland.errors import InvalidError
+from wonderland.platform import default_admission
+from wonderland.settings import Settings
 
 OPTIMIZATIONJOBS = "optimizationjobs.trainer.kubeflow.org"
 Obj = dict[str, Any]
@@ -249,7 +252,8 @@ def test_the_spec_is_immutable_and_the_status_is_not(trainer: Trainer) -> None:
     assert stored["status"]["result"]["trainJobName"] == "tune-iris-1"
 
 
-def test_apply_names_the_file_and_line_of_the_bad_field(trainer: Trainer) -> None:
+def test_apply_names_the_file_and_line_of_the_bad_field(tmp_path: Path) -> None:
+    # what `wonderland apply` checks before it sends anything: no platform runs here
     text = """\
 apiVersion: trainer.kubeflow.org/v1alpha1
 kind: OptimizationJob
@@ -271,7 +275,7 @@ spec:
 """
     loaded = manifests.load_text(text, "tune.yaml")
     with pytest.raises(manifests.ManifestError) as info:
-        manifests.check_all(loaded)
+        manifests.check_all(loaded, default_admission(Settings(home=tmp_path / "home")))
     assert str(info.value) == (
         'tune.yaml:11: spec.parameters[0].searchSpace.uniform: Invalid value: "object": '
         "min must be strictly less than max"

@@ -19,6 +19,9 @@ from _support.daemon import wait_until
 from training_support import JOBSETS, TRAINJOBS, Trainer, py, trainjob
 
 from wonderland.errors import InvalidError
+from wonderland.platform import Platform
+from wonderland.settings import Settings
+from wonderland.store import Store
 
 ENV_DUMP = (
     "import json, os; print(json.dumps({k: v for k, v in os.environ.items() "
@@ -222,6 +225,31 @@ def test_a_runtime_that_does_not_exist_is_refused(trainer: Trainer) -> None:
                 "spec": {"runtimeRef": {"name": "a", "kind": "Foo", "apiGroup": "example.com"}},
             }
         )
+
+
+def test_another_store_in_the_same_process_does_not_run_the_platforms_checks(
+    trainer: Trainer, tmp_path: Path
+) -> None:
+    """The TrainJob webhook and defaults belong to the platform that installed training:
+    a plain store and a second platform without training (same process) keep a TrainJob
+    as written, while the first platform still refuses it."""
+    other = Platform.open(Settings(home=tmp_path / "other", gateway_port=0, api_port=0))
+    other.install_plugins(("wonderland.workloads",))
+    plain = Store.open(tmp_path / "plain")
+    try:
+        for store in (plain, other.store):
+            kept = store.create(trainjob("x", runtime="no-such-runtime"))
+            assert kept["spec"] == {"runtimeRef": {"name": "no-such-runtime"}}
+        with pytest.raises(InvalidError, match="specified clusterTrainingRuntime must be created"):
+            trainer.create(trainjob("x", runtime="no-such-runtime"))
+        # the core kinds' checks hold in every store
+        for store in (plain, other.store, trainer.store):
+            secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+            with pytest.raises(InvalidError, match=r"data\.k: is not base64"):
+                store.create({**secret, "data": {"k": "not base64!"}})
+    finally:
+        plain.close()
+        other.store.close()
 
 
 def test_initializers_need_a_runtime_with_initializer_jobs(trainer: Trainer) -> None:

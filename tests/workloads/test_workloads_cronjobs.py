@@ -35,8 +35,8 @@ class Clock:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    admission.install()
     opened = Store.open(tmp_path / "state")
+    admission.install(opened.admission)
     try:
         yield opened
     finally:

@@ -24,9 +24,9 @@ Obj = dict[str, Any]
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    admission.install()
-    jobset_admission.install()
     opened = Store.open(tmp_path / "state")
+    admission.install(opened.admission)
+    jobset_admission.install(opened.admission)
     try:
         yield opened
     finally:

@@ -31,7 +31,6 @@ from wonderland.platform import Platform
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.runtime.logs import LogOptions
 from wonderland.settings import Settings
-from wonderland.workloads import jobset_admission
 
 Obj = dict[str, Any]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobsets"
@@ -365,8 +364,6 @@ async def gated(tmp_path: Path) -> AsyncIterator[Platform]:
     finally:
         await platform.stop()
         platform.store.close()
-        # The checks are process-wide: put the default gate back for the other tests.
-        jobset_admission.install(False)
 
 
 async def test_restart_job_recreates_only_the_failed_job(gated: Platform, tmp_path: Path) -> None:

@@ -1,4 +1,8 @@
-"""Checks and defaults of the core kinds (ConfigMap, Secret), as the API server applies them."""
+"""Checks and defaults of the core kinds (ConfigMap, Secret), as the API server applies them.
+
+They are part of the Kubernetes API itself, so every store has them, with or without a
+platform: :func:`core_admission` is the admission a store starts with.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ import base64
 import binascii
 from typing import Any
 
-from wonderland.api import admission
+from wonderland.api.admission import Admission
 from wonderland.errors import InvalidError
 
-__all__ = ["normalize_secret"]
+__all__ = ["core_admission", "install", "normalize_secret"]
 
 
 def _check_secret_data(new: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -45,6 +49,15 @@ def normalize_secret(obj: dict[str, Any]) -> None:
     obj.setdefault("type", "Opaque")
 
 
-admission.register("secrets", _check_secret_data)
-admission.register("secrets", _check_immutable)
-admission.register("configmaps", _check_immutable)
+def install(admission: Admission) -> None:
+    """Register the core kinds' checks into ``admission``."""
+    admission.register("secrets", _check_secret_data)
+    admission.register("secrets", _check_immutable)
+    admission.register("configmaps", _check_immutable)
+
+
+def core_admission() -> Admission:
+    """A new admission with the schema validation and the core kinds' checks only."""
+    admission = Admission()
+    install(admission)
+    return admission

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from wonderland.api import admission
+from wonderland.api.admission import Admitter
 from wonderland.errors import InvalidError, NotFoundError
 
 __all__ = ["Manifest", "ManifestError", "check_all", "load_paths", "load_text"]
@@ -176,8 +176,9 @@ def load_paths(paths: Sequence[str], recursive: bool = False) -> list[Manifest]:
     return out
 
 
-def check_all(manifests: Sequence[Manifest]) -> None:
-    """Validate every manifest (schema and registered checks); raise one ManifestError."""
+def check_all(manifests: Sequence[Manifest], admission: Admitter) -> None:
+    """Validate every manifest with ``admission`` (schema and its checks; for the set a
+    platform has, :func:`wonderland.platform.default_admission`); raise one ManifestError."""
     problems = []
     for manifest in manifests:
         try:

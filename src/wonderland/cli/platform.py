@@ -125,6 +125,7 @@ def _ref(kind: ResourceKind) -> str:
 
 def _load(args: argparse.Namespace) -> list[Manifest]:
     from wonderland.api.manifests import check_all, load_paths
+    from wonderland.platform import default_admission
 
     manifests = load_paths(args.filename, args.recursive)
     namespace = getattr(args, "namespace", None)
@@ -133,7 +134,7 @@ def _load(args: argparse.Namespace) -> list[Manifest]:
             meta = manifest.obj.get("metadata")
             if isinstance(meta, dict) and not meta.get("namespace"):
                 meta["namespace"] = namespace
-    check_all(manifests)
+    check_all(manifests, default_admission(_settings()))
     return manifests
 
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 import orjson
 import yaml
 
-from wonderland.api import admission, printing, registry
+from wonderland.api import printing, registry
 from wonderland.api.kinds import ResourceKind
 from wonderland.api.selectors import matches, parse_label_selector
 from wonderland.asgi import Receive, Scope, Send, accept_lifespan
@@ -502,7 +502,7 @@ class ControlAPI:
     def _create(self, request: _Request, target: _Target) -> tuple[int, bytes, str]:
         obj = self._prepare(request, target, request.json())
         if request.dry_run:
-            admission.admit(obj, None, self.store)
+            self.store.admission.admit(obj, None, self.store)
             return _json(201, obj)
         return _json(201, self.store.create(obj))
 
@@ -512,7 +512,7 @@ class ControlAPI:
             return _json(200, self.store.update_status(obj))
         if request.dry_run:
             current = self.store.get(target.kind.resource, target.namespace, target.name or "")
-            admission.admit(obj, current, self.store)
+            self.store.admission.admit(obj, current, self.store)
             return _json(200, obj)
         return _json(200, self.store.update(obj))
 
@@ -547,7 +547,7 @@ class ControlAPI:
             if target.sub == "status":
                 return _json(200, self.store.update_status(patched))
             if request.dry_run:
-                admission.admit(patched, current, self.store)
+                self.store.admission.admit(patched, current, self.store)
                 return _json(200, patched)
             try:
                 return _json(200, self.store.update(patched))

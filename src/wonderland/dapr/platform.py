@@ -29,10 +29,12 @@ import yaml
 
 import wonderland
 from wonderland.api import quantity
+from wonderland.api.admission import Admission
 from wonderland.controllers import events
 from wonderland.dapr.broker import PlatformBroker
 from wonderland.dapr.platform_sidecar import SIDECAR_MODULE
 from wonderland.errors import InvalidError
+from wonderland.settings import Settings
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
@@ -338,13 +340,17 @@ class DaprPlatform:
         return None
 
 
+def install_admission(into: Admission, settings: Settings) -> None:
+    """Register the Dapr resources' checks."""
+    for resource in KINDS:
+        into.register(resource, check_resource)
+
+
 def install(platform: Platform) -> DaprPlatform:
     """Add Dapr to ``platform``: admission checks and one sidecar per dapr-enabled replica."""
-    from wonderland.api import admission
     from wonderland.runtime import companions
 
-    for resource in KINDS:
-        admission.register(resource, check_resource)
+    install_admission(platform.admission, platform.settings)
     plugin = DaprPlatform(platform)
     companions.register("dapr", plugin.companion)
     platform.add_service(plugin)

@@ -11,24 +11,31 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from wonderland.api.admission import Admission
 from wonderland.errors import AlreadyExistsError, NotFoundError
+from wonderland.kserve import validation
+from wonderland.settings import Settings
 
 if TYPE_CHECKING:
     from wonderland.kserve.reconciler import InferenceServiceReconciler
     from wonderland.platform import Platform
 
-__all__ = ["install"]
+__all__ = ["install", "install_admission"]
 
 log = logging.getLogger("wonderland.kserve")
 
 
+def install_admission(into: Admission, settings: Settings) -> None:
+    """Register the InferenceService check."""
+    validation.register_checks(into)
+
+
 def install(platform: Platform) -> InferenceServiceReconciler:
     """Add KServe's InferenceService (and the built-in runtimes) to ``platform``."""
-    from wonderland.kserve import validation
     from wonderland.kserve.reconciler import InferenceServiceReconciler
     from wonderland.kserve.runtimes import CLUSTER_RUNTIMES, builtin_runtimes
 
-    validation.register_checks()
+    install_admission(platform.admission, platform.settings)
 
     store = platform.store
     for runtime in builtin_runtimes():

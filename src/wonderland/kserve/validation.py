@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from wonderland.api.admission import Admission
 from wonderland.errors import InvalidError
 from wonderland.tracking.uris import is_tracking_uri, parse
 
@@ -126,7 +127,6 @@ def check_inference_service(new: Obj, old: Obj | None) -> None:
         )
 
 
-def register_checks() -> None:
-    from wonderland.api import admission
-
+def register_checks(admission: Admission) -> None:
+    """Register the InferenceService check into ``admission``."""
     admission.register(ISVCS, check_inference_service)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wonderland.api import admission
+from wonderland.api.admission import Admission
 from wonderland.controllers import events
 from wonderland.notebooks import defaults, poddefaults
 from wonderland.notebooks.controller import NOTEBOOKS, NotebookReconciler, check_notebook
@@ -18,12 +18,13 @@ from wonderland.notebooks.culling import CullingReconciler, HTTPKernels
 from wonderland.notebooks.images import NotebookImageProvider
 from wonderland.notebooks.routes import NotebookRoutes
 from wonderland.runtime.kubelet import Kubelet
+from wonderland.settings import Settings
 from wonderland.tracking.access import TrackingAccess
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
 
-__all__ = ["install"]
+__all__ = ["install", "install_admission"]
 
 
 class _ShippedDefaults:
@@ -45,10 +46,15 @@ class _ShippedDefaults:
         return None
 
 
+def install_admission(into: Admission, settings: Settings) -> None:
+    """Register the PodDefault webhook (pods' mutating step) and the Notebook check."""
+    poddefaults.install(into)
+    into.register(NOTEBOOKS, check_notebook)
+
+
 def install(platform: Platform) -> None:
     """Add PodDefaults and Notebooks to ``platform`` (see the module docstring)."""
-    poddefaults.install()
-    admission.register(NOTEBOOKS, check_notebook)
+    install_admission(platform.admission, platform.settings)
     shipped = _ShippedDefaults(platform)
     shipped.refresh()
     platform.add_service(shipped)

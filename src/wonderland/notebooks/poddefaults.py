@@ -24,8 +24,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from wonderland.api import admission
-from wonderland.api.admission import ObjectLister
+from wonderland.api.admission import Admission, ObjectLister
 from wonderland.api.schemas.kubeflow import PodDefaultSpec
 from wonderland.api.selectors import from_label_selector, matches
 from wonderland.errors import AdmissionDeniedError
@@ -261,6 +260,6 @@ def _mutate_pod(pod: Obj, lister: ObjectLister) -> None:
     apply_pod_defaults(pod, matching(pod, found))
 
 
-def install() -> None:
-    """Register the webhook as the pods' mutating step (idempotent)."""
+def install(admission: Admission) -> None:
+    """Register the webhook as the pods' mutating step in ``admission`` (idempotent)."""
     admission.register_mutation("pods", _mutate_pod)

@@ -10,20 +10,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.api.admission import Admission
 from wonderland.errors import NotFoundError
+from wonderland.serving import validation
+from wonderland.settings import Settings
 
 if TYPE_CHECKING:
     from wonderland.platform import Platform
     from wonderland.serving.system import ServingSystem
 
-__all__ = ["install"]
+__all__ = ["install", "install_admission"]
+
+
+def install_admission(into: Admission, settings: Settings) -> None:
+    """Register the Service, Configuration, Route and Revision checks."""
+    validation.register_checks(into)
 
 
 def install(platform: Platform) -> ServingSystem:
     """Add Knative Serving to ``platform``; returns the serving system (gateway etc.)."""
     from wonderland.autoscaler.exporter import ScalerSource
     from wonderland.gateway import RoutingTable
-    from wonderland.serving import validation
     from wonderland.serving.reconcilers import (
         ConfigMapReconciler,
         ConfigurationReconciler,
@@ -45,14 +52,16 @@ def install(platform: Platform) -> ServingSystem:
             return True
         return True
 
-    validation.revision_exists = revision_exists
-    validation.current_limits = lambda: (
-        system.config.max_revision_timeout_seconds,
-        system.config.container_concurrency_max_limit,
-        system.config.autoscaler,
+    checks = validation.ServingChecks(
+        revision_exists,
+        limits=lambda: (
+            system.config.max_revision_timeout_seconds,
+            system.config.container_concurrency_max_limit,
+            system.config.autoscaler,
+        ),
+        features=lambda: system.config.features,
     )
-    validation.current_features = lambda: system.config.features
-    validation.register_checks()
+    validation.register_checks(platform.admission, checks)
     for reconciler in (
         ConfigMapReconciler(system),
         ServiceReconciler(system),

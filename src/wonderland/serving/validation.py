@@ -1,7 +1,9 @@
 """Semantic admission checks for Knative Serving kinds, as Knative's webhook makes them.
 
-Registered through :mod:`wonderland.api.admission`; each raises
-``InvalidError(field_path, message)`` naming the field and what to change.
+:class:`ServingChecks` holds them for one platform (the revisions of its store, its
+config-defaults, config-autoscaler and config-features); :func:`register_checks` puts them
+into that platform's admission. Each raises ``InvalidError(field_path, message)`` naming
+the field and what to change.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from wonderland.api import admission
+from wonderland.api.admission import Admission
 from wonderland.autoscaler import AutoscalerConfig, ScalingSpec
 from wonderland.autoscaler.config import parse_duration
 from wonderland.errors import InvalidError
@@ -20,6 +23,7 @@ __all__ = [
     "RESERVED_ENV",
     "RESERVED_PORTS",
     "ROLLOUT_DURATION",
+    "ServingChecks",
     "register_checks",
     "validate_template",
     "validate_traffic",
@@ -34,37 +38,49 @@ ROLLOUT_DURATION = "serving.knative.dev/rollout-duration"
 ROLLOUT_ALIAS = "serving.knative.dev/rolloutDuration"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
-# Set by the serving plugin: finds stored revisions for the unknown-revision check.
-revision_exists: Callable[[str, str], bool] | None = None
-# Set by the serving plugin: the current config-defaults / config-autoscaler.
-current_limits: Callable[[], tuple[int, int, AutoscalerConfig]] | None = None
-# Set by the serving plugin: the current config-features.
-current_features: Callable[[], dict[str, str]] | None = None
+Limits = tuple[int, int, AutoscalerConfig]
 
 
-def _limits() -> tuple[int, int, AutoscalerConfig]:
-    if current_limits is not None:
-        return current_limits()
+def _default_limits() -> Limits:
     return 600, 1000, AutoscalerConfig()
 
 
-def validate_template(template: Obj, owner_name: str | None, path: str) -> None:
+def _no_features() -> dict[str, str]:
+    return {}
+
+
+def validate_template(
+    template: Obj,
+    owner_name: str | None,
+    path: str,
+    limits: Limits | None = None,
+    features: dict[str, str] | None = None,
+) -> None:
     """A revision template (``spec.template`` of a Service or Configuration)."""
     meta = template.get("metadata") or {}
     name = meta.get("name")
     if name and owner_name and not str(name).startswith(owner_name + "-"):
         raise InvalidError(f"{path}.metadata.name", f'"{name}" must have prefix "{owner_name}-"')
-    validate_revision_spec(template.get("spec") or {}, meta.get("annotations") or {}, path)
+    validate_revision_spec(
+        template.get("spec") or {}, meta.get("annotations") or {}, path, limits, features
+    )
 
 
-def validate_revision_spec(spec: Obj, annotations: dict[str, str], path: str) -> None:
-    """A revision spec: containers, ports, env, volumes, timeout, concurrency, annotations."""
-    max_timeout, max_cc, as_config = _limits()
+def validate_revision_spec(
+    spec: Obj,
+    annotations: dict[str, str],
+    path: str,
+    limits: Limits | None = None,
+    features: dict[str, str] | None = None,
+) -> None:
+    """A revision spec: containers, ports, env, volumes, timeout, concurrency, annotations;
+    ``limits`` and ``features`` are the platform's config (None: Knative's defaults)."""
+    max_timeout, max_cc, as_config = limits or _default_limits()
     containers = spec.get("containers") or []
     cpath = f"{path}.spec.containers"
     if not containers:
         raise InvalidError(cpath, "missing field(s); a revision needs one container")
-    volumes = _validate_volumes(spec, f"{path}.spec")
+    volumes = _validate_volumes(spec, f"{path}.spec", features or {})
     serving = [i for i, c in enumerate(containers) if c.get("ports")]
     if len(containers) > 1 and len(serving) != 1:
         got = "neither" if not serving else "more than one"
@@ -99,17 +115,10 @@ def validate_revision_spec(spec: Obj, annotations: dict[str, str], path: str) ->
         ) from None
 
 
-def _features() -> dict[str, str]:
-    if current_features is not None:
-        return {k: str(v).strip().lower() for k, v in current_features().items()}
-    return {}
-
-
-def _validate_volumes(spec: Obj, path: str) -> dict[str, Obj]:
+def _validate_volumes(spec: Obj, path: str, features: dict[str, str]) -> dict[str, Obj]:
     """Knative's volume rules: configMap, secret, projected, emptyDir (feature
     ``kubernetes.podspec-volumes-emptydir``, on by default) and persistentVolumeClaim
     (``kubernetes.podspec-persistent-volume-claim``, off by default), each mounted."""
-    features = _features()
     volumes: dict[str, Obj] = {}
     mounted = {
         m.get("name")
@@ -246,8 +255,10 @@ def validate_traffic(
     *,
     in_service: bool,
     byo_name: str | None = None,
+    exists: Callable[[str, str], bool] | None = None,
 ) -> None:
-    """``spec.traffic``: targets, tags, percentages (sum 100) and known revisions."""
+    """``spec.traffic``: targets, tags, percentages (sum 100) and, with ``exists``, known
+    revisions."""
     if traffic is None:
         return
     if not traffic:
@@ -291,7 +302,6 @@ def validate_traffic(
             if tag in tags:
                 raise InvalidError(f"{at}.tag", f'Multiple definitions for "{tag}"')
             tags[tag] = i
-        exists = revision_exists
         if rev and rev != byo_name and exists is not None and not exists(namespace, rev):
             raise InvalidError(
                 f"{at}.revisionName",
@@ -315,69 +325,108 @@ def _rollout(meta: Obj) -> None:
         raise InvalidError(where, "rollout-duration must be positive")
 
 
-def check_service(new: Obj, old: Obj | None) -> None:
-    """Admission check for Services."""
-    meta = new.get("metadata") or {}
-    spec = new.get("spec") or {}
-    template = spec.get("template") or {}
-    byo = (template.get("metadata") or {}).get("name")
-    if byo and not meta.get("name"):
-        raise InvalidError(
-            "spec.template.metadata.name",
-            "a BYO revision name needs metadata.name, not generateName",
-        )
-    validate_template(template, meta.get("name") or None, "spec.template")
-    validate_traffic(
-        spec.get("traffic"),
-        "spec.traffic",
-        meta.get("namespace") or "default",
-        in_service=True,
-        byo_name=byo,
-    )
-    _rollout(meta)
-    if old is not None and byo:
-        old_t = (old.get("spec") or {}).get("template") or {}
-        if (old_t.get("metadata") or {}).get("name") == byo and old_t != template:
+@dataclass(frozen=True)
+class ServingChecks:
+    """Knative's webhook for one platform: ``revision_exists`` finds its stored revisions
+    (the unknown-revision check), ``limits`` and ``features`` read its current
+    config-defaults / config-autoscaler and config-features. Left out: Knative's defaults
+    and no revision lookup (offline validation, :func:`register_checks` without checks)."""
+
+    revision_exists: Callable[[str, str], bool] | None = None
+    limits: Callable[[], Limits] = _default_limits
+    features: Callable[[], dict[str, str]] = _no_features
+
+    def current_limits(self) -> Limits:
+        return self.limits()
+
+    def current_features(self) -> dict[str, str]:
+        return {k: str(v).strip().lower() for k, v in self.features().items()}
+
+    def check_service(self, new: Obj, old: Obj | None) -> None:
+        """Admission check for Services."""
+        meta = new.get("metadata") or {}
+        spec = new.get("spec") or {}
+        template = spec.get("template") or {}
+        byo = (template.get("metadata") or {}).get("name")
+        if byo and not meta.get("name"):
             raise InvalidError(
                 "spec.template.metadata.name",
-                f'Saved BYO revision name "{byo}" cannot be reused for a changed template; '
-                "give the new revision a new name",
+                "a BYO revision name needs metadata.name, not generateName",
             )
-
-
-def check_configuration(new: Obj, old: Obj | None) -> None:
-    """Admission check for Configurations."""
-    meta = new.get("metadata") or {}
-    validate_template(
-        (new.get("spec") or {}).get("template") or {}, meta.get("name"), "spec.template"
-    )
-
-
-def check_route(new: Obj, old: Obj | None) -> None:
-    """Admission check for Routes."""
-    meta = new.get("metadata") or {}
-    traffic = (new.get("spec") or {}).get("traffic")
-    if traffic is not None:
-        validate_traffic(
-            traffic, "spec.traffic", meta.get("namespace") or "default", in_service=False
+        validate_template(
+            template,
+            meta.get("name") or None,
+            "spec.template",
+            self.current_limits(),
+            self.current_features(),
         )
-    _rollout(meta)
+        validate_traffic(
+            spec.get("traffic"),
+            "spec.traffic",
+            meta.get("namespace") or "default",
+            in_service=True,
+            byo_name=byo,
+            exists=self.revision_exists,
+        )
+        _rollout(meta)
+        if old is not None and byo:
+            old_t = (old.get("spec") or {}).get("template") or {}
+            if (old_t.get("metadata") or {}).get("name") == byo and old_t != template:
+                raise InvalidError(
+                    "spec.template.metadata.name",
+                    f'Saved BYO revision name "{byo}" cannot be reused for a changed template; '
+                    "give the new revision a new name",
+                )
+
+    def check_configuration(self, new: Obj, old: Obj | None) -> None:
+        """Admission check for Configurations."""
+        meta = new.get("metadata") or {}
+        validate_template(
+            (new.get("spec") or {}).get("template") or {},
+            meta.get("name"),
+            "spec.template",
+            self.current_limits(),
+            self.current_features(),
+        )
+
+    def check_route(self, new: Obj, old: Obj | None) -> None:
+        """Admission check for Routes."""
+        meta = new.get("metadata") or {}
+        traffic = (new.get("spec") or {}).get("traffic")
+        if traffic is not None:
+            validate_traffic(
+                traffic,
+                "spec.traffic",
+                meta.get("namespace") or "default",
+                in_service=False,
+                exists=self.revision_exists,
+            )
+        _rollout(meta)
+
+    def check_revision(self, new: Obj, old: Obj | None) -> None:
+        """Admission check for Revisions (their spec is immutable)."""
+        if old is not None and (old.get("spec") or {}) != (new.get("spec") or {}):
+            raise InvalidError(
+                "spec", "a Revision is immutable; change its Configuration or Service"
+            )
+        meta = new.get("metadata") or {}
+        try:
+            validate_revision_spec(
+                new.get("spec") or {},
+                meta.get("annotations") or {},
+                "@",
+                self.current_limits(),
+                self.current_features(),
+            )
+        except InvalidError as exc:
+            raise InvalidError((exc.field or "spec").replace("@.", ""), exc.reason_text) from None
 
 
-def check_revision(new: Obj, old: Obj | None) -> None:
-    """Admission check for Revisions (their spec is immutable)."""
-    if old is not None and (old.get("spec") or {}) != (new.get("spec") or {}):
-        raise InvalidError("spec", "a Revision is immutable; change its Configuration or Service")
-    meta = new.get("metadata") or {}
-    try:
-        validate_revision_spec(new.get("spec") or {}, meta.get("annotations") or {}, "@")
-    except InvalidError as exc:
-        raise InvalidError((exc.field or "spec").replace("@.", ""), exc.reason_text) from None
-
-
-def register_checks() -> None:
-    """Register the serving admission checks with :mod:`wonderland.api.admission`."""
-    admission.register("services.serving.knative.dev", check_service)
-    admission.register("configurations.serving.knative.dev", check_configuration)
-    admission.register("routes.serving.knative.dev", check_route)
-    admission.register("revisions.serving.knative.dev", check_revision)
+def register_checks(admission: Admission, checks: ServingChecks | None = None) -> None:
+    """Register the serving admission checks of ``checks`` (Knative's defaults when None)
+    into ``admission``."""
+    checks = ServingChecks() if checks is None else checks
+    admission.register("services.serving.knative.dev", checks.check_service)
+    admission.register("configurations.serving.knative.dev", checks.check_configuration)
+    admission.register("routes.serving.knative.dev", checks.check_route)
+    admission.register("revisions.serving.knative.dev", checks.check_revision)

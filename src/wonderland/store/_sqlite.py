@@ -24,8 +24,9 @@ from typing import Any
 
 import orjson
 
-from wonderland.api import admission, registry
-from wonderland.api.core_checks import normalize_secret
+from wonderland.api import registry
+from wonderland.api.admission import Admission
+from wonderland.api.core_checks import core_admission, normalize_secret
 from wonderland.api.kinds import ResourceKind
 from wonderland.api.merge import LAST_APPLIED, last_applied_value, three_way_apply
 from wonderland.api.selectors import matches, parse_label_selector
@@ -150,8 +151,10 @@ class Store:
     loop and from other threads. :meth:`watch` is an async iterator of changes.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, admission: Admission | None = None) -> None:
         self.path = str(path)
+        # This store's checks: the core ones, plus what a platform's plugins register.
+        self.admission = core_admission() if admission is None else admission
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
@@ -365,7 +368,7 @@ class Store:
 
     def create(self, obj: Obj) -> Obj:
         """Store a new object; fills uid, resourceVersion, generation, creationTimestamp."""
-        admission.admit(obj, None, self)
+        self.admission.admit(obj, None, self)
         kind = registry.for_object(obj["apiVersion"], obj["kind"])
         new: Obj = orjson.loads(_dumps(obj))
         if kind.resource == "secrets":
@@ -378,10 +381,10 @@ class Store:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
-        if admission.has_mutations(kind.resource):
+        if self.admission.has_mutations(kind.resource):
             # mutating admission (PodDefaults), then validation of what it made
-            admission.mutate(kind.resource, new, self)
-            admission.admit(new, None, self)
+            self.admission.mutate(kind.resource, new, self)
+            self.admission.admit(new, None, self)
         for server_field in (
             "uid",
             "resourceVersion",
@@ -401,7 +404,7 @@ class Store:
             meta["resourceVersion"] = str(rv)
             meta["generation"] = 1
             meta["creationTimestamp"] = now_timestamp()
-            admission.apply_defaults(kind.resource, new)
+            self.admission.apply_defaults(kind.resource, new)
             self._write(kind.resource, new)
             self._record("ADDED", kind.resource, new, rv)
         return new
@@ -437,8 +440,8 @@ class Store:
             kind, current = self._current_for(obj)
             obj = orjson.loads(_dumps(obj))
             obj.setdefault("metadata", {})["uid"] = current["metadata"]["uid"]
-            admission.apply_defaults(kind.resource, obj)
-            admission.admit(obj, current, self)
+            self.admission.apply_defaults(kind.resource, obj)
+            self.admission.admit(obj, current, self)
             new: Obj = orjson.loads(_dumps(obj))
             if kind.resource == "secrets":
                 normalize_secret(new)

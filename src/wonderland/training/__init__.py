@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.api.admission import Admission
 from wonderland.control.sources import ActionRegistry, ControlEndpoint
 from wonderland.controllers import events
 from wonderland.monitoring.hub import MetricsHub
 from wonderland.runtime.kubelet import Kubelet
+from wonderland.settings import Settings
 from wonderland.tokens import TokenIssuer
 from wonderland.tracking.access import TrackingAccess
 from wonderland.training import admission, catalog, optimization_admission
@@ -31,13 +33,18 @@ from wonderland.training.trainjobs import TRAINJOBS, TrainJobReconciler
 if TYPE_CHECKING:
     from wonderland.platform import Platform
 
-__all__ = ["install"]
+__all__ = ["install", "install_admission"]
+
+
+def install_admission(into: Admission, settings: Settings) -> None:
+    """Register the TrainJob, runtime and OptimizationJob defaults and checks."""
+    admission.install(into)
+    optimization_admission.install(into)
 
 
 def install(platform: Platform) -> None:
     """Add the TrainJob controller, its admission checks and status endpoint."""
-    admission.install()
-    optimization_admission.install()
+    install_admission(platform.admission, platform.settings)
     kubelet = platform.require(Kubelet)
     kubelet.resolver.add_provider(TrainingImageProvider(home=platform.settings.home))
     tokens = platform.require(TokenIssuer)  # type: ignore[type-abstract]

@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from wonderland.api import admission
-from wonderland.api.admission import ObjectReader
+from wonderland.api.admission import Admission, ObjectReader
 from wonderland.api.schemas.trainer import TrainingRuntimeObject, TrainJobObject
 from wonderland.errors import InvalidError, NotFoundError
 from wonderland.training import frameworks
@@ -36,7 +35,7 @@ from wonderland.training.trainjobs import (
     runtime_group_kind,
 )
 
-__all__ = ["install"]
+__all__ = ["check_trainjob", "default_trainjob", "install"]
 
 Obj = dict[str, Any]
 
@@ -54,9 +53,10 @@ EXPECTED_CONTAINER = {
 }
 
 
-def install() -> None:
-    admission.register_default(TRAINJOBS, _default_trainjob)
-    admission.register(TRAINJOBS, _check_trainjob)
+def install(admission: Admission) -> None:
+    """Register the TrainJob and runtime defaults and checks into ``admission``."""
+    admission.register_default(TRAINJOBS, default_trainjob)
+    admission.register(TRAINJOBS, check_trainjob)
     admission.register_lookup(TRAINJOBS, _check_against_runtime)
     admission.register(RUNTIMES, _check_runtime)
     admission.register(CLUSTER_RUNTIMES, _check_runtime)
@@ -65,7 +65,7 @@ def install() -> None:
 # -- the CRD: defaults and CEL rules ------------------------------------------------------
 
 
-def _default_trainjob(obj: Obj) -> None:
+def default_trainjob(obj: Obj) -> None:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return
@@ -77,7 +77,7 @@ def _default_trainjob(obj: Obj) -> None:
     spec.setdefault("managedBy", CONTROLLER)
 
 
-def _check_trainjob(new: Obj, old: Obj | None) -> None:
+def check_trainjob(new: Obj, old: Obj | None) -> None:
     name = str((new.get("metadata") or {}).get("name") or "")
     if name and (len(name) > 63 or not _RFC1035.match(name)):
         raise InvalidError(

@@ -15,10 +15,10 @@ import json
 import re
 from typing import Any
 
-from wonderland.api import admission
+from wonderland.api.admission import Admission
 from wonderland.api.schemas.optimization import OptimizationJobObject
 from wonderland.errors import InvalidError
-from wonderland.training.trainjobs import TRAINJOBS
+from wonderland.training.admission import check_trainjob, default_trainjob
 
 __all__ = ["OPTIMIZATIONJOBS", "install"]
 
@@ -32,7 +32,8 @@ PARAMETER_TYPES = ("Int", "Float")
 TEMPLATE = "spec.trainJobTemplate"
 
 
-def install() -> None:
+def install(admission: Admission) -> None:
+    """Register the OptimizationJob defaults and checks into ``admission``."""
     admission.register_default(OPTIMIZATIONJOBS, _default)
     admission.register(OPTIMIZATIONJOBS, _check)
 
@@ -58,7 +59,7 @@ def _default(obj: Obj) -> None:
     template = spec.get("trainJobTemplate")
     if isinstance(template, dict) and isinstance(template.get("spec"), dict):
         # the CRD embeds TrainJobSpec with its defaults (runtimeRef kind, managedBy, suspend)
-        admission.apply_defaults(TRAINJOBS, {"spec": template["spec"]})
+        default_trainjob({"spec": template["spec"]})
 
 
 # -- the API server's messages --------------------------------------------------------------
@@ -209,8 +210,7 @@ def _check_template_spec(template_spec: Obj) -> None:
         "spec": copy.deepcopy(template_spec),
     }
     try:
-        for check in admission.checks_for(TRAINJOBS):
-            check(trainjob, None)
+        check_trainjob(trainjob, None)
     except InvalidError as exc:
         field = exc.field or "spec"
         if field.startswith("spec"):

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.api.admission import Admission
 from wonderland.controllers import events
 from wonderland.monitoring.hub import MetricsHub
 from wonderland.runtime.kubelet import Kubelet
+from wonderland.settings import Settings
 from wonderland.tracking.access import TrackingAccess
 from wonderland.tuning import admission
 from wonderland.tuning.collector_logs import StdOutCollectorLogs
@@ -39,14 +41,19 @@ from wonderland.tuning.trials import TrialReconciler
 if TYPE_CHECKING:
     from wonderland.platform import Platform
 
-__all__ = ["OBSERVATIONS_FILE", "install"]
+__all__ = ["OBSERVATIONS_FILE", "install", "install_admission"]
 
 OBSERVATIONS_FILE = "katib-observations.db"
 
 
+def install_admission(into: Admission, settings: Settings) -> None:
+    """Register the Experiment defaults and checks."""
+    admission.install(into)
+
+
 def install(platform: Platform) -> None:
     """Add the Katib controllers, their admission checks and the observation log."""
-    admission.install()
+    install_admission(platform.admission, platform.settings)
     kubelet = platform.require(Kubelet)
     store = platform.store
 

@@ -16,8 +16,7 @@ import json
 import re
 from typing import Any
 
-from wonderland.api import admission
-from wonderland.api.admission import ObjectReader
+from wonderland.api.admission import Admission, ObjectReader
 from wonderland.api.schemas.katib import (
     CollectorSpec,
     ExperimentObject,
@@ -59,7 +58,8 @@ COLLECTORS = ("StdOut", "File", "Push")  # the metrics collectors wonderland run
 SIDECAR_COLLECTORS = ("TensorFlowEvent", "PrometheusMetric", "Custom")
 
 
-def install() -> None:
+def install(admission: Admission) -> None:
+    """Register the Experiment defaults and checks into ``admission``."""
     admission.register_default(EXPERIMENTS, _default_experiment)
     admission.register_lookup(EXPERIMENTS, _check_experiment)
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from wonderland.api.admission import Admission
 from wonderland.control.sources import PodLogSource, ResourceMetricsSource
 from wonderland.controllers import events
 from wonderland.runtime.kubelet import Kubelet, NodeReconciler
 from wonderland.runtime.metrics import KubeletAPI
+from wonderland.settings import Settings
 from wonderland.tokens import ServiceAccountTokenIssuer, TokenIssuer
 from wonderland.tracing.runtime import TraceCollector, TracesPodEnv
 from wonderland.tracking.access import TrackingAccess, TrackingPodEnv
@@ -28,14 +30,19 @@ from wonderland.workloads.jobsets import JobSetReconciler
 if TYPE_CHECKING:
     from wonderland.platform import Platform
 
-__all__ = ["install"]
+__all__ = ["install", "install_admission"]
+
+
+def install_admission(into: Admission, settings: Settings) -> None:
+    """Register the pods', Jobs', CronJobs', claims' and JobSets' defaults and checks."""
+    admission.install(into)
+    jobset_admission.install(into, settings.jobset_features().get("RestartJob", False))
 
 
 def install(platform: Platform) -> Kubelet:
     """Add the node, its kubelet and the workload controllers to ``platform``."""
-    admission.install()
+    install_admission(platform.admission, platform.settings)
     restart_job = platform.settings.jobset_features().get("RestartJob", False)
-    jobset_admission.install(restart_job)
     tokens = ServiceAccountTokenIssuer(platform.state_dir)
     platform.provide(TokenIssuer, tokens)  # type: ignore[type-abstract]
     kubelet = Kubelet(

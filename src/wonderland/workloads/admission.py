@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from wonderland.api import admission
+from wonderland.api.admission import Admission
 from wonderland.api.quantity import millis
 from wonderland.api.schemas.core import PodObject, PodSpec, VolumeProjection, qos_class
 from wonderland.api.selectors import from_label_selector, matches
@@ -601,8 +601,8 @@ def _check_pvc(new: Obj, old: Obj | None) -> None:
         raise InvalidError("spec.volumeName", "Forbidden: field is immutable once bound")
 
 
-def install() -> None:
-    """Register the defaults and checks (idempotent)."""
+def install(admission: Admission) -> None:
+    """Register the defaults and checks into ``admission`` (idempotent)."""
     admission.register_default("pods", _default_pod)
     admission.register("pods", _check_pod)
     admission.register_default("jobs.batch", _default_job)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from wonderland.api import admission
+from wonderland.api.admission import Admission
 from wonderland.api.schemas.jobset import JobSetObject
 from wonderland.errors import InvalidError
 from wonderland.workloads.jobset_jobs import JOBSET_NAME_KEY, NODE_SELECTOR_STRATEGY_KEY
@@ -220,8 +220,8 @@ def _first_change(new: list[Any], old: list[Any], path: str = "replicatedJobs") 
 class _JobSetAdmission:
     """The checks of one platform: ``restart_job`` is its RestartJob feature gate."""
 
-    def __init__(self) -> None:
-        self.restart_job = False
+    def __init__(self, restart_job: bool = False) -> None:
+        self.restart_job = restart_job
 
     def check(self, new: Obj, old: Obj | None) -> None:
         obj = copy.deepcopy(new)
@@ -257,13 +257,9 @@ def _check_cel(obj: Obj) -> None:
         )
 
 
-ADMISSION = _JobSetAdmission()
-
-
-def install(restart_job: bool = False) -> None:
-    """Register the JobSet defaults and checks (idempotent); ``restart_job`` turns the
-    RestartJob feature gate on."""
-    ADMISSION.restart_job = restart_job
+def install(admission: Admission, restart_job: bool = False) -> None:
+    """Register the JobSet defaults and checks into ``admission``; ``restart_job`` turns
+    the RestartJob feature gate on."""
     admission.register_default(JOBSETS, default_jobset)
-    admission.register(JOBSETS, ADMISSION.check)
+    admission.register(JOBSETS, _JobSetAdmission(restart_job).check)
     admission.register_default("pods", default_jobset_pod)
