@@ -241,6 +241,35 @@ async def test_pipelining_is_bounded_the_gateway_stops_reading(replica: int) -> 
             assert r.status_code == 200
 
 
+def _upload_while_held(
+    port: int, total: int, release: asyncio.Event, loop: asyncio.AbstractEventLoop
+) -> tuple[int, bytes]:
+    """POST a ``total``-byte body through the gateway at ``port``, offering it for one second
+    while the replica holds back; then release the replica and send the rest. Returns the
+    bytes taken in that second and the answer."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST /up HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % total
+        )
+        sock.setblocking(False)
+        piece = b"u" * 65536
+        sent = 0
+        deadline = time.monotonic() + 1.0
+        while sent < total and time.monotonic() < deadline:
+            try:
+                sent += sock.send(piece[: total - sent])
+            except BlockingIOError:
+                time.sleep(0.01)
+        accepted = sent
+        loop.call_soon_threadsafe(release.set)
+        sock.setblocking(True)
+        rest = total - sent
+        while rest > 0:
+            rest -= sock.send(piece[:rest])
+        return accepted, _read_all(sock, 10)
+
+
 async def test_a_streamed_body_waits_for_a_replica_that_reads_slowly() -> None:
     """The gateway stops reading a streamed request body while the replica does not read
     it (back-pressure), rather than holding what the client sends; then it all arrives."""
@@ -262,32 +291,10 @@ async def test_a_streamed_body_waits_for_a_replica_that_reads_slowly() -> None:
     total = 48 * 1024 * 1024
     try:
         async with gateway_to(port) as (gw, _):
-
-            def upload() -> tuple[int, bytes]:
-                with socket.create_connection(("127.0.0.1", gw.port)) as sock:
-                    sock.sendall(
-                        b"POST /up HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
-                        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % total
-                    )
-                    sock.setblocking(False)
-                    piece = b"u" * 65536
-                    sent = 0
-                    deadline = time.monotonic() + 1.0
-                    while sent < total and time.monotonic() < deadline:
-                        try:
-                            sent += sock.send(piece[: total - sent])
-                        except BlockingIOError:
-                            time.sleep(0.01)
-                    accepted = sent
-                    loop.call_soon_threadsafe(release.set)
-                    sock.setblocking(True)
-                    rest = total - sent
-                    while rest > 0:
-                        rest -= sock.send(piece[:rest])
-                    return accepted, _read_all(sock, 10)
-
             loop = asyncio.get_running_loop()
-            accepted, answer = await asyncio.to_thread(upload)
+            accepted, answer = await asyncio.to_thread(
+                _upload_while_held, gw.port, total, release, loop
+            )
     finally:
         server.close()
     # what the kernel's socket buffers and one write buffer hold, not what was offered
@@ -340,32 +347,10 @@ async def test_a_streamed_body_waits_for_an_h2c_replica_whose_window_is_spent() 
     total = 48 * 1024 * 1024
     try:
         async with gateway_to(port, h2c=True) as (gw, _):
-
-            def upload() -> tuple[int, bytes]:
-                with socket.create_connection(("127.0.0.1", gw.port)) as sock:
-                    sock.sendall(
-                        b"POST /up HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n"
-                        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % total
-                    )
-                    sock.setblocking(False)
-                    piece = b"u" * 65536
-                    sent = 0
-                    deadline = time.monotonic() + 1.0
-                    while sent < total and time.monotonic() < deadline:
-                        try:
-                            sent += sock.send(piece[: total - sent])
-                        except BlockingIOError:
-                            time.sleep(0.01)
-                    accepted = sent
-                    loop.call_soon_threadsafe(release.set)
-                    sock.setblocking(True)
-                    rest = total - sent
-                    while rest > 0:
-                        rest -= sock.send(piece[:rest])
-                    return accepted, _read_all(sock, 10)
-
             loop = asyncio.get_running_loop()
-            accepted, answer = await asyncio.to_thread(upload)
+            accepted, answer = await asyncio.to_thread(
+                _upload_while_held, gw.port, total, release, loop
+            )
     finally:
         server.close()
     # what the kernel's socket buffers and the replica's window hold, not what was offered
