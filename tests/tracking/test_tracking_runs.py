@@ -432,6 +432,47 @@ async def test_a_trainjob_mounting_a_dataset_records_its_digest_and_logs_it_as_a
     assert tags == {"mlflow.data.context": "training", "wonderland.dataset.digest": added.digest}
 
 
+def _trial_job(
+    command: list[str], volumes: list[Obj] | None = None, mounts: list[Obj] | None = None
+) -> Obj:
+    """A trial's Job: one try of ``command`` in the ``training-container``."""
+    container: Obj = {"name": "training-container", "image": "python:3.12", "command": command}
+    pod: Obj = {"restartPolicy": "Never", "containers": [container]}
+    if volumes:
+        pod["volumes"] = volumes
+    if mounts:
+        container["volumeMounts"] = mounts
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "spec": {"backoffLimit": 0, "template": {"spec": pod}},
+    }
+
+
+def _experiment(name: str, trial_job: Obj, trials: int) -> Obj:
+    """A random-search Experiment of ``trials`` trials over one double ``x`` in [0, 1],
+    minimising the ``loss`` the trial prints."""
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": name},
+        "spec": {
+            "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "algorithm": {"algorithmName": "random"},
+            "parameters": [
+                {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}
+            ],
+            "maxTrialCount": trials,
+            "parallelTrialCount": trials,
+            "trialTemplate": {
+                "primaryContainerName": "training-container",
+                "trialParameters": [{"name": "x", "reference": "x"}],
+                "trialSpec": trial_job,
+            },
+        },
+    }
+
+
 @pytest.mark.slow
 async def test_a_trial_mounting_a_dataset_records_its_digest_and_logs_it_as_an_input(
     platform: Platform, server: MlflowServer, tmp_path: Path
@@ -444,52 +485,12 @@ async def test_a_trial_mounting_a_dataset_records_its_digest_and_logs_it_as_an_i
     store = platform.store
     added = datasets.add(store, platform.settings.home, "iris", str(source))
     code = "import sys; x = float(open('/data/iris.csv').read().split()[1]); print(f'loss={x}')"
-    trial_job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "iris"}}],
-                    "containers": [
-                        {
-                            "name": "training-container",
-                            "image": "python:3.12",
-                            "command": [sys.executable, "-c", code, "${trialParameters.x}"],
-                            "volumeMounts": [{"name": "d", "mountPath": "/data"}],
-                        }
-                    ],
-                }
-            },
-        },
-    }
-    store.create(
-        {
-            "apiVersion": "kubeflow.org/v1beta1",
-            "kind": "Experiment",
-            "metadata": {"name": "on-data"},
-            "spec": {
-                "objective": {"type": "minimize", "objectiveMetricName": "loss"},
-                "algorithm": {"algorithmName": "random"},
-                "parameters": [
-                    {
-                        "name": "x",
-                        "parameterType": "double",
-                        "feasibleSpace": {"min": "0", "max": "1"},
-                    }
-                ],
-                "maxTrialCount": 1,
-                "parallelTrialCount": 1,
-                "trialTemplate": {
-                    "primaryContainerName": "training-container",
-                    "trialParameters": [{"name": "x", "reference": "x"}],
-                    "trialSpec": trial_job,
-                },
-            },
-        }
+    trial_job = _trial_job(
+        [sys.executable, "-c", code, "${trialParameters.x}"],
+        volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "iris"}}],
+        mounts=[{"name": "d", "mountPath": "/data"}],
     )
+    store.create(_experiment("on-data", trial_job, trials=1))
 
     def ended_trial() -> Obj | None:
         items, _ = store.list(TRIALS, "default", {"katib.kubeflow.org/experiment": "on-data"})
@@ -522,54 +523,8 @@ async def test_each_trial_has_a_run_with_its_params_and_observed_metric(
         "print(f'loss={(x - 0.3) ** 2 if ok else 99:.6f}')"
     )
     store = platform.store
-    store.create(
-        {
-            "apiVersion": "kubeflow.org/v1beta1",
-            "kind": "Experiment",
-            "metadata": {"name": "hp"},
-            "spec": {
-                "objective": {"type": "minimize", "objectiveMetricName": "loss"},
-                "algorithm": {"algorithmName": "random"},
-                "parameters": [
-                    {
-                        "name": "x",
-                        "parameterType": "double",
-                        "feasibleSpace": {"min": "0", "max": "1"},
-                    }
-                ],
-                "parallelTrialCount": 2,
-                "maxTrialCount": 2,
-                "trialTemplate": {
-                    "primaryContainerName": "training-container",
-                    "trialParameters": [{"name": "x", "reference": "x"}],
-                    "trialSpec": {
-                        "apiVersion": "batch/v1",
-                        "kind": "Job",
-                        "spec": {
-                            "backoffLimit": 0,
-                            "template": {
-                                "spec": {
-                                    "restartPolicy": "Never",
-                                    "containers": [
-                                        {
-                                            "name": "training-container",
-                                            "image": "python:3.12",
-                                            "command": [
-                                                sys.executable,
-                                                "-c",
-                                                code,
-                                                "${trialParameters.x}",
-                                            ],
-                                        }
-                                    ],
-                                }
-                            },
-                        },
-                    },
-                },
-            },
-        }
-    )
+    trial_job = _trial_job([sys.executable, "-c", code, "${trialParameters.x}"])
+    store.create(_experiment("hp", trial_job, trials=2))
 
     def trials_ended() -> list[Obj] | None:
         items, _ = store.list(TRIALS, "default", {"katib.kubeflow.org/experiment": "hp"})
