@@ -233,6 +233,17 @@ def _clean_auth_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("HOME", str(home))
 
 
+def _htpasswd_registry(registry: Registry, tmp_path: Path) -> str:
+    """A registry that takes only USER with PASSWORD (Basic auth from an htpasswd file)."""
+    users = tmp_path / "htpasswd"
+    users.write_bytes(
+        subprocess.run(
+            [_tool("htpasswd"), "-Bbn", USER, PASSWORD], capture_output=True, check=True
+        ).stdout
+    )
+    return registry(f"auth:\n  htpasswd:\n    realm: wonderland\n    path: {users}\n")
+
+
 def test_a_registry_with_htpasswd_takes_the_credentials_podman_saved(
     tmp_path: Path,
     debian_base: Path,
@@ -240,13 +251,8 @@ def test_a_registry_with_htpasswd_takes_the_credentials_podman_saved(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    htpasswd = _tool("htpasswd")
     _clean_auth_env(monkeypatch, tmp_path / "home")
-    users = tmp_path / "htpasswd"
-    users.write_bytes(
-        subprocess.run([htpasswd, "-Bbn", USER, PASSWORD], capture_output=True, check=True).stdout
-    )
-    host = registry(f"auth:\n  htpasswd:\n    realm: wonderland\n    path: {users}\n")
+    host = _htpasswd_registry(registry, tmp_path)
     # No credentials: the image, the registry and what to do.
     assert _push_frontend(tmp_path, debian_base, host) == 1
     err = capsys.readouterr().err
@@ -287,14 +293,9 @@ def test_the_base_comes_from_the_users_registry(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    htpasswd = _tool("htpasswd")
     _clean_auth_env(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    users = tmp_path / "htpasswd"
-    users.write_bytes(
-        subprocess.run([htpasswd, "-Bbn", USER, PASSWORD], capture_output=True, check=True).stdout
-    )
-    host = registry(f"auth:\n  htpasswd:\n    realm: wonderland\n    path: {users}\n")
+    host = _htpasswd_registry(registry, tmp_path)
     base_ref = f"{host}/mirror/debian-python3:bookworm"
     _skopeo(
         "copy",
