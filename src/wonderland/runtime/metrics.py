@@ -2,7 +2,8 @@
 
 CPU use is a rate: as metrics-server does, two samples of the cumulative CPU time are
 compared. The previous request's sample is reused when it is recent; otherwise a second
-sample is taken :data:`SAMPLE_WINDOW` seconds after the first. Memory is the working set
+sample is taken :data:`SAMPLE_WINDOW` seconds after the first. A window is never shorter
+than :data:`SAMPLE_WINDOW`. Memory is the working set
 (cgroup usage less inactive file pages; resident memory of the process tree without
 cgroups). Node figures come from ``/proc/stat`` and ``/proc/meminfo``.
 """
@@ -90,8 +91,12 @@ class KubeletAPI:
                 previous = self._sample()
                 await asyncio.sleep(SAMPLE_WINDOW)
             current = self._sample()
-            if current[0] - previous[0] < 0.05:
-                await asyncio.sleep(SAMPLE_WINDOW)
+            short = SAMPLE_WINDOW - (current[0] - previous[0])
+            if short > 0:
+                # a window shorter than a few CPU-quota periods (CFS: 100 ms) catches a
+                # throttled container's burst, not its rate: 30 ms of a 300m quota in a
+                # 60 ms window would read as 500m
+                await asyncio.sleep(short)
                 current = self._sample()
             self._last = current
             return previous, current
@@ -132,15 +137,19 @@ class KubeletAPI:
                 before_this = earlier.get(name)
                 if before_this is not None and before_this[2] == started:
                     nanocores = max(int((cpu_ns - before_this[0]) / elapsed), 0)
-                else:
+                elif after[0] - started >= SAMPLE_WINDOW:
                     # started within the window: its whole CPU time over its whole life
-                    nanocores = int(cpu_ns / max(after[0] - started, 1e-3))
+                    nanocores = int(cpu_ns / (after[0] - started))
+                else:
+                    continue  # too young for a rate; metrics-server too lists it later
                 rows.append(
                     {
                         "name": name,
                         "usage": {"cpu": f"{nanocores}n", "memory": f"{memory // 1024}Ki"},
                     }
                 )
+            if not rows:
+                continue
             out.append(
                 {
                     "kind": "PodMetrics",
