@@ -20,13 +20,14 @@ import inspect
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from wonderland.ports import free_port
 
 READY_TIMEOUT = 30.0
 WONDERLAND = [sys.executable, "-m", "wonderland"]
@@ -42,13 +43,6 @@ __all__ = [
     "wait_for",
     "wait_until",
 ]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(

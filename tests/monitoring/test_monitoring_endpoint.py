@@ -87,12 +87,6 @@ def test_pods_that_do_not_run_have_no_targets_and_each_address_counts_once() -> 
     assert sorted(t.job for t in targets) == ["dapr", "pods"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_the_endpoint_serves_the_registry_and_added_routes_to_loopback_only() -> None:
     hub = MetricsHub()
     served = Counter("wonderland_test_things", "things", registry=hub.registry)

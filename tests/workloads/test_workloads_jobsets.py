@@ -164,7 +164,11 @@ async def test_depends_on_waits_for_complete_then_ready(platform: Platform, tmp_
             ),
             rjob(
                 "launcher",
-                f"echo launcher-start {STAMP} >> {log}; sleep 2.5; echo launcher-end {STAMP} >> {log}",
+                # runs until a worker has started (60 s at most): workers that waited for
+                # the launcher to complete instead of to be ready would start after its end
+                f"echo launcher-start {STAMP} >> {log}; for i in $(seq 1200); do "
+                f"grep -q worker-start {log} && break; sleep 0.05; done; "
+                f"echo launcher-end {STAMP} >> {log}",
                 dependsOn=[{"name": "init", "status": "Complete"}],
             ),
             rjob(

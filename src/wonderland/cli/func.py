@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from wonderland.errors import ConfigError
+from wonderland.ports import free_port
 
 __all__ = ["register"]
 
@@ -116,8 +117,8 @@ def _free_port(host: str, port: int) -> int:
             sock.bind((host, port))
             return port
         except OSError:
-            sock.bind((host, 0))
-            return int(sock.getsockname()[1])
+            pass
+    return free_port(host)
 
 
 def _run(args: argparse.Namespace) -> int:

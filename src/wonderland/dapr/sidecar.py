@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 from wonderland.dapr.errors import DaprError
 from wonderland.dapr.resources import ComponentResource, MetadataValue, ResourceSet
 from wonderland.dapr.runtime import DaprRuntime, RuntimeOptions
+from wonderland.ports import free_port
 
 __all__ = [
     "DEFAULT_METRICS_PORT",
@@ -37,13 +37,6 @@ __all__ = [
 DEFAULT_METRICS_PORT = 9090
 
 log = logging.getLogger("wonderland.dapr")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def default_resources(state_dir: Path) -> ResourceSet:

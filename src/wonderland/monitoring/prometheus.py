@@ -37,6 +37,7 @@ from wonderland.monitoring.promconfig import (
     prometheus_command,
     prometheus_config,
 )
+from wonderland.ports import free_port
 from wonderland.probes import http_ok
 from wonderland.runtime.containers import SETPRIV, die_with_parent
 from wonderland.settings import Settings
@@ -79,13 +80,6 @@ def _port_free(host: str, port: int) -> str:
         except OSError as exc:
             return exc.strerror or str(exc)
     return ""
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 async def _ready(url: str) -> bool:
@@ -159,7 +153,7 @@ class PrometheusServer:
             return
         self.binary = binary
         if self.port == 0:
-            self.port = _free_port(self.host)
+            self.port = free_port(self.host)
         else:
             taken = _port_free(self.host, self.port)
             if taken:

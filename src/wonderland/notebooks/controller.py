@@ -21,7 +21,6 @@ import asyncio
 import copy
 import logging
 import secrets
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from wonderland.api.owners import controller_ref
 from wonderland.api.schemas.kubeflow import NotebookObject
 from wonderland.controllers import Result
 from wonderland.errors import ConflictError, InvalidError, NotFoundError, WonderlandError
+from wonderland.ports import free_port
 from wonderland.store import Store
 from wonderland.tracking.access import TRACKING_URI_ENV, TrackingAccess
 
@@ -60,12 +60,6 @@ def notebook_prefix(namespace: str, name: str) -> str:
 
 def token_secret_name(name: str) -> str:
     return f"{name}-notebook-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def check_notebook(new: Obj, old: Obj | None) -> None:
@@ -205,7 +199,7 @@ class NotebookReconciler:
                 self.record(self.store, nb, "Normal", "Stopped", "Stopped the notebook's pod")
         elif pod is None:
             try:
-                pod = self.store.create(build_pod(nb, _free_port()))
+                pod = self.store.create(build_pod(nb, free_port()))
             except WonderlandError as exc:
                 self.record(self.store, nb, "Warning", "FailedCreate", f"Error creating: {exc}")
                 raise

@@ -26,11 +26,12 @@ starts once their ``ready_port`` answers, and they stop after the app.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from wonderland import ports
 
 __all__ = [
     "Companion",
@@ -59,9 +60,7 @@ class ReplicaInfo:
     @staticmethod
     def free_port() -> int:
         """A free TCP port on 127.0.0.1 for a companion to listen on."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
+        return ports.free_port()
 
 
 @dataclass(frozen=True)

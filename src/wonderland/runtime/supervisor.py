@@ -23,7 +23,6 @@ import contextlib
 import logging
 import math
 import secrets
-import socket
 import string
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from wonderland.errors import ConflictError, NotFoundError, WonderlandError
+from wonderland.ports import free_port
 from wonderland.runtime import companions
 from wonderland.runtime.kubelet import Kubelet
 from wonderland.runtime.pod_worker import PodWorker
@@ -44,13 +44,6 @@ log = logging.getLogger("wonderland.runtime")
 L_REVISION = "serving.knative.dev/revision"
 USER_CONTAINER = "user-container"
 _ALNUM = string.ascii_lowercase + string.digits
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -25,7 +25,6 @@ import importlib.util
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from wonderland.ports import free_port
 from wonderland.probes import http_ok
 from wonderland.runtime.containers import SETPRIV, die_with_parent
 from wonderland.settings import Settings
@@ -165,12 +165,6 @@ class TrackingStatus:
 
     def as_info(self) -> dict[str, str]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class TrackingServer:
@@ -362,7 +356,7 @@ class TrackingServer:
             await self._stopping
         self._set_state("starting")
         started = time.monotonic()
-        port = _free_port()
+        port = free_port()
         env = lean_environment(
             backend_store_uri=with_driver(self.backend_store_uri),
             artifacts_dir=self.root / "artifacts",

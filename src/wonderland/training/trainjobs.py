@@ -20,7 +20,6 @@ templates (``tracking.wonderland.dev/run-id``), so every Job of it continues tha
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -34,6 +33,7 @@ from wonderland.controllers import Result
 from wonderland.controllers.events import EventRecorder
 from wonderland.datasets.lineage import mlflow_input, mounted_datasets
 from wonderland.errors import AlreadyExistsError, ConflictError, NotFoundError, WonderlandError
+from wonderland.ports import free_port
 from wonderland.store import Store
 from wonderland.tracking.access import TrackingAccess
 from wonderland.tracking.runs import (
@@ -253,7 +253,7 @@ class TrainJobReconciler:
         ``port`` is the rendezvous port (a free one is picked when None)."""
         runtime = self._runtime(raw, job)
         info = new_runtime_info(job, runtime)
-        frameworks.enforce_ml_policy(info, job, port or _free_port())
+        frameworks.enforce_ml_policy(info, job, port or free_port())
         if self.status_env is not None:
             self.status_env.inject(info, job)
         return info
@@ -529,10 +529,3 @@ def _annotate_run(jobset: Obj, run_id: str) -> None:
     for rjob in jobset.get("spec", {}).get("replicatedJobs") or []:
         meta = rjob.setdefault("template", {}).setdefault("metadata", {})
         meta.setdefault("annotations", {})[RUN_ID_ANNOTATION] = run_id
-
-
-def _free_port() -> int:
-    """A TCP port free on loopback now, for the job's rendezvous."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
