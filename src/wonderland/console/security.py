@@ -88,16 +88,30 @@ def _ticket_key(token: bytes) -> bytes:
     return hashlib.sha256(b"wonderland-console-ticket\0" + token).digest()
 
 
-def _ticket_mac(key: bytes, payload: str) -> str:
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+def _signed(key: bytes, lifetime: float, now: float | None) -> str:
+    """``<expiry>.<nonce>.<mac>``: a value good for ``lifetime`` seconds, signed with ``key``."""
+    expiry = int((time.time() if now is None else now) + lifetime)
+    payload = f"{expiry}.{secrets.token_urlsafe(16)}"
+    return f"{payload}.{hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()}"
+
+
+def _checked(key: bytes, value: str) -> tuple[int, str] | None:
+    """The expiry and nonce of a value :func:`_signed` made with ``key``; None if it is not
+    one (expiry not checked)."""
+    parts = value.split(".")
+    if len(parts) != 3 or not parts[0].isdigit():
+        return None
+    payload = f"{parts[0]}.{parts[1]}"
+    mac = hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(parts[2], mac):
+        return None
+    return int(parts[0]), parts[1]
 
 
 def sign_in_ticket(token: str, now: float | None = None) -> str:
     """A one-time sign-in ticket for the console of the platform whose token is ``token``
     (``/signin?ticket=...``): good for :data:`TICKET_SECONDS`, once."""
-    expiry = int((time.time() if now is None else now) + TICKET_SECONDS)
-    payload = f"{expiry}.{secrets.token_urlsafe(16)}"
-    return f"{payload}.{_ticket_mac(_ticket_key(token.strip().encode()), payload)}"
+    return _signed(_ticket_key(token.strip().encode()), TICKET_SECONDS, now)
 
 
 class SessionSigner:
@@ -114,44 +128,34 @@ class SessionSigner:
     def redeem(self, ticket: str, now: float | None = None) -> bool:
         """Whether ``ticket`` is a sign-in ticket of this token that has not expired and
         was not used before; it cannot be used again."""
-        parts = ticket.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        checked = _checked(self._ticket_key, ticket)
+        if checked is None:
             return False
-        payload = f"{parts[0]}.{parts[1]}"
-        if not hmac.compare_digest(parts[2], _ticket_mac(self._ticket_key, payload)):
-            return False
+        expiry, nonce = checked
         at = time.time() if now is None else now
-        expiry = int(parts[0])
         if not at < expiry <= at + TICKET_SECONDS + 5:  # (a clock step back: still short)
             return False
         self._redeemed = {n: e for n, e in self._redeemed.items() if e > at}
-        if parts[1] in self._redeemed:
+        if nonce in self._redeemed:
             return False
-        self._redeemed[parts[1]] = float(expiry)
+        self._redeemed[nonce] = float(expiry)
         return True
 
     def token_ok(self, given: str) -> bool:
         """Whether ``given`` is the platform's token (constant time)."""
         return hmac.compare_digest(given.strip().encode(), self._token)
 
-    def _mac(self, payload: str) -> str:
-        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
-
     def issue(self, now: float | None = None) -> str:
-        expiry = int((time.time() if now is None else now) + self.lifetime)
-        payload = f"{expiry}.{secrets.token_urlsafe(16)}"
-        return f"{payload}.{self._mac(payload)}"
+        return _signed(self._key, self.lifetime, now)
 
     def valid(self, value: str, now: float | None = None) -> bool:
-        parts = value.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        checked = _checked(self._key, value)
+        if checked is None:
             return False
-        payload = f"{parts[0]}.{parts[1]}"
-        if not hmac.compare_digest(parts[2], self._mac(payload)):
+        expiry, nonce = checked
+        if expiry <= (time.time() if now is None else now):
             return False
-        if int(parts[0]) <= (time.time() if now is None else now):
-            return False
-        return parts[1] not in self._revoked
+        return nonce not in self._revoked
 
     def revoke(self, value: str) -> None:
         if not self.valid(value):

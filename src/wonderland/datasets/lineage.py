@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from wonderland.datasets.onboard import PVCS, Dataset, is_dataset
+from wonderland.datasets.onboard import PVCS, Dataset, is_dataset, short_digest
 from wonderland.errors import NotFoundError
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
 Obj = dict[str, Any]
 # the input tag holding the full digest (MLflow's own digest field takes 36 characters)
 DIGEST_TAG = "wonderland.dataset.digest"
-SHORT_DIGEST = 12  # as `wonderland get datasets` shows it
 
 
 class ClaimReader(Protocol):
@@ -104,7 +103,6 @@ def mlflow_input(dataset: DatasetInput, context: str = "training") -> Obj:
     """The dataset as one entry of MLflow's ``runs/log-inputs`` ``datasets``: named as the
     claim, MLflow's digest the short one ``wonderland get datasets`` shows, the full digest
     in the input tag :data:`DIGEST_TAG` and the profile, and ``mlflow.data.context``."""
-    hexdigest = dataset.digest.removeprefix("sha256:")
     return {
         "tags": [
             {"key": "mlflow.data.context", "value": context},
@@ -112,7 +110,7 @@ def mlflow_input(dataset: DatasetInput, context: str = "training") -> Obj:
         ],
         "dataset": {
             "name": dataset.name,
-            "digest": hexdigest[:SHORT_DIGEST],
+            "digest": short_digest(dataset.digest),
             "source_type": "local",
             "source": json.dumps({"uri": dataset.source or f"pvc://{dataset.name}"}),
             "profile": json.dumps({"digest": dataset.digest}),

@@ -53,6 +53,7 @@ __all__ = [
     "is_dataset",
     "list_datasets",
     "resolve_source",
+    "short_digest",
 ]
 
 Obj = dict[str, Any]
@@ -82,6 +83,11 @@ class ObjectWriter(Protocol):
     def delete(self, resource: str, namespace: str | None, name: str) -> Any: ...
 
     def list(self, resource: str | None, namespace: str | None = None) -> tuple[list[Obj], str]: ...
+
+
+def short_digest(digest: str) -> str:
+    """The first 12 hex digits of a ``sha256:`` digest, as listings show it."""
+    return digest.removeprefix("sha256:")[:12]
 
 
 @dataclass(frozen=True)

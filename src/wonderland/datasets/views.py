@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wonderland.api.core_printers import since
 from wonderland.api.printing import render
-from wonderland.datasets.onboard import Dataset
+from wonderland.datasets.onboard import Dataset, short_digest
 
 __all__ = ["describe", "human_size", "table"]
 
@@ -28,7 +28,7 @@ def table(datasets: list[Dataset], with_namespace: bool = False) -> str:
                 d.phase,
                 str(d.files),
                 human_size(d.size),
-                d.digest.removeprefix("sha256:")[:12],
+                short_digest(d.digest),
                 d.source,
                 since(d.created),
             ],

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from wonderland.export.layers import default_cache
 from wonderland.export.oci import ImageBuildError
 from wonderland.export.registry import ImageRef, RegistryClient
 
@@ -31,8 +31,8 @@ _REF_NAME = "org.opencontainers.image.ref.name"
 
 
 def default_bases() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "wonderland" / "bases"
+    """``bases`` beside the build's layer cache (``$XDG_CACHE_HOME/wonderland``)."""
+    return default_cache().parent / "bases"
 
 
 def looks_like_image(value: str) -> bool:
@@ -61,8 +61,7 @@ def pull_base(
     def have(digest: str) -> bool:
         return (blobs / digest.removeprefix("sha256:")).is_file()
 
-    def put(data: bytes) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    def put(data: bytes, digest: str) -> str:
         path = blobs / digest.removeprefix("sha256:")
         if not path.is_file():
             tmp = path.with_suffix(".tmp")
@@ -93,9 +92,9 @@ def pull_base(
         for desc in [doc["config"], *doc["layers"]]:
             if not have(desc["digest"]):
                 say(f"--base {ref}: pull {desc['digest'][:19]} ({int(desc['size']) / 1e6:.1f} MB)")
-                put(client.get_blob(desc["digest"]))
+                put(client.get_blob(desc["digest"]), desc["digest"])  # checked by get_blob
                 fetched += 1
-        digest = put(data)
+        digest = put(data, "sha256:" + hashlib.sha256(data).hexdigest())
     finally:
         client.close()
     say(f"--base {ref}: {digest[:19]} ({fetched} blob(s) pulled, into {layout})")
