@@ -89,7 +89,16 @@ class Trainer:
         def done() -> Obj | None:
             return self.condition(name, "Complete") or self.condition(name, "Failed")
 
-        return await wait_until(done, timeout, f"trainjob {name} to finish")
+        try:
+            return await wait_until(done, timeout, f"trainjob {name} to finish")
+        except AssertionError as exc:
+            # what it was doing: its events, and each node pod's phase and last log lines
+            pods = [
+                f"{p['metadata']['name']} {(p.get('status') or {}).get('phase')}: "
+                f"{self.log(p['metadata']['name'])[-600:]!r}"
+                for p in self.pods(name)
+            ]
+            raise AssertionError(f"{exc}; events {self.events(name)}; pods {pods}") from exc
 
 
 def has_torchrun() -> bool:
